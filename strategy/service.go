@@ -1,0 +1,319 @@
+package strategy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Input is one draw as the engine sees it. The activity domain supplies Score (draws used
+// in the activity before this one) and DrawsToday (draws completed today before this one);
+// random_raffle draws as user "system" with both zero.
+type Input struct {
+	UserID     string
+	StrategyID int64
+	Score      int64
+	DrawsToday int64
+}
+
+// Result is a draw's award.
+type Result struct {
+	AwardID  int
+	Title    string
+	Subtitle string
+	Sort     int // big-market's awardIndex on the 9-grid
+	// RuleValue is the grant's parameters when a rule set them (the luck award's "1,100");
+	// empty means the award's own award_config applies.
+	RuleValue   string
+	AwardKey    string
+	AwardConfig string
+	// Rule is the rule that decided the award: rule_blacklist, rule_stock (a stocked pick
+	// by rule_weight or the default table) or rule_luck_award.
+	Rule RuleModel
+	// Chain is the chain rule that made the pick: rule_blacklist, rule_weight or rule_default.
+	Chain RuleModel
+}
+
+// Assembled is a strategy ready to draw: its tables, chain, trees and awards, immutable
+// once built and shared by all draws.
+type Assembled struct {
+	StrategyID int64
+	Awards     []Award // by sort
+	Table      *Table
+	Tiers      []Tier
+
+	awards    map[int]*Award
+	chain     []ChainRule
+	trees     map[int]*Tree // by award id; awards without a tree use the implicit one
+	blacklist *blacklist
+	tiers     []Tier
+	expireAt  time.Time
+}
+
+// Award returns the strategy's award with the id, if any.
+func (a *Assembled) Award(id int) (Award, bool) {
+	aw, ok := a.awards[id]
+	if !ok {
+		return Award{}, false
+	}
+	return *aw, true
+}
+
+// Tree returns the rule tree an award's pick goes through.
+func (a *Assembled) Tree(awardID int) *Tree { return a.trees[awardID] }
+
+// Options configures a Service.
+type Options struct {
+	Configs ConfigStore
+	Stock   Stock
+	Sink    StockSink // may be nil
+	Rand    Rand      // default GlobalRand; a seeded *rand.Rand is not safe for concurrent draws
+	Now     func() time.Time
+	Logger  *slog.Logger
+	// DefaultStockTTL is how long stock keys live for a strategy with no activity.
+	DefaultStockTTL time.Duration
+	// ImplicitLuckAward is the rule_luck_award value used for awards that have no rule tree:
+	// they still go through rule_stock, and fall back to this award when out of stock.
+	ImplicitLuckAward string
+	ChainRules        ChainRules // default DefaultChainRules()
+	TreeRules         TreeRules  // default DefaultTreeRules()
+}
+
+// Service assembles strategies and draws from them.
+type Service struct {
+	opts      Options
+	implicit  TreeConfig
+	mu        sync.Mutex // serialises assembly
+	assembled sync.Map   // int64 → *Assembled
+}
+
+// NewService returns a Service; Configs and Stock are required.
+func NewService(opts Options) *Service {
+	if opts.Rand == nil {
+		opts.Rand = GlobalRand{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.DefaultStockTTL <= 0 {
+		opts.DefaultStockTTL = 30 * 24 * time.Hour
+	}
+	if opts.ImplicitLuckAward == "" {
+		opts.ImplicitLuckAward = "101:1,100"
+	}
+	if opts.ChainRules == nil {
+		opts.ChainRules = DefaultChainRules()
+	}
+	if opts.TreeRules == nil {
+		opts.TreeRules = DefaultTreeRules()
+	}
+	return &Service{
+		opts: opts,
+		implicit: TreeConfig{
+			ID:   "implicit_stock",
+			Root: RuleStock,
+			Nodes: []TreeNode{
+				{RuleKey: RuleStock},
+				{RuleKey: RuleLuckAward, Value: opts.ImplicitLuckAward},
+			},
+			Lines: []TreeLine{{From: RuleStock, To: RuleLuckAward, LimitType: "EQUAL", LimitValue: string(Allow)}},
+		},
+	}
+}
+
+// Armory (re)assembles a strategy from its stored config and preheats its stock. It is
+// idempotent: stock already in the cache is left as it is.
+func (s *Service) Armory(ctx context.Context, strategyID int64) (*Assembled, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.assemble(ctx, strategyID)
+}
+
+// Assembled returns the strategy's assembly, building it on first use.
+func (s *Service) Assembled(ctx context.Context, strategyID int64) (*Assembled, error) {
+	if a, ok := s.assembled.Load(strategyID); ok {
+		return a.(*Assembled), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.assembled.Load(strategyID); ok {
+		return a.(*Assembled), nil
+	}
+	return s.assemble(ctx, strategyID)
+}
+
+// assemble builds and stores an assembly; the caller holds s.mu.
+func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, error) {
+	cfg, err := s.opts.Configs.LoadStrategy(ctx, strategyID)
+	if err != nil {
+		return nil, fmt.Errorf("load strategy %d: %w", strategyID, err)
+	}
+	a, err := s.build(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
+	}
+	for _, aw := range a.Awards {
+		ref := AwardRef{StrategyID: strategyID, AwardID: aw.AwardID}
+		if err := s.opts.Stock.Preheat(ctx, ref, aw.Surplus, a.expireAt); err != nil {
+			return nil, fmt.Errorf("preheat stock of strategy %d award %d: %w", strategyID, aw.AwardID, err)
+		}
+	}
+	s.assembled.Store(strategyID, a)
+	return a, nil
+}
+
+// build turns a config into an assembly without touching any store.
+func (s *Service) build(cfg Config) (*Assembled, error) {
+	if len(cfg.Awards) == 0 {
+		return nil, ErrStrategyNotFound
+	}
+	a := &Assembled{
+		StrategyID: cfg.StrategyID,
+		Awards:     cfg.Awards,
+		awards:     make(map[int]*Award, len(cfg.Awards)),
+		trees:      make(map[int]*Tree, len(cfg.Awards)),
+	}
+	entries := make([]Entry, 0, len(cfg.Awards))
+	rates := make(map[int]Rate, len(cfg.Awards))
+	for i := range a.Awards {
+		aw := &a.Awards[i]
+		if _, dup := a.awards[aw.AwardID]; dup {
+			return nil, fmt.Errorf("award %d listed twice: %w", aw.AwardID, ErrInvalidConfig)
+		}
+		a.awards[aw.AwardID] = aw
+		entries = append(entries, Entry{AwardID: aw.AwardID, Rate: aw.Rate})
+		rates[aw.AwardID] = aw.Rate
+	}
+	var err error
+	if a.Table, err = NewTable(entries); err != nil {
+		return nil, err
+	}
+	loaded := map[string]*Tree{}
+	for _, aw := range a.Awards {
+		id := aw.TreeID
+		tc, ok := cfg.Trees[id]
+		if id == "" {
+			tc, ok = s.implicit, true
+		}
+		if !ok {
+			return nil, fmt.Errorf("award %d: tree %s not found: %w", aw.AwardID, id, ErrInvalidTree)
+		}
+		t, done := loaded[tc.ID]
+		if !done {
+			if t, err = NewTree(tc, s.opts.TreeRules); err != nil {
+				return nil, err
+			}
+			loaded[tc.ID] = t
+		}
+		a.trees[aw.AwardID] = t
+	}
+	for _, model := range cfg.RuleModels {
+		link, ok := s.opts.ChainRules[model]
+		if !ok {
+			return nil, fmt.Errorf("unsupported chain rule %q: %w", model, ErrInvalidConfig)
+		}
+		value, found := ruleValue(cfg.Rules, model)
+		switch model {
+		case RuleBlacklist:
+			if !found {
+				return nil, fmt.Errorf("rule_blacklist has no strategy_rule row: %w", ErrInvalidConfig)
+			}
+			if a.blacklist, err = parseBlacklist(value); err != nil {
+				return nil, err
+			}
+		case RuleWeight:
+			if !found {
+				return nil, ErrRuleWeightMissing
+			}
+			if a.tiers, err = parseTiers(value, rates); err != nil {
+				return nil, err
+			}
+			a.Tiers = a.tiers
+		}
+		a.chain = append(a.chain, link)
+	}
+	a.expireAt = s.opts.Now().Add(s.opts.DefaultStockTTL)
+	if !cfg.ActivityEnd.IsZero() {
+		a.expireAt = cfg.ActivityEnd.Add(24 * time.Hour)
+	}
+	return a, nil
+}
+
+func ruleValue(rules []Rule, model RuleModel) (string, bool) {
+	for _, r := range rules {
+		if r.Model == model {
+			return r.Value, true
+		}
+	}
+	return "", false
+}
+
+// Draw runs the chain, then the picked award's tree (unless the pick is a fallback), and
+// returns the award granted.
+func (s *Service) Draw(ctx context.Context, in Input) (Result, error) {
+	a, err := s.Assembled(ctx, in.StrategyID)
+	if err != nil {
+		return Result{}, err
+	}
+	pick := Pick{Rule: RuleDefault}
+	matched := false
+	for _, link := range a.chain {
+		if pick, matched = link(a, in, s.opts.Rand); matched {
+			break
+		}
+	}
+	if !matched {
+		pick = Pick{AwardID: a.Table.Pick(s.opts.Rand), Rule: RuleDefault}
+	}
+	if pick.Fallback {
+		return a.result(pick.AwardID, "", pick.Rule, pick.Rule), nil
+	}
+	out, err := a.trees[pick.AwardID].Walk(ctx, s, NodeInput{
+		Ref:        AwardRef{StrategyID: a.StrategyID, AwardID: pick.AwardID},
+		DrawsToday: in.DrawsToday,
+		ExpireAt:   a.expireAt,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if out.AwardID == 0 {
+		return Result{}, fmt.Errorf("tree of award %d ended with %s and no award: %w", pick.AwardID, out.Rule, ErrInvalidTree)
+	}
+	return a.result(out.AwardID, out.RuleValue, out.Rule, pick.Rule), nil
+}
+
+func (a *Assembled) result(awardID int, ruleValue string, rule, chain RuleModel) Result {
+	r := Result{AwardID: awardID, RuleValue: ruleValue, Rule: rule, Chain: chain}
+	if aw, ok := a.awards[awardID]; ok {
+		r.Title, r.Subtitle, r.Sort = aw.Title, aw.Subtitle, aw.Sort
+		r.AwardKey, r.AwardConfig = aw.AwardKey, aw.AwardConfig
+	}
+	return r
+}
+
+// deduct takes one unit of an award's stock. It reports false when the stock is out or
+// missing from the cache (undersell, never oversell).
+func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) (bool, error) {
+	remaining, err := s.opts.Stock.Deduct(ctx, ref, expireAt)
+	switch {
+	case err == nil:
+		if s.opts.Sink != nil {
+			s.opts.Sink.Consumed(ref, remaining)
+		}
+		return true, nil
+	case errors.Is(err, ErrStockOut):
+		return false, nil
+	case errors.Is(err, ErrStockMissing):
+		s.opts.Logger.Warn("award stock missing from cache; treating as out of stock",
+			"strategy_id", ref.StrategyID, "award_id", ref.AwardID)
+		return false, nil
+	default:
+		return false, fmt.Errorf("deduct stock of strategy %d award %d: %w", ref.StrategyID, ref.AwardID, err)
+	}
+}

@@ -1,0 +1,259 @@
+package strategy
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+func newTestService(stock *fakeStock, configs ...Config) *Service {
+	m := map[int64]Config{}
+	for _, c := range configs {
+		m[c.StrategyID] = c
+	}
+	return NewService(Options{Configs: fakeConfigs{m}, Stock: stock, Rand: rand.New(rand.NewPCG(7, 11))})
+}
+
+func TestDrawBlacklistIsFallback(t *testing.T) {
+	t.Parallel()
+	stock := newFakeStock()
+	s := newTestService(stock, seedConfig(100006))
+	for range 50 {
+		r, err := s.Draw(context.Background(), Input{UserID: "user003", StrategyID: 100006, Score: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.AwardID != 101 || r.Rule != RuleBlacklist || r.Chain != RuleBlacklist {
+			t.Fatalf("user003 got %+v, want award 101 by rule_blacklist", r)
+		}
+	}
+	for id := 101; id <= 108; id++ {
+		if n := stock.taken(AwardRef{100006, id}); n != 0 {
+			t.Errorf("blacklist draws took %d units of award %d", n, id)
+		}
+	}
+}
+
+func TestDrawWeightTierGoesThroughStock(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		score  int64
+		awards []int
+	}{
+		{10, []int{102, 103}}, {69, []int{102, 103}}, {70, []int{106, 107}}, {1000, []int{104, 105}}, {5000, []int{104, 105}},
+	} {
+		stock := newFakeStock()
+		s := newTestService(stock, seedConfig(100006))
+		granted := map[int]int{}
+		for range 200 {
+			// DrawsToday 5 unlocks every rule_lock, so tier picks reach rule_stock.
+			r, err := s.Draw(context.Background(), Input{UserID: "u1", StrategyID: 100006, Score: tc.score, DrawsToday: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Chain != RuleWeight {
+				t.Fatalf("score %d: chain %s, want rule_weight", tc.score, r.Chain)
+			}
+			granted[r.AwardID]++
+		}
+		total := granted[101]
+		for _, id := range tc.awards {
+			total += granted[id]
+			if taken := stock.taken(AwardRef{100006, id}); taken != granted[id] || granted[id] > 100 {
+				t.Errorf("score %d award %d: granted %d, stock taken %d (stock 100)", tc.score, id, granted[id], taken)
+			}
+		}
+		if total != 200 {
+			t.Errorf("score %d: granted %v", tc.score, granted)
+		}
+		for id := range granted {
+			if id != 101 && id != tc.awards[0] && id != tc.awards[1] {
+				t.Errorf("score %d: award %d is outside the tier", tc.score, id)
+			}
+		}
+	}
+}
+
+func TestDrawTierStockRunsOutToLuckAward(t *testing.T) {
+	t.Parallel()
+	stock := newFakeStock()
+	s := newTestService(stock, seedConfig(100006))
+	granted := map[int]int{}
+	for range 500 {
+		r, err := s.Draw(context.Background(), Input{UserID: "u1", StrategyID: 100006, Score: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		granted[r.AwardID]++
+	}
+	if granted[102] != 100 || granted[103] != 100 || granted[101] != 300 {
+		t.Errorf("granted %v, want 100 of 102, 100 of 103 and 300 luck awards", granted)
+	}
+}
+
+func TestDrawRuleLock(t *testing.T) {
+	t.Parallel()
+	// Award 105 is behind tree_lock_3; a single-award strategy makes every pick 105.
+	cfg := Config{StrategyID: 1, Trees: seedTrees(), Awards: awards(105, 10, "1", "tree_lock_3")}
+	for _, tc := range []struct {
+		today int64
+		want  int
+		rule  RuleModel
+	}{
+		{0, 101, RuleLuckAward}, {2, 101, RuleLuckAward}, {3, 105, RuleStock}, {9, 105, RuleStock},
+	} {
+		stock := newFakeStock()
+		s := newTestService(stock, cfg)
+		r, err := s.Draw(context.Background(), Input{UserID: "u", StrategyID: 1, DrawsToday: tc.today})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.AwardID != tc.want || r.Rule != tc.rule {
+			t.Errorf("draws today %d: got award %d by %s, want %d by %s", tc.today, r.AwardID, r.Rule, tc.want, tc.rule)
+		}
+		if tc.want == 101 && r.RuleValue != "1,100" {
+			t.Errorf("luck award rule value %q, want 1,100", r.RuleValue)
+		}
+		wantTaken := 0
+		if tc.want == 105 {
+			wantTaken = 1
+		}
+		if n := stock.taken(AwardRef{1, 105}); n != wantTaken {
+			t.Errorf("draws today %d: stock taken %d, want %d", tc.today, n, wantTaken)
+		}
+	}
+}
+
+func TestDrawAwardWithoutTreeStillTakesStock(t *testing.T) {
+	t.Parallel()
+	stock := newFakeStock()
+	s := newTestService(stock, seedConfig(100002))
+	granted := map[int]int{}
+	for range 100 {
+		r, err := s.Draw(context.Background(), Input{UserID: "system", StrategyID: 100002})
+		if err != nil {
+			t.Fatal(err)
+		}
+		granted[r.AwardID]++
+	}
+	// Each award has stock 1: at most one of each, every other draw is the luck award.
+	if granted[102] > 1 || granted[106] > 1 || granted[101] > 1+100 {
+		t.Errorf("granted %v", granted)
+	}
+	if stock.taken(AwardRef{100002, 101}) > 1 {
+		t.Errorf("award 101 stock taken %d times", stock.taken(AwardRef{100002, 101}))
+	}
+}
+
+func TestDrawStaleOrMissingStockNeverGrants(t *testing.T) {
+	t.Parallel()
+	cfg := Config{StrategyID: 2, Trees: seedTrees(), Awards: awards(102, 3, "1", "tree_luck_award")}
+	stock := newFakeStock()
+	sink := &fakeSink{}
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{2: cfg}}, Stock: stock, Sink: sink})
+	ctx := context.Background()
+	got := map[int]int{}
+	for range 5 {
+		r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[r.AwardID]++
+	}
+	if got[102] != 3 || got[101] != 2 {
+		t.Errorf("granted %v, want 3 of 102 and 2 luck awards", got)
+	}
+	if low := sink.low[AwardRef{2, 102}]; low != 0 {
+		t.Errorf("sink low watermark %d, want 0", low)
+	}
+	stock.mu.Lock()
+	delete(stock.count, AwardRef{2, 102})
+	stock.mu.Unlock()
+	r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 2})
+	if err != nil || r.AwardID != 101 {
+		t.Errorf("draw with missing stock = %+v, %v; want the luck award", r, err)
+	}
+	stock.DeductFn = func(AwardRef) error { return errors.New("connection refused") }
+	if _, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 2}); err == nil {
+		t.Error("draw with a failing stock returned no error")
+	}
+}
+
+func TestDrawConcurrentNoOversell(t *testing.T) {
+	t.Parallel()
+	cfg := Config{StrategyID: 3, Trees: seedTrees(), Awards: awards(102, 100, "1", "tree_luck_award")}
+	stock := newFakeStock()
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{3: cfg}}, Stock: stock})
+	var mu sync.Mutex
+	got := map[int]int{}
+	var wg sync.WaitGroup
+	for range 500 {
+		wg.Go(func() {
+			r, err := s.Draw(context.Background(), Input{UserID: "u", StrategyID: 3})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			got[r.AwardID]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if got[102] != 100 || got[101] != 400 {
+		t.Errorf("granted %v, want exactly 100 of 102", got)
+	}
+}
+
+func TestAssemblyErrors(t *testing.T) {
+	t.Parallel()
+	base := seedConfig(100006)
+	noWeight := base
+	noWeight.Rules = base.Rules[:1]
+	unknownRule := base
+	unknownRule.RuleModels = []RuleModel{"rule_magic"}
+	badTier := base
+	badTier.Rules = []Rule{base.Rules[0], {Model: RuleWeight, Value: "10:999"}}
+	missingTree := base
+	missingTree.Trees = map[string]TreeConfig{"tree_luck_award": luckTree}
+	for name, tc := range map[string]struct {
+		cfg  Config
+		want error
+	}{
+		"rule_weight without row":    {noWeight, ErrRuleWeightMissing},
+		"unknown chain rule":         {unknownRule, ErrInvalidConfig},
+		"tier award not in strategy": {badTier, ErrInvalidConfig},
+		"missing tree":               {missingTree, ErrInvalidTree},
+	} {
+		s := NewService(Options{Configs: fakeConfigs{map[int64]Config{100006: tc.cfg}}, Stock: newFakeStock()})
+		if _, err := s.Draw(context.Background(), Input{UserID: "u", StrategyID: 100006}); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", name, err, tc.want)
+		}
+	}
+	s := NewService(Options{Configs: fakeConfigs{}, Stock: newFakeStock()})
+	if _, err := s.Draw(context.Background(), Input{StrategyID: 42}); !errors.Is(err, ErrStrategyNotFound) {
+		t.Errorf("unknown strategy: %v", err)
+	}
+}
+
+func TestArmoryPreheatsOnceAndReassembles(t *testing.T) {
+	t.Parallel()
+	stock := newFakeStock()
+	cfg := seedConfig(100006)
+	configs := fakeConfigs{map[int64]Config{100006: cfg}}
+	s := NewService(Options{Configs: configs, Stock: stock})
+	ctx := context.Background()
+	if _, err := s.Armory(ctx, 100006); err != nil {
+		t.Fatal(err)
+	}
+	ref := AwardRef{100006, 102}
+	stock.set(ref, 7)
+	if _, err := s.Armory(ctx, 100006); err != nil {
+		t.Fatal(err)
+	}
+	if stock.count[ref] != 7 {
+		t.Errorf("second armory reset stock to %d; preheat must not overwrite", stock.count[ref])
+	}
+}
