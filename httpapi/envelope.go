@@ -1,0 +1,128 @@
+// Package httpapi serves big-market's HTTP contract: the {code, info, data} envelope,
+// error-to-code mapping, CORS and the handlers.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// Code is a big-market response code.
+type Code string
+
+// Response codes of API.md.
+const (
+	CodeSuccess         Code = "0000"
+	CodeUnknown         Code = "0001"
+	CodeIllegalParam    Code = "0002"
+	CodeDuplicate       Code = "0003"
+	CodeDegraded        Code = "0004"
+	CodeRateLimited     Code = "0005"
+	CodeTimeout         Code = "0006"
+	CodeGateway         Code = "0007"
+	CodeBadAppToken     Code = "0008"
+	CodeRuleWeightEmpty Code = "ERR_BIZ_001"
+	CodeNotAssembled    Code = "ERR_BIZ_002"
+)
+
+var infos = map[Code]string{
+	CodeSuccess:         "成功",
+	CodeUnknown:         "未知失败",
+	CodeIllegalParam:    "非法参数",
+	CodeDuplicate:       "唯一索引冲突",
+	CodeDegraded:        "活动已降级",
+	CodeRateLimited:     "访问限流拦截",
+	CodeTimeout:         "超时",
+	CodeGateway:         "网关异常",
+	CodeBadAppToken:     "应用令牌错误",
+	CodeRuleWeightEmpty: "业务异常，策略规则中 rule_weight 权重规则已适用但未配置",
+	CodeNotAssembled:    "策略未装配，请通过装配接口初始化",
+}
+
+// envelope is every response body.
+type envelope struct {
+	Code Code   `json:"code"`
+	Info string `json:"info"`
+	Data any    `json:"data"`
+}
+
+// apiError is a request that ends in a non-success code.
+type apiError struct {
+	status int
+	code   Code
+	info   string // empty: the code's standard text
+	err    error  // cause, logged for internal errors
+}
+
+func (e *apiError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("%s: %v", e.code, e.err)
+	}
+	return string(e.code) + ": " + e.info
+}
+
+func (e *apiError) Unwrap() error { return e.err }
+
+// badParam is a 0002 with the given detail, shown to the client.
+func badParam(status int, format string, args ...any) *apiError {
+	return &apiError{status: status, code: CodeIllegalParam, info: infos[CodeIllegalParam] + ": " + fmt.Sprintf(format, args...)}
+}
+
+// errorCodes maps domain sentinels to codes; the first match wins. Business outcomes are
+// HTTP 200, as in big-market.
+var errorCodes = []struct {
+	err    error
+	status int
+	code   Code
+}{
+	{strategy.ErrStrategyNotFound, http.StatusOK, CodeIllegalParam},
+	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
+	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},
+	{strategy.ErrInvalidConfig, http.StatusOK, CodeNotAssembled},
+	{strategy.ErrNotAssembled, http.StatusOK, CodeNotAssembled},
+}
+
+// classify turns any error into the apiError to answer with.
+func classify(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	for _, m := range errorCodes {
+		if errors.Is(err, m.err) {
+			return &apiError{status: m.status, code: m.code, err: err}
+		}
+	}
+	return &apiError{status: http.StatusInternalServerError, code: CodeUnknown, err: err}
+}
+
+// writeJSON writes an envelope.
+func writeJSON(w http.ResponseWriter, status int, env envelope) {
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(env)
+}
+
+// ID is a numeric id that clients may send as a JSON number or a numeric string, as
+// big-market's Jackson binding accepts both.
+type ID int64
+
+// UnmarshalJSON accepts 100006 and "100006".
+func (id *ID) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "null" || s == "" {
+		return nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("not an integer id: %s", b)
+	}
+	*id = ID(v)
+	return nil
+}

@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// strategies is what the strategy endpoints need of the engine.
+type strategies interface {
+	Armory(ctx context.Context, strategyID int64) (*strategy.Assembled, error)
+	Draw(ctx context.Context, in strategy.Input) (strategy.Result, error)
+}
+
+// Options configures the API.
+type Options struct {
+	Strategies strategies
+	// Ready reports whether SQL, Redis and the broker are reachable (GET /readyz).
+	Ready    func(ctx context.Context) error
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // metrics; nil means none are served
+	// MaxBodyBytes bounds request bodies; default 64 KiB.
+	MaxBodyBytes int64
+}
+
+// Server is the HTTP API.
+type Server struct {
+	opts     Options
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	nextID   atomic.Uint64
+}
+
+// New returns the API handler with every route registered.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 10
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux()}
+	if opts.Registry != nil {
+		s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bigmarket_http_requests_total", Help: "API requests by route and response code.",
+		}, []string{"route", "code"})
+		s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "bigmarket_http_request_duration_seconds", Help: "API latency by route.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
+		}, []string{"route"})
+		opts.Registry.MustRegister(s.requests, s.latency)
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: "up"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("OPTIONS /api/", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+
+	const raffle = "/api/v1/raffle/"
+	s.handle("GET "+raffle+"strategy/strategy_armory", s.strategyArmory)
+	s.handle("POST "+raffle+"strategy/random_raffle", s.randomRaffle)
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, envelope{Code: CodeIllegalParam, Info: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return s
+}
+
+// ServeHTTP adds CORS headers and serves the route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+		h.Set("Access-Control-Max-Age", "86400")
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// handlerFunc returns a response's data or an error that classify turns into a code.
+type handlerFunc func(r *http.Request) (any, error)
+
+// handle registers a JSON endpoint: body limit, panic recovery, envelope, logs, metrics.
+func (s *Server) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		data, err := s.call(h, r)
+		env := envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: data}
+		status := http.StatusOK
+		if err != nil {
+			ae := classify(err)
+			status, env.Code, env.Info, env.Data = ae.status, ae.code, ae.info, nil
+			if env.Info == "" {
+				env.Info = infos[ae.code]
+			}
+			if ae.code == CodeUnknown || status >= 500 {
+				s.opts.Logger.Error("request failed", "request_id", s.requestID(r), "route", r.Pattern, "err", ae.err)
+			}
+		}
+		writeJSON(w, status, env)
+		if s.requests != nil {
+			s.requests.WithLabelValues(r.Pattern, string(env.Code)).Inc()
+			s.latency.WithLabelValues(r.Pattern).Observe(time.Since(start).Seconds())
+		}
+	})
+}
+
+// call runs h and turns a panic into an internal error.
+func (s *Server) call(h handlerFunc, r *http.Request) (data any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &apiError{status: http.StatusInternalServerError, code: CodeUnknown, err: errors.New("panic: " + slog.AnyValue(p).String())}
+		}
+	}()
+	return h(r)
+}
+
+func (s *Server) requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 {
+		return id
+	}
+	return strconv.FormatUint(s.nextID.Add(1), 36)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			s.opts.Logger.Warn("not ready", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, envelope{Code: CodeUnknown, Info: "not ready"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: "ready"})
+}
+
+// decodeJSON reads the body as one JSON value into v.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return badParam(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", tooBig.Limit)
+		case errors.Is(err, io.EOF):
+			return badParam(http.StatusBadRequest, "request body is empty")
+		default:
+			return badParam(http.StatusBadRequest, "malformed JSON body")
+		}
+	}
+	if dec.More() {
+		return badParam(http.StatusBadRequest, "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// queryID reads a positive integer query parameter.
+func queryID(r *http.Request, name string) (int64, error) {
+	raw := r.URL.Query().Get(name)
+	if raw == "" {
+		return 0, badParam(http.StatusOK, "%s is required", name)
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, badParam(http.StatusOK, "%s must be a positive integer", name)
+	}
+	return v, nil
+}

@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// systemUser is the user random_raffle draws as.
+const systemUser = "system"
+
+func (s *Server) strategyArmory(r *http.Request) (any, error) {
+	id, err := queryID(r, "strategyId")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.opts.Strategies.Armory(r.Context(), id); err != nil {
+		return nil, err
+	}
+	return true, nil
+}
+
+type randomRaffleRequest struct {
+	StrategyID ID `json:"strategyId"`
+}
+
+type randomRaffleResponse struct {
+	AwardID    int `json:"awardId"`
+	AwardIndex int `json:"awardIndex"`
+}
+
+func (s *Server) randomRaffle(r *http.Request) (any, error) {
+	var req randomRaffleRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.StrategyID <= 0 {
+		return nil, badParam(http.StatusOK, "strategyId is required")
+	}
+	res, err := s.opts.Strategies.Draw(r.Context(), strategy.Input{UserID: systemUser, StrategyID: int64(req.StrategyID)})
+	if err != nil {
+		return nil, err
+	}
+	return randomRaffleResponse{AwardID: res.AwardID, AwardIndex: res.Sort}, nil
+}
