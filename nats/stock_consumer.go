@@ -1,0 +1,212 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// consumerCheckEvery is how often an idle consumer checks that its durable still exists:
+// a pull on a deleted consumer just times out.
+const consumerCheckEvery = 30 * time.Second
+
+// StockSyncConsumer applies the award stock stream to SQL. Every node may run one: they
+// share one durable pull consumer, so each message goes to one of them at a time, and a
+// message applied twice or out of order changes nothing, because the store keeps the
+// minimum.
+type StockSyncConsumer struct {
+	js    jetstream.JetStream
+	opts  StockOptions
+	store strategy.SurplusStore
+	log   *slog.Logger
+
+	applied atomic.Int64
+	failed  atomic.Int64
+}
+
+// NewStockSyncConsumer returns a consumer of the stream named by opts that applies its
+// messages to store. Call Run to start it.
+func NewStockSyncConsumer(js jetstream.JetStream, opts StockOptions, store strategy.SurplusStore, logger *slog.Logger) *StockSyncConsumer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &StockSyncConsumer{
+		js:    js,
+		opts:  opts.withDefaults(),
+		store: store,
+		log:   logger.With("component", "stock-sync-consumer"),
+	}
+}
+
+// StockSyncConsumerStats counts a consumer's store calls since it was created.
+type StockSyncConsumerStats struct {
+	Applied int64 // SyncAwardSurplus calls that succeeded
+	Failed  int64 // SyncAwardSurplus calls that failed (their messages were redelivered)
+}
+
+// Stats returns the counters.
+func (c *StockSyncConsumer) Stats() StockSyncConsumerStats {
+	return StockSyncConsumerStats{Applied: c.applied.Load(), Failed: c.failed.Load()}
+}
+
+// Run creates or updates the durable consumer, then fetches batches until ctx is done.
+// Each batch is collapsed to the minimum per award and the store is called once per
+// award; the award's messages are acked after the store call succeeded and redelivered
+// with a delay (opts.Backoff) when it failed. Run returns an error only when the
+// consumer cannot be created at start (the stream must exist: see EnsureStockStream);
+// later broker errors are logged and retried. It returns nil when ctx is done.
+func (c *StockSyncConsumer) Run(ctx context.Context) error {
+	cons, err := c.ensureConsumer(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	lastCheck := time.Now()
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if cons == nil {
+			if cons, err = c.ensureConsumer(ctx); err != nil {
+				c.log.Warn("stock sync consumer unavailable; retrying", "err", err, "retry_in", wait)
+				wait = sleep(ctx, wait)
+				continue
+			}
+			lastCheck = time.Now()
+		}
+		msgs, err := c.fetch(ctx, cons)
+		if ctx.Err() != nil {
+			// Shutting down: hand what we hold to another node now, not after AckWait.
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			return nil
+		}
+		if len(msgs) > 0 {
+			c.apply(ctx, msgs)
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			cons = nil
+		case err != nil:
+			c.log.Warn("stock sync fetch failed; retrying", "err", err, "retry_in", wait)
+			wait = sleep(ctx, wait)
+		case len(msgs) == 0 && time.Since(lastCheck) > consumerCheckEvery:
+			if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+				cons = nil
+			}
+			lastCheck = time.Now()
+		default:
+			wait = 100 * time.Millisecond
+		}
+	}
+	return nil
+}
+
+func (c *StockSyncConsumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.opts.Stream(), jetstream.ConsumerConfig{
+		Durable:       c.opts.Durable(),
+		Description:   "applies award stock to SQL award_count_surplus",
+		FilterSubject: c.opts.Subject() + ".>",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.opts.AckWait,
+		MaxDeliver:    c.opts.MaxDeliver,
+		MaxAckPending: 10 * c.opts.BatchSize,
+		Replicas:      0, // as the stream
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure consumer %s on %s: %w", c.opts.Durable(), c.opts.Stream(), err)
+	}
+	return cons, nil
+}
+
+// fetch waits up to FetchWait for a batch and returns the messages it got, even when the
+// fetch ended with an error.
+func (c *StockSyncConsumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, c.opts.FetchWait)
+	defer cancel()
+	batch, err := cons.Fetch(c.opts.BatchSize, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, fmt.Errorf("fetch stock messages: %w", err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	err = batch.Error()
+	if err == nil || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		return msgs, nil
+	}
+	return msgs, fmt.Errorf("fetch stock messages: %w", err)
+}
+
+// apply collapses msgs to the minimum per award and syncs each award once.
+func (c *StockSyncConsumer) apply(ctx context.Context, msgs []jetstream.Msg) {
+	type group struct {
+		remaining int64
+		msgs      []jetstream.Msg
+	}
+	groups := make(map[strategy.AwardRef]*group)
+	for _, m := range msgs {
+		var sm stockMessage
+		if err := json.Unmarshal(m.Data(), &sm); err != nil {
+			// Redelivery cannot fix it; drop it so it does not block the award.
+			c.log.Error("malformed stock message dropped", "subject", m.Subject(), "err", err)
+			_ = m.TermWithReason("malformed stock message")
+			continue
+		}
+		ref := strategy.AwardRef{StrategyID: sm.StrategyID, AwardID: sm.AwardID}
+		g, ok := groups[ref]
+		if !ok {
+			g = &group{remaining: sm.Remaining}
+			groups[ref] = g
+		}
+		g.remaining = min(g.remaining, sm.Remaining)
+		g.msgs = append(g.msgs, m)
+	}
+	for ref, g := range groups {
+		if err := c.store.SyncAwardSurplus(ctx, ref, g.remaining); err != nil {
+			c.failed.Add(1)
+			c.log.Warn("sync award surplus failed; redelivering",
+				"strategy_id", ref.StrategyID, "award_id", ref.AwardID, "remaining", g.remaining, "err", err)
+			for _, m := range g.msgs {
+				_ = m.NakWithDelay(c.redeliverDelay(m))
+			}
+			continue
+		}
+		c.applied.Add(1)
+		for _, m := range g.msgs {
+			// A lost ack means one more delivery, which the minimum absorbs.
+			_ = m.Ack()
+		}
+	}
+}
+
+// redeliverDelay picks the Backoff entry for the message's delivery count.
+func (c *StockSyncConsumer) redeliverDelay(m jetstream.Msg) time.Duration {
+	i := 0
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 0 {
+		i = int(min(md.NumDelivered-1, uint64(len(c.opts.Backoff)-1)))
+	}
+	return c.opts.Backoff[i]
+}
+
+// sleep waits d or until ctx is done and returns the next, doubled wait (at most 5s).
+func sleep(ctx context.Context, d time.Duration) time.Duration {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return min(2*d, 5*time.Second)
+}

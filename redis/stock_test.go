@@ -1,0 +1,439 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// backends are the servers the Stock contract runs against. Each returns a client that is
+// closed when the test ends.
+var backends = []struct {
+	name   string
+	client func(tb testing.TB) goredis.UniversalClient
+}{
+	{"embedded", func(tb testing.TB) goredis.UniversalClient { return openEmbedded(tb, false) }},
+	// miniredis answers CLUSTER SLOTS as a one-node cluster, so this runs the script and
+	// MGET through go-redis' ClusterClient routing.
+	{"embedded-cluster-client", func(tb testing.TB) goredis.UniversalClient { return openEmbedded(tb, true) }},
+	{"redis", func(tb testing.TB) goredis.UniversalClient {
+		return openClient(tb, Options{Addrs: []string{testenv.RedisAddr(tb)}})
+	}},
+}
+
+func openEmbedded(tb testing.TB, cluster bool) goredis.UniversalClient {
+	tb.Helper()
+	e, err := StartEmbedded()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(e.Close)
+	return openClient(tb, Options{Addrs: []string{e.Addr()}, Cluster: cluster})
+}
+
+func openClient(tb testing.TB, o Options) goredis.UniversalClient {
+	tb.Helper()
+	c, err := Open(context.Background(), o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// newTestStock returns a Stock under a unique prefix on client and deletes its keys when
+// the test ends; the shared Redis is never flushed.
+func newTestStock(t *testing.T, client goredis.UniversalClient) *Stock {
+	t.Helper()
+	prefix := testenv.Unique("bmtest_stock_")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := client.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			client.Del(ctx, iter.Val())
+		}
+	})
+	return NewStock(client, prefix)
+}
+
+func TestStock(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			testStock(t, b.client(t))
+		})
+	}
+}
+
+// testStock is the contract of strategy.Stock with the watermark guard.
+func testStock(t *testing.T, client goredis.UniversalClient) {
+	st := newTestStock(t, client)
+	ctx := context.Background()
+	expireAt := time.Now().Add(10 * time.Minute)
+
+	t.Run("ConcurrentDeductGrantsEachUnitOnce", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 1}
+		mustPreheat(t, st, ref, 100, expireAt)
+		granted, outs := deductConcurrently(t, st, ref, 500, expireAt)
+		if want := seq(99, 0); !slices.Equal(granted, want) {
+			t.Fatalf("granted %v, want each of 0..99 once", granted)
+		}
+		if outs != 400 {
+			t.Fatalf("%d ErrStockOut, want 400", outs)
+		}
+		assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+
+		// Preheat again must not reset the counter (NX).
+		mustPreheat(t, st, ref, 100, expireAt)
+		assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockOut) {
+			t.Fatalf("deduct after second preheat: %v, want ErrStockOut", err)
+		}
+
+		// A stale preheat sets the counter back up: nothing more is granted.
+		if err := client.Set(ctx, st.CounterKey(ref), 100, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		granted, outs = deductConcurrently(t, st, ref, 50, expireAt)
+		if len(granted) != 0 || outs != 50 {
+			t.Fatalf("after counter reset: granted %v, %d out; want none granted, 50 out", granted, outs)
+		}
+		assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+	})
+
+	t.Run("CounterSetBackUpAfterPartialGrant", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 2}
+		mustPreheat(t, st, ref, 10, expireAt)
+		if got := deductSerially(t, st, ref, 4, expireAt); !slices.Equal(got, seq(9, 6)) {
+			t.Fatalf("first grants %v, want 9 8 7 6", got)
+		}
+		if err := client.Set(ctx, st.CounterKey(ref), 10, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := deductSerially(t, st, ref, 10, expireAt); !slices.Equal(got, seq(5, 0)) {
+			t.Fatalf("grants after reset %v, want 5 4 3 2 1 0 then out", got)
+		}
+	})
+
+	t.Run("CounterSetBelowWatermark", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 3}
+		mustPreheat(t, st, ref, 10, expireAt)
+		if got := deductSerially(t, st, ref, 2, expireAt); !slices.Equal(got, seq(9, 8)) {
+			t.Fatalf("first grants %v, want 9 8", got)
+		}
+		if err := client.Set(ctx, st.CounterKey(ref), 3, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := deductSerially(t, st, ref, 10, expireAt); !slices.Equal(got, seq(2, 0)) {
+			t.Fatalf("grants after lowering %v, want 2 1 0 then out", got)
+		}
+	})
+
+	t.Run("MissingCounter", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 4}
+		for range 3 {
+			if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockMissing) {
+				t.Fatalf("deduct without preheat: %v, want ErrStockMissing", err)
+			}
+		}
+		n, err := client.Exists(ctx, st.CounterKey(ref), st.LowKey(ref)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Fatalf("%d stock keys exist after deducting a missing counter, want 0", n)
+		}
+		assertLevel(t, st, ref, Level{})
+	})
+
+	t.Run("ZeroSurplus", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 5}
+		mustPreheat(t, st, ref, 0, expireAt)
+		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockOut) {
+			t.Fatalf("deduct of zero stock: %v, want ErrStockOut", err)
+		}
+		assertLevel(t, st, ref, Level{Counter: 0, HasCounter: true})
+	})
+
+	t.Run("LargeStockStaysExact", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 6}
+		const big = 1<<53 - 7
+		mustPreheat(t, st, ref, big, expireAt)
+		if got := deductSerially(t, st, ref, 2, expireAt); !slices.Equal(got, []int64{big - 1, big - 2}) {
+			t.Fatalf("grants %v, want %d %d", got, int64(big-1), int64(big-2))
+		}
+		assertLevel(t, st, ref, Level{Counter: big - 2, Low: big - 2, HasCounter: true, HasLow: true})
+	})
+
+	t.Run("KeysCarryExpiry", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 7}
+		mustPreheat(t, st, ref, 5, expireAt)
+		assertPTTL(t, client, st.CounterKey(ref), 10*time.Minute)
+		// Deduct gives both keys the expiry it is passed.
+		later := time.Now().Add(20 * time.Minute)
+		if _, err := st.Deduct(ctx, ref, later); err != nil {
+			t.Fatal(err)
+		}
+		assertPTTL(t, client, st.CounterKey(ref), 20*time.Minute)
+		assertPTTL(t, client, st.LowKey(ref), 20*time.Minute)
+	})
+
+	t.Run("ShortExpiryExpires", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 8}
+		mustPreheat(t, st, ref, 5, expireAt)
+		if _, err := st.Deduct(ctx, ref, time.Now().Add(300*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := client.Exists(ctx, st.CounterKey(ref), st.LowKey(ref)).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d stock keys still exist long after their expiry", n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockMissing) {
+			t.Fatalf("deduct after expiry: %v, want ErrStockMissing", err)
+		}
+	})
+
+	t.Run("BadArguments", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 9}
+		if err := st.Preheat(ctx, ref, -1, expireAt); err == nil {
+			t.Error("preheat with negative surplus succeeded")
+		}
+		if err := st.Preheat(ctx, ref, 1, time.Time{}); err == nil {
+			t.Error("preheat without expiry succeeded")
+		}
+		mustPreheat(t, st, ref, 1, expireAt)
+		if _, err := st.Deduct(ctx, ref, time.Time{}); err == nil {
+			t.Error("deduct without expiry succeeded")
+		}
+		if err := client.Set(ctx, st.CounterKey(ref), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := st.Deduct(ctx, ref, expireAt)
+		if err == nil || errors.Is(err, strategy.ErrStockOut) || errors.Is(err, strategy.ErrStockMissing) {
+			t.Errorf("deduct of a corrupt counter: %v, want a plain error", err)
+		}
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		t.Parallel()
+		if err := st.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func mustPreheat(t *testing.T, st *Stock, ref strategy.AwardRef, surplus int64, expireAt time.Time) {
+	t.Helper()
+	if err := st.Preheat(context.Background(), ref, surplus, expireAt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deductConcurrently runs calls Deducts from 50 goroutines and returns the remaining
+// values granted, sorted high to low, and the number of ErrStockOut.
+func deductConcurrently(t *testing.T, st *Stock, ref strategy.AwardRef, calls int, expireAt time.Time) ([]int64, int) {
+	t.Helper()
+	const workers = 50
+	var (
+		mu      sync.Mutex
+		granted []int64
+		outs    int
+		errs    []error
+		wg      sync.WaitGroup
+		next    = make(chan struct{}, calls)
+	)
+	for range calls {
+		next <- struct{}{}
+	}
+	close(next)
+	for range workers {
+		wg.Go(func() {
+			for range next {
+				n, err := st.Deduct(context.Background(), ref, expireAt)
+				mu.Lock()
+				switch {
+				case err == nil:
+					granted = append(granted, n)
+				case errors.Is(err, strategy.ErrStockOut):
+					outs++
+				default:
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d deducts failed, first: %v", len(errs), errs[0])
+	}
+	slices.Sort(granted)
+	slices.Reverse(granted)
+	return granted, outs
+}
+
+// deductSerially calls Deduct up to calls times and returns the values granted in order;
+// the first ErrStockOut ends it, and a grant after it would be reported.
+func deductSerially(t *testing.T, st *Stock, ref strategy.AwardRef, calls int, expireAt time.Time) []int64 {
+	t.Helper()
+	var got []int64
+	out := false
+	for range calls {
+		n, err := st.Deduct(context.Background(), ref, expireAt)
+		switch {
+		case err == nil && out:
+			t.Fatalf("granted %d after ErrStockOut", n)
+		case err == nil:
+			got = append(got, n)
+		case errors.Is(err, strategy.ErrStockOut):
+			out = true
+		default:
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+// seq returns hi, hi-1, …, lo.
+func seq(hi, lo int64) []int64 {
+	var s []int64
+	for i := hi; i >= lo; i-- {
+		s = append(s, i)
+	}
+	return s
+}
+
+func assertLevel(t *testing.T, st *Stock, ref strategy.AwardRef, want Level) {
+	t.Helper()
+	got, err := st.Remaining(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("level %+v, want %+v", got, want)
+	}
+}
+
+func assertPTTL(t *testing.T, client goredis.UniversalClient, key string, max time.Duration) {
+	t.Helper()
+	d, err := client.PTTL(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 || d > max {
+		t.Fatalf("PTTL of %s is %v, want in (0, %v]", key, d, max)
+	}
+}
+
+func TestStockKeysShareClusterSlot(t *testing.T) {
+	t.Parallel()
+	if got := crc16([]byte("123456789")); got != 0x31C3 {
+		t.Fatalf("crc16 check value %#x, want 0x31c3", got)
+	}
+	if got := keySlot("foo"); got != 12182 { // CLUSTER KEYSLOT foo on Redis 7
+		t.Fatalf("slot of foo %d, want 12182", got)
+	}
+	seen := map[int]bool{}
+	for _, prefix := range []string{"", "bigmarket", "a:b"} {
+		st := NewStock(nil, prefix)
+		for award := range 50 {
+			ref := strategy.AwardRef{StrategyID: 100006, AwardID: 101 + award}
+			ck, lk := st.CounterKey(ref), st.LowKey(ref)
+			tag := fmt.Sprintf("{%d_%d}", ref.StrategyID, ref.AwardID)
+			if !strings.Contains(ck, tag) || !strings.HasPrefix(lk, ck) {
+				t.Fatalf("keys %q, %q do not share the tag %s", ck, lk, tag)
+			}
+			if keySlot(ck) != keySlot(lk) {
+				t.Fatalf("keys %q (slot %d) and %q (slot %d) differ", ck, keySlot(ck), lk, keySlot(lk))
+			}
+			seen[keySlot(ck)] = true
+		}
+	}
+	if len(seen) < 10 {
+		t.Fatalf("50 awards use only %d slots: the tag does not spread them", len(seen))
+	}
+}
+
+// keySlot is Redis Cluster's HASH_SLOT: CRC16 of the key, or of its hash tag (the text
+// between the first { and the next }, if not empty), mod 16384.
+func keySlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return int(crc16([]byte(key)) % 16384)
+}
+
+// crc16 is CRC-16/XMODEM (polynomial 0x1021), the checksum Redis Cluster uses.
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+func BenchmarkDeduct(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			client := be.client(b)
+			prefix := testenv.Unique("bmbench_stock_")
+			st := NewStock(client, prefix)
+			ref := strategy.AwardRef{StrategyID: 1, AwardID: 1}
+			expireAt := time.Now().Add(10 * time.Minute)
+			ctx := context.Background()
+			b.Cleanup(func() { client.Del(ctx, st.CounterKey(ref), st.LowKey(ref)) })
+			if err := st.Preheat(ctx, ref, 1<<40, expireAt); err != nil {
+				b.Fatal(err)
+			}
+			// Many draws are in flight at once; measure throughput, not one caller's latency.
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := st.Deduct(ctx, ref, expireAt); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
