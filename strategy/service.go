@@ -317,3 +317,17 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) 
 		return false, fmt.Errorf("deduct stock of strategy %d award %d: %w", ref.StrategyID, ref.AwardID, err)
 	}
 }
+
+// AwardRefs lists the awards of every strategy assembled in this process, for jobs that
+// reconcile their stock.
+func (s *Service) AwardRefs() []AwardRef {
+	var refs []AwardRef
+	s.assembled.Range(func(_, v any) bool {
+		a := v.(*Assembled)
+		for _, aw := range a.Awards {
+			refs = append(refs, AwardRef{StrategyID: a.StrategyID, AwardID: aw.AwardID})
+		}
+		return true
+	})
+	return refs
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bigmarket/bigmarket/bench"
+)
+
+// benchCmd load-tests a running server: by default strategy/random_raffle.
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("url", "http://127.0.0.1:8091", "base URL of the server under test")
+	scenario := fs.String("scenario", "random_raffle", "what to load: random_raffle")
+	strategyID := fs.Int64("strategy", 100006, "strategy id for random_raffle")
+	concurrency := fs.Int("c", 64, "concurrent requests in flight")
+	duration := fs.Duration("d", 30*time.Second, "how long to run")
+	requests := fs.Int64("n", 0, "stop after this many requests (0: no limit)")
+	warmup := fs.Duration("warmup", 2*time.Second, "unrecorded warm-up before measuring")
+	armory := fs.Bool("armory", true, "call strategy_armory first")
+	out := fs.String("out", "", "write the JSON summary to this file")
+	quiet := fs.Bool("q", false, "no progress lines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	base := strings.TrimRight(*target, "/")
+	if *scenario != "random_raffle" {
+		return fmt.Errorf("unknown scenario %q (have: random_raffle)", *scenario)
+	}
+	if *armory {
+		if err := armoryStrategy(ctx, base, *strategyID); err != nil {
+			return err
+		}
+	}
+	body := []byte(`{"strategyId":` + strconv.FormatInt(*strategyID, 10) + `}`)
+	opts := bench.Options{
+		URL:         base + "/api/v1/raffle/strategy/random_raffle",
+		Body:        func(int, uint64) []byte { return body },
+		Concurrency: *concurrency,
+		Duration:    *duration,
+		Requests:    *requests,
+		Warmup:      *warmup,
+	}
+	if !*quiet {
+		opts.Progress = stderr
+	}
+	sum, err := bench.Run(ctx, opts)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	fmt.Fprintln(stdout, sum.String()) // also the partial summary of an interrupted run
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := sum.WriteJSON(f); err != nil {
+			return fmt.Errorf("write summary: %w", err)
+		}
+	}
+	return nil
+}
+
+func armoryStrategy(ctx context.Context, base string, strategyID int64) error {
+	sum, err := bench.Run(ctx, bench.Options{
+		URL:         fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, strategyID),
+		Method:      "GET",
+		Concurrency: 1,
+		Requests:    1,
+	})
+	if err != nil {
+		return fmt.Errorf("armory strategy %d: %w", strategyID, err)
+	}
+	if sum.Successes != 1 {
+		return fmt.Errorf("armory strategy %d failed: codes %v, HTTP %v, transport %s", strategyID, sum.Codes, sum.StatusCounts, sum.TransportError)
+	}
+	return nil
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// Config is everything the binary can be told, loaded once here and passed down as values:
+// defaults, then the optional YAML file, then BIGMARKET_* environment variables, then flags.
+type Config struct {
+	Addr         string   `koanf:"addr"`
+	DataDir      string   `koanf:"data_dir"`
+	ConfigFile   string   `koanf:"config"`
+	ConfigDSN    string   `koanf:"config_dsn"`
+	UserDSNs     []string `koanf:"user_dsns"`
+	RedisAddrs   []string `koanf:"redis_addrs"`
+	RedisCluster bool     `koanf:"redis_cluster"`
+	RedisPass    string   `koanf:"redis_password"`
+	// RedisPrefix starts every key bigmarket writes, so deployments (and tests) can share
+	// one Redis.
+	RedisPrefix string   `koanf:"redis_prefix"`
+	Shards      string   `koanf:"shards"`
+	NATSURLs    []string `koanf:"nats_urls"`
+	// NATSPrefix starts bigmarket's stream, subject and consumer names.
+	NATSPrefix          string        `koanf:"nats_prefix"`
+	NATSReplicas        int           `koanf:"nats_replicas"`
+	AdminToken          string        `koanf:"admin_token"`
+	JWTSecret           string        `koanf:"jwt_secret"`
+	Timezone            string        `koanf:"timezone"`
+	Mode                string        `koanf:"mode"`
+	PlainUserEndpoints  string        `koanf:"plain_user_endpoints"`
+	AppTokens           string        `koanf:"app_tokens"`
+	WebhookURL          string        `koanf:"webhook_url"`
+	WebhookSecret       string        `koanf:"webhook_secret"`
+	LogFormat           string        `koanf:"log_format"`
+	LogLevel            string        `koanf:"log_level"`
+	StockSyncInterval   time.Duration `koanf:"stock_sync_interval"`
+	StockReconcileEvery time.Duration `koanf:"stock_reconcile_every"`
+	DefaultStockTTL     time.Duration `koanf:"default_stock_ttl"`
+	ImplicitLuckAward   string        `koanf:"implicit_luck_award"`
+	ShutdownTimeout     time.Duration `koanf:"shutdown_timeout"`
+	MaxBodyBytes        int64         `koanf:"max_body_bytes"`
+
+	// Derived by validate.
+	DBCount  int `koanf:"-"`
+	TBCount  int `koanf:"-"`
+	location *time.Location
+}
+
+// Modes of BIGMARKET_MODE.
+const (
+	ModeDemo       = "demo"
+	ModeProduction = "production"
+)
+
+// demoJWTSecret is the HS256 secret the demo uses when none is configured.
+const demoJWTSecret = "bigmarket-demo-jwt-secret"
+
+func defaultConfig() Config {
+	return Config{
+		Addr:                ":8091",
+		DataDir:             "./data",
+		RedisPrefix:         "bigmarket",
+		Shards:              "2x4",
+		NATSPrefix:          "",
+		NATSReplicas:        1,
+		Timezone:            "Asia/Shanghai",
+		Mode:                ModeDemo,
+		LogFormat:           "",
+		LogLevel:            "info",
+		StockSyncInterval:   100 * time.Millisecond,
+		StockReconcileEvery: 30 * time.Second,
+		DefaultStockTTL:     30 * 24 * time.Hour,
+		ImplicitLuckAward:   "101:1,100",
+		ShutdownTimeout:     15 * time.Second,
+		MaxBodyBytes:        64 << 10,
+	}
+}
+
+// listKeys are comma-separated lists in the environment.
+var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true}
+
+// loadConfig builds the Config from defaults, the YAML file named by file (or by
+// BIGMARKET_CONFIG), and the environment given as KEY=VALUE pairs.
+func loadConfig(path string, environ []string) (Config, error) {
+	cfg := defaultConfig()
+	k := koanf.New(".")
+	envProvider := env.Provider(".", env.Opt{
+		Prefix:      "BIGMARKET_",
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(key, value string) (string, any) {
+			key = strings.ToLower(strings.TrimPrefix(key, "BIGMARKET_"))
+			if strings.HasPrefix(key, "test_") {
+				return "", nil // test-only variables are not config
+			}
+			if listKeys[key] {
+				var list []string
+				for _, s := range strings.Split(value, ",") {
+					if s = strings.TrimSpace(s); s != "" {
+						list = append(list, s)
+					}
+				}
+				return key, list
+			}
+			return key, value
+		},
+	})
+	envOnly := koanf.New(".")
+	if err := envOnly.Load(envProvider, nil); err != nil {
+		return Config{}, fmt.Errorf("read environment: %w", err)
+	}
+	if path == "" {
+		path = envOnly.String("config")
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("read config file %s: %w", path, err)
+		}
+	}
+	if err := k.Merge(envOnly); err != nil {
+		return Config{}, err
+	}
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("decode config: %w", err)
+	}
+	cfg.ConfigFile = path
+	return cfg, nil
+}
+
+// validate checks the config and fills the derived fields; in demo mode it generates the
+// admin token when none is set.
+func (c *Config) validate() error {
+	var errs []error
+	switch c.Mode {
+	case ModeDemo:
+		if c.AdminToken == "" {
+			b := make([]byte, 16)
+			if _, err := rand.Read(b); err != nil {
+				return err
+			}
+			c.AdminToken = hex.EncodeToString(b)
+		}
+		if c.JWTSecret == "" {
+			c.JWTSecret = demoJWTSecret
+		}
+	case ModeProduction:
+		if len(c.AdminToken) < 16 {
+			errs = append(errs, errors.New("BIGMARKET_ADMIN_TOKEN must be set to at least 16 characters in production"))
+		}
+		if len(c.JWTSecret) < 16 || c.JWTSecret == demoJWTSecret {
+			errs = append(errs, errors.New("BIGMARKET_JWT_SECRET must be set to a real secret of at least 16 characters in production"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("BIGMARKET_MODE %q: want demo or production", c.Mode))
+	}
+	switch c.PlainUserEndpoints {
+	case "":
+		c.PlainUserEndpoints = "on"
+		if c.Mode == ModeProduction {
+			c.PlainUserEndpoints = "off"
+		}
+	case "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("BIGMARKET_PLAIN_USER_ENDPOINTS %q: want on or off", c.PlainUserEndpoints))
+	}
+	db, tb, ok := strings.Cut(strings.ToLower(c.Shards), "x")
+	c.DBCount, _ = strconv.Atoi(db)
+	c.TBCount, _ = strconv.Atoi(tb)
+	if !ok || !powerOfTwo(c.DBCount) || !powerOfTwo(c.TBCount) {
+		errs = append(errs, fmt.Errorf("BIGMARKET_SHARDS %q: want DBxTB with powers of two, e.g. 2x4", c.Shards))
+	}
+	if c.ConfigDSN != "" && len(c.UserDSNs) != c.DBCount {
+		errs = append(errs, fmt.Errorf("BIGMARKET_USER_DSNS has %d DSNs but BIGMARKET_SHARDS asks for %d user databases", len(c.UserDSNs), c.DBCount))
+	}
+	if c.ConfigDSN == "" && len(c.UserDSNs) > 0 {
+		errs = append(errs, errors.New("BIGMARKET_USER_DSNS is set without BIGMARKET_CONFIG_DSN"))
+	}
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("BIGMARKET_TIMEZONE %q: %w", c.Timezone, err))
+	}
+	c.location = loc
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+		if c.Mode == ModeProduction {
+			c.LogFormat = "json"
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
+		errs = append(errs, fmt.Errorf("nats replicas %d: want 1 to 5", c.NATSReplicas))
+	}
+	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("intervals, TTLs and timeouts must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func powerOfTwo(n int) bool { return n > 0 && n&(n-1) == 0 }
+
+var dsnPassword = regexp.MustCompile(`^([^:@/]*):([^@]*)@`)
+
+// mask hides a secret, keeping its length class visible.
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "****"
+}
+
+// maskDSN hides the password of a user:password@… DSN.
+func maskDSN(dsn string) string { return dsnPassword.ReplaceAllString(dsn, "$1:****@") }
+
+// print writes the effective config, secrets masked, one key per line.
+func (c Config) print(w io.Writer) {
+	dsns := make([]string, len(c.UserDSNs))
+	for i, d := range c.UserDSNs {
+		dsns[i] = maskDSN(d)
+	}
+	rows := [][2]string{
+		{"mode", c.Mode}, {"addr", c.Addr}, {"data_dir", c.DataDir}, {"config", c.ConfigFile},
+		{"config_dsn", or(maskDSN(c.ConfigDSN), "(embedded SQLite)")}, {"user_dsns", or(strings.Join(dsns, ","), "(embedded SQLite)")},
+		{"shards", c.Shards}, {"redis_addrs", or(strings.Join(c.RedisAddrs, ","), "(embedded)")},
+		{"redis_cluster", strconv.FormatBool(c.RedisCluster)}, {"redis_password", mask(c.RedisPass)}, {"redis_prefix", c.RedisPrefix},
+		{"nats_urls", or(strings.Join(c.NATSURLs, ","), "(embedded)")}, {"nats_prefix", c.NATSPrefix},
+		{"admin_token", mask(c.AdminToken)}, {"jwt_secret", mask(c.JWTSecret)}, {"timezone", c.Timezone},
+		{"plain_user_endpoints", c.PlainUserEndpoints}, {"app_tokens", mask(c.AppTokens)},
+		{"webhook_url", c.WebhookURL}, {"webhook_secret", mask(c.WebhookSecret)},
+		{"stock_sync_interval", c.StockSyncInterval.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
+	}
+	fmt.Fprintln(w, "bigmarket config:")
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-22s %s\n", r[0], r[1])
+	}
+}
+
+func or(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+// environ is the process environment; only main calls it.
+func environ() []string { return os.Environ() }

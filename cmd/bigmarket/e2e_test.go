@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/redis"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
+)
+
+// testStrategy is inserted by the tests: one award (102) with stock 100 and rate 1, behind
+// tree_luck_award, so every draw picks it until it runs out and then gets award 101.
+const testStrategy = 900001
+
+func insertTestStrategy(t *testing.T, db *sql.DB) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `INSERT INTO strategy (strategy_id, strategy_desc, rule_models) VALUES (?, ?, ?)`,
+		testStrategy, "no-oversell test", ""); err != nil {
+		t.Fatalf("insert strategy: %v", err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO strategy_award (strategy_id, award_id, award_title, award_subtitle,
+		award_count, award_count_surplus, award_rate, rule_models, sort) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		testStrategy, 102, "stocked award", "", 100, 100, "1.0000", "tree_luck_award", 1); err != nil {
+		t.Fatalf("insert strategy_award: %v", err)
+	}
+}
+
+func surplus(t *testing.T, db *sql.DB, strategyID int64, awardID int) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(`SELECT award_count_surplus FROM strategy_award WHERE strategy_id = ? AND award_id = ?`,
+		strategyID, awardID).Scan(&n); err != nil {
+		t.Fatalf("read surplus: %v", err)
+	}
+	return n
+}
+
+type apiReply struct {
+	Code string          `json:"code"`
+	Info string          `json:"info"`
+	Data json.RawMessage `json:"data"`
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func call(t *testing.T, method, url string, body []byte) (int, apiReply) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return 0, apiReply{}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r apiReply
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Errorf("%s %s: not an envelope: %q", method, url, raw)
+	}
+	return resp.StatusCode, r
+}
+
+func waitReady(t *testing.T, base string, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			t.Fatalf("server at %s exited before it was ready", base)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server at %s not ready within 60s", base)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// stack is a running deployment under test: API base URLs, the config database and the
+// Redis holding its stock.
+type stack struct {
+	bases  []string
+	db     *sql.DB
+	redis  goredis.UniversalClient
+	prefix string
+}
+
+// checkNoOversell sends 500 concurrent draws spread over every base URL against an award
+// with stock 100 and expects exactly 100 grants; then it sets the Redis counter back up, as
+// a stale preheat would, and expects no further grant; finally the SQL surplus must be
+// synced to 0 through the broker.
+func checkNoOversell(t *testing.T, s stack) {
+	insertTestStrategy(t, s.db)
+	body := []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy))
+	draw := func(n int) map[int]int {
+		var mu sync.Mutex
+		got := map[int]int{}
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				status, r := call(t, "POST", s.bases[i%len(s.bases)]+"/api/v1/raffle/strategy/random_raffle", body)
+				if status != 200 || r.Code != "0000" {
+					t.Errorf("draw: HTTP %d %s %s", status, r.Code, r.Info)
+					return
+				}
+				var d struct{ AwardID int }
+				if err := json.Unmarshal(r.Data, &d); err != nil {
+					t.Errorf("draw data %s: %v", r.Data, err)
+				}
+				mu.Lock()
+				got[d.AwardID]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return got
+	}
+	got := draw(500)
+	if got[102] != 100 || got[101] != 400 {
+		t.Fatalf("500 draws on stock 100 granted %v; want exactly 100 of award 102 and 400 luck awards", got)
+	}
+	counter := fmt.Sprintf("%s:award_stock:{%d_102}", s.prefix, testStrategy)
+	if err := s.redis.Set(context.Background(), counter, 100, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if again := draw(120); again[102] != 0 {
+		t.Fatalf("after a stale preheat, draws granted %d more units of award 102; want 0", again[102])
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for surplus(t, s.db, testStrategy, 102) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("SQL surplus of award 102 is %d, want 0 after sync", surplus(t, s.db, testStrategy, 102))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkBadInput sends bad requests to a live server: each gets 0002 and changes nothing.
+func checkBadInput(t *testing.T, s stack) {
+	base := s.bases[0]
+	before := surplus(t, s.db, 100006, 102)
+	for _, tc := range []struct {
+		name, method, path string
+		body               []byte
+	}{
+		{"malformed json", "POST", "/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":`)},
+		{"missing strategyId", "POST", "/api/v1/raffle/strategy/random_raffle", []byte(`{}`)},
+		{"unknown strategyId", "POST", "/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":123456789}`)},
+		{"10 MB body", "POST", "/api/v1/raffle/strategy/random_raffle", append([]byte(`{"strategyId":100006,"x":"`), bytes.Repeat([]byte("a"), 10<<20)...)},
+		{"armory without id", "GET", "/api/v1/raffle/strategy/strategy_armory", nil},
+		{"armory unknown id", "GET", "/api/v1/raffle/strategy/strategy_armory?strategyId=123456789", nil},
+	} {
+		_, r := call(t, tc.method, base+tc.path, tc.body)
+		if r.Code != "0002" {
+			t.Errorf("%s: code %s %q, want 0002", tc.name, r.Code, r.Info)
+		}
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM strategy WHERE strategy_id = 123456789`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("unknown strategy left rows: %d %v", n, err)
+	}
+	if keys, _ := s.redis.Keys(context.Background(), s.prefix+":award_stock:{123456789_*").Result(); len(keys) != 0 {
+		t.Errorf("unknown strategy left Redis keys %v", keys)
+	}
+	if after := surplus(t, s.db, 100006, 102); after != before {
+		t.Errorf("bad input changed surplus of 100006/102 from %d to %d", before, after)
+	}
+}
+
+// TestEmbeddedStack runs serve in-process on its embedded defaults (SQLite, in-process
+// NATS) with an embedded Redis the test can reach, seeds, and checks the API end to end.
+func TestEmbeddedStack(t *testing.T) {
+	emb, err := redis.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	cfg := defaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Addr = freeAddr(t)
+	cfg.RedisAddrs = []string{emb.Addr()}
+	cfg.StockReconcileEvery = time.Second
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var serveErr error
+	var logs bytes.Buffer
+	go func() {
+		defer close(done)
+		serveErr = serve(ctx, cfg, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+	}()
+	base := "http://" + cfg.Addr
+	waitReady(t, base, done)
+
+	db, err := sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rdb := goredis.NewClient(&goredis.Options{Addr: emb.Addr()})
+	defer rdb.Close()
+	s := stack{bases: []string{base}, db: db.SQL, redis: rdb, prefix: cfg.RedisPrefix}
+
+	if _, r := call(t, "GET", base+"/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil); r.Code != "0000" || string(r.Data) != "true" {
+		t.Fatalf("armory: %+v", r)
+	}
+	for range 20 {
+		_, r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":100006}`))
+		var d struct{ AwardID, AwardIndex int }
+		if err := json.Unmarshal(r.Data, &d); err != nil || r.Code != "0000" || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 {
+			t.Fatalf("random_raffle: %+v", r)
+		}
+	}
+	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
+	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30s of cancel")
+	}
+	if serveErr != nil {
+		t.Errorf("serve returned %v", serveErr)
+	}
+	if t.Failed() {
+		t.Logf("server log:\n%s", logs.String())
+	}
+}
+
+// syncWriter serialises writes to a buffer shared with the test.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// buildBinary compiles bigmarket once for the process tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "bigmarket")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build bigmarket: %v", err)
+	}
+	return bin
+}
+
+// process is a bigmarket child process.
+type process struct {
+	cmd    *exec.Cmd
+	log    *syncWriter
+	buf    *bytes.Buffer
+	exited chan struct{}
+}
+
+func startProcess(t *testing.T, bin string, env []string, args ...string) *process {
+	t.Helper()
+	buf := &bytes.Buffer{}
+	p := &process{cmd: exec.Command(bin, args...), buf: buf, log: &syncWriter{w: buf}, exited: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			p.log.mu.Lock()
+			t.Logf("%s %v log:\n%s", bin, args, p.buf.String())
+			p.log.mu.Unlock()
+		}
+	})
+	return p
+}
+
+// TestTwoProcessesOnRealBackends runs migrate --seed and then two serve processes sharing
+// MariaDB, Redis and NATS, and proves no oversell across them.
+func TestTwoProcessesOnRealBackends(t *testing.T) {
+	mysqlDSN, redisAddr, natsURL := testenv.MySQLDSN(t), testenv.RedisAddr(t), testenv.NATSURL(t)
+	configDSN := sqltest.NewMySQL(t, mysqlDSN)
+	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
+	prefix := testenv.Unique("bmt")
+	env := []string{
+		"BIGMARKET_CONFIG_DSN=" + configDSN,
+		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
+		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
+		"BIGMARKET_REDIS_PREFIX=" + prefix,
+		"BIGMARKET_NATS_URLS=" + natsURL,
+		"BIGMARKET_NATS_PREFIX=" + prefix,
+		"BIGMARKET_DATA_DIR=" + t.TempDir(),
+		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	t.Cleanup(func() { cleanupBackends(t, rdb, natsURL, prefix) })
+
+	bin := buildBinary(t)
+	migrate := exec.Command(bin, "migrate", "--seed")
+	migrate.Env = append(os.Environ(), env...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate --seed: %v\n%s", err, out)
+	}
+	var procs []*process
+	var bases []string
+	for range 2 {
+		addr := freeAddr(t)
+		p := startProcess(t, bin, append(env, "BIGMARKET_ADDR="+addr), "serve")
+		waitReady(t, "http://"+addr, p.exited)
+		procs = append(procs, p)
+		bases = append(bases, "http://"+addr)
+	}
+	db, err := sqlstore.OpenMySQL(configDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix}
+	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
+	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
+
+	for _, p := range procs {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range procs {
+		select {
+		case <-p.exited:
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("serve exited with %d after SIGTERM", code)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop within 30s of SIGTERM")
+		}
+	}
+}
+
+// cleanupBackends removes what a test left on the shared Redis and NATS.
+func cleanupBackends(t *testing.T, rdb goredis.UniversalClient, natsURL, prefix string) {
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+	nc, err := nats.Connect([]string{natsURL}, "bigmarket-test-cleanup")
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	stream := nats.StockOptions{Prefix: prefix}.Stream()
+	if err := js.DeleteStream(ctx, stream); err != nil {
+		t.Logf("cleanup: delete stream %s: %v", stream, err)
+	}
+}

@@ -1,0 +1,90 @@
+// Command bigmarket is the marketing platform: serve (default), migrate, bench.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: bigmarket [command] [flags]
+
+commands:
+  serve     serve the API (default)
+  migrate   create or update the schemas; --seed inserts the demo data
+  bench     load-test a running server
+
+Run "bigmarket <command> -h" for a command's flags.`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "bigmarket:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serveCmd(ctx, args, stderr)
+	case "migrate":
+		return migrateCmd(ctx, args, stderr)
+	case "bench":
+		return benchCmd(ctx, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// commonFlags registers the flags shared by serve and migrate and returns a loader that
+// applies them over defaults, the YAML file and the environment.
+func commonFlags(fs *flag.FlagSet) func() (Config, error) {
+	addr := fs.String("addr", "", "listen address (BIGMARKET_ADDR, default :8091)")
+	data := fs.String("data", "", "embedded data directory (BIGMARKET_DATA_DIR, default ./data)")
+	file := fs.String("config", "", "optional YAML config file (BIGMARKET_CONFIG)")
+	return func() (Config, error) {
+		cfg, err := loadConfig(*file, environ())
+		if err != nil {
+			return Config{}, err
+		}
+		if *addr != "" {
+			cfg.Addr = *addr
+		}
+		if *data != "" {
+			cfg.DataDir = *data
+		}
+		if err := cfg.validate(); err != nil {
+			return Config{}, err
+		}
+		return cfg, nil
+	}
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bigmarket/bigmarket/httpapi"
+	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/redis"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := commonFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	cfg.print(stderr)
+	log := newLogger(cfg, stderr)
+	return serve(ctx, cfg, log)
+}
+
+// serve runs the API until ctx ends, then shuts down in order: stop accepting, finish
+// requests, flush the stock sync, stop consumers, close the backends.
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	b := &backends{}
+	defer b.close()
+	if err := openSQL(ctx, cfg, b, false, true); err != nil {
+		return err
+	}
+	if err := openRedis(ctx, cfg, b, log); err != nil {
+		return err
+	}
+	if err := openNATS(cfg, b, log); err != nil {
+		return err
+	}
+
+	stockOpts := nats.StockOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas, FlushInterval: cfg.StockSyncInterval}
+	if err := nats.EnsureStockStream(ctx, b.js, stockOpts); err != nil {
+		return fmt.Errorf("ensure stock stream: %w", err)
+	}
+	configs := sqlstore.NewConfigStore(b.configDB)
+	stock := redis.NewStock(b.redis, cfg.RedisPrefix)
+	stockSync := nats.NewStockSync(b.js, stockOpts, log)
+	strategies := strategy.NewService(strategy.Options{
+		Configs:           configs,
+		Stock:             stock,
+		Sink:              stockSync,
+		Logger:            log,
+		DefaultStockTTL:   cfg.DefaultStockTTL,
+		ImplicitLuckAward: cfg.ImplicitLuckAward,
+	})
+
+	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	runJob := func(name string, job func(context.Context) error) {
+		wg.Go(func() {
+			if err := job(background); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("background job stopped", "job", name, "err", err)
+			}
+		})
+	}
+	runJob("stock-sync", stockSync.Run)
+	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
+	runJob("stock-reconcile", func(ctx context.Context) error {
+		return reconcileStock(ctx, cfg.StockReconcileEvery, strategies, stock, configs, log)
+	})
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := httpapi.New(httpapi.Options{
+		Strategies:   strategies,
+		Ready:        b.ready,
+		Logger:       log,
+		Registry:     registry,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+	})
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		stopBackground()
+		wg.Wait()
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	log.Info("bigmarket serving", "addr", ln.Addr().String(), "mode", cfg.Mode)
+	if cfg.Mode == ModeDemo {
+		log.Info("demo admin token (set BIGMARKET_ADMIN_TOKEN to choose one)", "admin_token", cfg.AdminToken)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		err = srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	flushCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	if ferr := stockSync.Close(flushCtx); ferr != nil {
+		log.Error("final stock sync flush", "err", ferr)
+	}
+	cancel()
+	stopBackground()
+	wg.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// reconcileStock periodically copies each assembled award's Redis low watermark to SQL.
+// It covers grants whose sync message was lost with a crashed process; the update is a
+// monotone minimum, so every node may run it.
+func reconcileStock(ctx context.Context, every time.Duration, s *strategy.Service, stock *redis.Stock, store strategy.SurplusStore, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		for _, ref := range s.AwardRefs() {
+			level, err := stock.Remaining(ctx, ref)
+			if err != nil {
+				log.Warn("reconcile stock: read level", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
+				continue
+			}
+			if !level.HasLow {
+				continue
+			}
+			if err := store.SyncAwardSurplus(ctx, ref, level.Low); err != nil {
+				log.Warn("reconcile stock: sync surplus", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
+			}
+		}
+	}
+}
+
+func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := commonFlags(fs)
+	seed := fs.Bool("seed", false, "insert the demo data (idempotent)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	cfg.print(stderr)
+	b := &backends{}
+	defer b.close()
+	if err := openSQL(ctx, cfg, b, true, *seed); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "migrated config database and %d user databases (%d tables each)", len(b.userDBs), cfg.TBCount)
+	if *seed {
+		fmt.Fprint(stderr, "; demo data seeded")
+	}
+	fmt.Fprintln(stderr)
+	return nil
+}

@@ -1,0 +1,22 @@
+CREATE TABLE IF NOT EXISTS raffle_activity_order{{suffix}} (
+  id bigint unsigned NOT NULL AUTO_INCREMENT,
+  user_id varchar(32) NOT NULL,
+  sku bigint NOT NULL,
+  activity_id bigint NOT NULL,
+  activity_name varchar(64) NOT NULL DEFAULT '',
+  strategy_id bigint NOT NULL,
+  order_id varchar(32) NOT NULL,
+  order_time datetime NOT NULL,
+  total_count int NOT NULL,
+  day_count int NOT NULL,
+  month_count int NOT NULL,
+  pay_amount decimal(10,2) NOT NULL DEFAULT 0.00,
+  state varchar(16) NOT NULL,
+  out_business_no varchar(64) NOT NULL,
+  create_time datetime NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  update_time datetime NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  PRIMARY KEY (id),
+  UNIQUE KEY uq_order_id (order_id),
+  UNIQUE KEY uq_out_business_no (out_business_no),
+  KEY idx_user_id_activity_id_state (user_id, activity_id, state)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin

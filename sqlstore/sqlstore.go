@@ -1,0 +1,117 @@
+// Package sqlstore is the SQL adapter for MySQL/MariaDB and SQLite: connections, migrations, seed data and stores.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	_ "modernc.org/sqlite" // Registers the "sqlite" driver.
+)
+
+// Dialect names the SQL dialect of a database, for the few statements that differ.
+type Dialect string
+
+// Supported dialects.
+const (
+	SQLite Dialect = "sqlite"
+	MySQL  Dialect = "mysql"
+)
+
+// Pool sizes. SQLite serializes writers on one file lock (busy_timeout makes them wait) while
+// WAL lets readers run beside the writer, so a small pool is enough; MySQL gets a pool sized
+// for a busy application server.
+const (
+	sqliteMaxConns    = 8
+	mysqlMaxConns     = 64
+	mysqlConnLifetime = 3 * time.Minute
+	openPingTimeout   = 10 * time.Second
+)
+
+// DB is a database handle together with its dialect, so stores can pick the right SQL.
+type DB struct {
+	// SQL is the connection pool.
+	SQL *sql.DB
+	// Dialect is the pool's SQL dialect.
+	Dialect Dialect
+}
+
+// OpenSQLite opens (creating if needed) the SQLite file at path in WAL mode with a 10s
+// busy timeout, synchronous=NORMAL and BEGIN IMMEDIATE transactions, so a transaction that
+// will write takes the write lock up front instead of failing with SQLITE_BUSY on upgrade.
+// Datetimes are written as "YYYY-MM-DD HH:MM:SS" in UTC, the form CURRENT_TIMESTAMP uses.
+func OpenSQLite(path string) (*DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	q.Set("_time_format", "datetime")
+	q.Set("_timezone", "UTC")
+	sqlDB, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	sqlDB.SetMaxOpenConns(sqliteMaxConns)
+	sqlDB.SetMaxIdleConns(sqliteMaxConns)
+	db := &DB{SQL: sqlDB, Dialect: SQLite}
+	if err := db.ping(); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// OpenMySQL opens a MySQL or MariaDB database. It forces parseTime so DATETIME columns scan
+// into time.Time in the DSN's loc (UTC unless the DSN says otherwise); with UTC it also sets
+// the session time_zone to UTC so that CURRENT_TIMESTAMP defaults agree with Go's times.
+func OpenMySQL(dsn string) (*DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse mysql dsn: %w", err)
+	}
+	cfg.ParseTime = true
+	if cfg.Loc == nil {
+		cfg.Loc = time.UTC
+	}
+	if cfg.Loc == time.UTC {
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		if _, ok := cfg.Params["time_zone"]; !ok {
+			cfg.Params["time_zone"] = "'+00:00'"
+		}
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open mysql: %w", err)
+	}
+	sqlDB := sql.OpenDB(connector)
+	sqlDB.SetMaxOpenConns(mysqlMaxConns)
+	sqlDB.SetMaxIdleConns(mysqlMaxConns)
+	sqlDB.SetConnMaxLifetime(mysqlConnLifetime)
+	db := &DB{SQL: sqlDB, Dialect: MySQL}
+	if err := db.ping(); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
+	}
+	return db, nil
+}
+
+// ping checks the connection once at open time, so a bad address or file fails fast.
+func (db *DB) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), openPingTimeout)
+	defer cancel()
+	return db.SQL.PingContext(ctx)
+}
+
+// Close closes the connection pool.
+func (db *DB) Close() error {
+	if err := db.SQL.Close(); err != nil {
+		return fmt.Errorf("close %s database: %w", db.Dialect, err)
+	}
+	return nil
+}
