@@ -80,6 +80,14 @@ type Options struct {
 	ImplicitLuckAward string
 	ChainRules        ChainRules // default DefaultChainRules()
 	TreeRules         TreeRules  // default DefaultTreeRules()
+	// Announcer, when set, tells the other nodes that Armory re-assembled a strategy so
+	// that they Reload it.
+	Announcer Announcer
+}
+
+// Announcer broadcasts that a strategy was re-assembled from changed config.
+type Announcer interface {
+	AnnounceArmory(ctx context.Context, strategyID int64) error
 }
 
 // Service assembles strategies and draws from them.
@@ -127,12 +135,33 @@ func NewService(opts Options) *Service {
 	}
 }
 
-// Armory (re)assembles a strategy from its stored config and preheats its stock. It is
-// idempotent: stock already in the cache is left as it is.
+// Armory (re)assembles a strategy from its stored config, preheats its stock and tells
+// the other nodes to reload it. It is idempotent: stock already in the cache is left as it
+// is. A failed announcement is logged, not returned: this node's assembly stands, and the
+// other nodes keep serving their last assembly.
 func (s *Service) Armory(ctx context.Context, strategyID int64) (*Assembled, error) {
 	s.mu.Lock()
+	a, err := s.assemble(ctx, strategyID)
+	s.mu.Unlock()
+	if err != nil || s.opts.Announcer == nil {
+		return a, err
+	}
+	if err := s.opts.Announcer.AnnounceArmory(ctx, strategyID); err != nil {
+		s.opts.Logger.Warn("announce armory", "strategy_id", strategyID, "err", err)
+	}
+	return a, nil
+}
+
+// Reload re-assembles a strategy this node has assembled before, after another node's
+// Armory; a strategy never used here is left to be assembled on first use.
+func (s *Service) Reload(ctx context.Context, strategyID int64) error {
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.assemble(ctx, strategyID)
+	if _, ok := s.assembled.Load(strategyID); !ok {
+		return nil
+	}
+	_, err := s.assemble(ctx, strategyID)
+	return err
 }
 
 // Assembled returns the strategy's assembly, building it on first use.

@@ -208,6 +208,31 @@ func checkBadInput(t *testing.T, s stack) {
 	}
 }
 
+// checkArmoryReload adds an award to the test strategy in SQL, runs the armory on the
+// first node only, and expects the last node to start drawing the new award.
+func checkArmoryReload(t *testing.T, s stack) {
+	if _, err := s.db.Exec(`INSERT INTO strategy_award (strategy_id, award_id, award_title, award_subtitle,
+		award_count, award_count_surplus, award_rate, rule_models, sort) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		testStrategy, 103, "new award", "", 1000, 1000, "1.0000", "tree_luck_award", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", s.bases[0], testStrategy), nil); r.Code != "0000" {
+		t.Fatalf("armory: %+v", r)
+	}
+	other := s.bases[len(s.bases)-1]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, r := call(t, "POST", other+"/api/v1/raffle/strategy/random_raffle", []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy)))
+		if strings.Contains(string(r.Data), `"awardId":103`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s never drew the award added before another node's armory", other)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestEmbeddedStack runs serve in-process on its embedded defaults (SQLite, in-process
 // NATS) with an embedded Redis the test can reach, seeds, and checks the API end to end.
 func TestEmbeddedStack(t *testing.T) {
@@ -256,6 +281,7 @@ func TestEmbeddedStack(t *testing.T) {
 	}
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
+	t.Run("armory reloads", func(t *testing.T) { checkArmoryReload(t, s) })
 
 	cancel()
 	select {
@@ -369,6 +395,7 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix}
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
+	t.Run("armory reaches the other node", func(t *testing.T) { checkArmoryReload(t, s) })
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

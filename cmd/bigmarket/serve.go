@@ -60,6 +60,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	configs := sqlstore.NewConfigStore(b.configDB)
 	stock := redis.NewStock(b.redis, cfg.RedisPrefix)
 	stockSync := nats.NewStockSync(b.js, stockOpts, log)
+	armoryBus := nats.NewArmoryBus(b.nc, cfg.NATSPrefix, log)
 	strategies := strategy.NewService(strategy.Options{
 		Configs:           configs,
 		Stock:             stock,
@@ -67,6 +68,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Logger:            log,
 		DefaultStockTTL:   cfg.DefaultStockTTL,
 		ImplicitLuckAward: cfg.ImplicitLuckAward,
+		Announcer:         armoryBus,
 	})
 
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -80,6 +82,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	runJob("stock-sync", stockSync.Run)
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
+	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
 	runJob("stock-reconcile", func(ctx context.Context) error {
 		return reconcileStock(ctx, cfg.StockReconcileEvery, strategies, stock, configs, log)
 	})
