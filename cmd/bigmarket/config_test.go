@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigPrecedence(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bigmarket.yaml")
+	yaml := "addr: \":9000\"\nshards: 4x8\nredis_addrs: [\"a:1\", \"b:2\"]\ntimezone: UTC\nstock_sync_interval: 250ms\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Defaults only.
+	cfg, err := loadConfig("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":8091" || cfg.DataDir != "./data" || cfg.Shards != "2x4" || cfg.Timezone != "Asia/Shanghai" || cfg.Mode != ModeDemo {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	// The file over defaults, named by BIGMARKET_CONFIG; the environment over the file.
+	cfg, err = loadConfig("", []string{
+		"BIGMARKET_CONFIG=" + file,
+		"BIGMARKET_SHARDS=2x2",
+		"BIGMARKET_NATS_URLS=nats://x:4222, nats://y:4222",
+		"BIGMARKET_TEST_MYSQL_DSN=ignored",
+		"PATH=/bin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":9000" || cfg.Shards != "2x2" || cfg.DBCount != 2 || cfg.TBCount != 2 || cfg.Timezone != "UTC" ||
+		cfg.StockSyncInterval != 250*time.Millisecond || cfg.DataDir != "./data" {
+		t.Errorf("layered config: %+v", cfg)
+	}
+	if strings.Join(cfg.RedisAddrs, "|") != "a:1|b:2" || strings.Join(cfg.NATSURLs, "|") != "nats://x:4222|nats://y:4222" {
+		t.Errorf("lists: redis %q nats %q", cfg.RedisAddrs, cfg.NATSURLs)
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.yaml"), nil); err == nil {
+		t.Error("a missing config file was accepted")
+	}
+}
+
+func TestConfigFlagsOverride(t *testing.T) {
+	t.Setenv("BIGMARKET_ADDR", ":7000")
+	t.Setenv("BIGMARKET_DATA_DIR", "/env/data")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	load := commonFlags(fs)
+	if err := fs.Parse([]string{"-addr", "127.0.0.1:7001"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:7001" || cfg.DataDir != "/env/data" {
+		t.Errorf("flags over env: addr %q data %q", cfg.Addr, cfg.DataDir)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		env  []string
+		want string
+	}{
+		"bad mode":              {[]string{"BIGMARKET_MODE=chaos"}, "BIGMARKET_MODE"},
+		"shards not power of 2": {[]string{"BIGMARKET_SHARDS=3x4"}, "BIGMARKET_SHARDS"},
+		"shards malformed":      {[]string{"BIGMARKET_SHARDS=eight"}, "BIGMARKET_SHARDS"},
+		"dsn count mismatch":    {[]string{"BIGMARKET_CONFIG_DSN=root@tcp(h)/c", "BIGMARKET_USER_DSNS=root@tcp(h)/u1"}, "BIGMARKET_USER_DSNS"},
+		"user dsns alone":       {[]string{"BIGMARKET_USER_DSNS=a,b"}, "without BIGMARKET_CONFIG_DSN"},
+		"bad timezone":          {[]string{"BIGMARKET_TIMEZONE=Mars/Olympus"}, "BIGMARKET_TIMEZONE"},
+		"plain endpoints":       {[]string{"BIGMARKET_PLAIN_USER_ENDPOINTS=maybe"}, "BIGMARKET_PLAIN_USER_ENDPOINTS"},
+		"production secrets":    {[]string{"BIGMARKET_MODE=production"}, "BIGMARKET_ADMIN_TOKEN"},
+		"production demo jwt":   {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
+	} {
+		cfg, err := loadConfig("", tc.env)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want one naming %s", name, err, tc.want)
+		}
+	}
+	cfg, _ := loadConfig("", []string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=fedcba9876543210x"})
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("valid production config refused: %v", err)
+	}
+	if cfg.PlainUserEndpoints != "off" || cfg.LogFormat != "json" {
+		t.Errorf("production defaults: plain %q log %q", cfg.PlainUserEndpoints, cfg.LogFormat)
+	}
+	demo, _ := loadConfig("", nil)
+	if err := demo.validate(); err != nil || len(demo.AdminToken) != 32 || demo.PlainUserEndpoints != "on" {
+		t.Errorf("demo: token %q plain %q err %v", demo.AdminToken, demo.PlainUserEndpoints, err)
+	}
+}
+
+func TestConfigPrintMasksSecrets(t *testing.T) {
+	t.Parallel()
+	cfg, _ := loadConfig("", []string{
+		"BIGMARKET_ADMIN_TOKEN=admin-secret-123456", "BIGMARKET_JWT_SECRET=jwt-secret-123456",
+		"BIGMARKET_CONFIG_DSN=bm:dbpass@tcp(db:3306)/big_market",
+		"BIGMARKET_USER_DSNS=bm:dbpass@tcp(db:3306)/u1,bm:dbpass@tcp(db:3306)/u2",
+		"BIGMARKET_REDIS_PASSWORD=redispass", "BIGMARKET_APP_TOKENS=app:apptoken", "BIGMARKET_WEBHOOK_SECRET=hooksecret",
+	})
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cfg.print(&out)
+	for _, secret := range []string{"admin-secret", "jwt-secret", "dbpass", "redispass", "apptoken", "hooksecret"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("printed config shows %q:\n%s", secret, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "bm:****@tcp(db:3306)/big_market") {
+		t.Errorf("DSN not shown masked:\n%s", out.String())
+	}
+}
