@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -96,6 +97,27 @@ type Service struct {
 	implicit  TreeConfig
 	mu        sync.Mutex // serialises assembly
 	assembled sync.Map   // int64 → *Assembled
+	stats     struct {
+		blacklist, stocked, luck, stockOut, stockMissing, failed atomic.Int64
+	}
+}
+
+// Stats counts draws by how they ended, for metrics.
+type Stats struct {
+	Blacklist    int64 // fallback grants by rule_blacklist
+	Stocked      int64 // picks granted through rule_stock
+	Luck         int64 // luck awards (locked, or the pick's stock was out)
+	StockOut     int64 // deductions that found no stock left
+	StockMissing int64 // deductions that found no stock in the cache
+	Failed       int64 // draws that returned an error
+}
+
+// Stats returns the counters since the Service started.
+func (s *Service) Stats() Stats {
+	return Stats{
+		Blacklist: s.stats.blacklist.Load(), Stocked: s.stats.stocked.Load(), Luck: s.stats.luck.Load(),
+		StockOut: s.stats.stockOut.Load(), StockMissing: s.stats.stockMissing.Load(), Failed: s.stats.failed.Load(),
+	}
 }
 
 // NewService returns a Service; Configs and Stock are required.
@@ -286,6 +308,21 @@ func ruleValue(rules []Rule, model RuleModel) (string, bool) {
 // Draw runs the chain, then the picked award's tree (unless the pick is a fallback), and
 // returns the award granted.
 func (s *Service) Draw(ctx context.Context, in Input) (Result, error) {
+	r, err := s.draw(ctx, in)
+	switch {
+	case err != nil:
+		s.stats.failed.Add(1)
+	case r.Rule == RuleBlacklist:
+		s.stats.blacklist.Add(1)
+	case r.Rule == RuleStock:
+		s.stats.stocked.Add(1)
+	default:
+		s.stats.luck.Add(1)
+	}
+	return r, err
+}
+
+func (s *Service) draw(ctx context.Context, in Input) (Result, error) {
 	a, err := s.Assembled(ctx, in.StrategyID)
 	if err != nil {
 		return Result{}, err
@@ -337,8 +374,10 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) 
 		}
 		return true, nil
 	case errors.Is(err, ErrStockOut):
+		s.stats.stockOut.Add(1)
 		return false, nil
 	case errors.Is(err, ErrStockMissing):
+		s.stats.stockMissing.Add(1)
 		s.opts.Logger.Warn("award stock missing from cache; treating as out of stock",
 			"strategy_id", ref.StrategyID, "award_id", ref.AwardID)
 		return false, nil

@@ -282,6 +282,28 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
 	t.Run("armory reloads", func(t *testing.T) { checkArmoryReload(t, s) })
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		// Every series below must be present with a positive value after the runs above.
+		for _, want := range []string{`bigmarket_draws_total{outcome="stocked"}`, `bigmarket_draws_total{outcome="luck"}`,
+			`bigmarket_award_stock_out_total`, `bigmarket_stock_sync_published_total`,
+			`bigmarket_http_requests_total{code="0000",route="POST /api/v1/raffle/strategy/random_raffle"}`} {
+			var v float64
+			for _, line := range strings.Split(string(body), "\n") {
+				if rest, ok := strings.CutPrefix(line, want+" "); ok {
+					fmt.Sscan(rest, &v)
+				}
+			}
+			if v <= 0 {
+				t.Errorf("metric %s is %v, want > 0", want, v)
+			}
+		}
+	})
 
 	cancel()
 	select {

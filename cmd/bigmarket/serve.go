@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -89,6 +90,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerDomainMetrics(registry, strategies, stockSync)
 	api := httpapi.New(httpapi.Options{
 		Strategies:   strategies,
 		Ready:        b.ready,
@@ -114,6 +116,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("bigmarket serving", "addr", ln.Addr().String(), "mode", cfg.Mode)
 	if cfg.Mode == ModeDemo {
 		log.Info("demo admin token (set BIGMARKET_ADMIN_TOKEN to choose one)", "admin_token", cfg.AdminToken)
+	}
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			stopBackground()
+			wg.Wait()
+			return err
+		}
+		defer stopPprof()
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -166,6 +177,48 @@ func reconcileStock(ctx context.Context, every time.Duration, s *strategy.Servic
 			}
 		}
 	}
+}
+
+// registerDomainMetrics exports the engine's and the stock sync's counters.
+func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *nats.StockSync) {
+	outcome := func(name string, get func(strategy.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "bigmarket_draws_total", Help: "Draws by outcome.", ConstLabels: prometheus.Labels{"outcome": name},
+		}, func() float64 { return float64(get(s.Stats())) })
+	}
+	reg.MustRegister(
+		outcome("blacklist", func(st strategy.Stats) int64 { return st.Blacklist }),
+		outcome("stocked", func(st strategy.Stats) int64 { return st.Stocked }),
+		outcome("luck", func(st strategy.Stats) int64 { return st.Luck }),
+		outcome("failed", func(st strategy.Stats) int64 { return st.Failed }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_stock_out_total", Help: "Stock deductions that found the award exhausted."},
+			func() float64 { return float64(s.Stats().StockOut) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_stock_missing_total", Help: "Stock deductions that found no stock in Redis (undersold)."},
+			func() float64 { return float64(s.Stats().StockMissing) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_stock_sync_published_total", Help: "Stock sync messages published."},
+			func() float64 { return float64(sync.Stats().Published) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_stock_sync_failed_total", Help: "Stock sync publishes that failed (retried)."},
+			func() float64 { return float64(sync.Stats().Failed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_stock_sync_pending", Help: "Awards waiting for the next stock sync publish."},
+			func() float64 { return float64(sync.Stats().Pending) }),
+	)
+}
+
+// servePprof serves the profiler on its own listener, away from the public API.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen pprof %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("pprof serving", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
