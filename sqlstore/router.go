@@ -24,8 +24,8 @@ func NewRouter(dbs, tables int) (Router, error) {
 
 // Shard is where one user's rows live.
 type Shard struct {
-	DB    int    // 0-based index into the user databases; big-market names it DB+1 ("01")
-	Table int    // 0-based table index
+	DB     int    // 0-based index into the user databases; big-market names it DB+1 ("01")
+	Table  int    // 0-based table index
 	Suffix string // table suffix, "_000" …
 }
 
