@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -82,6 +83,8 @@ var errorCodes = []struct {
 	code   Code
 }{
 	{strategy.ErrStrategyNotFound, http.StatusOK, CodeIllegalParam},
+	{activity.ErrActivityNotFound, http.StatusOK, CodeIllegalParam},
+	{activity.ErrNoStageActivity, http.StatusOK, CodeIllegalParam},
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},
 	{strategy.ErrInvalidConfig, http.StatusOK, CodeNotAssembled},

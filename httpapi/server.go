@@ -26,6 +26,7 @@ type strategies interface {
 // Options configures the API.
 type Options struct {
 	Strategies strategies
+	Activities activities // nil: the activity endpoints are not served
 	// Ready reports whether SQL, Redis and the broker are reachable (GET /readyz).
 	Ready    func(ctx context.Context) error
 	Logger   *slog.Logger
@@ -74,6 +75,10 @@ func New(opts Options) *Server {
 	const raffle = "/api/v1/raffle/"
 	s.handle("GET "+raffle+"strategy/strategy_armory", s.strategyArmory)
 	s.handle("POST "+raffle+"strategy/random_raffle", s.randomRaffle)
+	if opts.Activities != nil {
+		s.handle("POST "+raffle+"activity/query_sku_product_list_by_activity_id", s.querySKUProducts)
+		s.handle("GET "+raffle+"activity/query_stage_activity_id", s.queryStageActivityID)
+	}
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, envelope{Code: CodeIllegalParam, Info: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})

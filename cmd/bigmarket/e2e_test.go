@@ -233,6 +233,23 @@ func checkArmoryReload(t *testing.T, s stack) {
 	}
 }
 
+// checkActivityQueries reads the seeded activity configuration through the API.
+func checkActivityQueries(t *testing.T, s stack) {
+	base := s.bases[0] + "/api/v1/raffle/activity/"
+	_, r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=100301", nil)
+	if r.Code != "0000" || !strings.HasPrefix(string(r.Data), `[{"sku":9011,"activityId":100301,"activityCountId":11101,`+
+		`"stockCount":100000,"stockCountSurplus":100000,"productAmount":200.00,"activityCount":{"totalCount":150,"dayCount":150,"monthCount":150}}`) ||
+		strings.Count(string(r.Data), `"sku":`) != 4 {
+		t.Errorf("sku list of 100301: %s %s", r.Code, r.Data)
+	}
+	if _, r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=999999", nil); r.Code != "0002" {
+		t.Errorf("sku list of an unknown activity: %s", r.Code)
+	}
+	if _, r := call(t, "GET", base+"query_stage_activity_id?channel=c01&source=s01", nil); r.Code != "0000" || string(r.Data) != "100401" {
+		t.Errorf("stage c01/s01: %s %s", r.Code, r.Data)
+	}
+}
+
 // TestEmbeddedStack runs serve in-process on its embedded defaults (SQLite, in-process
 // NATS) with an embedded Redis the test can reach, seeds, and checks the API end to end.
 func TestEmbeddedStack(t *testing.T) {
@@ -282,6 +299,7 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
 	t.Run("armory reloads", func(t *testing.T) { checkArmoryReload(t, s) })
+	t.Run("activity queries", func(t *testing.T) { checkActivityQueries(t, s) })
 	t.Run("metrics", func(t *testing.T) {
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
@@ -418,6 +436,7 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
 	t.Run("armory reaches the other node", func(t *testing.T) { checkArmoryReload(t, s) })
+	t.Run("activity queries", func(t *testing.T) { checkActivityQueries(t, s) })
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

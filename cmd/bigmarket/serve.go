@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/redis"
@@ -93,6 +94,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	registerDomainMetrics(registry, strategies, stockSync)
 	api := httpapi.New(httpapi.Options{
 		Strategies:   strategies,
+		Activities:   activity.NewService(sqlstore.NewActivityStore(b.configDB)),
 		Ready:        b.ready,
 		Logger:       log,
 		Registry:     registry,

@@ -1,0 +1,75 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/money"
+)
+
+// activities is what the activity endpoints need of the activity domain.
+type activities interface {
+	Products(ctx context.Context, activityID int64) ([]activity.SKU, error)
+	StageActivity(ctx context.Context, channel, source string) (int64, error)
+}
+
+type skuProduct struct {
+	SKU               int64         `json:"sku"`
+	ActivityID        int64         `json:"activityId"`
+	ActivityCountID   int64         `json:"activityCountId"`
+	StockCount        int64         `json:"stockCount"`
+	StockCountSurplus int64         `json:"stockCountSurplus"`
+	ProductAmount     money.Cents   `json:"productAmount"`
+	ActivityCount     activityCount `json:"activityCount"`
+}
+
+type activityCount struct {
+	TotalCount int64 `json:"totalCount"`
+	DayCount   int64 `json:"dayCount"`
+	MonthCount int64 `json:"monthCount"`
+}
+
+// formID reads a positive integer from the query string or an urlencoded body, as
+// big-market's front end sends POST ?activityId=… with an empty body.
+func formID(r *http.Request, name string) (int64, error) {
+	raw := r.FormValue(name)
+	if raw == "" {
+		return 0, badParam(http.StatusOK, "%s is required", name)
+	}
+	v, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, badParam(http.StatusOK, "%s must be a positive integer", name)
+	}
+	return v, nil
+}
+
+func (s *Server) querySKUProducts(r *http.Request) (any, error) {
+	id, err := formID(r, "activityId")
+	if err != nil {
+		return nil, err
+	}
+	skus, err := s.opts.Activities.Products(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]skuProduct, 0, len(skus))
+	for _, k := range skus {
+		out = append(out, skuProduct{
+			SKU: k.SKU, ActivityID: k.ActivityID, ActivityCountID: k.CountID,
+			StockCount: k.Stock, StockCountSurplus: k.StockSurplus, ProductAmount: k.Price,
+			ActivityCount: activityCount{TotalCount: k.Count.Total, DayCount: k.Count.Day, MonthCount: k.Count.Month},
+		})
+	}
+	return out, nil
+}
+
+func (s *Server) queryStageActivityID(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	channel, source := q.Get("channel"), q.Get("source")
+	if channel == "" || source == "" {
+		return nil, badParam(http.StatusOK, "channel and source are required")
+	}
+	return s.opts.Activities.StageActivity(r.Context(), channel, source)
+}

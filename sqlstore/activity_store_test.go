@@ -1,0 +1,58 @@
+package sqlstore_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
+)
+
+func TestActivityStore(t *testing.T) {
+	t.Parallel()
+	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := t.Context()
+		if err := sqlstore.MigrateConfig(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		if err := sqlstore.SeedDemo(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		s := sqlstore.NewActivityStore(db)
+		a, err := s.Activity(ctx, 100301)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := activity.Activity{ID: 100301, Name: a.Name, Desc: a.Desc, StrategyID: 100006, State: activity.StateOpen,
+			Begin: time.Date(2024, 3, 9, 10, 15, 10, 0, time.UTC), End: time.Date(2034, 3, 9, 10, 15, 10, 0, time.UTC)}
+		if a != want || a.Name == "" {
+			t.Errorf("activity 100301 = %+v, want %+v", a, want)
+		}
+		if _, err := s.Activity(ctx, 42); !errors.Is(err, activity.ErrActivityNotFound) {
+			t.Errorf("unknown activity: %v", err)
+		}
+		skus, err := s.SKUs(ctx, 100301)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(skus) != 4 {
+			t.Fatalf("activity 100301 has %d skus, want 4", len(skus))
+		}
+		first := activity.SKU{SKU: 9011, ActivityID: 100301, CountID: 11101, Stock: 100000, StockSurplus: 100000,
+			Price: 20000, Count: activity.Count{ID: 11101, Total: 150, Day: 150, Month: 150}}
+		if skus[0] != first || skus[3].SKU != 9014 || skus[3].Price != 500 || skus[3].Count.Total != 1 {
+			t.Errorf("skus = %+v", skus)
+		}
+		if none, err := s.SKUs(ctx, 42); err != nil || len(none) != 0 {
+			t.Errorf("skus of an unknown activity: %v %v", none, err)
+		}
+		if id, err := s.StageActivity(ctx, "c01", "s01"); err != nil || id != 100401 {
+			t.Errorf("stage c01/s01 = %d %v, want 100401", id, err)
+		}
+		if _, err := s.StageActivity(ctx, "c01", "nope"); !errors.Is(err, activity.ErrNoStageActivity) {
+			t.Errorf("unknown stage: %v", err)
+		}
+	})
+}
