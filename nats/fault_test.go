@@ -1,0 +1,404 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// childServer is a private nats-server process with JetStream and a file store, on a
+// loopback port of its own, for tests that stop, kill and restart the broker. The port and
+// the store dir stay the same across restarts, so clients reconnect to the same URL and
+// find their streams again.
+type childServer struct {
+	t    *testing.T
+	bin  string
+	port int
+	dir  string
+	URL  string
+
+	log *syncBuffer // output of every run, shown when the test fails
+
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// startChildServer starts nats-server on a free loopback port with its store in a
+// temporary dir, waits until it takes JetStream requests, and kills it when the test
+// ends. The test is skipped when nats-server is not installed, and fails in CI.
+func startChildServer(t *testing.T) *childServer {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("nats-server not found in CI: %v", err)
+		}
+		t.Skipf("nats-server not installed: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	s := &childServer{
+		t:    t,
+		bin:  bin,
+		port: port,
+		dir:  t.TempDir(),
+		URL:  "nats://127.0.0.1:" + strconv.Itoa(port),
+		log:  &syncBuffer{},
+	}
+	t.Cleanup(func() {
+		s.kill(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("nats-server output:\n%s", s.log.String())
+		}
+	})
+	s.Start()
+	return s
+}
+
+// Start runs the server again on the same port and store dir and waits until JetStream
+// answers.
+func (s *childServer) Start() {
+	s.t.Helper()
+	if s.cmd != nil {
+		s.t.Fatal("nats-server already running")
+	}
+	fmt.Fprintf(s.log, "--- start %s\n", time.Now().Format(time.TimeOnly))
+	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.dir)
+	cmd.Stdout = s.log
+	cmd.Stderr = s.log
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start nats-server: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			s.cmd = nil
+			s.t.Fatalf("nats-server exited at start (%s); output:\n%s", cmd.ProcessState, s.log.String())
+		default:
+		}
+		err := s.ping()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("nats-server on %s not ready: %v", s.URL, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ping connects once, without reconnecting, and checks that JetStream answers.
+func (s *childServer) ping() error {
+	nc, err := natsgo.Connect(s.URL, natsgo.Timeout(time.Second), natsgo.NoReconnect())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return Ping(ctx, nc)
+}
+
+// Stop shuts the server down gracefully (SIGTERM) and waits until it has exited.
+func (s *childServer) Stop() {
+	s.t.Helper()
+	if !s.kill(syscall.SIGTERM) {
+		s.t.Fatal("nats-server did not exit after SIGTERM")
+	}
+}
+
+// Kill ends the server with SIGKILL, as a crash would, and waits until it has exited.
+func (s *childServer) Kill() {
+	s.t.Helper()
+	if !s.kill(syscall.SIGKILL) {
+		s.t.Fatal("nats-server did not exit after SIGKILL")
+	}
+}
+
+// kill sends sig and waits for the exit; after a while it falls back to SIGKILL and
+// reports false. It does nothing when the server is not running.
+func (s *childServer) kill(sig syscall.Signal) bool {
+	if s.cmd == nil {
+		return true
+	}
+	cmd, done := s.cmd, s.done
+	s.cmd, s.done = nil, nil
+	fmt.Fprintf(s.log, "--- %s %s\n", sig, time.Now().Format(time.TimeOnly))
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return true
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		return false
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writers of the child process and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// faultOptions are the test timings with a short publish timeout, so that a flush made
+// while the broker is down fails (and keeps its entries) quickly.
+func faultOptions() StockOptions {
+	opts := testOptions("")
+	opts.PublishTimeout = 300 * time.Millisecond
+	return opts
+}
+
+// connectChild connects to s the way the app does (reconnecting forever) and returns
+// JetStream on it; the connection is closed when the test ends.
+func connectChild(t *testing.T, s *childServer, extra ...natsgo.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := Connect([]string{s.URL}, "test", extra...)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	return js
+}
+
+// grants records every value passed to Consumed and the minimum per award: what the
+// store must end at.
+type grants struct {
+	mu   sync.Mutex
+	next map[strategy.AwardRef]int64 // the next remaining count to grant, per award
+	min  map[strategy.AwardRef]int64
+}
+
+func newGrants(refs []strategy.AwardRef, stock int64) *grants {
+	g := &grants{next: make(map[strategy.AwardRef]int64), min: make(map[strategy.AwardRef]int64)}
+	for _, ref := range refs {
+		g.next[ref] = stock
+	}
+	return g
+}
+
+// take grants one unit of ref, as the Redis counter does: each remaining count once.
+func (g *grants) take(ref strategy.AwardRef) int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.next[ref]--
+	r := g.next[ref]
+	if cur, ok := g.min[ref]; !ok || r < cur {
+		g.min[ref] = r
+	}
+	return r
+}
+
+func (g *grants) want() map[strategy.AwardRef]int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.min)
+}
+
+// consumeConcurrently grants perWorker units from each of workers goroutines, spread over
+// refs, calling s.Consumed for each, and fails the test unless all the calls return
+// within bound. Workers start on different awards and race, so remaining counts reach
+// StockSync out of order, as they do from concurrent draws.
+func consumeConcurrently(t *testing.T, s *StockSync, g *grants, refs []strategy.AwardRef, workers, perWorker int, bound time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := range perWorker {
+					ref := refs[(w+i)%len(refs)]
+					s.Consumed(ref, g.take(ref))
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		// The stuck calls finish once the test's connection is closed.
+		t.Fatalf("%d Consumed calls did not return within %v: the draw path waits for the broker",
+			workers*perWorker, bound)
+	}
+}
+
+// consumeBound is a liveness bound for a burst of Consumed calls: they take microseconds
+// when Consumed does not wait for the broker, and a publish timeout each if it did.
+const consumeBound = 2 * time.Second
+
+// TestFaultStockSyncSurvivesBrokerRestart stops the broker while draws go on: Consumed
+// keeps returning at once, the flushes made during the outage fail and keep their
+// entries, and once the broker is back on the same port and store the SQL surplus of
+// every award ends at the lowest remaining count ever granted. It runs with the client's
+// reconnect buffer (as the app connects) and without it: the buffer replays a timed-out
+// publish on reconnect, which would hide a StockSync that dropped its failed entries.
+func TestFaultStockSyncSurvivesBrokerRestart(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		extra []natsgo.Option
+	}{
+		{"reconnect-buffer", nil},
+		{"no-reconnect-buffer", []natsgo.Option{natsgo.ReconnectBufSize(-1)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testStockSyncBrokerRestart(t, tt.extra...)
+		})
+	}
+}
+
+func testStockSyncBrokerRestart(t *testing.T, extra ...natsgo.Option) {
+	srv := startChildServer(t)
+	js := connectChild(t, srv, extra...)
+	opts := faultOptions()
+	ensureStream(t, js, opts)
+
+	store := &fakeSurplusStore{}
+	consumer := NewStockSyncConsumer(js, opts, store, nil)
+	background(t, consumer.Run)
+	ss := NewStockSync(js, opts, nil)
+	background(t, ss.Run)
+
+	refs := []strategy.AwardRef{
+		{StrategyID: 100006, AwardID: 101},
+		{StrategyID: 100006, AwardID: 102},
+		{StrategyID: 100006, AwardID: 103},
+		{StrategyID: 100001, AwardID: 101},
+	}
+	g := newGrants(refs, 10000)
+	consumeConcurrently(t, ss, g, refs, 4, 50, consumeBound)
+	eventually(t, "store holds the grants made before the outage", storeEquals(store, g.want()))
+	before := ss.Stats()
+
+	srv.Stop()
+
+	// Draws go on while the broker is down: the first burst is flushed against the dead
+	// broker, the second lands while such flushes are failing.
+	consumeConcurrently(t, ss, g, refs, 8, 200, consumeBound)
+	eventually(t, "a flush fails while the broker is down", func() (bool, string) {
+		st := ss.Stats()
+		return st.Failed > before.Failed, fmt.Sprintf("stats %+v", st)
+	})
+	consumeConcurrently(t, ss, g, refs, 8, 200, consumeBound)
+	if st := ss.Stats(); st.Pending == 0 {
+		t.Errorf("stats with the broker down = %+v, want pending entries", st)
+	}
+	if got := store.snapshot(); maps.Equal(got, g.want()) {
+		t.Fatalf("store reached %v while the broker was down", got)
+	}
+
+	srv.Start()
+	eventually(t, "store holds every grant after the restart", storeEquals(store, g.want()))
+	eventually(t, "nothing left pending", func() (bool, string) {
+		st := ss.Stats()
+		return st.Pending == 0, fmt.Sprintf("stats %+v", st)
+	})
+	t.Logf("stock sync %+v, consumer %+v", ss.Stats(), consumer.Stats())
+}
+
+// TestFaultStockStreamSurvivesBrokerKill publishes stock updates, kills the broker with
+// SIGKILL (no graceful shutdown) and starts it again on the same store: the acknowledged
+// messages are still in the stream, and a consumer started only after the restart applies
+// them.
+func TestFaultStockStreamSurvivesBrokerKill(t *testing.T) {
+	t.Parallel()
+	srv := startChildServer(t)
+	js := connectChild(t, srv)
+	opts := faultOptions()
+	ensureStream(t, js, opts)
+
+	ss := NewStockSync(js, opts, nil)
+	refs := []strategy.AwardRef{
+		{StrategyID: 100006, AwardID: 101},
+		{StrategyID: 100006, AwardID: 102},
+		{StrategyID: 100006, AwardID: 103},
+	}
+	g := newGrants(refs, 500)
+	const rounds = 5
+	for range rounds {
+		consumeConcurrently(t, ss, g, refs, 4, 10, consumeBound)
+		if err := ss.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+	}
+	if st := ss.Stats(); st.Published != rounds*int64(len(refs)) || st.Pending != 0 {
+		t.Fatalf("stats before the kill = %+v, want %d published", st, rounds*len(refs))
+	}
+
+	srv.Kill()
+	srv.Start()
+
+	// The client reconnects on its own; until it has, stream lookups fail.
+	var msgs uint64
+	eventually(t, "stream readable after the restart", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, opts.Stream())
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		msgs = info.State.Msgs
+		return true, ""
+	})
+	if want := uint64(rounds * len(refs)); msgs != want {
+		t.Fatalf("after SIGKILL and restart the stream holds %d messages, want %d", msgs, want)
+	}
+
+	store := &fakeSurplusStore{}
+	background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
+	eventually(t, "consumer started after the restart applies the stream",
+		storeEquals(store, g.want()))
+}
