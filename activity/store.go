@@ -1,0 +1,51 @@
+package activity
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrDuplicateOrder means a recharge with the same out_business_no was already made.
+var ErrDuplicateOrder = errors.New("duplicate out_business_no")
+
+// QuotaKey names one user's quota in one activity for a day and a month.
+type QuotaKey struct {
+	UserID     string
+	ActivityID int64
+	Day        string // "2006-01-02"
+	Month      string // "2006-01"
+}
+
+// UserStore keeps users' quotas and orders in the sharded user databases; sqlstore
+// implements it. Every method routes by the user id.
+type UserStore interface {
+	// Quota reads the user's account and the key's month and day rows, without locks.
+	Quota(ctx context.Context, key QuotaKey) (Quota, error)
+	// UnusedOrder returns the user's oldest raffle order in the activity still in state
+	// create, and whether there is one.
+	UnusedOrder(ctx context.Context, userID string, activityID int64) (RaffleOrder, bool, error)
+	// Participate, in one transaction, loads the key's quota rows locked, runs take on
+	// them and, if take succeeds, writes the changed and created rows and inserts order.
+	// take's error is returned unwrapped-compatible (errors.Is works) and nothing changes.
+	Participate(ctx context.Context, key QuotaKey, order RaffleOrder, take func(*Quota) error) (Quota, error)
+	// RechargeExists reports whether the user already has a recharge order with the
+	// out_business_no.
+	RechargeExists(ctx context.Context, userID, outBusinessNo string) (bool, error)
+	// Recharge, in one transaction, inserts order and — when its state is completed —
+	// loads the key's quota rows locked, runs add on them and writes them. A repeated
+	// out_business_no returns an error wrapping ErrDuplicateOrder and changes nothing.
+	Recharge(ctx context.Context, key QuotaKey, order RechargeOrder, add func(*Quota)) error
+}
+
+// SKUStock is the hot SKU stock; the redis adapter implements it with the same
+// never-regrant script as award stock.
+type SKUStock interface {
+	Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error
+	// Deduct takes one unit and returns the units left; it returns an error wrapping
+	// ErrSKUStockExhausted when none is left or the stock is not in the cache.
+	Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error)
+}
+
+// ErrOrderUsed means the raffle order was already used by another draw.
+var ErrOrderUsed = errors.New("raffle order already used")
