@@ -64,6 +64,8 @@ type SKU struct {
 type ConfigStore interface {
 	// Activity returns the activity or an error wrapping ErrActivityNotFound.
 	Activity(ctx context.Context, activityID int64) (Activity, error)
+	// SKU returns one SKU with its count, or an error wrapping ErrSKUNotFound.
+	SKU(ctx context.Context, sku int64) (SKU, error)
 	// SKUs returns the activity's SKUs with their counts, ordered by SKU.
 	SKUs(ctx context.Context, activityID int64) ([]SKU, error)
 	// StageActivity returns the activity of the newest active stage for channel and
@@ -71,21 +73,13 @@ type ConfigStore interface {
 	StageActivity(ctx context.Context, channel, source string) (int64, error)
 }
 
-// Service answers activity queries.
-type Service struct {
-	configs ConfigStore
-}
-
-// NewService returns a Service on the config store.
-func NewService(configs ConfigStore) *Service { return &Service{configs: configs} }
-
 // Products lists the SKUs on sale for an activity; an unknown activity is an error, an
 // activity without SKUs an empty list.
 func (s *Service) Products(ctx context.Context, activityID int64) ([]SKU, error) {
-	if _, err := s.configs.Activity(ctx, activityID); err != nil {
+	if _, err := s.opts.Configs.Activity(ctx, activityID); err != nil {
 		return nil, err
 	}
-	skus, err := s.configs.SKUs(ctx, activityID)
+	skus, err := s.opts.Configs.SKUs(ctx, activityID)
 	if err != nil {
 		return nil, fmt.Errorf("list skus of activity %d: %w", activityID, err)
 	}
@@ -94,5 +88,5 @@ func (s *Service) Products(ctx context.Context, activityID int64) ([]SKU, error)
 
 // StageActivity returns the activity a channel and source currently point at.
 func (s *Service) StageActivity(ctx context.Context, channel, source string) (int64, error) {
-	return s.configs.StageActivity(ctx, channel, source)
+	return s.opts.Configs.StageActivity(ctx, channel, source)
 }

@@ -13,6 +13,8 @@ import (
 type activities interface {
 	Products(ctx context.Context, activityID int64) ([]activity.SKU, error)
 	StageActivity(ctx context.Context, channel, source string) (int64, error)
+	Account(ctx context.Context, userID string, activityID int64) (activity.View, error)
+	Recharge(ctx context.Context, req activity.RechargeRequest) (activity.RechargeOrder, error)
 }
 
 type skuProduct struct {
@@ -72,4 +74,29 @@ func (s *Server) queryStageActivityID(r *http.Request) (any, error) {
 		return nil, badParam(http.StatusOK, "channel and source are required")
 	}
 	return s.opts.Activities.StageActivity(r.Context(), channel, source)
+}
+
+type accountResponse struct {
+	TotalCount        int64 `json:"totalCount"`
+	TotalCountSurplus int64 `json:"totalCountSurplus"`
+	DayCount          int64 `json:"dayCount"`
+	DayCountSurplus   int64 `json:"dayCountSurplus"`
+	MonthCount        int64 `json:"monthCount"`
+	MonthCountSurplus int64 `json:"monthCountSurplus"`
+}
+
+func (s *Server) queryUserActivityAccount(r *http.Request) (any, error) {
+	userID, activityID, err := decodeUserActivity(r)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.opts.Activities.Account(r.Context(), userID, activityID)
+	if err != nil {
+		return nil, err
+	}
+	return accountResponse{
+		TotalCount: v.Total, TotalCountSurplus: v.TotalSurplus,
+		DayCount: v.Day, DayCountSurplus: v.DaySurplus,
+		MonthCount: v.Month, MonthCountSurplus: v.MonthSurplus,
+	}, nil
 }

@@ -19,31 +19,45 @@ type Code string
 
 // Response codes of API.md.
 const (
-	CodeSuccess         Code = "0000"
-	CodeUnknown         Code = "0001"
-	CodeIllegalParam    Code = "0002"
-	CodeDuplicate       Code = "0003"
-	CodeDegraded        Code = "0004"
-	CodeRateLimited     Code = "0005"
-	CodeTimeout         Code = "0006"
-	CodeGateway         Code = "0007"
-	CodeBadAppToken     Code = "0008"
-	CodeRuleWeightEmpty Code = "ERR_BIZ_001"
-	CodeNotAssembled    Code = "ERR_BIZ_002"
+	CodeSuccess             Code = "0000"
+	CodeUnknown             Code = "0001"
+	CodeIllegalParam        Code = "0002"
+	CodeDuplicate           Code = "0003"
+	CodeDegraded            Code = "0004"
+	CodeRateLimited         Code = "0005"
+	CodeTimeout             Code = "0006"
+	CodeGateway             Code = "0007"
+	CodeBadAppToken         Code = "0008"
+	CodeRuleWeightEmpty     Code = "ERR_BIZ_001"
+	CodeNotAssembled        Code = "ERR_BIZ_002"
+	CodeActivityNotOpen     Code = "ERR_BIZ_003"
+	CodeOutsideDates        Code = "ERR_BIZ_004"
+	CodeSKUStockExhausted   Code = "ERR_BIZ_005"
+	CodeTotalQuotaExhausted Code = "ERR_BIZ_006"
+	CodeMonthQuotaExhausted Code = "ERR_BIZ_007"
+	CodeDayQuotaExhausted   Code = "ERR_BIZ_008"
+	CodeOrderUsed           Code = "ERR_BIZ_009"
 )
 
 var infos = map[Code]string{
-	CodeSuccess:         "成功",
-	CodeUnknown:         "未知失败",
-	CodeIllegalParam:    "非法参数",
-	CodeDuplicate:       "唯一索引冲突",
-	CodeDegraded:        "活动已降级",
-	CodeRateLimited:     "访问限流拦截",
-	CodeTimeout:         "超时",
-	CodeGateway:         "网关异常",
-	CodeBadAppToken:     "应用令牌错误",
-	CodeRuleWeightEmpty: "业务异常，策略规则中 rule_weight 权重规则已适用但未配置",
-	CodeNotAssembled:    "策略未装配，请通过装配接口初始化",
+	CodeSuccess:             "成功",
+	CodeUnknown:             "未知失败",
+	CodeIllegalParam:        "非法参数",
+	CodeDuplicate:           "唯一索引冲突",
+	CodeDegraded:            "活动已降级",
+	CodeRateLimited:         "访问限流拦截",
+	CodeTimeout:             "超时",
+	CodeGateway:             "网关异常",
+	CodeBadAppToken:         "应用令牌错误",
+	CodeRuleWeightEmpty:     "业务异常，策略规则中 rule_weight 权重规则已适用但未配置",
+	CodeNotAssembled:        "策略未装配，请通过装配接口初始化",
+	CodeActivityNotOpen:     "活动未开启（非open状态）",
+	CodeOutsideDates:        "非活动日期范围",
+	CodeSKUStockExhausted:   "活动库存不足",
+	CodeTotalQuotaExhausted: "账户总额度不足",
+	CodeMonthQuotaExhausted: "账户月额度不足",
+	CodeDayQuotaExhausted:   "账户日额度不足",
+	CodeOrderUsed:           "用户抽奖单已使用过，不可重复抽奖",
 }
 
 // envelope is every response body.
@@ -75,16 +89,29 @@ func badParam(status int, format string, args ...any) *apiError {
 	return &apiError{status: status, code: CodeIllegalParam, info: infos[CodeIllegalParam] + ": " + fmt.Sprintf(format, args...)}
 }
 
-// errorCodes maps domain sentinels to codes; the first match wins. Business outcomes are
-// HTTP 200, as in big-market.
+// errorCodes maps domain sentinels to codes; the first match wins, so the outcome of the
+// request itself (a repeat, a used order, a quota or stock running out) comes before the
+// state of the activity it names, and that before unknown ids and bad input. Business
+// outcomes are HTTP 200, as in big-market.
 var errorCodes = []struct {
 	err    error
 	status int
 	code   Code
 }{
-	{strategy.ErrStrategyNotFound, http.StatusOK, CodeIllegalParam},
+	{activity.ErrDuplicateOrder, http.StatusOK, CodeDuplicate},
+	{activity.ErrOrderUsed, http.StatusOK, CodeOrderUsed},
+	{activity.ErrDayQuotaExhausted, http.StatusOK, CodeDayQuotaExhausted},
+	{activity.ErrMonthQuotaExhausted, http.StatusOK, CodeMonthQuotaExhausted},
+	{activity.ErrTotalQuotaExhausted, http.StatusOK, CodeTotalQuotaExhausted},
+	{activity.ErrSKUStockExhausted, http.StatusOK, CodeSKUStockExhausted},
+	{activity.ErrOutsideDates, http.StatusOK, CodeOutsideDates},
+	{activity.ErrActivityNotOpen, http.StatusOK, CodeActivityNotOpen},
+	{activity.ErrInvalidUserID, http.StatusOK, CodeIllegalParam},
+	{activity.ErrInvalidBusinessNo, http.StatusOK, CodeIllegalParam},
+	{activity.ErrSKUNotFound, http.StatusOK, CodeIllegalParam},
 	{activity.ErrActivityNotFound, http.StatusOK, CodeIllegalParam},
 	{activity.ErrNoStageActivity, http.StatusOK, CodeIllegalParam},
+	{strategy.ErrStrategyNotFound, http.StatusOK, CodeIllegalParam},
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},
 	{strategy.ErrInvalidConfig, http.StatusOK, CodeNotAssembled},

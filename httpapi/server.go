@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,15 @@ type strategies interface {
 type Options struct {
 	Strategies strategies
 	Activities activities // nil: the activity endpoints are not served
+	Raffles    raffles    // nil: the draw, armory and award view endpoints are not served
+	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
+	// every admin request.
+	AdminToken string
+	// PlainUserEndpoints serves the endpoints that take the userId from the request body;
+	// production turns them off and accepts only the token variants.
+	PlainUserEndpoints bool
+	// ArmoryNeedsAdmin puts the two armory GETs behind the admin token (production mode).
+	ArmoryNeedsAdmin bool
 	// Ready reports whether SQL, Redis and the broker are reachable (GET /readyz).
 	Ready    func(ctx context.Context) error
 	Logger   *slog.Logger
@@ -73,16 +83,45 @@ func New(opts Options) *Server {
 	})
 
 	const raffle = "/api/v1/raffle/"
-	s.handle("GET "+raffle+"strategy/strategy_armory", s.strategyArmory)
+	armory := func(h handlerFunc) handlerFunc {
+		if opts.ArmoryNeedsAdmin {
+			return s.admin(h)
+		}
+		return h
+	}
+	s.handle("GET "+raffle+"strategy/strategy_armory", armory(s.strategyArmory))
 	s.handle("POST "+raffle+"strategy/random_raffle", s.randomRaffle)
 	if opts.Activities != nil {
 		s.handle("POST "+raffle+"activity/query_sku_product_list_by_activity_id", s.querySKUProducts)
 		s.handle("GET "+raffle+"activity/query_stage_activity_id", s.queryStageActivityID)
+		s.handle("POST "+adminPrefix+"activity/recharge", s.admin(s.recharge))
+		if opts.PlainUserEndpoints {
+			s.handle("POST "+raffle+"activity/query_user_activity_account", s.queryUserActivityAccount)
+		}
 	}
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, envelope{Code: CodeIllegalParam, Info: "no such endpoint: " + r.Method + " " + r.URL.Path})
-	})
+	if opts.Raffles != nil {
+		s.handle("GET "+raffle+"activity/armory", armory(s.activityArmory))
+		if opts.PlainUserEndpoints {
+			s.handle("POST "+raffle+"activity/draw", s.draw)
+			s.handle("POST "+raffle+"strategy/query_raffle_award_list", s.queryAwardList)
+			s.handle("POST "+raffle+"strategy/query_raffle_strategy_rule_weight", s.queryRuleWeights)
+		}
+	}
+	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
+	// would conflict with the "OPTIONS /api/" preflight.
+	s.handle("/api/", s.notFound)
 	return s
+}
+
+// notFound answers unknown endpoints with 404 and 0002; under /api/v1/admin/ only once the
+// admin token is right, so that the admin surface is not probed without it.
+func (s *Server) notFound(r *http.Request) (any, error) {
+	if strings.HasPrefix(r.URL.Path, adminPrefix) {
+		if err := s.checkAdmin(r); err != nil {
+			return nil, err
+		}
+	}
+	return nil, &apiError{status: http.StatusNotFound, code: CodeIllegalParam, info: "no such endpoint: " + r.Method + " " + r.URL.Path}
 }
 
 // ServeHTTP adds CORS headers and serves the route.
@@ -113,6 +152,9 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 			status, env.Code, env.Info, env.Data = ae.status, ae.code, ae.info, nil
 			if env.Info == "" {
 				env.Info = infos[ae.code]
+			}
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="bigmarket"`)
 			}
 			if ae.code == CodeUnknown || status >= 500 {
 				s.opts.Logger.Error("request failed", "request_id", s.requestID(r), "route", r.Pattern, "err", ae.err)

@@ -5,19 +5,35 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
 )
 
 // ActivityStore reads activity configuration from the config database.
 type ActivityStore struct {
-	db *DB
+	db  *DB
+	loc *time.Location
 }
 
 var _ activity.ConfigStore = (*ActivityStore)(nil)
 
-// NewActivityStore returns an ActivityStore on db.
-func NewActivityStore(db *DB) *ActivityStore { return &ActivityStore{db: db} }
+// NewActivityStore returns an ActivityStore on db. An activity's begin and end columns
+// are wall-clock times in loc (the configured zone), as big-market's operators write them.
+func NewActivityStore(db *DB, loc *time.Location) *ActivityStore {
+	if loc == nil {
+		loc = time.UTC
+	}
+	return &ActivityStore{db: db, loc: loc}
+}
+
+// wallClock reads t's wall-clock fields as a time in the store's zone.
+func (s *ActivityStore) wallClock(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), s.loc)
+}
 
 // Activity implements activity.ConfigStore.
 func (s *ActivityStore) Activity(ctx context.Context, activityID int64) (activity.Activity, error) {
@@ -33,19 +49,36 @@ func (s *ActivityStore) Activity(ctx context.Context, activityID int64) (activit
 	if err != nil {
 		return activity.Activity{}, fmt.Errorf("load activity %d: %w", activityID, err)
 	}
-	a.Begin, a.End = begin.Time, end.Time
+	a.Begin, a.End = s.wallClock(begin.Time), s.wallClock(end.Time)
 	return a, nil
+}
+
+// SKU implements activity.ConfigStore.
+func (s *ActivityStore) SKU(ctx context.Context, sku int64) (activity.SKU, error) {
+	skus, err := s.querySKUs(ctx, "k.sku = ?", sku)
+	if err != nil {
+		return activity.SKU{}, err
+	}
+	if len(skus) == 0 {
+		return activity.SKU{}, fmt.Errorf("sku %d: %w", sku, activity.ErrSKUNotFound)
+	}
+	return skus[0], nil
 }
 
 // SKUs implements activity.ConfigStore.
 func (s *ActivityStore) SKUs(ctx context.Context, activityID int64) ([]activity.SKU, error) {
+	return s.querySKUs(ctx, "k.activity_id = ?", activityID)
+}
+
+// querySKUs lists SKUs with their counts; where is a fixed condition with one argument.
+func (s *ActivityStore) querySKUs(ctx context.Context, where string, arg int64) ([]activity.SKU, error) {
 	rows, err := s.db.SQL.QueryContext(ctx, `
 		SELECT k.sku, k.activity_id, k.activity_count_id, k.stock_count, k.stock_count_surplus, k.product_amount,
 		       COALESCE(c.total_count, 0), COALESCE(c.day_count, 0), COALESCE(c.month_count, 0)
 		FROM raffle_activity_sku k LEFT JOIN raffle_activity_count c ON c.activity_count_id = k.activity_count_id
-		WHERE k.activity_id = ? ORDER BY k.sku`, activityID)
+		WHERE `+where+` ORDER BY k.sku`, arg)
 	if err != nil {
-		return nil, fmt.Errorf("list skus of activity %d: %w", activityID, err)
+		return nil, fmt.Errorf("list skus (%s %d): %w", where, arg, err)
 	}
 	defer rows.Close()
 	var skus []activity.SKU
@@ -53,13 +86,13 @@ func (s *ActivityStore) SKUs(ctx context.Context, activityID int64) ([]activity.
 		var k activity.SKU
 		if err := rows.Scan(&k.SKU, &k.ActivityID, &k.CountID, &k.Stock, &k.StockSurplus, &k.Price,
 			&k.Count.Total, &k.Count.Day, &k.Count.Month); err != nil {
-			return nil, fmt.Errorf("scan sku of activity %d: %w", activityID, err)
+			return nil, fmt.Errorf("scan sku: %w", err)
 		}
 		k.Count.ID = k.CountID
 		skus = append(skus, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list skus of activity %d: %w", activityID, err)
+		return nil, fmt.Errorf("list skus (%s %d): %w", where, arg, err)
 	}
 	return skus, nil
 }
@@ -77,4 +110,34 @@ func (s *ActivityStore) StageActivity(ctx context.Context, channel, source strin
 		return 0, fmt.Errorf("load stage %s/%s: %w", channel, source, err)
 	}
 	return id, nil
+}
+
+// SKUIDs lists every SKU, for the job that reconciles their stock.
+func (s *ActivityStore) SKUIDs(ctx context.Context) ([]int64, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT sku FROM raffle_activity_sku ORDER BY sku`)
+	if err != nil {
+		return nil, fmt.Errorf("list skus: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list skus: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// SyncSKUSurplus lowers a SKU's stock_count_surplus to remaining, never raising it: the
+// update is a monotone minimum, idempotent and order-insensitive like the award stock's.
+func (s *ActivityStore) SyncSKUSurplus(ctx context.Context, sku, remaining int64) error {
+	remaining = max(remaining, 0)
+	_, err := s.db.SQL.ExecContext(ctx, `UPDATE raffle_activity_sku SET stock_count_surplus = ?, update_time = ?
+		WHERE sku = ? AND stock_count_surplus > ?`, remaining, time.Now().UTC(), sku, remaining)
+	if err != nil {
+		return fmt.Errorf("sync surplus of sku %d: %w", sku, err)
+	}
+	return nil
 }

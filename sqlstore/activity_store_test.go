@@ -20,7 +20,7 @@ func TestActivityStore(t *testing.T) {
 		if err := sqlstore.SeedDemo(ctx, db); err != nil {
 			t.Fatal(err)
 		}
-		s := sqlstore.NewActivityStore(db)
+		s := sqlstore.NewActivityStore(db, time.UTC)
 		a, err := s.Activity(ctx, 100301)
 		if err != nil {
 			t.Fatal(err)
@@ -47,6 +47,27 @@ func TestActivityStore(t *testing.T) {
 		}
 		if none, err := s.SKUs(ctx, 42); err != nil || len(none) != 0 {
 			t.Errorf("skus of an unknown activity: %v %v", none, err)
+		}
+		if k, err := s.SKU(ctx, 9014); err != nil || k.ActivityID != 100301 || k.Count.Day != 1 || k.Price != 500 {
+			t.Errorf("sku 9014 = %+v %v", k, err)
+		}
+		if _, err := s.SKU(ctx, 1); !errors.Is(err, activity.ErrSKUNotFound) {
+			t.Errorf("unknown sku: %v", err)
+		}
+		shanghai, _ := time.LoadLocation("Asia/Shanghai")
+		if a, _ := sqlstore.NewActivityStore(db, shanghai).Activity(ctx, 100301); !a.Begin.Equal(time.Date(2024, 3, 9, 2, 15, 10, 0, time.UTC)) {
+			t.Errorf("begin read in Asia/Shanghai = %v, want 10:15:10 +08:00", a.Begin)
+		}
+		if ids, err := s.SKUIDs(ctx); err != nil || len(ids) != 7 || ids[0] != 9011 {
+			t.Errorf("sku ids %v %v", ids, err)
+		}
+		for _, remaining := range []int64{90, 95, -3} {
+			if err := s.SyncSKUSurplus(ctx, 9012, remaining); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if k, _ := s.SKU(ctx, 9012); k.StockSurplus != 0 {
+			t.Errorf("sku surplus after syncing 90, 95, -3 = %d, want 0 (monotone min, floored)", k.StockSurplus)
 		}
 		if id, err := s.StageActivity(ctx, "c01", "s01"); err != nil || id != 100401 {
 			t.Errorf("stage c01/s01 = %d %v, want 100401", id, err)

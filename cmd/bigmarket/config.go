@@ -60,6 +60,9 @@ type Config struct {
 	DBCount  int `koanf:"-"`
 	TBCount  int `koanf:"-"`
 	location *time.Location
+	// generatedAdminToken is set when the demo made up the admin token, so that it is
+	// printed once; a configured token is never logged.
+	generatedAdminToken bool
 }
 
 // Modes of BIGMARKET_MODE.
@@ -154,6 +157,7 @@ func (c *Config) validate() error {
 				return err
 			}
 			c.AdminToken = hex.EncodeToString(b)
+			c.generatedAdminToken = true
 		}
 		if c.JWTSecret == "" {
 			c.JWTSecret = demoJWTSecret

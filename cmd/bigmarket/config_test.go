@@ -100,8 +100,12 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("production defaults: plain %q log %q", cfg.PlainUserEndpoints, cfg.LogFormat)
 	}
 	demo, _ := loadConfig("", nil)
-	if err := demo.validate(); err != nil || len(demo.AdminToken) != 32 || demo.PlainUserEndpoints != "on" {
+	if err := demo.validate(); err != nil || len(demo.AdminToken) != 32 || !demo.generatedAdminToken || demo.PlainUserEndpoints != "on" {
 		t.Errorf("demo: token %q plain %q err %v", demo.AdminToken, demo.PlainUserEndpoints, err)
+	}
+	set, _ := loadConfig("", []string{"BIGMARKET_ADMIN_TOKEN=chosen-token"})
+	if err := set.validate(); err != nil || set.AdminToken != "chosen-token" || set.generatedAdminToken {
+		t.Errorf("demo with a configured token: %q generated=%v err %v", set.AdminToken, set.generatedAdminToken, err)
 	}
 }
 

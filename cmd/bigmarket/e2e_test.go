@@ -120,10 +120,31 @@ func freeAddr(t *testing.T) string {
 // stack is a running deployment under test: API base URLs, the config database and the
 // Redis holding its stock.
 type stack struct {
-	bases  []string
-	db     *sql.DB
-	redis  goredis.UniversalClient
-	prefix string
+	bases      []string
+	db         *sql.DB
+	redis      goredis.UniversalClient
+	prefix     string
+	adminToken string
+	users      *sqlstore.UserStore
+}
+
+// openUserStore opens the user databases a stack writes, routed like the server.
+func openUserStore(t *testing.T, open func(i int) (*sqlstore.DB, error)) *sqlstore.UserStore {
+	t.Helper()
+	var dbs []*sqlstore.DB
+	for i := range 2 {
+		db, err := open(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs = append(dbs, db)
+	}
+	router, err := sqlstore.NewRouter(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sqlstore.NewUserStore(dbs, router)
 }
 
 // checkNoOversell sends 500 concurrent draws spread over every base URL against an award
@@ -284,7 +305,10 @@ func TestEmbeddedStack(t *testing.T) {
 	defer db.Close()
 	rdb := goredis.NewClient(&goredis.Options{Addr: emb.Addr()})
 	defer rdb.Close()
-	s := stack{bases: []string{base}, db: db.SQL, redis: rdb, prefix: cfg.RedisPrefix}
+	users := openUserStore(t, func(i int) (*sqlstore.DB, error) {
+		return sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, fmt.Sprintf("big_market_%02d.db", i+1)))
+	})
+	s := stack{bases: []string{base}, db: db.SQL, redis: rdb, prefix: cfg.RedisPrefix, adminToken: cfg.AdminToken, users: users}
 
 	if _, r := call(t, "GET", base+"/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("armory: %+v", r)
@@ -300,6 +324,8 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
 	t.Run("armory reloads", func(t *testing.T) { checkArmoryReload(t, s) })
 	t.Run("activity queries", func(t *testing.T) { checkActivityQueries(t, s) })
+	t.Run("activity draw", func(t *testing.T) { checkActivityDraw(t, s) })
+	t.Run("draw refusals", func(t *testing.T) { checkDrawRefusals(t, s) })
 	t.Run("metrics", func(t *testing.T) {
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
@@ -398,7 +424,9 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	configDSN := sqltest.NewMySQL(t, mysqlDSN)
 	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
 	prefix := testenv.Unique("bmt")
+	adminToken := testenv.Unique("admin-")
 	env := []string{
+		"BIGMARKET_ADMIN_TOKEN=" + adminToken,
 		"BIGMARKET_CONFIG_DSN=" + configDSN,
 		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
 		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
@@ -432,11 +460,14 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix}
+	users := openUserStore(t, func(i int) (*sqlstore.DB, error) { return sqlstore.OpenMySQL(userDSNs[i]) })
+	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix, adminToken: adminToken, users: users}
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
 	t.Run("armory reaches the other node", func(t *testing.T) { checkArmoryReload(t, s) })
 	t.Run("activity queries", func(t *testing.T) { checkActivityQueries(t, s) })
+	t.Run("activity draw", func(t *testing.T) { checkActivityDraw(t, s) })
+	t.Run("draw refusals", func(t *testing.T) { checkDrawRefusals(t, s) })
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

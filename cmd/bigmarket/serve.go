@@ -19,6 +19,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/raffle"
 	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -73,6 +74,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Announcer:         armoryBus,
 	})
 
+	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
+	if err != nil {
+		return err
+	}
+	users := sqlstore.NewUserStore(b.userDBs, router)
+	activityStore := sqlstore.NewActivityStore(b.configDB, cfg.location)
+	skuStock := redis.NewSKUStock(b.redis, cfg.RedisPrefix)
+	activities := activity.NewService(activity.Options{
+		Configs: activityStore, Users: users, SKUStock: skuStock, Location: cfg.location, Logger: log,
+	})
+	raffles := raffle.NewService(raffle.Options{
+		Activities: activities, Strategies: strategies, Records: users,
+		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
+	})
+
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	runJob := func(name string, job func(context.Context) error) {
@@ -86,19 +102,26 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
 	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
 	runJob("stock-reconcile", func(ctx context.Context) error {
-		return reconcileStock(ctx, cfg.StockReconcileEvery, strategies, stock, configs, log)
+		return every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
+			reconcileAwardStock(ctx, strategies, stock, configs, log)
+			reconcileSKUStock(ctx, activityStore, skuStock, log)
+		})
 	})
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerDomainMetrics(registry, strategies, stockSync)
 	api := httpapi.New(httpapi.Options{
-		Strategies:   strategies,
-		Activities:   activity.NewService(sqlstore.NewActivityStore(b.configDB)),
-		Ready:        b.ready,
-		Logger:       log,
-		Registry:     registry,
-		MaxBodyBytes: cfg.MaxBodyBytes,
+		Strategies:         strategies,
+		Activities:         activities,
+		Raffles:            raffles,
+		AdminToken:         cfg.AdminToken,
+		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
+		ArmoryNeedsAdmin:   cfg.Mode == ModeProduction,
+		Ready:              b.ready,
+		Logger:             log,
+		Registry:           registry,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
 	})
 	srv := &http.Server{
 		Handler:           api,
@@ -116,7 +139,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	log.Info("bigmarket serving", "addr", ln.Addr().String(), "mode", cfg.Mode)
-	if cfg.Mode == ModeDemo {
+	if cfg.generatedAdminToken {
 		log.Info("demo admin token (set BIGMARKET_ADMIN_TOKEN to choose one)", "admin_token", cfg.AdminToken)
 	}
 	if cfg.PprofAddr != "" {
@@ -153,30 +176,58 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return err
 }
 
-// reconcileStock periodically copies each assembled award's Redis low watermark to SQL.
-// It covers grants whose sync message was lost with a crashed process; the update is a
-// monotone minimum, so every node may run it.
-func reconcileStock(ctx context.Context, every time.Duration, s *strategy.Service, stock *redis.Stock, store strategy.SurplusStore, log *slog.Logger) error {
-	t := time.NewTicker(every)
+// every runs job every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, job func(context.Context)) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			job(ctx)
 		}
-		for _, ref := range s.AwardRefs() {
-			level, err := stock.Remaining(ctx, ref)
-			if err != nil {
-				log.Warn("reconcile stock: read level", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
-				continue
-			}
-			if !level.HasLow {
-				continue
-			}
-			if err := store.SyncAwardSurplus(ctx, ref, level.Low); err != nil {
-				log.Warn("reconcile stock: sync surplus", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
-			}
+	}
+}
+
+// reconcileAwardStock copies each assembled award's Redis low watermark to SQL. It covers
+// grants whose sync message was lost with a crashed process; the update is a monotone
+// minimum, so every node may run it.
+func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.Stock, store strategy.SurplusStore, log *slog.Logger) {
+	for _, ref := range s.AwardRefs() {
+		level, err := stock.Remaining(ctx, ref)
+		if err != nil {
+			log.Warn("reconcile award stock: read level", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
+			continue
+		}
+		if !level.HasLow {
+			continue
+		}
+		if err := store.SyncAwardSurplus(ctx, ref, level.Low); err != nil {
+			log.Warn("reconcile award stock: sync surplus", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
+		}
+	}
+}
+
+// reconcileSKUStock copies each SKU's Redis low watermark to raffle_activity_sku, the
+// same monotone minimum; a SKU whose stock ran out reaches zero in SQL this way.
+func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, stock *redis.SKUStock, log *slog.Logger) {
+	skus, err := store.SKUIDs(ctx)
+	if err != nil {
+		log.Warn("reconcile sku stock: list skus", "err", err)
+		return
+	}
+	for _, sku := range skus {
+		level, err := stock.Remaining(ctx, sku)
+		if err != nil {
+			log.Warn("reconcile sku stock: read level", "sku", sku, "err", err)
+			continue
+		}
+		if !level.HasLow {
+			continue
+		}
+		if err := store.SyncSKUSurplus(ctx, sku, level.Low); err != nil {
+			log.Warn("reconcile sku stock: sync surplus", "sku", sku, "err", err)
 		}
 	}
 }

@@ -1,0 +1,308 @@
+package activity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Errors of the activity checks.
+var (
+	// ErrActivityNotOpen means the activity's state is not open.
+	ErrActivityNotOpen = errors.New("activity not open")
+	// ErrOutsideDates means now is before the activity's begin or after its end.
+	ErrOutsideDates = errors.New("outside activity dates")
+	// ErrSKUNotFound means no raffle_activity_sku row has the sku.
+	ErrSKUNotFound = errors.New("sku not found")
+	// ErrSKUStockExhausted means the SKU has no stock left (or none in the cache).
+	ErrSKUStockExhausted = errors.New("sku stock exhausted")
+	// ErrInvalidUserID means a user id is empty or longer than the user_id columns.
+	ErrInvalidUserID = errors.New("invalid user id")
+	// ErrInvalidBusinessNo means an out_business_no is empty or too long.
+	ErrInvalidBusinessNo = errors.New("invalid out_business_no")
+)
+
+// maxUserID and maxBusinessNo are the widths of the user_id and out_business_no columns.
+const (
+	maxUserID     = 32
+	maxBusinessNo = 64
+)
+
+// CheckUserID refuses user ids that the user tables cannot hold.
+func CheckUserID(userID string) error {
+	if userID == "" || len(userID) > maxUserID {
+		return fmt.Errorf("user id %q: %w", userID, ErrInvalidUserID)
+	}
+	return nil
+}
+
+// Options configures a Service.
+type Options struct {
+	Configs  ConfigStore
+	Users    UserStore
+	SKUStock SKUStock
+	Now      func() time.Time
+	// Location is the zone of day and month quotas and of the activities' dates.
+	Location *time.Location
+	// CacheTTL bounds how long activity and SKU config is served from memory (default 5s).
+	CacheTTL time.Duration
+	Logger   *slog.Logger
+}
+
+// Service runs the activity use cases: armory, recharge, participation and account views.
+type Service struct {
+	opts  Options
+	cache sync.Map // cacheKey → cached
+}
+
+type cacheKey struct {
+	kind string
+	id   int64
+}
+
+type cached struct {
+	value any
+	until time.Time
+}
+
+// NewService returns a Service; Configs and Users are required.
+func NewService(opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Location == nil {
+		opts.Location = time.UTC
+	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{opts: opts}
+}
+
+// Periods returns the day ("2006-01-02") and month ("2006-01") keys of t in the zone.
+func (s *Service) Periods(t time.Time) (day, month string) {
+	t = t.In(s.opts.Location)
+	return t.Format(time.DateOnly), t.Format("2006-01")
+}
+
+// Activity returns the activity's config, from memory when fresh.
+func (s *Service) Activity(ctx context.Context, activityID int64) (Activity, error) {
+	key := cacheKey{"activity", activityID}
+	if c, ok := s.cache.Load(key); ok && s.opts.Now().Before(c.(cached).until) {
+		return c.(cached).value.(Activity), nil
+	}
+	a, err := s.opts.Configs.Activity(ctx, activityID)
+	if err != nil {
+		return Activity{}, err
+	}
+	s.cache.Store(key, cached{value: a, until: s.opts.Now().Add(s.opts.CacheTTL)})
+	return a, nil
+}
+
+func (s *Service) sku(ctx context.Context, sku int64) (SKU, error) {
+	key := cacheKey{"sku", sku}
+	if c, ok := s.cache.Load(key); ok && s.opts.Now().Before(c.(cached).until) {
+		return c.(cached).value.(SKU), nil
+	}
+	k, err := s.opts.Configs.SKU(ctx, sku)
+	if err != nil {
+		return SKU{}, err
+	}
+	s.cache.Store(key, cached{value: k, until: s.opts.Now().Add(s.opts.CacheTTL)})
+	return k, nil
+}
+
+// open returns the activity if it is open and now is within its dates.
+func (s *Service) open(ctx context.Context, activityID int64, now time.Time) (Activity, error) {
+	a, err := s.Activity(ctx, activityID)
+	if err != nil {
+		return Activity{}, err
+	}
+	if a.State != StateOpen {
+		return Activity{}, fmt.Errorf("activity %d is %s: %w", activityID, a.State, ErrActivityNotOpen)
+	}
+	if now.Before(a.Begin) || now.After(a.End) {
+		return Activity{}, fmt.Errorf("activity %d runs %s to %s: %w", activityID,
+			a.Begin.Format(time.DateTime), a.End.Format(time.DateTime), ErrOutsideDates)
+	}
+	return a, nil
+}
+
+// stockExpiry is when an activity's stock keys may go: a day after it ends.
+func stockExpiry(a Activity) time.Time { return a.End.Add(24 * time.Hour) }
+
+// Armory loads the activity fresh, caches it and preheats its SKUs' stock (existing stock
+// in the cache is kept). The caller assembles the activity's strategy.
+func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error) {
+	a, err := s.opts.Configs.Activity(ctx, activityID)
+	if err != nil {
+		return Activity{}, err
+	}
+	skus, err := s.opts.Configs.SKUs(ctx, activityID)
+	if err != nil {
+		return Activity{}, fmt.Errorf("armory activity %d: %w", activityID, err)
+	}
+	until := s.opts.Now().Add(s.opts.CacheTTL)
+	for _, k := range skus {
+		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, k.StockSurplus, stockExpiry(a)); err != nil {
+			return Activity{}, fmt.Errorf("armory activity %d: preheat sku %d: %w", activityID, k.SKU, err)
+		}
+		s.cache.Store(cacheKey{"sku", k.SKU}, cached{value: k, until: until})
+	}
+	s.cache.Store(cacheKey{"activity", activityID}, cached{value: a, until: until})
+	return a, nil
+}
+
+// RechargeRequest asks for a SKU's count to be added to a user's quota.
+type RechargeRequest struct {
+	UserID        string
+	SKU           int64
+	OutBusinessNo string
+}
+
+// Recharge adds a SKU's count to the user's quota through the free trade policy (operator
+// grants and rebates): checks the activity, takes a unit of SKU stock, and writes a
+// completed order with the quota in one transaction. A repeated out_business_no returns
+// ErrDuplicateOrder and changes nothing.
+func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOrder, error) {
+	if err := CheckUserID(req.UserID); err != nil {
+		return RechargeOrder{}, err
+	}
+	if req.OutBusinessNo == "" || len(req.OutBusinessNo) > maxBusinessNo {
+		return RechargeOrder{}, fmt.Errorf("out_business_no %q: %w", req.OutBusinessNo, ErrInvalidBusinessNo)
+	}
+	sku, err := s.sku(ctx, req.SKU)
+	if err != nil {
+		return RechargeOrder{}, err
+	}
+	now := s.opts.Now()
+	a, err := s.open(ctx, sku.ActivityID, now)
+	if err != nil {
+		return RechargeOrder{}, err
+	}
+	// A repeat is refused before it takes stock, so that it changes nothing; two
+	// identical requests racing each other may still cost one unit: undersell.
+	dup, err := s.opts.Users.RechargeExists(ctx, req.UserID, req.OutBusinessNo)
+	if err != nil {
+		return RechargeOrder{}, fmt.Errorf("recharge: %w", err)
+	}
+	if dup {
+		return RechargeOrder{}, fmt.Errorf("recharge %s for %s: %w", req.OutBusinessNo, req.UserID, ErrDuplicateOrder)
+	}
+	if _, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a)); err != nil {
+		return RechargeOrder{}, fmt.Errorf("recharge sku %d: %w", sku.SKU, err)
+	}
+	day, month := s.Periods(now)
+	order := RechargeOrder{
+		UserID: req.UserID, SKU: sku.SKU, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
+		OrderID: NewOrderID(now), OrderTime: now, Count: sku.Count, State: RechargeCompleted,
+		OutBusinessNo: req.OutBusinessNo,
+	}
+	key := QuotaKey{UserID: req.UserID, ActivityID: a.ID, Day: day, Month: month}
+	if err := s.opts.Users.Recharge(ctx, key, order, func(q *Quota) { q.Add(sku.Count) }); err != nil {
+		return RechargeOrder{}, fmt.Errorf("recharge sku %d for %s: %w", sku.SKU, req.UserID, err)
+	}
+	return order, nil
+}
+
+// Participation is a raffle order ready to draw, with the quota it came from.
+type Participation struct {
+	Activity Activity
+	Order    RaffleOrder
+	Quota    Quota
+	Reused   bool // an unused order from an earlier participation
+	// TakenToday says the order's quota was taken from today's day row, so today's used
+	// count includes it.
+	TakenToday bool
+}
+
+// Score is the draws the user used in the activity before this one (rule_weight).
+func (p Participation) Score() int64 { return max(p.Quota.UsedTotal()-1, 0) }
+
+// DrawsToday is the user's draws today before this one (rule_lock): today's used quota,
+// less this order when it was taken today.
+func (p Participation) DrawsToday() int64 {
+	used := p.Quota.UsedToday()
+	if p.TakenToday {
+		used--
+	}
+	return max(used, 0)
+}
+
+// Participate returns a raffle order for one draw: the user's oldest unused order if
+// there is one (so a crash between participation and the award loses no quota), otherwise
+// a new order that takes one unit of total, month and day quota in one transaction.
+func (s *Service) Participate(ctx context.Context, userID string, activityID int64) (Participation, error) {
+	return s.participate(ctx, userID, activityID, true)
+}
+
+// ParticipateNew always takes a new raffle order from the quota, for a draw whose reusable
+// order is being drawn by a concurrent request of the same user.
+func (s *Service) ParticipateNew(ctx context.Context, userID string, activityID int64) (Participation, error) {
+	return s.participate(ctx, userID, activityID, false)
+}
+
+func (s *Service) participate(ctx context.Context, userID string, activityID int64, reuse bool) (Participation, error) {
+	if err := CheckUserID(userID); err != nil {
+		return Participation{}, err
+	}
+	now := s.opts.Now()
+	a, err := s.open(ctx, activityID, now)
+	if err != nil {
+		return Participation{}, err
+	}
+	day, month := s.Periods(now)
+	key := QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
+	p := Participation{Activity: a}
+	var order RaffleOrder
+	found := false
+	if reuse {
+		if order, found, err = s.opts.Users.UnusedOrder(ctx, userID, activityID); err != nil {
+			return Participation{}, fmt.Errorf("participate: %w", err)
+		}
+	}
+	if found {
+		if p.Quota, err = s.opts.Users.Quota(ctx, key); err != nil {
+			return Participation{}, fmt.Errorf("participate: %w", err)
+		}
+		orderDay, _ := s.Periods(order.OrderTime)
+		p.Order, p.Reused, p.TakenToday = order, true, orderDay == day
+		return p, nil
+	}
+	p.Order = RaffleOrder{UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
+		OrderID: NewOrderID(now), OrderTime: now, State: OrderCreate}
+	p.Quota, err = s.opts.Users.Participate(ctx, key, p.Order, func(q *Quota) error { return q.Take(day, month) })
+	if err != nil {
+		return Participation{}, fmt.Errorf("participate %s in %d: %w", userID, activityID, err)
+	}
+	p.TakenToday = true
+	return p, nil
+}
+
+// Account returns the user's quota view in the activity (zeros without an account).
+func (s *Service) Account(ctx context.Context, userID string, activityID int64) (View, error) {
+	q, err := s.Quota(ctx, userID, activityID)
+	return q.View(), err
+}
+
+// Quota returns the user's quota rows for today in the activity.
+func (s *Service) Quota(ctx context.Context, userID string, activityID int64) (Quota, error) {
+	if err := CheckUserID(userID); err != nil {
+		return Quota{}, err
+	}
+	if _, err := s.Activity(ctx, activityID); err != nil {
+		return Quota{}, err
+	}
+	day, month := s.Periods(s.opts.Now())
+	q, err := s.opts.Users.Quota(ctx, QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month})
+	if err != nil {
+		return Quota{}, fmt.Errorf("quota of %s in %d: %w", userID, activityID, err)
+	}
+	return q, nil
+}

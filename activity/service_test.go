@@ -1,0 +1,279 @@
+package activity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeConfigs struct {
+	activities map[int64]Activity
+	skus       map[int64]SKU
+}
+
+func (f fakeConfigs) Activity(_ context.Context, id int64) (Activity, error) {
+	a, ok := f.activities[id]
+	if !ok {
+		return Activity{}, ErrActivityNotFound
+	}
+	return a, nil
+}
+
+func (f fakeConfigs) SKU(_ context.Context, sku int64) (SKU, error) {
+	k, ok := f.skus[sku]
+	if !ok {
+		return SKU{}, ErrSKUNotFound
+	}
+	return k, nil
+}
+
+func (f fakeConfigs) SKUs(_ context.Context, id int64) ([]SKU, error) {
+	var out []SKU
+	for _, k := range f.skus {
+		if k.ActivityID == id {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (f fakeConfigs) StageActivity(context.Context, string, string) (int64, error) {
+	return 0, ErrNoStageActivity
+}
+
+// fakeUsers keeps one user's quota rows and orders in memory behind a mutex.
+type fakeUsers struct {
+	mu        sync.Mutex
+	account   *Account
+	periods   map[string]*Period
+	orders    []RaffleOrder
+	recharges map[string]RechargeOrder
+}
+
+func newFakeUsers() *fakeUsers {
+	return &fakeUsers{periods: map[string]*Period{}, recharges: map[string]RechargeOrder{}}
+}
+
+func (f *fakeUsers) load(key QuotaKey) Quota {
+	q := Quota{}
+	if f.account != nil {
+		a := *f.account
+		q.Account = &a
+	}
+	if p, ok := f.periods[key.Month]; ok {
+		c := *p
+		q.Month = &c
+	}
+	if p, ok := f.periods[key.Day]; ok {
+		c := *p
+		q.Day = &c
+	}
+	return q
+}
+
+func (f *fakeUsers) store(q Quota) {
+	f.account = q.Account
+	if q.Month != nil {
+		f.periods[q.Month.Key] = q.Month
+	}
+	if q.Day != nil {
+		f.periods[q.Day.Key] = q.Day
+	}
+}
+
+func (f *fakeUsers) Quota(_ context.Context, key QuotaKey) (Quota, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.load(key), nil
+}
+
+func (f *fakeUsers) UnusedOrder(_ context.Context, _ string, _ int64) (RaffleOrder, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range f.orders {
+		if o.State == OrderCreate {
+			return o, true, nil
+		}
+	}
+	return RaffleOrder{}, false, nil
+}
+
+func (f *fakeUsers) Participate(_ context.Context, key QuotaKey, order RaffleOrder, take func(*Quota) error) (Quota, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q := f.load(key)
+	if err := take(&q); err != nil {
+		return Quota{}, err
+	}
+	f.store(q)
+	f.orders = append(f.orders, order)
+	return q, nil
+}
+
+func (f *fakeUsers) RechargeExists(_ context.Context, _, no string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.recharges[no]
+	return ok, nil
+}
+
+func (f *fakeUsers) Recharge(_ context.Context, key QuotaKey, order RechargeOrder, add func(*Quota)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.recharges[order.OutBusinessNo]; ok {
+		return ErrDuplicateOrder
+	}
+	f.recharges[order.OutBusinessNo] = order
+	q := f.load(key)
+	add(&q)
+	f.store(q)
+	return nil
+}
+
+type fakeSKUStock struct {
+	mu    sync.Mutex
+	left  map[int64]int64
+	taken int
+}
+
+func (f *fakeSKUStock) Preheat(_ context.Context, sku, surplus int64, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.left[sku]; !ok {
+		f.left[sku] = surplus
+	}
+	return nil
+}
+
+func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.left[sku] <= 0 {
+		return 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockExhausted)
+	}
+	f.left[sku]--
+	f.taken++
+	return f.left[sku], nil
+}
+
+var shanghai, _ = time.LoadLocation("Asia/Shanghai")
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+
+func newTestService(t *testing.T, now time.Time) (*Service, *fakeUsers, *fakeSKUStock, *clock) {
+	t.Helper()
+	configs := fakeConfigs{
+		activities: map[int64]Activity{
+			1: {ID: 1, Name: "open", StrategyID: 100006, State: StateOpen,
+				Begin: time.Date(2024, 1, 1, 0, 0, 0, 0, shanghai), End: time.Date(2030, 1, 1, 0, 0, 0, 0, shanghai)},
+			2: {ID: 2, Name: "closed", State: StateClose, Begin: time.Date(2024, 1, 1, 0, 0, 0, 0, shanghai), End: time.Date(2030, 1, 1, 0, 0, 0, 0, shanghai)},
+			3: {ID: 3, Name: "over", State: StateOpen, Begin: time.Date(2020, 1, 1, 0, 0, 0, 0, shanghai), End: time.Date(2021, 1, 1, 0, 0, 0, 0, shanghai)},
+		},
+		skus: map[int64]SKU{
+			9014: {SKU: 9014, ActivityID: 1, Stock: 2, StockSurplus: 2, Count: Count{Total: 3, Day: 2, Month: 3}},
+			9015: {SKU: 9015, ActivityID: 2, Stock: 5, StockSurplus: 5, Count: Count{Total: 1, Day: 1, Month: 1}},
+		},
+	}
+	users, stock, clk := newFakeUsers(), &fakeSKUStock{left: map[int64]int64{}}, &clock{now: now}
+	s := NewService(Options{Configs: configs, Users: users, SKUStock: stock, Now: clk.Now, Location: shanghai})
+	if _, err := s.Armory(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	return s, users, stock, clk
+}
+
+func TestRechargeAndParticipate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, users, stock, clk := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	if _, err := s.Participate(ctx, "u1", 1); !errors.Is(err, ErrTotalQuotaExhausted) {
+		t.Fatalf("no account: %v", err)
+	}
+	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b1"}); !errors.Is(err, ErrDuplicateOrder) {
+		t.Fatalf("repeat recharge: %v", err)
+	}
+	if stock.taken != 1 {
+		t.Errorf("the repeated recharge took stock: %d units taken", stock.taken)
+	}
+	if v, _ := s.Account(ctx, "u1", 1); v != (View{Total: 3, TotalSurplus: 3, Day: 2, DaySurplus: 2, Month: 3, MonthSurplus: 3}) {
+		t.Errorf("view after recharge: %+v", v)
+	}
+	p, err := s.Participate(ctx, "u1", 1)
+	if err != nil || p.Reused || p.Score() != 0 || p.DrawsToday() != 0 {
+		t.Fatalf("first participation: %+v %v", p, err)
+	}
+	// The order is not used yet: the next participation reuses it and takes no quota.
+	again, err := s.Participate(ctx, "u1", 1)
+	if err != nil || !again.Reused || again.Order.OrderID != p.Order.OrderID {
+		t.Fatalf("second participation did not reuse the unused order: %+v %v", again, err)
+	}
+	users.orders[0].State = OrderUsed
+	p2, err := s.Participate(ctx, "u1", 1)
+	if err != nil || p2.Reused || p2.Score() != 1 || p2.DrawsToday() != 1 {
+		t.Fatalf("after a used order: %+v %v", p2, err)
+	}
+	users.orders[1].State = OrderUsed
+	if _, err := s.Participate(ctx, "u1", 1); !errors.Is(err, ErrDayQuotaExhausted) {
+		t.Fatalf("third draw today with day limit 2: %v", err)
+	}
+	// Midnight in Asia/Shanghai (16:00 UTC) starts a new day row.
+	clk.Set(time.Date(2026, 11, 22, 16, 0, 1, 0, time.UTC))
+	p3, err := s.Participate(ctx, "u1", 1)
+	if err != nil || p3.Quota.Day.Key != "2026-11-23" || p3.DrawsToday() != 0 || p3.Score() != 2 {
+		t.Fatalf("after midnight in Shanghai: %+v %v", p3, err)
+	}
+	if v, _ := s.Account(ctx, "u1", 1); v.TotalSurplus != 0 || v.DaySurplus != 1 || v.MonthSurplus != 0 {
+		t.Errorf("view: %+v", v)
+	}
+}
+
+func TestActivityChecks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, users, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"closed participate", func() error { _, err := s.Participate(ctx, "u1", 2); return err }(), ErrActivityNotOpen},
+		{"ended participate", func() error { _, err := s.Participate(ctx, "u1", 3); return err }(), ErrOutsideDates},
+		{"unknown participate", func() error { _, err := s.Participate(ctx, "u1", 99); return err }(), ErrActivityNotFound},
+		{"empty user", func() error { _, err := s.Participate(ctx, "", 1); return err }(), ErrInvalidUserID},
+		{"long user", func() error { _, err := s.Participate(ctx, "012345678901234567890123456789012", 1); return err }(), ErrInvalidUserID},
+		{"closed recharge", func() error {
+			_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9015, OutBusinessNo: "x"})
+			return err
+		}(), ErrActivityNotOpen},
+		{"unknown sku", func() error {
+			_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 1, OutBusinessNo: "x"})
+			return err
+		}(), ErrSKUNotFound},
+		{"no business no", func() error { _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014}); return err }(), ErrInvalidBusinessNo},
+	} {
+		if !errors.Is(tc.err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.err, tc.want)
+		}
+	}
+	if len(users.orders) != 0 || len(users.recharges) != 0 || stock.taken != 0 {
+		t.Errorf("refused requests wrote: %d orders %d recharges %d stock", len(users.orders), len(users.recharges), stock.taken)
+	}
+	for i := range 3 {
+		_, err := s.Recharge(ctx, RechargeRequest{UserID: "u2", SKU: 9014, OutBusinessNo: fmt.Sprint("n", i)})
+		if i < 2 && err != nil || i == 2 && !errors.Is(err, ErrSKUStockExhausted) {
+			t.Errorf("recharge %d of a sku with stock 2: %v", i, err)
+		}
+	}
+}

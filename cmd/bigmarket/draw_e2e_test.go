@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+)
+
+// adminCall sends an operator request with the admin token.
+func adminCall(t *testing.T, s stack, path string, body any) apiReply {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	req, err := http.NewRequest("POST", s.bases[0]+path, strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r apiReply
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func post(t *testing.T, base, path string, body any) apiReply {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	_, r := call(t, "POST", base+path, raw)
+	return r
+}
+
+type drawReq struct {
+	UserID     string `json:"userId"`
+	ActivityID int64  `json:"activityId"`
+}
+
+// checkActivityDraw runs the main job end to end: armory, operator recharge (idempotent),
+// 50 concurrent draws of one user whose day quota is 5, and the queries.
+func checkActivityDraw(t *testing.T, s stack) {
+	const raffle = "/api/v1/raffle/"
+	user := testenv.Unique("u")
+	if _, r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
+		t.Fatalf("activity armory: %+v", r)
+	}
+	// SKU 99013 sells 100 total / 5 a day / 100 a month, so the day limit is what binds.
+	ctx := context.Background()
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO raffle_activity_count (activity_count_id, total_count, day_count, month_count)
+		VALUES (99101, 100, 5, 100)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO raffle_activity_sku (sku, activity_id, activity_count_id, stock_count,
+		stock_count_surplus, product_amount) VALUES (99013, 100301, 99101, 1000, 1000, '1.00')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
+		t.Fatalf("activity armory after adding a sku: %+v", r)
+	}
+	recharge := map[string]any{"userId": user, "sku": 99013, "outBusinessNo": user + "-1"}
+	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", recharge); r.Code != "0000" {
+		t.Fatalf("recharge: %+v", r)
+	}
+	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", recharge); r.Code != "0003" {
+		t.Fatalf("repeated recharge: %+v, want 0003", r)
+	}
+	account := func() map[string]int64 {
+		r := post(t, s.bases[0], raffle+"activity/query_user_activity_account", drawReq{user, 100301})
+		var v map[string]int64
+		if err := json.Unmarshal(r.Data, &v); err != nil || r.Code != "0000" {
+			t.Fatalf("account: %+v %v", r, err)
+		}
+		return v
+	}
+	if v := account(); v["totalCount"] != 100 || v["totalCountSurplus"] != 100 || v["dayCount"] != 5 || v["dayCountSurplus"] != 5 || v["monthCountSurplus"] != 100 {
+		t.Fatalf("account after recharge of sku 99013 (100/5/100): %v", v)
+	}
+
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			r := post(t, s.bases[i%len(s.bases)], raffle+"activity/draw", drawReq{user, 100301})
+			mu.Lock()
+			codes[r.Code]++
+			mu.Unlock()
+			if r.Code == "0000" {
+				var d struct {
+					AwardID    int    `json:"awardId"`
+					AwardTitle string `json:"awardTitle"`
+					AwardIndex int    `json:"awardIndex"`
+				}
+				if err := json.Unmarshal(r.Data, &d); err != nil || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 || d.AwardTitle == "" {
+					t.Errorf("draw data %s", r.Data)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if codes["0000"] != 5 || codes["0000"]+codes["ERR_BIZ_008"]+codes["ERR_BIZ_009"] != 50 {
+		t.Fatalf("50 concurrent draws with day quota 5: %v; want exactly 5 successes, the rest ERR_BIZ_008/009", codes)
+	}
+	if v := account(); v["totalCountSurplus"] != 95 || v["dayCountSurplus"] != 0 || v["monthCountSurplus"] != 95 {
+		t.Errorf("account after 5 draws: %v", v)
+	}
+	recs, err := s.users.AwardRecords(ctx, user, 100301)
+	if err != nil || len(recs) != 5 {
+		t.Fatalf("award records: %d %v, want 5", len(recs), err)
+	}
+	tasks, err := s.users.Tasks(ctx, user)
+	if err != nil || len(tasks) != 5 {
+		t.Errorf("tasks: %d %v, want 5", len(tasks), err)
+	}
+	if r := post(t, s.bases[0], raffle+"activity/draw", drawReq{user, 100301}); r.Code != "ERR_BIZ_008" {
+		t.Errorf("draw with no day quota left: %s, want ERR_BIZ_008", r.Code)
+	}
+
+	r := post(t, s.bases[0], raffle+"strategy/query_raffle_award_list", drawReq{user, 100301})
+	var list []struct {
+		AwardID   int   `json:"awardId"`
+		Sort      int   `json:"sort"`
+		LockCount int64 `json:"awardRuleLockCount"`
+		Unlocked  bool  `json:"isAwardUnlock"`
+		Wait      int64 `json:"waitUnLockCount"`
+	}
+	if err := json.Unmarshal(r.Data, &list); err != nil || len(list) != 8 {
+		t.Fatalf("award list: %+v %v", r, err)
+	}
+	for i, a := range list {
+		wantLock := map[int]int64{105: 3, 106: 2, 107: 1}[a.AwardID]
+		if a.Sort != i+1 || a.LockCount != wantLock || !a.Unlocked || a.Wait != 0 {
+			t.Errorf("award list entry %+v after 5 draws today", a)
+		}
+	}
+	fresh := testenv.Unique("f")
+	r = post(t, s.bases[0], raffle+"strategy/query_raffle_award_list", drawReq{fresh, 100301})
+	if !strings.Contains(string(r.Data), `"awardId":105,"awardTitle":"小米su7周体验"`) || !strings.Contains(string(r.Data), `"awardRuleLockCount":3,"isAwardUnlock":false,"waitUnLockCount":3`) {
+		t.Errorf("award list of a user with no draws: %s", r.Data)
+	}
+	r = post(t, s.bases[0], raffle+"strategy/query_raffle_strategy_rule_weight", drawReq{user, 100301})
+	if r.Code != "0000" || !strings.HasPrefix(string(r.Data), `[{"ruleWeightCount":10,"userActivityAccountTotalUseCount":5,"strategyAwards":[{"awardId":102,`) {
+		t.Errorf("rule weight: %s %s", r.Code, r.Data)
+	}
+}
+
+// checkDrawRefusals sends draws that must be refused and checks nothing was written.
+func checkDrawRefusals(t *testing.T, s stack) {
+	const raffle = "/api/v1/raffle/"
+	ctx := context.Background()
+	past := time.Now().Add(-48 * time.Hour).UTC().Format(time.DateTime)
+	for _, row := range []struct {
+		id       int64
+		strategy int64
+		state    string
+		end      string
+	}{{900301, 100001, "close", "2099-01-01 00:00:00"}, {900302, 100002, "open", past}} {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO raffle_activity (activity_id, activity_name, activity_desc,
+			begin_date_time, end_date_time, strategy_id, state) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			row.id, "test", "", "2020-01-01 00:00:00", row.end, row.strategy, row.state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user := testenv.Unique("r")
+	for _, tc := range []struct {
+		name string
+		body any
+		want string
+	}{
+		{"closed activity", drawReq{user, 900301}, "ERR_BIZ_003"},
+		{"ended activity", drawReq{user, 900302}, "ERR_BIZ_004"},
+		{"unknown activity", drawReq{user, 123456789}, "0002"},
+		{"no account", drawReq{user, 100301}, "ERR_BIZ_006"},
+		{"missing user", map[string]any{"activityId": 100301}, "0002"},
+		{"missing activity", map[string]any{"userId": user}, "0002"},
+	} {
+		if r := post(t, s.bases[0], raffle+"activity/draw", tc.body); r.Code != tc.want {
+			t.Errorf("%s: %s %q, want %s", tc.name, r.Code, r.Info, tc.want)
+		}
+	}
+	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 424242, "outBusinessNo": "x"}); r.Code != "0002" {
+		t.Errorf("recharge of an unknown sku: %s", r.Code)
+	}
+	_, r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", []byte(fmt.Sprintf(`{"userId":%q,"sku":9013,"outBusinessNo":"y"}`, user)))
+	if r.Code != "0003" {
+		t.Errorf("recharge without the admin token: %s, want 0003", r.Code)
+	}
+	orders, err := s.users.RaffleOrders(ctx, user, 100301)
+	if err != nil || len(orders) != 0 {
+		t.Errorf("refused draws left orders: %v %v", orders, err)
+	}
+	if recharges, err := s.users.RechargeOrders(ctx, user); err != nil || len(recharges) != 0 {
+		t.Errorf("refused recharges left orders: %v %v", recharges, err)
+	}
+}

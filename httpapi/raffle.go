@@ -1,0 +1,140 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/raffle"
+)
+
+// raffles is what the draw, armory and award view endpoints need of the orchestrator.
+type raffles interface {
+	Armory(ctx context.Context, activityID int64) error
+	Draw(ctx context.Context, userID string, activityID int64) (raffle.Result, error)
+	AwardList(ctx context.Context, userID string, activityID int64) ([]raffle.AwardView, error)
+	RuleWeights(ctx context.Context, userID string, activityID int64) ([]raffle.WeightView, error)
+}
+
+// userActivityRequest is the body of the plain endpoints that name a user and an activity.
+type userActivityRequest struct {
+	UserID     string `json:"userId"`
+	ActivityID ID     `json:"activityId"`
+}
+
+// decodeUserActivity reads and checks a userActivityRequest, so that bad input never
+// reaches a service.
+func decodeUserActivity(r *http.Request) (userID string, activityID int64, err error) {
+	var req userActivityRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return "", 0, err
+	}
+	if err := checkUserID(req.UserID); err != nil {
+		return "", 0, err
+	}
+	if req.ActivityID <= 0 {
+		return "", 0, badParam(http.StatusOK, "activityId must be a positive integer")
+	}
+	return req.UserID, int64(req.ActivityID), nil
+}
+
+// checkUserID refuses the user ids that activity.CheckUserID refuses, with a 0002 that
+// says why and does not echo the id.
+func checkUserID(userID string) error {
+	if userID == "" {
+		return badParam(http.StatusOK, "userId is required")
+	}
+	if activity.CheckUserID(userID) != nil {
+		return badParam(http.StatusOK, "userId is too long")
+	}
+	return nil
+}
+
+func (s *Server) activityArmory(r *http.Request) (any, error) {
+	id, err := queryID(r, "activityId")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Raffles.Armory(r.Context(), id); err != nil {
+		return nil, err
+	}
+	return true, nil
+}
+
+type drawResponse struct {
+	AwardID    int    `json:"awardId"`
+	AwardTitle string `json:"awardTitle"`
+	AwardIndex int    `json:"awardIndex"`
+}
+
+func (s *Server) draw(r *http.Request) (any, error) {
+	userID, activityID, err := decodeUserActivity(r)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Raffles.Draw(r.Context(), userID, activityID)
+	if err != nil {
+		return nil, err
+	}
+	return drawResponse{AwardID: res.AwardID, AwardTitle: res.AwardTitle, AwardIndex: res.AwardIndex}, nil
+}
+
+type awardResponse struct {
+	AwardID            int    `json:"awardId"`
+	AwardTitle         string `json:"awardTitle"`
+	AwardSubtitle      string `json:"awardSubtitle"`
+	Sort               int    `json:"sort"`
+	AwardRuleLockCount int64  `json:"awardRuleLockCount"`
+	IsAwardUnlock      bool   `json:"isAwardUnlock"`
+	WaitUnLockCount    int64  `json:"waitUnLockCount"`
+}
+
+func (s *Server) queryAwardList(r *http.Request) (any, error) {
+	userID, activityID, err := decodeUserActivity(r)
+	if err != nil {
+		return nil, err
+	}
+	views, err := s.opts.Raffles.AwardList(r.Context(), userID, activityID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]awardResponse, 0, len(views))
+	for _, v := range views {
+		out = append(out, awardResponse{
+			AwardID: v.AwardID, AwardTitle: v.Title, AwardSubtitle: v.Subtitle, Sort: v.Sort,
+			AwardRuleLockCount: v.RuleLockCount, IsAwardUnlock: v.Unlocked, WaitUnLockCount: v.WaitUnlockCount,
+		})
+	}
+	return out, nil
+}
+
+type ruleWeightResponse struct {
+	RuleWeightCount                  int64           `json:"ruleWeightCount"`
+	UserActivityAccountTotalUseCount int64           `json:"userActivityAccountTotalUseCount"`
+	StrategyAwards                   []strategyAward `json:"strategyAwards"`
+}
+
+type strategyAward struct {
+	AwardID    int    `json:"awardId"`
+	AwardTitle string `json:"awardTitle"`
+}
+
+func (s *Server) queryRuleWeights(r *http.Request) (any, error) {
+	userID, activityID, err := decodeUserActivity(r)
+	if err != nil {
+		return nil, err
+	}
+	views, err := s.opts.Raffles.RuleWeights(r.Context(), userID, activityID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ruleWeightResponse, 0, len(views))
+	for _, v := range views {
+		awards := make([]strategyAward, 0, len(v.Awards))
+		for _, a := range v.Awards {
+			awards = append(awards, strategyAward{AwardID: a.AwardID, AwardTitle: a.Title})
+		}
+		out = append(out, ruleWeightResponse{RuleWeightCount: v.Threshold, UserActivityAccountTotalUseCount: v.UsedTotal, StrategyAwards: awards})
+	}
+	return out, nil
+}

@@ -1,0 +1,218 @@
+// Package raffle orchestrates a draw across domains: participation (activity), the
+// strategy engine, and the award record with its outbox task.
+package raffle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+type activities interface {
+	Activity(ctx context.Context, activityID int64) (activity.Activity, error)
+	Armory(ctx context.Context, activityID int64) (activity.Activity, error)
+	Participate(ctx context.Context, userID string, activityID int64) (activity.Participation, error)
+	ParticipateNew(ctx context.Context, userID string, activityID int64) (activity.Participation, error)
+	Quota(ctx context.Context, userID string, activityID int64) (activity.Quota, error)
+}
+
+type strategies interface {
+	Armory(ctx context.Context, strategyID int64) (*strategy.Assembled, error)
+	Assembled(ctx context.Context, strategyID int64) (*strategy.Assembled, error)
+	Draw(ctx context.Context, in strategy.Input) (strategy.Result, error)
+}
+
+type recorder interface {
+	// RecordAward writes the record and its task and marks the order used, in one
+	// transaction; an order not in state create gives activity.ErrOrderUsed.
+	RecordAward(ctx context.Context, rec award.Record, task award.Task) error
+}
+
+type claimer interface {
+	Claim(ctx context.Context, orderID string, ttl time.Duration) (token string, ok bool, err error)
+	Release(ctx context.Context, orderID, token string) error
+}
+
+// Options configures a Service.
+type Options struct {
+	Activities activities
+	Strategies strategies
+	Records    recorder
+	Claims     claimer
+	// ClaimTTL is how long a draw holds its raffle order (default 5s); after a crash the
+	// order is reusable once it expires.
+	ClaimTTL time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Service draws for users in activities.
+type Service struct{ opts Options }
+
+// NewService returns a Service.
+func NewService(opts Options) *Service {
+	if opts.ClaimTTL <= 0 {
+		opts.ClaimTTL = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{opts: opts}
+}
+
+// Armory warms the activity (config, SKU stock) and assembles its strategy.
+func (s *Service) Armory(ctx context.Context, activityID int64) error {
+	a, err := s.opts.Activities.Armory(ctx, activityID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.opts.Strategies.Armory(ctx, a.StrategyID); err != nil {
+		return fmt.Errorf("armory activity %d: %w", activityID, err)
+	}
+	return nil
+}
+
+// Result is a draw's award as the 9-grid shows it.
+type Result struct {
+	AwardID    int
+	AwardTitle string
+	AwardIndex int // the award's sort
+}
+
+// Draw takes part in the activity (reusing an unused raffle order), claims the order so
+// no concurrent request draws on it, runs the strategy, and records the award, its
+// send_award task and the used order in one transaction. When the order is held by a
+// concurrent request of the same user, the draw takes a fresh order from the quota once,
+// so that concurrent requests use the quota rather than collide on one order.
+func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
+	p, err := s.opts.Activities.Participate(ctx, userID, activityID)
+	if err != nil {
+		return Result{}, err
+	}
+	token, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL)
+	if err != nil {
+		return Result{}, fmt.Errorf("draw: %w", err)
+	}
+	if !ok {
+		if p, err = s.opts.Activities.ParticipateNew(ctx, userID, activityID); err != nil {
+			return Result{}, err
+		}
+		if token, ok, err = s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL); err != nil {
+			return Result{}, fmt.Errorf("draw: %w", err)
+		}
+		if !ok {
+			return Result{}, fmt.Errorf("order %s is being drawn by another request: %w", p.Order.OrderID, activity.ErrOrderUsed)
+		}
+	}
+	orderID := p.Order.OrderID
+	res, err := s.opts.Strategies.Draw(ctx, strategy.Input{
+		UserID: userID, StrategyID: p.Activity.StrategyID, Score: p.Score(), DrawsToday: p.DrawsToday(),
+	})
+	if err != nil {
+		s.release(orderID, token)
+		return Result{}, fmt.Errorf("draw order %s: %w", orderID, err)
+	}
+	rec := award.Record{
+		UserID: userID, ActivityID: activityID, StrategyID: p.Activity.StrategyID, OrderID: orderID,
+		AwardID: res.AwardID, AwardTitle: res.Title, AwardTime: s.opts.Now(), State: award.StateCreate,
+	}
+	if err := s.opts.Records.RecordAward(ctx, rec, award.NewSendAwardTask(rec, res.RuleValue)); err != nil {
+		// Any stock the strategy took for this draw is lost: undersell, never oversell.
+		s.release(orderID, token)
+		return Result{}, fmt.Errorf("record award of order %s: %w", orderID, err)
+	}
+	return Result{AwardID: res.AwardID, AwardTitle: res.Title, AwardIndex: res.Sort}, nil
+}
+
+// release gives a claimed order back after a failed draw, so a retry need not wait for
+// the claim to expire.
+func (s *Service) release(orderID, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.opts.Claims.Release(ctx, orderID, token); err != nil {
+		s.opts.Logger.Warn("release raffle order claim", "order_id", orderID, "err", err)
+	}
+}
+
+// AwardView is one award of the activity's 9-grid with its unlock state for the user.
+type AwardView struct {
+	AwardID         int
+	Title           string
+	Subtitle        string
+	Sort            int
+	RuleLockCount   int64
+	Unlocked        bool
+	WaitUnlockCount int64
+}
+
+// AwardList returns the activity's awards by sort, with each rule_lock's count and
+// whether the user's draws today have reached it.
+func (s *Service) AwardList(ctx context.Context, userID string, activityID int64) ([]AwardView, error) {
+	a, q, err := s.assembledWithQuota(ctx, userID, activityID)
+	if err != nil {
+		return nil, err
+	}
+	today := q.UsedToday()
+	views := make([]AwardView, 0, len(a.Awards))
+	for _, aw := range a.Awards {
+		n := a.Tree(aw.AwardID).LockCount()
+		views = append(views, AwardView{
+			AwardID: aw.AwardID, Title: aw.Title, Subtitle: aw.Subtitle, Sort: aw.Sort,
+			RuleLockCount: n, Unlocked: today >= n, WaitUnlockCount: max(n-today, 0),
+		})
+	}
+	return views, nil
+}
+
+// WeightView is one rule_weight tier and how far the user is along it.
+type WeightView struct {
+	Threshold int64
+	UsedTotal int64
+	Awards    []strategy.Award
+}
+
+// RuleWeights returns the tiers of the activity's strategy with the user's draws so far;
+// a strategy without rule_weight gives strategy.ErrRuleWeightMissing.
+func (s *Service) RuleWeights(ctx context.Context, userID string, activityID int64) ([]WeightView, error) {
+	a, q, err := s.assembledWithQuota(ctx, userID, activityID)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Tiers) == 0 {
+		return nil, fmt.Errorf("strategy %d: %w", a.StrategyID, strategy.ErrRuleWeightMissing)
+	}
+	views := make([]WeightView, 0, len(a.Tiers))
+	for _, tier := range a.Tiers {
+		v := WeightView{Threshold: tier.Threshold, UsedTotal: q.UsedTotal()}
+		for _, id := range tier.AwardIDs {
+			aw, _ := a.Award(id)
+			v.Awards = append(v.Awards, aw)
+		}
+		views = append(views, v)
+	}
+	return views, nil
+}
+
+func (s *Service) assembledWithQuota(ctx context.Context, userID string, activityID int64) (*strategy.Assembled, activity.Quota, error) {
+	q, err := s.opts.Activities.Quota(ctx, userID, activityID)
+	if err != nil {
+		return nil, activity.Quota{}, err
+	}
+	act, err := s.opts.Activities.Activity(ctx, activityID)
+	if err != nil {
+		return nil, activity.Quota{}, err
+	}
+	a, err := s.opts.Strategies.Assembled(ctx, act.StrategyID)
+	if err != nil {
+		return nil, activity.Quota{}, err
+	}
+	return a, q, nil
+}

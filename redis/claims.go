@@ -1,0 +1,63 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Claims are short-lived exclusive claims on raffle orders: a draw claims its order before
+// it touches any stock, so two concurrent requests of one user never draw on one order.
+// After a crash the claim expires and the order can be used again.
+type Claims struct {
+	client goredis.UniversalClient
+	prefix string
+}
+
+// NewClaims returns Claims with keys <prefix>:order_claim:{<orderId>}.
+func NewClaims(client goredis.UniversalClient, prefix string) *Claims {
+	if prefix != "" {
+		prefix += ":"
+	}
+	return &Claims{client: client, prefix: prefix}
+}
+
+func (c *Claims) key(orderID string) string { return c.prefix + "order_claim:{" + orderID + "}" }
+
+// Claim takes the order for ttl. It returns a token for Release and false when another
+// request holds the order.
+func (c *Claims) Claim(ctx context.Context, orderID string, ttl time.Duration) (string, bool, error) {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	err := c.client.SetArgs(ctx, c.key(orderID), token, goredis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	if errors.Is(err, goredis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("claim order %s: %w", orderID, err)
+	}
+	return token, true, nil
+}
+
+// releaseScript deletes a claim only if it still holds the caller's token.
+var releaseScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// Release gives the order back early (when a draw failed before using it); a claim that
+// expired and was taken by another request is left alone.
+func (c *Claims) Release(ctx context.Context, orderID, token string) error {
+	if err := releaseScript.Run(ctx, c.client, []string{c.key(orderID)}, token).Err(); err != nil {
+		return fmt.Errorf("release order %s: %w", orderID, err)
+	}
+	return nil
+}
