@@ -547,3 +547,53 @@ func (f *userFixture) testUnusedOrder(t *testing.T) {
 		t.Errorf("AwardRecords = %+v, %v", recs, err)
 	}
 }
+
+func TestGrantCounts(t *testing.T) {
+	t.Parallel()
+	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := t.Context()
+		open := sqltest.OpenSQLite
+		if db.Dialect == sqlstore.MySQL {
+			open = sqltest.OpenMySQL
+		}
+		second := open(t)
+		for _, d := range []*sqlstore.DB{db, second} {
+			if err := sqlstore.MigrateUser(ctx, d, 4); err != nil {
+				t.Fatal(err)
+			}
+		}
+		router, _ := sqlstore.NewRouter(2, 4)
+		s := sqlstore.NewUserStore([]*sqlstore.DB{db, second}, router)
+		now := time.Now()
+		for i, user := range []string{"user001", "xiaofuge", "user003", "xfg"} {
+			key := activity.QuotaKey{UserID: user, ActivityID: 1, Day: "2026-11-22", Month: "2026-11"}
+			order := activity.RechargeOrder{UserID: user, SKU: 9011 + int64(i%2), ActivityID: 1, OrderID: fmt.Sprint("r", i),
+				OrderTime: now, Count: activity.Count{Total: 5, Day: 5, Month: 5}, State: activity.RechargeCompleted, OutBusinessNo: fmt.Sprint("b", i)}
+			if err := s.Recharge(ctx, key, order, func(q *activity.Quota) { q.Add(order.Count) }); err != nil {
+				t.Fatal(err)
+			}
+			for j := range 2 {
+				ro := activity.RaffleOrder{UserID: user, ActivityID: 1, StrategyID: 7, OrderID: fmt.Sprint("o", i, j), OrderTime: now, State: activity.OrderCreate}
+				if _, err := s.Participate(ctx, key, ro, func(q *activity.Quota) error { return q.Take(key.Day, key.Month) }); err != nil {
+					t.Fatal(err)
+				}
+				rec := award.Record{UserID: user, ActivityID: 1, StrategyID: 7, OrderID: ro.OrderID, AwardID: 101 + j, AwardTime: now, State: award.StateCreate}
+				if err := s.RecordAward(ctx, rec, award.NewSendAwardTask(rec, "")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		counts, err := s.AwardRecordCounts(ctx, 7)
+		if err != nil || counts[101] != 4 || counts[102] != 4 || len(counts) != 2 {
+			t.Errorf("award record counts %v %v", counts, err)
+		}
+		if none, err := s.AwardRecordCounts(ctx, 8); err != nil || len(none) != 0 {
+			t.Errorf("counts of another strategy %v %v", none, err)
+		}
+		for sku, want := range map[int64]int64{9011: 2, 9012: 2, 9013: 0} {
+			if n, err := s.SKUOrderCount(ctx, sku); err != nil || n != want {
+				t.Errorf("orders of sku %d: %d %v, want %d", sku, n, err, want)
+			}
+		}
+	})
+}
