@@ -49,6 +49,9 @@ type Options struct {
 	ClaimTTL time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// BeforeRecord, when set, runs between the strategy's pick and the award transaction.
+	// It exists for fault tests that kill the process at that point.
+	BeforeRecord func(ctx context.Context)
 }
 
 // Service draws for users in activities.
@@ -119,6 +122,9 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 	if err != nil {
 		s.release(orderID, token)
 		return Result{}, fmt.Errorf("draw order %s: %w", orderID, err)
+	}
+	if s.opts.BeforeRecord != nil {
+		s.opts.BeforeRecord(ctx)
 	}
 	rec := award.Record{
 		UserID: userID, ActivityID: activityID, StrategyID: p.Activity.StrategyID, OrderID: orderID,

@@ -53,6 +53,9 @@ type Config struct {
 	ImplicitLuckAward   string        `koanf:"implicit_luck_award"`
 	ShutdownTimeout     time.Duration `koanf:"shutdown_timeout"`
 	MaxBodyBytes        int64         `koanf:"max_body_bytes"`
+	// FaultDelayBeforeRecord pauses every draw between its pick and its award transaction,
+	// for fault tests that SIGKILL the process there. Never set it in production.
+	FaultDelayBeforeRecord time.Duration `koanf:"fault_delay_before_record"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
 	PprofAddr string `koanf:"pprof_addr"`
 
@@ -247,7 +250,7 @@ func (c Config) print(w io.Writer) {
 		{"admin_token", mask(c.AdminToken)}, {"jwt_secret", mask(c.JWTSecret)}, {"timezone", c.Timezone},
 		{"plain_user_endpoints", c.PlainUserEndpoints}, {"app_tokens", mask(c.AppTokens)},
 		{"webhook_url", c.WebhookURL}, {"webhook_secret", mask(c.WebhookSecret)},
-		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"default_stock_ttl", c.DefaultStockTTL.String()},
+		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")
 	for _, r := range rows {

@@ -84,10 +84,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	activities := activity.NewService(activity.Options{
 		Configs: activityStore, Users: users, SKUStock: skuStock, Location: cfg.location, Logger: log,
 	})
-	raffles := raffle.NewService(raffle.Options{
+	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,
 		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
-	})
+	}
+	if d := cfg.FaultDelayBeforeRecord; d > 0 {
+		log.Warn("fault injection on: every draw pauses before its award transaction", "delay", d)
+		raffleOpts.BeforeRecord = func(ctx context.Context) {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+	}
+	raffles := raffle.NewService(raffleOpts)
 
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
