@@ -38,8 +38,9 @@ type StockOptions struct {
 	// MaxAge is how long the stream keeps a message (default 72h).
 	MaxAge time.Duration
 	// MaxPerAward bounds the messages kept per award (default 1000). Dropping the oldest
-	// is safe: a later message of an award never carries a higher remaining count than one
-	// published a flush earlier, and the store applies a minimum.
+	// is safe once the consumer has applied them: the store keeps a minimum. (With several
+	// nodes a later message can carry a higher count than an earlier one, so readers take
+	// the minimum over what is retained, never the last message.)
 	MaxPerAward int64
 
 	// FlushInterval is how often StockSync publishes (default 100ms).
