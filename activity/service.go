@@ -19,6 +19,9 @@ var (
 	ErrSKUNotFound = errors.New("sku not found")
 	// ErrSKUStockExhausted means the SKU has no stock left (or none in the cache).
 	ErrSKUStockExhausted = errors.New("sku stock exhausted")
+	// ErrSKUStockMissing means the SKU's stock is not in the cache (a Redis loss); it is
+	// also an ErrSKUStockExhausted for the caller.
+	ErrSKUStockMissing = fmt.Errorf("sku stock missing from cache: %w", ErrSKUStockExhausted)
 	// ErrInvalidUserID means a user id is empty or longer than the user_id columns.
 	ErrInvalidUserID = errors.New("invalid user id")
 	// ErrInvalidBusinessNo means an out_business_no is empty or too long.
@@ -50,6 +53,15 @@ type Options struct {
 	// CacheTTL bounds how long activity and SKU config is served from memory (default 5s).
 	CacheTTL time.Duration
 	Logger   *slog.Logger
+	// Recovery, when set, bounds preheated SKU stock by durable orders and rebuilds SKU
+	// stock found missing from the cache.
+	Recovery Recovery
+}
+
+// Recovery keeps SKU stock honest across a Redis loss.
+type Recovery interface {
+	SKUSurplus(ctx context.Context, sku SKU) (int64, error)
+	SKULost(sku int64, expireAt time.Time)
 }
 
 // Service runs the activity use cases: armory, recharge, participation and account views.
@@ -150,7 +162,13 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 	}
 	until := s.opts.Now().Add(s.opts.CacheTTL)
 	for _, k := range skus {
-		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, k.StockSurplus, stockExpiry(a)); err != nil {
+		surplus := k.StockSurplus
+		if s.opts.Recovery != nil {
+			if surplus, err = s.opts.Recovery.SKUSurplus(ctx, k); err != nil {
+				return Activity{}, fmt.Errorf("armory activity %d: bound sku %d by orders: %w", activityID, k.SKU, err)
+			}
+		}
+		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, surplus, stockExpiry(a)); err != nil {
 			return Activity{}, fmt.Errorf("armory activity %d: preheat sku %d: %w", activityID, k.SKU, err)
 		}
 		s.cache.Store(cacheKey{"sku", k.SKU}, cached{value: k, until: until})
@@ -196,6 +214,9 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 		return RechargeOrder{}, fmt.Errorf("recharge %s for %s: %w", req.OutBusinessNo, req.UserID, ErrDuplicateOrder)
 	}
 	if _, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a)); err != nil {
+		if errors.Is(err, ErrSKUStockMissing) && s.opts.Recovery != nil {
+			s.opts.Recovery.SKULost(sku.SKU, stockExpiry(a))
+		}
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d: %w", sku.SKU, err)
 	}
 	day, month := s.Periods(now)

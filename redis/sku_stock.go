@@ -49,8 +49,9 @@ func (s *SKUStock) Preheat(ctx context.Context, sku, surplus int64, expireAt tim
 	return nil
 }
 
-// Deduct takes one unit of the SKU's stock; an exhausted or missing stock returns an
-// error wrapping activity.ErrSKUStockExhausted (missing: undersell, never oversell).
+// Deduct takes one unit of the SKU's stock; an exhausted stock returns an error wrapping
+// activity.ErrSKUStockExhausted, a missing one activity.ErrSKUStockMissing (which is also
+// exhausted for callers: undersell, never oversell).
 func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error) {
 	at := expireAt.UnixMilli()
 	if at <= 0 {
@@ -64,7 +65,7 @@ func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (i
 	case n == deductOut:
 		return 0, fmt.Errorf("deduct sku %d: %w", sku, activity.ErrSKUStockExhausted)
 	case n == deductMissing:
-		return 0, fmt.Errorf("deduct sku %d: stock not preheated: %w", sku, activity.ErrSKUStockExhausted)
+		return 0, fmt.Errorf("deduct sku %d: %w", sku, activity.ErrSKUStockMissing)
 	case n < 0:
 		return 0, fmt.Errorf("deduct sku %d: unexpected script result %d", sku, n)
 	}

@@ -81,9 +81,21 @@ type Options struct {
 	ImplicitLuckAward string
 	ChainRules        ChainRules // default DefaultChainRules()
 	TreeRules         TreeRules  // default DefaultTreeRules()
+	// Recovery, when set, bounds preheated stock by durable grant records and rebuilds
+	// stock found missing from the cache (a Redis loss).
+	Recovery StockRecovery
 	// Announcer, when set, tells the other nodes that Armory re-assembled a strategy so
 	// that they Reload it.
 	Announcer Announcer
+}
+
+// StockRecovery keeps hot stock honest across a Redis loss.
+type StockRecovery interface {
+	// Surplus returns, per award, the units durable records still allow.
+	Surplus(ctx context.Context, cfg Config) (map[int]int64, error)
+	// Lost is told that an award's stock is missing from the cache; it rebuilds it in the
+	// background and must not block.
+	Lost(ref AwardRef, expireAt time.Time)
 }
 
 // Announcer broadcasts that a strategy was re-assembled from changed config.
@@ -209,9 +221,19 @@ func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, e
 	if err != nil {
 		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
+	surplus := make(map[int]int64, len(a.Awards))
+	for _, aw := range a.Awards {
+		surplus[aw.AwardID] = aw.Surplus
+	}
+	if s.opts.Recovery != nil {
+		// Never preheat from the SQL surplus alone: after a Redis loss it lags the grants.
+		if surplus, err = s.opts.Recovery.Surplus(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("assemble strategy %d: bound stock by grant records: %w", strategyID, err)
+		}
+	}
 	for _, aw := range a.Awards {
 		ref := AwardRef{StrategyID: strategyID, AwardID: aw.AwardID}
-		if err := s.opts.Stock.Preheat(ctx, ref, aw.Surplus, a.expireAt); err != nil {
+		if err := s.opts.Stock.Preheat(ctx, ref, surplus[aw.AwardID], a.expireAt); err != nil {
 			return nil, fmt.Errorf("preheat stock of strategy %d award %d: %w", strategyID, aw.AwardID, err)
 		}
 	}
@@ -380,6 +402,9 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) 
 		s.stats.stockMissing.Add(1)
 		s.opts.Logger.Warn("award stock missing from cache; treating as out of stock",
 			"strategy_id", ref.StrategyID, "award_id", ref.AwardID)
+		if s.opts.Recovery != nil {
+			s.opts.Recovery.Lost(ref, expireAt)
+		}
 		return false, nil
 	default:
 		return false, fmt.Errorf("deduct stock of strategy %d award %d: %w", ref.StrategyID, ref.AwardID, err)

@@ -50,9 +50,11 @@ type Config struct {
 	StockSyncInterval   time.Duration `koanf:"stock_sync_interval"`
 	StockReconcileEvery time.Duration `koanf:"stock_reconcile_every"`
 	DefaultStockTTL     time.Duration `koanf:"default_stock_ttl"`
-	ImplicitLuckAward   string        `koanf:"implicit_luck_award"`
-	ShutdownTimeout     time.Duration `koanf:"shutdown_timeout"`
-	MaxBodyBytes        int64         `koanf:"max_body_bytes"`
+	// RecoveryGrace is how long a rebuild of lost stock waits for draws in flight.
+	RecoveryGrace     time.Duration `koanf:"recovery_grace"`
+	ImplicitLuckAward string        `koanf:"implicit_luck_award"`
+	ShutdownTimeout   time.Duration `koanf:"shutdown_timeout"`
+	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
 	// FaultDelayBeforeRecord pauses every draw between its pick and its award transaction,
 	// for fault tests that SIGKILL the process there. Never set it in production.
 	FaultDelayBeforeRecord time.Duration `koanf:"fault_delay_before_record"`
@@ -92,6 +94,7 @@ func defaultConfig() Config {
 		StockSyncInterval:   100 * time.Millisecond,
 		StockReconcileEvery: 30 * time.Second,
 		DefaultStockTTL:     30 * 24 * time.Hour,
+		RecoveryGrace:       3 * time.Second,
 		ImplicitLuckAward:   "101:1,100",
 		ShutdownTimeout:     15 * time.Second,
 		MaxBodyBytes:        64 << 10,
@@ -214,7 +217,7 @@ func (c *Config) validate() error {
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		errs = append(errs, fmt.Errorf("nats replicas %d: want 1 to 5", c.NATSReplicas))
 	}
-	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 {
+	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 || c.RecoveryGrace <= 0 {
 		errs = append(errs, errors.New("intervals, TTLs and timeouts must be positive"))
 	}
 	return errors.Join(errs...)

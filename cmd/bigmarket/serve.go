@@ -20,6 +20,7 @@ import (
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/raffle"
+	"github.com/bigmarket/bigmarket/recovery"
 	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -60,29 +61,43 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := nats.EnsureStockStream(ctx, b.js, stockOpts); err != nil {
 		return fmt.Errorf("ensure stock stream: %w", err)
 	}
+	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
+	if err != nil {
+		return err
+	}
 	configs := sqlstore.NewConfigStore(b.configDB)
+	activityStore := sqlstore.NewActivityStore(b.configDB, cfg.location)
+	users := sqlstore.NewUserStore(b.userDBs, router)
 	stock := redis.NewStock(b.redis, cfg.RedisPrefix)
+	skuStock := redis.NewSKUStock(b.redis, cfg.RedisPrefix)
 	stockSync := nats.NewStockSync(b.js, stockOpts, log)
 	armoryBus := nats.NewArmoryBus(b.nc, cfg.NATSPrefix, log)
+	recovered := recovery.NewService(recovery.Options{
+		Configs: struct {
+			*sqlstore.ConfigStore
+			*sqlstore.ActivityStore
+		}{configs, activityStore},
+		Grants:   users,
+		Log:      nats.NewStockLog(b.js, stockOpts),
+		Awards:   stock,
+		SKUStock: skuStock,
+		Grace:    cfg.RecoveryGrace,
+		Logger:   log,
+	})
+	defer recovered.Wait()
 	strategies := strategy.NewService(strategy.Options{
 		Configs:           configs,
 		Stock:             stock,
 		Sink:              stockSync,
+		Recovery:          recovered,
 		Logger:            log,
 		DefaultStockTTL:   cfg.DefaultStockTTL,
 		ImplicitLuckAward: cfg.ImplicitLuckAward,
 		Announcer:         armoryBus,
 	})
-
-	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
-	if err != nil {
-		return err
-	}
-	users := sqlstore.NewUserStore(b.userDBs, router)
-	activityStore := sqlstore.NewActivityStore(b.configDB, cfg.location)
-	skuStock := redis.NewSKUStock(b.redis, cfg.RedisPrefix)
 	activities := activity.NewService(activity.Options{
-		Configs: activityStore, Users: users, SKUStock: skuStock, Location: cfg.location, Logger: log,
+		Configs: activityStore, Users: users, SKUStock: skuStock, Recovery: recovered,
+		Location: cfg.location, Logger: log,
 	})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,

@@ -18,5 +18,6 @@ CREATE TABLE IF NOT EXISTS raffle_activity_order{{suffix}} (
   PRIMARY KEY (id),
   UNIQUE KEY uq_order_id (order_id),
   UNIQUE KEY uq_out_business_no (out_business_no),
-  KEY idx_user_id_activity_id_state (user_id, activity_id, state)
+  KEY idx_user_id_activity_id_state (user_id, activity_id, state),
+  KEY idx_sku (sku)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin

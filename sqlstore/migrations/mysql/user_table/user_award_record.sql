@@ -12,5 +12,6 @@ CREATE TABLE IF NOT EXISTS user_award_record{{suffix}} (
   update_time datetime NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
   PRIMARY KEY (id),
   UNIQUE KEY uq_order_id (order_id),
-  KEY idx_user_id_activity_id_award_time (user_id, activity_id, award_time)
+  KEY idx_user_id_activity_id_award_time (user_id, activity_id, award_time),
+  KEY idx_strategy_id_award_id (strategy_id, award_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin

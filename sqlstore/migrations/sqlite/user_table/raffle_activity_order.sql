@@ -19,3 +19,4 @@ CREATE TABLE IF NOT EXISTS raffle_activity_order{{suffix}} (
   UNIQUE (out_business_no)
 );
 CREATE INDEX IF NOT EXISTS idx_raffle_activity_order{{suffix}}_user_id_activity_id_state ON raffle_activity_order{{suffix}} (user_id, activity_id, state);
+CREATE INDEX IF NOT EXISTS idx_raffle_activity_order{{suffix}}_sku ON raffle_activity_order{{suffix}} (sku);

@@ -13,3 +13,4 @@ CREATE TABLE IF NOT EXISTS user_award_record{{suffix}} (
   UNIQUE (order_id)
 );
 CREATE INDEX IF NOT EXISTS idx_user_award_record{{suffix}}_user_id_activity_id_award_time ON user_award_record{{suffix}} (user_id, activity_id, award_time);
+CREATE INDEX IF NOT EXISTS idx_user_award_record{{suffix}}_strategy_id_award_id ON user_award_record{{suffix}} (strategy_id, award_id);

@@ -1,0 +1,170 @@
+// Package recovery rebuilds hot stock in Redis from durable records of every grant, so
+// that a Redis loss never resurrects a granted unit: the stock an award or SKU may still
+// give is the least of its synced SQL surplus, its configured count less the grants on
+// record in every user database, and (for awards) the lowest count in the broker's sync log.
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+type configs interface {
+	LoadStrategy(ctx context.Context, strategyID int64) (strategy.Config, error)
+	SKU(ctx context.Context, sku int64) (activity.SKU, error)
+}
+
+type grants interface {
+	AwardRecordCounts(ctx context.Context, strategyID int64) (map[int]int64, error)
+	SKUOrderCount(ctx context.Context, sku int64) (int64, error)
+}
+
+type stockLog interface {
+	MinRemaining(ctx context.Context, ref strategy.AwardRef) (int64, bool, error)
+}
+
+type awardStock interface {
+	Preheat(ctx context.Context, ref strategy.AwardRef, surplus int64, expireAt time.Time) error
+}
+
+type skuStock interface {
+	Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error
+}
+
+// Options configures a Service.
+type Options struct {
+	Configs  configs
+	Grants   grants
+	Log      stockLog // may be nil: the SQL surplus and the records still bound the stock
+	Awards   awardStock
+	SKUStock skuStock
+	// Grace is how long a rebuild waits after a loss is seen before it counts, so that
+	// draws in flight at the loss have written their records and sync messages (default 3s).
+	Grace  time.Duration
+	Logger *slog.Logger
+}
+
+// Service computes safe stock levels and rebuilds lost ones in the background.
+type Service struct {
+	opts    Options
+	mu      sync.Mutex
+	running map[any]bool
+	wg      sync.WaitGroup
+}
+
+// NewService returns a Service.
+func NewService(opts Options) *Service {
+	if opts.Grace <= 0 {
+		opts.Grace = 3 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{opts: opts, running: map[any]bool{}}
+}
+
+// Surplus returns, per award of the strategy, the units durable records still allow:
+// min(award_count_surplus, award_count − award records, lowest count in the sync log).
+// Records of a fallback award count against its stock too, which can only undersell.
+func (s *Service) Surplus(ctx context.Context, cfg strategy.Config) (map[int]int64, error) {
+	records, err := s.opts.Grants.AwardRecordCounts(ctx, cfg.StrategyID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int64, len(cfg.Awards))
+	for _, aw := range cfg.Awards {
+		safe := min(aw.Surplus, aw.Count-records[aw.AwardID])
+		if s.opts.Log != nil {
+			low, ok, err := s.opts.Log.MinRemaining(ctx, strategy.AwardRef{StrategyID: cfg.StrategyID, AwardID: aw.AwardID})
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				safe = min(safe, low)
+			}
+		}
+		out[aw.AwardID] = max(safe, 0)
+	}
+	return out, nil
+}
+
+// SKUSurplus returns the units of a SKU durable records still allow:
+// min(stock_count_surplus, stock_count − recharge orders of the SKU).
+func (s *Service) SKUSurplus(ctx context.Context, k activity.SKU) (int64, error) {
+	orders, err := s.opts.Grants.SKUOrderCount(ctx, k.SKU)
+	if err != nil {
+		return 0, err
+	}
+	return max(min(k.StockSurplus, k.Stock-orders), 0), nil
+}
+
+// Lost is told that an award's hot stock is missing. Once per award at a time, it waits
+// the grace period, recounts from durable records and preheats the counter (which does
+// nothing if another node restored it first). Draws on the award meanwhile get no stock.
+func (s *Service) Lost(ref strategy.AwardRef, expireAt time.Time) {
+	s.once(ref, func(ctx context.Context) error {
+		cfg, err := s.opts.Configs.LoadStrategy(ctx, ref.StrategyID)
+		if err != nil {
+			return err
+		}
+		safe, err := s.Surplus(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		n, ok := safe[ref.AwardID]
+		if !ok {
+			return fmt.Errorf("award %d is no longer in strategy %d", ref.AwardID, ref.StrategyID)
+		}
+		s.opts.Logger.Warn("rebuilding lost award stock", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "remaining", n)
+		return s.opts.Awards.Preheat(ctx, ref, n, expireAt)
+	})
+}
+
+// SKULost is Lost for a SKU's stock.
+func (s *Service) SKULost(sku int64, expireAt time.Time) {
+	s.once(sku, func(ctx context.Context) error {
+		k, err := s.opts.Configs.SKU(ctx, sku)
+		if err != nil {
+			return err
+		}
+		n, err := s.SKUSurplus(ctx, k)
+		if err != nil {
+			return err
+		}
+		s.opts.Logger.Warn("rebuilding lost sku stock", "sku", sku, "remaining", n)
+		return s.opts.SKUStock.Preheat(ctx, sku, n, expireAt)
+	})
+}
+
+// once runs rebuild in the background unless one for key is running.
+func (s *Service) once(key any, rebuild func(context.Context) error) {
+	s.mu.Lock()
+	if s.running[key] {
+		s.mu.Unlock()
+		return
+	}
+	s.running[key] = true
+	s.mu.Unlock()
+	s.wg.Go(func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, key)
+			s.mu.Unlock()
+		}()
+		time.Sleep(s.opts.Grace)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := rebuild(ctx); err != nil {
+			s.opts.Logger.Error("rebuild lost stock", "key", key, "err", err)
+		}
+	})
+}
+
+// Wait blocks until running rebuilds finish (shutdown and tests).
+func (s *Service) Wait() { s.wg.Wait() }
