@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -68,6 +69,11 @@ func OpenSQLite(path string) (*DB, error) {
 // OpenMySQL opens a MySQL or MariaDB database. It forces parseTime so DATETIME columns scan
 // into time.Time in the DSN's loc (UTC unless the DSN says otherwise); with UTC it also sets
 // the session time_zone to UTC so that CURRENT_TIMESTAMP defaults agree with Go's times.
+//
+// Sessions run READ COMMITTED unless the DSN chooses an isolation: every transaction that
+// creates rows (a user's first month or day row, a new account) locks the user's account
+// row first, so REPEATABLE READ's gap locks add nothing but deadlocks between different
+// users inserting into the same index gap.
 func OpenMySQL(dsn string) (*DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -88,6 +94,9 @@ func OpenMySQL(dsn string) (*DB, error) {
 			cfg.Params["time_zone"] = "'+00:00'"
 		}
 	}
+	if err := setReadCommitted(cfg); err != nil {
+		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
+	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
@@ -102,6 +111,35 @@ func OpenMySQL(dsn string) (*DB, error) {
 		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
 	}
 	return db, nil
+}
+
+// setReadCommitted adds the session isolation to cfg's connect-time parameters, under the
+// name the server knows: MariaDB has tx_isolation, MySQL 8 only transaction_isolation.
+func setReadCommitted(cfg *mysql.Config) error {
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if cfg.Params["tx_isolation"] != "" || cfg.Params["transaction_isolation"] != "" {
+		return nil
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return err
+	}
+	probe := sql.OpenDB(connector)
+	defer probe.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), openPingTimeout)
+	defer cancel()
+	var version string
+	if err := probe.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return err
+	}
+	name := "transaction_isolation"
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		name = "tx_isolation"
+	}
+	cfg.Params[name] = "'READ-COMMITTED'"
+	return nil
 }
 
 // ping checks the connection once at open time, so a bad address or file fails fast.

@@ -597,3 +597,17 @@ func TestGrantCounts(t *testing.T) {
 		}
 	})
 }
+
+func TestMySQLSessionsReadCommitted(t *testing.T) {
+	t.Parallel()
+	db := sqltest.OpenMySQL(t)
+	var level string
+	if err := db.SQL.QueryRow("SELECT @@tx_isolation").Scan(&level); err != nil {
+		if err := db.SQL.QueryRow("SELECT @@transaction_isolation").Scan(&level); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if level != "READ-COMMITTED" {
+		t.Errorf("session isolation %s, want READ-COMMITTED", level)
+	}
+}

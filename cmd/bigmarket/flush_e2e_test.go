@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
+)
+
+// startPrivateRedis runs a redis-server child on a free loopback port for a test that
+// breaks it; the shared Redis is never flushed.
+func startPrivateRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server not found")
+		}
+		t.Skip("redis-server not found")
+	}
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	client := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer client.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for client.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("private redis on %s did not start", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return addr
+}
+
+// TestRedisFlushDuringDrawRun FLUSHALLs the Redis two serve processes share while users
+// recharge and draw: afterwards no award and no SKU has granted more than its stock, the
+// lost stock is rebuilt from durable records, and draws go on.
+func TestRedisFlushDuringDrawRun(t *testing.T) {
+	mysqlDSN, natsURL := testenv.MySQLDSN(t), testenv.NATSURL(t)
+	redisAddr := startPrivateRedis(t)
+	configDSN := sqltest.NewMySQL(t, mysqlDSN)
+	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
+	prefix, adminToken := testenv.Unique("bmt"), testenv.Unique("admin-")
+	env := []string{
+		"BIGMARKET_ADMIN_TOKEN=" + adminToken,
+		"BIGMARKET_CONFIG_DSN=" + configDSN,
+		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
+		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
+		"BIGMARKET_REDIS_PREFIX=" + prefix,
+		"BIGMARKET_NATS_URLS=" + natsURL,
+		"BIGMARKET_NATS_PREFIX=" + prefix,
+		"BIGMARKET_DATA_DIR=" + t.TempDir(),
+		"BIGMARKET_RECOVERY_GRACE=1s",
+		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	t.Cleanup(func() { cleanupBackends(t, rdb, natsURL, prefix) })
+
+	bin := buildBinary(t)
+	migrate := exec.Command(bin, "migrate", "--seed")
+	migrate.Env = append(os.Environ(), env...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate --seed: %v\n%s", err, out)
+	}
+	db, err := sqlstore.OpenMySQL(configDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	// SKU 99201 grants 4 draws and has stock 150, so the run exhausts it.
+	for _, q := range []string{
+		`INSERT INTO raffle_activity_count (activity_count_id, total_count, day_count, month_count) VALUES (99201, 4, 4, 4)`,
+		`INSERT INTO raffle_activity_sku (sku, activity_id, activity_count_id, stock_count, stock_count_surplus, product_amount) VALUES (99201, 100301, 99201, 150, 150, '1.00')`,
+	} {
+		if _, err := db.SQL.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startSurplus := map[int]int64{}
+	rows, err := db.SQL.QueryContext(ctx, `SELECT award_id, award_count_surplus FROM strategy_award WHERE strategy_id = 100006`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int
+		var n int64
+		rows.Scan(&id, &n)
+		startSurplus[id] = n
+	}
+	rows.Close()
+
+	var bases []string
+	for range 2 {
+		addr := freeAddr(t)
+		p := startProcess(t, bin, append(env, "BIGMARKET_ADDR="+addr), "serve")
+		waitReady(t, "http://"+addr, p.exited)
+		bases = append(bases, "http://"+addr)
+	}
+	users := openUserStore(t, func(i int) (*sqlstore.DB, error) { return sqlstore.OpenMySQL(userDSNs[i]) })
+	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix, adminToken: adminToken, users: users}
+	if _, r := call(t, "GET", bases[0]+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
+		t.Fatalf("armory: %+v", r)
+	}
+
+	var drawn, afterFlushOK atomic.Int64
+	var flushed atomic.Bool
+	run := func(from, to int) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		for i := from; i < to; i++ {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				user := fmt.Sprintf("flush%s%03d", prefix[len(prefix)-4:], i)
+				r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 99201, "outBusinessNo": user})
+				if r.Code != "0000" && r.Code != "ERR_BIZ_005" {
+					t.Errorf("recharge %s: %s %s", user, r.Code, r.Info)
+				}
+				for d := range 4 {
+					r := post(t, bases[(i+d)%2], "/api/v1/raffle/activity/draw", drawReq{user, 100301})
+					switch r.Code {
+					case "0000":
+						drawn.Add(1)
+						if flushed.Load() {
+							afterFlushOK.Add(1)
+						}
+					case "ERR_BIZ_006", "ERR_BIZ_009":
+					default:
+						t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	run(0, 100)
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	flushed.Store(true)
+	run(100, 200)
+	// Recharges and draws after the rebuild: the grace is 1s, so poll until SKU and award
+	// stock are back and a draw is served.
+	deadline := time.Now().Add(30 * time.Second)
+	next := 200
+	for rdb.Exists(ctx, fmt.Sprintf("%s:sku_stock:{99201}", prefix), fmt.Sprintf("%s:award_stock:{100006_101}", prefix)).Val() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("lost stock was not rebuilt within 30s")
+		}
+		run(next, next+5)
+		next += 5
+	}
+	run(next, next+20)
+	if afterFlushOK.Load() == 0 {
+		t.Error("no draw succeeded after the flush")
+	}
+
+	orders, err := users.SKUOrderCount(ctx, 99201)
+	if err != nil || orders > 150 {
+		t.Errorf("sku 99201 (stock 150) has %d orders %v", orders, err)
+	}
+	records, err := users.AwardRecordCounts(ctx, 100006)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for id, n := range records {
+		total += n
+		if id != 101 && n > startSurplus[id] {
+			t.Errorf("award %d granted %d times with stock %d", id, n, startSurplus[id])
+		}
+	}
+	if total != drawn.Load() {
+		t.Errorf("%d award records for %d successful draws", total, drawn.Load())
+	}
+	t.Logf("draws %d (after flush %d), sku orders %d/150, records by award %v, stock at start %v",
+		drawn.Load(), afterFlushOK.Load(), orders, records, startSurplus)
+}
