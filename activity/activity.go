@@ -17,6 +17,8 @@ var (
 	ErrActivityNotFound = errors.New("activity not found")
 	// ErrNoStageActivity means no active stage points a channel/source at an activity.
 	ErrNoStageActivity = errors.New("no active activity for channel and source")
+	// ErrStageNotFound means no raffle_activity_stage row has the id.
+	ErrStageNotFound = errors.New("stage not found")
 )
 
 // State is raffle_activity.state.
@@ -60,6 +62,15 @@ type SKU struct {
 	Count        Count
 }
 
+// Stage is a raffle_activity_stage row: a channel and source pointing at an activity.
+type Stage struct {
+	ID         int64
+	Channel    string
+	Source     string
+	ActivityID int64
+	State      string // create, active, expire
+}
+
 // ConfigStore reads activity configuration; sqlstore implements it.
 type ConfigStore interface {
 	// Activity returns the activity or an error wrapping ErrActivityNotFound.
@@ -71,6 +82,11 @@ type ConfigStore interface {
 	// StageActivity returns the activity of the newest active stage for channel and
 	// source, or an error wrapping ErrNoStageActivity.
 	StageActivity(ctx context.Context, channel, source string) (int64, error)
+	// Stages lists every stage; Stage returns one or an error wrapping ErrStageNotFound.
+	Stages(ctx context.Context) ([]Stage, error)
+	Stage(ctx context.Context, id int64) (Stage, error)
+	// ActivateStage sets a stage active.
+	ActivateStage(ctx context.Context, id int64) error
 }
 
 // Products lists the SKUs on sale for an activity; an unknown activity is an error, an
@@ -84,6 +100,30 @@ func (s *Service) Products(ctx context.Context, activityID int64) ([]SKU, error)
 		return nil, fmt.Errorf("list skus of activity %d: %w", activityID, err)
 	}
 	return skus, nil
+}
+
+// Stages lists the channel stages, for operators.
+func (s *Service) Stages(ctx context.Context) ([]Stage, error) { return s.opts.Configs.Stages(ctx) }
+
+// Stage returns one stage.
+func (s *Service) Stage(ctx context.Context, id int64) (Stage, error) {
+	return s.opts.Configs.Stage(ctx, id)
+}
+
+// ActivateStage puts a stage live; the caller warms its activity first.
+func (s *Service) ActivateStage(ctx context.Context, id int64) error {
+	return s.opts.Configs.ActivateStage(ctx, id)
+}
+
+// RecentOrders returns the newest raffle orders (of one user, or of everyone when userID
+// is empty), for operators.
+func (s *Service) RecentOrders(ctx context.Context, userID string, limit int) ([]RaffleOrder, error) {
+	if userID != "" {
+		if err := CheckUserID(userID); err != nil {
+			return nil, err
+		}
+	}
+	return s.opts.Users.RecentRaffleOrders(ctx, userID, limit)
 }
 
 // StageActivity returns the activity a channel and source currently point at.

@@ -27,6 +27,8 @@ type RaffleOrder struct {
 	OrderID      string
 	OrderTime    time.Time
 	State        OrderState
+	// Created and Updated are the row's create_time and update_time, set on reads.
+	Created, Updated time.Time
 }
 
 // RechargeState is raffle_activity_order.state.

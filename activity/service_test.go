@@ -44,6 +44,10 @@ func (f fakeConfigs) StageActivity(context.Context, string, string) (int64, erro
 	return 0, ErrNoStageActivity
 }
 
+func (f fakeConfigs) Stages(context.Context) ([]Stage, error)     { return nil, nil }
+func (f fakeConfigs) Stage(context.Context, int64) (Stage, error) { return Stage{}, ErrStageNotFound }
+func (f fakeConfigs) ActivateStage(context.Context, int64) error  { return ErrStageNotFound }
+
 // fakeUsers keeps one user's quota rows and orders in memory behind a mutex.
 type fakeUsers struct {
 	mu        sync.Mutex
@@ -111,6 +115,12 @@ func (f *fakeUsers) Participate(_ context.Context, key QuotaKey, order RaffleOrd
 	f.store(q)
 	f.orders = append(f.orders, order)
 	return q, nil
+}
+
+func (f *fakeUsers) RecentRaffleOrders(context.Context, string, int) ([]RaffleOrder, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]RaffleOrder(nil), f.orders...), nil
 }
 
 func (f *fakeUsers) RechargeExists(_ context.Context, _, no string) (bool, error) {

@@ -36,6 +36,9 @@ type UserStore interface {
 	// loads the key's quota rows locked, runs add on them and writes them. A repeated
 	// out_business_no returns an error wrapping ErrDuplicateOrder and changes nothing.
 	Recharge(ctx context.Context, key QuotaKey, order RechargeOrder, add func(*Quota)) error
+	// RecentRaffleOrders returns the newest raffle orders, newest first, at most limit: of
+	// one user when userID is set, otherwise across every shard.
+	RecentRaffleOrders(ctx context.Context, userID string, limit int) ([]RaffleOrder, error)
 }
 
 // SKUStock is the hot SKU stock; the redis adapter implements it with the same

@@ -111,6 +111,7 @@ var errorCodes = []struct {
 	{activity.ErrSKUNotFound, http.StatusOK, CodeIllegalParam},
 	{activity.ErrActivityNotFound, http.StatusOK, CodeIllegalParam},
 	{activity.ErrNoStageActivity, http.StatusOK, CodeIllegalParam},
+	{activity.ErrStageNotFound, http.StatusOK, CodeIllegalParam},
 	{strategy.ErrStrategyNotFound, http.StatusOK, CodeIllegalParam},
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},

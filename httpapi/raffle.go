@@ -14,6 +14,7 @@ type raffles interface {
 	Draw(ctx context.Context, userID string, activityID int64) (raffle.Result, error)
 	AwardList(ctx context.Context, userID string, activityID int64) ([]raffle.AwardView, error)
 	RuleWeights(ctx context.Context, userID string, activityID int64) ([]raffle.WeightView, error)
+	ActivateStage(ctx context.Context, stageID int64) error
 }
 
 // userActivityRequest is the body of the plain endpoints that name a user and an activity.

@@ -95,12 +95,15 @@ func New(opts Options) *Server {
 		s.handle("POST "+raffle+"activity/query_sku_product_list_by_activity_id", s.querySKUProducts)
 		s.handle("GET "+raffle+"activity/query_stage_activity_id", s.queryStageActivityID)
 		s.handle("POST "+adminPrefix+"activity/recharge", s.admin(s.recharge))
+		s.handle("GET "+raffle+"erp/query_raffle_activity_stage_list", s.admin(s.queryStageList))
+		s.handle("GET "+raffle+"erp/query_user_raffle_order", s.admin(s.queryUserRaffleOrders))
 		if opts.PlainUserEndpoints {
 			s.handle("POST "+raffle+"activity/query_user_activity_account", s.queryUserActivityAccount)
 		}
 	}
 	if opts.Raffles != nil {
 		s.handle("GET "+raffle+"activity/armory", armory(s.activityArmory))
+		s.handle("POST "+raffle+"erp/update_stage_activity_2_active", s.admin(s.activateStage))
 		if opts.PlainUserEndpoints {
 			s.handle("POST "+raffle+"activity/draw", s.draw)
 			s.handle("POST "+raffle+"strategy/query_raffle_award_list", s.queryAwardList)

@@ -19,6 +19,8 @@ type activities interface {
 	Participate(ctx context.Context, userID string, activityID int64) (activity.Participation, error)
 	ParticipateNew(ctx context.Context, userID string, activityID int64) (activity.Participation, error)
 	Quota(ctx context.Context, userID string, activityID int64) (activity.Quota, error)
+	Stage(ctx context.Context, id int64) (activity.Stage, error)
+	ActivateStage(ctx context.Context, id int64) error
 }
 
 type strategies interface {
@@ -81,6 +83,19 @@ func (s *Service) Armory(ctx context.Context, activityID int64) error {
 		return fmt.Errorf("armory activity %d: %w", activityID, err)
 	}
 	return nil
+}
+
+// ActivateStage puts a channel stage live the way big-market's operators do: it warms the
+// stage's activity and assembles its strategy first, then marks the stage active.
+func (s *Service) ActivateStage(ctx context.Context, stageID int64) error {
+	st, err := s.opts.Activities.Stage(ctx, stageID)
+	if err != nil {
+		return err
+	}
+	if err := s.Armory(ctx, st.ActivityID); err != nil {
+		return fmt.Errorf("activate stage %d: %w", stageID, err)
+	}
+	return s.opts.Activities.ActivateStage(ctx, stageID)
 }
 
 // Result is a draw's award as the 9-grid shows it.

@@ -32,6 +32,12 @@ func (f *fakeActivities) ParticipateNew(context.Context, string, int64) (activit
 	}
 	return *f.fresh, nil
 }
+func (f *fakeActivities) Stage(context.Context, int64) (activity.Stage, error) {
+	return activity.Stage{}, activity.ErrStageNotFound
+}
+func (f *fakeActivities) ActivateStage(context.Context, int64) error {
+	return activity.ErrStageNotFound
+}
 func (f *fakeActivities) Quota(context.Context, string, int64) (activity.Quota, error) {
 	return f.q, nil
 }

@@ -69,6 +69,25 @@ func TestActivityStore(t *testing.T) {
 		if k, _ := s.SKU(ctx, 9012); k.StockSurplus != 0 {
 			t.Errorf("sku surplus after syncing 90, 95, -3 = %d, want 0 (monotone min, floored)", k.StockSurplus)
 		}
+		stages, err := s.Stages(ctx)
+		if err != nil || len(stages) != 1 || stages[0].Channel != "c01" || stages[0].ActivityID != 100401 || stages[0].State != "active" {
+			t.Fatalf("stages %+v %v", stages, err)
+		}
+		if _, err := db.SQL.ExecContext(ctx, `UPDATE raffle_activity_stage SET state = 'create' WHERE id = ?`, stages[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StageActivity(ctx, "c01", "s01"); !errors.Is(err, activity.ErrNoStageActivity) {
+			t.Errorf("inactive stage answered: %v", err)
+		}
+		if err := s.ActivateStage(ctx, stages[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ActivateStage(ctx, stages[0].ID); err != nil {
+			t.Errorf("activating an active stage again: %v", err)
+		}
+		if err := s.ActivateStage(ctx, 424242); !errors.Is(err, activity.ErrStageNotFound) {
+			t.Errorf("activate unknown stage: %v", err)
+		}
 		if id, err := s.StageActivity(ctx, "c01", "s01"); err != nil || id != 100401 {
 			t.Errorf("stage c01/s01 = %d %v, want 100401", id, err)
 		}

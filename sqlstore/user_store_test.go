@@ -590,6 +590,19 @@ func TestGrantCounts(t *testing.T) {
 		if none, err := s.AwardRecordCounts(ctx, 8); err != nil || len(none) != 0 {
 			t.Errorf("counts of another strategy %v %v", none, err)
 		}
+		recent, err := s.RecentRaffleOrders(ctx, "", 5)
+		if err != nil || len(recent) != 5 {
+			t.Fatalf("recent orders across shards: %d %v", len(recent), err)
+		}
+		for i := 1; i < len(recent); i++ {
+			if recent[i].OrderTime.After(recent[i-1].OrderTime) || recent[i].Created.IsZero() {
+				t.Errorf("recent orders out of order or without times: %+v", recent)
+			}
+		}
+		mine, err := s.RecentRaffleOrders(ctx, "xfg", 10)
+		if err != nil || len(mine) != 2 || mine[0].UserID != "xfg" || mine[0].State != activity.OrderUsed {
+			t.Errorf("recent orders of xfg: %+v %v", mine, err)
+		}
 		for sku, want := range map[int64]int64{9011: 2, 9012: 2, 9013: 0} {
 			if n, err := s.SKUOrderCount(ctx, sku); err != nil || n != want {
 				t.Errorf("orders of sku %d: %d %v, want %d", sku, n, err, want)

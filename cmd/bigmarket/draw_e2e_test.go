@@ -204,3 +204,40 @@ func checkDrawRefusals(t *testing.T, s stack) {
 		t.Errorf("refused recharges left orders: %v %v", recharges, err)
 	}
 }
+
+// checkERP reads and changes the stage list through the operator endpoints.
+func checkERP(t *testing.T, s stack) {
+	get := func(path string) apiReply {
+		req, _ := http.NewRequest("GET", s.bases[0]+path, nil)
+		req.Header.Set("Authorization", "Bearer "+s.adminToken)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r apiReply
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := get("/api/v1/raffle/erp/query_raffle_activity_stage_list")
+	var stages []struct {
+		ID         int64  `json:"id"`
+		ActivityID int64  `json:"activityId"`
+		State      string `json:"state"`
+	}
+	if err := json.Unmarshal(r.Data, &stages); err != nil || r.Code != "0000" || len(stages) == 0 {
+		t.Fatalf("stage list: %+v %v", r, err)
+	}
+	if r := adminCall(t, s, "/api/v1/raffle/erp/update_stage_activity_2_active", map[string]any{"id": stages[0].ID}); r.Code != "0000" {
+		t.Errorf("activate stage %d: %+v", stages[0].ID, r)
+	}
+	if r := adminCall(t, s, "/api/v1/raffle/erp/update_stage_activity_2_active", map[string]any{"id": 987654}); r.Code != "0002" {
+		t.Errorf("activate unknown stage: %s", r.Code)
+	}
+	r = get("/api/v1/raffle/erp/query_user_raffle_order?limit=3")
+	if r.Code != "0000" || strings.Count(string(r.Data), `"orderId"`) != 3 {
+		t.Errorf("recent raffle orders: %s %s", r.Code, r.Data)
+	}
+}

@@ -326,6 +326,7 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("activity queries", func(t *testing.T) { checkActivityQueries(t, s) })
 	t.Run("activity draw", func(t *testing.T) { checkActivityDraw(t, s) })
 	t.Run("draw refusals", func(t *testing.T) { checkDrawRefusals(t, s) })
+	t.Run("erp", func(t *testing.T) { checkERP(t, s) })
 	t.Run("metrics", func(t *testing.T) {
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
@@ -468,6 +469,7 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	t.Run("activity queries", func(t *testing.T) { checkActivityQueries(t, s) })
 	t.Run("activity draw", func(t *testing.T) { checkActivityDraw(t, s) })
 	t.Run("draw refusals", func(t *testing.T) { checkDrawRefusals(t, s) })
+	t.Run("erp", func(t *testing.T) { checkERP(t, s) })
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
