@@ -14,12 +14,21 @@ import (
 	"github.com/bigmarket/bigmarket/bench"
 )
 
-// benchCmd load-tests a running server: by default strategy/random_raffle.
+// benchCmd load-tests a running server: by default strategy/random_raffle; "bench draw"
+// runs the activity/draw scenario (bench_draw.go).
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "draw":
+			return benchDrawCmd(ctx, args[1:], stdout, stderr)
+		case "random_raffle":
+			args = args[1:]
+		}
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("url", "http://127.0.0.1:8091", "base URL of the server under test")
-	scenario := fs.String("scenario", "random_raffle", "what to load: random_raffle")
+	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle ("bigmarket bench draw -h" for the draw scenario)`)
 	strategyID := fs.Int64("strategy", 100006, "strategy id for random_raffle")
 	concurrency := fs.Int("c", 64, "concurrent requests in flight")
 	duration := fs.Duration("d", 30*time.Second, "how long to run")
@@ -32,8 +41,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := strings.TrimRight(*target, "/")
-	if *scenario != "random_raffle" {
-		return fmt.Errorf("unknown scenario %q (have: random_raffle)", *scenario)
+	switch *scenario {
+	case "random_raffle":
+	case "draw":
+		return errors.New(`the draw scenario has flags of its own: run "bigmarket bench draw [flags]"`)
+	default:
+		return fmt.Errorf("unknown scenario %q (have: random_raffle, draw)", *scenario)
 	}
 	if *armory {
 		if err := armoryStrategy(ctx, base, *strategyID); err != nil {

@@ -1,0 +1,948 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/bench"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// errVerifyFailed is returned by the draw bench when an invariant check failed, so that
+// the command exits non-zero.
+var errVerifyFailed = errors.New("draw bench: verification failed")
+
+// drawOptions describes one run of the draw bench.
+type drawOptions struct {
+	Base       string // server base URL, e.g. http://127.0.0.1:8091
+	AdminToken string // for the operator recharge (and the armory in production mode)
+	ActivityID int64
+	SKU        int64 // recharged once per user
+	Users      int
+	Prefix     string // user ids are Prefix + "_" + index
+
+	ProvisionConcurrency int
+	Concurrency          int
+	Duration             time.Duration
+	Requests             int64
+	Warmup               time.Duration
+	Verify               bool
+
+	// Progress receives progress lines; nil is quiet.
+	Progress io.Writer
+}
+
+// drawReport is the JSON summary of a draw bench: the load test's own summary wrapped
+// with what came before it (provisioning) and after it (the invariant check).
+type drawReport struct {
+	Scenario   string `json:"scenario"`
+	URL        string `json:"url"`
+	ActivityID int64  `json:"activityId"`
+	StrategyID int64  `json:"strategyId,omitempty"`
+	SKU        int64  `json:"sku"`
+	Users      int    `json:"users"`
+	Prefix     string `json:"prefix"`
+
+	Provision provisionReport `json:"provision"`
+	// Warmup is the unmeasured warm-up run, kept because its successful draws wrote
+	// award records too.
+	Warmup *bench.Summary `json:"warmup,omitempty"`
+	// Summary is the measured run.
+	Summary bench.Summary `json:"summary"`
+	// Draws counts the "0000" draw responses of the whole run, warmup included;
+	// UnknownOutcomes the draws that got no response (transport errors), which may or
+	// may not have been recorded.
+	Draws           int64 `json:"draws"`
+	UnknownOutcomes int64 `json:"unknownOutcomes"`
+
+	Verification *drawVerification `json:"verification,omitempty"`
+}
+
+// provisionReport is how the users got their quota.
+type provisionReport struct {
+	Users     int              `json:"users"`
+	Seconds   float64          `json:"seconds"`
+	PerSecond float64          `json:"perSecond"`
+	Codes     map[string]int64 `json:"codes"`
+	Retries   int64            `json:"retries"`
+}
+
+// drawVerification is the invariant check on the SQL databases after a run.
+type drawVerification struct {
+	Pass    bool          `json:"pass"`
+	Seconds float64       `json:"seconds"`
+	Checks  []verifyCheck `json:"checks"`
+	Awards  []awardGrants `json:"awards"`
+	// Before and After are the bench users' rows before the first draw and after the
+	// last one; the run wrote the difference.
+	Before userTally `json:"before"`
+	After  userTally `json:"after"`
+}
+
+// verifyCheck is one PASS/FAIL line.
+type verifyCheck struct {
+	Name   string `json:"name"`
+	Pass   bool   `json:"pass"`
+	Detail string `json:"detail"`
+}
+
+// awardGrants is one award of the activity's strategy: its total stock and how many
+// award records it has across every shard, split into grants that took stock and
+// fallback grants (the luck award, the blacklist award) that take none.
+type awardGrants struct {
+	AwardID  int    `json:"awardId"`
+	Title    string `json:"title"`
+	Stock    int64  `json:"stock"`
+	Records  int64  `json:"records"`
+	Stocked  int64  `json:"stocked"`
+	Fallback int64  `json:"fallback"`
+}
+
+// userTally counts the bench users' rows in the activity.
+type userTally struct {
+	Records    int64 `json:"records"`
+	Tasks      int64 `json:"tasks"`
+	UsedOrders int64 `json:"usedOrders"`
+	// DuplicateOrders counts award records whose order id another record has too;
+	// MissingTasks records without the outbox task of the same message id.
+	DuplicateOrders int64 `json:"duplicateOrders"`
+	MissingTasks    int64 `json:"missingTasks"`
+}
+
+// benchDrawCmd is "bigmarket bench draw": it loads the config like serve does, so that
+// it can verify on the same SQL databases the server writes.
+func benchDrawCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench draw", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := commonFlags(fs)
+	target := fs.String("url", "", "base URL of the server under test (default: http:// and the config's addr)")
+	concurrency := fs.Int("c", 64, "concurrent draws in flight")
+	duration := fs.Duration("d", 30*time.Second, "how long to measure")
+	requests := fs.Int64("n", 0, "stop after this many measured draws (0: no limit)")
+	warmup := fs.Duration("warmup", 2*time.Second, "draws sent before measuring (verified, not measured)")
+	out := fs.String("out", "", "write the JSON summary to this file")
+	quiet := fs.Bool("q", false, "no progress lines")
+	users := fs.Int("users", 10000, "distinct users to provision and draw with")
+	activityID := fs.Int64("activity", 100301, "activity to draw in")
+	sku := fs.Int64("sku", 9011, "SKU recharged to every user (9011: 150 draws a day)")
+	adminToken := fs.String("admin-token", "", "operator token for the recharge (default: BIGMARKET_ADMIN_TOKEN of the config)")
+	prefix := fs.String("prefix", "", "user id prefix (default: random, so that runs do not collide)")
+	provisionC := fs.Int("provision-c", 32, "concurrent recharges while provisioning")
+	verify := fs.Bool("verify", true, "check the invariants on the SQL databases after the run")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: bigmarket bench draw [flags]
+
+Provisions -users users with quota through the operator recharge, draws in the activity at
+-c concurrency for -d (or -n draws), then checks on the server's SQL databases (opened
+from the same config as serve: -config, BIGMARKET_*) that no award was granted beyond its
+stock, no surplus is negative, and every successful draw left exactly one award record,
+one task and one used raffle order. Exits non-zero when a check fails.
+
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench draw: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	o := drawOptions{
+		Base: strings.TrimRight(*target, "/"), AdminToken: *adminToken, ActivityID: *activityID, SKU: *sku,
+		Users: *users, Prefix: *prefix, ProvisionConcurrency: *provisionC, Concurrency: *concurrency,
+		Duration: *duration, Requests: *requests, Warmup: *warmup, Verify: *verify,
+	}
+	if o.Base == "" {
+		o.Base = baseURL(cfg.Addr)
+	}
+	if o.AdminToken == "" {
+		if cfg.generatedAdminToken {
+			return errors.New("bench draw: no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token")
+		}
+		o.AdminToken = cfg.AdminToken
+	}
+	if o.Prefix == "" {
+		b := make([]byte, 3)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		o.Prefix = "b" + hex.EncodeToString(b)
+	}
+	if !*quiet {
+		o.Progress = stderr
+	}
+	rep, err := runDrawBench(ctx, cfg, o, stdout)
+	if *out != "" && rep.Scenario != "" {
+		if werr := writeDrawReport(*out, rep); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// baseURL turns a listen address into the URL a local client reaches it at.
+func baseURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://127.0.0.1:8091"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func writeDrawReport(path string, rep drawReport) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		f.Close()
+		return fmt.Errorf("write summary: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
+}
+
+// runDrawBench runs the draw bench against the server at o.Base whose databases cfg
+// names: armory, provisioning, warmup and measured run, then the verification. It prints
+// the summary and the PASS/FAIL lines to stdout and returns errVerifyFailed when a check
+// failed. The report is usable (for the JSON file) whenever its Scenario is set, also
+// with an error.
+func runDrawBench(ctx context.Context, cfg Config, o drawOptions, stdout io.Writer) (drawReport, error) {
+	if err := o.check(); err != nil {
+		return drawReport{}, err
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	rep := drawReport{URL: o.Base, ActivityID: o.ActivityID, SKU: o.SKU, Users: o.Users, Prefix: o.Prefix}
+
+	var v *verifier
+	if o.Verify {
+		var err error
+		if v, err = openVerifier(ctx, cfg, o.ActivityID); err != nil {
+			return drawReport{}, err
+		}
+		defer v.close()
+		rep.StrategyID = v.strategyID
+	}
+	if err := armoryActivity(ctx, o.Base, o.AdminToken, o.ActivityID); err != nil {
+		return drawReport{}, err
+	}
+	users := make([]string, o.Users)
+	bodies := make([][]byte, o.Users)
+	for i := range users {
+		users[i] = o.Prefix + "_" + strconv.Itoa(i)
+		bodies[i], _ = json.Marshal(drawBody{UserID: users[i], ActivityID: o.ActivityID})
+	}
+
+	var err error
+	if rep.Provision, err = provisionUsers(ctx, o, users, progress); err != nil {
+		return drawReport{}, err
+	}
+	fmt.Fprintf(stdout, "provisioned %d users with sku %d in %.1fs (%.0f/s)\n",
+		o.Users, o.SKU, rep.Provision.Seconds, rep.Provision.PerSecond)
+	var before userTally
+	if v != nil {
+		if before, err = v.tally(ctx, users); err != nil {
+			return drawReport{}, err
+		}
+	}
+	rep.Scenario = "draw"
+
+	// One client for warmup and measured run, so that the measured run starts on warm
+	// connections.
+	client, transport := drawClient(o.Concurrency)
+	defer transport.CloseIdleConnections()
+	n := uint64(len(users))
+	opts := bench.Options{
+		URL:         o.Base + "/api/v1/raffle/activity/draw",
+		Concurrency: o.Concurrency,
+		Client:      client,
+	}
+	// The warmup is a run of its own rather than bench's unrecorded warmup: its
+	// successful draws wrote award records, and the verification must count them.
+	var offset uint64
+	if o.Warmup > 0 {
+		wo := opts
+		wo.Duration = o.Warmup
+		wo.Body = func(_ int, seq uint64) []byte { return bodies[seq%n] }
+		fmt.Fprintf(progress, "warming up for %s\n", o.Warmup)
+		warm, err := bench.Run(ctx, wo)
+		rep.Warmup = &warm
+		if err != nil {
+			return rep, err
+		}
+		offset = uint64(warm.Requests)
+	}
+	opts.Duration, opts.Requests = o.Duration, o.Requests
+	opts.Body = func(_ int, seq uint64) []byte { return bodies[(seq+offset)%n] }
+	opts.Progress = o.Progress
+	sum, runErr := bench.Run(ctx, opts)
+	rep.Summary = sum
+	fmt.Fprintln(stdout, sum.String())
+	rep.Draws, rep.UnknownOutcomes = sum.Codes["0000"], sum.TransportErrors
+	if rep.Warmup != nil {
+		rep.Draws += rep.Warmup.Codes["0000"]
+		rep.UnknownOutcomes += rep.Warmup.TransportErrors
+	}
+	if runErr != nil {
+		// An interrupted run aborted draws in flight whose outcome nobody saw: the
+		// counts cannot be checked exactly.
+		return rep, runErr
+	}
+	if v == nil {
+		return rep, nil
+	}
+	fmt.Fprintf(progress, "verifying on the SQL databases\n")
+	ver, err := v.verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
+	if err != nil {
+		return rep, err
+	}
+	rep.Verification = &ver
+	for _, c := range ver.Checks {
+		fmt.Fprintf(stdout, "%s %s: %s\n", passFail(c.Pass), c.Name, c.Detail)
+	}
+	fmt.Fprintf(stdout, "verification %s (%.1fs)\n", passFail(ver.Pass), ver.Seconds)
+	if !ver.Pass {
+		return rep, errVerifyFailed
+	}
+	return rep, nil
+}
+
+func (o drawOptions) check() error {
+	var errs []error
+	if o.Users < 1 {
+		errs = append(errs, errors.New("-users must be at least 1"))
+	}
+	if o.Concurrency < 1 || o.ProvisionConcurrency < 1 {
+		errs = append(errs, errors.New("-c and -provision-c must be at least 1"))
+	}
+	if o.Duration < 0 || o.Warmup < 0 || o.Requests < 0 {
+		errs = append(errs, errors.New("-d, -warmup and -n must not be negative"))
+	}
+	if o.Duration == 0 && o.Requests == 0 {
+		errs = append(errs, errors.New("set -d or -n: the run needs an end"))
+	}
+	if o.AdminToken == "" {
+		errs = append(errs, errors.New("no admin token"))
+	}
+	if last := o.Prefix + "_" + strconv.Itoa(max(o.Users-1, 0)); o.Prefix == "" || activity.CheckUserID(last) != nil {
+		errs = append(errs, fmt.Errorf("user ids such as %q do not fit the user tables (at most 32 bytes)", last))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench draw: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// drawClient is built like bench's own client: one keep-alive HTTP/1.1 connection per
+// worker, no proxy, no gzip, redirects not followed.
+func drawClient(concurrency int) (*http.Client, *http.Transport) {
+	t := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: bench.DefaultTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        concurrency,
+		MaxIdleConnsPerHost: concurrency,
+		MaxConnsPerHost:     concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &http.Client{
+		Transport:     t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, t
+}
+
+// drawBody is the request of activity/draw.
+type drawBody struct {
+	UserID     string `json:"userId"`
+	ActivityID int64  `json:"activityId"`
+}
+
+// envelope is the part of a response the bench reads.
+type envelope struct {
+	Code string `json:"code"`
+	Info string `json:"info"`
+}
+
+// callAPI sends one request and decodes the envelope; a non-envelope answer is an error.
+func callAPI(ctx context.Context, client *http.Client, method, url, adminToken string, body []byte) (envelope, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return envelope{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return envelope{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return envelope{}, fmt.Errorf("%s %s: read body: %w", method, url, err)
+	}
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil || env.Code == "" {
+		return envelope{}, fmt.Errorf("%s %s: HTTP %d, not an envelope: %.200q", method, url, resp.StatusCode, raw)
+	}
+	return env, nil
+}
+
+// armoryActivity warms the activity's stock and caches and assembles its strategy.
+func armoryActivity(ctx context.Context, base, adminToken string, activityID int64) error {
+	client := &http.Client{Timeout: 30 * time.Second}
+	url := fmt.Sprintf("%s/api/v1/raffle/activity/armory?activityId=%d", base, activityID)
+	env, err := callAPI(ctx, client, http.MethodGet, url, adminToken, nil)
+	if err != nil {
+		return fmt.Errorf("armory activity %d: %w", activityID, err)
+	}
+	if env.Code != "0000" {
+		return fmt.Errorf("armory activity %d: %s %s", activityID, env.Code, env.Info)
+	}
+	return nil
+}
+
+// provisionUsers recharges o.SKU to every user through the operator endpoint, each with
+// an out business number unique to the user and this run. A recharge that got no answer
+// is retried with the same number, so that a repeat (0003) means it was done.
+func provisionUsers(ctx context.Context, o drawOptions, users []string, progress io.Writer) (provisionReport, error) {
+	nonce := make([]byte, 4)
+	if _, err := rand.Read(nonce); err != nil {
+		return provisionReport{}, err
+	}
+	run := hex.EncodeToString(nonce)
+	client := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: o.ProvisionConcurrency, DisableCompression: true},
+	}
+	defer client.CloseIdleConnections()
+	url := o.Base + "/api/v1/admin/activity/recharge"
+
+	var (
+		next, done, retries atomic.Int64
+		mu                  sync.Mutex
+		codes               = map[string]int64{}
+		firstErr            error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	recharge := func(user string) error {
+		body, _ := json.Marshal(map[string]any{"userId": user, "sku": o.SKU, "outBusinessNo": user + "-" + run})
+		var lastErr error
+		for attempt := range 3 {
+			if attempt > 0 {
+				retries.Add(1)
+			}
+			env, err := callAPI(ctx, client, http.MethodPost, url, o.AdminToken, body)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				lastErr = err
+				continue
+			}
+			mu.Lock()
+			codes[env.Code]++
+			mu.Unlock()
+			switch {
+			case env.Code == "0000", env.Code == "0003" && attempt > 0:
+				return nil
+			case env.Code == "0001" || env.Code == "0006":
+				lastErr = fmt.Errorf("recharge %s: %s %s", user, env.Code, env.Info)
+				continue
+			default:
+				return fmt.Errorf("recharge %s with sku %d: %s %s", user, o.SKU, env.Code, env.Info)
+			}
+		}
+		return lastErr
+	}
+
+	start := time.Now()
+	stop := make(chan struct{})
+	var reporter sync.WaitGroup
+	reporter.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				d := done.Load()
+				fmt.Fprintf(progress, "%7.1fs %8d/%d users provisioned %8.0f/s\n",
+					now.Sub(start).Seconds(), d, len(users), float64(d)/now.Sub(start).Seconds())
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for range min(o.ProvisionConcurrency, len(users)) {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(users)) || ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				failed := firstErr != nil
+				mu.Unlock()
+				if failed {
+					return
+				}
+				if err := recharge(users[i]); err != nil {
+					fail(err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	reporter.Wait()
+	elapsed := time.Since(start).Seconds()
+	rep := provisionReport{Users: int(done.Load()), Seconds: elapsed, Codes: codes, Retries: retries.Load()}
+	if elapsed > 0 {
+		rep.PerSecond = float64(rep.Users) / elapsed
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("provision users: %w", err)
+	}
+	if firstErr != nil {
+		return rep, fmt.Errorf("provision users (%d of %d done): %w", rep.Users, len(users), firstErr)
+	}
+	return rep, nil
+}
+
+// verifier reads the server's SQL databases: the config database for the strategy and
+// the SKU and award surpluses, the user databases for the grants.
+type verifier struct {
+	b          *backends
+	tables     int
+	configs    *sqlstore.ConfigStore
+	users      *sqlstore.UserStore
+	activityID int64
+	strategyID int64
+}
+
+// verifyWorkers bounds the concurrent per-user queries of the verification.
+const verifyWorkers = 16
+
+func openVerifier(ctx context.Context, cfg Config, activityID int64) (*verifier, error) {
+	b := &backends{}
+	if err := openSQL(ctx, cfg, b, false, false); err != nil {
+		b.close()
+		return nil, err
+	}
+	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	act, err := sqlstore.NewActivityStore(b.configDB, cfg.location).Activity(ctx, activityID)
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("bench draw: %w", err)
+	}
+	return &verifier{
+		b: b, tables: cfg.TBCount, activityID: activityID, strategyID: act.StrategyID,
+		configs: sqlstore.NewConfigStore(b.configDB), users: sqlstore.NewUserStore(b.userDBs, router),
+	}, nil
+}
+
+func (v *verifier) close() { v.b.close() }
+
+// verify runs every check: (a) no award granted beyond its stock, (b) no negative
+// surplus anywhere, (c) the bench users' rows match the run's successful draws.
+func (v *verifier) verify(ctx context.Context, users []string, before userTally, draws, unknown int64) (drawVerification, error) {
+	start := time.Now()
+	var out drawVerification
+	add := func(name string, pass bool, format string, args ...any) {
+		out.Checks = append(out.Checks, verifyCheck{Name: name, Pass: pass, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	// (a) Stock: counted from the durable award records, the grants themselves.
+	grants, err := v.awardGrants(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Awards = grants
+	for _, g := range grants {
+		name := fmt.Sprintf("award %d stock", g.AwardID)
+		if g.Stock < 0 {
+			add(name, false, "%d records of an award the strategy does not have", g.Records)
+			continue
+		}
+		fallback := ""
+		if g.Fallback > 0 {
+			fallback = fmt.Sprintf(" (+%d fallback grants, which take no stock)", g.Fallback)
+		}
+		add(name, g.Stocked <= g.Stock, "%d stocked grants%s, stock %d", g.Stocked, fallback, g.Stock)
+	}
+
+	// (b) Surpluses.
+	mins, err := v.minSurpluses(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, m := range mins {
+		if !m.rows {
+			add("surplus "+m.column, true, "no rows")
+			continue
+		}
+		add("surplus "+m.column, m.min >= 0, "min %d (%s)", m.min, m.where)
+	}
+
+	// (c) One record, one task and one used order per successful draw.
+	after, err := v.tally(ctx, users)
+	if err != nil {
+		return out, err
+	}
+	out.Before, out.After = before, after
+	records := after.Records - before.Records
+	if unknown == 0 {
+		add("award records", records == draws, "%d new award records for %d successful draws", records, draws)
+	} else {
+		add("award records", records >= draws && records <= draws+unknown,
+			"%d new award records for %d successful draws and %d draws without an answer", records, draws, unknown)
+	}
+	tasks := after.Tasks - before.Tasks
+	add("tasks", tasks == records && after.MissingTasks == 0,
+		"%d new tasks for %d new award records; %d records without their task", tasks, records, after.MissingTasks)
+	used := after.UsedOrders - before.UsedOrders
+	add("raffle orders", used == records, "%d raffle orders newly used for %d new award records", used, records)
+	add("order ids", after.DuplicateOrders == 0, "%d award records of %d users, %d with an order id seen before",
+		after.Records, len(users), after.DuplicateOrders)
+
+	out.Pass = true
+	for _, c := range out.Checks {
+		out.Pass = out.Pass && c.Pass
+	}
+	out.Seconds = time.Since(start).Seconds()
+	return out, nil
+}
+
+// awardGrants counts each award's records of the strategy across every shard. Awards that
+// a fallback (rule_luck_award, rule_blacklist) can grant without stock are split by the
+// award's outbox task: a luck grant carries the rule's value as its awardConfig, a
+// stocked grant none. A blacklist grant carries none either and is counted as stocked,
+// which can only make the check stricter.
+func (v *verifier) awardGrants(ctx context.Context) ([]awardGrants, error) {
+	cfg, err := v.configs.LoadStrategy(ctx, v.strategyID)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := v.users.AwardRecordCounts(ctx, v.strategyID)
+	if err != nil {
+		return nil, err
+	}
+	fallback := fallbackAwards(cfg)
+	var grants []awardGrants
+	for _, a := range cfg.Awards {
+		g := awardGrants{AwardID: a.AwardID, Title: a.Title, Stock: a.Count, Records: counts[a.AwardID]}
+		g.Stocked = g.Records
+		if fallback[a.AwardID] && g.Records > 0 {
+			if g.Stocked, err = v.stockedGrants(ctx, a.AwardID); err != nil {
+				return nil, err
+			}
+			g.Fallback = g.Records - g.Stocked
+		}
+		grants = append(grants, g)
+		delete(counts, a.AwardID)
+	}
+	for _, id := range slices.Sorted(maps.Keys(counts)) {
+		if !fallback[id] { // a fallback award outside the strategy's list takes no stock
+			grants = append(grants, awardGrants{AwardID: id, Stock: -1, Records: counts[id]})
+		}
+	}
+	return grants, nil
+}
+
+// fallbackAwards returns the awards the strategy can grant without taking stock.
+func fallbackAwards(cfg strategy.Config) map[int]bool {
+	ids := map[int]bool{}
+	leading := func(v string) {
+		id, _, _ := strings.Cut(strings.TrimSpace(v), ":")
+		if n, err := strconv.Atoi(strings.TrimSpace(id)); err == nil {
+			ids[n] = true
+		}
+	}
+	for _, r := range cfg.Rules {
+		if r.Model == strategy.RuleBlacklist {
+			leading(r.Value)
+		}
+	}
+	for _, t := range cfg.Trees {
+		for _, n := range t.Nodes {
+			if n.RuleKey == strategy.RuleLuckAward {
+				leading(n.Value)
+			}
+		}
+	}
+	return ids
+}
+
+// stockedGrants counts the award's records whose task says no rule set its value; a
+// record without a task counts as stocked.
+func (v *verifier) stockedGrants(ctx context.Context, awardID int) (int64, error) {
+	var stocked int64
+	for i, db := range v.b.userDBs {
+		for t := range v.tables {
+			// The only text spliced in is the router's table suffix.
+			rows, err := db.SQL.QueryContext(ctx, `SELECT t.message FROM user_award_record`+sqlstore.TableSuffix(t)+
+				` r LEFT JOIN task t ON t.message_id = r.order_id WHERE r.strategy_id = ? AND r.award_id = ?`,
+				v.strategyID, awardID)
+			if err != nil {
+				return 0, fmt.Errorf("grants of award %d in user database %02d: %w", awardID, i+1, err)
+			}
+			for rows.Next() {
+				var msg sql.NullString
+				if err := rows.Scan(&msg); err != nil {
+					rows.Close()
+					return 0, fmt.Errorf("grants of award %d: %w", awardID, err)
+				}
+				var m award.SendAward
+				if !msg.Valid || json.Unmarshal([]byte(msg.String), &m) != nil || m.AwardConfig == "" {
+					stocked++
+				}
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return 0, fmt.Errorf("grants of award %d in user database %02d: %w", awardID, i+1, err)
+			}
+		}
+	}
+	return stocked, nil
+}
+
+// surplusMin is the smallest value of one surplus column over every database holding it.
+type surplusMin struct {
+	column string
+	rows   bool
+	min    int64
+	where  string
+}
+
+// minSurpluses reads the minimum of every surplus column: the quota accounts in each user
+// database, the award and SKU stock in the config database.
+func (v *verifier) minSurpluses(ctx context.Context) ([]surplusMin, error) {
+	type source struct {
+		table   string
+		columns []string
+		dbs     []*sqlstore.DB
+		names   []string
+	}
+	var userNames []string
+	for i := range v.b.userDBs {
+		userNames = append(userNames, fmt.Sprintf("user database %02d", i+1))
+	}
+	config := []*sqlstore.DB{v.b.configDB}
+	sources := []source{
+		{"raffle_activity_account", []string{"total_count_surplus", "day_count_surplus", "month_count_surplus"}, v.b.userDBs, userNames},
+		{"raffle_activity_account_day", []string{"day_count_surplus"}, v.b.userDBs, userNames},
+		{"raffle_activity_account_month", []string{"month_count_surplus"}, v.b.userDBs, userNames},
+		{"strategy_award", []string{"award_count_surplus"}, config, []string{"config database"}},
+		{"raffle_activity_sku", []string{"stock_count_surplus"}, config, []string{"config database"}},
+	}
+	var out []surplusMin
+	for _, s := range sources {
+		mins := make([]surplusMin, len(s.columns))
+		for i, c := range s.columns {
+			mins[i].column = s.table + "." + c
+		}
+		for d, db := range s.dbs {
+			// Fixed table and column names only.
+			var sel []string
+			for _, c := range s.columns {
+				sel = append(sel, "MIN("+c+")")
+			}
+			vals := make([]sql.NullInt64, len(s.columns))
+			dest := make([]any, len(vals))
+			for i := range vals {
+				dest[i] = &vals[i]
+			}
+			if err := db.SQL.QueryRowContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+s.table).Scan(dest...); err != nil {
+				return nil, fmt.Errorf("min surplus of %s in %s: %w", s.table, s.names[d], err)
+			}
+			for i, val := range vals {
+				if val.Valid && (!mins[i].rows || val.Int64 < mins[i].min) {
+					mins[i].rows, mins[i].min, mins[i].where = true, val.Int64, s.names[d]
+				}
+			}
+		}
+		out = append(out, mins...)
+	}
+	return out, nil
+}
+
+// tally counts the users' award records in the activity, their tasks and their used
+// raffle orders. Records and orders are read per user (indexed by user), verifyWorkers
+// queries in flight; tasks, whose table has no index on the user, in one scan per user
+// database.
+func (v *verifier) tally(ctx context.Context, users []string) (userTally, error) {
+	tasks, err := v.sendAwardTasks(ctx, users)
+	if err != nil {
+		return userTally{}, err
+	}
+	results := make([]userRows, len(users))
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range min(verifyWorkers, len(users)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(users) || ctx.Err() != nil {
+					return
+				}
+				r, err := v.tallyUser(ctx, users[i], tasks[users[i]])
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				results[i] = r
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return userTally{}, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return userTally{}, err
+	}
+	var t userTally
+	seen := map[string]struct{}{}
+	for _, r := range results {
+		t.Records += int64(len(r.orders))
+		t.Tasks += r.tasks
+		t.UsedOrders += r.used
+		t.MissingTasks += r.missing
+		for _, id := range r.orders {
+			if _, dup := seen[id]; dup {
+				t.DuplicateOrders++
+			}
+			seen[id] = struct{}{}
+		}
+	}
+	return t, nil
+}
+
+// sendAwardTasks returns the message ids of the users' send_award tasks, by user.
+func (v *verifier) sendAwardTasks(ctx context.Context, users []string) (map[string]map[string]bool, error) {
+	tasks := make(map[string]map[string]bool, len(users))
+	for _, u := range users {
+		tasks[u] = map[string]bool{}
+	}
+	for i, db := range v.b.userDBs {
+		err := func() error {
+			rows, err := db.SQL.QueryContext(ctx, `SELECT user_id, message_id FROM task WHERE topic = ?`, award.TopicSendAward)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var user, id string
+				if err := rows.Scan(&user, &id); err != nil {
+					return err
+				}
+				if m, ok := tasks[user]; ok {
+					m[id] = true
+				}
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("tasks in user database %02d: %w", i+1, err)
+		}
+	}
+	return tasks, nil
+}
+
+// userRows is one user's rows in the activity.
+type userRows struct {
+	orders  []string // of the award records
+	tasks   int64    // send_award tasks
+	used    int64    // used raffle orders
+	missing int64    // award records without their task
+}
+
+func (v *verifier) tallyUser(ctx context.Context, user string, tasks map[string]bool) (userRows, error) {
+	r := userRows{tasks: int64(len(tasks))}
+	recs, err := v.users.AwardRecords(ctx, user, v.activityID)
+	if err != nil {
+		return r, err
+	}
+	orders, err := v.users.RaffleOrders(ctx, user, v.activityID)
+	if err != nil {
+		return r, err
+	}
+	for _, rec := range recs {
+		r.orders = append(r.orders, rec.OrderID)
+		if !tasks[rec.OrderID] {
+			r.missing++
+		}
+	}
+	for _, o := range orders {
+		if o.State == activity.OrderUsed {
+			r.used++
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,7 @@
+-- The outbox is read per user (a user's tasks) as well as by state; index both.
+
+-- +goose Up
+CREATE INDEX IF NOT EXISTS idx_task_user_id ON task (user_id);
+
+-- +goose Down
+DROP INDEX IF EXISTS idx_task_user_id;
