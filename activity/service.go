@@ -259,17 +259,20 @@ func (p Participation) DrawsToday() int64 {
 // Participate returns a raffle order for one draw: the user's oldest unused order if
 // there is one (so a crash between participation and the award loses no quota), otherwise
 // a new order that takes one unit of total, month and day quota in one transaction.
-func (s *Service) Participate(ctx context.Context, userID string, activityID int64) (Participation, error) {
-	return s.participate(ctx, userID, activityID, true)
+//
+// newOrderID is the id a new order gets (empty: one is made up); a caller that must hold
+// the order before anyone else can see it claims that id first.
+func (s *Service) Participate(ctx context.Context, userID string, activityID int64, newOrderID string) (Participation, error) {
+	return s.participate(ctx, userID, activityID, newOrderID, true)
 }
 
 // ParticipateNew always takes a new raffle order from the quota, for a draw whose reusable
 // order is being drawn by a concurrent request of the same user.
-func (s *Service) ParticipateNew(ctx context.Context, userID string, activityID int64) (Participation, error) {
-	return s.participate(ctx, userID, activityID, false)
+func (s *Service) ParticipateNew(ctx context.Context, userID string, activityID int64, newOrderID string) (Participation, error) {
+	return s.participate(ctx, userID, activityID, newOrderID, false)
 }
 
-func (s *Service) participate(ctx context.Context, userID string, activityID int64, reuse bool) (Participation, error) {
+func (s *Service) participate(ctx context.Context, userID string, activityID int64, newOrderID string, reuse bool) (Participation, error) {
 	if err := CheckUserID(userID); err != nil {
 		return Participation{}, err
 	}
@@ -296,8 +299,11 @@ func (s *Service) participate(ctx context.Context, userID string, activityID int
 		p.Order, p.Reused, p.TakenToday = order, true, orderDay == day
 		return p, nil
 	}
+	if newOrderID == "" {
+		newOrderID = NewOrderID(now)
+	}
 	p.Order = RaffleOrder{UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
-		OrderID: NewOrderID(now), OrderTime: now, State: OrderCreate}
+		OrderID: newOrderID, OrderTime: now, State: OrderCreate}
 	p.Quota, err = s.opts.Users.Participate(ctx, key, p.Order, func(q *Quota) error { return q.Take(day, month) })
 	if err != nil {
 		return Participation{}, fmt.Errorf("participate %s in %d: %w", userID, activityID, err)

@@ -205,7 +205,7 @@ func TestRechargeAndParticipate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, users, stock, clk := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
-	if _, err := s.Participate(ctx, "u1", 1); !errors.Is(err, ErrTotalQuotaExhausted) {
+	if _, err := s.Participate(ctx, "u1", 1, ""); !errors.Is(err, ErrTotalQuotaExhausted) {
 		t.Fatalf("no account: %v", err)
 	}
 	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b1"}); err != nil {
@@ -220,27 +220,27 @@ func TestRechargeAndParticipate(t *testing.T) {
 	if v, _ := s.Account(ctx, "u1", 1); v != (View{Total: 3, TotalSurplus: 3, Day: 2, DaySurplus: 2, Month: 3, MonthSurplus: 3}) {
 		t.Errorf("view after recharge: %+v", v)
 	}
-	p, err := s.Participate(ctx, "u1", 1)
+	p, err := s.Participate(ctx, "u1", 1, "")
 	if err != nil || p.Reused || p.Score() != 0 || p.DrawsToday() != 0 {
 		t.Fatalf("first participation: %+v %v", p, err)
 	}
 	// The order is not used yet: the next participation reuses it and takes no quota.
-	again, err := s.Participate(ctx, "u1", 1)
+	again, err := s.Participate(ctx, "u1", 1, "")
 	if err != nil || !again.Reused || again.Order.OrderID != p.Order.OrderID {
 		t.Fatalf("second participation did not reuse the unused order: %+v %v", again, err)
 	}
 	users.orders[0].State = OrderUsed
-	p2, err := s.Participate(ctx, "u1", 1)
+	p2, err := s.Participate(ctx, "u1", 1, "")
 	if err != nil || p2.Reused || p2.Score() != 1 || p2.DrawsToday() != 1 {
 		t.Fatalf("after a used order: %+v %v", p2, err)
 	}
 	users.orders[1].State = OrderUsed
-	if _, err := s.Participate(ctx, "u1", 1); !errors.Is(err, ErrDayQuotaExhausted) {
+	if _, err := s.Participate(ctx, "u1", 1, ""); !errors.Is(err, ErrDayQuotaExhausted) {
 		t.Fatalf("third draw today with day limit 2: %v", err)
 	}
 	// Midnight in Asia/Shanghai (16:00 UTC) starts a new day row.
 	clk.Set(time.Date(2026, 11, 22, 16, 0, 1, 0, time.UTC))
-	p3, err := s.Participate(ctx, "u1", 1)
+	p3, err := s.Participate(ctx, "u1", 1, "")
 	if err != nil || p3.Quota.Day.Key != "2026-11-23" || p3.DrawsToday() != 0 || p3.Score() != 2 {
 		t.Fatalf("after midnight in Shanghai: %+v %v", p3, err)
 	}
@@ -258,11 +258,11 @@ func TestActivityChecks(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"closed participate", func() error { _, err := s.Participate(ctx, "u1", 2); return err }(), ErrActivityNotOpen},
-		{"ended participate", func() error { _, err := s.Participate(ctx, "u1", 3); return err }(), ErrOutsideDates},
-		{"unknown participate", func() error { _, err := s.Participate(ctx, "u1", 99); return err }(), ErrActivityNotFound},
-		{"empty user", func() error { _, err := s.Participate(ctx, "", 1); return err }(), ErrInvalidUserID},
-		{"long user", func() error { _, err := s.Participate(ctx, "012345678901234567890123456789012", 1); return err }(), ErrInvalidUserID},
+		{"closed participate", func() error { _, err := s.Participate(ctx, "u1", 2, ""); return err }(), ErrActivityNotOpen},
+		{"ended participate", func() error { _, err := s.Participate(ctx, "u1", 3, ""); return err }(), ErrOutsideDates},
+		{"unknown participate", func() error { _, err := s.Participate(ctx, "u1", 99, ""); return err }(), ErrActivityNotFound},
+		{"empty user", func() error { _, err := s.Participate(ctx, "", 1, ""); return err }(), ErrInvalidUserID},
+		{"long user", func() error { _, err := s.Participate(ctx, "012345678901234567890123456789012", 1, ""); return err }(), ErrInvalidUserID},
 		{"closed recharge", func() error {
 			_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9015, OutBusinessNo: "x"})
 			return err

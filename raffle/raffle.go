@@ -16,8 +16,8 @@ import (
 type activities interface {
 	Activity(ctx context.Context, activityID int64) (activity.Activity, error)
 	Armory(ctx context.Context, activityID int64) (activity.Activity, error)
-	Participate(ctx context.Context, userID string, activityID int64) (activity.Participation, error)
-	ParticipateNew(ctx context.Context, userID string, activityID int64) (activity.Participation, error)
+	Participate(ctx context.Context, userID string, activityID int64, newOrderID string) (activity.Participation, error)
+	ParticipateNew(ctx context.Context, userID string, activityID int64, newOrderID string) (activity.Participation, error)
 	Quota(ctx context.Context, userID string, activityID int64) (activity.Quota, error)
 	Stage(ctx context.Context, id int64) (activity.Stage, error)
 	ActivateStage(ctx context.Context, id int64) error
@@ -107,27 +107,40 @@ type Result struct {
 
 // Draw takes part in the activity (reusing an unused raffle order), claims the order so
 // no concurrent request draws on it, runs the strategy, and records the award, its
-// send_award task and the used order in one transaction. When the order is held by a
-// concurrent request of the same user, the draw takes a fresh order from the quota once,
-// so that concurrent requests use the quota rather than collide on one order.
+// send_award task and the used order in one transaction.
+//
+// A new order's id is claimed before the order is written, so no concurrent request of
+// the same user can take a fresh order from its creator. When the reusable order is held
+// by another request, the draw takes a fresh order from the quota instead, so concurrent
+// requests use the quota rather than collide on one order.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
-	p, err := s.opts.Activities.Participate(ctx, userID, activityID)
-	if err != nil {
-		return Result{}, err
-	}
-	token, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL)
+	fresh := activity.NewOrderID(s.opts.Now())
+	token, ok, err := s.opts.Claims.Claim(ctx, fresh, s.opts.ClaimTTL)
 	if err != nil {
 		return Result{}, fmt.Errorf("draw: %w", err)
 	}
-	if !ok {
-		if p, err = s.opts.Activities.ParticipateNew(ctx, userID, activityID); err != nil {
-			return Result{}, err
-		}
-		if token, ok, err = s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL); err != nil {
+	if !ok { // a new id is known to nobody; only a clash of random ids gets here
+		return Result{}, fmt.Errorf("order id %s already claimed: %w", fresh, activity.ErrOrderUsed)
+	}
+	p, err := s.opts.Activities.Participate(ctx, userID, activityID, fresh)
+	if err != nil {
+		s.release(fresh, token)
+		return Result{}, err
+	}
+	if p.Order.OrderID != fresh { // an unused order was reused
+		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL)
+		switch {
+		case err != nil:
+			s.release(fresh, token)
 			return Result{}, fmt.Errorf("draw: %w", err)
-		}
-		if !ok {
-			return Result{}, fmt.Errorf("order %s is being drawn by another request: %w", p.Order.OrderID, activity.ErrOrderUsed)
+		case ok:
+			s.release(fresh, token)
+			token = reused
+		default:
+			if p, err = s.opts.Activities.ParticipateNew(ctx, userID, activityID, fresh); err != nil {
+				s.release(fresh, token)
+				return Result{}, err
+			}
 		}
 	}
 	orderID := p.Order.OrderID

@@ -12,9 +12,9 @@ import (
 )
 
 type fakeActivities struct {
-	p     activity.Participation
-	q     activity.Quota
-	fresh *activity.Participation // ParticipateNew's answer; nil: quota exhausted
+	p       activity.Participation // Participate's answer; an empty order id means a new order
+	q       activity.Quota
+	noQuota bool // ParticipateNew finds the quota exhausted
 }
 
 func (f *fakeActivities) Activity(context.Context, int64) (activity.Activity, error) {
@@ -23,14 +23,20 @@ func (f *fakeActivities) Activity(context.Context, int64) (activity.Activity, er
 func (f *fakeActivities) Armory(context.Context, int64) (activity.Activity, error) {
 	return f.p.Activity, nil
 }
-func (f *fakeActivities) Participate(context.Context, string, int64) (activity.Participation, error) {
-	return f.p, nil
+func (f *fakeActivities) Participate(_ context.Context, _ string, _ int64, newOrderID string) (activity.Participation, error) {
+	p := f.p
+	if p.Order.OrderID == "" {
+		p.Order.OrderID = newOrderID
+	}
+	return p, nil
 }
-func (f *fakeActivities) ParticipateNew(context.Context, string, int64) (activity.Participation, error) {
-	if f.fresh == nil {
+func (f *fakeActivities) ParticipateNew(_ context.Context, _ string, _ int64, newOrderID string) (activity.Participation, error) {
+	if f.noQuota {
 		return activity.Participation{}, activity.ErrDayQuotaExhausted
 	}
-	return *f.fresh, nil
+	p := f.p
+	p.Order.OrderID = newOrderID
+	return p, nil
 }
 func (f *fakeActivities) Stage(context.Context, int64) (activity.Stage, error) {
 	return activity.Stage{}, activity.ErrStageNotFound
@@ -128,23 +134,33 @@ func TestDrawOnAClaimedOrderTakesAFreshOne(t *testing.T) {
 	t.Parallel()
 	s, acts, _, recs, claims := newFixture()
 	claims.held["o1"] = "someone-else"
-	// No quota left for a fresh order: the quota error comes back, nothing is recorded.
+	acts.noQuota = true
+	// No quota left for a fresh order: the quota error comes back, nothing is recorded,
+	// and the pre-claimed fresh id is released.
 	if _, err := s.Draw(context.Background(), "u1", 100301); !errors.Is(err, activity.ErrDayQuotaExhausted) {
 		t.Fatalf("draw on a claimed order without quota: %v", err)
 	}
-	if len(recs.recs) != 0 {
-		t.Error("a refused draw recorded an award")
+	if len(recs.recs) != 0 || len(claims.held) != 1 {
+		t.Errorf("refused draw: records %v, claims held %v", recs.recs, claims.held)
 	}
-	fresh := acts.p
-	fresh.Order.OrderID = "o2"
-	acts.fresh = &fresh
-	if _, err := s.Draw(context.Background(), "u1", 100301); err != nil || len(recs.recs) != 1 || recs.recs[0].OrderID != "o2" {
+	acts.noQuota = false
+	if _, err := s.Draw(context.Background(), "u1", 100301); err != nil || len(recs.recs) != 1 || recs.recs[0].OrderID == "o1" {
 		t.Fatalf("draw on a claimed order with quota: %v %+v", err, recs.recs)
 	}
-	// The fresh order lost its race too: ERR_BIZ_009.
-	claims.held["o2"] = "someone-else"
-	if _, err := s.Draw(context.Background(), "u1", 100301); !errors.Is(err, activity.ErrOrderUsed) {
-		t.Fatalf("both orders held: %v, want ErrOrderUsed", err)
+	if _, held := claims.held[recs.recs[0].OrderID]; !held {
+		t.Error("the fresh order was drawn without being claimed first")
+	}
+}
+
+func TestNewOrderIsClaimedBeforeItExists(t *testing.T) {
+	t.Parallel()
+	s, acts, _, recs, claims := newFixture()
+	acts.p.Order.OrderID = "" // no unused order: Participate creates one with the given id
+	if _, err := s.Draw(context.Background(), "u1", 100301); err != nil || len(recs.recs) != 1 {
+		t.Fatalf("draw: %v %+v", err, recs.recs)
+	}
+	if _, held := claims.held[recs.recs[0].OrderID]; !held || len(claims.released) != 0 {
+		t.Errorf("new order %s not claimed by its creator: held %v released %v", recs.recs[0].OrderID, claims.held, claims.released)
 	}
 }
 
@@ -163,8 +179,8 @@ func TestFailedDrawReleasesTheOrder(t *testing.T) {
 		if _, err := s.Draw(context.Background(), "u1", 100301); err == nil {
 			t.Errorf("%s: draw succeeded", name)
 		}
-		if len(claims.released) != 1 || len(claims.held) != 0 {
-			t.Errorf("%s: claim not released: held %v released %v", name, claims.held, claims.released)
+		if len(claims.held) != 0 {
+			t.Errorf("%s: claims not released: held %v released %v", name, claims.held, claims.released)
 		}
 	}
 }

@@ -27,7 +27,8 @@ const (
 // for a busy application server.
 const (
 	sqliteMaxConns    = 8
-	mysqlMaxConns     = 64
+	mysqlMaxConns     = 32
+	mysqlMaxIdleTime  = 30 * time.Second
 	mysqlConnLifetime = 3 * time.Minute
 	openPingTimeout   = 10 * time.Second
 )
@@ -105,6 +106,7 @@ func OpenMySQL(dsn string) (*DB, error) {
 	sqlDB.SetMaxOpenConns(mysqlMaxConns)
 	sqlDB.SetMaxIdleConns(mysqlMaxConns)
 	sqlDB.SetConnMaxLifetime(mysqlConnLifetime)
+	sqlDB.SetConnMaxIdleTime(mysqlMaxIdleTime)
 	db := &DB{SQL: sqlDB, Dialect: MySQL}
 	if err := db.ping(); err != nil {
 		sqlDB.Close()
@@ -140,6 +142,16 @@ func setReadCommitted(cfg *mysql.Config) error {
 	}
 	cfg.Params[name] = "'READ-COMMITTED'"
 	return nil
+}
+
+// LimitConns caps the pool at n open connections (and as many idle ones, which close
+// after a short idle time), so that several pools per process, and several processes, fit
+// within the server's max_connections.
+func (db *DB) LimitConns(n int) {
+	if n > 0 {
+		db.SQL.SetMaxOpenConns(n)
+		db.SQL.SetMaxIdleConns(n)
+	}
 }
 
 // ping checks the connection once at open time, so a bad address or file fails fast.

@@ -47,7 +47,9 @@ func openSQL(ctx context.Context, cfg Config, b *backends, migrate, seed bool) e
 		}
 		b.configDB, err = sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
 	} else {
-		b.configDB, err = sqlstore.OpenMySQL(cfg.ConfigDSN)
+		if b.configDB, err = sqlstore.OpenMySQL(cfg.ConfigDSN); err == nil {
+			b.configDB.LimitConns(cfg.MySQLMaxConns)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("open config database: %w", err)
@@ -58,7 +60,9 @@ func openSQL(ctx context.Context, cfg Config, b *backends, migrate, seed bool) e
 		if embedded {
 			db, err = sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, fmt.Sprintf("big_market_%02d.db", i+1)))
 		} else {
-			db, err = sqlstore.OpenMySQL(cfg.UserDSNs[i])
+			if db, err = sqlstore.OpenMySQL(cfg.UserDSNs[i]); err == nil {
+				db.LimitConns(cfg.MySQLMaxConns)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("open user database %02d: %w", i+1, err)

@@ -55,6 +55,8 @@ type Config struct {
 	ImplicitLuckAward string        `koanf:"implicit_luck_award"`
 	ShutdownTimeout   time.Duration `koanf:"shutdown_timeout"`
 	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
+	// MySQLMaxConns caps each MySQL pool (one per database); a process opens 1 + user DBs.
+	MySQLMaxConns int `koanf:"mysql_max_conns"`
 	// FaultDelayBeforeRecord pauses every draw between its pick and its award transaction,
 	// for fault tests that SIGKILL the process there. Never set it in production.
 	FaultDelayBeforeRecord time.Duration `koanf:"fault_delay_before_record"`
@@ -98,6 +100,7 @@ func defaultConfig() Config {
 		ImplicitLuckAward:   "101:1,100",
 		ShutdownTimeout:     15 * time.Second,
 		MaxBodyBytes:        64 << 10,
+		MySQLMaxConns:       32,
 	}
 }
 
@@ -214,6 +217,9 @@ func (c *Config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
+	if c.MySQLMaxConns < 1 || c.MySQLMaxConns > 1024 {
+		errs = append(errs, fmt.Errorf("mysql max conns %d: want 1 to 1024", c.MySQLMaxConns))
+	}
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		errs = append(errs, fmt.Errorf("nats replicas %d: want 1 to 5", c.NATSReplicas))
 	}
@@ -247,7 +253,7 @@ func (c Config) print(w io.Writer) {
 	rows := [][2]string{
 		{"mode", c.Mode}, {"addr", c.Addr}, {"data_dir", c.DataDir}, {"config", c.ConfigFile},
 		{"config_dsn", or(maskDSN(c.ConfigDSN), "(embedded SQLite)")}, {"user_dsns", or(strings.Join(dsns, ","), "(embedded SQLite)")},
-		{"shards", c.Shards}, {"redis_addrs", or(strings.Join(c.RedisAddrs, ","), "(embedded)")},
+		{"shards", c.Shards}, {"mysql_max_conns", strconv.Itoa(c.MySQLMaxConns)}, {"redis_addrs", or(strings.Join(c.RedisAddrs, ","), "(embedded)")},
 		{"redis_cluster", strconv.FormatBool(c.RedisCluster)}, {"redis_password", mask(c.RedisPass)}, {"redis_prefix", c.RedisPrefix},
 		{"nats_urls", or(strings.Join(c.NATSURLs, ","), "(embedded)")}, {"nats_prefix", c.NATSPrefix},
 		{"admin_token", mask(c.AdminToken)}, {"jwt_secret", mask(c.JWTSecret)}, {"timezone", c.Timezone},
