@@ -26,6 +26,8 @@ var (
 	ErrInvalidUserID = errors.New("invalid user id")
 	// ErrInvalidBusinessNo means an out_business_no is empty or too long.
 	ErrInvalidBusinessNo = errors.New("invalid out_business_no")
+	// ErrInvalidPolicy means a recharge names an unknown trade policy.
+	ErrInvalidPolicy = errors.New("invalid trade policy")
 )
 
 // maxUserID and maxBusinessNo are the widths of the user_id and out_business_no columns.
@@ -177,23 +179,43 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 	return a, nil
 }
 
+// TradePolicy is how a SKU recharge is paid for (big-market's names).
+type TradePolicy string
+
+// Trade policies.
+const (
+	// PolicyFree completes at once: operator grants and behaviour rebates.
+	PolicyFree TradePolicy = "rebate_no_pay_trade"
+	// PolicyCreditPay leaves the order wait_pay, priced at the SKU's amount, until the
+	// credit side confirms the debit and calls CompletePaid.
+	PolicyCreditPay TradePolicy = "credit_pay_trade"
+)
+
 // RechargeRequest asks for a SKU's count to be added to a user's quota.
 type RechargeRequest struct {
 	UserID        string
 	SKU           int64
 	OutBusinessNo string
+	Policy        TradePolicy // empty: PolicyFree
 }
 
-// Recharge adds a SKU's count to the user's quota through the free trade policy (operator
-// grants and rebates): checks the activity, takes a unit of SKU stock, and writes a
-// completed order with the quota in one transaction. A repeated out_business_no returns
-// ErrDuplicateOrder and changes nothing.
+// Recharge sells a SKU's count to the user: it checks the activity, takes a unit of SKU
+// stock and writes the order. Under PolicyFree (operator grants, rebates) the order is
+// completed with the quota in the same transaction; under PolicyCreditPay it waits in
+// wait_pay, priced at the SKU's amount, until CompletePaid. A repeated out_business_no
+// returns ErrDuplicateOrder and changes nothing.
 func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOrder, error) {
 	if err := CheckUserID(req.UserID); err != nil {
 		return RechargeOrder{}, err
 	}
 	if req.OutBusinessNo == "" || len(req.OutBusinessNo) > maxBusinessNo {
 		return RechargeOrder{}, fmt.Errorf("out_business_no %q: %w", req.OutBusinessNo, ErrInvalidBusinessNo)
+	}
+	if req.Policy == "" {
+		req.Policy = PolicyFree
+	}
+	if req.Policy != PolicyFree && req.Policy != PolicyCreditPay {
+		return RechargeOrder{}, fmt.Errorf("trade policy %q: %w", req.Policy, ErrInvalidPolicy)
 	}
 	sku, err := s.sku(ctx, req.SKU)
 	if err != nil {
@@ -225,11 +247,25 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 		OrderID: NewOrderID(now), OrderTime: now, Count: sku.Count, State: RechargeCompleted,
 		OutBusinessNo: req.OutBusinessNo,
 	}
+	if req.Policy == PolicyCreditPay {
+		order.State, order.PayAmount = RechargeWaitPay, sku.Price
+	}
 	key := QuotaKey{UserID: req.UserID, ActivityID: a.ID, Day: day, Month: month}
 	if err := s.opts.Users.Recharge(ctx, key, order, func(q *Quota) { q.Add(sku.Count) }); err != nil {
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d for %s: %w", sku.SKU, req.UserID, err)
 	}
 	return order, nil
+}
+
+// CompletePaid adds a paid order's count to the user's quota once the credit side has
+// confirmed the debit; it is idempotent, so a redelivered confirmation changes nothing.
+func (s *Service) CompletePaid(ctx context.Context, userID, outBusinessNo string) error {
+	if err := CheckUserID(userID); err != nil {
+		return err
+	}
+	day, month := s.Periods(s.opts.Now())
+	_, err := s.opts.Users.CompleteRecharge(ctx, userID, outBusinessNo, day, month, func(q *Quota, c Count) { q.Add(c) })
+	return err
 }
 
 // Participation is a raffle order ready to draw, with the quota it came from.

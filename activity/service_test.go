@@ -137,10 +137,31 @@ func (f *fakeUsers) Recharge(_ context.Context, key QuotaKey, order RechargeOrde
 		return ErrDuplicateOrder
 	}
 	f.recharges[order.OutBusinessNo] = order
+	if order.State != RechargeCompleted {
+		return nil
+	}
 	q := f.load(key)
 	add(&q)
 	f.store(q)
 	return nil
+}
+
+func (f *fakeUsers) CompleteRecharge(_ context.Context, _, no, day, month string, add func(*Quota, Count)) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.recharges[no]
+	if !ok {
+		return false, ErrRechargeNotFound
+	}
+	if o.State == RechargeCompleted {
+		return false, nil
+	}
+	o.State = RechargeCompleted
+	f.recharges[no] = o
+	q := f.load(QuotaKey{Day: day, Month: month})
+	add(&q, o.Count)
+	f.store(q)
+	return true, nil
 }
 
 type fakeSKUStock struct {
@@ -189,7 +210,7 @@ func newTestService(t *testing.T, now time.Time) (*Service, *fakeUsers, *fakeSKU
 			3: {ID: 3, Name: "over", State: StateOpen, Begin: time.Date(2020, 1, 1, 0, 0, 0, 0, shanghai), End: time.Date(2021, 1, 1, 0, 0, 0, 0, shanghai)},
 		},
 		skus: map[int64]SKU{
-			9014: {SKU: 9014, ActivityID: 1, Stock: 2, StockSurplus: 2, Count: Count{Total: 3, Day: 2, Month: 3}},
+			9014: {SKU: 9014, ActivityID: 1, Stock: 2, StockSurplus: 2, Price: 500, Count: Count{Total: 3, Day: 2, Month: 3}},
 			9015: {SKU: 9015, ActivityID: 2, Stock: 5, StockSurplus: 5, Count: Count{Total: 1, Day: 1, Month: 1}},
 		},
 	}
@@ -285,5 +306,35 @@ func TestActivityChecks(t *testing.T) {
 		if i < 2 && err != nil || i == 2 && !errors.Is(err, ErrSKUStockExhausted) {
 			t.Errorf("recharge %d of a sku with stock 2: %v", i, err)
 		}
+	}
+}
+
+func TestCreditPayWaitsForPayment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, users, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	order, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "pay-1", Policy: PolicyCreditPay})
+	if err != nil || order.State != RechargeWaitPay || order.PayAmount != 500 || users.recharges["pay-1"].State != RechargeWaitPay {
+		t.Fatalf("credit pay recharge: %+v %v", order, err)
+	}
+	if stock.taken != 1 {
+		t.Errorf("a wait_pay order must hold its unit of SKU stock: %d taken", stock.taken)
+	}
+	if v, _ := s.Account(ctx, "u1", 1); v.Total != 0 {
+		t.Errorf("quota added before payment: %+v", v)
+	}
+	for range 2 { // a redelivered confirmation changes nothing
+		if err := s.CompletePaid(ctx, "u1", "pay-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := s.Account(ctx, "u1", 1); v.Total != 3 || v.TotalSurplus != 3 {
+		t.Errorf("quota after payment: %+v, want 3 once", v)
+	}
+	if err := s.CompletePaid(ctx, "u1", "nope"); !errors.Is(err, ErrRechargeNotFound) {
+		t.Errorf("complete unknown order: %v", err)
+	}
+	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "x", Policy: "barter"}); !errors.Is(err, ErrInvalidPolicy) {
+		t.Errorf("unknown policy: %v", err)
 	}
 }

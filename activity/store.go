@@ -9,6 +9,9 @@ import (
 // ErrDuplicateOrder means a recharge with the same out_business_no was already made.
 var ErrDuplicateOrder = errors.New("duplicate out_business_no")
 
+// ErrRechargeNotFound means the user has no recharge order with the out_business_no.
+var ErrRechargeNotFound = errors.New("recharge order not found")
+
 // QuotaKey names one user's quota in one activity for a day and a month.
 type QuotaKey struct {
 	UserID     string
@@ -36,6 +39,11 @@ type UserStore interface {
 	// loads the key's quota rows locked, runs add on them and writes them. A repeated
 	// out_business_no returns an error wrapping ErrDuplicateOrder and changes nothing.
 	Recharge(ctx context.Context, key QuotaKey, order RechargeOrder, add func(*Quota)) error
+	// CompleteRecharge, in one transaction, moves the user's wait_pay recharge order with
+	// the out_business_no to completed and runs add with its count on the locked quota
+	// rows of day and month. It reports false and changes nothing when the order is
+	// already completed, and wraps ErrRechargeNotFound when there is no such order.
+	CompleteRecharge(ctx context.Context, userID, outBusinessNo, day, month string, add func(*Quota, Count)) (bool, error)
 	// RecentRaffleOrders returns the newest raffle orders, newest first, at most limit: of
 	// one user when userID is set, otherwise across every shard.
 	RecentRaffleOrders(ctx context.Context, userID string, limit int) ([]RaffleOrder, error)

@@ -45,6 +45,7 @@ func TestUserStore(t *testing.T) {
 
 		t.Run("routing", f.testRouting)
 		t.Run("recharge", f.testRecharge)
+		t.Run("complete paid recharge", f.testCompleteRecharge)
 		t.Run("participate", f.testParticipate)
 		t.Run("month quota", f.testMonthQuota)
 		t.Run("concurrent participate", f.testConcurrentParticipate)
@@ -622,5 +623,33 @@ func TestMySQLSessionsReadCommitted(t *testing.T) {
 	}
 	if level != "READ-COMMITTED" {
 		t.Errorf("session isolation %s, want READ-COMMITTED", level)
+	}
+}
+
+func (f *userFixture) testCompleteRecharge(t *testing.T) {
+	ctx := t.Context()
+	k := key(day1, "payer-01", 100301)
+	c := activity.Count{Total: 4, Day: 2, Month: 3}
+	f.recharge(t, k, "paid-0", activity.Count{Total: 1, Day: 1, Month: 1})
+	pending := activity.RechargeOrder{UserID: "payer-01", SKU: 9013, ActivityID: 100301, StrategyID: 100006,
+		OrderID: "rp-1", OrderTime: at, Count: c, PayAmount: 2000, State: activity.RechargeWaitPay, OutBusinessNo: "paid-1"}
+	if err := f.store.Recharge(ctx, k, pending, func(*activity.Quota) { t.Error("add called for wait_pay") }); err != nil {
+		t.Fatal(err)
+	}
+	addPaid := func(q *activity.Quota, paid activity.Count) { q.Add(paid) }
+	for i, want := range []bool{true, false} { // a redelivered confirmation changes nothing
+		done, err := f.store.CompleteRecharge(ctx, "payer-01", "paid-1", k.Day, k.Month, addPaid)
+		if err != nil || done != want {
+			t.Fatalf("CompleteRecharge #%d = %v, %v; want %v", i+1, done, err, want)
+		}
+	}
+	wantQuota(t, "after payment", f.quota(t, k),
+		&activity.Account{Total: 5, TotalSurplus: 5, Day: 3, DaySurplus: 3, Month: 4, MonthSurplus: 4}, nil, nil)
+	if _, err := f.store.CompleteRecharge(ctx, "payer-01", "paid-404", k.Day, k.Month, addPaid); !errors.Is(err, activity.ErrRechargeNotFound) {
+		t.Errorf("CompleteRecharge of an unknown order: %v", err)
+	}
+	orders, err := f.store.RechargeOrders(ctx, "payer-01")
+	if err != nil || len(orders) != 2 || orders[1].State != activity.RechargeCompleted || orders[1].PayAmount != 2000 {
+		t.Errorf("orders after payment: %+v %v", orders, err)
 	}
 }
