@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/money"
@@ -38,15 +37,7 @@ type activityCount struct {
 // formID reads a positive integer from the query string or an urlencoded body, as
 // big-market's front end sends POST ?activityId=… with an empty body.
 func formID(r *http.Request, name string) (int64, error) {
-	raw := r.FormValue(name)
-	if raw == "" {
-		return 0, badParam(http.StatusOK, "%s is required", name)
-	}
-	v, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, badParam(http.StatusOK, "%s must be a positive integer", name)
-	}
-	return v, nil
+	return positiveID(r.FormValue(name), name)
 }
 
 func (s *Server) querySKUProducts(r *http.Request) (any, error) {

@@ -223,7 +223,12 @@ func decodeJSON(r *http.Request, v any) error {
 
 // queryID reads a positive integer query parameter.
 func queryID(r *http.Request, name string) (int64, error) {
-	raw := r.URL.Query().Get(name)
+	return positiveID(r.URL.Query().Get(name), name)
+}
+
+// positiveID parses a required positive integer parameter, answering 0002 when it is
+// missing or malformed.
+func positiveID(raw, name string) (int64, error) {
 	if raw == "" {
 		return 0, badParam(http.StatusOK, "%s is required", name)
 	}

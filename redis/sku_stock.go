@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -39,11 +38,7 @@ func (s *SKUStock) CounterKey(sku int64) string {
 
 // Preheat sets the SKU's counter to surplus unless it exists.
 func (s *SKUStock) Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error {
-	if surplus < 0 || surplus > maxStock || expireAt.UnixMilli() <= 0 {
-		return fmt.Errorf("preheat sku %d: surplus %d or expiry %v out of range", sku, surplus, expireAt)
-	}
-	err := s.client.Do(ctx, "SET", s.CounterKey(sku), surplus, "NX", "PXAT", expireAt.UnixMilli()).Err()
-	if err != nil && !errors.Is(err, goredis.Nil) {
+	if err := preheatCounter(ctx, s.client, s.CounterKey(sku), surplus, expireAt); err != nil {
 		return fmt.Errorf("preheat sku %d: %w", sku, err)
 	}
 	return nil
@@ -53,38 +48,18 @@ func (s *SKUStock) Preheat(ctx context.Context, sku, surplus int64, expireAt tim
 // activity.ErrSKUStockExhausted, a missing one activity.ErrSKUStockMissing (which is also
 // exhausted for callers: undersell, never oversell).
 func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error) {
-	at := expireAt.UnixMilli()
-	if at <= 0 {
-		return 0, fmt.Errorf("deduct sku %d: no expiry", sku)
-	}
-	key := s.CounterKey(sku)
-	n, err := deductScript.Run(ctx, s.client, []string{key, key + ":low"}, at).Int64()
-	switch {
-	case err != nil:
+	n, err := deductCounter(ctx, s.client, s.CounterKey(sku), expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
+	if err != nil {
 		return 0, fmt.Errorf("deduct sku %d: %w", sku, err)
-	case n == deductOut:
-		return 0, fmt.Errorf("deduct sku %d: %w", sku, activity.ErrSKUStockExhausted)
-	case n == deductMissing:
-		return 0, fmt.Errorf("deduct sku %d: %w", sku, activity.ErrSKUStockMissing)
-	case n < 0:
-		return 0, fmt.Errorf("deduct sku %d: unexpected script result %d", sku, n)
 	}
 	return n, nil
 }
 
 // Remaining reads the SKU's counter and watermark in one round trip.
 func (s *SKUStock) Remaining(ctx context.Context, sku int64) (Level, error) {
-	key := s.CounterKey(sku)
-	vals, err := s.client.MGet(ctx, key, key+":low").Result()
+	l, err := readLevel(ctx, s.client, s.CounterKey(sku))
 	if err != nil {
 		return Level{}, fmt.Errorf("read stock of sku %d: %w", sku, err)
-	}
-	var l Level
-	if l.Counter, l.HasCounter, err = parseLevel(vals[0]); err != nil {
-		return Level{}, fmt.Errorf("read stock counter of sku %d: %w", sku, err)
-	}
-	if l.Low, l.HasLow, err = parseLevel(vals[1]); err != nil {
-		return Level{}, fmt.Errorf("read stock watermark of sku %d: %w", sku, err)
 	}
 	return l, nil
 }

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -106,14 +105,7 @@ func (s *Stock) LowKey(ref strategy.AwardRef) string { return s.CounterKey(ref) 
 // Preheat sets ref's counter to surplus with the given expiry unless the counter exists;
 // an existing counter, and the watermark, are left alone.
 func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, surplus int64, expireAt time.Time) error {
-	if surplus < 0 || surplus > maxStock {
-		return fmt.Errorf("preheat award %d of strategy %d: surplus %d out of range", ref.AwardID, ref.StrategyID, surplus)
-	}
-	if expireAt.UnixMilli() <= 0 {
-		return fmt.Errorf("preheat award %d of strategy %d: no expiry", ref.AwardID, ref.StrategyID)
-	}
-	err := s.client.Do(ctx, "SET", s.CounterKey(ref), surplus, "NX", "PXAT", expireAt.UnixMilli()).Err()
-	if err != nil && !errors.Is(err, goredis.Nil) { // Nil: the counter exists
+	if err := preheatCounter(ctx, s.client, s.CounterKey(ref), surplus, expireAt); err != nil {
 		return fmt.Errorf("preheat award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}
 	return nil
@@ -125,64 +117,21 @@ func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, surplus int6
 // absent. A remaining value once returned is never returned again for ref, even if the
 // counter is later set back up.
 func (s *Stock) Deduct(ctx context.Context, ref strategy.AwardRef, expireAt time.Time) (int64, error) {
-	at := expireAt.UnixMilli()
-	if at <= 0 {
-		return 0, fmt.Errorf("deduct award %d of strategy %d: no expiry", ref.AwardID, ref.StrategyID)
-	}
-	key := s.CounterKey(ref)
-	n, err := deductScript.Run(ctx, s.client, []string{key, key + ":low"}, at).Int64()
-	switch {
-	case err != nil:
+	n, err := deductCounter(ctx, s.client, s.CounterKey(ref), expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
+	if err != nil {
 		return 0, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
-	case n == deductOut:
-		return 0, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, strategy.ErrStockOut)
-	case n == deductMissing:
-		return 0, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, strategy.ErrStockMissing)
-	case n < 0:
-		return 0, fmt.Errorf("deduct award %d of strategy %d: unexpected script result %d", ref.AwardID, ref.StrategyID, n)
 	}
 	return n, nil
-}
-
-// Level is the hot state of one award's stock, for reconciliation and tests.
-type Level struct {
-	Counter    int64 // the counter; meaningful when HasCounter
-	Low        int64 // the smallest remaining value granted so far; meaningful when HasLow
-	HasCounter bool
-	HasLow     bool
 }
 
 // Remaining reads ref's counter and watermark in one round trip. Absent keys are
 // reported in the Level, not as errors.
 func (s *Stock) Remaining(ctx context.Context, ref strategy.AwardRef) (Level, error) {
-	key := s.CounterKey(ref)
-	vals, err := s.client.MGet(ctx, key, key+":low").Result() // one hash tag: one slot
+	l, err := readLevel(ctx, s.client, s.CounterKey(ref))
 	if err != nil {
 		return Level{}, fmt.Errorf("read stock of award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}
-	var l Level
-	if l.Counter, l.HasCounter, err = parseLevel(vals[0]); err != nil {
-		return Level{}, fmt.Errorf("read stock counter of award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
-	}
-	if l.Low, l.HasLow, err = parseLevel(vals[1]); err != nil {
-		return Level{}, fmt.Errorf("read stock watermark of award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
-	}
 	return l, nil
-}
-
-func parseLevel(v any) (int64, bool, error) {
-	if v == nil {
-		return 0, false, nil
-	}
-	s, ok := v.(string)
-	if !ok {
-		return 0, false, fmt.Errorf("unexpected value type %T", v)
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, false, err
-	}
-	return n, true, nil
 }
 
 // Ping checks that Redis answers.
