@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -19,43 +18,7 @@ import (
 // against it twice: through runDrawBench directly, and through the command's flags with a
 // warmup and a JSON summary. Both verifications must pass with the counts matching.
 func TestBenchDraw(t *testing.T) {
-	emb, err := redis.StartEmbedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	cfg := defaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.Addr = freeAddr(t)
-	cfg.RedisAddrs = []string{emb.Addr()}
-	cfg.LogLevel = "warn"
-	if err := cfg.validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var serveErr error
-	var logs bytes.Buffer
-	go func() {
-		defer close(done)
-		serveErr = serve(ctx, cfg, newLogger(cfg, &syncWriter{w: &logs}))
-	}()
-	base := "http://" + cfg.Addr
-	waitReady(t, base, done)
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("serve did not stop within 30s of cancel")
-		}
-		if serveErr != nil {
-			t.Errorf("serve returned %v", serveErr)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	}()
+	cfg, base, _ := startEmbedded(t, func(c *Config) { c.LogLevel = "warn" })
 
 	var direct drawReport
 	t.Run("direct", func(t *testing.T) {

@@ -13,11 +13,17 @@ import (
 	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
-// adminCall sends an operator request with the admin token.
+// adminCall sends an operator POST with the admin token.
 func adminCall(t *testing.T, s stack, path string, body any) apiReply {
 	t.Helper()
 	raw, _ := json.Marshal(body)
-	req, err := http.NewRequest("POST", s.bases[0]+path, strings.NewReader(string(raw)))
+	return adminRequest(t, s, "POST", path, raw)
+}
+
+// adminRequest sends an operator request with the admin token and decodes the envelope.
+func adminRequest(t *testing.T, s stack, method, path string, body []byte) apiReply {
+	t.Helper()
+	req, err := http.NewRequest(method, s.bases[0]+path, strings.NewReader(string(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,20 +213,7 @@ func checkDrawRefusals(t *testing.T, s stack) {
 
 // checkERP reads and changes the stage list through the operator endpoints.
 func checkERP(t *testing.T, s stack) {
-	get := func(path string) apiReply {
-		req, _ := http.NewRequest("GET", s.bases[0]+path, nil)
-		req.Header.Set("Authorization", "Bearer "+s.adminToken)
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r apiReply
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	get := func(path string) apiReply { return adminRequest(t, s, "GET", path, nil) }
 	r := get("/api/v1/raffle/erp/query_raffle_activity_stage_list")
 	var stages []struct {
 		ID         int64  `json:"id"`

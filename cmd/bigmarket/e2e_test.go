@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,11 +21,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
-	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
 
 // testStrategy is inserted by the tests: one award (102) with stock 100 and rate 1, behind
@@ -271,19 +268,22 @@ func checkActivityQueries(t *testing.T, s stack) {
 	}
 }
 
-// TestEmbeddedStack runs serve in-process on its embedded defaults (SQLite, in-process
-// NATS) with an embedded Redis the test can reach, seeds, and checks the API end to end.
-func TestEmbeddedStack(t *testing.T) {
+// startEmbedded runs serve in-process on its embedded defaults (SQLite, in-process NATS)
+// with an embedded Redis the test can reach too; adjust may change the config first. It
+// stops serve when the test ends, checking that it shuts down cleanly.
+func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.Embedded) {
+	t.Helper()
 	emb, err := redis.StartEmbedded()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer emb.Close()
 	cfg := defaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = freeAddr(t)
 	cfg.RedisAddrs = []string{emb.Addr()}
-	cfg.StockReconcileEvery = time.Second
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -293,11 +293,31 @@ func TestEmbeddedStack(t *testing.T) {
 	var logs bytes.Buffer
 	go func() {
 		defer close(done)
-		serveErr = serve(ctx, cfg, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+		serveErr = serve(ctx, cfg, newLogger(cfg, &syncWriter{w: &logs}))
 	}()
 	base := "http://" + cfg.Addr
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30s of cancel")
+		}
+		if serveErr != nil {
+			t.Errorf("serve returned %v", serveErr)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+		emb.Close()
+	})
 	waitReady(t, base, done)
+	return cfg, base, emb
+}
 
+// TestEmbeddedStack runs serve on the embedded stack, seeds, and checks the API end to end.
+func TestEmbeddedStack(t *testing.T) {
+	cfg, base, emb := startEmbedded(t, func(c *Config) { c.StockReconcileEvery = time.Second })
 	db, err := sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -350,18 +370,6 @@ func TestEmbeddedStack(t *testing.T) {
 		}
 	})
 
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop within 30s of cancel")
-	}
-	if serveErr != nil {
-		t.Errorf("serve returned %v", serveErr)
-	}
-	if t.Failed() {
-		t.Logf("server log:\n%s", logs.String())
-	}
 }
 
 // syncWriter serialises writes to a buffer shared with the test.
@@ -376,16 +384,38 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// buildBinary compiles bigmarket once for the process tests.
+// binary is the bigmarket executable the process tests run, built once per test run.
+var binary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// buildBinary compiles bigmarket on first use and returns its path.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "bigmarket")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build bigmarket: %v", err)
+	binary.once.Do(func() {
+		if binary.dir, binary.err = os.MkdirTemp("", "bigmarket-test-"); binary.err != nil {
+			return
+		}
+		binary.path = filepath.Join(binary.dir, "bigmarket")
+		cmd := exec.Command("go", "build", "-o", binary.path, ".")
+		cmd.Stderr = os.Stderr
+		binary.err = cmd.Run()
+	})
+	if binary.err != nil {
+		t.Fatalf("build bigmarket: %v", binary.err)
 	}
-	return bin
+	return binary.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary.dir != "" {
+		os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
 }
 
 // process is a bigmarket child process.
@@ -421,48 +451,15 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *proce
 // TestTwoProcessesOnRealBackends runs migrate --seed and then two serve processes sharing
 // MariaDB, Redis and NATS, and proves no oversell across them.
 func TestTwoProcessesOnRealBackends(t *testing.T) {
-	mysqlDSN, redisAddr, natsURL := testenv.MySQLDSN(t), testenv.RedisAddr(t), testenv.NATSURL(t)
-	configDSN := sqltest.NewMySQL(t, mysqlDSN)
-	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
-	prefix := testenv.Unique("bmt")
-	adminToken := testenv.Unique("admin-")
-	env := []string{
-		"BIGMARKET_ADMIN_TOKEN=" + adminToken,
-		"BIGMARKET_CONFIG_DSN=" + configDSN,
-		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
-		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
-		"BIGMARKET_REDIS_PREFIX=" + prefix,
-		"BIGMARKET_NATS_URLS=" + natsURL,
-		"BIGMARKET_NATS_PREFIX=" + prefix,
-		"BIGMARKET_DATA_DIR=" + t.TempDir(),
-		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
-	}
-	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
-	defer rdb.Close()
-	t.Cleanup(func() { cleanupBackends(t, rdb, natsURL, prefix) })
-
-	bin := buildBinary(t)
-	migrate := exec.Command(bin, "migrate", "--seed")
-	migrate.Env = append(os.Environ(), env...)
-	if out, err := migrate.CombinedOutput(); err != nil {
-		t.Fatalf("migrate --seed: %v\n%s", err, out)
-	}
+	d := newDeployment(t, "")
 	var procs []*process
 	var bases []string
 	for range 2 {
-		addr := freeAddr(t)
-		p := startProcess(t, bin, append(env, "BIGMARKET_ADDR="+addr), "serve")
-		waitReady(t, "http://"+addr, p.exited)
+		p, base := d.start(t)
 		procs = append(procs, p)
-		bases = append(bases, "http://"+addr)
+		bases = append(bases, base)
 	}
-	db, err := sqlstore.OpenMySQL(configDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	users := openUserStore(t, func(i int) (*sqlstore.DB, error) { return sqlstore.OpenMySQL(userDSNs[i]) })
-	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix, adminToken: adminToken, users: users}
+	s := d.stack(bases...)
 	t.Run("no oversell", func(t *testing.T) { checkNoOversell(t, s) })
 	t.Run("bad input", func(t *testing.T) { checkBadInput(t, s) })
 	t.Run("armory reaches the other node", func(t *testing.T) { checkArmoryReload(t, s) })

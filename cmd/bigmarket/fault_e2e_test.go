@@ -7,21 +7,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/sqlstore"
-	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
 
 // faultActivity is the seeded activity the fault tests draw in; its strategy is
@@ -32,83 +26,8 @@ const (
 	faultStrategy = 100006
 )
 
-// faultDeployment is a bigmarket deployment on the real backends private to one test: its
-// own MySQL databases, Redis and NATS prefix and admin token, migrated and seeded, to which
-// the test adds serve processes.
-type faultDeployment struct {
-	bin        string
-	env        []string
-	prefix     string
-	adminToken string
-	db         *sqlstore.DB
-	redis      *goredis.Client
-	users      *sqlstore.UserStore
-}
-
-func newFaultDeployment(t *testing.T) *faultDeployment {
-	t.Helper()
-	mysqlDSN, redisAddr, natsURL := testenv.MySQLDSN(t), testenv.RedisAddr(t), testenv.NATSURL(t)
-	configDSN := sqltest.NewMySQL(t, mysqlDSN)
-	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
-	d := &faultDeployment{prefix: testenv.Unique("bmf"), adminToken: testenv.Unique("admin-")}
-	d.env = []string{
-		"BIGMARKET_ADMIN_TOKEN=" + d.adminToken,
-		"BIGMARKET_CONFIG_DSN=" + configDSN,
-		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
-		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
-		"BIGMARKET_REDIS_PREFIX=" + d.prefix,
-		"BIGMARKET_NATS_URLS=" + natsURL,
-		"BIGMARKET_NATS_PREFIX=" + d.prefix,
-		"BIGMARKET_DATA_DIR=" + t.TempDir(),
-		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
-	}
-	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
-	t.Cleanup(func() { d.redis.Close() })
-	// Registered after the client's Close, so it runs before it.
-	t.Cleanup(func() { cleanupBackends(t, d.redis, natsURL, d.prefix) })
-
-	d.bin = buildBinary(t)
-	migrate := exec.Command(d.bin, "migrate", "--seed")
-	migrate.Env = append(os.Environ(), d.env...)
-	if out, err := migrate.CombinedOutput(); err != nil {
-		t.Fatalf("migrate --seed: %v\n%s", err, out)
-	}
-	var err error
-	if d.db, err = sqlstore.OpenMySQL(configDSN); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.db.Close() })
-	// The serve processes' pools may hold most of the server's connections; the test's
-	// own reads need few.
-	d.db.SQL.SetMaxOpenConns(4)
-	d.users = openUserStore(t, func(i int) (*sqlstore.DB, error) {
-		db, err := sqlstore.OpenMySQL(userDSNs[i])
-		if err == nil {
-			db.SQL.SetMaxOpenConns(4)
-		}
-		return db, err
-	})
-	return d
-}
-
-// start runs a serve process with the deployment's environment plus extra, and returns it
-// with its base URL once it is ready.
-func (d *faultDeployment) start(t *testing.T, extra ...string) (*process, string) {
-	t.Helper()
-	addr := freeAddr(t)
-	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr)
-	p := startProcess(t, d.bin, append(env, extra...), "serve")
-	base := "http://" + addr
-	waitReady(t, base, p.exited)
-	return p, base
-}
-
-func (d *faultDeployment) stack(bases ...string) stack {
-	return stack{bases: bases, db: d.db.SQL, redis: d.redis, prefix: d.prefix, adminToken: d.adminToken, users: d.users}
-}
-
 // armory runs the activity armory on every base.
-func (d *faultDeployment) armory(t *testing.T, bases ...string) {
+func (d *deployment) armory(t *testing.T, bases ...string) {
 	t.Helper()
 	for _, base := range bases {
 		if _, r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/activity/armory?activityId=%d", base, faultActivity), nil); r.Code != "0000" || string(r.Data) != "true" {
@@ -119,7 +38,7 @@ func (d *faultDeployment) armory(t *testing.T, bases ...string) {
 
 // recharge sends the operator recharge to base and returns the reply's code. Unlike
 // adminCall it may run on any goroutine: a transport error is reported with t.Errorf.
-func (d *faultDeployment) recharge(t *testing.T, base, userID string, sku int64, outBusinessNo string) string {
+func (d *deployment) recharge(t *testing.T, base, userID string, sku int64, outBusinessNo string) string {
 	raw, _ := json.Marshal(map[string]any{"userId": userID, "sku": sku, "outBusinessNo": outBusinessNo})
 	req, err := http.NewRequest("POST", base+"/api/v1/admin/activity/recharge", strings.NewReader(string(raw)))
 	if err != nil {
@@ -181,7 +100,7 @@ func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool
 // expired the next draw on another process reuses the very same order, so the crash cost
 // the user no quota and the order authorises exactly one award.
 func TestCrashBetweenParticipationAndAward(t *testing.T) {
-	d := newFaultDeployment(t)
+	d := newDeployment(t, "")
 	_, live := d.start(t)
 	slowProc, slow := d.start(t, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s")
 	s := d.stack(live)
@@ -351,12 +270,12 @@ func readStockAwards(t *testing.T, db *sqlstore.DB) []stockAward {
 }
 
 // counterKey is the Redis stock counter of an award of faultStrategy.
-func (d *faultDeployment) counterKey(awardID int) string {
+func (d *deployment) counterKey(awardID int) string {
 	return fmt.Sprintf("%s:award_stock:{%d_%d}", d.prefix, faultStrategy, awardID)
 }
 
 // counters reads the stock counters of awards in one round trip; a missing counter fails.
-func (d *faultDeployment) counters(ctx context.Context, awards []stockAward) (map[int]int64, error) {
+func (d *deployment) counters(ctx context.Context, awards []stockAward) (map[int]int64, error) {
 	keys := make([]string, len(awards))
 	for i, a := range awards {
 		keys[i] = d.counterKey(a.id)
@@ -413,7 +332,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 		preDraws     = 10
 	)
 	start := time.Now()
-	d := newFaultDeployment(t)
+	d := newDeployment(t, "")
 	_, a := d.start(t)
 	_, b := d.start(t)
 	bases := []string{a, b}

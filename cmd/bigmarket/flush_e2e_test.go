@@ -6,17 +6,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/bigmarket/bigmarket/internal/testenv"
-	"github.com/bigmarket/bigmarket/sqlstore"
-	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
 
 // startPrivateRedis runs a redis-server child on a free loopback port for a test that
@@ -53,38 +48,8 @@ func startPrivateRedis(t *testing.T) string {
 // recharge and draw: afterwards no award and no SKU has granted more than its stock, the
 // lost stock is rebuilt from durable records, and draws go on.
 func TestRedisFlushDuringDrawRun(t *testing.T) {
-	mysqlDSN, natsURL := testenv.MySQLDSN(t), testenv.NATSURL(t)
-	redisAddr := startPrivateRedis(t)
-	configDSN := sqltest.NewMySQL(t, mysqlDSN)
-	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
-	prefix, adminToken := testenv.Unique("bmt"), testenv.Unique("admin-")
-	env := []string{
-		"BIGMARKET_ADMIN_TOKEN=" + adminToken,
-		"BIGMARKET_CONFIG_DSN=" + configDSN,
-		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
-		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
-		"BIGMARKET_REDIS_PREFIX=" + prefix,
-		"BIGMARKET_NATS_URLS=" + natsURL,
-		"BIGMARKET_NATS_PREFIX=" + prefix,
-		"BIGMARKET_DATA_DIR=" + t.TempDir(),
-		"BIGMARKET_RECOVERY_GRACE=1s",
-		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
-	}
-	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
-	defer rdb.Close()
-	t.Cleanup(func() { cleanupBackends(t, rdb, natsURL, prefix) })
-
-	bin := buildBinary(t)
-	migrate := exec.Command(bin, "migrate", "--seed")
-	migrate.Env = append(os.Environ(), env...)
-	if out, err := migrate.CombinedOutput(); err != nil {
-		t.Fatalf("migrate --seed: %v\n%s", err, out)
-	}
-	db, err := sqlstore.OpenMySQL(configDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	d := newDeployment(t, startPrivateRedis(t))
+	db, rdb := d.db, d.redis
 	ctx := context.Background()
 	// SKU 99201 grants 4 draws and has stock 150, so the run exhausts it.
 	for _, q := range []string{
@@ -110,13 +75,11 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 
 	var bases []string
 	for range 2 {
-		addr := freeAddr(t)
-		p := startProcess(t, bin, append(env, "BIGMARKET_ADDR="+addr), "serve")
-		waitReady(t, "http://"+addr, p.exited)
-		bases = append(bases, "http://"+addr)
+		_, base := d.start(t, "BIGMARKET_RECOVERY_GRACE=1s")
+		bases = append(bases, base)
 	}
-	users := openUserStore(t, func(i int) (*sqlstore.DB, error) { return sqlstore.OpenMySQL(userDSNs[i]) })
-	s := stack{bases: bases, db: db.SQL, redis: rdb, prefix: prefix, adminToken: adminToken, users: users}
+	users, prefix := d.users, d.prefix
+	s := d.stack(bases...)
 	if _, r := call(t, "GET", bases[0]+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}

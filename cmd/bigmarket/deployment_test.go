@@ -1,0 +1,95 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
+)
+
+// deployment is a bigmarket deployment on the real backends private to one test: its
+// own MySQL databases, Redis and NATS prefix and admin token, migrated and seeded, to which
+// the test adds serve processes.
+type deployment struct {
+	bin        string
+	env        []string
+	prefix     string
+	adminToken string
+	db         *sqlstore.DB
+	redis      *goredis.Client
+	users      *sqlstore.UserStore
+}
+
+// newDeployment creates the deployment on the shared MariaDB and NATS and on redisAddr
+// (empty: the shared Redis; a test that breaks Redis passes a private one).
+func newDeployment(t *testing.T, redisAddr string) *deployment {
+	t.Helper()
+	mysqlDSN, natsURL := testenv.MySQLDSN(t), testenv.NATSURL(t)
+	if redisAddr == "" {
+		redisAddr = testenv.RedisAddr(t)
+	}
+	configDSN := sqltest.NewMySQL(t, mysqlDSN)
+	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
+	d := &deployment{prefix: testenv.Unique("bmf"), adminToken: testenv.Unique("admin-")}
+	d.env = []string{
+		"BIGMARKET_ADMIN_TOKEN=" + d.adminToken,
+		"BIGMARKET_CONFIG_DSN=" + configDSN,
+		"BIGMARKET_USER_DSNS=" + strings.Join(userDSNs, ","),
+		"BIGMARKET_REDIS_ADDRS=" + redisAddr,
+		"BIGMARKET_REDIS_PREFIX=" + d.prefix,
+		"BIGMARKET_NATS_URLS=" + natsURL,
+		"BIGMARKET_NATS_PREFIX=" + d.prefix,
+		"BIGMARKET_DATA_DIR=" + t.TempDir(),
+		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
+	}
+	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
+	t.Cleanup(func() { d.redis.Close() })
+	// Registered after the client's Close, so it runs before it.
+	t.Cleanup(func() { cleanupBackends(t, d.redis, natsURL, d.prefix) })
+
+	d.bin = buildBinary(t)
+	migrate := exec.Command(d.bin, "migrate", "--seed")
+	migrate.Env = append(os.Environ(), d.env...)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		t.Fatalf("migrate --seed: %v\n%s", err, out)
+	}
+	var err error
+	if d.db, err = sqlstore.OpenMySQL(configDSN); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.db.Close() })
+	// The serve processes' pools may hold most of the server's connections; the test's
+	// own reads need few.
+	d.db.SQL.SetMaxOpenConns(4)
+	d.users = openUserStore(t, func(i int) (*sqlstore.DB, error) {
+		db, err := sqlstore.OpenMySQL(userDSNs[i])
+		if err == nil {
+			db.SQL.SetMaxOpenConns(4)
+		}
+		return db, err
+	})
+	return d
+}
+
+// start runs a serve process with the deployment's environment plus extra, and returns it
+// with its base URL once it is ready.
+func (d *deployment) start(t *testing.T, extra ...string) (*process, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr)
+	p := startProcess(t, d.bin, append(env, extra...), "serve")
+	base := "http://" + addr
+	waitReady(t, base, p.exited)
+	return p, base
+}
+
+func (d *deployment) stack(bases ...string) stack {
+	return stack{bases: bases, db: d.db.SQL, redis: d.redis, prefix: d.prefix, adminToken: d.adminToken, users: d.users}
+}
