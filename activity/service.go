@@ -151,8 +151,9 @@ func (s *Service) open(ctx context.Context, activityID int64, now time.Time) (Ac
 // stockExpiry is when an activity's stock keys may go: a day after it ends.
 func stockExpiry(a Activity) time.Time { return a.End.Add(24 * time.Hour) }
 
-// Armory loads the activity fresh, caches it and preheats its SKUs' stock (existing stock
-// in the cache is kept). The caller assembles the activity's strategy.
+// Armory loads the activity fresh, caches it and preheats the stock of its SKUs missing
+// from the cache (existing stock is kept; missing stock comes from Recovery when set). The
+// caller assembles the activity's strategy.
 func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error) {
 	a, err := s.opts.Configs.Activity(ctx, activityID)
 	if err != nil {
@@ -164,6 +165,14 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 	}
 	until := s.opts.Now().Add(s.opts.CacheTTL)
 	for _, k := range skus {
+		exists, err := s.opts.SKUStock.Exists(ctx, k.SKU)
+		if err != nil {
+			return Activity{}, fmt.Errorf("armory activity %d: %w", activityID, err)
+		}
+		s.cache.Store(cacheKey{"sku", k.SKU}, cached{value: k, until: until})
+		if exists {
+			continue
+		}
 		surplus := k.StockSurplus
 		if s.opts.Recovery != nil {
 			if surplus, err = s.opts.Recovery.SKUSurplus(ctx, k); err != nil {
@@ -173,7 +182,6 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, surplus, stockExpiry(a)); err != nil {
 			return Activity{}, fmt.Errorf("armory activity %d: preheat sku %d: %w", activityID, k.SKU, err)
 		}
-		s.cache.Store(cacheKey{"sku", k.SKU}, cached{value: k, until: until})
 	}
 	s.cache.Store(cacheKey{"activity", activityID}, cached{value: a, until: until})
 	return a, nil

@@ -170,6 +170,13 @@ type fakeSKUStock struct {
 	taken int
 }
 
+func (f *fakeSKUStock) Exists(_ context.Context, sku int64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.left[sku]
+	return ok, nil
+}
+
 func (f *fakeSKUStock) Preheat(_ context.Context, sku, surplus int64, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -52,6 +52,7 @@ type UserStore interface {
 // SKUStock is the hot SKU stock; the redis adapter implements it with the same
 // never-regrant script as award stock.
 type SKUStock interface {
+	Exists(ctx context.Context, sku int64) (bool, error)
 	Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error
 	// Deduct takes one unit and returns the units left; it returns an error wrapping
 	// ErrSKUStockExhausted when none is left or the stock is not in the cache.

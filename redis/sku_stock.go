@@ -36,6 +36,15 @@ func (s *SKUStock) CounterKey(sku int64) string {
 	return s.prefix + "sku_stock:{" + strconv.FormatInt(sku, 10) + "}"
 }
 
+// Exists reports whether the SKU's counter is in Redis.
+func (s *SKUStock) Exists(ctx context.Context, sku int64) (bool, error) {
+	n, err := s.client.Exists(ctx, s.CounterKey(sku)).Result()
+	if err != nil {
+		return false, fmt.Errorf("read stock of sku %d: %w", sku, err)
+	}
+	return n == 1, nil
+}
+
 // Preheat sets the SKU's counter to surplus unless it exists.
 func (s *SKUStock) Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error {
 	if err := preheatCounter(ctx, s.client, s.CounterKey(sku), surplus, expireAt); err != nil {

@@ -102,6 +102,15 @@ func (s *Stock) CounterKey(ref strategy.AwardRef) string {
 // LowKey returns the key of ref's low watermark.
 func (s *Stock) LowKey(ref strategy.AwardRef) string { return s.CounterKey(ref) + ":low" }
 
+// Exists reports whether ref's counter is in Redis.
+func (s *Stock) Exists(ctx context.Context, ref strategy.AwardRef) (bool, error) {
+	n, err := s.client.Exists(ctx, s.CounterKey(ref)).Result()
+	if err != nil {
+		return false, fmt.Errorf("read stock of award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
+	}
+	return n == 1, nil
+}
+
 // Preheat sets ref's counter to surplus with the given expiry unless the counter exists;
 // an existing counter, and the watermark, are left alone.
 func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, surplus int64, expireAt time.Time) error {

@@ -32,6 +32,13 @@ func newFakeStock() *fakeStock {
 	return &fakeStock{count: map[AwardRef]int64{}, deducted: map[AwardRef]int{}}
 }
 
+func (f *fakeStock) Exists(_ context.Context, ref AwardRef) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.count[ref]
+	return ok, nil
+}
+
 func (f *fakeStock) Preheat(_ context.Context, ref AwardRef, surplus int64, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

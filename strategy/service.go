@@ -221,24 +221,48 @@ func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, e
 	if err != nil {
 		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
-	surplus := make(map[int]int64, len(a.Awards))
-	for _, aw := range a.Awards {
-		surplus[aw.AwardID] = aw.Surplus
-	}
-	if s.opts.Recovery != nil {
-		// Never preheat from the SQL surplus alone: after a Redis loss it lags the grants.
-		if surplus, err = s.opts.Recovery.Surplus(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("assemble strategy %d: bound stock by grant records: %w", strategyID, err)
-		}
-	}
-	for _, aw := range a.Awards {
-		ref := AwardRef{StrategyID: strategyID, AwardID: aw.AwardID}
-		if err := s.opts.Stock.Preheat(ctx, ref, surplus[aw.AwardID], a.expireAt); err != nil {
-			return nil, fmt.Errorf("preheat stock of strategy %d award %d: %w", strategyID, aw.AwardID, err)
-		}
+	if err := s.preheat(ctx, cfg, a); err != nil {
+		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
 	s.assembled.Store(strategyID, a)
 	return a, nil
+}
+
+// preheat puts the stock of every award missing from the cache into it. Counters that
+// exist are left alone, so a re-armory costs one read per award; for missing ones the
+// stock comes from Recovery when set — never from the SQL surplus alone, which lags the
+// grants after a Redis loss.
+func (s *Service) preheat(ctx context.Context, cfg Config, a *Assembled) error {
+	var missing []Award
+	for _, aw := range a.Awards {
+		ok, err := s.opts.Stock.Exists(ctx, AwardRef{StrategyID: a.StrategyID, AwardID: aw.AwardID})
+		if err != nil {
+			return fmt.Errorf("read stock of award %d: %w", aw.AwardID, err)
+		}
+		if !ok {
+			missing = append(missing, aw)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	surplus := make(map[int]int64, len(missing))
+	for _, aw := range missing {
+		surplus[aw.AwardID] = aw.Surplus
+	}
+	if s.opts.Recovery != nil {
+		var err error
+		if surplus, err = s.opts.Recovery.Surplus(ctx, cfg); err != nil {
+			return fmt.Errorf("bound stock by grant records: %w", err)
+		}
+	}
+	for _, aw := range missing {
+		ref := AwardRef{StrategyID: a.StrategyID, AwardID: aw.AwardID}
+		if err := s.opts.Stock.Preheat(ctx, ref, surplus[aw.AwardID], a.expireAt); err != nil {
+			return fmt.Errorf("preheat stock of award %d: %w", aw.AwardID, err)
+		}
+	}
+	return nil
 }
 
 // build turns a config into an assembly without touching any store.

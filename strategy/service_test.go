@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 func newTestService(stock *fakeStock, configs ...Config) *Service {
@@ -255,5 +256,53 @@ func TestArmoryPreheatsOnceAndReassembles(t *testing.T) {
 	}
 	if stock.count[ref] != 7 {
 		t.Errorf("second armory reset stock to %d; preheat must not overwrite", stock.count[ref])
+	}
+}
+
+// fakeRecovery answers Surplus from a map and records calls.
+type fakeRecovery struct {
+	surplus map[int]int64
+	calls   int
+	lost    []AwardRef
+}
+
+func (f *fakeRecovery) Surplus(context.Context, Config) (map[int]int64, error) {
+	f.calls++
+	return f.surplus, nil
+}
+
+func (f *fakeRecovery) Lost(ref AwardRef, _ time.Time) { f.lost = append(f.lost, ref) }
+
+func TestPreheatUsesRecoveryOnlyForMissingStock(t *testing.T) {
+	t.Parallel()
+	stock := newFakeStock()
+	rec := &fakeRecovery{surplus: map[int]int64{102: 7, 103: 1}}
+	cfg := Config{StrategyID: 5, Trees: seedTrees(), Awards: awards(102, 100, "0.5", "tree_luck_award", 103, 100, "0.5", "tree_luck_award")}
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{5: cfg}}, Stock: stock, Recovery: rec})
+	ctx := context.Background()
+	if _, err := s.Armory(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if rec.calls != 1 || stock.count[AwardRef{5, 102}] != 7 || stock.count[AwardRef{5, 103}] != 1 {
+		t.Fatalf("first armory: %d recovery calls, stock %v; want the recovered 7 and 1, not the SQL surplus 100", rec.calls, stock.count)
+	}
+	if _, err := s.Armory(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if rec.calls != 1 {
+		t.Errorf("re-armory with every counter present asked recovery again (%d calls)", rec.calls)
+	}
+	// A lost counter is reported to recovery and draws meanwhile get no stock from it.
+	stock.mu.Lock()
+	delete(stock.count, AwardRef{5, 103})
+	stock.mu.Unlock()
+	for range 20 {
+		r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 5})
+		if err != nil || r.AwardID == 103 {
+			t.Fatalf("draw with 103's stock lost: %+v %v", r, err)
+		}
+	}
+	if len(rec.lost) == 0 || rec.lost[0] != (AwardRef{5, 103}) {
+		t.Errorf("lost stock not reported: %v", rec.lost)
 	}
 }

@@ -121,6 +121,8 @@ type ConfigStore interface {
 // Stock is the hot award stock; it is implemented by the redis adapter with one Lua
 // script per deduction.
 type Stock interface {
+	// Exists reports whether the award's counter is in the cache.
+	Exists(ctx context.Context, ref AwardRef) (bool, error)
 	// Preheat sets the award's counter to surplus unless the counter already exists.
 	Preheat(ctx context.Context, ref AwardRef, surplus int64, expireAt time.Time) error
 	// Deduct takes one unit and returns the units remaining after it. It returns
