@@ -16,9 +16,11 @@ import (
 const usage = `usage: bigmarket [command] [flags]
 
 commands:
-  serve     serve the API (default)
-  migrate   create or update the schemas; --seed inserts the demo data
-  bench     load-test a running server
+  serve          serve the API (default)
+  migrate        create or update the schemas; --seed inserts the demo data
+  bench          load-test strategy/random_raffle on a running server
+  bench draw     provision users through the operator recharge, load-test activity/draw,
+                 then verify stock, surpluses and one award record + task per draw
 
 Run "bigmarket <command> -h" for a command's flags.`
 
