@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -376,12 +375,9 @@ func TestEnvelopeCode(t *testing.T) {
 	}
 }
 
-// TestLoadSanity is a manual smoke test of the generator's own speed:
-// BENCH_SANITY=1 go test -run LoadSanity -v ./bench/
-func TestLoadSanity(t *testing.T) {
-	if os.Getenv("BENCH_SANITY") == "" {
-		t.Skip("set BENCH_SANITY=1 to run a 2s load against an in-process server")
-	}
+// BenchmarkRunAgainstInProcessServer measures the generator's own throughput against
+// a trivial in-process server: go test -run x -bench RunAgainst ./bench/
+func BenchmarkRunAgainstInProcessServer(b *testing.B) {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -389,16 +385,18 @@ func TestLoadSanity(t *testing.T) {
 	}))
 	defer ts.Close()
 	body := []byte(`{"strategyId":100006}`)
+	b.ResetTimer()
 	s, err := Run(context.Background(), Options{
 		URL:         ts.URL + "/api/v1/raffle/strategy/random_raffle",
 		Body:        func(int, uint64) []byte { return body },
 		Concurrency: 32,
-		Duration:    2 * time.Second,
-		Warmup:      200 * time.Millisecond,
-		Progress:    os.Stdout,
+		Requests:    int64(b.N),
 	})
 	if err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
-	t.Logf("\n%s", s)
+	if s.Successes != int64(b.N) {
+		b.Fatalf("%d of %d requests succeeded", s.Successes, b.N)
+	}
+	b.ReportMetric(s.RPS, "req/s")
 }
