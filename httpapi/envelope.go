@@ -116,7 +116,6 @@ var errorCodes = []struct {
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},
 	{strategy.ErrInvalidConfig, http.StatusOK, CodeNotAssembled},
-	{strategy.ErrNotAssembled, http.StatusOK, CodeNotAssembled},
 }
 
 // classify turns any error into the apiError to answer with.

@@ -233,7 +233,7 @@ func TestActivityErrorCodes(t *testing.T) {
 	}{
 		{strategy.ErrRuleWeightMissing, "ERR_BIZ_001"},
 		{strategy.ErrStrategyNotFound, "0002"},
-		{strategy.ErrNotAssembled, "ERR_BIZ_002"},
+		{strategy.ErrInvalidTree, "ERR_BIZ_002"},
 	} {
 		rf := newFakeRaffles()
 		rf.RuleWeightsFn = func(string, int64) ([]raffle.WeightView, error) {

@@ -144,6 +144,10 @@ type handlerFunc func(r *http.Request) (any, error)
 
 // handle registers a JSON endpoint: body limit, panic recovery, envelope, logs, metrics.
 func (s *Server) handle(pattern string, h handlerFunc) {
+	var latency prometheus.Observer
+	if s.latency != nil {
+		latency = s.latency.WithLabelValues(pattern) // once per route, not per request
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
@@ -166,7 +170,7 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 		writeJSON(w, status, env)
 		if s.requests != nil {
 			s.requests.WithLabelValues(r.Pattern, string(env.Code)).Inc()
-			s.latency.WithLabelValues(r.Pattern).Observe(time.Since(start).Seconds())
+			latency.Observe(time.Since(start).Seconds())
 		}
 	})
 }

@@ -20,6 +20,7 @@ type fakes struct {
 	logLow   map[int]int64
 	LogErr   error
 	preheats map[any]int64
+	runs     map[any]int
 }
 
 func (f *fakes) LoadStrategy(context.Context, int64) (strategy.Config, error) { return f.cfg, nil }
@@ -42,6 +43,7 @@ func (p awardPreheater) Preheat(_ context.Context, ref strategy.AwardRef, n int6
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	p.f.preheats[ref] = n
+	p.f.runs[ref]++
 	return nil
 }
 
@@ -51,6 +53,7 @@ func (p skuPreheater) Preheat(_ context.Context, sku, n int64, _ time.Time) erro
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	p.f.preheats[sku] = n
+	p.f.runs[sku]++
 	return nil
 }
 
@@ -67,6 +70,7 @@ func newFakes() *fakes {
 		sku:      activity.SKU{SKU: 9011, Stock: 100, StockSurplus: 90},
 		orders:   25,
 		preheats: map[any]int64{},
+		runs:     map[any]int{},
 	}
 }
 
@@ -107,5 +111,8 @@ func TestLostRebuildsOnceAfterGrace(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.preheats) != 2 || f.preheats[ref] != 35 || f.preheats[int64(9011)] != 75 {
 		t.Errorf("preheats %v, want award 102 → 35 and sku 9011 → 75", f.preheats)
+	}
+	if f.runs[ref] != 1 {
+		t.Errorf("20 reports of one lost award ran %d rebuilds, want 1", f.runs[ref])
 	}
 }

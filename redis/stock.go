@@ -142,11 +142,3 @@ func (s *Stock) Remaining(ctx context.Context, ref strategy.AwardRef) (Level, er
 	}
 	return l, nil
 }
-
-// Ping checks that Redis answers.
-func (s *Stock) Ping(ctx context.Context) error {
-	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("ping redis: %w", err)
-	}
-	return nil
-}

@@ -242,13 +242,6 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 			t.Errorf("deduct of a corrupt counter: %v, want a plain error", err)
 		}
 	})
-
-	t.Run("Ping", func(t *testing.T) {
-		t.Parallel()
-		if err := st.Ping(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
 }
 
 func mustPreheat(t *testing.T, st *Stock, ref strategy.AwardRef, surplus int64, expireAt time.Time) {

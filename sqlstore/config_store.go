@@ -28,14 +28,6 @@ func NewConfigStore(db *DB) *ConfigStore {
 	return &ConfigStore{db: db, now: time.Now}
 }
 
-// Ping checks that the config database answers.
-func (s *ConfigStore) Ping(ctx context.Context) error {
-	if err := s.db.SQL.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping config database: %w", err)
-	}
-	return nil
-}
-
 // LoadStrategy returns the strategy's row, its awards (joined with award, in sort order),
 // its rules, every rule tree its awards reference, and the end of the activity that uses
 // it. It runs at armory time, in six queries; a missing strategy, or one without awards,

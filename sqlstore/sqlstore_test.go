@@ -30,11 +30,6 @@ func testContract(t *testing.T, db *sqlstore.DB) {
 	}
 	store := sqlstore.NewConfigStore(db)
 
-	t.Run("ping", func(t *testing.T) {
-		if err := store.Ping(ctx); err != nil {
-			t.Fatalf("Ping: %v", err)
-		}
-	})
 	t.Run("seed row counts", func(t *testing.T) { testSeedCounts(t, db) })
 	t.Run("seed exact values", func(t *testing.T) { testSeedValues(t, db) })
 	t.Run("load strategy 100006", func(t *testing.T) { testLoad100006(t, store) })

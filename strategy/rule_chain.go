@@ -47,9 +47,9 @@ func blacklistRule(a *Assembled, in Input, _ Rand) (Pick, bool) {
 
 // weightRule draws in the highest tier whose threshold the user's score has reached.
 func weightRule(a *Assembled, in Input, rng Rand) (Pick, bool) {
-	for i := len(a.tiers) - 1; i >= 0; i-- {
-		if in.Score >= a.tiers[i].Threshold {
-			return Pick{AwardID: a.tiers[i].table.Pick(rng), Rule: RuleWeight}, true
+	for i := len(a.Tiers) - 1; i >= 0; i-- {
+		if in.Score >= a.Tiers[i].Threshold {
+			return Pick{AwardID: a.Tiers[i].table.Pick(rng), Rule: RuleWeight}, true
 		}
 	}
 	return Pick{}, false

@@ -50,7 +50,6 @@ type Assembled struct {
 	chain     []ChainRule
 	trees     map[int]*Tree // by award id; awards without a tree use the implicit one
 	blacklist *blacklist
-	tiers     []Tier
 	expireAt  time.Time
 }
 
@@ -328,10 +327,9 @@ func (s *Service) build(cfg Config) (*Assembled, error) {
 			if !found {
 				return nil, ErrRuleWeightMissing
 			}
-			if a.tiers, err = parseTiers(value, rates); err != nil {
+			if a.Tiers, err = parseTiers(value, rates); err != nil {
 				return nil, err
 			}
-			a.Tiers = a.tiers
 		}
 		a.chain = append(a.chain, link)
 	}

@@ -14,8 +14,6 @@ var (
 	ErrStrategyNotFound = errors.New("strategy not found")
 	// ErrRuleWeightMissing means a strategy lists rule_weight but has no such rule row.
 	ErrRuleWeightMissing = errors.New("rule_weight not configured")
-	// ErrNotAssembled means the strategy's tables could not be built.
-	ErrNotAssembled = errors.New("strategy not assembled")
 	// ErrInvalidTree means a rule tree was refused at load time.
 	ErrInvalidTree = errors.New("invalid rule tree")
 	// ErrInvalidConfig means a strategy row holds a value the engine cannot use.

@@ -49,7 +49,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("unknown scenario %q (have: random_raffle, draw)", *scenario)
 	}
 	if *armory {
-		if err := armoryStrategy(ctx, base, *strategyID); err != nil {
+		url := fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, *strategyID)
+		if err := armoryGET(ctx, url, os.Getenv("BIGMARKET_ADMIN_TOKEN")); err != nil {
 			return err
 		}
 	}
@@ -79,22 +80,6 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := sum.WriteJSON(f); err != nil {
 			return fmt.Errorf("write summary: %w", err)
 		}
-	}
-	return nil
-}
-
-func armoryStrategy(ctx context.Context, base string, strategyID int64) error {
-	sum, err := bench.Run(ctx, bench.Options{
-		URL:         fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, strategyID),
-		Method:      "GET",
-		Concurrency: 1,
-		Requests:    1,
-	})
-	if err != nil {
-		return fmt.Errorf("armory strategy %d: %w", strategyID, err)
-	}
-	if sum.Successes != 1 {
-		return fmt.Errorf("armory strategy %d failed: codes %v, HTTP %v, transport %s", strategyID, sum.Codes, sum.StatusCounts, sum.TransportError)
 	}
 	return nil
 }

@@ -434,14 +434,19 @@ func callAPI(ctx context.Context, client *http.Client, method, url, adminToken s
 
 // armoryActivity warms the activity's stock and caches and assembles its strategy.
 func armoryActivity(ctx context.Context, base, adminToken string, activityID int64) error {
+	return armoryGET(ctx, fmt.Sprintf("%s/api/v1/raffle/activity/armory?activityId=%d", base, activityID), adminToken)
+}
+
+// armoryGET sends an armory GET (with the admin token, which production mode requires) and
+// expects success.
+func armoryGET(ctx context.Context, url, adminToken string) error {
 	client := &http.Client{Timeout: 30 * time.Second}
-	url := fmt.Sprintf("%s/api/v1/raffle/activity/armory?activityId=%d", base, activityID)
 	env, err := callAPI(ctx, client, http.MethodGet, url, adminToken, nil)
 	if err != nil {
-		return fmt.Errorf("armory activity %d: %w", activityID, err)
+		return fmt.Errorf("armory: %w", err)
 	}
 	if env.Code != "0000" {
-		return fmt.Errorf("armory activity %d: %s %s", activityID, env.Code, env.Info)
+		return fmt.Errorf("armory %s: %s %s", url, env.Code, env.Info)
 	}
 	return nil
 }
@@ -824,15 +829,10 @@ func (v *verifier) minSurpluses(ctx context.Context) ([]surplusMin, error) {
 	return out, nil
 }
 
-// tally counts the users' award records in the activity, their tasks and their used
-// raffle orders. Records and orders are read per user (indexed by user), verifyWorkers
-// queries in flight; tasks, whose table has no index on the user, in one scan per user
-// database.
+// tally counts the users' award records in the activity, their send_award tasks and
+// their used raffle orders, read per user (all indexed by user), verifyWorkers users in
+// flight.
 func (v *verifier) tally(ctx context.Context, users []string) (userTally, error) {
-	tasks, err := v.sendAwardTasks(ctx, users)
-	if err != nil {
-		return userTally{}, err
-	}
 	results := make([]userRows, len(users))
 	var (
 		next     atomic.Int64
@@ -847,7 +847,7 @@ func (v *verifier) tally(ctx context.Context, users []string) (userTally, error)
 				if i >= len(users) || ctx.Err() != nil {
 					return
 				}
-				r, err := v.tallyUser(ctx, users[i], tasks[users[i]])
+				r, err := v.tallyUser(ctx, users[i])
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -884,37 +884,6 @@ func (v *verifier) tally(ctx context.Context, users []string) (userTally, error)
 	return t, nil
 }
 
-// sendAwardTasks returns the message ids of the users' send_award tasks, by user.
-func (v *verifier) sendAwardTasks(ctx context.Context, users []string) (map[string]map[string]bool, error) {
-	tasks := make(map[string]map[string]bool, len(users))
-	for _, u := range users {
-		tasks[u] = map[string]bool{}
-	}
-	for i, db := range v.b.userDBs {
-		err := func() error {
-			rows, err := db.SQL.QueryContext(ctx, `SELECT user_id, message_id FROM task WHERE topic = ?`, award.TopicSendAward)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var user, id string
-				if err := rows.Scan(&user, &id); err != nil {
-					return err
-				}
-				if m, ok := tasks[user]; ok {
-					m[id] = true
-				}
-			}
-			return rows.Err()
-		}()
-		if err != nil {
-			return nil, fmt.Errorf("tasks in user database %02d: %w", i+1, err)
-		}
-	}
-	return tasks, nil
-}
-
 // userRows is one user's rows in the activity.
 type userRows struct {
 	orders  []string // of the award records
@@ -923,8 +892,19 @@ type userRows struct {
 	missing int64    // award records without their task
 }
 
-func (v *verifier) tallyUser(ctx context.Context, user string, tasks map[string]bool) (userRows, error) {
-	r := userRows{tasks: int64(len(tasks))}
+func (v *verifier) tallyUser(ctx context.Context, user string) (userRows, error) {
+	var r userRows
+	all, err := v.users.Tasks(ctx, user)
+	if err != nil {
+		return r, err
+	}
+	tasks := map[string]bool{}
+	for _, task := range all {
+		if task.Topic == award.TopicSendAward {
+			tasks[task.MessageID] = true
+		}
+	}
+	r.tasks = int64(len(tasks))
 	recs, err := v.users.AwardRecords(ctx, user, v.activityID)
 	if err != nil {
 		return r, err
