@@ -327,32 +327,20 @@ func (s *Service) participate(ctx context.Context, userID string, activityID int
 	}
 	day, month := s.Periods(now)
 	key := QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
-	p := Participation{Activity: a}
-	var order RaffleOrder
-	found := false
-	if reuse {
-		if order, found, err = s.opts.Users.UnusedOrder(ctx, userID, activityID); err != nil {
-			return Participation{}, fmt.Errorf("participate: %w", err)
-		}
-	}
-	if found {
-		if p.Quota, err = s.opts.Users.Quota(ctx, key); err != nil {
-			return Participation{}, fmt.Errorf("participate: %w", err)
-		}
-		orderDay, _ := s.Periods(order.OrderTime)
-		p.Order, p.Reused, p.TakenToday = order, true, orderDay == day
-		return p, nil
-	}
 	if newOrderID == "" {
 		newOrderID = NewOrderID(now)
 	}
-	p.Order = RaffleOrder{UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
+	order := RaffleOrder{UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
 		OrderID: newOrderID, OrderTime: now, State: OrderCreate}
-	p.Quota, err = s.opts.Users.Participate(ctx, key, p.Order, func(q *Quota) error { return q.Take(day, month) })
+	t, err := s.opts.Users.Participate(ctx, key, order, reuse, func(q *Quota) error { return q.Take(day, month) })
 	if err != nil {
 		return Participation{}, fmt.Errorf("participate %s in %d: %w", userID, activityID, err)
 	}
-	p.TakenToday = true
+	p := Participation{Activity: a, Order: t.Order, Quota: t.Quota, Reused: t.Reused, TakenToday: true}
+	if t.Reused {
+		orderDay, _ := s.Periods(t.Order.OrderTime)
+		p.TakenToday = orderDay == day
+	}
 	return p, nil
 }
 

@@ -94,27 +94,23 @@ func (f *fakeUsers) Quota(_ context.Context, key QuotaKey) (Quota, error) {
 	return f.load(key), nil
 }
 
-func (f *fakeUsers) UnusedOrder(_ context.Context, _ string, _ int64) (RaffleOrder, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, o := range f.orders {
-		if o.State == OrderCreate {
-			return o, true, nil
-		}
-	}
-	return RaffleOrder{}, false, nil
-}
-
-func (f *fakeUsers) Participate(_ context.Context, key QuotaKey, order RaffleOrder, take func(*Quota) error) (Quota, error) {
+func (f *fakeUsers) Participate(_ context.Context, key QuotaKey, order RaffleOrder, reuse bool, take func(*Quota) error) (Taken, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	q := f.load(key)
+	if reuse {
+		for _, o := range f.orders {
+			if o.State == OrderCreate {
+				return Taken{Quota: q, Order: o, Reused: true}, nil
+			}
+		}
+	}
 	if err := take(&q); err != nil {
-		return Quota{}, err
+		return Taken{}, err
 	}
 	f.store(q)
 	f.orders = append(f.orders, order)
-	return q, nil
+	return Taken{Quota: q, Order: order}, nil
 }
 
 func (f *fakeUsers) RecentRaffleOrders(context.Context, string, int) ([]RaffleOrder, error) {

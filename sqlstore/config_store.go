@@ -223,7 +223,7 @@ func (s *ConfigStore) loadTrees(ctx context.Context, ids []string) (map[string]s
 }
 
 // queryEach runs query and calls fn for every row.
-func queryEach(ctx context.Context, db *sql.DB, query string, args []any, fn func(*sql.Rows) error) error {
+func queryEach(ctx context.Context, db queryer, query string, args []any, fn func(*sql.Rows) error) error {
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err

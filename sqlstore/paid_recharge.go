@@ -48,13 +48,7 @@ func (s *UserStore) CompleteRecharge(ctx context.Context, userID, outBusinessNo,
 			return fmt.Errorf("complete recharge order %s: %d rows in state wait_pay", outBusinessNo, n)
 		}
 		key := activity.QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
-		q, err := loadQuota(ctx, tx, s.shards[r.DB][r.Table].quotaLocked, key)
-		if err != nil {
-			return err
-		}
-		before := cloneQuota(q)
-		add(&q, count)
-		if err := writeQuota(ctx, tx, key, before, q, now); err != nil {
+		if err := updateQuota(ctx, tx, db.Dialect, key, now, func(q *activity.Quota) { add(q, count) }); err != nil {
 			return err
 		}
 		completed = true

@@ -87,11 +87,32 @@ func (f *userFixture) recharge(t *testing.T, k activity.QuotaKey, outBusinessNo 
 // participate takes one draw with a new order and fails the test on error.
 func (f *userFixture) participate(t *testing.T, k activity.QuotaKey, orderID string, orderTime time.Time) activity.Quota {
 	t.Helper()
-	q, err := f.store.Participate(t.Context(), k, raffleOrder(k, orderID, orderTime), take(k))
+	tk, err := f.store.Participate(t.Context(), k, raffleOrder(k, orderID, orderTime), false, take(k))
 	if err != nil {
 		t.Fatalf("Participate %s: %v", orderID, err)
 	}
-	return q
+	if tk.Reused || tk.Order.OrderID != orderID {
+		t.Fatalf("Participate %s without reuse gave %+v", orderID, tk)
+	}
+	return tk.Quota
+}
+
+// errNoUnused is the take of unusedOrder: it refuses to take quota.
+var errNoUnused = errors.New("no unused order")
+
+// unusedOrder asks Participate for an order to reuse without ever taking quota: it
+// returns the user's oldest unused order, or false.
+func (f *userFixture) unusedOrder(t *testing.T, k activity.QuotaKey) (activity.RaffleOrder, bool) {
+	t.Helper()
+	tk, err := f.store.Participate(t.Context(), k, raffleOrder(k, "never", at), true,
+		func(*activity.Quota) error { return errNoUnused })
+	if errors.Is(err, errNoUnused) {
+		return activity.RaffleOrder{}, false
+	}
+	if err != nil || !tk.Reused {
+		t.Fatalf("Participate with reuse = %+v, %v", tk, err)
+	}
+	return tk.Order, true
 }
 
 func raffleOrder(k activity.QuotaKey, orderID string, orderTime time.Time) activity.RaffleOrder {
@@ -265,7 +286,7 @@ func (f *userFixture) testParticipate(t *testing.T) {
 	k1 := key(day1, user, activityID)
 
 	// No account: nothing is written.
-	_, err := f.store.Participate(ctx, k1, raffleOrder(k1, "p-0", at), take(k1))
+	_, err := f.store.Participate(ctx, k1, raffleOrder(k1, "p-0", at), false, take(k1))
 	if !errors.Is(err, activity.ErrTotalQuotaExhausted) {
 		t.Fatalf("Participate without account: %v, want ErrTotalQuotaExhausted", err)
 	}
@@ -286,7 +307,7 @@ func (f *userFixture) testParticipate(t *testing.T) {
 	wantQuota(t, "after second draw", f.quota(t, k1), a, m, d)
 
 	// Day exhausted: refused, nothing changes.
-	_, err = f.store.Participate(ctx, k1, raffleOrder(k1, "p-3", at), take(k1))
+	_, err = f.store.Participate(ctx, k1, raffleOrder(k1, "p-3", at), false, take(k1))
 	if !errors.Is(err, activity.ErrDayQuotaExhausted) {
 		t.Fatalf("third draw of the day: %v, want ErrDayQuotaExhausted", err)
 	}
@@ -303,7 +324,7 @@ func (f *userFixture) testParticipate(t *testing.T) {
 
 	// Total exhausted.
 	k3 := key(day3, user, activityID)
-	if _, err := f.store.Participate(ctx, k3, raffleOrder(k3, "p-5", at), take(k3)); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
+	if _, err := f.store.Participate(ctx, k3, raffleOrder(k3, "p-5", at), false, take(k3)); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
 		t.Fatalf("draw beyond total: %v, want ErrTotalQuotaExhausted", err)
 	}
 	wantQuota(t, "after total exhausted", f.quota(t, k3), a, m, nil)
@@ -320,11 +341,11 @@ func (f *userFixture) testParticipate(t *testing.T) {
 
 	// A take error of the caller's own is returned as it is.
 	mine := errors.New("mine")
-	if _, err := f.store.Participate(ctx, k3, raffleOrder(k3, "p-6", at), func(*activity.Quota) error { return mine }); err != mine {
+	if _, err := f.store.Participate(ctx, k3, raffleOrder(k3, "p-6", at), false, func(*activity.Quota) error { return mine }); err != mine {
 		t.Errorf("Participate with a failing take = %v, want it unchanged", err)
 	}
 	// A take that would drive a surplus negative is refused by the store.
-	_, err = f.store.Participate(ctx, k3, raffleOrder(k3, "p-7", at), func(q *activity.Quota) error {
+	_, err = f.store.Participate(ctx, k3, raffleOrder(k3, "p-7", at), false, func(q *activity.Quota) error {
 		q.Account.TotalSurplus--
 		return nil
 	})
@@ -343,7 +364,7 @@ func (f *userFixture) testMonthQuota(t *testing.T) {
 	f.recharge(t, k1, "m-biz-1", activity.Count{Total: 10, Day: 10, Month: 1})
 	f.participate(t, k1, "m-1", at)
 	k2 := key(day2, user, activityID)
-	if _, err := f.store.Participate(t.Context(), k2, raffleOrder(k2, "m-2", at), take(k2)); !errors.Is(err, activity.ErrMonthQuotaExhausted) {
+	if _, err := f.store.Participate(t.Context(), k2, raffleOrder(k2, "m-2", at), false, take(k2)); !errors.Is(err, activity.ErrMonthQuotaExhausted) {
 		t.Fatalf("second draw of the month: %v, want ErrMonthQuotaExhausted", err)
 	}
 	a := &activity.Account{Total: 10, TotalSurplus: 9, Day: 10, DaySurplus: 9, Month: 1, MonthSurplus: 0}
@@ -370,7 +391,7 @@ func (f *userFixture) testConcurrentParticipate(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, err := f.store.Participate(context.Background(), k, raffleOrder(k, fmt.Sprintf("cc-%02d", i), at), take(k))
+			_, err := f.store.Participate(context.Background(), k, raffleOrder(k, fmt.Sprintf("cc-%02d", i), at), false, take(k))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -455,8 +476,8 @@ func (f *userFixture) testRecordAward(t *testing.T) {
 	if err := f.store.RecordAward(ctx, second, task); !errors.Is(err, activity.ErrOrderUsed) {
 		t.Fatalf("RecordAward with an existing task: %v, want ErrOrderUsed", err)
 	}
-	if o, ok, err := f.store.UnusedOrder(ctx, user, activityID); err != nil || !ok || o.OrderID != "ra-2" {
-		t.Errorf("UnusedOrder after rolled back award = %+v %v %v; want ra-2", o, ok, err)
+	if o, ok := f.unusedOrder(t, key(day1, user, activityID)); !ok || o.OrderID != "ra-2" {
+		t.Errorf("unused order after rolled back award = %+v %v; want ra-2", o, ok)
 	}
 	if recs, err := f.store.AwardRecords(ctx, user, activityID); err != nil || len(recs) != 1 {
 		t.Errorf("AwardRecords = %d, %v; want 1", len(recs), err)
@@ -515,26 +536,23 @@ func (f *userFixture) testUnusedOrder(t *testing.T) {
 	ctx := t.Context()
 	const user, activityID = "user008", 100306
 	k := key(day1, user, activityID)
-	if _, ok, err := f.store.UnusedOrder(ctx, user, activityID); err != nil || ok {
-		t.Fatalf("UnusedOrder without orders = %v, %v", ok, err)
+	if _, ok := f.unusedOrder(t, k); ok {
+		t.Fatal("an unused order without orders")
 	}
 	f.recharge(t, k, "uo-biz", activity.Count{Total: 10, Day: 10, Month: 10})
 	// Inserted newest first; the oldest order time wins.
 	f.participate(t, k, "uo-late", at.Add(time.Minute))
 	f.participate(t, k, "uo-early", at)
-	o, ok, err := f.store.UnusedOrder(ctx, user, activityID)
-	if want := raffleOrder(k, "uo-early", at); err != nil || !ok || o != want {
-		t.Fatalf("UnusedOrder = %+v %v %v, want %+v", o, ok, err, want)
+	o, ok := f.unusedOrder(t, k)
+	if want := raffleOrder(k, "uo-early", at); !ok || o != want {
+		t.Fatalf("unused order = %+v %v, want %+v", o, ok, want)
 	}
 	for _, id := range []string{"uo-early", "uo-late"} {
 		rec := award.Record{UserID: user, ActivityID: activityID, StrategyID: 100006, OrderID: id, AwardID: 101, AwardTime: at}
 		if err := f.store.RecordAward(ctx, rec, award.NewSendAwardTask(rec, "")); err != nil {
 			t.Fatalf("RecordAward %s: %v", id, err)
 		}
-		o, ok, err := f.store.UnusedOrder(ctx, user, activityID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		o, ok := f.unusedOrder(t, k)
 		if id == "uo-early" && (!ok || o.OrderID != "uo-late") {
 			t.Errorf("UnusedOrder after using uo-early = %+v %v, want uo-late", o, ok)
 		}
@@ -575,7 +593,7 @@ func TestGrantCounts(t *testing.T) {
 			}
 			for j := range 2 {
 				ro := activity.RaffleOrder{UserID: user, ActivityID: 1, StrategyID: 7, OrderID: fmt.Sprint("o", i, j), OrderTime: now, State: activity.OrderCreate}
-				if _, err := s.Participate(ctx, key, ro, func(q *activity.Quota) error { return q.Take(key.Day, key.Month) }); err != nil {
+				if _, err := s.Participate(ctx, key, ro, false, func(q *activity.Quota) error { return q.Take(key.Day, key.Month) }); err != nil {
 					t.Fatal(err)
 				}
 				rec := award.Record{UserID: user, ActivityID: 1, StrategyID: 7, OrderID: ro.OrderID, AwardID: 101 + j, AwardTime: now, State: award.StateCreate}

@@ -67,7 +67,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	configs := sqlstore.NewConfigStore(b.configDB)
 	activityStore := sqlstore.NewActivityStore(b.configDB, cfg.location)
-	users := sqlstore.NewUserStore(b.userDBs, router)
+	users := sqlstore.NewUserStoreWith(b.userDBs, router, sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax})
 	stock := redis.NewStock(b.redis, cfg.RedisPrefix)
 	skuStock := redis.NewSKUStock(b.redis, cfg.RedisPrefix)
 	stockSync := nats.NewStockSync(b.js, stockOpts, log)
@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerDomainMetrics(registry, strategies, stockSync)
+	registerDomainMetrics(registry, strategies, stockSync, users)
 	api := httpapi.New(httpapi.Options{
 		Strategies:         strategies,
 		Activities:         activities,
@@ -258,7 +258,11 @@ func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, stock
 }
 
 // registerDomainMetrics exports the engine's and the stock sync's counters.
-func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *nats.StockSync) {
+func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *nats.StockSync, users *sqlstore.UserStore) {
+	grouped := func(name, help string, get func(sqlstore.GroupStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(get(users.GroupStats())) })
+	}
 	outcome := func(name string, get func(strategy.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "bigmarket_draws_total", Help: "Draws by outcome.", ConstLabels: prometheus.Labels{"outcome": name},
@@ -279,6 +283,14 @@ func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *
 			func() float64 { return float64(sync.Stats().Failed) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_stock_sync_pending", Help: "Awards waiting for the next stock sync publish."},
 			func() float64 { return float64(sync.Stats().Pending) }),
+		grouped("bigmarket_participation_transactions_total", "Grouped participation transactions run.",
+			func(st sqlstore.GroupStats) int64 { return st.ParticipationTxs }),
+		grouped("bigmarket_participations_total", "Participations written by grouped transactions.",
+			func(st sqlstore.GroupStats) int64 { return st.Participations }),
+		grouped("bigmarket_award_record_transactions_total", "Grouped award record transactions run.",
+			func(st sqlstore.GroupStats) int64 { return st.RecordTxs }),
+		grouped("bigmarket_award_records_total", "Award records written by grouped transactions.",
+			func(st sqlstore.GroupStats) int64 { return st.Records }),
 	)
 }
 

@@ -1,0 +1,157 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+)
+
+// recording is one RecordAward call waiting for its group's transaction.
+type recording struct {
+	rec   award.Record
+	task  award.Task
+	table int
+
+	err  error
+	done chan struct{}
+}
+
+// Columns of the award writes.
+var (
+	awardRecordInsertColumns = []string{"user_id", "activity_id", "strategy_id", "order_id", "award_id", "award_title",
+		"award_time", "award_state", "update_time"}
+	taskInsertColumns = []string{"user_id", "topic", "message_id", "message", "state", "update_time"}
+)
+
+// RecordAward writes a draw's award record and its outbox task in one transaction with
+// marking the raffle order used, so an order authorises exactly one award. An order that
+// is used, cancelled or missing, or a record or task that already exists, is an error
+// wrapping activity.ErrOrderUsed and nothing is written for it. Awards that reach a user
+// database together are recorded in one transaction (group commit); one whose order is
+// not usable is left out alone, and a transaction that fails for another reason is run
+// again one award at a time.
+func (s *UserStore) RecordAward(ctx context.Context, rec award.Record, task award.Task) error {
+	if task.UserID == "" {
+		task.UserID = rec.UserID
+	}
+	if task.UserID != rec.UserID {
+		return fmt.Errorf("record award %s/%s: task is for %s", rec.UserID, rec.OrderID, task.UserID)
+	}
+	if rec.AwardTime.IsZero() {
+		rec.AwardTime = s.now()
+	}
+	if rec.State == "" {
+		rec.State = award.StateCreate
+	}
+	if task.State == "" {
+		task.State = award.TaskCreate
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := s.router.Route(rec.UserID)
+	c := &recording{rec: rec, task: task, table: r.Table, done: make(chan struct{})}
+	s.recordings[r.DB].submit(c)
+	<-c.done
+	if c.err != nil {
+		return fmt.Errorf("record award %s/%s: %w", rec.UserID, rec.OrderID, c.err)
+	}
+	return nil
+}
+
+// runRecordings is the group of database dbi's award records.
+func (s *UserStore) runRecordings(dbi int, batch []*recording) {
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	err := s.inTx(ctx, s.dbs[dbi], func(tx *sql.Tx) error { return s.recordTx(ctx, tx, dbi, batch) })
+	if err != nil && len(batch) > 1 {
+		for _, c := range batch {
+			s.runRecordings(dbi, []*recording{c})
+		}
+		return
+	}
+	if IsDuplicate(err) { // alone: its record or task exists already
+		err = fmt.Errorf("award record or task exists: %w", activity.ErrOrderUsed)
+	}
+	for _, c := range batch {
+		if err != nil {
+			c.err = err
+		}
+		close(c.done)
+	}
+}
+
+// recordTx runs batch in tx. Per table: the orders still in state create are locked
+// (SELECT … FOR UPDATE by order id), marked used in one UPDATE, and their award records
+// inserted in one statement; then one INSERT carries every task.
+func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, dbi int, batch []*recording) error {
+	d := s.dbs[dbi].Dialect
+	now := sqlTime(s.now())
+	byTable := map[int][]*recording{}
+	for _, c := range batch {
+		c.err = nil
+		byTable[c.table] = append(byTable[c.table], c)
+	}
+	var tasks [][]any
+	for table, cs := range byTable {
+		sfx := TableSuffix(table)
+		ids := make([]any, len(cs))
+		for i, c := range cs {
+			ids[i] = c.rec.OrderID
+		}
+		open := map[string]string{} // order id → user id
+		err := queryEach(ctx, tx, "SELECT order_id, user_id FROM user_raffle_order"+sfx+" WHERE order_id IN "+
+			Placeholders(1, len(ids))+" AND order_state = 'create'"+d.ForUpdate(), ids, func(rows *sql.Rows) error {
+			var id, user string
+			if err := rows.Scan(&id, &user); err != nil {
+				return err
+			}
+			open[id] = user
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lock raffle orders: %w", err)
+		}
+		var (
+			use     []any
+			records [][]any
+		)
+		for _, c := range cs {
+			id := c.rec.OrderID
+			if open[id] != c.rec.UserID || slices.Contains(use, any(id)) {
+				c.err = activity.ErrOrderUsed
+				continue
+			}
+			use = append(use, id)
+			r := c.rec
+			records = append(records, []any{r.UserID, r.ActivityID, r.StrategyID, r.OrderID, r.AwardID, r.AwardTitle,
+				sqlTime(r.AwardTime), string(r.State), now})
+			t := c.task
+			tasks = append(tasks, []any{t.UserID, t.Topic, t.MessageID, t.Message, string(t.State), now})
+		}
+		if len(use) == 0 {
+			continue
+		}
+		args := append([]any{now}, use...)
+		if err := execN(ctx, tx, "raffle orders", len(use), "UPDATE user_raffle_order"+sfx+
+			" SET order_state = 'used', update_time = ? WHERE order_id IN "+Placeholders(1, len(use))+
+			" AND order_state = 'create'", args...); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, insertSQL("user_award_record"+sfx, awardRecordInsertColumns, len(records)),
+			flatten(records)...); err != nil {
+			return fmt.Errorf("insert award records: %w", err)
+		}
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, insertSQL("task", taskInsertColumns, len(tasks)), flatten(tasks)...); err != nil {
+		return fmt.Errorf("insert tasks: %w", err)
+	}
+	return nil
+}
