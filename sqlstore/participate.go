@@ -55,7 +55,7 @@ func (s *UserStore) Participate(ctx context.Context, key activity.QuotaKey, orde
 func (s *UserStore) runParticipations(dbi int, batch []*participation) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	err := s.inTx(ctx, s.dbs[dbi], func(tx *sql.Tx) error { return s.participateTx(ctx, tx, dbi, batch) })
+	err := s.inGroupTx(ctx, s.dbs[dbi], func(tx *sql.Tx, multi bool) error { return s.participateTx(ctx, tx, multi, dbi, batch) })
 	if err != nil && len(batch) > 1 {
 		for _, p := range batch {
 			s.runParticipations(dbi, []*participation{p})
@@ -70,36 +70,37 @@ func (s *UserStore) runParticipations(dbi int, batch []*participation) {
 	}
 }
 
-// participateTx runs batch in tx: the reusable orders of the users that may reuse one, the
-// quota rows of every key locked, each participation in order, then the changed quota rows
-// and the new orders in multi-row statements.
-func (s *UserStore) participateTx(ctx context.Context, tx *sql.Tx, dbi int, batch []*participation) error {
+// participateTx runs batch in tx in two scripts: first the reusable orders of the users
+// that may reuse one and the quota rows of every key, locked; then, after each
+// participation has run in order, the changed quota rows and the new orders in multi-row
+// statements.
+func (s *UserStore) participateTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int, batch []*participation) error {
 	db := s.dbs[dbi]
 	for _, p := range batch {
 		p.out, p.err, p.takeErr = activity.Taken{}, nil, false
-	}
-	unused, err := s.unusedOrders(ctx, tx, dbi, batch)
-	if err != nil {
-		return err
 	}
 	keys := make([]activity.QuotaKey, len(batch))
 	for i, p := range batch {
 		keys[i] = p.key
 	}
-	states, err := loadQuotas(ctx, tx, db.Dialect, keys, true)
-	if err != nil {
+	var reads script
+	unused := readUnusedOrders(&reads, batch)
+	states := readQuotas(&reads, db.Dialect, keys, true)
+	if err := reads.run(ctx, tx, multi); err != nil {
 		return err
 	}
+	started(states)
 	var (
 		created = map[int][]*participation{} // by table
 		changed = map[activity.QuotaKey]bool{}
+		orders  = unused.oldestFirst()
 	)
 	for _, p := range batch {
 		st := states[p.key]
 		ua := userActivity{p.key.UserID, p.key.ActivityID}
-		if orders := unused[ua]; p.reuse && len(orders) > 0 {
-			p.out = activity.Taken{Quota: cloneQuota(st.cur), Order: orders[0], Reused: true}
-			unused[ua] = orders[1:]
+		if os := orders[ua]; p.reuse && len(os) > 0 {
+			p.out = activity.Taken{Quota: cloneQuota(st.cur), Order: os[0], Reused: true}
+			orders[ua] = os[1:]
 			continue
 		}
 		q := cloneQuota(st.cur)
@@ -111,25 +112,31 @@ func (s *UserStore) participateTx(ctx context.Context, tx *sql.Tx, dbi int, batc
 		p.out = activity.Taken{Quota: cloneQuota(q), Order: p.order}
 		created[p.table] = append(created[p.table], p)
 	}
-	write := make([]*quotaState, 0, len(changed))
+	var (
+		writes script
+		write  = make([]*quotaState, 0, len(changed))
+		now    = sqlTime(s.now())
+	)
 	for k := range changed {
 		write = append(write, states[k])
 	}
-	now := sqlTime(s.now())
-	if err := writeQuotas(ctx, tx, write, now); err != nil {
+	if err := writeQuotas(&writes, write, now); err != nil {
 		return err
 	}
-	for table, ps := range created {
+	for table := range s.router.Tables {
+		ps := created[table]
+		if len(ps) == 0 {
+			continue
+		}
 		rows := make([][]any, len(ps))
 		for i, p := range ps {
 			o := p.order
 			rows[i] = []any{o.UserID, o.ActivityID, o.ActivityName, o.StrategyID, o.OrderID, sqlTime(o.OrderTime), string(o.State), now}
 		}
-		if _, err := tx.ExecContext(ctx, insertSQL("user_raffle_order"+TableSuffix(table), raffleOrderInsertColumns, len(rows)), flatten(rows)...); err != nil {
-			return fmt.Errorf("insert raffle orders: %w", err)
-		}
+		writes.write("insert raffle orders", insertSQL("user_raffle_order"+TableSuffix(table), raffleOrderInsertColumns, len(rows)),
+			flatten(rows), len(rows), nil)
 	}
-	return nil
+	return writes.run(ctx, tx, multi)
 }
 
 var raffleOrderInsertColumns = append(strings.Split(raffleOrderColumns, ", "), "update_time")
@@ -139,14 +146,37 @@ type userActivity struct {
 	activity int64
 }
 
-// unusedOrders returns, oldest first, the orders still in state create of the users in
-// batch that may reuse one: one statement over their tables.
-func (s *UserStore) unusedOrders(ctx context.Context, q queryer, dbi int, batch []*participation) (map[userActivity][]activity.RaffleOrder, error) {
+// unusedRows collects the rows of readUnusedOrders.
+type unusedRows map[userActivity][]unusedRow
+
+type unusedRow struct {
+	id    int64
+	order activity.RaffleOrder
+}
+
+// oldestFirst returns each user's unused orders by order time, then id.
+func (u unusedRows) oldestFirst() map[userActivity][]activity.RaffleOrder {
+	out := make(map[userActivity][]activity.RaffleOrder, len(u))
+	for ua, rs := range u {
+		slices.SortFunc(rs, func(a, b unusedRow) int {
+			return cmp.Or(a.order.OrderTime.Compare(b.order.OrderTime), cmp.Compare(a.id, b.id))
+		})
+		for _, r := range rs {
+			out[ua] = append(out[ua], r.order)
+		}
+	}
+	return out
+}
+
+// readUnusedOrders adds to sc one read of the orders still in state create of the users in
+// batch that may reuse one, over their tables; the rows land in the map it returns.
+func readUnusedOrders(sc *script, batch []*participation) unusedRows {
 	type scope struct {
 		users      []string
 		activities []int64
 	}
 	tables := map[int]*scope{}
+	var order []int
 	want := map[userActivity]bool{}
 	for _, p := range batch {
 		ua := userActivity{p.key.UserID, p.key.ActivityID}
@@ -154,42 +184,40 @@ func (s *UserStore) unusedOrders(ctx context.Context, q queryer, dbi int, batch 
 			continue
 		}
 		want[ua] = true
-		sc := tables[p.table]
-		if sc == nil {
-			sc = &scope{}
-			tables[p.table] = sc
+		t := tables[p.table]
+		if t == nil {
+			t = &scope{}
+			tables[p.table] = t
+			order = append(order, p.table)
 		}
-		if !slices.Contains(sc.users, ua.user) {
-			sc.users = append(sc.users, ua.user)
+		if !slices.Contains(t.users, ua.user) {
+			t.users = append(t.users, ua.user)
 		}
-		if !slices.Contains(sc.activities, ua.activity) {
-			sc.activities = append(sc.activities, ua.activity)
+		if !slices.Contains(t.activities, ua.activity) {
+			t.activities = append(t.activities, ua.activity)
 		}
 	}
+	found := unusedRows{}
 	if len(want) == 0 {
-		return nil, nil
+		return found
 	}
 	var (
 		parts []string
 		args  []any
 	)
-	for table, sc := range tables {
+	for _, table := range order {
+		t := tables[table]
 		parts = append(parts, "SELECT id, "+raffleOrderColumns+" FROM user_raffle_order"+TableSuffix(table)+
-			" WHERE user_id IN "+Placeholders(1, len(sc.users))+" AND activity_id IN "+Placeholders(1, len(sc.activities))+
+			" WHERE user_id IN "+Placeholders(1, len(t.users))+" AND activity_id IN "+Placeholders(1, len(t.activities))+
 			" AND order_state = 'create'")
-		args = appendStrings(args, sc.users)
-		for _, a := range sc.activities {
+		args = appendStrings(args, t.users)
+		for _, a := range t.activities {
 			args = append(args, a)
 		}
 	}
-	type row struct {
-		id    int64
-		order activity.RaffleOrder
-	}
-	found := map[userActivity][]row{}
-	err := queryEach(ctx, q, strings.Join(parts, " UNION ALL "), args, func(rows *sql.Rows) error {
+	sc.read("unused orders", strings.Join(parts, " UNION ALL "), args, func(rows *sql.Rows) error {
 		var (
-			r  row
+			r  unusedRow
 			at nullTime
 		)
 		o := &r.order
@@ -202,17 +230,5 @@ func (s *UserStore) unusedOrders(ctx context.Context, q queryer, dbi int, batch 
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("unused orders: %w", err)
-	}
-	out := make(map[userActivity][]activity.RaffleOrder, len(found))
-	for ua, rs := range found {
-		slices.SortFunc(rs, func(a, b row) int {
-			return cmp.Or(a.order.OrderTime.Compare(b.order.OrderTime), cmp.Compare(a.id, b.id))
-		})
-		for _, r := range rs {
-			out[ua] = append(out[ua], r.order)
-		}
-	}
-	return out, nil
+	return found
 }

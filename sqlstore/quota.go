@@ -73,59 +73,59 @@ func appendStrings(args []any, ss []string) []any {
 	return args
 }
 
-// loadQuotas reads the quota rows of keys (locked when locked is set), one statement per
-// scope, and returns a state per distinct key.
-func loadQuotas(ctx context.Context, q queryer, d Dialect, keys []activity.QuotaKey, locked bool) (map[activity.QuotaKey]*quotaState, error) {
+// readQuotas adds to sc the reads of the quota rows of keys (locked when locked is set),
+// one statement per scope, and returns a state per distinct key, filled when sc has run
+// (then call started).
+func readQuotas(sc *script, d Dialect, keys []activity.QuotaKey, locked bool) map[activity.QuotaKey]*quotaState {
 	states := make(map[activity.QuotaKey]*quotaState, len(keys))
 	scopes := map[periodScope][]string{}
+	var order []periodScope
 	for _, k := range keys {
 		if _, ok := states[k]; ok {
 			continue
 		}
 		states[k] = &quotaState{key: k}
+		if _, ok := scopes[scopeOf(k)]; !ok {
+			order = append(order, scopeOf(k))
+		}
 		scopes[scopeOf(k)] = append(scopes[scopeOf(k)], k.UserID)
 	}
-	for sc, users := range scopes {
+	for _, ps := range order {
+		users := scopes[ps]
 		slices.Sort(users)
-		if err := loadScope(ctx, q, d, sc, users, states, locked); err != nil {
-			return nil, err
-		}
+		sc.read("load quota", quotaSQL(d, len(users), locked), quotaArgs(ps, users), func(rows *sql.Rows) error {
+			return scanQuotaRow(rows, ps, states)
+		})
 	}
+	return states
+}
+
+// started makes each state's cur a copy of what was loaded.
+func started(states map[activity.QuotaKey]*quotaState) {
 	for _, st := range states {
 		st.cur = cloneQuota(st.before)
 	}
-	return states, nil
 }
 
-func loadScope(ctx context.Context, q queryer, d Dialect, sc periodScope, users []string, states map[activity.QuotaKey]*quotaState, locked bool) error {
-	rows, err := q.QueryContext(ctx, quotaSQL(d, len(users), locked), quotaArgs(sc, users)...)
-	if err != nil {
-		return fmt.Errorf("load quota: %w", err)
+func scanQuotaRow(rows *sql.Rows, ps periodScope, states map[activity.QuotaKey]*quotaState) error {
+	var (
+		kind, user string
+		c          [6]int64
+	)
+	if err := rows.Scan(&kind, &user, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]); err != nil {
+		return fmt.Errorf("scan quota: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			kind, user string
-			c          [6]int64
-		)
-		if err := rows.Scan(&kind, &user, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]); err != nil {
-			return fmt.Errorf("scan quota: %w", err)
-		}
-		st := states[activity.QuotaKey{UserID: user, ActivityID: sc.activityID, Day: sc.day, Month: sc.month}]
-		if st == nil {
-			continue // a collation's idea of equal that Go does not share; cannot happen with utf8mb4_bin
-		}
-		switch kind {
-		case "a":
-			st.before.Account = &activity.Account{Total: c[0], TotalSurplus: c[1], Day: c[2], DaySurplus: c[3], Month: c[4], MonthSurplus: c[5]}
-		case "m":
-			st.before.Month = &activity.Period{Key: sc.month, Count: c[0], Surplus: c[1]}
-		case "d":
-			st.before.Day = &activity.Period{Key: sc.day, Count: c[0], Surplus: c[1]}
-		}
+	st := states[activity.QuotaKey{UserID: user, ActivityID: ps.activityID, Day: ps.day, Month: ps.month}]
+	if st == nil {
+		return nil // a collation's idea of equal that Go does not share; cannot happen with utf8mb4_bin
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load quota: %w", err)
+	switch kind {
+	case "a":
+		st.before.Account = &activity.Account{Total: c[0], TotalSurplus: c[1], Day: c[2], DaySurplus: c[3], Month: c[4], MonthSurplus: c[5]}
+	case "m":
+		st.before.Month = &activity.Period{Key: ps.month, Count: c[0], Surplus: c[1]}
+	case "d":
+		st.before.Day = &activity.Period{Key: ps.day, Count: c[0], Surplus: c[1]}
 	}
 	return nil
 }
@@ -161,23 +161,25 @@ type caseRow struct {
 	vals []int64
 }
 
-// writeQuotas writes what changed in states: the rows of each scope in at most six
-// statements, INSERTs for rows that became non-nil and absolute UPDATEs for rows that
+// writeQuotas adds to sc the writes of what changed in states: the rows of each scope in
+// at most six statements, INSERTs for rows that became non-nil and absolute UPDATEs for rows that
 // changed. Absolute values are exact because the rows were loaded locked in the same
 // transaction. Rows cannot be removed, period keys must be the state's key, and no count
 // may be negative.
-func writeQuotas(ctx context.Context, tx *sql.Tx, states []*quotaState, now time.Time) error {
+func writeQuotas(sc *script, states []*quotaState, now time.Time) error {
 	scopes := map[periodScope]*quotaWrites{}
+	var order []periodScope
 	slices.SortFunc(states, func(a, b *quotaState) int { return cmp.Compare(a.key.UserID, b.key.UserID) })
 	for _, st := range states {
 		if err := checkQuota(st.key, st.before, st.cur); err != nil {
 			return err
 		}
-		sc := scopeOf(st.key)
-		w := scopes[sc]
+		ps := scopeOf(st.key)
+		w := scopes[ps]
 		if w == nil {
 			w = &quotaWrites{}
-			scopes[sc] = w
+			scopes[ps] = w
+			order = append(order, ps)
 		}
 		k, b, a := st.key, st.before, st.cur
 		if a.Account != nil {
@@ -192,10 +194,8 @@ func writeQuotas(ctx context.Context, tx *sql.Tx, states []*quotaState, now time
 		w.monthIns, w.monthUpd = periodWrite(w.monthIns, w.monthUpd, k, k.Month, b.Month, a.Month, now)
 		w.dayIns, w.dayUpd = periodWrite(w.dayIns, w.dayUpd, k, k.Day, b.Day, a.Day, now)
 	}
-	for sc, w := range scopes {
-		if err := w.exec(ctx, tx, sc, now); err != nil {
-			return err
-		}
+	for _, ps := range order {
+		scopes[ps].add(sc, ps, now)
 	}
 	return nil
 }
@@ -220,7 +220,7 @@ var (
 	dayColumns    = []string{"user_id", "activity_id", "day", "day_count", "day_count_surplus", "update_time"}
 )
 
-func (w *quotaWrites) exec(ctx context.Context, tx *sql.Tx, sc periodScope, now time.Time) error {
+func (w *quotaWrites) add(sc *script, ps periodScope, now time.Time) {
 	steps := []struct {
 		name    string
 		table   string
@@ -232,26 +232,23 @@ func (w *quotaWrites) exec(ctx context.Context, tx *sql.Tx, sc periodScope, now 
 		args    []any
 	}{
 		{"account", "raffle_activity_account", accountColumns, w.accountIns, w.accountUpd, accountCounts,
-			"activity_id = ?", []any{sc.activityID}},
+			"activity_id = ?", []any{ps.activityID}},
 		{"month", "raffle_activity_account_month", monthColumns, w.monthIns, w.monthUpd, monthColumns[3:5],
-			"activity_id = ? AND month = ?", []any{sc.activityID, sc.month}},
+			"activity_id = ? AND month = ?", []any{ps.activityID, ps.month}},
 		{"day", "raffle_activity_account_day", dayColumns, w.dayIns, w.dayUpd, dayColumns[3:5],
-			"activity_id = ? AND day = ?", []any{sc.activityID, sc.day}},
+			"activity_id = ? AND day = ?", []any{ps.activityID, ps.day}},
 	}
 	for _, s := range steps {
 		if len(s.ins) > 0 {
-			if _, err := tx.ExecContext(ctx, insertSQL(s.table, s.columns, len(s.ins)), flatten(s.ins)...); err != nil {
-				return insertError(s.name, err)
-			}
+			name := s.name
+			sc.write("insert "+name, insertSQL(s.table, s.columns, len(s.ins)), flatten(s.ins), len(s.ins),
+				func(err error) error { return insertError(name, err) })
 		}
 		if len(s.upd) > 0 {
 			query, args := caseUpdate(s.table, s.counts, s.scope, s.args, s.upd, now)
-			if err := execN(ctx, tx, s.name, len(s.upd), query, args...); err != nil {
-				return err
-			}
+			sc.write("update "+s.name, query, args, len(s.upd), nil)
 		}
 	}
-	return nil
 }
 
 // insertSQL is a multi-row INSERT of rows rows into table.
@@ -318,23 +315,6 @@ func checkQuota(key activity.QuotaKey, before, after activity.Quota) error {
 	return nil
 }
 
-// execN runs an UPDATE that must change exactly n rows; fewer means a row vanished or
-// changed under a concurrent writer, and the transaction is retried.
-func execN(ctx context.Context, tx *sql.Tx, name string, n int, query string, args ...any) error {
-	res, err := tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("update %s: %w", name, err)
-	}
-	got, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("update %s: %w", name, err)
-	}
-	if got != int64(n) {
-		return fmt.Errorf("update %s changed %d rows of %d: %w", name, got, n, errConflict)
-	}
-	return nil
-}
-
 // insertError wraps a failed quota row INSERT; a duplicate means another transaction
 // created the row first (possible on MySQL when the account did not exist yet), so the
 // transaction is retried and then sees it.
@@ -347,11 +327,17 @@ func insertError(name string, err error) error {
 
 // updateQuota loads key's rows locked in tx, runs fn on them and writes what it changed.
 func updateQuota(ctx context.Context, tx *sql.Tx, d Dialect, key activity.QuotaKey, now time.Time, fn func(*activity.Quota)) error {
-	states, err := loadQuotas(ctx, tx, d, []activity.QuotaKey{key}, true)
-	if err != nil {
+	var reads script
+	states := readQuotas(&reads, d, []activity.QuotaKey{key}, true)
+	if err := reads.run(ctx, tx, false); err != nil {
 		return err
 	}
+	started(states)
 	st := states[key]
 	fn(&st.cur)
-	return writeQuotas(ctx, tx, []*quotaState{st}, now)
+	var writes script
+	if err := writeQuotas(&writes, []*quotaState{st}, now); err != nil {
+		return err
+	}
+	return writes.run(ctx, tx, false)
 }

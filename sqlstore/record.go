@@ -67,7 +67,7 @@ func (s *UserStore) RecordAward(ctx context.Context, rec award.Record, task awar
 func (s *UserStore) runRecordings(dbi int, batch []*recording) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	err := s.inTx(ctx, s.dbs[dbi], func(tx *sql.Tx) error { return s.recordTx(ctx, tx, dbi, batch) })
+	err := s.inGroupTx(ctx, s.dbs[dbi], func(tx *sql.Tx, multi bool) error { return s.recordTx(ctx, tx, multi, dbi, batch) })
 	if err != nil && len(batch) > 1 {
 		for _, c := range batch {
 			s.runRecordings(dbi, []*recording{c})
@@ -85,44 +85,61 @@ func (s *UserStore) runRecordings(dbi int, batch []*recording) {
 	}
 }
 
-// recordTx runs batch in tx. Per table: the orders still in state create are locked
-// (SELECT … FOR UPDATE by order id), marked used in one UPDATE, and their award records
-// inserted in one statement; then one INSERT carries every task.
-func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, dbi int, batch []*recording) error {
+// tableOrder names a raffle order: order ids are unique within a table.
+type tableOrder struct {
+	table int
+	id    string
+}
+
+// recordTx runs batch in tx in two scripts: first, per table, the orders still in state
+// create locked (SELECT … FOR UPDATE by order id); then, per table, one UPDATE marking the
+// usable ones used and one INSERT of their award records, and one INSERT of every task.
+func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int, batch []*recording) error {
 	d := s.dbs[dbi].Dialect
 	now := sqlTime(s.now())
-	byTable := map[int][]*recording{}
+	byTable := make([][]*recording, s.router.Tables)
 	for _, c := range batch {
 		c.err = nil
 		byTable[c.table] = append(byTable[c.table], c)
 	}
-	var tasks [][]any
+	var (
+		reads script
+		open  = map[tableOrder]string{} // → user id, of orders in state create
+	)
 	for table, cs := range byTable {
-		sfx := TableSuffix(table)
+		if len(cs) == 0 {
+			continue
+		}
 		ids := make([]any, len(cs))
 		for i, c := range cs {
 			ids[i] = c.rec.OrderID
 		}
-		open := map[string]string{} // order id → user id
-		err := queryEach(ctx, tx, "SELECT order_id, user_id FROM user_raffle_order"+sfx+" WHERE order_id IN "+
-			Placeholders(1, len(ids))+" AND order_state = 'create'"+d.ForUpdate(), ids, func(rows *sql.Rows) error {
-			var id, user string
-			if err := rows.Scan(&id, &user); err != nil {
-				return err
-			}
-			open[id] = user
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("lock raffle orders: %w", err)
-		}
+		reads.read("lock raffle orders", "SELECT order_id, user_id FROM user_raffle_order"+TableSuffix(table)+
+			" WHERE order_id IN "+Placeholders(1, len(ids))+" AND order_state = 'create'"+d.ForUpdate(), ids,
+			func(rows *sql.Rows) error {
+				var id, user string
+				if err := rows.Scan(&id, &user); err != nil {
+					return err
+				}
+				open[tableOrder{table, id}] = user
+				return nil
+			})
+	}
+	if err := reads.run(ctx, tx, multi); err != nil {
+		return err
+	}
+	var (
+		writes script
+		tasks  [][]any
+	)
+	for table, cs := range byTable {
 		var (
 			use     []any
 			records [][]any
 		)
 		for _, c := range cs {
 			id := c.rec.OrderID
-			if open[id] != c.rec.UserID || slices.Contains(use, any(id)) {
+			if open[tableOrder{table, id}] != c.rec.UserID || slices.Contains(use, any(id)) {
 				c.err = activity.ErrOrderUsed
 				continue
 			}
@@ -136,22 +153,14 @@ func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, dbi int, batch []*
 		if len(use) == 0 {
 			continue
 		}
-		args := append([]any{now}, use...)
-		if err := execN(ctx, tx, "raffle orders", len(use), "UPDATE user_raffle_order"+sfx+
-			" SET order_state = 'used', update_time = ? WHERE order_id IN "+Placeholders(1, len(use))+
-			" AND order_state = 'create'", args...); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, insertSQL("user_award_record"+sfx, awardRecordInsertColumns, len(records)),
-			flatten(records)...); err != nil {
-			return fmt.Errorf("insert award records: %w", err)
-		}
+		sfx := TableSuffix(table)
+		writes.write("use raffle orders", "UPDATE user_raffle_order"+sfx+" SET order_state = 'used', update_time = ?"+
+			" WHERE order_id IN "+Placeholders(1, len(use))+" AND order_state = 'create'", append([]any{now}, use...), len(use), nil)
+		writes.write("insert award records", insertSQL("user_award_record"+sfx, awardRecordInsertColumns, len(records)),
+			flatten(records), len(records), nil)
 	}
-	if len(tasks) == 0 {
-		return nil
+	if len(tasks) > 0 {
+		writes.write("insert tasks", insertSQL("task", taskInsertColumns, len(tasks)), flatten(tasks), len(tasks), nil)
 	}
-	if _, err := tx.ExecContext(ctx, insertSQL("task", taskInsertColumns, len(tasks)), flatten(tasks)...); err != nil {
-		return fmt.Errorf("insert tasks: %w", err)
-	}
-	return nil
+	return writes.run(ctx, tx, multi)
 }

@@ -4,6 +4,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -39,6 +40,10 @@ type DB struct {
 	SQL *sql.DB
 	// Dialect is the pool's SQL dialect.
 	Dialect Dialect
+	// multi is a second MySQL pool whose connections take several statements per query,
+	// for the user store's grouped transactions; nil on SQLite. It opens connections only
+	// as grouped transactions need them (one per lane).
+	multi *sql.DB
 }
 
 // OpenSQLite opens (creating if needed) the SQLite file at path in WAL mode with a 10s
@@ -98,21 +103,38 @@ func OpenMySQL(dsn string) (*DB, error) {
 	if err := setReadCommitted(cfg); err != nil {
 		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
 	}
+	sqlDB, err := mysqlPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Values are interpolated by the driver, which escapes them, never by our code; the
+	// statements of a grouped transaction are our constants and router suffixes.
+	multiCfg := cfg.Clone()
+	multiCfg.MultiStatements = true
+	multi, err := mysqlPool(multiCfg)
+	if err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	db := &DB{SQL: sqlDB, Dialect: MySQL, multi: multi}
+	if err := db.ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
+	}
+	return db, nil
+}
+
+func mysqlPool(cfg *mysql.Config) (*sql.DB, error) {
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
 	}
-	sqlDB := sql.OpenDB(connector)
-	sqlDB.SetMaxOpenConns(mysqlMaxConns)
-	sqlDB.SetMaxIdleConns(mysqlMaxConns)
-	sqlDB.SetConnMaxLifetime(mysqlConnLifetime)
-	sqlDB.SetConnMaxIdleTime(mysqlMaxIdleTime)
-	db := &DB{SQL: sqlDB, Dialect: MySQL}
-	if err := db.ping(); err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("open mysql %s@%s/%s: %w", cfg.User, cfg.Addr, cfg.DBName, err)
-	}
-	return db, nil
+	pool := sql.OpenDB(connector)
+	pool.SetMaxOpenConns(mysqlMaxConns)
+	pool.SetMaxIdleConns(mysqlMaxConns)
+	pool.SetConnMaxLifetime(mysqlConnLifetime)
+	pool.SetConnMaxIdleTime(mysqlMaxIdleTime)
+	return pool, nil
 }
 
 // setReadCommitted adds the session isolation to cfg's connect-time parameters, under the
@@ -148,10 +170,20 @@ func setReadCommitted(cfg *mysql.Config) error {
 // after a short idle time), so that several pools per process, and several processes, fit
 // within the server's max_connections.
 func (db *DB) LimitConns(n int) {
-	if n > 0 {
-		db.SQL.SetMaxOpenConns(n)
-		db.SQL.SetMaxIdleConns(n)
+	if n <= 0 {
+		return
 	}
+	for _, pool := range db.pools() {
+		pool.SetMaxOpenConns(n)
+		pool.SetMaxIdleConns(n)
+	}
+}
+
+func (db *DB) pools() []*sql.DB {
+	if db.multi != nil {
+		return []*sql.DB{db.SQL, db.multi}
+	}
+	return []*sql.DB{db.SQL}
 }
 
 // ping checks the connection once at open time, so a bad address or file fails fast.
@@ -161,10 +193,13 @@ func (db *DB) ping() error {
 	return db.SQL.PingContext(ctx)
 }
 
-// Close closes the connection pool.
+// Close closes the connection pools.
 func (db *DB) Close() error {
-	if err := db.SQL.Close(); err != nil {
-		return fmt.Errorf("close %s database: %w", db.Dialect, err)
+	var errs []error
+	for _, pool := range db.pools() {
+		if err := pool.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s database: %w", db.Dialect, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

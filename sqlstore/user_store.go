@@ -152,8 +152,10 @@ type queryer interface {
 // Quota implements activity.UserStore: one unlocked statement.
 func (s *UserStore) Quota(ctx context.Context, key activity.QuotaKey) (activity.Quota, error) {
 	sh := s.route(key.UserID)
-	states := map[activity.QuotaKey]*quotaState{key: {key: key}}
-	if err := loadScope(ctx, sh.db.SQL, sh.db.Dialect, scopeOf(key), []string{key.UserID}, states, false); err != nil {
+	var reads script
+	states := readQuotas(&reads, sh.db.Dialect, []activity.QuotaKey{key}, false)
+	st := reads.stmts[0]
+	if err := queryEach(ctx, sh.db.SQL, st.query, st.args, st.read); err != nil {
 		return activity.Quota{}, fmt.Errorf("quota %s/%d: %w", key.UserID, key.ActivityID, err)
 	}
 	return states[key].before, nil
@@ -335,8 +337,22 @@ func sqlTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 // inTx runs fn in a transaction on db and commits it, retrying the whole transaction up
 // to txRetries times with a jittered backoff when it lost a lock race.
 func (s *UserStore) inTx(ctx context.Context, db *DB, fn func(*sql.Tx) error) error {
+	return retryTx(ctx, db.SQL, fn)
+}
+
+// inGroupTx is inTx for grouped transactions: on MySQL it runs on the multi-statement pool,
+// and fn is told so, to send each of its scripts in one round trip.
+func (s *UserStore) inGroupTx(ctx context.Context, db *DB, fn func(tx *sql.Tx, multi bool) error) error {
+	if db.multi != nil {
+		return retryTx(ctx, db.multi, func(tx *sql.Tx) error { return fn(tx, true) })
+	}
+	return retryTx(ctx, db.SQL, func(tx *sql.Tx) error { return fn(tx, false) })
+}
+
+// retryTx runs fn in a transaction on pool, again when it lost a lock race (see inTx).
+func retryTx(ctx context.Context, pool *sql.DB, fn func(*sql.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := runTx(ctx, db, fn)
+		err := runTx(ctx, pool, fn)
 		if err == nil || attempt >= txRetries || !retryable(err) {
 			return err
 		}
@@ -353,8 +369,8 @@ func (s *UserStore) inTx(ctx context.Context, db *DB, fn func(*sql.Tx) error) er
 }
 
 // runTx runs fn in one transaction: commit on success, rollback otherwise.
-func runTx(ctx context.Context, db *DB, fn func(*sql.Tx) error) error {
-	tx, err := db.SQL.BeginTx(ctx, nil)
+func runTx(ctx context.Context, pool *sql.DB, fn func(*sql.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
