@@ -20,19 +20,8 @@ func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := t.Context()
-		second := sqltest.OpenSQLite
-		if db.Dialect == sqlstore.MySQL {
-			second = sqltest.OpenMySQL
-		}
-		dbs := []*sqlstore.DB{db, second(t)}
-		for _, d := range dbs {
-			if err := sqlstore.MigrateUser(ctx, d, 4); err != nil {
-				t.Fatal(err)
-			}
-		}
-		router, _ := sqlstore.NewRouter(2, 4)
-		s := sqlstore.NewUserStoreWith(dbs, router, sqlstore.GroupCommit{Lanes: 1, Max: 64})
-		f := &userFixture{dbs: dbs, router: router, store: s}
+		f := newUserFixture(t, db, sqlstore.GroupCommit{Lanes: 1, Max: 64})
+		s := f.store
 		const (
 			users, tries, dayQuota, activityID = 40, 5, 3, 100301
 		)

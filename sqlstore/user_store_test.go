@@ -27,21 +27,7 @@ type userFixture struct {
 func TestUserStore(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
-		second := sqltest.OpenSQLite
-		if db.Dialect == sqlstore.MySQL {
-			second = sqltest.OpenMySQL
-		}
-		dbs := []*sqlstore.DB{db, second(t)}
-		for _, d := range dbs {
-			if err := sqlstore.MigrateUser(t.Context(), d, 4); err != nil {
-				t.Fatalf("MigrateUser: %v", err)
-			}
-		}
-		router, err := sqlstore.NewRouter(2, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := &userFixture{dbs: dbs, router: router, store: sqlstore.NewUserStore(dbs, router)}
+		f := newUserFixture(t, db, sqlstore.GroupCommit{})
 
 		t.Run("routing", f.testRouting)
 		t.Run("recharge", f.testRecharge)
@@ -53,6 +39,27 @@ func TestUserStore(t *testing.T) {
 		t.Run("concurrent record award", f.testConcurrentRecordAward)
 		t.Run("unused order", f.testUnusedOrder)
 	})
+}
+
+// newUserFixture migrates db and a second database of its dialect as user databases of a
+// 2×4 router and makes a store on them with group commit gc.
+func newUserFixture(t *testing.T, db *sqlstore.DB, gc sqlstore.GroupCommit) *userFixture {
+	t.Helper()
+	second := sqltest.OpenSQLite
+	if db.Dialect == sqlstore.MySQL {
+		second = sqltest.OpenMySQL
+	}
+	dbs := []*sqlstore.DB{db, second(t)}
+	for _, d := range dbs {
+		if err := sqlstore.MigrateUser(t.Context(), d, 4); err != nil {
+			t.Fatalf("MigrateUser: %v", err)
+		}
+	}
+	router, err := sqlstore.NewRouter(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &userFixture{dbs: dbs, router: router, store: sqlstore.NewUserStoreWith(dbs, router, gc)}
 }
 
 var (
@@ -571,18 +578,7 @@ func TestGrantCounts(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := t.Context()
-		open := sqltest.OpenSQLite
-		if db.Dialect == sqlstore.MySQL {
-			open = sqltest.OpenMySQL
-		}
-		second := open(t)
-		for _, d := range []*sqlstore.DB{db, second} {
-			if err := sqlstore.MigrateUser(ctx, d, 4); err != nil {
-				t.Fatal(err)
-			}
-		}
-		router, _ := sqlstore.NewRouter(2, 4)
-		s := sqlstore.NewUserStore([]*sqlstore.DB{db, second}, router)
+		s := newUserFixture(t, db, sqlstore.GroupCommit{}).store
 		now := time.Now()
 		for i, user := range []string{"user001", "xiaofuge", "user003", "xfg"} {
 			key := activity.QuotaKey{UserID: user, ActivityID: 1, Day: "2026-11-22", Month: "2026-11"}
