@@ -58,6 +58,9 @@ type Options struct {
 	// Recovery, when set, bounds preheated SKU stock by durable orders and rebuilds SKU
 	// stock found missing from the cache.
 	Recovery Recovery
+	// StockZero, when set, is told when a recharge takes a SKU's last unit of hot stock.
+	// Without it (or when it fails) the SQL stock follows at the next reconcile.
+	StockZero StockZeroPublisher
 }
 
 // Recovery keeps SKU stock honest across a Redis loss.
@@ -211,7 +214,8 @@ type RechargeRequest struct {
 // stock and writes the order. Under PolicyFree (operator grants, rebates) the order is
 // completed with the quota in the same transaction; under PolicyCreditPay it waits in
 // wait_pay, priced at the SKU's amount, until CompletePaid. A repeated out_business_no
-// returns ErrDuplicateOrder and changes nothing.
+// returns ErrDuplicateOrder and changes nothing. The recharge that takes the SKU's last
+// unit announces it through Options.StockZero.
 func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOrder, error) {
 	if err := CheckUserID(req.UserID); err != nil {
 		return RechargeOrder{}, err
@@ -243,11 +247,15 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	if dup {
 		return RechargeOrder{}, fmt.Errorf("recharge %s for %s: %w", req.OutBusinessNo, req.UserID, ErrDuplicateOrder)
 	}
-	if _, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a)); err != nil {
+	left, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a))
+	if err != nil {
 		if errors.Is(err, ErrSKUStockMissing) && s.opts.Recovery != nil {
 			s.opts.Recovery.SKULost(sku.SKU, stockExpiry(a))
 		}
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d: %w", sku.SKU, err)
+	}
+	if left == 0 {
+		s.stockZero(ctx, sku.SKU)
 	}
 	day, month := s.Periods(now)
 	order := RechargeOrder{
@@ -263,6 +271,20 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d for %s: %w", sku.SKU, req.UserID, err)
 	}
 	return order, nil
+}
+
+// stockZero announces that this recharge took the SKU's last unit: the stock never grants
+// a unit twice, so one recharge sees zero left. The unit is gone whether or not
+// the order is written or the caller still waits, so the announcement ignores the
+// caller's cancellation. A failure is only logged: the reconcile job, which copies the
+// Redis watermark to SQL, is the backstop.
+func (s *Service) stockZero(ctx context.Context, sku int64) {
+	if s.opts.StockZero == nil {
+		return
+	}
+	if err := s.opts.StockZero.PublishSKUStockZero(context.WithoutCancel(ctx), sku); err != nil {
+		s.opts.Logger.Warn("announce sku stock zero failed; the reconcile job will clear it", "sku", sku, "err", err)
+	}
 }
 
 // CompletePaid adds a paid order's count to the user's quota once the credit side has

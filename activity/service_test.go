@@ -1,9 +1,13 @@
 package activity
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,7 +207,34 @@ type clock struct {
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-func newTestService(t *testing.T, now time.Time) (*Service, *fakeUsers, *fakeSKUStock, *clock) {
+// fakeStockZero records the SKUs announced as out of stock. Fn, when set, runs on each
+// call and its error is returned.
+type fakeStockZero struct {
+	Fn func(sku int64) error
+
+	mu   sync.Mutex
+	skus []int64
+}
+
+func (f *fakeStockZero) PublishSKUStockZero(_ context.Context, sku int64) error {
+	f.mu.Lock()
+	f.skus = append(f.skus, sku)
+	f.mu.Unlock()
+	if f.Fn != nil {
+		return f.Fn(sku)
+	}
+	return nil
+}
+
+func (f *fakeStockZero) calls() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.skus)
+}
+
+// newTestService returns a Service on fakes with activity 1 armed; adjust, when given,
+// changes the options first.
+func newTestService(t *testing.T, now time.Time, adjust ...func(*Options)) (*Service, *fakeUsers, *fakeSKUStock, *clock) {
 	t.Helper()
 	configs := fakeConfigs{
 		activities: map[int64]Activity{
@@ -218,7 +249,11 @@ func newTestService(t *testing.T, now time.Time) (*Service, *fakeUsers, *fakeSKU
 		},
 	}
 	users, stock, clk := newFakeUsers(), &fakeSKUStock{left: map[int64]int64{}}, &clock{now: now}
-	s := NewService(Options{Configs: configs, Users: users, SKUStock: stock, Now: clk.Now, Location: shanghai})
+	opts := Options{Configs: configs, Users: users, SKUStock: stock, Now: clk.Now, Location: shanghai}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	s := NewService(opts)
 	if _, err := s.Armory(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -339,5 +374,50 @@ func TestCreditPayWaitsForPayment(t *testing.T) {
 	}
 	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "x", Policy: "barter"}); !errors.Is(err, ErrInvalidPolicy) {
 		t.Errorf("unknown policy: %v", err)
+	}
+}
+
+// TestRechargeAnnouncesStockZero takes the two units of SKU 9014: only the recharge that
+// takes the last one announces the stock zero, and a failed announcement is logged
+// without failing the recharge.
+func TestRechargeAnnouncesStockZero(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		publishErr error
+	}{
+		{"published", nil},
+		{"publish fails", errors.New("nats: timeout")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			zero := &fakeStockZero{Fn: func(int64) error { return tc.publishErr }}
+			var logs bytes.Buffer // written only by this test's goroutine
+			s, users, _, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai), func(o *Options) {
+				o.StockZero = zero
+				o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			want := [][]int64{nil, {9014}, {9014}} // announced after each recharge
+			for i := range 3 {
+				order, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: fmt.Sprint("z", i)})
+				switch {
+				case i < 2 && (err != nil || order.State != RechargeCompleted):
+					t.Fatalf("recharge %d of a sku with stock 2: %+v %v", i, order, err)
+				case i == 2 && !errors.Is(err, ErrSKUStockExhausted):
+					t.Fatalf("recharge %d after the stock ran out: %v", i, err)
+				}
+				if got := zero.calls(); !slices.Equal(got, want[i]) {
+					t.Fatalf("after recharge %d announced %v, want %v", i, got, want[i])
+				}
+			}
+			if n := len(users.recharges); n != 2 {
+				t.Errorf("%d recharge orders written, want 2", n)
+			}
+			warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "sku=9014")
+			if warned != (tc.publishErr != nil) {
+				t.Errorf("warning logged = %v, want %v; logs:\n%s", warned, tc.publishErr != nil, logs.String())
+			}
+		})
 	}
 }

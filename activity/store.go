@@ -68,5 +68,13 @@ type SKUStock interface {
 	Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error)
 }
 
+// StockZeroPublisher announces that a SKU's hot stock ran out, so that its SQL stock is
+// cleared at once (big-market's activity_sku_stock_zero event); the nats adapter
+// implements it. Implementations bound their own wait: the caller's context may have no
+// deadline.
+type StockZeroPublisher interface {
+	PublishSKUStockZero(ctx context.Context, sku int64) error
+}
+
 // ErrOrderUsed means the raffle order was already used by another draw.
 var ErrOrderUsed = errors.New("raffle order already used")

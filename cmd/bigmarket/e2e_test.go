@@ -372,6 +372,45 @@ func TestEmbeddedStack(t *testing.T) {
 
 }
 
+// TestEmbeddedSKUStockZero runs the embedded stack with the reconcile job all but off,
+// gives SKU 9011 a stock of 2 and recharges it until it runs out: the
+// activity_sku_stock_zero event alone clears the SKU's SQL stock.
+func TestEmbeddedSKUStockZero(t *testing.T) {
+	cfg, base, _ := startEmbedded(t, func(c *Config) { c.StockReconcileEvery = time.Hour })
+	db, err := sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SQL.Exec(`UPDATE raffle_activity_sku SET stock_count = 2, stock_count_surplus = 2 WHERE sku = 9011`); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
+		t.Fatalf("activity armory: %+v", r)
+	}
+	s := stack{bases: []string{base}, adminToken: cfg.AdminToken}
+	for i, want := range []string{"0000", "0000", "ERR_BIZ_005"} {
+		r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": "zero", "sku": 9011, "outBusinessNo": fmt.Sprint("zero-", i)})
+		if r.Code != want {
+			t.Fatalf("recharge %d of sku 9011 with stock 2: %s %q, want %s", i, r.Code, r.Info, want)
+		}
+	}
+	stockLeft := func() int64 {
+		var n int64
+		if err := db.SQL.QueryRow(`SELECT stock_count_surplus FROM raffle_activity_sku WHERE sku = 9011`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for stockLeft() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("SQL stock of sku 9011 is %d, want 0 after the stock zero event", stockLeft())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // syncWriter serialises writes to a buffer shared with the test.
 type syncWriter struct {
 	mu sync.Mutex
@@ -502,8 +541,10 @@ func cleanupBackends(t *testing.T, rdb goredis.UniversalClient, natsURL, prefix 
 	if err != nil {
 		return
 	}
-	stream := nats.StockOptions{Prefix: prefix}.Stream()
-	if err := js.DeleteStream(ctx, stream); err != nil {
-		t.Logf("cleanup: delete stream %s: %v", stream, err)
+	events := nats.EventOptions{Prefix: prefix}
+	for _, stream := range []string{nats.StockOptions{Prefix: prefix}.Stream(), events.Stream(), events.DLQStream()} {
+		if err := js.DeleteStream(ctx, stream); err != nil {
+			t.Logf("cleanup: delete stream %s: %v", stream, err)
+		}
 	}
 }

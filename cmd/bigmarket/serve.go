@@ -61,6 +61,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := nats.EnsureStockStream(ctx, b.js, stockOpts); err != nil {
 		return fmt.Errorf("ensure stock stream: %w", err)
 	}
+	eventOpts := nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas}
+	if err := nats.EnsureEventStreams(ctx, b.js, eventOpts); err != nil {
+		return fmt.Errorf("ensure event streams: %w", err)
+	}
 	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
 	if err != nil {
 		return err
@@ -98,6 +102,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	activities := activity.NewService(activity.Options{
 		Configs: activityStore, Users: users, SKUStock: skuStock, Recovery: recovered,
 		Location: cfg.location, Logger: log,
+		StockZero: nats.NewSKUStockZero(nats.NewPublisher(b.js, eventOpts)),
 	})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,
@@ -125,6 +130,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	runJob("stock-sync", stockSync.Run)
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
+	runJob("sku-stock-zero-consumer", nats.NewConsumer(b.js, eventOpts, nats.TopicSKUStockZero,
+		nats.SKUStockZeroHandler(activityStore), log).Run)
 	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
 	runJob("stock-reconcile", func(ctx context.Context) error {
 		return every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
@@ -235,7 +242,8 @@ func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.
 }
 
 // reconcileSKUStock copies each SKU's Redis low watermark to raffle_activity_sku, the
-// same monotone minimum; a SKU whose stock ran out reaches zero in SQL this way.
+// same monotone minimum. A SKU whose stock ran out is cleared at once by the
+// activity_sku_stock_zero event; this is the backstop when that event was not published.
 func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, stock *redis.SKUStock, log *slog.Logger) {
 	skus, err := store.SKUIDs(ctx)
 	if err != nil {

@@ -1,0 +1,78 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+)
+
+// EventMessage is the JSON body of big-market's events (BaseEvent.EventMessage): an id,
+// the publish time in Unix milliseconds and the topic's data.
+type EventMessage[T any] struct {
+	ID        string `json:"id"`
+	Timestamp int64  `json:"timestamp"`
+	Data      T      `json:"data"`
+}
+
+// TopicSKUStockZero is big-market's topic for a SKU whose hot stock ran out; its data is
+// the SKU. The consumer clears the SKU's SQL stock at once instead of at the next
+// reconcile of the Redis watermark.
+const TopicSKUStockZero = "activity_sku_stock_zero"
+
+// SKUStockZero publishes TopicSKUStockZero events; it is the activity service's
+// StockZeroPublisher.
+type SKUStockZero struct {
+	p   *Publisher
+	now func() time.Time
+}
+
+var _ activity.StockZeroPublisher = (*SKUStockZero)(nil)
+
+// NewSKUStockZero returns a SKUStockZero publishing through p.
+func NewSKUStockZero(p *Publisher) *SKUStockZero {
+	return &SKUStockZero{p: p, now: time.Now}
+}
+
+// skuStockZeroID is the message id of sku's stock zero event: the stock runs out once, so
+// a retried publish is a duplicate the stream drops.
+func skuStockZeroID(sku int64) string { return "sku_stock_zero_" + strconv.FormatInt(sku, 10) }
+
+// PublishSKUStockZero publishes that sku's hot stock ran out and waits until the stream
+// has stored it.
+func (z *SKUStockZero) PublishSKUStockZero(ctx context.Context, sku int64) error {
+	id := skuStockZeroID(sku)
+	body, err := json.Marshal(EventMessage[int64]{ID: id, Timestamp: z.now().UnixMilli(), Data: sku})
+	if err != nil {
+		return fmt.Errorf("encode %s message: %w", TopicSKUStockZero, err)
+	}
+	return z.p.Publish(ctx, TopicSKUStockZero, id, body)
+}
+
+// SKUSurplusStore lowers a SKU's SQL stock; sqlstore.ActivityStore implements it.
+type SKUSurplusStore interface {
+	// SyncSKUSurplus lowers the SKU's stock_count_surplus to remaining, never raising it.
+	SyncSKUSurplus(ctx context.Context, sku, remaining int64) error
+}
+
+// SKUStockZeroHandler returns the Handler of TopicSKUStockZero: it sets the SKU's SQL
+// stock to zero. Clearing twice changes nothing, so redelivery is harmless. A message
+// that is not an EventMessage with a positive SKU is dead-lettered (ErrPermanent).
+func SKUStockZeroHandler(store SKUSurplusStore) Handler {
+	return func(ctx context.Context, e Event) error {
+		var m EventMessage[int64]
+		if err := json.Unmarshal(e.Data, &m); err != nil {
+			return fmt.Errorf("decode %s message %s: %w: %w", TopicSKUStockZero, e.MsgID, ErrPermanent, err)
+		}
+		if m.Data <= 0 {
+			return fmt.Errorf("%s message %s has no sku: %w", TopicSKUStockZero, e.MsgID, ErrPermanent)
+		}
+		if err := store.SyncSKUSurplus(ctx, m.Data, 0); err != nil {
+			return fmt.Errorf("clear stock of sku %d: %w", m.Data, err)
+		}
+		return nil
+	}
+}
