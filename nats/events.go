@@ -126,12 +126,16 @@ func (o EventOptions) withDefaults() EventOptions {
 }
 
 // backoff picks the Backoff entry for a message delivered delivered times.
-func (o EventOptions) backoff(delivered uint64) time.Duration {
+func (o EventOptions) backoff(delivered uint64) time.Duration { return backoffAt(o.Backoff, delivered) }
+
+// backoffAt picks the entry of backoff (not empty) for a message delivered delivered
+// times: the first for the first delivery, the last repeating.
+func backoffAt(backoff []time.Duration, delivered uint64) time.Duration {
 	i := 0
 	if delivered > 0 {
-		i = int(min(delivered-1, uint64(len(o.Backoff)-1)))
+		i = int(min(delivered-1, uint64(len(backoff)-1)))
 	}
-	return o.Backoff[i]
+	return backoff[i]
 }
 
 // dlqMaxAge is how long the dead-letter stream keeps a message.
@@ -285,44 +289,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.log.Warn("event consumer unavailable; retrying", "err", err)
 	}
-	lastCheck := time.Now()
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if cons == nil {
-			if cons, err = c.ensureConsumer(ctx); err != nil {
-				c.log.Warn("event consumer unavailable; retrying", "err", err, "retry_in", wait)
-				wait = sleep(ctx, wait)
-				continue
-			}
-			lastCheck = time.Now()
-		}
-		fetched := time.Now()
-		msgs, err := c.fetch(ctx, cons)
-		if ctx.Err() != nil {
-			// Shutting down: hand what we hold to another node now, not after AckWait.
-			for _, m := range msgs {
-				_ = m.Nak()
-			}
-			return nil
-		}
-		if len(msgs) > 0 {
-			c.process(ctx, msgs, fetched)
-		}
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
-			cons = nil
-		case err != nil:
-			c.log.Warn("event fetch failed; retrying", "err", err, "retry_in", wait)
-			wait = sleep(ctx, wait)
-		case len(msgs) == 0 && time.Since(lastCheck) > consumerCheckEvery:
-			if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
-				cons = nil
-			}
-			lastCheck = time.Now()
-		default:
-			wait = 100 * time.Millisecond
-		}
-	}
+	pullLoop{
+		what: "event consumer " + c.topic, log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
+		ensure: c.ensureConsumer, handle: c.process,
+	}.run(ctx, cons)
 	return nil
 }
 
@@ -344,26 +314,6 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 		return nil, fmt.Errorf("ensure consumer %s on %s: %w", c.opts.Durable(c.topic), c.opts.Stream(), err)
 	}
 	return cons, nil
-}
-
-// fetch waits up to FetchWait for a batch and returns the messages it got, even when the
-// fetch ended with an error.
-func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(ctx, c.opts.FetchWait)
-	defer cancel()
-	batch, err := cons.Fetch(c.opts.BatchSize, jetstream.FetchContext(fctx))
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s events: %w", c.topic, err)
-	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	err = batch.Error()
-	if err == nil || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
-		return msgs, nil
-	}
-	return msgs, fmt.Errorf("fetch %s events: %w", c.topic, err)
 }
 
 // process handles msgs in order. Messages still waiting when half of AckWait has passed

@@ -46,25 +46,9 @@ func eachEventBackend(t *testing.T, fn func(t *testing.T, js jetstream.JetStream
 	})
 	t.Run("server", func(t *testing.T) {
 		t.Parallel()
-		nc, err := Connect([]string{testenv.NATSURL(t)}, "bigmarket-nats-test")
-		if err != nil {
-			t.Fatalf("Connect: %v", err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatalf("jetstream.New: %v", err)
-		}
+		js := serverJS(t)
 		opts := testEventOptions(testenv.Unique("e"))
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			for _, name := range []string{opts.Stream(), opts.DLQStream()} {
-				if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-					t.Errorf("delete stream %s: %v", name, err)
-				}
-			}
-		})
+		deleteStreamsAtEnd(t, js, opts.Stream(), opts.DLQStream())
 		ensure(t, js, opts)
 		fn(t, js, opts)
 	})

@@ -106,25 +106,39 @@ func eachBackend(t *testing.T, fn func(t *testing.T, js jetstream.JetStream, opt
 	})
 	t.Run("server", func(t *testing.T) {
 		t.Parallel()
-		url := testenv.NATSURL(t)
-		nc, err := Connect([]string{url}, "bigmarket-nats-test")
-		if err != nil {
-			t.Fatalf("Connect: %v", err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatalf("jetstream.New: %v", err)
-		}
+		js := serverJS(t)
 		opts := testOptions(testenv.Unique("t"))
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := js.DeleteStream(ctx, opts.Stream()); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-				t.Errorf("delete stream %s: %v", opts.Stream(), err)
-			}
-		})
+		deleteStreamsAtEnd(t, js, opts.Stream())
 		fn(t, js, opts)
+	})
+}
+
+// serverJS connects to the real NATS server of the integration tests (skipping without
+// one, failing under CI) and closes the connection when the test ends.
+func serverJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := Connect([]string{testenv.NATSURL(t)}, "bigmarket-nats-test")
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	return js
+}
+
+// deleteStreamsAtEnd deletes the named streams from the shared server when the test ends.
+func deleteStreamsAtEnd(t *testing.T, js jetstream.JetStream, names ...string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, name := range names {
+			if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Errorf("delete stream %s: %v", name, err)
+			}
+		}
 	})
 }
 

@@ -3,7 +3,6 @@ package nats
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -13,10 +12,6 @@ import (
 
 	"github.com/bigmarket/bigmarket/strategy"
 )
-
-// consumerCheckEvery is how often an idle consumer checks that its durable still exists:
-// a pull on a deleted consumer just times out.
-const consumerCheckEvery = 30 * time.Second
 
 // StockSyncConsumer applies the award stock stream to SQL. Every node may run one: they
 // share one durable pull consumer, so each message goes to one of them at a time, and a
@@ -71,43 +66,11 @@ func (c *StockSyncConsumer) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	lastCheck := time.Now()
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if cons == nil {
-			if cons, err = c.ensureConsumer(ctx); err != nil {
-				c.log.Warn("stock sync consumer unavailable; retrying", "err", err, "retry_in", wait)
-				wait = sleep(ctx, wait)
-				continue
-			}
-			lastCheck = time.Now()
-		}
-		msgs, err := c.fetch(ctx, cons)
-		if ctx.Err() != nil {
-			// Shutting down: hand what we hold to another node now, not after AckWait.
-			for _, m := range msgs {
-				_ = m.Nak()
-			}
-			return nil
-		}
-		if len(msgs) > 0 {
-			c.apply(ctx, msgs)
-		}
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
-			cons = nil
-		case err != nil:
-			c.log.Warn("stock sync fetch failed; retrying", "err", err, "retry_in", wait)
-			wait = sleep(ctx, wait)
-		case len(msgs) == 0 && time.Since(lastCheck) > consumerCheckEvery:
-			if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
-				cons = nil
-			}
-			lastCheck = time.Now()
-		default:
-			wait = 100 * time.Millisecond
-		}
-	}
+	pullLoop{
+		what: "stock sync consumer", log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
+		ensure: c.ensureConsumer,
+		handle: func(ctx context.Context, msgs []jetstream.Msg, _ time.Time) { c.apply(ctx, msgs) },
+	}.run(ctx, cons)
 	return nil
 }
 
@@ -127,26 +90,6 @@ func (c *StockSyncConsumer) ensureConsumer(ctx context.Context) (jetstream.Consu
 		return nil, fmt.Errorf("ensure consumer %s on %s: %w", c.opts.Durable(), c.opts.Stream(), err)
 	}
 	return cons, nil
-}
-
-// fetch waits up to FetchWait for a batch and returns the messages it got, even when the
-// fetch ended with an error.
-func (c *StockSyncConsumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(ctx, c.opts.FetchWait)
-	defer cancel()
-	batch, err := cons.Fetch(c.opts.BatchSize, jetstream.FetchContext(fctx))
-	if err != nil {
-		return nil, fmt.Errorf("fetch stock messages: %w", err)
-	}
-	var msgs []jetstream.Msg
-	for m := range batch.Messages() {
-		msgs = append(msgs, m)
-	}
-	err = batch.Error()
-	if err == nil || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
-		return msgs, nil
-	}
-	return msgs, fmt.Errorf("fetch stock messages: %w", err)
 }
 
 // apply collapses msgs to the minimum per award and syncs each award once.
@@ -193,20 +136,9 @@ func (c *StockSyncConsumer) apply(ctx context.Context, msgs []jetstream.Msg) {
 
 // redeliverDelay picks the Backoff entry for the message's delivery count.
 func (c *StockSyncConsumer) redeliverDelay(m jetstream.Msg) time.Duration {
-	i := 0
-	if md, err := m.Metadata(); err == nil && md.NumDelivered > 0 {
-		i = int(min(md.NumDelivered-1, uint64(len(c.opts.Backoff)-1)))
+	var delivered uint64
+	if md, err := m.Metadata(); err == nil {
+		delivered = md.NumDelivered
 	}
-	return c.opts.Backoff[i]
-}
-
-// sleep waits d or until ctx is done and returns the next, doubled wait (at most 5s).
-func sleep(ctx context.Context, d time.Duration) time.Duration {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	return min(2*d, 5*time.Second)
+	return backoffAt(c.opts.Backoff, delivered)
 }

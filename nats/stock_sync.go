@@ -75,12 +75,7 @@ func (o StockOptions) Subject() string { return o.join(".", StockSubject) }
 // Durable returns the durable consumer name shared by every node.
 func (o StockOptions) Durable() string { return o.join("_", StockDurable) }
 
-func (o StockOptions) join(sep, name string) string {
-	if o.Prefix == "" {
-		return name
-	}
-	return o.Prefix + sep + name
-}
+func (o StockOptions) join(sep, name string) string { return prefixed(o.Prefix, sep, name) }
 
 func (o StockOptions) awardSubject(ref strategy.AwardRef) string {
 	return o.Subject() + "." + strconv.FormatInt(ref.StrategyID, 10) + "." + strconv.Itoa(ref.AwardID)

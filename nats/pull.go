@@ -1,0 +1,105 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// consumerCheckEvery is how often an idle consumer checks that its durable still exists:
+// a pull on a deleted consumer just times out.
+const consumerCheckEvery = 30 * time.Second
+
+// pullLoop is the fetch loop of every durable pull consumer here: fetch a batch, hand it
+// over, and keep going across broker outages (backing off) and a deleted durable
+// (created again by ensure). The consumers differ only in how they create their durable
+// and what they do with a batch.
+type pullLoop struct {
+	what      string // names the consumer in logs and errors
+	log       *slog.Logger
+	batchSize int
+	fetchWait time.Duration
+	ensure    func(ctx context.Context) (jetstream.Consumer, error)
+	// handle settles every message of a batch (ack, nak or term); fetched is when the
+	// fetch that returned it started.
+	handle func(ctx context.Context, msgs []jetstream.Msg, fetched time.Time)
+}
+
+// run fetches until ctx is done, starting from cons (nil: create it first). It hands the
+// messages it holds back to the server when ctx ends, so another node gets them now, not
+// after AckWait.
+func (l pullLoop) run(ctx context.Context, cons jetstream.Consumer) {
+	lastCheck := time.Now()
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if cons == nil {
+			var err error
+			if cons, err = l.ensure(ctx); err != nil {
+				l.log.Warn(l.what+" unavailable; retrying", "err", err, "retry_in", wait)
+				wait = sleep(ctx, wait)
+				continue
+			}
+			lastCheck = time.Now()
+		}
+		fetched := time.Now()
+		msgs, err := l.fetch(ctx, cons)
+		if ctx.Err() != nil {
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			return
+		}
+		if len(msgs) > 0 {
+			l.handle(ctx, msgs, fetched)
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			cons = nil
+		case err != nil:
+			l.log.Warn(l.what+" fetch failed; retrying", "err", err, "retry_in", wait)
+			wait = sleep(ctx, wait)
+		case len(msgs) == 0 && time.Since(lastCheck) > consumerCheckEvery:
+			if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+				cons = nil
+			}
+			lastCheck = time.Now()
+		default:
+			wait = 100 * time.Millisecond
+		}
+	}
+}
+
+// fetch waits up to fetchWait for a batch and returns the messages it got, even when the
+// fetch ended with an error.
+func (l pullLoop) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, l.fetchWait)
+	defer cancel()
+	batch, err := cons.Fetch(l.batchSize, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, fmt.Errorf("%s fetch: %w", l.what, err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	err = batch.Error()
+	if err == nil || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		return msgs, nil
+	}
+	return msgs, fmt.Errorf("%s fetch: %w", l.what, err)
+}
+
+// sleep waits d or until ctx is done and returns the next, doubled backoff (at most 5s).
+func sleep(ctx context.Context, d time.Duration) time.Duration {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return min(2*d, 5*time.Second)
+}
