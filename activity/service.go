@@ -287,6 +287,22 @@ func (s *Service) stockZero(ctx context.Context, sku int64) {
 	}
 }
 
+// SKU returns the SKU's config, from memory when fresh; an unknown SKU wraps
+// ErrSKUNotFound.
+func (s *Service) SKU(ctx context.Context, sku int64) (SKU, error) { return s.sku(ctx, sku) }
+
+// unpaidWindow is how old an unpaid order may be and still be paid instead of a new one.
+const unpaidWindow = 30 * 24 * time.Hour
+
+// UnpaidOrder returns the user's newest unpaid credit-pay order of the SKU younger than a
+// month, which an exchange pays instead of taking another unit of stock.
+func (s *Service) UnpaidOrder(ctx context.Context, userID string, sku int64) (RechargeOrder, bool, error) {
+	if err := CheckUserID(userID); err != nil {
+		return RechargeOrder{}, false, err
+	}
+	return s.opts.Users.UnpaidOrder(ctx, userID, sku, s.opts.Now().Add(-unpaidWindow))
+}
+
 // CompletePaid adds a paid order's count to the user's quota once the credit side has
 // confirmed the debit; it is idempotent, so a redelivered confirmation changes nothing.
 func (s *Service) CompletePaid(ctx context.Context, userID, outBusinessNo string) error {

@@ -117,6 +117,10 @@ func (f *fakeUsers) Participate(_ context.Context, key QuotaKey, order RaffleOrd
 	return Taken{Quota: q, Order: order}, nil
 }
 
+func (f *fakeUsers) UnpaidOrder(context.Context, string, int64, time.Time) (RechargeOrder, bool, error) {
+	return RechargeOrder{}, false, nil
+}
+
 func (f *fakeUsers) RecentRaffleOrders(context.Context, string, int) ([]RaffleOrder, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

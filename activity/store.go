@@ -46,6 +46,9 @@ type UserStore interface {
 	// rows of day and month. It reports false and changes nothing when the order is
 	// already completed, and wraps ErrRechargeNotFound when there is no such order.
 	CompleteRecharge(ctx context.Context, userID, outBusinessNo, day, month string, add func(*Quota, Count)) (bool, error)
+	// UnpaidOrder returns the user's newest wait_pay recharge order of the SKU made at or
+	// after since that no credit trade has paid yet, and whether there is one.
+	UnpaidOrder(ctx context.Context, userID string, sku int64, since time.Time) (RechargeOrder, bool, error)
 	// RecentRaffleOrders returns the newest raffle orders, newest first, at most limit: of
 	// one user when userID is set, otherwise across every shard.
 	RecentRaffleOrders(ctx context.Context, userID string, limit int) ([]RaffleOrder, error)

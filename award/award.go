@@ -1,10 +1,12 @@
-// Package award is big-market's award domain: the record of what a draw granted and the
-// outbox task that carries it to distribution.
+// Package award is big-market's award domain: the record of what a draw granted, the
+// outbox task that carries it to distribution, and the distributors, one per award key,
+// that hand it to the user.
 package award
 
 import (
-	"encoding/json"
 	"time"
+
+	"github.com/bigmarket/bigmarket/outbox"
 )
 
 // State is user_award_record.award_state.
@@ -19,16 +21,6 @@ const (
 // TopicSendAward is the task topic whose consumer distributes an award.
 const TopicSendAward = "send_award"
 
-// TaskState is task.state.
-type TaskState string
-
-// Task states.
-const (
-	TaskCreate    TaskState = "create"
-	TaskCompleted TaskState = "completed"
-	TaskFail      TaskState = "fail"
-)
-
 // Record is a user_award_record: one draw's award, keyed by the raffle order it used.
 type Record struct {
 	UserID     string
@@ -41,16 +33,7 @@ type Record struct {
 	State      State
 }
 
-// Task is an outbox row, written in the same transaction as the change it announces.
-type Task struct {
-	UserID    string
-	Topic     string
-	MessageID string
-	Message   string
-	State     TaskState
-}
-
-// SendAward is the message of a send_award task.
+// SendAward is the data of a send_award message.
 type SendAward struct {
 	UserID      string `json:"userId"`
 	OrderID     string `json:"orderId"`
@@ -61,8 +44,8 @@ type SendAward struct {
 
 // NewSendAwardTask returns the task that distributes rec; its message id is the order id,
 // so a repeated task is recognisable downstream.
-func NewSendAwardTask(rec Record, awardConfig string) Task {
-	msg, _ := json.Marshal(SendAward{UserID: rec.UserID, OrderID: rec.OrderID, AwardID: rec.AwardID,
-		AwardTitle: rec.AwardTitle, AwardConfig: awardConfig})
-	return Task{UserID: rec.UserID, Topic: TopicSendAward, MessageID: rec.OrderID, Message: string(msg), State: TaskCreate}
+func NewSendAwardTask(rec Record, awardConfig string) outbox.Task {
+	return outbox.NewTask(rec.UserID, TopicSendAward, rec.OrderID, rec.AwardTime, SendAward{
+		UserID: rec.UserID, OrderID: rec.OrderID, AwardID: rec.AwardID, AwardTitle: rec.AwardTitle, AwardConfig: awardConfig,
+	})
 }

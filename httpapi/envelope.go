@@ -11,6 +11,9 @@ import (
 	"strings"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -37,6 +40,8 @@ const (
 	CodeMonthQuotaExhausted Code = "ERR_BIZ_007"
 	CodeDayQuotaExhausted   Code = "ERR_BIZ_008"
 	CodeOrderUsed           Code = "ERR_BIZ_009"
+	CodeConfigNotRange      Code = "ERR_CONFIG_001"
+	CodeCreditInsufficient  Code = "ERR_CREDIT_001"
 )
 
 var infos = map[Code]string{
@@ -58,6 +63,8 @@ var infos = map[Code]string{
 	CodeMonthQuotaExhausted: "账户月额度不足",
 	CodeDayQuotaExhausted:   "账户日额度不足",
 	CodeOrderUsed:           "用户抽奖单已使用过，不可重复抽奖",
+	CodeConfigNotRange:      "奖品配置不是一个范围值，如1,100",
+	CodeCreditInsufficient:  "用户积分账户额度不足",
 }
 
 // envelope is every response body.
@@ -99,6 +106,9 @@ var errorCodes = []struct {
 	code   Code
 }{
 	{activity.ErrDuplicateOrder, http.StatusOK, CodeDuplicate},
+	{rebate.ErrDuplicate, http.StatusOK, CodeDuplicate},
+	{credit.ErrDuplicate, http.StatusOK, CodeDuplicate},
+	{credit.ErrInsufficient, http.StatusOK, CodeCreditInsufficient},
 	{activity.ErrOrderUsed, http.StatusOK, CodeOrderUsed},
 	{activity.ErrDayQuotaExhausted, http.StatusOK, CodeDayQuotaExhausted},
 	{activity.ErrMonthQuotaExhausted, http.StatusOK, CodeMonthQuotaExhausted},
@@ -113,6 +123,10 @@ var errorCodes = []struct {
 	{activity.ErrNoStageActivity, http.StatusOK, CodeIllegalParam},
 	{activity.ErrStageNotFound, http.StatusOK, CodeIllegalParam},
 	{strategy.ErrStrategyNotFound, http.StatusOK, CodeIllegalParam},
+	{rebate.ErrInvalid, http.StatusOK, CodeIllegalParam},
+	{rebate.ErrNoRebate, http.StatusOK, CodeIllegalParam},
+	{credit.ErrInvalidTrade, http.StatusOK, CodeIllegalParam},
+	{award.ErrBadConfig, http.StatusOK, CodeConfigNotRange},
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},
 	{strategy.ErrInvalidConfig, http.StatusOK, CodeNotAssembled},

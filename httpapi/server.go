@@ -29,6 +29,10 @@ type Options struct {
 	Strategies strategies
 	Activities activities // nil: the activity endpoints are not served
 	Raffles    raffles    // nil: the draw, armory and award view endpoints are not served
+	Credits    credits    // nil: the credit endpoints are not served
+	Rebates    rebates    // nil: the sign-in and behaviour rebate endpoints are not served
+	// AppTokens are the service-to-service tokens by app id (the rebate endpoint).
+	AppTokens map[string]string
 	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
 	// every admin request.
 	AdminToken string
@@ -108,6 +112,17 @@ func New(opts Options) *Server {
 			s.handle("POST "+raffle+"activity/draw", s.draw)
 			s.handle("POST "+raffle+"strategy/query_raffle_award_list", s.queryAwardList)
 			s.handle("POST "+raffle+"strategy/query_raffle_strategy_rule_weight", s.queryRuleWeights)
+		}
+	}
+	if opts.Credits != nil && opts.PlainUserEndpoints {
+		s.handle("POST "+raffle+"activity/query_user_credit_account", s.queryUserCreditAccount)
+		s.handle("POST "+raffle+"activity/credit_pay_exchange_sku", s.creditPayExchangeSKU)
+	}
+	if opts.Rebates != nil {
+		s.handle("POST /api/v1/rebate/behavior", s.behaviorRebate)
+		if opts.PlainUserEndpoints {
+			s.handle("POST "+raffle+"activity/calendar_sign_rebate", s.calendarSignRebate)
+			s.handle("POST "+raffle+"activity/is_calendar_sign_rebate", s.isCalendarSignRebate)
 		}
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern

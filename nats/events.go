@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bigmarket/bigmarket/outbox"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -214,6 +215,42 @@ func (p *Publisher) Publish(ctx context.Context, topic, msgID string, body []byt
 	return nil
 }
 
+// PublishTasks implements outbox.Publisher: every task goes out at once, asynchronously,
+// to its topic's subject under its MessageID, and then each acknowledgement is awaited,
+// so a batch costs one round trip, not one per task. A task whose acknowledgement has
+// not come when ctx ends is reported failed; if the stream did store it, its re-send is a
+// duplicate the stream drops (within the window) or the consumer absorbs.
+func (p *Publisher) PublishTasks(ctx context.Context, tasks []outbox.Task) []error {
+	errs := make([]error, len(tasks))
+	futures := make([]jetstream.PubAckFuture, len(tasks))
+	for i, t := range tasks {
+		if err := checkTopic(t.Topic); err != nil {
+			errs[i] = fmt.Errorf("publish task %s: %w", t.MessageID, err)
+			continue
+		}
+		msg := &natsgo.Msg{Subject: p.opts.Subject(t.Topic), Data: []byte(t.Message)}
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(t.MessageID), jetstream.WithExpectStream(p.opts.Stream()))
+		if err != nil {
+			errs[i] = fmt.Errorf("publish task %s: %w", t.MessageID, err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("publish task %s: %w", tasks[i].MessageID, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("publish task %s: %w", tasks[i].MessageID, ctx.Err())
+		}
+	}
+	return errs
+}
+
 // Event is one delivery of a published event to a Handler.
 type Event struct {
 	Topic     string
@@ -229,6 +266,10 @@ type Event struct {
 // deliveries. ctx ends after AckWait, when the server would redeliver anyway.
 type Handler func(ctx context.Context, e Event) error
 
+// BatchHandler applies the events of one fetch together, so that their effects can share
+// a transaction; errs[i] is events[i]'s outcome, with Handler's meaning.
+type BatchHandler func(ctx context.Context, events []Event) (errs []error)
+
 // Consumer runs a Handler on the events of one topic. Every node may run one: they
 // share one durable pull consumer, so each message goes to one of them at a time.
 type Consumer struct {
@@ -236,6 +277,7 @@ type Consumer struct {
 	opts   EventOptions
 	topic  string
 	handle Handler
+	batch  BatchHandler // set instead of handle by NewBatchConsumer
 	log    *slog.Logger
 
 	handled      atomic.Int64
@@ -257,6 +299,17 @@ func NewConsumer(js jetstream.JetStream, opts EventOptions, topic string, h Hand
 		log:    logger.With("component", "event-consumer", "topic", topic),
 	}
 }
+
+// NewBatchConsumer is NewConsumer with a BatchHandler: each fetched batch is handed over
+// in one call, and each message then acked, redelivered or dead-lettered by its outcome.
+func NewBatchConsumer(js jetstream.JetStream, opts EventOptions, topic string, h BatchHandler, logger *slog.Logger) *Consumer {
+	c := NewConsumer(js, opts, topic, nil, logger)
+	c.batch = h
+	return c
+}
+
+// Topic returns the topic the consumer handles.
+func (c *Consumer) Topic() string { return c.topic }
 
 // ConsumerStats counts a Consumer's work since it was created.
 type ConsumerStats struct {
@@ -289,10 +342,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.log.Warn("event consumer unavailable; retrying", "err", err)
 	}
-	pullLoop{
+	loop := pullLoop{
 		what: "event consumer " + c.topic, log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
 		ensure: c.ensureConsumer, handle: c.process,
-	}.run(ctx, cons)
+	}
+	if c.batch != nil {
+		loop.handle = c.processBatch
+	}
+	loop.run(ctx, cons)
 	return nil
 }
 
@@ -314,6 +371,37 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 		return nil, fmt.Errorf("ensure consumer %s on %s: %w", c.opts.Durable(c.topic), c.opts.Stream(), err)
 	}
 	return cons, nil
+}
+
+// processBatch hands msgs to the batch handler in one call, bounded by what is left of
+// AckWait since the fetch, and settles each by its outcome.
+func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg, fetched time.Time) {
+	events := make([]Event, len(msgs))
+	seqs := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		events[i], seqs[i] = c.event(m)
+	}
+	hctx, cancel := context.WithDeadline(ctx, fetched.Add(c.opts.AckWait-time.Second))
+	errs := c.batch(hctx, events)
+	cancel()
+	for i, m := range msgs {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		} else {
+			err = errors.New("batch handler returned no outcome")
+		}
+		c.settle(ctx, m, events[i], seqs[i], err)
+	}
+}
+
+func (c *Consumer) event(m jetstream.Msg) (Event, uint64) {
+	e := Event{Topic: c.topic, MsgID: m.Headers().Get(jetstream.MsgIDHeader), Data: m.Data()}
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		e.Delivered, seq = md.NumDelivered, md.Sequence.Stream
+	}
+	return e, seq
 }
 
 // process handles msgs in order. Messages still waiting when half of AckWait has passed
@@ -340,14 +428,16 @@ func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg, fetched ti
 
 // handleMsg calls the handler on m and acks, redelivers or dead-letters it.
 func (c *Consumer) handleMsg(ctx context.Context, m jetstream.Msg) {
-	e := Event{Topic: c.topic, MsgID: m.Headers().Get(jetstream.MsgIDHeader), Data: m.Data()}
-	var seq uint64
-	if md, err := m.Metadata(); err == nil {
-		e.Delivered, seq = md.NumDelivered, md.Sequence.Stream
-	}
+	e, seq := c.event(m)
 	hctx, cancel := context.WithTimeout(ctx, c.opts.AckWait)
 	err := c.handle(hctx, e)
 	cancel()
+	c.settle(ctx, m, e, seq, err)
+}
+
+// settle acks m when err is nil, and otherwise redelivers it after a backoff or
+// dead-letters it.
+func (c *Consumer) settle(ctx context.Context, m jetstream.Msg, e Event, seq uint64, err error) {
 	if err == nil {
 		c.handled.Add(1)
 		// A lost ack means one more delivery, which an idempotent handler absorbs.

@@ -8,15 +8,8 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/outbox"
 )
-
-// EventMessage is the JSON body of big-market's events (BaseEvent.EventMessage): an id,
-// the publish time in Unix milliseconds and the topic's data.
-type EventMessage[T any] struct {
-	ID        string `json:"id"`
-	Timestamp int64  `json:"timestamp"`
-	Data      T      `json:"data"`
-}
 
 // TopicSKUStockZero is big-market's topic for a SKU whose hot stock ran out; its data is
 // the SKU. The consumer clears the SKU's SQL stock at once instead of at the next
@@ -45,7 +38,7 @@ func skuStockZeroID(sku int64) string { return "sku_stock_zero_" + strconv.Forma
 // has stored it.
 func (z *SKUStockZero) PublishSKUStockZero(ctx context.Context, sku int64) error {
 	id := skuStockZeroID(sku)
-	body, err := json.Marshal(EventMessage[int64]{ID: id, Timestamp: z.now().UnixMilli(), Data: sku})
+	body, err := json.Marshal(outbox.Message[int64]{ID: id, Timestamp: z.now().UnixMilli(), Data: sku})
 	if err != nil {
 		return fmt.Errorf("encode %s message: %w", TopicSKUStockZero, err)
 	}
@@ -60,10 +53,10 @@ type SKUSurplusStore interface {
 
 // SKUStockZeroHandler returns the Handler of TopicSKUStockZero: it sets the SKU's SQL
 // stock to zero. Clearing twice changes nothing, so redelivery is harmless. A message
-// that is not an EventMessage with a positive SKU is dead-lettered (ErrPermanent).
+// that is not an outbox.Message with a positive SKU is dead-lettered (ErrPermanent).
 func SKUStockZeroHandler(store SKUSurplusStore) Handler {
 	return func(ctx context.Context, e Event) error {
-		var m EventMessage[int64]
+		var m outbox.Message[int64]
 		if err := json.Unmarshal(e.Data, &m); err != nil {
 			return fmt.Errorf("decode %s message %s: %w: %w", TopicSKUStockZero, e.MsgID, ErrPermanent, err)
 		}

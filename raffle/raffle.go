@@ -10,6 +10,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -32,7 +33,7 @@ type strategies interface {
 type recorder interface {
 	// RecordAward writes the record and its task and marks the order used, in one
 	// transaction; an order not in state create gives activity.ErrOrderUsed.
-	RecordAward(ctx context.Context, rec award.Record, task award.Task) error
+	RecordAward(ctx context.Context, rec award.Record, task outbox.Task) error
 }
 
 type claimer interface {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -65,11 +66,11 @@ func (f *fakeStrategies) Draw(_ context.Context, in strategy.Input) (strategy.Re
 
 type fakeRecords struct {
 	recs     []award.Record
-	tasks    []award.Task
+	tasks    []outbox.Task
 	RecordFn func(award.Record) error
 }
 
-func (f *fakeRecords) RecordAward(_ context.Context, rec award.Record, task award.Task) error {
+func (f *fakeRecords) RecordAward(_ context.Context, rec award.Record, task outbox.Task) error {
 	if f.RecordFn != nil {
 		if err := f.RecordFn(rec); err != nil {
 			return err

@@ -8,12 +8,13 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/outbox"
 )
 
 // recording is one RecordAward call waiting for its group's transaction.
 type recording struct {
 	rec   award.Record
-	task  award.Task
+	task  outbox.Task
 	table int
 
 	err  error
@@ -24,7 +25,6 @@ type recording struct {
 var (
 	awardRecordInsertColumns = []string{"user_id", "activity_id", "strategy_id", "order_id", "award_id", "award_title",
 		"award_time", "award_state", "update_time"}
-	taskInsertColumns = []string{"user_id", "topic", "message_id", "message", "state", "update_time"}
 )
 
 // RecordAward writes a draw's award record and its outbox task in one transaction with
@@ -34,7 +34,7 @@ var (
 // database together are recorded in one transaction (group commit); one whose order is
 // not usable is left out alone, and a transaction that fails for another reason is run
 // again one award at a time.
-func (s *UserStore) RecordAward(ctx context.Context, rec award.Record, task award.Task) error {
+func (s *UserStore) RecordAward(ctx context.Context, rec award.Record, task outbox.Task) error {
 	if task.UserID == "" {
 		task.UserID = rec.UserID
 	}
@@ -48,7 +48,7 @@ func (s *UserStore) RecordAward(ctx context.Context, rec award.Record, task awar
 		rec.State = award.StateCreate
 	}
 	if task.State == "" {
-		task.State = award.TaskCreate
+		task.State = outbox.Create
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -77,12 +77,17 @@ func (s *UserStore) runRecordings(dbi int, batch []*recording) {
 	if IsDuplicate(err) { // alone: its record or task exists already
 		err = fmt.Errorf("award record or task exists: %w", activity.ErrOrderUsed)
 	}
+	var committed []outbox.Task
 	for _, c := range batch {
 		if err != nil {
 			c.err = err
 		}
+		if c.err == nil {
+			committed = append(committed, c.task)
+		}
 		close(c.done)
 	}
+	s.tasksCommitted(committed)
 }
 
 // tableOrder names a raffle order: order ids are unique within a table.
@@ -130,7 +135,7 @@ func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 	}
 	var (
 		writes script
-		tasks  [][]any
+		tasks  []outbox.Task
 	)
 	for table, cs := range byTable {
 		var (
@@ -147,8 +152,7 @@ func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 			r := c.rec
 			records = append(records, []any{r.UserID, r.ActivityID, r.StrategyID, r.OrderID, r.AwardID, r.AwardTitle,
 				sqlTime(r.AwardTime), string(r.State), now})
-			t := c.task
-			tasks = append(tasks, []any{t.UserID, t.Topic, t.MessageID, t.Message, string(t.State), now})
+			tasks = append(tasks, c.task)
 		}
 		if len(use) == 0 {
 			continue
@@ -159,8 +163,6 @@ func (s *UserStore) recordTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 		writes.write("insert award records", insertSQL("user_award_record"+sfx, awardRecordInsertColumns, len(records)),
 			flatten(records), len(records), nil)
 	}
-	if len(tasks) > 0 {
-		writes.write("insert tasks", insertSQL("task", taskInsertColumns, len(tasks)), flatten(tasks), len(tasks), nil)
-	}
+	writeTasks(&writes, tasks, now)
 	return writes.run(ctx, tx, multi)
 }

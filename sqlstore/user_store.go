@@ -14,6 +14,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/outbox"
 )
 
 // Retry of transactions that lost a lock race: MySQL deadlocks and lock wait timeouts,
@@ -47,6 +48,8 @@ type UserStore struct {
 
 	participations []*group[*participation] // by database
 	recordings     []*group[*recording]
+
+	committed func([]outbox.Task) // told of tasks once their transaction committed
 }
 
 var _ activity.UserStore = (*UserStore)(nil)
@@ -108,9 +111,6 @@ func (s *UserStore) route(userID string) shard {
 	r := s.router.Route(userID)
 	return shard{db: s.dbs[r.DB], sql: s.shards[r.DB][r.Table]}
 }
-
-// sqlTasks reads a user's outbox tasks; task is per database, not sharded by table.
-const sqlTasks = `SELECT user_id, topic, message_id, message, state FROM task WHERE user_id = ? ORDER BY id`
 
 // Column lists shared by inserts and reads.
 const (
@@ -255,24 +255,6 @@ func (s *UserStore) AwardRecords(ctx context.Context, userID string, activityID 
 		return nil, fmt.Errorf("award records %s/%d: %w", userID, activityID, err)
 	}
 	return recs, nil
-}
-
-// Tasks returns the user's outbox tasks in insertion order.
-func (s *UserStore) Tasks(ctx context.Context, userID string) ([]award.Task, error) {
-	sh := s.route(userID)
-	var tasks []award.Task
-	err := queryEach(ctx, sh.db.SQL, sqlTasks, []any{userID}, func(rows *sql.Rows) error {
-		var t award.Task
-		if err := rows.Scan(&t.UserID, &t.Topic, &t.MessageID, &t.Message, &t.State); err != nil {
-			return err
-		}
-		tasks = append(tasks, t)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tasks %s: %w", userID, err)
-	}
-	return tasks, nil
 }
 
 // RaffleOrders returns the user's raffle orders in the activity, oldest first.

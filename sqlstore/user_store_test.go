@@ -11,6 +11,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
@@ -460,15 +461,21 @@ func (f *userFixture) testRecordAward(t *testing.T) {
 		t.Errorf("AwardRecords = %+v, %v; want %+v", recs, err, rec)
 	}
 	tasks, err := f.store.Tasks(ctx, user)
-	if err != nil || !reflect.DeepEqual(tasks, []award.Task{task}) {
+	if err == nil && len(tasks) == 1 && tasks[0].Created.IsZero() {
+		t.Errorf("task read back without its create_time")
+	}
+	for i := range tasks {
+		tasks[i].Created = time.Time{}
+	}
+	if err != nil || !reflect.DeepEqual(tasks, []outbox.Task{task}) {
 		t.Errorf("Tasks = %+v, %v; want %+v", tasks, err, task)
 	}
 
 	// The same order again: refused, nothing written.
 	again := rec
 	again.AwardID = 103
-	if err := f.store.RecordAward(ctx, again, award.Task{UserID: user, Topic: award.TopicSendAward, MessageID: "other",
-		Message: "{}", State: award.TaskCreate}); !errors.Is(err, activity.ErrOrderUsed) {
+	if err := f.store.RecordAward(ctx, again, outbox.Task{UserID: user, Topic: award.TopicSendAward, MessageID: "other",
+		Message: "{}", State: outbox.Create}); !errors.Is(err, activity.ErrOrderUsed) {
 		t.Fatalf("second RecordAward: %v, want ErrOrderUsed", err)
 	}
 	// An order that does not exist cannot be used either.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -65,13 +66,23 @@ type Config struct {
 	// FaultDelayBeforeRecord pauses every draw between its pick and its award transaction,
 	// for fault tests that SIGKILL the process there. Never set it in production.
 	FaultDelayBeforeRecord time.Duration `koanf:"fault_delay_before_record"`
+	// OutboxGrace is how long a task may wait in create before the compensation job
+	// re-sends it; OutboxEvery is how often that job runs.
+	OutboxGrace time.Duration `koanf:"outbox_grace"`
+	OutboxEvery time.Duration `koanf:"outbox_every"`
+	// EventMaxDeliver is how many deliveries a failing event gets before it is
+	// dead-lettered; EventBackoff the delays between them (comma list, last repeats).
+	EventMaxDeliver int    `koanf:"event_max_deliver"`
+	EventBackoff    string `koanf:"event_backoff"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
 	PprofAddr string `koanf:"pprof_addr"`
 
 	// Derived by validate.
-	DBCount  int `koanf:"-"`
-	TBCount  int `koanf:"-"`
-	location *time.Location
+	DBCount      int `koanf:"-"`
+	TBCount      int `koanf:"-"`
+	location     *time.Location
+	appTokens    map[string]string
+	eventBackoff []time.Duration
 	// generatedAdminToken is set when the demo made up the admin token, so that it is
 	// printed once; a configured token is never logged.
 	generatedAdminToken bool
@@ -107,6 +118,10 @@ func defaultConfig() Config {
 		MaxBodyBytes:        64 << 10,
 		MySQLMaxConns:       32,
 		GroupCommitMax:      64,
+		OutboxGrace:         10 * time.Second,
+		OutboxEvery:         5 * time.Second,
+		EventMaxDeliver:     20,
+		EventBackoff:        "1s,2s,5s,10s,30s,60s",
 	}
 }
 
@@ -238,6 +253,41 @@ func (c *Config) validate() error {
 	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 || c.RecoveryGrace <= 0 {
 		errs = append(errs, errors.New("intervals, TTLs and timeouts must be positive"))
 	}
+	if c.OutboxGrace <= 0 || c.OutboxEvery <= 0 {
+		errs = append(errs, errors.New("outbox grace and interval must be positive"))
+	}
+	if c.EventMaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("event max deliver %d: want at least 1", c.EventMaxDeliver))
+	}
+	c.eventBackoff = nil
+	for _, f := range strings.Split(c.EventBackoff, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("event backoff %q: want positive durations separated by commas", c.EventBackoff))
+			break
+		}
+		c.eventBackoff = append(c.eventBackoff, d)
+	}
+	c.appTokens = map[string]string{}
+	for _, pair := range strings.Split(c.AppTokens, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		id, token, ok := strings.Cut(pair, ":")
+		if !ok || id == "" || token == "" {
+			errs = append(errs, errors.New("BIGMARKET_APP_TOKENS: want appId:token pairs separated by commas"))
+			break
+		}
+		c.appTokens[id] = token
+	}
+	if c.WebhookURL != "" {
+		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("BIGMARKET_WEBHOOK_URL %q: want an http(s) URL", c.WebhookURL))
+		}
+		if len(c.WebhookSecret) < 16 {
+			errs = append(errs, errors.New("BIGMARKET_WEBHOOK_SECRET must be at least 16 characters when BIGMARKET_WEBHOOK_URL is set"))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -271,7 +321,9 @@ func (c Config) print(w io.Writer) {
 		{"nats_urls", or(strings.Join(c.NATSURLs, ","), "(embedded)")}, {"nats_prefix", c.NATSPrefix},
 		{"admin_token", mask(c.AdminToken)}, {"jwt_secret", mask(c.JWTSecret)}, {"timezone", c.Timezone},
 		{"plain_user_endpoints", c.PlainUserEndpoints}, {"app_tokens", mask(c.AppTokens)},
-		{"webhook_url", c.WebhookURL}, {"webhook_secret", mask(c.WebhookSecret)},
+		{"webhook_url", or(c.WebhookURL, "(none: external awards are dead-lettered)")},
+		{"outbox_grace", c.OutboxGrace.String()}, {"outbox_every", c.OutboxEvery.String()},
+		{"event_max_deliver", strconv.Itoa(c.EventMaxDeliver)}, {"event_backoff", c.EventBackoff}, {"webhook_secret", mask(c.WebhookSecret)},
 		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")

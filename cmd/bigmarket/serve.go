@@ -17,13 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/raffle"
+	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/recovery"
 	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
+	"github.com/bigmarket/bigmarket/webhook"
 )
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -61,7 +66,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := nats.EnsureStockStream(ctx, b.js, stockOpts); err != nil {
 		return fmt.Errorf("ensure stock stream: %w", err)
 	}
-	eventOpts := nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas}
+	eventOpts := nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas,
+		MaxDeliver: cfg.EventMaxDeliver, Backoff: cfg.eventBackoff}
 	if err := nats.EnsureEventStreams(ctx, b.js, eventOpts); err != nil {
 		return fmt.Errorf("ensure event streams: %w", err)
 	}
@@ -72,6 +78,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	configs := sqlstore.NewConfigStore(b.configDB)
 	activityStore := sqlstore.NewActivityStore(b.configDB, cfg.location)
 	users := sqlstore.NewUserStoreWith(b.userDBs, router, sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax})
+	publisher := nats.NewPublisher(b.js, eventOpts)
+	relay := outbox.NewRelay(outbox.Options{Publisher: publisher, Store: users, Logger: log,
+		Grace: cfg.OutboxGrace, Every: cfg.OutboxEvery})
+	users.OnTasksCommitted(relay.Committed)
 	stock := redis.NewStock(b.redis, cfg.RedisPrefix)
 	skuStock := redis.NewSKUStock(b.redis, cfg.RedisPrefix)
 	stockSync := nats.NewStockSync(b.js, stockOpts, log)
@@ -102,8 +112,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	activities := activity.NewService(activity.Options{
 		Configs: activityStore, Users: users, SKUStock: skuStock, Recovery: recovered,
 		Location: cfg.location, Logger: log,
-		StockZero: nats.NewSKUStockZero(nats.NewPublisher(b.js, eventOpts)),
+		StockZero: nats.NewSKUStockZero(publisher),
 	})
+	awardConfigs := sqlstore.NewAwardConfigs(b.configDB)
+	var external award.Distributor
+	if cfg.WebhookURL != "" {
+		external = webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret})
+	}
+	awards := award.NewService(award.Options{Configs: awardConfigs, Credits: users, Fallback: external, Logger: log})
+	credits := credit.NewService(users, activities, nil)
+	rebates := rebate.NewService(rebate.Options{Configs: awardConfigs, Store: users, Recharge: activities.Recharge,
+		Credits: users, Location: cfg.location})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,
 		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
@@ -130,8 +149,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	runJob("stock-sync", stockSync.Run)
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
-	runJob("sku-stock-zero-consumer", nats.NewConsumer(b.js, eventOpts, nats.TopicSKUStockZero,
-		nats.SKUStockZeroHandler(activityStore), log).Run)
+	consumers := []*nats.Consumer{
+		nats.NewConsumer(b.js, eventOpts, nats.TopicSKUStockZero, nats.SKUStockZeroHandler(activityStore), log),
+		nats.NewBatchConsumer(b.js, eventOpts, award.TopicSendAward, nats.SendAwardHandler(awards), log),
+		nats.NewConsumer(b.js, eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(rebates), log),
+		nats.NewConsumer(b.js, eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(credits), log),
+	}
+	for _, c := range consumers {
+		runJob(c.Topic()+"-consumer", c.Run)
+	}
+	runJob("outbox-relay", relay.Run)
 	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
 	runJob("stock-reconcile", func(ctx context.Context) error {
 		return every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
@@ -143,10 +170,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerDomainMetrics(registry, strategies, stockSync, users)
+	registerEventMetrics(registry, relay, consumers)
 	api := httpapi.New(httpapi.Options{
 		Strategies:         strategies,
 		Activities:         activities,
 		Raffles:            raffles,
+		Credits:            credits,
+		Rebates:            rebates,
+		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
 		ArmoryNeedsAdmin:   cfg.Mode == ModeProduction,
@@ -300,6 +331,40 @@ func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *
 		grouped("bigmarket_award_records_total", "Award records written by grouped transactions.",
 			func(st sqlstore.GroupStats) int64 { return st.Records }),
 	)
+}
+
+// registerEventMetrics exports the outbox relay's and the event consumers' counters.
+func registerEventMetrics(reg *prometheus.Registry, relay *outbox.Relay, consumers []*nats.Consumer) {
+	outboxCounter := func(name, help string, get func(outbox.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(get(relay.Stats())) })
+	}
+	reg.MustRegister(
+		outboxCounter("bigmarket_outbox_published_total", "Tasks published and marked completed.",
+			func(st outbox.Stats) int64 { return st.Published }),
+		outboxCounter("bigmarket_outbox_failed_total", "Task publishes that failed (re-sent by the compensation job).",
+			func(st outbox.Stats) int64 { return st.Failed }),
+		outboxCounter("bigmarket_outbox_dropped_total", "Tasks that did not fit the relay queue (re-sent by the compensation job).",
+			func(st outbox.Stats) int64 { return st.Dropped }),
+		outboxCounter("bigmarket_outbox_resent_total", "Tasks claimed by the compensation job.",
+			func(st outbox.Stats) int64 { return st.Resent }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_outbox_queued", Help: "Committed tasks waiting for the relay."},
+			func() float64 { return float64(relay.Stats().Queued) }),
+	)
+	for _, c := range consumers {
+		labels := prometheus.Labels{"topic": c.Topic()}
+		counter := func(name, help string, get func(nats.ConsumerStats) int64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+				func() float64 { return float64(get(c.Stats())) })
+		}
+		reg.MustRegister(
+			counter("bigmarket_events_handled_total", "Events handled and acked.", func(st nats.ConsumerStats) int64 { return st.Handled }),
+			counter("bigmarket_events_failed_total", "Event handler failures (redelivered or dead-lettered).",
+				func(st nats.ConsumerStats) int64 { return st.Failed }),
+			counter("bigmarket_events_dead_lettered_total", "Events copied to the dead-letter stream.",
+				func(st nats.ConsumerStats) int64 { return st.DeadLettered }),
+		)
+	}
 }
 
 // servePprof serves the profiler on its own listener, away from the public API.

@@ -1,0 +1,138 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/rebate"
+)
+
+// credits is what the credit endpoints need of the credit domain.
+type credits interface {
+	Account(ctx context.Context, userID string) (credit.Account, error)
+	ExchangeSKU(ctx context.Context, userID string, sku int64) (activity.RechargeOrder, error)
+}
+
+// rebates is what the sign-in and behaviour endpoints need of the rebate domain.
+type rebates interface {
+	SignIn(ctx context.Context, userID string) error
+	SignedIn(ctx context.Context, userID string) (bool, error)
+	Behave(ctx context.Context, userID string, behavior rebate.Behavior, outBusinessNo string) ([]string, error)
+}
+
+// formUserID reads the userId of the form endpoints (query string or urlencoded body).
+func formUserID(r *http.Request) (string, error) {
+	userID := r.FormValue("userId")
+	if err := checkUserID(userID); err != nil {
+		return "", err
+	}
+	return userID, nil
+}
+
+// queryUserCreditAccount answers the user's available credit, 0 without an account.
+func (s *Server) queryUserCreditAccount(r *http.Request) (any, error) {
+	userID, err := formUserID(r)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.opts.Credits.Account(r.Context(), userID)
+	if err != nil {
+		return nil, err
+	}
+	return a.Available, nil
+}
+
+type exchangeRequest struct {
+	UserID string `json:"userId"`
+	SKU    ID     `json:"sku"`
+}
+
+// creditPayExchangeSKU buys a SKU's count with credit; the quota arrives once the payment
+// event is applied.
+func (s *Server) creditPayExchangeSKU(r *http.Request) (any, error) {
+	var req exchangeRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if err := checkUserID(req.UserID); err != nil {
+		return nil, err
+	}
+	if req.SKU <= 0 {
+		return nil, badParam(http.StatusOK, "sku must be a positive integer")
+	}
+	if _, err := s.opts.Credits.ExchangeSKU(r.Context(), req.UserID, int64(req.SKU)); err != nil {
+		return nil, err
+	}
+	return true, nil
+}
+
+// calendarSignRebate is the daily sign-in; a second one the same day is 0003.
+func (s *Server) calendarSignRebate(r *http.Request) (any, error) {
+	userID, err := formUserID(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Rebates.SignIn(r.Context(), userID); err != nil {
+		return nil, err
+	}
+	return true, nil
+}
+
+func (s *Server) isCalendarSignRebate(r *http.Request) (any, error) {
+	userID, err := formUserID(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.opts.Rebates.SignedIn(r.Context(), userID)
+}
+
+type behaviorRequest struct {
+	AppID    string `json:"appId"`
+	AppToken string `json:"appToken"`
+	Data     struct {
+		UserID        string `json:"userId"`
+		BehaviorType  string `json:"behaviorType"`
+		OutBusinessNo string `json:"outBusinessNo"`
+	} `json:"data"`
+}
+
+// errAppToken answers a missing or wrong app token (0008).
+var errAppToken = &apiError{status: http.StatusUnauthorized, code: CodeBadAppToken}
+
+// behaviorRebate is the service-to-service rebate: another system reports a user's
+// behaviour (a payment) under its business number, authenticated by its app token.
+func (s *Server) behaviorRebate(r *http.Request) (any, error) {
+	var req behaviorRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if !s.appTokenValid(req.AppID, req.AppToken) {
+		return nil, errAppToken
+	}
+	d := req.Data
+	if err := checkUserID(d.UserID); err != nil {
+		return nil, err
+	}
+	if d.BehaviorType == "" || d.OutBusinessNo == "" {
+		return nil, badParam(http.StatusOK, "data.behaviorType and data.outBusinessNo are required")
+	}
+	ids, err := s.opts.Rebates.Behave(r.Context(), d.UserID, rebate.Behavior(d.BehaviorType), d.OutBusinessNo)
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// appTokenValid compares digests in constant time, like the admin token.
+func (s *Server) appTokenValid(appID, token string) bool {
+	want, ok := s.opts.AppTokens[appID]
+	if !ok || want == "" || appID == "" {
+		return false
+	}
+	got, exp := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(got[:], exp[:]) == 1
+}
