@@ -74,6 +74,13 @@ type Config struct {
 	// dead-lettered; EventBackoff the delays between them (comma list, last repeats).
 	EventMaxDeliver int    `koanf:"event_max_deliver"`
 	EventBackoff    string `koanf:"event_backoff"`
+	// EventAckWait is how long the broker waits for a consumer's ack before it redelivers
+	// a message to another node (a consumer that died mid-batch).
+	EventAckWait time.Duration `koanf:"event_ack_wait"`
+	// FaultDelayAfterDistribute pauses the send_award consumer after a batch's effects
+	// are committed and before its messages are acked, for fault tests that SIGKILL the
+	// process there. Never set it in production.
+	FaultDelayAfterDistribute time.Duration `koanf:"fault_delay_after_distribute"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
 	PprofAddr string `koanf:"pprof_addr"`
 
@@ -122,6 +129,7 @@ func defaultConfig() Config {
 		OutboxEvery:         5 * time.Second,
 		EventMaxDeliver:     20,
 		EventBackoff:        "1s,2s,5s,10s,30s,60s",
+		EventAckWait:        30 * time.Second,
 	}
 }
 
@@ -256,6 +264,9 @@ func (c *Config) validate() error {
 	if c.OutboxGrace <= 0 || c.OutboxEvery <= 0 {
 		errs = append(errs, errors.New("outbox grace and interval must be positive"))
 	}
+	if c.EventAckWait < 2*time.Second {
+		errs = append(errs, fmt.Errorf("event ack wait %s: want at least 2s", c.EventAckWait))
+	}
 	if c.EventMaxDeliver < 1 {
 		errs = append(errs, fmt.Errorf("event max deliver %d: want at least 1", c.EventMaxDeliver))
 	}
@@ -323,7 +334,8 @@ func (c Config) print(w io.Writer) {
 		{"plain_user_endpoints", c.PlainUserEndpoints}, {"app_tokens", mask(c.AppTokens)},
 		{"webhook_url", or(c.WebhookURL, "(none: external awards are dead-lettered)")},
 		{"outbox_grace", c.OutboxGrace.String()}, {"outbox_every", c.OutboxEvery.String()},
-		{"event_max_deliver", strconv.Itoa(c.EventMaxDeliver)}, {"event_backoff", c.EventBackoff}, {"webhook_secret", mask(c.WebhookSecret)},
+		{"event_max_deliver", strconv.Itoa(c.EventMaxDeliver)}, {"event_backoff", c.EventBackoff},
+		{"event_ack_wait", c.EventAckWait.String()}, {"fault_delay_after_distribute", c.FaultDelayAfterDistribute.String()}, {"webhook_secret", mask(c.WebhookSecret)},
 		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")

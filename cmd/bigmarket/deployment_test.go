@@ -48,6 +48,9 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		"BIGMARKET_NATS_PREFIX=" + d.prefix,
 		"BIGMARKET_DATA_DIR=" + t.TempDir(),
 		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
+		"BIGMARKET_APP_TOKENS=" + e2eAppID + ":" + e2eAppToken,
+		"BIGMARKET_WEBHOOK_URL=" + startReceiver(t).url,
+		"BIGMARKET_WEBHOOK_SECRET=" + e2eWebhookSecret,
 	}
 	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { d.redis.Close() })

@@ -317,7 +317,12 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 
 // TestEmbeddedStack runs serve on the embedded stack, seeds, and checks the API end to end.
 func TestEmbeddedStack(t *testing.T) {
-	cfg, base, emb := startEmbedded(t, func(c *Config) { c.StockReconcileEvery = time.Second })
+	hook := startReceiver(t)
+	cfg, base, emb := startEmbedded(t, func(c *Config) {
+		c.StockReconcileEvery = time.Second
+		c.AppTokens = e2eAppID + ":" + e2eAppToken
+		c.WebhookURL, c.WebhookSecret = hook.url, e2eWebhookSecret
+	})
 	db, err := sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -347,6 +352,9 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("activity draw", func(t *testing.T) { checkActivityDraw(t, s) })
 	t.Run("draw refusals", func(t *testing.T) { checkDrawRefusals(t, s) })
 	t.Run("erp", func(t *testing.T) { checkERP(t, s) })
+	t.Run("sign-in and exchange", func(t *testing.T) { checkSignInAndExchange(t, s) })
+	t.Run("award distribution", func(t *testing.T) { checkAwardDistribution(t, s) })
+	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
 	t.Run("metrics", func(t *testing.T) {
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
@@ -506,6 +514,9 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	t.Run("activity draw", func(t *testing.T) { checkActivityDraw(t, s) })
 	t.Run("draw refusals", func(t *testing.T) { checkDrawRefusals(t, s) })
 	t.Run("erp", func(t *testing.T) { checkERP(t, s) })
+	t.Run("sign-in and exchange", func(t *testing.T) { checkSignInAndExchange(t, s) })
+	t.Run("award distribution", func(t *testing.T) { checkAwardDistribution(t, s) })
+	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

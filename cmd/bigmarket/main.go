@@ -21,6 +21,7 @@ commands:
   bench          load-test strategy/random_raffle on a running server
   bench draw     provision users through the operator recharge, load-test activity/draw,
                  then verify stock, surpluses and one award record + task per draw
+  verify         reconcile the databases: award records, tasks, credits, exchanges, rebates
 
 Run "bigmarket <command> -h" for a command's flags.`
 
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrateCmd(ctx, args, stderr)
 	case "bench":
 		return benchCmd(ctx, args, stdout, stderr)
+	case "verify":
+		return verifyCmd(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

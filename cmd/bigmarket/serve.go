@@ -67,7 +67,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("ensure stock stream: %w", err)
 	}
 	eventOpts := nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas,
-		MaxDeliver: cfg.EventMaxDeliver, Backoff: cfg.eventBackoff}
+		MaxDeliver: cfg.EventMaxDeliver, Backoff: cfg.eventBackoff, AckWait: cfg.EventAckWait}
 	if err := nats.EnsureEventStreams(ctx, b.js, eventOpts); err != nil {
 		return fmt.Errorf("ensure event streams: %w", err)
 	}
@@ -149,9 +149,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	runJob("stock-sync", stockSync.Run)
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
+	distribute := nats.SendAwardHandler(awards)
+	if d := cfg.FaultDelayAfterDistribute; d > 0 {
+		log.Warn("fault injection on: the award consumer pauses between its commit and its acks", "delay", d)
+		inner := distribute
+		distribute = func(ctx context.Context, events []nats.Event) []error {
+			errs := inner(ctx, events)
+			time.Sleep(d)
+			return errs
+		}
+	}
 	consumers := []*nats.Consumer{
 		nats.NewConsumer(b.js, eventOpts, nats.TopicSKUStockZero, nats.SKUStockZeroHandler(activityStore), log),
-		nats.NewBatchConsumer(b.js, eventOpts, award.TopicSendAward, nats.SendAwardHandler(awards), log),
+		nats.NewBatchConsumer(b.js, eventOpts, award.TopicSendAward, distribute, log),
 		nats.NewConsumer(b.js, eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(rebates), log),
 		nats.NewConsumer(b.js, eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(credits), log),
 	}

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
+)
+
+// The fixture's users and where the 2x4 router puts them.
+const (
+	verifyDBs    = 2
+	verifyTables = 4
+	userXFG      = "xiaofuge" // database 01, table _001
+	userOne      = "user001"  // database 02, table _000
+	userThree    = "user003"  // database 01, table _002, no rows in the clean data
+)
+
+// verifyFixture is a config database seeded with the demo and two migrated user
+// databases holding a dataset verify must find clean.
+type verifyFixture struct {
+	config *sqlstore.DB
+	users  []*sqlstore.DB
+	router sqlstore.Router
+	now    time.Time
+	seq    int
+}
+
+// newVerifyFixture migrates the databases open returns (the config database, then the
+// user databases) and seeds the demo configuration.
+func newVerifyFixture(t *testing.T, open func(t *testing.T, name string) *sqlstore.DB) *verifyFixture {
+	t.Helper()
+	ctx := context.Background()
+	router, err := sqlstore.NewRouter(verifyDBs, verifyTables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &verifyFixture{config: open(t, "big_market"), router: router, now: time.Now().UTC().Truncate(time.Second)}
+	if err := sqlstore.MigrateConfig(ctx, f.config); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlstore.SeedDemo(ctx, f.config); err != nil {
+		t.Fatal(err)
+	}
+	for i := range verifyDBs {
+		db := open(t, fmt.Sprintf("big_market_%02d", i+1))
+		if err := sqlstore.MigrateUser(ctx, db, verifyTables); err != nil {
+			t.Fatal(err)
+		}
+		f.users = append(f.users, db)
+	}
+	return f
+}
+
+// window is the default verify window at the fixture's time: a day back, a minute's grace.
+func (f *verifyFixture) window() verifyWindow {
+	return verifyWindow{Since: f.now.Add(-24 * time.Hour), Settled: f.now.Add(-time.Minute)}
+}
+
+// Ages of the planted rows: settled ones, ones still within the grace, and ones before
+// the window.
+func (f *verifyFixture) old() time.Time     { return f.now.Add(-10 * time.Minute) }
+func (f *verifyFixture) young() time.Time   { return f.now.Add(-10 * time.Second) }
+func (f *verifyFixture) ancient() time.Time { return f.now.Add(-48 * time.Hour) }
+
+// exec runs query on the user's database with "{t}" replaced by the user's table suffix.
+func (f *verifyFixture) exec(t *testing.T, userID, query string, args ...any) {
+	t.Helper()
+	r := f.router.Route(userID)
+	if _, err := f.users[r.DB].SQL.ExecContext(context.Background(), strings.ReplaceAll(query, "{t}", r.Suffix), args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// reset empties the user tables the fixture writes.
+func (f *verifyFixture) reset(t *testing.T) {
+	t.Helper()
+	for _, db := range f.users {
+		stmts := []string{"DELETE FROM task", "DELETE FROM user_credit_account"}
+		for i := range verifyTables {
+			sfx := sqlstore.TableSuffix(i)
+			for _, table := range []string{"user_award_record", "user_credit_order", "raffle_activity_order", "user_behavior_rebate_order"} {
+				stmts = append(stmts, "DELETE FROM "+table+sfx)
+			}
+		}
+		for _, s := range stmts {
+			if _, err := db.SQL.ExecContext(context.Background(), s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+	}
+}
+
+// award inserts an award record and, unless taskState is empty, its send_award task
+// carrying awardConfig, both dated at.
+func (f *verifyFixture) award(t *testing.T, userID, orderID string, awardID int, state award.State, at time.Time, taskState, awardConfig string) {
+	t.Helper()
+	f.exec(t, userID, `INSERT INTO user_award_record{t} (user_id, activity_id, strategy_id, order_id, award_id, award_title,
+		award_time, award_state, create_time) VALUES (?, 100301, 100006, ?, ?, 'title', ?, ?, ?)`,
+		userID, orderID, awardID, at, string(state), at)
+	if taskState == "" {
+		return
+	}
+	task := award.NewSendAwardTask(award.Record{UserID: userID, OrderID: orderID, AwardID: awardID, AwardTitle: "title", AwardTime: at}, awardConfig)
+	f.task(t, userID, task.Topic, task.MessageID, task.Message, taskState, at)
+}
+
+// task inserts a task row.
+func (f *verifyFixture) task(t *testing.T, userID, topic, messageID, message, state string, at time.Time) {
+	t.Helper()
+	f.exec(t, userID, `INSERT INTO task (user_id, topic, message_id, message, state, create_time) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, topic, messageID, message, state, at)
+}
+
+// credit inserts a credit order.
+func (f *verifyFixture) credit(t *testing.T, userID, outBusinessNo, tradeName, tradeType, amount string, at time.Time) {
+	t.Helper()
+	f.seq++
+	f.exec(t, userID, `INSERT INTO user_credit_order{t} (user_id, order_id, trade_name, trade_type, trade_amount,
+		out_business_no, create_time) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		userID, fmt.Sprintf("co%08d", f.seq), tradeName, tradeType, amount, outBusinessNo, at)
+}
+
+// activityOrder inserts a raffle_activity_order (a SKU exchange or a rebate's grant).
+func (f *verifyFixture) activityOrder(t *testing.T, userID, outBusinessNo, payAmount, state string, at time.Time) {
+	t.Helper()
+	f.seq++
+	f.exec(t, userID, `INSERT INTO raffle_activity_order{t} (user_id, sku, activity_id, activity_name, strategy_id, order_id,
+		order_time, total_count, day_count, month_count, pay_amount, state, out_business_no, create_time)
+		VALUES (?, 9014, 100301, 'act', 100006, ?, ?, 1, 1, 1, ?, ?, ?, ?)`,
+		userID, fmt.Sprintf("ao%08d", f.seq), at, payAmount, state, outBusinessNo, at)
+}
+
+// rebate inserts a behaviour rebate order; its biz id is {user}_{type}_{outBusinessNo}.
+func (f *verifyFixture) rebate(t *testing.T, userID, rebateType, rebateConfig, outBusinessNo string, at time.Time) string {
+	t.Helper()
+	f.seq++
+	bizID := userID + "_" + rebateType + "_" + outBusinessNo
+	f.exec(t, userID, `INSERT INTO user_behavior_rebate_order{t} (user_id, order_id, behavior_type, rebate_desc, rebate_type,
+		rebate_config, out_business_no, biz_id, create_time) VALUES (?, ?, 'sign', 'sign in', ?, ?, ?, ?, ?)`,
+		userID, fmt.Sprintf("ro%08d", f.seq), rebateType, rebateConfig, outBusinessNo, bizID, at)
+	return bizID
+}
+
+// account inserts or replaces the user's credit account.
+func (f *verifyFixture) account(t *testing.T, userID, total, available string) {
+	t.Helper()
+	f.exec(t, userID, `DELETE FROM user_credit_account WHERE user_id = ?`, userID)
+	f.exec(t, userID, `INSERT INTO user_credit_account (user_id, total_amount, available_amount, account_status)
+		VALUES (?, ?, ?, 'open')`, userID, total, available)
+}
+
+// seedClean writes the dataset verify must find clean: settled credit, blacklist and
+// webhook awards with delivered tasks, awards and tasks still within the grace, a record
+// before the window without a task, delivered integral and SKU rebates, a paid exchange,
+// an unpaid one, and accounts that add up.
+func (f *verifyFixture) seedClean(t *testing.T) {
+	t.Helper()
+	f.reset(t)
+	old, young := f.old(), f.young()
+
+	f.award(t, userXFG, "xfg_r1", 101, award.StateCompleted, old, "completed", "")
+	f.credit(t, userXFG, "xfg_r1", tradeNameAward, tradeForward, "50.00", old)
+	f.award(t, userXFG, "xfg_r2", 101, award.StateCompleted, old, "completed", "1,10")
+	f.credit(t, userXFG, "xfg_r2", tradeNameAward, tradeForward, "5.00", old)
+	f.award(t, userXFG, "xfg_r3", 100, award.StateCompleted, old, "completed", "")
+	f.credit(t, userXFG, "xfg_r3", tradeNameAward, tradeForward, "1.00", old)
+	f.award(t, userXFG, "xfg_r4", 102, award.StateCompleted, old, "completed", "")
+	f.award(t, userXFG, "xfg_r5", 102, award.StateCreate, young, "create", "")
+	f.award(t, userXFG, "xfg_r6", 101, award.StateCreate, young, "fail", "")
+	f.award(t, userXFG, "xfg_r0", 102, award.StateCreate, f.ancient(), "", "")
+
+	integral := f.rebate(t, userXFG, rebateIntegral, "10", "s1", old)
+	f.credit(t, userXFG, integral, tradeNameRebate, tradeForward, "10.00", old)
+	sku := f.rebate(t, userXFG, rebateSKU, "9014", "s1", old)
+	f.activityOrder(t, userXFG, sku, "0.00", "completed", old)
+	f.rebate(t, userXFG, rebateIntegral, "10", "s2", young)
+
+	f.activityOrder(t, userXFG, "xfg_pay1", "5.00", "completed", old)
+	f.credit(t, userXFG, "xfg_pay1", "兑换抽奖", tradeReverse, "5.00", old)
+	f.activityOrder(t, userXFG, "xfg_pay2", "20.00", "wait_pay", old)
+	f.account(t, userXFG, "66.00", "61.00")
+
+	f.award(t, userOne, "u1_r1", 101, award.StateCompleted, old, "completed", "")
+	f.credit(t, userOne, "u1_r1", tradeNameAward, tradeForward, "30.00", old)
+	f.account(t, userOne, "30.00", "30.00")
+}
+
+// verifyCases plant one discrepancy each in the clean dataset (or, for the grace and
+// window cases, a row that is not one yet) and name the one kind verify must report.
+var verifyCases = []struct {
+	name  string
+	plant func(t *testing.T, f *verifyFixture)
+	kind  string // "" when verify must find the data clean
+	user  string
+}{
+	{name: "clean", plant: func(*testing.T, *verifyFixture) {}},
+	{name: "paid wait_pay within grace", plant: func(t *testing.T, f *verifyFixture) {
+		f.activityOrder(t, userXFG, "xfg_pay3", "20.00", "wait_pay", f.old())
+		f.credit(t, userXFG, "xfg_pay3", "兑换抽奖", tradeReverse, "20.00", f.young())
+		f.account(t, userXFG, "66.00", "41.00")
+	}},
+	{name: "undelivered task before window", plant: func(t *testing.T, f *verifyFixture) {
+		f.task(t, userXFG, "send_rebate", "xfg_old", "{}", "fail", f.ancient())
+	}},
+	{name: "task deleted", kind: KindAwardTaskMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `DELETE FROM task WHERE message_id = 'xfg_r1'`)
+	}},
+	{name: "task of another topic", kind: KindAwardTaskMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE task SET topic = 'send_rebate' WHERE message_id = 'xfg_r4'`)
+	}},
+	{name: "task failed", kind: KindTaskUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE task SET state = 'fail' WHERE message_id = 'xfg_r4'`)
+	}},
+	{name: "task never sent", kind: KindTaskUndelivered, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
+		f.task(t, userOne, "send_rebate", "u1_rebate", "{}", "create", f.old())
+	}},
+	{name: "award not configured", kind: KindAwardUnknown, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.award(t, userXFG, "xfg_r9", 999, award.StateCompleted, f.old(), "completed", "")
+	}},
+	{name: "completed without credit", kind: KindAwardCreditMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'xfg_r1'`)
+		f.account(t, userXFG, "16.00", "11.00")
+	}},
+	{name: "credited but create", kind: KindAwardStateStale, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE user_award_record{t} SET award_state = 'create' WHERE order_id = 'xfg_r1'`)
+	}},
+	{name: "credit award undistributed", kind: KindAwardUndistributed, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userOne, `UPDATE user_award_record{t} SET award_state = 'create' WHERE order_id = 'u1_r1'`)
+		f.exec(t, userOne, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'u1_r1'`)
+		f.account(t, userOne, "0.00", "0.00")
+	}},
+	{name: "webhook award undistributed", kind: KindAwardUndistributed, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE user_award_record{t} SET award_state = 'create' WHERE order_id = 'xfg_r4'`)
+	}},
+	{name: "random credit beyond the task's range", kind: KindAwardCreditAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '15.00' WHERE out_business_no = 'xfg_r2'`)
+		f.account(t, userXFG, "76.00", "71.00")
+	}},
+	{name: "random credit beyond the award's range", kind: KindAwardCreditAmount, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userOne, `UPDATE user_credit_order{t} SET trade_amount = '100.01' WHERE out_business_no = 'u1_r1'`)
+		f.account(t, userOne, "100.01", "100.01")
+	}},
+	{name: "blacklist credit not exact", kind: KindAwardCreditAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '2.00' WHERE out_business_no = 'xfg_r3'`)
+		f.account(t, userXFG, "67.00", "62.00")
+	}},
+	{name: "webhook award credited", kind: KindAwardCreditUnexpected, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userXFG, "xfg_r4", tradeNameAward, tradeForward, "3.00", f.old())
+		f.account(t, userXFG, "69.00", "64.00")
+	}},
+	{name: "prize credit without record", kind: KindCreditOrderOrphan, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userXFG, "xfg_nosuch", tradeNameAward, tradeForward, "7.00", f.old())
+		f.account(t, userXFG, "73.00", "68.00")
+	}},
+	{name: "available off", kind: KindCreditBalance, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.account(t, userXFG, "66.00", "60.00")
+	}},
+	{name: "orders without account", kind: KindCreditBalance, user: userThree, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userThree, "u3_adjust", "调账", tradeForward, "5.00", f.ancient())
+	}},
+	{name: "overdrawn", kind: KindCreditNegative, user: userThree, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userThree, "u3_adjust", "调账", tradeReverse, "3.00", f.old())
+		f.account(t, userThree, "0.00", "-3.00")
+	}},
+	{name: "exchange completed unpaid", kind: KindExchangeUnpaidCompleted, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'xfg_pay1'`)
+		f.account(t, userXFG, "66.00", "66.00")
+	}},
+	{name: "exchange underpaid", kind: KindExchangeAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '4.00' WHERE out_business_no = 'xfg_pay1'`)
+		f.account(t, userXFG, "66.00", "62.00")
+	}},
+	{name: "exchange paid, quota not added", kind: KindExchangePaidNotCompleted, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE raffle_activity_order{t} SET state = 'wait_pay' WHERE out_business_no = 'xfg_pay1'`)
+	}},
+	{name: "integral rebate not credited", kind: KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'xiaofuge_integral_s1'`)
+		f.account(t, userXFG, "56.00", "51.00")
+	}},
+	{name: "integral rebate amount", kind: KindRebateAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '12.00' WHERE out_business_no = 'xiaofuge_integral_s1'`)
+		f.account(t, userXFG, "68.00", "63.00")
+	}},
+	{name: "sku rebate not granted", kind: KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, userXFG, `DELETE FROM raffle_activity_order{t} WHERE out_business_no = 'xiaofuge_sku_s1'`)
+	}},
+}
+
+// TestVerify runs every planted discrepancy on SQLite and, with
+// BIGMARKET_TEST_MYSQL_DSN, on MySQL/MariaDB.
+func TestVerify(t *testing.T) {
+	backends := []struct {
+		name string
+		open func(t *testing.T) func(t *testing.T, name string) *sqlstore.DB
+	}{
+		{"sqlite", func(t *testing.T) func(*testing.T, string) *sqlstore.DB {
+			dir := t.TempDir()
+			return func(t *testing.T, name string) *sqlstore.DB {
+				db, err := sqlstore.OpenSQLite(filepath.Join(dir, name+".db"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				return db
+			}
+		}},
+		{"mysql", func(t *testing.T) func(*testing.T, string) *sqlstore.DB {
+			server := testenv.MySQLDSN(t)
+			return func(t *testing.T, _ string) *sqlstore.DB {
+				db, err := sqlstore.OpenMySQL(sqltest.NewMySQL(t, server))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				return db
+			}
+		}},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := newVerifyFixture(t, b.open(t))
+			for _, c := range verifyCases {
+				t.Run(c.name, func(t *testing.T) {
+					f.seedClean(t)
+					c.plant(t, f)
+					rep, err := verify(context.Background(), f.config, f.users, verifyTables, f.window())
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := rep.Discrepancies
+					switch {
+					case c.kind == "" && len(got) != 0:
+						t.Errorf("want clean, got %v", got)
+					case c.kind != "" && (len(got) != 1 || got[0].Kind != c.kind || got[0].UserID != c.user):
+						t.Errorf("want one %s of %s, got %v", c.kind, c.user, got)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestVerifyCounts pins what the clean dataset makes verify check: the record before the
+// window is skipped, the young rebate not yet expected, both accounts read.
+func TestVerifyCounts(t *testing.T) {
+	t.Parallel()
+	f := newVerifyFixture(t, func(t *testing.T, name string) *sqlstore.DB {
+		db, err := sqlstore.OpenSQLite(filepath.Join(t.TempDir(), name+".db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+	f.seedClean(t)
+	rep, err := verify(context.Background(), f.config, f.users, verifyTables, f.window())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := verifyCounts{AwardRecords: 7, Tasks: 7, CreditAccounts: 2, PrizeCredits: 4, PaidExchanges: 2, Rebates: 2}
+	if rep.Checked != want || len(rep.Discrepancies) != 0 {
+		t.Errorf("checked %+v with %v, want %+v and none", rep.Checked, rep.Discrepancies, want)
+	}
+}
+
+func TestVerifyCreditRange(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		key, config string
+		lo, hi      money.Cents
+		bad         bool
+	}{
+		{key: awardKeyCreditRandom, config: "1,100", lo: 100, hi: 10000},
+		{key: awardKeyCreditRandom, config: "0.5, 2.25", lo: 50, hi: 225},
+		{key: awardKeyCreditBlacklist, config: "1", lo: 100, hi: 100},
+		{key: awardKeyCreditRandom, config: "100", bad: true},
+		{key: awardKeyCreditRandom, config: "10,1", bad: true},
+		{key: awardKeyCreditRandom, config: "a,b", bad: true},
+		{key: awardKeyCreditBlacklist, config: "1,2", bad: true},
+	}
+	for _, c := range cases {
+		lo, hi, err := creditRange(c.key, c.config)
+		if c.bad {
+			if err == nil {
+				t.Errorf("creditRange(%s, %q) = %s..%s, want an error", c.key, c.config, lo, hi)
+			}
+			continue
+		}
+		if err != nil || lo != c.lo || hi != c.hi {
+			t.Errorf("creditRange(%s, %q) = %s..%s, %v; want %s..%s", c.key, c.config, lo, hi, err, c.lo, c.hi)
+		}
+	}
+}
+
+// TestVerifyCommand runs "bigmarket verify" on an embedded data directory: clean, with a
+// planted discrepancy, with a window that excludes it, and on a directory that is not one.
+func TestVerifyCommand(t *testing.T) {
+	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_DATA_DIR", "BIGMARKET_ADMIN_TOKEN"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("BIGMARKET_SHARDS", fmt.Sprintf("%dx%d", verifyDBs, verifyTables))
+	t.Setenv("BIGMARKET_MODE", ModeDemo)
+	ctx := context.Background()
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"migrate", "-data", dir, "-seed"}, &stdout, &stderr); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, stderr.String())
+	}
+	f := newVerifyFixture(t, func(t *testing.T, name string) *sqlstore.DB {
+		db, err := sqlstore.OpenSQLite(filepath.Join(dir, name+".db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+	f.seedClean(t)
+	verifyRun := func(args ...string) (string, error) {
+		stdout.Reset()
+		stderr.Reset()
+		err := run(ctx, append([]string{"verify", "-data", dir}, args...), &stdout, &stderr)
+		return stdout.String(), err
+	}
+
+	out, err := verifyRun()
+	if err != nil || !strings.Contains(out, "verify: clean (checked 7 award records, 7 tasks, 2 credit accounts") {
+		t.Fatalf("clean: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+
+	f.exec(t, userXFG, `UPDATE task SET state = 'fail' WHERE message_id = 'xfg_r4'`)
+	out, err = verifyRun()
+	if err == nil {
+		t.Fatalf("planted task_undelivered: no error\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "task_undelivered user=xiaofuge key=xfg_r4 ") ||
+		!strings.HasPrefix(lines[1], "verify: 1 discrepancies (") {
+		t.Errorf("planted task_undelivered: output\n%s", out)
+	}
+
+	if out, err = verifyRun("-since", "5m"); err != nil || !strings.Contains(out, "verify: clean (") {
+		t.Errorf("a window after the failed task must be clean: %v\n%s", err, out)
+	}
+	if out, err = verifyRun("-grace", "15m"); err != nil || !strings.Contains(out, "verify: clean (") {
+		t.Errorf("a grace longer than the failed task's age must be clean: %v\n%s", err, out)
+	}
+	if _, err = verifyRun("-since", "0s"); err == nil {
+		t.Error("-since 0s: want an error")
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"verify", "-data", filepath.Join(dir, "missing")}, &stdout, &stderr); err == nil {
+		t.Errorf("verify of a missing data directory: want an error, got\n%s", stdout.String())
+	}
+}
