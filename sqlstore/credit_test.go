@@ -162,9 +162,9 @@ func (f *userFixture) testCreditAwardCompletion(t *testing.T) {
 		Name: credit.NameAward, Type: credit.Forward, Amount: 4217, OutBusinessNo: "ca-1"}}
 	errs := f.store.ApplyCredit(ctx, []credit.Change{
 		credited,
-		{UserID: user, AwardOrderID: "ca-2"},     // external award: no credit
-		{UserID: user, AwardOrderID: "missing"},  // no such record
-		{UserID: user, AwardOrderID: "ca-2"},     // the same award twice in one batch
+		{UserID: user, AwardOrderID: "ca-2"},    // external award: no credit
+		{UserID: user, AwardOrderID: "missing"}, // no such record
+		{UserID: user, AwardOrderID: "ca-2"},    // the same award twice in one batch
 	})
 	want := []error{nil, nil, credit.ErrAwardNotFound, credit.ErrDuplicate}
 	for i, w := range want {
