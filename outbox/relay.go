@@ -160,14 +160,16 @@ func (r *Relay) take(batch []Task) []Task {
 // it, up to Batch.
 func (r *Relay) relay(ctx context.Context) {
 	batch := make([]Task, 0, r.opts.Batch)
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 			return
 		case t := <-r.queue:
 			batch = r.take(append(batch[:0], t))
 		}
-		r.publish(ctx, batch)
+		// A round once taken is finished even if ctx ends meanwhile (PublishTimeout bounds
+		// it): cut short, its tasks would be marked fail though the broker may have them.
+		r.publish(context.WithoutCancel(ctx), batch)
 	}
 }
 

@@ -44,7 +44,7 @@ type Delivery struct {
 type Options struct {
 	URL    string
 	Secret string
-	Client *http.Client // default: a client with a 10s timeout
+	Client *http.Client // default: a client with a 10s timeout; redirects are never followed
 	Now    func() time.Time
 }
 
@@ -57,9 +57,14 @@ var _ award.Distributor = (*Webhook)(nil)
 
 // New returns a Webhook posting to opts.URL.
 func New(opts Options) *Webhook {
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	client := http.Client{Timeout: 10 * time.Second}
+	if opts.Client != nil {
+		client = *opts.Client
 	}
+	// A redirect is not a delivery: net/http would follow a 301–303 with a bodiless GET
+	// and report the target's 2xx as if the receiver had taken the award.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	opts.Client = &client
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

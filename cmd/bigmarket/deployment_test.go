@@ -25,6 +25,7 @@ type deployment struct {
 	db         *sqlstore.DB
 	redis      *goredis.Client
 	users      *sqlstore.UserStore
+	userDBs    []*sqlstore.DB // the user databases, for counting across them
 }
 
 // newDeployment creates the deployment on the shared MariaDB and NATS and on redisAddr
@@ -75,6 +76,7 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		db, err := sqlstore.OpenMySQL(userDSNs[i])
 		if err == nil {
 			db.SQL.SetMaxOpenConns(4)
+			d.userDBs = append(d.userDBs, db)
 		}
 		return db, err
 	})

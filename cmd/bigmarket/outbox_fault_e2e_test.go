@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/sqlstore"
+)
+
+// awardStates counts the deployment's award records by state across every user database
+// and table.
+func (d *deployment) awardStates(t *testing.T) map[string]int {
+	t.Helper()
+	states := map[string]int{}
+	for _, db := range d.userDBs {
+		for table := range 4 {
+			rows, err := db.SQL.Query("SELECT award_state, COUNT(*) FROM user_award_record" + sqlstore.TableSuffix(table) + " GROUP BY award_state")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var (
+					state string
+					n     int
+				)
+				if err := rows.Scan(&state, &n); err != nil {
+					t.Fatal(err)
+				}
+				states[state] += n
+			}
+			rows.Close()
+		}
+	}
+	return states
+}
+
+// verify runs "bigmarket verify" on the deployment with extra flags and returns its
+// output and whether it found the data clean.
+func (d *deployment) verify(t *testing.T, env []string, flags ...string) (string, bool) {
+	t.Helper()
+	cmd := exec.Command(d.bin, append([]string{"verify"}, flags...)...)
+	cmd.Env = append(append(os.Environ(), d.env...), env...)
+	out, err := cmd.CombinedOutput()
+	if _, exit := err.(*exec.ExitError); err != nil && !exit {
+		t.Fatalf("verify: %v", err)
+	}
+	return string(out), err == nil
+}
+
+// provision recharges n fresh users with SKU 9012 (50 draws each) and returns them.
+func (d *deployment) provision(t *testing.T, base string, n int) []string {
+	t.Helper()
+	users := make([]string, n)
+	for i := range users {
+		users[i] = testenv.Unique("ob")[:14]
+		if code := d.recharge(t, base, users[i], 9012, users[i]); code != "0000" {
+			t.Fatalf("recharge %s: %s", users[i], code)
+		}
+	}
+	return users
+}
+
+// drawAll sends draws draws spread over users through base, 16 at a time, and fails the
+// test unless every one succeeds.
+func drawAll(t *testing.T, base string, users []string, draws int) {
+	t.Helper()
+	fanOut(draws, 16, func(i int) {
+		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{users[i%len(users)], faultActivity}); r.Code != "0000" {
+			t.Errorf("draw %d: %+v", i, r)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// TestAwardsSurviveBrokerOutage stops a private nats-server, draws 1,000 times (every
+// draw succeeds: the publish is off its path), sees the 1,000 send_award tasks pile up in
+// the outbox, restarts the broker, and waits until the relay's compensation job and the
+// consumer have distributed every award exactly once: bigmarket verify comes back clean
+// (every record completed, every credit award credited by one order, every balance the
+// sum of its orders).
+func TestAwardsSurviveBrokerOutage(t *testing.T) {
+	broker := testenv.StartNATSServer(t)
+	d := newDeployment(t, "")
+	env := []string{"BIGMARKET_NATS_URLS=" + broker.URL, "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s"}
+	_, base := d.start(t, env...)
+	d.armory(t, base)
+	users := d.provision(t, base, 100)
+
+	broker.Stop()
+	start := time.Now()
+	drawAll(t, base, users, 1000)
+	t.Logf("1000 draws with the broker down in %s", time.Since(start).Round(time.Millisecond))
+
+	if st := d.awardStates(t); st["create"] != 1000 {
+		t.Fatalf("award records with the broker down: %v, want 1000 in create", st)
+	}
+	out, clean := d.verify(t, env, "-grace", "0s")
+	if clean || strings.Count(out, "task_undelivered") != 1000 {
+		t.Fatalf("verify with the broker down: %d undelivered tasks, want 1000:\n%.2000s", strings.Count(out, "task_undelivered"), out)
+	}
+
+	broker.Start()
+	restarted := time.Now()
+	waitFor(t, 120*time.Second, "every award distributed after the broker restart", func() bool {
+		return d.awardStates(t)["completed"] == 1000
+	})
+	t.Logf("backlog of 1000 awards drained %s after the broker restart", time.Since(restarted).Round(time.Millisecond))
+	waitFor(t, 60*time.Second, "verify clean", func() bool {
+		out, clean = d.verify(t, env, "-grace", "0s")
+		return clean
+	})
+	t.Logf("verify: %s", strings.TrimSpace(out))
+}
+
+// TestConsumerKilledMidBatch SIGKILLs a serve process whose award consumer has committed a
+// batch of distributions but not yet acked it (it pauses there), so the broker redelivers
+// those messages to the next process: they must credit nobody twice. verify checks every
+// award record completed with exactly one credit order per credit award and every balance
+// equal to the sum of its orders.
+func TestConsumerKilledMidBatch(t *testing.T) {
+	d := newDeployment(t, "")
+	common := []string{"BIGMARKET_EVENT_ACK_WAIT=3s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s"}
+	p1, base := d.start(t, append(common, "BIGMARKET_FAULT_DELAY_AFTER_DISTRIBUTE=60s")...)
+	d.armory(t, base)
+	users := d.provision(t, base, 20)
+	drawAll(t, base, users, 200)
+
+	// The consumer commits its first batch, then pauses before acking it.
+	waitFor(t, 30*time.Second, "a committed batch", func() bool { return d.awardStates(t)["completed"] > 0 })
+	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p1.exited
+	committed := d.awardStates(t)["completed"]
+
+	// Those messages are still unacked on the broker: they will be delivered again.
+	nc, err := natsgo.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	opts := nats.EventOptions{Prefix: d.prefix}
+	info, err := js.Consumer(context.Background(), opts.Stream(), opts.Durable("send_award"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := info.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumAckPending == 0 {
+		t.Fatalf("no unacked send_award messages after the kill (%d records completed)", committed)
+	}
+	t.Logf("killed with %d awards committed and %d messages unacked", committed, ci.NumAckPending)
+
+	_, base2 := d.start(t, common...)
+	_ = base2
+	waitFor(t, 120*time.Second, "every award distributed after the restart", func() bool {
+		return d.awardStates(t)["completed"] == 200
+	})
+	var out string
+	waitFor(t, 60*time.Second, "verify clean", func() bool {
+		var clean bool
+		out, clean = d.verify(t, nil, "-grace", "0s")
+		return clean
+	})
+	t.Logf("verify: %s", strings.TrimSpace(out))
+}
+
+// TestWebhookReceiverDown draws external awards (strategy 10007: mostly usage counts)
+// while the webhook receiver answers 503: the awards wait in create and are retried by
+// the broker; once the receiver answers, each completes, delivered with a valid
+// signature.
+func TestWebhookReceiverDown(t *testing.T) {
+	hook := startReceiver(t)
+	hook.setDown(true)
+	cfg, base, _ := startEmbedded(t, func(c *Config) {
+		c.WebhookURL, c.WebhookSecret = hook.url, e2eWebhookSecret
+		c.EventBackoff = "100ms,200ms,400ms"
+		c.EventMaxDeliver = 1000
+	})
+	users := openUserStore(t, func(i int) (*sqlstore.DB, error) {
+		return sqlstore.OpenSQLite(fmt.Sprintf("%s/big_market_%02d.db", cfg.DataDir, i+1))
+	})
+	s := stack{bases: []string{base}, adminToken: cfg.AdminToken, users: users}
+	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100401", nil); r.Code != "0000" {
+		t.Fatalf("armory: %+v", r)
+	}
+	const user = "hookuser"
+	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9903, "outBusinessNo": "hook-1"}); r.Code != "0000" {
+		t.Fatalf("recharge: %+v", r)
+	}
+	for range 10 {
+		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, 100401}); r.Code != "0000" {
+			t.Fatalf("draw: %+v", r)
+		}
+	}
+	ctx := context.Background()
+	external := func() (waiting, done int) {
+		recs, err := users.AwardRecords(ctx, user, 100401)
+		if err != nil || len(recs) != 10 {
+			t.Fatalf("award records: %d, %v", len(recs), err)
+		}
+		for _, r := range recs {
+			if r.AwardID == 101 { // credit, not the webhook's
+				continue
+			}
+			if r.State == "completed" {
+				done++
+			} else {
+				waiting++
+			}
+		}
+		return waiting, done
+	}
+	waiting, _ := external()
+	if waiting == 0 {
+		t.Skip("every draw was a credit award; nothing for the webhook") // p ≈ 1e-10
+	}
+	waitFor(t, 30*time.Second, "every external award refused at least twice", func() bool {
+		hook.mu.Lock()
+		defer hook.mu.Unlock()
+		n := 0
+		for _, c := range hook.refused {
+			if c >= 2 {
+				n++
+			}
+		}
+		return n == waiting
+	})
+	if w, done := external(); w != waiting || done != 0 {
+		t.Fatalf("while the receiver is down: %d waiting, %d completed; want %d waiting", w, done, waiting)
+	}
+	hook.setDown(false)
+	waitFor(t, 30*time.Second, "every external award completed once the receiver answers", func() bool {
+		w, _ := external()
+		return w == 0
+	})
+	if refused, accepted, bad := hook.counts(); accepted != waiting || bad != 0 || refused != waiting {
+		t.Errorf("receiver saw %d orders accepted, %d refused, %d malformed; want %d, %d, 0", accepted, refused, bad, waiting, waiting)
+	}
+}
