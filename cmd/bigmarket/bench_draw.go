@@ -25,6 +25,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/bench"
+	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -754,8 +755,8 @@ func (v *verifier) stockedGrants(ctx context.Context, awardID int) (int64, error
 					rows.Close()
 					return 0, fmt.Errorf("grants of award %d: %w", awardID, err)
 				}
-				var m award.SendAward
-				if !msg.Valid || json.Unmarshal([]byte(msg.String), &m) != nil || m.AwardConfig == "" {
+				m, err := outbox.Decode[award.SendAward]([]byte(msg.String))
+				if !msg.Valid || err != nil || m.Data.AwardConfig == "" {
 					stocked++
 				}
 			}

@@ -125,18 +125,30 @@ func (s *NATSServer) Stop() {
 	}
 }
 
-// signal sends sig to the running server and waits up to 20s for it to exit; it reports
-// whether the server is down.
+// Kill ends the server with SIGKILL, as a crash would, and waits until it has exited.
+func (s *NATSServer) Kill() {
+	s.t.Helper()
+	if !s.signal(syscall.SIGKILL) {
+		s.t.Fatal("nats-server did not exit after SIGKILL")
+	}
+}
+
+// signal sends sig and waits for the exit; after 15s it falls back to SIGKILL and reports
+// false. It does nothing when the server is not running.
 func (s *NATSServer) signal(sig syscall.Signal) bool {
 	if s.cmd == nil {
 		return true
 	}
-	_ = s.cmd.Process.Signal(sig)
+	cmd, done := s.cmd, s.done
+	s.cmd, s.done = nil, nil
+	fmt.Fprintf(s.log, "--- %s %s\n", sig, time.Now().Format(time.TimeOnly))
+	_ = cmd.Process.Signal(sig)
 	select {
-	case <-s.done:
-		s.cmd = nil
+	case <-done:
 		return true
-	case <-time.After(20 * time.Second):
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
 		return false
 	}
 }
