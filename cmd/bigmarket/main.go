@@ -1,4 +1,4 @@
-// Command bigmarket is the marketing platform: serve (default), migrate, bench.
+// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify.
 package main
 
 import (
