@@ -38,7 +38,7 @@ func (s *ActivityStore) wallClock(t time.Time) time.Time {
 // Activity implements activity.ConfigStore.
 func (s *ActivityStore) Activity(ctx context.Context, activityID int64) (activity.Activity, error) {
 	a := activity.Activity{ID: activityID}
-	var begin, end nullTime
+	var begin, end NullTime
 	err := s.db.SQL.QueryRowContext(ctx, `
 		SELECT activity_name, activity_desc, begin_date_time, end_date_time, strategy_id, state
 		FROM raffle_activity WHERE activity_id = ?`, activityID).

@@ -45,7 +45,7 @@ func (s *ConfigStore) loadStrategy(ctx context.Context, strategyID int64) (strat
 	cfg := strategy.Config{StrategyID: strategyID, Trees: map[string]strategy.TreeConfig{}}
 	var (
 		ruleModels string
-		end        nullTime
+		end        NullTime
 	)
 	err := s.db.SQL.QueryRowContext(ctx, `
 		SELECT COALESCE(s.strategy_desc, ''), COALESCE(s.rule_models, ''), a.end_date_time
@@ -252,14 +252,15 @@ func (s *ConfigStore) SyncAwardSurplus(ctx context.Context, ref strategy.AwardRe
 	return nil
 }
 
-// nullTime scans a nullable DATETIME from either driver: MySQL (parseTime) and SQLite hand
-// back time.Time, but SQLite returns text when it cannot see the column's declared type.
-type nullTime struct {
-	Time time.Time
+// NullTime scans a nullable DATETIME from either driver: MySQL (parseTime) and SQLite hand
+// back time.Time, but SQLite returns text when it cannot see the column's declared type;
+// NULL (an outer join's missing row) is the zero time.
+type NullTime struct {
+	time.Time
 }
 
 // Scan implements sql.Scanner.
-func (t *nullTime) Scan(v any) error {
+func (t *NullTime) Scan(v any) error {
 	switch v := v.(type) {
 	case nil:
 		t.Time = time.Time{}
@@ -275,7 +276,7 @@ func (t *nullTime) Scan(v any) error {
 	return nil
 }
 
-func (t *nullTime) parse(s string) error {
+func (t *NullTime) parse(s string) error {
 	for _, layout := range []string{time.DateTime, "2006-01-02 15:04:05.999999999", time.RFC3339Nano, time.DateOnly} {
 		if v, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
 			t.Time = v

@@ -31,7 +31,7 @@ func (s *UserStore) RecentRaffleOrders(ctx context.Context, userID string, limit
 		return queryEach(ctx, db.SQL, query(suffix), args, func(rows *sql.Rows) error {
 			var (
 				o                     activity.RaffleOrder
-				at, created, modified nullTime
+				at, created, modified NullTime
 			)
 			if err := rows.Scan(&o.UserID, &o.ActivityID, &o.ActivityName, &o.StrategyID, &o.OrderID, &at, &o.State,
 				&created, &modified); err != nil {

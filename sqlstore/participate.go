@@ -218,7 +218,7 @@ func readUnusedOrders(sc *script, batch []*participation) unusedRows {
 	sc.read("unused orders", strings.Join(parts, " UNION ALL "), args, func(rows *sql.Rows) error {
 		var (
 			r  unusedRow
-			at nullTime
+			at NullTime
 		)
 		o := &r.order
 		if err := rows.Scan(&r.id, &o.UserID, &o.ActivityID, &o.ActivityName, &o.StrategyID, &o.OrderID, &at, &o.State); err != nil {

@@ -78,7 +78,7 @@ func (s *UserStore) UnpaidOrder(ctx context.Context, userID string, sku int64, s
 	r := s.router.Route(userID)
 	var (
 		o  activity.RechargeOrder
-		at nullTime
+		at NullTime
 	)
 	err := s.dbs[r.DB].SQL.QueryRowContext(ctx, "SELECT "+rechargeOrderColumns+" FROM raffle_activity_order"+r.Suffix+" o"+
 		" WHERE user_id = ? AND sku = ? AND state = 'wait_pay' AND order_time >= ? AND NOT EXISTS"+

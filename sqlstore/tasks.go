@@ -63,7 +63,7 @@ func (s *UserStore) Tasks(ctx context.Context, userID string) ([]outbox.Task, er
 func scanTask(rows *sql.Rows) (outbox.Task, error) {
 	var (
 		t  outbox.Task
-		at nullTime
+		at NullTime
 	)
 	err := rows.Scan(&t.UserID, &t.Topic, &t.MessageID, &t.Message, &t.State, &at)
 	t.Created = at.Time

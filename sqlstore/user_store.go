@@ -242,7 +242,7 @@ func (s *UserStore) AwardRecords(ctx context.Context, userID string, activityID 
 	err := queryEach(ctx, sh.db.SQL, sh.sql.awardRecords, []any{userID, activityID}, func(rows *sql.Rows) error {
 		var (
 			r  award.Record
-			at nullTime
+			at NullTime
 		)
 		if err := rows.Scan(&r.UserID, &r.ActivityID, &r.StrategyID, &r.OrderID, &r.AwardID, &r.AwardTitle, &at, &r.State); err != nil {
 			return err
@@ -283,7 +283,7 @@ func (s *UserStore) RechargeOrders(ctx context.Context, userID string) ([]activi
 	err := queryEach(ctx, sh.db.SQL, sh.sql.rechargeOrders, []any{userID}, func(rows *sql.Rows) error {
 		var (
 			o  activity.RechargeOrder
-			at nullTime
+			at NullTime
 		)
 		if err := rows.Scan(&o.UserID, &o.SKU, &o.ActivityID, &o.ActivityName, &o.StrategyID, &o.OrderID, &at,
 			&o.Count.Total, &o.Count.Day, &o.Count.Month, &o.PayAmount, &o.State, &o.OutBusinessNo); err != nil {
@@ -303,7 +303,7 @@ func (s *UserStore) RechargeOrders(ctx context.Context, userID string) ([]activi
 func scanRaffleOrder(row interface{ Scan(...any) error }) (activity.RaffleOrder, error) {
 	var (
 		o  activity.RaffleOrder
-		at nullTime
+		at NullTime
 	)
 	if err := row.Scan(&o.UserID, &o.ActivityID, &o.ActivityName, &o.StrategyID, &o.OrderID, &at, &o.State); err != nil {
 		return activity.RaffleOrder{}, err

@@ -263,7 +263,7 @@ type creditOrder struct {
 }
 
 // scanCreditOrder fills o from the nullable columns of an outer join.
-func scanCreditOrder(o *creditOrder, userID, tradeType, tradeName, amount sql.NullString, created dbTime) error {
+func scanCreditOrder(o *creditOrder, userID, tradeType, tradeName, amount sql.NullString, created sqlstore.NullTime) error {
 	*o = creditOrder{Found: userID.Valid}
 	if !o.Found {
 		return nil
@@ -301,7 +301,7 @@ func (v *reconciler) checkAwardRecords(ctx context.Context, db *sql.DB, sfx stri
 		var (
 			userID, orderID, state           string
 			awardID                          int64
-			awardTime, creditTime            dbTime
+			awardTime, creditTime            sqlstore.NullTime
 			taskUser, taskTopic, taskMessage sql.NullString
 			cUser, cType, cName, cAmount     sql.NullString
 			credit                           creditOrder
@@ -468,7 +468,7 @@ func (v *reconciler) checkExchanges(ctx context.Context, db *sql.DB, sfx string)
 	for rows.Next() {
 		var (
 			userID, orderID, outBusinessNo, payText, state string
-			orderTime, creditTime                          dbTime
+			orderTime, creditTime                          sqlstore.NullTime
 			cUser, cType, cName, cAmount                   sql.NullString
 			credit                                         creditOrder
 		)
@@ -527,7 +527,7 @@ func (v *reconciler) checkRebates(ctx context.Context, db *sql.DB, sfx string) e
 		var (
 			userID, orderID, rebateType, rebateConfig, bizID string
 			cUser, cType, cName, cAmount, activityUser       sql.NullString
-			creditTime                                       dbTime
+			creditTime                                       sqlstore.NullTime
 			credit                                           creditOrder
 		)
 		if err := rows.Scan(&userID, &orderID, &rebateType, &rebateConfig, &bizID,
@@ -574,7 +574,7 @@ func (v *reconciler) checkTasks(ctx context.Context, db *sql.DB) error {
 	for rows.Next() {
 		var (
 			userID, topic, messageID, state string
-			created                         dbTime
+			created                         sqlstore.NullTime
 		)
 		if err := rows.Scan(&userID, &topic, &messageID, &state, &created); err != nil {
 			return fmt.Errorf("scan task: %w", err)
@@ -688,38 +688,4 @@ func parseAmount(s string) (money.Cents, error) {
 	var c money.Cents
 	err := c.Scan(s)
 	return c, err
-}
-
-// dbTime scans a DATETIME from either driver: MySQL (parseTime) and SQLite hand back
-// time.Time, SQLite text for a column whose declared type it cannot see, and NULL (from
-// an outer join) is the zero time.
-type dbTime struct {
-	time.Time
-}
-
-// Scan implements sql.Scanner.
-func (t *dbTime) Scan(v any) error {
-	switch v := v.(type) {
-	case nil:
-		t.Time = time.Time{}
-	case time.Time:
-		t.Time = v.UTC()
-	case string:
-		return t.parse(v)
-	case []byte:
-		return t.parse(string(v))
-	default:
-		return fmt.Errorf("scan datetime: unsupported type %T", v)
-	}
-	return nil
-}
-
-func (t *dbTime) parse(s string) error {
-	for _, layout := range []string{time.DateTime, "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
-		if v, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			t.Time = v.UTC()
-			return nil
-		}
-	}
-	return fmt.Errorf("scan datetime: unrecognised text %q", s)
 }
