@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -81,7 +80,6 @@ type Options struct {
 	// Parallel bounds concurrent Prepare calls of one batch (default 16).
 	Parallel int
 	Now      func() time.Time
-	Logger   *slog.Logger
 }
 
 // Service distributes awards: the send_award consumer's business side.
@@ -97,9 +95,6 @@ func NewService(opts Options) *Service {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
 	}
 	ds := map[string]Distributor{}
 	s := &Service{opts: opts}

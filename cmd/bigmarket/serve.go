@@ -119,7 +119,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.WebhookURL != "" {
 		external = webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret})
 	}
-	awards := award.NewService(award.Options{Configs: awardConfigs, Credits: users, Fallback: external, Logger: log})
+	awards := award.NewService(award.Options{Configs: awardConfigs, Credits: users, Fallback: external})
 	credits := credit.NewService(users, activities, nil)
 	rebates := rebate.NewService(rebate.Options{Configs: awardConfigs, Store: users, Recharge: activities.Recharge,
 		Credits: users, Location: cfg.location})
