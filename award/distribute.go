@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/money"
 )
@@ -199,7 +200,7 @@ func (s *Service) creditFixed(_ context.Context, a Award, m SendAward) (credit.C
 // order id, so the trade happens once however often the message comes.
 func (s *Service) creditChange(m SendAward, amount money.Cents) credit.Change {
 	return credit.Change{Order: &credit.Order{
-		UserID: m.UserID, OrderID: credit.NewOrderID(s.opts.Now()), Name: credit.NameAward, Type: credit.Forward,
+		UserID: m.UserID, OrderID: activity.NewOrderID(s.opts.Now()), Name: credit.NameAward, Type: credit.Forward,
 		Amount: amount, OutBusinessNo: m.OrderID,
 	}}
 }

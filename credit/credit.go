@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
@@ -117,9 +115,4 @@ type Store interface {
 	// wrapping ErrDuplicate (already applied: nothing changed), ErrInsufficient or
 	// ErrAwardNotFound, or another error.
 	ApplyCredit(ctx context.Context, changes []Change) []error
-}
-
-// NewOrderID returns a 20-digit order id, like activity's.
-func NewOrderID(now time.Time) string {
-	return fmt.Sprintf("%013d%07d", now.UnixMilli(), rand.IntN(10_000_000))
 }

@@ -93,15 +93,6 @@ func TestIsPermanent(t *testing.T) {
 	}
 }
 
-func TestNewOrderID(t *testing.T) {
-	t.Parallel()
-	now := time.UnixMilli(1_772_366_400_123)
-	id := NewOrderID(now)
-	if !regexp.MustCompile(`^1772366400123[0-9]{7}$`).MatchString(id) {
-		t.Errorf("NewOrderID = %q, want the millisecond and 7 digits", id)
-	}
-}
-
 // fakeStore is a credit Store with accounts in a map; ApplyFn, when set, gives each
 // change's outcome (nil otherwise); changes are recorded either way.
 type fakeStore struct {

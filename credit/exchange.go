@@ -90,7 +90,7 @@ func (s *Service) ExchangeSKU(ctx context.Context, userID string, sku int64) (ac
 		}
 	}
 	now := s.now()
-	trade := Order{UserID: userID, OrderID: NewOrderID(now), Name: NameExchange, Type: Reverse, Amount: order.PayAmount,
+	trade := Order{UserID: userID, OrderID: activity.NewOrderID(now), Name: NameExchange, Type: Reverse, Amount: order.PayAmount,
 		OutBusinessNo: order.OutBusinessNo}
 	task := outbox.NewTask(userID, TopicCreditAdjustSuccess, trade.OrderID, now, AdjustSuccess{
 		UserID: userID, OrderID: trade.OrderID, Amount: trade.Amount.String(), OutBusinessNo: trade.OutBusinessNo,

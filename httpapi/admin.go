@@ -37,16 +37,38 @@ func (s *Server) checkAdmin(r *http.Request) error {
 	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
 		return errAdminToken
 	}
-	got, want := sha256.Sum256([]byte(h[len(scheme):])), sha256.Sum256([]byte(s.opts.AdminToken))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+	if !tokenEqual(h[len(scheme):], s.opts.AdminToken) {
 		return errAdminToken
 	}
 	return nil
 }
 
+// tokenEqual compares a presented token with the configured one through their digests in
+// constant time, so that neither the token's bytes nor its length leak through timing.
+func tokenEqual(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// userSKURequest is the body part of the endpoints that name a user and a SKU.
+type userSKURequest struct {
+	UserID string `json:"userId"`
+	SKU    ID     `json:"sku"`
+}
+
+// check refuses a bad user id or SKU with a 0002 that says why.
+func (q userSKURequest) check() error {
+	if err := checkUserID(q.UserID); err != nil {
+		return err
+	}
+	if q.SKU <= 0 {
+		return badParam(http.StatusOK, "sku must be a positive integer")
+	}
+	return nil
+}
+
 type rechargeRequest struct {
-	UserID        string `json:"userId"`
-	SKU           ID     `json:"sku"`
+	userSKURequest
 	OutBusinessNo string `json:"outBusinessNo"`
 }
 
@@ -57,11 +79,8 @@ func (s *Server) recharge(r *http.Request) (any, error) {
 	if err := decodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := checkUserID(req.UserID); err != nil {
+	if err := req.check(); err != nil {
 		return nil, err
-	}
-	if req.SKU <= 0 {
-		return nil, badParam(http.StatusOK, "sku must be a positive integer")
 	}
 	if req.OutBusinessNo == "" {
 		return nil, badParam(http.StatusOK, "outBusinessNo is required")

@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -46,23 +44,15 @@ func (s *Server) queryUserCreditAccount(r *http.Request) (any, error) {
 	return a.Available, nil
 }
 
-type exchangeRequest struct {
-	UserID string `json:"userId"`
-	SKU    ID     `json:"sku"`
-}
-
 // creditPayExchangeSKU buys a SKU's count with credit; the quota arrives once the payment
 // event is applied.
 func (s *Server) creditPayExchangeSKU(r *http.Request) (any, error) {
-	var req exchangeRequest
+	var req userSKURequest
 	if err := decodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if err := checkUserID(req.UserID); err != nil {
+	if err := req.check(); err != nil {
 		return nil, err
-	}
-	if req.SKU <= 0 {
-		return nil, badParam(http.StatusOK, "sku must be a positive integer")
 	}
 	if _, err := s.opts.Credits.ExchangeSKU(r.Context(), req.UserID, int64(req.SKU)); err != nil {
 		return nil, err
@@ -127,12 +117,8 @@ func (s *Server) behaviorRebate(r *http.Request) (any, error) {
 	return ids, nil
 }
 
-// appTokenValid compares digests in constant time, like the admin token.
+// appTokenValid checks an app's token like the admin token.
 func (s *Server) appTokenValid(appID, token string) bool {
 	want, ok := s.opts.AppTokens[appID]
-	if !ok || want == "" || appID == "" {
-		return false
-	}
-	got, exp := sha256.Sum256([]byte(token)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(got[:], exp[:]) == 1
+	return ok && want != "" && appID != "" && tokenEqual(token, want)
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -156,7 +155,7 @@ func (s *Service) Behave(ctx context.Context, userID string, behavior Behavior, 
 	)
 	for _, c := range configs {
 		o := Order{
-			UserID: userID, OrderID: newOrderID(now), Behavior: behavior, Desc: c.Desc, Type: c.Type, Value: c.Value,
+			UserID: userID, OrderID: activity.NewOrderID(now), Behavior: behavior, Desc: c.Desc, Type: c.Type, Value: c.Value,
 			OutBusinessNo: outBusinessNo, BizID: userID + "_" + string(c.Type) + "_" + outBusinessNo,
 		}
 		if len(o.BizID) > maxBusinessNoWidth {
@@ -213,7 +212,7 @@ func (s *Service) Deliver(ctx context.Context, m SendRebate) error {
 			return fmt.Errorf("rebate %s: amount %q: %w", m.BizID, m.RebateConfig, ErrBadConfig)
 		}
 		errs := s.opts.Credits.ApplyCredit(ctx, []credit.Change{{UserID: m.UserID, Order: &credit.Order{
-			UserID: m.UserID, OrderID: credit.NewOrderID(s.opts.Now()), Name: credit.NameRebate, Type: credit.Forward,
+			UserID: m.UserID, OrderID: activity.NewOrderID(s.opts.Now()), Name: credit.NameRebate, Type: credit.Forward,
 			Amount: amount, OutBusinessNo: m.BizID,
 		}}})
 		if err := errs[0]; err != nil && !errors.Is(err, credit.ErrDuplicate) {
@@ -223,8 +222,4 @@ func (s *Service) Deliver(ctx context.Context, m SendRebate) error {
 	default:
 		return fmt.Errorf("rebate %s: type %q: %w", m.BizID, m.RebateType, ErrBadConfig)
 	}
-}
-
-func newOrderID(now time.Time) string {
-	return fmt.Sprintf("%013d%07d", now.UnixMilli(), rand.IntN(10_000_000))
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
-	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
 )
 
@@ -266,7 +265,7 @@ func (s *UserStore) creditTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 	var writes script
 	var (
 		inserts [][]any
-		updates []creditRow
+		updates []caseRow
 	)
 	for _, u := range users {
 		st := accounts[u.(string)]
@@ -274,7 +273,7 @@ func (s *UserStore) creditTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 			continue
 		}
 		if st.exists {
-			updates = append(updates, creditRow{user: st.cur.UserID, total: st.cur.Total, available: st.cur.Available})
+			updates = append(updates, caseRow{st.cur.UserID, []any{st.cur.Total.String(), st.cur.Available.String()}})
 		} else {
 			inserts = append(inserts, []any{st.cur.UserID, st.cur.Total.String(), st.cur.Available.String(), "open", now})
 		}
@@ -284,7 +283,8 @@ func (s *UserStore) creditTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 			flatten(inserts), len(inserts), func(err error) error { return insertError("credit account", err) })
 	}
 	if len(updates) > 0 {
-		query, args := creditUpdate(updates, now)
+		// Absolute amounts: the rows were read locked in this transaction.
+		query, args := caseUpdate("user_credit_account", creditAccountColumns[1:3], "", nil, updates, now)
 		writes.write("update credit accounts", query, args, len(updates), nil)
 	}
 	for table := range s.router.Tables {
@@ -309,32 +309,4 @@ func (s *UserStore) creditTx(ctx context.Context, tx *sql.Tx, multi bool, dbi in
 type creditState struct {
 	before, cur credit.Account
 	exists      bool
-}
-
-// creditRow is one account's new amounts in a CASE UPDATE.
-type creditRow struct {
-	user             string
-	total, available money.Cents
-}
-
-// creditUpdate sets the amounts of every account in rows in one statement. The values are
-// absolute: the rows were read locked in the same transaction.
-func creditUpdate(rows []creditRow, now any) (string, []any) {
-	query := "UPDATE user_credit_account SET total_amount = CASE user_id"
-	var args []any
-	for _, r := range rows {
-		query += " WHEN ? THEN ?"
-		args = append(args, r.user, r.total.String())
-	}
-	query += " END, available_amount = CASE user_id"
-	for _, r := range rows {
-		query += " WHEN ? THEN ?"
-		args = append(args, r.user, r.available.String())
-	}
-	query += " END, update_time = ? WHERE user_id IN " + Placeholders(1, len(rows))
-	args = append(args, now)
-	for _, r := range rows {
-		args = append(args, r.user)
-	}
-	return query, args
 }

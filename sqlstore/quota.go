@@ -158,7 +158,7 @@ type quotaWrites struct {
 // caseRow is one user's new values in a CASE UPDATE.
 type caseRow struct {
 	user string
-	vals []int64
+	vals []any
 }
 
 // writeQuotas adds to sc the writes of what changed in states: the rows of each scope in
@@ -188,7 +188,7 @@ func writeQuotas(sc *script, states []*quotaState, now time.Time) error {
 			case b.Account == nil:
 				w.accountIns = append(w.accountIns, []any{k.UserID, k.ActivityID, v[0], v[1], v[2], v[3], v[4], v[5], now})
 			case *a.Account != *b.Account:
-				w.accountUpd = append(w.accountUpd, caseRow{k.UserID, v})
+				w.accountUpd = append(w.accountUpd, caseRow{k.UserID, []any{v[0], v[1], v[2], v[3], v[4], v[5]}})
 			}
 		}
 		w.monthIns, w.monthUpd = periodWrite(w.monthIns, w.monthUpd, k, k.Month, b.Month, a.Month, now)
@@ -206,7 +206,7 @@ func periodWrite(ins [][]any, upd []caseRow, k activity.QuotaKey, period string,
 	case b == nil:
 		ins = append(ins, []any{k.UserID, k.ActivityID, period, a.Count, a.Surplus, now})
 	case *a != *b:
-		upd = append(upd, caseRow{k.UserID, []int64{a.Count, a.Surplus}})
+		upd = append(upd, caseRow{k.UserID, []any{a.Count, a.Surplus}})
 	}
 	return ins, upd
 }
@@ -268,6 +268,8 @@ func flatten(rows [][]any) []any {
 // values in one statement:
 //
 //	UPDATE t SET c1 = CASE user_id WHEN ? THEN ? … END, …, update_time = ? WHERE scope AND user_id IN (…)
+//
+// An empty scope updates by user_id alone (tables with one row per user).
 func caseUpdate(table string, columns []string, scope string, scopeArgs []any, rows []caseRow, now time.Time) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, len(rows)*(2*len(columns)+1)+len(scopeArgs)+1)
@@ -280,7 +282,11 @@ func caseUpdate(table string, columns []string, scope string, scopeArgs []any, r
 		}
 		b.WriteString(" END, ")
 	}
-	b.WriteString("update_time = ? WHERE " + scope + " AND user_id IN " + Placeholders(1, len(rows)))
+	b.WriteString("update_time = ? WHERE ")
+	if scope != "" {
+		b.WriteString(scope + " AND ")
+	}
+	b.WriteString("user_id IN " + Placeholders(1, len(rows)))
 	args = append(args, now)
 	args = append(args, scopeArgs...)
 	for _, r := range rows {

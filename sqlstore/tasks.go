@@ -77,16 +77,25 @@ func (s *UserStore) MarkTasks(ctx context.Context, tasks []outbox.Task, state ou
 		dbi := s.router.Route(t.UserID).DB
 		byDB[dbi] = append(byDB[dbi], t.MessageID)
 	}
-	now := sqlTime(s.now())
 	for dbi, ids := range byDB {
-		if len(ids) == 0 {
-			continue
+		if err := s.markTasks(ctx, s.dbs[dbi].SQL.ExecContext, ids, state); err != nil {
+			return err
 		}
-		args := append([]any{string(state), now}, ids...)
-		if _, err := s.dbs[dbi].SQL.ExecContext(ctx, "UPDATE task SET state = ?, update_time = ? WHERE message_id IN "+
-			Placeholders(1, len(ids))+" AND state IN ('create', 'fail')", args...); err != nil {
-			return fmt.Errorf("mark %d tasks %s: %w", len(ids), state, err)
-		}
+	}
+	return nil
+}
+
+// markTasks moves the tasks with message ids ids, of one database, that are still in
+// create or fail to state, with exec (a pool's or a transaction's).
+func (s *UserStore) markTasks(ctx context.Context, exec func(ctx context.Context, query string, args ...any) (sql.Result, error),
+	ids []any, state outbox.State) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := append([]any{string(state), sqlTime(s.now())}, ids...)
+	if _, err := exec(ctx, "UPDATE task SET state = ?, update_time = ? WHERE message_id IN "+Placeholders(1, len(ids))+
+		" AND state IN ('create', 'fail')", args...); err != nil {
+		return fmt.Errorf("mark %d tasks %s: %w", len(ids), state, err)
 	}
 	return nil
 }
@@ -126,7 +135,6 @@ func (s *UserStore) resendTasks(ctx context.Context, db *DB, before time.Time, l
 			return 0, nil
 		}
 		errs := send(ctx, tasks)
-		now := sqlTime(s.now())
 		var ok, failed []any
 		for i, t := range tasks {
 			if i < len(errs) && errs[i] == nil {
@@ -135,19 +143,10 @@ func (s *UserStore) resendTasks(ctx context.Context, db *DB, before time.Time, l
 				failed = append(failed, t.MessageID)
 			}
 		}
-		for _, m := range []struct {
-			state outbox.State
-			ids   []any
-		}{{outbox.Completed, ok}, {outbox.Fail, failed}} {
-			if len(m.ids) == 0 {
-				continue
-			}
-			if _, err := exec(ctx, "UPDATE task SET state = ?, update_time = ? WHERE message_id IN "+Placeholders(1, len(m.ids))+
-				" AND state IN ('create', 'fail')", append([]any{string(m.state), now}, m.ids...)...); err != nil {
-				return len(tasks), fmt.Errorf("mark resent tasks %s: %w", m.state, err)
-			}
+		if err := s.markTasks(ctx, exec, ok, outbox.Completed); err != nil {
+			return len(tasks), err
 		}
-		return len(tasks), nil
+		return len(tasks), s.markTasks(ctx, exec, failed, outbox.Fail)
 	}
 	if db.Dialect == SQLite {
 		return claim(db.SQL, db.SQL.ExecContext)

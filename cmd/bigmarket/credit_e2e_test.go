@@ -157,12 +157,11 @@ func checkAwardDistribution(t *testing.T, s stack) {
 	if c := creditOf(t, s.bases[0], user); c != sum || len(orders) == 0 {
 		t.Errorf("credit %s from %d credit orders summing %s", c, len(orders), sum)
 	}
-	tasks, err := s.users.Tasks(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, 30*time.Second, "every task marked completed", func() bool {
-		tasks, _ = s.users.Tasks(ctx, user)
+		tasks, err := s.users.Tasks(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, tk := range tasks {
 			if tk.State != outbox.Completed {
 				return false

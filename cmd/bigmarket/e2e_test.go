@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
@@ -290,10 +291,10 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var serveErr error
-	var logs bytes.Buffer
+	var logs testenv.SyncBuffer
 	go func() {
 		defer close(done)
-		serveErr = serve(ctx, cfg, newLogger(cfg, &syncWriter{w: &logs}))
+		serveErr = serve(ctx, cfg, newLogger(cfg, &logs))
 	}()
 	base := "http://" + cfg.Addr
 	t.Cleanup(func() {
@@ -419,18 +420,6 @@ func TestEmbeddedSKUStockZero(t *testing.T) {
 	}
 }
 
-// syncWriter serialises writes to a buffer shared with the test.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
 // binary is the bigmarket executable the process tests run, built once per test run.
 var binary struct {
 	once sync.Once
@@ -468,15 +457,13 @@ func TestMain(m *testing.M) {
 // process is a bigmarket child process.
 type process struct {
 	cmd    *exec.Cmd
-	log    *syncWriter
-	buf    *bytes.Buffer
+	log    *testenv.SyncBuffer
 	exited chan struct{}
 }
 
 func startProcess(t *testing.T, bin string, env []string, args ...string) *process {
 	t.Helper()
-	buf := &bytes.Buffer{}
-	p := &process{cmd: exec.Command(bin, args...), buf: buf, log: &syncWriter{w: buf}, exited: make(chan struct{})}
+	p := &process{cmd: exec.Command(bin, args...), log: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -487,9 +474,7 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *proce
 		p.cmd.Process.Kill()
 		<-p.exited
 		if t.Failed() {
-			p.log.mu.Lock()
-			t.Logf("%s %v log:\n%s", bin, args, p.buf.String())
-			p.log.mu.Unlock()
+			t.Logf("%s %v log:\n%s", bin, args, p.log.String())
 		}
 	})
 	return p

@@ -28,7 +28,7 @@ type NATSServer struct {
 	bin  string
 	port int
 	dir  string
-	log  *syncBuffer // output of every run, shown when the test fails
+	log  *SyncBuffer // output of every run, shown when the test fails
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -54,7 +54,7 @@ func StartNATSServer(t testing.TB) *NATSServer {
 	if err := l.Close(); err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	s := &NATSServer{t: t, bin: bin, port: port, dir: t.TempDir(), URL: "nats://127.0.0.1:" + strconv.Itoa(port), log: &syncBuffer{}}
+	s := &NATSServer{t: t, bin: bin, port: port, dir: t.TempDir(), URL: "nats://127.0.0.1:" + strconv.Itoa(port), log: &SyncBuffer{}}
 	t.Cleanup(func() {
 		s.signal(syscall.SIGKILL)
 		if t.Failed() {
@@ -153,19 +153,20 @@ func (s *NATSServer) signal(sig syscall.Signal) bool {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's output and the test's reads.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that a child process's output (or a server's log) and the
+// test's reads may use at once.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
