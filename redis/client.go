@@ -81,6 +81,8 @@ func Open(ctx context.Context, o Options) (goredis.UniversalClient, error) {
 		PoolTimeout:   o.PoolTimeout,
 		// No CLIENT SETINFO round trip on every new connection.
 		DisableIdentity: true,
+		// Deadlines of callers (the draw's time budget) bound each command, not only ReadTimeout.
+		ContextTimeoutEnabled: true,
 	})
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()

@@ -1,0 +1,400 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+)
+
+// Outcomes of a guarded call other than its own.
+var (
+	// ErrDegraded answers every guarded call while the degrade switch is open.
+	ErrDegraded = errors.New("degraded")
+	// ErrRateLimited is a user over the limit.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrBlacklisted is a user blacklisted for being rate limited too often; it is also an
+	// ErrRateLimited.
+	ErrBlacklisted = fmt.Errorf("blacklisted: %w", ErrRateLimited)
+	// ErrTimeout is a call that did not finish within its time budget.
+	ErrTimeout = errors.New("time budget exceeded")
+	// ErrBreakerOpen is a call refused while the breaker is open (or probing); it is also
+	// an ErrTimeout for callers, as big-market's Hystrix answers both alike.
+	ErrBreakerOpen = fmt.Errorf("circuit breaker open: %w", ErrTimeout)
+)
+
+// ClusterLimiter is the cluster-wide per-user limit behind the local one.
+type ClusterLimiter interface {
+	Allow(ctx context.Context, userID string, perSecond float64, burst int) (bool, error)
+}
+
+// BlacklistStore shares a blacklisting with every node; each node learns of entries
+// through Guard.Blacklist, its own included.
+type BlacklistStore interface {
+	AddBlacklist(ctx context.Context, userID string, until time.Time) error
+}
+
+// BreakerSettings tune the circuit breaker around guarded calls.
+type BreakerSettings struct {
+	// MinRequests is how many calls a window needs before its failure ratio counts.
+	MinRequests uint32
+	// FailureRatio opens the breaker once this share of a window's calls failed.
+	FailureRatio float64
+	// Window is how long closed-state counts are kept before they start afresh.
+	Window time.Duration
+	// OpenFor is how long the breaker stays open before it lets probes through.
+	OpenFor time.Duration
+	// Probes is how many calls the half-open breaker lets through; all must succeed for
+	// it to close.
+	Probes uint32
+}
+
+// DefaultBreaker opens on half of at least 20 calls failing within 10 s and probes after
+// 5 s.
+func DefaultBreaker() BreakerSettings {
+	return BreakerSettings{MinRequests: 20, FailureRatio: 0.5, Window: 10 * time.Second, OpenFor: 5 * time.Second, Probes: 5}
+}
+
+// Options configure a Guard.
+type Options struct {
+	Defaults Settings
+	Breaker  BreakerSettings
+	// Cluster is the cluster-wide limit; nil limits per node only.
+	Cluster ClusterLimiter
+	// Blacklist shares blacklistings; nil keeps them on this node.
+	Blacklist BlacklistStore
+	// IsFailure tells the breaker which errors of a guarded call are failures of the
+	// system (a store that is down) rather than answers (a quota exhausted); nil counts
+	// every error. Timeouts always count, rate limits never.
+	IsFailure func(error) bool
+	// MaxUsers bounds the per-user limiter state kept in memory (default 100,000); the
+	// least recently seen user is forgotten first.
+	MaxUsers int
+	// UserIdle is how long a user's limiter state lives without requests (default 1 min);
+	// rejections count towards the blacklist within it.
+	UserIdle time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Guard applies the front line to calls. It is safe for concurrent use.
+type Guard struct {
+	opts     Options
+	settings atomic.Pointer[Settings]
+	mu       sync.Mutex // guards overrides and serializes settings changes
+	// overrides are the shared store's values by key, applied over Defaults.
+	overrides map[string]string
+	gen       atomic.Uint64 // bumped when limits change, so limiter state is rebuilt
+	users     *lru.Cache[string, *userState]
+	blMu      sync.RWMutex
+	blacklist map[string]time.Time
+	breaker   *gobreaker.CircuitBreaker[struct{}]
+	stats     counters
+}
+
+type userState struct {
+	mu         sync.Mutex
+	limiter    *rate.Limiter
+	seen       time.Time
+	rejections int
+	gen        uint64
+}
+
+type counters struct {
+	degraded, limitedLocal, limitedCluster, blacklisted, timeouts, breakerOpen, clusterErrors atomic.Int64
+}
+
+// Stats are counters since start.
+type Stats struct {
+	Degraded       int64 // answered at once by the degrade switch
+	LimitedLocal   int64 // rejected by the local token bucket
+	LimitedCluster int64 // rejected by the cluster-wide limit
+	Blacklisted    int64 // rejected by the blacklist
+	Timeouts       int64 // over the time budget
+	BreakerOpen    int64 // refused by the open breaker
+	ClusterErrors  int64 // cluster limit unreachable (the call was let through)
+	BlacklistSize  int
+	BreakerState   string
+}
+
+// New returns a Guard; it panics on invalid Defaults, which the caller validated.
+func New(opts Options) *Guard {
+	if err := opts.Defaults.Validate(); err != nil {
+		panic(err)
+	}
+	if opts.MaxUsers <= 0 {
+		opts.MaxUsers = 100_000
+	}
+	if opts.UserIdle <= 0 {
+		opts.UserIdle = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	b := opts.Breaker
+	if b.MinRequests == 0 || b.FailureRatio <= 0 || b.Window <= 0 || b.OpenFor <= 0 || b.Probes == 0 {
+		b = DefaultBreaker()
+	}
+	users, _ := lru.New[string, *userState](opts.MaxUsers) // size > 0 never fails
+	g := &Guard{opts: opts, overrides: map[string]string{}, users: users, blacklist: map[string]time.Time{}}
+	s := opts.Defaults
+	g.settings.Store(&s)
+	g.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "draw",
+		MaxRequests: b.Probes,
+		Interval:    b.Window,
+		Timeout:     b.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.Requests >= b.MinRequests && float64(c.TotalFailures) >= b.FailureRatio*float64(c.Requests)
+		},
+		IsSuccessful: func(err error) bool { return !g.failure(err) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			g.opts.Logger.Warn("circuit breaker", "from", from.String(), "to", to.String())
+		},
+	})
+	return g
+}
+
+func (g *Guard) failure(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrRateLimited):
+		return false
+	case errors.Is(err, ErrTimeout), g.opts.IsFailure == nil:
+		return true
+	}
+	return g.opts.IsFailure(err)
+}
+
+// Settings returns the settings in force.
+func (g *Guard) Settings() Settings { return *g.settings.Load() }
+
+// Override applies a value from the shared store over the defaults; an empty value
+// removes the override. A value the node cannot apply is logged and ignored, so one bad
+// write cannot take the front line down.
+func (g *Guard) Override(key, value string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if value == "" {
+		delete(g.overrides, key)
+	} else {
+		g.overrides[key] = value
+	}
+	s := g.opts.Defaults
+	for _, k := range Keys {
+		v, ok := g.overrides[k]
+		if !ok {
+			continue
+		}
+		next, err := s.With(k, v)
+		if err != nil {
+			g.opts.Logger.Error("ignoring dynamic setting", "key", k, "err", err)
+			continue
+		}
+		s = next
+	}
+	old := g.settings.Load()
+	if old.PermitsPerSecond != s.PermitsPerSecond || old.Burst != s.Burst {
+		g.gen.Add(1)
+	}
+	g.settings.Store(&s)
+	if *old != s {
+		g.opts.Logger.Info("dynamic settings changed", "settings", s.Map())
+	}
+}
+
+// Blacklist records that userID is blacklisted until the given time; the shared store
+// calls it on every node. A zero until lifts the entry.
+func (g *Guard) Blacklist(userID string, until time.Time) {
+	g.blMu.Lock()
+	defer g.blMu.Unlock()
+	if until.IsZero() {
+		delete(g.blacklist, userID)
+		return
+	}
+	if cur, ok := g.blacklist[userID]; !ok || until.After(cur) {
+		g.blacklist[userID] = until
+	}
+}
+
+// BlacklistedUntil reports when userID's blacklisting ends, if it is blacklisted now.
+// The expiry is data judged by the injected clock, not a store's TTL.
+func (g *Guard) BlacklistedUntil(userID string) (time.Time, bool) {
+	now := g.opts.Now()
+	g.blMu.RLock()
+	until, ok := g.blacklist[userID]
+	g.blMu.RUnlock()
+	if !ok {
+		return time.Time{}, false
+	}
+	if !now.Before(until) {
+		g.blMu.Lock()
+		if cur, ok := g.blacklist[userID]; ok && !now.Before(cur) {
+			delete(g.blacklist, userID)
+		}
+		g.blMu.Unlock()
+		return time.Time{}, false
+	}
+	return until, true
+}
+
+// Do runs fn for userID behind the front line: the degrade switch, the blacklist, the
+// local token bucket, then, within the time budget and behind the breaker, the cluster
+// limit and fn itself. A call over its budget answers ErrTimeout at once while fn, its
+// context cancelled, winds down on its own: everything fn commits is kept, so a unit it
+// took is an order the user's next draw reuses, never a lost one.
+func (g *Guard) Do(ctx context.Context, userID string, fn func(ctx context.Context) error) error {
+	s := g.settings.Load()
+	if s.Degrade {
+		g.stats.degraded.Add(1)
+		return ErrDegraded
+	}
+	if s.RateLimit {
+		if err := g.admitLocal(ctx, userID, s); err != nil {
+			return err
+		}
+	}
+	_, err := g.breaker.Execute(func() (struct{}, error) {
+		return struct{}{}, g.withinBudget(ctx, s, func(ctx context.Context) error {
+			if s.RateLimit && g.opts.Cluster != nil {
+				if err := g.admitCluster(ctx, userID, s); err != nil {
+					return err
+				}
+			}
+			return fn(ctx)
+		})
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		g.stats.breakerOpen.Add(1)
+		return ErrBreakerOpen
+	}
+	return err
+}
+
+// admitLocal checks the blacklist and the user's token bucket; neither leaves memory.
+func (g *Guard) admitLocal(ctx context.Context, userID string, s *Settings) error {
+	if until, ok := g.BlacklistedUntil(userID); ok {
+		g.stats.blacklisted.Add(1)
+		return fmt.Errorf("until %s: %w", until.UTC().Format(time.RFC3339), ErrBlacklisted)
+	}
+	now := g.opts.Now()
+	u := g.user(userID, now, s)
+	u.mu.Lock()
+	ok := u.limiter.AllowN(now, 1)
+	u.mu.Unlock()
+	if !ok {
+		g.stats.limitedLocal.Add(1)
+		return g.reject(ctx, userID, u, s)
+	}
+	return nil
+}
+
+// admitCluster asks the cluster-wide limit. When it cannot be asked, the call goes on:
+// the local bucket still holds, and a store outage must not refuse every user.
+func (g *Guard) admitCluster(ctx context.Context, userID string, s *Settings) error {
+	ok, err := g.opts.Cluster.Allow(ctx, userID, s.PermitsPerSecond, s.Burst)
+	if err != nil {
+		g.stats.clusterErrors.Add(1)
+		return nil
+	}
+	if !ok {
+		g.stats.limitedCluster.Add(1)
+		if u, found := g.users.Peek(userID); found {
+			return g.reject(ctx, userID, u, s)
+		}
+		return ErrRateLimited
+	}
+	return nil
+}
+
+// user returns userID's limiter state, fresh when it idled out or the limits changed.
+func (g *Guard) user(userID string, now time.Time, s *Settings) *userState {
+	gen := g.gen.Load()
+	if u, ok := g.users.Get(userID); ok {
+		u.mu.Lock()
+		fresh := u.gen == gen && now.Sub(u.seen) < g.opts.UserIdle
+		if fresh {
+			u.seen = now
+		}
+		u.mu.Unlock()
+		if fresh {
+			return u
+		}
+	}
+	u := &userState{limiter: rate.NewLimiter(rate.Limit(s.PermitsPerSecond), s.Burst), seen: now, gen: gen}
+	g.users.Add(userID, u)
+	return u
+}
+
+// reject counts a rejection and blacklists the user once the count passes the threshold.
+func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Settings) error {
+	u.mu.Lock()
+	u.rejections++
+	n := u.rejections
+	u.mu.Unlock()
+	if s.BlacklistCount == 0 || n != s.BlacklistCount+1 {
+		return ErrRateLimited
+	}
+	until := g.opts.Now().Add(s.BlacklistDuration)
+	g.Blacklist(userID, until)
+	g.opts.Logger.Warn("user blacklisted", "user_id", userID, "rejections", n, "until", until)
+	if g.opts.Blacklist != nil {
+		// Share it without holding up the answer; this node already refuses the user.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := g.opts.Blacklist.AddBlacklist(ctx, userID, until); err != nil {
+				g.opts.Logger.Error("share blacklisting", "user_id", userID, "err", err)
+			}
+		}()
+	}
+	return ErrBlacklisted
+}
+
+// withinBudget runs fn with the time budget as its deadline and answers no later than
+// the budget, whether or not fn has returned by then.
+func (g *Guard) withinBudget(ctx context.Context, s *Settings, fn func(ctx context.Context) error) error {
+	bctx, cancel := context.WithTimeout(ctx, s.DrawTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(bctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-bctx.Done():
+	}
+	select {
+	case err := <-done: // finished just as time ran out
+		return err
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err // the caller went away; not the system's failure
+	}
+	g.stats.timeouts.Add(1)
+	return fmt.Errorf("after %s: %w", s.DrawTimeout, ErrTimeout)
+}
+
+// Stats returns the counters.
+func (g *Guard) Stats() Stats {
+	g.blMu.RLock()
+	n := len(g.blacklist)
+	g.blMu.RUnlock()
+	return Stats{
+		Degraded: g.stats.degraded.Load(), LimitedLocal: g.stats.limitedLocal.Load(),
+		LimitedCluster: g.stats.limitedCluster.Load(), Blacklisted: g.stats.blacklisted.Load(),
+		Timeouts: g.stats.timeouts.Load(), BreakerOpen: g.stats.breakerOpen.Load(),
+		ClusterErrors: g.stats.clusterErrors.Load(), BlacklistSize: n,
+		BreakerState: g.breaker.State().String(),
+	}
+}

@@ -1,0 +1,187 @@
+package nats
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Buckets of the guard: the dynamic settings (big-market's DCC, on ZooKeeper there) and
+// the blacklist shared by every node.
+const (
+	DCCBucket       = "BIGMARKET_DCC"
+	BlacklistBucket = "BIGMARKET_BLACKLIST"
+)
+
+// blacklistMaxAge bounds how long a blacklist entry is kept; entries carry their own
+// expiry, judged by each node's clock, so this only keeps the bucket from growing.
+const blacklistMaxAge = 8 * 24 * time.Hour
+
+// GuardTarget is what the watch feeds: a node's guard.
+type GuardTarget interface {
+	// Override applies a setting from the bucket; an empty value removes it.
+	Override(key, value string)
+	// Blacklist records a user's blacklisting; a zero until lifts it.
+	Blacklist(userID string, until time.Time)
+}
+
+// GuardKV keeps the guard's dynamic settings and blacklist in two NATS KV buckets. A
+// write reaches every node's watch within milliseconds.
+type GuardKV struct {
+	dcc, blacklist jetstream.KeyValue
+	log            *slog.Logger
+}
+
+// OpenGuardKV creates or binds the two buckets.
+func OpenGuardKV(ctx context.Context, js jetstream.JetStream, prefix string, replicas int, log *slog.Logger) (*GuardKV, error) {
+	if !prefixPattern.MatchString(prefix) {
+		return nil, fmt.Errorf("guard bucket prefix %q: only letters, digits, '-' and '_'", prefix)
+	}
+	if replicas < 1 {
+		replicas = 1
+	}
+	dcc, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: prefixed(prefix, "_", DCCBucket), Description: "bigmarket dynamic settings", History: 5, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open dcc bucket: %w", err)
+	}
+	bl, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: prefixed(prefix, "_", BlacklistBucket), Description: "bigmarket blacklist", History: 1,
+		TTL: blacklistMaxAge, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open blacklist bucket: %w", err)
+	}
+	return &GuardKV{dcc: dcc, blacklist: bl, log: log}, nil
+}
+
+// PutSetting stores a dynamic setting for every node; the caller validated it.
+func (k *GuardKV) PutSetting(ctx context.Context, key, value string) error {
+	if _, err := k.dcc.PutString(ctx, key, value); err != nil {
+		return fmt.Errorf("put dcc %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteSetting removes a setting, so every node goes back to its configured default.
+func (k *GuardKV) DeleteSetting(ctx context.Context, key string) error {
+	if err := k.dcc.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete dcc %s: %w", key, err)
+	}
+	return nil
+}
+
+// AddBlacklist blacklists userID on every node until the given time.
+func (k *GuardKV) AddBlacklist(ctx context.Context, userID string, until time.Time) error {
+	if _, err := k.blacklist.PutString(ctx, blacklistKey(userID), until.UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("put blacklist entry: %w", err)
+	}
+	return nil
+}
+
+// RemoveBlacklist lifts userID's blacklisting on every node (customer service).
+func (k *GuardKV) RemoveBlacklist(ctx context.Context, userID string) error {
+	if err := k.blacklist.Delete(ctx, blacklistKey(userID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete blacklist entry: %w", err)
+	}
+	return nil
+}
+
+// blacklistKey encodes a user id into the characters KV keys allow.
+func blacklistKey(userID string) string { return base64.RawURLEncoding.EncodeToString([]byte(userID)) }
+
+// Watch feeds both buckets to t: it returns once the current values are applied, so a
+// node serves with the shared settings from its first request, and keeps applying
+// changes until ctx ends. The returned wait blocks until the watches have stopped.
+func (k *GuardKV) Watch(ctx context.Context, t GuardTarget) (wait func(), err error) {
+	dccW, err := k.dcc.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch dcc bucket: %w", err)
+	}
+	blW, err := k.blacklist.WatchAll(ctx)
+	if err != nil {
+		_ = dccW.Stop()
+		return nil, fmt.Errorf("watch blacklist bucket: %w", err)
+	}
+	applyDCC := func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			t.Override(e.Key(), "")
+			return
+		}
+		t.Override(e.Key(), string(e.Value()))
+	}
+	applyBL := func(e jetstream.KeyValueEntry) {
+		raw, err := base64.RawURLEncoding.DecodeString(e.Key())
+		if err != nil {
+			k.log.Warn("ignoring blacklist entry with a bad key", "key", e.Key())
+			return
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			t.Blacklist(string(raw), time.Time{})
+			return
+		}
+		until, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+		if err != nil {
+			k.log.Warn("ignoring blacklist entry with a bad expiry", "key", e.Key())
+			return
+		}
+		t.Blacklist(string(raw), until)
+	}
+	// Initial values end with a nil entry on each watch.
+	for _, w := range []struct {
+		w     jetstream.KeyWatcher
+		apply func(jetstream.KeyValueEntry)
+	}{{dccW, applyDCC}, {blW, applyBL}} {
+		if err := initial(ctx, w.w, w.apply); err != nil {
+			_ = dccW.Stop()
+			_ = blW.Stop()
+			return nil, err
+		}
+	}
+	var wg sync.WaitGroup
+	follow := func(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry)) {
+		defer wg.Done()
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					apply(e)
+				}
+			}
+		}
+	}
+	wg.Add(2)
+	go follow(dccW, applyDCC)
+	go follow(blW, applyBL)
+	return wg.Wait, nil
+}
+
+func initial(ctx context.Context, w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("guard watch closed before its initial values")
+			}
+			if e == nil {
+				return nil
+			}
+			apply(e)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/internal/testenv"
+)
+
+// guardNode is one node's guard fed by its own watch of the shared buckets.
+type guardNode struct {
+	kv    *GuardKV
+	guard *guard.Guard
+}
+
+func startGuardNode(t *testing.T, js jetstream.JetStream, prefix string, defaults guard.Settings, now func() time.Time) guardNode {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	kv, err := OpenGuardKV(ctx, js, prefix, 1, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := guard.New(guard.Options{Defaults: defaults, Blacklist: kv, Now: now, Logger: log})
+	wctx, stop := context.WithCancel(context.Background())
+	wait, err := kv.Watch(wctx, g)
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(); wait() })
+	return guardNode{kv: kv, guard: g}
+}
+
+func deleteBucketsAtEnd(t *testing.T, js jetstream.JetStream, prefix string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, b := range []string{DCCBucket, BlacklistBucket} {
+			if err := js.DeleteKeyValue(ctx, prefixed(prefix, "_", b)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+				t.Errorf("delete bucket %s: %v", b, err)
+			}
+		}
+	})
+}
+
+// TestGuardKVReachesEveryNode runs two nodes, each with its own connection and watch:
+// a setting written through one and a blacklisting made by the other reach both, the
+// blacklist expiry is judged by the injected clock, and a node started later sees both.
+func TestGuardKVReachesEveryNode(t *testing.T) {
+	for name, connect := range map[string]func(t *testing.T) (jetstream.JetStream, jetstream.JetStream){
+		"embedded": func(t *testing.T) (jetstream.JetStream, jetstream.JetStream) {
+			e := startEmbedded(t, t.TempDir())
+			return embeddedJS(t, e), embeddedJS(t, e)
+		},
+		"server": func(t *testing.T) (jetstream.JetStream, jetstream.JetStream) { return serverJS(t), serverJS(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			jsA, jsB := connect(t)
+			prefix := testenv.Unique("g")
+			deleteBucketsAtEnd(t, jsA, prefix)
+			var mu sync.Mutex
+			now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			defaults := guard.DefaultSettings()
+			defaults.PermitsPerSecond, defaults.Burst, defaults.BlacklistCount = 1, 1, 2
+			a := startGuardNode(t, jsA, prefix, defaults, clock)
+			b := startGuardNode(t, jsB, prefix, defaults, clock)
+			ctx := context.Background()
+
+			if err := a.kv.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Open); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "degrade reaches node b", func() (bool, string) {
+				return b.guard.Settings().Degrade, fmt.Sprint(b.guard.Settings())
+			})
+			if err := b.kv.DeleteSetting(ctx, guard.KeyDegradeSwitch); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "default back on node a", func() (bool, string) {
+				return !a.guard.Settings().Degrade, fmt.Sprint(a.guard.Settings())
+			})
+
+			// Burst 1, blacklisted after 2 rejections: the fourth call on b blacklists.
+			var last error
+			for range 4 {
+				last = b.guard.Do(ctx, "user:é/1", func(context.Context) error { return nil })
+			}
+			if !errors.Is(last, guard.ErrBlacklisted) {
+				t.Fatalf("fourth call = %v, want blacklisted", last)
+			}
+			eventually(t, "blacklisting reaches node a", func() (bool, string) {
+				_, ok := a.guard.BlacklistedUntil("user:é/1")
+				return ok, fmt.Sprint(a.guard.Stats())
+			})
+			c := startGuardNode(t, jsA, prefix, defaults, clock)
+			if _, ok := c.guard.BlacklistedUntil("user:é/1"); !ok {
+				t.Fatal("a node started later does not see the blacklisting")
+			}
+			mu.Lock()
+			now = now.Add(24 * time.Hour)
+			mu.Unlock()
+			for name, n := range map[string]guardNode{"a": a, "b": b, "c": c} {
+				if err := n.guard.Do(ctx, "user:é/1", func(context.Context) error { return nil }); err != nil {
+					t.Fatalf("node %s 24h later: %v, want let back in", name, err)
+				}
+			}
+		})
+	}
+}
