@@ -22,9 +22,13 @@ type rebates interface {
 	Behave(ctx context.Context, userID string, behavior rebate.Behavior, outBusinessNo string) ([]string, error)
 }
 
-// formUserID reads the userId of the form endpoints (query string or urlencoded body).
+// formUserID reads the userId of the form endpoints (query string or urlencoded body);
+// under a _by_token route it is the token's, and the form is not consulted.
 func formUserID(r *http.Request) (string, error) {
-	userID := r.FormValue("userId")
+	userID, ok := tokenUser(r.Context())
+	if !ok {
+		userID = r.FormValue("userId")
+	}
 	if err := checkUserID(userID); err != nil {
 		return "", err
 	}
@@ -45,10 +49,19 @@ func (s *Server) queryUserCreditAccount(r *http.Request) (any, error) {
 }
 
 // creditPayExchangeSKU buys a SKU's count with credit; the quota arrives once the payment
-// event is applied.
+// event is applied. Under a _by_token route the user is the token's and a userId in the
+// body is ignored.
 func (s *Server) creditPayExchangeSKU(r *http.Request) (any, error) {
 	var req userSKURequest
-	if err := decodeJSON(r, &req); err != nil {
+	if userID, ok := tokenUser(r.Context()); ok {
+		var body struct {
+			SKU ID `json:"sku"`
+		}
+		if err := decodeJSON(r, &body); err != nil {
+			return nil, err
+		}
+		req = userSKURequest{UserID: userID, SKU: body.SKU}
+	} else if err := decodeJSON(r, &req); err != nil {
 		return nil, err
 	}
 	if err := req.check(); err != nil {

@@ -24,10 +24,19 @@ type userActivityRequest struct {
 }
 
 // decodeUserActivity reads and checks a userActivityRequest, so that bad input never
-// reaches a service.
+// reaches a service. Under a _by_token route the user is the token's and the body is read
+// without its userId, so that a userId there, of whatever type, changes nothing.
 func decodeUserActivity(r *http.Request) (userID string, activityID int64, err error) {
 	var req userActivityRequest
-	if err := decodeJSON(r, &req); err != nil {
+	if userID, ok := tokenUser(r.Context()); ok {
+		var body struct {
+			ActivityID ID `json:"activityId"`
+		}
+		if err := decodeJSON(r, &body); err != nil {
+			return "", 0, err
+		}
+		req = userActivityRequest{UserID: userID, ActivityID: body.ActivityID}
+	} else if err := decodeJSON(r, &req); err != nil {
 		return "", 0, err
 	}
 	if err := checkUserID(req.UserID); err != nil {

@@ -39,6 +39,11 @@ type Options struct {
 	// PlainUserEndpoints serves the endpoints that take the userId from the request body;
 	// production turns them off and accepts only the token variants.
 	PlainUserEndpoints bool
+	// JWTSecret is the HS256 key of the user tokens of the _by_token endpoints, whose
+	// openId claim names the user; empty: those endpoints are not served.
+	JWTSecret []byte
+	// Now is the clock that judges token expiry; nil means time.Now.
+	Now func() time.Time
 	// ArmoryNeedsAdmin puts the two armory GETs behind the admin token (production mode).
 	ArmoryNeedsAdmin bool
 	// Ready reports whether SQL, Redis and the broker are reachable (GET /readyz).
@@ -95,6 +100,7 @@ func New(opts Options) *Server {
 	}
 	s.handle("GET "+raffle+"strategy/strategy_armory", armory(s.strategyArmory))
 	s.handle("POST "+raffle+"strategy/random_raffle", s.randomRaffle)
+	tokens := len(opts.JWTSecret) > 0 // the _by_token variants stay on when the plain ones are off
 	if opts.Activities != nil {
 		s.handle("POST "+raffle+"activity/query_sku_product_list_by_activity_id", s.querySKUProducts)
 		s.handle("GET "+raffle+"activity/query_stage_activity_id", s.queryStageActivityID)
@@ -103,6 +109,9 @@ func New(opts Options) *Server {
 		s.handle("GET "+raffle+"erp/query_user_raffle_order", s.admin(s.queryUserRaffleOrders))
 		if opts.PlainUserEndpoints {
 			s.handle("POST "+raffle+"activity/query_user_activity_account", s.queryUserActivityAccount)
+		}
+		if tokens {
+			s.handle("POST "+raffle+"activity/query_user_activity_account_by_token", s.byToken(s.queryUserActivityAccount))
 		}
 	}
 	if opts.Raffles != nil {
@@ -113,16 +122,30 @@ func New(opts Options) *Server {
 			s.handle("POST "+raffle+"strategy/query_raffle_award_list", s.queryAwardList)
 			s.handle("POST "+raffle+"strategy/query_raffle_strategy_rule_weight", s.queryRuleWeights)
 		}
+		if tokens {
+			s.handle("POST "+raffle+"activity/draw_by_token", s.byToken(s.draw))
+			s.handle("POST "+raffle+"strategy/query_raffle_award_list_by_token", s.byToken(s.queryAwardList))
+		}
 	}
-	if opts.Credits != nil && opts.PlainUserEndpoints {
-		s.handle("POST "+raffle+"activity/query_user_credit_account", s.queryUserCreditAccount)
-		s.handle("POST "+raffle+"activity/credit_pay_exchange_sku", s.creditPayExchangeSKU)
+	if opts.Credits != nil {
+		if opts.PlainUserEndpoints {
+			s.handle("POST "+raffle+"activity/query_user_credit_account", s.queryUserCreditAccount)
+			s.handle("POST "+raffle+"activity/credit_pay_exchange_sku", s.creditPayExchangeSKU)
+		}
+		if tokens {
+			s.handle("POST "+raffle+"activity/query_user_credit_account_by_token", s.byToken(s.queryUserCreditAccount))
+			s.handle("POST "+raffle+"activity/credit_pay_exchange_sku_by_token", s.byToken(s.creditPayExchangeSKU))
+		}
 	}
 	if opts.Rebates != nil {
 		s.handle("POST /api/v1/rebate/behavior", s.behaviorRebate)
 		if opts.PlainUserEndpoints {
 			s.handle("POST "+raffle+"activity/calendar_sign_rebate", s.calendarSignRebate)
 			s.handle("POST "+raffle+"activity/is_calendar_sign_rebate", s.isCalendarSignRebate)
+		}
+		if tokens {
+			s.handle("POST "+raffle+"activity/calendar_sign_rebate_by_token", s.byToken(s.calendarSignRebate))
+			s.handle("POST "+raffle+"activity/is_calendar_sign_rebate_by_token", s.byToken(s.isCalendarSignRebate))
 		}
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
