@@ -17,19 +17,22 @@ const rateDecimals = 4
 type Rate int64
 
 // ParseRate parses a decimal such as "0.0003", "1", "0.5" or "1.0E-4" exactly. More than
-// four significant decimals, negatives and non-numbers are refused.
+// four significant decimals, negatives, exponents beyond ±40 and non-numbers are refused.
 func ParseRate(s string) (Rate, error) {
 	s = strings.TrimSpace(s)
 	if strings.ContainsAny(s, "eE") {
-		// SQLite may hand back a REAL rendered in exponent form; normalise it through
-		// strconv with the exact decimal digits, then parse that text.
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
+		// SQLite may hand back a REAL rendered in exponent form: move the decimal point
+		// exactly (a float would round 1e-400 to 0), then parse that text.
+		plain, ok := expandExponent(s)
+		if !ok {
 			return 0, fmt.Errorf("parse rate %q: %w", s, ErrInvalidConfig)
 		}
-		s = strconv.FormatFloat(f, 'f', -1, 64)
+		s = plain
 	}
 	intPart, frac, _ := strings.Cut(s, ".")
+	if intPart == "" && frac == "" {
+		return 0, fmt.Errorf("parse rate %q: %w", s, ErrInvalidConfig)
+	}
 	if intPart == "" {
 		intPart = "0"
 	}
@@ -43,14 +46,40 @@ func ParseRate(s string) (Rate, error) {
 	}
 	var f int64
 	if frac != "" {
-		for _, c := range frac {
-			if c < '0' || c > '9' {
-				return 0, fmt.Errorf("parse rate %q: %w", s, ErrInvalidConfig)
-			}
+		if !isDigits(frac) {
+			return 0, fmt.Errorf("parse rate %q: %w", s, ErrInvalidConfig)
 		}
 		f, _ = strconv.ParseInt(frac+strings.Repeat("0", rateDecimals-len(frac)), 10, 64)
 	}
 	return Rate(whole*RateScale + f), nil
+}
+
+// expandExponent rewrites an unsigned decimal in exponent form, "1.5E-4", as the same
+// decimal without one, "0.00015".
+func expandExponent(s string) (string, bool) {
+	mantissa, exp, _ := strings.Cut(strings.ToLower(s), "e")
+	e, err := strconv.Atoi(exp)
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	if err != nil || e < -40 || e > 40 || whole+frac == "" || !isDigits(whole) || !isDigits(frac) {
+		return "", false
+	}
+	digits, point := whole+frac, len(whole)+e
+	if point < 0 {
+		digits, point = strings.Repeat("0", -point)+digits, 0
+	}
+	if point > len(digits) {
+		digits += strings.Repeat("0", point-len(digits))
+	}
+	return digits[:point] + "." + digits[point:], true
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Decimals is the number of significant decimals of r: 0.0300 has 2, 0.0003 has 4.

@@ -19,6 +19,9 @@ func TestParseRate(t *testing.T) {
 		{in: "1.0000", want: 10000}, {in: "0.0099", want: 99, dec: 4}, {in: "1.0E-4", want: 1, dec: 4},
 		{in: "0.03", want: 300, dec: 2}, {in: ".5", want: 5000, dec: 1},
 		{in: "0.00001", bad: true}, {in: "-0.1", bad: true}, {in: "abc", bad: true}, {in: "0.1x", bad: true},
+		{in: "15e-4", want: 15, dec: 4}, {in: "1.5E+1", want: 150000, dec: 0}, {in: "0.0000000000001e9", want: 1, dec: 4},
+		{in: "", bad: true}, {in: ".", bad: true}, {in: "1e-400", bad: true}, {in: "1.00000000000000001e-4", bad: true},
+		{in: "0x1Ep0", bad: true}, {in: "+1e-4", bad: true}, {in: "-1e-4", bad: true}, {in: "1e", bad: true}, {in: "e4", bad: true},
 	} {
 		got, err := ParseRate(tc.in)
 		if tc.bad {
