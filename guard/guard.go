@@ -368,20 +368,29 @@ func (g *Guard) withinBudget(ctx context.Context, s *Settings, fn func(ctx conte
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- fn(bctx) }()
+	var err error
 	select {
-	case err := <-done:
-		return err
+	case err = <-done:
+		if err == nil || bctx.Err() == nil {
+			return err
+		}
+		// It failed as its budget ran out: its stores gave up at the same deadline.
 	case <-bctx.Done():
+		select {
+		case err = <-done: // finished just as time ran out
+			if err == nil {
+				return nil
+			}
+		default:
+		}
 	}
-	select {
-	case err := <-done: // finished just as time ran out
-		return err
-	default:
-	}
-	if err := ctx.Err(); err != nil {
-		return err // the caller went away; not the system's failure
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr // the caller went away; not the system's failure
 	}
 	g.stats.timeouts.Add(1)
+	if err != nil {
+		return fmt.Errorf("after %s: %w (%w)", s.DrawTimeout, ErrTimeout, err)
+	}
 	return fmt.Errorf("after %s: %w", s.DrawTimeout, ErrTimeout)
 }
 

@@ -341,3 +341,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestStoreGivingUpAtTheDeadlineIsATimeout(t *testing.T) {
+	g := New(Options{Defaults: settings(func(s *Settings) { s.DrawTimeout = 20 * time.Millisecond; s.RateLimit = false })})
+	store := errors.New("i/o timeout")
+	for range 20 { // either select arm may see it first
+		err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+			<-ctx.Done()
+			return store
+		})
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Do = %v, want ErrTimeout, not the store's own error", err)
+		}
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -105,6 +107,9 @@ var errorCodes = []struct {
 	status int
 	code   Code
 }{
+	{guard.ErrDegraded, http.StatusOK, CodeDegraded},
+	{guard.ErrRateLimited, http.StatusOK, CodeRateLimited},
+	{guard.ErrTimeout, http.StatusOK, CodeTimeout},
 	{activity.ErrDuplicateOrder, http.StatusOK, CodeDuplicate},
 	{rebate.ErrDuplicate, http.StatusOK, CodeDuplicate},
 	{credit.ErrDuplicate, http.StatusOK, CodeDuplicate},
@@ -157,16 +162,75 @@ func writeJSON(w http.ResponseWriter, status int, env envelope) {
 // big-market's Jackson binding accepts both.
 type ID int64
 
-// UnmarshalJSON accepts 100006 and "100006".
+// idType tells decodeJSON that a type error is ID's, whose Value says what was sent.
+var idType = reflect.TypeFor[ID]()
+
+// UnmarshalJSON accepts a decimal integer as a JSON number, 100006, or string, "100006";
+// null and "" leave the id zero, that is absent. Anything else (a fraction, an exponent,
+// a '+' sign, blanks, hexadecimal, a value beyond int64, a boolean, an object, an array)
+// is a *json.UnmarshalTypeError whose Value says what was sent, so that decodeJSON can
+// name the field and the problem.
 func (id *ID) UnmarshalJSON(b []byte) error {
-	s := strings.Trim(string(b), `"`)
-	if s == "null" || s == "" {
+	refuse := func(what string) error {
+		return &json.UnmarshalTypeError{Value: what, Type: idType}
+	}
+	text := string(b)
+	switch {
+	case text == "null":
 		return nil
+	case text == "":
+		return refuse("nothing")
+	case text[0] == 't' || text[0] == 'f':
+		return refuse("a boolean")
+	case text[0] == '{':
+		return refuse("an object")
+	case text[0] == '[':
+		return refuse("an array")
+	case text[0] == '"':
+		if err := json.Unmarshal(b, &text); err != nil {
+			return refuse("a malformed string")
+		}
+		if text == "" {
+			return nil
+		}
+		if strings.TrimSpace(text) != text {
+			return refuse("a string padded with blanks")
+		}
 	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("not an integer id: %s", b)
+	digits := strings.TrimPrefix(text, "-")
+	switch {
+	case strings.HasPrefix(text, "+"):
+		return refuse("a number with a '+' sign")
+	case isDecimal(digits):
+		v, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return refuse("an out-of-range number")
+		}
+		*id = ID(v)
+		return nil
+	case strings.HasPrefix(digits, "0x") || strings.HasPrefix(digits, "0X"):
+		return refuse("a hexadecimal number")
+	case strings.Trim(digits, "0123456789.eE+-") != "" || !isNumber(digits):
+		return refuse("a non-numeric string")
+	case strings.ContainsAny(digits, "eE"):
+		return refuse("a number with an exponent")
+	default:
+		return refuse("a number with a decimal point")
 	}
-	*id = ID(v)
-	return nil
+}
+
+// isDecimal reports whether s is a non-empty run of ASCII digits.
+func isDecimal(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isNumber reports whether s, made of digits, dots, signs and exponents, is a number.
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil || errors.Is(err, strconv.ErrRange)
 }

@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -44,6 +47,14 @@ type Options struct {
 	JWTSecret []byte
 	// Now is the clock that judges token expiry; nil means time.Now.
 	Now func() time.Time
+	// Guard is the front line of the routes named by GuardedRoutes; nil: none.
+	Guard frontLine
+	// GuardedRoutes name the user endpoints behind the guard, as "activity/draw" (the
+	// _by_token variant included); nil means DefaultGuardedRoutes.
+	GuardedRoutes []string
+	// DCC stores dynamic settings for every node (dcc/update_config); nil, or a nil
+	// Guard, does not serve the dcc endpoints.
+	DCC dccStore
 	// ArmoryNeedsAdmin puts the two armory GETs behind the admin token (production mode).
 	ArmoryNeedsAdmin bool
 	// Ready reports whether SQL, Redis and the broker are reachable (GET /readyz).
@@ -61,6 +72,8 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	nextID   atomic.Uint64
+	// guardedRoutes is Options.GuardedRoutes as a set.
+	guardedRoutes map[string]bool
 }
 
 // New returns the API handler with every route registered.
@@ -71,7 +84,13 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), guardedRoutes: map[string]bool{}}
+	if opts.GuardedRoutes == nil {
+		opts.GuardedRoutes = DefaultGuardedRoutes
+	}
+	for _, name := range opts.GuardedRoutes {
+		s.guardedRoutes[name] = true
+	}
 	if opts.Registry != nil {
 		s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bigmarket_http_requests_total", Help: "API requests by route and response code.",
@@ -100,53 +119,47 @@ func New(opts Options) *Server {
 	}
 	s.handle("GET "+raffle+"strategy/strategy_armory", armory(s.strategyArmory))
 	s.handle("POST "+raffle+"strategy/random_raffle", s.randomRaffle)
-	tokens := len(opts.JWTSecret) > 0 // the _by_token variants stay on when the plain ones are off
+	// user registers a user endpoint: the plain variant (userId in the request) when
+	// those are on, and the _by_token variant when tokens are configured, which stays on
+	// when the plain ones are off. The guard sits inside the token check, so it limits
+	// the token's user, never one named in the body.
+	tokens := len(opts.JWTSecret) > 0
+	user := func(path string, withToken bool, h handlerFunc) {
+		p := "POST " + raffle + path
+		if opts.PlainUserEndpoints {
+			s.handle(p, s.guarded(p, h))
+		}
+		if tokens && withToken {
+			s.handle(p+"_by_token", s.byToken(s.guarded(p, h)))
+		}
+	}
 	if opts.Activities != nil {
 		s.handle("POST "+raffle+"activity/query_sku_product_list_by_activity_id", s.querySKUProducts)
 		s.handle("GET "+raffle+"activity/query_stage_activity_id", s.queryStageActivityID)
 		s.handle("POST "+adminPrefix+"activity/recharge", s.admin(s.recharge))
 		s.handle("GET "+raffle+"erp/query_raffle_activity_stage_list", s.admin(s.queryStageList))
 		s.handle("GET "+raffle+"erp/query_user_raffle_order", s.admin(s.queryUserRaffleOrders))
-		if opts.PlainUserEndpoints {
-			s.handle("POST "+raffle+"activity/query_user_activity_account", s.queryUserActivityAccount)
-		}
-		if tokens {
-			s.handle("POST "+raffle+"activity/query_user_activity_account_by_token", s.byToken(s.queryUserActivityAccount))
-		}
+		user("activity/query_user_activity_account", true, s.queryUserActivityAccount)
 	}
 	if opts.Raffles != nil {
 		s.handle("GET "+raffle+"activity/armory", armory(s.activityArmory))
 		s.handle("POST "+raffle+"erp/update_stage_activity_2_active", s.admin(s.activateStage))
-		if opts.PlainUserEndpoints {
-			s.handle("POST "+raffle+"activity/draw", s.draw)
-			s.handle("POST "+raffle+"strategy/query_raffle_award_list", s.queryAwardList)
-			s.handle("POST "+raffle+"strategy/query_raffle_strategy_rule_weight", s.queryRuleWeights)
-		}
-		if tokens {
-			s.handle("POST "+raffle+"activity/draw_by_token", s.byToken(s.draw))
-			s.handle("POST "+raffle+"strategy/query_raffle_award_list_by_token", s.byToken(s.queryAwardList))
-		}
+		user("activity/draw", true, s.draw)
+		user("strategy/query_raffle_award_list", true, s.queryAwardList)
+		user("strategy/query_raffle_strategy_rule_weight", false, s.queryRuleWeights)
 	}
 	if opts.Credits != nil {
-		if opts.PlainUserEndpoints {
-			s.handle("POST "+raffle+"activity/query_user_credit_account", s.queryUserCreditAccount)
-			s.handle("POST "+raffle+"activity/credit_pay_exchange_sku", s.creditPayExchangeSKU)
-		}
-		if tokens {
-			s.handle("POST "+raffle+"activity/query_user_credit_account_by_token", s.byToken(s.queryUserCreditAccount))
-			s.handle("POST "+raffle+"activity/credit_pay_exchange_sku_by_token", s.byToken(s.creditPayExchangeSKU))
-		}
+		user("activity/query_user_credit_account", true, s.queryUserCreditAccount)
+		user("activity/credit_pay_exchange_sku", true, s.creditPayExchangeSKU)
 	}
 	if opts.Rebates != nil {
 		s.handle("POST /api/v1/rebate/behavior", s.behaviorRebate)
-		if opts.PlainUserEndpoints {
-			s.handle("POST "+raffle+"activity/calendar_sign_rebate", s.calendarSignRebate)
-			s.handle("POST "+raffle+"activity/is_calendar_sign_rebate", s.isCalendarSignRebate)
-		}
-		if tokens {
-			s.handle("POST "+raffle+"activity/calendar_sign_rebate_by_token", s.byToken(s.calendarSignRebate))
-			s.handle("POST "+raffle+"activity/is_calendar_sign_rebate_by_token", s.byToken(s.isCalendarSignRebate))
-		}
+		user("activity/calendar_sign_rebate", true, s.calendarSignRebate)
+		user("activity/is_calendar_sign_rebate", true, s.isCalendarSignRebate)
+	}
+	if opts.Guard != nil && opts.DCC != nil {
+		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))
+		s.handle("GET "+raffle+"dcc/query_config", s.admin(s.queryConfig))
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
 	// would conflict with the "OPTIONS /api/" preflight.
@@ -243,24 +256,162 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: "ready"})
 }
 
-// decodeJSON reads the body as one JSON value into v.
+// decodeJSON reads the body as one JSON object into v. Every malformed body is a 0002
+// that names the problem (a byte offset, a field, the size limit) in words of JSON, never
+// Go's. Unknown fields are ignored: big-market's front end sends some.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
 		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
+		if errors.As(err, &tooBig) {
 			return badParam(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", tooBig.Limit)
-		case errors.Is(err, io.EOF):
-			return badParam(http.StatusBadRequest, "request body is empty")
-		default:
-			return badParam(http.StatusBadRequest, "malformed JSON body")
 		}
+		return badParam(http.StatusBadRequest, "request body could not be read")
 	}
-	if dec.More() {
+	return decodeBody(body, v)
+}
+
+// decodeBody is decodeJSON once the body is read: syntax first, then that the body is one
+// object, then the fields' types.
+func decodeBody(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badParam(http.StatusBadRequest, "request body is empty")
+		}
+		return syntaxError(err)
+	}
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
+		if err := dec.Decode(new(json.RawMessage)); err != nil {
+			return syntaxError(err)
+		}
 		return badParam(http.StatusBadRequest, "request body holds more than one JSON value")
 	}
-	return nil
+	if raw[0] != '{' {
+		return badParam(http.StatusBadRequest, "request body must be a JSON object, not %s", jsonKind(raw[0]))
+	}
+	err := json.Unmarshal(raw, v)
+	var typeErr *json.UnmarshalTypeError
+	var invalid *json.InvalidUnmarshalError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &typeErr):
+		return badParam(http.StatusBadRequest, "%s", typeErrorInfo(typeErr, reflect.TypeOf(v)))
+	case errors.As(err, &invalid):
+		return fmt.Errorf("decode request body: %w", err) // a bug of the handler: 0001
+	default:
+		return badParam(http.StatusBadRequest, "request body has a malformed value")
+	}
+}
+
+// syntaxError words a decoding error of malformed JSON.
+func syntaxError(err error) error {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return badParam(http.StatusBadRequest, "malformed JSON at byte %d", syntax.Offset)
+	}
+	return badParam(http.StatusBadRequest, "malformed JSON: unexpected end of body")
+}
+
+// jsonKind names the kind of the JSON value that starts with c.
+func jsonKind(c byte) string {
+	switch c {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// typeErrorInfo says which field of a body decoded into a t has the wrong type and what
+// it must be, by JSON names: "field activityId must be an integer, not a boolean".
+func typeErrorInfo(e *json.UnmarshalTypeError, t reflect.Type) string {
+	subject := "request body"
+	if e.Field != "" {
+		subject = "field " + jsonPath(t, e.Field)
+	}
+	switch {
+	case e.Type == idType:
+		return subject + " must be an integer, not " + e.Value // ID's own wording
+	case e.Type == nil:
+		return subject + " has the wrong type"
+	}
+	want := typePhrase(e.Type)
+	got, _, _ := strings.Cut(e.Value, " ") // "number 1.5" is a number
+	numeric := strings.HasSuffix(want, "integer") || want == "a number"
+	if noun := jsonNouns[got]; noun != "" && (got != "number" || !numeric) {
+		return subject + " must be " + want + ", not " + noun
+	}
+	return subject + " must be " + want // a number that does not fit: a fraction, or too large
+}
+
+// jsonNouns name the kinds of JSON value as UnmarshalTypeError.Value starts them.
+var jsonNouns = map[string]string{
+	"number": "a number", "string": "a string", "bool": "a boolean", "array": "an array", "object": "an object",
+}
+
+// jsonPath drops from a type error's field path the Go names of the embedded structs that
+// the decoder lists on the way ("userSKURequest.sku"): the client sent only "sku".
+func jsonPath(t reflect.Type, path string) string {
+	var out []string
+	for _, name := range strings.Split(path, ".") {
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		var next reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			for i := range t.NumField() {
+				f := t.Field(i)
+				tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if f.Anonymous && tag == "" && f.Name == name {
+					next, name = f.Type, ""
+					break
+				}
+				if tag == name || (tag == "" && f.Name == name) {
+					next = f.Type
+					break
+				}
+			}
+		}
+		if name != "" {
+			out = append(out, name)
+		}
+		t = next
+	}
+	return strings.Join(out, ".")
+}
+
+// typePhrase names what a JSON value must be to decode into t.
+func typePhrase(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
 }
 
 // queryID reads a positive integer query parameter.

@@ -205,3 +205,113 @@ func TestCORSPreflightAndHealth(t *testing.T) {
 		t.Errorf("metrics lack the request counter:\n%s", rec.Body.String())
 	}
 }
+
+// TestDecodeMessages checks that each kind of malformed body gets a 0002 whose info names
+// the problem in JSON's words: the byte, the field, the limit; never Go's wording.
+func TestDecodeMessages(t *testing.T) {
+	t.Parallel()
+	const (
+		random = "/api/v1/raffle/strategy/random_raffle"
+		draw   = "/api/v1/raffle/activity/draw"
+		rebate = "/api/v1/rebate/behavior"
+	)
+	big := `{"strategyId":100006,"pad":"` + strings.Repeat("x", 70<<10) + `"}`
+	for _, tc := range []struct {
+		path, body string
+		status     int
+		info       string
+	}{
+		{random, ``, 400, "request body is empty"},
+		{random, " \n\t", 400, "request body is empty"},
+		{random, big, 413, "request body exceeds 65536 bytes"},
+		{random, `{"strategyId":x}`, 400, "malformed JSON at byte 15"},
+		{random, `{"strategyId" 1}`, 400, "malformed JSON at byte 15"},
+		{random, `{"strategyId":`, 400, "malformed JSON: unexpected end of body"},
+		{random, `{"strategyId":1}{}`, 400, "request body holds more than one JSON value"},
+		{random, `{"strategyId":1} 2`, 400, "request body holds more than one JSON value"},
+		{random, `{"strategyId":1} x`, 400, "malformed JSON at byte 18"},
+		{random, `{"strategyId":1}]`, 400, "malformed JSON at byte 17"},
+		{random, `{"strategyId":1}{"a":`, 400, "malformed JSON: unexpected end of body"},
+		{random, `[]`, 400, "request body must be a JSON object, not an array"},
+		{random, `"x"`, 400, "request body must be a JSON object, not a string"},
+		{random, `null`, 400, "request body must be a JSON object, not null"},
+		{random, ` 100006 `, 400, "request body must be a JSON object, not a number"},
+		{random, `true`, 400, "request body must be a JSON object, not a boolean"},
+		{random, `{"strategyId":1.5}`, 400, "field strategyId must be an integer, not a number with a decimal point"},
+		{random, `{"strategyId":"100006.0"}`, 400, "field strategyId must be an integer, not a number with a decimal point"},
+		{random, `{"strategyId":1e5}`, 400, "field strategyId must be an integer, not a number with an exponent"},
+		{random, `{"strategyId":"+100006"}`, 400, "field strategyId must be an integer, not a number with a '+' sign"},
+		{random, `{"strategyId":" 100006"}`, 400, "field strategyId must be an integer, not a string padded with blanks"},
+		{random, `{"strategyId":"0x186A6"}`, 400, "field strategyId must be an integer, not a hexadecimal number"},
+		{random, `{"strategyId":"abc"}`, 400, "field strategyId must be an integer, not a non-numeric string"},
+		{random, `{"strategyId":9223372036854775808}`, 400, "field strategyId must be an integer, not an out-of-range number"},
+		{random, `{"strategyId":true}`, 400, "field strategyId must be an integer, not a boolean"},
+		{random, `{"strategyId":{}}`, 400, "field strategyId must be an integer, not an object"},
+		{random, `{"strategyId":[1]}`, 400, "field strategyId must be an integer, not an array"},
+		{random, `{"strategyId":null}`, 200, "strategyId is required"},
+		{random, `{"strategyId":""}`, 200, "strategyId is required"},
+		{draw, `{"userId":42,"activityId":100301}`, 400, "field userId must be a string, not a number"},
+		{draw, `{"userId":["x"],"activityId":100301}`, 400, "field userId must be a string, not an array"},
+		{rebate, `{"appId":"a","data":"x"}`, 400, "field data must be an object, not a string"},
+		{rebate, `{"appId":"a","data":{"userId":true}}`, 400, "field data.userId must be a string, not a boolean"},
+	} {
+		h := New(Options{Strategies: newFake(), Raffles: newFakeRaffles(), Rebates: &fakeRebates{}, PlainUserEndpoints: true})
+		r := do(t, h, "POST", tc.path, "application/json", []byte(tc.body))
+		name := tc.body
+		if len(name) > 40 {
+			name = name[:40] + "…"
+		}
+		if r.status != tc.status || r.Code != "0002" || r.Info != infos[CodeIllegalParam]+": "+tc.info || string(r.Data) != "null" {
+			t.Errorf("%s %s: HTTP %d %s %q %s; want HTTP %d 0002 %q", tc.path, name, r.status, r.Code, r.Info, r.Data, tc.status, tc.info)
+		}
+		for _, leak := range []string{"json:", "Go ", "int64", "httpapi", "struct", "unmarshal"} {
+			if strings.Contains(r.Info, leak) {
+				t.Errorf("%s %s: info %q leaks %q", tc.path, name, r.Info, leak)
+			}
+		}
+	}
+	// Unknown fields are ignored: big-market's front end sends some.
+	h := New(Options{Strategies: newFake()})
+	if r := do(t, h, "POST", random, "application/json", []byte(`{"strategyId":100006,"userId":{"x":[1]},"extra":true}`)); r.Code != "0000" {
+		t.Errorf("unknown fields: %s %q, want 0000", r.Code, r.Info)
+	}
+	// The recharge body embeds userSKURequest: the field is named as the client sent it.
+	h = New(Options{Strategies: newFake(), Activities: newFakeActivities(), AdminToken: "s3cret"})
+	want := infos[CodeIllegalParam] + ": field sku must be an integer, not a boolean"
+	if r := doAdmin(t, h, "POST", rechargePath, "Bearer s3cret", `{"userId":"x","sku":true,"outBusinessNo":"1"}`); r.Code != "0002" || r.Info != want {
+		t.Errorf("recharge with a boolean sku: %s %q, want 0002 %q", r.Code, r.Info, want)
+	}
+}
+
+// TestDecodeBodyTypes words type errors of the field types that no handler's body has yet.
+func TestDecodeBodyTypes(t *testing.T) {
+	t.Parallel()
+	type body struct {
+		N int64    `json:"n"`
+		U uint     `json:"u"`
+		F float64  `json:"f"`
+		L []string `json:"l"`
+		P *struct {
+			B bool `json:"b"`
+		} `json:"p"`
+	}
+	for in, want := range map[string]string{
+		`{"n":1.5}`:       "field n must be an integer",
+		`{"n":"7"}`:       "field n must be an integer, not a string",
+		`{"u":-1}`:        "field u must be a non-negative integer",
+		`{"f":1e400}`:     "field f must be a number",
+		`{"l":{}}`:        "field l must be an array, not an object",
+		`{"l":[1]}`:       "field l must be a string, not a number",
+		`{"p":{"b":"x"}}`: "field p.b must be a boolean, not a string",
+		`{"p":7}`:         "field p must be an object, not a number",
+	} {
+		var v body
+		err := decodeBody([]byte(in), &v)
+		if ae := classify(err); ae.code != CodeIllegalParam || ae.status != 400 || ae.info != infos[CodeIllegalParam]+": "+want {
+			t.Errorf("%s: %d %s %q; want 400 0002 %q", in, ae.status, ae.code, ae.info, want)
+		}
+	}
+	if ae := classify(decodeBody([]byte(`{}`), body{})); ae.code != CodeUnknown {
+		t.Errorf("decoding into a non-pointer: %s %q; want 0001, a bug of the handler", ae.code, ae.info)
+	}
+}

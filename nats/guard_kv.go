@@ -19,6 +19,11 @@ const (
 	BlacklistBucket = "BIGMARKET_BLACKLIST"
 )
 
+// GuardBuckets names the guard's buckets under prefix.
+func GuardBuckets(prefix string) []string {
+	return []string{prefixed(prefix, "_", DCCBucket), prefixed(prefix, "_", BlacklistBucket)}
+}
+
 // blacklistMaxAge bounds how long a blacklist entry is kept; entries carry their own
 // expiry, judged by each node's clock, so this only keeps the bucket from growing.
 const blacklistMaxAge = 8 * 24 * time.Hour
@@ -47,13 +52,13 @@ func OpenGuardKV(ctx context.Context, js jetstream.JetStream, prefix string, rep
 		replicas = 1
 	}
 	dcc, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: prefixed(prefix, "_", DCCBucket), Description: "bigmarket dynamic settings", History: 5, Replicas: replicas,
+		Bucket: GuardBuckets(prefix)[0], Description: "bigmarket dynamic settings", History: 5, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open dcc bucket: %w", err)
 	}
 	bl, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: prefixed(prefix, "_", BlacklistBucket), Description: "bigmarket blacklist", History: 1,
+		Bucket: GuardBuckets(prefix)[1], Description: "bigmarket blacklist", History: 1,
 		TTL: blacklistMaxAge, Replicas: replicas,
 	})
 	if err != nil {

@@ -45,8 +45,8 @@ func deleteBucketsAtEnd(t *testing.T, js jetstream.JetStream, prefix string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		for _, b := range []string{DCCBucket, BlacklistBucket} {
-			if err := js.DeleteKeyValue(ctx, prefixed(prefix, "_", b)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		for _, b := range GuardBuckets(prefix) {
+			if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 				t.Errorf("delete bucket %s: %v", b, err)
 			}
 		}
@@ -87,8 +87,8 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 			if err := b.kv.DeleteSetting(ctx, guard.KeyDegradeSwitch); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "default back on node a", func() (bool, string) {
-				return !a.guard.Settings().Degrade, fmt.Sprint(a.guard.Settings())
+			eventually(t, "default back on both nodes", func() (bool, string) {
+				return !a.guard.Settings().Degrade && !b.guard.Settings().Degrade, fmt.Sprint(a.guard.Settings(), b.guard.Settings())
 			})
 
 			// Burst 1, blacklisted after 2 rejections: the fourth call on b blacklists.

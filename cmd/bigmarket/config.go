@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,9 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/httpapi"
 )
 
 // Config is everything the binary can be told, loaded once here and passed down as values:
@@ -81,6 +85,23 @@ type Config struct {
 	// are committed and before its messages are acked, for fault tests that SIGKILL the
 	// process there. Never set it in production.
 	FaultDelayAfterDistribute time.Duration `koanf:"fault_delay_after_distribute"`
+	// The front line: startup values of the dynamic settings (dcc/update_config changes
+	// them on every node at run time), the endpoints behind it and its breaker.
+	DegradeSwitch      string        `koanf:"degrade_switch"`
+	RateLimiterSwitch  string        `koanf:"rate_limiter_switch"`
+	RateLimitPerSecond float64       `koanf:"rate_limit_per_second"`
+	RateLimitBurst     int           `koanf:"rate_limit_burst"`
+	BlacklistCount     int           `koanf:"blacklist_count"`
+	BlacklistDuration  time.Duration `koanf:"blacklist_duration"`
+	DrawTimeout        time.Duration `koanf:"draw_timeout"`
+	GuardedEndpoints   []string      `koanf:"guarded_endpoints"`
+	// LimiterMaxUsers bounds the per-user limiter state each node keeps in memory.
+	LimiterMaxUsers     int           `koanf:"limiter_max_users"`
+	BreakerMinRequests  int           `koanf:"breaker_min_requests"`
+	BreakerFailureRatio float64       `koanf:"breaker_failure_ratio"`
+	BreakerWindow       time.Duration `koanf:"breaker_window"`
+	BreakerOpenFor      time.Duration `koanf:"breaker_open_for"`
+	BreakerProbes       int           `koanf:"breaker_probes"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
 	PprofAddr string `koanf:"pprof_addr"`
 
@@ -89,6 +110,7 @@ type Config struct {
 	TBCount      int `koanf:"-"`
 	location     *time.Location
 	appTokens    map[string]string
+	guard        guard.Settings
 	eventBackoff []time.Duration
 	// generatedAdminToken is set when the demo made up the admin token, so that it is
 	// printed once; a configured token is never logged.
@@ -105,6 +127,7 @@ const (
 const demoJWTSecret = "bigmarket-demo-jwt-secret"
 
 func defaultConfig() Config {
+	defaults, breaker := guard.DefaultSettings(), guard.DefaultBreaker()
 	return Config{
 		Addr:                ":8091",
 		DataDir:             "./data",
@@ -130,11 +153,25 @@ func defaultConfig() Config {
 		EventMaxDeliver:     20,
 		EventBackoff:        "1s,2s,5s,10s,30s,60s",
 		EventAckWait:        30 * time.Second,
+		DegradeSwitch:       guard.Close,
+		RateLimiterSwitch:   guard.Open,
+		RateLimitPerSecond:  defaults.PermitsPerSecond,
+		RateLimitBurst:      defaults.Burst,
+		BlacklistCount:      defaults.BlacklistCount,
+		BlacklistDuration:   defaults.BlacklistDuration,
+		DrawTimeout:         defaults.DrawTimeout,
+		GuardedEndpoints:    httpapi.DefaultGuardedRoutes,
+		LimiterMaxUsers:     100_000,
+		BreakerMinRequests:  int(breaker.MinRequests),
+		BreakerFailureRatio: breaker.FailureRatio,
+		BreakerWindow:       breaker.Window,
+		BreakerOpenFor:      breaker.OpenFor,
+		BreakerProbes:       int(breaker.Probes),
 	}
 }
 
 // listKeys are comma-separated lists in the environment.
-var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true}
+var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true, "guarded_endpoints": true}
 
 // loadConfig builds the Config from defaults, the YAML file named by file (or by
 // BIGMARKET_CONFIG), and the environment given as KEY=VALUE pairs.
@@ -299,7 +336,52 @@ func (c *Config) validate() error {
 			errs = append(errs, errors.New("BIGMARKET_WEBHOOK_SECRET must be at least 16 characters when BIGMARKET_WEBHOOK_URL is set"))
 		}
 	}
+	errs = append(errs, c.validateGuard()...)
 	return errors.Join(errs...)
+}
+
+// validateGuard checks the front line's settings with the rules dcc/update_config applies
+// and fills c.guard.
+func (c *Config) validateGuard() []error {
+	var errs []error
+	s := guard.Settings{
+		PermitsPerSecond: c.RateLimitPerSecond, Burst: c.RateLimitBurst, BlacklistCount: c.BlacklistCount,
+		BlacklistDuration: c.BlacklistDuration, DrawTimeout: c.DrawTimeout,
+	}
+	for _, sw := range []struct {
+		key, value string
+		on         *bool
+	}{{guard.KeyDegradeSwitch, c.DegradeSwitch, &s.Degrade}, {guard.KeyRateLimiterSwitch, c.RateLimiterSwitch, &s.RateLimit}} {
+		if sw.value != guard.Open && sw.value != guard.Close {
+			errs = append(errs, fmt.Errorf("%s %q: want open or close", sw.key, sw.value))
+		}
+		*sw.on = sw.value == guard.Open
+	}
+	if err := s.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	c.guard = s
+	for _, name := range c.GuardedEndpoints {
+		if !slices.Contains(httpapi.GuardableRoutes, name) {
+			errs = append(errs, fmt.Errorf("guarded endpoint %q: want one of %s", name, strings.Join(httpapi.GuardableRoutes, ", ")))
+		}
+	}
+	if c.LimiterMaxUsers < 1 {
+		errs = append(errs, fmt.Errorf("limiter max users %d: want at least 1", c.LimiterMaxUsers))
+	}
+	if c.BreakerMinRequests < 1 || c.BreakerProbes < 1 || !(c.BreakerFailureRatio > 0 && c.BreakerFailureRatio <= 1) ||
+		c.BreakerWindow <= 0 || c.BreakerOpenFor <= 0 {
+		errs = append(errs, errors.New("breaker: want min requests and probes ≥ 1, a failure ratio in (0, 1], a positive window and open time"))
+	}
+	return errs
+}
+
+// breaker is the breaker part of the config.
+func (c Config) breaker() guard.BreakerSettings {
+	return guard.BreakerSettings{
+		MinRequests: uint32(c.BreakerMinRequests), FailureRatio: c.BreakerFailureRatio,
+		Window: c.BreakerWindow, OpenFor: c.BreakerOpenFor, Probes: uint32(c.BreakerProbes),
+	}
 }
 
 func powerOfTwo(n int) bool { return n > 0 && n&(n-1) == 0 }
@@ -336,6 +418,11 @@ func (c Config) print(w io.Writer) {
 		{"outbox_grace", c.OutboxGrace.String()}, {"outbox_every", c.OutboxEvery.String()},
 		{"event_max_deliver", strconv.Itoa(c.EventMaxDeliver)}, {"event_backoff", c.EventBackoff},
 		{"event_ack_wait", c.EventAckWait.String()}, {"fault_delay_after_distribute", c.FaultDelayAfterDistribute.String()}, {"webhook_secret", mask(c.WebhookSecret)},
+		{"degrade_switch", c.DegradeSwitch}, {"rate_limiter_switch", c.RateLimiterSwitch},
+		{"rate_limit_per_second", strconv.FormatFloat(c.RateLimitPerSecond, 'g', -1, 64)}, {"rate_limit_burst", strconv.Itoa(c.RateLimitBurst)},
+		{"blacklist_count", strconv.Itoa(c.BlacklistCount)}, {"blacklist_duration", c.BlacklistDuration.String()},
+		{"draw_timeout", c.DrawTimeout.String()}, {"guarded_endpoints", strings.Join(c.GuardedEndpoints, ",")},
+		{"breaker_open_for", c.BreakerOpenFor.String()},
 		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")

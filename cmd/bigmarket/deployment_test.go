@@ -52,6 +52,10 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		"BIGMARKET_APP_TOKENS=" + e2eAppID + ":" + e2eAppToken,
 		"BIGMARKET_WEBHOOK_URL=" + startReceiver(t).url,
 		"BIGMARKET_WEBHOOK_SECRET=" + e2eWebhookSecret,
+		// Tests that are not about the front line draw as fast as they like, under -race;
+		// those that are set their own limits after these.
+		"BIGMARKET_RATE_LIMITER_SWITCH=close",
+		"BIGMARKET_DRAW_TIMEOUT=1m",
 	}
 	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { d.redis.Close() })

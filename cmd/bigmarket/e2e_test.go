@@ -282,6 +282,8 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = freeAddr(t)
 	cfg.RedisAddrs = []string{emb.Addr()}
+	// Tests that are not about the front line draw as fast as they like, under -race.
+	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
 	if adjust != nil {
 		adjust(&cfg)
 	}
@@ -536,6 +538,11 @@ func cleanupBackends(t *testing.T, rdb goredis.UniversalClient, natsURL, prefix 
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return
+	}
+	for _, bucket := range nats.GuardBuckets(prefix) {
+		if err := js.DeleteKeyValue(ctx, bucket); err != nil {
+			t.Logf("cleanup: delete bucket %s: %v", bucket, err)
+		}
 	}
 	events := nats.EventOptions{Prefix: prefix}
 	for _, stream := range []string{nats.StockOptions{Prefix: prefix}.Stream(), events.Stream(), events.DLQStream()} {

@@ -19,6 +19,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/outbox"
@@ -147,6 +148,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		})
 	}
+	guardKV, err := nats.OpenGuardKV(ctx, b.js, cfg.NATSPrefix, cfg.NATSReplicas, log)
+	if err != nil {
+		stopBackground()
+		return err
+	}
+	front := guard.New(guard.Options{
+		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(b.redis, cfg.RedisPrefix),
+		Blacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers, Logger: log,
+	})
+	// The shared settings and blacklist are applied before the first request is served.
+	waitGuard, err := guardKV.Watch(background, front)
+	if err != nil {
+		stopBackground()
+		return err
+	}
+	wg.Go(waitGuard)
 	runJob("stock-sync", stockSync.Run)
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
 	distribute := nats.SendAwardHandler(awards)
@@ -181,6 +198,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerDomainMetrics(registry, strategies, stockSync, users)
 	registerEventMetrics(registry, relay, consumers)
+	registerGuardMetrics(registry, front)
 	api := httpapi.New(httpapi.Options{
 		Strategies:         strategies,
 		Activities:         activities,
@@ -190,6 +208,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
+		JWTSecret:          []byte(cfg.JWTSecret),
+		Guard:              front,
+		GuardedRoutes:      cfg.GuardedEndpoints,
+		DCC:                guardKV,
 		ArmoryNeedsAdmin:   cfg.Mode == ModeProduction,
 		Ready:              b.ready,
 		Logger:             log,
@@ -340,6 +362,38 @@ func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *
 			func(st sqlstore.GroupStats) int64 { return st.RecordTxs }),
 		grouped("bigmarket_award_records_total", "Award records written by grouped transactions.",
 			func(st sqlstore.GroupStats) int64 { return st.Records }),
+	)
+}
+
+// registerGuardMetrics exports the front line's counters and the breaker's state.
+func registerGuardMetrics(reg *prometheus.Registry, g *guard.Guard) {
+	rejected := func(reason string, get func(guard.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "bigmarket_guard_rejected_total", Help: "Guarded requests answered by the front line, by reason.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(get(g.Stats())) })
+	}
+	reg.MustRegister(
+		rejected("degraded", func(st guard.Stats) int64 { return st.Degraded }),
+		rejected("limited_local", func(st guard.Stats) int64 { return st.LimitedLocal }),
+		rejected("limited_cluster", func(st guard.Stats) int64 { return st.LimitedCluster }),
+		rejected("blacklisted", func(st guard.Stats) int64 { return st.Blacklisted }),
+		rejected("timeout", func(st guard.Stats) int64 { return st.Timeouts }),
+		rejected("breaker_open", func(st guard.Stats) int64 { return st.BreakerOpen }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_guard_cluster_limit_errors_total", Help: "Cluster limit calls that failed (the request was let through)."},
+			func() float64 { return float64(g.Stats().ClusterErrors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_guard_blacklist_size", Help: "Users blacklisted on this node."},
+			func() float64 { return float64(g.Stats().BlacklistSize) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_guard_breaker_open", Help: "1 while the breaker is open, 0.5 half-open, 0 closed."},
+			func() float64 {
+				switch g.Stats().BreakerState {
+				case "open":
+					return 1
+				case "half-open":
+					return 0.5
+				}
+				return 0
+			}),
 	)
 }
 

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/httpapi"
+	"github.com/bigmarket/bigmarket/internal/testenv"
+)
+
+const e2eJWTSecret = "guard-e2e-jwt-secret-0123456789"
+
+// metric reads the value of one sample (name with its labels, as exposed) from base's
+// /metrics; a missing sample is 0.
+func metric(t *testing.T, base, sample string) float64 {
+	t.Helper()
+	resp, err := httpClient.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if ok && name == sample {
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", sample, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// request sends method path to base with the given Authorization (none when empty) and
+// returns the status and envelope.
+func request(t *testing.T, base, method, path, auth, body string) (int, apiReply) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r apiReply
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("%s %s: not an envelope: %q", method, path, raw)
+	}
+	return resp.StatusCode, r
+}
+
+// TestFrontLineTwoProcesses runs two serve processes with the front line on: a degrade
+// switch flipped through one reaches the other within a second, a user flooding one is
+// blacklisted on both, and the token variants and operator endpoints refuse what they must.
+func TestFrontLineTwoProcesses(t *testing.T) {
+	d := newDeployment(t, "")
+	env := []string{
+		"BIGMARKET_RATE_LIMITER_SWITCH=open", "BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=2",
+		"BIGMARKET_BLACKLIST_COUNT=3", "BIGMARKET_JWT_SECRET=" + e2eJWTSecret,
+	}
+	_, a := d.start(t, env...)
+	_, b := d.start(t, env...)
+	d.armory(t, a, b)
+	admin := "Bearer " + d.adminToken
+	draw := func(base, user string) apiReply {
+		return post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+	}
+
+	t.Run("degrade switch reaches the other node within a second", func(t *testing.T) {
+		for _, step := range []struct {
+			value    string
+			degraded bool
+		}{{"open", true}, {"close", false}} {
+			if _, r := request(t, a, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value="+step.value, admin, ""); r.Code != "0000" {
+				t.Fatalf("update_config degradeSwitch=%s: %+v", step.value, r)
+			}
+			start := time.Now()
+			// Fresh users each time, so the limiter never answers instead of the switch.
+			waitFor(t, time.Second, "degradeSwitch="+step.value+" on node b", func() bool {
+				return (draw(b, testenv.Unique("dg")).Code == "0004") == step.degraded
+			})
+			t.Logf("degradeSwitch=%s reached node b after %s", step.value, time.Since(start).Round(time.Millisecond))
+		}
+		if _, r := request(t, a, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=half", admin, ""); r.Code != "0002" {
+			t.Fatalf("bad value: %+v, want 0002", r)
+		}
+		if _, r := request(t, b, "GET", "/api/v1/raffle/dcc/update_config?key=noSuchSwitch&value=open", admin, ""); r.Code != "0002" {
+			t.Fatalf("unknown key: %+v, want 0002", r)
+		}
+	})
+
+	t.Run("a flooding user is blacklisted on both nodes", func(t *testing.T) {
+		user := testenv.Unique("flood")
+		var codes []string
+		for range 8 {
+			codes = append(codes, draw(a, user).Code)
+		}
+		for i, c := range codes {
+			if limited := c == "0005"; limited != (i >= 2) {
+				t.Fatalf("codes of 8 draws at once with burst 2: %v", codes)
+			}
+		}
+		waitFor(t, time.Second, "blacklisting on node b", func() bool {
+			return metric(t, b, "bigmarket_guard_blacklist_size") >= 1
+		})
+		// Long after the buckets refilled, b still refuses the user: the blacklist, not
+		// the rate, answers.
+		time.Sleep(2500 * time.Millisecond)
+		before := metric(t, b, `bigmarket_guard_rejected_total{reason="blacklisted"}`)
+		if r := draw(b, user); r.Code != "0005" {
+			t.Fatalf("blacklisted user on node b: %+v, want 0005", r)
+		}
+		if after := metric(t, b, `bigmarket_guard_rejected_total{reason="blacklisted"}`); after != before+1 {
+			t.Fatalf("node b's blacklist counter %v → %v, want one more", before, after)
+		}
+		if r := draw(b, testenv.Unique("calm")); r.Code == "0005" {
+			t.Fatalf("another user is refused: %+v", r)
+		}
+	})
+
+	t.Run("tokens and operator endpoints", func(t *testing.T) {
+		user := testenv.Unique("tk")
+		if c := d.recharge(t, a, user, 9011, user+"-r"); c != "0000" {
+			t.Fatalf("recharge: %s", c)
+		}
+		body := fmt.Sprintf(`{"activityId":%d,"userId":"someone-else"}`, faultActivity)
+		valid := httpapi.SignToken([]byte(e2eJWTSecret), user, time.Now().Add(time.Hour))
+		if status, r := request(t, b, "POST", "/api/v1/raffle/activity/draw_by_token", valid, body); status != 200 || r.Code != "0000" {
+			t.Fatalf("draw_by_token with a valid token: %d %+v", status, r)
+		}
+		if got := totalSurplus(t, a, user); got != 149 {
+			t.Fatalf("surplus after one token draw: %d, want 149 (the draw was the token's user's)", got)
+		}
+		for name, auth := range map[string]string{
+			"forged":  httpapi.SignToken([]byte("another-secret-of-enough-length"), user, time.Now().Add(time.Hour)),
+			"expired": httpapi.SignToken([]byte(e2eJWTSecret), user, time.Now().Add(-time.Minute)),
+			"missing": "",
+		} {
+			if status, r := request(t, b, "POST", "/api/v1/raffle/activity/draw_by_token", auth, body); status != http.StatusUnauthorized || r.Code != "0003" {
+				t.Fatalf("%s token: %d %+v, want 401 0003", name, status, r)
+			}
+		}
+		if got := totalSurplus(t, a, user); got != 149 {
+			t.Fatalf("surplus after refused tokens: %d, want 149", got)
+		}
+		for _, path := range []string{
+			"/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=open",
+			"/api/v1/raffle/dcc/query_config",
+			"/api/v1/raffle/erp/query_raffle_activity_stage_list",
+		} {
+			for _, auth := range []string{"", "Bearer wrong-token", valid} {
+				if status, r := request(t, a, "GET", path, auth, ""); status != http.StatusUnauthorized || r.Code != "0003" {
+					t.Fatalf("%s with %q: %d %+v, want 401 0003", path, auth, status, r)
+				}
+			}
+		}
+		if _, r := request(t, b, "GET", "/api/v1/raffle/dcc/query_config", admin, ""); r.Code != "0000" || !strings.Contains(string(r.Data), `"degradeSwitch":"close"`) {
+			t.Fatalf("query_config: %+v", r)
+		}
+	})
+}
+
+// TestRedisPausedDuringDraws pauses a private Redis under a serve process: draws answer
+// 0006 within their budget, the breaker opens and answers at once, and once Redis is back
+// draws succeed again and the user can still spend every unit of quota.
+func TestRedisPausedDuringDraws(t *testing.T) {
+	addr := startPrivateRedis(t)
+	d := newDeployment(t, addr)
+	const budget = 300 * time.Millisecond
+	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT="+budget.String(), "BIGMARKET_BREAKER_MIN_REQUESTS=4",
+		"BIGMARKET_BREAKER_FAILURE_RATIO=0.5", "BIGMARKET_BREAKER_OPEN_FOR=1s", "BIGMARKET_BREAKER_PROBES=1")
+	d.armory(t, base)
+	user := testenv.Unique("pz")
+	if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+		t.Fatalf("recharge: %s", c)
+	}
+	awarded := 0
+	draw := func() (apiReply, time.Duration) {
+		start := time.Now()
+		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		if r.Code == "0000" {
+			awarded++
+		}
+		return r, time.Since(start)
+	}
+	if r, _ := draw(); r.Code != "0000" {
+		t.Fatalf("draw before the pause: %+v", r)
+	}
+
+	pauser := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer pauser.Close()
+	ctx := context.Background()
+	if err := pauser.Do(ctx, "CLIENT", "PAUSE", "5000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	var slowest time.Duration
+	for i := range 12 {
+		r, took := draw()
+		if r.Code != "0006" {
+			t.Fatalf("draw %d during the pause: %+v, want 0006", i, r)
+		}
+		slowest = max(slowest, took)
+		// The budget plus room for HTTP and a loaded, race-instrumented machine.
+		if took > budget+time.Second {
+			t.Fatalf("draw %d during the pause took %s, budget %s", i, took, budget)
+		}
+	}
+	if open := metric(t, base, `bigmarket_guard_rejected_total{reason="breaker_open"}`); open < 1 {
+		t.Fatalf("the breaker never opened: %v refusals", open)
+	}
+	t.Logf("12 draws during the pause: slowest %s; breaker refusals %v", slowest, metric(t, base, `bigmarket_guard_rejected_total{reason="breaker_open"}`))
+	if time.Since(paused) > 4*time.Second {
+		t.Fatal("the pause ended before the draws: the test proves nothing")
+	}
+	if err := pauser.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a draw succeeds after Redis resumes", func() bool {
+		r, _ := draw()
+		return r.Code == "0000"
+	})
+	// No quota was lost: every unit of the 150 ends as a used order, that is an award.
+	// Orders a timed-out draw left unused are reused once their claims expire; a draw
+	// that finished after its 0006 was sent is an award the user did not see at once.
+	used := func() (used, open int) {
+		_, r := request(t, base, "GET", "/api/v1/raffle/erp/query_user_raffle_order?limit=500&userId="+user, "Bearer "+d.adminToken, "")
+		var orders []struct {
+			OrderState string `json:"orderState"`
+		}
+		if err := json.Unmarshal(r.Data, &orders); err != nil || r.Code != "0000" {
+			t.Fatalf("orders of %s: %+v %v", user, r, err)
+		}
+		for _, o := range orders {
+			if o.OrderState == "used" {
+				used++
+			} else {
+				open++
+			}
+		}
+		return used, open
+	}
+	waitFor(t, 60*time.Second, "all 150 units drawn", func() bool {
+		draw()
+		u, o := used()
+		return u == 150 && o == 0
+	})
+	t.Logf("150 units ended as awards; %d of them answered 0000", awarded)
+	if got := totalSurplus(t, base, user); got != 0 {
+		t.Fatalf("surplus %d after 150 awards, want 0", got)
+	}
+	if r, _ := draw(); r.Code == "0000" {
+		t.Fatal("a 151st draw succeeded")
+	}
+}

@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/guard"
+)
+
+// frontLine is what the guarded endpoints need of the guard.
+type frontLine interface {
+	Do(ctx context.Context, userID string, fn func(ctx context.Context) error) error
+	Settings() guard.Settings
+}
+
+// dccStore writes dynamic settings for every node.
+type dccStore interface {
+	PutSetting(ctx context.Context, key, value string) error
+}
+
+// DefaultGuardedRoutes are the endpoints behind the front line when Options names none.
+var DefaultGuardedRoutes = []string{"activity/draw"}
+
+// guardedName is the route name a pattern is configured by: "POST
+// /api/v1/raffle/activity/draw_by_token" is "activity/draw", so a token variant is guarded
+// with its plain twin.
+func guardedName(pattern string) string {
+	_, path, _ := strings.Cut(pattern, " ")
+	path = strings.TrimPrefix(path, "/api/v1/raffle/")
+	path = strings.TrimPrefix(path, "/api/v1/")
+	return strings.TrimSuffix(path, "_by_token")
+}
+
+// guarded puts h behind the front line when its route is configured so: the degrade
+// switch, the user's limits and blacklist, the time budget and the breaker.
+func (s *Server) guarded(pattern string, h handlerFunc) handlerFunc {
+	if s.opts.Guard == nil || !s.guardedRoutes[guardedName(pattern)] {
+		return h
+	}
+	return func(r *http.Request) (any, error) {
+		if s.opts.Guard.Settings().Degrade {
+			return nil, guard.ErrDegraded // at once: nothing read, nothing touched
+		}
+		userID, err := peekUser(r)
+		if err != nil {
+			return nil, err
+		}
+		if userID == "" || activity.CheckUserID(userID) != nil {
+			return h(r) // the handler refuses the request with its own 0002
+		}
+		var data any
+		err = s.opts.Guard.Do(r.Context(), userID, func(ctx context.Context) error {
+			var herr error
+			data, herr = h(r.WithContext(ctx))
+			return herr
+		})
+		if err != nil {
+			return nil, err // data may still be written by a call past its budget: not read
+		}
+		return data, nil
+	}
+}
+
+// peekUser finds the user a request is for before its handler runs: the token's, else
+// the userId of a JSON body, of an urlencoded body or of the query string. The body is
+// read into memory (it is bounded) and put back for the handler, whatever it holds.
+func peekUser(r *http.Request) (string, error) {
+	if u, ok := tokenUser(r.Context()); ok {
+		return u, nil
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return "", badParam(http.StatusRequestEntityTooLarge, "request body exceeds %d bytes", tooBig.Limit)
+		}
+		return "", badParam(http.StatusBadRequest, "request body could not be read")
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	var body struct {
+		UserID string `json:"userId"`
+	}
+	if json.Unmarshal(b, &body) == nil && body.UserID != "" {
+		return body.UserID, nil // a malformed body is the handler's to refuse
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if form, err := url.ParseQuery(string(b)); err == nil && form.Has("userId") {
+			return form.Get("userId"), nil
+		}
+	}
+	return r.URL.Query().Get("userId"), nil
+}
+
+// updateConfig is big-market's dcc/update_config: it validates the key and value and
+// stores them for every node, which applies them within a second.
+func (s *Server) updateConfig(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	key, value := q.Get("key"), q.Get("value")
+	if key == "" || value == "" {
+		return nil, badParam(http.StatusOK, "key and value are required")
+	}
+	if !guard.Known(key) {
+		return nil, badParam(http.StatusOK, "unknown key %q; known keys: %s", key, strings.Join(guard.Keys, ", "))
+	}
+	if _, err := s.opts.Guard.Settings().With(key, value); err != nil {
+		return nil, badParam(http.StatusOK, "%s", strings.TrimSuffix(err.Error(), ": "+guard.ErrBadSetting.Error()))
+	}
+	if err := s.opts.DCC.PutSetting(r.Context(), key, value); err != nil {
+		return nil, err
+	}
+	s.opts.Logger.Info("dynamic setting updated", "request_id", s.requestID(r), "key", key, "value", value)
+	return true, nil
+}
+
+// queryConfig answers the settings in force on this node.
+func (s *Server) queryConfig(*http.Request) (any, error) {
+	return s.opts.Guard.Settings().Map(), nil
+}
+
+// IsSystemFailure reports whether err is a failure of the system (a store down, an
+// internal error) rather than an answer to the request (bad input, quota exhausted): the
+// breaker counts only these.
+func IsSystemFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	return classify(err).code == CodeUnknown
+}
+
+// GuardableRoutes are the user endpoints that can be put behind the guard.
+var GuardableRoutes = []string{
+	"activity/draw", "activity/query_user_activity_account", "strategy/query_raffle_award_list",
+	"strategy/query_raffle_strategy_rule_weight", "activity/query_user_credit_account",
+	"activity/credit_pay_exchange_sku", "activity/calendar_sign_rebate", "activity/is_calendar_sign_rebate",
+}
