@@ -73,6 +73,10 @@ type Recovery interface {
 type Service struct {
 	opts  Options
 	cache sync.Map // cacheKey → cached
+	// soldOut holds SKUs this node saw run out (int64 → time.Time until which that is
+	// trusted): their recharges are refused without a Redis round trip. Armory clears a
+	// SKU's flag on this node; elsewhere it lapses after CacheTTL, like the SKU config.
+	soldOut sync.Map
 }
 
 type cacheKey struct {
@@ -185,6 +189,7 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, surplus, stockExpiry(a)); err != nil {
 			return Activity{}, fmt.Errorf("armory activity %d: preheat sku %d: %w", activityID, k.SKU, err)
 		}
+		s.soldOut.Delete(k.SKU)
 	}
 	s.cache.Store(cacheKey{"activity", activityID}, cached{value: a, until: until})
 	return a, nil
@@ -247,14 +252,23 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	if dup {
 		return RechargeOrder{}, fmt.Errorf("recharge %s for %s: %w", req.OutBusinessNo, req.UserID, ErrDuplicateOrder)
 	}
+	if until, ok := s.soldOut.Load(sku.SKU); ok && now.Before(until.(time.Time)) {
+		return RechargeOrder{}, fmt.Errorf("recharge sku %d (sold out): %w", sku.SKU, ErrSKUStockExhausted)
+	}
 	left, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a))
 	if err != nil {
-		if errors.Is(err, ErrSKUStockMissing) && s.opts.Recovery != nil {
-			s.opts.Recovery.SKULost(sku.SKU, stockExpiry(a))
+		switch {
+		case errors.Is(err, ErrSKUStockMissing):
+			if s.opts.Recovery != nil {
+				s.opts.Recovery.SKULost(sku.SKU, stockExpiry(a))
+			}
+		case errors.Is(err, ErrSKUStockExhausted):
+			s.soldOut.Store(sku.SKU, now.Add(s.opts.CacheTTL))
 		}
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d: %w", sku.SKU, err)
 	}
 	if left == 0 {
+		s.soldOut.Store(sku.SKU, now.Add(s.opts.CacheTTL))
 		s.stockZero(ctx, sku.SKU)
 	}
 	day, month := s.Periods(now)

@@ -425,3 +425,58 @@ func TestRechargeAnnouncesStockZero(t *testing.T) {
 		})
 	}
 }
+
+// TestSoldOutSKUSkipsTheCache checks that once a SKU runs out, this node refuses its
+// recharges without asking the stock, until the flag lapses or an armory adds stock.
+func TestSoldOutSKUSkipsTheCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, stock, clk := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	calls := 0
+	s.opts.SKUStock = countingSKUStock{stock, &calls}
+	recharge := func(i int) error {
+		_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: fmt.Sprint("s", i)})
+		return err
+	}
+	for i := range 2 { // the second takes the last unit and raises the flag
+		if err := recharge(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if err := recharge(10 + i); !errors.Is(err, ErrSKUStockExhausted) {
+			t.Fatalf("recharge of a sold-out sku: %v", err)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("stock asked %d times, want only the 2 that took units", calls)
+	}
+	clk.Set(clk.Now().Add(6 * time.Second)) // past CacheTTL: asked again, and still out
+	if err := recharge(20); !errors.Is(err, ErrSKUStockExhausted) || calls != 3 {
+		t.Fatalf("after the flag lapsed: %v, %d calls, want one more call", err, calls)
+	}
+	if err := recharge(21); !errors.Is(err, ErrSKUStockExhausted) || calls != 3 {
+		t.Fatalf("flag not raised again by the exhausted answer: %v, %d calls", err, calls)
+	}
+	// An armory that adds stock clears the flag.
+	stock.mu.Lock()
+	delete(stock.left, 9014)
+	stock.mu.Unlock()
+	if _, err := s.Armory(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := recharge(30); err != nil {
+		t.Fatalf("recharge after the armory added stock: %v", err)
+	}
+}
+
+// countingSKUStock counts Deduct calls on the way to the fake.
+type countingSKUStock struct {
+	*fakeSKUStock
+	calls *int
+}
+
+func (c countingSKUStock) Deduct(ctx context.Context, sku int64, at time.Time) (int64, error) {
+	*c.calls++
+	return c.fakeSKUStock.Deduct(ctx, sku, at)
+}

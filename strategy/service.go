@@ -108,8 +108,13 @@ type Service struct {
 	implicit  TreeConfig
 	mu        sync.Mutex // serialises assembly
 	assembled sync.Map   // int64 → *Assembled
-	stats     struct {
-		blacklist, stocked, luck, stockOut, stockMissing, failed atomic.Int64
+	// soldOut holds the awards this node saw run out (AwardRef → struct{}): their draws
+	// go to the fallback without a Redis round trip. Stock of an award only comes back
+	// through an assembly (armory, on any node, reaches every node's Reload), which
+	// clears the strategy's flags.
+	soldOut sync.Map
+	stats   struct {
+		blacklist, stocked, luck, stockOut, stockMissing, failed, soldOutHits atomic.Int64
 	}
 }
 
@@ -121,6 +126,7 @@ type Stats struct {
 	StockOut     int64 // deductions that found no stock left
 	StockMissing int64 // deductions that found no stock in the cache
 	Failed       int64 // draws that returned an error
+	SoldOutHits  int64 // deductions answered by the in-process sold-out flag
 }
 
 // Stats returns the counters since the Service started.
@@ -128,6 +134,7 @@ func (s *Service) Stats() Stats {
 	return Stats{
 		Blacklist: s.stats.blacklist.Load(), Stocked: s.stats.stocked.Load(), Luck: s.stats.luck.Load(),
 		StockOut: s.stats.stockOut.Load(), StockMissing: s.stats.stockMissing.Load(), Failed: s.stats.failed.Load(),
+		SoldOutHits: s.stats.soldOutHits.Load(),
 	}
 }
 
@@ -224,6 +231,12 @@ func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, e
 		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
 	s.assembled.Store(strategyID, a)
+	s.soldOut.Range(func(k, _ any) bool {
+		if k.(AwardRef).StrategyID == strategyID {
+			s.soldOut.Delete(k)
+		}
+		return true
+	})
 	return a, nil
 }
 
@@ -410,15 +423,23 @@ func (a *Assembled) result(awardID int, ruleValue string, rule, chain RuleModel)
 // deduct takes one unit of an award's stock. It reports false when the stock is out or
 // missing from the cache (undersell, never oversell).
 func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) (bool, error) {
+	if _, out := s.soldOut.Load(ref); out {
+		s.stats.soldOutHits.Add(1)
+		return false, nil
+	}
 	remaining, err := s.opts.Stock.Deduct(ctx, ref, expireAt)
 	switch {
 	case err == nil:
 		if s.opts.Sink != nil {
 			s.opts.Sink.Consumed(ref, remaining)
 		}
+		if remaining == 0 { // this grant took the last unit
+			s.soldOut.Store(ref, struct{}{})
+		}
 		return true, nil
 	case errors.Is(err, ErrStockOut):
 		s.stats.stockOut.Add(1)
+		s.soldOut.Store(ref, struct{}{})
 		return false, nil
 	case errors.Is(err, ErrStockMissing):
 		s.stats.stockMissing.Add(1)

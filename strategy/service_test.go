@@ -169,6 +169,11 @@ func TestDrawStaleOrMissingStockNeverGrants(t *testing.T) {
 	if low := sink.low[AwardRef{2, 102}]; low != 0 {
 		t.Errorf("sink low watermark %d, want 0", low)
 	}
+	// A node that has not seen the award run out asks the cache, and finds it missing.
+	s = NewService(Options{Configs: fakeConfigs{map[int64]Config{2: cfg}}, Stock: stock, Sink: sink})
+	if _, err := s.Assembled(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
 	stock.mu.Lock()
 	delete(stock.count, AwardRef{2, 102})
 	stock.mu.Unlock()
@@ -304,5 +309,50 @@ func TestPreheatUsesRecoveryOnlyForMissingStock(t *testing.T) {
 	}
 	if len(rec.lost) == 0 || rec.lost[0] != (AwardRef{5, 103}) {
 		t.Errorf("lost stock not reported: %v", rec.lost)
+	}
+}
+
+// TestSoldOutFlagSkipsTheCache checks that once an award runs out, this node answers its
+// draws with the fallback without asking the stock, until an assembly adds stock back.
+func TestSoldOutFlagSkipsTheCache(t *testing.T) {
+	t.Parallel()
+	cfg := Config{StrategyID: 4, Trees: seedTrees(), Awards: awards(102, 2, "1", "tree_luck_award")}
+	stock := newFakeStock()
+	var calls sync.Map
+	stock.DeductFn = func(ref AwardRef) error {
+		n, _ := calls.LoadOrStore(ref, new(int))
+		*n.(*int)++
+		return nil
+	}
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{4: cfg}}, Stock: stock})
+	ctx := context.Background()
+	deducts := func() int {
+		n, ok := calls.Load(AwardRef{4, 102})
+		if !ok {
+			return 0
+		}
+		return *n.(*int)
+	}
+	for range 10 {
+		if _, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 4}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := deducts(); n != 2 {
+		t.Fatalf("stock asked %d times for 2 units and 8 sold-out draws, want 2", n)
+	}
+	if st := s.Stats(); st.SoldOutHits != 8 || st.Stocked != 2 {
+		t.Fatalf("stats %+v, want 2 stocked and 8 sold-out hits", st)
+	}
+	// Stock comes back only through an assembly: the operator adds it, the armory
+	// preheats it, and the flag is gone.
+	stock.mu.Lock()
+	delete(stock.count, AwardRef{4, 102})
+	stock.mu.Unlock()
+	if _, err := s.Armory(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 4}); err != nil || r.AwardID != 102 {
+		t.Fatalf("draw after the armory: %+v %v, want award 102 from the new stock", r, err)
 	}
 }

@@ -346,6 +346,8 @@ func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *
 		outcome("failed", func(st strategy.Stats) int64 { return st.Failed }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_stock_out_total", Help: "Stock deductions that found the award exhausted."},
 			func() float64 { return float64(s.Stats().StockOut) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_sold_out_hits_total", Help: "Stock deductions answered by the in-process sold-out flag, without Redis."},
+			func() float64 { return float64(s.Stats().SoldOutHits) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_stock_missing_total", Help: "Stock deductions that found no stock in Redis (undersold)."},
 			func() float64 { return float64(s.Stats().StockMissing) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_stock_sync_published_total", Help: "Stock sync messages published."},
