@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,7 +16,8 @@ import (
 )
 
 // benchCmd load-tests a running server: by default strategy/random_raffle; "bench draw"
-// runs the activity/draw scenario (bench_draw.go).
+// runs the activity/draw scenario (bench_draw.go); -scenario flood sends every draw as
+// one user, to measure what the front line costs when it refuses a flood.
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -28,8 +30,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("url", "http://127.0.0.1:8091", "base URL of the server under test")
-	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle ("bigmarket bench draw -h" for the draw scenario)`)
+	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle, or flood (activity/draw as one user); "bigmarket bench draw -h" for the draw scenario`)
 	strategyID := fs.Int64("strategy", 100006, "strategy id for random_raffle")
+	activityID := fs.Int64("activity", 100301, "activity id for flood")
+	user := fs.String("user", "flooder", "the one user of flood")
 	concurrency := fs.Int("c", 64, "concurrent requests in flight")
 	duration := fs.Duration("d", 30*time.Second, "how long to run")
 	requests := fs.Int64("n", 0, "stop after this many requests (0: no limit)")
@@ -41,28 +45,29 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	base := strings.TrimRight(*target, "/")
+	var opts bench.Options
 	switch *scenario {
 	case "random_raffle":
+		if *armory {
+			url := fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, *strategyID)
+			if err := armoryGET(ctx, url, os.Getenv("BIGMARKET_ADMIN_TOKEN")); err != nil {
+				return err
+			}
+		}
+		body := []byte(`{"strategyId":` + strconv.FormatInt(*strategyID, 10) + `}`)
+		opts = bench.Options{URL: base + "/api/v1/raffle/strategy/random_raffle", Body: func(int, uint64) []byte { return body }}
+	case "flood":
+		body, err := json.Marshal(map[string]any{"userId": *user, "activityId": *activityID})
+		if err != nil {
+			return err
+		}
+		opts = bench.Options{URL: base + "/api/v1/raffle/activity/draw", Body: func(int, uint64) []byte { return body }}
 	case "draw":
 		return errors.New(`the draw scenario has flags of its own: run "bigmarket bench draw [flags]"`)
 	default:
-		return fmt.Errorf("unknown scenario %q (have: random_raffle, draw)", *scenario)
+		return fmt.Errorf("unknown scenario %q (have: random_raffle, flood, draw)", *scenario)
 	}
-	if *armory {
-		url := fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, *strategyID)
-		if err := armoryGET(ctx, url, os.Getenv("BIGMARKET_ADMIN_TOKEN")); err != nil {
-			return err
-		}
-	}
-	body := []byte(`{"strategyId":` + strconv.FormatInt(*strategyID, 10) + `}`)
-	opts := bench.Options{
-		URL:         base + "/api/v1/raffle/strategy/random_raffle",
-		Body:        func(int, uint64) []byte { return body },
-		Concurrency: *concurrency,
-		Duration:    *duration,
-		Requests:    *requests,
-		Warmup:      *warmup,
-	}
+	opts.Concurrency, opts.Duration, opts.Requests, opts.Warmup = *concurrency, *duration, *requests, *warmup
 	if !*quiet {
 		opts.Progress = stderr
 	}

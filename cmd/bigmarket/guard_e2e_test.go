@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 )
@@ -270,5 +274,38 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 	}
 	if r, _ := draw(); r.Code == "0000" {
 		t.Fatal("a 151st draw succeeded")
+	}
+}
+
+// TestBenchFloodIsRefusedInMemory runs "bigmarket bench -scenario flood" against the
+// embedded stack with the front line on: after the burst, every request is answered
+// 0005 by the blacklist, which never asks Redis.
+func TestBenchFloodIsRefusedInMemory(t *testing.T) {
+	cfg, base, _ := startEmbedded(t, func(c *Config) {
+		c.LogLevel, c.RateLimiterSwitch, c.RateLimitBurst, c.BlacklistCount = "warn", "open", 3, 5
+	})
+	file := filepath.Join(t.TempDir(), "flood.json")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"bench", "-scenario", "flood", "-url", base, "-user", "flooder",
+		"-c", "4", "-n", "300", "-warmup", "0s", "-q", "-out", file}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("bench flood: %v\n%s", err, stderr.String())
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum bench.Summary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		t.Fatalf("summary %s: %v", raw, err)
+	}
+	if sum.Requests != 300 || sum.Codes["0005"] != 297 {
+		t.Fatalf("flood summary %s: want 300 requests, 297 refused with 0005 after the burst of 3", raw)
+	}
+	if n := metric(t, base, `bigmarket_guard_rejected_total{reason="limited_cluster"}`); n != 0 {
+		t.Fatalf("%v refusals came from Redis; the local bucket and blacklist answer a flood", n)
+	}
+	if n := metric(t, base, `bigmarket_guard_rejected_total{reason="blacklisted"}`); n != 297-float64(cfg.BlacklistCount+1) {
+		t.Fatalf("blacklist refusals %v, want all but the %d that earned it", n, cfg.BlacklistCount+1)
 	}
 }
