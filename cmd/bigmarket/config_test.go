@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -129,5 +134,40 @@ func TestConfigPrintMasksSecrets(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "bm:****@tcp(db:3306)/big_market") {
 		t.Errorf("DSN not shown masked:\n%s", out.String())
+	}
+}
+
+// TestTokenCommand signs with the configured secret an HS256 token for the user that
+// expires after -ttl, and refuses a missing user.
+func TestTokenCommand(t *testing.T) {
+	const secret = "token-command-secret-0123456789"
+	t.Setenv("BIGMARKET_JWT_SECRET", secret)
+	t.Setenv("BIGMARKET_CONFIG", "")
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"token", "-user", "xiaofuge", "-ttl", "10m"}, &out, &errOut); err != nil {
+		t.Fatalf("token: %v\n%s", err, errOut.String())
+	}
+	parts := strings.Split(strings.TrimSpace(out.String()), ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q is not a JWT", out.String())
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	if got := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)); got != parts[2] {
+		t.Fatal("token not signed with the configured secret")
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		OpenID string `json:"openId"`
+		Exp    int64  `json:"exp"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil || claims.OpenID != "xiaofuge" {
+		t.Fatalf("claims %s: %v", raw, err)
+	}
+	if left := time.Until(time.Unix(claims.Exp, 0)); left < 9*time.Minute || left > 11*time.Minute {
+		t.Fatalf("token expires in %s, want about 10m", left)
+	}
+	if err := run(context.Background(), []string{"token"}, &out, &errOut); err == nil {
+		t.Fatal("a token without -user was printed")
 	}
 }

@@ -1,4 +1,4 @@
-// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify.
+// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify, token.
 package main
 
 import (
@@ -22,6 +22,7 @@ commands:
   bench draw     provision users through the operator recharge, load-test activity/draw,
                  then verify stock, surpluses and one award record + task per draw
   verify         reconcile the databases: award records, tasks, credits, exchanges, rebates
+  token          print a user token (HS256 JWT) for the _by_token endpoints
 
 Run "bigmarket <command> -h" for a command's flags.`
 
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchCmd(ctx, args, stdout, stderr)
 	case "verify":
 		return verifyCmd(ctx, args, stdout, stderr)
+	case "token":
+		return tokenCmd(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
