@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 type fakeConfigs struct {
@@ -203,14 +205,6 @@ func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64,
 
 var shanghai, _ = time.LoadLocation("Asia/Shanghai")
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
-
 // fakeStockZero records the SKUs announced as out of stock. Fn, when set, runs on each
 // call and its error is returned.
 type fakeStockZero struct {
@@ -238,7 +232,7 @@ func (f *fakeStockZero) calls() []int64 {
 
 // newTestService returns a Service on fakes with activity 1 armed; adjust, when given,
 // changes the options first.
-func newTestService(t *testing.T, now time.Time, adjust ...func(*Options)) (*Service, *fakeUsers, *fakeSKUStock, *clock) {
+func newTestService(t *testing.T, now time.Time, adjust ...func(*Options)) (*Service, *fakeUsers, *fakeSKUStock, *testenv.Clock) {
 	t.Helper()
 	configs := fakeConfigs{
 		activities: map[int64]Activity{
@@ -252,7 +246,7 @@ func newTestService(t *testing.T, now time.Time, adjust ...func(*Options)) (*Ser
 			9015: {SKU: 9015, ActivityID: 2, Stock: 5, StockSurplus: 5, Count: Count{Total: 1, Day: 1, Month: 1}},
 		},
 	}
-	users, stock, clk := newFakeUsers(), &fakeSKUStock{left: map[int64]int64{}}, &clock{now: now}
+	users, stock, clk := newFakeUsers(), &fakeSKUStock{left: map[int64]int64{}}, testenv.NewClock(now)
 	opts := Options{Configs: configs, Users: users, SKUStock: stock, Now: clk.Now, Location: shanghai}
 	for _, f := range adjust {
 		f(&opts)

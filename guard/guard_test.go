@@ -7,26 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
-// clock is an injected clock tests move by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+func newClock() *testenv.Clock {
+	return testenv.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 }
 
 // fakeCluster is a ClusterLimiter whose answer the test sets.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,13 +68,11 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 			jsA, jsB := connect(t)
 			prefix := testenv.Unique("g")
 			deleteBucketsAtEnd(t, jsA, prefix)
-			var mu sync.Mutex
-			now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			clock := testenv.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 			defaults := guard.DefaultSettings()
 			defaults.PermitsPerSecond, defaults.Burst, defaults.BlacklistCount = 1, 1, 2
-			a := startGuardNode(t, jsA, prefix, defaults, clock)
-			b := startGuardNode(t, jsB, prefix, defaults, clock)
+			a := startGuardNode(t, jsA, prefix, defaults, clock.Now)
+			b := startGuardNode(t, jsB, prefix, defaults, clock.Now)
 			ctx := context.Background()
 
 			if err := a.kv.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Open); err != nil {
@@ -103,13 +100,11 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 				_, ok := a.guard.BlacklistedUntil("user:é/1")
 				return ok, fmt.Sprint(a.guard.Stats())
 			})
-			c := startGuardNode(t, jsA, prefix, defaults, clock)
+			c := startGuardNode(t, jsA, prefix, defaults, clock.Now)
 			if _, ok := c.guard.BlacklistedUntil("user:é/1"); !ok {
 				t.Fatal("a node started later does not see the blacklisting")
 			}
-			mu.Lock()
-			now = now.Add(24 * time.Hour)
-			mu.Unlock()
+			clock.Advance(24 * time.Hour)
 			for name, n := range map[string]guardNode{"a": a, "b": b, "c": c} {
 				if err := n.guard.Do(ctx, "user:é/1", func(context.Context) error { return nil }); err != nil {
 					t.Fatalf("node %s 24h later: %v, want let back in", name, err)

@@ -8,27 +8,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
-// clock is a settable clock shared by the relay and the fake store.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// newClock is the settable clock shared by the relay and the fake store.
+func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 // resendCall is the arguments of one ResendTasks call.
 type resendCall struct {
@@ -39,7 +24,7 @@ type resendCall struct {
 // fakeStore is an in-memory task table keyed by message id, with the claim semantics of
 // the SQL store: a claimed task is invisible to other claims until send has returned.
 type fakeStore struct {
-	clock *clock
+	clock *testenv.Clock
 
 	mu      sync.Mutex
 	rows    map[string]*Task
@@ -51,7 +36,7 @@ type fakeStore struct {
 	ResendFn func() error                          // injects failures when set
 }
 
-func newFakeStore(c *clock) *fakeStore {
+func newFakeStore(c *testenv.Clock) *fakeStore {
 	return &fakeStore{clock: c, rows: map[string]*Task{}, claimed: map[string]bool{}}
 }
 

@@ -65,11 +65,21 @@ var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transp
 
 func call(t *testing.T, method, url string, body []byte) (int, apiReply) {
 	t.Helper()
+	return send(t, method, url, "", body)
+}
+
+// send makes a JSON request with the given Authorization (none when empty) and decodes
+// the envelope. It may run on any goroutine: failures are reported with t.Errorf.
+func send(t *testing.T, method, url, auth string, body []byte) (int, apiReply) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Errorf("%s %s: %v", method, url, err)

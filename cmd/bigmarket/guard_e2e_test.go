@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,29 +46,10 @@ func metric(t *testing.T, base, sample string) float64 {
 	return 0
 }
 
-// request sends method path to base with the given Authorization (none when empty) and
-// returns the status and envelope.
+// request sends method path to base with the given Authorization (none when empty).
 func request(t *testing.T, base, method, path, auth, body string) (int, apiReply) {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var r apiReply
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Fatalf("%s %s: not an envelope: %q", method, path, raw)
-	}
-	return resp.StatusCode, r
+	return send(t, method, base+path, auth, []byte(body))
 }
 
 // TestFrontLineTwoProcesses runs two serve processes with the front line on: a degrade
