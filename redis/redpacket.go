@@ -1,0 +1,478 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Errors of RedPackets. A grab that returns none of them and no other error got an item.
+var (
+	// ErrRPEmpty means every item of the packet has been grabbed.
+	ErrRPEmpty = errors.New("red packet empty")
+	// ErrRPClosed means the packet was closed (its remainder refunded) or has expired.
+	ErrRPClosed = errors.New("red packet closed or expired")
+	// ErrRPNotEligible means the packet is restricted and the user is not on its list.
+	ErrRPNotEligible = errors.New("user not eligible for this red packet")
+	// ErrRPMissing means the packet's hot state is not in Redis: it was never loaded, its
+	// keys expired, or Redis lost them. The caller rebuilds it with Load from the durable
+	// records of every grab, or answers a retryable error; it never grants without it.
+	ErrRPMissing = errors.New("red packet not in cache")
+)
+
+// rpKeep is how long a packet's keys outlive its expiry, so that late grabbers still get
+// ErrRPClosed or their earlier item, and the refund job finds the remainder.
+const rpKeep = 24 * time.Hour
+
+// Status codes of the red packet scripts, first element of their reply.
+const (
+	rpGranted     = 1
+	rpAgain       = 2
+	rpClosedNow   = 3
+	rpOK          = 0
+	rpMissing     = -1
+	rpClosed      = -2
+	rpNotEligible = -3
+	rpEmpty       = -4
+)
+
+// loadScript puts a packet into Redis unless a live copy is there.
+//
+// KEYS are items, grabs, meta and eligible. ARGV[1] is the expiry of the keys and ARGV[2]
+// the packet's expiry, both Unix ms; ARGV[3] is "1" for a restricted packet; ARGV[4] and
+// ARGV[5] count the items and the grabs; then come the items ("index:cents"), the grabs
+// (user, item pairs) and the eligible users.
+//
+// A packet whose meta is present is kept when it is closed, or open with its counts adding
+// up (items left + grabs = total): replacing live state from durable records could put
+// back an item granted a moment ago and not yet recorded. Anything else — no meta, or an
+// open packet that lost its items or grabs list — is deleted and written anew. It returns
+// 1 when it wrote the packet and 0 when it kept it.
+//
+// The lists go in by chunks of 1000 arguments, as unpack is bounded by Lua's C stack
+// (8000 slots in Redis); 1000 is even, so a chunk never splits a user from their item.
+// The total is written with %d: Lua 5.1 prints large numbers in exponent form.
+var loadScript = goredis.NewScript(`
+local meta = redis.call('HMGET', KEYS[3], 'state', 'total')
+if meta[1] == 'closed' then
+  return 0
+end
+if meta[1] == 'open' and tonumber(meta[2]) ==
+    redis.call('LLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local ni, ng = tonumber(ARGV[4]), tonumber(ARGV[5])
+local function put(cmd, key, from, to)
+  for i = from, to, 1000 do
+    redis.call(cmd, key, unpack(ARGV, i, math.min(i + 999, to)))
+  end
+end
+put('RPUSH', KEYS[1], 6, 5 + ni)
+put('HSET', KEYS[2], 6 + ni, 5 + ni + 2 * ng)
+put('SADD', KEYS[4], 6 + ni + 2 * ng, #ARGV)
+redis.call('HSET', KEYS[3], 'state', 'open', 'expire_ms', ARGV[2], 'total', string.format('%d', ni + ng))
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[3], 'eligible', '1')
+end
+for i = 1, 4 do
+  redis.call('PEXPIREAT', KEYS[i], ARGV[1])
+end
+return 1
+`)
+
+// grabScript gives one user one item of a packet, once.
+//
+// KEYS are items, grabs, meta and eligible; ARGV[1] is the user and ARGV[2] the caller's
+// now in Unix ms. The reply is {status} or {status, item}:
+//
+//	-1 no meta, or an open packet whose items or grabs were lost (rebuild it)
+//	 2 the user grabbed before; item is that grab — even if the packet has since closed
+//	-2 closed or expired
+//	-3 restricted and the user is not eligible
+//	-4 no item left
+//	 1 granted: item was popped and recorded under the user
+//
+// The count check (items left + grabs = total) costs two O(1) reads; without it a lost
+// grabs hash would let every earlier grabber grab again. The grabs hash is created by the
+// first grab after a Load without grabs, so it then takes the meta's expiry. PTTL is
+// written with %d: Lua 5.1 prints large numbers in exponent form.
+var grabScript = goredis.NewScript(`
+local meta = redis.call('HMGET', KEYS[3], 'state', 'expire_ms', 'eligible', 'total')
+if not meta[1] then
+  return {-1}
+end
+local got = redis.call('HGET', KEYS[2], ARGV[1])
+if got then
+  return {2, got}
+end
+local expire, now = tonumber(meta[2]), tonumber(ARGV[2])
+if not expire then
+  return redis.error_reply('ERR red packet expire_ms is not a number')
+end
+if meta[1] ~= 'open' or now >= expire then
+  return {-2}
+end
+if meta[3] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 0 then
+  return {-3}
+end
+if tonumber(meta[4]) ~= redis.call('LLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) then
+  return {-1}
+end
+local item = redis.call('LPOP', KEYS[1])
+if not item then
+  return {-4}
+end
+redis.call('HSET', KEYS[2], ARGV[1], item)
+if redis.call('PTTL', KEYS[2]) == -1 then
+  local ttl = redis.call('PTTL', KEYS[3])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[2], string.format('%d', ttl))
+  end
+end
+return {1, item}
+`)
+
+// closeScript closes a packet and takes its remaining items out.
+//
+// KEYS are items, grabs and meta. The reply is {-1} when the meta is missing or an open
+// packet's counts do not add up (the refund would be wrong: rebuild first), {0} when it
+// was already closed, and {3, items...} when this call closed it.
+var closeScript = goredis.NewScript(`
+local meta = redis.call('HMGET', KEYS[3], 'state', 'total')
+if not meta[1] then
+  return {-1}
+end
+if meta[1] ~= 'open' then
+  return {0}
+end
+if tonumber(meta[2]) ~= redis.call('LLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) then
+  return {-1}
+end
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[3], 'state', 'closed')
+table.insert(items, 1, 3)
+return items
+`)
+
+// grabsScript reads a packet's grabs, or {-1} when its meta is missing, so that "no one
+// grabbed" is not confused with "not in cache".
+var grabsScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return {-1}
+end
+local g = redis.call('HGETALL', KEYS[1])
+table.insert(g, 1, 0)
+return g
+`)
+
+// remainingScript counts a packet's items left, or returns -1 when its meta is missing.
+var remainingScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
+return redis.call('LLEN', KEYS[1])
+`)
+
+// RedPackets is the hot state of red packets in Redis: the pre-split items not yet
+// grabbed, who grabbed which, and whether the packet is open. A grab and a close are one Lua
+// script each, so an item is granted at most once and a refund is exactly the remainder.
+//
+// All keys of a packet share the hash tag {<packetID>}, so every script runs on one
+// Cluster slot:
+//
+//	<prefix>:rp:{<id>}:items     list of "index:cents" not yet grabbed
+//	<prefix>:rp:{<id>}:grabs     hash user → "index:cents"
+//	<prefix>:rp:{<id>}:meta      hash state (open|closed), expire_ms, total, eligible ("1" if restricted)
+//	<prefix>:rp:{<id>}:eligible  set of users who may grab (restricted packets only)
+//
+// Redis must not evict these keys (maxmemory-policy noeviction, or room enough): a lost
+// list is detected by the total count and reported as ErrRPMissing, but a lost eligible
+// set turns every grabber away.
+type RedPackets struct {
+	client goredis.UniversalClient
+	prefix string
+}
+
+// RPItem is one pre-split share: its position in the packet and its amount in cents.
+type RPItem struct {
+	Index int
+	Cents int64
+}
+
+// GrabResult is what a grab got.
+type GrabResult struct {
+	Item RPItem
+	// Again means the user had already grabbed; Item is that earlier grab, not a new one.
+	Again bool
+}
+
+// NewRedPackets returns RedPackets on client with keys under prefix (which must not
+// contain braces, or every packet would hash to the prefix's slot).
+func NewRedPackets(client goredis.UniversalClient, prefix string) *RedPackets {
+	if prefix != "" {
+		prefix += ":"
+	}
+	return &RedPackets{client: client, prefix: prefix}
+}
+
+// Keys returns the packet's keys in the order the scripts take them: items, grabs, meta,
+// eligible.
+func (r *RedPackets) Keys(packetID string) []string {
+	base := r.prefix + "rp:{" + packetID + "}:"
+	return []string{base + "items", base + "grabs", base + "meta", base + "eligible"}
+}
+
+// Load puts a packet's remaining items, the grabs already made and its meta into Redis in
+// one script, so no grab ever sees half a packet. It is both the first load and the
+// rebuild after ErrRPMissing: any partial state (no meta, or an open packet whose items
+// or grabs were lost) is replaced. A packet already in Redis and consistent — loaded by
+// another process first, or closed — is kept and Load returns nil, because replacing it
+// from durable records could put back an item granted but not yet recorded.
+//
+// grabs must hold every grab ever made (from durable records), or its items could be
+// granted twice. A non-empty eligible restricts the packet to those users; empty means
+// anyone, as redpacket.Packet.Eligible says. All keys expire 24 hours after expireAt; a caller does not
+// rebuild a packet that expired long ago, it answers ErrRPClosed from its records.
+func (r *RedPackets) Load(ctx context.Context, packetID string, items []RPItem, grabs map[string]RPItem, expireAt time.Time, eligible []string) error {
+	if err := checkPacketID(packetID); err != nil {
+		return fmt.Errorf("load red packet: %w", err)
+	}
+	if expireAt.UnixMilli() <= 0 {
+		return fmt.Errorf("load red packet %s: no expiry", packetID)
+	}
+	restricted := "0"
+	if len(eligible) > 0 {
+		restricted = "1"
+	}
+	args := make([]any, 0, 5+len(items)+2*len(grabs)+len(eligible))
+	args = append(args, expireAt.Add(rpKeep).UnixMilli(), expireAt.UnixMilli(), restricted, len(items), len(grabs))
+	seen := make(map[int]bool, len(items)+len(grabs))
+	add := func(it RPItem) error {
+		if it.Index < 0 || it.Cents <= 0 {
+			return fmt.Errorf("item %d of %d cents out of range", it.Index, it.Cents)
+		}
+		if seen[it.Index] {
+			return fmt.Errorf("item %d given twice", it.Index)
+		}
+		seen[it.Index] = true
+		args = append(args, formatRPItem(it))
+		return nil
+	}
+	for _, it := range items {
+		if err := add(it); err != nil {
+			return fmt.Errorf("load red packet %s: %w", packetID, err)
+		}
+	}
+	for user, it := range grabs {
+		if user == "" {
+			return fmt.Errorf("load red packet %s: grab without user", packetID)
+		}
+		args = append(args, user)
+		if err := add(it); err != nil {
+			return fmt.Errorf("load red packet %s: grab of %s: %w", packetID, user, err)
+		}
+	}
+	for _, user := range eligible {
+		if user == "" {
+			return fmt.Errorf("load red packet %s: empty eligible user", packetID)
+		}
+		args = append(args, user)
+	}
+	if err := loadScript.Run(ctx, r.client, r.Keys(packetID), args...).Err(); err != nil {
+		return fmt.Errorf("load red packet %s: %w", packetID, err)
+	}
+	return nil
+}
+
+// Grab gives userID one item of the packet in one script. A user who grabbed before gets
+// that item again with Again set, even after the packet closed or expired: it is their
+// result. Otherwise it returns an error wrapping ErrRPMissing, ErrRPClosed (closed, or
+// now at or past the expiry), ErrRPNotEligible or ErrRPEmpty, in that order.
+//
+// now comes from the caller's injected clock rather than Redis TIME, so that one clock
+// decides expiry across the domain and tests can pin it; app clocks are NTP-synced, and a
+// few milliseconds at the deadline do not matter.
+func (r *RedPackets) Grab(ctx context.Context, packetID, userID string, now time.Time) (GrabResult, error) {
+	if err := checkPacketID(packetID); err != nil {
+		return GrabResult{}, fmt.Errorf("grab red packet: %w", err)
+	}
+	if userID == "" {
+		return GrabResult{}, fmt.Errorf("grab red packet %s: no user", packetID)
+	}
+	if now.UnixMilli() <= 0 {
+		return GrabResult{}, fmt.Errorf("grab red packet %s: no time", packetID)
+	}
+	reply, err := grabScript.Run(ctx, r.client, r.Keys(packetID), userID, now.UnixMilli()).Slice()
+	if err != nil {
+		return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+	}
+	status, rest, err := splitReply(reply)
+	if err != nil {
+		return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+	}
+	switch status {
+	case rpGranted, rpAgain:
+		if len(rest) != 1 {
+			return GrabResult{}, fmt.Errorf("grab red packet %s for %s: reply %v", packetID, userID, reply)
+		}
+		it, err := parseRPItem(rest[0])
+		if err != nil {
+			return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+		}
+		return GrabResult{Item: it, Again: status == rpAgain}, nil
+	case rpMissing:
+		err = ErrRPMissing
+	case rpClosed:
+		err = ErrRPClosed
+	case rpNotEligible:
+		err = ErrRPNotEligible
+	case rpEmpty:
+		err = ErrRPEmpty
+	default:
+		err = fmt.Errorf("unexpected script status %d", status)
+	}
+	return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+}
+
+// Close marks the packet closed and takes out the items still in it, in one script, so
+// that the refund is exactly the remainder and no grab can slip in between. closedNow
+// reports whether this call closed it: a second Close returns no items and false, so a
+// retried refund job never refunds twice. It returns an error wrapping ErrRPMissing when
+// the packet is not in Redis or lost part of its state; the caller rebuilds it first.
+// Expiry does not close a packet: the refund job calls Close after it.
+func (r *RedPackets) Close(ctx context.Context, packetID string) (remaining []RPItem, closedNow bool, err error) {
+	if err := checkPacketID(packetID); err != nil {
+		return nil, false, fmt.Errorf("close red packet: %w", err)
+	}
+	reply, err := closeScript.Run(ctx, r.client, r.Keys(packetID)[:3]).Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("close red packet %s: %w", packetID, err)
+	}
+	status, rest, err := splitReply(reply)
+	if err != nil {
+		return nil, false, fmt.Errorf("close red packet %s: %w", packetID, err)
+	}
+	switch status {
+	case rpOK:
+		return nil, false, nil
+	case rpMissing:
+		return nil, false, fmt.Errorf("close red packet %s: %w", packetID, ErrRPMissing)
+	case rpClosedNow:
+	default:
+		return nil, false, fmt.Errorf("close red packet %s: unexpected script status %d", packetID, status)
+	}
+	remaining = make([]RPItem, 0, len(rest))
+	for _, v := range rest {
+		it, err := parseRPItem(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("close red packet %s: %w", packetID, err)
+		}
+		remaining = append(remaining, it)
+	}
+	return remaining, true, nil
+}
+
+// Grabs returns who grabbed which item, for detail pages and for checking the hot state
+// against the durable records. It returns an error wrapping ErrRPMissing when the packet
+// is not in Redis, so that a lost cache is not read as "nobody grabbed".
+func (r *RedPackets) Grabs(ctx context.Context, packetID string) (map[string]RPItem, error) {
+	if err := checkPacketID(packetID); err != nil {
+		return nil, fmt.Errorf("read red packet grabs: %w", err)
+	}
+	keys := r.Keys(packetID)
+	reply, err := grabsScript.Run(ctx, r.client, []string{keys[1], keys[2]}).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
+	}
+	status, rest, err := splitReply(reply)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
+	case status == rpMissing:
+		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, ErrRPMissing)
+	case status != rpOK || len(rest)%2 != 0:
+		return nil, fmt.Errorf("read grabs of red packet %s: reply of %d elements, status %d", packetID, len(reply), status)
+	}
+	grabs := make(map[string]RPItem, len(rest)/2)
+	for i := 0; i < len(rest); i += 2 {
+		user, ok := rest[i].(string)
+		if !ok {
+			return nil, fmt.Errorf("read grabs of red packet %s: user of type %T", packetID, rest[i])
+		}
+		it, err := parseRPItem(rest[i+1])
+		if err != nil {
+			return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
+		}
+		grabs[user] = it
+	}
+	return grabs, nil
+}
+
+// Remaining returns how many items are left to grab (0 once closed), or an error wrapping
+// ErrRPMissing when the packet is not in Redis.
+func (r *RedPackets) Remaining(ctx context.Context, packetID string) (int64, error) {
+	if err := checkPacketID(packetID); err != nil {
+		return 0, fmt.Errorf("read red packet remaining: %w", err)
+	}
+	keys := r.Keys(packetID)
+	n, err := remainingScript.Run(ctx, r.client, []string{keys[0], keys[2]}).Int64()
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("read remaining of red packet %s: %w", packetID, err)
+	case n < 0:
+		return 0, fmt.Errorf("read remaining of red packet %s: %w", packetID, ErrRPMissing)
+	}
+	return n, nil
+}
+
+// checkPacketID refuses ids that would break the hash tag: an empty tag hashes each key
+// on its own (CROSSSLOT), and braces would end or open it early.
+func checkPacketID(id string) error {
+	if id == "" || strings.ContainsAny(id, "{}") {
+		return fmt.Errorf("bad packet id %q", id)
+	}
+	return nil
+}
+
+func formatRPItem(it RPItem) string {
+	return strconv.Itoa(it.Index) + ":" + strconv.FormatInt(it.Cents, 10)
+}
+
+func parseRPItem(v any) (RPItem, error) {
+	s, ok := v.(string)
+	if !ok {
+		return RPItem{}, fmt.Errorf("item of type %T", v)
+	}
+	i, c, ok := strings.Cut(s, ":")
+	if !ok {
+		return RPItem{}, fmt.Errorf("bad item %q", s)
+	}
+	index, err := strconv.Atoi(i)
+	if err != nil {
+		return RPItem{}, fmt.Errorf("bad item %q: %w", s, err)
+	}
+	cents, err := strconv.ParseInt(c, 10, 64)
+	if err != nil {
+		return RPItem{}, fmt.Errorf("bad item %q: %w", s, err)
+	}
+	return RPItem{Index: index, Cents: cents}, nil
+}
+
+// splitReply splits a script reply into its leading status code and the rest.
+func splitReply(reply []any) (int64, []any, error) {
+	if len(reply) == 0 {
+		return 0, nil, errors.New("empty script reply")
+	}
+	status, ok := reply[0].(int64)
+	if !ok {
+		return 0, nil, fmt.Errorf("script status of type %T", reply[0])
+	}
+	return status, reply[1:], nil
+}

@@ -1,0 +1,621 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+)
+
+func TestRedPackets(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			client := b.client(t)
+			testRedPackets(t, client, NewRedPackets(client, uniquePrefix(t, client)))
+		})
+	}
+}
+
+// testRedPackets is the contract of RedPackets on one backend.
+func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets) {
+	ctx := context.Background()
+	expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	before := expireAt.Add(-time.Minute)
+
+	t.Run("ConcurrentGrabsGrantEachItemOnce", func(t *testing.T) {
+		t.Parallel()
+		const (
+			id      = "p-concurrent"
+			n       = 100
+			singles = 800 // users grabbing once
+			doubles = 100 // users grabbing twice at the same time
+		)
+		items := splitItems(n, 1)
+		mustLoad(t, rp, id, items, nil, expireAt, nil)
+
+		type result struct {
+			user string
+			res  GrabResult
+			err  error
+		}
+		var (
+			start   = make(chan struct{})
+			results = make(chan result, singles+2*doubles)
+			wg      sync.WaitGroup
+		)
+		grab := func(user string) {
+			<-start
+			res, err := rp.Grab(ctx, id, user, before)
+			results <- result{user, res, err}
+		}
+		for i := range singles {
+			wg.Go(func() { grab("s" + strconv.Itoa(i)) })
+		}
+		for i := range doubles {
+			user := "d" + strconv.Itoa(i)
+			wg.Go(func() { grab(user) })
+			wg.Go(func() { grab(user) })
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+
+		granted := map[string]RPItem{} // first-time grants by user
+		byIndex := map[int]string{}
+		again := map[string][]RPItem{}
+		empties := map[string]int{}
+		for r := range results {
+			switch {
+			case r.err == nil && !r.res.Again:
+				if prev, ok := granted[r.user]; ok {
+					t.Fatalf("user %s granted %v and %v", r.user, prev, r.res.Item)
+				}
+				if other, ok := byIndex[r.res.Item.Index]; ok {
+					t.Fatalf("item %d granted to %s and %s", r.res.Item.Index, other, r.user)
+				}
+				granted[r.user] = r.res.Item
+				byIndex[r.res.Item.Index] = r.user
+			case r.err == nil:
+				again[r.user] = append(again[r.user], r.res.Item)
+			case errors.Is(r.err, ErrRPEmpty):
+				empties[r.user]++
+			default:
+				t.Fatalf("grab of %s: %v", r.user, r.err)
+			}
+		}
+		if len(granted) != n {
+			t.Fatalf("%d first-time grants, want %d", len(granted), n)
+		}
+		assertSameItems(t, slices.Collect(maps.Values(granted)), items)
+		// A user grabbing twice at once gets an item and then Again with that item, or
+		// ErrRPEmpty twice (the list was empty before either ran).
+		for i := range doubles {
+			user := "d" + strconv.Itoa(i)
+			it, ok := granted[user]
+			switch {
+			case ok && (len(again[user]) != 1 || again[user][0] != it):
+				t.Fatalf("user %s granted %v, then Again %v; want Again with the same item once", user, it, again[user])
+			case !ok && empties[user] != 2:
+				t.Fatalf("user %s: no grant, %d empty, Again %v; want empty twice", user, empties[user], again[user])
+			}
+		}
+		for user, its := range again {
+			if !strings.HasPrefix(user, "d") {
+				t.Fatalf("user %s grabbing once got Again %v", user, its)
+			}
+		}
+
+		// Later grabs of the winners, even past the expiry, return their item with Again.
+		for user, it := range granted {
+			res, err := rp.Grab(ctx, id, user, expireAt.Add(time.Hour))
+			if err != nil || res != (GrabResult{Item: it, Again: true}) {
+				t.Fatalf("second grab of %s: %+v, %v; want Again with %v", user, res, err, it)
+			}
+		}
+		if got := mustGrabs(t, rp, id); !maps.Equal(got, granted) {
+			t.Fatalf("Grabs %v, want %v", got, granted)
+		}
+		assertRemaining(t, rp, id, 0)
+		if _, err := rp.Grab(ctx, id, "late", before); !errors.Is(err, ErrRPEmpty) {
+			t.Fatalf("grab of an emptied packet: %v, want ErrRPEmpty", err)
+		}
+	})
+
+	t.Run("ExpiryAndClose", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-close"
+		items := splitItems(5, 2)
+		mustLoad(t, rp, id, items, nil, expireAt, nil)
+
+		first := mustGrab(t, rp, id, "early", expireAt.Add(-time.Millisecond))
+		if first.Again || first.Item != items[0] {
+			t.Fatalf("first grab %+v, want new grab of %v", first, items[0])
+		}
+		for _, now := range []time.Time{expireAt, expireAt.Add(time.Second)} {
+			if _, err := rp.Grab(ctx, id, "late", now); !errors.Is(err, ErrRPClosed) {
+				t.Fatalf("grab at expiry%+v: %v, want ErrRPClosed", now.Sub(expireAt), err)
+			}
+		}
+		assertRemaining(t, rp, id, 4)
+
+		refund, closedNow, err := rp.Close(ctx, id)
+		if err != nil || !closedNow {
+			t.Fatalf("close: closedNow %v, %v; want true, nil", closedNow, err)
+		}
+		if !slices.Equal(refund, items[1:]) {
+			t.Fatalf("close returned %v, want the remaining %v", refund, items[1:])
+		}
+		if got := first.Item.Cents + sumCents(refund); got != sumCents(items) {
+			t.Fatalf("grabbed + refunded = %d cents, loaded %d", got, sumCents(items))
+		}
+		rest, closedNow, err := rp.Close(ctx, id)
+		if err != nil || closedNow || len(rest) != 0 {
+			t.Fatalf("second close: %v, %v, %v; want nothing, false, nil", rest, closedNow, err)
+		}
+		assertRemaining(t, rp, id, 0)
+
+		// Closed beats the clock: even before the expiry nobody new grabs.
+		if _, err := rp.Grab(ctx, id, "after-close", before); !errors.Is(err, ErrRPClosed) {
+			t.Fatalf("grab after close: %v, want ErrRPClosed", err)
+		}
+		if res := mustGrab(t, rp, id, "early", before); res != (GrabResult{Item: items[0], Again: true}) {
+			t.Fatalf("earlier grabber after close: %+v, want Again with %v", res, items[0])
+		}
+		if got := mustGrabs(t, rp, id); !maps.Equal(got, map[string]RPItem{"early": items[0]}) {
+			t.Fatalf("Grabs after close %v", got)
+		}
+	})
+
+	t.Run("CloseEmptyPacket", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-close-empty"
+		mustLoad(t, rp, id, splitItems(1, 3), nil, expireAt, nil)
+		mustGrab(t, rp, id, "u", before)
+		rest, closedNow, err := rp.Close(ctx, id)
+		if err != nil || !closedNow || len(rest) != 0 {
+			t.Fatalf("close of a grabbed-out packet: %v, %v, %v; want nothing, true, nil", rest, closedNow, err)
+		}
+	})
+
+	t.Run("Eligibility", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-eligible"
+		items := splitItems(3, 4)
+		mustLoad(t, rp, id, items, nil, expireAt, []string{"x", "y"})
+		if _, err := rp.Grab(ctx, id, "z", before); !errors.Is(err, ErrRPNotEligible) {
+			t.Fatalf("grab of a stranger: %v, want ErrRPNotEligible", err)
+		}
+		x := mustGrab(t, rp, id, "x", before)
+		y := mustGrab(t, rp, id, "y", before)
+		if x.Again || y.Again || x.Item == y.Item {
+			t.Fatalf("eligible grabs %+v, %+v; want two new items", x, y)
+		}
+		if res := mustGrab(t, rp, id, "x", before); res != (GrabResult{Item: x.Item, Again: true}) {
+			t.Fatalf("second grab of x: %+v", res)
+		}
+		if _, err := rp.Grab(ctx, id, "z", before); !errors.Is(err, ErrRPNotEligible) {
+			t.Fatalf("grab of a stranger with items left: %v, want ErrRPNotEligible", err)
+		}
+		assertRemaining(t, rp, id, 1)
+
+		// An empty list, nil or not, leaves the packet open to anyone.
+		for _, eligible := range [][]string{nil, {}} {
+			id := fmt.Sprintf("p-eligible-all-%t", eligible == nil)
+			mustLoad(t, rp, id, items, nil, expireAt, eligible)
+			mustGrab(t, rp, id, "z", before)
+		}
+	})
+
+	t.Run("MissingAndRebuild", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-missing"
+		assertMissing(t, rp, id)
+
+		items := splitItems(10, 5)
+		mustLoad(t, rp, id, items, nil, expireAt, nil)
+		durable := map[string]RPItem{} // what the caller recorded
+		for i := range 4 {
+			user := "u" + strconv.Itoa(i)
+			durable[user] = mustGrab(t, rp, id, user, before).Item
+		}
+		if n, err := client.Del(ctx, rp.Keys(id)...).Result(); err != nil || n != 3 {
+			t.Fatalf("del: %d, %v; want the 3 keys of an open packet", n, err)
+		}
+		assertMissing(t, rp, id)
+
+		mustLoad(t, rp, id, remainingItems(items, durable), durable, expireAt, nil)
+		assertRebuilt(t, rp, id, items, durable, before)
+	})
+
+	// A packet that lost its grabs hash or its items list (eviction, a stray DEL) is
+	// missing: the earlier grabber must not get a second item from a lost hash (a grab
+	// still found is theirs), nobody grabs from a list that lost items, and no refund is
+	// computed from it.
+	for _, lost := range []struct {
+		name string
+		key  int // index in Keys
+	}{{"LostGrabsIsMissing", 1}, {"LostItemsIsMissing", 0}} {
+		t.Run(lost.name, func(t *testing.T) {
+			t.Parallel()
+			id := "p-" + lost.name
+			items := splitItems(6, 6)
+			mustLoad(t, rp, id, items, nil, expireAt, nil)
+			durable := map[string]RPItem{"u0": mustGrab(t, rp, id, "u0", before).Item}
+			if err := client.Del(ctx, rp.Keys(id)[lost.key]).Err(); err != nil {
+				t.Fatal(err)
+			}
+			res, err := rp.Grab(ctx, id, "u0", before)
+			if lost.key == 1 && !errors.Is(err, ErrRPMissing) {
+				t.Fatalf("grab of the earlier grabber: %+v, %v; want ErrRPMissing", res, err)
+			}
+			if lost.key == 0 && (err != nil || res != GrabResult{Item: durable["u0"], Again: true}) {
+				t.Fatalf("grab of the earlier grabber: %+v, %v; want Again with %v", res, err, durable["u0"])
+			}
+			if res, err := rp.Grab(ctx, id, "u1", before); !errors.Is(err, ErrRPMissing) {
+				t.Fatalf("grab of a new user: %+v, %v; want ErrRPMissing", res, err)
+			}
+			if _, _, err := rp.Close(ctx, id); !errors.Is(err, ErrRPMissing) {
+				t.Fatalf("close: %v, want ErrRPMissing", err)
+			}
+			mustLoad(t, rp, id, remainingItems(items, durable), durable, expireAt, nil)
+			assertRebuilt(t, rp, id, items, durable, before)
+		})
+	}
+
+	t.Run("LoadKeepsLiveState", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-reload"
+		items := splitItems(4, 7)
+		mustLoad(t, rp, id, items, nil, expireAt, nil)
+		got := mustGrab(t, rp, id, "u", before).Item
+		// A second loader with stale records (no grabs) must not put the item back.
+		mustLoad(t, rp, id, items, nil, expireAt, nil)
+		assertRemaining(t, rp, id, 3)
+		if res := mustGrab(t, rp, id, "u", before); res != (GrabResult{Item: got, Again: true}) {
+			t.Fatalf("grab after a second load: %+v, want Again with %v", res, got)
+		}
+		// Nor may a load reopen a closed packet, whose remainder is being refunded.
+		if _, _, err := rp.Close(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		mustLoad(t, rp, id, items, nil, expireAt, nil)
+		if _, err := rp.Grab(ctx, id, "v", before); !errors.Is(err, ErrRPClosed) {
+			t.Fatalf("grab after loading a closed packet: %v, want ErrRPClosed", err)
+		}
+	})
+
+	t.Run("LargePacketAndAmounts", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-large"
+		// More than one chunk of items, grabs and eligible users, at odd offsets.
+		items := splitItems(4001, 8)
+		items[0].Cents = 1<<62 + 1 // amounts are strings to Lua: no double rounding
+		grabs := map[string]RPItem{}
+		var eligible []string
+		for i, it := range items[2500:] {
+			grabs["g"+strconv.Itoa(i)] = it
+		}
+		for i := range 2501 {
+			eligible = append(eligible, "e"+strconv.Itoa(i))
+		}
+		mustLoad(t, rp, id, items[:2500], grabs, expireAt, eligible)
+		assertRemaining(t, rp, id, 2500)
+		if got := mustGrabs(t, rp, id); !maps.Equal(got, grabs) {
+			t.Fatalf("Grabs: %d entries, want the %d loaded", len(got), len(grabs))
+		}
+		if res := mustGrab(t, rp, id, "e2500", before); res.Again || res.Item != items[0] {
+			t.Fatalf("grab of the last eligible user: %+v, want %v", res, items[0])
+		}
+		if res := mustGrab(t, rp, id, "g1500", before); res != (GrabResult{Item: items[4000], Again: true}) {
+			t.Fatalf("grab of a loaded grabber: %+v, want Again with %v", res, items[4000])
+		}
+	})
+
+	t.Run("KeysCarryExpiry", func(t *testing.T) {
+		t.Parallel()
+		const id = "p-ttl"
+		mustLoad(t, rp, id, splitItems(3, 9), nil, expireAt, []string{"u"})
+		keys := rp.Keys(id)
+		if n, err := client.Exists(ctx, keys[1]).Result(); err != nil || n != 0 {
+			t.Fatalf("grabs hash exists before any grab: %d, %v", n, err)
+		}
+		mustGrab(t, rp, id, "u", before)
+		keep := time.Until(expireAt.Add(24 * time.Hour))
+		for _, key := range keys {
+			d, err := client.PTTL(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d > keep+time.Second || d < keep-time.Minute {
+				t.Fatalf("PTTL of %s is %v, want about %v (expiry + 24h)", key, d, keep)
+			}
+		}
+	})
+
+	t.Run("BadArguments", func(t *testing.T) {
+		t.Parallel()
+		items := splitItems(2, 10)
+		for name, load := range map[string]func() error{
+			"no id":         func() error { return rp.Load(ctx, "", items, nil, expireAt, nil) },
+			"brace in id":   func() error { return rp.Load(ctx, "a}b", items, nil, expireAt, nil) },
+			"no expiry":     func() error { return rp.Load(ctx, "p-bad", items, nil, time.Time{}, nil) },
+			"zero cents":    func() error { return rp.Load(ctx, "p-bad", []RPItem{{0, 0}}, nil, expireAt, nil) },
+			"index < 0":     func() error { return rp.Load(ctx, "p-bad", []RPItem{{-1, 5}}, nil, expireAt, nil) },
+			"index twice":   func() error { return rp.Load(ctx, "p-bad", []RPItem{{1, 5}, {1, 6}}, nil, expireAt, nil) },
+			"grabbed item":  func() error { return rp.Load(ctx, "p-bad", items, map[string]RPItem{"u": items[1]}, expireAt, nil) },
+			"no grab user":  func() error { return rp.Load(ctx, "p-bad", items[:1], map[string]RPItem{"": items[1]}, expireAt, nil) },
+			"empty allowed": func() error { return rp.Load(ctx, "p-bad", items, nil, expireAt, []string{""}) },
+		} {
+			if err := load(); err == nil {
+				t.Errorf("load with %s succeeded", name)
+			}
+		}
+		assertMissing(t, rp, "p-bad")
+
+		mustLoad(t, rp, "p-bad", items, nil, expireAt, nil)
+		if _, err := rp.Grab(ctx, "p-bad", "", before); err == nil {
+			t.Error("grab without user succeeded")
+		}
+		if _, err := rp.Grab(ctx, "p-bad", "u", time.Time{}); err == nil {
+			t.Error("grab without time succeeded")
+		}
+		if err := client.HSet(ctx, rp.Keys("p-bad")[2], "expire_ms", "soon").Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := rp.Grab(ctx, "p-bad", "u", before)
+		if err == nil || errors.Is(err, ErrRPMissing) || errors.Is(err, ErrRPClosed) || errors.Is(err, ErrRPEmpty) {
+			t.Errorf("grab of a corrupt packet: %v, want a plain error", err)
+		}
+	})
+}
+
+// TestRedPacketKeysShareClusterSlot checks that every key of a packet hashes to one slot,
+// whatever the prefix, and that packets spread over slots.
+func TestRedPacketKeysShareClusterSlot(t *testing.T) {
+	t.Parallel()
+	seen := map[int]bool{}
+	for _, prefix := range []string{"", "bigmarket", "a:b"} {
+		rp := NewRedPackets(nil, prefix)
+		for i := range 50 {
+			id := "rp" + strconv.Itoa(1000+i)
+			keys := rp.Keys(id)
+			if len(keys) != 4 {
+				t.Fatalf("%d keys, want 4", len(keys))
+			}
+			slot := keySlot(keys[0])
+			for _, k := range keys {
+				if !strings.HasPrefix(k, rp.prefix+"rp:{"+id+"}:") {
+					t.Fatalf("key %q lacks the tag {%s}", k, id)
+				}
+				if keySlot(k) != slot {
+					t.Fatalf("key %q in slot %d, %q in %d", k, keySlot(k), keys[0], slot)
+				}
+			}
+			if slot != keySlot(id) {
+				t.Fatalf("packet %s in slot %d, want the slot of its id, %d", id, slot, keySlot(id))
+			}
+			seen[slot] = true
+		}
+	}
+	if len(seen) < 10 {
+		t.Fatalf("50 packets use only %d slots: the tag does not spread them", len(seen))
+	}
+}
+
+// TestRedPacketsCluster runs the scripts on a real three-master Redis Cluster: Redis would
+// answer CROSSSLOT if any script touched keys of two slots.
+func TestRedPacketsCluster(t *testing.T) {
+	t.Parallel()
+	client := openClient(t, Options{Addrs: startCluster(t, 3), Cluster: true})
+	rp := NewRedPackets(client, "bmtest_rp_cluster")
+	ctx := context.Background()
+	expireAt := time.Now().Add(10 * time.Minute)
+	before := expireAt.Add(-time.Minute)
+	slots := map[int]bool{}
+	for p := range 12 {
+		id := "c" + strconv.Itoa(p)
+		slots[keySlot(rp.Keys(id)[0])] = true
+		items := splitItems(5, uint64(p))
+		mustLoad(t, rp, id, items[1:], map[string]RPItem{"g": items[0]}, expireAt, []string{"g", "a", "b"})
+		if s, err := client.ClusterKeySlot(ctx, rp.Keys(id)[3]).Result(); err != nil || int(s) != keySlot(rp.Keys(id)[0]) {
+			t.Fatalf("CLUSTER KEYSLOT %d, %v; want %d", s, err, keySlot(rp.Keys(id)[0]))
+		}
+		if res := mustGrab(t, rp, id, "g", before); res != (GrabResult{Item: items[0], Again: true}) {
+			t.Fatalf("packet %s: loaded grab %+v", id, res)
+		}
+		if res := mustGrab(t, rp, id, "a", before); res.Item != items[1] {
+			t.Fatalf("packet %s: grab %+v, want %v", id, res, items[1])
+		}
+		if _, err := rp.Grab(ctx, id, "z", before); !errors.Is(err, ErrRPNotEligible) {
+			t.Fatalf("packet %s: stranger %v", id, err)
+		}
+		if got := mustGrabs(t, rp, id); len(got) != 2 {
+			t.Fatalf("packet %s: grabs %v", id, got)
+		}
+		assertRemaining(t, rp, id, 3)
+		if rest, closedNow, err := rp.Close(ctx, id); err != nil || !closedNow || !slices.Equal(rest, items[2:]) {
+			t.Fatalf("packet %s: close %v, %v, %v", id, rest, closedNow, err)
+		}
+		if err := client.Del(ctx, rp.Keys(id)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(slots) < 6 {
+		t.Fatalf("12 packets in %d slots", len(slots))
+	}
+}
+
+func BenchmarkGrab(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			client := be.client(b)
+			prefix := testenv.Unique("bmbench_rp_")
+			rp := NewRedPackets(client, prefix)
+			ctx := context.Background()
+			expireAt := time.Now().Add(10 * time.Minute)
+			now := time.Now()
+			// A packet of its own per round, with one item per grab, each by a new user:
+			// the full grant path.
+			id := testenv.Unique("bench")
+			b.Cleanup(func() { client.Del(ctx, rp.Keys(id)...) })
+			if err := rp.Load(ctx, id, splitItems(b.N, 1), nil, expireAt, nil); err != nil {
+				b.Fatal(err)
+			}
+			var users atomic.Int64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					user := "u" + strconv.FormatInt(users.Add(1), 10)
+					if res, err := rp.Grab(ctx, id, user, now); err != nil || res.Again {
+						b.Errorf("grab: %+v, %v", res, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// splitItems returns n items with indexes 0..n-1 and seeded random amounts of 1 to 10000
+// cents.
+func splitItems(n int, seed uint64) []RPItem {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	items := make([]RPItem, n)
+	for i := range items {
+		items[i] = RPItem{Index: i, Cents: 1 + rng.Int64N(10000)}
+	}
+	return items
+}
+
+// remainingItems returns the items not in grabs, as a caller computes them from its
+// durable records for a rebuild.
+func remainingItems(items []RPItem, grabs map[string]RPItem) []RPItem {
+	taken := map[int]bool{}
+	for _, it := range grabs {
+		taken[it.Index] = true
+	}
+	var rest []RPItem
+	for _, it := range items {
+		if !taken[it.Index] {
+			rest = append(rest, it)
+		}
+	}
+	return rest
+}
+
+func sumCents(items []RPItem) int64 {
+	var s int64
+	for _, it := range items {
+		s += it.Cents
+	}
+	return s
+}
+
+// assertSameItems fails unless got holds each of want exactly once, in any order, so the
+// cents granted add up to the cents loaded.
+func assertSameItems(t *testing.T, got, want []RPItem) {
+	t.Helper()
+	byIndex := func(a, b RPItem) int { return a.Index - b.Index }
+	got, want = slices.SortedFunc(slices.Values(got), byIndex), slices.SortedFunc(slices.Values(want), byIndex)
+	if !slices.Equal(got, want) {
+		t.Fatalf("items %v, want %v", got, want)
+	}
+	if sumCents(got) != sumCents(want) {
+		t.Fatalf("%d cents granted, %d loaded", sumCents(got), sumCents(want))
+	}
+}
+
+// assertRebuilt checks a packet rebuilt from durable grabs: the earlier grabbers get their
+// items with Again, new users get the other items, and no item goes out twice.
+func assertRebuilt(t *testing.T, rp *RedPackets, id string, items []RPItem, durable map[string]RPItem, now time.Time) {
+	t.Helper()
+	all := map[string]RPItem{}
+	for user, it := range durable {
+		if res := mustGrab(t, rp, id, user, now); res != (GrabResult{Item: it, Again: true}) {
+			t.Fatalf("earlier grabber %s after rebuild: %+v, want Again with %v", user, res, it)
+		}
+		all[user] = it
+	}
+	for i := range len(items) - len(durable) {
+		user := "new" + strconv.Itoa(i)
+		res := mustGrab(t, rp, id, user, now)
+		if res.Again {
+			t.Fatalf("new user %s got Again %v", user, res.Item)
+		}
+		all[user] = res.Item
+	}
+	if _, err := rp.Grab(context.Background(), id, "one-too-many", now); !errors.Is(err, ErrRPEmpty) {
+		t.Fatalf("grab past the last item: %v, want ErrRPEmpty", err)
+	}
+	assertSameItems(t, slices.Collect(maps.Values(all)), items)
+	if got := mustGrabs(t, rp, id); !maps.Equal(got, all) {
+		t.Fatalf("Grabs %v, want %v", got, all)
+	}
+}
+
+func assertMissing(t *testing.T, rp *RedPackets, id string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := rp.Grab(ctx, id, "u", time.Now()); !errors.Is(err, ErrRPMissing) {
+		t.Fatalf("grab of %s: %v, want ErrRPMissing", id, err)
+	}
+	if _, _, err := rp.Close(ctx, id); !errors.Is(err, ErrRPMissing) {
+		t.Fatalf("close of %s: %v, want ErrRPMissing", id, err)
+	}
+	if _, err := rp.Grabs(ctx, id); !errors.Is(err, ErrRPMissing) {
+		t.Fatalf("grabs of %s: %v, want ErrRPMissing", id, err)
+	}
+	if _, err := rp.Remaining(ctx, id); !errors.Is(err, ErrRPMissing) {
+		t.Fatalf("remaining of %s: %v, want ErrRPMissing", id, err)
+	}
+}
+
+func mustLoad(t *testing.T, rp *RedPackets, id string, items []RPItem, grabs map[string]RPItem, expireAt time.Time, eligible []string) {
+	t.Helper()
+	if err := rp.Load(context.Background(), id, items, grabs, expireAt, eligible); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustGrab(t *testing.T, rp *RedPackets, id, user string, now time.Time) GrabResult {
+	t.Helper()
+	res, err := rp.Grab(context.Background(), id, user, now)
+	if err != nil {
+		t.Fatalf("grab of %s by %s: %v", id, user, err)
+	}
+	return res
+}
+
+func mustGrabs(t *testing.T, rp *RedPackets, id string) map[string]RPItem {
+	t.Helper()
+	g, err := rp.Grabs(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func assertRemaining(t *testing.T, rp *RedPackets, id string, want int64) {
+	t.Helper()
+	n, err := rp.Remaining(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != want {
+		t.Fatalf("remaining of %s: %d, want %d", id, n, want)
+	}
+}
