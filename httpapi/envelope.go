@@ -16,6 +16,7 @@ import (
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/rebate"
+	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -44,6 +45,10 @@ const (
 	CodeOrderUsed           Code = "ERR_BIZ_009"
 	CodeConfigNotRange      Code = "ERR_CONFIG_001"
 	CodeCreditInsufficient  Code = "ERR_CREDIT_001"
+	CodeRedPacketEmpty      Code = "ERR_RP_001"
+	CodeRedPacketClosed     Code = "ERR_RP_002"
+	CodeRedPacketIneligible Code = "ERR_RP_003"
+	CodeRedPacketRetry      Code = "ERR_RP_004"
 )
 
 var infos = map[Code]string{
@@ -67,6 +72,10 @@ var infos = map[Code]string{
 	CodeOrderUsed:           "用户抽奖单已使用过，不可重复抽奖",
 	CodeConfigNotRange:      "奖品配置不是一个范围值，如1,100",
 	CodeCreditInsufficient:  "用户积分账户额度不足",
+	CodeRedPacketEmpty:      "红包已抢完",
+	CodeRedPacketClosed:     "红包已过期或已关闭",
+	CodeRedPacketIneligible: "不在红包的领取名单内",
+	CodeRedPacketRetry:      "红包暂不可用，请稍后重试",
 }
 
 // envelope is every response body.
@@ -82,6 +91,7 @@ type apiError struct {
 	code   Code
 	info   string // empty: the code's standard text
 	err    error  // cause, logged for internal errors
+	data   any    // data answered with the code (a repeated grab's amount); usually nil
 }
 
 func (e *apiError) Error() string {
@@ -110,6 +120,13 @@ var errorCodes = []struct {
 	{guard.ErrDegraded, http.StatusOK, CodeDegraded},
 	{guard.ErrRateLimited, http.StatusOK, CodeRateLimited},
 	{guard.ErrTimeout, http.StatusOK, CodeTimeout},
+	{redpacket.ErrEmpty, http.StatusOK, CodeRedPacketEmpty},
+	{redpacket.ErrClosed, http.StatusOK, CodeRedPacketClosed},
+	{redpacket.ErrNotEligible, http.StatusOK, CodeRedPacketIneligible},
+	{redpacket.ErrUnavailable, http.StatusOK, CodeRedPacketRetry},
+	{redpacket.ErrAlreadyGrabbed, http.StatusOK, CodeDuplicate},
+	{redpacket.ErrNotFound, http.StatusOK, CodeIllegalParam},
+	{redpacket.ErrInvalid, http.StatusOK, CodeIllegalParam},
 	{activity.ErrDuplicateOrder, http.StatusOK, CodeDuplicate},
 	{rebate.ErrDuplicate, http.StatusOK, CodeDuplicate},
 	{credit.ErrDuplicate, http.StatusOK, CodeDuplicate},

@@ -139,4 +139,5 @@ var GuardableRoutes = []string{
 	"activity/draw", "activity/query_user_activity_account", "strategy/query_raffle_award_list",
 	"strategy/query_raffle_strategy_rule_weight", "activity/query_user_credit_account",
 	"activity/credit_pay_exchange_sku", "activity/calendar_sign_rebate", "activity/is_calendar_sign_rebate",
+	"redpacket/send", "redpacket/grab",
 }

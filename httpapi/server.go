@@ -34,6 +34,7 @@ type Options struct {
 	Raffles    raffles    // nil: the draw, armory and award view endpoints are not served
 	Credits    credits    // nil: the credit endpoints are not served
 	Rebates    rebates    // nil: the sign-in and behaviour rebate endpoints are not served
+	RedPackets redPackets // nil: the red packet endpoints are not served
 	// AppTokens are the service-to-service tokens by app id (the rebate endpoint).
 	AppTokens map[string]string
 	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
@@ -157,6 +158,20 @@ func New(opts Options) *Server {
 		user("activity/calendar_sign_rebate", true, s.calendarSignRebate)
 		user("activity/is_calendar_sign_rebate", true, s.isCalendarSignRebate)
 	}
+	if opts.RedPackets != nil {
+		// Like the raffle's user endpoints: userId in the body only where plain endpoints
+		// are on, the _by_token variants wherever tokens are configured.
+		for path, h := range map[string]handlerFunc{"redpacket/send": s.sendRedPacket, "redpacket/grab": s.grabRedPacket} {
+			p := "POST /api/v1/" + path
+			if opts.PlainUserEndpoints {
+				s.handle(p, s.guarded(p, h))
+			}
+			if tokens {
+				s.handle(p+"_by_token", s.byToken(s.guarded(p, h)))
+			}
+		}
+		s.handle("POST "+adminPrefix+"redpacket/send", s.admin(s.sendCampaignPacket))
+	}
 	if opts.Guard != nil && opts.DCC != nil {
 		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))
 		s.handle("GET "+raffle+"dcc/query_config", s.admin(s.queryConfig))
@@ -207,7 +222,7 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 		status := http.StatusOK
 		if err != nil {
 			ae := classify(err)
-			status, env.Code, env.Info, env.Data = ae.status, ae.code, ae.info, nil
+			status, env.Code, env.Info, env.Data = ae.status, ae.code, ae.info, ae.data
 			if env.Info == "" {
 				env.Info = infos[ae.code]
 			}

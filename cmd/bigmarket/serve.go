@@ -27,6 +27,7 @@ import (
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/recovery"
 	"github.com/bigmarket/bigmarket/redis"
+	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
 	"github.com/bigmarket/bigmarket/webhook"
@@ -124,6 +125,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	credits := credit.NewService(users, activities, nil)
 	rebates := rebate.NewService(rebate.Options{Configs: awardConfigs, Store: users, Recharge: activities.Recharge,
 		Credits: users, Location: cfg.location})
+	redPackets := redpacket.NewService(redpacket.Options{
+		Store: users, Hot: redis.RedPacketHot{RedPackets: redis.NewRedPackets(b.redis, cfg.RedisPrefix)},
+		Events: nats.NewGrabEvents(publisher), Logger: log,
+	})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,
 		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
@@ -181,6 +186,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		nats.NewBatchConsumer(b.js, eventOpts, award.TopicSendAward, distribute, log),
 		nats.NewConsumer(b.js, eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(rebates), log),
 		nats.NewConsumer(b.js, eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(credits), log),
+		nats.NewBatchConsumer(b.js, eventOpts, redpacket.TopicGrab, nats.GrabHandler(redPackets), log),
 	}
 	for _, c := range consumers {
 		runJob(c.Topic()+"-consumer", c.Run)
@@ -205,6 +211,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Raffles:            raffles,
 		Credits:            credits,
 		Rebates:            rebates,
+		RedPackets:         redPackets,
 		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/money"
+)
+
+// TestRedPacketGrabTwoProcesses: 10,000 users grab a 1,000-item operator packet through
+// two serve processes at once. Exactly 1,000 succeed, their amounts sum to the total,
+// nobody gets two items, a winner's second grab answers 0003 with the same amount, and
+// once the consumers drain every grab is credited exactly once.
+func TestRedPacketGrabTwoProcesses(t *testing.T) {
+	d := newDeployment(t, "")
+	_, a := d.start(t)
+	_, b := d.start(t)
+	admin := "Bearer " + d.adminToken
+	_, r := request(t, a, "POST", "/api/v1/admin/redpacket/send", admin,
+		`{"totalAmount":"5000.00","count":1000,"mode":"random","greeting":"开工大吉","expireMinutes":30}`)
+	var sent struct {
+		PacketID string `json:"packetId"`
+	}
+	if err := json.Unmarshal(r.Data, &sent); err != nil || r.Code != "0000" || sent.PacketID == "" {
+		t.Fatalf("operator send: %+v %v", r, err)
+	}
+	type grabbed struct {
+		PacketID string      `json:"packetId"`
+		Amount   money.Cents `json:"amount"`
+	}
+	grab := func(base, user string) (apiReply, grabbed) {
+		_, r := request(t, base, "POST", "/api/v1/redpacket/grab", "", fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, sent.PacketID))
+		var g grabbed
+		if r.Code == "0000" || r.Code == "0003" {
+			if err := json.Unmarshal(r.Data, &g); err != nil || g.PacketID != sent.PacketID {
+				t.Errorf("grab of %s: %+v %v", user, r, err)
+			}
+		}
+		return r, g
+	}
+	prefix := testenv.Unique("g")
+	var (
+		mu    sync.Mutex
+		codes = map[string]int{}
+		won   = map[string]money.Cents{}
+	)
+	start := time.Now()
+	fanOut(10_000, 64, func(i int) {
+		user := fmt.Sprintf("%s-%d", prefix, i)
+		r, g := grab([]string{a, b}[i%2], user)
+		mu.Lock()
+		defer mu.Unlock()
+		codes[r.Code]++
+		if r.Code == "0000" {
+			won[user] = g.Amount
+		}
+	})
+	t.Logf("10,000 grabs through two processes in %s: %v", time.Since(start).Round(time.Millisecond), codes)
+	if codes["0000"] != 1000 || codes["ERR_RP_001"] != 9000 || len(won) != 1000 {
+		t.Fatalf("codes %v, winners %d: want exactly 1,000 successes and 9,000 ERR_RP_001", codes, len(won))
+	}
+	var sum money.Cents
+	for _, c := range won {
+		if c < 1 {
+			t.Fatalf("an item below 0.01: %s", c)
+		}
+		sum += c
+	}
+	if sum != 5000_00 {
+		t.Fatalf("grabbed amounts sum to %s, want 5000.00", sum)
+	}
+	n := 0
+	for user, c := range won { // a winner's retry, on the other process, is the same grab
+		if r, g := grab(b, user); r.Code != "0003" || g.Amount != c {
+			t.Fatalf("second grab of %s: %+v %+v, want 0003 with %s", user, r, g, c)
+		}
+		if n++; n == 20 {
+			break
+		}
+	}
+	waitFor(t, 2*time.Minute, "every grab credited", func() bool {
+		for user, c := range won {
+			acc, err := d.users.CreditAccount(t.Context(), user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if acc.Total != c {
+				return false
+			}
+		}
+		return true
+	})
+	// Every item names its winner with the amount the winner was told.
+	waitFor(t, time.Minute, "every item recorded", func() bool {
+		_, items, err := d.users.RedPacket(t.Context(), sent.PacketID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if it.UserID == "" {
+				return false
+			}
+			if won[it.UserID] != it.Amount {
+				t.Fatalf("item %d is %s's of %s, but %s was told %s", it.Index, it.UserID, it.Amount, it.UserID, won[it.UserID])
+			}
+		}
+		return len(items) == 1000
+	})
+	// Credited exactly once: each winner's balance is the amount once (a second credit
+	// would double it); no loser holds credit.
+	for i := range 50 {
+		user := fmt.Sprintf("%s-%d", prefix, i)
+		if _, ok := won[user]; ok {
+			continue
+		}
+		if acc, err := d.users.CreditAccount(t.Context(), user); err != nil || acc.Total != 0 {
+			t.Fatalf("loser %s has credit %+v %v", user, acc, err)
+		}
+	}
+}

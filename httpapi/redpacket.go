@@ -1,0 +1,147 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redpacket"
+)
+
+// redPackets is what the red packet endpoints need of the red packet service.
+type redPackets interface {
+	Send(ctx context.Context, req redpacket.SendRequest) (redpacket.Packet, error)
+	Grab(ctx context.Context, userID, packetID string) (redpacket.Grab, error)
+}
+
+// yuan is an amount as sent, a JSON number or string, parsed by the handler so that a bad
+// one is a 0002 that names its field.
+type yuan string
+
+// UnmarshalJSON keeps the text of a number or string; null leaves it empty.
+func (y *yuan) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	*y = yuan(strings.Trim(s, `"`))
+	return nil
+}
+
+// sendBody is the body of both send endpoints; UserID is absent from the operator's.
+type sendBody struct {
+	UserID        string   `json:"userId"`
+	TotalAmount   yuan     `json:"totalAmount"`
+	Count         int      `json:"count"`
+	Mode          string   `json:"mode"`
+	Greeting      string   `json:"greeting"`
+	ExpireMinutes int      `json:"expireMinutes"`
+	EligibleUsers []string `json:"eligibleUsers"`
+}
+
+// request checks the body's amounts and turns it into a SendRequest; the service checks
+// the limits.
+func (b sendBody) request() (redpacket.SendRequest, error) {
+	total, err := money.Parse(string(b.TotalAmount))
+	if err != nil || total <= 0 {
+		return redpacket.SendRequest{}, badParam(http.StatusOK, "totalAmount must be a positive amount in yuan with at most two decimals")
+	}
+	if b.ExpireMinutes < 0 {
+		return redpacket.SendRequest{}, badParam(http.StatusOK, "expireMinutes must not be negative")
+	}
+	mode := redpacket.Mode(b.Mode)
+	if mode == "" {
+		mode = redpacket.ModeRandom
+	}
+	return redpacket.SendRequest{
+		SenderID: b.UserID, Total: total, Count: b.Count, Mode: mode, Greeting: b.Greeting,
+		Expiry: time.Duration(b.ExpireMinutes) * time.Minute, Eligible: b.EligibleUsers,
+	}, nil
+}
+
+type sendResponse struct {
+	PacketID string `json:"packetId"`
+}
+
+// sendRedPacket sends a user's packet, debiting the sender's credit.
+func (s *Server) sendRedPacket(r *http.Request) (any, error) {
+	var body sendBody
+	if err := decodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if u, ok := tokenUser(r.Context()); ok {
+		body.UserID = u
+	}
+	if err := checkUserID(body.UserID); err != nil {
+		return nil, err
+	}
+	if len(body.EligibleUsers) > 0 {
+		return nil, badParam(http.StatusOK, "eligibleUsers is for operator packets only")
+	}
+	req, err := body.request()
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.opts.RedPackets.Send(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	return sendResponse{PacketID: p.ID}, nil
+}
+
+// sendCampaignPacket sends an operator packet: no sender, no debit.
+func (s *Server) sendCampaignPacket(r *http.Request) (any, error) {
+	var body sendBody
+	if err := decodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if body.UserID != "" {
+		return nil, badParam(http.StatusOK, "an operator packet has no userId")
+	}
+	req, err := body.request()
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.opts.RedPackets.Send(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	return sendResponse{PacketID: p.ID}, nil
+}
+
+type grabResponse struct {
+	PacketID string      `json:"packetId"`
+	Amount   money.Cents `json:"amount"`
+}
+
+// grabRedPacket takes an item of the packet for the user; a second grab answers 0003 with
+// the first grab's amount.
+func (s *Server) grabRedPacket(r *http.Request) (any, error) {
+	var body struct {
+		UserID   string `json:"userId"`
+		PacketID string `json:"packetId"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if u, ok := tokenUser(r.Context()); ok {
+		body.UserID = u
+	}
+	if err := checkUserID(body.UserID); err != nil {
+		return nil, err
+	}
+	if body.PacketID == "" || len(body.PacketID) > 64 {
+		return nil, badParam(http.StatusOK, "packetId is required")
+	}
+	g, err := s.opts.RedPackets.Grab(r.Context(), body.UserID, body.PacketID)
+	if errors.Is(err, redpacket.ErrAlreadyGrabbed) {
+		return nil, &apiError{status: http.StatusOK, code: CodeDuplicate, data: grabResponse{PacketID: g.PacketID, Amount: g.Amount}}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return grabResponse{PacketID: g.PacketID, Amount: g.Amount}, nil
+}

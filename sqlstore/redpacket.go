@@ -1,0 +1,239 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redpacket"
+)
+
+// Packet ids are the home database's index in two digits followed by an order id, so any
+// node finds a packet's database without a lookup.
+const packetIDLen = 2 + 20
+
+// PacketID implements redpacket.Store: the sender's database, or for an operator packet
+// the one the rest of its id hashes to.
+func (s *UserStore) PacketID(senderID string, now time.Time) string {
+	rest := activity.NewOrderID(now)
+	db := 0
+	if senderID != "" {
+		db = s.router.Route(senderID).DB
+	} else {
+		h := fnv.New32a()
+		h.Write([]byte(rest))
+		db = int(h.Sum32() % uint32(len(s.dbs)))
+	}
+	return fmt.Sprintf("%02d%s", db, rest)
+}
+
+// packetHome returns the index of a packet's home database, or ErrNotFound for an id that
+// cannot be one of ours.
+func (s *UserStore) packetHome(packetID string) (int, error) {
+	if len(packetID) != packetIDLen || strings.Trim(packetID, "0123456789") != "" {
+		return 0, fmt.Errorf("red packet %q: %w", packetID, redpacket.ErrNotFound)
+	}
+	db, _ := strconv.Atoi(packetID[:2])
+	if db >= len(s.dbs) {
+		return 0, fmt.Errorf("red packet %q: %w", packetID, redpacket.ErrNotFound)
+	}
+	return db, nil
+}
+
+var (
+	redPacketColumns = []string{"packet_id", "sender_id", "total_amount", "item_count", "split_mode", "greeting",
+		"eligible_users", "packet_state", "expire_time", "create_time", "update_time"}
+	redPacketItemColumns = []string{"packet_id", "item_index", "amount", "create_time", "update_time"}
+)
+
+// SendRedPacket implements redpacket.Store.
+func (s *UserStore) SendRedPacket(ctx context.Context, p redpacket.Packet, items []redpacket.Item, debit *credit.Order) error {
+	dbi, err := s.packetHome(p.ID)
+	if err != nil {
+		return err
+	}
+	if debit != nil {
+		if home := s.router.Route(debit.UserID).DB; home != dbi {
+			return fmt.Errorf("red packet %s lives in database %d, its sender in %d: %w", p.ID, dbi, home, credit.ErrInvalidTrade)
+		}
+	}
+	now := sqlTime(s.now())
+	var eligible any
+	if len(p.Eligible) > 0 {
+		eligible = strings.Join(p.Eligible, ",")
+	}
+	rows := make([][]any, len(items))
+	for i, it := range items {
+		rows[i] = []any{p.ID, it.Index, it.Amount.String(), now, now}
+	}
+	return s.inGroupTx(ctx, s.dbs[dbi], func(tx *sql.Tx, multi bool) error {
+		if debit != nil {
+			c := &crediting{change: credit.Change{UserID: debit.UserID, Order: debit}, table: s.router.Route(debit.UserID).Table}
+			if _, err := s.creditTx(ctx, tx, multi, dbi, []*crediting{c}); err != nil {
+				return fmt.Errorf("debit sender: %w", err)
+			}
+			if c.err != nil {
+				return c.err
+			}
+		}
+		var w script
+		w.write("insert red packet", insertSQL("red_packet", redPacketColumns, 1), []any{
+			p.ID, p.SenderID, p.Total.String(), p.Count, string(p.Mode), p.Greeting, eligible, string(p.State),
+			p.ExpireAt.UTC(), now, now,
+		}, 1, func(err error) error { return insertError("red packet", err) })
+		// Bounded statements: a packet may hold a thousand items.
+		for start := 0; start < len(rows); start += 500 {
+			part := rows[start:min(start+500, len(rows))]
+			w.write("insert red packet items", insertSQL("red_packet_item", redPacketItemColumns, len(part)), flatten(part), len(part), nil)
+		}
+		return w.run(ctx, tx, multi)
+	})
+}
+
+// RedPacket implements redpacket.Store.
+func (s *UserStore) RedPacket(ctx context.Context, packetID string) (redpacket.Packet, []redpacket.Item, error) {
+	dbi, err := s.packetHome(packetID)
+	if err != nil {
+		return redpacket.Packet{}, nil, err
+	}
+	db := s.dbs[dbi].SQL
+	p := redpacket.Packet{ID: packetID}
+	var (
+		mode, state       string
+		eligible          sql.NullString
+		expire, createdAt NullTime
+	)
+	err = db.QueryRowContext(ctx, "SELECT sender_id, total_amount, item_count, split_mode, greeting, eligible_users, packet_state,"+
+		" refund_amount, expire_time, create_time FROM red_packet WHERE packet_id = ?", packetID).
+		Scan(&p.SenderID, &p.Total, &p.Count, &mode, &p.Greeting, &eligible, &state, &p.Refund, &expire, &createdAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return redpacket.Packet{}, nil, fmt.Errorf("red packet %s: %w", packetID, redpacket.ErrNotFound)
+	}
+	if err != nil {
+		return redpacket.Packet{}, nil, fmt.Errorf("red packet %s: %w", packetID, err)
+	}
+	p.Mode, p.State, p.ExpireAt, p.Created = redpacket.Mode(mode), redpacket.State(state), expire.Time, createdAt.Time
+	if eligible.Valid && eligible.String != "" {
+		p.Eligible = strings.Split(eligible.String, ",")
+	}
+	rows, err := db.QueryContext(ctx, "SELECT item_index, amount, user_id, grab_time FROM red_packet_item WHERE packet_id = ? ORDER BY item_index", packetID)
+	if err != nil {
+		return redpacket.Packet{}, nil, fmt.Errorf("red packet %s items: %w", packetID, err)
+	}
+	defer rows.Close()
+	items := make([]redpacket.Item, 0, p.Count)
+	for rows.Next() {
+		var (
+			it   redpacket.Item
+			user sql.NullString
+			at   NullTime
+		)
+		if err := rows.Scan(&it.Index, &it.Amount, &user, &at); err != nil {
+			return redpacket.Packet{}, nil, fmt.Errorf("red packet %s items: %w", packetID, err)
+		}
+		it.UserID, it.GrabTime = user.String, at.Time
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return redpacket.Packet{}, nil, fmt.Errorf("red packet %s items: %w", packetID, err)
+	}
+	return p, items, nil
+}
+
+// ApplyGrabs implements redpacket.Store: each grab's item names its grabber in the
+// packet's home database, then the grabber's credit order (out_business_no
+// packetId_userId) goes through ApplyCredit in the grabber's database. Both steps are
+// idempotent, so a redelivered grab, or one whose first try stopped between them,
+// completes without paying twice.
+func (s *UserStore) ApplyGrabs(ctx context.Context, grabs []redpacket.Grab) []error {
+	errs := make([]error, len(grabs))
+	byDB := make([][]int, len(s.dbs))
+	for i, g := range grabs {
+		dbi, err := s.packetHome(g.PacketID)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := activity.CheckUserID(g.UserID); err != nil || g.Amount <= 0 {
+			errs[i] = fmt.Errorf("grab %s: %w", g.MsgID(), redpacket.ErrInvalid)
+			continue
+		}
+		byDB[dbi] = append(byDB[dbi], i)
+	}
+	for dbi, idx := range byDB {
+		if len(idx) > 0 {
+			s.markGrabbed(ctx, dbi, grabs, idx, errs)
+		}
+	}
+	var (
+		changes []credit.Change
+		which   []int
+	)
+	for i, g := range grabs {
+		if errs[i] != nil {
+			continue
+		}
+		o := &credit.Order{UserID: g.UserID, OrderID: activity.NewOrderID(s.now()), Name: redpacket.NameGrab,
+			Type: credit.Forward, Amount: g.Amount, OutBusinessNo: g.BusinessNo()}
+		changes = append(changes, credit.Change{UserID: g.UserID, Order: o})
+		which = append(which, i)
+	}
+	for j, err := range s.ApplyCredit(ctx, changes) {
+		if err != nil && !errors.Is(err, credit.ErrDuplicate) {
+			errs[which[j]] = err
+		}
+	}
+	return errs
+}
+
+// markGrabbed records the grabs idx of database dbi on their items in one transaction,
+// falling back to one grab at a time when that fails.
+func (s *UserStore) markGrabbed(ctx context.Context, dbi int, grabs []redpacket.Grab, idx []int, errs []error) {
+	now := sqlTime(s.now())
+	err := s.inTx(ctx, s.dbs[dbi], func(tx *sql.Tx) error {
+		for _, i := range idx {
+			g := grabs[i]
+			res, err := tx.ExecContext(ctx, "UPDATE red_packet_item SET user_id = ?, grab_time = ?, update_time = ?"+
+				" WHERE packet_id = ? AND item_index = ? AND user_id IS NULL", g.UserID, g.Time.UTC().Truncate(time.Millisecond), now, g.PacketID, g.Index)
+			if err != nil {
+				return fmt.Errorf("grab %s: %w", g.MsgID(), err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				continue
+			}
+			var (
+				holder sql.NullString
+				amount money.Cents
+			)
+			err = tx.QueryRowContext(ctx, "SELECT user_id, amount FROM red_packet_item WHERE packet_id = ? AND item_index = ?",
+				g.PacketID, g.Index).Scan(&holder, &amount)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("grab %s of item %d: no such item: %w", g.MsgID(), g.Index, redpacket.ErrConflict)
+			case err != nil:
+				return fmt.Errorf("grab %s: %w", g.MsgID(), err)
+			case holder.String != g.UserID || amount != g.Amount:
+				return fmt.Errorf("grab %s of item %d (%s) but the item is %s's of %s: %w", g.MsgID(), g.Index, g.Amount, holder.String, amount, redpacket.ErrConflict)
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		return
+	}
+	if len(idx) > 1 {
+		for _, i := range idx {
+			s.markGrabbed(ctx, dbi, grabs, []int{i}, errs)
+		}
+		return
+	}
+	errs[idx[0]] = err
+}

@@ -1,0 +1,144 @@
+package sqlstore_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redpacket"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
+)
+
+// TestRedPacketStore runs the red packet contract of the user store on SQLite and, when
+// BIGMARKET_TEST_MYSQL_DSN is set, on MySQL/MariaDB.
+func TestRedPacketStore(t *testing.T) {
+	t.Parallel()
+	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
+		f := newUserFixture(t, db, sqlstore.GroupCommit{})
+		t.Run("send debits the sender with the packet", f.testSendRedPacket)
+		t.Run("grabs are credited once", f.testApplyGrabs)
+	})
+}
+
+func (f *userFixture) newPacket(sender string, total money.Cents, amounts ...money.Cents) (redpacket.Packet, []redpacket.Item) {
+	now := time.Now()
+	p := redpacket.Packet{ID: f.store.PacketID(sender, now), SenderID: sender, Total: total, Count: len(amounts),
+		Mode: redpacket.ModeRandom, Greeting: "恭喜发财", State: redpacket.StateOpen,
+		ExpireAt: now.Add(time.Hour).Truncate(time.Second), Created: now}
+	items := make([]redpacket.Item, len(amounts))
+	for i, a := range amounts {
+		items[i] = redpacket.Item{Index: i, Amount: a}
+	}
+	return p, items
+}
+
+func (f *userFixture) testSendRedPacket(t *testing.T) {
+	ctx := t.Context()
+	const sender = "rp-sender-1"
+	if errs := f.store.ApplyCredit(ctx, []credit.Change{{UserID: sender, Order: forward(sender, "rp-topup-1", 10_00)}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	p, items := f.newPacket(sender, 6_00, 1_00, 2_00, 3_00)
+	debit := reverse(sender, p.ID, 6_00)
+	if home := p.ID[:2]; home != fmt.Sprintf("%02d", f.router.Route(sender).DB) {
+		t.Fatalf("packet id %s does not name the sender's database %d", p.ID, f.router.Route(sender).DB)
+	}
+	if err := f.store.SendRedPacket(ctx, p, items, debit); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.account(t, sender); a.Available != 4_00 {
+		t.Fatalf("sender available %s after sending 6.00 of 10.00", a.Available)
+	}
+	got, gotItems, err := f.store.RedPacket(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SenderID != sender || got.Total != 6_00 || got.Count != 3 || got.Greeting != "恭喜发财" || got.State != redpacket.StateOpen ||
+		!got.ExpireAt.Equal(p.ExpireAt) || len(gotItems) != 3 || gotItems[2].Amount != 3_00 || gotItems[0].UserID != "" {
+		t.Fatalf("read back %+v %+v, want %+v %+v", got, gotItems, p, items)
+	}
+	// Too little credit: nothing written, nothing debited.
+	p2, items2 := f.newPacket(sender, 5_00, 5_00)
+	if err := f.store.SendRedPacket(ctx, p2, items2, reverse(sender, p2.ID, 5_00)); !errors.Is(err, credit.ErrInsufficient) {
+		t.Fatalf("send beyond the balance: %v", err)
+	}
+	if _, _, err := f.store.RedPacket(ctx, p2.ID); !errors.Is(err, redpacket.ErrNotFound) {
+		t.Fatalf("refused packet was written: %v", err)
+	}
+	if a := f.account(t, sender); a.Available != 4_00 {
+		t.Fatalf("refused send changed the balance: %s", a.Available)
+	}
+	// An operator packet needs no debit; unknown and malformed ids are not found.
+	op, opItems := f.newPacket("", 2_00, 1_00, 1_00)
+	op.Eligible = []string{"a", "b"}
+	if err := f.store.SendRedPacket(ctx, op, opItems, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := f.store.RedPacket(ctx, op.ID); err != nil || len(got.Eligible) != 2 || got.SenderID != "" {
+		t.Fatalf("operator packet: %+v %v", got, err)
+	}
+	for _, id := range []string{"", "abc", "99" + p.ID[2:], p.ID[:21] + "x"} {
+		if _, _, err := f.store.RedPacket(ctx, id); !errors.Is(err, redpacket.ErrNotFound) {
+			t.Errorf("RedPacket(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func (f *userFixture) testApplyGrabs(t *testing.T) {
+	ctx := t.Context()
+	p, items := f.newPacket("", 10_00, 1_00, 2_00, 3_00, 4_00)
+	if err := f.store.SendRedPacket(ctx, p, items, nil); err != nil {
+		t.Fatal(err)
+	}
+	grabs := make([]redpacket.Grab, 4)
+	for i := range grabs {
+		grabs[i] = redpacket.Grab{PacketID: p.ID, UserID: fmt.Sprintf("rp-grabber-%d", i), Index: i, Amount: items[i].Amount, Time: time.Now()}
+	}
+	// Concurrent redeliveries of overlapping batches credit each grab once.
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Go(func() {
+			batch := append([]redpacket.Grab{}, grabs[r%2:]...)
+			for i, err := range f.store.ApplyGrabs(ctx, batch) {
+				if err != nil {
+					t.Errorf("apply grab %s: %v", batch[i].MsgID(), err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, g := range grabs {
+		if a := f.account(t, g.UserID); a.Available != items[i].Amount || a.Total != items[i].Amount {
+			t.Errorf("grabber %s credited %+v, want %s once", g.UserID, a, items[i].Amount)
+		}
+	}
+	_, got, err := f.store.RedPacket(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range got {
+		if it.UserID != grabs[i].UserID || it.GrabTime.IsZero() {
+			t.Errorf("item %d: %+v, want grabbed by %s", i, it, grabs[i].UserID)
+		}
+	}
+	// A grab the items contradict never applies, and credits nothing.
+	bad := []redpacket.Grab{
+		{PacketID: p.ID, UserID: "rp-thief", Index: 0, Amount: 1_00, Time: time.Now()},
+		{PacketID: p.ID, UserID: "rp-grabber-1", Index: 1, Amount: 9_00, Time: time.Now()},
+		{PacketID: p.ID, UserID: "rp-late", Index: 7, Amount: 1_00, Time: time.Now()},
+		{PacketID: "nope", UserID: "rp-late", Index: 0, Amount: 1_00, Time: time.Now()},
+	}
+	for i, err := range f.store.ApplyGrabs(ctx, bad) {
+		if err == nil || (i < 3 && !errors.Is(err, redpacket.ErrConflict)) || (i == 3 && !errors.Is(err, redpacket.ErrNotFound)) {
+			t.Errorf("bad grab %d: %v", i, err)
+		}
+	}
+	if a := f.account(t, "rp-thief"); a.Total != 0 {
+		t.Errorf("a conflicting grab was credited: %+v", a)
+	}
+}
