@@ -35,17 +35,30 @@ func formUserID(r *http.Request) (string, error) {
 	return userID, nil
 }
 
-// queryUserCreditAccount answers the user's available credit, 0 without an account.
+// queryUserCreditAccount answers the user's available credit, 0 without an account,
+// after the red packet green channel.
 func (s *Server) queryUserCreditAccount(r *http.Request) (any, error) {
 	userID, err := formUserID(r)
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.opts.Credits.Account(r.Context(), userID)
+	a, err := s.account(r, userID)
 	if err != nil {
 		return nil, err
 	}
 	return a.Available, nil
+}
+
+// account reads the user's credit account, first applying the user's red packet grabs
+// not yet credited (the green channel), so that a user who just grabbed sees the money.
+// When that fails the account is still answered: the grab's event credits it soon.
+func (s *Server) account(r *http.Request, userID string) (credit.Account, error) {
+	if s.opts.RedPackets != nil {
+		if err := s.opts.RedPackets.Settle(r.Context(), userID); err != nil {
+			s.opts.Logger.Warn("green channel", "request_id", s.requestID(r), "user_id", userID, "err", err)
+		}
+	}
+	return s.opts.Credits.Account(r.Context(), userID)
 }
 
 // creditPayExchangeSKU buys a SKU's count with credit; the quota arrives once the payment

@@ -15,6 +15,7 @@ import (
 type redPackets interface {
 	Send(ctx context.Context, req redpacket.SendRequest) (redpacket.Packet, error)
 	Grab(ctx context.Context, userID, packetID string) (redpacket.Grab, error)
+	Settle(ctx context.Context, userID string) error
 }
 
 // yuan is an amount as sent, a JSON number or string, parsed by the handler so that a bad
@@ -144,4 +145,23 @@ func (s *Server) grabRedPacket(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return grabResponse{PacketID: g.PacketID, Amount: g.Amount}, nil
+}
+
+type walletResponse struct {
+	UserID          string      `json:"userId"`
+	TotalAmount     money.Cents `json:"totalAmount"`
+	AvailableAmount money.Cents `json:"availableAmount"`
+}
+
+// wallet answers the user's credit account after the green channel.
+func (s *Server) wallet(r *http.Request) (any, error) {
+	userID, err := formUserID(r)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.account(r, userID)
+	if err != nil {
+		return nil, err
+	}
+	return walletResponse{UserID: userID, TotalAmount: a.Total, AvailableAmount: a.Available}, nil
 }

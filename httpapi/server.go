@@ -171,6 +171,14 @@ func New(opts Options) *Server {
 			}
 		}
 		s.handle("POST "+adminPrefix+"redpacket/send", s.admin(s.sendCampaignPacket))
+		if opts.Credits != nil {
+			if opts.PlainUserEndpoints {
+				s.handle("GET /api/v1/redpacket/wallet", s.wallet)
+			}
+			if tokens {
+				s.handle("GET /api/v1/redpacket/wallet_by_token", s.byToken(s.wallet))
+			}
+		}
 	}
 	if opts.Guard != nil && opts.DCC != nil {
 		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))

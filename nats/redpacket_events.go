@@ -3,10 +3,8 @@ package nats
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
-	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/redpacket"
 )
@@ -49,10 +47,7 @@ func GrabHandler(s *redpacket.Service) BatchHandler {
 			at = append(at, i)
 		}
 		for j, err := range s.ApplyGrabs(ctx, grabs) {
-			errs[at[j]] = permanent(err, func(err error) bool {
-				return errors.Is(err, redpacket.ErrConflict) || errors.Is(err, redpacket.ErrNotFound) ||
-					errors.Is(err, redpacket.ErrInvalid) || credit.IsPermanent(err)
-			})
+			errs[at[j]] = permanent(err, redpacket.Permanent)
 		}
 		return errs
 	}

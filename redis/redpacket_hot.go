@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/redpacket"
@@ -44,4 +48,73 @@ func (h RedPacketHot) Grab(ctx context.Context, packetID, userID string, now tim
 		return redpacket.Item{}, false, fmt.Errorf("%w (%w)", redpacket.ErrUnavailable, err)
 	}
 	return redpacket.Item{}, false, err
+}
+
+// pendingKey is the user's grabs not yet known to be credited: packetId →
+// "index:cents:grabUnixMs". It lives under the user's hash tag, apart from the packets.
+func (h RedPacketHot) pendingKey(userID string) string {
+	return h.prefix + "rp:pending:{" + userID + "}"
+}
+
+// pendingTTL bounds how long a pending entry outlives its credit; the consumer removes it
+// once the grab is applied, the TTL only cleans up after a lost removal.
+const pendingTTL = 8 * 24 * time.Hour
+
+// AddPending implements redpacket.Hot: it notes g under its user, for the green channel.
+func (h RedPacketHot) AddPending(ctx context.Context, g redpacket.Grab) error {
+	key := h.pendingKey(g.UserID)
+	v := formatRPItem(RPItem{Index: g.Index, Cents: int64(g.Amount)}) + ":" + strconv.FormatInt(g.Time.UnixMilli(), 10)
+	_, err := h.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.HSet(ctx, key, g.PacketID, v)
+		p.Expire(ctx, key, pendingTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("note pending grab %s: %w", g.MsgID(), err)
+	}
+	return nil
+}
+
+// Pending implements redpacket.Hot: the user's grabs not yet known to be credited.
+func (h RedPacketHot) Pending(ctx context.Context, userID string) ([]redpacket.Grab, error) {
+	m, err := h.client.HGetAll(ctx, h.pendingKey(userID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("pending grabs of %s: %w", userID, err)
+	}
+	grabs := make([]redpacket.Grab, 0, len(m))
+	for packetID, v := range m {
+		cut := strings.LastIndexByte(v, ':')
+		if cut < 0 {
+			return nil, fmt.Errorf("pending grab %s of %s: bad value %q", packetID, userID, v)
+		}
+		at, err := strconv.ParseInt(v[cut+1:], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("pending grab %s of %s: bad value %q", packetID, userID, v)
+		}
+		it, err := parseRPItem(v[:cut])
+		if err != nil {
+			return nil, fmt.Errorf("pending grab %s of %s: %w", packetID, userID, err)
+		}
+		grabs = append(grabs, redpacket.Grab{PacketID: packetID, UserID: userID, Index: it.Index,
+			Amount: money.Cents(it.Cents), Time: time.UnixMilli(at)})
+	}
+	return grabs, nil
+}
+
+// DonePending implements redpacket.Hot: it forgets grabs that are credited, one
+// pipelined round trip for all their users.
+func (h RedPacketHot) DonePending(ctx context.Context, grabs []redpacket.Grab) error {
+	if len(grabs) == 0 {
+		return nil
+	}
+	_, err := h.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, g := range grabs {
+			p.HDel(ctx, h.pendingKey(g.UserID), g.PacketID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget %d credited grabs: %w", len(grabs), err)
+	}
+	return nil
 }

@@ -40,6 +40,13 @@ type Hot interface {
 	// Grab takes an item for userID, or returns the one it took before with again set;
 	// ErrEmpty, ErrClosed, ErrNotEligible, or ErrUnavailable when the packet is not there.
 	Grab(ctx context.Context, packetID, userID string, now time.Time) (item Item, again bool, err error)
+	// AddPending notes a grab under its user until DonePending: the green channel's list
+	// of what a user's wallet still lacks.
+	AddPending(ctx context.Context, g Grab) error
+	// Pending returns the user's noted grabs.
+	Pending(ctx context.Context, userID string) ([]Grab, error)
+	// DonePending forgets grabs that are credited.
+	DonePending(ctx context.Context, grabs []Grab) error
 }
 
 // Publisher makes a grab durable: it returns once the broker has stored the event.
@@ -227,6 +234,9 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	if !item.GrabTime.IsZero() {
 		g.Time = item.GrabTime
 	}
+	if err := s.opts.Hot.AddPending(ctx, g); err != nil {
+		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet noted, retry: %w", packetID, err)
+	}
 	if err := s.opts.Events.PublishGrab(ctx, g); err != nil {
 		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet durable, retry: %w", packetID, err)
 	}
@@ -250,7 +260,49 @@ func validID(id string) bool {
 	return true
 }
 
-// ApplyGrabs credits grabs (the consumer of the grab events).
+// ApplyGrabs credits grabs (the consumer of the grab events) and forgets the ones done.
 func (s *Service) ApplyGrabs(ctx context.Context, grabs []Grab) []error {
-	return s.opts.Store.ApplyGrabs(ctx, grabs)
+	errs := s.opts.Store.ApplyGrabs(ctx, grabs)
+	s.forget(ctx, grabs, errs)
+	return errs
+}
+
+// forget drops from the pending lists the grabs that are credited, and those that never
+// can be (they are logged and dead-lettered by the consumer), so that a wallet read does
+// not retry them forever. A failure only costs a later no-op retry.
+func (s *Service) forget(ctx context.Context, grabs []Grab, errs []error) {
+	var done []Grab
+	for i, err := range errs {
+		if err == nil || Permanent(err) {
+			done = append(done, grabs[i])
+		}
+	}
+	if err := s.opts.Hot.DonePending(ctx, done); err != nil {
+		s.opts.Logger.Warn("forget credited grabs", "err", err)
+	}
+}
+
+// Permanent reports whether a grab's error is one no retry can fix.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) ||
+		credit.IsPermanent(err)
+}
+
+// Settle is the green channel: before a user's wallet is read, the user's grabs not yet
+// credited are applied now, with the same idempotency key as their events, so the events
+// that arrive later change nothing. It returns the first error of a grab that could not
+// be applied now (the event still will be).
+func (s *Service) Settle(ctx context.Context, userID string) error {
+	pending, err := s.opts.Hot.Pending(ctx, userID)
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	errs := s.opts.Store.ApplyGrabs(ctx, pending)
+	s.forget(ctx, pending, errs)
+	for i, err := range errs {
+		if err != nil && !Permanent(err) {
+			return fmt.Errorf("settle grab %s: %w", pending[i].MsgID(), err)
+		}
+	}
+	return nil
 }
