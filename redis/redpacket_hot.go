@@ -35,19 +35,10 @@ func (h RedPacketHot) Load(ctx context.Context, packetID string, items []redpack
 // Grab implements redpacket.Hot.
 func (h RedPacketHot) Grab(ctx context.Context, packetID, userID string, now time.Time) (redpacket.Item, bool, error) {
 	res, err := h.RedPackets.Grab(ctx, packetID, userID, now)
-	switch {
-	case err == nil:
-		return redpacket.Item{Index: res.Item.Index, Amount: money.Cents(res.Item.Cents), UserID: userID}, res.Again, nil
-	case errors.Is(err, ErrRPEmpty):
-		return redpacket.Item{}, false, fmt.Errorf("%w (%w)", redpacket.ErrEmpty, err)
-	case errors.Is(err, ErrRPClosed):
-		return redpacket.Item{}, false, fmt.Errorf("%w (%w)", redpacket.ErrClosed, err)
-	case errors.Is(err, ErrRPNotEligible):
-		return redpacket.Item{}, false, fmt.Errorf("%w (%w)", redpacket.ErrNotEligible, err)
-	case errors.Is(err, ErrRPMissing):
-		return redpacket.Item{}, false, fmt.Errorf("%w (%w)", redpacket.ErrUnavailable, err)
+	if err != nil {
+		return redpacket.Item{}, false, hotError(err)
 	}
-	return redpacket.Item{}, false, err
+	return redpacket.Item{Index: res.Item.Index, Amount: money.Cents(res.Item.Cents), UserID: userID}, res.Again, nil
 }
 
 // pendingKey is the user's grabs not yet known to be credited: packetId →
@@ -117,4 +108,43 @@ func (h RedPacketHot) DonePending(ctx context.Context, grabs []redpacket.Grab) e
 		return fmt.Errorf("forget %d credited grabs: %w", len(grabs), err)
 	}
 	return nil
+}
+
+// Close implements redpacket.Hot.
+func (h RedPacketHot) Close(ctx context.Context, packetID string) ([]redpacket.Item, error) {
+	left, _, err := h.RedPackets.Close(ctx, packetID)
+	if err != nil {
+		return nil, hotError(err)
+	}
+	items := make([]redpacket.Item, len(left))
+	for i, it := range left {
+		items[i] = redpacket.Item{Index: it.Index, Amount: money.Cents(it.Cents)}
+	}
+	return items, nil
+}
+
+// Grabs implements redpacket.Hot; the hot state keeps no grab times.
+func (h RedPacketHot) Grabs(ctx context.Context, packetID string) ([]redpacket.Grab, error) {
+	m, err := h.RedPackets.Grabs(ctx, packetID)
+	if err != nil {
+		return nil, hotError(err)
+	}
+	grabs := make([]redpacket.Grab, 0, len(m))
+	for user, it := range m {
+		grabs = append(grabs, redpacket.Grab{PacketID: packetID, UserID: user, Index: it.Index, Amount: money.Cents(it.Cents)})
+	}
+	return grabs, nil
+}
+
+// hotError words the hot state's errors in the domain's sentinels.
+func hotError(err error) error {
+	for _, m := range []struct{ from, to error }{
+		{ErrRPEmpty, redpacket.ErrEmpty}, {ErrRPClosed, redpacket.ErrClosed},
+		{ErrRPNotEligible, redpacket.ErrNotEligible}, {ErrRPMissing, redpacket.ErrUnavailable},
+	} {
+		if errors.Is(err, m.from) {
+			return fmt.Errorf("%w (%w)", m.to, err)
+		}
+	}
+	return err
 }

@@ -31,9 +31,20 @@ type State string
 
 // Packet states.
 const (
-	StateOpen   State = "open"
+	StateOpen State = "open"
+	// StateClosed is a packet past its expiry with nothing to give back: fully grabbed,
+	// or an operator campaign.
 	StateClosed State = "closed"
+	// StateRefunded is a user's packet whose remainder went back to its sender.
+	StateRefunded State = "refunded"
 )
+
+// Cursor is where a sweep of expired packets stands: a user database and the last row id
+// read in it.
+type Cursor struct {
+	DB  int
+	Row int64
+}
 
 // Packet is a red packet: a total split into Count items, grabbable until ExpireAt.
 type Packet struct {
@@ -81,6 +92,7 @@ const TopicGrab = "red_packet_grab"
 
 // Credit trade names of red packets.
 const (
-	NameSend = "发红包"
-	NameGrab = "抢红包"
+	NameSend   = "发红包"
+	NameGrab   = "抢红包"
+	NameRefund = "红包退款"
 )

@@ -14,6 +14,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/money"
+	"golang.org/x/sync/singleflight"
 )
 
 // Store keeps packets, their items and the grabbers' credit in the sharded user databases.
@@ -30,6 +31,12 @@ type Store interface {
 	// ApplyGrabs records each grab on its item and credits its grabber, idempotently: a
 	// grab applied before is nil again. It returns each grab's outcome.
 	ApplyGrabs(ctx context.Context, grabs []Grab) []error
+	// ExpiredRedPackets pages through open packets expired by now, after the cursor;
+	// fewer than limit ids means the sweep is complete.
+	ExpiredRedPackets(ctx context.Context, now time.Time, after Cursor, limit int) ([]string, Cursor, error)
+	// RefundRedPacket gives an open packet's total minus its recorded grabs back to its
+	// sender and closes it, once; done is false when it was no longer open.
+	RefundRedPacket(ctx context.Context, packetID string) (refund money.Cents, done bool, err error)
 }
 
 // Hot is the packets' hot state: the items left and who grabbed what, one atomic script
@@ -47,7 +54,24 @@ type Hot interface {
 	Pending(ctx context.Context, userID string) ([]Grab, error)
 	// DonePending forgets grabs that are credited.
 	DonePending(ctx context.Context, grabs []Grab) error
+	// Close stops a packet's grabs atomically and returns the items it still held;
+	// ErrUnavailable when the packet is not there.
+	Close(ctx context.Context, packetID string) ([]Item, error)
+	// Grabs returns every grab the hot state holds for a packet; ErrUnavailable when the
+	// packet is not there.
+	Grabs(ctx context.Context, packetID string) ([]Grab, error)
 }
+
+// Drainer waits until every grab event published so far has been applied.
+type Drainer interface {
+	WaitApplied(ctx context.Context) error
+}
+
+// DrainFunc is a func as a Drainer.
+type DrainFunc func(ctx context.Context) error
+
+// WaitApplied calls f.
+func (f DrainFunc) WaitApplied(ctx context.Context) error { return f(ctx) }
 
 // Publisher makes a grab durable: it returns once the broker has stored the event.
 type Publisher interface {
@@ -92,8 +116,13 @@ type Options struct {
 	Store  Store
 	Hot    Hot
 	Events Publisher
+	// Drain is waited for before a lost packet is rebuilt from the database.
+	Drain  Drainer
 	Limits Limits
-	Now    func() time.Time
+	// RecoverTimeout bounds how long a grab waits for its packet's rebuild (default 3s);
+	// past it the grab answers ErrUnavailable and a retry finds the packet rebuilt.
+	RecoverTimeout time.Duration
+	Now            func() time.Time
 	// Rand returns the randomness of one split; nil seeds a fresh generator from
 	// crypto/rand for each packet.
 	Rand   func() *rand.Rand
@@ -102,7 +131,8 @@ type Options struct {
 
 // Service sends and grabs red packets.
 type Service struct {
-	opts Options
+	opts    Options
+	rebuild singleflight.Group // one rebuild per packet at a time on this node
 }
 
 // NewService returns a Service; Store, Hot and Events are required.
@@ -120,6 +150,9 @@ func NewService(opts Options) *Service {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.RecoverTimeout <= 0 {
+		opts.RecoverTimeout = 3 * time.Second
 	}
 	return &Service{opts: opts}
 }
@@ -221,11 +254,11 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	now := s.opts.Now()
 	item, again, err := s.opts.Hot.Grab(ctx, packetID, userID, now)
 	if errors.Is(err, ErrUnavailable) {
-		// Not in the hot state: an unknown id, or a packet to recover.
-		if _, _, ferr := s.opts.Store.RedPacket(ctx, packetID); ferr != nil {
-			return Grab{}, ferr
+		// Not in the hot state: an unknown id, or a packet whose keys Redis lost.
+		if rerr := s.recover(ctx, packetID); rerr != nil {
+			return Grab{}, rerr
 		}
-		return Grab{}, err
+		item, again, err = s.opts.Hot.Grab(ctx, packetID, userID, now)
 	}
 	if err != nil {
 		return Grab{}, fmt.Errorf("grab red packet %s: %w", packetID, err)
@@ -305,4 +338,153 @@ func (s *Service) Settle(ctx context.Context, userID string) error {
 		}
 	}
 	return nil
+}
+
+// recover rebuilds a packet the hot state lost, from the database once every grab event
+// already published has been applied there: the items not recorded as grabbed go back to
+// the list, the recorded grabs to the map, so no item is paid twice. A grab taken in
+// Redis whose event never reached the broker was answered with an error, and its item is
+// free again. Until the rebuild is done, grabs answer ErrUnavailable.
+func (s *Service) recover(ctx context.Context, packetID string) error {
+	p, _, err := s.opts.Store.RedPacket(ctx, packetID)
+	if err != nil {
+		return err // ErrNotFound for an unknown id
+	}
+	if p.State != StateOpen || !s.opts.Now().Before(p.ExpireAt) {
+		return fmt.Errorf("red packet %s: %w", packetID, ErrClosed)
+	}
+	if err := s.rebuildOnce(ctx, packetID); err != nil {
+		s.opts.Logger.Warn("rebuild red packet", "packet_id", packetID, "err", err)
+		return fmt.Errorf("red packet %s being rebuilt: %w", packetID, ErrUnavailable)
+	}
+	return nil
+}
+
+// rebuildOnce runs reload for the packet, one at a time per packet on this node however
+// many grabs ask for it, bounded by RecoverTimeout.
+func (s *Service) rebuildOnce(ctx context.Context, packetID string) error {
+	if s.opts.Drain == nil {
+		return fmt.Errorf("red packet %s lost from the cache and no rebuild configured: %w", packetID, ErrUnavailable)
+	}
+	_, err, _ := s.rebuild.Do(packetID, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RecoverTimeout)
+		defer cancel()
+		return nil, s.reload(ctx, packetID)
+	})
+	return err
+}
+
+// reload waits for the grab events in flight, then loads the packet from the database.
+func (s *Service) reload(ctx context.Context, packetID string) error {
+	if err := s.opts.Drain.WaitApplied(ctx); err != nil {
+		return err
+	}
+	p, items, err := s.opts.Store.RedPacket(ctx, packetID)
+	if err != nil {
+		return err
+	}
+	var (
+		left  []Item
+		grabs []Grab
+	)
+	for _, it := range items {
+		if it.UserID == "" {
+			left = append(left, it)
+			continue
+		}
+		grabs = append(grabs, Grab{PacketID: packetID, UserID: it.UserID, Index: it.Index, Amount: it.Amount, Time: it.GrabTime})
+	}
+	if err := s.opts.Hot.Load(ctx, packetID, left, grabs, p.ExpireAt, p.Eligible); err != nil {
+		return err
+	}
+	s.opts.Logger.Info("red packet rebuilt from the database", "packet_id", packetID, "left", len(left), "grabbed", len(grabs))
+	return nil
+}
+
+// Refund closes an expired packet and gives what is left back to its sender, exactly
+// once: the hot state is closed atomically (no grab after it), every grab it holds is
+// applied to the database (a grab whose event is still in flight, or never made it,
+// included), and then the database refunds total − grabbed in one transaction.
+func (s *Service) Refund(ctx context.Context, packetID string) (money.Cents, error) {
+	_, err := s.opts.Hot.Close(ctx, packetID)
+	if errors.Is(err, ErrUnavailable) {
+		// Lost, or long expired out of Redis: rebuild it (closed by expiry), then close.
+		if err = s.rebuildOnce(ctx, packetID); err == nil {
+			_, err = s.opts.Hot.Close(ctx, packetID)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("close red packet %s: %w", packetID, err)
+	}
+	grabs, err := s.opts.Hot.Grabs(ctx, packetID)
+	if err != nil {
+		return 0, fmt.Errorf("grabs of red packet %s: %w", packetID, err)
+	}
+	_, items, err := s.opts.Store.RedPacket(ctx, packetID)
+	if err != nil {
+		return 0, err
+	}
+	recorded := make(map[int]string, len(items))
+	for _, it := range items {
+		recorded[it.Index] = it.UserID
+	}
+	var missing []Grab
+	now := s.opts.Now()
+	for _, g := range grabs {
+		if recorded[g.Index] != g.UserID {
+			if g.Time.IsZero() {
+				g.Time = now
+			}
+			missing = append(missing, g)
+		}
+	}
+	if len(missing) > 0 {
+		errs := s.opts.Store.ApplyGrabs(ctx, missing)
+		s.forget(ctx, missing, errs)
+		for i, err := range errs {
+			if err != nil {
+				return 0, fmt.Errorf("refund of red packet %s waits for grab %s: %w", packetID, missing[i].MsgID(), err)
+			}
+		}
+	}
+	refund, done, err := s.opts.Store.RefundRedPacket(ctx, packetID)
+	if err != nil {
+		return 0, err
+	}
+	if done {
+		s.opts.Logger.Info("red packet expired", "packet_id", packetID, "refund", refund.String(), "late_grabs", len(missing))
+	}
+	return refund, nil
+}
+
+// Sweep refunds every packet expired by now, a page at a time by cursor. It returns how
+// many it refunded or closed and the first error; a packet that failed is retried by
+// the next sweep.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	var (
+		cur      Cursor
+		n        int
+		firstErr error
+	)
+	const page = 100
+	for {
+		ids, next, err := s.opts.Store.ExpiredRedPackets(ctx, s.opts.Now(), cur, page)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			if _, err := s.Refund(ctx, id); err != nil {
+				s.opts.Logger.Warn("refund red packet", "packet_id", id, "err", err)
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			n++
+		}
+		if len(ids) < page {
+			return n, firstErr
+		}
+		cur = next
+	}
 }

@@ -68,6 +68,14 @@ func (f *fakeStore) ApplyGrabs(_ context.Context, grabs []Grab) []error {
 	return errs
 }
 
+func (f *fakeStore) ExpiredRedPackets(context.Context, time.Time, Cursor, int) ([]string, Cursor, error) {
+	return nil, Cursor{}, nil
+}
+
+func (f *fakeStore) RefundRedPacket(context.Context, string) (money.Cents, bool, error) {
+	return 0, false, nil
+}
+
 // fakeHot hands out a packet's items in order, one per user.
 type fakeHot struct {
 	mu      sync.Mutex
@@ -133,6 +141,9 @@ func (h *fakeHot) DonePending(_ context.Context, grabs []Grab) error {
 	}
 	return nil
 }
+
+func (h *fakeHot) Close(context.Context, string) ([]Item, error) { return nil, nil }
+func (h *fakeHot) Grabs(context.Context, string) ([]Grab, error) { return nil, nil }
 
 // fakeEvents records published grabs; Err, when set, fails the publish.
 type fakeEvents struct {

@@ -237,3 +237,110 @@ func (s *UserStore) markGrabbed(ctx context.Context, dbi int, grabs []redpacket.
 	}
 	errs[idx[0]] = err
 }
+
+// ExpiredRedPackets implements redpacket.Store: up to limit open packets whose expiry is
+// not after now, after the cursor, in (database, row id) order. It pages by the row id
+// (never OFFSET), so a sweep costs one index range read per page however many packets
+// were refunded before.
+func (s *UserStore) ExpiredRedPackets(ctx context.Context, now time.Time, after redpacket.Cursor, limit int) ([]string, redpacket.Cursor, error) {
+	var ids []string
+	cur := after
+	for ; cur.DB < len(s.dbs) && len(ids) < limit; cur = (redpacket.Cursor{DB: cur.DB + 1}) {
+		rows, err := s.dbs[cur.DB].SQL.QueryContext(ctx, "SELECT id, packet_id FROM red_packet WHERE packet_state = 'open'"+
+			" AND expire_time <= ? AND id > ? ORDER BY id LIMIT ?", now.UTC(), cur.Row, limit-len(ids))
+		if err != nil {
+			return nil, after, fmt.Errorf("expired red packets of database %d: %w", cur.DB, err)
+		}
+		n := 0
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&cur.Row, &id); err != nil {
+				rows.Close()
+				return nil, after, fmt.Errorf("expired red packets of database %d: %w", cur.DB, err)
+			}
+			ids = append(ids, id)
+			n++
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, after, fmt.Errorf("expired red packets of database %d: %w", cur.DB, err)
+		}
+		if len(ids) == limit {
+			return ids, cur, nil // this database may hold more after cur.Row
+		}
+	}
+	return ids, cur, nil
+}
+
+// RefundRedPacket implements redpacket.Store: in one transaction of the home database it
+// locks the open packet, sums its recorded grabs and credits the sender total − grabbed
+// (forward order, out_business_no packetId_refund), marking the packet refunded (closed
+// when nothing is left or there is no sender). A packet no longer open is left as it is,
+// so the refund happens exactly once however many sweeps reach it.
+func (s *UserStore) RefundRedPacket(ctx context.Context, packetID string) (refund money.Cents, done bool, err error) {
+	dbi, err := s.packetHome(packetID)
+	if err != nil {
+		return 0, false, err
+	}
+	d := s.dbs[dbi].Dialect
+	err = s.inGroupTx(ctx, s.dbs[dbi], func(tx *sql.Tx, multi bool) error {
+		refund, done = 0, false
+		var (
+			sender, state string
+			total         money.Cents
+		)
+		err := tx.QueryRowContext(ctx, "SELECT sender_id, total_amount, packet_state FROM red_packet WHERE packet_id = ?"+d.ForUpdate(),
+			packetID).Scan(&sender, &total, &state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("red packet %s: %w", packetID, redpacket.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("lock red packet %s: %w", packetID, err)
+		}
+		if redpacket.State(state) != redpacket.StateOpen {
+			return nil
+		}
+		var grabbed money.Cents
+		rows, err := tx.QueryContext(ctx, "SELECT amount FROM red_packet_item WHERE packet_id = ? AND user_id IS NOT NULL", packetID)
+		if err != nil {
+			return fmt.Errorf("grabs of red packet %s: %w", packetID, err)
+		}
+		for rows.Next() {
+			var a money.Cents
+			if err := rows.Scan(&a); err != nil {
+				rows.Close()
+				return fmt.Errorf("grabs of red packet %s: %w", packetID, err)
+			}
+			grabbed += a
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("grabs of red packet %s: %w", packetID, err)
+		}
+		refund = total - grabbed
+		next := redpacket.StateClosed
+		if sender != "" && refund > 0 {
+			next = redpacket.StateRefunded
+			now := s.now()
+			o := &credit.Order{UserID: sender, OrderID: activity.NewOrderID(now), Name: redpacket.NameRefund, Type: credit.Forward,
+				Amount: refund, OutBusinessNo: packetID + "_refund"}
+			c := &crediting{change: credit.Change{UserID: sender, Order: o}, table: s.router.Route(sender).Table}
+			if _, err := s.creditTx(ctx, tx, multi, dbi, []*crediting{c}); err != nil {
+				return fmt.Errorf("refund red packet %s: %w", packetID, err)
+			}
+			if c.err != nil {
+				return fmt.Errorf("refund red packet %s: %w", packetID, c.err)
+			}
+		} else {
+			refund = 0
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE red_packet SET packet_state = ?, refund_amount = ?, update_time = ? WHERE packet_id = ?",
+			string(next), refund.String(), sqlTime(s.now()), packetID); err != nil {
+			return fmt.Errorf("close red packet %s: %w", packetID, err)
+		}
+		done = true
+		return nil
+	})
+	return refund, done, err
+}

@@ -22,6 +22,7 @@ func TestRedPacketStore(t *testing.T) {
 		f := newUserFixture(t, db, sqlstore.GroupCommit{})
 		t.Run("send debits the sender with the packet", f.testSendRedPacket)
 		t.Run("grabs are credited once", f.testApplyGrabs)
+		t.Run("expired packets are refunded once", f.testRefundRedPacket)
 	})
 }
 
@@ -140,5 +141,112 @@ func (f *userFixture) testApplyGrabs(t *testing.T) {
 	}
 	if a := f.account(t, "rp-thief"); a.Total != 0 {
 		t.Errorf("a conflicting grab was credited: %+v", a)
+	}
+}
+
+// testRefundRedPacket: the sweep pages expired open packets by cursor, and a refund runs
+// once however many sweeps race for it.
+func (f *userFixture) testRefundRedPacket(t *testing.T) {
+	ctx := t.Context()
+	const sender = "rp-refund-sender"
+	if errs := f.store.ApplyCredit(ctx, []credit.Change{{UserID: sender, Order: forward(sender, "rp-refund-topup", 100_00)}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	// Five expired packets of the sender, one still open, one operator packet.
+	var expired []string
+	for i := range 5 {
+		p, items := f.newPacket(sender, 6_00, 1_00, 2_00, 3_00)
+		p.ExpireAt = time.Now().Add(-time.Minute).Truncate(time.Second)
+		if err := f.store.SendRedPacket(ctx, p, items, reverse(sender, p.ID, 6_00)); err != nil {
+			t.Fatal(err)
+		}
+		expired = append(expired, p.ID)
+		if i == 0 { // one grab recorded: 2.00 of it is not refunded
+			if errs := f.store.ApplyGrabs(ctx, []redpacket.Grab{{PacketID: p.ID, UserID: "rp-refund-g", Index: 1, Amount: 2_00, Time: time.Now()}}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+		}
+	}
+	live, liveItems := f.newPacket(sender, 1_00, 1_00)
+	if err := f.store.SendRedPacket(ctx, live, liveItems, reverse(sender, live.ID, 1_00)); err != nil {
+		t.Fatal(err)
+	}
+	op, opItems := f.newPacket("", 1_00, 1_00)
+	op.ExpireAt = time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := f.store.SendRedPacket(ctx, op, opItems, nil); err != nil {
+		t.Fatal(err)
+	}
+	expired = append(expired, op.ID)
+	// Pages of two, by cursor: every expired packet once, the live one never.
+	seen := map[string]int{}
+	var cur redpacket.Cursor
+	for {
+		ids, next, err := f.store.ExpiredRedPackets(ctx, time.Now(), cur, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			seen[id]++
+		}
+		if len(ids) < 2 {
+			break
+		}
+		cur = next
+	}
+	for _, id := range expired {
+		if seen[id] != 1 {
+			t.Errorf("expired packet %s seen %d times", id, seen[id])
+		}
+	}
+	if len(seen) != len(expired) {
+		t.Errorf("sweep saw %d packets, want the %d expired ones", len(seen), len(expired))
+	}
+	// Concurrent refunds of the same packets: each refunded once.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refunds := map[string][]money.Cents{}
+	for range 3 {
+		for _, id := range expired {
+			wg.Go(func() {
+				r, done, err := f.store.RefundRedPacket(ctx, id)
+				if err != nil {
+					t.Errorf("refund %s: %v", id, err)
+					return
+				}
+				if done {
+					mu.Lock()
+					refunds[id] = append(refunds[id], r)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i, id := range expired {
+		want := money.Cents(6_00)
+		switch {
+		case i == 0:
+			want = 4_00
+		case id == op.ID:
+			want = 0
+		}
+		if len(refunds[id]) != 1 || refunds[id][0] != want {
+			t.Errorf("packet %s refunds %v, want one of %s", id, refunds[id], want)
+		}
+		p, _, err := f.store.RedPacket(ctx, id)
+		wantState := redpacket.StateRefunded
+		if want == 0 {
+			wantState = redpacket.StateClosed
+		}
+		if err != nil || p.State != wantState || p.Refund != want {
+			t.Errorf("packet %s after refund: %+v %v", id, p, err)
+		}
+	}
+	// 100 − 5×6 − 1 spent, 4 + 4×6 back.
+	if a := f.account(t, sender); a.Available != 100_00-31_00+28_00 {
+		t.Errorf("sender available %s after refunds, want 97.00", a.Available)
+	}
+	if ids, _, _ := f.store.ExpiredRedPackets(ctx, time.Now(), redpacket.Cursor{}, 10); len(ids) != 0 {
+		t.Errorf("refunded packets still swept: %v", ids)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/httpapi"
+	"github.com/bigmarket/bigmarket/money"
 )
 
 // Config is everything the binary can be told, loaded once here and passed down as values:
@@ -102,16 +103,22 @@ type Config struct {
 	BreakerWindow       time.Duration `koanf:"breaker_window"`
 	BreakerOpenFor      time.Duration `koanf:"breaker_open_for"`
 	BreakerProbes       int           `koanf:"breaker_probes"`
+	// Red packets: how often expired packets are refunded, and what one send may ask for.
+	RedPacketSweepEvery time.Duration `koanf:"red_packet_sweep_every"`
+	RedPacketMaxCount   int           `koanf:"red_packet_max_count"`
+	RedPacketMaxAmount  string        `koanf:"red_packet_max_amount"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
 	PprofAddr string `koanf:"pprof_addr"`
 
 	// Derived by validate.
-	DBCount      int `koanf:"-"`
-	TBCount      int `koanf:"-"`
-	location     *time.Location
-	appTokens    map[string]string
-	guard        guard.Settings
-	eventBackoff []time.Duration
+	DBCount   int `koanf:"-"`
+	TBCount   int `koanf:"-"`
+	location  *time.Location
+	appTokens map[string]string
+	guard     guard.Settings
+	// redPacketMaxAmount is RedPacketMaxAmount parsed.
+	redPacketMaxAmount money.Cents
+	eventBackoff       []time.Duration
 	// generatedAdminToken is set when the demo made up the admin token, so that it is
 	// printed once; a configured token is never logged.
 	generatedAdminToken bool
@@ -167,6 +174,9 @@ func defaultConfig() Config {
 		BreakerWindow:       breaker.Window,
 		BreakerOpenFor:      breaker.OpenFor,
 		BreakerProbes:       int(breaker.Probes),
+		RedPacketSweepEvery: 10 * time.Second,
+		RedPacketMaxCount:   1000,
+		RedPacketMaxAmount:  "20000.00",
 	}
 }
 
@@ -337,6 +347,17 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateGuard()...)
+	if c.RedPacketSweepEvery <= 0 {
+		errs = append(errs, fmt.Errorf("red packet sweep interval %s: want a positive duration", c.RedPacketSweepEvery))
+	}
+	if c.RedPacketMaxCount < 1 || c.RedPacketMaxCount > 100_000 {
+		errs = append(errs, fmt.Errorf("red packet max count %d: want 1 to 100000", c.RedPacketMaxCount))
+	}
+	if amt, err := money.Parse(c.RedPacketMaxAmount); err != nil || amt <= 0 {
+		errs = append(errs, fmt.Errorf("red packet max amount %q: want a positive amount with at most two decimals", c.RedPacketMaxAmount))
+	} else {
+		c.redPacketMaxAmount = amt
+	}
 	return errors.Join(errs...)
 }
 
@@ -423,6 +444,8 @@ func (c Config) print(w io.Writer) {
 		{"blacklist_count", strconv.Itoa(c.BlacklistCount)}, {"blacklist_duration", c.BlacklistDuration.String()},
 		{"draw_timeout", c.DrawTimeout.String()}, {"guarded_endpoints", strings.Join(c.GuardedEndpoints, ",")},
 		{"breaker_open_for", c.BreakerOpenFor.String()},
+		{"red_packet_sweep_every", c.RedPacketSweepEvery.String()}, {"red_packet_max_count", strconv.Itoa(c.RedPacketMaxCount)},
+		{"red_packet_max_amount", c.RedPacketMaxAmount},
 		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")

@@ -125,9 +125,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	credits := credit.NewService(users, activities, nil)
 	rebates := rebate.NewService(rebate.Options{Configs: awardConfigs, Store: users, Recharge: activities.Recharge,
 		Credits: users, Location: cfg.location})
+	// The grab consumer, made below, is also what a rebuild of a lost packet waits for.
+	var grabConsumer *nats.Consumer
 	redPackets := redpacket.NewService(redpacket.Options{
 		Store: users, Hot: redis.RedPacketHot{RedPackets: redis.NewRedPackets(b.redis, cfg.RedisPrefix)},
 		Events: nats.NewGrabEvents(publisher), Logger: log,
+		Drain:  redpacket.DrainFunc(func(ctx context.Context) error { return grabConsumer.WaitApplied(ctx) }),
+		Limits: redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
 	})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,
@@ -186,13 +190,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		nats.NewBatchConsumer(b.js, eventOpts, award.TopicSendAward, distribute, log),
 		nats.NewConsumer(b.js, eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(rebates), log),
 		nats.NewConsumer(b.js, eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(credits), log),
-		nats.NewBatchConsumer(b.js, eventOpts, redpacket.TopicGrab, nats.GrabHandler(redPackets), log),
 	}
+	grabConsumer = nats.NewBatchConsumer(b.js, eventOpts, redpacket.TopicGrab, nats.GrabHandler(redPackets), log)
+	consumers = append(consumers, grabConsumer)
 	for _, c := range consumers {
 		runJob(c.Topic()+"-consumer", c.Run)
 	}
 	runJob("outbox-relay", relay.Run)
 	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
+	runJob("red-packet-sweep", func(ctx context.Context) error {
+		return every(ctx, cfg.RedPacketSweepEvery, func(ctx context.Context) {
+			if n, err := redPackets.Sweep(ctx); err != nil || n > 0 {
+				log.Info("red packet sweep", "closed", n, "err", err)
+			}
+		})
+	})
 	runJob("stock-reconcile", func(ctx context.Context) error {
 		return every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
 			reconcileAwardStock(ctx, strategies, stock, configs, log)
