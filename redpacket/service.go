@@ -119,8 +119,15 @@ type Options struct {
 	// Drain is waited for before a lost packet is rebuilt from the database.
 	Drain  Drainer
 	Limits Limits
-	// RecoverTimeout bounds how long a grab waits for its packet's rebuild (default 3s);
-	// past it the grab answers ErrUnavailable and a retry finds the packet rebuilt.
+	// PublishTimeout bounds how long a grab waits for the broker to store its event
+	// (default 2s); past it the grab answers ErrUnavailable and its retry publishes again.
+	PublishTimeout time.Duration
+	// RecoverGrace is how long a rebuild waits before it drains the grab events, so that
+	// grabs in flight when Redis lost the packet have published or failed (default 3s;
+	// at least PublishTimeout plus a second).
+	RecoverGrace time.Duration
+	// RecoverTimeout bounds a rebuild (default 15s); a grab waits for it at most
+	// PublishTimeout and then answers ErrUnavailable, and a retry finds the packet back.
 	RecoverTimeout time.Duration
 	Now            func() time.Time
 	// Rand returns the randomness of one split; nil seeds a fresh generator from
@@ -151,8 +158,14 @@ func NewService(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.RecoverTimeout <= 0 {
-		opts.RecoverTimeout = 3 * time.Second
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 2 * time.Second
+	}
+	if opts.RecoverGrace < opts.PublishTimeout+time.Second {
+		opts.RecoverGrace = opts.PublishTimeout + time.Second
+	}
+	if opts.RecoverTimeout <= opts.RecoverGrace {
+		opts.RecoverTimeout = opts.RecoverGrace + 12*time.Second
 	}
 	return &Service{opts: opts}
 }
@@ -270,8 +283,11 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	if err := s.opts.Hot.AddPending(ctx, g); err != nil {
 		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet noted, retry: %w", packetID, err)
 	}
-	if err := s.opts.Events.PublishGrab(ctx, g); err != nil {
-		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet durable, retry: %w", packetID, err)
+	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	err = s.opts.Events.PublishGrab(pctx, g)
+	cancel()
+	if err != nil {
+		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet durable, retry: %w (%w)", packetID, ErrUnavailable, err)
 	}
 	if again {
 		return g, fmt.Errorf("user %s in red packet %s: %w", userID, packetID, ErrAlreadyGrabbed)
@@ -353,29 +369,48 @@ func (s *Service) recover(ctx context.Context, packetID string) error {
 	if p.State != StateOpen || !s.opts.Now().Before(p.ExpireAt) {
 		return fmt.Errorf("red packet %s: %w", packetID, ErrClosed)
 	}
-	if err := s.rebuildOnce(ctx, packetID); err != nil {
-		s.opts.Logger.Warn("rebuild red packet", "packet_id", packetID, "err", err)
-		return fmt.Errorf("red packet %s being rebuilt: %w", packetID, ErrUnavailable)
+	if err := s.rebuildOnce(ctx, packetID, s.opts.PublishTimeout); err != nil {
+		return fmt.Errorf("red packet %s being rebuilt: %w (%w)", packetID, ErrUnavailable, err)
 	}
 	return nil
 }
 
 // rebuildOnce runs reload for the packet, one at a time per packet on this node however
-// many grabs ask for it, bounded by RecoverTimeout.
-func (s *Service) rebuildOnce(ctx context.Context, packetID string) error {
+// many callers ask for it, bounded by RecoverTimeout; the caller waits at most wait and
+// the rebuild goes on without it.
+func (s *Service) rebuildOnce(ctx context.Context, packetID string, wait time.Duration) error {
 	if s.opts.Drain == nil {
 		return fmt.Errorf("red packet %s lost from the cache and no rebuild configured: %w", packetID, ErrUnavailable)
 	}
-	_, err, _ := s.rebuild.Do(packetID, func() (any, error) {
+	ch := s.rebuild.DoChan(packetID, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RecoverTimeout)
 		defer cancel()
-		return nil, s.reload(ctx, packetID)
+		err := s.reload(ctx, packetID)
+		if err != nil {
+			s.opts.Logger.Warn("rebuild red packet", "packet_id", packetID, "err", err)
+		}
+		return nil, err
 	})
-	return err
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-timer.C:
+		return errors.New("rebuild still running")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// reload waits for the grab events in flight, then loads the packet from the database.
+// reload lets the grabs in flight finish, waits for their events to be applied, then
+// loads the packet from the database.
 func (s *Service) reload(ctx context.Context, packetID string) error {
+	select {
+	case <-time.After(s.opts.RecoverGrace):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	if err := s.opts.Drain.WaitApplied(ctx); err != nil {
 		return err
 	}
@@ -409,7 +444,7 @@ func (s *Service) Refund(ctx context.Context, packetID string) (money.Cents, err
 	_, err := s.opts.Hot.Close(ctx, packetID)
 	if errors.Is(err, ErrUnavailable) {
 		// Lost, or long expired out of Redis: rebuild it (closed by expiry), then close.
-		if err = s.rebuildOnce(ctx, packetID); err == nil {
+		if err = s.rebuildOnce(ctx, packetID, s.opts.RecoverTimeout); err == nil {
 			_, err = s.opts.Hot.Close(ctx, packetID)
 		}
 	}

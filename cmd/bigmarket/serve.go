@@ -130,8 +130,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	redPackets := redpacket.NewService(redpacket.Options{
 		Store: users, Hot: redis.RedPacketHot{RedPackets: redis.NewRedPackets(b.redis, cfg.RedisPrefix)},
 		Events: nats.NewGrabEvents(publisher), Logger: log,
-		Drain:  redpacket.DrainFunc(func(ctx context.Context) error { return grabConsumer.WaitApplied(ctx) }),
-		Limits: redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
+		Drain:        redpacket.DrainFunc(func(ctx context.Context) error { return grabConsumer.WaitApplied(ctx) }),
+		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
+		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketRecoverGrace * 2 / 3,
 	})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,
