@@ -16,6 +16,7 @@ type redPackets interface {
 	Send(ctx context.Context, req redpacket.SendRequest) (redpacket.Packet, error)
 	Grab(ctx context.Context, userID, packetID string) (redpacket.Grab, error)
 	Settle(ctx context.Context, userID string) error
+	Detail(ctx context.Context, packetID string) (redpacket.Detail, error)
 }
 
 // yuan is an amount as sent, a JSON number or string, parsed by the handler so that a bad
@@ -164,4 +165,67 @@ func (s *Server) wallet(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return walletResponse{UserID: userID, TotalAmount: a.Total, AvailableAmount: a.Available}, nil
+}
+
+type grabView struct {
+	UserID   string      `json:"userId"`
+	Amount   money.Cents `json:"amount"`
+	GrabTime *int64      `json:"grabTime"` // unix ms; null while the grab is on its way to the database
+}
+
+type detailResponse struct {
+	PacketID        string      `json:"packetId"`
+	SenderID        string      `json:"senderId"`
+	Greeting        string      `json:"greeting"`
+	Mode            string      `json:"mode"`
+	TotalAmount     money.Cents `json:"totalAmount"`
+	Count           int         `json:"count"`
+	GrabbedCount    int         `json:"grabbedCount"`
+	GrabbedAmount   money.Cents `json:"grabbedAmount"`
+	RemainingCount  int         `json:"remainingCount"`
+	RemainingAmount money.Cents `json:"remainingAmount"`
+	RefundAmount    money.Cents `json:"refundAmount"`
+	State           string      `json:"state"` // open, expired, closed, refunded
+	ExpireTime      int64       `json:"expireTime"`
+	Grabs           []grabView  `json:"grabs"`
+	Luckiest        *grabView   `json:"luckiest"`
+}
+
+// redPacketDetail shows a packet: totals, what is left, its state, every grab and the
+// luckiest once nothing is left to grab.
+func (s *Server) redPacketDetail(r *http.Request) (any, error) {
+	id := r.URL.Query().Get("packetId")
+	if id == "" || len(id) > 64 {
+		return nil, badParam(http.StatusOK, "packetId is required")
+	}
+	d, err := s.opts.RedPackets.Detail(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	view := func(g redpacket.Grab) grabView {
+		v := grabView{UserID: g.UserID, Amount: g.Amount}
+		if !g.Time.IsZero() {
+			ms := g.Time.UnixMilli()
+			v.GrabTime = &ms
+		}
+		return v
+	}
+	p := d.Packet
+	out := detailResponse{
+		PacketID: p.ID, SenderID: p.SenderID, Greeting: p.Greeting, Mode: string(p.Mode), TotalAmount: p.Total,
+		Count: p.Count, GrabbedCount: len(d.Grabs), GrabbedAmount: d.GrabbedAmount, RemainingCount: d.RemainingCount,
+		RemainingAmount: d.RemainingAmount, RefundAmount: p.Refund, State: string(p.State), ExpireTime: p.ExpireAt.UnixMilli(),
+		Grabs: make([]grabView, 0, len(d.Grabs)),
+	}
+	if d.Expired {
+		out.State = "expired"
+	}
+	for _, g := range d.Grabs {
+		out.Grabs = append(out.Grabs, view(g))
+	}
+	if d.Luckiest != nil {
+		l := view(*d.Luckiest)
+		out.Luckiest = &l
+	}
+	return out, nil
 }

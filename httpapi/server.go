@@ -171,6 +171,7 @@ func New(opts Options) *Server {
 			}
 		}
 		s.handle("POST "+adminPrefix+"redpacket/send", s.admin(s.sendCampaignPacket))
+		s.handle("GET /api/v1/redpacket/detail", s.redPacketDetail)
 		if opts.Credits != nil {
 			if opts.PlainUserEndpoints {
 				s.handle("GET /api/v1/redpacket/wallet", s.wallet)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -522,4 +523,79 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		cur = next
 	}
+}
+
+// Detail is what a packet's page shows.
+type Detail struct {
+	Packet Packet
+	// Grabs are every grab so far, recorded or still on its way to the database, oldest
+	// first (grabs not yet recorded have no time and come last).
+	Grabs           []Grab
+	GrabbedAmount   money.Cents
+	RemainingCount  int
+	RemainingAmount money.Cents
+	// Expired is an open packet past its expiry whose refund has not run yet.
+	Expired bool
+	// Luckiest is the largest grab once nothing is left to grab (all grabbed, or the
+	// packet closed); the earliest wins a tie.
+	Luckiest *Grab
+}
+
+// Detail returns the packet with its grabs: the database's, plus those the hot state holds
+// that are not recorded yet.
+func (s *Service) Detail(ctx context.Context, packetID string) (Detail, error) {
+	if !validID(packetID) {
+		return Detail{}, fmt.Errorf("red packet %q: %w", packetID, ErrNotFound)
+	}
+	p, items, err := s.opts.Store.RedPacket(ctx, packetID)
+	if err != nil {
+		return Detail{}, err
+	}
+	d := Detail{Packet: p, Expired: p.State == StateOpen && !s.opts.Now().Before(p.ExpireAt)}
+	seen := map[int]bool{}
+	for _, it := range items {
+		if it.UserID != "" {
+			d.Grabs = append(d.Grabs, Grab{PacketID: packetID, UserID: it.UserID, Index: it.Index, Amount: it.Amount, Time: it.GrabTime})
+			seen[it.Index] = true
+		}
+	}
+	if p.State == StateOpen {
+		hot, err := s.opts.Hot.Grabs(ctx, packetID)
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			return Detail{}, err
+		}
+		for _, g := range hot {
+			if !seen[g.Index] {
+				d.Grabs = append(d.Grabs, g)
+			}
+		}
+	}
+	slices.SortStableFunc(d.Grabs, func(a, b Grab) int {
+		switch {
+		case a.Time.IsZero() != b.Time.IsZero():
+			if a.Time.IsZero() {
+				return 1
+			}
+			return -1
+		case !a.Time.Equal(b.Time):
+			return a.Time.Compare(b.Time)
+		}
+		return a.Index - b.Index
+	})
+	for _, g := range d.Grabs {
+		d.GrabbedAmount += g.Amount
+	}
+	if p.State == StateOpen {
+		d.RemainingCount, d.RemainingAmount = p.Count-len(d.Grabs), p.Total-d.GrabbedAmount
+	}
+	if len(d.Grabs) > 0 && (d.RemainingCount == 0 || p.State != StateOpen) {
+		best := d.Grabs[0]
+		for _, g := range d.Grabs[1:] {
+			if g.Amount > best.Amount {
+				best = g
+			}
+		}
+		d.Luckiest = &best
+	}
+	return d, nil
 }

@@ -110,6 +110,41 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 		}
 		return len(items) == 1000
 	})
+	// The detail page: all grabbed, the luckiest is the largest amount.
+	_, r = request(t, b, "GET", "/api/v1/redpacket/detail?packetId="+sent.PacketID, "", "")
+	var detail struct {
+		TotalAmount     money.Cents `json:"totalAmount"`
+		GrabbedCount    int         `json:"grabbedCount"`
+		GrabbedAmount   money.Cents `json:"grabbedAmount"`
+		RemainingCount  int         `json:"remainingCount"`
+		RemainingAmount money.Cents `json:"remainingAmount"`
+		State           string      `json:"state"`
+		Grabs           []struct {
+			UserID   string      `json:"userId"`
+			Amount   money.Cents `json:"amount"`
+			GrabTime *int64      `json:"grabTime"`
+		} `json:"grabs"`
+		Luckiest *struct {
+			UserID string      `json:"userId"`
+			Amount money.Cents `json:"amount"`
+		} `json:"luckiest"`
+	}
+	if err := json.Unmarshal(r.Data, &detail); err != nil || r.Code != "0000" {
+		t.Fatalf("detail: %+v %v", r, err)
+	}
+	var best money.Cents
+	for _, c := range won {
+		best = max(best, c)
+	}
+	if detail.GrabbedCount != 1000 || detail.GrabbedAmount != 5000_00 || detail.RemainingCount != 0 || detail.RemainingAmount != 0 ||
+		detail.State != "open" || len(detail.Grabs) != 1000 || detail.Luckiest == nil || detail.Luckiest.Amount != best ||
+		won[detail.Luckiest.UserID] != best || detail.Grabs[0].GrabTime == nil {
+		t.Fatalf("detail: %d grabbed of %s, %d left, state %s, luckiest %+v (best %s)", detail.GrabbedCount, detail.GrabbedAmount,
+			detail.RemainingCount, detail.State, detail.Luckiest, best)
+	}
+	if _, r := request(t, a, "GET", "/api/v1/redpacket/detail?packetId=0099", "", ""); r.Code != "0002" {
+		t.Fatalf("detail of an unknown packet: %+v", r)
+	}
 	// Credited exactly once: each winner's balance is the amount once (a second credit
 	// would double it); no loser holds credit.
 	for i := range 50 {
