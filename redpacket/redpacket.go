@@ -87,6 +87,10 @@ func (g Grab) MsgID() string { return g.PacketID + ":" + g.UserID }
 // BusinessNo is the out_business_no of the grabber's credit order.
 func (g Grab) BusinessNo() string { return g.PacketID + "_" + g.UserID }
 
+// RefundBusinessNo is the out_business_no of a packet's refund to its sender. It starts
+// with a letter, so no grab's number (packet id, "_", user id) can ever equal it.
+func RefundBusinessNo(packetID string) string { return "refund_" + packetID }
+
 // TopicGrab is the topic of the grab events.
 const TopicGrab = "red_packet_grab"
 

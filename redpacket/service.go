@@ -281,8 +281,11 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	if !item.GrabTime.IsZero() {
 		g.Time = item.GrabTime
 	}
-	if err := s.opts.Hot.AddPending(ctx, g); err != nil {
-		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet noted, retry: %w", packetID, err)
+	// A repeat is not noted again: it was noted when taken, or its event credits it.
+	if !again {
+		if err := s.opts.Hot.AddPending(ctx, g); err != nil {
+			return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet noted, retry: %w (%w)", packetID, ErrUnavailable, err)
+		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	err = s.opts.Events.PublishGrab(pctx, g)

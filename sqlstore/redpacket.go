@@ -275,7 +275,7 @@ func (s *UserStore) ExpiredRedPackets(ctx context.Context, now time.Time, after 
 
 // RefundRedPacket implements redpacket.Store: in one transaction of the home database it
 // locks the open packet, sums its recorded grabs and credits the sender total − grabbed
-// (forward order, out_business_no packetId_refund), marking the packet refunded (closed
+// (forward order, out_business_no refund_packetId), marking the packet refunded (closed
 // when nothing is left or there is no sender). A packet no longer open is left as it is,
 // so the refund happens exactly once however many sweeps reach it.
 func (s *UserStore) RefundRedPacket(ctx context.Context, packetID string) (refund money.Cents, done bool, err error) {
@@ -324,7 +324,7 @@ func (s *UserStore) RefundRedPacket(ctx context.Context, packetID string) (refun
 			next = redpacket.StateRefunded
 			now := s.now()
 			o := &credit.Order{UserID: sender, OrderID: activity.NewOrderID(now), Name: redpacket.NameRefund, Type: credit.Forward,
-				Amount: refund, OutBusinessNo: packetID + "_refund"}
+				Amount: refund, OutBusinessNo: redpacket.RefundBusinessNo(packetID)}
 			c := &crediting{change: credit.Change{UserID: sender, Order: o}, table: s.router.Route(sender).Table}
 			if _, err := s.creditTx(ctx, tx, multi, dbi, []*crediting{c}); err != nil {
 				return fmt.Errorf("refund red packet %s: %w", packetID, err)

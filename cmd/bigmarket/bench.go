@@ -16,13 +16,16 @@ import (
 )
 
 // benchCmd load-tests a running server: by default strategy/random_raffle; "bench draw"
-// runs the activity/draw scenario (bench_draw.go); -scenario flood sends every draw as
-// one user, to measure what the front line costs when it refuses a flood.
+// runs the activity/draw scenario (bench_draw.go), "bench grab" the red packet grab
+// (bench_grab.go); -scenario flood sends every draw as one user, to measure what the front
+// line costs when it refuses a flood.
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "draw":
 			return benchDrawCmd(ctx, args[1:], stdout, stderr)
+		case "grab":
+			return benchGrabCmd(ctx, args[1:], stdout, stderr)
 		case "random_raffle":
 			args = args[1:]
 		}
@@ -30,7 +33,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("url", "http://127.0.0.1:8091", "base URL of the server under test")
-	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle, or flood (activity/draw as one user); "bigmarket bench draw -h" for the draw scenario`)
+	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle, or flood (activity/draw as one user); "bigmarket bench draw -h" and "bigmarket bench grab -h" for the draw and grab scenarios`)
 	strategyID := fs.Int64("strategy", 100006, "strategy id for random_raffle")
 	activityID := fs.Int64("activity", 100301, "activity id for flood")
 	user := fs.String("user", "flooder", "the one user of flood")
@@ -62,10 +65,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		opts = bench.Options{URL: base + "/api/v1/raffle/activity/draw", Body: func(int, uint64) []byte { return body }}
-	case "draw":
-		return errors.New(`the draw scenario has flags of its own: run "bigmarket bench draw [flags]"`)
+	case "draw", "grab":
+		return fmt.Errorf(`the %s scenario has flags of its own: run "bigmarket bench %[1]s [flags]"`, *scenario)
 	default:
-		return fmt.Errorf("unknown scenario %q (have: random_raffle, flood, draw)", *scenario)
+		return fmt.Errorf("unknown scenario %q (have: random_raffle, flood, draw, grab)", *scenario)
 	}
 	opts.Concurrency, opts.Duration, opts.Requests, opts.Warmup = *concurrency, *duration, *requests, *warmup
 	if !*quiet {

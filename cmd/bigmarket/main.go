@@ -21,7 +21,10 @@ commands:
   bench          load-test strategy/random_raffle on a running server
   bench draw     provision users through the operator recharge, load-test activity/draw,
                  then verify stock, surpluses and one award record + task per draw
-  verify         reconcile the databases: award records, tasks, credits, exchanges, rebates
+  bench grab     send operator red packets, load-test redpacket/grab, wait for every grab
+                 to be credited, then verify the packets' items, grabs and credits
+  verify         reconcile the databases: award records, tasks, credits, exchanges, rebates,
+                 red packets
   token          print a user token (HS256 JWT) for the _by_token endpoints
 
 Run "bigmarket <command> -h" for a command's flags.`

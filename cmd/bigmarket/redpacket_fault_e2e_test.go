@@ -201,7 +201,7 @@ func TestRedPacketExpiryRefundsTheRemainderOnce(t *testing.T) {
 	}
 	refunds := 0
 	for _, o := range orders {
-		if o.OutBusinessNo == packetID+"_refund" {
+		if o.OutBusinessNo == redpacket.RefundBusinessNo(packetID) {
 			refunds++
 			if o.Amount != p.Refund || o.Type != credit.Forward {
 				t.Fatalf("refund order %+v, want forward %s", o, p.Refund)

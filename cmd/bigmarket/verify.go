@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
+	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -56,10 +58,42 @@ const (
 	KindRebateUndelivered = "rebate_undelivered"
 	// KindRebateAmount: an integral rebate's credit order differs from its config.
 	KindRebateAmount = "rebate_amount"
+
+	// KindRedPacketSplit: a red packet's items do not add up to it: their number is not
+	// its item_count or their amounts do not sum to its total_amount.
+	KindRedPacketSplit = "red_packet_split"
+	// KindRedPacketOvergrabbed: a red packet's grabbed items sum to more than its total.
+	KindRedPacketOvergrabbed = "red_packet_overgrabbed"
+	// KindRedPacketGrabUncredited: a grabbed item past the grace has no credit order
+	// <packetId>_<userId>.
+	KindRedPacketGrabUncredited = "red_packet_grab_uncredited"
+	// KindRedPacketGrabCredit: a grab's credit is not one forward order of the item's
+	// amount in the grabber's table.
+	KindRedPacketGrabCredit = "red_packet_grab_credit"
+	// KindRedPacketCreditOrphan: a credit order names a red packet (<packetId>,
+	// <packetId>_<userId>, refund_<packetId>) that does not explain it: a red packet credit
+	// without its grab, a debit of an operator packet, a refund the packet does not state.
+	KindRedPacketCreditOrphan = "red_packet_credit_orphan"
+	// KindRedPacketDebitMissing: a user's packet has no debit of its sender.
+	KindRedPacketDebitMissing = "red_packet_debit_missing"
+	// KindRedPacketDebitAmount: a user's packet's debit is not one reverse order of the
+	// total in the sender's table.
+	KindRedPacketDebitAmount = "red_packet_debit_amount"
+	// KindRedPacketRefundMissing: a refunded packet past the grace has no refund order.
+	KindRedPacketRefundMissing = "red_packet_refund_missing"
+	// KindRedPacketRefundAmount: a refund that does not add up: grabbed plus refunded is
+	// not the total, the refund order differs from refund_amount, an open packet states a
+	// refund, or an operator packet is refunded.
+	KindRedPacketRefundAmount = "red_packet_refund_amount"
+	// KindRedPacketClosedLeftover: a user's packet past the grace is closed with money
+	// neither grabbed nor refunded.
+	KindRedPacketClosedLeftover = "red_packet_closed_leftover"
+	// KindRedPacketState: a red packet's packet_state is none verify knows.
+	KindRedPacketState = "red_packet_state"
 )
 
 // Conventions of the rows verify reconciles, written by the award distributors, the
-// credit account and the rebate service.
+// credit account, the rebate service and the red packets.
 const (
 	awardKeyCreditRandom    = "user_credit_random"
 	awardKeyCreditBlacklist = "user_credit_blacklist"
@@ -98,12 +132,14 @@ type verifyCounts struct {
 	PrizeCredits   int
 	PaidExchanges  int
 	Rebates        int
+	RedPackets     int
+	RedPacketItems int
 }
 
 // String renders the counts for the summary line.
 func (c verifyCounts) String() string {
-	return fmt.Sprintf("checked %d award records, %d tasks, %d credit accounts, %d prize credit orders, %d paid exchanges, %d rebates",
-		c.AwardRecords, c.Tasks, c.CreditAccounts, c.PrizeCredits, c.PaidExchanges, c.Rebates)
+	return fmt.Sprintf("checked %d award records, %d tasks, %d credit accounts, %d prize credit orders, %d paid exchanges, %d rebates, %d red packets, %d red packet items",
+		c.AwardRecords, c.Tasks, c.CreditAccounts, c.PrizeCredits, c.PaidExchanges, c.Rebates, c.RedPackets, c.RedPacketItems)
 }
 
 // verifyReport is what verify found.
@@ -116,7 +152,7 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	load := commonFlags(fs)
-	since := fs.Duration("since", 24*time.Hour, "check award records, tasks and rebates created within this long before now")
+	since := fs.Duration("since", 24*time.Hour, "check award records, tasks, rebates and red packets created within this long before now")
 	grace := fs.Duration("grace", time.Minute, "rows younger than this are not yet expected to be settled")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -164,24 +200,31 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // verify reconciles the user databases against each other and the config database's
 // awards: award records with their tasks and credit orders, undelivered tasks, credit
-// balances with their orders, paid SKU exchanges with their payments, and rebates with
-// what they granted. tables is the sharded tables per user database. Balances and paid
-// exchanges are checked over all rows; the rest over rows created in w. The discrepancies
-// come back sorted by kind, user and key.
+// balances with their orders, paid SKU exchanges with their payments, rebates with what
+// they granted, and red packets with their items, debits, grabs' credits and refunds.
+// tables is the sharded tables per user database. Balances and paid exchanges are
+// checked over all rows; the rest over rows created in w. The discrepancies come back
+// sorted by kind, user and key.
 func verify(ctx context.Context, configDB *sqlstore.DB, userDBs []*sqlstore.DB, tables int, w verifyWindow) (verifyReport, error) {
 	awards, err := loadVerifyAwards(ctx, configDB)
 	if err != nil {
 		return verifyReport{}, err
 	}
-	v := &reconciler{awards: awards, since: w.Since.UTC().Truncate(time.Second), settled: w.Settled.UTC()}
+	router, err := sqlstore.NewRouter(len(userDBs), tables)
+	if err != nil {
+		return verifyReport{}, fmt.Errorf("verify: %w", err)
+	}
+	v := newReconciler(w, router)
+	v.awards = awards
 	for i, db := range userDBs {
 		if err := v.checkDB(ctx, db, tables); err != nil {
 			return verifyReport{}, fmt.Errorf("verify user database %02d: %w", i+1, err)
 		}
 	}
-	slices.SortStableFunc(v.rep.Discrepancies, func(a, b Discrepancy) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Key, b.Key))
-	})
+	if err := v.checkRedPackets(ctx, userDBs); err != nil {
+		return verifyReport{}, fmt.Errorf("verify red packets: %w", err)
+	}
+	v.sort()
 	return v.rep, nil
 }
 
@@ -217,9 +260,23 @@ func loadVerifyAwards(ctx context.Context, db *sqlstore.DB) (map[int64]verifyAwa
 // reconciler accumulates one verify run's report.
 type reconciler struct {
 	awards  map[int64]verifyAward
+	router  sqlstore.Router
 	since   time.Time
 	settled time.Time
+	// packets, when set, limits the red packet checks to these packet ids (a bench run's).
+	packets map[string]bool
 	rep     verifyReport
+}
+
+func newReconciler(w verifyWindow, router sqlstore.Router) *reconciler {
+	return &reconciler{router: router, since: w.Since.UTC().Truncate(time.Second), settled: w.Settled.UTC()}
+}
+
+// sort orders the discrepancies by kind, user and key.
+func (v *reconciler) sort() {
+	slices.SortStableFunc(v.rep.Discrepancies, func(a, b Discrepancy) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Key, b.Key))
+	})
 }
 
 func (v *reconciler) report(kind, userID, key, format string, args ...any) {
@@ -688,4 +745,388 @@ func parseAmount(s string) (money.Cents, error) {
 	var c money.Cents
 	err := c.Scan(s)
 	return c, err
+}
+
+// verifyPacket is a red_packet row with its items and the credit orders whose business
+// number names it.
+type verifyPacket struct {
+	id, senderID     string
+	db               int
+	total, refund    money.Cents
+	count            int
+	state            redpacket.State
+	created, updated time.Time
+	// inWindow is a packet created in the window, checked whole; one created before is
+	// loaded only to explain the window's credit orders that name it.
+	inWindow bool
+	items    []verifyItem
+	debits   []packetOrder
+	refunds  []packetOrder
+	grabs    map[string][]packetOrder // by the user the business number names
+}
+
+// verifyItem is a red_packet_item row; userID is empty until its grab is applied.
+type verifyItem struct {
+	index    int
+	amount   money.Cents
+	userID   string
+	grabTime time.Time
+}
+
+// packetOrder is a credit order whose business number names a red packet, and where it lies.
+type packetOrder struct {
+	db, table                        int
+	userID, orderID, name, tradeType string
+	businessNo                       string
+	amount                           money.Cents
+	created                          time.Time
+}
+
+// String names the order and where it lies, for a detail.
+func (o packetOrder) String() string {
+	return fmt.Sprintf("%s %s %s of user %s in database %02d table %s", o.tradeType, o.name, o.amount, o.userID, o.db+1, sqlstore.TableSuffix(o.table))
+}
+
+// describeOrders names the orders for a detail, or "none".
+func describeOrders(orders []packetOrder) string {
+	if len(orders) == 0 {
+		return "none"
+	}
+	s := make([]string, len(orders))
+	for i, o := range orders {
+		s[i] = o.String()
+	}
+	return strings.Join(s, "; ")
+}
+
+// Kinds of red packet credit orders, by business number.
+const (
+	packetDebit  = iota // the bare packet id
+	packetRefund        // redpacket.RefundBusinessNo
+	packetGrab          // <packetId>_<userId>
+)
+
+// packetBizNo reads a red packet credit order's business number: the packet it names, the
+// grabber for a grab's credit, and which kind of order it is.
+func packetBizNo(no string) (packetID, user string, kind int) {
+	if rest, ok := strings.CutPrefix(no, redpacket.RefundBusinessNo("")); ok {
+		return rest, "", packetRefund
+	}
+	if id, user, ok := strings.Cut(no, "_"); ok {
+		return id, user, packetGrab
+	}
+	return no, "", packetDebit
+}
+
+// attach files o under what its business number says it is: the debit, the refund or a
+// grab's credit.
+func (p *verifyPacket) attach(o packetOrder) {
+	switch _, user, kind := packetBizNo(o.businessNo); kind {
+	case packetDebit:
+		p.debits = append(p.debits, o)
+	case packetRefund:
+		p.refunds = append(p.refunds, o)
+	default:
+		p.grabs[user] = append(p.grabs[user], o)
+	}
+}
+
+// Conditions loadRedPackets selects by: fixed text, the value a parameter.
+const (
+	packetsSince = "p.create_time >= ?"
+	packetByID   = "p.packet_id = ?"
+)
+
+// checkRedPackets checks the window's red packets in every user database: their items
+// against their totals, every grabbed item against its grabber's credit, a user's packet
+// against its sender's debit and refund. It reads the packets before the credit orders:
+// a grab applied in between shows as a credit whose item is not yet grabbed, which is
+// why credits without their grab are only reported past the grace. A credit order in the
+// window that names a packet created before it is explained by that packet.
+func (v *reconciler) checkRedPackets(ctx context.Context, dbs []*sqlstore.DB) error {
+	packets := map[string]*verifyPacket{}
+	for i, db := range dbs {
+		if err := loadRedPackets(ctx, db.SQL, i, packetsSince, v.since, true, packets); err != nil {
+			return fmt.Errorf("user database %02d: %w", i+1, err)
+		}
+	}
+	if v.packets != nil {
+		maps.DeleteFunc(packets, func(id string, _ *verifyPacket) bool { return !v.packets[id] })
+	}
+	others := map[string][]packetOrder{} // credit orders in the window naming packets not loaded
+	for i, db := range dbs {
+		for t := range v.router.Tables {
+			if err := v.redPacketOrders(ctx, db.SQL, i, t, packets, others); err != nil {
+				return fmt.Errorf("user database %02d: %w", i+1, err)
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(others)) {
+		for i, db := range dbs {
+			if err := loadRedPackets(ctx, db.SQL, i, packetByID, id, false, packets); err != nil {
+				return fmt.Errorf("user database %02d: %w", i+1, err)
+			}
+		}
+		p := packets[id]
+		for _, o := range others[id] {
+			if p == nil {
+				v.report(KindRedPacketCreditOrphan, o.userID, o.businessNo, "credit order %s (%s) names red packet %s, which no user database holds",
+					o.orderID, o, id)
+				continue
+			}
+			p.attach(o)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(packets)) {
+		v.checkRedPacket(packets[id])
+	}
+	return nil
+}
+
+// loadRedPackets adds the packets of user database dbi that match where, and their
+// items, to into.
+func loadRedPackets(ctx context.Context, db *sql.DB, dbi int, where string, arg any, inWindow bool, into map[string]*verifyPacket) error {
+	rows, err := db.QueryContext(ctx, `SELECT p.packet_id, p.sender_id, p.total_amount, p.item_count, p.packet_state,
+		p.refund_amount, p.create_time, p.update_time FROM red_packet p WHERE `+where, arg)
+	if err != nil {
+		return fmt.Errorf("query red packets: %w", err)
+	}
+	defer rows.Close()
+	var mine []string
+	for rows.Next() {
+		var (
+			p                = &verifyPacket{db: dbi, inWindow: inWindow, grabs: map[string][]packetOrder{}}
+			state            string
+			created, updated sqlstore.NullTime
+		)
+		if err := rows.Scan(&p.id, &p.senderID, &p.total, &p.count, &state, &p.refund, &created, &updated); err != nil {
+			return fmt.Errorf("scan red packet: %w", err)
+		}
+		p.state, p.created, p.updated = redpacket.State(state), created.Time, updated.Time
+		if _, dup := into[p.id]; !dup { // ids name their database: a second one is not ours
+			into[p.id] = p
+			mine = append(mine, p.id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("query red packets: %w", err)
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	items, err := db.QueryContext(ctx, `SELECT i.packet_id, i.item_index, i.amount, i.user_id, i.grab_time
+		FROM red_packet_item i JOIN red_packet p ON p.packet_id = i.packet_id WHERE `+where+` ORDER BY i.packet_id, i.item_index`, arg)
+	if err != nil {
+		return fmt.Errorf("query red packet items: %w", err)
+	}
+	defer items.Close()
+	for items.Next() {
+		var (
+			id       string
+			it       verifyItem
+			userID   sql.NullString
+			grabTime sqlstore.NullTime
+		)
+		if err := items.Scan(&id, &it.index, &it.amount, &userID, &grabTime); err != nil {
+			return fmt.Errorf("scan red packet item: %w", err)
+		}
+		it.userID, it.grabTime = userID.String, grabTime.Time
+		if p := into[id]; p != nil && p.db == dbi {
+			p.items = append(p.items, it)
+		}
+	}
+	if err := items.Err(); err != nil {
+		return fmt.Errorf("query red packet items: %w", err)
+	}
+	return nil
+}
+
+// redPacketOrders reads every credit order of one table and files those whose business
+// number names a loaded packet under it; those in the window that look like red packet
+// orders (by trade name, or a refund's business number) but name another packet go to
+// others by packet id.
+func (v *reconciler) redPacketOrders(ctx context.Context, db *sql.DB, dbi, table int, packets map[string]*verifyPacket, others map[string][]packetOrder) error {
+	sfx := sqlstore.TableSuffix(table)
+	rows, err := db.QueryContext(ctx, `SELECT user_id, order_id, trade_name, trade_type, trade_amount, out_business_no, create_time
+		FROM user_credit_order`+sfx)
+	if err != nil {
+		return fmt.Errorf("query credit orders%s: %w", sfx, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			o       = packetOrder{db: dbi, table: table}
+			created sqlstore.NullTime
+		)
+		if err := rows.Scan(&o.userID, &o.orderID, &o.name, &o.tradeType, &o.amount, &o.businessNo, &created); err != nil {
+			return fmt.Errorf("scan credit order%s: %w", sfx, err)
+		}
+		o.created = created.Time
+		id, _, kind := packetBizNo(o.businessNo)
+		if p := packets[id]; p != nil {
+			p.attach(o)
+			continue
+		}
+		looksRedPacket := o.name == redpacket.NameGrab || o.name == redpacket.NameSend || o.name == redpacket.NameRefund ||
+			(kind == packetRefund && id != "" && strings.Trim(id, "0123456789") == "")
+		if v.packets == nil && looksRedPacket && !o.created.Before(v.since) && v.isSettled(o.created) {
+			others[id] = append(others[id], o)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("query credit orders%s: %w", sfx, err)
+	}
+	return nil
+}
+
+// checkRedPacket reports the credit orders naming p that p does not explain and, for a
+// packet in the window, checks its items, its grabs' credits, its debit and its state.
+func (v *reconciler) checkRedPacket(p *verifyPacket) {
+	v.explainRedPacketOrders(p)
+	if !p.inWindow {
+		return
+	}
+	v.rep.Checked.RedPackets++
+	v.rep.Checked.RedPacketItems += len(p.items)
+	var sum, grabbed money.Cents
+	for _, it := range p.items {
+		sum += it.amount
+		if it.userID != "" {
+			grabbed += it.amount
+			v.checkGrabCredit(p, it)
+		}
+	}
+	if len(p.items) != p.count || sum != p.total {
+		v.report(KindRedPacketSplit, p.senderID, p.id, "%d items summing to %s; the packet is %d items of %s", len(p.items), sum, p.count, p.total)
+	}
+	if grabbed > p.total {
+		v.report(KindRedPacketOvergrabbed, p.senderID, p.id, "grabbed items sum to %s of a %s packet", grabbed, p.total)
+	}
+	v.checkDebit(p)
+	v.checkPacketState(p, grabbed)
+}
+
+// explainRedPacketOrders reports, past the grace, the credit orders naming p that p does
+// not account for: grab credits of users no item names, debits of an operator packet, and
+// refunds of a packet that states none.
+func (v *reconciler) explainRedPacketOrders(p *verifyPacket) {
+	orphan := func(o packetOrder, format string, args ...any) {
+		if v.isSettled(o.created) {
+			v.report(KindRedPacketCreditOrphan, o.userID, o.businessNo, "credit order %s (%s): %s", o.orderID, o, fmt.Sprintf(format, args...))
+		}
+	}
+	grabbers := map[string]bool{}
+	for _, it := range p.items {
+		if it.userID != "" {
+			grabbers[it.userID] = true
+		}
+	}
+	for user, orders := range p.grabs {
+		if !grabbers[user] {
+			for _, o := range orders {
+				orphan(o, "no item of red packet %s names user %s", p.id, user)
+			}
+		}
+	}
+	if p.senderID == "" {
+		for _, o := range p.debits {
+			orphan(o, "red packet %s is an operator packet, which debits nobody", p.id)
+		}
+	}
+	if p.senderID == "" || p.state != redpacket.StateRefunded || p.refund <= 0 {
+		for _, o := range p.refunds {
+			orphan(o, "red packet %s is %s with refund_amount %s", p.id, p.state, p.refund)
+		}
+	}
+}
+
+// checkGrabCredit checks a grabbed item's credit: one forward order of the item's amount
+// in the grabber's table, or none yet for a grab within the grace.
+func (v *reconciler) checkGrabCredit(p *verifyPacket, it verifyItem) {
+	key := p.id + "_" + it.userID
+	orders := p.grabs[it.userID]
+	if len(orders) == 0 {
+		if v.isSettled(it.grabTime) {
+			v.report(KindRedPacketGrabUncredited, it.userID, key, "item %d (%s) of red packet %s grabbed at %s has no credit order",
+				it.index, it.amount, p.id, it.grabTime.Format(time.DateTime))
+		}
+		return
+	}
+	if !v.isOrder(orders, it.userID, tradeForward, it.amount) {
+		r := v.router.Route(it.userID)
+		v.report(KindRedPacketGrabCredit, it.userID, key, "item %d of red packet %s is %s; want one %s order of it in database %02d table %s, have %s",
+			it.index, p.id, it.amount, tradeForward, r.DB+1, r.Suffix, describeOrders(orders))
+	}
+}
+
+// isOrder reports whether orders is exactly one order of userID, in userID's table, of
+// the trade type and amount.
+func (v *reconciler) isOrder(orders []packetOrder, userID, tradeType string, amount money.Cents) bool {
+	if len(orders) != 1 {
+		return false
+	}
+	o, r := orders[0], v.router.Route(userID)
+	return o.userID == userID && o.tradeType == tradeType && o.amount == amount && o.db == r.DB && o.table == r.Table
+}
+
+// checkDebit checks that a user's packet was paid for: one reverse order of the total in
+// the sender's table, written with the packet.
+func (v *reconciler) checkDebit(p *verifyPacket) {
+	if p.senderID == "" {
+		return
+	}
+	switch {
+	case len(p.debits) == 0:
+		v.report(KindRedPacketDebitMissing, p.senderID, p.id, "red packet of %s has no %s credit order %s of its sender", p.total, tradeReverse, p.id)
+	case !v.isOrder(p.debits, p.senderID, tradeReverse, p.total):
+		v.report(KindRedPacketDebitAmount, p.senderID, p.id, "red packet of %s; want one %s order of it by the sender, have %s",
+			p.total, tradeReverse, describeOrders(p.debits))
+	}
+}
+
+// checkPacketState checks where a packet's money went: an open packet has refunded
+// nothing; a closed user's packet was grabbed whole; a refunded one was grabbed and
+// refunded to its total, the refund credited to its sender. Sums of grabbed items are
+// only expected to add up once the packet's last change is past the grace, as grabs taken
+// before it closed may still be applied.
+func (v *reconciler) checkPacketState(p *verifyPacket, grabbed money.Cents) {
+	settled := v.isSettled(p.updated)
+	switch p.state {
+	case redpacket.StateOpen:
+		if p.refund != 0 {
+			v.report(KindRedPacketRefundAmount, p.senderID, p.id, "open red packet has refund_amount %s", p.refund)
+		}
+	case redpacket.StateClosed:
+		if p.senderID == "" { // an operator packet closes with whatever is left
+			return
+		}
+		if p.refund != 0 {
+			v.report(KindRedPacketClosedLeftover, p.senderID, p.id, "closed red packet has refund_amount %s; a closed packet refunds nothing", p.refund)
+		} else if grabbed != p.total && settled {
+			v.report(KindRedPacketClosedLeftover, p.senderID, p.id, "closed with %s grabbed of %s: %s neither grabbed nor refunded",
+				grabbed, p.total, p.total-grabbed)
+		}
+	case redpacket.StateRefunded:
+		if p.senderID == "" {
+			v.report(KindRedPacketRefundAmount, p.senderID, p.id, "operator red packet refunded %s, but it has no sender", p.refund)
+			return
+		}
+		if p.refund < 0 || (grabbed+p.refund != p.total && settled) {
+			v.report(KindRedPacketRefundAmount, p.senderID, p.id, "refunded %s with %s grabbed of %s", p.refund, grabbed, p.total)
+		}
+		switch {
+		case p.refund <= 0:
+			// A refund of 0.00 has no order; explainRedPacketOrders reports any.
+		case len(p.refunds) == 0:
+			if settled {
+				v.report(KindRedPacketRefundMissing, p.senderID, redpacket.RefundBusinessNo(p.id), "refunded %s at %s but the sender has no %s credit order",
+					p.refund, p.updated.Format(time.DateTime), tradeForward)
+			}
+		case !v.isOrder(p.refunds, p.senderID, tradeForward, p.refund):
+			v.report(KindRedPacketRefundAmount, p.senderID, redpacket.RefundBusinessNo(p.id), "refunded %s; want one %s order of it to the sender, have %s",
+				p.refund, tradeForward, describeOrders(p.refunds))
+		}
+	default:
+		v.report(KindRedPacketState, p.senderID, p.id, "packet_state %q", p.state)
+	}
 }

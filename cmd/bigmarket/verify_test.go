@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
@@ -23,6 +26,11 @@ const (
 	userXFG      = "xiaofuge" // database 01, table _001
 	userOne      = "user001"  // database 02, table _000
 	userThree    = "user003"  // database 01, table _002, no rows in the clean data
+
+	rpSender = "rpsender" // database 01, table _003: sends the red packets
+	rpGrab1  = "rpgrab1"  // database 01, table _002
+	rpGrab2  = "rpgrab2"  // database 02, table _001
+	rpGrab3  = "rpgrab3"  // database 02, table _000, no rows in the clean data
 )
 
 // verifyFixture is a config database seeded with the demo and two migrated user
@@ -33,6 +41,10 @@ type verifyFixture struct {
 	router sqlstore.Router
 	now    time.Time
 	seq    int
+
+	// The clean dataset's red packets: rpSender's open, refunded and closed packets, an
+	// operator packet closed with items left, and one of rpSender's before the window.
+	rpOpen, rpRefunded, rpClosed, rpOperator, rpAncient string
 }
 
 // newVerifyFixture migrates the databases open returns (the config database, then the
@@ -85,7 +97,7 @@ func (f *verifyFixture) exec(t *testing.T, userID, query string, args ...any) {
 func (f *verifyFixture) reset(t *testing.T) {
 	t.Helper()
 	for _, db := range f.users {
-		stmts := []string{"DELETE FROM task", "DELETE FROM user_credit_account"}
+		stmts := []string{"DELETE FROM task", "DELETE FROM user_credit_account", "DELETE FROM red_packet", "DELETE FROM red_packet_item"}
 		for i := range verifyTables {
 			sfx := sqlstore.TableSuffix(i)
 			for _, table := range []string{"user_award_record", "user_credit_order", "raffle_activity_order", "user_behavior_rebate_order"} {
@@ -159,10 +171,77 @@ func (f *verifyFixture) account(t *testing.T, userID, total, available string) {
 		VALUES (?, ?, ?, 'open')`, userID, total, available)
 }
 
+// redPacket inserts a red packet of sender ("" for an operator packet) in home's database
+// with one item per amount, created, updated and expiring an hour after at, and returns
+// its id: home's database index, as the store makes them, and a sequence number.
+func (f *verifyFixture) redPacket(t *testing.T, home, sender, total, state, refund string, at time.Time, amounts ...string) string {
+	t.Helper()
+	f.seq++
+	id := fmt.Sprintf("%02d%020d", f.router.Route(home).DB, f.seq)
+	f.exec(t, home, `INSERT INTO red_packet (packet_id, sender_id, total_amount, item_count, split_mode, packet_state, refund_amount,
+		expire_time, create_time, update_time) VALUES (?, ?, ?, ?, 'random', ?, ?, ?, ?, ?)`,
+		id, sender, total, len(amounts), state, refund, at.Add(time.Hour), at, at)
+	for i, a := range amounts {
+		f.exec(t, home, `INSERT INTO red_packet_item (packet_id, item_index, amount, create_time, update_time) VALUES (?, ?, ?, ?, ?)`,
+			id, i, a, at, at)
+	}
+	return id
+}
+
+// grabItem records userID's grab of item index of packet id, which lives in home's
+// database, at at.
+func (f *verifyFixture) grabItem(t *testing.T, home, id string, index int, userID string, at time.Time) {
+	t.Helper()
+	f.exec(t, home, `UPDATE red_packet_item SET user_id = ?, grab_time = ? WHERE packet_id = ? AND item_index = ?`, userID, at, id, index)
+}
+
+// seedRedPackets writes the red packets of the clean dataset, each with the credit orders
+// it explains, and the accounts of their users.
+func (f *verifyFixture) seedRedPackets(t *testing.T) {
+	t.Helper()
+	old, young := f.old(), f.young()
+	grab := func(home, id string, index int, userID, amount string, at time.Time) {
+		f.grabItem(t, home, id, index, userID, at)
+		f.credit(t, userID, id+"_"+userID, redpacket.NameGrab, tradeForward, amount, at)
+	}
+	f.credit(t, rpSender, "rp_recharge", "调账", tradeForward, "20.00", old)
+
+	// Open: one grab credited, one still within the grace, one item left.
+	f.rpOpen = f.redPacket(t, rpSender, rpSender, "10.00", "open", "0.00", old, "5.00", "3.00", "2.00")
+	f.credit(t, rpSender, f.rpOpen, redpacket.NameSend, tradeReverse, "10.00", old)
+	grab(rpSender, f.rpOpen, 0, rpGrab1, "5.00", old)
+	f.grabItem(t, rpSender, f.rpOpen, 1, rpGrab2, young)
+
+	// Refunded: half grabbed, the rest back to the sender.
+	f.rpRefunded = f.redPacket(t, rpSender, rpSender, "6.00", "refunded", "2.00", old, "4.00", "2.00")
+	f.credit(t, rpSender, f.rpRefunded, redpacket.NameSend, tradeReverse, "6.00", old)
+	grab(rpSender, f.rpRefunded, 0, rpGrab1, "4.00", old)
+	f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpRefunded), redpacket.NameRefund, tradeForward, "2.00", old)
+
+	// Closed: grabbed whole.
+	f.rpClosed = f.redPacket(t, rpSender, rpSender, "1.00", "closed", "0.00", old, "1.00")
+	f.credit(t, rpSender, f.rpClosed, redpacket.NameSend, tradeReverse, "1.00", old)
+	grab(rpSender, f.rpClosed, 0, rpGrab2, "1.00", old)
+
+	// Operator: no debit, closed with two items left.
+	f.rpOperator = f.redPacket(t, rpGrab2, "", "3.00", "closed", "0.00", old, "1.00", "1.00", "1.00")
+	grab(rpGrab2, f.rpOperator, 0, rpGrab1, "1.00", old)
+
+	// Before the window: not checked (no debit, a grab never credited), but the credit in
+	// the window of its later grab is explained by it.
+	f.rpAncient = f.redPacket(t, rpSender, rpSender, "2.00", "open", "0.00", f.ancient(), "1.00", "1.00")
+	f.grabItem(t, rpSender, f.rpAncient, 0, rpGrab1, f.ancient())
+	grab(rpSender, f.rpAncient, 1, rpGrab2, "1.00", old)
+
+	f.account(t, rpSender, "22.00", "5.00")
+	f.account(t, rpGrab1, "10.00", "10.00")
+	f.account(t, rpGrab2, "2.00", "2.00")
+}
+
 // seedClean writes the dataset verify must find clean: settled credit, blacklist and
 // webhook awards with delivered tasks, awards and tasks still within the grace, a record
 // before the window without a task, delivered integral and SKU rebates, a paid exchange,
-// an unpaid one, and accounts that add up.
+// an unpaid one, red packets (seedRedPackets), and accounts that add up.
 func (f *verifyFixture) seedClean(t *testing.T) {
 	t.Helper()
 	f.reset(t)
@@ -193,6 +272,8 @@ func (f *verifyFixture) seedClean(t *testing.T) {
 	f.award(t, userOne, "u1_r1", 101, award.StateCompleted, old, "completed", "")
 	f.credit(t, userOne, "u1_r1", tradeNameAward, tradeForward, "30.00", old)
 	f.account(t, userOne, "30.00", "30.00")
+
+	f.seedRedPackets(t)
 }
 
 // verifyCases plant one discrepancy each in the clean dataset (or, for the grace and
@@ -294,39 +375,139 @@ var verifyCases = []struct {
 	{name: "sku rebate not granted", kind: KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `DELETE FROM raffle_activity_order{t} WHERE out_business_no = 'xiaofuge_sku_s1'`)
 	}},
+
+	{name: "red packet closed within grace", plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE red_packet_item SET user_id = NULL, grab_time = NULL WHERE packet_id = ?`, f.rpClosed)
+		f.exec(t, rpGrab2, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpClosed+"_"+rpGrab2)
+		f.exec(t, rpSender, `UPDATE red_packet SET update_time = ? WHERE packet_id = ?`, f.young(), f.rpClosed)
+		f.account(t, rpGrab2, "1.00", "1.00")
+	}},
+	{name: "red packet refunded within grace", plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
+		f.exec(t, rpSender, `UPDATE red_packet SET update_time = ? WHERE packet_id = ?`, f.young(), f.rpRefunded)
+		f.account(t, rpSender, "20.00", "3.00")
+	}},
+	{name: "red packet credit without grab within grace", plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpGrab3, f.rpOpen+"_"+rpGrab3, redpacket.NameGrab, tradeForward, "2.00", f.young())
+		f.account(t, rpGrab3, "2.00", "2.00")
+	}},
+	{name: "red packet grab uncredited", kind: KindRedPacketGrabUncredited, user: rpGrab1, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpGrab1, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpOpen+"_"+rpGrab1)
+		f.account(t, rpGrab1, "5.00", "5.00")
+	}},
+	{name: "red packet grab credited wrong amount", kind: KindRedPacketGrabCredit, user: rpGrab1, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpGrab1, `UPDATE user_credit_order{t} SET trade_amount = '6.00' WHERE out_business_no = ?`, f.rpOpen+"_"+rpGrab1)
+		f.account(t, rpGrab1, "11.00", "11.00")
+	}},
+	{name: "red packet grab debited", kind: KindRedPacketGrabCredit, user: rpGrab2, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpGrab2, `UPDATE user_credit_order{t} SET trade_type = 'reverse' WHERE out_business_no = ?`, f.rpClosed+"_"+rpGrab2)
+		f.account(t, rpGrab2, "1.00", "0.00")
+	}},
+	{name: "red packet credit without grab", kind: KindRedPacketCreditOrphan, user: rpGrab3, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpGrab3, f.rpOpen+"_"+rpGrab3, redpacket.NameGrab, tradeForward, "2.00", f.old())
+		f.account(t, rpGrab3, "2.00", "2.00")
+	}},
+	{name: "red packet credit of an unknown packet", kind: KindRedPacketCreditOrphan, user: rpGrab3, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpGrab3, "0199999999999999999999_"+rpGrab3, redpacket.NameGrab, tradeForward, "2.00", f.old())
+		f.account(t, rpGrab3, "2.00", "2.00")
+	}},
+	{name: "operator red packet debited", kind: KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpSender, f.rpOperator, redpacket.NameSend, tradeReverse, "3.00", f.old())
+		f.account(t, rpSender, "22.00", "2.00")
+	}},
+	{name: "open red packet refunded", kind: KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpOpen), redpacket.NameRefund, tradeForward, "2.00", f.old())
+		f.account(t, rpSender, "24.00", "7.00")
+	}},
+	{name: "red packet zero refund credited", kind: KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE red_packet SET packet_state = 'refunded' WHERE packet_id = ?`, f.rpClosed)
+		f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpClosed), redpacket.NameRefund, tradeForward, "0.00", f.old())
+	}},
+	{name: "red packet item amount changed", kind: KindRedPacketSplit, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE red_packet_item SET amount = '2.50' WHERE packet_id = ? AND item_index = 2`, f.rpOpen)
+	}},
+	{name: "red packet item lost", kind: KindRedPacketSplit, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `DELETE FROM red_packet_item WHERE packet_id = ? AND item_index = 2`, f.rpOpen)
+	}},
+	{name: "red packet overgrabbed", kind: KindRedPacketOvergrabbed, user: "", plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpGrab2, `UPDATE red_packet_item SET amount = '3.00' WHERE packet_id = ? AND item_index = 1`, f.rpOperator)
+		f.exec(t, rpGrab2, `UPDATE red_packet_item SET amount = '-1.00' WHERE packet_id = ? AND item_index = 2`, f.rpOperator)
+		f.grabItem(t, rpGrab2, f.rpOperator, 1, rpGrab2, f.old())
+		f.credit(t, rpGrab2, f.rpOperator+"_"+rpGrab2, redpacket.NameGrab, tradeForward, "3.00", f.old())
+		f.account(t, rpGrab2, "5.00", "5.00")
+	}},
+	{name: "red packet not debited", kind: KindRedPacketDebitMissing, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpOpen)
+		f.account(t, rpSender, "22.00", "15.00")
+	}},
+	{name: "red packet underpaid", kind: KindRedPacketDebitAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE user_credit_order{t} SET trade_amount = '9.00' WHERE out_business_no = ?`, f.rpOpen)
+		f.account(t, rpSender, "22.00", "6.00")
+	}},
+	{name: "red packet refund not credited", kind: KindRedPacketRefundMissing, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
+		f.account(t, rpSender, "20.00", "3.00")
+	}},
+	{name: "red packet refund credited wrong amount", kind: KindRedPacketRefundAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE user_credit_order{t} SET trade_amount = '2.50' WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
+		f.account(t, rpSender, "22.50", "5.50")
+	}},
+	{name: "red packet refund short", kind: KindRedPacketRefundAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		// update_time set, as MySQL would move it to now and put the change within the grace.
+		f.exec(t, rpSender, `UPDATE red_packet SET refund_amount = '1.00', update_time = ? WHERE packet_id = ?`, f.old(), f.rpRefunded)
+		f.exec(t, rpSender, `UPDATE user_credit_order{t} SET trade_amount = '1.00' WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
+		f.account(t, rpSender, "21.00", "4.00")
+	}},
+	{name: "operator red packet refunded", kind: KindRedPacketRefundAmount, user: "", plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpGrab2, `UPDATE red_packet SET packet_state = 'refunded', refund_amount = '2.00' WHERE packet_id = ?`, f.rpOperator)
+	}},
+	{name: "closed red packet with a refund", kind: KindRedPacketClosedLeftover, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE red_packet SET refund_amount = '1.00' WHERE packet_id = ?`, f.rpClosed)
+	}},
+	{name: "closed red packet with an item left", kind: KindRedPacketClosedLeftover, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE red_packet_item SET user_id = NULL, grab_time = NULL WHERE packet_id = ?`, f.rpClosed)
+		f.exec(t, rpGrab2, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpClosed+"_"+rpGrab2)
+		f.account(t, rpGrab2, "1.00", "1.00")
+	}},
+	{name: "red packet state unknown", kind: KindRedPacketState, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.exec(t, rpSender, `UPDATE red_packet SET packet_state = 'lost' WHERE packet_id = ?`, f.rpOpen)
+	}},
+}
+
+// verifyBackends open the fixture's databases on SQLite and, with
+// BIGMARKET_TEST_MYSQL_DSN, on MySQL/MariaDB.
+var verifyBackends = []struct {
+	name string
+	open func(t *testing.T) func(t *testing.T, name string) *sqlstore.DB
+}{
+	{"sqlite", func(t *testing.T) func(*testing.T, string) *sqlstore.DB {
+		dir := t.TempDir()
+		return func(t *testing.T, name string) *sqlstore.DB {
+			db, err := sqlstore.OpenSQLite(filepath.Join(dir, name+".db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}
+	}},
+	{"mysql", func(t *testing.T) func(*testing.T, string) *sqlstore.DB {
+		server := testenv.MySQLDSN(t)
+		return func(t *testing.T, _ string) *sqlstore.DB {
+			db, err := sqlstore.OpenMySQL(sqltest.NewMySQL(t, server))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}
+	}},
 }
 
 // TestVerify runs every planted discrepancy on SQLite and, with
 // BIGMARKET_TEST_MYSQL_DSN, on MySQL/MariaDB.
 func TestVerify(t *testing.T) {
-	backends := []struct {
-		name string
-		open func(t *testing.T) func(t *testing.T, name string) *sqlstore.DB
-	}{
-		{"sqlite", func(t *testing.T) func(*testing.T, string) *sqlstore.DB {
-			dir := t.TempDir()
-			return func(t *testing.T, name string) *sqlstore.DB {
-				db, err := sqlstore.OpenSQLite(filepath.Join(dir, name+".db"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { db.Close() })
-				return db
-			}
-		}},
-		{"mysql", func(t *testing.T) func(*testing.T, string) *sqlstore.DB {
-			server := testenv.MySQLDSN(t)
-			return func(t *testing.T, _ string) *sqlstore.DB {
-				db, err := sqlstore.OpenMySQL(sqltest.NewMySQL(t, server))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { db.Close() })
-				return db
-			}
-		}},
-	}
-	for _, b := range backends {
+	for _, b := range verifyBackends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			f := newVerifyFixture(t, b.open(t))
@@ -351,8 +532,85 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// TestVerifyCounts pins what the clean dataset makes verify check: the record before the
-// window is skipped, the young rebate not yet expected, both accounts read.
+// TestVerifyRedPacketStore writes red packets through the store the server uses (a send
+// with its debit, grabs applied twice, the expiry refund) and expects verify to find
+// them clean with every grab settled: the checks and the store agree on the contract.
+func TestVerifyRedPacketStore(t *testing.T) {
+	for _, b := range verifyBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := newVerifyFixture(t, b.open(t))
+			store := sqlstore.NewUserStore(f.users, f.router)
+			now := time.Now()
+			if errs := store.ApplyCredit(ctx, []credit.Change{{UserID: rpSender, Order: &credit.Order{UserID: rpSender,
+				OrderID: activity.NewOrderID(now), Name: "调账", Type: credit.Forward, Amount: 100_00, OutBusinessNo: "rp_recharge"}}}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			send := func(sender string, amounts ...money.Cents) string {
+				t.Helper()
+				p := redpacket.Packet{ID: store.PacketID(sender, now), SenderID: sender, Count: len(amounts), Mode: redpacket.ModeRandom,
+					State: redpacket.StateOpen, ExpireAt: now.Add(time.Hour).Truncate(time.Second), Created: now}
+				items := make([]redpacket.Item, len(amounts))
+				for i, a := range amounts {
+					items[i], p.Total = redpacket.Item{Index: i, Amount: a}, p.Total+a
+				}
+				var debit *credit.Order
+				if sender != "" {
+					debit = &credit.Order{UserID: sender, OrderID: activity.NewOrderID(now), Name: redpacket.NameSend, Type: credit.Reverse,
+						Amount: p.Total, OutBusinessNo: p.ID}
+				}
+				if err := store.SendRedPacket(ctx, p, items, debit); err != nil {
+					t.Fatal(err)
+				}
+				return p.ID
+			}
+			grab := func(id string, index int, userID string, amount money.Cents) {
+				t.Helper()
+				g := redpacket.Grab{PacketID: id, UserID: userID, Index: index, Amount: amount, Time: now}
+				for range 2 { // a redelivery pays nothing twice
+					if errs := store.ApplyGrabs(ctx, []redpacket.Grab{g}); errs[0] != nil {
+						t.Fatal(errs[0])
+					}
+				}
+			}
+			refund := func(id string, want money.Cents) {
+				t.Helper()
+				if got, done, err := store.RefundRedPacket(ctx, id); err != nil || !done || got != want {
+					t.Fatalf("refund of %s: %s %v %v, want %s", id, got, done, err, want)
+				}
+			}
+
+			refunded := send(rpSender, 5_00, 3_00, 2_00)
+			grab(refunded, 0, rpGrab1, 5_00)
+			grab(refunded, 2, rpGrab2, 2_00)
+			refund(refunded, 3_00)
+			whole := send(rpSender, 1_00, 1_00)
+			grab(whole, 0, rpGrab1, 1_00)
+			grab(whole, 1, rpGrab2, 1_00)
+			refund(whole, 0)
+			open := send(rpSender, 4_00)
+			grab(open, 0, rpGrab3, 4_00)
+			campaign := send("", 1_00, 1_00, 1_00)
+			grab(campaign, 1, rpGrab1, 1_00)
+			refund(campaign, 0)
+
+			w := verifyWindow{Since: now.Add(-time.Hour), Settled: time.Now().Add(time.Second)}
+			rep, err := verify(ctx, f.config, f.users, verifyTables, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Discrepancies) != 0 || rep.Checked.RedPackets != 4 || rep.Checked.RedPacketItems != 9 {
+				t.Errorf("checked %d red packets and %d items, found %v; want 4 and 9, none", rep.Checked.RedPackets,
+					rep.Checked.RedPacketItems, rep.Discrepancies)
+			}
+		})
+	}
+}
+
+// TestVerifyCounts pins what the clean dataset makes verify check: the record and the red
+// packet before the window are skipped, the young rebate not yet expected, every account
+// read.
 func TestVerifyCounts(t *testing.T) {
 	t.Parallel()
 	f := newVerifyFixture(t, func(t *testing.T, name string) *sqlstore.DB {
@@ -368,7 +626,7 @@ func TestVerifyCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := verifyCounts{AwardRecords: 7, Tasks: 7, CreditAccounts: 2, PrizeCredits: 4, PaidExchanges: 2, Rebates: 2}
+	want := verifyCounts{AwardRecords: 7, Tasks: 7, CreditAccounts: 5, PrizeCredits: 4, PaidExchanges: 2, Rebates: 2, RedPackets: 4, RedPacketItems: 9}
 	if rep.Checked != want || len(rep.Discrepancies) != 0 {
 		t.Errorf("checked %+v with %v, want %+v and none", rep.Checked, rep.Discrepancies, want)
 	}
@@ -434,7 +692,7 @@ func TestVerifyCommand(t *testing.T) {
 	}
 
 	out, err := verifyRun()
-	if err != nil || !strings.Contains(out, "verify: clean (checked 7 award records, 7 tasks, 2 credit accounts") {
+	if err != nil || !strings.Contains(out, "verify: clean (checked 7 award records, 7 tasks, 5 credit accounts") {
 		t.Fatalf("clean: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
 	}
 
