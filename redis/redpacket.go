@@ -196,7 +196,7 @@ return redis.call('LLEN', KEYS[1])
 // list is detected by the total count and reported as ErrRPMissing, but a lost eligible
 // set turns every grabber away.
 type RedPackets struct {
-	client goredis.UniversalClient
+	client goredis.Cmdable
 	prefix string
 }
 
@@ -214,8 +214,9 @@ type GrabResult struct {
 }
 
 // NewRedPackets returns RedPackets on client with keys under prefix (which must not
-// contain braces, or every packet would hash to the prefix's slot).
-func NewRedPackets(client goredis.UniversalClient, prefix string) *RedPackets {
+// contain braces, or every packet would hash to the prefix's slot). client may be an
+// auto-pipeliner, so that the scripts of concurrent grabs share round trips.
+func NewRedPackets(client goredis.Cmdable, prefix string) *RedPackets {
 	if prefix != "" {
 		prefix += ":"
 	}

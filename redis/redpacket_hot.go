@@ -51,15 +51,17 @@ func (h RedPacketHot) pendingKey(userID string) string {
 // once the grab is applied, the TTL only cleans up after a lost removal.
 const pendingTTL = 8 * 24 * time.Hour
 
+// addPendingScript sets a pending grab and renews the key's TTL in one command.
+var addPendingScript = goredis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`)
+
 // AddPending implements redpacket.Hot: it notes g under its user, for the green channel.
 func (h RedPacketHot) AddPending(ctx context.Context, g redpacket.Grab) error {
-	key := h.pendingKey(g.UserID)
 	v := formatRPItem(RPItem{Index: g.Index, Cents: int64(g.Amount)}) + ":" + strconv.FormatInt(g.Time.UnixMilli(), 10)
-	_, err := h.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.HSet(ctx, key, g.PacketID, v)
-		p.Expire(ctx, key, pendingTTL)
-		return nil
-	})
+	err := addPendingScript.Run(ctx, h.client, []string{h.pendingKey(g.UserID)}, g.PacketID, v, pendingTTL.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("note pending grab %s: %w", g.MsgID(), err)
 	}

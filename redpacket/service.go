@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -281,17 +282,23 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	if !item.GrabTime.IsZero() {
 		g.Time = item.GrabTime
 	}
-	// A repeat is not noted again: it was noted when taken, or its event credits it.
+	// The note for the green channel and the durable event go out together: both round
+	// trips in the time of one. A repeat is not noted again: it was noted when taken, or
+	// its event credits it.
+	var noted error
+	var wg sync.WaitGroup
 	if !again {
-		if err := s.opts.Hot.AddPending(ctx, g); err != nil {
-			return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet noted, retry: %w (%w)", packetID, ErrUnavailable, err)
-		}
+		wg.Go(func() { noted = s.opts.Hot.AddPending(ctx, g) })
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	err = s.opts.Events.PublishGrab(pctx, g)
 	cancel()
+	wg.Wait()
 	if err != nil {
 		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet durable, retry: %w (%w)", packetID, ErrUnavailable, err)
+	}
+	if noted != nil {
+		return Grab{}, fmt.Errorf("grab of red packet %s taken but not yet noted, retry: %w (%w)", packetID, ErrUnavailable, noted)
 	}
 	if again {
 		return g, fmt.Errorf("user %s in red packet %s: %w", userID, packetID, ErrAlreadyGrabbed)

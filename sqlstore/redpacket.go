@@ -194,37 +194,65 @@ func (s *UserStore) ApplyGrabs(ctx context.Context, grabs []redpacket.Grab) []er
 	return errs
 }
 
-// markGrabbed records the grabs idx of database dbi on their items in one transaction,
-// falling back to one grab at a time when that fails.
+// markGrabbed records the grabs idx of database dbi on their items in one transaction of
+// two round trips on MySQL: the items are read locked, then every item still free is
+// given to its grabber. A grab already recorded is done; one the items contradict gets
+// ErrConflict. When the transaction fails as a whole the grabs go one at a time.
 func (s *UserStore) markGrabbed(ctx context.Context, dbi int, grabs []redpacket.Grab, idx []int, errs []error) {
-	now := sqlTime(s.now())
-	err := s.inTx(ctx, s.dbs[dbi], func(tx *sql.Tx) error {
+	type key struct {
+		packet string
+		index  int
+	}
+	type held struct {
+		user   sql.NullString
+		amount money.Cents
+	}
+	db := s.dbs[dbi]
+	err := s.inGroupTx(ctx, db, func(tx *sql.Tx, multi bool) error {
+		items := map[key]held{}
+		args := make([]any, 0, 2*len(idx))
+		for _, i := range idx {
+			errs[i] = nil
+			args = append(args, grabs[i].PacketID, grabs[i].Index)
+		}
+		var reads script
+		reads.read("lock red packet items", "SELECT packet_id, item_index, user_id, amount FROM red_packet_item"+
+			" WHERE (packet_id, item_index) IN ("+strings.TrimSuffix(strings.Repeat("(?, ?), ", len(idx)), ", ")+")"+db.Dialect.ForUpdate(),
+			args, func(rows *sql.Rows) error {
+				var (
+					k key
+					h held
+				)
+				if err := rows.Scan(&k.packet, &k.index, &h.user, &h.amount); err != nil {
+					return err
+				}
+				items[k] = h
+				return nil
+			})
+		if err := reads.run(ctx, tx, multi); err != nil {
+			return err
+		}
+		now := sqlTime(s.now())
+		var writes script
 		for _, i := range idx {
 			g := grabs[i]
-			res, err := tx.ExecContext(ctx, "UPDATE red_packet_item SET user_id = ?, grab_time = ?, update_time = ?"+
-				" WHERE packet_id = ? AND item_index = ? AND user_id IS NULL", g.UserID, g.Time.UTC().Truncate(time.Millisecond), now, g.PacketID, g.Index)
-			if err != nil {
-				return fmt.Errorf("grab %s: %w", g.MsgID(), err)
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				continue
-			}
-			var (
-				holder sql.NullString
-				amount money.Cents
-			)
-			err = tx.QueryRowContext(ctx, "SELECT user_id, amount FROM red_packet_item WHERE packet_id = ? AND item_index = ?",
-				g.PacketID, g.Index).Scan(&holder, &amount)
+			h, ok := items[key{g.PacketID, g.Index}]
 			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("grab %s of item %d: no such item: %w", g.MsgID(), g.Index, redpacket.ErrConflict)
-			case err != nil:
-				return fmt.Errorf("grab %s: %w", g.MsgID(), err)
-			case holder.String != g.UserID || amount != g.Amount:
-				return fmt.Errorf("grab %s of item %d (%s) but the item is %s's of %s: %w", g.MsgID(), g.Index, g.Amount, holder.String, amount, redpacket.ErrConflict)
+			case !ok:
+				errs[i] = fmt.Errorf("grab %s of item %d: no such item: %w", g.MsgID(), g.Index, redpacket.ErrConflict)
+			case h.amount != g.Amount || (h.user.Valid && h.user.String != g.UserID):
+				errs[i] = fmt.Errorf("grab %s of item %d (%s) but the item is %q's of %s: %w", g.MsgID(), g.Index, g.Amount, h.user.String, h.amount, redpacket.ErrConflict)
+			case h.user.Valid: // recorded before
+			default:
+				writes.write("record red packet grab", "UPDATE red_packet_item SET user_id = ?, grab_time = ?, update_time = ?"+
+					" WHERE packet_id = ? AND item_index = ? AND user_id IS NULL",
+					[]any{g.UserID, g.Time.UTC().Truncate(time.Millisecond), now, g.PacketID, g.Index}, 1,
+					func(err error) error { return insertError("red packet grab", err) })
+				h.user = sql.NullString{String: g.UserID, Valid: true}
+				items[key{g.PacketID, g.Index}] = h // a repeat in the batch is then "recorded before"
 			}
 		}
-		return nil
+		return writes.run(ctx, tx, multi)
 	})
 	if err == nil {
 		return
@@ -234,6 +262,9 @@ func (s *UserStore) markGrabbed(ctx context.Context, dbi int, grabs []redpacket.
 			s.markGrabbed(ctx, dbi, grabs, []int{i}, errs)
 		}
 		return
+	}
+	if IsDuplicate(err) || errors.Is(err, errConflict) { // the grabber holds another item of the packet
+		err = fmt.Errorf("grab %s: %w (%w)", grabs[idx[0]].MsgID(), redpacket.ErrConflict, err)
 	}
 	errs[idx[0]] = err
 }

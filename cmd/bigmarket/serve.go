@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
@@ -125,10 +126,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	credits := credit.NewService(users, activities, nil)
 	rebates := rebate.NewService(rebate.Options{Configs: awardConfigs, Store: users, Recharge: activities.Recharge,
 		Credits: users, Location: cfg.location})
+	// Concurrent grabs share Redis round trips through an auto-pipeliner: under a crowd
+	// each write and read carries many scripts instead of one.
+	var grabRedis goredis.Cmdable = b.redis
+	if ap, err := b.redis.AutoPipeline(); err == nil {
+		grabRedis = ap
+	} else {
+		log.Warn("red packets without auto-pipelining", "err", err)
+	}
 	// The grab consumer, made below, is also what a rebuild of a lost packet waits for.
 	var grabConsumer *nats.Consumer
 	redPackets := redpacket.NewService(redpacket.Options{
-		Store: users, Hot: redis.RedPacketHot{RedPackets: redis.NewRedPackets(b.redis, cfg.RedisPrefix)},
+		Store: users, Hot: redis.RedPacketHot{RedPackets: redis.NewRedPackets(grabRedis, cfg.RedisPrefix)},
 		Events: nats.NewGrabEvents(publisher), Logger: log,
 		Drain:        redpacket.DrainFunc(func(ctx context.Context) error { return grabConsumer.WaitApplied(ctx) }),
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
