@@ -145,6 +145,20 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 	if _, r := request(t, a, "GET", "/api/v1/redpacket/detail?packetId=0099", "", ""); r.Code != "0002" {
 		t.Fatalf("detail of an unknown packet: %+v", r)
 	}
+	// An operator packet for named users only.
+	_, r = request(t, a, "POST", "/api/v1/admin/redpacket/send", admin,
+		`{"totalAmount":"2.00","count":2,"mode":"fixed","eligibleUsers":["vip-1","vip-2"]}`)
+	var vip struct {
+		PacketID string `json:"packetId"`
+	}
+	if err := json.Unmarshal(r.Data, &vip); err != nil || r.Code != "0000" {
+		t.Fatalf("operator send to eligible users: %+v %v", r, err)
+	}
+	for user, code := range map[string]string{"vip-1": "0000", "someone": "ERR_RP_003"} {
+		if _, r := request(t, b, "POST", "/api/v1/redpacket/grab", "", fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, vip.PacketID)); r.Code != code {
+			t.Fatalf("grab of the eligible-only packet by %s: %+v, want %s", user, r, code)
+		}
+	}
 	// Credited exactly once: each winner's balance is the amount once (a second credit
 	// would double it); no loser holds credit.
 	for i := range 50 {
