@@ -78,7 +78,7 @@ type Options struct {
 	// least recently seen user is forgotten first.
 	MaxUsers int
 	// UserIdle is how long a user's limiter state lives without requests (default 1 min);
-	// rejections count towards the blacklist within it.
+	// a user's rejections count towards the blacklist until the user idles that long.
 	UserIdle time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -95,6 +95,7 @@ type Guard struct {
 	users     *lru.Cache[string, *userState]
 	blMu      sync.RWMutex
 	blacklist map[string]time.Time
+	blPruned  int // live entries after the last prune of expired ones
 	breaker   *gobreaker.CircuitBreaker[struct{}]
 	stats     counters
 }
@@ -146,7 +147,7 @@ func New(opts Options) *Guard {
 		b = DefaultBreaker()
 	}
 	users, _ := lru.New[string, *userState](opts.MaxUsers) // size > 0 never fails
-	g := &Guard{opts: opts, overrides: map[string]string{}, users: users, blacklist: map[string]time.Time{}}
+	g := &Guard{opts: opts, overrides: map[string]string{}, users: users, blacklist: map[string]time.Time{}, blPruned: 64}
 	s := opts.Defaults
 	g.settings.Store(&s)
 	g.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
@@ -225,6 +226,17 @@ func (g *Guard) Blacklist(userID string, until time.Time) {
 	if cur, ok := g.blacklist[userID]; !ok || until.After(cur) {
 		g.blacklist[userID] = until
 	}
+	// Entries lapse by time, not by deletion: drop the expired ones whenever the map
+	// has doubled since the last pass, so its size stays proportional to the live ones.
+	if len(g.blacklist) >= 2*g.blPruned {
+		now := g.opts.Now()
+		for u, t := range g.blacklist {
+			if !now.Before(t) {
+				delete(g.blacklist, u)
+			}
+		}
+		g.blPruned = max(len(g.blacklist), 64)
+	}
 }
 
 // BlacklistedUntil reports when userID's blacklisting ends, if it is blacklisted now.
@@ -246,6 +258,15 @@ func (g *Guard) BlacklistedUntil(userID string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return until, true
+}
+
+// Degraded reports whether the degrade switch is open, counting the request it answers.
+func (g *Guard) Degraded() bool {
+	if g.settings.Load().Degrade {
+		g.stats.degraded.Add(1)
+		return true
+	}
+	return false
 }
 
 // Do runs fn for userID behind the front line: the degrade switch, the blacklist, the
@@ -332,7 +353,15 @@ func (g *Guard) user(userID string, now time.Time, s *Settings) *userState {
 		}
 	}
 	u := &userState{limiter: rate.NewLimiter(rate.Limit(s.PermitsPerSecond), s.Burst), seen: now, gen: gen}
-	g.users.Add(userID, u)
+	if prev, found, _ := g.users.PeekOrAdd(userID, u); found {
+		prev.mu.Lock()
+		fresh := prev.gen == gen && now.Sub(prev.seen) < g.opts.UserIdle
+		prev.mu.Unlock()
+		if fresh { // a concurrent first request made it: share its bucket
+			return prev
+		}
+		g.users.Add(userID, u)
+	}
 	return u
 }
 
@@ -341,8 +370,12 @@ func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Sett
 	u.mu.Lock()
 	u.rejections++
 	n := u.rejections
+	over := s.BlacklistCount > 0 && n > s.BlacklistCount
+	if over {
+		u.rejections = 0 // counted afresh after this blacklisting ends
+	}
 	u.mu.Unlock()
-	if s.BlacklistCount == 0 || n != s.BlacklistCount+1 {
+	if !over {
 		return ErrRateLimited
 	}
 	until := g.opts.Now().Add(s.BlacklistDuration)

@@ -17,12 +17,15 @@ import (
 // frontLine is what the guarded endpoints need of the guard.
 type frontLine interface {
 	Do(ctx context.Context, userID string, fn func(ctx context.Context) error) error
+	Degraded() bool
 	Settings() guard.Settings
 }
 
-// dccStore writes dynamic settings for every node.
+// dccStore writes dynamic settings and the blacklist for every node.
 type dccStore interface {
 	PutSetting(ctx context.Context, key, value string) error
+	DeleteSetting(ctx context.Context, key string) error
+	RemoveBlacklist(ctx context.Context, userID string) error
 }
 
 // DefaultGuardedRoutes are the endpoints behind the front line when Options names none.
@@ -45,7 +48,7 @@ func (s *Server) guarded(pattern string, h handlerFunc) handlerFunc {
 		return h
 	}
 	return func(r *http.Request) (any, error) {
-		if s.opts.Guard.Settings().Degrade {
+		if s.opts.Guard.Degraded() {
 			return nil, guard.ErrDegraded // at once: nothing read, nothing touched
 		}
 		userID, err := peekUser(r)
@@ -116,6 +119,38 @@ func (s *Server) updateConfig(r *http.Request) (any, error) {
 		return nil, err
 	}
 	s.opts.Logger.Info("dynamic setting updated", "request_id", s.requestID(r), "key", key, "value", value)
+	return true, nil
+}
+
+// resetConfig removes a setting written through update_config, so that every node goes
+// back to the value of its own config.
+func (s *Server) resetConfig(r *http.Request) (any, error) {
+	key := r.URL.Query().Get("key")
+	if !guard.Known(key) {
+		return nil, badParam(http.StatusOK, "unknown key %q; known keys: %s", key, strings.Join(guard.Keys, ", "))
+	}
+	if err := s.opts.DCC.DeleteSetting(r.Context(), key); err != nil {
+		return nil, err
+	}
+	s.opts.Logger.Info("dynamic setting reset", "request_id", s.requestID(r), "key", key)
+	return true, nil
+}
+
+// unblacklist lifts a user's blacklisting on every node (customer service).
+func (s *Server) unblacklist(r *http.Request) (any, error) {
+	var req struct {
+		UserID string `json:"userId"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if err := checkUserID(req.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.opts.DCC.RemoveBlacklist(r.Context(), req.UserID); err != nil {
+		return nil, err
+	}
+	s.opts.Logger.Info("blacklisting lifted", "request_id", s.requestID(r), "user_id", req.UserID)
 	return true, nil
 }
 

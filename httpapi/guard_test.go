@@ -23,6 +23,19 @@ type fakeDCC struct {
 	PutFn func(key, value string) error
 }
 
+func (f *fakeDCC) DeleteSetting(_ context.Context, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts = append(f.puts, key+" reset")
+	f.g.Override(key, "")
+	return nil
+}
+
+func (f *fakeDCC) RemoveBlacklist(_ context.Context, userID string) error {
+	f.g.Blacklist(userID, time.Time{})
+	return nil
+}
+
 func (f *fakeDCC) PutSetting(_ context.Context, key, value string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -87,9 +100,14 @@ func TestDegradeSwitchThroughDCC(t *testing.T) {
 	if r := doAdmin(t, h, "GET", "/api/v1/raffle/dcc/query_config", admin, ""); r.Code != "0000" || !strings.Contains(string(r.Data), `"degradeSwitch":"open"`) {
 		t.Fatalf("query_config: %s %s", r.Code, r.Data)
 	}
-	set(admin, "degradeSwitch", "close")
+	if r := doAdmin(t, h, "GET", "/api/v1/raffle/dcc/reset_config?key=degradeSwitch", admin, ""); r.Code != "0000" {
+		t.Fatalf("reset_config: %s %s", r.Code, r.Info)
+	}
 	if r := do(t, h, "POST", "/api/v1/raffle/activity/draw", "application/json", []byte(draw)); r.Code != "0000" {
-		t.Fatalf("draw after close: %s %s", r.Code, r.Info)
+		t.Fatalf("draw after reset to the default: %s %s", r.Code, r.Info)
+	}
+	if r := doAdmin(t, h, "GET", "/api/v1/raffle/dcc/reset_config?key=bogus", admin, ""); r.Code != "0002" {
+		t.Fatalf("reset of an unknown key: %s", r.Code)
 	}
 }
 
@@ -117,6 +135,15 @@ func TestRateLimitAndBlacklistPerRoute(t *testing.T) {
 	}
 	if len(seen) != 2 {
 		t.Fatalf("service calls %v, want the 2 admitted draws", seen)
+	}
+	if r := doAdmin(t, h, "POST", "/api/v1/admin/guard/unblacklist", "", `{"userId":"xiaofuge"}`); r.status != http.StatusUnauthorized {
+		t.Fatalf("unblacklist without the admin token: %d", r.status)
+	}
+	if r := doAdmin(t, h, "POST", "/api/v1/admin/guard/unblacklist", "Bearer admin-token-for-tests", `{"userId":"xiaofuge"}`); r.Code != "0000" {
+		t.Fatalf("unblacklist: %s %s", r.Code, r.Info)
+	}
+	if _, ok := g.BlacklistedUntil("xiaofuge"); ok {
+		t.Fatal("still blacklisted after unblacklist")
 	}
 	// The token variant is limited as the token's user, not as the body's.
 	tok := SignToken(testSecret, "xiaofuge", testNow.Add(time.Hour))

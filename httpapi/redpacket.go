@@ -33,6 +33,10 @@ func (y *yuan) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// maxExpireMinutes bounds expireMinutes before it becomes a duration (a year; the service
+// applies its own, smaller limit), so that no value can overflow into a short one.
+const maxExpireMinutes = 366 * 24 * 60
+
 // sendBody is the body of both send endpoints; UserID is absent from the operator's.
 type sendBody struct {
 	UserID        string   `json:"userId"`
@@ -51,8 +55,8 @@ func (b sendBody) request() (redpacket.SendRequest, error) {
 	if err != nil || total <= 0 {
 		return redpacket.SendRequest{}, badParam(http.StatusOK, "totalAmount must be a positive amount in yuan with at most two decimals")
 	}
-	if b.ExpireMinutes < 0 {
-		return redpacket.SendRequest{}, badParam(http.StatusOK, "expireMinutes must not be negative")
+	if b.ExpireMinutes < 0 || b.ExpireMinutes > maxExpireMinutes {
+		return redpacket.SendRequest{}, badParam(http.StatusOK, "expireMinutes must be between 0 (the default) and %d", maxExpireMinutes)
 	}
 	mode := redpacket.Mode(b.Mode)
 	if mode == "" {
@@ -69,39 +73,32 @@ type sendResponse struct {
 }
 
 // sendRedPacket sends a user's packet, debiting the sender's credit.
-func (s *Server) sendRedPacket(r *http.Request) (any, error) {
-	var body sendBody
-	if err := decodeJSON(r, &body); err != nil {
-		return nil, err
-	}
-	if u, ok := tokenUser(r.Context()); ok {
-		body.UserID = u
-	}
-	if err := checkUserID(body.UserID); err != nil {
-		return nil, err
-	}
-	if len(body.EligibleUsers) > 0 {
-		return nil, badParam(http.StatusOK, "eligibleUsers is for operator packets only")
-	}
-	req, err := body.request()
-	if err != nil {
-		return nil, err
-	}
-	p, err := s.opts.RedPackets.Send(r.Context(), req)
-	if err != nil {
-		return nil, err
-	}
-	return sendResponse{PacketID: p.ID}, nil
-}
+func (s *Server) sendRedPacket(r *http.Request) (any, error) { return s.send(r, false) }
 
 // sendCampaignPacket sends an operator packet: no sender, no debit.
-func (s *Server) sendCampaignPacket(r *http.Request) (any, error) {
+func (s *Server) sendCampaignPacket(r *http.Request) (any, error) { return s.send(r, true) }
+
+// send serves both send endpoints: a user's packet names its sender (the token's under a
+// _by_token route) and no eligible users; an operator's names no sender.
+func (s *Server) send(r *http.Request, operator bool) (any, error) {
 	var body sendBody
 	if err := decodeJSON(r, &body); err != nil {
 		return nil, err
 	}
-	if body.UserID != "" {
-		return nil, badParam(http.StatusOK, "an operator packet has no userId")
+	if operator {
+		if body.UserID != "" {
+			return nil, badParam(http.StatusOK, "an operator packet has no userId")
+		}
+	} else {
+		if u, ok := tokenUser(r.Context()); ok {
+			body.UserID = u
+		}
+		if err := checkUserID(body.UserID); err != nil {
+			return nil, err
+		}
+		if len(body.EligibleUsers) > 0 {
+			return nil, badParam(http.StatusOK, "eligibleUsers is for operator packets only")
+		}
 	}
 	req, err := body.request()
 	if err != nil {
@@ -136,7 +133,7 @@ func (s *Server) grabRedPacket(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if body.PacketID == "" || len(body.PacketID) > 64 {
-		return nil, badParam(http.StatusOK, "packetId is required")
+		return nil, badParam(http.StatusOK, "packetId is required, at most 64 characters")
 	}
 	g, err := s.opts.RedPackets.Grab(r.Context(), body.UserID, body.PacketID)
 	if errors.Is(err, redpacket.ErrAlreadyGrabbed) {
@@ -196,7 +193,7 @@ type detailResponse struct {
 func (s *Server) redPacketDetail(r *http.Request) (any, error) {
 	id := r.URL.Query().Get("packetId")
 	if id == "" || len(id) > 64 {
-		return nil, badParam(http.StatusOK, "packetId is required")
+		return nil, badParam(http.StatusOK, "packetId is required, at most 64 characters")
 	}
 	d, err := s.opts.RedPackets.Detail(r.Context(), id)
 	if err != nil {

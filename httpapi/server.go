@@ -125,8 +125,8 @@ func New(opts Options) *Server {
 	// when the plain ones are off. The guard sits inside the token check, so it limits
 	// the token's user, never one named in the body.
 	tokens := len(opts.JWTSecret) > 0
-	user := func(path string, withToken bool, h handlerFunc) {
-		p := "POST " + raffle + path
+	user := func(prefix, path string, withToken bool, h handlerFunc) {
+		p := "POST " + prefix + path
 		if opts.PlainUserEndpoints {
 			s.handle(p, s.guarded(p, h))
 		}
@@ -140,36 +140,27 @@ func New(opts Options) *Server {
 		s.handle("POST "+adminPrefix+"activity/recharge", s.admin(s.recharge))
 		s.handle("GET "+raffle+"erp/query_raffle_activity_stage_list", s.admin(s.queryStageList))
 		s.handle("GET "+raffle+"erp/query_user_raffle_order", s.admin(s.queryUserRaffleOrders))
-		user("activity/query_user_activity_account", true, s.queryUserActivityAccount)
+		user(raffle, "activity/query_user_activity_account", true, s.queryUserActivityAccount)
 	}
 	if opts.Raffles != nil {
 		s.handle("GET "+raffle+"activity/armory", armory(s.activityArmory))
 		s.handle("POST "+raffle+"erp/update_stage_activity_2_active", s.admin(s.activateStage))
-		user("activity/draw", true, s.draw)
-		user("strategy/query_raffle_award_list", true, s.queryAwardList)
-		user("strategy/query_raffle_strategy_rule_weight", false, s.queryRuleWeights)
+		user(raffle, "activity/draw", true, s.draw)
+		user(raffle, "strategy/query_raffle_award_list", true, s.queryAwardList)
+		user(raffle, "strategy/query_raffle_strategy_rule_weight", false, s.queryRuleWeights)
 	}
 	if opts.Credits != nil {
-		user("activity/query_user_credit_account", true, s.queryUserCreditAccount)
-		user("activity/credit_pay_exchange_sku", true, s.creditPayExchangeSKU)
+		user(raffle, "activity/query_user_credit_account", true, s.queryUserCreditAccount)
+		user(raffle, "activity/credit_pay_exchange_sku", true, s.creditPayExchangeSKU)
 	}
 	if opts.Rebates != nil {
 		s.handle("POST /api/v1/rebate/behavior", s.behaviorRebate)
-		user("activity/calendar_sign_rebate", true, s.calendarSignRebate)
-		user("activity/is_calendar_sign_rebate", true, s.isCalendarSignRebate)
+		user(raffle, "activity/calendar_sign_rebate", true, s.calendarSignRebate)
+		user(raffle, "activity/is_calendar_sign_rebate", true, s.isCalendarSignRebate)
 	}
 	if opts.RedPackets != nil {
-		// Like the raffle's user endpoints: userId in the body only where plain endpoints
-		// are on, the _by_token variants wherever tokens are configured.
-		for path, h := range map[string]handlerFunc{"redpacket/send": s.sendRedPacket, "redpacket/grab": s.grabRedPacket} {
-			p := "POST /api/v1/" + path
-			if opts.PlainUserEndpoints {
-				s.handle(p, s.guarded(p, h))
-			}
-			if tokens {
-				s.handle(p+"_by_token", s.byToken(s.guarded(p, h)))
-			}
-		}
+		user("/api/v1/", "redpacket/send", true, s.sendRedPacket)
+		user("/api/v1/", "redpacket/grab", true, s.grabRedPacket)
 		s.handle("POST "+adminPrefix+"redpacket/send", s.admin(s.sendCampaignPacket))
 		s.handle("GET /api/v1/redpacket/detail", s.redPacketDetail)
 		if opts.Credits != nil {
@@ -184,6 +175,8 @@ func New(opts Options) *Server {
 	if opts.Guard != nil && opts.DCC != nil {
 		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))
 		s.handle("GET "+raffle+"dcc/query_config", s.admin(s.queryConfig))
+		s.handle("GET "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
+		s.handle("POST "+adminPrefix+"guard/unblacklist", s.admin(s.unblacklist))
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
 	// would conflict with the "OPTIONS /api/" preflight.

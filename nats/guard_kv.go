@@ -51,6 +51,9 @@ func OpenGuardKV(ctx context.Context, js jetstream.JetStream, prefix string, rep
 	if replicas < 1 {
 		replicas = 1
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	dcc, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: GuardBuckets(prefix)[0], Description: "bigmarket dynamic settings", History: 5, Replicas: replicas,
 	})

@@ -88,7 +88,7 @@ type Limits struct {
 	// (default 7 days).
 	DefaultExpiry, MaxExpiry time.Duration
 	MaxGreeting              int // runes (default 64)
-	MaxEligible              int // users of an operator packet's list (default 100,000)
+	MaxEligible              int // users of an operator packet's list (default 5,000)
 }
 
 func (l Limits) withDefaults() Limits {
@@ -108,7 +108,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxGreeting = 64
 	}
 	if l.MaxEligible <= 0 {
-		l.MaxEligible = 100_000
+		l.MaxEligible = 5_000
 	}
 	return l
 }
@@ -215,8 +215,7 @@ func (s *Service) check(req SendRequest) error {
 }
 
 // Send splits the total, writes the packet (debiting the sender) and puts it in the hot
-// state. A packet written but not loaded is in SQL only: its grabs answer ErrUnavailable
-// until it is loaded, and its sender is refunded at expiry.
+// state. A packet written but not loaded is rebuilt from the database by its first grab.
 func (s *Service) Send(ctx context.Context, req SendRequest) (Packet, error) {
 	if err := s.check(req); err != nil {
 		return Packet{}, err
@@ -250,7 +249,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (Packet, error) {
 		return Packet{}, fmt.Errorf("send red packet: %w", err)
 	}
 	if err := s.opts.Hot.Load(ctx, p.ID, items, nil, p.ExpireAt, p.Eligible); err != nil {
-		return Packet{}, fmt.Errorf("red packet %s written but not loaded: %w", p.ID, err)
+		// The packet and the debit are committed: answer with it, and let its first grab
+		// rebuild it from the database like any packet Redis lost.
+		s.opts.Logger.Warn("red packet written but not loaded; its first grab loads it", "packet_id", p.ID, "err", err)
 	}
 	return p, nil
 }
@@ -279,9 +280,6 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 		return Grab{}, fmt.Errorf("grab red packet %s: %w", packetID, err)
 	}
 	g := Grab{PacketID: packetID, UserID: userID, Index: item.Index, Amount: item.Amount, Time: now}
-	if !item.GrabTime.IsZero() {
-		g.Time = item.GrabTime
-	}
 	// The note for the green channel and the durable event go out together: both round
 	// trips in the time of one. A repeat is not noted again: it was noted when taken, or
 	// its event credits it.
@@ -380,16 +378,16 @@ func (s *Service) recover(ctx context.Context, packetID string) error {
 	if p.State != StateOpen || !s.opts.Now().Before(p.ExpireAt) {
 		return fmt.Errorf("red packet %s: %w", packetID, ErrClosed)
 	}
-	if err := s.rebuildOnce(ctx, packetID, s.opts.PublishTimeout); err != nil {
+	if err := s.rebuildOnce(ctx, packetID); err != nil {
 		return fmt.Errorf("red packet %s being rebuilt: %w (%w)", packetID, ErrUnavailable, err)
 	}
 	return nil
 }
 
 // rebuildOnce runs reload for the packet, one at a time per packet on this node however
-// many callers ask for it, bounded by RecoverTimeout; the caller waits at most wait and
-// the rebuild goes on without it.
-func (s *Service) rebuildOnce(ctx context.Context, packetID string, wait time.Duration) error {
+// many grabs ask for it, bounded by RecoverTimeout; a grab waits at most PublishTimeout
+// and the rebuild goes on without it.
+func (s *Service) rebuildOnce(ctx context.Context, packetID string) error {
 	if s.opts.Drain == nil {
 		return fmt.Errorf("red packet %s lost from the cache and no rebuild configured: %w", packetID, ErrUnavailable)
 	}
@@ -402,7 +400,7 @@ func (s *Service) rebuildOnce(ctx context.Context, packetID string, wait time.Du
 		}
 		return nil, err
 	})
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(s.opts.PublishTimeout)
 	defer timer.Stop()
 	select {
 	case r := <-ch:
@@ -423,11 +421,11 @@ func (s *Service) reload(ctx context.Context, packetID string) error {
 		return ctx.Err()
 	}
 	if err := s.opts.Drain.WaitApplied(ctx); err != nil {
-		return err
+		return fmt.Errorf("rebuild red packet %s: %w", packetID, err)
 	}
 	p, items, err := s.opts.Store.RedPacket(ctx, packetID)
 	if err != nil {
-		return err
+		return fmt.Errorf("rebuild red packet %s: %w", packetID, err)
 	}
 	var (
 		left  []Item
@@ -441,7 +439,7 @@ func (s *Service) reload(ctx context.Context, packetID string) error {
 		grabs = append(grabs, Grab{PacketID: packetID, UserID: it.UserID, Index: it.Index, Amount: it.Amount, Time: it.GrabTime})
 	}
 	if err := s.opts.Hot.Load(ctx, packetID, left, grabs, p.ExpireAt, p.Eligible); err != nil {
-		return err
+		return fmt.Errorf("rebuild red packet %s: %w", packetID, err)
 	}
 	s.opts.Logger.Info("red packet rebuilt from the database", "packet_id", packetID, "left", len(left), "grabbed", len(grabs))
 	return nil
@@ -452,23 +450,57 @@ func (s *Service) reload(ctx context.Context, packetID string) error {
 // applied to the database (a grab whose event is still in flight, or never made it,
 // included), and then the database refunds total − grabbed in one transaction.
 func (s *Service) Refund(ctx context.Context, packetID string) (money.Cents, error) {
+	var grabs []Grab
 	_, err := s.opts.Hot.Close(ctx, packetID)
-	if errors.Is(err, ErrUnavailable) {
-		// Lost, or long expired out of Redis: rebuild it (closed by expiry), then close.
-		if err = s.rebuildOnce(ctx, packetID, s.opts.RecoverTimeout); err == nil {
-			_, err = s.opts.Hot.Close(ctx, packetID)
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		// Lost, or expired out of Redis long ago: no grab can happen any more, so the
+		// database is the whole truth once the grab events in flight are applied.
+		if err := s.drain(ctx); err != nil {
+			return 0, fmt.Errorf("refund red packet %s: %w", packetID, err)
+		}
+	case err != nil:
+		return 0, fmt.Errorf("close red packet %s: %w", packetID, err)
+	default:
+		if grabs, err = s.opts.Hot.Grabs(ctx, packetID); err != nil {
+			return 0, fmt.Errorf("grabs of red packet %s: %w", packetID, err)
 		}
 	}
+	late, err := s.applyUnrecorded(ctx, packetID, grabs)
 	if err != nil {
-		return 0, fmt.Errorf("close red packet %s: %w", packetID, err)
+		return 0, err
 	}
-	grabs, err := s.opts.Hot.Grabs(ctx, packetID)
+	refund, done, err := s.opts.Store.RefundRedPacket(ctx, packetID)
 	if err != nil {
-		return 0, fmt.Errorf("grabs of red packet %s: %w", packetID, err)
+		return 0, fmt.Errorf("refund red packet %s: %w", packetID, err)
+	}
+	if done {
+		s.opts.Logger.Info("red packet expired", "packet_id", packetID, "refund", refund.String(), "late_grabs", late)
+	}
+	return refund, nil
+}
+
+// drain waits, at most RecoverTimeout, for every grab event published so far to be applied.
+func (s *Service) drain(ctx context.Context) error {
+	if s.opts.Drain == nil {
+		return fmt.Errorf("no drain configured: %w", ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RecoverTimeout)
+	defer cancel()
+	return s.opts.Drain.WaitApplied(ctx)
+}
+
+// applyUnrecorded applies the grabs the hot state holds that the database lacks — events
+// still in flight, or never published — and returns how many there were. A grab that can
+// never apply (the records give its item to someone else) is logged and left to verify;
+// any other failure stops the refund until the next sweep.
+func (s *Service) applyUnrecorded(ctx context.Context, packetID string, grabs []Grab) (int, error) {
+	if len(grabs) == 0 {
+		return 0, nil
 	}
 	_, items, err := s.opts.Store.RedPacket(ctx, packetID)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("refund red packet %s: %w", packetID, err)
 	}
 	recorded := make(map[int]string, len(items))
 	for _, it := range items {
@@ -484,28 +516,26 @@ func (s *Service) Refund(ctx context.Context, packetID string) (money.Cents, err
 			missing = append(missing, g)
 		}
 	}
-	if len(missing) > 0 {
-		errs := s.opts.Store.ApplyGrabs(ctx, missing)
-		s.forget(ctx, missing, errs)
-		for i, err := range errs {
-			if err != nil {
-				return 0, fmt.Errorf("refund of red packet %s waits for grab %s: %w", packetID, missing[i].MsgID(), err)
-			}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	errs := s.opts.Store.ApplyGrabs(ctx, missing)
+	s.forget(ctx, missing, errs)
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case Permanent(err):
+			s.opts.Logger.Error("grab held in the cache cannot be applied; refunding without it", "grab", missing[i].MsgID(), "err", err)
+		default:
+			return 0, fmt.Errorf("refund of red packet %s waits for grab %s: %w", packetID, missing[i].MsgID(), err)
 		}
 	}
-	refund, done, err := s.opts.Store.RefundRedPacket(ctx, packetID)
-	if err != nil {
-		return 0, err
-	}
-	if done {
-		s.opts.Logger.Info("red packet expired", "packet_id", packetID, "refund", refund.String(), "late_grabs", len(missing))
-	}
-	return refund, nil
+	return len(missing), nil
 }
 
 // Sweep refunds every packet expired by now, a page at a time by cursor. It returns how
-// many it refunded or closed and the first error; a packet that failed is retried by
-// the next sweep.
+// many packets it handled (refunded or closed, here or already by another node) and the
+// first error; a packet that failed is retried by the next sweep.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	var (
 		cur      Cursor

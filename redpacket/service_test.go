@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,9 +50,10 @@ func (f *fakeStore) RedPacket(_ context.Context, id string) (Packet, []Item, err
 	if !ok {
 		return Packet{}, nil, ErrNotFound
 	}
-	return p, f.items[id], nil
+	return p, append([]Item{}, f.items[id]...), nil
 }
 
+// ApplyGrabs records each grab on its item and credits it once, as the SQL store does.
 func (f *fakeStore) ApplyGrabs(_ context.Context, grabs []Grab) []error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -61,6 +65,9 @@ func (f *fakeStore) ApplyGrabs(_ context.Context, grabs []Grab) []error {
 				continue
 			}
 		}
+		if items := f.items[g.PacketID]; g.Index < len(items) && items[g.Index].UserID == "" {
+			items[g.Index].UserID, items[g.Index].GrabTime = g.UserID, g.Time
+		}
 		if _, ok := f.credited[g.BusinessNo()]; !ok {
 			f.credited[g.BusinessNo()] = g.Amount
 		}
@@ -68,12 +75,43 @@ func (f *fakeStore) ApplyGrabs(_ context.Context, grabs []Grab) []error {
 	return errs
 }
 
-func (f *fakeStore) ExpiredRedPackets(context.Context, time.Time, Cursor, int) ([]string, Cursor, error) {
-	return nil, Cursor{}, nil
+// ExpiredRedPackets pages the open packets past their expiry by id, one "database".
+func (f *fakeStore) ExpiredRedPackets(_ context.Context, now time.Time, after Cursor, limit int) ([]string, Cursor, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for id, p := range f.packets {
+		if n, _ := strconv.ParseInt(id, 10, 64); n > after.Row && p.State == StateOpen && !now.Before(p.ExpireAt) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	if len(ids) > 0 {
+		after.Row, _ = strconv.ParseInt(ids[len(ids)-1], 10, 64)
+	}
+	return ids, after, nil
 }
 
-func (f *fakeStore) RefundRedPacket(context.Context, string) (money.Cents, bool, error) {
-	return 0, false, nil
+// RefundRedPacket refunds total − recorded grabs once, as the SQL store does.
+func (f *fakeStore) RefundRedPacket(_ context.Context, id string) (money.Cents, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.packets[id]
+	if p.State != StateOpen {
+		return 0, false, nil
+	}
+	refund := p.Total
+	for _, it := range f.items[id] {
+		if it.UserID != "" {
+			refund -= it.Amount
+		}
+	}
+	p.State, p.Refund = StateRefunded, refund
+	f.packets[id] = p
+	return refund, true, nil
 }
 
 // fakeHot hands out a packet's items in order, one per user.
@@ -81,17 +119,21 @@ type fakeHot struct {
 	mu      sync.Mutex
 	left    map[string][]Item
 	grabbed map[string]Item // packet/user → item
+	closed  map[string]bool
 	pending map[string]map[string]Grab
 }
 
 func newFakeHot() *fakeHot {
-	return &fakeHot{left: map[string][]Item{}, grabbed: map[string]Item{}, pending: map[string]map[string]Grab{}}
+	return &fakeHot{left: map[string][]Item{}, grabbed: map[string]Item{}, closed: map[string]bool{}, pending: map[string]map[string]Grab{}}
 }
 
-func (h *fakeHot) Load(_ context.Context, id string, items []Item, _ []Grab, _ time.Time, _ []string) error {
+func (h *fakeHot) Load(_ context.Context, id string, items []Item, grabs []Grab, _ time.Time, _ []string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.left[id] = append([]Item{}, items...)
+	for _, g := range grabs {
+		h.grabbed[id+"/"+g.UserID] = Item{Index: g.Index, Amount: g.Amount}
+	}
 	return nil
 }
 
@@ -104,6 +146,9 @@ func (h *fakeHot) Grab(_ context.Context, id, user string, _ time.Time) (Item, b
 	left, ok := h.left[id]
 	if !ok {
 		return Item{}, false, ErrUnavailable
+	}
+	if h.closed[id] {
+		return Item{}, false, ErrClosed
 	}
 	if len(left) == 0 {
 		return Item{}, false, ErrEmpty
@@ -142,8 +187,43 @@ func (h *fakeHot) DonePending(_ context.Context, grabs []Grab) error {
 	return nil
 }
 
-func (h *fakeHot) Close(context.Context, string) ([]Item, error) { return nil, nil }
-func (h *fakeHot) Grabs(context.Context, string) ([]Grab, error) { return nil, nil }
+func (h *fakeHot) Close(_ context.Context, id string) ([]Item, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	left, ok := h.left[id]
+	if !ok {
+		return nil, ErrUnavailable
+	}
+	h.closed[id] = true
+	return left, nil
+}
+
+func (h *fakeHot) Grabs(_ context.Context, id string) ([]Grab, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.left[id]; !ok {
+		return nil, ErrUnavailable
+	}
+	var out []Grab
+	for k, it := range h.grabbed {
+		if p, user, _ := strings.Cut(k, "/"); p == id {
+			out = append(out, Grab{PacketID: id, UserID: user, Index: it.Index, Amount: it.Amount})
+		}
+	}
+	return out, nil
+}
+
+// lose drops a packet from the hot state, as a Redis data loss does.
+func (h *fakeHot) lose(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.left, id)
+	for k := range h.grabbed {
+		if strings.HasPrefix(k, id+"/") {
+			delete(h.grabbed, k)
+		}
+	}
+}
 
 // fakeEvents records published grabs; Err, when set, fails the publish.
 type fakeEvents struct {
@@ -270,5 +350,169 @@ func TestGrabIsDurableBeforeItAnswers(t *testing.T) {
 	}
 	if err := s.Settle(ctx, "carol"); err == nil || len(hot.pending["carol"]) != 1 {
 		t.Fatalf("settle with the database down: %v, pending %v", err, hot.pending["carol"])
+	}
+}
+
+// fakeDrain counts the waits for the grab events in flight.
+type fakeDrain struct{ waits atomic.Int64 }
+
+func (d *fakeDrain) WaitApplied(context.Context) error { d.waits.Add(1); return nil }
+
+// expire moves a packet's expiry into the past in the fake store.
+func (f *fakeStore) expire(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.packets[id]
+	p.ExpireAt = time.Now().Add(-time.Second)
+	f.packets[id] = p
+}
+
+func TestRefundAppliesHeldGrabsThenRefundsOnce(t *testing.T) {
+	t.Parallel()
+	s, store, hot, _ := newTestService()
+	ctx := context.Background()
+	p, err := s.Send(ctx, SendRequest{SenderID: "u1", Total: 6_00, Count: 3, Mode: ModeFixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"ann", "ben"} {
+		if _, err := s.Grab(ctx, u, p.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ann's event was applied; ben's is still in flight. A grab the records contradict
+	// must not hold the refund back.
+	store.ApplyGrabs(ctx, []Grab{{PacketID: p.ID, UserID: "ann", Index: 0, Amount: 2_00, Time: time.Now()}})
+	store.ApplyFn = func(g Grab) error {
+		if g.UserID == "ghost" {
+			return fmt.Errorf("no such item: %w", ErrConflict)
+		}
+		return nil
+	}
+	hot.mu.Lock()
+	hot.grabbed[p.ID+"/ghost"] = Item{Index: 9, Amount: 1}
+	hot.mu.Unlock()
+	store.expire(p.ID)
+	n, err := s.Sweep(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d %v, want 1 packet", n, err)
+	}
+	got, _, _ := store.RedPacket(ctx, p.ID)
+	if got.State != StateRefunded || got.Refund != 2_00 || store.credited[p.ID+"_ben"] != 2_00 {
+		t.Fatalf("after the sweep: %+v, credited %v; want ben's held grab credited and 2.00 back", got, store.credited)
+	}
+	if _, err := s.Grab(ctx, "cat", p.ID); !errors.Is(err, ErrClosed) {
+		t.Fatalf("grab after the refund: %v, want ErrClosed", err)
+	}
+	if n, err := s.Sweep(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep: %d %v, want nothing to do", n, err)
+	}
+	if r, err := s.Refund(ctx, p.ID); err != nil || r != 0 {
+		t.Fatalf("second refund: %s %v, want nothing", r, err)
+	}
+}
+
+func TestRefundOfLostPacketWaitsForTheEvents(t *testing.T) {
+	t.Parallel()
+	store, hot, events, drain := newFakeStore(), newFakeHot(), &fakeEvents{}, &fakeDrain{}
+	s := NewService(Options{Store: store, Hot: hot, Events: events, Drain: drain})
+	ctx := context.Background()
+	p, err := s.Send(ctx, SendRequest{SenderID: "u1", Total: 3_00, Count: 3, Mode: ModeFixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Grab(ctx, "ann", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.ApplyGrabs(ctx, events.published)
+	hot.lose(p.ID) // long expired out of Redis, or lost
+	store.expire(p.ID)
+	r, err := s.Refund(ctx, p.ID)
+	if err != nil || r != 2_00 || drain.waits.Load() != 1 {
+		t.Fatalf("refund of a lost packet: %s %v after %d drains, want 2.00 after one", r, err, drain.waits.Load())
+	}
+}
+
+func TestLostPacketIsRebuiltWithoutRegranting(t *testing.T) {
+	t.Parallel()
+	store, hot, events, drain := newFakeStore(), newFakeHot(), &fakeEvents{}, &fakeDrain{}
+	s := NewService(Options{Store: store, Hot: hot, Events: events, Drain: drain, PublishTimeout: 10 * time.Millisecond})
+	ctx := context.Background()
+	p, err := s.Send(ctx, SendRequest{Total: 2_00, Count: 2, Mode: ModeFixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Grab(ctx, "ann", p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ApplyGrabs(ctx, events.published)
+	hot.lose(p.ID)
+	// The first grab after the loss waits at most the publish timeout, then a retry finds
+	// the packet rebuilt: ann's item stays hers, the other one is ben's.
+	if _, err := s.Grab(ctx, "ben", p.ID); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("grab while the packet is rebuilt: %v, want ErrUnavailable", err)
+	}
+	var g Grab
+	deadline := time.Now().Add(10 * time.Second)
+	for err = ErrUnavailable; errors.Is(err, ErrUnavailable) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		g, err = s.Grab(ctx, "ben", p.ID)
+	}
+	if err != nil || g.Index == first.Index {
+		t.Fatalf("grab after the rebuild: %+v %v, want the item ann does not hold", g, err)
+	}
+	if again, err := s.Grab(ctx, "ann", p.ID); !errors.Is(err, ErrAlreadyGrabbed) || again.Index != first.Index {
+		t.Fatalf("ann after the rebuild: %+v %v", again, err)
+	}
+	if drain.waits.Load() != 1 {
+		t.Fatalf("%d drains, want one rebuild", drain.waits.Load())
+	}
+	store.expire(p.ID)
+	hot.lose(p.ID)
+	if _, err := s.Grab(ctx, "cat", p.ID); !errors.Is(err, ErrClosed) {
+		t.Fatalf("grab of an expired lost packet: %v, want ErrClosed without a rebuild", err)
+	}
+}
+
+func TestDetail(t *testing.T) {
+	t.Parallel()
+	s, store, _, _ := newTestService()
+	ctx := context.Background()
+	p, err := s.Send(ctx, SendRequest{SenderID: "u1", Total: 10_00, Count: 3, Mode: ModeRandom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	amounts := map[string]money.Cents{}
+	for _, u := range []string{"ann", "ben"} {
+		g, err := s.Grab(ctx, u, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		amounts[u] = g.Amount
+	}
+	// ann's grab is recorded, ben's only in the hot state: both show, ann's first.
+	store.ApplyGrabs(ctx, []Grab{{PacketID: p.ID, UserID: "ann", Index: 0, Amount: amounts["ann"], Time: time.Now()}})
+	d, err := s.Detail(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Grabs) != 2 || d.Grabs[0].UserID != "ann" || d.Grabs[1].UserID != "ben" || d.RemainingCount != 1 ||
+		d.GrabbedAmount+d.RemainingAmount != 10_00 || d.Luckiest != nil || d.Expired {
+		t.Fatalf("detail with one item left: %+v", d)
+	}
+	if _, err := s.Grab(ctx, "cat", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = s.Detail(ctx, p.ID)
+	var best money.Cents
+	for _, g := range d.Grabs {
+		best = max(best, g.Amount)
+	}
+	if d.RemainingCount != 0 || d.Luckiest == nil || d.Luckiest.Amount != best {
+		t.Fatalf("detail with nothing left: %+v, want the luckiest of %s", d, best)
+	}
+	if _, err := s.Detail(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("detail of a bad id: %v", err)
 	}
 }

@@ -197,7 +197,8 @@ func (s *UserStore) ApplyGrabs(ctx context.Context, grabs []redpacket.Grab) []er
 // markGrabbed records the grabs idx of database dbi on their items in one transaction of
 // two round trips on MySQL: the items are read locked, then every item still free is
 // given to its grabber. A grab already recorded is done; one the items contradict gets
-// ErrConflict. When the transaction fails as a whole the grabs go one at a time.
+// ErrConflict. When a unique key refuses the batch, the grabs go one at a time to find
+// the one at fault; any other failure is every grab's.
 func (s *UserStore) markGrabbed(ctx context.Context, dbi int, grabs []redpacket.Grab, idx []int, errs []error) {
 	type key struct {
 		packet string
@@ -257,16 +258,19 @@ func (s *UserStore) markGrabbed(ctx context.Context, dbi int, grabs []redpacket.
 	if err == nil {
 		return
 	}
-	if len(idx) > 1 {
-		for _, i := range idx {
+	conflict := IsDuplicate(err) || errors.Is(err, errConflict) // a grabber holds another item of the packet
+	if conflict && len(idx) > 1 {
+		for _, i := range idx { // find the grab at fault
 			s.markGrabbed(ctx, dbi, grabs, []int{i}, errs)
 		}
 		return
 	}
-	if IsDuplicate(err) || errors.Is(err, errConflict) { // the grabber holds another item of the packet
+	if conflict {
 		err = fmt.Errorf("grab %s: %w (%w)", grabs[idx[0]].MsgID(), redpacket.ErrConflict, err)
 	}
-	errs[idx[0]] = err
+	for _, i := range idx { // the database failed the batch: each grab is retried with its event
+		errs[i] = err
+	}
 }
 
 // ExpiredRedPackets implements redpacket.Store: up to limit open packets whose expiry is

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -14,7 +13,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,7 +197,7 @@ one task and one used raffle order. Exits non-zero when a check fails.
 	}
 	rep, err := runDrawBench(ctx, cfg, o, stdout)
 	if *out != "" && rep.Scenario != "" {
-		if werr := writeDrawReport(*out, rep); werr != nil && err == nil {
+		if werr := writeJSONReport(*out, rep); werr != nil && err == nil {
 			err = werr
 		}
 	}
@@ -216,23 +214,6 @@ func baseURL(addr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-func writeDrawReport(path string, rep drawReport) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("write summary: %w", err)
-	}
-	enc := json.NewEncoder(f)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(rep); err != nil {
-		f.Close()
-		return fmt.Errorf("write summary: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write summary: %w", err)
-	}
-	return nil
 }
 
 // runDrawBench runs the draw bench against the server at o.Base whose databases cfg
@@ -407,30 +388,7 @@ type envelope struct {
 
 // callAPI sends one request and decodes the envelope; a non-envelope answer is an error.
 func callAPI(ctx context.Context, client *http.Client, method, url, adminToken string, body []byte) (envelope, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		return envelope{}, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if adminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return envelope{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return envelope{}, fmt.Errorf("%s %s: read body: %w", method, url, err)
-	}
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil || env.Code == "" {
-		return envelope{}, fmt.Errorf("%s %s: HTTP %d, not an envelope: %.200q", method, url, resp.StatusCode, raw)
-	}
-	return env, nil
+	return callAPIData(ctx, client, method, url, adminToken, body, nil)
 }
 
 // armoryActivity warms the activity's stock and caches and assembles its strategy.

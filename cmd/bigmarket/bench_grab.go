@@ -20,6 +20,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -411,13 +412,16 @@ func sendPackets(ctx context.Context, o grabOptions) (sendReport, error) {
 	return rep, nil
 }
 
-// callAPIData is callAPI that also decodes the envelope's data into data.
+// callAPIData sends one request and decodes the envelope, and into data (when not nil)
+// a successful answer's data; a non-envelope answer is an error.
 func callAPIData(ctx context.Context, client *http.Client, method, url, adminToken string, body []byte, data any) (envelope, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return envelope{}, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if adminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 	}
@@ -437,7 +441,7 @@ func callAPIData(ctx context.Context, client *http.Client, method, url, adminTok
 	if err := json.Unmarshal(raw, &env); err != nil || env.Code == "" {
 		return envelope{}, fmt.Errorf("%s %s: HTTP %d, not an envelope: %.200q", method, url, resp.StatusCode, raw)
 	}
-	if env.Code == "0000" && len(env.Data) > 0 {
+	if data != nil && env.Code == "0000" && len(env.Data) > 0 {
 		if err := json.Unmarshal(env.Data, data); err != nil {
 			return env.envelope, fmt.Errorf("%s %s: data: %w", method, url, err)
 		}
@@ -546,7 +550,9 @@ type grabbedItem struct {
 }
 
 // businessNo is the out_business_no of the grab's credit order.
-func (g grabbedItem) businessNo() string { return g.packetID + "_" + g.userID }
+func (g grabbedItem) businessNo() string {
+	return redpacket.Grab{PacketID: g.packetID, UserID: g.userID}.BusinessNo()
+}
 
 // verify waits until every grabbed item of the run's packets is credited (and at least
 // the granted grabs are grabbed), at most o.CreditWait, then checks (a) the answers

@@ -107,9 +107,11 @@ type Config struct {
 	RedPacketSweepEvery time.Duration `koanf:"red_packet_sweep_every"`
 	RedPacketMaxCount   int           `koanf:"red_packet_max_count"`
 	RedPacketMaxAmount  string        `koanf:"red_packet_max_amount"`
-	// RedPacketRecoverGrace is how long the rebuild of a packet Redis lost waits for the
-	// grabs in flight; grabs wait for the broker at most two thirds of it.
-	RedPacketRecoverGrace time.Duration `koanf:"red_packet_recover_grace"`
+	// RedPacketPublishTimeout is how long a grab waits for the broker to store its event;
+	// RedPacketRecoverGrace how long the rebuild of a packet Redis lost waits for the grabs
+	// in flight, so at least a second more.
+	RedPacketPublishTimeout time.Duration `koanf:"red_packet_publish_timeout"`
+	RedPacketRecoverGrace   time.Duration `koanf:"red_packet_recover_grace"`
 	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
 	PprofAddr string `koanf:"pprof_addr"`
 
@@ -139,48 +141,49 @@ const demoJWTSecret = "bigmarket-demo-jwt-secret"
 func defaultConfig() Config {
 	defaults, breaker := guard.DefaultSettings(), guard.DefaultBreaker()
 	return Config{
-		Addr:                  ":8091",
-		DataDir:               "./data",
-		RedisPrefix:           "bigmarket",
-		Shards:                "2x4",
-		NATSPrefix:            "",
-		NATSReplicas:          1,
-		Timezone:              "Asia/Shanghai",
-		Mode:                  ModeDemo,
-		LogFormat:             "",
-		LogLevel:              "info",
-		StockSyncInterval:     100 * time.Millisecond,
-		StockReconcileEvery:   30 * time.Second,
-		DefaultStockTTL:       30 * 24 * time.Hour,
-		RecoveryGrace:         3 * time.Second,
-		ImplicitLuckAward:     "101:1,100",
-		ShutdownTimeout:       15 * time.Second,
-		MaxBodyBytes:          64 << 10,
-		MySQLMaxConns:         32,
-		GroupCommitMax:        64,
-		OutboxGrace:           10 * time.Second,
-		OutboxEvery:           5 * time.Second,
-		EventMaxDeliver:       20,
-		EventBackoff:          "1s,2s,5s,10s,30s,60s",
-		EventAckWait:          30 * time.Second,
-		DegradeSwitch:         guard.Close,
-		RateLimiterSwitch:     guard.Open,
-		RateLimitPerSecond:    defaults.PermitsPerSecond,
-		RateLimitBurst:        defaults.Burst,
-		BlacklistCount:        defaults.BlacklistCount,
-		BlacklistDuration:     defaults.BlacklistDuration,
-		DrawTimeout:           defaults.DrawTimeout,
-		GuardedEndpoints:      httpapi.DefaultGuardedRoutes,
-		LimiterMaxUsers:       100_000,
-		BreakerMinRequests:    int(breaker.MinRequests),
-		BreakerFailureRatio:   breaker.FailureRatio,
-		BreakerWindow:         breaker.Window,
-		BreakerOpenFor:        breaker.OpenFor,
-		BreakerProbes:         int(breaker.Probes),
-		RedPacketSweepEvery:   10 * time.Second,
-		RedPacketMaxCount:     1000,
-		RedPacketMaxAmount:    "20000.00",
-		RedPacketRecoverGrace: 3 * time.Second,
+		Addr:                    ":8091",
+		DataDir:                 "./data",
+		RedisPrefix:             "bigmarket",
+		Shards:                  "2x4",
+		NATSPrefix:              "",
+		NATSReplicas:            1,
+		Timezone:                "Asia/Shanghai",
+		Mode:                    ModeDemo,
+		LogFormat:               "",
+		LogLevel:                "info",
+		StockSyncInterval:       100 * time.Millisecond,
+		StockReconcileEvery:     30 * time.Second,
+		DefaultStockTTL:         30 * 24 * time.Hour,
+		RecoveryGrace:           3 * time.Second,
+		ImplicitLuckAward:       "101:1,100",
+		ShutdownTimeout:         15 * time.Second,
+		MaxBodyBytes:            64 << 10,
+		MySQLMaxConns:           32,
+		GroupCommitMax:          64,
+		OutboxGrace:             10 * time.Second,
+		OutboxEvery:             5 * time.Second,
+		EventMaxDeliver:         20,
+		EventBackoff:            "1s,2s,5s,10s,30s,60s",
+		EventAckWait:            30 * time.Second,
+		DegradeSwitch:           guard.Close,
+		RateLimiterSwitch:       guard.Open,
+		RateLimitPerSecond:      defaults.PermitsPerSecond,
+		RateLimitBurst:          defaults.Burst,
+		BlacklistCount:          defaults.BlacklistCount,
+		BlacklistDuration:       defaults.BlacklistDuration,
+		DrawTimeout:             defaults.DrawTimeout,
+		GuardedEndpoints:        httpapi.DefaultGuardedRoutes,
+		LimiterMaxUsers:         100_000,
+		BreakerMinRequests:      int(breaker.MinRequests),
+		BreakerFailureRatio:     breaker.FailureRatio,
+		BreakerWindow:           breaker.Window,
+		BreakerOpenFor:          breaker.OpenFor,
+		BreakerProbes:           int(breaker.Probes),
+		RedPacketSweepEvery:     10 * time.Second,
+		RedPacketMaxCount:       1000,
+		RedPacketMaxAmount:      "20000.00",
+		RedPacketPublishTimeout: 2 * time.Second,
+		RedPacketRecoverGrace:   3 * time.Second,
 	}
 }
 
@@ -351,8 +354,9 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateGuard()...)
-	if c.RedPacketRecoverGrace < 1500*time.Millisecond {
-		errs = append(errs, fmt.Errorf("red packet recover grace %s: want at least 1.5s", c.RedPacketRecoverGrace))
+	if c.RedPacketPublishTimeout <= 0 || c.RedPacketRecoverGrace < c.RedPacketPublishTimeout+time.Second {
+		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
+			c.RedPacketPublishTimeout, c.RedPacketRecoverGrace))
 	}
 	if c.RedPacketSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("red packet sweep interval %s: want a positive duration", c.RedPacketSweepEvery))
@@ -450,9 +454,11 @@ func (c Config) print(w io.Writer) {
 		{"rate_limit_per_second", strconv.FormatFloat(c.RateLimitPerSecond, 'g', -1, 64)}, {"rate_limit_burst", strconv.Itoa(c.RateLimitBurst)},
 		{"blacklist_count", strconv.Itoa(c.BlacklistCount)}, {"blacklist_duration", c.BlacklistDuration.String()},
 		{"draw_timeout", c.DrawTimeout.String()}, {"guarded_endpoints", strings.Join(c.GuardedEndpoints, ",")},
-		{"breaker_open_for", c.BreakerOpenFor.String()},
+		{"limiter_max_users", strconv.Itoa(c.LimiterMaxUsers)}, {"breaker_min_requests", strconv.Itoa(c.BreakerMinRequests)},
+		{"breaker_failure_ratio", strconv.FormatFloat(c.BreakerFailureRatio, 'g', -1, 64)}, {"breaker_window", c.BreakerWindow.String()},
+		{"breaker_open_for", c.BreakerOpenFor.String()}, {"breaker_probes", strconv.Itoa(c.BreakerProbes)},
 		{"red_packet_sweep_every", c.RedPacketSweepEvery.String()}, {"red_packet_max_count", strconv.Itoa(c.RedPacketMaxCount)},
-		{"red_packet_max_amount", c.RedPacketMaxAmount}, {"red_packet_recover_grace", c.RedPacketRecoverGrace.String()},
+		{"red_packet_max_amount", c.RedPacketMaxAmount}, {"red_packet_publish_timeout", c.RedPacketPublishTimeout.String()}, {"red_packet_recover_grace", c.RedPacketRecoverGrace.String()},
 		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")

@@ -221,7 +221,7 @@ func TestRedPacketExpiryRefundsTheRemainderOnce(t *testing.T) {
 func TestRedPacketSurvivesRedisFlush(t *testing.T) {
 	addr := startPrivateRedis(t)
 	d := newDeployment(t, addr)
-	env := []string{"BIGMARKET_RED_PACKET_RECOVER_GRACE=1500ms"}
+	env := []string{"BIGMARKET_RED_PACKET_PUBLISH_TIMEOUT=1s", "BIGMARKET_RED_PACKET_RECOVER_GRACE=2s"}
 	_, a := d.start(t, env...)
 	_, b := d.start(t, env...)
 	packetID := d.sendPacket(t, a, "", "1000.00", 1000)

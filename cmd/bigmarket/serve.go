@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Events: nats.NewGrabEvents(publisher), Logger: log,
 		Drain:        redpacket.DrainFunc(func(ctx context.Context) error { return grabConsumer.WaitApplied(ctx) }),
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
-		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketRecoverGrace * 2 / 3,
+		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketPublishTimeout,
 	})
 	raffleOpts := raffle.Options{
 		Activities: activities, Strategies: strategies, Records: users,

@@ -1043,7 +1043,7 @@ func (v *reconciler) explainRedPacketOrders(p *verifyPacket) {
 // checkGrabCredit checks a grabbed item's credit: one forward order of the item's amount
 // in the grabber's table, or none yet for a grab within the grace.
 func (v *reconciler) checkGrabCredit(p *verifyPacket, it verifyItem) {
-	key := p.id + "_" + it.userID
+	key := redpacket.Grab{PacketID: p.id, UserID: it.userID}.BusinessNo()
 	orders := p.grabs[it.userID]
 	if len(orders) == 0 {
 		if v.isSettled(it.grabTime) {

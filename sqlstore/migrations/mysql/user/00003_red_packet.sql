@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS red_packet (
   item_count int NOT NULL,
   split_mode varchar(8) NOT NULL,
   greeting varchar(128) NOT NULL DEFAULT '',
-  eligible_users text NULL,
+  eligible_users mediumtext NULL,
   packet_state varchar(16) NOT NULL DEFAULT 'open',
   refund_amount decimal(10,2) NOT NULL DEFAULT 0.00,
   expire_time datetime(3) NOT NULL,
