@@ -13,7 +13,8 @@ import (
 
 // Claims are short-lived exclusive claims on raffle orders: a draw claims its order before
 // it touches any stock, so two concurrent requests of one user never draw on one order.
-// After a crash the claim expires and the order can be used again.
+// After a crash the claim expires and the order can be used again. The same claims on
+// names are leases for jobs that one node at a time should run (NewLeases).
 type Claims struct {
 	client goredis.UniversalClient
 	prefix string
@@ -24,10 +25,19 @@ func NewClaims(client goredis.UniversalClient, prefix string) *Claims {
 	if prefix != "" {
 		prefix += ":"
 	}
-	return &Claims{client: client, prefix: prefix}
+	return &Claims{client: client, prefix: prefix + "order_claim:"}
 }
 
-func (c *Claims) key(orderID string) string { return c.prefix + "order_claim:{" + orderID + "}" }
+// NewLeases returns Claims on job names, with keys <prefix>:lease:{<name>}: the node that
+// claims a job's name runs it until the claim expires or is released.
+func NewLeases(client goredis.UniversalClient, prefix string) *Claims {
+	if prefix != "" {
+		prefix += ":"
+	}
+	return &Claims{client: client, prefix: prefix + "lease:"}
+}
+
+func (c *Claims) key(id string) string { return c.prefix + "{" + id + "}" }
 
 // Claim takes the order for ttl. It returns a token for Release and false when another
 // request holds the order.

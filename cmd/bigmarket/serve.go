@@ -208,8 +208,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	runJob("outbox-relay", relay.Run)
 	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
+	leases := redis.NewLeases(b.redis, cfg.RedisPrefix)
 	runJob("red-packet-sweep", func(ctx context.Context) error {
 		return every(ctx, cfg.RedPacketSweepEvery, func(ctx context.Context) {
+			// One node sweeps at a time; another takes over when its lease lapses.
+			token, ok, err := leases.Claim(ctx, "red_packet_sweep", 2*cfg.RedPacketSweepEvery+time.Minute)
+			if err != nil || !ok {
+				return
+			}
+			defer func() { _ = leases.Release(context.WithoutCancel(ctx), "red_packet_sweep", token) }()
 			if n, err := redPackets.Sweep(ctx); err != nil || n > 0 {
 				log.Info("red packet sweep", "closed", n, "err", err)
 			}
