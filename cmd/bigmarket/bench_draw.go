@@ -176,21 +176,8 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		Users: *users, Prefix: *prefix, ProvisionConcurrency: *provisionC, Concurrency: *concurrency,
 		Duration: *duration, Requests: *requests, Warmup: *warmup, Verify: *verify,
 	}
-	if o.Base == "" {
-		o.Base = baseURL(cfg.Addr)
-	}
-	if o.AdminToken == "" {
-		if cfg.generatedAdminToken {
-			return errors.New("bench draw: no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token")
-		}
-		o.AdminToken = cfg.AdminToken
-	}
-	if o.Prefix == "" {
-		b := make([]byte, 3)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		o.Prefix = "b" + hex.EncodeToString(b)
+	if err := benchTarget(cfg, "draw", &o.Base, &o.AdminToken, &o.Prefix, "b"); err != nil {
+		return err
 	}
 	if !*quiet {
 		o.Progress = stderr
@@ -202,6 +189,29 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		}
 	}
 	return err
+}
+
+// benchTarget fills what a bench command's flags left empty from the config: the
+// server's URL, the admin token (unless the demo made one up, which the bench cannot
+// know), and a random user id prefix starting with letter, so that runs do not collide.
+func benchTarget(cfg Config, command string, base, adminToken, prefix *string, letter string) error {
+	if *base == "" {
+		*base = baseURL(cfg.Addr)
+	}
+	if *adminToken == "" {
+		if cfg.generatedAdminToken {
+			return fmt.Errorf("bench %s: no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token", command)
+		}
+		*adminToken = cfg.AdminToken
+	}
+	if *prefix == "" {
+		b := make([]byte, 3)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		*prefix = letter + hex.EncodeToString(b)
+	}
+	return nil
 }
 
 // baseURL turns a listen address into the URL a local client reaches it at.

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -172,21 +170,8 @@ when a check fails.
 		Users: *users, Prefix: *prefix, Concurrency: *concurrency, Duration: *duration, Requests: *requests,
 		Warmup: *warmup, Verify: *verify, CreditWait: *creditWait,
 	}
-	if o.Base == "" {
-		o.Base = baseURL(cfg.Addr)
-	}
-	if o.AdminToken == "" {
-		if cfg.generatedAdminToken {
-			return errors.New("bench grab: no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token")
-		}
-		o.AdminToken = cfg.AdminToken
-	}
-	if o.Prefix == "" {
-		b := make([]byte, 3)
-		if _, err := rand.Read(b); err != nil {
-			return err
-		}
-		o.Prefix = "g" + hex.EncodeToString(b)
+	if err := benchTarget(cfg, "grab", &o.Base, &o.AdminToken, &o.Prefix, "g"); err != nil {
+		return err
 	}
 	if !*quiet {
 		o.Progress = stderr
