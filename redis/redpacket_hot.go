@@ -113,16 +113,11 @@ func (h RedPacketHot) DonePending(ctx context.Context, grabs []redpacket.Grab) e
 }
 
 // Close implements redpacket.Hot.
-func (h RedPacketHot) Close(ctx context.Context, packetID string) ([]redpacket.Item, error) {
-	left, _, err := h.RedPackets.Close(ctx, packetID)
-	if err != nil {
-		return nil, hotError(err)
+func (h RedPacketHot) Close(ctx context.Context, packetID string) error {
+	if _, _, err := h.RedPackets.Close(ctx, packetID); err != nil {
+		return hotError(err)
 	}
-	items := make([]redpacket.Item, len(left))
-	for i, it := range left {
-		items[i] = redpacket.Item{Index: it.Index, Amount: money.Cents(it.Cents)}
-	}
-	return items, nil
+	return nil
 }
 
 // Grabs implements redpacket.Hot; the hot state keeps no grab times.

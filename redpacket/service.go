@@ -56,9 +56,9 @@ type Hot interface {
 	Pending(ctx context.Context, userID string) ([]Grab, error)
 	// DonePending forgets grabs that are credited.
 	DonePending(ctx context.Context, grabs []Grab) error
-	// Close stops a packet's grabs atomically and returns the items it still held;
-	// ErrUnavailable when the packet is not there.
-	Close(ctx context.Context, packetID string) ([]Item, error)
+	// Close stops a packet's grabs atomically; ErrUnavailable when the packet is not
+	// there. What is left is refunded from the database, which counts the grabs.
+	Close(ctx context.Context, packetID string) error
 	// Grabs returns every grab the hot state holds for a packet; ErrUnavailable when the
 	// packet is not there.
 	Grabs(ctx context.Context, packetID string) ([]Grab, error)
@@ -451,7 +451,7 @@ func (s *Service) reload(ctx context.Context, packetID string) error {
 // included), and then the database refunds total − grabbed in one transaction.
 func (s *Service) Refund(ctx context.Context, packetID string) (money.Cents, error) {
 	var grabs []Grab
-	_, err := s.opts.Hot.Close(ctx, packetID)
+	err := s.opts.Hot.Close(ctx, packetID)
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		// Lost, or expired out of Redis long ago: no grab can happen any more, so the

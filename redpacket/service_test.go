@@ -187,15 +187,14 @@ func (h *fakeHot) DonePending(_ context.Context, grabs []Grab) error {
 	return nil
 }
 
-func (h *fakeHot) Close(_ context.Context, id string) ([]Item, error) {
+func (h *fakeHot) Close(_ context.Context, id string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	left, ok := h.left[id]
-	if !ok {
-		return nil, ErrUnavailable
+	if _, ok := h.left[id]; !ok {
+		return ErrUnavailable
 	}
 	h.closed[id] = true
-	return left, nil
+	return nil
 }
 
 func (h *fakeHot) Grabs(_ context.Context, id string) ([]Grab, error) {

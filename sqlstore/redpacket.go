@@ -76,12 +76,8 @@ func (s *UserStore) SendRedPacket(ctx context.Context, p redpacket.Packet, items
 	}
 	return s.inGroupTx(ctx, s.dbs[dbi], func(tx *sql.Tx, multi bool) error {
 		if debit != nil {
-			c := &crediting{change: credit.Change{UserID: debit.UserID, Order: debit}, table: s.router.Route(debit.UserID).Table}
-			if _, err := s.creditTx(ctx, tx, multi, dbi, []*crediting{c}); err != nil {
+			if err := s.tradeInTx(ctx, tx, multi, dbi, debit); err != nil {
 				return fmt.Errorf("debit sender: %w", err)
-			}
-			if c.err != nil {
-				return c.err
 			}
 		}
 		var w script
@@ -96,6 +92,17 @@ func (s *UserStore) SendRedPacket(ctx context.Context, p redpacket.Packet, items
 		}
 		return w.run(ctx, tx, multi)
 	})
+}
+
+// tradeInTx writes one credit trade of a user of database dbi inside the caller's
+// transaction, through the same checks and writes as ApplyCredit; too little credit is
+// credit.ErrInsufficient and a repeated business number credit.ErrDuplicate.
+func (s *UserStore) tradeInTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int, o *credit.Order) error {
+	c := &crediting{change: credit.Change{UserID: o.UserID, Order: o}, table: s.router.Route(o.UserID).Table}
+	if _, err := s.creditTx(ctx, tx, multi, dbi, []*crediting{c}); err != nil {
+		return err
+	}
+	return c.err
 }
 
 // RedPacket implements redpacket.Store.
@@ -360,12 +367,8 @@ func (s *UserStore) RefundRedPacket(ctx context.Context, packetID string) (refun
 			now := s.now()
 			o := &credit.Order{UserID: sender, OrderID: activity.NewOrderID(now), Name: redpacket.NameRefund, Type: credit.Forward,
 				Amount: refund, OutBusinessNo: redpacket.RefundBusinessNo(packetID)}
-			c := &crediting{change: credit.Change{UserID: sender, Order: o}, table: s.router.Route(sender).Table}
-			if _, err := s.creditTx(ctx, tx, multi, dbi, []*crediting{c}); err != nil {
+			if err := s.tradeInTx(ctx, tx, multi, dbi, o); err != nil {
 				return fmt.Errorf("refund red packet %s: %w", packetID, err)
-			}
-			if c.err != nil {
-				return fmt.Errorf("refund red packet %s: %w", packetID, c.err)
 			}
 		} else {
 			refund = 0

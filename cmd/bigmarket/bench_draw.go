@@ -280,30 +280,12 @@ func runDrawBench(ctx context.Context, cfg Config, o drawOptions, stdout io.Writ
 	defer transport.CloseIdleConnections()
 	n := uint64(len(users))
 	opts := bench.Options{
-		URL:         o.Base + "/api/v1/raffle/activity/draw",
-		Concurrency: o.Concurrency,
-		Client:      client,
+		URL: o.Base + "/api/v1/raffle/activity/draw", Concurrency: o.Concurrency, Client: client,
+		Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
 	}
-	// The warmup is a run of its own rather than bench's unrecorded warmup: its
-	// successful draws wrote award records, and the verification must count them.
-	var offset uint64
-	if o.Warmup > 0 {
-		wo := opts
-		wo.Duration = o.Warmup
-		wo.Body = func(_ int, seq uint64) []byte { return bodies[seq%n] }
-		fmt.Fprintf(progress, "warming up for %s\n", o.Warmup)
-		warm, err := bench.Run(ctx, wo)
-		rep.Warmup = &warm
-		if err != nil {
-			return rep, err
-		}
-		offset = uint64(warm.Requests)
-	}
-	opts.Duration, opts.Requests = o.Duration, o.Requests
-	opts.Body = func(_ int, seq uint64) []byte { return bodies[(seq+offset)%n] }
-	opts.Progress = o.Progress
-	sum, runErr := bench.Run(ctx, opts)
-	rep.Summary = sum
+	// Successful warmup draws wrote award records, and the verification must count them.
+	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, progress)
+	rep.Warmup, rep.Summary = warm, sum
 	fmt.Fprintln(stdout, sum.String())
 	rep.Draws, rep.UnknownOutcomes = sum.Codes["0000"], sum.TransportErrors
 	if rep.Warmup != nil {
@@ -324,14 +306,44 @@ func runDrawBench(ctx context.Context, cfg Config, o drawOptions, stdout io.Writ
 		return rep, err
 	}
 	rep.Verification = &ver
-	for _, c := range ver.Checks {
-		fmt.Fprintf(stdout, "%s %s: %s\n", passFail(c.Pass), c.Name, c.Detail)
-	}
-	fmt.Fprintf(stdout, "verification %s (%.1fs)\n", passFail(ver.Pass), ver.Seconds)
-	if !ver.Pass {
+	if !printChecks(stdout, ver.Checks, ver.Pass, ver.Seconds) {
 		return rep, errVerifyFailed
 	}
 	return rep, nil
+}
+
+// runWithCountedWarmup runs the warmup as a run of its own rather than bench's unrecorded
+// warmup, because its requests change state the verification counts, then the measured
+// run; requests are numbered across both, so body(seq) never repeats one.
+func runWithCountedWarmup(ctx context.Context, opts bench.Options, warmup time.Duration, body func(seq uint64) []byte, progress io.Writer) (*bench.Summary, bench.Summary, error) {
+	var (
+		warm   *bench.Summary
+		offset uint64
+	)
+	if warmup > 0 {
+		wo := opts
+		wo.Duration, wo.Requests, wo.Progress = warmup, 0, nil
+		wo.Body = func(_ int, seq uint64) []byte { return body(seq) }
+		fmt.Fprintf(progress, "warming up for %s\n", warmup)
+		w, err := bench.Run(ctx, wo)
+		warm = &w
+		if err != nil {
+			return warm, bench.Summary{}, err
+		}
+		offset = uint64(w.Requests)
+	}
+	opts.Body = func(_ int, seq uint64) []byte { return body(seq + offset) }
+	sum, err := bench.Run(ctx, opts)
+	return warm, sum, err
+}
+
+// printChecks prints a verification's checks and verdict and reports whether it passed.
+func printChecks(w io.Writer, checks []verifyCheck, pass bool, seconds float64) bool {
+	for _, c := range checks {
+		fmt.Fprintf(w, "%s %s: %s\n", passFail(c.Pass), c.Name, c.Detail)
+	}
+	fmt.Fprintf(w, "verification %s (%.1fs)\n", passFail(pass), seconds)
+	return pass
 }
 
 func (o drawOptions) check() error {

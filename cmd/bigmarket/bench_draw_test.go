@@ -41,26 +41,11 @@ func TestBenchDraw(t *testing.T) {
 	})
 
 	t.Run("command", func(t *testing.T) {
-		// The command loads the config from the environment: keep it on the embedded stack.
-		for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_ADMIN_TOKEN"} {
-			t.Setenv(k, "")
-		}
-		t.Setenv("BIGMARKET_SHARDS", cfg.Shards)
-		file := filepath.Join(t.TempDir(), "draw.json")
-		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), []string{"bench", "draw", "-url", base, "-data", cfg.DataDir,
-			"-admin-token", cfg.AdminToken, "-users", "20", "-prefix", "bt2", "-c", "8", "-n", "100",
-			"-warmup", "300ms", "-provision-c", "4", "-out", file}, &stdout, &stderr)
-		if err != nil {
-			t.Fatalf("bench draw: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-		}
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stdout, raw := runBenchCommand(t, cfg, "draw", "-url", base, "-admin-token", cfg.AdminToken, "-users", "20",
+			"-prefix", "bt2", "-c", "8", "-n", "100", "-warmup", "300ms", "-provision-c", "4")
 		var rep drawReport
 		if err := json.Unmarshal(raw, &rep); err != nil {
-			t.Fatalf("summary %s: %v", file, err)
+			t.Fatalf("summary %s: %v", raw, err)
 		}
 		checkDrawReport(t, rep, 20, 100)
 		if rep.Warmup == nil || rep.Warmup.Requests == 0 {
@@ -69,8 +54,8 @@ func TestBenchDraw(t *testing.T) {
 		if want := rep.Warmup.Codes["0000"] + rep.Summary.Codes["0000"]; rep.Draws != want {
 			t.Errorf("draws %d, want warmup + measured successes %d", rep.Draws, want)
 		}
-		if !strings.Contains(stdout.String(), "verification PASS") {
-			t.Errorf("stdout lacks the verdict:\n%s", stdout.String())
+		if !strings.Contains(stdout, "verification PASS") {
+			t.Errorf("stdout lacks the verdict:\n%s", stdout)
 		}
 	})
 
@@ -177,4 +162,25 @@ func checkDrawReport(t *testing.T, rep drawReport, users int, requests int64) {
 	if total < records || stocked == 0 {
 		t.Errorf("award grants %+v do not cover the run's %d records", v.Awards, records)
 	}
+}
+
+// runBenchCommand runs "bigmarket bench <args> -out <file>" against the embedded stack of
+// cfg (its config from the environment, kept off any real backends) and returns stdout
+// and the JSON summary.
+func runBenchCommand(t *testing.T, cfg Config, args ...string) (string, []byte) {
+	t.Helper()
+	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_ADMIN_TOKEN"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("BIGMARKET_SHARDS", cfg.Shards)
+	file := filepath.Join(t.TempDir(), "summary.json")
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), append(append([]string{"bench"}, args...), "-data", cfg.DataDir, "-out", file), &stdout, &stderr); err != nil {
+		t.Fatalf("bench %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, stdout.String(), stderr.String())
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), raw
 }

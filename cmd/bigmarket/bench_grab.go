@@ -241,29 +241,12 @@ func runGrabBench(ctx context.Context, cfg Config, o grabOptions, stdout io.Writ
 	client.Transport = tally
 	bodies := grabBodies(o.Prefix, o.Users, rep.Send.PacketIDs)
 	opts := bench.Options{
-		URL:         o.Base + "/api/v1/redpacket/grab",
-		Concurrency: o.Concurrency,
-		Client:      client,
+		URL: o.Base + "/api/v1/redpacket/grab", Concurrency: o.Concurrency, Client: client,
+		Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
 	}
-	// The warmup is a run of its own rather than bench's unrecorded warmup: its grabs
-	// took items, and the verification must count them.
-	var offset uint64
-	if o.Warmup > 0 {
-		wo := opts
-		wo.Duration = o.Warmup
-		wo.Body = func(_ int, seq uint64) []byte { return bodies(seq) }
-		fmt.Fprintf(progress, "warming up for %s\n", o.Warmup)
-		warm, err := bench.Run(ctx, wo)
-		rep.Warmup = &warm
-		if err != nil {
-			return rep, err
-		}
-		offset = uint64(warm.Requests)
-	}
-	opts.Duration, opts.Requests = o.Duration, o.Requests
-	opts.Body = func(_ int, seq uint64) []byte { return bodies(seq + offset) }
-	opts.Progress = o.Progress
-	sum, runErr := bench.Run(ctx, opts)
+	// Warmup grabs took items, and the verification must count them.
+	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, bodies, progress)
+	rep.Warmup = warm
 	rep.Summary = sum
 	rep.tallyAnswers(tally)
 	fmt.Fprintln(stdout, sum.String())
@@ -286,11 +269,7 @@ func runGrabBench(ctx context.Context, cfg Config, o grabOptions, stdout io.Writ
 	for _, d := range ver.Discrepancies {
 		fmt.Fprintln(stdout, d)
 	}
-	for _, c := range ver.Checks {
-		fmt.Fprintf(stdout, "%s %s: %s\n", passFail(c.Pass), c.Name, c.Detail)
-	}
-	fmt.Fprintf(stdout, "verification %s (%.1fs)\n", passFail(ver.Pass), ver.Seconds)
-	if !ver.Pass {
+	if !printChecks(stdout, ver.Checks, ver.Pass, ver.Seconds) {
 		return rep, errGrabVerifyFailed
 	}
 	return rep, nil

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,30 +39,15 @@ func TestBenchGrab(t *testing.T) {
 	})
 
 	t.Run("command", func(t *testing.T) {
-		// The command loads the config from the environment: keep it on the embedded stack.
-		for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_ADMIN_TOKEN"} {
-			t.Setenv(k, "")
-		}
-		t.Setenv("BIGMARKET_SHARDS", cfg.Shards)
-		file := filepath.Join(t.TempDir(), "grab.json")
-		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), []string{"bench", "grab", "-url", base, "-data", cfg.DataDir,
-			"-admin-token", cfg.AdminToken, "-packets", "2", "-items", "50", "-amount", "1000.00", "-prefix", "gt2",
-			"-c", "8", "-n", "300", "-out", file}, &stdout, &stderr)
-		if err != nil {
-			t.Fatalf("bench grab: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-		}
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stdout, raw := runBenchCommand(t, cfg, "grab", "-url", base, "-admin-token", cfg.AdminToken, "-packets", "2",
+			"-items", "50", "-amount", "1000.00", "-prefix", "gt2", "-c", "8", "-n", "300")
 		var rep grabReport
 		if err := json.Unmarshal(raw, &rep); err != nil {
-			t.Fatalf("summary %s: %v", file, err)
+			t.Fatalf("summary %s: %v", raw, err)
 		}
 		checkGrabReport(t, rep, 1000_00, 300)
-		if !strings.Contains(stdout.String(), "verification PASS") {
-			t.Errorf("stdout lacks the verdict:\n%s", stdout.String())
+		if !strings.Contains(stdout, "verification PASS") {
+			t.Errorf("stdout lacks the verdict:\n%s", stdout)
 		}
 	})
 

@@ -72,6 +72,15 @@ func (d *deployment) sendPacket(t *testing.T, base, sender, total string, count 
 	return sent.PacketID
 }
 
+// topUp gives the user credit, as a rebate would.
+func (d *deployment) topUp(t *testing.T, user string, amount money.Cents) {
+	t.Helper()
+	order := &credit.Order{UserID: user, OrderID: "topup-" + user, Name: credit.NameRebate, Type: credit.Forward, Amount: amount, OutBusinessNo: "topup-" + user}
+	if errs := d.users.ApplyCredit(t.Context(), []credit.Change{{UserID: user, Order: order}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+}
+
 // expireNow moves a packet's expiry into the past in SQL and in Redis, as if its time had
 // come: the processes keep their own clocks, so the test moves the data instead.
 func (d *deployment) expireNow(t *testing.T, rdb goredis.UniversalClient, packetID string) {
@@ -149,10 +158,7 @@ func TestRedPacketExpiryRefundsTheRemainderOnce(t *testing.T) {
 	_, a := d.start(t, env...)
 	_, b := d.start(t, env...)
 	sender := testenv.Unique("sender")
-	order := &credit.Order{UserID: sender, OrderID: "topup-" + sender, Name: credit.NameRebate, Type: credit.Forward, Amount: 100_00, OutBusinessNo: "topup-" + sender}
-	if errs := d.users.ApplyCredit(t.Context(), []credit.Change{{UserID: sender, Order: order}}); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
+	d.topUp(t, sender, 100_00)
 	packetID := d.sendPacket(t, a, sender, "50.00", 300)
 	if acc, _ := d.users.CreditAccount(t.Context(), sender); acc.Available != 50_00 {
 		t.Fatalf("sender after sending 50.00 of 100.00: %+v", acc)
@@ -271,10 +277,7 @@ func TestRedPacketGrabsSurviveBrokerOutage(t *testing.T) {
 	env := []string{"BIGMARKET_NATS_URLS=" + broker.URL, "BIGMARKET_RED_PACKET_SWEEP_EVERY=300ms"}
 	_, base := d.start(t, env...)
 	sender := testenv.Unique("sender")
-	order := &credit.Order{UserID: sender, OrderID: "topup-" + sender, Name: credit.NameRebate, Type: credit.Forward, Amount: 20_00, OutBusinessNo: "topup-" + sender}
-	if errs := d.users.ApplyCredit(t.Context(), []credit.Change{{UserID: sender, Order: order}}); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
+	d.topUp(t, sender, 20_00)
 	packetID := d.sendPacket(t, base, sender, "20.00", 200)
 
 	broker.Stop()
