@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
@@ -34,6 +35,7 @@ const (
 	CodeTimeout             Code = "0006"
 	CodeGateway             Code = "0007"
 	CodeBadAppToken         Code = "0008"
+	CodeBusy                Code = "0009"
 	CodeRuleWeightEmpty     Code = "ERR_BIZ_001"
 	CodeNotAssembled        Code = "ERR_BIZ_002"
 	CodeActivityNotOpen     Code = "ERR_BIZ_003"
@@ -61,6 +63,7 @@ var infos = map[Code]string{
 	CodeTimeout:             "超时",
 	CodeGateway:             "网关异常",
 	CodeBadAppToken:         "应用令牌错误",
+	CodeBusy:                "系统繁忙，结果未知，请稍后重试",
 	CodeRuleWeightEmpty:     "业务异常，策略规则中 rule_weight 权重规则已适用但未配置",
 	CodeNotAssembled:        "策略未装配，请通过装配接口初始化",
 	CodeActivityNotOpen:     "活动未开启（非open状态）",
@@ -92,7 +95,21 @@ type apiError struct {
 	info   string // empty: the code's standard text
 	err    error  // cause, logged for internal errors
 	data   any    // data answered with the code (a repeated grab's amount); usually nil
+	// retryAfter, when positive, is sent as the Retry-After header (whole seconds,
+	// rounded up): the system could not answer yet and the client may try again then.
+	retryAfter time.Duration
 }
+
+// retryAfterer is an error that knows when a retry may succeed (the breaker's remaining
+// open time, a rebuild's grace); classify puts it on the answer as Retry-After.
+type retryAfterer interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// defaultRetryAfter is the Retry-After of a system refusal (0006, 0009) whose error does
+// not say better.
+const defaultRetryAfter = time.Second
 
 func (e *apiError) Error() string {
 	if e.err != nil {
@@ -154,7 +171,9 @@ var errorCodes = []struct {
 	{strategy.ErrInvalidConfig, http.StatusOK, CodeNotAssembled},
 }
 
-// classify turns any error into the apiError to answer with.
+// classify turns any error into the apiError to answer with. System refusals (0006
+// timeout or breaker, 0009 busy) carry a Retry-After: the error's own when it has one,
+// else defaultRetryAfter.
 func classify(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -162,10 +181,24 @@ func classify(err error) *apiError {
 	}
 	for _, m := range errorCodes {
 		if errors.Is(err, m.err) {
-			return &apiError{status: m.status, code: m.code, err: err}
+			ae = &apiError{status: m.status, code: m.code, err: err}
+			break
 		}
 	}
-	return &apiError{status: http.StatusInternalServerError, code: CodeUnknown, err: err}
+	if ae == nil {
+		return &apiError{status: http.StatusInternalServerError, code: CodeUnknown, err: err}
+	}
+	if ra, ok := errors.AsType[retryAfterer](err); ok && ra.RetryAfter() > 0 {
+		ae.retryAfter = ra.RetryAfter()
+	} else if ae.code == CodeTimeout || ae.code == CodeBusy {
+		ae.retryAfter = defaultRetryAfter
+	}
+	return ae
+}
+
+// retryAfterHeader renders d as whole seconds, rounded up, at least 1.
+func retryAfterHeader(d time.Duration) string {
+	return strconv.FormatInt(max(int64((d+time.Second-1)/time.Second), 1), 10)
 }
 
 // writeJSON writes an envelope.

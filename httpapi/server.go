@@ -231,6 +231,9 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="bigmarket"`)
 			}
+			if ae.retryAfter > 0 {
+				w.Header().Set("Retry-After", retryAfterHeader(ae.retryAfter))
+			}
 			if ae.code == CodeUnknown || status >= 500 {
 				s.opts.Logger.Error("request failed", "request_id", s.requestID(r), "route", r.Pattern, "err", ae.err)
 			}
