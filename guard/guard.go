@@ -26,8 +26,13 @@ var (
 	// ErrTimeout is a call that did not finish within its time budget.
 	ErrTimeout = errors.New("time budget exceeded")
 	// ErrBreakerOpen is a call refused while the breaker is open (or probing); it is also
-	// an ErrTimeout for callers, as big-market's Hystrix answers both alike.
+	// an ErrTimeout for callers, as big-market's Hystrix answers both alike. The error a
+	// refused call gets also says, through RetryAfter, how long the breaker stays open.
 	ErrBreakerOpen = fmt.Errorf("circuit breaker open: %w", ErrTimeout)
+	// ErrOutcomeUnknown is a call that passed its commit point and did not finish within
+	// the commit timeout: it may yet take effect or not, so the caller may only be told to
+	// try again later. It is not an ErrTimeout, which promises that nothing was taken.
+	ErrOutcomeUnknown = errors.New("outcome unknown: the call committed and did not finish within the commit timeout")
 )
 
 // ClusterLimiter is the cluster-wide per-user limit behind the local one.
@@ -80,8 +85,12 @@ type Options struct {
 	// UserIdle is how long a user's limiter state lives without requests (default 1 min);
 	// a user's rejections count towards the blacklist until the user idles that long.
 	UserIdle time.Duration
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// CommitTimeout is how long a call that passed its commit point (see Commit) may take
+	// from there before it is answered ErrOutcomeUnknown (default 5 s). It should be well
+	// above the time budget: it bounds the wait for an outcome that is already certain.
+	CommitTimeout time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Guard applies the front line to calls. It is safe for concurrent use.
@@ -97,6 +106,7 @@ type Guard struct {
 	blacklist map[string]time.Time
 	blPruned  int // live entries after the last prune of expired ones
 	breaker   *gobreaker.CircuitBreaker[struct{}]
+	openUntil atomic.Int64 // when the breaker's last open state ends, in Unix nanoseconds
 	stats     counters
 }
 
@@ -106,10 +116,15 @@ type userState struct {
 	seen       time.Time
 	rejections int
 	gen        uint64
+	// systemFailed is whether the user's last admitted call that has ended failed for the
+	// system's reasons (see Guard.systemFailure); refusals then do not count towards the
+	// blacklist. The state itself lives only as long as the user is active (UserIdle).
+	systemFailed bool
 }
 
 type counters struct {
-	degraded, limitedLocal, limitedCluster, blacklisted, timeouts, breakerOpen, clusterErrors atomic.Int64
+	degraded, limitedLocal, limitedCluster, blacklisted, timeouts, breakerOpen, clusterErrors,
+	outcomeUnknown, excused atomic.Int64
 }
 
 // Stats are counters since start.
@@ -118,11 +133,15 @@ type Stats struct {
 	LimitedLocal   int64 // rejected by the local token bucket
 	LimitedCluster int64 // rejected by the cluster-wide limit
 	Blacklisted    int64 // rejected by the blacklist
-	Timeouts       int64 // over the time budget
+	Timeouts       int64 // over the time budget before the commit point
 	BreakerOpen    int64 // refused by the open breaker
 	ClusterErrors  int64 // cluster limit unreachable (the call was let through)
-	BlacklistSize  int
-	BreakerState   string
+	OutcomeUnknown int64 // committed and over the commit timeout
+	// Excused counts rate-limit refusals not counted towards the blacklist because the
+	// user's last call failed for the system's reasons.
+	Excused       int64
+	BlacklistSize int
+	BreakerState  string
 }
 
 // New returns a Guard; it panics on invalid Defaults, which the caller validated.
@@ -135,6 +154,9 @@ func New(opts Options) *Guard {
 	}
 	if opts.UserIdle <= 0 {
 		opts.UserIdle = time.Minute
+	}
+	if opts.CommitTimeout <= 0 {
+		opts.CommitTimeout = DefaultCommitTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -161,6 +183,11 @@ func New(opts Options) *Guard {
 		IsSuccessful: func(err error) bool { return !g.failure(err) },
 		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
+			// gobreaker does not tell when an open state ends; it is OpenFor after it
+			// began, on gobreaker's own clock (time.Now).
+			if to == gobreaker.StateOpen {
+				g.openUntil.Store(time.Now().Add(b.OpenFor).UnixNano())
+			}
 			g.opts.Logger.Warn("circuit breaker", "from", from.String(), "to", to.String())
 		},
 	})
@@ -171,10 +198,17 @@ func (g *Guard) failure(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, ErrRateLimited):
 		return false
-	case errors.Is(err, ErrTimeout), g.opts.IsFailure == nil:
+	case errors.Is(err, ErrTimeout), errors.Is(err, ErrOutcomeUnknown), g.opts.IsFailure == nil:
 		return true
 	}
 	return g.opts.IsFailure(err)
+}
+
+// systemFailure reports whether a call ended in a failure of the system (a timeout, the
+// open breaker, an unknown outcome, a failure IsFailure names), which must not count
+// against the user. A caller who went away is not one.
+func (g *Guard) systemFailure(err error) bool {
+	return !errors.Is(err, context.Canceled) && g.failure(err)
 }
 
 // Settings returns the settings in force.
@@ -271,42 +305,87 @@ func (g *Guard) Degraded() bool {
 
 // Do runs fn for userID behind the front line: the degrade switch, the blacklist, the
 // local token bucket, then, within the time budget and behind the breaker, the cluster
-// limit and fn itself. A call over its budget answers ErrTimeout at once while fn, its
-// context cancelled, winds down on its own: everything fn commits is kept, so a unit it
-// took is an order the user's next draw reuses, never a lost one.
+// limit and fn itself.
+//
+// A call over its budget before its commit point (see Commit) answers ErrTimeout at once
+// while fn, its context cancelled, winds down on its own and can no longer commit, so it
+// took nothing it cannot give back. A call past its commit point is waited for, up to
+// CommitTimeout from the commit, and answers fn's own outcome, or ErrOutcomeUnknown when
+// even that limit passed.
+//
+// A refusal by the limits counts towards the blacklist only when the user's last
+// admitted call that has ended did not fail for the system's reasons: a client that
+// retries through an outage is not punished for it.
 func (g *Guard) Do(ctx context.Context, userID string, fn func(ctx context.Context) error) error {
 	s := g.settings.Load()
 	if s.Degrade {
 		g.stats.degraded.Add(1)
 		return ErrDegraded
 	}
+	var u *userState
 	if s.RateLimit {
-		if err := g.admitLocal(ctx, userID, s); err != nil {
+		var err error
+		if u, err = g.admitLocal(ctx, userID, s); err != nil {
 			return err
 		}
 	}
-	_, err := g.breaker.Execute(func() (struct{}, error) {
-		return struct{}{}, g.withinBudget(ctx, s, func(ctx context.Context) error {
-			if s.RateLimit && g.opts.Cluster != nil {
-				if err := g.admitCluster(ctx, userID, s); err != nil {
-					return err
-				}
+	err := g.run(ctx, s, func(ctx context.Context) error {
+		if s.RateLimit && g.opts.Cluster != nil {
+			if err := g.admitCluster(ctx, userID, s); err != nil {
+				return err
 			}
-			return fn(ctx)
-		})
+		}
+		return fn(ctx)
 	})
-	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		g.stats.breakerOpen.Add(1)
-		return ErrBreakerOpen
+	if u != nil && !errors.Is(err, ErrRateLimited) {
+		failed := g.systemFailure(err)
+		u.mu.Lock()
+		u.systemFailed = failed
+		u.mu.Unlock()
 	}
 	return err
 }
 
-// admitLocal checks the blacklist and the user's token bucket; neither leaves memory.
-func (g *Guard) admitLocal(ctx context.Context, userID string, s *Settings) error {
+// DoSystem runs fn, a call no user makes (an operator's test draw), behind the degrade
+// switch, the time budget and the breaker, with the commit point of Do; it has no
+// per-user limits.
+func (g *Guard) DoSystem(ctx context.Context, fn func(ctx context.Context) error) error {
+	s := g.settings.Load()
+	if s.Degrade {
+		g.stats.degraded.Add(1)
+		return ErrDegraded
+	}
+	return g.run(ctx, s, fn)
+}
+
+// run runs fn within its budget behind the breaker.
+func (g *Guard) run(ctx context.Context, s *Settings, fn func(ctx context.Context) error) error {
+	_, err := g.breaker.Execute(func() (struct{}, error) {
+		return struct{}{}, g.withinBudget(ctx, s, fn)
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		g.stats.breakerOpen.Add(1)
+		return &openError{retryAfter: time.Until(time.Unix(0, g.openUntil.Load()))}
+	}
+	return err
+}
+
+// openError is ErrBreakerOpen with the time the breaker stays open.
+type openError struct{ retryAfter time.Duration }
+
+func (e *openError) Error() string { return ErrBreakerOpen.Error() }
+func (e *openError) Unwrap() error { return ErrBreakerOpen }
+
+// RetryAfter is the breaker's remaining open time; 0 while it is probing (half-open),
+// which leaves the answer to the caller's default.
+func (e *openError) RetryAfter() time.Duration { return max(e.retryAfter, 0) }
+
+// admitLocal checks the blacklist and the user's token bucket; neither leaves memory. It
+// returns the user's state, in which Do notes how the admitted call ended.
+func (g *Guard) admitLocal(ctx context.Context, userID string, s *Settings) (*userState, error) {
 	if until, ok := g.BlacklistedUntil(userID); ok {
 		g.stats.blacklisted.Add(1)
-		return fmt.Errorf("until %s: %w", until.UTC().Format(time.RFC3339), ErrBlacklisted)
+		return nil, fmt.Errorf("until %s: %w", until.UTC().Format(time.RFC3339), ErrBlacklisted)
 	}
 	now := g.opts.Now()
 	u := g.user(userID, now, s)
@@ -315,9 +394,9 @@ func (g *Guard) admitLocal(ctx context.Context, userID string, s *Settings) erro
 	u.mu.Unlock()
 	if !ok {
 		g.stats.limitedLocal.Add(1)
-		return g.reject(ctx, userID, u, s)
+		return nil, g.reject(ctx, userID, u, s)
 	}
-	return nil
+	return u, nil
 }
 
 // admitCluster asks the cluster-wide limit. When it cannot be asked, the call goes on:
@@ -366,8 +445,15 @@ func (g *Guard) user(userID string, now time.Time, s *Settings) *userState {
 }
 
 // reject counts a rejection and blacklists the user once the count passes the threshold.
+// A rejection after a call that failed for the system's reasons is not counted: the
+// user is retrying what the system failed to answer.
 func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Settings) error {
 	u.mu.Lock()
+	if u.systemFailed {
+		u.mu.Unlock()
+		g.stats.excused.Add(1)
+		return ErrRateLimited
+	}
 	u.rejections++
 	n := u.rejections
 	over := s.BlacklistCount > 0 && n > s.BlacklistCount
@@ -394,21 +480,34 @@ func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Sett
 	return ErrBlacklisted
 }
 
-// withinBudget runs fn with the time budget as its deadline and answers no later than
-// the budget, whether or not fn has returned by then.
+// withinBudget runs fn with the time budget as its deadline. Unless fn passes its commit
+// point in time, the answer comes no later than the budget, whether or not fn has
+// returned by then; once fn has committed, the answer waits for it up to CommitTimeout
+// from the commit.
 func (g *Guard) withinBudget(ctx context.Context, s *Settings, fn func(ctx context.Context) error) error {
-	bctx, cancel := context.WithTimeout(ctx, s.DrawTimeout)
+	c := &call{commitTimeout: g.opts.CommitTimeout}
+	bctx, cancel := context.WithTimeout(context.WithValue(ctx, callKey{}, c), s.DrawTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- fn(bctx) }()
+	go func() {
+		done <- fn(bctx) // buffered: sent before finish ends the commit context
+		c.finish()
+	}()
 	var err error
 	select {
 	case err = <-done:
 		if err == nil || bctx.Err() == nil {
 			return err
 		}
+		if committed, _ := c.expire(); committed {
+			return g.committedOutcome(err, c) // fn's own answer after its commit point
+		}
 		// It failed as its budget ran out: its stores gave up at the same deadline.
 	case <-bctx.Done():
+		committed, commitDone := c.expire()
+		if committed {
+			return g.awaitCommitted(c, done, commitDone)
+		}
 		select {
 		case err = <-done: // finished just as time ran out
 			if err == nil {
@@ -427,6 +526,33 @@ func (g *Guard) withinBudget(ctx context.Context, s *Settings, fn func(ctx conte
 	return fmt.Errorf("after %s: %w", s.DrawTimeout, ErrTimeout)
 }
 
+// awaitCommitted waits for a committed call's outcome until its commit context ends.
+func (g *Guard) awaitCommitted(c *call, done <-chan error, commitDone <-chan struct{}) error {
+	select {
+	case err := <-done:
+		return g.committedOutcome(err, c)
+	case <-commitDone:
+		select {
+		case err := <-done: // finished just as the commit timeout passed
+			return g.committedOutcome(err, c)
+		default:
+		}
+	}
+	g.stats.outcomeUnknown.Add(1)
+	return fmt.Errorf("after the commit timeout of %s: %w", g.opts.CommitTimeout, ErrOutcomeUnknown)
+}
+
+// committedOutcome is the answer of a committed call that returned err: its own, unless
+// it failed once its commit context had ended, when its stores gave up without saying
+// whether what it wrote took effect.
+func (g *Guard) committedOutcome(err error, c *call) error {
+	if err == nil || !c.overran() {
+		return err
+	}
+	g.stats.outcomeUnknown.Add(1)
+	return fmt.Errorf("after the commit timeout of %s: %w (%w)", g.opts.CommitTimeout, ErrOutcomeUnknown, err)
+}
+
 // Stats returns the counters.
 func (g *Guard) Stats() Stats {
 	g.blMu.RLock()
@@ -436,7 +562,8 @@ func (g *Guard) Stats() Stats {
 		Degraded: g.stats.degraded.Load(), LimitedLocal: g.stats.limitedLocal.Load(),
 		LimitedCluster: g.stats.limitedCluster.Load(), Blacklisted: g.stats.blacklisted.Load(),
 		Timeouts: g.stats.timeouts.Load(), BreakerOpen: g.stats.breakerOpen.Load(),
-		ClusterErrors: g.stats.clusterErrors.Load(), BlacklistSize: n,
+		ClusterErrors: g.stats.clusterErrors.Load(), OutcomeUnknown: g.stats.outcomeUnknown.Load(),
+		Excused: g.stats.excused.Load(), BlacklistSize: n,
 		BreakerState: g.breaker.State().String(),
 	}
 }

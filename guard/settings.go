@@ -1,7 +1,15 @@
 // Package guard is the front line of the draw: the degrade switch, per-user rate limits
 // (a local token bucket in front of a cluster-wide GCRA), a blacklist for users who keep
-// hitting the limit, a time budget and a circuit breaker. Its settings are dynamic: every
-// node applies a change to them as soon as the shared config store reports it.
+// hitting the limit, a time budget with a commit point and a circuit breaker. Its
+// settings are dynamic: every node applies a change to them as soon as the shared config
+// store reports it.
+//
+// Answers are honest: a call over its time budget (ErrTimeout) took nothing, because a
+// call commits (Commit) before it takes what it cannot give back and a call that has
+// committed is waited for; one whose outcome is still unknown after the commit timeout
+// is ErrOutcomeUnknown, to be retried. A system failure never counts against a user: a
+// rate-limit refusal after the user's last call failed for the system's reasons does not
+// count towards the blacklist.
 package guard
 
 import (
