@@ -137,6 +137,7 @@ var errorCodes = []struct {
 	{guard.ErrDegraded, http.StatusOK, CodeDegraded},
 	{guard.ErrRateLimited, http.StatusOK, CodeRateLimited},
 	{guard.ErrTimeout, http.StatusOK, CodeTimeout},
+	{guard.ErrOutcomeUnknown, http.StatusOK, CodeBusy},
 	{redpacket.ErrEmpty, http.StatusOK, CodeRedPacketEmpty},
 	{redpacket.ErrClosed, http.StatusOK, CodeRedPacketClosed},
 	{redpacket.ErrNotEligible, http.StatusOK, CodeRedPacketIneligible},

@@ -17,6 +17,7 @@ import (
 // frontLine is what the guarded endpoints need of the guard.
 type frontLine interface {
 	Do(ctx context.Context, userID string, fn func(ctx context.Context) error) error
+	DoSystem(ctx context.Context, fn func(ctx context.Context) error) error
 	Degraded() bool
 	Settings() guard.Settings
 }
@@ -66,6 +67,26 @@ func (s *Server) guarded(pattern string, h handlerFunc) handlerFunc {
 		})
 		if err != nil {
 			return nil, err // data may still be written by a call past its budget: not read
+		}
+		return data, nil
+	}
+}
+
+// system puts h, an endpoint no user calls (random_raffle), behind the degrade switch,
+// the time budget and the breaker; it has no user to limit.
+func (s *Server) system(h handlerFunc) handlerFunc {
+	if s.opts.Guard == nil {
+		return h
+	}
+	return func(r *http.Request) (any, error) {
+		var data any
+		err := s.opts.Guard.DoSystem(r.Context(), func(ctx context.Context) error {
+			var herr error
+			data, herr = h(r.WithContext(ctx))
+			return herr
+		})
+		if err != nil {
+			return nil, err
 		}
 		return data, nil
 	}

@@ -56,7 +56,8 @@ type Options struct {
 	// DCC stores dynamic settings for every node (dcc/update_config); nil, or a nil
 	// Guard, does not serve the dcc endpoints.
 	DCC dccStore
-	// ArmoryNeedsAdmin puts the two armory GETs behind the admin token (production mode).
+	// ArmoryNeedsAdmin puts the two armory GETs and the armory's test draw random_raffle,
+	// which spends real stock, behind the admin token (production mode).
 	ArmoryNeedsAdmin bool
 	// Ready reports whether SQL, Redis and the broker are reachable (GET /readyz).
 	Ready    func(ctx context.Context) error
@@ -119,7 +120,7 @@ func New(opts Options) *Server {
 		return h
 	}
 	s.handle("GET "+raffle+"strategy/strategy_armory", armory(s.strategyArmory))
-	s.handle("POST "+raffle+"strategy/random_raffle", s.randomRaffle)
+	s.handle("POST "+raffle+"strategy/random_raffle", armory(s.system(s.randomRaffle)))
 	// user registers a user endpoint: the plain variant (userId in the request) when
 	// those are on, and the _by_token variant when tokens are configured, which stays on
 	// when the plain ones are off. The guard sits inside the token check, so it limits

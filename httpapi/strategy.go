@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -29,6 +30,9 @@ type randomRaffleResponse struct {
 	AwardIndex int `json:"awardIndex"`
 }
 
+// randomRaffle is big-market's test draw of a strategy as the system user. It deducts
+// stock as a user's draw does, so the whole draw is past its commit point: a slow one is
+// waited for rather than answered 0006 while it takes stock.
 func (s *Server) randomRaffle(r *http.Request) (any, error) {
 	var req randomRaffleRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -37,7 +41,11 @@ func (s *Server) randomRaffle(r *http.Request) (any, error) {
 	if req.StrategyID <= 0 {
 		return nil, badParam(http.StatusOK, "strategyId is required")
 	}
-	res, err := s.opts.Strategies.Draw(r.Context(), strategy.Input{UserID: systemUser, StrategyID: int64(req.StrategyID)})
+	ctx, err := guard.Commit(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Strategies.Draw(ctx, strategy.Input{UserID: systemUser, StrategyID: int64(req.StrategyID)})
 	if err != nil {
 		return nil, err
 	}
