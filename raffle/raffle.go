@@ -10,6 +10,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -110,6 +111,10 @@ type Result struct {
 // no concurrent request draws on it, runs the strategy, and records the award, its
 // send_award task and the used order in one transaction.
 //
+// Behind the guard, the draw commits (guard.Commit) after the claim and before the
+// strategy takes stock: a draw over its budget before that point answers 0006 having
+// taken nothing; one past it is waited for.
+//
 // A new order's id is claimed before the order is written, so no concurrent request of
 // the same user can take a fresh order from its creator. When the reusable order is held
 // by another request, the draw takes a fresh order from the quota instead, so concurrent
@@ -145,6 +150,15 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		}
 	}
 	orderID := p.Order.OrderID
+	// The commit point: the strategy's stock deduction cannot be handed back. Up to here
+	// nothing is taken that the user's next draw does not reuse (the order stays unused
+	// once its claim is released), so a draw over its time budget stops here and is
+	// answered 0006; from here on the guard waits for its outcome, and ctx is the commit
+	// context, which the budget no longer cancels.
+	if ctx, err = guard.Commit(ctx); err != nil {
+		s.release(orderID, token)
+		return Result{}, fmt.Errorf("draw order %s: %w", orderID, err)
+	}
 	res, err := s.opts.Strategies.Draw(ctx, strategy.Input{
 		UserID: userID, StrategyID: p.Activity.StrategyID, Score: p.Score(), DrawsToday: p.DrawsToday(),
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -183,5 +184,50 @@ func TestFailedDrawReleasesTheOrder(t *testing.T) {
 		if len(claims.held) != 0 {
 			t.Errorf("%s: claims not released: held %v released %v", name, claims.held, claims.released)
 		}
+	}
+}
+
+// TestDrawCommitsBeforeTheStrategyTakesStock runs draws behind a guard with a 10 ms
+// budget: one over its budget before the commit point never reaches the strategy and
+// gives its order back; one whose award transaction is slow is waited for.
+func TestDrawCommitsBeforeTheStrategyTakesStock(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 10*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: time.Minute})
+
+	s, _, strats, recs, claims := newFixture()
+	drew := false
+	strats.DrawFn = func(strategy.Input) (strategy.Result, error) {
+		drew = true
+		return strategy.Result{AwardID: 101}, nil
+	}
+	late := make(chan error, 1)
+	err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		<-ctx.Done() // participation and claim were slow: the budget ran out
+		_, err := s.Draw(ctx, "u1", 100301)
+		late <- err
+		return err
+	})
+	if !errors.Is(err, guard.ErrTimeout) {
+		t.Fatalf("Do = %v, want ErrTimeout", err)
+	}
+	if err := <-late; !errors.Is(err, guard.ErrTimeout) || drew || len(recs.recs) != 0 || len(claims.held) != 0 {
+		t.Fatalf("draw past its budget: %v, strategy drew %v, %d records, claims held %v; want nothing taken", err, drew, len(recs.recs), claims.held)
+	}
+
+	s, _, _, recs, _ = newFixture()
+	recs.RecordFn = func(award.Record) error {
+		time.Sleep(50 * time.Millisecond) // the award transaction is slow, past the budget
+		return nil
+	}
+	var res Result
+	err = g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		var err error
+		res, err = s.Draw(ctx, "u1", 100301)
+		return err
+	})
+	if err != nil || res.AwardID != 101 || len(recs.recs) != 1 {
+		t.Fatalf("slow draw past its commit point: %v, %+v, %d records; want the award", err, res, len(recs.recs))
 	}
 }
