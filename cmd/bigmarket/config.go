@@ -95,7 +95,10 @@ type Config struct {
 	BlacklistCount     int           `koanf:"blacklist_count"`
 	BlacklistDuration  time.Duration `koanf:"blacklist_duration"`
 	DrawTimeout        time.Duration `koanf:"draw_timeout"`
-	GuardedEndpoints   []string      `koanf:"guarded_endpoints"`
+	// DrawCommitTimeout bounds how long a guarded call past its commit point (a draw
+	// that has taken stock) is waited for before it is answered 0009, outcome unknown.
+	DrawCommitTimeout time.Duration `koanf:"draw_commit_timeout"`
+	GuardedEndpoints  []string      `koanf:"guarded_endpoints"`
 	// LimiterMaxUsers bounds the per-user limiter state each node keeps in memory.
 	LimiterMaxUsers     int           `koanf:"limiter_max_users"`
 	BreakerMinRequests  int           `koanf:"breaker_min_requests"`
@@ -172,6 +175,7 @@ func defaultConfig() Config {
 		BlacklistCount:          defaults.BlacklistCount,
 		BlacklistDuration:       defaults.BlacklistDuration,
 		DrawTimeout:             defaults.DrawTimeout,
+		DrawCommitTimeout:       guard.DefaultCommitTimeout,
 		GuardedEndpoints:        httpapi.DefaultGuardedRoutes,
 		LimiterMaxUsers:         100_000,
 		BreakerMinRequests:      int(breaker.MinRequests),
@@ -398,6 +402,11 @@ func (c *Config) validateGuard() []error {
 			errs = append(errs, fmt.Errorf("guarded endpoint %q: want one of %s", name, strings.Join(httpapi.GuardableRoutes, ", ")))
 		}
 	}
+	// It runs from the commit point, not from the start of the call, so it need not
+	// exceed the draw timeout; it should, by far, to be worth its name.
+	if c.DrawCommitTimeout < 100*time.Millisecond || c.DrawCommitTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("draw commit timeout %s: want 100ms to 5m", c.DrawCommitTimeout))
+	}
 	if c.LimiterMaxUsers < 1 {
 		errs = append(errs, fmt.Errorf("limiter max users %d: want at least 1", c.LimiterMaxUsers))
 	}
@@ -453,7 +462,7 @@ func (c Config) print(w io.Writer) {
 		{"degrade_switch", c.DegradeSwitch}, {"rate_limiter_switch", c.RateLimiterSwitch},
 		{"rate_limit_per_second", strconv.FormatFloat(c.RateLimitPerSecond, 'g', -1, 64)}, {"rate_limit_burst", strconv.Itoa(c.RateLimitBurst)},
 		{"blacklist_count", strconv.Itoa(c.BlacklistCount)}, {"blacklist_duration", c.BlacklistDuration.String()},
-		{"draw_timeout", c.DrawTimeout.String()}, {"guarded_endpoints", strings.Join(c.GuardedEndpoints, ",")},
+		{"draw_timeout", c.DrawTimeout.String()}, {"draw_commit_timeout", c.DrawCommitTimeout.String()}, {"guarded_endpoints", strings.Join(c.GuardedEndpoints, ",")},
 		{"limiter_max_users", strconv.Itoa(c.LimiterMaxUsers)}, {"breaker_min_requests", strconv.Itoa(c.BreakerMinRequests)},
 		{"breaker_failure_ratio", strconv.FormatFloat(c.BreakerFailureRatio, 'g', -1, 64)}, {"breaker_window", c.BreakerWindow.String()},
 		{"breaker_open_for", c.BreakerOpenFor.String()}, {"breaker_probes", strconv.Itoa(c.BreakerProbes)},

@@ -87,6 +87,7 @@ func TestConfigValidate(t *testing.T) {
 		"bad timezone":          {[]string{"BIGMARKET_TIMEZONE=Mars/Olympus"}, "BIGMARKET_TIMEZONE"},
 		"plain endpoints":       {[]string{"BIGMARKET_PLAIN_USER_ENDPOINTS=maybe"}, "BIGMARKET_PLAIN_USER_ENDPOINTS"},
 		"production secrets":    {[]string{"BIGMARKET_MODE=production"}, "BIGMARKET_ADMIN_TOKEN"},
+		"commit timeout":        {[]string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=10ms"}, "draw commit timeout"},
 		"production demo jwt":   {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
 	} {
 		cfg, err := loadConfig("", tc.env)
@@ -105,6 +106,12 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("production defaults: plain %q log %q", cfg.PlainUserEndpoints, cfg.LogFormat)
 	}
 	demo, _ := loadConfig("", nil)
+	if demo.DrawCommitTimeout != 5*time.Second {
+		t.Errorf("draw commit timeout %s, want 5s by default", demo.DrawCommitTimeout)
+	}
+	if c, _ := loadConfig("", []string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=8s"}); c.DrawCommitTimeout != 8*time.Second {
+		t.Errorf("BIGMARKET_DRAW_COMMIT_TIMEOUT=8s: %s", c.DrawCommitTimeout)
+	}
 	if err := demo.validate(); err != nil || len(demo.AdminToken) != 32 || !demo.generatedAdminToken || demo.PlainUserEndpoints != "on" {
 		t.Errorf("demo: token %q plain %q err %v", demo.AdminToken, demo.PlainUserEndpoints, err)
 	}

@@ -175,6 +175,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	front := guard.New(guard.Options{
 		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(b.redis, cfg.RedisPrefix),
 		Blacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers, Logger: log,
+		CommitTimeout: cfg.DrawCommitTimeout,
 	})
 	// The shared settings and blacklist are applied before the first request is served.
 	waitGuard, err := guardKV.Watch(background, front)
@@ -418,6 +419,9 @@ func registerGuardMetrics(reg *prometheus.Registry, g *guard.Guard) {
 		rejected("blacklisted", func(st guard.Stats) int64 { return st.Blacklisted }),
 		rejected("timeout", func(st guard.Stats) int64 { return st.Timeouts }),
 		rejected("breaker_open", func(st guard.Stats) int64 { return st.BreakerOpen }),
+		rejected("outcome_unknown", func(st guard.Stats) int64 { return st.OutcomeUnknown }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_guard_excused_refusals_total", Help: "Rate-limit refusals not counted towards the blacklist: the user's last call failed for the system's reasons."},
+			func() float64 { return float64(g.Stats().Excused) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_guard_cluster_limit_errors_total", Help: "Cluster limit calls that failed (the request was let through)."},
 			func() float64 { return float64(g.Stats().ClusterErrors) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_guard_blacklist_size", Help: "Users blacklisted on this node."},

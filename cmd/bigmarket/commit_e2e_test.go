@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/sqlstore"
+)
+
+// lockUserTables takes LOCK TABLES … WRITE on tables of user's home database, in a
+// connection of its own, and returns the function that lifts the lock. A name ending in
+// "{suffix}" is a sharded table and gets the user's table suffix.
+func (d *deployment) lockUserTables(t *testing.T, user string, tables ...string) (unlock func()) {
+	t.Helper()
+	router, err := sqlstore.NewRouter(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := router.Route(user)
+	ctx := context.Background()
+	conn, err := d.userDBs[shard.DB].SQL.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks := make([]string, len(tables))
+	for i, name := range tables {
+		locks[i] = strings.Replace(name, "{suffix}", shard.Suffix, 1) + " WRITE"
+	}
+	if _, err := conn.ExecContext(ctx, "LOCK TABLES "+strings.Join(locks, ", ")); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	var done bool
+	unlock = func() {
+		if done {
+			return
+		}
+		done = true
+		if _, err := conn.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
+			t.Errorf("unlock tables: %v", err)
+		}
+		conn.Close()
+	}
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// stockLeft sums the Redis stock counters of faultStrategy's awards.
+func (d *deployment) stockLeft(t *testing.T) int64 {
+	t.Helper()
+	got, err := d.counters(context.Background(), readStockAwards(t, d.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, n := range got {
+		sum += n
+	}
+	return sum
+}
+
+// userRows counts user's award records and unused raffle orders in faultActivity.
+func (d *deployment) userRows(t *testing.T, user string) (records, unused int) {
+	t.Helper()
+	ctx := context.Background()
+	recs, err := d.users.AwardRecords(ctx, user, faultActivity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orders {
+		if o.State == activity.OrderCreate {
+			unused++
+		}
+	}
+	return len(recs), unused
+}
+
+// TestRandomRaffleIsASystemEndpoint runs random_raffle on a production serve process: it
+// needs the admin token (an anonymous call takes no stock), and it passes the degrade
+// switch.
+func TestRandomRaffleIsASystemEndpoint(t *testing.T) {
+	d := newDeployment(t, "")
+	_, base := d.start(t, "BIGMARKET_MODE=production", "BIGMARKET_JWT_SECRET="+e2eJWTSecret)
+	admin := "Bearer " + d.adminToken
+	if status, r := request(t, base, "GET", fmt.Sprintf("/api/v1/raffle/strategy/strategy_armory?strategyId=%d", faultStrategy), admin, ""); status != 200 || r.Code != "0000" {
+		t.Fatalf("strategy armory: %d %+v", status, r)
+	}
+	body := fmt.Sprintf(`{"strategyId":%d}`, faultStrategy)
+	before := d.stockLeft(t)
+	for _, auth := range []string{"", "Bearer wrong-token", "Basic " + d.adminToken} {
+		for range 5 {
+			if status, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", auth, body); status != http.StatusUnauthorized || r.Code != "0003" {
+				t.Fatalf("random_raffle with %q: %d %+v, want 401 0003", auth, status, r)
+			}
+		}
+	}
+	if after := d.stockLeft(t); after != before {
+		t.Fatalf("refused random_raffle calls took %d units of stock", before-after)
+	}
+	if status, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body); status != 200 || r.Code != "0000" {
+		t.Fatalf("random_raffle with the admin token: %d %+v", status, r)
+	}
+	if _, r := request(t, base, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=open", admin, ""); r.Code != "0000" {
+		t.Fatalf("update_config degradeSwitch=open: %+v", r)
+	}
+	waitFor(t, 5*time.Second, "random_raffle degraded", func() bool {
+		_, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body)
+		return r.Code == "0004"
+	})
+	left := d.stockLeft(t)
+	for range 5 {
+		if _, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body); r.Code != "0004" {
+			t.Fatalf("random_raffle while degraded: %+v, want 0004", r)
+		}
+	}
+	if after := d.stockLeft(t); after != left {
+		t.Fatalf("degraded random_raffle calls took %d units of stock", left-after)
+	}
+}
+
+// TestDrawCommitPoint stalls a draw on either side of its commit point with the budget
+// at 150 ms. Stalled in the award transaction (its award table locked for 3 s), the draw
+// has taken stock: the answer waits for the award and tells it, or says 0009, never 0006.
+// Stalled in the participation (the quota tables locked), the draw answers 0006 and
+// takes nothing: no award record ever appears, no stock is taken, and the raffle order
+// it may have made stays unused for the next draw.
+func TestDrawCommitPoint(t *testing.T) {
+	d := newDeployment(t, "")
+	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=150ms")
+	d.armory(t, base)
+
+	t.Run("stalled after the commit point", func(t *testing.T) {
+		user := testenv.Unique("cp")
+		if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+			t.Fatalf("recharge: %s", c)
+		}
+		stock := d.stockLeft(t)
+		unlock := d.lockUserTables(t, user, "user_award_record{suffix}")
+		unlocked := make(chan time.Time, 1)
+		go func() {
+			time.Sleep(3 * time.Second) // the stall the test is about, not a wait for async work
+			unlock()
+			unlocked <- time.Now()
+		}()
+		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		answered := time.Now()
+		at := <-unlocked
+		records, _ := d.userRows(t, user)
+		t.Logf("draw answered %s %s, %s after the unlock; %d award records", r.Code, r.Data, answered.Sub(at).Round(time.Millisecond), records)
+		switch r.Code {
+		case "0000":
+			if records != 1 {
+				t.Fatalf("draw answered 0000 but the user has %d award records", records)
+			}
+			if answered.Before(at) {
+				t.Fatalf("draw answered 0000 before its award table was unlocked")
+			}
+		case "0009":
+			if records > 1 {
+				t.Fatalf("one draw answered 0009 left %d award records", records)
+			}
+		case "0006":
+			// A timeout must mean nothing was taken: no award record ever appears.
+			deadline := time.Now().Add(3 * time.Second)
+			for time.Now().Before(deadline) {
+				if n, _ := d.userRows(t, user); n != 0 {
+					t.Fatalf("draw answered 0006 (timeout) but its award record appeared afterwards")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if left := d.stockLeft(t); left != stock {
+				t.Fatalf("draw answered 0006 (timeout) but took %d units of stock", stock-left)
+			}
+		default:
+			t.Fatalf("draw answered %+v; want 0000 with its award, or 0009", r)
+		}
+	})
+
+	t.Run("stalled before the commit point", func(t *testing.T) {
+		user := testenv.Unique("cq")
+		if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+			t.Fatalf("recharge: %s", c)
+		}
+		stock := d.stockLeft(t)
+		unlock := d.lockUserTables(t, user, "raffle_activity_account", "raffle_activity_account_day", "raffle_activity_account_month")
+		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		time.Sleep(time.Second) // hold the stall past the answer, as a slow database would
+		unlock()
+		if r.Code != "0006" {
+			t.Fatalf("draw stalled in its participation: %+v, want 0006", r)
+		}
+		// Long enough for a draw going on behind the answer to record its award.
+		var unused int
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			var records int
+			records, unused = d.userRows(t, user)
+			if records != 0 {
+				t.Fatalf("draw answered 0006 but an award record appeared afterwards")
+			}
+		}
+		if left := d.stockLeft(t); left != stock {
+			t.Fatalf("draw answered 0006 but took %d units of stock", stock-left)
+		}
+		if unused > 1 {
+			t.Fatalf("one timed-out draw left %d unused raffle orders", unused)
+		}
+		// The next draw reuses the unused order, if the timed-out one left one.
+		waitFor(t, 15*time.Second, "a draw after the stall", func() bool {
+			return post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}).Code == "0000"
+		})
+		if records, unused := d.userRows(t, user); records != 1 || unused != 0 {
+			t.Fatalf("after one successful draw: %d award records, %d unused orders; want 1 and 0", records, unused)
+		}
+		if got := totalSurplus(t, base, user); got != 149 {
+			t.Fatalf("total surplus %d after one award, want 149 (the timed-out draw took nothing)", got)
+		}
+	})
+}
+
+// TestStalledUserDatabaseDoesNotBlacklist has a client retry a draw every 100 ms while
+// its user database is stalled for 4 s, with the front line on (1 draw a second, burst 5,
+// blacklisted after 10 refusals). Its 0006s and the refusals that follow them are the
+// system's failure, not the user's: once the stall ends, its draw succeeds and it is not
+// blacklisted. A user drawing 60 times back to back on the healthy system still is.
+func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
+	d := newDeployment(t, "")
+	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=150ms", "BIGMARKET_RATE_LIMITER_SWITCH=open",
+		"BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=5", "BIGMARKET_BLACKLIST_COUNT=10")
+	d.armory(t, base)
+	user := testenv.Unique("st")
+	if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+		t.Fatalf("recharge: %s", c)
+	}
+	limitedBefore := metric(t, base, `bigmarket_guard_rejected_total{reason="limited_local"}`)
+	unlock := d.lockUserTables(t, user, "raffle_activity_account", "raffle_activity_account_day",
+		"raffle_activity_account_month", "user_raffle_order{suffix}", "user_award_record{suffix}")
+	stallEnds := time.Now().Add(4 * time.Second)
+	codes := map[string]int{}
+	var after []string
+	deadline := stallEnds.Add(20 * time.Second)
+	for {
+		if !stallEnds.IsZero() && time.Now().After(stallEnds) {
+			unlock()
+			stallEnds = time.Time{}
+		}
+		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		if stallEnds.IsZero() {
+			after = append(after, r.Code)
+			if r.Code == "0000" {
+				break
+			}
+		} else {
+			codes[r.Code]++
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no successful draw within 20 s of the stall's end: during it %v, after it %v", codes, after)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("during the stall %v; after it %v", codes, after)
+	if codes["0006"] == 0 {
+		t.Fatalf("no draw timed out during the stall (%v): the test proves nothing", codes)
+	}
+	limited := metric(t, base, `bigmarket_guard_rejected_total{reason="limited_local"}`) - limitedBefore
+	if limited <= 10 {
+		t.Fatalf("the limiter refused %v calls, want more than the blacklist count: the test proves nothing", limited)
+	}
+	if n := metric(t, base, "bigmarket_guard_blacklist_size"); n != 0 {
+		t.Fatalf("blacklist size %v after a stall of the user's database", n)
+	}
+	time.Sleep(1100 * time.Millisecond) // a token for one more draw
+	if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
+		t.Fatalf("draw a second after recovering: %+v", r)
+	}
+
+	flooder := testenv.Unique("fl")
+	if c := d.recharge(t, base, flooder, 9011, flooder+"-r"); c != "0000" {
+		t.Fatalf("recharge: %s", c)
+	}
+	for range 60 {
+		post(t, base, "/api/v1/raffle/activity/draw", drawReq{flooder, faultActivity})
+	}
+	if n := metric(t, base, "bigmarket_guard_blacklist_size"); n != 1 {
+		t.Fatalf("blacklist size %v after 60 back-to-back draws of one user on a healthy system, want 1", n)
+	}
+}
