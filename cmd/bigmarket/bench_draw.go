@@ -69,10 +69,13 @@ type drawReport struct {
 	Warmup *bench.Summary `json:"warmup,omitempty"`
 	// Summary is the measured run.
 	Summary bench.Summary `json:"summary"`
-	// Draws counts the "0000" draw responses of the whole run, warmup included;
-	// UnknownOutcomes the draws that got no response (transport errors), which may or
-	// may not have been recorded.
+	// The draws of the whole run, warmup included, by what their answer says of their
+	// award record: Draws the "0000" answers, each told its award, so each has exactly
+	// one record; TimedOut the "0006" answers, which took nothing, so none has a record;
+	// UnknownOutcomes the draws whose outcome nobody was told, "0009" answers and those
+	// that got no response (transport errors), each with no record or one.
 	Draws           int64 `json:"draws"`
+	TimedOut        int64 `json:"timedOut"`
 	UnknownOutcomes int64 `json:"unknownOutcomes"`
 
 	Verification *drawVerification `json:"verification,omitempty"`
@@ -287,11 +290,7 @@ func runDrawBench(ctx context.Context, cfg Config, o drawOptions, stdout io.Writ
 	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, progress)
 	rep.Warmup, rep.Summary = warm, sum
 	fmt.Fprintln(stdout, sum.String())
-	rep.Draws, rep.UnknownOutcomes = sum.Codes["0000"], sum.TransportErrors
-	if rep.Warmup != nil {
-		rep.Draws += rep.Warmup.Codes["0000"]
-		rep.UnknownOutcomes += rep.Warmup.TransportErrors
-	}
+	rep.Draws, rep.TimedOut, rep.UnknownOutcomes = drawOutcomes(rep.Warmup, &sum)
 	if runErr != nil {
 		// An interrupted run aborted draws in flight whose outcome nobody saw: the
 		// counts cannot be checked exactly.
@@ -310,6 +309,20 @@ func runDrawBench(ctx context.Context, cfg Config, o drawOptions, stdout io.Writ
 		return rep, errVerifyFailed
 	}
 	return rep, nil
+}
+
+// drawOutcomes classifies the draws of the runs (a nil run is skipped) by what their
+// answers say of their award records: told its award (0000), nothing taken (0006), or
+// unknown (0009, or no answer at all).
+func drawOutcomes(runs ...*bench.Summary) (draws, timedOut, unknown int64) {
+	for _, r := range runs {
+		if r != nil {
+			draws += r.Codes["0000"]
+			timedOut += r.Codes["0006"]
+			unknown += r.Codes["0009"] + r.TransportErrors
+		}
+	}
+	return draws, timedOut, unknown
 }
 
 // runWithCountedWarmup runs the warmup as a run of its own rather than bench's unrecorded
@@ -587,7 +600,10 @@ func openVerifier(ctx context.Context, cfg Config, activityID int64) (*verifier,
 func (v *verifier) close() { v.b.close() }
 
 // verify runs every check: (a) no award granted beyond its stock, (b) no negative
-// surplus anywhere, (c) the bench users' rows match the run's successful draws.
+// surplus anywhere, (c) the bench users' rows match the run's successful draws: at
+// least one record each, and beyond those at most one for each of the unknown draws.
+// The draws are counted in total, as the answers do not name their orders; a 0006 that
+// took an award is a record beyond the bound, and fails it.
 func (v *verifier) verify(ctx context.Context, users []string, before userTally, draws, unknown int64) (drawVerification, error) {
 	start := time.Now()
 	var out drawVerification
@@ -627,7 +643,9 @@ func (v *verifier) verify(ctx context.Context, users []string, before userTally,
 		add("surplus "+m.column, m.min >= 0, "min %d (%s)", m.min, m.where)
 	}
 
-	// (c) One record, one task and one used order per successful draw.
+	// (c) One record, one task and one used order per successful draw, none for a draw
+	// answered 0006 (not counted in either bound), at most one for a draw whose outcome
+	// is unknown.
 	after, err := v.tally(ctx, users)
 	if err != nil {
 		return out, err
@@ -638,7 +656,7 @@ func (v *verifier) verify(ctx context.Context, users []string, before userTally,
 		add("award records", records == draws, "%d new award records for %d successful draws", records, draws)
 	} else {
 		add("award records", records >= draws && records <= draws+unknown,
-			"%d new award records for %d successful draws and %d draws without an answer", records, draws, unknown)
+			"%d new award records for %d successful draws and %d draws of unknown outcome (0009 or no answer)", records, draws, unknown)
 	}
 	tasks := after.Tasks - before.Tasks
 	add("tasks", tasks == records && after.MissingTasks == 0,

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -56,6 +57,53 @@ func TestBenchDraw(t *testing.T) {
 		}
 		if !strings.Contains(stdout, "verification PASS") {
 			t.Errorf("stdout lacks the verdict:\n%s", stdout)
+		}
+	})
+
+	// The direct run's records, checked against other tallies of answers: a record beyond
+	// the successes fails unless a 0009 (or a draw without an answer) covers it, and a
+	// success needs its record whatever else is unknown.
+	t.Run("classifies outcomes", func(t *testing.T) {
+		if direct.Verification == nil {
+			t.Skip("the direct run failed")
+		}
+		ctx := context.Background()
+		v, err := openVerifier(ctx, cfg, 100301)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.close()
+		users := make([]string, 20)
+		for i := range users {
+			users[i] = "bt1_" + strconv.Itoa(i)
+		}
+		busy := &bench.Summary{Codes: map[string]int64{"0000": direct.Draws - 1, "0006": 7, "0009": 1}}
+		answered := &bench.Summary{Codes: map[string]int64{"0000": direct.Draws - 1, "0006": 8}}
+		for _, tc := range []struct {
+			name string
+			run  *bench.Summary
+			pass bool
+		}{
+			{"one record beyond the successes, a 0009 covering it", busy, true},
+			{"one record beyond the successes and the 0006s, nothing unknown", answered, false},
+			{"a success without its record, however many are unknown", &bench.Summary{Codes: map[string]int64{"0000": direct.Draws + 1, "0009": 5}, TransportErrors: 2}, false},
+		} {
+			draws, timedOut, unknown := drawOutcomes(nil, tc.run)
+			if timedOut != tc.run.Codes["0006"] || unknown != tc.run.Codes["0009"]+tc.run.TransportErrors {
+				t.Fatalf("%s: classified as %d timed out, %d unknown", tc.name, timedOut, unknown)
+			}
+			ver, err := v.verify(ctx, users, direct.Verification.Before, draws, unknown)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range ver.Checks {
+				if c.Name == "award records" && c.Pass != tc.pass {
+					t.Errorf("%s: award records check %v (%s), want pass %v", tc.name, c.Pass, c.Detail, tc.pass)
+				}
+			}
+			if ver.Pass != tc.pass {
+				t.Errorf("%s: verification pass %v, want %v: %+v", tc.name, ver.Pass, tc.pass, ver.Checks)
+			}
 		}
 	})
 
