@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -59,6 +60,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		body := []byte(`{"strategyId":` + strconv.FormatInt(*strategyID, 10) + `}`)
 		opts = bench.Options{URL: base + "/api/v1/raffle/strategy/random_raffle", Body: func(int, uint64) []byte { return body }}
+		// random_raffle spends real stock: production mode serves it to the operator only.
+		if token := os.Getenv("BIGMARKET_ADMIN_TOKEN"); token != "" {
+			opts.Header = http.Header{"Authorization": {"Bearer " + token}}
+		}
 	case "flood":
 		body, err := json.Marshal(map[string]any{"userId": *user, "activityId": *activityID})
 		if err != nil {
