@@ -514,6 +514,7 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	t.Run("sign-in and exchange", func(t *testing.T) { checkSignInAndExchange(t, s) })
 	t.Run("award distribution", func(t *testing.T) { checkAwardDistribution(t, s) })
 	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
+	t.Run("operator listener and CORS", func(t *testing.T) { checkOperatorSurface(t, s) })
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
