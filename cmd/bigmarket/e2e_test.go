@@ -291,6 +291,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 	cfg := defaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = freeAddr(t)
+	cfg.OpsAddr = "127.0.0.1:0" // its own, read from the log by opsURL
 	cfg.RedisAddrs = []string{emb.Addr()}
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
@@ -309,6 +310,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 		serveErr = serve(ctx, cfg, newLogger(cfg, &logs))
 	}()
 	base := "http://" + cfg.Addr
+	serveLogs.Store(base, &logs)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -368,8 +370,9 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("sign-in and exchange", func(t *testing.T) { checkSignInAndExchange(t, s) })
 	t.Run("award distribution", func(t *testing.T) { checkAwardDistribution(t, s) })
 	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
+	t.Run("operator listener and CORS", func(t *testing.T) { checkOperatorSurface(t, s) })
 	t.Run("metrics", func(t *testing.T) {
-		resp, err := http.Get(base + "/metrics")
+		resp, err := http.Get(opsURL(t, base) + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
