@@ -57,7 +57,8 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		// those that are set their own limits after these.
 		"BIGMARKET_RATE_LIMITER_SWITCH=close",
 		"BIGMARKET_DRAW_TIMEOUT=1m",
-		// Each process binds its own operator listener; opsURL reads its address.
+		// Never the default 127.0.0.1:9091 that parallel tests would share; start gives
+		// each serve a port of its own.
 		"BIGMARKET_OPS_ADDR=127.0.0.1:0",
 	}
 	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
@@ -94,11 +95,11 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 // with its base URL once it is ready (opsURL finds its operator listener).
 func (d *deployment) start(t *testing.T, extra ...string) (*process, string) {
 	t.Helper()
-	addr := freeAddr(t)
-	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr)
+	addr, opsAddr := freeAddr(t), freeAddr(t)
+	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr, "BIGMARKET_OPS_ADDR="+opsAddr)
 	p := startProcess(t, d.bin, append(env, extra...), "serve")
 	base := "http://" + addr
-	serveLogs.Store(base, p.log)
+	opsURLs.Store(base, "http://"+opsAddr)
 	waitReady(t, base, p.exited)
 	return p, base
 }

@@ -4,46 +4,24 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
-// serveLogs maps the API base URL of every serve a test started to its log, where serve
-// names the address its operator listener (metrics, pprof, health) is bound to; opsURLs
-// caches what opsURL read there.
-var serveLogs, opsURLs sync.Map
-
-// opsLine is serve's start line naming the address its operator listener is bound to, in
-// the text and in the JSON log format.
-var opsLine = regexp.MustCompile(`"?msg"?[=:]"operator listener serving"[ ,]"?addr"?[=:]"?([0-9.]+:[0-9]+)`)
+// opsURLs maps the API base URL of every serve a test started to the base URL of its
+// operator listener (metrics, pprof, health). Each serve gets a free loopback port of its
+// own for it, as for its API, so that parallel tests never collide on 9091.
+var opsURLs sync.Map
 
 // opsURL returns the base URL of the operator listener of the serve whose API is at base.
-// Tests start serve with BIGMARKET_OPS_ADDR=127.0.0.1:0, so that parallel tests never
-// collide, and read the bound address from its log.
 func opsURL(t *testing.T, base string) string {
 	t.Helper()
-	if u, ok := opsURLs.Load(base); ok {
-		return u.(string)
-	}
-	log, ok := serveLogs.Load(base)
+	u, ok := opsURLs.Load(base)
 	if !ok {
-		t.Fatalf("no log known for the serve at %s", base)
+		t.Fatalf("no operator listener known for the serve at %s", base)
 	}
-	var url string
-	waitFor(t, 10*time.Second, "the operator listener's address in the log of "+base, func() bool {
-		m := opsLine.FindStringSubmatch(log.(*testenv.SyncBuffer).String())
-		if m != nil {
-			url = "http://" + m[1]
-		}
-		return m != nil
-	})
-	opsURLs.Store(base, url)
-	return url
+	return u.(string)
 }
 
 // rawRequest sends method url with auth (none when empty) and returns the response, its body
