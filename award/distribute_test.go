@@ -1,10 +1,13 @@
 package award
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -436,5 +439,50 @@ func TestDistributeParallel(t *testing.T) {
 	defer mu.Unlock()
 	if peak != parallel {
 		t.Errorf("at most %d Prepare calls at once, want %d", peak, parallel)
+	}
+}
+
+// TestDemoReceiver distributes external awards through the demo receiver: each completes
+// (a change with no credit order, applied like a webhook's), one INFO line per award names
+// the user, the order and the award with its key and config; credit awards keep their
+// own distributors.
+func TestDemoReceiver(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	credits := &fakeCredits{}
+	s := NewService(Options{Configs: fakeConfigs{awards: testAwards}, Credits: credits,
+		Fallback: DemoReceiver{Logger: slog.New(slog.NewTextHandler(&logs, nil))}})
+	msgs := []SendAward{
+		{UserID: "u1", OrderID: "o1", AwardID: 103, AwardTitle: "calls"},
+		{UserID: "u2", OrderID: "o2", AwardID: 105, AwardConfig: "dall-e-3"},
+		{UserID: "u3", OrderID: "o3", AwardID: 101},
+	}
+	for i, err := range s.Distribute(context.Background(), msgs) {
+		if err != nil {
+			t.Errorf("%+v: %v", msgs[i], err)
+		}
+	}
+	calls := credits.applied()
+	if len(calls) != 1 || len(calls[0]) != 3 || calls[0][0].Order != nil || calls[0][1].Order != nil || calls[0][2].Order == nil ||
+		calls[0][0].AwardOrderID != "o1" || calls[0][1].UserID != "u2" {
+		t.Fatalf("applied %+v; want o1 and o2 completed without credit, o3 credited", calls)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("demo receiver logged %d lines, want one per external award:\n%s", len(lines), logs.String())
+	}
+	for order, want := range map[string][]string{
+		"order_id=o1": {"level=INFO", "user_id=u1", "award_id=103", "award_key=openai_use_count", "award_config=5"},
+		"order_id=o2": {"level=INFO", "user_id=u2", "award_id=105", "award_key=openai_model", "award_config=dall-e-3"},
+	} {
+		line := lines[0]
+		if !strings.Contains(line, order) {
+			line = lines[1]
+		}
+		for _, w := range append(want, order) {
+			if !strings.Contains(line, w) {
+				t.Errorf("log line %q lacks %s", line, w)
+			}
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -102,11 +101,9 @@ func New(opts Options) *Server {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2},
 		}, []string{"route"})
 		opts.Registry.MustRegister(s.requests, s.latency)
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: "up"})
-	})
+	// The metrics and the profiler are served by Operator, on another listener.
+	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("OPTIONS /api/", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
@@ -182,6 +179,7 @@ func New(opts Options) *Server {
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
 	// would conflict with the "OPTIONS /api/" preflight.
 	s.handle("/api/", s.notFound)
+	s.handle("/", s.notFound) // /metrics and /debug/ too: they live on the operator listener
 	return s
 }
 
@@ -196,14 +194,16 @@ func (s *Server) notFound(r *http.Request) (any, error) {
 	return nil, &apiError{status: http.StatusNotFound, code: CodeIllegalParam, info: "no such endpoint: " + r.Method + " " + r.URL.Path}
 }
 
-// ServeHTTP adds CORS headers and serves the route.
+// ServeHTTP adds CORS headers, except on the operator routes, and serves the route.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	if r.Method == http.MethodOptions {
-		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
-		h.Set("Access-Control-Max-Age", "86400")
+	if !isOperatorPath(r.URL.Path) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+			h.Set("Access-Control-Max-Age", "86400")
+		}
 	}
 	s.mux.ServeHTTP(w, r)
 }
@@ -262,6 +262,10 @@ func (s *Server) requestID(r *http.Request) string {
 		return id
 	}
 	return strconv.FormatUint(s.nextID.Add(1), 36)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: "up"})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

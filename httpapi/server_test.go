@@ -200,9 +200,95 @@ func TestCORSPreflightAndHealth(t *testing.T) {
 	}
 	do(t, h, "POST", "/api/v1/raffle/strategy/random_raffle", "application/json", []byte(`{"strategyId":100006}`))
 	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	h.Operator().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `bigmarket_http_requests_total{code="0000",route="POST /api/v1/raffle/strategy/random_raffle"} 1`) {
 		t.Errorf("metrics lack the request counter:\n%s", rec.Body.String())
+	}
+}
+
+// TestOperatorListener checks what moved off the API port: /metrics and the profiler are
+// served only by the operator handler (the API answers them with the envelope's 404, as
+// any unknown path), and both serve the health checks.
+func TestOperatorListener(t *testing.T) {
+	t.Parallel()
+	h := New(Options{Strategies: newFake(), Registry: prometheus.NewRegistry()})
+	ops := h.Operator()
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine", "/nope"} {
+		if r := do(t, h, "GET", path, "", nil); r.status != 404 || r.Code != "0002" {
+			t.Errorf("API %s: HTTP %d %s, want 404 0002", path, r.status, r.Code)
+		}
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		ops.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 || rec.Body.Len() == 0 {
+			t.Errorf("operator %s: HTTP %d, %d bytes", path, rec.Code, rec.Body.Len())
+		}
+		if rec.Header().Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("operator %s carries CORS headers", path)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if r := do(t, h, "GET", path, "", nil); r.status != 200 || r.Code != "0000" {
+			t.Errorf("API %s: HTTP %d %s", path, r.status, r.Code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	ops.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil))
+	if rec.Code != 404 {
+		t.Errorf("operator handler serves the API: HTTP %d", rec.Code)
+	}
+}
+
+// TestNoCORSOnOperatorRoutes checks API.md's CORS paragraph: every API answer carries
+// Access-Control-Allow-Origin and preflights are answered, except on the operator routes
+// (admin, dcc, erp), whose answers and preflights carry no CORS header at all.
+func TestNoCORSOnOperatorRoutes(t *testing.T) {
+	t.Parallel()
+	var seen []string
+	h, _, _ := guardedServer(t, &seen)
+	for _, c := range []struct{ method, path, auth string }{
+		{"POST", rechargePath, "Bearer admin-token-for-tests"},
+		{"POST", rechargePath, ""},
+		{"OPTIONS", rechargePath, ""},
+		{"GET", "/api/v1/admin/nope", "Bearer admin-token-for-tests"},
+		{"GET", "/api/v1/raffle/dcc/query_config", "Bearer admin-token-for-tests"},
+		{"GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=open", ""},
+		{"OPTIONS", "/api/v1/raffle/dcc/update_config", ""},
+		{"GET", "/api/v1/raffle/erp/query_raffle_activity_stage_list", "Bearer admin-token-for-tests"},
+		{"POST", "/api/v1/raffle/erp/update_stage_activity_2_active", ""},
+		{"OPTIONS", "/api/v1/raffle/erp/query_user_raffle_order", ""},
+		{"GET", "/api/v1/raffle/strategy/../erp/query_raffle_activity_stage_list", ""},
+		{"GET", "/api/v1//admin/activity/recharge", ""},
+	} {
+		req := httptest.NewRequest(c.method, c.path, strings.NewReader(`{}`))
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		for k := range rec.Header() {
+			if strings.HasPrefix(k, "Access-Control-") {
+				t.Errorf("%s %s: HTTP %d carries %s", c.method, c.path, rec.Code, k)
+			}
+		}
+	}
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/api/v1/raffle/activity/draw"},
+		{"POST", "/api/v1/raffle/strategy/query_raffle_award_list"},
+		{"GET", "/api/v1/raffle/strategy/strategy_armory?strategyId=100006"},
+		{"POST", "/api/v1/raffle/nope"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, strings.NewReader(`{"userId":"xiaofuge","activityId":100301}`)))
+		if rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s %s: HTTP %d without Access-Control-Allow-Origin", c.method, c.path, rec.Code)
+		}
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("OPTIONS", c.path, nil))
+		if rec.Code != 204 || rec.Header().Get("Access-Control-Allow-Origin") != "*" || rec.Header().Get("Access-Control-Allow-Headers") != "Content-Type, Authorization" {
+			t.Errorf("preflight of %s: HTTP %d %v", c.path, rec.Code, rec.Header())
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -115,7 +116,12 @@ type Config struct {
 	// in flight, so at least a second more.
 	RedPacketPublishTimeout time.Duration `koanf:"red_packet_publish_timeout"`
 	RedPacketRecoverGrace   time.Duration `koanf:"red_packet_recover_grace"`
-	// PprofAddr, when set, serves net/http/pprof on its own listener (keep it on loopback).
+	// OpsAddr is the operator listener: /metrics, /debug/pprof/ and the health checks,
+	// away from the public API port (keep it on loopback or an internal network); empty
+	// turns it off.
+	OpsAddr string `koanf:"ops_addr"`
+	// PprofAddr is the setting OpsAddr replaced; validate refuses it, naming the new one,
+	// rather than let a profiler its operator asked for silently not start.
 	PprofAddr string `koanf:"pprof_addr"`
 
 	// Derived by validate.
@@ -145,6 +151,7 @@ func defaultConfig() Config {
 	defaults, breaker := guard.DefaultSettings(), guard.DefaultBreaker()
 	return Config{
 		Addr:                    ":8091",
+		OpsAddr:                 "127.0.0.1:9091",
 		DataDir:                 "./data",
 		RedisPrefix:             "bigmarket",
 		Shards:                  "2x4",
@@ -357,6 +364,14 @@ func (c *Config) validate() error {
 			errs = append(errs, errors.New("BIGMARKET_WEBHOOK_SECRET must be at least 16 characters when BIGMARKET_WEBHOOK_URL is set"))
 		}
 	}
+	if c.PprofAddr != "" {
+		errs = append(errs, errors.New("pprof_addr (BIGMARKET_PPROF_ADDR) is gone: the profiler is served under /debug/pprof/ on the operator listener, ops_addr (BIGMARKET_OPS_ADDR, default 127.0.0.1:9091)"))
+	}
+	if c.OpsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.OpsAddr); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("BIGMARKET_OPS_ADDR %q: want host:port, e.g. 127.0.0.1:9091, or empty to turn the operator listener off", c.OpsAddr))
+		}
+	}
 	errs = append(errs, c.validateGuard()...)
 	if c.RedPacketPublishTimeout <= 0 || c.RedPacketRecoverGrace < c.RedPacketPublishTimeout+time.Second {
 		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
@@ -447,7 +462,7 @@ func (c Config) print(w io.Writer) {
 		dsns[i] = maskDSN(d)
 	}
 	rows := [][2]string{
-		{"mode", c.Mode}, {"addr", c.Addr}, {"data_dir", c.DataDir}, {"config", c.ConfigFile},
+		{"mode", c.Mode}, {"addr", c.Addr}, {"ops_addr", or(c.OpsAddr, "(off)")}, {"data_dir", c.DataDir}, {"config", c.ConfigFile},
 		{"config_dsn", or(maskDSN(c.ConfigDSN), "(embedded SQLite)")}, {"user_dsns", or(strings.Join(dsns, ","), "(embedded SQLite)")},
 		{"shards", c.Shards}, {"mysql_max_conns", strconv.Itoa(c.MySQLMaxConns)},
 		{"group_commit_lanes", strconv.Itoa(c.GroupCommitLanes)}, {"group_commit_max", strconv.Itoa(c.GroupCommitMax)}, {"redis_addrs", or(strings.Join(c.RedisAddrs, ","), "(embedded)")},
@@ -455,7 +470,7 @@ func (c Config) print(w io.Writer) {
 		{"nats_urls", or(strings.Join(c.NATSURLs, ","), "(embedded)")}, {"nats_prefix", c.NATSPrefix},
 		{"admin_token", mask(c.AdminToken)}, {"jwt_secret", mask(c.JWTSecret)}, {"timezone", c.Timezone},
 		{"plain_user_endpoints", c.PlainUserEndpoints}, {"app_tokens", mask(c.AppTokens)},
-		{"webhook_url", or(c.WebhookURL, "(none: external awards are dead-lettered)")},
+		{"webhook_url", or(c.WebhookURL, noWebhook[c.Mode])},
 		{"outbox_grace", c.OutboxGrace.String()}, {"outbox_every", c.OutboxEvery.String()},
 		{"event_max_deliver", strconv.Itoa(c.EventMaxDeliver)}, {"event_backoff", c.EventBackoff},
 		{"event_ack_wait", c.EventAckWait.String()}, {"fault_delay_after_distribute", c.FaultDelayAfterDistribute.String()}, {"webhook_secret", mask(c.WebhookSecret)},
@@ -468,12 +483,18 @@ func (c Config) print(w io.Writer) {
 		{"breaker_open_for", c.BreakerOpenFor.String()}, {"breaker_probes", strconv.Itoa(c.BreakerProbes)},
 		{"red_packet_sweep_every", c.RedPacketSweepEvery.String()}, {"red_packet_max_count", strconv.Itoa(c.RedPacketMaxCount)},
 		{"red_packet_max_amount", c.RedPacketMaxAmount}, {"red_packet_publish_timeout", c.RedPacketPublishTimeout.String()}, {"red_packet_recover_grace", c.RedPacketRecoverGrace.String()},
-		{"stock_sync_interval", c.StockSyncInterval.String()}, {"pprof_addr", c.PprofAddr}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
+		{"stock_sync_interval", c.StockSyncInterval.String()}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
 	}
 	fmt.Fprintln(w, "bigmarket config:")
 	for _, r := range rows {
 		fmt.Fprintf(w, "  %-22s %s\n", r[0], r[1])
 	}
+}
+
+// noWebhook is what becomes of external awards without a webhook URL, by mode.
+var noWebhook = map[string]string{
+	ModeDemo:       "(none: the demo receiver logs and completes external awards)",
+	ModeProduction: "(none: external awards are dead-lettered)",
 }
 
 func or(s, fallback string) string {

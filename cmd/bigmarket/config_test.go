@@ -178,3 +178,51 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatal("a token without -user was printed")
 	}
 }
+
+// TestConfigOpsAddr checks the operator listener's setting: loopback 9091 by default, set
+// or turned off (empty) by BIGMARKET_OPS_ADDR or the file, validated, and pprof_addr,
+// which it replaced, refused with a message that names it.
+func TestConfigOpsAddr(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bigmarket.yaml")
+	if err := os.WriteFile(file, []byte("ops_addr: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		env  []string
+		want string
+	}{
+		{"", nil, "127.0.0.1:9091"},
+		{"", []string{"BIGMARKET_OPS_ADDR=10.0.0.5:9100"}, "10.0.0.5:9100"},
+		{"", []string{"BIGMARKET_OPS_ADDR=127.0.0.1:0"}, "127.0.0.1:0"},
+		{"", []string{"BIGMARKET_OPS_ADDR="}, ""},
+		{file, nil, ""},
+	} {
+		cfg, err := loadConfig(tc.path, tc.env)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err != nil || cfg.OpsAddr != tc.want {
+			t.Errorf("%s %v: ops_addr %q err %v, want %q", tc.path, tc.env, cfg.OpsAddr, err, tc.want)
+		}
+		var out bytes.Buffer
+		cfg.print(&out)
+		if shown := or(tc.want, "(off)"); !strings.Contains(out.String(), "ops_addr               "+shown+"\n") {
+			t.Errorf("%v: printed config does not show ops_addr %s:\n%s", tc.env, shown, out.String())
+		}
+	}
+	for env, want := range map[string]string{
+		"BIGMARKET_OPS_ADDR=9091":             "BIGMARKET_OPS_ADDR",
+		"BIGMARKET_OPS_ADDR=localhost":        "BIGMARKET_OPS_ADDR",
+		"BIGMARKET_PPROF_ADDR=127.0.0.1:6060": "BIGMARKET_OPS_ADDR",
+	} {
+		cfg, err := loadConfig("", []string{env})
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want one naming %s", env, err, want)
+		}
+	}
+}

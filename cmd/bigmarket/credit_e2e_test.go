@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -204,7 +205,8 @@ func checkBehaviorRebate(t *testing.T, s stack) {
 const e2eWebhookSecret = "e2e-webhook-secret-0123456789"
 
 // receiver is a webhook receiver for external awards: it checks every delivery's
-// signature and answers 503 while down, 200 otherwise, counting both by order id.
+// signature and answers 503 while down, 200 otherwise, counting both by order id and
+// keeping each body by its Idempotency-Key.
 type receiver struct {
 	url string
 
@@ -212,12 +214,13 @@ type receiver struct {
 	down     bool
 	refused  map[string]int
 	accepted map[string]int
-	bad      int // deliveries with a wrong signature or body
+	bodies   map[string][]string // every well-signed delivery's body, by Idempotency-Key
+	bad      int                 // deliveries with a wrong signature or body
 }
 
 func startReceiver(t *testing.T) *receiver {
 	t.Helper()
-	r := &receiver{refused: map[string]int{}, accepted: map[string]int{}}
+	r := &receiver{refused: map[string]int{}, accepted: map[string]int{}, bodies: map[string][]string{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		var d webhook.Delivery
@@ -229,6 +232,8 @@ func startReceiver(t *testing.T) *receiver {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		key := req.Header.Get(webhook.HeaderIdempotencyKey)
+		r.bodies[key] = append(r.bodies[key], string(body))
 		if r.down {
 			r.refused[d.OrderID]++
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -245,6 +250,24 @@ func (r *receiver) setDown(down bool) {
 	r.mu.Lock()
 	r.down = down
 	r.mu.Unlock()
+}
+
+// deliveries returns the bodies of every well-signed delivery with Idempotency-Key key.
+func (r *receiver) deliveries(key string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.bodies[key])
+}
+
+// total returns how many deliveries of any kind the receiver got.
+func (r *receiver) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.bad
+	for _, b := range r.bodies {
+		n += len(b)
+	}
+	return n
 }
 
 // counts returns how many orders were refused and accepted at least once, and how many

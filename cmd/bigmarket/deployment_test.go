@@ -26,6 +26,7 @@ type deployment struct {
 	redis      *goredis.Client
 	users      *sqlstore.UserStore
 	userDBs    []*sqlstore.DB // the user databases, for counting across them
+	hook       *receiver      // the webhook receiver of the external awards
 }
 
 // newDeployment creates the deployment on the shared MariaDB and NATS and on redisAddr
@@ -38,7 +39,7 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 	}
 	configDSN := sqltest.NewMySQL(t, mysqlDSN)
 	userDSNs := []string{sqltest.NewMySQL(t, mysqlDSN), sqltest.NewMySQL(t, mysqlDSN)}
-	d := &deployment{prefix: testenv.Unique("bmf"), adminToken: testenv.Unique("admin-")}
+	d := &deployment{prefix: testenv.Unique("bmf"), adminToken: testenv.Unique("admin-"), hook: startReceiver(t)}
 	d.env = []string{
 		"BIGMARKET_ADMIN_TOKEN=" + d.adminToken,
 		"BIGMARKET_CONFIG_DSN=" + configDSN,
@@ -50,12 +51,15 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		"BIGMARKET_DATA_DIR=" + t.TempDir(),
 		"BIGMARKET_STOCK_RECONCILE_EVERY=1s",
 		"BIGMARKET_APP_TOKENS=" + e2eAppID + ":" + e2eAppToken,
-		"BIGMARKET_WEBHOOK_URL=" + startReceiver(t).url,
+		"BIGMARKET_WEBHOOK_URL=" + d.hook.url,
 		"BIGMARKET_WEBHOOK_SECRET=" + e2eWebhookSecret,
 		// Tests that are not about the front line draw as fast as they like, under -race;
 		// those that are set their own limits after these.
 		"BIGMARKET_RATE_LIMITER_SWITCH=close",
 		"BIGMARKET_DRAW_TIMEOUT=1m",
+		// Never the default 127.0.0.1:9091 that parallel tests would share; start gives
+		// each serve a port of its own.
+		"BIGMARKET_OPS_ADDR=127.0.0.1:0",
 	}
 	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { d.redis.Close() })
@@ -88,13 +92,14 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 }
 
 // start runs a serve process with the deployment's environment plus extra, and returns it
-// with its base URL once it is ready.
+// with its base URL once it is ready (opsURL finds its operator listener).
 func (d *deployment) start(t *testing.T, extra ...string) (*process, string) {
 	t.Helper()
-	addr := freeAddr(t)
-	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr)
+	addr, opsAddr := freeAddr(t), freeAddr(t)
+	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr, "BIGMARKET_OPS_ADDR="+opsAddr)
 	p := startProcess(t, d.bin, append(env, extra...), "serve")
 	base := "http://" + addr
+	opsURLs.Store(base, "http://"+opsAddr)
 	waitReady(t, base, p.exited)
 	return p, base
 }

@@ -291,6 +291,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 	cfg := defaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = freeAddr(t)
+	cfg.OpsAddr = freeAddr(t) // its own, never the default 9091 that parallel tests would share
 	cfg.RedisAddrs = []string{emb.Addr()}
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
@@ -309,6 +310,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 		serveErr = serve(ctx, cfg, newLogger(cfg, &logs))
 	}()
 	base := "http://" + cfg.Addr
+	opsURLs.Store(base, "http://"+cfg.OpsAddr)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -368,8 +370,9 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("sign-in and exchange", func(t *testing.T) { checkSignInAndExchange(t, s) })
 	t.Run("award distribution", func(t *testing.T) { checkAwardDistribution(t, s) })
 	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
+	t.Run("operator listener and CORS", func(t *testing.T) { checkOperatorSurface(t, s) })
 	t.Run("metrics", func(t *testing.T) {
-		resp, err := http.Get(base + "/metrics")
+		resp, err := http.Get(opsURL(t, base) + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -514,6 +517,13 @@ func TestTwoProcessesOnRealBackends(t *testing.T) {
 	t.Run("sign-in and exchange", func(t *testing.T) { checkSignInAndExchange(t, s) })
 	t.Run("award distribution", func(t *testing.T) { checkAwardDistribution(t, s) })
 	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
+	t.Run("operator listener and CORS", func(t *testing.T) { checkOperatorSurface(t, s) })
+	for i, p := range procs {
+		// The address is logged as bound, for operators who start serve on port 0.
+		if line := `msg="operator listener serving" addr=` + strings.TrimPrefix(opsURL(t, bases[i]), "http://"); !strings.Contains(p.log.String(), line) {
+			t.Errorf("serve did not log %s", line)
+		}
+	}
 
 	for _, p := range procs {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -24,11 +24,12 @@ import (
 
 const e2eJWTSecret = "guard-e2e-jwt-secret-0123456789"
 
-// metric reads the value of one sample (name with its labels, as exposed) from base's
-// /metrics; a missing sample is 0.
+// metric reads the value of one sample (name with its labels, as exposed) from the
+// /metrics of the serve whose API is at base, on its operator listener; a missing sample
+// is 0.
 func metric(t *testing.T, base, sample string) float64 {
 	t.Helper()
-	resp, err := httpClient.Get(base + "/metrics")
+	resp, err := httpClient.Get(opsURL(t, base) + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/sqlstore"
@@ -43,6 +44,30 @@ func (d *deployment) awardStates(t *testing.T) map[string]int {
 		}
 	}
 	return states
+}
+
+// externalAwards returns the order id and state of every award record of the deployment
+// whose award goes to the webhook (every seeded award but the credit ones, 100 and 101).
+func (d *deployment) externalAwards(t *testing.T) map[string]string {
+	t.Helper()
+	orders := map[string]string{}
+	for _, db := range d.userDBs {
+		for table := range 4 {
+			rows, err := db.SQL.Query("SELECT order_id, award_state FROM user_award_record" + sqlstore.TableSuffix(table) + " WHERE award_id NOT IN (100, 101)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var order, state string
+				if err := rows.Scan(&order, &state); err != nil {
+					t.Fatal(err)
+				}
+				orders[order] = state
+			}
+			rows.Close()
+		}
+	}
+	return orders
 }
 
 // verify runs "bigmarket verify" on the deployment with extra flags and returns its
@@ -129,7 +154,9 @@ func TestAwardsSurviveBrokerOutage(t *testing.T) {
 // batch of distributions but not yet acked it (it pauses there), so the broker redelivers
 // those messages to the next process: they must credit nobody twice. verify checks every
 // award record completed with exactly one credit order per credit award and every balance
-// equal to the sum of its orders.
+// equal to the sum of its orders. External awards are delivered at least once: the
+// webhook receiver gets every one, and an award of the killed batch again, with the same
+// Idempotency-Key and the very same body, so that it can drop the repeat.
 func TestConsumerKilledMidBatch(t *testing.T) {
 	d := newDeployment(t, "")
 	common := []string{"BIGMARKET_EVENT_ACK_WAIT=3s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s"}
@@ -145,6 +172,12 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	}
 	<-p1.exited
 	committed := d.awardStates(t)["completed"]
+	var killedExternal []string // external awards completed by the killed process, their acks lost
+	for order, state := range d.externalAwards(t) {
+		if state == string(award.StateCompleted) {
+			killedExternal = append(killedExternal, order)
+		}
+	}
 
 	// Those messages are still unacked on the broker: they will be delivered again.
 	nc, err := natsgo.Connect(testenv.NATSURL(t))
@@ -172,6 +205,12 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	waitFor(t, 120*time.Second, "every award distributed after the restart", func() bool {
 		return d.awardStates(t)["completed"] == 200
 	})
+	// The killed batch's records were completed before the kill: its redelivery is over
+	// only once the broker holds no send_award message pending or unacked.
+	waitFor(t, 60*time.Second, "every send_award message acked", func() bool {
+		ci, err := info.Info(context.Background())
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
 	var out string
 	waitFor(t, 60*time.Second, "verify clean", func() bool {
 		var clean bool
@@ -179,6 +218,37 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 		return clean
 	})
 	t.Logf("verify: %s", strings.TrimSpace(out))
+
+	external := d.externalAwards(t)
+	if len(external) == 0 {
+		t.Fatal("200 draws won no external award; the webhook went untested")
+	}
+	redelivered := 0
+	for order := range external {
+		bodies := d.hook.deliveries(order)
+		if len(bodies) == 0 {
+			t.Errorf("external award of order %s completed without reaching the webhook", order)
+			continue
+		}
+		if len(bodies) > 1 {
+			redelivered++
+		}
+		for i, b := range bodies[1:] {
+			if b != bodies[0] {
+				t.Errorf("order %s: delivery %d has another body than the first:\n%s\n%s", order, i+2, b, bodies[0])
+			}
+		}
+	}
+	if _, _, bad := d.hook.counts(); bad != 0 {
+		t.Errorf("the receiver got %d deliveries with a bad signature or an Idempotency-Key unlike the order id", bad)
+	}
+	for _, order := range killedExternal {
+		if n := len(d.hook.deliveries(order)); n < 2 {
+			t.Errorf("external award of order %s, completed by the killed process, was delivered %d times; its message was redelivered", order, n)
+		}
+	}
+	t.Logf("%d external awards, each delivered at least once; %d delivered again with the same key and body (%d in the killed batch)",
+		len(external), redelivered, len(killedExternal))
 }
 
 // TestWebhookReceiverDown draws external awards (strategy 10007: mostly usage counts)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -119,8 +118,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	awardConfigs := sqlstore.NewAwardConfigs(b.configDB)
 	var external award.Distributor
-	if cfg.WebhookURL != "" {
+	switch {
+	case cfg.WebhookURL != "":
 		external = webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret})
+	case cfg.Mode == ModeDemo:
+		// A first run completes its external awards in the log rather than dead-letter each.
+		external = award.DemoReceiver{Logger: log}
+	default:
+		log.Warn("no BIGMARKET_WEBHOOK_URL: external awards are refused and dead-lettered")
 	}
 	awards := award.NewService(award.Options{Configs: awardConfigs, Credits: users, Fallback: external})
 	credits := credit.NewService(users, activities, nil)
@@ -274,14 +279,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.generatedAdminToken {
 		log.Info("demo admin token (set BIGMARKET_ADMIN_TOKEN to choose one)", "admin_token", cfg.AdminToken)
 	}
-	if cfg.PprofAddr != "" {
-		stopPprof, err := servePprof(cfg.PprofAddr, log)
+	if cfg.OpsAddr != "" {
+		stopOps, err := serveOps(cfg.OpsAddr, api.Operator(), log)
 		if err != nil {
+			ln.Close()
 			stopBackground()
 			wg.Wait()
 			return err
 		}
-		defer stopPprof()
+		defer stopOps()
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -473,20 +479,19 @@ func registerEventMetrics(reg *prometheus.Registry, relay *outbox.Relay, consume
 	}
 }
 
-// servePprof serves the profiler on its own listener, away from the public API.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+// serveOps serves the operator handler (metrics, profiler, health) on its own listener,
+// away from the public API, and logs the address it bound, which tests and tools that
+// start serve on port 0 read.
+func serveOps(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen pprof %s: %w", addr, err)
+		return nil, fmt.Errorf("listen ops_addr %s: %w", addr, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// No write timeout: a CPU profile or trace streams for as long as it was asked to run.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go srv.Serve(ln)
-	log.Info("pprof serving", "addr", ln.Addr().String())
+	log.Info("operator listener serving", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
 }
 

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/nats"
+)
+
+// deadLetters counts the send_award messages in the deployment's dead-letter stream.
+func (d *deployment) deadLetters(t *testing.T) uint64 {
+	t.Helper()
+	nc, err := natsgo.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts := nats.EventOptions{Prefix: d.prefix}
+	s, err := js.Stream(ctx, opts.DLQStream())
+	if err != nil {
+		t.Fatalf("stream %s: %v", opts.DLQStream(), err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(opts.DLQSubject(award.TopicSendAward)))
+	if err != nil {
+		t.Fatalf("stream %s info: %v", opts.DLQStream(), err)
+	}
+	return info.State.Subjects[opts.DLQSubject(award.TopicSendAward)]
+}
+
+// lastDeadLetterReason returns the reason header of the last dead-lettered send_award.
+func (d *deployment) lastDeadLetterReason(t *testing.T) string {
+	t.Helper()
+	nc, err := natsgo.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts := nats.EventOptions{Prefix: d.prefix}
+	s, err := js.Stream(ctx, opts.DLQStream())
+	if err != nil {
+		t.Fatalf("stream %s: %v", opts.DLQStream(), err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, opts.DLQSubject(award.TopicSendAward))
+	if err != nil {
+		t.Fatalf("last dead letter: %v", err)
+	}
+	return m.Header.Get(nats.HeaderReason)
+}
+
+// TestExternalAwardsWithoutWebhook runs serve on MariaDB, Redis and NATS without a webhook
+// URL. In demo mode the built-in demo receiver takes every external award: each is logged
+// at INFO and its record completed, nothing is dead-lettered and nothing is logged at
+// ERROR. In production mode the same awards are refused: dead-lettered with the reason,
+// their records left in create.
+func TestExternalAwardsWithoutWebhook(t *testing.T) {
+	d := newDeployment(t, "")
+	const noWebhook = "BIGMARKET_WEBHOOK_URL="
+
+	demo, base := d.start(t, noWebhook)
+	d.armory(t, base)
+	drawAll(t, base, d.provision(t, base, 4), 40)
+	external := d.externalAwards(t)
+	if len(external) == 0 {
+		t.Fatal("40 draws won no external award; the demo receiver went untested")
+	}
+	waitFor(t, 60*time.Second, "every award record completed", func() bool {
+		return d.awardStates(t)["completed"] == 40
+	})
+	if n := d.deadLetters(t); n != 0 {
+		t.Errorf("demo mode dead-lettered %d awards, want 0", n)
+	}
+	log := demo.log.String()
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			t.Errorf("demo mode logged an error: %s", line)
+		}
+	}
+	for order := range external {
+		found := false
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, "level=INFO") && strings.Contains(line, "demo receiver") && strings.Contains(line, order) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no INFO line of the demo receiver names order %s", order)
+		}
+	}
+	if n := d.hook.total(); n != 0 {
+		t.Errorf("the webhook receiver got %d deliveries with no webhook configured", n)
+	}
+	if err := demo.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-demo.exited
+
+	_, prod := d.start(t, noWebhook, "BIGMARKET_MODE=production", "BIGMARKET_JWT_SECRET="+e2eJWTSecret,
+		"BIGMARKET_PLAIN_USER_ENDPOINTS=on")
+	if _, r := request(t, prod, "GET", "/api/v1/raffle/activity/armory?activityId=100301", "Bearer "+d.adminToken, ""); r.Code != "0000" {
+		t.Fatalf("activity armory in production: %+v", r)
+	}
+	drawAll(t, prod, d.provision(t, prod, 4), 40)
+	waiting := 0
+	for _, state := range d.externalAwards(t) {
+		if state != string(award.StateCompleted) {
+			waiting++
+		}
+	}
+	if waiting == 0 {
+		t.Fatal("40 draws in production won no external award")
+	}
+	waitFor(t, 60*time.Second, "every external award of production dead-lettered, every credit award completed", func() bool {
+		return d.deadLetters(t) == uint64(waiting) && d.awardStates(t)["completed"] == 80-waiting
+	})
+	if st := d.awardStates(t); st["create"] != waiting {
+		t.Errorf("award records in production: %v; want the %d external ones in create", st, waiting)
+	}
+	if reason := d.lastDeadLetterReason(t); !strings.Contains(reason, award.ErrNoDistributor.Error()) {
+		t.Errorf("dead letter reason %q, want it to say %q", reason, award.ErrNoDistributor)
+	}
+}
