@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/bigmarket/bigmarket/ident"
 )
 
 // Errors of the activity checks.
@@ -27,24 +29,21 @@ var (
 	// activity never armed); it wraps ErrStockUnknown, and the recharge that meets it asks
 	// Recovery to rebuild the counter.
 	ErrSKUStockMissing = fmt.Errorf("sku stock missing from cache: %w", ErrStockUnknown)
-	// ErrInvalidUserID means a user id is empty or longer than the user_id columns.
+	// ErrInvalidUserID means a user id breaks the identifier rule (ident.Check): empty,
+	// longer than the user_id columns, not UTF-8, with control characters or padded.
 	ErrInvalidUserID = errors.New("invalid user id")
-	// ErrInvalidBusinessNo means an out_business_no is empty or too long.
+	// ErrInvalidBusinessNo means an out_business_no breaks the identifier rule.
 	ErrInvalidBusinessNo = errors.New("invalid out_business_no")
 	// ErrInvalidPolicy means a recharge names an unknown trade policy.
 	ErrInvalidPolicy = errors.New("invalid trade policy")
 )
 
-// maxUserID and maxBusinessNo are the widths of the user_id and out_business_no columns.
-const (
-	maxUserID     = 32
-	maxBusinessNo = 64
-)
-
-// CheckUserID refuses user ids that the user tables cannot hold.
+// CheckUserID refuses user ids that break the identifier rule (ident.Check) with the
+// width of the user_id columns; the error wraps ErrInvalidUserID and says what is wrong
+// without repeating the id.
 func CheckUserID(userID string) error {
-	if userID == "" || len(userID) > maxUserID {
-		return fmt.Errorf("user id %q: %w", userID, ErrInvalidUserID)
+	if err := ident.Check(userID, ident.MaxUserID); err != nil {
+		return fmt.Errorf("user id %w: %w", err, ErrInvalidUserID)
 	}
 	return nil
 }
@@ -261,8 +260,8 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	if err := CheckUserID(req.UserID); err != nil {
 		return RechargeOrder{}, err
 	}
-	if req.OutBusinessNo == "" || len(req.OutBusinessNo) > maxBusinessNo {
-		return RechargeOrder{}, fmt.Errorf("out_business_no %q: %w", req.OutBusinessNo, ErrInvalidBusinessNo)
+	if err := ident.Check(req.OutBusinessNo, ident.MaxBusinessNo); err != nil {
+		return RechargeOrder{}, fmt.Errorf("out_business_no %w: %w", err, ErrInvalidBusinessNo)
 	}
 	if req.Policy == "" {
 		req.Policy = PolicyFree
