@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/bigmarket/bigmarket/ident"
 )
 
 // Errors of the activity checks.
@@ -19,27 +21,29 @@ var (
 	ErrSKUNotFound = errors.New("sku not found")
 	// ErrSKUStockExhausted means the SKU has no stock left (or none in the cache).
 	ErrSKUStockExhausted = errors.New("sku stock exhausted")
-	// ErrSKUStockMissing means the SKU's stock is not in the cache (a Redis loss); it is
-	// also an ErrSKUStockExhausted for the caller.
-	ErrSKUStockMissing = fmt.Errorf("sku stock missing from cache: %w", ErrSKUStockExhausted)
-	// ErrInvalidUserID means a user id is empty or longer than the user_id columns.
+	// ErrStockUnknown means how much stock is left is not known at the moment (its hot
+	// counter is lost and being rebuilt from the orders): nothing was taken, and the same
+	// request may succeed once the rebuild is done. It is never "out of stock".
+	ErrStockUnknown = errors.New("sku stock unknown while it is rebuilt")
+	// ErrSKUStockMissing means the SKU's stock is not in the cache (a Redis loss, or an
+	// activity never armed); it wraps ErrStockUnknown, and the recharge that meets it asks
+	// Recovery to rebuild the counter.
+	ErrSKUStockMissing = fmt.Errorf("sku stock missing from cache: %w", ErrStockUnknown)
+	// ErrInvalidUserID means a user id breaks the identifier rule (ident.Check): empty,
+	// longer than the user_id columns, not UTF-8, with control characters or padded.
 	ErrInvalidUserID = errors.New("invalid user id")
-	// ErrInvalidBusinessNo means an out_business_no is empty or too long.
+	// ErrInvalidBusinessNo means an out_business_no breaks the identifier rule.
 	ErrInvalidBusinessNo = errors.New("invalid out_business_no")
 	// ErrInvalidPolicy means a recharge names an unknown trade policy.
 	ErrInvalidPolicy = errors.New("invalid trade policy")
 )
 
-// maxUserID and maxBusinessNo are the widths of the user_id and out_business_no columns.
-const (
-	maxUserID     = 32
-	maxBusinessNo = 64
-)
-
-// CheckUserID refuses user ids that the user tables cannot hold.
+// CheckUserID refuses user ids that break the identifier rule (ident.Check) with the
+// width of the user_id columns; the error wraps ErrInvalidUserID and says what is wrong
+// without repeating the id.
 func CheckUserID(userID string) error {
-	if userID == "" || len(userID) > maxUserID {
-		return fmt.Errorf("user id %q: %w", userID, ErrInvalidUserID)
+	if err := ident.Check(userID, ident.MaxUserID); err != nil {
+		return fmt.Errorf("user id %w: %w", err, ErrInvalidUserID)
 	}
 	return nil
 }
@@ -166,15 +170,46 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 	if err != nil {
 		return Activity{}, err
 	}
-	skus, err := s.opts.Configs.SKUs(ctx, activityID)
+	if err := s.preheatSKUs(ctx, a); err != nil {
+		return Activity{}, err
+	}
+	s.cache.Store(cacheKey{"activity", activityID}, cached{value: a, until: s.opts.Now().Add(s.opts.CacheTTL)})
+	return a, nil
+}
+
+// ArmOpen preheats, as Armory does, the SKU stock of those of the activities that are open
+// and not yet over, and returns how many it armed. serve runs it before it serves, so
+// that a recharge right after a start finds its stock in the cache instead of waiting
+// for a rebuild; a counter another node already has is kept.
+func (s *Service) ArmOpen(ctx context.Context, activityIDs []int64) (int, error) {
+	now, armed := s.opts.Now(), 0
+	for _, id := range activityIDs {
+		a, err := s.opts.Configs.Activity(ctx, id)
+		if err != nil {
+			return armed, err
+		}
+		if a.State != StateOpen || now.After(a.End) {
+			continue
+		}
+		if err := s.preheatSKUs(ctx, a); err != nil {
+			return armed, err
+		}
+		armed++
+	}
+	return armed, nil
+}
+
+// preheatSKUs preheats the activity's SKUs missing from the cache and caches their config.
+func (s *Service) preheatSKUs(ctx context.Context, a Activity) error {
+	skus, err := s.opts.Configs.SKUs(ctx, a.ID)
 	if err != nil {
-		return Activity{}, fmt.Errorf("armory activity %d: %w", activityID, err)
+		return fmt.Errorf("armory activity %d: %w", a.ID, err)
 	}
 	until := s.opts.Now().Add(s.opts.CacheTTL)
 	for _, k := range skus {
 		exists, err := s.opts.SKUStock.Exists(ctx, k.SKU)
 		if err != nil {
-			return Activity{}, fmt.Errorf("armory activity %d: %w", activityID, err)
+			return fmt.Errorf("armory activity %d: %w", a.ID, err)
 		}
 		s.cache.Store(cacheKey{"sku", k.SKU}, cached{value: k, until: until})
 		if exists {
@@ -183,16 +218,15 @@ func (s *Service) Armory(ctx context.Context, activityID int64) (Activity, error
 		surplus := k.StockSurplus
 		if s.opts.Recovery != nil {
 			if surplus, err = s.opts.Recovery.SKUSurplus(ctx, k); err != nil {
-				return Activity{}, fmt.Errorf("armory activity %d: bound sku %d by orders: %w", activityID, k.SKU, err)
+				return fmt.Errorf("armory activity %d: bound sku %d by orders: %w", a.ID, k.SKU, err)
 			}
 		}
 		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, surplus, stockExpiry(a)); err != nil {
-			return Activity{}, fmt.Errorf("armory activity %d: preheat sku %d: %w", activityID, k.SKU, err)
+			return fmt.Errorf("armory activity %d: preheat sku %d: %w", a.ID, k.SKU, err)
 		}
 		s.soldOut.Delete(k.SKU)
 	}
-	s.cache.Store(cacheKey{"activity", activityID}, cached{value: a, until: until})
-	return a, nil
+	return nil
 }
 
 // TradePolicy is how a SKU recharge is paid for (big-market's names).
@@ -220,13 +254,14 @@ type RechargeRequest struct {
 // completed with the quota in the same transaction; under PolicyCreditPay it waits in
 // wait_pay, priced at the SKU's amount, until CompletePaid. A repeated out_business_no
 // returns ErrDuplicateOrder and changes nothing. The recharge that takes the SKU's last
-// unit announces it through Options.StockZero.
+// unit announces it through Options.StockZero. While the SKU's hot counter is lost and
+// being rebuilt it returns an error wrapping ErrStockUnknown and changes nothing.
 func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOrder, error) {
 	if err := CheckUserID(req.UserID); err != nil {
 		return RechargeOrder{}, err
 	}
-	if req.OutBusinessNo == "" || len(req.OutBusinessNo) > maxBusinessNo {
-		return RechargeOrder{}, fmt.Errorf("out_business_no %q: %w", req.OutBusinessNo, ErrInvalidBusinessNo)
+	if err := ident.Check(req.OutBusinessNo, ident.MaxBusinessNo); err != nil {
+		return RechargeOrder{}, fmt.Errorf("out_business_no %w: %w", err, ErrInvalidBusinessNo)
 	}
 	if req.Policy == "" {
 		req.Policy = PolicyFree

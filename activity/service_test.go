@@ -195,7 +195,11 @@ func (f *fakeSKUStock) Preheat(_ context.Context, sku, surplus int64, _ time.Tim
 func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.left[sku] <= 0 {
+	left, ok := f.left[sku]
+	if !ok {
+		return 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockMissing)
+	}
+	if left <= 0 {
 		return 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockExhausted)
 	}
 	f.left[sku]--
@@ -473,4 +477,70 @@ type countingSKUStock struct {
 func (c countingSKUStock) Deduct(ctx context.Context, sku int64, at time.Time) (int64, error) {
 	*c.calls++
 	return c.fakeSKUStock.Deduct(ctx, sku, at)
+}
+
+// fakeRecovery records the SKUs reported lost; SKUSurplus answers the SKU's SQL surplus.
+type fakeRecovery struct {
+	mu   sync.Mutex
+	lost []int64
+}
+
+func (f *fakeRecovery) SKUSurplus(_ context.Context, k SKU) (int64, error) {
+	return k.StockSurplus, nil
+}
+
+func (f *fakeRecovery) SKULost(sku int64, _ time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lost = append(f.lost, sku)
+}
+
+// TestRechargeWhileStockUnknown checks that a recharge meeting a lost SKU counter answers
+// ErrStockUnknown, never ErrSKUStockExhausted, writes nothing and asks for a rebuild; once
+// the counter is back the same request succeeds.
+func TestRechargeWhileStockUnknown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rec := &fakeRecovery{}
+	s, users, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai), func(o *Options) { o.Recovery = rec })
+	stock.mu.Lock()
+	delete(stock.left, 9014) // the Redis loss
+	stock.mu.Unlock()
+	req := RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b1"}
+	_, err := s.Recharge(ctx, req)
+	if !errors.Is(err, ErrStockUnknown) || errors.Is(err, ErrSKUStockExhausted) {
+		t.Fatalf("recharge on a lost counter: %v, want ErrStockUnknown and not exhausted", err)
+	}
+	if len(users.recharges) != 0 || len(rec.lost) != 1 || rec.lost[0] != 9014 {
+		t.Fatalf("after the lost counter: %d orders, lost reported %v", len(users.recharges), rec.lost)
+	}
+	if err := stock.Preheat(ctx, 9014, 2, time.Time{}); err != nil { // the rebuild
+		t.Fatal(err)
+	}
+	if _, err := s.Recharge(ctx, req); err != nil {
+		t.Fatalf("the same recharge after the rebuild: %v", err)
+	}
+}
+
+// TestArmOpen checks that ArmOpen preheats the SKUs of open activities not yet over, and
+// keeps a counter that exists.
+func TestArmOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	stock.mu.Lock()
+	stock.left = map[int64]int64{9014: 1} // 9014 exists (another node's): kept
+	stock.mu.Unlock()
+	n, err := s.ArmOpen(ctx, []int64{1, 2, 3})
+	if err != nil || n != 1 {
+		t.Fatalf("ArmOpen: %d armed, %v; want only activity 1", n, err)
+	}
+	stock.mu.Lock()
+	defer stock.mu.Unlock()
+	if len(stock.left) != 1 || stock.left[9014] != 1 {
+		t.Fatalf("stock after ArmOpen: %v, want 9014 kept at 1 and closed activity 2's 9015 not armed", stock.left)
+	}
+	if _, err := s.ArmOpen(ctx, []int64{404}); !errors.Is(err, ErrActivityNotFound) {
+		t.Fatalf("ArmOpen of an unknown activity: %v", err)
+	}
 }

@@ -67,7 +67,8 @@ type SKUStock interface {
 	Exists(ctx context.Context, sku int64) (bool, error)
 	Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error
 	// Deduct takes one unit and returns the units left; it returns an error wrapping
-	// ErrSKUStockExhausted when none is left or the stock is not in the cache.
+	// ErrSKUStockExhausted when none is left and ErrSKUStockMissing when the stock is not
+	// in the cache.
 	Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/ident"
 	"github.com/bigmarket/bigmarket/money"
 )
 
@@ -63,8 +64,11 @@ func (s *Server) querySKUProducts(r *http.Request) (any, error) {
 func (s *Server) queryStageActivityID(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	channel, source := q.Get("channel"), q.Get("source")
-	if channel == "" || source == "" {
-		return nil, badParam(http.StatusOK, "channel and source are required")
+	if err := checkID("channel", channel, ident.MaxChannel); err != nil {
+		return nil, err
+	}
+	if err := checkID("source", source, ident.MaxChannel); err != nil {
+		return nil, err
 	}
 	return s.opts.Activities.StageActivity(r.Context(), channel, source)
 }

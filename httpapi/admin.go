@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/ident"
 )
 
 // adminPrefix is the path of the operator endpoints, all behind the admin token.
@@ -82,8 +83,8 @@ func (s *Server) recharge(r *http.Request) (any, error) {
 	if err := req.check(); err != nil {
 		return nil, err
 	}
-	if req.OutBusinessNo == "" {
-		return nil, badParam(http.StatusOK, "outBusinessNo is required")
+	if err := checkID("outBusinessNo", req.OutBusinessNo, ident.MaxBusinessNo); err != nil {
+		return nil, err
 	}
 	_, err := s.opts.Activities.Recharge(r.Context(), activity.RechargeRequest{
 		UserID: req.UserID, SKU: int64(req.SKU), OutBusinessNo: req.OutBusinessNo,

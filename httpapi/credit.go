@@ -6,6 +6,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/ident"
 	"github.com/bigmarket/bigmarket/rebate"
 )
 
@@ -126,15 +127,24 @@ func (s *Server) behaviorRebate(r *http.Request) (any, error) {
 	if err := decodeJSON(r, &req); err != nil {
 		return nil, err
 	}
+	if err := checkID("appId", req.AppID, ident.MaxAppID); err != nil {
+		return nil, err
+	}
 	if !s.appTokenValid(req.AppID, req.AppToken) {
 		return nil, errAppToken
 	}
 	d := req.Data
-	if err := checkUserID(d.UserID); err != nil {
-		return nil, err
-	}
-	if d.BehaviorType == "" || d.OutBusinessNo == "" {
-		return nil, badParam(http.StatusOK, "data.behaviorType and data.outBusinessNo are required")
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{
+		{"data.userId", d.UserID, ident.MaxUserID},
+		{"data.behaviorType", d.BehaviorType, ident.MaxBehavior},
+		{"data.outBusinessNo", d.OutBusinessNo, ident.MaxBusinessNo},
+	} {
+		if err := checkID(f.name, f.value, f.max); err != nil {
+			return nil, err
+		}
 	}
 	ids, err := s.opts.Rebates.Behave(r.Context(), d.UserID, rebate.Behavior(d.BehaviorType), d.OutBusinessNo)
 	if err != nil {

@@ -153,6 +153,7 @@ var errorCodes = []struct {
 	{activity.ErrDayQuotaExhausted, http.StatusOK, CodeDayQuotaExhausted},
 	{activity.ErrMonthQuotaExhausted, http.StatusOK, CodeMonthQuotaExhausted},
 	{activity.ErrTotalQuotaExhausted, http.StatusOK, CodeTotalQuotaExhausted},
+	{activity.ErrStockUnknown, http.StatusOK, CodeBusy},
 	{activity.ErrSKUStockExhausted, http.StatusOK, CodeSKUStockExhausted},
 	{activity.ErrOutsideDates, http.StatusOK, CodeOutsideDates},
 	{activity.ErrActivityNotOpen, http.StatusOK, CodeActivityNotOpen},

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/guard"
 )
 
@@ -25,6 +26,7 @@ func TestSystemRefusalsCarryRetryAfter(t *testing.T) {
 	}{
 		{fmt.Errorf("draw: %w", guard.ErrTimeout), "1"},
 		{fmt.Errorf("breaker: %w", waitErr{2300 * time.Millisecond}), "3"},
+		{fmt.Errorf("recharge sku 9014: %w", activity.ErrSKUStockMissing), "1"},
 		{guard.ErrRateLimited, ""},
 		{errors.New("boom"), ""},
 	}

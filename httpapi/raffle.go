@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/raffle"
 )
 
@@ -46,18 +45,6 @@ func decodeUserActivity(r *http.Request) (userID string, activityID int64, err e
 		return "", 0, badParam(http.StatusOK, "activityId must be a positive integer")
 	}
 	return req.UserID, int64(req.ActivityID), nil
-}
-
-// checkUserID refuses the user ids that activity.CheckUserID refuses, with a 0002 that
-// says why and does not echo the id.
-func checkUserID(userID string) error {
-	if userID == "" {
-		return badParam(http.StatusOK, "userId is required")
-	}
-	if activity.CheckUserID(userID) != nil {
-		return badParam(http.StatusOK, "userId is too long")
-	}
-	return nil
 }
 
 func (s *Server) activityArmory(r *http.Request) (any, error) {

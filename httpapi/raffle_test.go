@@ -198,6 +198,7 @@ var activityErrors = []struct {
 	{activity.ErrActivityNotOpen, "ERR_BIZ_003"},
 	{activity.ErrOutsideDates, "ERR_BIZ_004"},
 	{activity.ErrSKUStockExhausted, "ERR_BIZ_005"},
+	{activity.ErrSKUStockMissing, "0009"},
 	{activity.ErrTotalQuotaExhausted, "ERR_BIZ_006"},
 	{activity.ErrMonthQuotaExhausted, "ERR_BIZ_007"},
 	{activity.ErrDayQuotaExhausted, "ERR_BIZ_008"},

@@ -3,10 +3,12 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/bigmarket/bigmarket/ident"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/redpacket"
 )
@@ -100,6 +102,11 @@ func (s *Server) send(r *http.Request, operator bool) (any, error) {
 			return nil, badParam(http.StatusOK, "eligibleUsers is for operator packets only")
 		}
 	}
+	for i, u := range body.EligibleUsers {
+		if err := checkID(fmt.Sprintf("eligibleUsers[%d]", i), u, ident.MaxUserID); err != nil {
+			return nil, err
+		}
+	}
 	req, err := body.request()
 	if err != nil {
 		return nil, err
@@ -132,8 +139,8 @@ func (s *Server) grabRedPacket(r *http.Request) (any, error) {
 	if err := checkUserID(body.UserID); err != nil {
 		return nil, err
 	}
-	if body.PacketID == "" || len(body.PacketID) > 64 {
-		return nil, badParam(http.StatusOK, "packetId is required, at most 64 characters")
+	if err := checkID("packetId", body.PacketID, ident.MaxPacketID); err != nil {
+		return nil, err
 	}
 	g, err := s.opts.RedPackets.Grab(r.Context(), body.UserID, body.PacketID)
 	if errors.Is(err, redpacket.ErrAlreadyGrabbed) {
@@ -192,8 +199,8 @@ type detailResponse struct {
 // luckiest once nothing is left to grab.
 func (s *Server) redPacketDetail(r *http.Request) (any, error) {
 	id := r.URL.Query().Get("packetId")
-	if id == "" || len(id) > 64 {
-		return nil, badParam(http.StatusOK, "packetId is required, at most 64 characters")
+	if err := checkID("packetId", id, ident.MaxPacketID); err != nil {
+		return nil, err
 	}
 	d, err := s.opts.RedPackets.Detail(r.Context(), id)
 	if err != nil {

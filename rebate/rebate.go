@@ -12,6 +12,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/ident"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
 )
@@ -137,8 +138,11 @@ func (s *Service) Behave(ctx context.Context, userID string, behavior Behavior, 
 	if err := activity.CheckUserID(userID); err != nil {
 		return nil, fmt.Errorf("rebate: %w: %w", ErrInvalid, err)
 	}
-	if outBusinessNo == "" || behavior == "" {
-		return nil, fmt.Errorf("rebate %s for %s: business number %q: %w", behavior, userID, outBusinessNo, ErrInvalid)
+	if err := ident.Check(string(behavior), ident.MaxBehavior); err != nil {
+		return nil, fmt.Errorf("rebate for %s: behaviour %w: %w", userID, err, ErrInvalid)
+	}
+	if err := ident.Check(outBusinessNo, ident.MaxBusinessNo); err != nil {
+		return nil, fmt.Errorf("rebate %s for %s: business number %w: %w", behavior, userID, err, ErrInvalid)
 	}
 	configs, err := s.opts.Configs.BehaviorRebates(ctx, behavior)
 	if err != nil {

@@ -54,8 +54,8 @@ func (s *SKUStock) Preheat(ctx context.Context, sku, surplus int64, expireAt tim
 }
 
 // Deduct takes one unit of the SKU's stock; an exhausted stock returns an error wrapping
-// activity.ErrSKUStockExhausted, a missing one activity.ErrSKUStockMissing (which is also
-// exhausted for callers: undersell, never oversell).
+// activity.ErrSKUStockExhausted, a missing one activity.ErrSKUStockMissing (stock unknown
+// until it is rebuilt: nothing is taken, never oversell).
 func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error) {
 	n, err := deductCounter(ctx, s.client, s.CounterKey(sku), expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
 	if err != nil {

@@ -112,6 +112,25 @@ func (s *ActivityStore) StageActivity(ctx context.Context, channel, source strin
 	return id, nil
 }
 
+// OpenActivityIDs lists the activities in state open, for serve to arm their SKU stock at
+// start.
+func (s *ActivityStore) OpenActivityIDs(ctx context.Context) ([]int64, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT activity_id FROM raffle_activity WHERE state = 'open' ORDER BY activity_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list open activities: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list open activities: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // SKUIDs lists every SKU, for the job that reconciles their stock.
 func (s *ActivityStore) SKUIDs(ctx context.Context) ([]int64, error) {
 	rows, err := s.db.SQL.QueryContext(ctx, `SELECT sku FROM raffle_activity_sku ORDER BY sku`)

@@ -400,13 +400,19 @@ func TestEmbeddedStack(t *testing.T) {
 // gives SKU 9011 a stock of 2 and recharges it until it runs out: the
 // activity_sku_stock_zero event alone clears the SKU's SQL stock.
 func TestEmbeddedSKUStockZero(t *testing.T) {
-	cfg, base, _ := startEmbedded(t, func(c *Config) { c.StockReconcileEvery = time.Hour })
+	cfg, base, emb := startEmbedded(t, func(c *Config) { c.StockReconcileEvery = time.Hour })
 	db, err := sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	if _, err := db.SQL.Exec(`UPDATE raffle_activity_sku SET stock_count = 2, stock_count_surplus = 2 WHERE sku = 9011`); err != nil {
+		t.Fatal(err)
+	}
+	// serve armed the seeded stock at start; without its counter the armory loads the 2.
+	rdb := goredis.NewClient(&goredis.Options{Addr: emb.Addr()})
+	defer rdb.Close()
+	if err := rdb.Del(t.Context(), cfg.RedisPrefix+":sku_stock:{9011}").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {

@@ -116,6 +116,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Location: cfg.location, Logger: log,
 		StockZero: nats.NewSKUStockZero(publisher),
 	})
+	// The SKU stock of the open activities is armed before anything is served, so that a
+	// recharge right after a start never meets a missing counter (0009 until rebuilt).
+	if err := armOpenActivities(ctx, activityStore, activities, log); err != nil {
+		return err
+	}
 	awardConfigs := sqlstore.NewAwardConfigs(b.configDB)
 	var external award.Distributor
 	switch {
@@ -312,6 +317,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// armOpenActivities preheats the SKU stock of every open activity, as the activity
+// armory does; counters already in Redis (another node's, or this one's before a restart)
+// are kept.
+func armOpenActivities(ctx context.Context, store *sqlstore.ActivityStore, activities *activity.Service, log *slog.Logger) error {
+	ids, err := store.OpenActivityIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("arm sku stock at start: %w", err)
+	}
+	armed, err := activities.ArmOpen(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("arm sku stock at start: %w", err)
+	}
+	log.Info("sku stock armed", "activities", armed)
+	return nil
 }
 
 // every runs job every interval until ctx ends.
