@@ -210,7 +210,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		runJob(c.Topic()+"-consumer", c.Run)
 	}
 	runJob("outbox-relay", relay.Run)
-	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload, activities.StockAdded) })
+	runJob("armory-listener", func(ctx context.Context) error {
+		return armoryBus.Listen(ctx, strategies.Reload, activities.StockAdded)
+	})
 	leases := redis.NewLeases(b.redis, cfg.RedisPrefix)
 	runJob("red-packet-sweep", func(ctx context.Context) error {
 		return every(ctx, cfg.RedPacketSweepEvery, func(ctx context.Context) {
