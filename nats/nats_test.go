@@ -522,3 +522,44 @@ func BenchmarkStockSyncConsumed(b *testing.B) {
 		}
 	})
 }
+
+// TestStockSyncConsumerAppliesOldForm mixes messages of the old form (a remaining count,
+// published before grants were numbered) with numbered ones, and a commit: the consumer
+// applies each form with its own monotone update, and a committed grant is in the stream
+// when Commit returns.
+func TestStockSyncConsumerAppliesOldForm(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, js jetstream.JetStream, opts StockOptions) {
+		ctx := context.Background()
+		ensureStream(t, js, opts)
+		a := strategy.AwardRef{StrategyID: 100004, AwardID: 101}
+		b := strategy.AwardRef{StrategyID: 100004, AwardID: 102}
+		for ref, body := range map[strategy.AwardRef]string{
+			a: `{"strategyId":100004,"awardId":101,"remaining":7}`,
+			b: `{"strategyId":100004,"awardId":102,"remaining":3}`,
+		} {
+			if _, err := js.Publish(ctx, opts.awardSubject(ref), []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := NewStockSync(js, opts, nil)
+		s.Consumed(a, grant(9)) // above the old form's 7: the minimum stays 7
+		if err := s.Commit(ctx, b, grant(1)); err != nil {
+			t.Fatal(err)
+		}
+		if n := streamMsgs(t, js, opts); n != 3 {
+			t.Fatalf("stream holds %d messages after a commit, want 3", n)
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		store := &fakeSurplusStore{}
+		background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
+		eventually(t, "store holds both forms",
+			storeEquals(store, map[strategy.AwardRef]int64{a: 7, b: 1}))
+		log := NewStockLog(js, opts)
+		if got, ok, err := log.MaxIssued(ctx, a, fakeAwardCount); err != nil || !ok || got != fakeAwardCount-7 {
+			t.Errorf("max issued of a: %d %v %v, want the old form's %d", got, ok, err, fakeAwardCount-7)
+		}
+	})
+}
