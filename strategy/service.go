@@ -497,12 +497,11 @@ func (s *Service) AddStock(ctx context.Context, ref AwardRef, units int64) (int6
 	if s.opts.StockStore == nil {
 		return 0, errors.New("no stock store to top up")
 	}
+	// The strategy must exist (ErrStrategyNotFound); whether it has the award is the
+	// store's answer, which may be newer than this node's assembly.
 	a, err := s.Assembled(ctx, ref.StrategyID)
 	if err != nil {
 		return 0, err
-	}
-	if _, ok := a.Award(ref.AwardID); !ok {
-		return 0, fmt.Errorf("award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, ErrAwardNotFound)
 	}
 	total, err := s.opts.StockStore.AddAwardStock(ctx, ref, units)
 	if err != nil {
