@@ -29,6 +29,9 @@ var (
 	// activity never armed); it wraps ErrStockUnknown, and the recharge that meets it asks
 	// Recovery to rebuild the counter.
 	ErrSKUStockMissing = fmt.Errorf("sku stock missing from cache: %w", ErrStockUnknown)
+	// ErrInvalidUnits means a stock top-up's units are not a positive integer up to
+	// MaxTopUp, or would take the count past what the store holds.
+	ErrInvalidUnits = errors.New("invalid stock units")
 	// ErrInvalidUserID means a user id breaks the identifier rule (ident.Check): empty,
 	// longer than the user_id columns, not UTF-8, with control characters or padded.
 	ErrInvalidUserID = errors.New("invalid user id")
@@ -65,7 +68,14 @@ type Options struct {
 	// StockZero, when set, is told when a recharge takes a SKU's last unit of hot stock.
 	// Without it (or when it fails) the SQL stock follows at the next reconcile.
 	StockZero StockZeroPublisher
+	// StockStore, when set, lets AddSKUStock top up SKU stock.
+	StockStore StockStore
+	// Announcer, when set, tells the other nodes about a top-up.
+	Announcer StockAnnouncer
 }
+
+// MaxTopUp bounds the units one stock top-up adds.
+const MaxTopUp = 100_000_000
 
 // Recovery keeps SKU stock honest across a Redis loss.
 type Recovery interface {
@@ -221,7 +231,8 @@ func (s *Service) preheatSKUs(ctx context.Context, a Activity) error {
 				return fmt.Errorf("armory activity %d: bound sku %d by orders: %w", a.ID, k.SKU, err)
 			}
 		}
-		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, surplus, stockExpiry(a)); err != nil {
+		total := max(k.Stock, 0)
+		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, total, min(max(surplus, 0), total), stockExpiry(a)); err != nil {
 			return fmt.Errorf("armory activity %d: preheat sku %d: %w", a.ID, k.SKU, err)
 		}
 		s.soldOut.Delete(k.SKU)
@@ -290,7 +301,7 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	if until, ok := s.soldOut.Load(sku.SKU); ok && now.Before(until.(time.Time)) {
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d (sold out): %w", sku.SKU, ErrSKUStockExhausted)
 	}
-	left, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a))
+	left, issued, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a))
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrSKUStockMissing):
@@ -304,7 +315,7 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	}
 	if left == 0 {
 		s.soldOut.Store(sku.SKU, now.Add(s.opts.CacheTTL))
-		s.stockZero(ctx, sku.SKU)
+		s.stockZero(ctx, sku.SKU, issued)
 	}
 	day, month := s.Periods(now)
 	order := RechargeOrder{
@@ -327,13 +338,66 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 // the order is written or the caller still waits, so the announcement ignores the
 // caller's cancellation. A failure is only logged: the reconcile job, which copies the
 // Redis watermark to SQL, is the backstop.
-func (s *Service) stockZero(ctx context.Context, sku int64) {
+func (s *Service) stockZero(ctx context.Context, sku, issued int64) {
 	if s.opts.StockZero == nil {
 		return
 	}
-	if err := s.opts.StockZero.PublishSKUStockZero(context.WithoutCancel(ctx), sku); err != nil {
+	if err := s.opts.StockZero.PublishSKUStockZero(context.WithoutCancel(ctx), sku, issued); err != nil {
 		s.opts.Logger.Warn("announce sku stock zero failed; the reconcile job will clear it", "sku", sku, "err", err)
 	}
+}
+
+// AddSKUStock tops up a SKU's stock by units: durably in SQL (stock_count and
+// stock_count_surplus), then in the cache, and clears the sold-out flag on this node and,
+// through the Announcer, on every other. Units already sold stay sold: a grant is named by
+// its sequence number, which a top-up does not change. It returns the new stock_count.
+func (s *Service) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
+	if units <= 0 || units > MaxTopUp {
+		return 0, fmt.Errorf("add %d units to sku %d: %w", units, sku, ErrInvalidUnits)
+	}
+	if s.opts.StockStore == nil {
+		return 0, errors.New("no stock store to top up")
+	}
+	k, err := s.opts.Configs.SKU(ctx, sku)
+	if err != nil {
+		return 0, err
+	}
+	a, err := s.opts.Configs.Activity(ctx, k.ActivityID)
+	if err != nil {
+		return 0, err
+	}
+	total, err := s.opts.StockStore.AddSKUStock(ctx, sku, units)
+	if err != nil {
+		return 0, err
+	}
+	// The units are durable now. The cache first, then the flags, so that no node drops
+	// its flag and then sees the old count again; then once more, in case a rebuild that
+	// read the count before the top-up preheated the counter meanwhile (the script keeps
+	// the larger total).
+	if _, err := s.opts.SKUStock.TopUp(ctx, sku, total, stockExpiry(a)); err != nil {
+		return 0, err
+	}
+	if _, err := s.Armory(ctx, k.ActivityID); err != nil {
+		return 0, err
+	}
+	if _, err := s.opts.SKUStock.TopUp(ctx, sku, total, stockExpiry(a)); err != nil {
+		return 0, err
+	}
+	s.StockAdded(sku)
+	if s.opts.Announcer != nil {
+		if err := s.opts.Announcer.AnnounceSKUStock(ctx, sku); err != nil {
+			s.opts.Logger.Warn("announce sku top-up; other nodes drop their sold-out flag within the cache TTL",
+				"sku", sku, "err", err)
+		}
+	}
+	return total, nil
+}
+
+// StockAdded drops this node's sold-out flag and cached config of a SKU whose stock was
+// topped up (here or on another node).
+func (s *Service) StockAdded(sku int64) {
+	s.soldOut.Delete(sku)
+	s.cache.Delete(cacheKey{"sku", sku})
 }
 
 // SKU returns the SKU's config, from memory when fresh; an unknown SKU wraps

@@ -183,7 +183,7 @@ func (f *fakeSKUStock) Exists(_ context.Context, sku int64) (bool, error) {
 	return ok, nil
 }
 
-func (f *fakeSKUStock) Preheat(_ context.Context, sku, surplus int64, _ time.Time) error {
+func (f *fakeSKUStock) Preheat(_ context.Context, sku, _, surplus int64, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.left[sku]; !ok {
@@ -192,19 +192,23 @@ func (f *fakeSKUStock) Preheat(_ context.Context, sku, surplus int64, _ time.Tim
 	return nil
 }
 
-func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64, error) {
+func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	left, ok := f.left[sku]
 	if !ok {
-		return 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockMissing)
+		return 0, 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockMissing)
 	}
 	if left <= 0 {
-		return 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockExhausted)
+		return 0, 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockExhausted)
 	}
 	f.left[sku]--
 	f.taken++
-	return f.left[sku], nil
+	return f.left[sku], int64(f.taken), nil
+}
+
+func (f *fakeSKUStock) TopUp(context.Context, int64, int64, time.Time) (bool, error) {
+	return false, nil
 }
 
 var shanghai, _ = time.LoadLocation("Asia/Shanghai")
@@ -218,7 +222,7 @@ type fakeStockZero struct {
 	skus []int64
 }
 
-func (f *fakeStockZero) PublishSKUStockZero(_ context.Context, sku int64) error {
+func (f *fakeStockZero) PublishSKUStockZero(_ context.Context, sku, _ int64) error {
 	f.mu.Lock()
 	f.skus = append(f.skus, sku)
 	f.mu.Unlock()
@@ -474,7 +478,7 @@ type countingSKUStock struct {
 	calls *int
 }
 
-func (c countingSKUStock) Deduct(ctx context.Context, sku int64, at time.Time) (int64, error) {
+func (c countingSKUStock) Deduct(ctx context.Context, sku int64, at time.Time) (int64, int64, error) {
 	*c.calls++
 	return c.fakeSKUStock.Deduct(ctx, sku, at)
 }
@@ -514,7 +518,7 @@ func TestRechargeWhileStockUnknown(t *testing.T) {
 	if len(users.recharges) != 0 || len(rec.lost) != 1 || rec.lost[0] != 9014 {
 		t.Fatalf("after the lost counter: %d orders, lost reported %v", len(users.recharges), rec.lost)
 	}
-	if err := stock.Preheat(ctx, 9014, 2, time.Time{}); err != nil { // the rebuild
+	if err := stock.Preheat(ctx, 9014, 2, 2, time.Time{}); err != nil { // the rebuild
 		t.Fatal(err)
 	}
 	if _, err := s.Recharge(ctx, req); err != nil {

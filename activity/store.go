@@ -65,11 +65,30 @@ type Taken struct {
 // never-regrant script as award stock.
 type SKUStock interface {
 	Exists(ctx context.Context, sku int64) (bool, error)
-	Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error
-	// Deduct takes one unit and returns the units left; it returns an error wrapping
-	// ErrSKUStockExhausted when none is left and ErrSKUStockMissing when the stock is not
-	// in the cache.
-	Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error)
+	// Preheat creates the SKU's counter, total units (stock_count) of which remaining are
+	// left, unless it exists.
+	Preheat(ctx context.Context, sku, total, remaining int64, expireAt time.Time) error
+	// Deduct takes one unit and returns the units left and the grant's sequence number
+	// (the units granted so far with it, which a top-up does not change); it returns an
+	// error wrapping ErrSKUStockExhausted when none is left and ErrSKUStockMissing when the
+	// stock is not in the cache.
+	Deduct(ctx context.Context, sku int64, expireAt time.Time) (left, issued int64, err error)
+	// TopUp raises the counter's total to total, the SKU's new stock_count, keeping the
+	// units granted; false when the counter is absent (a rebuild reads the new count).
+	TopUp(ctx context.Context, sku, total int64, expireAt time.Time) (bool, error)
+}
+
+// StockStore adds units to a SKU's stock in SQL: stock_count and stock_count_surplus
+// both grow by units in one statement. It returns the new stock_count, an error wrapping
+// ErrSKUNotFound for an unknown SKU and ErrInvalidUnits when the count would overflow.
+type StockStore interface {
+	AddSKUStock(ctx context.Context, sku, units int64) (total int64, err error)
+}
+
+// StockAnnouncer tells the other nodes that a SKU's stock was topped up, so that they
+// drop their sold-out flag at once.
+type StockAnnouncer interface {
+	AnnounceSKUStock(ctx context.Context, sku int64) error
 }
 
 // StockZeroPublisher announces that a SKU's hot stock ran out, so that its SQL stock is
@@ -77,7 +96,9 @@ type SKUStock interface {
 // implements it. Implementations bound their own wait: the caller's context may have no
 // deadline.
 type StockZeroPublisher interface {
-	PublishSKUStockZero(ctx context.Context, sku int64) error
+	// PublishSKUStockZero announces that the grant numbered issued took the SKU's last
+	// unit; the SQL surplus becomes stock_count − issued, which a later top-up survives.
+	PublishSKUStockZero(ctx context.Context, sku, issued int64) error
 }
 
 // ErrOrderUsed means the raffle order was already used by another draw.

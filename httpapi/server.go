@@ -34,6 +34,7 @@ type Options struct {
 	Credits    credits    // nil: the credit endpoints are not served
 	Rebates    rebates    // nil: the sign-in and behaviour rebate endpoints are not served
 	RedPackets redPackets // nil: the red packet endpoints are not served
+	Stock      stockAdder // nil: admin/stock/add is not served
 	// AppTokens are the service-to-service tokens by app id (the rebate endpoint).
 	AppTokens map[string]string
 	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
@@ -169,6 +170,9 @@ func New(opts Options) *Server {
 				s.handle("GET /api/v1/redpacket/wallet_by_token", s.byToken(s.wallet))
 			}
 		}
+	}
+	if opts.Stock != nil {
+		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))
 	}
 	if opts.Guard != nil && opts.DCC != nil {
 		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))

@@ -45,7 +45,9 @@ func (s *Server) randomRaffle(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.opts.Strategies.Draw(ctx, strategy.Input{UserID: systemUser, StrategyID: int64(req.StrategyID)})
+	// It writes no award record, so its grant is made durable in the stock log before it
+	// answers: no Redis loss can give the unit again.
+	res, err := s.opts.Strategies.Draw(ctx, strategy.Input{UserID: systemUser, StrategyID: int64(req.StrategyID), Durable: true})
 	if err != nil {
 		return nil, err
 	}

@@ -18,8 +18,9 @@ const ArmorySubject = "bigmarket.strategy.armory"
 // flushTimeout bounds the round trip that confirms a publish or subscription.
 const flushTimeout = 5 * time.Second
 
-// ArmoryBus announces strategy re-assemblies to every node over core NATS. A node that is
-// down misses nothing it needs: it assembles from SQL on first use after it starts.
+// ArmoryBus announces strategy re-assemblies and SKU top-ups to every node over core NATS.
+// A node that is down misses nothing it needs: it assembles from SQL on first use after
+// it starts, and holds no sold-out flag then.
 type ArmoryBus struct {
 	nc      *natsgo.Conn
 	subject string
@@ -27,8 +28,11 @@ type ArmoryBus struct {
 	log     *slog.Logger
 }
 
+// armoryMessage names a strategy to reload or (SKU set, StrategyID 0) a SKU whose stock
+// was topped up; a node of an earlier version ignores the latter as malformed.
 type armoryMessage struct {
 	StrategyID int64  `json:"strategyId"`
+	SKU        int64  `json:"sku,omitempty"`
 	Node       string `json:"node"`
 }
 
@@ -59,8 +63,22 @@ func (b *ArmoryBus) AnnounceArmory(_ context.Context, strategyID int64) error {
 	return nil
 }
 
-// Listen calls reload for every strategy another node announces, until ctx ends.
-func (b *ArmoryBus) Listen(ctx context.Context, reload func(ctx context.Context, strategyID int64) error) error {
+// AnnounceSKUStock publishes that sku's stock was topped up and waits until the server has
+// it.
+func (b *ArmoryBus) AnnounceSKUStock(_ context.Context, sku int64) error {
+	data, _ := json.Marshal(armoryMessage{SKU: sku, Node: b.node})
+	if err := b.nc.Publish(b.subject, data); err != nil {
+		return fmt.Errorf("announce top-up of sku %d: %w", sku, err)
+	}
+	if err := b.nc.FlushTimeout(flushTimeout); err != nil {
+		return fmt.Errorf("announce top-up of sku %d: flush: %w", sku, err)
+	}
+	return nil
+}
+
+// Listen calls reload for every strategy another node announces, and skuAdded (when not
+// nil) for every SKU top-up, until ctx ends.
+func (b *ArmoryBus) Listen(ctx context.Context, reload func(ctx context.Context, strategyID int64) error, skuAdded func(sku int64)) error {
 	msgs := make(chan *natsgo.Msg, 64)
 	sub, err := b.nc.ChanSubscribe(b.subject, msgs)
 	if err != nil {
@@ -76,11 +94,17 @@ func (b *ArmoryBus) Listen(ctx context.Context, reload func(ctx context.Context,
 			return nil
 		case msg := <-msgs:
 			var m armoryMessage
-			if err := json.Unmarshal(msg.Data, &m); err != nil || m.StrategyID <= 0 {
+			if err := json.Unmarshal(msg.Data, &m); err != nil || (m.StrategyID <= 0 && m.SKU <= 0) {
 				b.log.Warn("armory bus: malformed message", "data", string(msg.Data))
 				continue
 			}
 			if m.Node == b.node {
+				continue
+			}
+			if m.StrategyID <= 0 {
+				if skuAdded != nil {
+					skuAdded(m.SKU)
+				}
 				continue
 			}
 			if err := reload(ctx, m.StrategyID); err != nil {

@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -12,7 +13,7 @@ func TestArmoryBusReachesOtherNodesOnly(t *testing.T) {
 	e := startEmbedded(t, t.TempDir())
 	var buses []*ArmoryBus
 	var mu sync.Mutex
-	reloaded := map[int][]int64{}
+	reloaded, skus := map[int][]int64{}, map[int][]int64{}
 	for i := range 2 {
 		nc, err := e.Connect()
 		if err != nil {
@@ -27,6 +28,10 @@ func TestArmoryBusReachesOtherNodesOnly(t *testing.T) {
 				defer mu.Unlock()
 				reloaded[i] = append(reloaded[i], id)
 				return nil
+			}, func(sku int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				skus[i] = append(skus[i], sku)
 			})
 		})
 	}
@@ -48,5 +53,19 @@ func TestArmoryBusReachesOtherNodesOnly(t *testing.T) {
 		if id != 100006 {
 			t.Errorf("node 1 reloaded strategy %d, want 100006", id)
 		}
+	}
+	mu.Unlock()
+	// A SKU top-up reaches the other node's skuAdded, and no strategy reload.
+	if err := buses[0].AnnounceSKUStock(context.Background(), 9011); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node 1 hears the top-up of sku 9011", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(skus[1]) == 1 && skus[1][0] == 9011, fmt.Sprint(skus)
+	})
+	mu.Lock()
+	if len(skus[0]) != 0 || len(reloaded[1]) == 0 || slices.Contains(reloaded[1], 0) {
+		t.Errorf("after a sku top-up: skus %v, reloads %v", skus, reloaded)
 	}
 }

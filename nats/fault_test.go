@@ -96,7 +96,7 @@ func consumeConcurrently(t *testing.T, s *StockSync, g *grants, refs []strategy.
 			wg.Go(func() {
 				for i := range perWorker {
 					ref := refs[(w+i)%len(refs)]
-					s.Consumed(ref, g.take(ref))
+					s.Consumed(ref, grant(g.take(ref)))
 				}
 			})
 		}

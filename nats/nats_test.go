@@ -21,15 +21,28 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeSurplusStore is a strategy.SurplusStore keeping min(surplus, remaining) in a map.
-// Fn, when set, runs before each call; an error it returns fails the call unapplied. Fn
-// must be safe for concurrent use.
+// fakeAwardCount is the award_count of every award in these tests: a grant leaving
+// remaining units is numbered fakeAwardCount − remaining.
+const fakeAwardCount = 1 << 40
+
+// grant is the grant that leaves remaining units of an award of fakeAwardCount.
+func grant(remaining int64) strategy.Grant {
+	return strategy.Grant{Remaining: remaining, Issued: fakeAwardCount - remaining}
+}
+
+// fakeSurplusStore is a strategy.SurplusStore keeping min(surplus, remaining) in a map,
+// every award having fakeAwardCount units. Fn, when set, runs before each call; an error
+// it returns fails the call unapplied. Fn must be safe for concurrent use.
 type fakeSurplusStore struct {
 	Fn func(ref strategy.AwardRef, remaining int64) error
 
 	mu      sync.Mutex
 	surplus map[strategy.AwardRef]int64
 	calls   int
+}
+
+func (f *fakeSurplusStore) SyncAwardIssued(ctx context.Context, ref strategy.AwardRef, issued int64) error {
+	return f.SyncAwardSurplus(ctx, ref, fakeAwardCount-issued)
 }
 
 func (f *fakeSurplusStore) SyncAwardSurplus(_ context.Context, ref strategy.AwardRef, remaining int64) error {
@@ -265,7 +278,7 @@ func TestStockOptionsNames(t *testing.T) {
 			t.Errorf("prefix %q: got %s %s %s", tt.prefix, o.Stream(), o.Subject(), o.Durable())
 		}
 	}
-	if got := msgID(strategy.AwardRef{StrategyID: 100006, AwardID: 102}, 41); got != "100006_102_41" {
+	if got := msgID(strategy.AwardRef{StrategyID: 100006, AwardID: 102}, 41); got != "100006_102_i41" {
 		t.Errorf("msgID = %s", got)
 	}
 	err := EnsureStockStream(context.Background(), nil, StockOptions{Prefix: "a.b"})
@@ -279,11 +292,11 @@ func TestStockSyncConsumedKeepsMinimum(t *testing.T) {
 	s := NewStockSync(nil, StockOptions{}, nil)
 	ref := strategy.AwardRef{StrategyID: 1, AwardID: 101}
 	for _, r := range []int64{5, 3, 7, 4} {
-		s.Consumed(ref, r)
+		s.Consumed(ref, grant(r))
 	}
-	s.Consumed(strategy.AwardRef{StrategyID: 1, AwardID: 102}, 9)
-	if got := s.pending[ref]; got != 3 {
-		t.Errorf("pending = %d, want 3", got)
+	s.Consumed(strategy.AwardRef{StrategyID: 1, AwardID: 102}, grant(9))
+	if got := s.pending[ref]; got != fakeAwardCount-3 {
+		t.Errorf("pending = %d, want the grant that left 3", got)
 	}
 	if st := s.Stats(); st.Pending != 2 {
 		t.Errorf("Stats().Pending = %d, want 2", st.Pending)
@@ -322,7 +335,7 @@ func TestStockSyncConverges(t *testing.T) {
 					granted[ref]++
 					remaining := stock - granted[ref]
 					mu.Unlock()
-					s.Consumed(ref, remaining)
+					s.Consumed(ref, grant(remaining))
 				}
 			})
 		}
@@ -367,8 +380,8 @@ func TestStockSyncConsumerRedeliversAfterStoreFailure(t *testing.T) {
 		s := NewStockSync(js, opts, nil)
 		a := strategy.AwardRef{StrategyID: 100001, AwardID: 101}
 		b := strategy.AwardRef{StrategyID: 100001, AwardID: 102}
-		s.Consumed(a, 9)
-		s.Consumed(b, 4)
+		s.Consumed(a, grant(9))
+		s.Consumed(b, grant(4))
 		if err := s.Flush(context.Background()); err != nil {
 			t.Fatalf("Flush: %v", err)
 		}
@@ -396,15 +409,15 @@ func TestStockSyncKeepsEntriesWhileStreamMissing(t *testing.T) {
 		s := NewStockSync(js, opts, nil)
 		a := strategy.AwardRef{StrategyID: 100003, AwardID: 101}
 		b := strategy.AwardRef{StrategyID: 100003, AwardID: 102}
-		s.Consumed(a, 7)
+		s.Consumed(a, grant(7))
 		if err := s.Flush(ctx); err == nil {
 			t.Fatal("Flush without a stream succeeded")
 		}
 		if st := s.Stats(); st.Pending != 1 || st.Failed != 1 || st.Published != 0 {
 			t.Fatalf("stats after failed flush = %+v", st)
 		}
-		s.Consumed(a, 9) // an older grant flushed late: the minimum stays
-		s.Consumed(b, 3)
+		s.Consumed(a, grant(9)) // an older grant flushed late: the minimum stays
+		s.Consumed(b, grant(3))
 
 		ensureStream(t, js, opts)
 		if err := s.Flush(ctx); err != nil {
@@ -436,7 +449,7 @@ func TestStockSyncConsumerDropsMalformed(t *testing.T) {
 		}
 		s := NewStockSync(js, opts, nil)
 		ref := strategy.AwardRef{StrategyID: 100002, AwardID: 101}
-		s.Consumed(ref, 5)
+		s.Consumed(ref, grant(5))
 		if err := s.Flush(ctx); err != nil {
 			t.Fatalf("Flush: %v", err)
 		}
@@ -471,8 +484,8 @@ func TestEmbeddedRestartKeepsStream(t *testing.T) {
 	}
 	ensureStream(t, js1, opts)
 	s1 := NewStockSync(js1, opts, nil)
-	s1.Consumed(a, 10)
-	s1.Consumed(b, 20)
+	s1.Consumed(a, grant(10))
+	s1.Consumed(b, grant(20))
 	if err := s1.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -486,7 +499,7 @@ func TestEmbeddedRestartKeepsStream(t *testing.T) {
 	}
 	// The same grants flushed again (a retried flush) are dropped as duplicates.
 	s2 := NewStockSync(js2, opts, nil)
-	s2.Consumed(a, 10)
+	s2.Consumed(a, grant(10))
 	if err := s2.Flush(ctx); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
@@ -505,7 +518,48 @@ func BenchmarkStockSyncConsumed(b *testing.B) {
 		var i int64
 		for pb.Next() {
 			i++
-			s.Consumed(strategy.AwardRef{StrategyID: 100006, AwardID: 101 + int(i%8)}, 1_000_000-i)
+			s.Consumed(strategy.AwardRef{StrategyID: 100006, AwardID: 101 + int(i%8)}, grant(1_000_000-i))
+		}
+	})
+}
+
+// TestStockSyncConsumerAppliesOldForm mixes messages of the old form (a remaining count,
+// published before grants were numbered) with numbered ones, and a commit: the consumer
+// applies each form with its own monotone update, and a committed grant is in the stream
+// when Commit returns.
+func TestStockSyncConsumerAppliesOldForm(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, js jetstream.JetStream, opts StockOptions) {
+		ctx := context.Background()
+		ensureStream(t, js, opts)
+		a := strategy.AwardRef{StrategyID: 100004, AwardID: 101}
+		b := strategy.AwardRef{StrategyID: 100004, AwardID: 102}
+		for ref, body := range map[strategy.AwardRef]string{
+			a: `{"strategyId":100004,"awardId":101,"remaining":7}`,
+			b: `{"strategyId":100004,"awardId":102,"remaining":3}`,
+		} {
+			if _, err := js.Publish(ctx, opts.awardSubject(ref), []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := NewStockSync(js, opts, nil)
+		s.Consumed(a, grant(9)) // above the old form's 7: the minimum stays 7
+		if err := s.Commit(ctx, b, grant(1)); err != nil {
+			t.Fatal(err)
+		}
+		if n := streamMsgs(t, js, opts); n != 3 {
+			t.Fatalf("stream holds %d messages after a commit, want 3", n)
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		store := &fakeSurplusStore{}
+		background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
+		eventually(t, "store holds both forms",
+			storeEquals(store, map[strategy.AwardRef]int64{a: 7, b: 1}))
+		log := NewStockLog(js, opts)
+		if got, ok, err := log.MaxIssued(ctx, a, fakeAwardCount); err != nil || !ok || got != fakeAwardCount-7 {
+			t.Errorf("max issued of a: %d %v %v, want the old form's %d", got, ok, err, fakeAwardCount-7)
 		}
 	})
 }

@@ -12,13 +12,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// fakeSKUStore is a SKUSurplusStore keeping min(surplus, remaining) per SKU. Fn, when
-// set, runs before each call; an error it returns fails the call unapplied.
+// fakeSKUStore is a SKUSurplusStore keeping min(surplus, remaining) per SKU, every SKU
+// having a stock_count of 10. Fn, when set, runs before each call; an error it returns
+// fails the call unapplied.
 type fakeSKUStore struct {
 	Fn func(sku, remaining int64) error
 
 	mu      sync.Mutex
 	surplus map[int64]int64
+}
+
+const fakeSKUCount = 10
+
+func (f *fakeSKUStore) SyncSKUIssued(ctx context.Context, sku, issued int64) error {
+	return f.SyncSKUSurplus(ctx, sku, max(fakeSKUCount-issued, 0))
 }
 
 func (f *fakeSKUStore) SyncSKUSurplus(_ context.Context, sku, remaining int64) error {
@@ -54,6 +61,7 @@ func TestSKUStockZeroHandler(t *testing.T) {
 		permanent  bool
 	}{
 		{"big-market message", `{"id":"12345678901","timestamp":1700000000000,"data":9011}`, nil, map[int64]int64{9011: 0}, false},
+		{"after a top-up", `{"id":"x","timestamp":1,"data":9011,"issued":8}`, nil, map[int64]int64{9011: 2}, false},
 		{"store down", `{"id":"x","timestamp":1,"data":9011}`, storeDown, nil, false},
 		{"not json", `{not json`, nil, nil, true},
 		{"sku as text", `{"id":"x","timestamp":1,"data":"abc"}`, nil, nil, true},
@@ -89,7 +97,7 @@ func TestSKUStockZeroEndToEnd(t *testing.T) {
 		z := NewSKUStockZero(p)
 		z.now = func() time.Time { return time.UnixMilli(1700000000123) }
 		for range 2 {
-			if err := z.PublishSKUStockZero(ctx, 9011); err != nil {
+			if err := z.PublishSKUStockZero(ctx, 9011, 10); err != nil {
 				t.Fatalf("PublishSKUStockZero: %v", err)
 			}
 		}
@@ -104,8 +112,8 @@ func TestSKUStockZeroEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GetMsg: %v", err)
 		}
-		const want = `{"id":"sku_stock_zero_9011","timestamp":1700000000123,"data":9011}`
-		if string(first.Data) != want || first.Header.Get(jetstream.MsgIDHeader) != "sku_stock_zero_9011" ||
+		const want = `{"id":"sku_stock_zero_9011_10","timestamp":1700000000123,"data":9011,"issued":10}`
+		if string(first.Data) != want || first.Header.Get(jetstream.MsgIDHeader) != "sku_stock_zero_9011_10" ||
 			first.Subject != opts.Subject(TopicSKUStockZero) {
 			t.Errorf("message on %s = %s %v, want %s", first.Subject, first.Data, first.Header, want)
 		}

@@ -15,8 +15,8 @@ import (
 
 // StockSyncConsumer applies the award stock stream to SQL. Every node may run one: they
 // share one durable pull consumer, so each message goes to one of them at a time, and a
-// message applied twice or out of order changes nothing, because the store keeps the
-// minimum.
+// message applied twice or out of order changes nothing, because the store's updates are
+// monotone.
 type StockSyncConsumer struct {
 	js    jetstream.JetStream
 	opts  StockOptions
@@ -43,8 +43,8 @@ func NewStockSyncConsumer(js jetstream.JetStream, opts StockOptions, store strat
 
 // StockSyncConsumerStats counts a consumer's store calls since it was created.
 type StockSyncConsumerStats struct {
-	Applied int64 // SyncAwardSurplus calls that succeeded
-	Failed  int64 // SyncAwardSurplus calls that failed (their messages were redelivered)
+	Applied int64 // store calls that succeeded
+	Failed  int64 // store calls that failed (their messages were redelivered)
 }
 
 // Stats returns the counters.
@@ -53,8 +53,8 @@ func (c *StockSyncConsumer) Stats() StockSyncConsumerStats {
 }
 
 // Run creates or updates the durable consumer, then fetches batches until ctx is done.
-// Each batch is collapsed to the minimum per award and the store is called once per
-// award; the award's messages are acked after the store call succeeded and redelivered
+// Each batch is collapsed to the highest sequence number per award (and the lowest
+// remaining count of old-form messages) and the store is called once per award; the award's messages are acked after the store call succeeded and redelivered
 // with a delay (opts.Backoff) when it failed. Run returns an error only when the
 // consumer cannot be created at start (the stream must exist: see EnsureStockStream);
 // later broker errors are logged and retried. It returns nil when ctx is done.
@@ -92,10 +92,12 @@ func (c *StockSyncConsumer) ensureConsumer(ctx context.Context) (jetstream.Consu
 	return cons, nil
 }
 
-// apply collapses msgs to the minimum per award and syncs each award once.
+// apply collapses msgs per award and syncs each award once.
 func (c *StockSyncConsumer) apply(ctx context.Context, msgs []jetstream.Msg) {
 	type group struct {
-		remaining int64
+		issued    int64 // highest sequence number; 0: none
+		remaining int64 // lowest old-form remaining count; meaningful when old
+		old       bool
 		msgs      []jetstream.Msg
 	}
 	groups := make(map[strategy.AwardRef]*group)
@@ -110,17 +112,28 @@ func (c *StockSyncConsumer) apply(ctx context.Context, msgs []jetstream.Msg) {
 		ref := strategy.AwardRef{StrategyID: sm.StrategyID, AwardID: sm.AwardID}
 		g, ok := groups[ref]
 		if !ok {
-			g = &group{remaining: sm.Remaining}
+			g = &group{}
 			groups[ref] = g
 		}
-		g.remaining = min(g.remaining, sm.Remaining)
+		if sm.Issued > 0 {
+			g.issued = max(g.issued, sm.Issued)
+		} else if !g.old || sm.Remaining < g.remaining {
+			g.remaining, g.old = sm.Remaining, true
+		}
 		g.msgs = append(g.msgs, m)
 	}
 	for ref, g := range groups {
-		if err := c.store.SyncAwardSurplus(ctx, ref, g.remaining); err != nil {
+		var err error
+		if g.issued > 0 {
+			err = c.store.SyncAwardIssued(ctx, ref, g.issued)
+		}
+		if err == nil && g.old {
+			err = c.store.SyncAwardSurplus(ctx, ref, g.remaining)
+		}
+		if err != nil {
 			c.failed.Add(1)
 			c.log.Warn("sync award surplus failed; redelivering",
-				"strategy_id", ref.StrategyID, "award_id", ref.AwardID, "remaining", g.remaining, "err", err)
+				"strategy_id", ref.StrategyID, "award_id", ref.AwardID, "issued", g.issued, "err", err)
 			for _, m := range g.msgs {
 				_ = m.NakWithDelay(c.redeliverDelay(m))
 			}
@@ -128,7 +141,7 @@ func (c *StockSyncConsumer) apply(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		c.applied.Add(1)
 		for _, m := range g.msgs {
-			// A lost ack means one more delivery, which the minimum absorbs.
+			// A lost ack means one more delivery, which the monotone update absorbs.
 			_ = m.Ack()
 		}
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // StockLog reads the award stock sync stream as a durable log of grants. Several nodes
-// publish for one award, each flush its own minimum, so the log's answer is the minimum
+// publish for one award, each flush its own maximum, so the log's answer is the maximum
 // over every retained message of the award, not the last one.
 type StockLog struct {
 	js   jetstream.JetStream
@@ -24,10 +24,12 @@ func NewStockLog(js jetstream.JetStream, opts StockOptions) *StockLog {
 	return &StockLog{js: js, opts: opts.withDefaults()}
 }
 
-// MinRemaining returns the smallest remaining count published for the award, and false
-// when the stream holds no message for it. It reads the award's subject with an ordered
+// MaxIssued returns the highest grant sequence number published for the award, and false
+// when the stream holds no message for it. A message of the old form counts as
+// total − its remaining count (total being the award's count now, which a top-up since
+// can only make larger: undersell). It reads the award's subject with an ordered
 // consumer; at most MaxPerAward messages are retained per award.
-func (l *StockLog) MinRemaining(ctx context.Context, ref strategy.AwardRef) (int64, bool, error) {
+func (l *StockLog) MaxIssued(ctx context.Context, ref strategy.AwardRef, total int64) (int64, bool, error) {
 	fail := func(err error) (int64, bool, error) {
 		return 0, false, fmt.Errorf("stock log of award %d/%d: %w", ref.StrategyID, ref.AwardID, err)
 	}
@@ -43,7 +45,7 @@ func (l *StockLog) MinRemaining(ctx context.Context, ref strategy.AwardRef) (int
 		return fail(err)
 	}
 	pending := info.NumPending
-	var low int64
+	var high int64
 	found := false
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
@@ -57,8 +59,12 @@ func (l *StockLog) MinRemaining(ctx context.Context, ref strategy.AwardRef) (int
 			if err := json.Unmarshal(msg.Data(), &m); err != nil {
 				continue // the consumer terminates malformed messages too
 			}
-			if !found || m.Remaining < low {
-				low, found = m.Remaining, true
+			issued := m.Issued
+			if issued <= 0 {
+				issued = total - m.Remaining
+			}
+			if !found || issued > high {
+				high, found = issued, true
 			}
 			if md, err := msg.Metadata(); err == nil {
 				pending = md.NumPending
@@ -71,5 +77,5 @@ func (l *StockLog) MinRemaining(ctx context.Context, ref strategy.AwardRef) (int
 			return fail(fmt.Errorf("%d messages pending but none delivered", pending))
 		}
 	}
-	return low, found, nil
+	return high, found, nil
 }

@@ -38,9 +38,9 @@ type StockOptions struct {
 	// MaxAge is how long the stream keeps a message (default 72h).
 	MaxAge time.Duration
 	// MaxPerAward bounds the messages kept per award (default 1000). Dropping the oldest
-	// is safe once the consumer has applied them: the store keeps a minimum. (With several
-	// nodes a later message can carry a higher count than an earlier one, so readers take
-	// the minimum over what is retained, never the last message.)
+	// is safe once the consumer has applied them: the store keeps a monotone bound. (With
+	// several nodes a later message can carry a lower sequence number than an earlier one,
+	// so readers take the maximum over what is retained, never the last message.)
 	MaxPerAward int64
 
 	// FlushInterval is how often StockSync publishes (default 100ms).
@@ -130,7 +130,7 @@ func EnsureStockStream(ctx context.Context, js jetstream.JetStream, opts StockOp
 	opts = opts.withDefaults()
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              opts.Stream(),
-		Description:       "award stock left after grants, synced to SQL award_count_surplus",
+		Description:       "award grants by sequence number, synced to SQL award_count_surplus",
 		Subjects:          []string{opts.Subject() + ".>"},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
@@ -146,24 +146,31 @@ func EnsureStockStream(ctx context.Context, js jetstream.JetStream, opts StockOp
 	return nil
 }
 
-// stockMessage is the JSON body of one award stock message.
+// stockMessage is the JSON body of one award stock message: the highest grant sequence
+// number of the award a node has seen (Issued). Messages of the old form carried the
+// lowest remaining count instead (Remaining, no Issued); readers take one of those as
+// award_count − remaining, which a top-up since can only overstate (undersell). A message
+// without either reads as remaining 0, sold out.
 type stockMessage struct {
 	StrategyID int64 `json:"strategyId"`
 	AwardID    int   `json:"awardId"`
-	Remaining  int64 `json:"remaining"`
+	Issued     int64 `json:"issued,omitempty"`
+	Remaining  int64 `json:"remaining,omitempty"`
 }
 
-// msgID is the Nats-Msg-Id of a stock message: a unit is granted once, so the remaining
-// count after it names the grant, and a republished flush is dropped by the stream.
-func msgID(ref strategy.AwardRef, remaining int64) string {
-	return strconv.FormatInt(ref.StrategyID, 10) + "_" + strconv.Itoa(ref.AwardID) + "_" +
-		strconv.FormatInt(remaining, 10)
+// msgID is the Nats-Msg-Id of a stock message: a unit is granted once, so its sequence
+// number names the grant, and a republished flush is dropped by the stream. (The "i"
+// keeps these apart from the old form's ids, which held a remaining count.)
+func msgID(ref strategy.AwardRef, issued int64) string {
+	return strconv.FormatInt(ref.StrategyID, 10) + "_" + strconv.Itoa(ref.AwardID) + "_i" +
+		strconv.FormatInt(issued, 10)
 }
 
-// StockSync is the draw path's strategy.StockSink: Consumed records the lowest remaining
-// count per award in memory, and Run publishes them to JetStream in batches, so the SQL
-// surplus follows the hot stock without a SQL write per draw. Entries whose publish fails
-// stay pending and are published on a later flush.
+// StockSync is the draw path's strategy.StockSink: Consumed records the highest grant
+// sequence number per award in memory, and Run publishes them to JetStream in batches, so
+// the SQL surplus follows the hot stock without a SQL write per draw. Entries whose publish
+// fails stay pending and are published on a later flush. Commit publishes one grant at
+// once, for draws that write no record.
 type StockSync struct {
 	js   jetstream.JetStream
 	opts StockOptions
@@ -179,7 +186,7 @@ type StockSync struct {
 	failed    atomic.Int64
 }
 
-var _ strategy.StockSink = (*StockSync)(nil)
+var _ strategy.DurableSink = (*StockSync)(nil)
 
 // NewStockSync returns a StockSync publishing to the stream named by opts. Call Run to
 // flush periodically, and Close after the draw path has stopped.
@@ -195,14 +202,30 @@ func NewStockSync(js jetstream.JetStream, opts StockOptions, logger *slog.Logger
 	}
 }
 
-// Consumed records that ref has remaining units left after a grant. It takes a mutex
-// and touches a map: it never waits for the broker.
-func (s *StockSync) Consumed(ref strategy.AwardRef, remaining int64) {
+// Consumed records the grant g of ref. It takes a mutex and touches a map: it never
+// waits for the broker.
+func (s *StockSync) Consumed(ref strategy.AwardRef, g strategy.Grant) {
 	s.mu.Lock()
-	if cur, ok := s.pending[ref]; !ok || remaining < cur {
-		s.pending[ref] = remaining
+	if cur, ok := s.pending[ref]; !ok || g.Issued > cur {
+		s.pending[ref] = g.Issued
 	}
 	s.mu.Unlock()
+}
+
+// Commit records the grant g of ref and publishes it at once, returning when the stream
+// has stored it: after that no Redis loss can give the unit again, because every rebuild
+// reads the log. If the publish fails the grant stays pending for the next flush and the
+// error is returned.
+func (s *StockSync) Commit(ctx context.Context, ref strategy.AwardRef, g strategy.Grant) error {
+	s.Consumed(ref, g)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	defer cancel()
+	if err := s.publish(ctx, ref, g.Issued); err != nil {
+		s.failed.Add(1)
+		return err
+	}
+	s.published.Add(1)
+	return nil
 }
 
 // StockSyncStats counts a StockSync's work since it was created.
@@ -249,7 +272,7 @@ func (s *StockSync) Close(ctx context.Context) error {
 }
 
 // Flush publishes every pending entry, one message per award, and waits for the stream's
-// acknowledgements. Entries that fail go back to pending (keeping the minimum) and the
+// acknowledgements. Entries that fail go back to pending (keeping the maximum) and the
 // first error is returned.
 func (s *StockSync) Flush(ctx context.Context) error {
 	s.flushMu.Lock()
@@ -275,13 +298,13 @@ func (s *StockSync) Flush(ctx context.Context) error {
 		firstErr error
 		sem      = make(chan struct{}, s.opts.PublishConcurrency)
 	)
-	for ref, remaining := range batch {
+	for ref, issued := range batch {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.publish(ctx, ref, remaining); err != nil {
+			if err := s.publish(ctx, ref, issued); err != nil {
 				failMu.Lock()
-				failed[ref] = remaining
+				failed[ref] = issued
 				if firstErr == nil {
 					firstErr = err
 				}
@@ -301,9 +324,9 @@ func (s *StockSync) Flush(ctx context.Context) error {
 		return nil
 	}
 	s.mu.Lock()
-	for ref, remaining := range failed {
-		if cur, ok := s.pending[ref]; !ok || remaining < cur {
-			s.pending[ref] = remaining
+	for ref, issued := range failed {
+		if cur, ok := s.pending[ref]; !ok || issued > cur {
+			s.pending[ref] = issued
 		}
 	}
 	s.mu.Unlock()
@@ -318,14 +341,14 @@ func (s *StockSync) Flush(ctx context.Context) error {
 	return fmt.Errorf("publish %d of %d award stock updates: %w", len(failed), len(batch), firstErr)
 }
 
-func (s *StockSync) publish(ctx context.Context, ref strategy.AwardRef, remaining int64) error {
-	data, err := json.Marshal(stockMessage{StrategyID: ref.StrategyID, AwardID: ref.AwardID, Remaining: remaining})
+func (s *StockSync) publish(ctx context.Context, ref strategy.AwardRef, issued int64) error {
+	data, err := json.Marshal(stockMessage{StrategyID: ref.StrategyID, AwardID: ref.AwardID, Issued: issued})
 	if err != nil {
 		return fmt.Errorf("encode stock message: %w", err)
 	}
 	msg := &natsgo.Msg{Subject: s.opts.awardSubject(ref), Data: data}
 	ack, err := s.js.PublishMsg(ctx, msg,
-		jetstream.WithMsgID(msgID(ref, remaining)),
+		jetstream.WithMsgID(msgID(ref, issued)),
 		jetstream.WithExpectStream(s.opts.Stream()))
 	if err != nil {
 		return fmt.Errorf("publish stock %d/%d: %w", ref.StrategyID, ref.AwardID, err)

@@ -1,7 +1,9 @@
 // Package recovery rebuilds hot stock in Redis from durable records of every grant, so
-// that a Redis loss never resurrects a granted unit: the stock an award or SKU may still
-// give is the least of its synced SQL surplus, its configured count less the grants on
-// record in every user database, and (for awards) the lowest count in the broker's sync log.
+// that a Redis loss never resurrects a granted unit. A unit is named by its grant sequence
+// number, so what a stock may still give is its count less the most any durable source
+// says was granted: count − synced SQL surplus, the grants on record in every user
+// database, and (for awards) the highest sequence number in the broker's sync log. A
+// top-up raises count and surplus together and changes none of these.
 package recovery
 
 import (
@@ -26,15 +28,17 @@ type grants interface {
 }
 
 type stockLog interface {
-	MinRemaining(ctx context.Context, ref strategy.AwardRef) (int64, bool, error)
+	// MaxIssued returns the highest grant sequence number logged for the award; an
+	// old-form message (a remaining count) counts as total − remaining.
+	MaxIssued(ctx context.Context, ref strategy.AwardRef, total int64) (int64, bool, error)
 }
 
 type awardStock interface {
-	Preheat(ctx context.Context, ref strategy.AwardRef, surplus int64, expireAt time.Time) error
+	Preheat(ctx context.Context, ref strategy.AwardRef, total, remaining int64, expireAt time.Time) error
 }
 
 type skuStock interface {
-	Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error
+	Preheat(ctx context.Context, sku, total, remaining int64, expireAt time.Time) error
 }
 
 // Options configures a Service.
@@ -70,8 +74,10 @@ func NewService(opts Options) *Service {
 }
 
 // Surplus returns, per award of the strategy, the units durable records still allow:
-// min(award_count_surplus, award_count − award records, lowest count in the sync log).
-// Records of a fallback award count against its stock too, which can only undersell.
+// award_count − max(award_count − award_count_surplus, award records, highest sequence
+// number in the sync log), at least 0. Count and surplus come from the one row read of
+// cfg, so a top-up is either in both or in neither. Records of a fallback award count
+// against its stock too, which can only undersell.
 func (s *Service) Surplus(ctx context.Context, cfg strategy.Config) (map[int]int64, error) {
 	records, err := s.opts.Grants.AwardRecordCounts(ctx, cfg.StrategyID)
 	if err != nil {
@@ -79,23 +85,23 @@ func (s *Service) Surplus(ctx context.Context, cfg strategy.Config) (map[int]int
 	}
 	out := make(map[int]int64, len(cfg.Awards))
 	for _, aw := range cfg.Awards {
-		safe := min(aw.Surplus, aw.Count-records[aw.AwardID])
+		issued := max(aw.Count-aw.Surplus, records[aw.AwardID])
 		if s.opts.Log != nil {
-			low, ok, err := s.opts.Log.MinRemaining(ctx, strategy.AwardRef{StrategyID: cfg.StrategyID, AwardID: aw.AwardID})
+			logged, ok, err := s.opts.Log.MaxIssued(ctx, strategy.AwardRef{StrategyID: cfg.StrategyID, AwardID: aw.AwardID}, aw.Count)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				safe = min(safe, low)
+				issued = max(issued, logged)
 			}
 		}
-		out[aw.AwardID] = max(safe, 0)
+		out[aw.AwardID] = max(aw.Count-issued, 0)
 	}
 	return out, nil
 }
 
 // SKUSurplus returns the units of a SKU durable records still allow:
-// min(stock_count_surplus, stock_count − recharge orders of the SKU).
+// stock_count − max(stock_count − stock_count_surplus, recharge orders of the SKU).
 func (s *Service) SKUSurplus(ctx context.Context, k activity.SKU) (int64, error) {
 	orders, err := s.opts.Grants.SKUOrderCount(ctx, k.SKU)
 	if err != nil {
@@ -117,12 +123,15 @@ func (s *Service) Lost(ref strategy.AwardRef, expireAt time.Time) {
 		if err != nil {
 			return err
 		}
-		n, ok := safe[ref.AwardID]
-		if !ok {
-			return fmt.Errorf("award %d is no longer in strategy %d", ref.AwardID, ref.StrategyID)
+		for _, aw := range cfg.Awards {
+			if aw.AwardID == ref.AwardID {
+				n := min(safe[ref.AwardID], aw.Count)
+				s.opts.Logger.Warn("rebuilding lost award stock", "strategy_id", ref.StrategyID, "award_id", ref.AwardID,
+					"count", aw.Count, "remaining", n)
+				return s.opts.Awards.Preheat(ctx, ref, aw.Count, n, expireAt)
+			}
 		}
-		s.opts.Logger.Warn("rebuilding lost award stock", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "remaining", n)
-		return s.opts.Awards.Preheat(ctx, ref, n, expireAt)
+		return fmt.Errorf("award %d is no longer in strategy %d", ref.AwardID, ref.StrategyID)
 	})
 }
 
@@ -137,8 +146,9 @@ func (s *Service) SKULost(sku int64, expireAt time.Time) {
 		if err != nil {
 			return err
 		}
-		s.opts.Logger.Warn("rebuilding lost sku stock", "sku", sku, "remaining", n)
-		return s.opts.SKUStock.Preheat(ctx, sku, n, expireAt)
+		n = min(n, max(k.Stock, 0))
+		s.opts.Logger.Warn("rebuilding lost sku stock", "sku", sku, "count", k.Stock, "remaining", n)
+		return s.opts.SKUStock.Preheat(ctx, sku, max(k.Stock, 0), n, expireAt)
 	})
 }
 

@@ -17,7 +17,7 @@ type fakes struct {
 	sku      activity.SKU
 	records  map[int]int64
 	orders   int64
-	logLow   map[int]int64
+	logHigh  map[int]int64 // the highest sequence number logged per award
 	LogErr   error
 	preheats map[any]int64
 	runs     map[any]int
@@ -29,17 +29,17 @@ func (f *fakes) AwardRecordCounts(context.Context, int64) (map[int]int64, error)
 	return f.records, nil
 }
 func (f *fakes) SKUOrderCount(context.Context, int64) (int64, error) { return f.orders, nil }
-func (f *fakes) MinRemaining(_ context.Context, ref strategy.AwardRef) (int64, bool, error) {
+func (f *fakes) MaxIssued(_ context.Context, ref strategy.AwardRef, _ int64) (int64, bool, error) {
 	if f.LogErr != nil {
 		return 0, false, f.LogErr
 	}
-	v, ok := f.logLow[ref.AwardID]
+	v, ok := f.logHigh[ref.AwardID]
 	return v, ok, nil
 }
 
 type awardPreheater struct{ f *fakes }
 
-func (p awardPreheater) Preheat(_ context.Context, ref strategy.AwardRef, n int64, _ time.Time) error {
+func (p awardPreheater) Preheat(_ context.Context, ref strategy.AwardRef, _, n int64, _ time.Time) error {
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	p.f.preheats[ref] = n
@@ -49,7 +49,7 @@ func (p awardPreheater) Preheat(_ context.Context, ref strategy.AwardRef, n int6
 
 type skuPreheater struct{ f *fakes }
 
-func (p skuPreheater) Preheat(_ context.Context, sku, n int64, _ time.Time) error {
+func (p skuPreheater) Preheat(_ context.Context, sku, _, n int64, _ time.Time) error {
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	p.f.preheats[sku] = n
@@ -64,9 +64,12 @@ func newFakes() *fakes {
 			{AwardID: 102, Count: 100, Surplus: 40},  // SQL lags the log
 			{AwardID: 103, Count: 100, Surplus: 10},  // SQL is the tightest
 			{AwardID: 104, Count: 5, Surplus: 5},     // more records than stock: floor 0
+			// Sold out at 100 (the log's last grant is number 100), then topped up by 10:
+			// count and surplus both grew, and only the 10 new units are left.
+			{AwardID: 105, Count: 110, Surplus: 10},
 		}},
-		records:  map[int]int64{101: 30, 102: 20, 103: 5, 104: 9},
-		logLow:   map[int]int64{102: 35},
+		records:  map[int]int64{101: 30, 102: 20, 103: 5, 104: 9, 105: 40},
+		logHigh:  map[int]int64{102: 65, 105: 100},
 		sku:      activity.SKU{SKU: 9011, Stock: 100, StockSurplus: 90},
 		orders:   25,
 		preheats: map[any]int64{},
@@ -82,7 +85,7 @@ func TestSurplusIsTheLeastOfEveryRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[int]int64{101: 70, 102: 35, 103: 10, 104: 0}
+	want := map[int]int64{101: 70, 102: 35, 103: 10, 104: 0, 105: 10}
 	for id, w := range want {
 		if got[id] != w {
 			t.Errorf("award %d: safe surplus %d, want %d", id, got[id], w)

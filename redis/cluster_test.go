@@ -71,28 +71,26 @@ func TestStockCluster(t *testing.T) {
 			if outs[ref] != calls-surplus {
 				t.Errorf("award %d: %d ErrStockOut, want %d", ref.AwardID, outs[ref], calls-surplus)
 			}
-			assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+			assertLevel(t, st, ref, level(0, surplus, surplus))
 		}
 	})
 
 	t.Run("KeysSpreadOverMasters", func(t *testing.T) {
-		// Redis itself puts both keys of an award in one slot, the one keySlot computes.
+		// Redis itself puts every key of an award in one slot, the one keySlot computes.
 		for _, ref := range refs {
-			ck, lk := st.CounterKey(ref), st.LowKey(ref)
-			cs, err := client.ClusterKeySlot(ctx, ck).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ls, err := client.ClusterKeySlot(ctx, lk).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cs != ls || int(cs) != keySlot(ck) {
-				t.Fatalf("award %d: CLUSTER KEYSLOT %d and %d, keySlot %d; want all equal", ref.AwardID, cs, ls, keySlot(ck))
+			ck := st.CounterKey(ref)
+			for _, k := range stockKeys(st, ref) {
+				ks, err := client.ClusterKeySlot(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int(ks) != keySlot(ck) {
+					t.Fatalf("award %d: CLUSTER KEYSLOT of %s is %d, keySlot %d; want equal", ref.AwardID, k, ks, keySlot(ck))
+				}
 			}
 		}
 		// Ask every master directly (a node client does not follow MOVED): each award's
-		// two keys are stored together on exactly one master, and more than one master
+		// three keys are stored together on exactly one master, and more than one master
 		// holds awards.
 		var (
 			mu      sync.Mutex
@@ -106,15 +104,15 @@ func TestStockCluster(t *testing.T) {
 				return fmt.Errorf("dbsize on %s: %w", addr, err)
 			}
 			for _, ref := range refs {
-				n, err := node.Exists(ctx, st.CounterKey(ref), st.LowKey(ref)).Result()
+				n, err := node.Exists(ctx, st.CounterKey(ref), st.IssuedKey(ref), st.TotalKey(ref)).Result()
 				if err != nil && strings.HasPrefix(err.Error(), "MOVED ") {
 					continue // another master owns the slot
 				}
 				if err != nil {
 					return fmt.Errorf("exists on %s: %w", addr, err)
 				}
-				if n != 2 {
-					return fmt.Errorf("award %d: %d of its 2 keys on %s, the owner of its slot", ref.AwardID, n, addr)
+				if n != 3 {
+					return fmt.Errorf("award %d: %d of its 3 keys on %s, the owner of its slot", ref.AwardID, n, addr)
 				}
 				mu.Lock()
 				holders[ref] = append(holders[ref], addr)
@@ -154,12 +152,12 @@ func TestStockCluster(t *testing.T) {
 		for _, ref := range refs {
 			// Preheat is NX: the exhausted counter stays at 0.
 			mustPreheat(t, st, ref, surplus, expireAt)
-			assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+			assertLevel(t, st, ref, level(0, surplus, surplus))
 			// A stale writer sets the counter back up through the cluster client.
 			if err := client.Set(ctx, st.CounterKey(ref), surplus, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
-			assertLevel(t, st, ref, Level{Counter: surplus, Low: 0, HasCounter: true, HasLow: true})
+			assertLevel(t, st, ref, level(surplus, surplus, surplus))
 		}
 		granted, outs := deductAcross(t, st, refs, 20, expireAt)
 		for _, ref := range refs {
@@ -167,7 +165,24 @@ func TestStockCluster(t *testing.T) {
 				t.Errorf("award %d after a stale preheat: granted %v, %d out; want none granted, 20 out",
 					ref.AwardID, granted[ref], outs[ref])
 			}
-			assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+			assertLevel(t, st, ref, level(0, surplus, surplus))
+		}
+	})
+
+	t.Run("TopUpAcrossSlots", func(t *testing.T) {
+		// Every exhausted award gets 3 more units: exactly those are granted, numbered
+		// after the old ones.
+		for _, ref := range refs {
+			if ok, err := st.TopUp(ctx, ref, surplus+3, expireAt); err != nil || !ok {
+				t.Fatalf("top-up of award %d: %v %v", ref.AwardID, ok, err)
+			}
+		}
+		granted, outs := deductAcross(t, st, refs, 10, expireAt)
+		for _, ref := range refs {
+			if got := granted[ref]; !slices.Equal(got, seq(2, 0)) || outs[ref] != 7 {
+				t.Errorf("award %d after a top-up of 3: granted %v, %d out", ref.AwardID, got, outs[ref])
+			}
+			assertLevel(t, st, ref, level(0, surplus+3, surplus+3))
 		}
 	})
 
@@ -179,7 +194,7 @@ func TestStockCluster(t *testing.T) {
 				t.Fatalf("award %d: grants %v, want 9 8 7", ref.AwardID, got)
 			}
 			mustPreheat(t, st, ref, 100, expireAt)
-			assertLevel(t, st, ref, Level{Counter: 7, Low: 7, HasCounter: true, HasLow: true})
+			assertLevel(t, st, ref, level(7, 3, 10))
 			if got := deductSerially(t, st, ref, 10, expireAt); !slices.Equal(got, seq(6, 0)) {
 				t.Fatalf("award %d: grants after second preheat %v, want 6..0 then out", ref.AwardID, got)
 			}
@@ -191,7 +206,7 @@ func TestStockCluster(t *testing.T) {
 		// the other masters.
 		seeded := NewStock(openClient(t, Options{Addrs: addrs[len(addrs)-1:], Cluster: true}), "bmtest_cluster")
 		for _, ref := range refs {
-			assertLevel(t, seeded, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+			assertLevel(t, seeded, ref, level(0, surplus+3, surplus+3))
 		}
 	})
 
@@ -222,11 +237,11 @@ func deductAcross(t *testing.T, st *Stock, refs []strategy.AwardRef, calls int, 
 	for range workers {
 		wg.Go(func() {
 			for ref := range next {
-				n, err := st.Deduct(context.Background(), ref, expireAt)
+				g, err := st.Deduct(context.Background(), ref, expireAt)
 				mu.Lock()
 				switch {
 				case err == nil:
-					granted[ref] = append(granted[ref], n)
+					granted[ref] = append(granted[ref], g.Remaining)
 				case errors.Is(err, strategy.ErrStockOut):
 					outs[ref]++
 				default:

@@ -10,68 +10,245 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// A counter is a stock in Redis: the key holds the units left and key+":low" the low
-// watermark of deductScript. Award stock and SKU stock are both counters; they differ only
-// in their keys and in the domain errors a deduction reports.
+// A counter is a stock in Redis. Award stock and SKU stock are both counters; they differ
+// only in their keys and in the domain errors a deduction reports. A counter is three keys
+// sharing one Cluster hash tag, so that one script may touch them all:
+//
+//	key          the units left (remaining), for readers; a deduction never trusts it alone
+//	key:issued   the units granted so far: the high watermark of grant sequence numbers
+//	key:total    the units the stock has ever had (award_count or stock_count)
+//
+// A unit is named by its grant sequence number issued = total − remaining, which a top-up
+// (total += N) does not change. issued only ever grows, and a grant is allowed only while
+// issued < total, so each sequence number is granted at most once, however the counter is
+// set back up (a stale preheat, a restore) or topped up, with O(1) memory.
+//
+// The keys of the old form were key and key+":low" (the smallest remaining value granted)
+// without a total. A deduction reports such a counter as missing, which makes the caller
+// rebuild it through recovery; preheatScript then converts it, keeping the smaller of its
+// remaining units and what durable records allow.
 
-// preheatCounter sets the counter to surplus with the expiry unless it exists; an
-// existing counter, and the watermark, are left alone.
-func preheatCounter(ctx context.Context, client goredis.UniversalClient, key string, surplus int64, expireAt time.Time) error {
-	if surplus < 0 || surplus > maxStock {
-		return fmt.Errorf("surplus %d out of range", surplus)
+// Results of the scripts other than a count (which is >= 0).
+const (
+	deductOut     = -1
+	deductMissing = -2
+)
+
+// deductScript takes one unit in one round trip.
+//
+// KEYS are key, key:issued, key:total; ARGV[1] is the expiry of all three in Unix
+// milliseconds. It returns {remaining, issued} after the grant, {-1} when the stock is out
+// and {-2} when any key is absent (nothing is created: an old-form counter lacks the
+// total, a lost one everything).
+//
+// The grant's sequence number is issued+1; it must not exceed total, and the counter must
+// be positive: a counter set back up gives nothing beyond total, and one set down (an
+// operator stopping a stock) is honoured, the units left after the grant being
+// min(counter − 1, total − issued). When out, the script only
+// writes if the counter is not already 0, so a crowd hitting an exhausted stock costs
+// three GETs each. Numbers are written with %d because Lua 5.1 would print large doubles
+// in exponent form.
+var deductScript = goredis.NewScript(`
+local c = redis.call('GET', KEYS[1])
+local i = redis.call('GET', KEYS[2])
+local t = redis.call('GET', KEYS[3])
+if not c or not i or not t then
+  return {-2}
+end
+c, i, t = tonumber(c), tonumber(i), tonumber(t)
+if not c or not i or not t then
+  return redis.error_reply('ERR stock counter is not a number')
+end
+local n = i + 1
+if c <= 0 or n > t then
+  if c ~= 0 then
+    redis.call('SET', KEYS[1], '0', 'PXAT', ARGV[1])
+    redis.call('PEXPIREAT', KEYS[2], ARGV[1])
+    redis.call('PEXPIREAT', KEYS[3], ARGV[1])
+  end
+  return {-1}
+end
+local r = t - n
+if c - 1 < r then
+  r = c - 1
+end
+redis.call('SET', KEYS[1], string.format('%d', r), 'PXAT', ARGV[1])
+redis.call('SET', KEYS[2], string.format('%d', n), 'PXAT', ARGV[1])
+redis.call('PEXPIREAT', KEYS[3], ARGV[1])
+return {r, n}
+`)
+
+// preheatScript creates a counter unless it exists in the current form.
+//
+// KEYS are key, key:issued, key:total, key:low; ARGV are total, remaining and the expiry.
+// Whatever survives of an earlier counter can only lower what is granted: issued becomes
+// the largest of total − remaining, a surviving issued, total − a surviving counter (old or
+// partial) and total − an old-form low watermark; remaining is then total − issued (at
+// least 0). The old form's low key is removed. It returns 1 when it wrote and 0 when a
+// current-form counter was there.
+var preheatScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 3 then
+  return 0
+end
+local t = tonumber(ARGV[1])
+local i = t - tonumber(ARGV[2])
+local function bound(v)
+  if v then
+    v = tonumber(v)
+    if v and t - v > i then
+      i = t - v
+    end
+  end
+end
+local old = redis.call('GET', KEYS[2])
+if old then
+  old = tonumber(old)
+  if old and old > i then
+    i = old
+  end
+end
+bound(redis.call('GET', KEYS[1]))
+bound(redis.call('GET', KEYS[4]))
+if i < 0 then
+  i = 0
+end
+local r = t - i
+if r < 0 then
+  r = 0
+end
+redis.call('SET', KEYS[1], string.format('%d', r), 'PXAT', ARGV[3])
+redis.call('SET', KEYS[2], string.format('%d', i), 'PXAT', ARGV[3])
+redis.call('SET', KEYS[3], string.format('%d', t), 'PXAT', ARGV[3])
+redis.call('DEL', KEYS[4])
+return 1
+`)
+
+// topUpScript raises a counter's total to ARGV[1], the stock's new total in SQL, and its
+// counter by as much (at most to total − issued); issued is left alone, so no unit already
+// granted comes back.
+//
+// KEYS are key, key:issued, key:total; ARGV are the new total and the expiry. Taking the
+// maximum makes it idempotent and order-insensitive: a counter rebuilt from SQL after the
+// top-up already holds the units, and two top-ups applied out of order end at the larger.
+// It returns the remaining units, or -2 when the counter is absent or in the old form (the
+// rebuild reads SQL, which holds the new units).
+var topUpScript = goredis.NewScript(`
+local c = redis.call('GET', KEYS[1])
+local i = redis.call('GET', KEYS[2])
+local t = redis.call('GET', KEYS[3])
+if not c or not i or not t then
+  return -2
+end
+c, i, t = tonumber(c), tonumber(i), tonumber(t)
+local nt = tonumber(ARGV[1])
+if nt > t then
+  c = c + nt - t
+  if c > nt - i then
+    c = nt - i
+  end
+  if c < 0 then
+    c = 0
+  end
+  t = nt
+  redis.call('SET', KEYS[3], string.format('%d', t), 'PXAT', ARGV[2])
+  redis.call('SET', KEYS[1], string.format('%d', c), 'PXAT', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+end
+return c
+`)
+
+func counterKeys(key string) []string { return []string{key, key + ":issued", key + ":total"} }
+
+// counterExists reports whether the counter is in Redis in the current form.
+func counterExists(ctx context.Context, client goredis.UniversalClient, key string) (bool, error) {
+	n, err := client.Exists(ctx, counterKeys(key)...).Result()
+	if err != nil {
+		return false, err
+	}
+	return n == 3, nil
+}
+
+// preheatCounter creates the counter with total units of which remaining are left, unless
+// it exists in the current form; see preheatScript.
+func preheatCounter(ctx context.Context, client goredis.UniversalClient, key string, total, remaining int64, expireAt time.Time) error {
+	if total < 0 || total > maxStock {
+		return fmt.Errorf("total %d out of range", total)
+	}
+	if remaining < 0 || remaining > total {
+		return fmt.Errorf("remaining %d out of range 0..%d", remaining, total)
 	}
 	if expireAt.UnixMilli() <= 0 {
 		return errors.New("no expiry")
 	}
-	err := client.Do(ctx, "SET", key, surplus, "NX", "PXAT", expireAt.UnixMilli()).Err()
-	if err != nil && !errors.Is(err, goredis.Nil) { // Nil: the counter exists
-		return err
-	}
-	return nil
+	return preheatScript.Run(ctx, client, append(counterKeys(key), key+":low"), total, remaining, expireAt.UnixMilli()).Err()
 }
 
 // deductCounter runs deductScript on the counter and returns the units left after the
-// grant; an exhausted counter returns out and an absent one missing.
-func deductCounter(ctx context.Context, client goredis.UniversalClient, key string, expireAt time.Time, out, missing error) (int64, error) {
+// grant and its sequence number; an exhausted counter returns out and an absent (or
+// old-form) one missing.
+func deductCounter(ctx context.Context, client goredis.UniversalClient, key string, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
 	at := expireAt.UnixMilli()
 	if at <= 0 {
-		return 0, errors.New("no expiry")
+		return 0, 0, errors.New("no expiry")
 	}
-	n, err := deductScript.Run(ctx, client, []string{key, key + ":low"}, at).Int64()
+	res, err := deductScript.Run(ctx, client, counterKeys(key), at).Int64Slice()
 	switch {
 	case err != nil:
-		return 0, err
-	case n == deductOut:
-		return 0, out
-	case n == deductMissing:
-		return 0, missing
-	case n < 0:
-		return 0, fmt.Errorf("unexpected script result %d", n)
+		return 0, 0, err
+	case len(res) == 1 && res[0] == deductOut:
+		return 0, 0, out
+	case len(res) == 1 && res[0] == deductMissing:
+		return 0, 0, missing
+	case len(res) != 2 || res[0] < 0 || res[1] <= 0:
+		return 0, 0, fmt.Errorf("unexpected script result %v", res)
 	}
-	return n, nil
+	return res[0], res[1], nil
+}
+
+// topUpCounter raises the counter's total to total; see topUpScript. It reports false when
+// the counter is absent or in the old form, which leaves the units to the rebuild.
+func topUpCounter(ctx context.Context, client goredis.UniversalClient, key string, total int64, expireAt time.Time) (bool, error) {
+	if total < 0 || total > maxStock {
+		return false, fmt.Errorf("total %d out of range", total)
+	}
+	at := expireAt.UnixMilli()
+	if at <= 0 {
+		return false, errors.New("no expiry")
+	}
+	n, err := topUpScript.Run(ctx, client, counterKeys(key), total, at).Int64()
+	if err != nil {
+		return false, err
+	}
+	return n != deductMissing, nil
 }
 
 // Level is the hot state of one stock, for reconciliation and tests.
 type Level struct {
-	Counter    int64 // the counter; meaningful when HasCounter
-	Low        int64 // the smallest remaining value granted so far; meaningful when HasLow
+	Counter    int64 // the units left; meaningful when HasCounter
+	Issued     int64 // the units granted so far; meaningful when HasIssued
+	Total      int64 // the units the stock has ever had; meaningful when HasTotal
+	Low        int64 // an old-form low watermark; meaningful when HasLow
 	HasCounter bool
+	HasIssued  bool
+	HasTotal   bool
 	HasLow     bool
 }
 
-// readLevel reads the counter and its watermark in one round trip (one hash tag, one
-// slot); absent keys are reported in the Level, not as errors.
+// readLevel reads the counter's keys in one round trip (one hash tag, one slot); absent
+// keys are reported in the Level, not as errors.
 func readLevel(ctx context.Context, client goredis.UniversalClient, key string) (Level, error) {
-	vals, err := client.MGet(ctx, key, key+":low").Result()
+	vals, err := client.MGet(ctx, append(counterKeys(key), key+":low")...).Result()
 	if err != nil {
 		return Level{}, err
 	}
 	var l Level
-	if l.Counter, l.HasCounter, err = parseLevel(vals[0]); err != nil {
-		return Level{}, fmt.Errorf("counter: %w", err)
-	}
-	if l.Low, l.HasLow, err = parseLevel(vals[1]); err != nil {
-		return Level{}, fmt.Errorf("watermark: %w", err)
+	for i, f := range []struct {
+		v   *int64
+		has *bool
+	}{{&l.Counter, &l.HasCounter}, {&l.Issued, &l.HasIssued}, {&l.Total, &l.HasTotal}, {&l.Low, &l.HasLow}} {
+		if *f.v, *f.has, err = parseLevel(vals[i]); err != nil {
+			return Level{}, fmt.Errorf("stock key %d: %w", i, err)
+		}
 	}
 	return l, nil
 }

@@ -12,10 +12,11 @@ import (
 )
 
 // SKUStock is the hot stock of activity SKUs; it implements activity.SKUStock with the
-// same never-regrant script as award stock, on keys
+// same never-regrant counter as award stock (counter.go), on keys
 //
-//	<prefix>:sku_stock:{<sku>}      the counter
-//	<prefix>:sku_stock:{<sku>}:low  the low watermark
+//	<prefix>:sku_stock:{<sku>}         the units left
+//	<prefix>:sku_stock:{<sku>}:issued  the units granted so far
+//	<prefix>:sku_stock:{<sku>}:total   the SKU's stock_count
 type SKUStock struct {
 	client goredis.UniversalClient
 	prefix string
@@ -36,35 +37,47 @@ func (s *SKUStock) CounterKey(sku int64) string {
 	return s.prefix + "sku_stock:{" + strconv.FormatInt(sku, 10) + "}"
 }
 
-// Exists reports whether the SKU's counter is in Redis.
+// Exists reports whether the SKU's counter is in Redis in the current form.
 func (s *SKUStock) Exists(ctx context.Context, sku int64) (bool, error) {
-	n, err := s.client.Exists(ctx, s.CounterKey(sku)).Result()
+	ok, err := counterExists(ctx, s.client, s.CounterKey(sku))
 	if err != nil {
 		return false, fmt.Errorf("read stock of sku %d: %w", sku, err)
 	}
-	return n == 1, nil
+	return ok, nil
 }
 
-// Preheat sets the SKU's counter to surplus unless it exists.
-func (s *SKUStock) Preheat(ctx context.Context, sku, surplus int64, expireAt time.Time) error {
-	if err := preheatCounter(ctx, s.client, s.CounterKey(sku), surplus, expireAt); err != nil {
+// Preheat creates the SKU's counter with total units of which remaining are left unless
+// it exists.
+func (s *SKUStock) Preheat(ctx context.Context, sku, total, remaining int64, expireAt time.Time) error {
+	if err := preheatCounter(ctx, s.client, s.CounterKey(sku), total, remaining, expireAt); err != nil {
 		return fmt.Errorf("preheat sku %d: %w", sku, err)
 	}
 	return nil
 }
 
-// Deduct takes one unit of the SKU's stock; an exhausted stock returns an error wrapping
-// activity.ErrSKUStockExhausted, a missing one activity.ErrSKUStockMissing (stock unknown
-// until it is rebuilt: nothing is taken, never oversell).
-func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (int64, error) {
-	n, err := deductCounter(ctx, s.client, s.CounterKey(sku), expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
+// Deduct takes one unit of the SKU's stock and returns the units left and the grant's
+// sequence number; an exhausted stock returns an error wrapping
+// activity.ErrSKUStockExhausted, a missing (or old-form) one activity.ErrSKUStockMissing
+// (stock unknown until it is rebuilt: nothing is taken, never oversell).
+func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (left, issued int64, err error) {
+	left, issued, err = deductCounter(ctx, s.client, s.CounterKey(sku), expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
 	if err != nil {
-		return 0, fmt.Errorf("deduct sku %d: %w", sku, err)
+		return 0, 0, fmt.Errorf("deduct sku %d: %w", sku, err)
 	}
-	return n, nil
+	return left, issued, nil
 }
 
-// Remaining reads the SKU's counter and watermark in one round trip.
+// TopUp raises the SKU's stock_count in Redis to total; false when the counter is absent
+// or in the old form (the rebuild reads SQL).
+func (s *SKUStock) TopUp(ctx context.Context, sku, total int64, expireAt time.Time) (bool, error) {
+	ok, err := topUpCounter(ctx, s.client, s.CounterKey(sku), total, expireAt)
+	if err != nil {
+		return false, fmt.Errorf("top up sku %d: %w", sku, err)
+	}
+	return ok, nil
+}
+
+// Remaining reads the SKU's keys in one round trip.
 func (s *SKUStock) Remaining(ctx context.Context, sku int64) (Level, error) {
 	l, err := readLevel(ctx, s.client, s.CounterKey(sku))
 	if err != nil {

@@ -35,13 +35,13 @@ func TestSKUStock(t *testing.T) {
 			st := NewSKUStock(client, uniquePrefix(t, client))
 			ctx := context.Background()
 			exp := time.Now().Add(time.Hour)
-			if _, err := st.Deduct(ctx, 9011, exp); !errors.Is(err, activity.ErrSKUStockMissing) || errors.Is(err, activity.ErrSKUStockExhausted) {
+			if _, _, err := st.Deduct(ctx, 9011, exp); !errors.Is(err, activity.ErrSKUStockMissing) || errors.Is(err, activity.ErrSKUStockExhausted) {
 				t.Fatalf("deduct before preheat: %v, want missing (stock unknown), not exhausted", err)
 			}
 			if n, _ := client.Exists(ctx, st.CounterKey(9011)).Result(); n != 0 {
 				t.Fatal("deduct created the missing counter")
 			}
-			if err := st.Preheat(ctx, 9011, 10, exp); err != nil {
+			if err := st.Preheat(ctx, 9011, 10, 10, exp); err != nil {
 				t.Fatal(err)
 			}
 			var mu sync.Mutex
@@ -49,7 +49,7 @@ func TestSKUStock(t *testing.T) {
 			var wg sync.WaitGroup
 			for range 30 {
 				wg.Go(func() {
-					n, err := st.Deduct(ctx, 9011, exp)
+					_, n, err := st.Deduct(ctx, 9011, exp)
 					if errors.Is(err, activity.ErrSKUStockExhausted) {
 						return
 					}
@@ -71,11 +71,23 @@ func TestSKUStock(t *testing.T) {
 			}
 			// A stale preheat (the counter set back up) grants nothing more.
 			client.Set(ctx, st.CounterKey(9011), 10, time.Hour)
-			if _, err := st.Deduct(ctx, 9011, exp); !errors.Is(err, activity.ErrSKUStockExhausted) {
+			if _, _, err := st.Deduct(ctx, 9011, exp); !errors.Is(err, activity.ErrSKUStockExhausted) {
 				t.Errorf("deduct after a stale preheat: %v, want exhausted", err)
 			}
-			if l, err := st.Remaining(ctx, 9011); err != nil || !l.HasLow || l.Low != 0 {
+			if l, err := st.Remaining(ctx, 9011); err != nil || !l.HasIssued || l.Issued != 10 {
 				t.Errorf("level %+v %v", l, err)
+			}
+			// A top-up of 2 sells exactly 2 more, numbered 11 and 12.
+			if ok, err := st.TopUp(ctx, 9011, 12, exp); err != nil || !ok {
+				t.Fatalf("top-up: %v %v", ok, err)
+			}
+			for _, want := range []int64{11, 12} {
+				if left, n, err := st.Deduct(ctx, 9011, exp); err != nil || n != want || left != 12-want {
+					t.Fatalf("deduct after a top-up: %d left, unit %d, %v; want unit %d", left, n, err, want)
+				}
+			}
+			if _, _, err := st.Deduct(ctx, 9011, exp); !errors.Is(err, activity.ErrSKUStockExhausted) {
+				t.Errorf("deduct after the new units: %v, want exhausted", err)
 			}
 		})
 	}

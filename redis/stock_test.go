@@ -92,11 +92,11 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		if outs != 400 {
 			t.Fatalf("%d ErrStockOut, want 400", outs)
 		}
-		assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+		assertLevel(t, st, ref, level(0, 100, 100))
 
 		// Preheat again must not reset the counter (NX).
 		mustPreheat(t, st, ref, 100, expireAt)
-		assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+		assertLevel(t, st, ref, level(0, 100, 100))
 		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockOut) {
 			t.Fatalf("deduct after second preheat: %v, want ErrStockOut", err)
 		}
@@ -109,7 +109,7 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		if len(granted) != 0 || outs != 50 {
 			t.Fatalf("after counter reset: granted %v, %d out; want none granted, 50 out", granted, outs)
 		}
-		assertLevel(t, st, ref, Level{Counter: 0, Low: 0, HasCounter: true, HasLow: true})
+		assertLevel(t, st, ref, level(0, 100, 100))
 	})
 
 	t.Run("CounterSetBackUpAfterPartialGrant", func(t *testing.T) {
@@ -150,7 +150,10 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 				t.Fatalf("deduct without preheat: %v, want ErrStockMissing", err)
 			}
 		}
-		n, err := client.Exists(ctx, st.CounterKey(ref), st.LowKey(ref)).Result()
+		if ok, err := st.TopUp(ctx, ref, 10, expireAt); err != nil || ok {
+			t.Fatalf("top-up of a missing counter: %v %v, want false", ok, err)
+		}
+		n, err := client.Exists(ctx, stockKeys(st, ref)...).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +170,7 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockOut) {
 			t.Fatalf("deduct of zero stock: %v, want ErrStockOut", err)
 		}
-		assertLevel(t, st, ref, Level{Counter: 0, HasCounter: true})
+		assertLevel(t, st, ref, level(0, 0, 0))
 	})
 
 	t.Run("LargeStockStaysExact", func(t *testing.T) {
@@ -178,7 +181,7 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		if got := deductSerially(t, st, ref, 2, expireAt); !slices.Equal(got, []int64{big - 1, big - 2}) {
 			t.Fatalf("grants %v, want %d %d", got, int64(big-1), int64(big-2))
 		}
-		assertLevel(t, st, ref, Level{Counter: big - 2, Low: big - 2, HasCounter: true, HasLow: true})
+		assertLevel(t, st, ref, level(big-2, 2, big))
 	})
 
 	t.Run("KeysCarryExpiry", func(t *testing.T) {
@@ -186,13 +189,20 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 7}
 		mustPreheat(t, st, ref, 5, expireAt)
 		assertPTTL(t, client, st.CounterKey(ref), 10*time.Minute)
-		// Deduct gives both keys the expiry it is passed.
+		// Deduct gives every key the expiry it is passed, and so does a top-up.
 		later := time.Now().Add(20 * time.Minute)
 		if _, err := st.Deduct(ctx, ref, later); err != nil {
 			t.Fatal(err)
 		}
-		assertPTTL(t, client, st.CounterKey(ref), 20*time.Minute)
-		assertPTTL(t, client, st.LowKey(ref), 20*time.Minute)
+		for _, key := range stockKeys(st, ref)[:3] {
+			assertPTTL(t, client, key, 20*time.Minute)
+		}
+		if _, err := st.TopUp(ctx, ref, 6, time.Now().Add(5*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range stockKeys(st, ref)[:3] {
+			assertPTTL(t, client, key, 5*time.Minute)
+		}
 	})
 
 	t.Run("ShortExpiryExpires", func(t *testing.T) {
@@ -204,7 +214,7 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			n, err := client.Exists(ctx, st.CounterKey(ref), st.LowKey(ref)).Result()
+			n, err := client.Exists(ctx, stockKeys(st, ref)...).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,18 +231,127 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 		}
 	})
 
+	t.Run("TopUpGrantsOnlyTheNewUnits", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 10}
+		mustPreheat(t, st, ref, 5, expireAt)
+		if granted, _ := deductConcurrently(t, st, ref, 20, expireAt); len(granted) != 5 {
+			t.Fatalf("granted %v of 5", granted)
+		}
+		if ok, err := st.TopUp(ctx, ref, 8, expireAt); err != nil || !ok {
+			t.Fatalf("top-up: %v %v", ok, err)
+		}
+		assertLevel(t, st, ref, level(3, 5, 8))
+		// A repeat, and a stale top-up to a smaller total, change nothing.
+		for _, total := range []int64{8, 7, 5} {
+			if ok, err := st.TopUp(ctx, ref, total, expireAt); err != nil || !ok {
+				t.Fatalf("top-up to %d: %v %v", total, ok, err)
+			}
+		}
+		assertLevel(t, st, ref, level(3, 5, 8))
+		var issued []int64
+		for range 10 {
+			g, err := st.Deduct(ctx, ref, expireAt)
+			if errors.Is(err, strategy.ErrStockOut) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			issued = append(issued, g.Issued)
+		}
+		if !slices.Equal(issued, []int64{6, 7, 8}) {
+			t.Fatalf("grants after a top-up of 3 numbered %v, want 6 7 8", issued)
+		}
+		// A stale preheat that sets the counter back up gives nothing beyond the total.
+		if err := client.Set(ctx, st.CounterKey(ref), 100, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if granted, outs := deductConcurrently(t, st, ref, 20, expireAt); len(granted) != 0 || outs != 20 {
+			t.Fatalf("after the counter was set back up: granted %v", granted)
+		}
+	})
+
+	t.Run("OldFormIsRebuilt", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 11}
+		// An old-form counter: 7 left, but grants already reached remaining value 4 once.
+		if err := client.Set(ctx, st.CounterKey(ref), 7, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := client.Set(ctx, st.LowKey(ref), 4, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := st.Exists(ctx, ref); err != nil || ok {
+			t.Fatalf("an old-form counter exists: %v %v, want false", ok, err)
+		}
+		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockMissing) {
+			t.Fatalf("deduct of an old-form counter: %v, want ErrStockMissing", err)
+		}
+		if ok, err := st.TopUp(ctx, ref, 20, expireAt); err != nil || ok {
+			t.Fatalf("top-up of an old-form counter: %v %v, want false", ok, err)
+		}
+		// Durable records (total 10, 9 left) allow more than the old form did: the rebuild
+		// keeps the old form's 4 (values 3..0 were never granted).
+		if err := st.Preheat(ctx, ref, 10, 9, expireAt); err != nil {
+			t.Fatal(err)
+		}
+		assertLevel(t, st, ref, level(4, 6, 10))
+		if got := deductSerially(t, st, ref, 10, expireAt); !slices.Equal(got, seq(3, 0)) {
+			t.Fatalf("grants after the rebuild %v, want 3 2 1 0", got)
+		}
+	})
+
+	t.Run("PartialSurvivorBoundsTheRebuild", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 12}
+		mustPreheat(t, st, ref, 10, expireAt)
+		deductSerially(t, st, ref, 3, expireAt)
+		if err := client.Del(ctx, st.CounterKey(ref)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// A rebuild from a lagging surplus (all 10 left) keeps the surviving issued.
+		if err := st.Preheat(ctx, ref, 10, 10, expireAt); err != nil {
+			t.Fatal(err)
+		}
+		assertLevel(t, st, ref, level(7, 3, 10))
+	})
+
+	t.Run("CounterSetDownIsHonoured", func(t *testing.T) {
+		t.Parallel()
+		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 13}
+		mustPreheat(t, st, ref, 10, expireAt)
+		if err := client.Set(ctx, st.CounterKey(ref), 0, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Deduct(ctx, ref, expireAt); !errors.Is(err, strategy.ErrStockOut) {
+			t.Fatalf("deduct of a counter set to 0: %v, want ErrStockOut", err)
+		}
+		// A top-up adds to what the counter allows, not to what the total would.
+		if _, err := st.TopUp(ctx, ref, 12, expireAt); err != nil {
+			t.Fatal(err)
+		}
+		assertLevel(t, st, ref, level(2, 0, 12))
+	})
+
 	t.Run("BadArguments", func(t *testing.T) {
 		t.Parallel()
 		ref := strategy.AwardRef{StrategyID: 100001, AwardID: 9}
-		if err := st.Preheat(ctx, ref, -1, expireAt); err == nil {
+		if err := st.Preheat(ctx, ref, 1, -1, expireAt); err == nil {
 			t.Error("preheat with negative surplus succeeded")
 		}
-		if err := st.Preheat(ctx, ref, 1, time.Time{}); err == nil {
+		if err := st.Preheat(ctx, ref, 1, 2, expireAt); err == nil {
+			t.Error("preheat with more left than the total succeeded")
+		}
+		if err := st.Preheat(ctx, ref, 1, 1, time.Time{}); err == nil {
 			t.Error("preheat without expiry succeeded")
 		}
 		mustPreheat(t, st, ref, 1, expireAt)
 		if _, err := st.Deduct(ctx, ref, time.Time{}); err == nil {
 			t.Error("deduct without expiry succeeded")
+		}
+		if _, err := st.TopUp(ctx, ref, 2, time.Time{}); err == nil {
+			t.Error("top-up without expiry succeeded")
 		}
 		if err := client.Set(ctx, st.CounterKey(ref), "x", 0).Err(); err != nil {
 			t.Fatal(err)
@@ -244,11 +363,22 @@ func testStock(t *testing.T, client goredis.UniversalClient) {
 	})
 }
 
+// mustPreheat preheats a fresh award of surplus units (its total).
 func mustPreheat(t *testing.T, st *Stock, ref strategy.AwardRef, surplus int64, expireAt time.Time) {
 	t.Helper()
-	if err := st.Preheat(context.Background(), ref, surplus, expireAt); err != nil {
+	if err := st.Preheat(context.Background(), ref, surplus, surplus, expireAt); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// level is the Level of a current-form counter.
+func level(counter, issued, total int64) Level {
+	return Level{Counter: counter, Issued: issued, Total: total, HasCounter: true, HasIssued: true, HasTotal: true}
+}
+
+// stockKeys are every key of ref's stock, old form included.
+func stockKeys(st *Stock, ref strategy.AwardRef) []string {
+	return []string{st.CounterKey(ref), st.IssuedKey(ref), st.TotalKey(ref), st.LowKey(ref)}
 }
 
 // deductConcurrently runs calls Deducts from 50 goroutines and returns the remaining
@@ -271,11 +401,11 @@ func deductConcurrently(t *testing.T, st *Stock, ref strategy.AwardRef, calls in
 	for range workers {
 		wg.Go(func() {
 			for range next {
-				n, err := st.Deduct(context.Background(), ref, expireAt)
+				g, err := st.Deduct(context.Background(), ref, expireAt)
 				mu.Lock()
 				switch {
 				case err == nil:
-					granted = append(granted, n)
+					granted = append(granted, g.Remaining)
 				case errors.Is(err, strategy.ErrStockOut):
 					outs++
 				default:
@@ -301,12 +431,12 @@ func deductSerially(t *testing.T, st *Stock, ref strategy.AwardRef, calls int, e
 	var got []int64
 	out := false
 	for range calls {
-		n, err := st.Deduct(context.Background(), ref, expireAt)
+		g, err := st.Deduct(context.Background(), ref, expireAt)
 		switch {
 		case err == nil && out:
-			t.Fatalf("granted %d after ErrStockOut", n)
+			t.Fatalf("granted %+v after ErrStockOut", g)
 		case err == nil:
-			got = append(got, n)
+			got = append(got, g.Remaining)
 		case errors.Is(err, strategy.ErrStockOut):
 			out = true
 		default:
@@ -412,8 +542,8 @@ func BenchmarkDeduct(b *testing.B) {
 			ref := strategy.AwardRef{StrategyID: 1, AwardID: 1}
 			expireAt := time.Now().Add(10 * time.Minute)
 			ctx := context.Background()
-			b.Cleanup(func() { client.Del(ctx, st.CounterKey(ref), st.LowKey(ref)) })
-			if err := st.Preheat(ctx, ref, 1<<40, expireAt); err != nil {
+			b.Cleanup(func() { client.Del(ctx, stockKeys(st, ref)...) })
+			if err := st.Preheat(ctx, ref, 1<<40, 1<<40, expireAt); err != nil {
 				b.Fatal(err)
 			}
 			// Many draws are in flight at once; measure throughput, not one caller's latency.

@@ -149,8 +149,44 @@ func (s *ActivityStore) SKUIDs(ctx context.Context) ([]int64, error) {
 	return ids, rows.Err()
 }
 
+// SyncSKUIssued records that issued units of the SKU were sold: its stock_count_surplus
+// becomes min(surplus, stock_count − issued) (at least 0), which a top-up (adding to both
+// columns in one statement) survives, as SyncAwardIssued.
+func (s *ActivityStore) SyncSKUIssued(ctx context.Context, sku, issued int64) error {
+	issued = max(issued, 0)
+	_, err := s.db.SQL.ExecContext(ctx, `UPDATE raffle_activity_sku
+		SET stock_count_surplus = CASE WHEN stock_count > ? THEN stock_count - ? ELSE 0 END, update_time = ?
+		WHERE sku = ? AND stock_count_surplus > CASE WHEN stock_count > ? THEN stock_count - ? ELSE 0 END`,
+		issued, issued, time.Now().UTC(), sku, issued, issued)
+	if err != nil {
+		return fmt.Errorf("sync issued of sku %d: %w", sku, err)
+	}
+	return nil
+}
+
+// AddSKUStock adds units to the SKU's stock_count and stock_count_surplus in one
+// statement and returns the new stock_count. An unknown SKU is activity.ErrSKUNotFound;
+// a count that would pass the column's range is activity.ErrInvalidUnits.
+func (s *ActivityStore) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
+	total, err := addStock(ctx, s.db, `
+		UPDATE raffle_activity_sku SET stock_count = stock_count + ?, stock_count_surplus = stock_count_surplus + ?, update_time = ?
+		WHERE sku = ? AND stock_count <= ?`,
+		`SELECT stock_count FROM raffle_activity_sku WHERE sku = ?`,
+		units, time.Now().UTC(), []any{sku})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("add stock to sku %d: %w", sku, activity.ErrSKUNotFound)
+	case errors.Is(err, errCountRange):
+		return 0, fmt.Errorf("add %d units to sku %d: %w: %w", units, sku, activity.ErrInvalidUnits, err)
+	case err != nil:
+		return 0, fmt.Errorf("add stock to sku %d: %w", sku, err)
+	}
+	return total, nil
+}
+
 // SyncSKUSurplus lowers a SKU's stock_count_surplus to remaining, never raising it: the
-// update is a monotone minimum, idempotent and order-insensitive like the award stock's.
+// update is a monotone minimum for the old form of the stock zero event, which carried
+// no sequence number.
 func (s *ActivityStore) SyncSKUSurplus(ctx context.Context, sku, remaining int64) error {
 	remaining = max(remaining, 0)
 	_, err := s.db.SQL.ExecContext(ctx, `UPDATE raffle_activity_sku SET stock_count_surplus = ?, update_time = ?

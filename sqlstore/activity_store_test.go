@@ -69,6 +69,26 @@ func TestActivityStore(t *testing.T) {
 		if k, _ := s.SKU(ctx, 9012); k.StockSurplus != 0 {
 			t.Errorf("sku surplus after syncing 90, 95, -3 = %d, want 0 (monotone min, floored)", k.StockSurplus)
 		}
+		// A top-up adds to count and surplus; a sync of a sale before it leaves the new
+		// units alone, later sales lower them.
+		k, _ := s.SKU(ctx, 9012)
+		if total, err := s.AddSKUStock(ctx, 9012, 7); err != nil || total != k.Stock+7 {
+			t.Fatalf("AddSKUStock: %d %v", total, err)
+		}
+		for _, step := range []struct{ issued, want int64 }{{k.Stock, 7}, {k.Stock - 5, 7}, {k.Stock + 3, 4}, {k.Stock + 100, 0}} {
+			if err := s.SyncSKUIssued(ctx, 9012, step.issued); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.SKU(ctx, 9012); got.StockSurplus != step.want {
+				t.Fatalf("sync of issued %d: surplus %d, want %d", step.issued, got.StockSurplus, step.want)
+			}
+		}
+		if _, err := s.AddSKUStock(ctx, 424242, 1); !errors.Is(err, activity.ErrSKUNotFound) {
+			t.Errorf("top-up of an unknown sku: %v", err)
+		}
+		if _, err := s.AddSKUStock(ctx, 9012, 1<<31-1); !errors.Is(err, activity.ErrInvalidUnits) {
+			t.Errorf("top-up past the column's range: %v", err)
+		}
 		stages, err := s.Stages(ctx)
 		if err != nil || len(stages) != 1 || stages[0].Channel != "c01" || stages[0].ActivityID != 100401 || stages[0].State != "active" {
 			t.Fatalf("stages %+v %v", stages, err)

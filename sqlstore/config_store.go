@@ -21,6 +21,7 @@ type ConfigStore struct {
 var (
 	_ strategy.ConfigStore  = (*ConfigStore)(nil)
 	_ strategy.SurplusStore = (*ConfigStore)(nil)
+	_ strategy.StockStore   = (*ConfigStore)(nil)
 )
 
 // NewConfigStore returns a ConfigStore on a migrated config database.
@@ -250,6 +251,79 @@ func (s *ConfigStore) SyncAwardSurplus(ctx context.Context, ref strategy.AwardRe
 		return fmt.Errorf("sync award surplus %d/%d: %w", ref.StrategyID, ref.AwardID, err)
 	}
 	return nil
+}
+
+// SyncAwardIssued records that issued units of the award were granted: its surplus becomes
+// min(surplus, award_count − issued) (at least 0). A top-up adds to award_count and
+// award_count_surplus in one statement, so a sync of a grant made before it lowers the
+// surplus only as far as that grant allows: it never takes the new units back.
+func (s *ConfigStore) SyncAwardIssued(ctx context.Context, ref strategy.AwardRef, issued int64) error {
+	issued = max(issued, 0)
+	_, err := s.db.SQL.ExecContext(ctx, `
+		UPDATE strategy_award
+		SET award_count_surplus = CASE WHEN award_count > ? THEN award_count - ? ELSE 0 END, update_time = ?
+		WHERE strategy_id = ? AND award_id = ?
+		AND award_count_surplus > CASE WHEN award_count > ? THEN award_count - ? ELSE 0 END`,
+		issued, issued, s.now().UTC(), ref.StrategyID, ref.AwardID, issued, issued)
+	if err != nil {
+		return fmt.Errorf("sync award issued %d/%d: %w", ref.StrategyID, ref.AwardID, err)
+	}
+	return nil
+}
+
+// maxCount is the largest award_count or stock_count the int columns hold.
+const maxCount = 1<<31 - 1
+
+// AddAwardStock adds units to the award's award_count and award_count_surplus in one
+// statement and returns the new award_count. An unknown award is
+// strategy.ErrAwardNotFound; a count that would pass the column's range is
+// strategy.ErrInvalidUnits, and changes nothing.
+func (s *ConfigStore) AddAwardStock(ctx context.Context, ref strategy.AwardRef, units int64) (int64, error) {
+	total, err := addStock(ctx, s.db, `
+		UPDATE strategy_award SET award_count = award_count + ?, award_count_surplus = award_count_surplus + ?, update_time = ?
+		WHERE strategy_id = ? AND award_id = ? AND award_count <= ?`,
+		`SELECT award_count FROM strategy_award WHERE strategy_id = ? AND award_id = ?`,
+		units, s.now().UTC(), []any{ref.StrategyID, ref.AwardID})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("add stock to award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, strategy.ErrAwardNotFound)
+	case errors.Is(err, errCountRange):
+		return 0, fmt.Errorf("add %d units to award %d of strategy %d: %w: %w", units, ref.AwardID, ref.StrategyID, strategy.ErrInvalidUnits, err)
+	case err != nil:
+		return 0, fmt.Errorf("add stock to award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
+	}
+	return total, nil
+}
+
+var errCountRange = fmt.Errorf("the count would pass %d", maxCount)
+
+// addStock runs a top-up's update (whose parameters are units, units, now, the key and
+// the largest count allowed before it) and reads the new count in one transaction. It
+// returns sql.ErrNoRows for an unknown key and errCountRange when the update was refused
+// for the count's range.
+func addStock(ctx context.Context, db *DB, update, read string, units int64, now time.Time, key []any) (int64, error) {
+	tx, err := db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	args := append([]any{units, units, now}, key...)
+	res, err := tx.ExecContext(ctx, update, append(args, maxCount-units)...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	if err := tx.QueryRowContext(ctx, read, key...).Scan(&total); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, errCountRange
+	}
+	return total, tx.Commit()
 }
 
 // NullTime scans a nullable DATETIME from either driver: MySQL (parseTime) and SQLite hand

@@ -36,6 +36,7 @@ func testContract(t *testing.T, db *sqlstore.DB) {
 	t.Run("load other strategies", func(t *testing.T) { testLoadOthers(t, store) })
 	t.Run("load errors", func(t *testing.T) { testLoadErrors(t, db, store) })
 	t.Run("sync award surplus", func(t *testing.T) { testSyncSurplus(t, db, store) })
+	t.Run("top-up and sync issued", func(t *testing.T) { testTopUpAndSyncIssued(t, db, store) })
 	t.Run("is duplicate", func(t *testing.T) { testIsDuplicate(t, db) })
 	t.Run("migrate user", func(t *testing.T) { testMigrateUser(t, db) })
 }
@@ -320,6 +321,59 @@ func testSyncSurplus(t *testing.T, db *sqlstore.DB, store *sqlstore.ConfigStore)
 	}
 	if err := store.SyncAwardSurplus(ctx, strategy.AwardRef{StrategyID: 1, AwardID: 1}, 1); err != nil {
 		t.Errorf("SyncAwardSurplus of an unknown award: %v", err)
+	}
+}
+
+// testTopUpAndSyncIssued tops up award 104 of 100006 (count 100, surplus 28: 72 granted)
+// and checks that a sync of a grant made before the top-up never takes the new units
+// back, while later grants lower the surplus as usual.
+func testTopUpAndSyncIssued(t *testing.T, db *sqlstore.DB, store *sqlstore.ConfigStore) {
+	ctx := t.Context()
+	ref := strategy.AwardRef{StrategyID: 100006, AwardID: 104}
+	level := func() (int, int) {
+		return count(t, db, "SELECT award_count FROM strategy_award WHERE strategy_id = ? AND award_id = ?", ref.StrategyID, ref.AwardID),
+			count(t, db, "SELECT award_count_surplus FROM strategy_award WHERE strategy_id = ? AND award_id = ?", ref.StrategyID, ref.AwardID)
+	}
+	// Grants up to number 100 sell it out.
+	for _, issued := range []int64{80, 100, 90} {
+		if err := store.SyncAwardIssued(ctx, ref, issued); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, s := level(); c != 100 || s != 0 {
+		t.Fatalf("after grants up to 100: count %d surplus %d, want 100 and 0", c, s)
+	}
+	total, err := store.AddAwardStock(ctx, ref, 10)
+	if err != nil || total != 110 {
+		t.Fatalf("AddAwardStock: %d %v", total, err)
+	}
+	// Late syncs of grants before the top-up (the reconcile job's old watermark, a
+	// redelivered message) leave the new units alone.
+	for _, issued := range []int64{100, 95, 0} {
+		if err := store.SyncAwardIssued(ctx, ref, issued); err != nil {
+			t.Fatal(err)
+		}
+		if c, s := level(); c != 110 || s != 10 {
+			t.Fatalf("sync of issued %d after the top-up: count %d surplus %d, want 110 and 10", issued, c, s)
+		}
+	}
+	for _, step := range []struct{ issued, want int64 }{{104, 6}, {102, 6}, {110, 0}, {500, 0}} {
+		if err := store.SyncAwardIssued(ctx, ref, step.issued); err != nil {
+			t.Fatal(err)
+		}
+		if _, s := level(); int64(s) != step.want {
+			t.Fatalf("sync of issued %d: surplus %d, want %d", step.issued, s, step.want)
+		}
+	}
+	// Unknown awards and counts past the column's range change nothing.
+	if _, err := store.AddAwardStock(ctx, strategy.AwardRef{StrategyID: 100006, AwardID: 999}, 1); !errors.Is(err, strategy.ErrAwardNotFound) {
+		t.Errorf("top-up of an unknown award: %v", err)
+	}
+	if _, err := store.AddAwardStock(ctx, ref, 1<<31-100); !errors.Is(err, strategy.ErrInvalidUnits) {
+		t.Errorf("top-up past the column's range: %v", err)
+	}
+	if c, s := level(); c != 110 || s != 0 {
+		t.Errorf("after refused top-ups: count %d surplus %d, want 110 and 0", c, s)
 	}
 }
 

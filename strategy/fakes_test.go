@@ -20,16 +20,19 @@ func (f fakeConfigs) LoadStrategy(_ context.Context, id int64) (Config, error) {
 	return c, nil
 }
 
-// fakeStock is an in-memory Stock with the same never-regrant rule as the Redis script.
+// fakeStock is an in-memory Stock with the same never-regrant rule as the Redis script:
+// a grant's sequence number must stay within the total.
 type fakeStock struct {
 	mu       sync.Mutex
 	count    map[AwardRef]int64
+	total    map[AwardRef]int64
+	issued   map[AwardRef]int64
 	deducted map[AwardRef]int
 	DeductFn func(ref AwardRef) error // injects failures when set
 }
 
 func newFakeStock() *fakeStock {
-	return &fakeStock{count: map[AwardRef]int64{}, deducted: map[AwardRef]int{}}
+	return &fakeStock{count: map[AwardRef]int64{}, total: map[AwardRef]int64{}, issued: map[AwardRef]int64{}, deducted: map[AwardRef]int{}}
 }
 
 func (f *fakeStock) Exists(_ context.Context, ref AwardRef) (bool, error) {
@@ -39,33 +42,48 @@ func (f *fakeStock) Exists(_ context.Context, ref AwardRef) (bool, error) {
 	return ok, nil
 }
 
-func (f *fakeStock) Preheat(_ context.Context, ref AwardRef, surplus int64, _ time.Time) error {
+func (f *fakeStock) Preheat(_ context.Context, ref AwardRef, total, remaining int64, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.count[ref]; !ok {
-		f.count[ref] = surplus
+		f.count[ref], f.total[ref] = remaining, total
+		f.issued[ref] = max(f.issued[ref], total-remaining)
 	}
 	return nil
 }
 
-func (f *fakeStock) Deduct(_ context.Context, ref AwardRef, _ time.Time) (int64, error) {
+func (f *fakeStock) Deduct(_ context.Context, ref AwardRef, _ time.Time) (Grant, error) {
 	if f.DeductFn != nil {
 		if err := f.DeductFn(ref); err != nil {
-			return 0, err
+			return Grant{}, err
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ok := f.count[ref]
 	if !ok {
-		return 0, ErrStockMissing
+		return Grant{}, ErrStockMissing
 	}
-	if n <= 0 {
-		return 0, ErrStockOut
+	i := f.issued[ref] + 1
+	if n <= 0 || i > f.total[ref] {
+		return Grant{}, ErrStockOut
 	}
-	f.count[ref] = n - 1
+	f.count[ref], f.issued[ref] = f.total[ref]-i, i
 	f.deducted[ref]++
-	return n - 1, nil
+	return Grant{Remaining: f.total[ref] - i, Issued: i}, nil
+}
+
+func (f *fakeStock) TopUp(_ context.Context, ref AwardRef, total int64, _ time.Time) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.count[ref]; !ok {
+		return false, nil
+	}
+	if total > f.total[ref] {
+		f.total[ref] = total
+		f.count[ref] = total - f.issued[ref]
+	}
+	return true, nil
 }
 
 func (f *fakeStock) taken(ref AwardRef) int {
@@ -74,25 +92,59 @@ func (f *fakeStock) taken(ref AwardRef) int {
 	return f.deducted[ref]
 }
 
+// set gives ref a fresh counter with n units left.
 func (f *fakeStock) set(ref AwardRef, n int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.count[ref] = n
+	f.count[ref], f.total[ref] = n, f.issued[ref]+n
 }
 
-// fakeSink records the lowest remaining value per award.
-type fakeSink struct {
+// fakeStockStore is an in-memory StockStore over a Config: it adds to an award's count
+// and surplus.
+type fakeStockStore struct {
 	mu  sync.Mutex
-	low map[AwardRef]int64
+	cfg *Config
 }
 
-func (f *fakeSink) Consumed(ref AwardRef, remaining int64) {
+func (f *fakeStockStore) AddAwardStock(_ context.Context, ref AwardRef, units int64) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.low == nil {
-		f.low = map[AwardRef]int64{}
+	for i := range f.cfg.Awards {
+		if aw := &f.cfg.Awards[i]; aw.AwardID == ref.AwardID && f.cfg.StrategyID == ref.StrategyID {
+			aw.Count += units
+			aw.Surplus += units
+			return aw.Count, nil
+		}
 	}
-	if v, ok := f.low[ref]; !ok || remaining < v {
-		f.low[ref] = remaining
+	return 0, ErrAwardNotFound
+}
+
+// fakeSink records the highest sequence number per award, and the grants committed.
+type fakeSink struct {
+	mu        sync.Mutex
+	high      map[AwardRef]int64
+	committed []Grant
+	CommitFn  func() error // injects failures when set
+}
+
+func (f *fakeSink) Consumed(ref AwardRef, g Grant) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.high == nil {
+		f.high = map[AwardRef]int64{}
 	}
+	f.high[ref] = max(f.high[ref], g.Issued)
+}
+
+func (f *fakeSink) Commit(_ context.Context, ref AwardRef, g Grant) error {
+	f.Consumed(ref, g)
+	if f.CommitFn != nil {
+		if err := f.CommitFn(); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.committed = append(f.committed, g)
+	return nil
 }

@@ -30,6 +30,7 @@ type NodeInput struct {
 	Ref        AwardRef // the picked award
 	DrawsToday int64    // the user's draws completed today before this one
 	ExpireAt   time.Time
+	Durable    bool // wait until a stock grant is durable (Input.Durable)
 }
 
 // NodeParams is a node's rule_value, parsed once when the tree is loaded.
@@ -74,7 +75,7 @@ func DefaultTreeRules() TreeRules {
 		RuleStock: {
 			Parse: func(v string) (NodeParams, error) { return NodeParams{Value: v}, nil },
 			Eval: func(ctx context.Context, s *Service, _ NodeParams, in NodeInput) (Outcome, error) {
-				granted, err := s.deduct(ctx, in.Ref, in.ExpireAt)
+				granted, err := s.deduct(ctx, in.Ref, in.ExpireAt, in.Durable)
 				if err != nil {
 					return Outcome{}, err
 				}

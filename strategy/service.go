@@ -18,6 +18,9 @@ type Input struct {
 	StrategyID int64
 	Score      int64
 	DrawsToday int64
+	// Durable makes the draw wait until a stock grant is durable in the sink (see
+	// DurableSink) before it returns: for draws that write no record, random_raffle.
+	Durable bool
 }
 
 // Result is a draw's award.
@@ -86,6 +89,8 @@ type Options struct {
 	// Announcer, when set, tells the other nodes that Armory re-assembled a strategy so
 	// that they Reload it.
 	Announcer Announcer
+	// StockStore, when set, lets AddStock top up award stock.
+	StockStore StockStore
 }
 
 // StockRecovery keeps hot stock honest across a Redis loss.
@@ -108,11 +113,13 @@ type Service struct {
 	implicit  TreeConfig
 	mu        sync.Mutex // serialises assembly
 	assembled sync.Map   // int64 → *Assembled
-	// soldOut holds the awards this node saw run out (AwardRef → struct{}): their draws
-	// go to the fallback without a Redis round trip. Stock of an award only comes back
-	// through an assembly (armory, on any node, reaches every node's Reload), which
-	// clears the strategy's flags.
+	// soldOut holds the awards this node saw run out (AwardRef → the epoch it was seen
+	// in): their draws go to the fallback without a Redis round trip. Stock of an award
+	// only comes back through an assembly (armory or a top-up, on any node, reaches every
+	// node's Reload), which clears the strategy's flags and starts a new epoch, so that a
+	// deduction that began before it cannot set a flag after it.
 	soldOut sync.Map
+	epoch   atomic.Int64
 	stats   struct {
 		blacklist, stocked, luck, stockOut, stockMissing, failed, soldOutHits atomic.Int64
 	}
@@ -231,6 +238,7 @@ func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, e
 		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
 	s.assembled.Store(strategyID, a)
+	s.epoch.Add(1)
 	s.soldOut.Range(func(k, _ any) bool {
 		if k.(AwardRef).StrategyID == strategyID {
 			s.soldOut.Delete(k)
@@ -270,7 +278,8 @@ func (s *Service) preheat(ctx context.Context, cfg Config, a *Assembled) error {
 	}
 	for _, aw := range missing {
 		ref := AwardRef{StrategyID: a.StrategyID, AwardID: aw.AwardID}
-		if err := s.opts.Stock.Preheat(ctx, ref, surplus[aw.AwardID], a.expireAt); err != nil {
+		left := min(max(surplus[aw.AwardID], 0), aw.Count)
+		if err := s.opts.Stock.Preheat(ctx, ref, aw.Count, left, a.expireAt); err != nil {
 			return fmt.Errorf("preheat stock of award %d: %w", aw.AwardID, err)
 		}
 	}
@@ -401,6 +410,7 @@ func (s *Service) draw(ctx context.Context, in Input) (Result, error) {
 		Ref:        AwardRef{StrategyID: a.StrategyID, AwardID: pick.AwardID},
 		DrawsToday: in.DrawsToday,
 		ExpireAt:   a.expireAt,
+		Durable:    in.Durable,
 	})
 	if err != nil {
 		return Result{}, err
@@ -421,25 +431,38 @@ func (a *Assembled) result(awardID int, ruleValue string, rule, chain RuleModel)
 }
 
 // deduct takes one unit of an award's stock. It reports false when the stock is out or
-// missing from the cache (undersell, never oversell).
-func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) (bool, error) {
-	if _, out := s.soldOut.Load(ref); out {
-		s.stats.soldOutHits.Add(1)
-		return false, nil
+// missing from the cache (undersell, never oversell). With durable, a grant is made
+// durable in the sink before deduct returns; if that fails the unit is spent (the sink
+// retries it in the background) and the error is returned.
+func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, durable bool) (bool, error) {
+	epoch := s.epoch.Load()
+	if e, out := s.soldOut.Load(ref); out {
+		if e.(int64) == epoch {
+			s.stats.soldOutHits.Add(1)
+			return false, nil
+		}
+		s.soldOut.CompareAndDelete(ref, e)
 	}
-	remaining, err := s.opts.Stock.Deduct(ctx, ref, expireAt)
+	g, err := s.opts.Stock.Deduct(ctx, ref, expireAt)
 	switch {
 	case err == nil:
-		if s.opts.Sink != nil {
-			s.opts.Sink.Consumed(ref, remaining)
+		if g.Remaining == 0 { // this grant took the last unit
+			s.markSoldOut(ref, epoch)
 		}
-		if remaining == 0 { // this grant took the last unit
-			s.soldOut.Store(ref, struct{}{})
+		if s.opts.Sink == nil {
+			return true, nil
 		}
+		if d, ok := s.opts.Sink.(DurableSink); ok && durable {
+			if err := d.Commit(ctx, ref, g); err != nil {
+				return false, fmt.Errorf("grant %d of strategy %d award %d not durable: %w", g.Issued, ref.StrategyID, ref.AwardID, err)
+			}
+			return true, nil
+		}
+		s.opts.Sink.Consumed(ref, g)
 		return true, nil
 	case errors.Is(err, ErrStockOut):
 		s.stats.stockOut.Add(1)
-		s.soldOut.Store(ref, struct{}{})
+		s.markSoldOut(ref, epoch)
 		return false, nil
 	case errors.Is(err, ErrStockMissing):
 		s.stats.stockMissing.Add(1)
@@ -452,6 +475,52 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time) 
 	default:
 		return false, fmt.Errorf("deduct stock of strategy %d award %d: %w", ref.StrategyID, ref.AwardID, err)
 	}
+}
+
+// markSoldOut flags ref as sold out unless an assembly started a new epoch since the
+// deduction that saw it began (a top-up may have brought units back).
+func (s *Service) markSoldOut(ref AwardRef, epoch int64) {
+	if s.epoch.Load() == epoch {
+		s.soldOut.Store(ref, epoch)
+	}
+}
+
+// AddStock tops up an award's stock by units: durably in SQL (award_count and
+// award_count_surplus), then in the cache, and re-assembles the strategy, which clears
+// the sold-out flags on this node and, through the Announcer, on every other. Units
+// already granted stay granted: a grant is named by its sequence number, which a top-up
+// does not change. It returns the award's new count.
+func (s *Service) AddStock(ctx context.Context, ref AwardRef, units int64) (int64, error) {
+	if units <= 0 || units > MaxTopUp {
+		return 0, fmt.Errorf("add %d units to award %d of strategy %d: %w", units, ref.AwardID, ref.StrategyID, ErrInvalidUnits)
+	}
+	if s.opts.StockStore == nil {
+		return 0, errors.New("no stock store to top up")
+	}
+	// The strategy must exist (ErrStrategyNotFound); whether it has the award is the
+	// store's answer, which may be newer than this node's assembly.
+	a, err := s.Assembled(ctx, ref.StrategyID)
+	if err != nil {
+		return 0, err
+	}
+	total, err := s.opts.StockStore.AddAwardStock(ctx, ref, units)
+	if err != nil {
+		return 0, err
+	}
+	// The units are durable now; what follows makes them grantable. The cache first, so
+	// that no node clears its flag and then sees the old count again.
+	if _, err := s.opts.Stock.TopUp(ctx, ref, total, a.expireAt); err != nil {
+		return 0, err
+	}
+	if a, err = s.Armory(ctx, ref.StrategyID); err != nil {
+		return 0, err
+	}
+	// Again, in case a rebuild that read the count before the top-up preheated the
+	// counter between the two: the script keeps the larger total, so this is harmless.
+	if _, err := s.opts.Stock.TopUp(ctx, ref, total, a.expireAt); err != nil {
+		return 0, err
+	}
+	return total, nil
 }
 
 // AwardRefs lists the awards of every strategy assembled in this process, for jobs that

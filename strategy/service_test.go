@@ -166,8 +166,8 @@ func TestDrawStaleOrMissingStockNeverGrants(t *testing.T) {
 	if got[102] != 3 || got[101] != 2 {
 		t.Errorf("granted %v, want 3 of 102 and 2 luck awards", got)
 	}
-	if low := sink.low[AwardRef{2, 102}]; low != 0 {
-		t.Errorf("sink low watermark %d, want 0", low)
+	if high := sink.high[AwardRef{2, 102}]; high != 3 {
+		t.Errorf("sink high watermark %d, want 3", high)
 	}
 	// A node that has not seen the award run out asks the cache, and finds it missing.
 	s = NewService(Options{Configs: fakeConfigs{map[int64]Config{2: cfg}}, Stock: stock, Sink: sink})
@@ -324,7 +324,7 @@ func TestSoldOutFlagSkipsTheCache(t *testing.T) {
 		*n.(*int)++
 		return nil
 	}
-	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{4: cfg}}, Stock: stock})
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{4: cfg}}, Stock: stock, StockStore: &fakeStockStore{cfg: &cfg}})
 	ctx := context.Background()
 	deducts := func() int {
 		n, ok := calls.Load(AwardRef{4, 102})
@@ -344,15 +344,76 @@ func TestSoldOutFlagSkipsTheCache(t *testing.T) {
 	if st := s.Stats(); st.SoldOutHits != 8 || st.Stocked != 2 {
 		t.Fatalf("stats %+v, want 2 stocked and 8 sold-out hits", st)
 	}
-	// Stock comes back only through an assembly: the operator adds it, the armory
-	// preheats it, and the flag is gone.
-	stock.mu.Lock()
-	delete(stock.count, AwardRef{4, 102})
-	stock.mu.Unlock()
-	if _, err := s.Armory(ctx, 4); err != nil {
+	// Stock comes back only through an assembly: the operator tops it up, which
+	// re-assembles the strategy, and the flag is gone.
+	if _, err := s.AddStock(ctx, AwardRef{4, 102}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 4}); err != nil || r.AwardID != 102 {
-		t.Fatalf("draw after the armory: %+v %v, want award 102 from the new stock", r, err)
+		t.Fatalf("draw after the top-up: %+v %v, want award 102 from the new stock", r, err)
+	}
+}
+
+// TestAddStock tops up a sold-out award: exactly the new units are granted, their
+// sequence numbers follow the old ones, bad units and unknown awards change nothing, and
+// a durable draw commits its grant to the sink before it returns.
+func TestAddStock(t *testing.T) {
+	t.Parallel()
+	cfg := Config{StrategyID: 7, Trees: seedTrees(), Awards: awards(102, 3, "1", "tree_luck_award")}
+	configs := fakeConfigs{map[int64]Config{7: cfg}}
+	store := &fakeStockStore{cfg: &cfg}
+	stock := newFakeStock()
+	sink := &fakeSink{}
+	s := NewService(Options{Configs: configs, Stock: stock, Sink: sink, StockStore: store})
+	ctx := context.Background()
+	ref := AwardRef{7, 102}
+	draws := func(n int, durable bool) map[int]int {
+		got := map[int]int{}
+		for range n {
+			r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 7, Durable: durable})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[r.AwardID]++
+		}
+		return got
+	}
+	if got := draws(5, false); got[102] != 3 {
+		t.Fatalf("5 draws on stock 3 granted %v", got)
+	}
+	for _, units := range []int64{0, -1, MaxTopUp + 1} {
+		if _, err := s.AddStock(ctx, ref, units); !errors.Is(err, ErrInvalidUnits) {
+			t.Errorf("add %d units: %v, want ErrInvalidUnits", units, err)
+		}
+	}
+	if _, err := s.AddStock(ctx, AwardRef{7, 999}, 1); !errors.Is(err, ErrAwardNotFound) {
+		t.Errorf("add to an unknown award: %v", err)
+	}
+	if _, err := s.AddStock(ctx, AwardRef{8, 102}, 1); !errors.Is(err, ErrStrategyNotFound) {
+		t.Errorf("add to an unknown strategy: %v", err)
+	}
+	if cfg.Awards[0].Count != 3 {
+		t.Fatalf("refused top-ups changed the count to %d", cfg.Awards[0].Count)
+	}
+	total, err := s.AddStock(ctx, ref, 2)
+	if err != nil || total != 5 {
+		t.Fatalf("add 2 units: %d %v", total, err)
+	}
+	if got := draws(5, true); got[102] != 2 {
+		t.Fatalf("5 durable draws after a top-up of 2 granted %v", got)
+	}
+	if len(sink.committed) != 2 || sink.committed[0].Issued != 4 || sink.committed[1].Issued != 5 {
+		t.Errorf("committed grants %+v, want sequence numbers 4 and 5", sink.committed)
+	}
+	// A durable draw whose grant cannot be made durable fails.
+	if _, err := s.AddStock(ctx, ref, 1); err != nil {
+		t.Fatal(err)
+	}
+	sink.CommitFn = func() error { return errors.New("broker down") }
+	if _, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 7, Durable: true}); err == nil {
+		t.Error("a durable draw whose commit failed returned no error")
+	}
+	if sink.high[ref] != 6 {
+		t.Errorf("the failed commit's grant is not pending in the sink: high %d", sink.high[ref])
 	}
 }

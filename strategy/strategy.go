@@ -23,7 +23,15 @@ var (
 	// ErrStockMissing means an award's hot stock is not in the cache (never preheated, or
 	// lost with Redis). Draws treat it as out of stock: undersell, never oversell.
 	ErrStockMissing = errors.New("award stock not preheated")
+	// ErrAwardNotFound means the strategy has no such award.
+	ErrAwardNotFound = errors.New("award not found in strategy")
+	// ErrInvalidUnits means a stock top-up's units are not a positive integer up to
+	// MaxTopUp, or would take the count past what the store holds.
+	ErrInvalidUnits = errors.New("invalid stock units")
 )
+
+// MaxTopUp bounds the units one stock top-up adds.
+const MaxTopUp = 100_000_000
 
 // RuleModel names a rule in strategy.rule_models, strategy_rule.rule_model or
 // rule_tree_node.rule_key.
@@ -116,27 +124,62 @@ type ConfigStore interface {
 	LoadStrategy(ctx context.Context, strategyID int64) (Config, error)
 }
 
+// Grant is one unit taken from a stock.
+type Grant struct {
+	// Remaining is the units left after it.
+	Remaining int64
+	// Issued is its sequence number, the units granted so far with it (1 for the first):
+	// what names the unit. total − remaining before a top-up, it is not changed by one.
+	Issued int64
+}
+
 // Stock is the hot award stock; it is implemented by the redis adapter with one Lua
 // script per deduction.
 type Stock interface {
 	// Exists reports whether the award's counter is in the cache.
 	Exists(ctx context.Context, ref AwardRef) (bool, error)
-	// Preheat sets the award's counter to surplus unless the counter already exists.
-	Preheat(ctx context.Context, ref AwardRef, surplus int64, expireAt time.Time) error
-	// Deduct takes one unit and returns the units remaining after it. It returns
-	// ErrStockOut when none is left and ErrStockMissing when the counter is absent. A unit
-	// once granted is never granted again, even if the counter is later set back up.
-	Deduct(ctx context.Context, ref AwardRef, expireAt time.Time) (remaining int64, err error)
+	// Preheat creates the award's counter, total units (award_count) of which remaining
+	// are left, unless the counter already exists.
+	Preheat(ctx context.Context, ref AwardRef, total, remaining int64, expireAt time.Time) error
+	// Deduct takes one unit. It returns ErrStockOut when none is left and
+	// ErrStockMissing when the counter is absent. A unit (its Issued) once granted is
+	// never granted again, even if the counter is later set back up or topped up.
+	Deduct(ctx context.Context, ref AwardRef, expireAt time.Time) (Grant, error)
+	// TopUp raises the counter's total to total, the award's new award_count, keeping the
+	// units granted; false when the counter is absent (a rebuild reads the new count).
+	TopUp(ctx context.Context, ref AwardRef, total int64, expireAt time.Time) (bool, error)
 }
 
 // StockSink receives successful deductions so that the SQL surplus can be synced off the
 // draw path. Consumed must not block.
 type StockSink interface {
-	Consumed(ref AwardRef, remaining int64)
+	Consumed(ref AwardRef, g Grant)
 }
 
-// SurplusStore applies synced stock to SQL: surplus becomes min(surplus, remaining), which
-// is idempotent and order-insensitive.
+// DurableSink is a StockSink that can also make one grant durable before it returns: a
+// draw that writes no record (random_raffle) waits for it, so that a Redis loss right
+// after cannot give the unit again.
+type DurableSink interface {
+	StockSink
+	Commit(ctx context.Context, ref AwardRef, g Grant) error
+}
+
+// StockStore adds units to an award's stock in SQL: award_count and award_count_surplus
+// both grow by units, in one statement. It returns the new award_count, an error
+// wrapping ErrAwardNotFound for an unknown award and ErrInvalidUnits when the count would
+// overflow.
+type StockStore interface {
+	AddAwardStock(ctx context.Context, ref AwardRef, units int64) (total int64, err error)
+}
+
+// SurplusStore applies synced stock to SQL. Both updates are monotone (the surplus only
+// goes down), idempotent and order-insensitive.
 type SurplusStore interface {
+	// SyncAwardIssued records that issued units were granted: the surplus becomes
+	// min(surplus, award_count − issued). A top-up raises both columns, so a sync from
+	// before it cannot take the new units back.
+	SyncAwardIssued(ctx context.Context, ref AwardRef, issued int64) error
+	// SyncAwardSurplus applies a remaining count of the old form (a stock log message
+	// written before grants were numbered): surplus becomes min(surplus, remaining).
 	SyncAwardSurplus(ctx context.Context, ref AwardRef, remaining int64) error
 }

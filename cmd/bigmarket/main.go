@@ -1,4 +1,5 @@
-// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify, token.
+// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify, token,
+// stock.
 package main
 
 import (
@@ -26,6 +27,8 @@ commands:
   verify         reconcile the databases: award records, tasks, credits, exchanges, rebates,
                  red packets
   token          print a user token (HS256 JWT) for the _by_token endpoints
+  stock add      top up an award's or a SKU's stock on a running server
+                 (-strategy S -award A | -sku K) -units N
 
 Run "bigmarket <command> -h" for a command's flags.`
 
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return verifyCmd(ctx, args, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args, stdout, stderr)
+	case "stock":
+		return stockCmd(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -110,11 +110,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DefaultStockTTL:   cfg.DefaultStockTTL,
 		ImplicitLuckAward: cfg.ImplicitLuckAward,
 		Announcer:         armoryBus,
+		StockStore:        configs,
 	})
 	activities := activity.NewService(activity.Options{
 		Configs: activityStore, Users: users, SKUStock: skuStock, Recovery: recovered,
 		Location: cfg.location, Logger: log,
-		StockZero: nats.NewSKUStockZero(publisher),
+		StockZero:  nats.NewSKUStockZero(publisher),
+		StockStore: activityStore,
+		Announcer:  armoryBus,
 	})
 	// The SKU stock of the open activities is armed before anything is served, so that a
 	// recharge right after a start never meets a missing counter (0009 until rebuilt).
@@ -218,7 +221,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		runJob(c.Topic()+"-consumer", c.Run)
 	}
 	runJob("outbox-relay", relay.Run)
-	runJob("armory-listener", func(ctx context.Context) error { return armoryBus.Listen(ctx, strategies.Reload) })
+	runJob("armory-listener", func(ctx context.Context) error {
+		return armoryBus.Listen(ctx, strategies.Reload, activities.StockAdded)
+	})
 	leases := redis.NewLeases(b.redis, cfg.RedisPrefix)
 	runJob("red-packet-sweep", func(ctx context.Context) error {
 		return every(ctx, cfg.RedPacketSweepEvery, func(ctx context.Context) {
@@ -252,6 +257,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Credits:            credits,
 		Rebates:            rebates,
 		RedPackets:         redPackets,
+		Stock:              stockAdders{strategies, activities},
 		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
@@ -349,9 +355,25 @@ func every(ctx context.Context, interval time.Duration, job func(context.Context
 	}
 }
 
-// reconcileAwardStock copies each assembled award's Redis low watermark to SQL. It covers
-// grants whose sync message was lost with a crashed process; the update is a monotone
-// minimum, so every node may run it.
+// stockAdders tops up award stock through the strategy service and SKU stock through the
+// activity service (admin/stock/add).
+type stockAdders struct {
+	awards *strategy.Service
+	skus   *activity.Service
+}
+
+func (a stockAdders) AddStock(ctx context.Context, ref strategy.AwardRef, units int64) (int64, error) {
+	return a.awards.AddStock(ctx, ref, units)
+}
+
+func (a stockAdders) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
+	return a.skus.AddSKUStock(ctx, sku, units)
+}
+
+// reconcileAwardStock copies each assembled award's Redis high watermark of grants to SQL.
+// It covers grants whose sync message was lost with a crashed process; the update is
+// monotone (surplus = min(surplus, award_count − issued)) and survives a top-up, so every
+// node may run it. Counters of the old form are left to their conversion.
 func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.Stock, store strategy.SurplusStore, log *slog.Logger) {
 	for _, ref := range s.AwardRefs() {
 		level, err := stock.Remaining(ctx, ref)
@@ -359,17 +381,17 @@ func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.
 			log.Warn("reconcile award stock: read level", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
 			continue
 		}
-		if !level.HasLow {
+		if !level.HasIssued {
 			continue
 		}
-		if err := store.SyncAwardSurplus(ctx, ref, level.Low); err != nil {
+		if err := store.SyncAwardIssued(ctx, ref, level.Issued); err != nil {
 			log.Warn("reconcile award stock: sync surplus", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
 		}
 	}
 }
 
-// reconcileSKUStock copies each SKU's Redis low watermark to raffle_activity_sku, the
-// same monotone minimum. A SKU whose stock ran out is cleared at once by the
+// reconcileSKUStock copies each SKU's Redis high watermark to raffle_activity_sku, the
+// same monotone update. A SKU whose stock ran out is synced at once by the
 // activity_sku_stock_zero event; this is the backstop when that event was not published.
 func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, stock *redis.SKUStock, log *slog.Logger) {
 	skus, err := store.SKUIDs(ctx)
@@ -383,10 +405,10 @@ func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, stock
 			log.Warn("reconcile sku stock: read level", "sku", sku, "err", err)
 			continue
 		}
-		if !level.HasLow {
+		if !level.HasIssued {
 			continue
 		}
-		if err := store.SyncSKUSurplus(ctx, sku, level.Low); err != nil {
+		if err := store.SyncSKUIssued(ctx, sku, level.Issued); err != nil {
 			log.Warn("reconcile sku stock: sync surplus", "sku", sku, "err", err)
 		}
 	}
