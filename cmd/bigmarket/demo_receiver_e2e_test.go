@@ -15,8 +15,9 @@ import (
 	"github.com/bigmarket/bigmarket/nats"
 )
 
-// deadLetters counts the send_award messages in the deployment's dead-letter stream.
-func (d *deployment) deadLetters(t *testing.T) uint64 {
+// withDeadLetters opens the deployment's dead-letter stream for f, naming its send_award
+// subject, and closes the connection after it.
+func (d *deployment) withDeadLetters(t *testing.T, f func(ctx context.Context, s jetstream.Stream, subject string)) {
 	t.Helper()
 	nc, err := natsgo.Connect(testenv.NATSURL(t))
 	if err != nil {
@@ -34,37 +35,33 @@ func (d *deployment) deadLetters(t *testing.T) uint64 {
 	if err != nil {
 		t.Fatalf("stream %s: %v", opts.DLQStream(), err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(opts.DLQSubject(award.TopicSendAward)))
-	if err != nil {
-		t.Fatalf("stream %s info: %v", opts.DLQStream(), err)
-	}
-	return info.State.Subjects[opts.DLQSubject(award.TopicSendAward)]
+	f(ctx, s, opts.DLQSubject(award.TopicSendAward))
+}
+
+// deadLetters counts the send_award messages in the deployment's dead-letter stream.
+func (d *deployment) deadLetters(t *testing.T) (n uint64) {
+	t.Helper()
+	d.withDeadLetters(t, func(ctx context.Context, s jetstream.Stream, subject string) {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatalf("dead-letter stream info: %v", err)
+		}
+		n = info.State.Subjects[subject]
+	})
+	return n
 }
 
 // lastDeadLetterReason returns the reason header of the last dead-lettered send_award.
-func (d *deployment) lastDeadLetterReason(t *testing.T) string {
+func (d *deployment) lastDeadLetterReason(t *testing.T) (reason string) {
 	t.Helper()
-	nc, err := natsgo.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	opts := nats.EventOptions{Prefix: d.prefix}
-	s, err := js.Stream(ctx, opts.DLQStream())
-	if err != nil {
-		t.Fatalf("stream %s: %v", opts.DLQStream(), err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, opts.DLQSubject(award.TopicSendAward))
-	if err != nil {
-		t.Fatalf("last dead letter: %v", err)
-	}
-	return m.Header.Get(nats.HeaderReason)
+	d.withDeadLetters(t, func(ctx context.Context, s jetstream.Stream, subject string) {
+		m, err := s.GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatalf("last dead letter: %v", err)
+		}
+		reason = m.Header.Get(nats.HeaderReason)
+	})
+	return reason
 }
 
 // TestExternalAwardsWithoutWebhook runs serve on MariaDB, Redis and NATS without a webhook
