@@ -29,6 +29,7 @@ type fakeStock struct {
 	issued   map[AwardRef]int64
 	deducted map[AwardRef]int
 	DeductFn func(ref AwardRef) error // injects failures when set
+	TopUpFn  func(ref AwardRef) error // injects failures when set
 }
 
 func newFakeStock() *fakeStock {
@@ -74,6 +75,11 @@ func (f *fakeStock) Deduct(_ context.Context, ref AwardRef, _ time.Time) (Grant,
 }
 
 func (f *fakeStock) TopUp(_ context.Context, ref AwardRef, total int64, _ time.Time) (bool, error) {
+	if f.TopUpFn != nil {
+		if err := f.TopUpFn(ref); err != nil {
+			return false, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.count[ref]; !ok {

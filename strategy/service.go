@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bigmarket/bigmarket/internal/soldout"
 )
 
 // Input is one draw as the engine sees it. The activity domain supplies Score (draws used
@@ -91,6 +93,10 @@ type Options struct {
 	Announcer Announcer
 	// StockStore, when set, lets AddStock top up award stock.
 	StockStore StockStore
+	// SoldOutTTL bounds how long this node answers an award it saw run out without asking
+	// the stock (default 5s): a top-up clears the flags at once through the Announcer, and
+	// a node that missed the announcement finds the new units within it.
+	SoldOutTTL time.Duration
 }
 
 // StockRecovery keeps hot stock honest across a Redis loss.
@@ -113,13 +119,10 @@ type Service struct {
 	implicit  TreeConfig
 	mu        sync.Mutex // serialises assembly
 	assembled sync.Map   // int64 → *Assembled
-	// soldOut holds the awards this node saw run out (AwardRef → the epoch it was seen
-	// in): their draws go to the fallback without a Redis round trip. Stock of an award
-	// only comes back through an assembly (armory or a top-up, on any node, reaches every
-	// node's Reload), which clears the strategy's flags and starts a new epoch, so that a
-	// deduction that began before it cannot set a flag after it.
-	soldOut sync.Map
-	epoch   atomic.Int64
+	// soldOut holds the awards this node saw run out: their draws go to the fallback
+	// without a Redis round trip. An assembly (an armory or a top-up here, or another
+	// node's through Reload) clears them; they lapse after SoldOutTTL anyway.
+	soldOut *soldout.Flags[AwardRef]
 	stats   struct {
 		blacklist, stocked, luck, stockOut, stockMissing, failed, soldOutHits atomic.Int64
 	}
@@ -168,8 +171,12 @@ func NewService(opts Options) *Service {
 	if opts.TreeRules == nil {
 		opts.TreeRules = DefaultTreeRules()
 	}
+	if opts.SoldOutTTL <= 0 {
+		opts.SoldOutTTL = 5 * time.Second
+	}
 	return &Service{
-		opts: opts,
+		opts:    opts,
+		soldOut: soldout.New[AwardRef](opts.SoldOutTTL, opts.Now),
 		implicit: TreeConfig{
 			ID:   "implicit_stock",
 			Root: RuleStock,
@@ -238,13 +245,7 @@ func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, e
 		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
 	s.assembled.Store(strategyID, a)
-	s.epoch.Add(1)
-	s.soldOut.Range(func(k, _ any) bool {
-		if k.(AwardRef).StrategyID == strategyID {
-			s.soldOut.Delete(k)
-		}
-		return true
-	})
+	s.soldOut.Reset()
 	return a, nil
 }
 
@@ -435,19 +436,16 @@ func (a *Assembled) result(awardID int, ruleValue string, rule, chain RuleModel)
 // durable in the sink before deduct returns; if that fails the unit is spent (the sink
 // retries it in the background) and the error is returned.
 func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, durable bool) (bool, error) {
-	epoch := s.epoch.Load()
-	if e, out := s.soldOut.Load(ref); out {
-		if e.(int64) == epoch {
-			s.stats.soldOutHits.Add(1)
-			return false, nil
-		}
-		s.soldOut.CompareAndDelete(ref, e)
+	epoch := s.soldOut.Epoch()
+	if s.soldOut.Out(ref) {
+		s.stats.soldOutHits.Add(1)
+		return false, nil
 	}
 	g, err := s.opts.Stock.Deduct(ctx, ref, expireAt)
 	switch {
 	case err == nil:
 		if g.Remaining == 0 { // this grant took the last unit
-			s.markSoldOut(ref, epoch)
+			s.soldOut.Mark(ref, epoch)
 		}
 		if s.opts.Sink == nil {
 			return true, nil
@@ -462,7 +460,7 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, 
 		return true, nil
 	case errors.Is(err, ErrStockOut):
 		s.stats.stockOut.Add(1)
-		s.markSoldOut(ref, epoch)
+		s.soldOut.Mark(ref, epoch)
 		return false, nil
 	case errors.Is(err, ErrStockMissing):
 		s.stats.stockMissing.Add(1)
@@ -477,19 +475,15 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, 
 	}
 }
 
-// markSoldOut flags ref as sold out unless an assembly started a new epoch since the
-// deduction that saw it began (a top-up may have brought units back).
-func (s *Service) markSoldOut(ref AwardRef, epoch int64) {
-	if s.epoch.Load() == epoch {
-		s.soldOut.Store(ref, epoch)
-	}
-}
-
-// AddStock tops up an award's stock by units: durably in SQL (award_count and
-// award_count_surplus), then in the cache, and re-assembles the strategy, which clears
-// the sold-out flags on this node and, through the Announcer, on every other. Units
-// already granted stay granted: a grant is named by its sequence number, which a top-up
-// does not change. It returns the award's new count.
+// AddStock tops up an award's stock by units and returns the award's new count. The
+// units are added durably in SQL (award_count and award_count_surplus in one statement);
+// once that has committed the top-up has happened, and AddStock says so whatever follows:
+// an error would invite a retry, which would add the units again. What follows makes the
+// units grantable at once: it raises the cache's total and clears the sold-out flags on
+// this node and, through the Announcer, on every other. If that fails it is logged, and
+// RaiseTotals (the stock reconcile job) raises the total later; flags lapse after
+// SoldOutTTL. Units already granted stay granted: a grant is named by its sequence
+// number, which a top-up does not change.
 func (s *Service) AddStock(ctx context.Context, ref AwardRef, units int64) (int64, error) {
 	if units <= 0 || units > MaxTopUp {
 		return 0, fmt.Errorf("add %d units to award %d of strategy %d: %w", units, ref.AwardID, ref.StrategyID, ErrInvalidUnits)
@@ -497,8 +491,9 @@ func (s *Service) AddStock(ctx context.Context, ref AwardRef, units int64) (int6
 	if s.opts.StockStore == nil {
 		return 0, errors.New("no stock store to top up")
 	}
-	// The strategy must exist (ErrStrategyNotFound); whether it has the award is the
-	// store's answer, which may be newer than this node's assembly.
+	// The strategy must exist (ErrStrategyNotFound), and its assembly gives the stock's
+	// expiry; whether it has the award is the store's answer, which may be newer than
+	// this node's assembly.
 	a, err := s.Assembled(ctx, ref.StrategyID)
 	if err != nil {
 		return 0, err
@@ -507,20 +502,64 @@ func (s *Service) AddStock(ctx context.Context, ref AwardRef, units int64) (int6
 	if err != nil {
 		return 0, err
 	}
-	// The units are durable now; what follows makes them grantable. The cache first, so
-	// that no node clears its flag and then sees the old count again.
-	if _, err := s.opts.Stock.TopUp(ctx, ref, total, a.expireAt); err != nil {
-		return 0, err
-	}
-	if a, err = s.Armory(ctx, ref.StrategyID); err != nil {
-		return 0, err
-	}
-	// Again, in case a rebuild that read the count before the top-up preheated the
-	// counter between the two: the script keeps the larger total, so this is harmless.
-	if _, err := s.opts.Stock.TopUp(ctx, ref, total, a.expireAt); err != nil {
-		return 0, err
+	// The units are durable; the caller hanging up must not cut the rest short.
+	ctx = context.WithoutCancel(ctx)
+	if err := s.grantable(ctx, a, ref, total); err != nil {
+		s.opts.Logger.Warn("award top-up is durable but not yet grantable everywhere; the stock reconcile job and the sold-out flags' lifetime catch up",
+			"strategy_id", ref.StrategyID, "award_id", ref.AwardID, "award_count", total, "err", err)
 	}
 	return total, nil
+}
+
+// grantable makes a top-up to total visible: the cache first, then the flags, so that no
+// node drops its flag and then sees the old count again. A counter missing from the cache
+// is left to its rebuild, which reads the new count. Other nodes re-assemble the strategy
+// on the announcement, which clears their flags.
+func (s *Service) grantable(ctx context.Context, a *Assembled, ref AwardRef, total int64) error {
+	if _, err := s.opts.Stock.TopUp(ctx, ref, total, a.expireAt); err != nil {
+		return fmt.Errorf("raise cached total: %w", err)
+	}
+	s.soldOut.Reset()
+	if s.opts.Announcer == nil {
+		return nil
+	}
+	if err := s.opts.Announcer.AnnounceArmory(ctx, ref.StrategyID); err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	return nil
+}
+
+// RaiseTotals raises the cached total of every award of the strategies assembled on this
+// node to its count in the store. Stock.TopUp keeps the larger total and never touches
+// the units granted, so this is idempotent and safe on every node at any time. The stock
+// reconcile job runs it, so that a top-up cut off after its SQL step (a failed cache
+// write, a killed process) becomes grantable within the job's period. A counter missing
+// from the cache is left to its rebuild, which reads the store. It drops this node's
+// sold-out flags (each costs one more cache round trip per run).
+func (s *Service) RaiseTotals(ctx context.Context) error {
+	var errs []error
+	now := s.opts.Now()
+	s.assembled.Range(func(_, v any) bool {
+		a := v.(*Assembled)
+		if !a.expireAt.After(now) { // its stock keys are gone
+			return true
+		}
+		cfg, err := s.opts.Configs.LoadStrategy(ctx, a.StrategyID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("raise totals of strategy %d: %w", a.StrategyID, err))
+			return ctx.Err() == nil
+		}
+		for _, aw := range cfg.Awards {
+			ref := AwardRef{StrategyID: a.StrategyID, AwardID: aw.AwardID}
+			if _, err := s.opts.Stock.TopUp(ctx, ref, aw.Count, a.expireAt); err != nil {
+				errs = append(errs, fmt.Errorf("raise total of award %d of strategy %d: %w", aw.AwardID, a.StrategyID, err))
+			}
+		}
+		return ctx.Err() == nil
+	})
+	// A flag set before a total was raised would hide the units until it lapses.
+	s.soldOut.Reset()
+	return errors.Join(errs...)
 }
 
 // AwardRefs lists the awards of every strategy assembled in this process, for jobs that

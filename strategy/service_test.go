@@ -1,12 +1,17 @@
 package strategy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 func newTestService(stock *fakeStock, configs ...Config) *Service {
@@ -415,5 +420,99 @@ func TestAddStock(t *testing.T) {
 	}
 	if sink.high[ref] != 6 {
 		t.Errorf("the failed commit's grant is not pending in the sink: high %d", sink.high[ref])
+	}
+}
+
+// TestAddStockAnswersOnceDurable checks that a top-up whose SQL step committed answers
+// success with the new count even when the cache write after it fails (a retry would add
+// the units again), and that RaiseTotals, run by the reconcile job, makes the units
+// grantable without the request.
+func TestAddStockAnswersOnceDurable(t *testing.T) {
+	t.Parallel()
+	cfg := Config{StrategyID: 9, Trees: seedTrees(), Awards: awards(102, 2, "1", "tree_luck_award")}
+	store := &fakeStockStore{cfg: &cfg}
+	stock := newFakeStock()
+	var logs bytes.Buffer
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{9: cfg}}, Stock: stock, StockStore: store,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	ref := AwardRef{9, 102}
+	granted := func(n int) int {
+		got := 0
+		for range n {
+			r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 9})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.AwardID == 102 {
+				got++
+			}
+		}
+		return got
+	}
+	if got := granted(4); got != 2 {
+		t.Fatalf("4 draws on stock 2 granted %d", got)
+	}
+	stock.TopUpFn = func(AwardRef) error { return errors.New("redis down") }
+	total, err := s.AddStock(ctx, ref, 3)
+	if err != nil || total != 5 {
+		t.Fatalf("top-up whose cache write failed after the SQL add: %d %v, want 5 and no error", total, err)
+	}
+	if !strings.Contains(logs.String(), "redis down") {
+		t.Errorf("the failed cache write is not logged:\n%s", logs.String())
+	}
+	if cfg.Awards[0].Count != 5 {
+		t.Fatalf("SQL count %d, want 5", cfg.Awards[0].Count)
+	}
+	if got := granted(4); got != 0 {
+		t.Fatalf("%d grants before the cache knows the new units", got)
+	}
+	stock.TopUpFn = nil
+	if err := s.RaiseTotals(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := granted(6); got != 3 {
+		t.Fatalf("6 draws after the reconcile raised the total granted %d, want exactly the 3 new units", got)
+	}
+	if err := s.RaiseTotals(ctx); err != nil { // idempotent: nothing more
+		t.Fatal(err)
+	}
+	if got := granted(3); got != 0 {
+		t.Fatalf("a second reconcile gave %d units more", got)
+	}
+}
+
+// TestSoldOutFlagLapses checks that an award's sold-out flag lapses after SoldOutTTL: a
+// node that missed the news of a top-up (a lost bus message) finds the new stock within
+// it, without an assembly.
+func TestSoldOutFlagLapses(t *testing.T) {
+	t.Parallel()
+	cfg := Config{StrategyID: 11, Trees: seedTrees(), Awards: awards(102, 1, "1", "tree_luck_award")}
+	stock := newFakeStock()
+	clk := testenv.NewClock(time.Unix(1_700_000_000, 0))
+	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{11: cfg}}, Stock: stock, Now: clk.Now,
+		SoldOutTTL: 5 * time.Second})
+	ctx := context.Background()
+	ref := AwardRef{11, 102}
+	for i := range 3 { // one grant, then sold out and flagged
+		r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 11})
+		if err != nil || (i == 0) != (r.AwardID == 102) {
+			t.Fatalf("draw %d: %+v %v", i, r, err)
+		}
+	}
+	if s.Stats().SoldOutHits == 0 {
+		t.Fatal("no sold-out flag after the award ran out")
+	}
+	// Another node tops the award up; this node never hears of it.
+	if _, err := stock.TopUp(ctx, ref, 2, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(clk.Now().Add(4 * time.Second))
+	if r, _ := s.Draw(ctx, Input{UserID: "u", StrategyID: 11}); r.AwardID == 102 || stock.taken(ref) != 1 {
+		t.Fatalf("within the TTL the flag answers: %+v, %d deductions", r, stock.taken(ref))
+	}
+	clk.Set(clk.Now().Add(time.Second))
+	if r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 11}); err != nil || r.AwardID != 102 {
+		t.Fatalf("after the flag's TTL: %+v %v, want the topped-up award", r, err)
 	}
 }
