@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/ident"
+	"github.com/bigmarket/bigmarket/internal/soldout"
 )
 
 // Errors of the activity checks.
@@ -87,10 +88,10 @@ type Recovery interface {
 type Service struct {
 	opts  Options
 	cache sync.Map // cacheKey → cached
-	// soldOut holds SKUs this node saw run out (int64 → time.Time until which that is
-	// trusted): their recharges are refused without a Redis round trip. Armory clears a
-	// SKU's flag on this node; elsewhere it lapses after CacheTTL, like the SKU config.
-	soldOut sync.Map
+	// soldOut holds SKUs this node saw run out: their recharges are refused without a
+	// Redis round trip. A top-up (here or announced by another node) or an armory that
+	// preheats a counter clears them; they lapse after CacheTTL anyway, like the SKU config.
+	soldOut *soldout.Flags[int64]
 }
 
 type cacheKey struct {
@@ -117,7 +118,7 @@ func NewService(opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Service{opts: opts}
+	return &Service{opts: opts, soldOut: soldout.New[int64](opts.CacheTTL, opts.Now)}
 }
 
 // Periods returns the day ("2006-01-02") and month ("2006-01") keys of t in the zone.
@@ -235,7 +236,7 @@ func (s *Service) preheatSKUs(ctx context.Context, a Activity) error {
 		if err := s.opts.SKUStock.Preheat(ctx, k.SKU, total, min(max(surplus, 0), total), stockExpiry(a)); err != nil {
 			return fmt.Errorf("armory activity %d: preheat sku %d: %w", a.ID, k.SKU, err)
 		}
-		s.soldOut.Delete(k.SKU)
+		s.soldOut.Reset()
 	}
 	return nil
 }
@@ -298,7 +299,10 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	if dup {
 		return RechargeOrder{}, fmt.Errorf("recharge %s for %s: %w", req.OutBusinessNo, req.UserID, ErrDuplicateOrder)
 	}
-	if until, ok := s.soldOut.Load(sku.SKU); ok && now.Before(until.(time.Time)) {
+	// The epoch is read before the deduction: if a top-up clears the flags while it runs,
+	// its sold-out answer (from the old count) must not flag the SKU again.
+	epoch := s.soldOut.Epoch()
+	if s.soldOut.Out(sku.SKU) {
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d (sold out): %w", sku.SKU, ErrSKUStockExhausted)
 	}
 	left, issued, err := s.opts.SKUStock.Deduct(ctx, sku.SKU, stockExpiry(a))
@@ -309,12 +313,12 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 				s.opts.Recovery.SKULost(sku.SKU, stockExpiry(a))
 			}
 		case errors.Is(err, ErrSKUStockExhausted):
-			s.soldOut.Store(sku.SKU, now.Add(s.opts.CacheTTL))
+			s.soldOut.Mark(sku.SKU, epoch)
 		}
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d: %w", sku.SKU, err)
 	}
 	if left == 0 {
-		s.soldOut.Store(sku.SKU, now.Add(s.opts.CacheTTL))
+		s.soldOut.Mark(sku.SKU, epoch)
 		s.stockZero(ctx, sku.SKU, issued)
 	}
 	day, month := s.Periods(now)
@@ -347,10 +351,15 @@ func (s *Service) stockZero(ctx context.Context, sku, issued int64) {
 	}
 }
 
-// AddSKUStock tops up a SKU's stock by units: durably in SQL (stock_count and
-// stock_count_surplus), then in the cache, and clears the sold-out flag on this node and,
-// through the Announcer, on every other. Units already sold stay sold: a grant is named by
-// its sequence number, which a top-up does not change. It returns the new stock_count.
+// AddSKUStock tops up a SKU's stock by units and returns the new stock_count. The units
+// are added durably in SQL (stock_count and stock_count_surplus in one statement); once
+// that has committed the top-up has happened, and AddSKUStock says so whatever follows: an
+// error would invite a retry, which would add the units again. What follows makes the
+// units grantable at once: it raises the cache's total and clears the sold-out flags on
+// this node and, through the Announcer, on every other. If that fails it is logged, and
+// RaiseSKUTotals (the stock reconcile job) raises the total later; flags lapse after
+// CacheTTL. Units already sold stay sold: a grant is named by its sequence number, which a
+// top-up does not change.
 func (s *Service) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
 	if units <= 0 || units > MaxTopUp {
 		return 0, fmt.Errorf("add %d units to sku %d: %w", units, sku, ErrInvalidUnits)
@@ -370,34 +379,77 @@ func (s *Service) AddSKUStock(ctx context.Context, sku, units int64) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	// The units are durable now. The cache first, then the flags, so that no node drops
-	// its flag and then sees the old count again; then once more, in case a rebuild that
-	// read the count before the top-up preheated the counter meanwhile (the script keeps
-	// the larger total).
-	if _, err := s.opts.SKUStock.TopUp(ctx, sku, total, stockExpiry(a)); err != nil {
-		return 0, err
-	}
-	if _, err := s.Armory(ctx, k.ActivityID); err != nil {
-		return 0, err
-	}
-	if _, err := s.opts.SKUStock.TopUp(ctx, sku, total, stockExpiry(a)); err != nil {
-		return 0, err
-	}
-	s.StockAdded(sku)
-	if s.opts.Announcer != nil {
-		if err := s.opts.Announcer.AnnounceSKUStock(ctx, sku); err != nil {
-			s.opts.Logger.Warn("announce sku top-up; other nodes drop their sold-out flag within the cache TTL",
-				"sku", sku, "err", err)
-		}
+	// The units are durable; the caller hanging up must not cut the rest short.
+	ctx = context.WithoutCancel(ctx)
+	if err := s.grantable(ctx, sku, total, stockExpiry(a)); err != nil {
+		s.opts.Logger.Warn("sku top-up is durable but not yet grantable everywhere; the stock reconcile job and the sold-out flags' lifetime catch up",
+			"sku", sku, "stock_count", total, "err", err)
 	}
 	return total, nil
 }
 
-// StockAdded drops this node's sold-out flag and cached config of a SKU whose stock was
+// grantable makes a top-up to total visible: the cache first, then the flags, so that no
+// node drops its flag and then sees the old count again. A counter missing from the cache
+// is left to its rebuild, which reads the new count.
+func (s *Service) grantable(ctx context.Context, sku, total int64, expireAt time.Time) error {
+	if _, err := s.opts.SKUStock.TopUp(ctx, sku, total, expireAt); err != nil {
+		return fmt.Errorf("raise cached total: %w", err)
+	}
+	s.StockAdded(sku)
+	if s.opts.Announcer == nil {
+		return nil
+	}
+	if err := s.opts.Announcer.AnnounceSKUStock(ctx, sku); err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	return nil
+}
+
+// StockAdded drops this node's sold-out flags and cached config of a SKU whose stock was
 // topped up (here or on another node).
 func (s *Service) StockAdded(sku int64) {
-	s.soldOut.Delete(sku)
+	s.soldOut.Reset()
 	s.cache.Delete(cacheKey{"sku", sku})
+}
+
+// RaiseSKUTotals raises the cached total of each SKU to its stock_count in the store.
+// SKUStock.TopUp keeps the larger total and never touches the units sold, so this is
+// idempotent and safe on every node at any time. The stock reconcile job runs it, so that
+// a top-up cut off after its SQL step (a failed cache write, a killed process) becomes
+// grantable within the job's period. A counter missing from the cache is left to its
+// rebuild, and SKUs of activities whose stock keys have expired are skipped. It drops this
+// node's sold-out flags.
+func (s *Service) RaiseSKUTotals(ctx context.Context, skus []int64) error {
+	var errs []error
+	now := s.opts.Now()
+	activities := map[int64]Activity{}
+	for _, sku := range skus {
+		if ctx.Err() != nil {
+			break
+		}
+		k, err := s.opts.Configs.SKU(ctx, sku)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("raise total of sku %d: %w", sku, err))
+			continue
+		}
+		a, ok := activities[k.ActivityID]
+		if !ok {
+			if a, err = s.opts.Configs.Activity(ctx, k.ActivityID); err != nil {
+				errs = append(errs, fmt.Errorf("raise total of sku %d: %w", sku, err))
+				continue
+			}
+			activities[k.ActivityID] = a
+		}
+		if !stockExpiry(a).After(now) {
+			continue
+		}
+		if _, err := s.opts.SKUStock.TopUp(ctx, sku, max(k.Stock, 0), stockExpiry(a)); err != nil {
+			errs = append(errs, fmt.Errorf("raise total of sku %d: %w", sku, err))
+		}
+	}
+	// A flag set before a total was raised would hide the units until it lapses.
+	s.soldOut.Reset()
+	return errors.Join(errs...)
 }
 
 // SKU returns the SKU's config, from memory when fresh; an unknown SKU wraps

@@ -174,6 +174,8 @@ type fakeSKUStock struct {
 	mu    sync.Mutex
 	left  map[int64]int64
 	taken int
+	// TopUpFn, when set, is TopUp: the fake keeps no totals.
+	TopUpFn func(sku, total int64) (bool, error)
 }
 
 func (f *fakeSKUStock) Exists(_ context.Context, sku int64) (bool, error) {
@@ -207,7 +209,10 @@ func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64,
 	return f.left[sku], int64(f.taken), nil
 }
 
-func (f *fakeSKUStock) TopUp(context.Context, int64, int64, time.Time) (bool, error) {
+func (f *fakeSKUStock) TopUp(_ context.Context, sku, total int64, _ time.Time) (bool, error) {
+	if f.TopUpFn != nil {
+		return f.TopUpFn(sku, total)
+	}
 	return false, nil
 }
 
@@ -546,5 +551,121 @@ func TestArmOpen(t *testing.T) {
 	}
 	if _, err := s.ArmOpen(ctx, []int64{404}); !errors.Is(err, ErrActivityNotFound) {
 		t.Fatalf("ArmOpen of an unknown activity: %v", err)
+	}
+}
+
+// fakeStockStore adds to the stock_count of the SKUs in a fakeConfigs.
+type fakeStockStore struct {
+	mu      sync.Mutex
+	configs fakeConfigs
+}
+
+func (f *fakeStockStore) AddSKUStock(_ context.Context, sku, units int64) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k, ok := f.configs.skus[sku]
+	if !ok {
+		return 0, ErrSKUNotFound
+	}
+	k.Stock += units
+	k.StockSurplus += units
+	f.configs.skus[sku] = k
+	return k.Stock, nil
+}
+
+// raceSKUStock answers Deduct as sold out, but only after hook ran: the deduction read
+// the count before a top-up that completes while its answer is on its way.
+type raceSKUStock struct {
+	*fakeSKUStock
+	hook func()
+}
+
+func (r raceSKUStock) Deduct(ctx context.Context, sku int64, at time.Time) (int64, int64, error) {
+	left, issued, err := r.fakeSKUStock.Deduct(ctx, sku, at)
+	if h := r.hook; h != nil && errors.Is(err, ErrSKUStockExhausted) {
+		h()
+	}
+	return left, issued, err
+}
+
+// TestSKUSoldOutFlagRaceWithTopUp checks that a recharge whose deduction saw the SKU
+// sold out before a top-up cannot flag it after the top-up dropped the flags: the next
+// recharge takes the new stock instead of ERR_BIZ_005 until the flag lapses.
+func TestSKUSoldOutFlagRaceWithTopUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	for i := range 2 {
+		if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: fmt.Sprint("a", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	once := sync.Once{}
+	s.opts.SKUStock = raceSKUStock{stock, func() {
+		once.Do(func() {
+			stock.mu.Lock()
+			stock.left[9014] = 3 // another node's top-up: cache first, then the flags
+			stock.mu.Unlock()
+			s.StockAdded(9014)
+		})
+	}}
+	s.StockAdded(9014) // drop the flag of the last unit, so that the next recharge asks the stock
+	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b0"}); !errors.Is(err, ErrSKUStockExhausted) {
+		t.Fatalf("the recharge that read the count before the top-up: %v, want exhausted", err)
+	}
+	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b1"}); err != nil {
+		t.Fatalf("recharge after the top-up: %v, want the new stock (a stale sold-out flag answered)", err)
+	}
+}
+
+// TestAddSKUStockAnswersOnceDurable checks that a SKU top-up whose SQL step committed
+// answers its new count even when the cache write after it fails, and that
+// RaiseSKUTotals, run by the reconcile job, makes the units grantable.
+func TestAddSKUStockAnswersOnceDurable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var store *fakeStockStore
+	var logs bytes.Buffer
+	s, _, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai), func(o *Options) {
+		store = &fakeStockStore{configs: o.Configs.(fakeConfigs)}
+		o.StockStore = store
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	for i := range 3 {
+		_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: fmt.Sprint("a", i)})
+		if (i < 2) != (err == nil) {
+			t.Fatalf("recharge %d of stock 2: %v", i, err)
+		}
+	}
+	stock.TopUpFn = func(int64, int64) (bool, error) { return false, errors.New("redis down") }
+	total, err := s.AddSKUStock(ctx, 9014, 3)
+	if err != nil || total != 5 {
+		t.Fatalf("top-up whose cache write failed after the SQL add: %d %v, want 5 and no error", total, err)
+	}
+	if !strings.Contains(logs.String(), "redis down") {
+		t.Errorf("the failed cache write is not logged:\n%s", logs.String())
+	}
+	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b0"}); !errors.Is(err, ErrSKUStockExhausted) {
+		t.Fatalf("recharge before the cache knows the new units: %v", err)
+	}
+	var raised []int64
+	stock.TopUpFn = func(sku, total int64) (bool, error) {
+		stock.mu.Lock()
+		defer stock.mu.Unlock()
+		raised = append(raised, sku, total)
+		stock.left[sku] = total - int64(stock.taken)
+		return true, nil
+	}
+	if err := s.RaiseSKUTotals(ctx, []int64{9014}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(raised, []int64{9014, 5}) {
+		t.Fatalf("raised %v, want sku 9014 to its stock_count 5", raised)
+	}
+	for i := range 4 {
+		_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: fmt.Sprint("c", i)})
+		if (i < 3) != (err == nil) {
+			t.Fatalf("recharge %d after the reconcile raised the total: %v, want exactly the 3 new units", i, err)
+		}
 	}
 }
