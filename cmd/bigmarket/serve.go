@@ -241,7 +241,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	runJob("stock-reconcile", func(ctx context.Context) error {
 		return every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
 			reconcileAwardStock(ctx, strategies, stock, configs, log)
-			reconcileSKUStock(ctx, activityStore, skuStock, log)
+			reconcileSKUStock(ctx, activityStore, activities, skuStock, log)
 		})
 	})
 
@@ -373,8 +373,13 @@ func (a stockAdders) AddSKUStock(ctx context.Context, sku, units int64) (int64, 
 // reconcileAwardStock copies each assembled award's Redis high watermark of grants to SQL.
 // It covers grants whose sync message was lost with a crashed process; the update is
 // monotone (surplus = min(surplus, award_count − issued)) and survives a top-up, so every
-// node may run it. Counters of the old form are left to their conversion.
+// node may run it. Counters of the old form are left to their conversion. It also raises
+// each counter's Redis total to award_count (RaiseTotals, a max), so that a top-up cut off
+// after its SQL step becomes grantable.
 func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.Stock, store strategy.SurplusStore, log *slog.Logger) {
+	if err := s.RaiseTotals(ctx); err != nil {
+		log.Warn("reconcile award stock: raise totals", "err", err)
+	}
 	for _, ref := range s.AwardRefs() {
 		level, err := stock.Remaining(ctx, ref)
 		if err != nil {
@@ -393,11 +398,16 @@ func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.
 // reconcileSKUStock copies each SKU's Redis high watermark to raffle_activity_sku, the
 // same monotone update. A SKU whose stock ran out is synced at once by the
 // activity_sku_stock_zero event; this is the backstop when that event was not published.
-func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, stock *redis.SKUStock, log *slog.Logger) {
+// It also raises each SKU's Redis total to stock_count (RaiseSKUTotals, a max), so that a
+// top-up cut off after its SQL step becomes grantable.
+func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, activities *activity.Service, stock *redis.SKUStock, log *slog.Logger) {
 	skus, err := store.SKUIDs(ctx)
 	if err != nil {
 		log.Warn("reconcile sku stock: list skus", "err", err)
 		return
+	}
+	if err := activities.RaiseSKUTotals(ctx, skus); err != nil {
+		log.Warn("reconcile sku stock: raise totals", "err", err)
 	}
 	for _, sku := range skus {
 		level, err := stock.Remaining(ctx, sku)

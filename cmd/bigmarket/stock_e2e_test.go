@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/strategy"
 )
 
 // topUpAward is the award of faultStrategy the top-up tests sell out and top up: seeded
@@ -103,11 +106,13 @@ func runStockAdd(t *testing.T, d *deployment, args ...string) (string, error) {
 	return string(out), err
 }
 
-// TestStockTopUpAcrossTwoProcesses sells out an award on two serve processes, tops it up
-// by 10 with "bigmarket stock add", and expects 50 draws spread over both processes to get
-// exactly 10 more of it: the new units are grantable at once on both, no unit granted
-// before comes back, and the SQL surplus follows without the reconcile job writing the
-// pre-top-up state back.
+// TestStockTopUpAcrossTwoProcesses sells out an award on two serve processes and tops it
+// up by 10 with "bigmarket stock add" on the second: 50 draws sent only to the first,
+// which had flagged the award sold out, get exactly 10 more of it (the top-up reached the
+// other node at once, no unit granted before comes back), and the SQL surplus follows
+// without the reconcile job writing the pre-top-up state back. A second top-up of 5, run
+// right after the first node flagged the award sold out again, is granted there too, and
+// exactly.
 func TestStockTopUpAcrossTwoProcesses(t *testing.T) {
 	d := newDeployment(t, "")
 	favourAward(t, d)
@@ -151,13 +156,67 @@ func TestStockTopUpAcrossTwoProcesses(t *testing.T) {
 		}
 	}
 
-	if got := randomRaffles(t, d, bases, 50); got[topUpAward] != 10 {
-		t.Fatalf("50 draws after a top-up of 10 granted %v; want exactly 10 of award %d", got, topUpAward)
+	// Only through the node that did not run the top-up.
+	hits := metric(t, bases[0], "bigmarket_award_sold_out_hits_total")
+	if hits == 0 {
+		t.Fatal("the first node never flagged the sold-out award; the test would prove nothing")
+	}
+	if got := randomRaffles(t, d, bases[:1], 50); got[topUpAward] != 10 {
+		t.Fatalf("50 draws on the other node after a top-up of 10 granted %v; want exactly 10 of award %d", got, topUpAward)
+	}
+	// Those draws ran the award out again on the first node: it has just flagged it.
+	if after := metric(t, bases[0], "bigmarket_award_sold_out_hits_total"); after <= hits {
+		t.Fatalf("sold-out hits on the first node %v → %v: its flag was not set by the 40 refused draws", hits, after)
+	}
+	out, err = runStockAdd(t, d, "-url", bases[1], "-strategy", "100006", "-award", "102", "-units", "5")
+	if err != nil || !strings.Contains(out, "award_count is now 115") {
+		t.Fatalf("second stock add: %v\n%s", err, out)
+	}
+	// The other node hears of the top-up asynchronously (the bus, or its flag lapsing),
+	// so its draws are polled until the 5 units are gone; then no more come.
+	granted := 0
+	waitFor(t, 30*time.Second, "the flagged node granted the second top-up", func() bool {
+		granted += randomRaffles(t, d, bases[:1], 5)[topUpAward]
+		return granted >= 5
+	})
+	if more := randomRaffles(t, d, bases[:1], 20)[topUpAward]; granted+more != 5 {
+		t.Fatalf("the flagged node granted %d units after a top-up of 5; want exactly 5", granted+more)
 	}
 	waitFor(t, 30*time.Second, "the SQL surplus synced to 0 after the new units went", func() bool {
 		_, surplus := awardCount(t, d, topUpAward)
 		return surplus == 0
 	})
+}
+
+// TestStockTopUpHealedByReconcile leaves a top-up as a process killed after its SQL step
+// would: award_count and the surplus raised in SQL, Redis untouched. The stock reconcile
+// job (every second here) raises the Redis total to the count, and both nodes grant
+// exactly the 10 new units, with no request repeated.
+func TestStockTopUpHealedByReconcile(t *testing.T) {
+	d := newDeployment(t, "")
+	favourAward(t, d)
+	var bases []string
+	for range 2 {
+		_, base := d.start(t)
+		bases = append(bases, base)
+	}
+	for _, base := range bases {
+		strategyArmory(t, d, base)
+	}
+	sellOut(t, d, bases)
+	ctx := context.Background()
+	total, err := sqlstore.NewConfigStore(d.db).AddAwardStock(ctx, strategy.AwardRef{StrategyID: faultStrategy, AwardID: topUpAward}, 10)
+	if err != nil || total != 110 {
+		t.Fatalf("SQL step of the top-up: %d %v", total, err)
+	}
+	totalKey := d.counterKey(topUpAward) + ":total"
+	waitFor(t, 30*time.Second, "the reconcile job raised the Redis total to the SQL count", func() bool {
+		n, err := d.redis.Get(ctx, totalKey).Int64()
+		return err == nil && n == 110
+	})
+	if got := randomRaffles(t, d, bases, 50); got[topUpAward] != 10 {
+		t.Fatalf("50 draws after a top-up healed by the reconcile granted %v; want exactly 10 of award %d", got, topUpAward)
+	}
 }
 
 // TestStockTopUpThenRedisFlush tops up a sold-out award and FLUSHALLs Redis right after:
