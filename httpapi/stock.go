@@ -31,8 +31,10 @@ type addStockResponse struct {
 // maxAwardID bounds an award id, an int in the domain.
 const maxAwardID = 1<<31 - 1
 
-// addStock adds units to an award's or a SKU's stock, durably and at once on every node
-// (POST /api/v1/admin/stock/add). Bad input and unknown ids are 0002 and change nothing.
+// addStock adds units to an award's or a SKU's stock, durably, and makes them grantable
+// on every node (POST /api/v1/admin/stock/add). Bad input and unknown ids are 0002 and
+// change nothing; once the units are durable the answer is 0000 with the new count, even
+// if making them grantable is left to the stock reconcile job. A repeat adds them again.
 func (s *Server) addStock(r *http.Request) (any, error) {
 	var req addStockRequest
 	if err := decodeJSON(r, &req); err != nil {
