@@ -48,8 +48,9 @@ type Options struct {
 	Strategies strategies
 	Records    recorder
 	Claims     claimer
-	// ClaimTTL is how long a draw holds its raffle order (default 5s); after a crash the
-	// order is reusable once it expires.
+	// ClaimTTL is the least time a draw holds its raffle order (default 5s); after a
+	// crash the order is reusable once the claim expires. A guarded draw holds it longer
+	// when the guard may let it run longer (claimTTL).
 	ClaimTTL time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -57,6 +58,10 @@ type Options struct {
 	// It exists for fault tests that kill the process at that point.
 	BeforeRecord func(ctx context.Context)
 }
+
+// claimMargin is how long a draw's claim outlasts the latest end of the draw's contexts,
+// for a store's last round trip in flight when they end.
+const claimMargin = time.Second
 
 // Service draws for users in activities.
 type Service struct{ opts Options }
@@ -121,7 +126,7 @@ type Result struct {
 // requests use the quota rather than collide on one order.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
 	fresh := activity.NewOrderID(s.opts.Now())
-	token, ok, err := s.opts.Claims.Claim(ctx, fresh, s.opts.ClaimTTL)
+	token, ok, err := s.opts.Claims.Claim(ctx, fresh, s.claimTTL(ctx))
 	if err != nil {
 		return Result{}, fmt.Errorf("draw: %w", err)
 	}
@@ -134,7 +139,7 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		return Result{}, err
 	}
 	if p.Order.OrderID != fresh { // an unused order was reused
-		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL)
+		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.claimTTL(ctx))
 		switch {
 		case err != nil:
 			s.release(fresh, token)
@@ -179,6 +184,25 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		return Result{}, fmt.Errorf("record award of order %s: %w", orderID, err)
 	}
 	return Result{AwardID: res.AwardID, AwardTitle: res.Title, AwardIndex: res.Sort}, nil
+}
+
+// claimTTL is how long a draw running under ctx claims its order: until the latest time
+// the guard may let the draw run (guard.Deadline: what is left of its budget plus the
+// commit timeout, a commit at the budget's last moment included) and claimMargin more,
+// so that the claim of a committed draw that is still being waited for never expires
+// under it and lets another request of the user draw on the same order (DESIGN invariant
+// 1). It is never less than ClaimTTL, the whole hold of a draw no guard bounds.
+//
+// It costs no round trip, and a long claim costs nothing while the draw runs: a draw that
+// finds the user's unused order claimed takes a fresh order from the quota (Draw). Only a
+// draw that crashed, or could not give its order back, keeps it claimed until the claim
+// expires; the order is reused after that.
+func (s *Service) claimTTL(ctx context.Context) time.Duration {
+	ttl := s.opts.ClaimTTL
+	if end, ok := guard.Deadline(ctx); ok {
+		ttl = max(ttl, time.Until(end)+claimMargin)
+	}
+	return ttl
 }
 
 // release gives a claimed order back after a failed draw, so a retry need not wait for

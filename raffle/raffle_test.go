@@ -3,14 +3,18 @@ package raffle
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/outbox"
+	bmredis "github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/strategy"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 type fakeActivities struct {
@@ -229,5 +233,71 @@ func TestDrawCommitsBeforeTheStrategyTakesStock(t *testing.T) {
 	})
 	if err != nil || res.AwardID != 101 || len(recs.recs) != 1 {
 		t.Fatalf("slow draw past its commit point: %v, %+v, %d records; want the award", err, res, len(recs.recs))
+	}
+}
+
+// TestCommittedDrawKeepsItsOrderClaimed stalls a guarded draw after its commit point for
+// longer than the least claim (ClaimTTL, standing in for the 5 s default that a draw
+// waited for up to draw_commit_timeout outlives). Its claim on the order, in Redis, lasts
+// as long as the guard may let the draw run, so a second request of the same user does
+// not draw on the same order meanwhile: it takes a fresh one from the quota.
+func TestCommittedDrawKeepsItsOrderClaimed(t *testing.T) {
+	t.Parallel()
+	rdb := goredis.NewClient(&goredis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := testenv.Unique("raffle-claim")
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(context.Background(), prefix+":*").Result()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	const leastTTL, commitTimeout = 100 * time.Millisecond, 3 * time.Second
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 200*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: commitTimeout})
+
+	s, acts, strats, recs, _ := newFixture()
+	reused := testenv.Unique("o")
+	acts.p.Order.OrderID = reused // the user's unused order, which both requests find
+	s.opts.Claims, s.opts.ClaimTTL = bmredis.NewClaims(rdb, prefix), leastTTL
+	entered, release := make(chan struct{}), make(chan struct{})
+	var stalled atomic.Bool
+	strats.DrawFn = func(strategy.Input) (strategy.Result, error) {
+		if stalled.CompareAndSwap(false, true) {
+			close(entered)
+			<-release // the first draw stalls past its commit point
+		}
+		return strategy.Result{AwardID: 101}, nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		first <- g.Do(context.Background(), "u1", func(ctx context.Context) error {
+			_, err := s.Draw(ctx, "u1", 100301)
+			return err
+		})
+	}()
+	<-entered
+	ttl, err := rdb.PTTL(context.Background(), prefix+":order_claim:{"+reused+"}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < commitTimeout {
+		t.Errorf("committed draw holds its order for %s, want at least the commit timeout %s", ttl, commitTimeout)
+	}
+	time.Sleep(3 * leastTTL) // the stall the test is about: past the least claim
+	var second error
+	if err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		_, second = s.Draw(ctx, "u1", 100301)
+		return second
+	}); err != nil {
+		t.Fatalf("second draw while the first is stalled: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("stalled draw: %v", err)
+	}
+	if len(recs.recs) != 2 || recs.recs[0].OrderID == recs.recs[1].OrderID {
+		t.Fatalf("two concurrent draws of one user recorded %+v; want two different orders", recs.recs)
 	}
 }
