@@ -180,7 +180,12 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 	}
 	if err := s.opts.Records.RecordAward(ctx, rec, award.NewSendAwardTask(rec, res.RuleValue)); err != nil {
 		// Any stock the strategy took for this draw is lost: undersell, never oversell.
-		s.release(orderID, token)
+		// A transaction cut off by the end of the draw's context may still commit: its
+		// order stays claimed until the claim expires, so that a retry takes a fresh
+		// order rather than draw again on one that may be used.
+		if ctx.Err() == nil {
+			s.release(orderID, token)
+		}
 		return Result{}, fmt.Errorf("record award of order %s: %w", orderID, err)
 	}
 	return Result{AwardID: res.AwardID, AwardTitle: res.Title, AwardIndex: res.Sort}, nil

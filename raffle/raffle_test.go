@@ -301,3 +301,31 @@ func TestCommittedDrawKeepsItsOrderClaimed(t *testing.T) {
 		t.Fatalf("two concurrent draws of one user recorded %+v; want two different orders", recs.recs)
 	}
 }
+
+// TestDrawCutOffInItsAwardTransactionKeepsItsClaim has the award transaction outlast the
+// commit timeout: the answer is an unknown outcome, and since the transaction may still
+// commit, the order stays claimed for a retry to leave alone.
+func TestDrawCutOffInItsAwardTransactionKeepsItsClaim(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit = false
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: 20 * time.Millisecond})
+	s, _, _, recs, claims := newFixture()
+	recs.RecordFn = func(award.Record) error {
+		time.Sleep(50 * time.Millisecond) // the transaction waits on a lock past the commit timeout
+		return context.DeadlineExceeded
+	}
+	drawn := make(chan error, 1)
+	err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		_, err := s.Draw(ctx, "u1", 100301)
+		drawn <- err
+		return err
+	})
+	if !errors.Is(err, guard.ErrOutcomeUnknown) {
+		t.Fatalf("Do = %v, want ErrOutcomeUnknown", err)
+	}
+	<-drawn
+	if _, held := claims.held["o1"]; !held {
+		t.Fatalf("the order of a draw whose award may yet be recorded was released: held %v", claims.held)
+	}
+}
