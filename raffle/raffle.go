@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -39,6 +40,9 @@ type recorder interface {
 
 type claimer interface {
 	Claim(ctx context.Context, orderID string, ttl time.Duration) (token string, ok bool, err error)
+	// Extend renews the caller's claim for ttl from now; false when it is no longer the
+	// caller's.
+	Extend(ctx context.Context, orderID, token string, ttl time.Duration) (bool, error)
 	Release(ctx context.Context, orderID, token string) error
 }
 
@@ -48,9 +52,10 @@ type Options struct {
 	Strategies strategies
 	Records    recorder
 	Claims     claimer
-	// ClaimTTL is the least time a draw holds its raffle order (default 5s); after a
-	// crash the order is reusable once the claim expires. A guarded draw holds it longer
-	// when the guard may let it run longer (claimTTL).
+	// ClaimTTL is the least time a draw claims its raffle order for (default 5s); after
+	// a crash the order is reusable once the claim expires. A guarded draw claims it for
+	// as long as the guard may let it run (claimTTL), and a draw still running at half
+	// its claim renews it (hold).
 	ClaimTTL time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -126,7 +131,8 @@ type Result struct {
 // requests use the quota rather than collide on one order.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
 	fresh := activity.NewOrderID(s.opts.Now())
-	token, ok, err := s.opts.Claims.Claim(ctx, fresh, s.claimTTL(ctx))
+	ttl := s.claimTTL(ctx)
+	token, ok, err := s.opts.Claims.Claim(ctx, fresh, ttl)
 	if err != nil {
 		return Result{}, fmt.Errorf("draw: %w", err)
 	}
@@ -139,7 +145,7 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		return Result{}, err
 	}
 	if p.Order.OrderID != fresh { // an unused order was reused
-		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.claimTTL(ctx))
+		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, ttl)
 		switch {
 		case err != nil:
 			s.release(fresh, token)
@@ -155,6 +161,7 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		}
 	}
 	orderID := p.Order.OrderID
+	defer s.hold(orderID, token, ttl)()
 	// The commit point: the strategy's stock deduction cannot be handed back. Up to here
 	// nothing is taken that the user's next draw does not reuse (the order stays unused
 	// once its claim is released), so a draw over its time budget stops here and is
@@ -208,6 +215,46 @@ func (s *Service) claimTTL(ctx context.Context) time.Duration {
 		ttl = max(ttl, time.Until(end)+claimMargin)
 	}
 	return ttl
+}
+
+// hold keeps the draw's claim on its order for as long as the draw runs, and returns the
+// func that stops it when the draw returns. A draw that returns within half its claim's
+// TTL costs a timer and no round trip; one still running then (a store that does not
+// give up with its context, such as the award's group commit, or a draw no guard bounds)
+// renews its claim every half ClaimTTL, so that no other request of the user draws on
+// the order while the draw may still use it.
+func (s *Service) hold(orderID, token string, ttl time.Duration) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
+	renew := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ClaimTTL/2)
+		ok, err := s.opts.Claims.Extend(ctx, orderID, token, s.opts.ClaimTTL)
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stopped: // the draw returned meanwhile
+		case err != nil:
+			s.opts.Logger.Warn("renew raffle order claim; trying again", "order_id", orderID, "err", err)
+			timer.Reset(s.opts.ClaimTTL / 2)
+		case !ok:
+			s.opts.Logger.Warn("raffle order claim expired while its draw runs", "order_id", orderID)
+		default:
+			timer.Reset(s.opts.ClaimTTL / 2)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	timer = time.AfterFunc(ttl/2, renew)
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
+	}
 }
 
 // release gives a claimed order back after a failed draw, so a retry need not wait for

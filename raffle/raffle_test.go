@@ -98,6 +98,10 @@ func (f *fakeClaims) Claim(_ context.Context, id string, _ time.Duration) (strin
 	return f.held[id], true, nil
 }
 
+func (f *fakeClaims) Extend(_ context.Context, id, token string, _ time.Duration) (bool, error) {
+	return f.held[id] == token, nil
+}
+
 func (f *fakeClaims) Release(_ context.Context, id, token string) error {
 	if f.held[id] == token {
 		delete(f.held, id)
@@ -327,5 +331,53 @@ func TestDrawCutOffInItsAwardTransactionKeepsItsClaim(t *testing.T) {
 	<-drawn
 	if _, held := claims.held["o1"]; !held {
 		t.Fatalf("the order of a draw whose award may yet be recorded was released: held %v", claims.held)
+	}
+}
+
+// TestSlowAwardTransactionKeepsItsOrderClaimed holds a draw up in its award transaction
+// (a group commit retrying, which no request's context cancels) for several times its
+// claim's TTL: the claim is renewed while the draw runs, so a second request of the same
+// user takes a fresh order instead of drawing on the same one.
+func TestSlowAwardTransactionKeepsItsOrderClaimed(t *testing.T) {
+	t.Parallel()
+	rdb := goredis.NewClient(&goredis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := testenv.Unique("raffle-hold")
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(context.Background(), prefix+":*").Result()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	const ttl = 200 * time.Millisecond
+	s, acts, _, recs, _ := newFixture()
+	reused := testenv.Unique("o")
+	acts.p.Order.OrderID = reused
+	s.opts.Claims, s.opts.ClaimTTL = bmredis.NewClaims(rdb, prefix), ttl
+	entered, release := make(chan struct{}), make(chan struct{})
+	var stalled atomic.Bool
+	recs.RecordFn = func(award.Record) error {
+		if stalled.CompareAndSwap(false, true) {
+			close(entered)
+			<-release // the first draw's award transaction is held up
+		}
+		return nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Draw(context.Background(), "u1", 100301)
+		first <- err
+	}()
+	<-entered
+	time.Sleep(4 * ttl) // the stall the test is about: several times the claim's TTL
+	if _, err := s.Draw(context.Background(), "u1", 100301); err != nil {
+		t.Fatalf("second draw while the first is held up: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("held-up draw: %v", err)
+	}
+	if len(recs.recs) != 2 || recs.recs[0].OrderID == recs.recs[1].OrderID {
+		t.Fatalf("two concurrent draws of one user recorded %+v; want two different orders", recs.recs)
 	}
 }
