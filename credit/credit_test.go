@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
 )
@@ -377,5 +378,53 @@ func TestAccount(t *testing.T) {
 	}
 	if _, err := s.Account(ctx, ""); !errors.Is(err, activity.ErrInvalidUserID) {
 		t.Errorf("Account of no user: %v", err)
+	}
+}
+
+// TestGuardedExchangeCommitsBeforeTakingStock runs exchanges behind a guard with a 10 ms
+// budget. One over its budget before its commit point answers ErrTimeout (0006) and takes
+// neither SKU stock nor credit. One past it, whose stock deduction or debit is slow, is
+// waited for and answers its order.
+func TestGuardedExchangeCommitsBeforeTakingStock(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 10*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: time.Minute})
+	ctx := context.Background()
+	store := &fakeStore{accounts: map[string]Account{"u": {UserID: "u", Total: 2000, Available: 2000}}}
+	acts := &fakeActivities{skus: testSKUs, unpaid: map[string]activity.RechargeOrder{}}
+	s := NewService(store, acts, nil)
+
+	done := make(chan error, 1)
+	answer := g.Do(ctx, "u", func(ctx context.Context) error {
+		<-ctx.Done() // the reads before the commit point were slow: the budget ran out
+		_, err := s.ExchangeSKU(ctx, "u", 9011)
+		done <- err
+		return err
+	})
+	own := <-done
+	if !errors.Is(answer, guard.ErrTimeout) || !errors.Is(own, guard.ErrTimeout) || len(acts.recharges) != 0 || len(store.applied) != 0 {
+		t.Fatalf("exchange over its budget: answered %v, returned %v, recharges %v, credit changes %v; want ErrTimeout and nothing taken",
+			answer, own, acts.recharges, store.applied)
+	}
+
+	slow := func() { time.Sleep(50 * time.Millisecond) } // the step is slow, past the budget
+	acts.RechargeFn = func(activity.RechargeRequest) error { slow(); return nil }
+	var order activity.RechargeOrder
+	err := g.Do(ctx, "u", func(ctx context.Context) error {
+		var err error
+		order, err = s.ExchangeSKU(ctx, "u", 9011)
+		return err
+	})
+	if err != nil || order.SKU != 9011 || len(acts.recharges) != 1 || len(store.applied) != 1 {
+		t.Fatalf("exchange whose stock deduction outlasts the budget: %v, %+v, %d recharges, %d debits; want its order",
+			err, order, len(acts.recharges), len(store.applied))
+	}
+	acts.RechargeFn = nil
+	acts.unpaid["u"] = order // paying an unpaid order again takes no stock, only credit
+	store.ApplyFn = func(Change) error { slow(); return nil }
+	err = g.Do(ctx, "u", func(ctx context.Context) error { _, err := s.ExchangeSKU(ctx, "u", 9011); return err })
+	if err != nil || len(acts.recharges) != 1 || len(store.applied) != 2 {
+		t.Fatalf("exchange whose debit outlasts the budget: %v, %d recharges, %d debits; want it paid", err, len(acts.recharges), len(store.applied))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
 )
 
@@ -80,6 +81,12 @@ func (s *Service) ExchangeSKU(ctx context.Context, userID string, sku int64) (ac
 	order, found, err := s.activities.UnpaidOrder(ctx, userID, sku)
 	if err != nil {
 		return activity.RechargeOrder{}, err
+	}
+	// The commit point: next the exchange takes a unit of SKU stock (a new order) or the
+	// credit (an unpaid one). Behind the guard, an exchange over its budget stops here
+	// having taken neither (0006); from here on it is waited for.
+	if ctx, err = guard.Commit(ctx); err != nil {
+		return activity.RechargeOrder{}, fmt.Errorf("exchange sku %d: %w", sku, err)
 	}
 	if !found {
 		order, err = s.activities.Recharge(ctx, activity.RechargeRequest{

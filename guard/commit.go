@@ -19,6 +19,8 @@ type callKey struct{}
 // the first of the two wins and the other can no longer happen.
 type call struct {
 	commitTimeout time.Duration
+	// budgetEnd is when the budget runs out; the call can commit no later.
+	budgetEnd time.Time
 
 	mu        sync.Mutex
 	committed bool
@@ -70,6 +72,26 @@ func Commit(ctx context.Context) (context.Context, error) {
 	c.committed = true
 	c.commitCtx, c.cancel = context.WithTimeout(context.WithoutCancel(ctx), c.commitTimeout)
 	return c.commitCtx, nil
+}
+
+// Deadline returns the latest time a context of the guarded call whose context ctx is (or
+// derives from) can still be live, so that what the call holds (a raffle order's claim)
+// can be made to outlast it: before the call commits, the end of its budget plus the
+// commit timeout, since a call that commits at the budget's last moment goes on that
+// long; once it has committed, the end of its commit context. Past it, the call's stores
+// have given up. Outside a guarded call there is no such time and ok is false.
+func Deadline(ctx context.Context) (deadline time.Time, ok bool) {
+	c, ok := ctx.Value(callKey{}).(*call)
+	if !ok {
+		return time.Time{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.committed {
+		d, _ := c.commitCtx.Deadline()
+		return d, true
+	}
+	return c.budgetEnd.Add(c.commitTimeout), true
 }
 
 // expire gives up on the answer of a call that has not committed, so that it never

@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,31 +79,109 @@ func TestCommitAfterTheBudgetIsRefused(t *testing.T) {
 
 // TestCommitRacingTheBudget commits at about the moment the budget runs out, many times:
 // each call is either answered ErrTimeout with its commit refused, or committed and
-// answered its own outcome, never both and never neither.
+// answered its own outcome, never both and never neither. A sweep of commit times around
+// the budget must see both sides; one that saw only one (the machine was slower or faster
+// than the sweep assumed) is repeated over a wider window, a bounded number of times.
 func TestCommitRacingTheBudget(t *testing.T) {
-	g := New(Options{Defaults: settings(func(s *Settings) { s.DrawTimeout = 10 * time.Millisecond; s.RateLimit = false }),
+	const budget = 10 * time.Millisecond
+	g := New(Options{Defaults: settings(func(s *Settings) { s.DrawTimeout = budget; s.RateLimit = false }),
 		Breaker: BreakerSettings{MinRequests: 1 << 30, FailureRatio: 1, Window: time.Hour, OpenFor: time.Second, Probes: 1}})
+	const calls = 100
 	var timedOut, committed int
-	for i := range 100 {
-		var didCommit atomic.Bool
-		err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
-			time.Sleep(time.Duration(8000+i*40) * time.Microsecond)
-			if _, err := Commit(ctx); err != nil {
-				return err
-			}
-			didCommit.Store(true)
-			return nil
-		})
-		switch {
-		case err == nil && didCommit.Load():
-			committed++
-		case errors.Is(err, ErrTimeout) && !didCommit.Load():
-			timedOut++
-		default:
-			t.Fatalf("call %d: Do = %v with commit %v", i, err, didCommit.Load())
+	for spread := 2 * time.Millisecond; timedOut == 0 || committed == 0; spread *= 2 {
+		if spread > budget {
+			t.Fatalf("sweeps up to ±%s around the budget: %d committed, %d timed out; want both", spread/2, committed, timedOut)
 		}
+		timedOut, committed = 0, 0
+		for i := range calls {
+			delay := budget - spread + time.Duration(i)*2*spread/calls
+			var didCommit atomic.Bool
+			err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+				time.Sleep(delay)
+				if _, err := Commit(ctx); err != nil {
+					return err
+				}
+				didCommit.Store(true)
+				return nil
+			})
+			switch {
+			case err == nil && didCommit.Load():
+				committed++
+			case errors.Is(err, ErrTimeout) && !didCommit.Load():
+				timedOut++
+			default:
+				t.Fatalf("call %d (commit after %s): Do = %v with commit %v", i, delay, err, didCommit.Load())
+			}
+		}
+		t.Logf("commits within ±%s of the budget: %d committed, %d timed out", spread, committed, timedOut)
 	}
-	t.Logf("%d committed, %d timed out", committed, timedOut)
+}
+
+// TestCommitContextEndingWithinTheBudgetIsUnknown commits a call whose commit timeout is
+// shorter than what is left of its budget: its stores give up when the commit context
+// ends, while the budget still runs. The outcome is unknown (0009), not the stores' raw
+// context error (0001).
+func TestCommitContextEndingWithinTheBudgetIsUnknown(t *testing.T) {
+	g := New(Options{Defaults: settings(func(s *Settings) { s.DrawTimeout = time.Minute; s.RateLimit = false }),
+		CommitTimeout: 20 * time.Millisecond})
+	err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		cctx, err := Commit(ctx)
+		if err != nil {
+			return err
+		}
+		<-cctx.Done() // the store waits on a lock until the commit context ends
+		return fmt.Errorf("record award: %w", cctx.Err())
+	})
+	if !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("Do = %v, want ErrOutcomeUnknown", err)
+	}
+	if st := g.Stats(); st.OutcomeUnknown != 1 || st.Timeouts != 0 {
+		t.Fatalf("stats %+v, want one unknown outcome", st)
+	}
+	// A committed call that fails on its own, in time, answers its own error.
+	business := errors.New("order used")
+	err = g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		if _, err := Commit(ctx); err != nil {
+			return err
+		}
+		return business
+	})
+	if err != business {
+		t.Fatalf("committed call failing in time = %v, want its own error", err)
+	}
+}
+
+// TestDeadlineCoversACommitAtTheLastMoment checks the latest end Deadline reports: the
+// budget's end plus the commit timeout before the commit, the commit context's after.
+func TestDeadlineCoversACommitAtTheLastMoment(t *testing.T) {
+	if _, ok := Deadline(context.Background()); ok {
+		t.Fatal("Deadline outside a guarded call reports one")
+	}
+	g := New(Options{Defaults: settings(func(s *Settings) { s.DrawTimeout = time.Second; s.RateLimit = false }),
+		CommitTimeout: time.Minute})
+	err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		before, ok := Deadline(ctx)
+		budget, _ := ctx.Deadline()
+		if !ok || before.Before(budget.Add(time.Minute)) {
+			t.Errorf("Deadline before the commit = %s, %v; want at least the budget's end %s plus the commit timeout", before, ok, budget)
+		}
+		cctx, err := Commit(ctx)
+		if err != nil {
+			return err
+		}
+		after, ok := Deadline(ctx)
+		end, _ := cctx.Deadline()
+		if !ok || !after.Equal(end) || after.After(before) {
+			t.Errorf("Deadline after the commit = %s, %v; want the commit context's %s, no later than %s", after, ok, end, before)
+		}
+		if again, _ := Deadline(cctx); !again.Equal(end) {
+			t.Errorf("Deadline of the commit context = %s, want %s", again, end)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestCommittedCallOverTheCommitTimeoutIsUnknownAndABreakerFailure(t *testing.T) {

@@ -488,6 +488,7 @@ func (g *Guard) withinBudget(ctx context.Context, s *Settings, fn func(ctx conte
 	c := &call{commitTimeout: g.opts.CommitTimeout}
 	bctx, cancel := context.WithTimeout(context.WithValue(ctx, callKey{}, c), s.DrawTimeout)
 	defer cancel()
+	c.budgetEnd, _ = bctx.Deadline() // set before fn runs, read by it
 	done := make(chan error, 1)
 	go func() {
 		done <- fn(bctx) // buffered: sent before finish ends the commit context
@@ -496,11 +497,18 @@ func (g *Guard) withinBudget(ctx context.Context, s *Settings, fn func(ctx conte
 	var err error
 	select {
 	case err = <-done:
-		if err == nil || bctx.Err() == nil {
-			return err
+		if err == nil {
+			return nil
 		}
+		// A committed call answers its own outcome, or an unknown one when its commit
+		// context ended first, whether or not the budget still runs: the commit timeout
+		// may be shorter than what is left of the budget. fn has returned, so expire only
+		// reads the call's state.
 		if committed, _ := c.expire(); committed {
-			return g.committedOutcome(err, c) // fn's own answer after its commit point
+			return g.committedOutcome(err, c)
+		}
+		if bctx.Err() == nil {
+			return err
 		}
 		// It failed as its budget ran out: its stores gave up at the same deadline.
 	case <-bctx.Done():

@@ -180,14 +180,21 @@ func (s *Server) queryConfig(*http.Request) (any, error) {
 	return s.opts.Guard.Settings().Map(), nil
 }
 
-// IsSystemFailure reports whether err is a failure of the system (a store down, an
-// internal error) rather than an answer to the request (bad input, quota exhausted): the
-// breaker counts only these.
+// IsSystemFailure reports whether err is answered by a system answer — 0001 (a store
+// down, an internal error), 0006 (over budget), 0009 (an outcome or a SKU's stock not
+// known yet) or ERR_RP_004 (a red packet grab not yet durable, or its packet being
+// rebuilt) — rather than an answer to the request (bad input, quota exhausted). The
+// breaker counts only these, and a user whose last call got one is not blacklisted for
+// retrying it.
 func IsSystemFailure(err error) bool {
 	if err == nil {
 		return false
 	}
-	return classify(err).code == CodeUnknown
+	switch classify(err).code {
+	case CodeUnknown, CodeTimeout, CodeBusy, CodeRedPacketRetry:
+		return true
+	}
+	return false
 }
 
 // GuardableRoutes are the user endpoints that can be put behind the guard.

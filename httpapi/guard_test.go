@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/raffle"
+	"github.com/bigmarket/bigmarket/redpacket"
 )
 
 // fakeDCC records the settings written through dcc/update_config and, like the shared
@@ -191,5 +195,89 @@ func TestDrawOverBudgetAnswers0006(t *testing.T) {
 	}
 	if IsSystemFailure(guard.ErrRateLimited) || !IsSystemFailure(errors.New("boom")) || IsSystemFailure(nil) {
 		t.Fatal("IsSystemFailure misclassifies")
+	}
+}
+
+// TestSystemAnswersAreSystemFailures checks which answers the guard counts against the
+// system (the breaker) rather than the user (the blacklist): every system answer — 0001,
+// 0006, 0009 whether a committed call's outcome or a SKU's stock is unknown, and the red
+// packet's ERR_RP_004 retry — and no business answer.
+func TestSystemAnswersAreSystemFailures(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err    error
+		code   Code
+		system bool
+	}{
+		{errors.New("mysql down"), CodeUnknown, true},
+		{guard.ErrTimeout, CodeTimeout, true},
+		{guard.ErrOutcomeUnknown, CodeBusy, true},
+		{fmt.Errorf("sku 9011 being rebuilt: %w", activity.ErrStockUnknown), CodeBusy, true},
+		{fmt.Errorf("grab taken but not yet durable: %w", redpacket.ErrUnavailable), CodeRedPacketRetry, true},
+		{guard.ErrRateLimited, CodeRateLimited, false},
+		{activity.ErrSKUStockExhausted, CodeSKUStockExhausted, false},
+		{redpacket.ErrEmpty, CodeRedPacketEmpty, false},
+		{credit.ErrInsufficient, CodeCreditInsufficient, false},
+		{nil, CodeSuccess, false},
+	} {
+		if c.err != nil && classify(c.err).code != c.code {
+			t.Errorf("%v answers %s, want %s", c.err, classify(c.err).code, c.code)
+		}
+		if got := IsSystemFailure(c.err); got != c.system {
+			t.Errorf("IsSystemFailure(%v) (%s) = %v, want %v", c.err, c.code, got, c.system)
+		}
+	}
+}
+
+// TestRetryingThroughSystemAnswersIsExcused retries a guarded SKU exchange while the SKU's
+// stock is unknown (0009) and a guarded grab while the broker does not ack (ERR_RP_004):
+// the limiter refuses the retries, but the user is not blacklisted for them; and the
+// breaker counts the system answers, so enough of them open it.
+func TestRetryingThroughSystemAnswersIsExcused(t *testing.T) {
+	t.Parallel()
+	var seen []string
+	opts := tokenOptions(&seen)
+	opts.Credits = &fakeCredits{ExchangeSKUFn: func(string, int64) (activity.RechargeOrder, error) {
+		return activity.RechargeOrder{}, fmt.Errorf("sku 9011 being rebuilt: %w", activity.ErrStockUnknown)
+	}}
+	opts.RedPackets = &fakeRedPackets{GrabFn: func(string, string) (redpacket.Grab, error) {
+		return redpacket.Grab{}, fmt.Errorf("grab taken but not yet durable: %w", redpacket.ErrUnavailable)
+	}}
+	s := guard.DefaultSettings()
+	s.PermitsPerSecond, s.Burst, s.BlacklistCount = 0.001, 2, 2
+	g := guard.New(guard.Options{Defaults: s, IsFailure: IsSystemFailure, Logger: slog.New(slog.DiscardHandler),
+		Breaker: guard.BreakerSettings{MinRequests: 1 << 30, FailureRatio: 1, Window: time.Hour, OpenFor: time.Minute, Probes: 1}})
+	opts.PlainUserEndpoints, opts.Guard = true, g
+	opts.GuardedRoutes = []string{"activity/credit_pay_exchange_sku", "redpacket/grab"}
+	h := New(opts)
+	for _, route := range []struct{ path, body, code string }{
+		{"/api/v1/raffle/activity/credit_pay_exchange_sku", `{"userId":"rebuilt","sku":9011}`, "0009"},
+		{"/api/v1/redpacket/grab", `{"userId":"unacked","packetId":"0012345678901234567890"}`, "ERR_RP_004"},
+	} {
+		codes := map[string]int{}
+		for range 10 {
+			codes[do(t, h, "POST", route.path, "application/json", []byte(route.body)).Code]++
+		}
+		if codes[route.code] != 2 || codes["0005"] != 8 {
+			t.Fatalf("%s retried 10 times: %v, want 2 × %s (the burst) and 8 × 0005", route.path, codes, route.code)
+		}
+	}
+	if st := g.Stats(); st.BlacklistSize != 0 || st.Excused != 16 {
+		t.Fatalf("stats %+v: want no one blacklisted, 16 refusals excused", st)
+	}
+
+	// The breaker counts them: 3 of 3 system answers open it.
+	s.RateLimit = false
+	g = guard.New(guard.Options{Defaults: s, IsFailure: IsSystemFailure, Logger: slog.New(slog.DiscardHandler),
+		Breaker: guard.BreakerSettings{MinRequests: 3, FailureRatio: 1, Window: time.Hour, OpenFor: time.Minute, Probes: 1}})
+	opts.Guard = g
+	h = New(opts)
+	var codes []string
+	for _, body := range []string{`{"userId":"a","sku":9011}`, `{"userId":"b","sku":9011}`, `{"userId":"c","sku":9011}`, `{"userId":"d","sku":9011}`} {
+		codes = append(codes, do(t, h, "POST", "/api/v1/raffle/activity/credit_pay_exchange_sku", "application/json", []byte(body)).Code)
+	}
+	if strings.Join(codes, ",") != "0009,0009,0009,0006" || g.Stats().BreakerState != "open" {
+		t.Fatalf("4 exchanges while the SKU's stock is unknown: %v, breaker %s; want 3 × 0009 then 0006 from the open breaker",
+			codes, g.Stats().BreakerState)
 	}
 }

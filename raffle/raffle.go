@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -39,6 +40,9 @@ type recorder interface {
 
 type claimer interface {
 	Claim(ctx context.Context, orderID string, ttl time.Duration) (token string, ok bool, err error)
+	// Extend renews the caller's claim for ttl from now; false when it is no longer the
+	// caller's.
+	Extend(ctx context.Context, orderID, token string, ttl time.Duration) (bool, error)
 	Release(ctx context.Context, orderID, token string) error
 }
 
@@ -48,8 +52,10 @@ type Options struct {
 	Strategies strategies
 	Records    recorder
 	Claims     claimer
-	// ClaimTTL is how long a draw holds its raffle order (default 5s); after a crash the
-	// order is reusable once it expires.
+	// ClaimTTL is the least time a draw claims its raffle order for (default 5s); after
+	// a crash the order is reusable once the claim expires. A guarded draw claims it for
+	// as long as the guard may let it run (claimTTL), and a draw still running at half
+	// its claim renews it (hold).
 	ClaimTTL time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
@@ -57,6 +63,10 @@ type Options struct {
 	// It exists for fault tests that kill the process at that point.
 	BeforeRecord func(ctx context.Context)
 }
+
+// claimMargin is how long a draw's claim outlasts the latest end of the draw's contexts,
+// for a store's last round trip in flight when they end.
+const claimMargin = time.Second
 
 // Service draws for users in activities.
 type Service struct{ opts Options }
@@ -121,7 +131,8 @@ type Result struct {
 // requests use the quota rather than collide on one order.
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
 	fresh := activity.NewOrderID(s.opts.Now())
-	token, ok, err := s.opts.Claims.Claim(ctx, fresh, s.opts.ClaimTTL)
+	ttl := s.claimTTL(ctx)
+	token, ok, err := s.opts.Claims.Claim(ctx, fresh, ttl)
 	if err != nil {
 		return Result{}, fmt.Errorf("draw: %w", err)
 	}
@@ -134,7 +145,7 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		return Result{}, err
 	}
 	if p.Order.OrderID != fresh { // an unused order was reused
-		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, s.opts.ClaimTTL)
+		reused, ok, err := s.opts.Claims.Claim(ctx, p.Order.OrderID, ttl)
 		switch {
 		case err != nil:
 			s.release(fresh, token)
@@ -150,6 +161,7 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		}
 	}
 	orderID := p.Order.OrderID
+	defer s.hold(orderID, token, ttl)()
 	// The commit point: the strategy's stock deduction cannot be handed back. Up to here
 	// nothing is taken that the user's next draw does not reuse (the order stays unused
 	// once its claim is released), so a draw over its time budget stops here and is
@@ -175,10 +187,74 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 	}
 	if err := s.opts.Records.RecordAward(ctx, rec, award.NewSendAwardTask(rec, res.RuleValue)); err != nil {
 		// Any stock the strategy took for this draw is lost: undersell, never oversell.
-		s.release(orderID, token)
+		// A transaction cut off by the end of the draw's context may still commit: its
+		// order stays claimed until the claim expires, so that a retry takes a fresh
+		// order rather than draw again on one that may be used.
+		if ctx.Err() == nil {
+			s.release(orderID, token)
+		}
 		return Result{}, fmt.Errorf("record award of order %s: %w", orderID, err)
 	}
 	return Result{AwardID: res.AwardID, AwardTitle: res.Title, AwardIndex: res.Sort}, nil
+}
+
+// claimTTL is how long a draw running under ctx claims its order: until the latest time
+// the guard may let the draw run (guard.Deadline: what is left of its budget plus the
+// commit timeout, a commit at the budget's last moment included) and claimMargin more,
+// so that the claim of a committed draw that is still being waited for never expires
+// under it and lets another request of the user draw on the same order (DESIGN invariant
+// 1). It is never less than ClaimTTL, the whole hold of a draw no guard bounds.
+//
+// It costs no round trip, and a long claim costs nothing while the draw runs: a draw that
+// finds the user's unused order claimed takes a fresh order from the quota (Draw). Only a
+// draw that crashed, or could not give its order back, keeps it claimed until the claim
+// expires; the order is reused after that.
+func (s *Service) claimTTL(ctx context.Context) time.Duration {
+	ttl := s.opts.ClaimTTL
+	if end, ok := guard.Deadline(ctx); ok {
+		ttl = max(ttl, time.Until(end)+claimMargin)
+	}
+	return ttl
+}
+
+// hold keeps the draw's claim on its order for as long as the draw runs, and returns the
+// func that stops it when the draw returns. A draw that returns within half its claim's
+// TTL costs a timer and no round trip; one still running then (a store that does not
+// give up with its context, such as the award's group commit, or a draw no guard bounds)
+// renews its claim every half ClaimTTL, so that no other request of the user draws on
+// the order while the draw may still use it.
+func (s *Service) hold(orderID, token string, ttl time.Duration) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
+	renew := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ClaimTTL/2)
+		ok, err := s.opts.Claims.Extend(ctx, orderID, token, s.opts.ClaimTTL)
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stopped: // the draw returned meanwhile
+		case err != nil:
+			s.opts.Logger.Warn("renew raffle order claim; trying again", "order_id", orderID, "err", err)
+			timer.Reset(s.opts.ClaimTTL / 2)
+		case !ok:
+			s.opts.Logger.Warn("raffle order claim expired while its draw runs", "order_id", orderID)
+		default:
+			timer.Reset(s.opts.ClaimTTL / 2)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	timer = time.AfterFunc(ttl/2, renew)
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
+	}
 }
 
 // release gives a claimed order back after a failed draw, so a retry need not wait for

@@ -3,14 +3,18 @@ package raffle
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/outbox"
+	bmredis "github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/strategy"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 type fakeActivities struct {
@@ -92,6 +96,10 @@ func (f *fakeClaims) Claim(_ context.Context, id string, _ time.Duration) (strin
 	}
 	f.held[id] = "tok-" + id
 	return f.held[id], true, nil
+}
+
+func (f *fakeClaims) Extend(_ context.Context, id, token string, _ time.Duration) (bool, error) {
+	return f.held[id] == token, nil
 }
 
 func (f *fakeClaims) Release(_ context.Context, id, token string) error {
@@ -229,5 +237,147 @@ func TestDrawCommitsBeforeTheStrategyTakesStock(t *testing.T) {
 	})
 	if err != nil || res.AwardID != 101 || len(recs.recs) != 1 {
 		t.Fatalf("slow draw past its commit point: %v, %+v, %d records; want the award", err, res, len(recs.recs))
+	}
+}
+
+// TestCommittedDrawKeepsItsOrderClaimed stalls a guarded draw after its commit point for
+// longer than the least claim (ClaimTTL, standing in for the 5 s default that a draw
+// waited for up to draw_commit_timeout outlives). Its claim on the order, in Redis, lasts
+// as long as the guard may let the draw run, so a second request of the same user does
+// not draw on the same order meanwhile: it takes a fresh one from the quota.
+func TestCommittedDrawKeepsItsOrderClaimed(t *testing.T) {
+	t.Parallel()
+	rdb := goredis.NewClient(&goredis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := testenv.Unique("raffle-claim")
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(context.Background(), prefix+":*").Result()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	const leastTTL, commitTimeout = 100 * time.Millisecond, 3 * time.Second
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 200*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: commitTimeout})
+
+	s, acts, strats, recs, _ := newFixture()
+	reused := testenv.Unique("o")
+	acts.p.Order.OrderID = reused // the user's unused order, which both requests find
+	s.opts.Claims, s.opts.ClaimTTL = bmredis.NewClaims(rdb, prefix), leastTTL
+	entered, release := make(chan struct{}), make(chan struct{})
+	var stalled atomic.Bool
+	strats.DrawFn = func(strategy.Input) (strategy.Result, error) {
+		if stalled.CompareAndSwap(false, true) {
+			close(entered)
+			<-release // the first draw stalls past its commit point
+		}
+		return strategy.Result{AwardID: 101}, nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		first <- g.Do(context.Background(), "u1", func(ctx context.Context) error {
+			_, err := s.Draw(ctx, "u1", 100301)
+			return err
+		})
+	}()
+	<-entered
+	ttl, err := rdb.PTTL(context.Background(), prefix+":order_claim:{"+reused+"}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < commitTimeout {
+		t.Errorf("committed draw holds its order for %s, want at least the commit timeout %s", ttl, commitTimeout)
+	}
+	time.Sleep(3 * leastTTL) // the stall the test is about: past the least claim
+	var second error
+	if err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		_, second = s.Draw(ctx, "u1", 100301)
+		return second
+	}); err != nil {
+		t.Fatalf("second draw while the first is stalled: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("stalled draw: %v", err)
+	}
+	if len(recs.recs) != 2 || recs.recs[0].OrderID == recs.recs[1].OrderID {
+		t.Fatalf("two concurrent draws of one user recorded %+v; want two different orders", recs.recs)
+	}
+}
+
+// TestDrawCutOffInItsAwardTransactionKeepsItsClaim has the award transaction outlast the
+// commit timeout: the answer is an unknown outcome, and since the transaction may still
+// commit, the order stays claimed for a retry to leave alone.
+func TestDrawCutOffInItsAwardTransactionKeepsItsClaim(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit = false
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: 20 * time.Millisecond})
+	s, _, _, recs, claims := newFixture()
+	recs.RecordFn = func(award.Record) error {
+		time.Sleep(50 * time.Millisecond) // the transaction waits on a lock past the commit timeout
+		return context.DeadlineExceeded
+	}
+	drawn := make(chan error, 1)
+	err := g.Do(context.Background(), "u1", func(ctx context.Context) error {
+		_, err := s.Draw(ctx, "u1", 100301)
+		drawn <- err
+		return err
+	})
+	if !errors.Is(err, guard.ErrOutcomeUnknown) {
+		t.Fatalf("Do = %v, want ErrOutcomeUnknown", err)
+	}
+	<-drawn
+	if _, held := claims.held["o1"]; !held {
+		t.Fatalf("the order of a draw whose award may yet be recorded was released: held %v", claims.held)
+	}
+}
+
+// TestSlowAwardTransactionKeepsItsOrderClaimed holds a draw up in its award transaction
+// (a group commit retrying, which no request's context cancels) for several times its
+// claim's TTL: the claim is renewed while the draw runs, so a second request of the same
+// user takes a fresh order instead of drawing on the same one.
+func TestSlowAwardTransactionKeepsItsOrderClaimed(t *testing.T) {
+	t.Parallel()
+	rdb := goredis.NewClient(&goredis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := testenv.Unique("raffle-hold")
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(context.Background(), prefix+":*").Result()
+		if len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	})
+	const ttl = 200 * time.Millisecond
+	s, acts, _, recs, _ := newFixture()
+	reused := testenv.Unique("o")
+	acts.p.Order.OrderID = reused
+	s.opts.Claims, s.opts.ClaimTTL = bmredis.NewClaims(rdb, prefix), ttl
+	entered, release := make(chan struct{}), make(chan struct{})
+	var stalled atomic.Bool
+	recs.RecordFn = func(award.Record) error {
+		if stalled.CompareAndSwap(false, true) {
+			close(entered)
+			<-release // the first draw's award transaction is held up
+		}
+		return nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Draw(context.Background(), "u1", 100301)
+		first <- err
+	}()
+	<-entered
+	time.Sleep(4 * ttl) // the stall the test is about: several times the claim's TTL
+	if _, err := s.Draw(context.Background(), "u1", 100301); err != nil {
+		t.Fatalf("second draw while the first is held up: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("held-up draw: %v", err)
+	}
+	if len(recs.recs) != 2 || recs.recs[0].OrderID == recs.recs[1].OrderID {
+		t.Fatalf("two concurrent draws of one user recorded %+v; want two different orders", recs.recs)
 	}
 }

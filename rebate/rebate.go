@@ -12,6 +12,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/ident"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
@@ -170,6 +171,13 @@ func (s *Service) Behave(ctx context.Context, userID string, behavior Behavior, 
 		tasks = append(tasks, outbox.NewTask(userID, TopicSendRebate, o.OrderID, now, SendRebate{
 			UserID: userID, RebateDesc: c.Desc, RebateType: c.Type, RebateConfig: c.Value, BizID: o.BizID,
 		}))
+	}
+	// The commit point: the transaction grants the rebates. Behind the guard, a
+	// behaviour over its budget stops here having written nothing (0006); from here on
+	// it is waited for.
+	ctx, err = guard.Commit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rebate %s for %s: %w", behavior, userID, err)
 	}
 	if err := s.opts.Store.SaveRebates(ctx, userID, orders, tasks); err != nil {
 		return nil, fmt.Errorf("rebate %s for %s: %w", behavior, userID, err)

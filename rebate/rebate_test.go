@@ -12,6 +12,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
 )
@@ -406,5 +407,45 @@ func TestDeliver(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGuardedSignInCommitsBeforeItsTransaction runs sign-ins behind a guard with a 10 ms
+// budget. One over its budget before its commit point answers ErrTimeout (0006) and
+// writes no rebate. One past it, whose transaction is slow, is waited for.
+func TestGuardedSignInCommitsBeforeItsTransaction(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 10*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: time.Minute})
+	ctx := context.Background()
+	store := newFakeStore()
+	s := NewService(Options{Configs: fakeConfigs{rows: demoConfigs}, Store: store})
+
+	done := make(chan error, 1)
+	answer := g.Do(ctx, "u", func(ctx context.Context) error {
+		<-ctx.Done() // reading the rebate rows was slow: the budget ran out
+		err := s.SignIn(ctx, "u")
+		done <- err
+		return err
+	})
+	own := <-done
+	store.mu.Lock()
+	saves, orders := store.saves, len(store.orders)
+	store.mu.Unlock()
+	if !errors.Is(answer, guard.ErrTimeout) || !errors.Is(own, guard.ErrTimeout) || saves != 0 || orders != 0 {
+		t.Fatalf("sign-in over its budget: answered %v, returned %v, %d saves, %d orders; want ErrTimeout and nothing written",
+			answer, own, saves, orders)
+	}
+
+	store.SaveFn = func(string, []Order, []outbox.Task) error {
+		time.Sleep(50 * time.Millisecond) // the transaction is slow, past the budget
+		return nil
+	}
+	if err := g.Do(ctx, "u", func(ctx context.Context) error { return s.SignIn(ctx, "u") }); err != nil {
+		t.Fatalf("sign-in whose transaction outlasts the budget: %v, want it waited for", err)
+	}
+	if ok, err := s.SignedIn(ctx, "u"); !ok || err != nil {
+		t.Fatalf("signed in after the slow sign-in = %v, %v", ok, err)
 	}
 }

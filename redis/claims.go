@@ -71,3 +71,22 @@ func (c *Claims) Release(ctx context.Context, orderID, token string) error {
 	}
 	return nil
 }
+
+// extendScript renews a claim's expiry only if it still holds the caller's token.
+var extendScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// Extend renews the caller's claim on the order for ttl from now, for a draw that runs
+// longer than its claim was taken for; false when the claim is no longer the caller's
+// (it expired, and perhaps another request took it).
+func (c *Claims) Extend(ctx context.Context, orderID, token string, ttl time.Duration) (bool, error) {
+	n, err := extendScript.Run(ctx, c.client, []string{c.key(orderID)}, token, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("extend claim on order %s: %w", orderID, err)
+	}
+	return n == 1, nil
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/money"
 	"golang.org/x/sync/singleflight"
 )
@@ -245,6 +246,12 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (Packet, error) {
 			Amount: req.Total, OutBusinessNo: p.ID,
 		}
 	}
+	// The commit point: the transaction debits the sender. Behind the guard, a send over
+	// its budget stops here having written nothing (0006); from here on it is waited for.
+	ctx, err = guard.Commit(ctx)
+	if err != nil {
+		return Packet{}, fmt.Errorf("send red packet: %w", err)
+	}
 	if err := s.opts.Store.SendRedPacket(ctx, p, items, debit); err != nil {
 		return Packet{}, fmt.Errorf("send red packet: %w", err)
 	}
@@ -266,6 +273,13 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	}
 	if !validID(packetID) {
 		return Grab{}, fmt.Errorf("red packet %q: %w", packetID, ErrNotFound)
+	}
+	// The commit point: the grab script takes an item. Behind the guard, a grab over its
+	// budget stops here having taken nothing (0006); from here on it is waited for, and
+	// answers ERR_RP_004 itself when its event cannot be made durable in time.
+	ctx, err := guard.Commit(ctx)
+	if err != nil {
+		return Grab{}, fmt.Errorf("grab red packet %s: %w", packetID, err)
 	}
 	now := s.opts.Now()
 	item, again, err := s.opts.Hot.Grab(ctx, packetID, userID, now)

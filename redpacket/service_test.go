@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/money"
 )
 
@@ -224,14 +225,23 @@ func (h *fakeHot) lose(id string) {
 	}
 }
 
-// fakeEvents records published grabs; Err, when set, fails the publish.
+// fakeEvents records published grabs; Err, when set, fails the publish; a publish takes
+// delay, or until its context ends.
 type fakeEvents struct {
 	mu        sync.Mutex
 	published []Grab
 	Err       error
+	delay     time.Duration
 }
 
-func (e *fakeEvents) PublishGrab(_ context.Context, g Grab) error {
+func (e *fakeEvents) PublishGrab(ctx context.Context, g Grab) error {
+	if e.delay > 0 {
+		select {
+		case <-time.After(e.delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.Err != nil {
@@ -514,4 +524,78 @@ func TestDetail(t *testing.T) {
 	if _, err := s.Detail(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("detail of a bad id: %v", err)
 	}
+}
+
+// TestGuardedSendAndGrabCommitBeforeTakingAnything runs sends and grabs behind a guard
+// with a 10 ms budget. One over its budget before its commit point answers ErrTimeout
+// (0006) and takes nothing: no packet, no debit, no item. One past it is waited for and
+// answers its own outcome, ERR_RP_004 included when its event's publish times out.
+func TestGuardedSendAndGrabCommitBeforeTakingAnything(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 10*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: time.Minute})
+	s, store, hot, events := newTestService()
+	ctx := context.Background()
+	send := SendRequest{SenderID: "u1", Total: 3_00, Count: 3, Mode: ModeFixed}
+
+	// late runs call once the budget has run out before it, as when what comes before
+	// the commit point is slow; it returns the guard's answer and, once call has
+	// returned, call's own.
+	late := func(call func(ctx context.Context) error) (answer, own error) {
+		done := make(chan error, 1)
+		answer = g.Do(ctx, "u1", func(ctx context.Context) error {
+			<-ctx.Done()
+			err := call(ctx)
+			done <- err
+			return err
+		})
+		return answer, <-done
+	}
+	answer, own := late(func(ctx context.Context) error { _, err := s.Send(ctx, send); return err })
+	if !errors.Is(answer, guard.ErrTimeout) || !errors.Is(own, guard.ErrTimeout) || len(store.packets) != 0 {
+		t.Fatalf("send over its budget: answered %v, returned %v, %d packets written; want ErrTimeout and nothing written",
+			answer, own, len(store.packets))
+	}
+	p, err := s.Send(ctx, send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, own = late(func(ctx context.Context) error { _, err := s.Grab(ctx, "alice", p.ID); return err })
+	hot.mu.Lock()
+	left := len(hot.left[p.ID])
+	hot.mu.Unlock()
+	if !errors.Is(answer, guard.ErrTimeout) || !errors.Is(own, guard.ErrTimeout) || left != 3 || len(events.published) != 0 {
+		t.Fatalf("grab over its budget: answered %v, returned %v, %d items left, published %v; want ErrTimeout and nothing taken",
+			answer, own, left, events.published)
+	}
+
+	// Past the commit point the answer waits for the slow step, then is the step's own.
+	slowStore := &slowSendStore{fakeStore: store, delay: 50 * time.Millisecond}
+	s.opts.Store = slowStore
+	var sent Packet
+	if err := g.Do(ctx, "u1", func(ctx context.Context) error { sent, err = s.Send(ctx, send); return err }); err != nil || sent.ID == "" {
+		t.Fatalf("send whose transaction outlasts the budget = %+v, %v; want the packet", sent, err)
+	}
+	events.delay = 50 * time.Millisecond
+	var got Grab
+	if err := g.Do(ctx, "alice", func(ctx context.Context) error { got, err = s.Grab(ctx, "alice", p.ID); return err }); err != nil || got.Amount != 1_00 {
+		t.Fatalf("grab whose publish outlasts the budget = %+v, %v; want the item", got, err)
+	}
+	s.opts.PublishTimeout, events.delay = 30*time.Millisecond, time.Minute
+	err = g.Do(ctx, "bob", func(ctx context.Context) error { _, err := s.Grab(ctx, "bob", p.ID); return err })
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, guard.ErrTimeout) {
+		t.Fatalf("committed grab whose publish timed out = %v, want ErrUnavailable (ERR_RP_004), not ErrTimeout", err)
+	}
+}
+
+// slowSendStore is a Store whose send transaction takes delay.
+type slowSendStore struct {
+	*fakeStore
+	delay time.Duration
+}
+
+func (s *slowSendStore) SendRedPacket(ctx context.Context, p Packet, items []Item, debit *credit.Order) error {
+	time.Sleep(s.delay) // the transaction is slow, past the budget
+	return s.fakeStore.SendRedPacket(ctx, p, items, debit)
 }

@@ -128,23 +128,28 @@ func TestRandomRaffleIsASystemEndpoint(t *testing.T) {
 	}
 }
 
-// TestDrawCommitPoint stalls a draw on either side of its commit point with the budget
-// at 150 ms. Stalled in the award transaction (its award table locked for 3 s), the draw
-// has taken stock: the answer waits for the award and tells it, or says 0009, never 0006.
-// Stalled in the participation (the quota tables locked), the draw answers 0006 and
-// takes nothing: no award record ever appears, no stock is taken, and the raffle order
-// it may have made stays unused for the next draw.
+// TestDrawCommitPoint stalls a draw on either side of its commit point with a budget of
+// 1 s (generous, so that the participation always fits on a loaded machine; the stalls are
+// longer). Stalled in the award transaction (its award table locked for 3 s, within the
+// commit timeout of 5 s), the draw has taken stock: the answer waits for the award and
+// tells it. With a commit timeout of 500 ms the same stall answers 0009, and at most one
+// award record ever appears. Stalled in the participation (the quota tables locked), the
+// draw answers 0006 and takes nothing: no award record ever appears, no stock is taken,
+// and the raffle order it may have made stays unused for the next draw.
 func TestDrawCommitPoint(t *testing.T) {
 	d := newDeployment(t, "")
-	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=150ms")
-	d.armory(t, base)
+	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=1s")
+	_, shortCommit := d.start(t, "BIGMARKET_DRAW_TIMEOUT=1s", "BIGMARKET_DRAW_COMMIT_TIMEOUT=500ms")
+	d.armory(t, base, shortCommit)
 
-	t.Run("stalled after the commit point", func(t *testing.T) {
-		user := testenv.Unique("cp")
+	// stallAfterCommit draws for a new user on base while the user's award table is
+	// locked for 3 s; it returns the user, the answer and when it came after the unlock
+	// (negative: before).
+	stallAfterCommit := func(t *testing.T, base, prefix string) (user string, r apiReply, sinceUnlock time.Duration) {
+		user = testenv.Unique(prefix)
 		if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
 			t.Fatalf("recharge: %s", c)
 		}
-		stock := d.stockLeft(t)
 		unlock := d.lockUserTables(t, user, "user_award_record{suffix}")
 		unlocked := make(chan time.Time, 1)
 		go func() {
@@ -152,37 +157,41 @@ func TestDrawCommitPoint(t *testing.T) {
 			unlock()
 			unlocked <- time.Now()
 		}()
-		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r = post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		answered := time.Now()
-		at := <-unlocked
+		sinceUnlock = answered.Sub(<-unlocked)
+		return user, r, sinceUnlock
+	}
+
+	t.Run("stalled after the commit point", func(t *testing.T) {
+		user, r, sinceUnlock := stallAfterCommit(t, base, "cp")
 		records, _ := d.userRows(t, user)
-		t.Logf("draw answered %s %s, %s after the unlock; %d award records", r.Code, r.Data, answered.Sub(at).Round(time.Millisecond), records)
-		switch r.Code {
-		case "0000":
-			if records != 1 {
-				t.Fatalf("draw answered 0000 but the user has %d award records", records)
-			}
-			if answered.Before(at) {
-				t.Fatalf("draw answered 0000 before its award table was unlocked")
-			}
-		case "0009":
-			if records > 1 {
+		t.Logf("draw answered %s %s, %s after the unlock; %d award records", r.Code, r.Data, sinceUnlock.Round(time.Millisecond), records)
+		// The stall (3 s) is within the commit timeout (5 s): the draw is waited for.
+		if r.Code != "0000" {
+			t.Fatalf("draw answered %+v; want 0000 with its award", r)
+		}
+		if records != 1 {
+			t.Fatalf("draw answered 0000 but the user has %d award records", records)
+		}
+		if sinceUnlock < 0 {
+			t.Fatalf("draw answered 0000 %s before its award table was unlocked", -sinceUnlock)
+		}
+	})
+
+	t.Run("stalled after the commit point past the commit timeout", func(t *testing.T) {
+		user, r, sinceUnlock := stallAfterCommit(t, shortCommit, "cu")
+		t.Logf("draw answered %s %s, %s after the unlock", r.Code, r.Info, sinceUnlock.Round(time.Millisecond))
+		// The stall (3 s) outlasts the commit timeout (500 ms), which ends before the
+		// budget (1 s) does: the outcome is unknown, never 0006 nor a bare 0001.
+		if r.Code != "0009" || sinceUnlock >= 0 {
+			t.Fatalf("draw answered %+v %s after the unlock; want 0009 while the table was locked", r, sinceUnlock)
+		}
+		// Long enough for the cut-off transaction to commit if it ever does.
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if records, _ := d.userRows(t, user); records > 1 {
 				t.Fatalf("one draw answered 0009 left %d award records", records)
 			}
-		case "0006":
-			// A timeout must mean nothing was taken: no award record ever appears.
-			deadline := time.Now().Add(3 * time.Second)
-			for time.Now().Before(deadline) {
-				if n, _ := d.userRows(t, user); n != 0 {
-					t.Fatalf("draw answered 0006 (timeout) but its award record appeared afterwards")
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if left := d.stockLeft(t); left != stock {
-				t.Fatalf("draw answered 0006 (timeout) but took %d units of stock", stock-left)
-			}
-		default:
-			t.Fatalf("draw answered %+v; want 0000 with its award, or 0009", r)
 		}
 	})
 
@@ -278,9 +287,16 @@ func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
 	if n := metric(t, base, "bigmarket_guard_blacklist_size"); n != 0 {
 		t.Fatalf("blacklist size %v after a stall of the user's database", n)
 	}
-	time.Sleep(1100 * time.Millisecond) // a token for one more draw
-	if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
-		t.Fatalf("draw a second after recovering: %+v", r)
+	// One more draw once the limiter has a token again (1 a second). Polled slowly: each
+	// refusal now counts towards the blacklist, and fewer than 5 fit in a second.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		if r.Code == "0000" {
+			break
+		}
+		if r.Code != "0005" || time.Now().After(end) {
+			t.Fatalf("draw after recovering: %+v; want 0000 once the limiter has a token", r)
+		}
 	}
 
 	flooder := testenv.Unique("fl")

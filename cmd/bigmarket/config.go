@@ -98,6 +98,9 @@ type Config struct {
 	DrawTimeout        time.Duration `koanf:"draw_timeout"`
 	// DrawCommitTimeout bounds how long a guarded call past its commit point (a draw
 	// that has taken stock) is waited for before it is answered 0009, outcome unknown.
+	// A draw's claim on its raffle order lasts what is left of its draw timeout plus
+	// this plus a second (raffle.claimTTL), so it never expires under a draw still
+	// waited for; a crashed draw's order is reusable after that long.
 	DrawCommitTimeout time.Duration `koanf:"draw_commit_timeout"`
 	GuardedEndpoints  []string      `koanf:"guarded_endpoints"`
 	// LimiterMaxUsers bounds the per-user limiter state each node keeps in memory.

@@ -102,7 +102,9 @@ func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool
 func TestCrashBetweenParticipationAndAward(t *testing.T) {
 	d := newDeployment(t, "")
 	_, live := d.start(t)
-	slowProc, slow := d.start(t, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s")
+	// A draw's claim lasts its budget plus the commit timeout plus a second: with the
+	// deployment's budget of a minute the crashed draw's order would stay claimed that long.
+	slowProc, slow := d.start(t, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DRAW_TIMEOUT=2s")
 	s := d.stack(live)
 	d.armory(t, live, slow)
 	ctx := context.Background()
