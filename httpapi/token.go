@@ -3,9 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/bigmarket/bigmarket/activity"
 )
@@ -39,24 +38,35 @@ const (
 	// maxNumericDate is 9999-12-31T23:59:59Z; later exp or nbf values are refused as
 	// malformed rather than converted with overflow.
 	maxNumericDate = 253402300799
-	// tokenHeader is the base64url JOSE header of every token SignToken issues.
-	tokenHeader = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" // {"alg":"HS256","typ":"JWT"}
+	// base64URLAlphabet and the dot are the only bytes of a compact JWT.
+	base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 )
-
-// b64 is strict base64url without padding, so that each token has exactly one encoding.
-var b64 = base64.RawURLEncoding.Strict()
 
 // tokenVerifier checks the HS256 JWTs of the _by_token endpoints against the configured
 // secret and the injected clock, and yields the openId claim that names the user.
+// golang-jwt does the checking; the verifier pins its options and keeps the claims'
+// decoding strict (see tokenClaims).
 type tokenVerifier struct {
 	secret []byte
 	now    func() time.Time
 }
 
+// parser is the golang-jwt parser of tokenVerifier: only HS256 (so that neither "none"
+// nor another algorithm chosen by the token picks the check), strict base64url (one
+// encoding per token), exp required, no leeway, and v.now as the clock for exp and nbf.
+func (v tokenVerifier) parser() *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithStrictDecoding(),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(v.now),
+	)
+}
+
 // verify checks the value of an Authorization header, "Bearer <jwt>" or the bare JWT that
 // big-market's front end sends, and returns the token's openId. It accepts only alg HS256
-// with a valid signature (compared in constant time), a required exp after now, an nbf (if
-// present) not after now, and an openId that activity.CheckUserID accepts.
+// with a valid signature (compared in constant time), no crit header, a required exp after
+// now, an nbf (if present) not after now, and an openId that activity.CheckUserID accepts.
 func (v tokenVerifier) verify(raw string) (openID string, err error) {
 	raw = strings.TrimSpace(raw)
 	if scheme, rest, _ := strings.Cut(raw, " "); strings.EqualFold(scheme, "Bearer") {
@@ -70,136 +80,135 @@ func (v tokenVerifier) verify(raw string) (openID string, err error) {
 	if len(raw) > maxTokenLen || strings.Trim(raw, base64URLAlphabet+".") != "" {
 		return "", fmt.Errorf("bad characters or length: %w", errTokenMalformed)
 	}
-	header, rest, _ := strings.Cut(raw, ".")
-	payload, sig, ok := strings.Cut(rest, ".")
-	if !ok || strings.Contains(sig, ".") {
-		return "", fmt.Errorf("not three segments: %w", errTokenMalformed)
-	}
-
-	h, err := decodeSegment(header)
-	if err != nil {
-		return "", fmt.Errorf("header: %w", err)
-	}
-	var alg string
-	if err := claim(h, "alg", &alg); err != nil || alg != "HS256" {
-		return "", errTokenAlg // "none", HS512, RS256…: never let the token pick the check
-	}
-	if _, ok := h["crit"]; ok {
-		return "", fmt.Errorf("critical header extensions: %w", errTokenMalformed)
-	}
-
-	got, err := b64.DecodeString(sig)
-	if err != nil {
-		return "", fmt.Errorf("signature encoding: %w", errTokenMalformed)
-	}
-	if !hmac.Equal(got, sign(v.secret, raw[:len(header)+1+len(payload)])) {
-		return "", errTokenSignature
-	}
-
-	c, err := decodeSegment(payload)
-	if err != nil {
-		return "", fmt.Errorf("claims: %w", err)
-	}
-	now := v.now()
-	var exp float64
-	switch err := claim(c, "exp", &exp); {
-	case errors.Is(err, errClaimAbsent):
-		return "", fmt.Errorf("no exp: %w", errTokenMalformed)
-	case err != nil:
-		return "", fmt.Errorf("exp: %w", err)
-	}
-	expAt, err := numericDate(exp)
-	if err != nil {
-		return "", fmt.Errorf("exp: %w", err)
-	}
-	if !now.Before(expAt) {
-		return "", errTokenExpired
-	}
-	var nbf float64
-	switch err := claim(c, "nbf", &nbf); {
-	case errors.Is(err, errClaimAbsent):
-	case err != nil:
-		return "", fmt.Errorf("nbf: %w", err)
-	default:
-		nbfAt, err := numericDate(nbf)
-		if err != nil {
-			return "", fmt.Errorf("nbf: %w", err)
+	var c tokenClaims
+	tok, err := v.parser().ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		// golang-jwt ignores crit; RFC 7515 asks to refuse extensions we do not know.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, fmt.Errorf("critical header extensions: %w", errTokenMalformed)
 		}
-		if now.Before(nbfAt) {
-			return "", errTokenNotYetValid
-		}
+		return v.secret, nil
+	})
+	if err != nil {
+		return "", tokenError(tok, err)
 	}
-	if err := claim(c, "openId", &openID); err != nil && !errors.Is(err, errClaimAbsent) {
-		return "", fmt.Errorf("openId: %w", err)
-	}
-	if err := activity.CheckUserID(openID); err != nil {
-		return "", errTokenUser // not wrapped: the cause quotes the id
-	}
-	return openID, nil
+	return c.openID, nil
 }
 
-const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-// errClaimAbsent is a member that is missing or null.
-var errClaimAbsent = errors.New("absent")
-
-// decodeSegment decodes a base64url JSON object. Members are looked up by their exact
-// names later, not through encoding/json's case-insensitive field matching.
-func decodeSegment(seg string) (map[string]json.RawMessage, error) {
-	b, err := b64.DecodeString(seg)
-	if err != nil {
-		return nil, fmt.Errorf("base64: %w", errTokenMalformed)
+// tokenError names the reason golang-jwt refused a token with one of our sentinels, in
+// the order the checks used to run: form, algorithm, signature, exp, nbf, openId (the
+// library reports all failed claims at once). The library's text is kept as context; it
+// never quotes the token.
+func tokenError(tok *jwt.Token, err error) error {
+	var alg any
+	if tok != nil {
+		alg = tok.Header["alg"]
 	}
+	switch {
+	case errors.Is(err, errTokenMalformed), errors.Is(err, jwt.ErrTokenMalformed),
+		tok == nil || tok.Header == nil: // a header of JSON null
+		return fmt.Errorf("%w: %w", errTokenMalformed, err)
+	case alg != jwt.SigningMethodHS256.Alg():
+		return errTokenAlg // "none", HS512, RS256, missing…: never let the token pick the check
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return fmt.Errorf("%w: %w", errTokenSignature, err)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing): // exp missing or null
+		return fmt.Errorf("%w: %w", errTokenMalformed, err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return errTokenExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return errTokenNotYetValid
+	case errors.Is(err, errTokenUser):
+		return errTokenUser // not wrapped: the cause quotes the id
+	default: // anything the library adds later
+		return fmt.Errorf("%w: %w", errTokenMalformed, err)
+	}
+}
+
+// tokenClaims are the claims of a user token, decoded by exact member name (encoding/json
+// matches struct fields case-insensitively, which would read "EXP" as exp) with each
+// member's JSON type checked, and kept at full precision: golang-jwt's own NumericDate
+// truncates to jwt.TimePrecision, a package-wide setting, and would call a token with a
+// fractional exp expired a fraction of a second early. It implements jwt.Claims for the
+// library's exp and nbf checks and jwt.ClaimsValidator for the openId rule.
+type tokenClaims struct {
+	openID   string
+	exp, nbf *jwt.NumericDate
+}
+
+// UnmarshalJSON decodes a claims object: a member that is missing or null is absent, one
+// of the wrong type, or a date past year 9999, is malformed.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("json: %w", errTokenMalformed)
+		return fmt.Errorf("claims not an object: %w", errTokenMalformed)
 	}
-	return m, nil
-}
-
-// claim decodes member name of m into v: errClaimAbsent when it is missing or null,
-// errTokenMalformed when it has the wrong JSON type.
-func claim(m map[string]json.RawMessage, name string, v any) error {
-	b, ok := m[name]
-	if !ok || bytes.Equal(b, []byte("null")) {
-		return errClaimAbsent
+	var err error
+	if c.exp, err = numericDate(m, "exp"); err != nil {
+		return err
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("type: %w", errTokenMalformed)
+	if c.nbf, err = numericDate(m, "nbf"); err != nil {
+		return err
+	}
+	if b, ok := m["openId"]; ok && !bytes.Equal(b, []byte("null")) {
+		if err := json.Unmarshal(b, &c.openID); err != nil {
+			return fmt.Errorf("openId: %w", errTokenMalformed)
+		}
 	}
 	return nil
 }
 
-// numericDate converts a JWT NumericDate, seconds since the epoch that RFC 7519 allows to
-// be fractional, to a time.
-func numericDate(v float64) (time.Time, error) {
+// numericDate decodes member name of m, a JWT NumericDate: seconds since the epoch that
+// RFC 7519 allows to be fractional. It returns nil when the member is missing or null.
+func numericDate(m map[string]json.RawMessage, name string) (*jwt.NumericDate, error) {
+	b, ok := m[name]
+	if !ok || bytes.Equal(b, []byte("null")) {
+		return nil, nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%s type: %w", name, errTokenMalformed)
+	}
 	if math.Abs(v) > maxNumericDate {
-		return time.Time{}, fmt.Errorf("out of range: %w", errTokenMalformed)
+		return nil, fmt.Errorf("%s out of range: %w", name, errTokenMalformed)
 	}
 	sec, frac := math.Modf(v)
-	return time.Unix(int64(sec), int64(frac*1e9)), nil
+	return &jwt.NumericDate{Time: time.Unix(int64(sec), int64(frac*1e9))}, nil
 }
 
-// sign returns the HMAC-SHA256 of a token's signing input, "header.payload".
-func sign(secret []byte, signingInput string) []byte {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(signingInput))
-	return mac.Sum(nil)
+// Validate applies the user id rule to the openId claim; golang-jwt calls it after exp
+// and nbf.
+func (c *tokenClaims) Validate() error {
+	if err := activity.CheckUserID(c.openID); err != nil {
+		return errTokenUser // not wrapped: the cause quotes the id
+	}
+	return nil
+}
+
+func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.exp, nil }
+func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.nbf, nil }
+func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
+func (c *tokenClaims) GetIssuer() (string, error)                   { return "", nil }
+func (c *tokenClaims) GetSubject() (string, error)                  { return "", nil }
+func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
+
+// MarshalJSON encodes the claims SignToken issues, {"openId": …, "exp": …} in this order,
+// exp in whole seconds.
+func (c *tokenClaims) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		OpenID string           `json:"openId"`
+		Exp    *jwt.NumericDate `json:"exp"`
+	}{c.openID, c.exp})
 }
 
 // SignToken returns an HS256 JWT with the claims {"openId": openID, "exp": exp in unix
 // seconds}, the token the _by_token endpoints accept until exp; tests and the load tool
 // mint their tokens with it.
 func SignToken(secret []byte, openID string, exp time.Time) string {
-	claims, err := json.Marshal(struct {
-		OpenID string `json:"openId"`
-		Exp    int64  `json:"exp"`
-	}{openID, exp.Unix()})
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, &tokenClaims{openID: openID, exp: jwt.NewNumericDate(exp)}).SignedString(secret)
 	if err != nil {
-		panic("httpapi: marshal token claims: " + err.Error()) // a string and an int64 always marshal
+		panic("httpapi: sign token: " + err.Error()) // a []byte key and these claims always sign
 	}
-	input := tokenHeader + "." + b64.EncodeToString(claims)
-	return input + "." + b64.EncodeToString(sign(secret, input))
+	return tok
 }
 
 // tokenUserKey is the context key of the user a _by_token route verified.

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/raffle"
@@ -23,6 +26,8 @@ import (
 )
 
 var (
+	// b64 is strict base64url without padding, the encoding of JWT segments.
+	b64        = base64.RawURLEncoding.Strict()
 	testSecret = []byte("bigmarket-test-secret")
 	testNow    = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 )
@@ -100,6 +105,16 @@ func TestTokenVerify(t *testing.T) {
 		{"openId a number", hs256(fmt.Sprintf(`{"openId":42,"exp":%d}`, exp)), "", errTokenMalformed},
 		{"openid in lower case", hs256(fmt.Sprintf(`{"openid":"xiaofuge","exp":%d}`, exp)), "", errTokenUser},
 		{"longer than 4 KiB", SignToken(testSecret, "xiaofuge", testNow.Add(time.Hour)) + strings.Repeat("A", maxTokenLen), "", errTokenMalformed},
+		// Where golang-jwt's defaults differ from ours (MapClaims reads exp 0 as absent,
+		// base64 skips line breaks, a JSON null header decodes to no header).
+		{"exp zero", hs256(`{"openId":"xiaofuge","exp":0}`), "", errTokenExpired},
+		{"line break inside", strings.Replace(valid, ".", ".\n", 1), "", errTokenMalformed},
+		{"header null", b64.EncodeToString([]byte(`null`)) + "." + strings.Split(valid, ".")[1] + "." + sig, "", errTokenMalformed},
+		{"crit null", craftToken(sha256.New, testSecret, `{"alg":"HS256","crit":null}`, fmt.Sprintf(`{"openId":"xiaofuge","exp":%d}`, exp)), "", errTokenMalformed},
+		{"fractional exp just past", hs256(fmt.Sprintf(`{"openId":"xiaofuge","exp":%d.999}`, testNow.Unix()-1)), "", errTokenExpired},
+		{"fractional nbf ahead", hs256(fmt.Sprintf(`{"openId":"xiaofuge","exp":%d,"nbf":%d.5}`, exp, testNow.Unix())), "", errTokenNotYetValid},
+		{"nbf key in another case", hs256(fmt.Sprintf(`{"openId":"xiaofuge","exp":%d,"NBF":%d}`, exp, testNow.Unix()+60)), "xiaofuge", nil},
+		{"expired and no openId", hs256(fmt.Sprintf(`{"exp":%d}`, testNow.Unix()-1)), "", errTokenExpired},
 	} {
 		v := tokenVerifier{secret: testSecret, now: func() time.Time { return testNow }}
 		user, err := v.verify(tc.raw)
@@ -134,8 +149,8 @@ func TestSignToken(t *testing.T) {
 		input = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
 		want  = "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 	)
-	if got := b64.EncodeToString(sign([]byte("your-256-bit-secret"), input)); got != want {
-		t.Errorf("jwt.io example signature %s, want %s", got, want)
+	if sig, err := jwt.SigningMethodHS256.Sign(input, []byte("your-256-bit-secret")); err != nil || b64.EncodeToString(sig) != want {
+		t.Errorf("jwt.io example signature %s %v, want %s", b64.EncodeToString(sig), err, want)
 	}
 }
 
