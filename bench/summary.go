@@ -52,8 +52,8 @@ type Summary struct {
 }
 
 // Latency is a latency distribution in milliseconds. Percentiles are
-// nearest-rank within 0.4% (the histogram's bucket width); Min, Max and Mean
-// are exact.
+// nearest-rank within 0.1% (the HdrHistogram's three significant digits);
+// Min, Max and Mean are exact.
 type Latency struct {
 	Min  float64 `json:"min"`
 	Mean float64 `json:"mean"`
