@@ -109,6 +109,10 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 			t.Errorf("dead letter of %s: %+v", o, dl)
 		}
 	}
+	if out, err := runDLQ(t, d, base, "list"); err != nil || !strings.Contains(out, "SEQ") ||
+		!strings.Contains(out, orders[0]) || !strings.Contains(out, strconv.Itoa(len(orders))+" dead letters") {
+		t.Errorf("dlq list: %v\n%s", err, out)
+	}
 	for o, st := range records() {
 		if st != award.StateCreate {
 			t.Errorf("dead-lettered award %s is %s, want create", o, st)
