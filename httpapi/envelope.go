@@ -16,6 +16,7 @@ import (
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -170,6 +171,8 @@ var errorCodes = []struct {
 	{rebate.ErrInvalid, http.StatusOK, CodeIllegalParam},
 	{rebate.ErrNoRebate, http.StatusOK, CodeIllegalParam},
 	{credit.ErrInvalidTrade, http.StatusOK, CodeIllegalParam},
+	{outbox.ErrNoDeadLetter, http.StatusOK, CodeIllegalParam},
+	{outbox.ErrUnknownStream, http.StatusOK, CodeIllegalParam},
 	{award.ErrBadConfig, http.StatusOK, CodeConfigNotRange},
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},

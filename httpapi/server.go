@@ -35,6 +35,8 @@ type Options struct {
 	Rebates    rebates    // nil: the sign-in and behaviour rebate endpoints are not served
 	RedPackets redPackets // nil: the red packet endpoints are not served
 	Stock      stockAdder // nil: admin/stock/add is not served
+	// DeadLetters lists and replays the broker's dead letters; nil: admin/dlq is not served.
+	DeadLetters deadLetters
 	// AppTokens are the service-to-service tokens by app id (the rebate endpoint).
 	AppTokens map[string]string
 	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
@@ -173,6 +175,10 @@ func New(opts Options) *Server {
 	}
 	if opts.Stock != nil {
 		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))
+	}
+	if opts.DeadLetters != nil {
+		s.handle("GET "+adminPrefix+"dlq", s.admin(s.listDeadLetters))
+		s.handle("POST "+adminPrefix+"dlq/replay", s.admin(s.replayDeadLetters))
 	}
 	if opts.Guard != nil && opts.DCC != nil {
 		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))

@@ -37,6 +37,15 @@ const (
 	HeaderMsgID = "Bigmarket-Msg-Id"
 	// HeaderDelivered is how many times the original was delivered.
 	HeaderDelivered = "Bigmarket-Delivered"
+	// HeaderStream and HeaderSubject are the stream the original was consumed from and
+	// the subject it was published to, where a replay publishes it again.
+	HeaderStream  = "Bigmarket-Stream"
+	HeaderSubject = "Bigmarket-Subject"
+	// HeaderEarlierReason holds, one value each, the reasons of the earlier dead-letterings
+	// of a replayed message, so that its next dead letter carries them all.
+	HeaderEarlierReason = "Bigmarket-Earlier-Reason"
+	// HeaderReplayOf is the dead-letter sequence a replayed message was replayed from.
+	HeaderReplayOf = "Bigmarket-Replay-Of"
 )
 
 // ErrPermanent marks a handler error that redelivery cannot fix (a malformed message, an
@@ -395,8 +404,14 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg, fetch
 	}
 }
 
+// event reads m. A replayed message keeps its original message id in HeaderMsgID (its
+// Nats-Msg-Id is a new one, see DeadLetters.Replay): that is the event's MsgID.
 func (c *Consumer) event(m jetstream.Msg) (Event, uint64) {
-	e := Event{Topic: c.topic, MsgID: m.Headers().Get(jetstream.MsgIDHeader), Data: m.Data()}
+	id := m.Headers().Get(HeaderMsgID)
+	if id == "" {
+		id = m.Headers().Get(jetstream.MsgIDHeader)
+	}
+	e := Event{Topic: c.topic, MsgID: id, Data: m.Data()}
 	var seq uint64
 	if md, err := m.Metadata(); err == nil {
 		e.Delivered, seq = md.NumDelivered, md.Sequence.Stream
@@ -469,7 +484,10 @@ const maxReasonLen = 1024
 // deadLetter copies m to the topic's dead-letter subject with the reason and terminates
 // m once the copy is stored. When the copy cannot be stored m is redelivered instead, so
 // nothing is dropped; the copy's Nats-Msg-Id makes a second copy of the same message a
-// duplicate the stream drops.
+// duplicate the stream drops. The copy keeps m's own headers, HeaderEarlierReason of a
+// replayed message among them, so that it holds every reason the message was given up
+// for; its id derives from m's Nats-Msg-Id, which is new for each replay, so that a
+// replayed message dead-lettered again is not dropped as a duplicate of its first copy.
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, e Event, seq uint64, cause error) {
 	header := natsgo.Header{}
 	for k, v := range m.Headers() {
@@ -480,8 +498,10 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, e Event, seq
 	header.Set(HeaderReason, headerValue(cause.Error()))
 	header.Set(HeaderMsgID, e.MsgID)
 	header.Set(HeaderDelivered, strconv.FormatUint(e.Delivered, 10))
-	id := "dlq_" + e.MsgID
-	if e.MsgID == "" {
+	header.Set(HeaderStream, c.opts.Stream())
+	header.Set(HeaderSubject, m.Subject())
+	id := "dlq_" + m.Headers().Get(jetstream.MsgIDHeader)
+	if id == "dlq_" {
 		id = "dlq_seq_" + strconv.FormatUint(seq, 10)
 	}
 	dlq := &natsgo.Msg{Subject: c.opts.DLQSubject(c.topic), Header: header, Data: m.Data()}

@@ -1,5 +1,5 @@
 // Command bigmarket is the marketing platform: serve (default), migrate, bench, verify, token,
-// stock.
+// stock, dlq.
 package main
 
 import (
@@ -29,6 +29,8 @@ commands:
   token          print a user token (HS256 JWT) for the _by_token endpoints
   stock add      top up an award's or a SKU's stock on a running server
                  (-strategy S -award A | -sku K) -units N
+  dlq list       list the events their consumers gave up on (-stream S, -since 24h)
+  dlq replay     publish dead letters again once the cause is fixed (<seq> | -all)
 
 Run "bigmarket <command> -h" for a command's flags.`
 
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCmd(ctx, args, stdout, stderr)
 	case "stock":
 		return stockCmd(ctx, args, stdout, stderr)
+	case "dlq":
+		return dlqCmd(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

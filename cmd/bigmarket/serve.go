@@ -258,6 +258,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Rebates:            rebates,
 		RedPackets:         redPackets,
 		Stock:              stockAdders{strategies, activities},
+		DeadLetters:        nats.NewDeadLetters(b.js, eventOpts, log),
 		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",

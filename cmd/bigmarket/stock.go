@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
-	"time"
 )
 
 // stockCmd runs "bigmarket stock add": it tops up an award's or a SKU's stock through the
@@ -21,9 +19,7 @@ func stockCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fs := flag.NewFlagSet("stock add", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	load := commonFlags(fs)
-	target := fs.String("url", "", "base URL of the server (default: http:// and the config's addr)")
-	adminToken := fs.String("admin-token", "", "operator token (default: BIGMARKET_ADMIN_TOKEN of the config)")
+	load := adminFlags(fs, "stock add")
 	strategyID := fs.Int64("strategy", 0, "strategy id of the award to top up")
 	awardID := fs.Int64("award", 0, "award id to top up (with -strategy)")
 	sku := fs.Int64("sku", 0, "SKU to top up (instead of -strategy and -award)")
@@ -47,32 +43,17 @@ func stockCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return errors.New("stock add: -strategy and -award, or -sku, are required (positive)")
 	}
-	cfg, err := load()
+	client, err := load()
 	if err != nil {
 		return err
 	}
-	if *target == "" {
-		*target = baseURL(cfg.Addr)
-	}
-	if *adminToken == "" {
-		if cfg.generatedAdminToken {
-			return errors.New("stock add: no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token")
-		}
-		*adminToken = cfg.AdminToken
-	}
 	raw, _ := json.Marshal(body)
-	url := strings.TrimRight(*target, "/") + "/api/v1/admin/stock/add"
 	var data struct {
 		AwardCount *int64 `json:"awardCount"`
 		StockCount *int64 `json:"stockCount"`
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	env, err := callAPIData(ctx, client, http.MethodPost, url, *adminToken, raw, &data)
-	if err != nil {
-		return err
-	}
-	if env.Code != "0000" {
-		return fmt.Errorf("stock add: %s %s", env.Code, env.Info)
+	if err := client.call(ctx, http.MethodPost, "/api/v1/admin/stock/add", raw, &data); err != nil {
+		return fmt.Errorf("stock add: %w", err)
 	}
 	switch {
 	case data.AwardCount != nil:
