@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -18,8 +19,15 @@ const consumerCheckEvery = 30 * time.Second
 // over, and keep going across broker outages (backing off) and a deleted durable
 // (created again by ensure). The consumers differ only in how they create their durable
 // and what they do with a batch.
+//
+// While conn is disconnected the loop neither fetches nor ensures: a pull request made
+// then waits in the client's reconnect buffer, so an outage piles them up there (taking
+// room from the publishes it is for), and the server receives them only on reconnect,
+// with expiries counted from then while the loop has long given them up; the messages
+// they are handed in between reach no one until AckWait.
 type pullLoop struct {
-	what      string // names the consumer in logs and errors
+	what      string       // names the consumer in logs and errors
+	conn      *natsgo.Conn // the loop waits while it is disconnected; nil: never waits
 	log       *slog.Logger
 	batchSize int
 	fetchWait time.Duration
@@ -36,6 +44,9 @@ func (l pullLoop) run(ctx context.Context, cons jetstream.Consumer) {
 	lastCheck := time.Now()
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		if !waitConnected(ctx, l.conn) {
+			break
+		}
 		if cons == nil {
 			var err error
 			if cons, err = l.ensure(ctx); err != nil {
@@ -91,6 +102,26 @@ func (l pullLoop) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstre
 		return msgs, nil
 	}
 	return msgs, fmt.Errorf("%s fetch: %w", l.what, err)
+}
+
+// waitConnected returns true once conn is connected, at once if it is, or closed (the
+// fetch then fails and is retried with backoff); false if ctx ended first. It waits on
+// the connection's status changes, not by polling.
+func waitConnected(ctx context.Context, conn *natsgo.Conn) bool {
+	if conn == nil || conn.IsConnected() {
+		return ctx.Err() == nil
+	}
+	ch := conn.StatusChanged(natsgo.CONNECTED, natsgo.CLOSED)
+	defer conn.RemoveStatusListener(ch)
+	// Checked after registering, so a reconnect in between is not missed.
+	for !conn.IsConnected() && !conn.IsClosed() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // sleep waits d or until ctx is done and returns the next, doubled backoff (at most 5s).
