@@ -20,11 +20,13 @@ const consumerCheckEvery = 30 * time.Second
 // (created again by ensure). The consumers differ only in how they create their durable
 // and what they do with a batch.
 //
-// While conn is disconnected the loop neither fetches nor ensures: a pull request made
-// then waits in the client's reconnect buffer, so an outage piles them up there (taking
-// room from the publishes it is for), and the server receives them only on reconnect,
-// with expiries counted from then while the loop has long given them up; the messages
-// they are handed in between reach no one until AckWait.
+// While conn is disconnected the loop neither fetches nor ensures. A pull request made
+// then waits in the client's reconnect buffer: an outage piled one up per FetchWait there
+// (taking room from the publishes the buffer is for), and the server received them only on
+// reconnect, the live one with an expiry counted from then while the loop gives it up on
+// its own clock, earlier, so a message handed to it in between reached no one until
+// AckWait. (The server skips the requests whose fetch has already ended: their inbox has
+// no subscriber left.)
 type pullLoop struct {
 	what      string       // names the consumer in logs and errors
 	conn      *natsgo.Conn // the loop waits while it is disconnected; nil: never waits
