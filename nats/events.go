@@ -352,7 +352,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.log.Warn("event consumer unavailable; retrying", "err", err)
 	}
 	loop := pullLoop{
-		what: "event consumer " + c.topic, log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
+		what: "event consumer " + c.topic, conn: c.js.Conn(), log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
 		ensure: c.ensureConsumer, handle: c.process,
 	}
 	if c.batch != nil {

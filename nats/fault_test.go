@@ -18,13 +18,13 @@ import (
 // faultOptions are the test timings with a short publish timeout, so that a flush made
 // while the broker is down fails (and keeps its entries) quickly, and a short ack wait.
 //
-// Around a reconnect a delivery can miss the consumer: a fetch made while the client is
-// disconnected leaves its pull request in the reconnect buffer, the server receives it on
-// reconnect with a fresh expiry while the client gives the fetch up on its own clock,
-// possibly a moment later, and messages delivered to it in between (such as the stock
-// updates replayed from the same buffer) reach nobody. Nothing is lost: the server
-// redelivers them after AckWait. But the default AckWait (30s) equals the deadline of
-// eventually, so the test raced the redelivery; with 2s, eventually waits for it.
+// The consumer no longer fetches while the client is disconnected (see pullLoop), but a
+// delivery can still miss it on a loaded machine: a fetch ends on the client's clock
+// (FetchWait) and on the server's (90% of it, counted from when the request arrived), and
+// when the request was held up by more than the difference a message handed to it after
+// the client gave up reaches nobody. Nothing is lost: the server redelivers it after
+// AckWait. The default AckWait (30s) equals the deadline of eventually, so with it the test
+// would race the redelivery; with 2s, eventually waits for it.
 func faultOptions() StockOptions {
 	opts := testOptions("")
 	opts.PublishTimeout = 300 * time.Millisecond
@@ -172,11 +172,13 @@ func testStockSyncBrokerRestart(t *testing.T, extra ...natsgo.Option) {
 		return st.Failed > before.Failed, fmt.Sprintf("stats %+v", st)
 	})
 	consumeConcurrently(t, ss, g, refs, 8, 200, consumeBound)
-	// The entries are kept. Stats().Pending cannot show it: Run flushes every
-	// FlushInterval, and while its flush is in flight the entries are in its batch, not
-	// pending. A Flush of our own waits for Run's (one flush at a time), and with no
-	// Consumed calls in between each Flush only finds what the failed flush before it
-	// put back: both must find entries and fail to publish them.
+	// The entries are kept: every award is pending, waiting for a flush or in the one
+	// Run has in flight. And a Flush of our own waits for Run's (one flush at a time),
+	// and with no Consumed calls in between each Flush only finds what the failed flush
+	// before it put back: both must find entries and fail to publish them.
+	if st := ss.Stats(); st.Pending != len(refs) {
+		t.Fatalf("stats with the broker down = %+v, want all %d awards pending", st, len(refs))
+	}
 	for i := range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := ss.Flush(ctx)
@@ -189,13 +191,37 @@ func testStockSyncBrokerRestart(t *testing.T, extra ...natsgo.Option) {
 		t.Fatalf("store reached %v while the broker was down", got)
 	}
 
+	if st := ss.Stats(); st.Pending != len(refs) {
+		t.Fatalf("stats after the failed flushes = %+v, want all %d awards pending", st, len(refs))
+	}
+
 	srv.Start()
-	eventually(t, "store holds every grant after the restart", storeEquals(store, g.want()))
+	eventually(t, "store holds every grant after the restart", func() (bool, string) {
+		ok, state := storeEquals(store, g.want())()
+		return ok, fmt.Sprintf("%s; stock sync %+v, consumer %+v, %s", state, ss.Stats(), consumer.Stats(),
+			consumerState(js, opts))
+	})
 	eventually(t, "nothing left pending", func() (bool, string) {
 		st := ss.Stats()
 		return st.Pending == 0, fmt.Sprintf("stats %+v", st)
 	})
 	t.Logf("stock sync %+v, consumer %+v", ss.Stats(), consumer.Stats())
+}
+
+// consumerState describes the stock durable as the server sees it, for failure messages.
+func consumerState(js jetstream.JetStream, opts StockOptions) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, opts.Stream(), opts.Durable())
+	if err != nil {
+		return "durable: " + err.Error()
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return "durable info: " + err.Error()
+	}
+	return fmt.Sprintf("durable: %d pending, %d ack pending, %d redelivered, %d waiting pulls",
+		info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
 }
 
 // TestFaultStockStreamSurvivesBrokerKill publishes stock updates, kills the broker with

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -18,8 +19,17 @@ const consumerCheckEvery = 30 * time.Second
 // over, and keep going across broker outages (backing off) and a deleted durable
 // (created again by ensure). The consumers differ only in how they create their durable
 // and what they do with a batch.
+//
+// While conn is disconnected the loop neither fetches nor ensures. A pull request made
+// then waits in the client's reconnect buffer: an outage piled one up per FetchWait there
+// (taking room from the publishes the buffer is for), and the server received them only on
+// reconnect, the live one with an expiry counted from then while the loop gives it up on
+// its own clock, earlier, so a message handed to it in between reached no one until
+// AckWait. (The server skips the requests whose fetch has already ended: their inbox has
+// no subscriber left.)
 type pullLoop struct {
-	what      string // names the consumer in logs and errors
+	what      string       // names the consumer in logs and errors
+	conn      *natsgo.Conn // the loop waits while it is disconnected; nil: never waits
 	log       *slog.Logger
 	batchSize int
 	fetchWait time.Duration
@@ -36,6 +46,9 @@ func (l pullLoop) run(ctx context.Context, cons jetstream.Consumer) {
 	lastCheck := time.Now()
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		if !waitConnected(ctx, l.conn) {
+			break
+		}
 		if cons == nil {
 			var err error
 			if cons, err = l.ensure(ctx); err != nil {
@@ -91,6 +104,26 @@ func (l pullLoop) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstre
 		return msgs, nil
 	}
 	return msgs, fmt.Errorf("%s fetch: %w", l.what, err)
+}
+
+// waitConnected returns true once conn is connected, at once if it is, or closed (the
+// fetch then fails and is retried with backoff); false if ctx ended first. It waits on
+// the connection's status changes, not by polling.
+func waitConnected(ctx context.Context, conn *natsgo.Conn) bool {
+	if conn == nil || conn.IsConnected() {
+		return ctx.Err() == nil
+	}
+	ch := conn.StatusChanged(natsgo.CONNECTED, natsgo.CLOSED)
+	defer conn.RemoveStatusListener(ch)
+	// Checked after registering, so a reconnect in between is not missed.
+	for !conn.IsConnected() && !conn.IsClosed() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // sleep waits d or until ctx is done and returns the next, doubled backoff (at most 5s).

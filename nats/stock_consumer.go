@@ -67,7 +67,7 @@ func (c *StockSyncConsumer) Run(ctx context.Context) error {
 		return err
 	}
 	pullLoop{
-		what: "stock sync consumer", log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
+		what: "stock sync consumer", conn: c.js.Conn(), log: c.log, batchSize: c.opts.BatchSize, fetchWait: c.opts.FetchWait,
 		ensure: c.ensureConsumer,
 		handle: func(ctx context.Context, msgs []jetstream.Msg, _ time.Time) { c.apply(ctx, msgs) },
 	}.run(ctx, cons)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"strconv"
 	"sync"
@@ -176,8 +177,9 @@ type StockSync struct {
 	opts StockOptions
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	pending map[strategy.AwardRef]int64
+	mu       sync.Mutex
+	pending  map[strategy.AwardRef]int64
+	inflight map[strategy.AwardRef]int64 // taken by the flush running, until acked
 
 	flushMu    sync.Mutex // one flush at a time
 	failStreak int        // consecutive failed flushes; guarded by flushMu
@@ -195,10 +197,11 @@ func NewStockSync(js jetstream.JetStream, opts StockOptions, logger *slog.Logger
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &StockSync{
-		js:      js,
-		opts:    opts.withDefaults(),
-		log:     logger.With("component", "stock-sync"),
-		pending: make(map[strategy.AwardRef]int64),
+		js:       js,
+		opts:     opts.withDefaults(),
+		log:      logger.With("component", "stock-sync"),
+		pending:  make(map[strategy.AwardRef]int64),
+		inflight: make(map[strategy.AwardRef]int64),
 	}
 }
 
@@ -232,13 +235,19 @@ func (s *StockSync) Commit(ctx context.Context, ref strategy.AwardRef, g strateg
 type StockSyncStats struct {
 	Published int64 // messages acknowledged by the stream (duplicates included)
 	Failed    int64 // publishes that failed and were put back
-	Pending   int   // awards waiting for the next flush
+	Pending   int   // awards not yet stored by the stream: waiting for a flush or for its ack
 }
 
-// Stats returns the counters.
+// Stats returns the counters. An award whose publish is in flight counts as pending until
+// the stream acknowledges it, so a flush stalled on a dead broker does not read as 0.
 func (s *StockSync) Stats() StockSyncStats {
 	s.mu.Lock()
 	n := len(s.pending)
+	for ref := range s.inflight {
+		if _, ok := s.pending[ref]; !ok {
+			n++
+		}
+	}
 	s.mu.Unlock()
 	return StockSyncStats{Published: s.published.Load(), Failed: s.failed.Load(), Pending: n}
 }
@@ -285,6 +294,7 @@ func (s *StockSync) Flush(ctx context.Context) error {
 		return nil
 	}
 	s.pending = make(map[strategy.AwardRef]int64, len(batch))
+	s.inflight = maps.Clone(batch) // its own map: acks delete from it while batch is read
 	s.mu.Unlock()
 
 	parent := ctx
@@ -311,6 +321,9 @@ func (s *StockSync) Flush(ctx context.Context) error {
 				failMu.Unlock()
 				return
 			}
+			s.mu.Lock()
+			delete(s.inflight, ref)
+			s.mu.Unlock()
 			s.published.Add(1)
 		})
 	}
@@ -329,6 +342,7 @@ func (s *StockSync) Flush(ctx context.Context) error {
 			s.pending[ref] = issued
 		}
 	}
+	s.inflight = make(map[strategy.AwardRef]int64)
 	s.mu.Unlock()
 	s.failed.Add(int64(len(failed)))
 	s.failStreak++
