@@ -451,7 +451,7 @@ func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *
 			func() float64 { return float64(sync.Stats().Published) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_stock_sync_failed_total", Help: "Stock sync publishes that failed (retried)."},
 			func() float64 { return float64(sync.Stats().Failed) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_stock_sync_pending", Help: "Awards waiting for the next stock sync publish."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_stock_sync_pending", Help: "Awards whose latest grants are not yet stored in the stock log (waiting for a flush or in one not yet acked)."},
 			func() float64 { return float64(sync.Stats().Pending) }),
 		grouped("bigmarket_participation_transactions_total", "Grouped participation transactions run.",
 			func(st sqlstore.GroupStats) int64 { return st.ParticipationTxs }),
