@@ -52,6 +52,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // serve runs the API until ctx ends, then shuts down in order: stop accepting, finish
 // requests, flush the stock sync, stop consumers, close the backends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.saveAdminToken(); err != nil {
+		return err
+	}
 	b := &backends{}
 	defer b.close()
 	if err := openSQL(ctx, cfg, b, false, true); err != nil {
@@ -287,8 +290,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	log.Info("bigmarket serving", "addr", ln.Addr().String(), "mode", cfg.Mode)
-	if cfg.generatedAdminToken {
-		log.Info("demo admin token (set BIGMARKET_ADMIN_TOKEN to choose one)", "admin_token", cfg.AdminToken)
+	if cfg.adminTokenPath != "" {
+		log.Info("demo admin token kept in the data directory: `bigmarket admin-token` prints it (set BIGMARKET_ADMIN_TOKEN to choose one)", "file", cfg.adminTokenPath)
 	}
 	if cfg.OpsAddr != "" {
 		stopOps, err := serveOps(cfg.OpsAddr, api.Operator(), log)
