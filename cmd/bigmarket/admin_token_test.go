@@ -13,6 +13,8 @@ import (
 // TestDemoAdminTokenSurvivesRestart starts the demo twice on one data directory: the
 // admin token it made up the first time is kept there (mode 0600), taken again by the
 // second start, and printed by `bigmarket admin-token`; production refuses to print one.
+// The README's degrade switch outlives the restart too (NATS KV), and its POST
+// dcc/reset_config turns it back off.
 func TestDemoAdminTokenSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	var tokens []string
@@ -24,6 +26,22 @@ func TestDemoAdminTokenSurvivesRestart(t *testing.T) {
 				t.Errorf("admin call with the demo token: HTTP %d %+v", code, r)
 			}
 			tokens = append(tokens, cfg.AdminToken)
+			auth, dcc := "Bearer "+cfg.AdminToken, base+"/api/v1/raffle/dcc/"
+			if i == 0 {
+				if _, r := send(t, "GET", dcc+"update_config?key=degradeSwitch&value=open", auth, nil); r.Code != "0000" {
+					t.Fatalf("update_config: %+v", r)
+				}
+				return
+			}
+			if _, r := send(t, "GET", dcc+"query_config", auth, nil); !strings.Contains(string(r.Data), `"degradeSwitch":"open"`) {
+				t.Errorf("degradeSwitch after a restart: %s, want open still", r.Data)
+			}
+			if code, r := send(t, "POST", dcc+"reset_config?key=degradeSwitch", auth, nil); r.Code != "0000" {
+				t.Errorf("POST reset_config: HTTP %d %+v", code, r)
+			}
+			if _, r := send(t, "GET", dcc+"query_config", auth, nil); !strings.Contains(string(r.Data), `"degradeSwitch":"close"`) {
+				t.Errorf("degradeSwitch after reset_config: %s, want close", r.Data)
+			}
 		})
 	}
 	if len(tokens) != 2 || len(tokens[0]) < 16 || tokens[0] != tokens[1] {
