@@ -67,7 +67,8 @@ type Config struct {
 	// MySQLMaxConns caps each MySQL pool (one per database); a process opens 1 + user DBs.
 	MySQLMaxConns int `koanf:"mysql_max_conns"`
 	// GroupCommitLanes is how many grouped transactions of one kind (participation, award
-	// record) run at once per user database (0: 1, best measured on loopback MariaDB).
+	// record) run at once per user database (default 1, best measured on loopback
+	// MariaDB; 0 is taken as 1).
 	GroupCommitLanes int `koanf:"group_commit_lanes"`
 	// GroupCommitMax caps the writes one grouped transaction carries (1: no grouping).
 	GroupCommitMax int `koanf:"group_commit_max"`
@@ -176,6 +177,7 @@ func defaultConfig() Config {
 		ShutdownTimeout:         15 * time.Second,
 		MaxBodyBytes:            64 << 10,
 		MySQLMaxConns:           32,
+		GroupCommitLanes:        1,
 		GroupCommitMax:          64,
 		OutboxGrace:             10 * time.Second,
 		OutboxEvery:             5 * time.Second,
@@ -315,8 +317,11 @@ func (c *Config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
-	if c.GroupCommitLanes < 0 || c.GroupCommitLanes > 64 {
-		errs = append(errs, fmt.Errorf("group commit lanes %d: want 0 (default) to 64", c.GroupCommitLanes))
+	if c.GroupCommitLanes == 0 {
+		c.GroupCommitLanes = 1 // what an unset value always meant; the dump shows what runs
+	}
+	if c.GroupCommitLanes < 1 || c.GroupCommitLanes > 64 {
+		errs = append(errs, fmt.Errorf("group commit lanes %d: want 1 (default) to 64", c.GroupCommitLanes))
 	}
 	if c.GroupCommitMax < 1 || c.GroupCommitMax > 1000 {
 		errs = append(errs, fmt.Errorf("group commit max %d: want 1 to 1000", c.GroupCommitMax))

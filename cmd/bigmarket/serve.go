@@ -563,13 +563,13 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg.print(stderr)
 	b := &backends{}
 	defer b.close()
 	if err := openSQL(ctx, cfg, b, true, *seed); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "migrated config database and %d user databases (%d tables each)", len(b.userDBs), cfg.TBCount)
+	fmt.Fprintf(stderr, "migrated config database %s and %d user databases (%d tables each)",
+		or(maskDSN(cfg.ConfigDSN), "(embedded SQLite in "+cfg.DataDir+")"), len(b.userDBs), cfg.TBCount)
 	if *seed {
 		fmt.Fprint(stderr, "; demo data seeded")
 	}
