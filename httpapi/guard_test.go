@@ -107,6 +107,13 @@ func TestDegradeSwitchThroughDCC(t *testing.T) {
 	if r := doAdmin(t, h, "GET", "/api/v1/raffle/dcc/reset_config?key=degradeSwitch", admin, ""); r.Code != "0000" {
 		t.Fatalf("reset_config: %s %s", r.Code, r.Info)
 	}
+	// A reset changes state, so it is a POST too (the GET stays for big-market's clients).
+	if r := set(admin, "degradeSwitch", "open"); r.Code != "0000" {
+		t.Fatalf("update_config: %s %s", r.Code, r.Info)
+	}
+	if r := doAdmin(t, h, "POST", "/api/v1/raffle/dcc/reset_config?key=degradeSwitch", admin, ""); r.Code != "0000" {
+		t.Fatalf("POST reset_config: %d %s %s", r.status, r.Code, r.Info)
+	}
 	if r := do(t, h, "POST", "/api/v1/raffle/activity/draw", "application/json", []byte(draw)); r.Code != "0000" {
 		t.Fatalf("draw after reset to the default: %s %s", r.Code, r.Info)
 	}

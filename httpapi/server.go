@@ -183,7 +183,9 @@ func New(opts Options) *Server {
 	if opts.Guard != nil && opts.DCC != nil {
 		s.handle("GET "+raffle+"dcc/update_config", s.admin(s.updateConfig))
 		s.handle("GET "+raffle+"dcc/query_config", s.admin(s.queryConfig))
+		// GET as big-market has it; POST too, as a reset changes state.
 		s.handle("GET "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
+		s.handle("POST "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+adminPrefix+"guard/unblacklist", s.admin(s.unblacklist))
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,7 +67,8 @@ type Config struct {
 	// MySQLMaxConns caps each MySQL pool (one per database); a process opens 1 + user DBs.
 	MySQLMaxConns int `koanf:"mysql_max_conns"`
 	// GroupCommitLanes is how many grouped transactions of one kind (participation, award
-	// record) run at once per user database (0: 1, best measured on loopback MariaDB).
+	// record) run at once per user database (default 1, best measured on loopback
+	// MariaDB; 0 is taken as 1).
 	GroupCommitLanes int `koanf:"group_commit_lanes"`
 	// GroupCommitMax caps the writes one grouped transaction carries (1: no grouping).
 	GroupCommitMax int `koanf:"group_commit_max"`
@@ -136,8 +139,10 @@ type Config struct {
 	// redPacketMaxAmount is RedPacketMaxAmount parsed.
 	redPacketMaxAmount money.Cents
 	eventBackoff       []time.Duration
-	// generatedAdminToken is set when the demo made up the admin token, so that it is
-	// printed once; a configured token is never logged.
+	// adminTokenPath is the file under the data directory that keeps the demo's own
+	// admin token (when none is configured); generatedAdminToken is set while the token
+	// was made up and not yet saved there (saveAdminToken).
+	adminTokenPath      string
 	generatedAdminToken bool
 }
 
@@ -172,6 +177,7 @@ func defaultConfig() Config {
 		ShutdownTimeout:         15 * time.Second,
 		MaxBodyBytes:            64 << 10,
 		MySQLMaxConns:           32,
+		GroupCommitLanes:        1,
 		GroupCommitMax:          64,
 		OutboxGrace:             10 * time.Second,
 		OutboxEvery:             5 * time.Second,
@@ -258,12 +264,9 @@ func (c *Config) validate() error {
 	switch c.Mode {
 	case ModeDemo:
 		if c.AdminToken == "" {
-			b := make([]byte, 16)
-			if _, err := rand.Read(b); err != nil {
-				return err
+			if err := c.demoAdminToken(); err != nil {
+				errs = append(errs, err)
 			}
-			c.AdminToken = hex.EncodeToString(b)
-			c.generatedAdminToken = true
 		}
 		if c.JWTSecret == "" {
 			c.JWTSecret = demoJWTSecret
@@ -314,8 +317,11 @@ func (c *Config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
-	if c.GroupCommitLanes < 0 || c.GroupCommitLanes > 64 {
-		errs = append(errs, fmt.Errorf("group commit lanes %d: want 0 (default) to 64", c.GroupCommitLanes))
+	if c.GroupCommitLanes == 0 {
+		c.GroupCommitLanes = 1 // what an unset value always meant; the dump shows what runs
+	}
+	if c.GroupCommitLanes < 1 || c.GroupCommitLanes > 64 {
+		errs = append(errs, fmt.Errorf("group commit lanes %d: want 1 (default) to 64", c.GroupCommitLanes))
 	}
 	if c.GroupCommitMax < 1 || c.GroupCommitMax > 1000 {
 		errs = append(errs, fmt.Errorf("group commit max %d: want 1 to 1000", c.GroupCommitMax))
@@ -392,6 +398,69 @@ func (c *Config) validate() error {
 		c.redPacketMaxAmount = amt
 	}
 	return errors.Join(errs...)
+}
+
+// adminTokenFile is the file under the data directory that keeps the demo's admin token.
+const adminTokenFile = "admin-token"
+
+// demoAdminToken reads the demo's admin token from the data directory, or makes one up
+// for saveAdminToken to keep there, so that the token outlives a restart and
+// `bigmarket admin-token` can print it. Reading writes nothing: commands that only read
+// the config leave no data directory behind.
+func (c *Config) demoAdminToken() error {
+	c.adminTokenPath = filepath.Join(c.DataDir, adminTokenFile)
+	raw, err := os.ReadFile(c.adminTokenPath)
+	switch {
+	case err == nil:
+		token := strings.TrimSpace(string(raw))
+		if len(token) < 16 {
+			return fmt.Errorf("admin token file %s: want at least 16 characters (delete it to make a new one)", c.adminTokenPath)
+		}
+		c.AdminToken, c.generatedAdminToken = token, false
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		c.AdminToken, c.generatedAdminToken = hex.EncodeToString(b), true
+		return nil
+	default:
+		return fmt.Errorf("read admin token: %w", err)
+	}
+}
+
+// saveAdminToken keeps a made-up demo admin token in the data directory (mode 0600),
+// once: the file appears whole (written aside, then linked, which fails if it exists),
+// and when another process saved one first, that one is taken instead.
+func (c *Config) saveAdminToken() error {
+	if !c.generatedAdminToken {
+		return nil
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return fmt.Errorf("save admin token: %w", err)
+	}
+	tmp, err := os.CreateTemp(c.DataDir, adminTokenFile+".*")
+	if err != nil {
+		return fmt.Errorf("save admin token: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(c.AdminToken + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), c.adminTokenPath)
+	}
+	switch {
+	case err == nil:
+		c.generatedAdminToken = false
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return c.demoAdminToken()
+	default:
+		return fmt.Errorf("save admin token: %w", err)
+	}
 }
 
 // validateGuard checks the front line's settings with the rules dcc/update_config applies

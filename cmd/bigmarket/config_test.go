@@ -10,6 +10,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +225,42 @@ func TestConfigOpsAddr(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want one naming %s", env, err, want)
 		}
+	}
+}
+
+// TestConfigDumpOnlyForServe: the dump shows the effective group commit lanes (1 by
+// default, as the README says), and migrate and verify do not print it: migrate says in
+// one line what it did, verify prints its report alone.
+func TestConfigDumpOnlyForServe(t *testing.T) {
+	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_DATA_DIR", "BIGMARKET_ADMIN_TOKEN", "BIGMARKET_GROUP_COMMIT_LANES"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("BIGMARKET_MODE", ModeDemo)
+	cfg, _ := loadConfig("", nil)
+	cfg.DataDir = t.TempDir()
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	var dump bytes.Buffer
+	cfg.print(&dump)
+	if !regexp.MustCompile(`(?m)^  group_commit_lanes +1$`).MatchString(dump.String()) {
+		t.Errorf("config dump does not show the default group_commit_lanes 1:\n%s", dump.String())
+	}
+
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "-data", dir, "-seed"}, &stdout, &stderr); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, stderr.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "migrated ") {
+		t.Errorf("migrate printed %d lines, want its one-line summary:\n%s", len(lines), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if err := run(context.Background(), []string{"verify", "-data", dir}, &stdout, &stderr); err != nil {
+		t.Fatalf("verify: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	if strings.Contains(stderr.String(), "bigmarket config:") || !strings.Contains(stdout.String(), "verify: clean") {
+		t.Errorf("verify: stdout\n%s\nstderr (want no config dump)\n%s", stdout.String(), stderr.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
+
+// e2eMySQLMaxConns caps each MySQL pool of a serve process a test starts on MariaDB.
+const e2eMySQLMaxConns = 6
 
 // deployment is a bigmarket deployment on the real backends private to one test: its
 // own MySQL databases, Redis and NATS prefix and admin token, migrated and seeded, to which
@@ -60,6 +64,10 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		// Never the default 127.0.0.1:9091 that parallel tests would share; start gives
 		// each serve a port of its own.
 		"BIGMARKET_OPS_ADDR=127.0.0.1:0",
+		// Two serve processes and the test's own pools fit within a stock MariaDB's
+		// max_connections (151) next to another package's tests: each process opens
+		// 2 pools per database (3 databases) of at most this many.
+		"BIGMARKET_MYSQL_MAX_CONNS=" + strconv.Itoa(e2eMySQLMaxConns),
 	}
 	d.redis = goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { d.redis.Close() })
@@ -79,11 +87,11 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 	t.Cleanup(func() { d.db.Close() })
 	// The serve processes' pools may hold most of the server's connections; the test's
 	// own reads need few.
-	d.db.SQL.SetMaxOpenConns(4)
+	d.db.LimitConns(sqltest.MaxConns)
 	d.users = openUserStore(t, func(i int) (*sqlstore.DB, error) {
 		db, err := sqlstore.OpenMySQL(userDSNs[i])
 		if err == nil {
-			db.SQL.SetMaxOpenConns(4)
+			db.LimitConns(sqltest.MaxConns)
 			d.userDBs = append(d.userDBs, db)
 		}
 		return db, err

@@ -1,5 +1,5 @@
-// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify, token,
-// stock, dlq.
+// Command bigmarket is the marketing platform: serve (default), migrate, bench, verify,
+// admin-token, token, stock, dlq.
 package main
 
 import (
@@ -26,6 +26,8 @@ commands:
                  to be credited, then verify the packets' items, grabs and credits
   verify         reconcile the databases: award records, tasks, credits, exchanges, rebates,
                  red packets
+  admin-token    print the demo's admin token (kept in the data directory) for the admin
+                 and dcc endpoints
   token          print a user token (HS256 JWT) for the _by_token endpoints
   stock add      top up an award's or a SKU's stock on a running server
                  (-strategy S -award A | -sku K) -units N
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchCmd(ctx, args, stdout, stderr)
 	case "verify":
 		return verifyCmd(ctx, args, stdout, stderr)
+	case "admin-token":
+		return adminTokenCmd(args, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args, stdout, stderr)
 	case "stock":

@@ -52,6 +52,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // serve runs the API until ctx ends, then shuts down in order: stop accepting, finish
 // requests, flush the stock sync, stop consumers, close the backends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.saveAdminToken(); err != nil {
+		return err
+	}
 	b := &backends{}
 	defer b.close()
 	if err := openSQL(ctx, cfg, b, false, true); err != nil {
@@ -288,8 +291,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	log.Info("bigmarket serving", "addr", ln.Addr().String(), "mode", cfg.Mode)
-	if cfg.generatedAdminToken {
-		log.Info("demo admin token (set BIGMARKET_ADMIN_TOKEN to choose one)", "admin_token", cfg.AdminToken)
+	if cfg.adminTokenPath != "" {
+		log.Info("demo admin token kept in the data directory: `bigmarket admin-token` prints it (set BIGMARKET_ADMIN_TOKEN to choose one)", "file", cfg.adminTokenPath)
 	}
 	if cfg.OpsAddr != "" {
 		stopOps, err := serveOps(cfg.OpsAddr, api.Operator(), log)
@@ -561,13 +564,13 @@ func migrateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg.print(stderr)
 	b := &backends{}
 	defer b.close()
 	if err := openSQL(ctx, cfg, b, true, *seed); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "migrated config database and %d user databases (%d tables each)", len(b.userDBs), cfg.TBCount)
+	fmt.Fprintf(stderr, "migrated config database %s and %d user databases (%d tables each)",
+		or(maskDSN(cfg.ConfigDSN), "(embedded SQLite in "+cfg.DataDir+")"), len(b.userDBs), cfg.TBCount)
 	if *seed {
 		fmt.Fprint(stderr, "; demo data seeded")
 	}

@@ -36,3 +36,27 @@ func tokenCmd(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintln(stdout, httpapi.SignToken([]byte(cfg.JWTSecret), *user, time.Now().Add(*ttl)))
 	return nil
 }
+
+// adminTokenCmd prints the demo's admin token, the one serve keeps in the data directory
+// (making it up and keeping it there if serve has not run yet), for scripts:
+// TOKEN=$(bigmarket admin-token). Production has no such token and refuses.
+func adminTokenCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("admin-token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := commonFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if cfg.Mode != ModeDemo {
+		return errors.New("admin-token: production keeps no admin token of its own: it is BIGMARKET_ADMIN_TOKEN, as configured")
+	}
+	if err := cfg.saveAdminToken(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, cfg.AdminToken)
+	return nil
+}

@@ -174,7 +174,6 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("verify: no embedded config database: %w", err)
 		}
 	}
-	cfg.print(stderr)
 	b := &backends{}
 	defer b.close()
 	if err := openSQL(ctx, cfg, b, false, false); err != nil {

@@ -498,6 +498,7 @@ var verifyBackends = []struct {
 			if err != nil {
 				t.Fatal(err)
 			}
+			db.LimitConns(sqltest.MaxConns)
 			t.Cleanup(func() { db.Close() })
 			return db
 		}

@@ -17,6 +17,12 @@ import (
 // adminTimeout bounds the CREATE and DROP DATABASE statements.
 const adminTimeout = 30 * time.Second
 
+// MaxConns caps each pool of a test's MySQL database (sqlstore.DB.LimitConns), so that
+// the suite, whose packages run at once and whose tests run in parallel, fits within a
+// stock server's max_connections (151): a test needs a few connections, not the 32 per
+// pool a serving process may use.
+const MaxConns = 4
+
 // NewMySQL creates a uniquely named database on the server of serverDSN (a DSN such as
 // "root@tcp(127.0.0.1:3306)/"), drops it when the test ends, and returns a DSN for it.
 func NewMySQL(t testing.TB, serverDSN string) string {
@@ -30,6 +36,8 @@ func NewMySQL(t testing.TB, serverDSN string) string {
 	if err != nil {
 		t.Fatalf("open mysql server: %v", err)
 	}
+	// Held until the test ends for the DROP: no idle connection meanwhile.
+	admin.SetMaxIdleConns(0)
 	name := testenv.Unique("bmt_")
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
@@ -60,6 +68,7 @@ func OpenMySQL(t testing.TB) *sqlstore.DB {
 	if err != nil {
 		t.Fatalf("open mysql test database: %v", err)
 	}
+	db.LimitConns(MaxConns)
 	t.Cleanup(func() { db.Close() })
 	return db
 }
