@@ -15,9 +15,9 @@ import (
 	"github.com/bigmarket/bigmarket/nats"
 )
 
-// withDeadLetters opens the deployment's dead-letter stream for f, naming its send_award
-// subject, and closes the connection after it.
-func (d *deployment) withDeadLetters(t *testing.T, f func(ctx context.Context, s jetstream.Stream, subject string)) {
+// withJetStream connects to the deployment's NATS for f, with the deployment's event
+// options and a bounded context, and closes the connection after it.
+func (d *deployment) withJetStream(t *testing.T, f func(ctx context.Context, js jetstream.JetStream, opts nats.EventOptions)) {
 	t.Helper()
 	nc, err := natsgo.Connect(testenv.NATSURL(t))
 	if err != nil {
@@ -30,12 +30,40 @@ func (d *deployment) withDeadLetters(t *testing.T, f func(ctx context.Context, s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	opts := nats.EventOptions{Prefix: d.prefix}
-	s, err := js.Stream(ctx, opts.DLQStream())
-	if err != nil {
-		t.Fatalf("stream %s: %v", opts.DLQStream(), err)
-	}
-	f(ctx, s, opts.DLQSubject(award.TopicSendAward))
+	f(ctx, js, nats.EventOptions{Prefix: d.prefix})
+}
+
+// consumerInfo reads the state of topic's durable consumer.
+func (d *deployment) consumerInfo(t *testing.T, topic string) (info *jetstream.ConsumerInfo, err error) {
+	t.Helper()
+	d.withJetStream(t, func(ctx context.Context, js jetstream.JetStream, opts nats.EventOptions) {
+		var cons jetstream.Consumer
+		if cons, err = js.Consumer(ctx, opts.Stream(), opts.Durable(topic)); err == nil {
+			info, err = cons.Info(ctx)
+		}
+	})
+	return info, err
+}
+
+// eventsSettled reports whether topic's durable consumer holds no message, pending or
+// unacked.
+func (d *deployment) eventsSettled(t *testing.T, topic string) bool {
+	t.Helper()
+	info, err := d.consumerInfo(t, topic)
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+// withDeadLetters opens the deployment's dead-letter stream for f, naming its send_award
+// subject.
+func (d *deployment) withDeadLetters(t *testing.T, f func(ctx context.Context, s jetstream.Stream, subject string)) {
+	t.Helper()
+	d.withJetStream(t, func(ctx context.Context, js jetstream.JetStream, opts nats.EventOptions) {
+		s, err := js.Stream(ctx, opts.DLQStream())
+		if err != nil {
+			t.Fatalf("stream %s: %v", opts.DLQStream(), err)
+		}
+		f(ctx, s, opts.DLQSubject(award.TopicSendAward))
+	})
 }
 
 // deadLetters counts the send_award messages in the deployment's dead-letter stream.

@@ -11,12 +11,7 @@ import (
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/bigmarket/bigmarket/award"
-	"github.com/bigmarket/bigmarket/internal/testenv"
-	"github.com/bigmarket/bigmarket/nats"
 )
 
 // runDLQ runs "bigmarket dlq" with the deployment's config, against base, and returns
@@ -178,28 +173,4 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 	if d.hook.bad != 0 {
 		t.Errorf("%d malformed webhook deliveries", d.hook.bad)
 	}
-}
-
-// eventsSettled reports whether topic's durable consumer holds no message, pending or
-// unacked.
-func (d *deployment) eventsSettled(t *testing.T, topic string) bool {
-	t.Helper()
-	nc, err := natsgo.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	opts := nats.EventOptions{Prefix: d.prefix}
-	cons, err := js.Consumer(ctx, opts.Stream(), opts.Durable(topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 }

@@ -10,12 +10,8 @@ import (
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/internal/testenv"
-	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -180,18 +176,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	}
 
 	// Those messages are still unacked on the broker: they will be delivered again.
-	nc, err := natsgo.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	opts := nats.EventOptions{Prefix: d.prefix}
-	info, err := js.Consumer(context.Background(), opts.Stream(), opts.Durable("send_award"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ci, err := info.Info(context.Background())
+	ci, err := d.consumerInfo(t, "send_award")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +193,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	// The killed batch's records were completed before the kill: its redelivery is over
 	// only once the broker holds no send_award message pending or unacked.
 	waitFor(t, 60*time.Second, "every send_award message acked", func() bool {
-		ci, err := info.Info(context.Background())
-		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+		return d.eventsSettled(t, "send_award")
 	})
 	var out string
 	waitFor(t, 60*time.Second, "verify clean", func() bool {
