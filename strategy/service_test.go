@@ -516,3 +516,24 @@ func TestSoldOutFlagLapses(t *testing.T) {
 		t.Fatalf("after the flag's TTL: %+v %v, want the topped-up award", r, err)
 	}
 }
+
+// BenchmarkDraw measures a whole draw over the in-memory stock: the chain, the award's
+// tree and one deduction, so that the walker's cost per draw shows in allocs/op.
+func BenchmarkDraw(b *testing.B) {
+	cfg := seedConfig(100006)
+	stock := newFakeStock()
+	s := NewService(Options{Configs: fakeConfigs{configs: map[int64]Config{cfg.StrategyID: cfg}}, Stock: stock,
+		Rand: rand.New(rand.NewPCG(1, 2))})
+	if _, err := s.Armory(context.Background(), cfg.StrategyID); err != nil {
+		b.Fatal(err)
+	}
+	for _, aw := range cfg.Awards {
+		stock.set(AwardRef{StrategyID: cfg.StrategyID, AwardID: aw.AwardID}, 1<<40)
+	}
+	in := Input{UserID: "u", StrategyID: cfg.StrategyID, Score: 100, DrawsToday: 5}
+	for b.Loop() {
+		if _, err := s.Draw(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
