@@ -40,12 +40,19 @@ type NodeParams struct {
 	Value   string // rule_luck_award: the award's rule value; otherwise the raw value
 }
 
+// DeductFunc takes one unit of an award's stock for a draw. It reports false when no unit
+// is left (or the stock is missing from the cache: undersell, never oversell); with
+// durable it returns once the grant is durable. It is the one effect a tree node has:
+// the Service hands its own to the walker, tests hand a plain func.
+type DeductFunc func(ctx context.Context, ref AwardRef, expireAt time.Time, durable bool) (granted bool, err error)
+
 // TreeRule is one kind of tree node. Parse checks and parses the node's value at load;
-// Eval decides a draw. Needs lists the verdicts that Eval can return without an award:
-// the tree must have a line for each, so that every walk ends with an award.
+// Eval decides a draw, given the stock deduction in case it takes stock (rule_stock).
+// Needs lists the verdicts that Eval can return without an award: the tree must have a
+// line for each, so that every walk ends with an award.
 type TreeRule struct {
 	Parse func(value string) (NodeParams, error)
-	Eval  func(ctx context.Context, s *Service, p NodeParams, in NodeInput) (Outcome, error)
+	Eval  func(ctx context.Context, deduct DeductFunc, p NodeParams, in NodeInput) (Outcome, error)
 	Needs []Verdict
 }
 
@@ -64,7 +71,7 @@ func DefaultTreeRules() TreeRules {
 				}
 				return NodeParams{N: n}, nil
 			},
-			Eval: func(_ context.Context, _ *Service, p NodeParams, in NodeInput) (Outcome, error) {
+			Eval: func(_ context.Context, _ DeductFunc, p NodeParams, in NodeInput) (Outcome, error) {
 				if in.DrawsToday >= p.N {
 					return Outcome{Verdict: Allow, Rule: RuleLock}, nil
 				}
@@ -74,8 +81,8 @@ func DefaultTreeRules() TreeRules {
 		},
 		RuleStock: {
 			Parse: func(v string) (NodeParams, error) { return NodeParams{Value: v}, nil },
-			Eval: func(ctx context.Context, s *Service, _ NodeParams, in NodeInput) (Outcome, error) {
-				granted, err := s.deduct(ctx, in.Ref, in.ExpireAt, in.Durable)
+			Eval: func(ctx context.Context, deduct DeductFunc, _ NodeParams, in NodeInput) (Outcome, error) {
+				granted, err := deduct(ctx, in.Ref, in.ExpireAt, in.Durable)
 				if err != nil {
 					return Outcome{}, err
 				}
@@ -88,7 +95,7 @@ func DefaultTreeRules() TreeRules {
 		},
 		RuleLuckAward: {
 			Parse: parseLuckAward,
-			Eval: func(_ context.Context, _ *Service, p NodeParams, _ NodeInput) (Outcome, error) {
+			Eval: func(_ context.Context, _ DeductFunc, p NodeParams, _ NodeInput) (Outcome, error) {
 				return Outcome{Verdict: TakeOver, AwardID: p.AwardID, RuleValue: p.Value, Rule: RuleLuckAward}, nil
 			},
 		},
@@ -213,11 +220,12 @@ func (t *Tree) checkAcyclic() error {
 }
 
 // Walk runs the tree from its root, following after each node the line that matches its
-// verdict, until no line matches; the last outcome is the result.
-func (t *Tree) Walk(ctx context.Context, s *Service, in NodeInput) (Outcome, error) {
+// verdict, until no line matches; the last outcome is the result. Each node is handed
+// deduct, the only way a walk touches stock.
+func (t *Tree) Walk(ctx context.Context, deduct DeductFunc, in NodeInput) (Outcome, error) {
 	n := t.nodes[t.root]
 	for {
-		out, err := n.rule.Eval(ctx, s, n.params, in)
+		out, err := n.rule.Eval(ctx, deduct, n.params, in)
 		if err != nil {
 			return Outcome{}, fmt.Errorf("tree %s node %s: %w", t.ID, n.key, err)
 		}

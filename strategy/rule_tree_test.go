@@ -40,7 +40,7 @@ func TestTreeNodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := rules[tc.rule].Eval(context.Background(), s, p, NodeInput{Ref: ref, DrawsToday: tc.today, ExpireAt: time.Now().Add(time.Hour)})
+			got, err := rules[tc.rule].Eval(context.Background(), s.deduct, p, NodeInput{Ref: ref, DrawsToday: tc.today, ExpireAt: time.Now().Add(time.Hour)})
 			if err != nil || got != tc.want {
 				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
 			}
@@ -91,7 +91,7 @@ func TestTreeWalk(t *testing.T) {
 		stock := newFakeStock()
 		stock.set(ref, tc.stock)
 		s := NewService(Options{Configs: fakeConfigs{}, Stock: stock})
-		out, err := tree.Walk(context.Background(), s, NodeInput{Ref: ref, DrawsToday: tc.today})
+		out, err := tree.Walk(context.Background(), s.deduct, NodeInput{Ref: ref, DrawsToday: tc.today})
 		if err != nil || out.AwardID != tc.want || out.Rule != tc.rule {
 			t.Errorf("%s: got %+v, %v; want award %d by %s", tc.name, out, err, tc.want, tc.rule)
 		}
@@ -100,8 +100,40 @@ func TestTreeWalk(t *testing.T) {
 		}
 	}
 	s := NewService(Options{Configs: fakeConfigs{}, Stock: &fakeStock{count: map[AwardRef]int64{ref: 1}, DeductFn: func(AwardRef) error { return errors.New("redis down") }}})
-	if _, err := tree.Walk(context.Background(), s, NodeInput{Ref: ref, DrawsToday: 1}); err == nil || !strings.Contains(err.Error(), "tree_lock_1") {
+	if _, err := tree.Walk(context.Background(), s.deduct, NodeInput{Ref: ref, DrawsToday: 1}); err == nil || !strings.Contains(err.Error(), "tree_lock_1") {
 		t.Errorf("walk with a failing stock: %v, want an error naming the tree", err)
+	}
+}
+
+// TestTreeWalkHandsDeduct checks that the walker hands rule_stock the deduction it was
+// given, with the draw's award, expiry and durability, and nothing else of a Service.
+func TestTreeWalkHandsDeduct(t *testing.T) {
+	t.Parallel()
+	tree, err := NewTree(lockTree("tree_lock_1", "1"), DefaultTreeRules())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := NodeInput{Ref: AwardRef{StrategyID: 9, AwardID: 107}, DrawsToday: 1, ExpireAt: time.Unix(2e9, 0), Durable: true}
+	for _, granted := range []bool{true, false} {
+		var calls []NodeInput
+		deduct := func(_ context.Context, ref AwardRef, expireAt time.Time, durable bool) (bool, error) {
+			calls = append(calls, NodeInput{Ref: ref, DrawsToday: 1, ExpireAt: expireAt, Durable: durable})
+			return granted, nil
+		}
+		out, err := tree.Walk(context.Background(), deduct, in)
+		want := Outcome{Verdict: TakeOver, AwardID: 101, RuleValue: "1,100", Rule: RuleLuckAward} // no stock: the luck award
+		if granted {
+			want = Outcome{Verdict: TakeOver, AwardID: 107, Rule: RuleStock}
+		}
+		if err != nil || out != want {
+			t.Errorf("granted %v: got %+v, %v; want %+v", granted, out, err, want)
+		}
+		if len(calls) != 1 || calls[0] != in {
+			t.Errorf("granted %v: deduct called with %+v, want once with %+v", granted, calls, in)
+		}
+	}
+	if _, err := tree.Walk(context.Background(), nil, NodeInput{Ref: in.Ref, DrawsToday: 0}); err != nil {
+		t.Errorf("locked walk, which takes no stock, failed without a deduction: %v", err)
 	}
 }
 

@@ -123,7 +123,10 @@ type Service struct {
 	// without a Redis round trip. An assembly (an armory or a top-up here, or another
 	// node's through Reload) clears them; they lapse after SoldOutTTL anyway.
 	soldOut *soldout.Flags[AwardRef]
-	stats   struct {
+	// deductFunc is s.deduct, the one function the rule trees are handed, bound once so
+	// that a draw does not allocate a method value.
+	deductFunc DeductFunc
+	stats      struct {
 		blacklist, stocked, luck, stockOut, stockMissing, failed, soldOutHits atomic.Int64
 	}
 }
@@ -174,7 +177,7 @@ func NewService(opts Options) *Service {
 	if opts.SoldOutTTL <= 0 {
 		opts.SoldOutTTL = 5 * time.Second
 	}
-	return &Service{
+	s := &Service{
 		opts:    opts,
 		soldOut: soldout.New[AwardRef](opts.SoldOutTTL, opts.Now),
 		implicit: TreeConfig{
@@ -187,6 +190,8 @@ func NewService(opts Options) *Service {
 			Lines: []TreeLine{{From: RuleStock, To: RuleLuckAward, LimitType: "EQUAL", LimitValue: string(Allow)}},
 		},
 	}
+	s.deductFunc = s.deduct
+	return s
 }
 
 // Armory (re)assembles a strategy from its stored config, preheats its stock and tells
@@ -407,7 +412,7 @@ func (s *Service) draw(ctx context.Context, in Input) (Result, error) {
 	if pick.Fallback {
 		return a.result(pick.AwardID, "", pick.Rule, pick.Rule), nil
 	}
-	out, err := a.trees[pick.AwardID].Walk(ctx, s, NodeInput{
+	out, err := a.trees[pick.AwardID].Walk(ctx, s.deductFunc, NodeInput{
 		Ref:        AwardRef{StrategyID: a.StrategyID, AwardID: pick.AwardID},
 		DrawsToday: in.DrawsToday,
 		ExpireAt:   a.expireAt,
