@@ -436,10 +436,11 @@ func (a *Assembled) result(awardID int, ruleValue string, rule, chain RuleModel)
 	return r
 }
 
-// deduct takes one unit of an award's stock. It reports false when the stock is out or
-// missing from the cache (undersell, never oversell). With durable, a grant is made
-// durable in the sink before deduct returns; if that fails the unit is spent (the sink
-// retries it in the background) and the error is returned.
+// deduct is the Service's DeductFunc, handed to every tree walk: it takes one unit of an
+// award's stock, answering from the sold-out flags when it can. It reports false when the
+// stock is out or missing from the cache (undersell, never oversell). With durable, a
+// grant is made durable in the sink before deduct returns; if that fails the unit is
+// spent (the sink retries it in the background) and the error is returned.
 func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, durable bool) (bool, error) {
 	epoch := s.soldOut.Epoch()
 	if s.soldOut.Out(ref) {
