@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 func TestCommitOutsideAGuardedCallChangesNothing(t *testing.T) {
@@ -299,7 +301,7 @@ func TestSystemFaultDrillBlacklistsNobody(t *testing.T) {
 	}
 	g.Override(KeyDrawTimeout, "")
 	c.Advance(time.Minute)
-	waitFor(t, "the breaker to let calls through", func() bool { return g.Do(ctx, "retrier", ok) == nil })
+	testenv.Eventually(t, 10*time.Second, "the breaker to let calls through", func() bool { return g.Do(ctx, "retrier", ok) == nil })
 	var err error
 	for range 60 {
 		if err = g.Do(ctx, "flood", ok); errors.Is(err, ErrBlacklisted) {

@@ -125,7 +125,7 @@ func TestBlacklistAfterRepeatedRejectionsOnEveryNodeFor24Hours(t *testing.T) {
 	if err := a.Do(ctx, "flood", ok); !errors.Is(err, ErrBlacklisted) {
 		t.Fatalf("rejection 4 = %v, want ErrBlacklisted", err)
 	}
-	waitFor(t, "blacklisting shared", func() bool { return store.count() == 1 })
+	testenv.Eventually(t, 10*time.Second, "blacklisting shared", func() bool { return store.count() == 1 })
 	c.Advance(time.Hour) // buckets refilled; the blacklist still holds on both nodes
 	for name, g := range map[string]*Guard{"a": a, "b": b} {
 		if err := g.Do(ctx, "flood", ok); !errors.Is(err, ErrBlacklisted) {
@@ -230,7 +230,7 @@ func TestBreakerOpensOnFailuresAndClosesAfterProbes(t *testing.T) {
 	if err := g.Do(ctx, "u", func(context.Context) error { called = true; return nil }); !errors.Is(err, ErrBreakerOpen) || !errors.Is(err, ErrTimeout) || called {
 		t.Fatalf("open breaker: Do = %v, called %v", err, called)
 	}
-	waitFor(t, "half-open", func() bool { return g.Stats().BreakerState == "half-open" })
+	testenv.Eventually(t, 10*time.Second, "half-open", func() bool { return g.Stats().BreakerState == "half-open" })
 	for range 2 {
 		if err := g.Do(ctx, "u", ok); err != nil {
 			t.Fatalf("probe: %v", err)
@@ -315,17 +315,6 @@ func TestSettingsWith(t *testing.T) {
 func mustValue(s Settings, key string) string {
 	v, _ := s.Value(key)
 	return v
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached before the deadline", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestStoreGivingUpAtTheDeadlineIsATimeout(t *testing.T) {

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 func TestArmoryBusReachesOtherNodesOnly(t *testing.T) {
@@ -36,7 +39,7 @@ func TestArmoryBusReachesOtherNodesOnly(t *testing.T) {
 		})
 	}
 	// The listeners subscribe asynchronously: announce until node 1 has heard one.
-	eventually(t, "node 1 reloads strategy 100006", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "node 1 reloads strategy 100006", func() (bool, string) {
 		if err := buses[0].AnnounceArmory(context.Background(), 100006); err != nil {
 			return false, err.Error()
 		}
@@ -59,7 +62,7 @@ func TestArmoryBusReachesOtherNodesOnly(t *testing.T) {
 	if err := buses[0].AnnounceSKUStock(context.Background(), 9011); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node 1 hears the top-up of sku 9011", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "node 1 hears the top-up of sku 9011", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(skus[1]) == 1 && skus[1][0] == 9011, fmt.Sprint(skus)

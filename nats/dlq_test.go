@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/outbox"
 )
 
@@ -50,7 +51,7 @@ func TestDeadLetterReplayFailsAgainWithBothReasons(t *testing.T) {
 		c := NewConsumer(js, opts, topic, r.handle, nil)
 		background(t, c.Run)
 		publish(t, NewPublisher(js, opts), topic, "order-1", "payload")
-		eventually(t, "dead-lettered", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "dead-lettered", func() (bool, string) {
 			return c.Stats().DeadLettered == 1, fmt.Sprintf("%+v", c.Stats())
 		})
 		d := NewDeadLetters(js, opts, nil)
@@ -70,7 +71,7 @@ func TestDeadLetterReplayFailsAgainWithBothReasons(t *testing.T) {
 		if got, err := d.Replay(ctx, dl.Seq); err != nil || got.Seq != dl.Seq {
 			t.Fatalf("Replay(%d) = %+v, %v", dl.Seq, got, err)
 		}
-		eventually(t, "dead-lettered again", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "dead-lettered again", func() (bool, string) {
 			return c.Stats().DeadLettered == 2, fmt.Sprintf("%+v", c.Stats())
 		})
 		second := listDeadLetters(t, d, outbox.DeadLetterFilter{})
@@ -91,10 +92,10 @@ func TestDeadLetterReplayFailsAgainWithBothReasons(t *testing.T) {
 		if _, err := d.Replay(ctx, second[0].Seq); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "handled after the replay", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "handled after the replay", func() (bool, string) {
 			return c.Stats().Handled == 1, fmt.Sprintf("%+v", c.Stats())
 		})
-		eventually(t, "consumer settled", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "consumer settled", settled(t, js, opts, topic))
 		if got := listDeadLetters(t, d, outbox.DeadLetterFilter{}); len(got) != 0 {
 			t.Errorf("dead letters after a successful replay: %+v", got)
 		}
@@ -128,7 +129,7 @@ func TestDeadLetterListFiltersAndReplayAll(t *testing.T) {
 		for _, id := range ids {
 			publish(t, p, topic, id, "{}")
 		}
-		eventually(t, "all dead-lettered", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "all dead-lettered", func() (bool, string) {
 			return c.Stats().DeadLettered == 3, fmt.Sprintf("%+v", c.Stats())
 		})
 		d := NewDeadLetters(js, opts, nil)
@@ -161,9 +162,9 @@ func TestDeadLetterListFiltersAndReplayAll(t *testing.T) {
 			t.Fatalf("ReplayAll = %d replayed, %v; want 3", len(replayed), err)
 		}
 		for _, id := range ids {
-			eventually(t, id+" handled", wasHandled(r, id))
+			testenv.Eventually(t, 30*time.Second, id+" handled", wasHandled(r, id))
 		}
-		eventually(t, "consumer settled", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "consumer settled", settled(t, js, opts, topic))
 		if left := listDeadLetters(t, d, outbox.DeadLetterFilter{}); len(left) != 0 {
 			t.Errorf("dead letters left: %+v", left)
 		}

@@ -96,7 +96,7 @@ func publish(t *testing.T, p *Publisher, topic, msgID, body string) {
 	}
 }
 
-// settled is a condition for eventually: the topic's consumer holds no message, pending
+// settled is a condition for testenv.Eventually: the topic's consumer holds no message, pending
 // or awaiting its ack, and has delivered every message of the stream.
 func settled(t *testing.T, js jetstream.JetStream, opts EventOptions, topic string) func() (bool, string) {
 	return func() (bool, string) {
@@ -115,7 +115,7 @@ func settled(t *testing.T, js jetstream.JetStream, opts EventOptions, topic stri
 	}
 }
 
-// wasHandled is a condition for eventually: the handler was called with msgID.
+// wasHandled is a condition for testenv.Eventually: the handler was called with msgID.
 func wasHandled(r *recorder, msgID string) func() (bool, string) {
 	return func() (bool, string) {
 		got := r.calls(msgID)
@@ -210,8 +210,8 @@ func TestEventHandledOnceAndAcked(t *testing.T) {
 		background(t, c.Run)
 		publish(t, NewPublisher(js, opts), topic, "order_1", `{"id":"order_1"}`)
 
-		eventually(t, "event handled", wasHandled(r, "order_1"))
-		eventually(t, "event acked", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "event handled", wasHandled(r, "order_1"))
+		testenv.Eventually(t, 30*time.Second, "event acked", settled(t, js, opts, topic))
 		got := r.calls("order_1")
 		if len(got) != 1 || got[0].Topic != topic || string(got[0].Data) != `{"id":"order_1"}` || got[0].Delivered != 1 {
 			t.Fatalf("handler calls = %+v, want one first delivery of the event", got)
@@ -238,8 +238,8 @@ func TestEventDuplicateMsgIDHandledOnce(t *testing.T) {
 		if n := streamCount(t, js, opts.Stream()); n != 2 {
 			t.Fatalf("stream holds %d messages, want 2", n)
 		}
-		eventually(t, "both events handled", wasHandled(r, "order_2"))
-		eventually(t, "both events acked", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "both events handled", wasHandled(r, "order_2"))
+		testenv.Eventually(t, 30*time.Second, "both events acked", settled(t, js, opts, topic))
 		if got := r.calls("order_1"); len(got) != 1 || string(got[0].Data) != "first" {
 			t.Fatalf("order_1 handled %+v, want once with the first body", got)
 		}
@@ -263,11 +263,11 @@ func TestEventRedeliveredUntilHandled(t *testing.T) {
 		background(t, c.Run)
 		publish(t, NewPublisher(js, opts), topic, "rebate_1", "{}")
 
-		eventually(t, "event handled after failures", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "event handled after failures", func() (bool, string) {
 			st := c.Stats()
 			return st.Handled == 1, fmt.Sprintf("%+v", st)
 		})
-		eventually(t, "event acked", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "event acked", settled(t, js, opts, topic))
 		got := r.calls("rebate_1")
 		if len(got) != failFirst+1 || got[failFirst].Delivered != failFirst+1 {
 			t.Fatalf("handler calls = %+v, want %d, the last one delivery %d", got, failFirst+1, failFirst+1)
@@ -300,11 +300,11 @@ func TestEventDeadLetteredAfterMaxDeliver(t *testing.T) {
 		publish(t, p, topic, "bad", "payload")
 		publish(t, p, topic, "good", "{}")
 
-		eventually(t, "event dead-lettered", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "event dead-lettered", func() (bool, string) {
 			st := c.Stats()
 			return st.DeadLettered == 1, fmt.Sprintf("%+v", st)
 		})
-		eventually(t, "consumer settled", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "consumer settled", settled(t, js, opts, topic))
 		if got := r.calls("bad"); len(got) != opts.MaxDeliver {
 			t.Fatalf("failing event delivered %d times, want MaxDeliver %d", len(got), opts.MaxDeliver)
 		}
@@ -320,8 +320,8 @@ func TestEventDeadLetteredAfterMaxDeliver(t *testing.T) {
 		// Another event handled after the dead letter proves the consumer went on; the
 		// terminated one must not have come back meanwhile.
 		publish(t, p, topic, "later", "{}")
-		eventually(t, "later event handled", wasHandled(r, "later"))
-		eventually(t, "consumer settled again", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "later event handled", wasHandled(r, "later"))
+		testenv.Eventually(t, 30*time.Second, "consumer settled again", settled(t, js, opts, topic))
 		if got := r.calls("bad"); len(got) != opts.MaxDeliver {
 			t.Errorf("dead-lettered event delivered again: %d deliveries", len(got))
 		}
@@ -344,11 +344,11 @@ func TestEventPermanentErrorDeadLettersAtOnce(t *testing.T) {
 		background(t, c.Run)
 		publish(t, NewPublisher(js, opts), topic, "malformed", "{not json")
 
-		eventually(t, "event dead-lettered", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "event dead-lettered", func() (bool, string) {
 			st := c.Stats()
 			return st.DeadLettered == 1, fmt.Sprintf("%+v", st)
 		})
-		eventually(t, "consumer settled", settled(t, js, opts, topic))
+		testenv.Eventually(t, 30*time.Second, "consumer settled", settled(t, js, opts, topic))
 		if got := r.calls("malformed"); len(got) != 1 {
 			t.Fatalf("event delivered %d times, want 1", len(got))
 		}

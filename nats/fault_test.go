@@ -23,8 +23,8 @@ import (
 // (FetchWait) and on the server's (90% of it, counted from when the request arrived), and
 // when the request was held up by more than the difference a message handed to it after
 // the client gave up reaches nobody. Nothing is lost: the server redelivers it after
-// AckWait. The default AckWait (30s) equals the deadline of eventually, so with it the test
-// would race the redelivery; with 2s, eventually waits for it.
+// AckWait. The default AckWait (30s) equals the tests' 30s deadline, so with it the test
+// would race the redelivery; with 2s, testenv.Eventually waits for it.
 func faultOptions() StockOptions {
 	opts := testOptions("")
 	opts.PublishTimeout = 300 * time.Millisecond
@@ -159,7 +159,7 @@ func testStockSyncBrokerRestart(t *testing.T, extra ...natsgo.Option) {
 	}
 	g := newGrants(refs, 10000)
 	consumeConcurrently(t, ss, g, refs, 4, 50, consumeBound)
-	eventually(t, "store holds the grants made before the outage", storeEquals(store, g.want()))
+	testenv.Eventually(t, 30*time.Second, "store holds the grants made before the outage", storeEquals(store, g.want()))
 	before := ss.Stats()
 
 	srv.Stop()
@@ -167,7 +167,7 @@ func testStockSyncBrokerRestart(t *testing.T, extra ...natsgo.Option) {
 	// Draws go on while the broker is down: the first burst is flushed against the dead
 	// broker, the second lands while such flushes are failing.
 	consumeConcurrently(t, ss, g, refs, 8, 200, consumeBound)
-	eventually(t, "a flush fails while the broker is down", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "a flush fails while the broker is down", func() (bool, string) {
 		st := ss.Stats()
 		return st.Failed > before.Failed, fmt.Sprintf("stats %+v", st)
 	})
@@ -196,12 +196,12 @@ func testStockSyncBrokerRestart(t *testing.T, extra ...natsgo.Option) {
 	}
 
 	srv.Start()
-	eventually(t, "store holds every grant after the restart", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "store holds every grant after the restart", func() (bool, string) {
 		ok, state := storeEquals(store, g.want())()
 		return ok, fmt.Sprintf("%s; stock sync %+v, consumer %+v, %s", state, ss.Stats(), consumer.Stats(),
 			consumerState(js, opts))
 	})
-	eventually(t, "nothing left pending", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "nothing left pending", func() (bool, string) {
 		st := ss.Stats()
 		return st.Pending == 0, fmt.Sprintf("stats %+v", st)
 	})
@@ -258,7 +258,7 @@ func TestFaultStockStreamSurvivesBrokerKill(t *testing.T) {
 
 	// The client reconnects on its own; until it has, stream lookups fail.
 	var msgs uint64
-	eventually(t, "stream readable after the restart", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "stream readable after the restart", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, opts.Stream())
@@ -278,6 +278,6 @@ func TestFaultStockStreamSurvivesBrokerKill(t *testing.T) {
 
 	store := &fakeSurplusStore{}
 	background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
-	eventually(t, "consumer started after the restart applies the stream",
+	testenv.Eventually(t, 30*time.Second, "consumer started after the restart applies the stream",
 		storeEquals(store, g.want()))
 }

@@ -78,13 +78,13 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 			if err := a.kv.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Open); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "degrade reaches node b", func() (bool, string) {
+			testenv.Eventually(t, 30*time.Second, "degrade reaches node b", func() (bool, string) {
 				return b.guard.Settings().Degrade, fmt.Sprint(b.guard.Settings())
 			})
 			if err := b.kv.DeleteSetting(ctx, guard.KeyDegradeSwitch); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "default back on both nodes", func() (bool, string) {
+			testenv.Eventually(t, 30*time.Second, "default back on both nodes", func() (bool, string) {
 				return !a.guard.Settings().Degrade && !b.guard.Settings().Degrade, fmt.Sprint(a.guard.Settings(), b.guard.Settings())
 			})
 
@@ -96,7 +96,7 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 			if !errors.Is(last, guard.ErrBlacklisted) {
 				t.Fatalf("fourth call = %v, want blacklisted", last)
 			}
-			eventually(t, "blacklisting reaches node a", func() (bool, string) {
+			testenv.Eventually(t, 30*time.Second, "blacklisting reaches node a", func() (bool, string) {
 				_, ok := a.guard.BlacklistedUntil("user:é/1")
 				return ok, fmt.Sprint(a.guard.Stats())
 			})

@@ -169,23 +169,7 @@ func background(t *testing.T, fn func(ctx context.Context) error) {
 	})
 }
 
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached before the deadline; last state: %s", what, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// storeEquals is a condition for eventually: the store holds exactly want.
+// storeEquals is a condition for testenv.Eventually: the store holds exactly want.
 func storeEquals(store *fakeSurplusStore, want map[strategy.AwardRef]int64) func() (bool, string) {
 	return func() (bool, string) {
 		got := store.snapshot()
@@ -345,7 +329,7 @@ func TestStockSyncConverges(t *testing.T) {
 		for ref, n := range granted {
 			want[ref] = stock - n
 		}
-		eventually(t, "store holds the stock left", storeEquals(store, want))
+		testenv.Eventually(t, 30*time.Second, "store holds the stock left", storeEquals(store, want))
 		for _, s := range syncs {
 			if st := s.Stats(); st.Published == 0 || st.Failed != 0 {
 				t.Errorf("stats = %+v, want published > 0 and no failures", st)
@@ -385,7 +369,7 @@ func TestStockSyncConsumerRedeliversAfterStoreFailure(t *testing.T) {
 		if err := s.Flush(context.Background()); err != nil {
 			t.Fatalf("Flush: %v", err)
 		}
-		eventually(t, "store converges after failures",
+		testenv.Eventually(t, 30*time.Second, "store converges after failures",
 			storeEquals(store, map[strategy.AwardRef]int64{a: 9, b: 4}))
 		if st := c.Stats(); st.Failed != failFirst {
 			t.Errorf("consumer stats = %+v, want %d failed", st, failFirst)
@@ -430,7 +414,7 @@ func TestStockSyncKeepsEntriesWhileStreamMissing(t *testing.T) {
 			t.Fatalf("stream holds %d messages, want 2", n)
 		}
 		background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
-		eventually(t, "store holds the kept entries",
+		testenv.Eventually(t, 30*time.Second, "store holds the kept entries",
 			storeEquals(store, map[strategy.AwardRef]int64{a: 7, b: 3}))
 		if err := s.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
@@ -455,7 +439,7 @@ func TestStockSyncConsumerDropsMalformed(t *testing.T) {
 		}
 		store := &fakeSurplusStore{}
 		background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
-		eventually(t, "valid message applied", storeEquals(store, map[strategy.AwardRef]int64{ref: 5}))
+		testenv.Eventually(t, 30*time.Second, "valid message applied", storeEquals(store, map[strategy.AwardRef]int64{ref: 5}))
 	})
 }
 
@@ -508,7 +492,7 @@ func TestEmbeddedRestartKeepsStream(t *testing.T) {
 	}
 	store := &fakeSurplusStore{}
 	background(t, NewStockSyncConsumer(js2, opts, store, nil).Run)
-	eventually(t, "restarted stream applied",
+	testenv.Eventually(t, 30*time.Second, "restarted stream applied",
 		storeEquals(store, map[strategy.AwardRef]int64{a: 10, b: 20}))
 }
 
@@ -555,7 +539,7 @@ func TestStockSyncConsumerAppliesOldForm(t *testing.T) {
 		}
 		store := &fakeSurplusStore{}
 		background(t, NewStockSyncConsumer(js, opts, store, nil).Run)
-		eventually(t, "store holds both forms",
+		testenv.Eventually(t, 30*time.Second, "store holds both forms",
 			storeEquals(store, map[strategy.AwardRef]int64{a: 7, b: 1}))
 		log := NewStockLog(js, opts)
 		if got, ok, err := log.MaxIssued(ctx, a, fakeAwardCount); err != nil || !ok || got != fakeAwardCount-7 {

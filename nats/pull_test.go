@@ -40,11 +40,11 @@ func TestFaultConsumerWaitsOutReconnect(t *testing.T) {
 		}
 	}
 	commit(100)
-	eventually(t, "store holds the grant made before the outage",
+	testenv.Eventually(t, 30*time.Second, "store holds the grant made before the outage",
 		storeEquals(store, map[strategy.AwardRef]int64{ref: 100}))
 
 	srv.Stop()
-	within(t, 10*time.Second, "client sees the broker gone", func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, "client sees the broker gone", func() (bool, string) {
 		return !nc.IsConnected(), nc.Status().String()
 	})
 	sent := nc.Stats().OutMsgs
@@ -56,7 +56,7 @@ func TestFaultConsumerWaitsOutReconnect(t *testing.T) {
 		t.Errorf("consumer sent %d messages (pull requests) while disconnected, want at most 1", n)
 	}
 	srv.Start()
-	within(t, 10*time.Second, "client reconnected", func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, "client reconnected", func() (bool, string) {
 		return nc.IsConnected(), nc.Status().String()
 	})
 
@@ -64,7 +64,7 @@ func TestFaultConsumerWaitsOutReconnect(t *testing.T) {
 		commit(r)
 	}
 	want := map[strategy.AwardRef]int64{ref: 91}
-	within(t, 10*time.Second, "store holds the grants made right after the reconnect",
+	testenv.Eventually(t, 10*time.Second, "store holds the grants made right after the reconnect",
 		func() (bool, string) {
 			got := store.snapshot()
 			return maps.Equal(got, want), fmt.Sprintf("got %v, want %v", got, want)

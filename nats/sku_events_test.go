@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 // fakeSKUStore is a SKUSurplusStore keeping min(surplus, remaining) per SKU, every SKU
@@ -124,12 +126,12 @@ func TestSKUStockZeroEndToEnd(t *testing.T) {
 		store := &fakeSKUStore{surplus: map[int64]int64{9011: 7, 9012: 5}}
 		c := NewConsumer(js, opts, TopicSKUStockZero, SKUStockZeroHandler(store), nil)
 		background(t, c.Run)
-		eventually(t, "sku cleared and junk dead-lettered", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "sku cleared and junk dead-lettered", func() (bool, string) {
 			got, st := store.snapshot(), c.Stats()
 			return maps.Equal(got, map[int64]int64{9011: 0, 9012: 5}) && st.DeadLettered == 1,
 				fmt.Sprintf("store %v, stats %+v", got, st)
 		})
-		eventually(t, "consumer settled", settled(t, js, opts, TopicSKUStockZero))
+		testenv.Eventually(t, 30*time.Second, "consumer settled", settled(t, js, opts, TopicSKUStockZero))
 		if st := c.Stats(); st != (ConsumerStats{Handled: 1, Failed: 1, DeadLettered: 1}) {
 			t.Errorf("stats = %+v", st)
 		}

@@ -10,23 +10,6 @@ import (
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
-// within polls cond until it holds, failing the test if d passes first: eventually with
-// a deadline of the test's choosing, for tests where the deadline is the assertion.
-func within(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v; last state: %s", what, d, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestStockSyncPendingCountsFlushInFlight holds a flush in flight on a stopped broker (the
 // client buffers the publish until it reconnects): the award counts as pending all the
 // while, and only once the restarted broker has acknowledged it does Pending read 0.
@@ -41,7 +24,7 @@ func TestStockSyncPendingCountsFlushInFlight(t *testing.T) {
 	ss := NewStockSync(js, opts, nil)
 
 	srv.Stop()
-	within(t, 10*time.Second, "client sees the broker gone", func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, "client sees the broker gone", func() (bool, string) {
 		return !nc.IsConnected(), nc.Status().String()
 	})
 	ref := strategy.AwardRef{StrategyID: 100006, AwardID: 101}
@@ -49,7 +32,7 @@ func TestStockSyncPendingCountsFlushInFlight(t *testing.T) {
 	sent := nc.Stats().OutMsgs
 	done := make(chan error, 1)
 	go func() { done <- ss.Flush(context.Background()) }()
-	within(t, 10*time.Second, "the flush has published into the reconnect buffer", func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, "the flush has published into the reconnect buffer", func() (bool, string) {
 		out := nc.Stats().OutMsgs
 		return out > sent, fmt.Sprintf("out msgs %d", out)
 	})

@@ -181,18 +181,6 @@ func (p *fakePublisher) distinct() int {
 	return len(p.published)
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // a poll interval, not a wait for the work
-	}
-}
-
 func newTasks(prefix string, n int) []Task {
 	tasks := make([]Task, n)
 	for i := range tasks {
@@ -237,7 +225,7 @@ func TestRelayPublishesCommitted(t *testing.T) {
 	tasks := store.insert(newTasks("a", 10)...)
 	r.Committed(tasks)
 
-	eventually(t, "10 tasks completed", func() bool { return store.count(Completed) == 10 })
+	testenv.Eventually(t, 10*time.Second, "10 tasks completed", func() bool { return store.count(Completed) == 10 })
 	for _, task := range tasks {
 		if n := pub.times(task.MessageID); n != 1 {
 			t.Errorf("task %s published %d times, want once", task.MessageID, n)
@@ -268,7 +256,7 @@ func TestRelayFailedTasksCompensated(t *testing.T) {
 
 	tasks := store.insert(newTasks("b", 10)...)
 	r.Committed(tasks)
-	eventually(t, "5 completed and 5 failed", func() bool {
+	testenv.Eventually(t, 10*time.Second, "5 completed and 5 failed", func() bool {
 		return store.count(Completed) == 5 && store.count(Fail) == 5
 	})
 	if st := r.Stats(); st.Published != 5 || st.Failed != 5 {
@@ -326,19 +314,19 @@ func TestRelayQueueOverflow(t *testing.T) {
 	}
 
 	startRelay(t, r)
-	eventually(t, "the 2 queued tasks completed", func() bool { return store.count(Completed) == 2 })
+	testenv.Eventually(t, 10*time.Second, "the 2 queued tasks completed", func() bool { return store.count(Completed) == 2 })
 	if n := store.count(Create); n != 3 {
 		t.Fatalf("%d tasks in create, want the 3 dropped: %v", n, store.states())
 	}
 
 	// The job runs every Every but finds nothing stale until the clock passes Grace.
-	eventually(t, "the compensation job to run", func() bool { return len(store.resendCalls()) >= 2 })
+	testenv.Eventually(t, 10*time.Second, "the compensation job to run", func() bool { return len(store.resendCalls()) >= 2 })
 	if n := store.count(Create); n != 3 {
 		t.Fatalf("compensation re-sent tasks younger than Grace: %v", store.states())
 	}
 	c.Advance(grace)
 	c.Advance(time.Millisecond)
-	eventually(t, "the dropped tasks completed by the job", func() bool { return store.count(Completed) == 5 })
+	testenv.Eventually(t, 10*time.Second, "the dropped tasks completed by the job", func() bool { return store.count(Completed) == 5 })
 	for _, task := range tasks {
 		if n := pub.times(task.MessageID); n != 1 {
 			t.Errorf("task %s stored %d times, want once", task.MessageID, n)
@@ -366,7 +354,7 @@ func TestRelayMarkFailure(t *testing.T) {
 
 	tasks := store.insert(newTasks("d", 1)...)
 	r.Committed(tasks)
-	eventually(t, "the task published", func() bool { return pub.times("d-00") == 1 })
+	testenv.Eventually(t, 10*time.Second, "the task published", func() bool { return pub.times("d-00") == 1 })
 	stop()
 	if st := store.states()["d-00"]; st != Create {
 		t.Fatalf("state %s after a failed mark, want create", st)

@@ -9,24 +9,13 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-)
 
-// Errors of RedPackets. A grab that returns none of them and no other error got an item.
-var (
-	// ErrRPEmpty means every item of the packet has been grabbed.
-	ErrRPEmpty = errors.New("red packet empty")
-	// ErrRPClosed means the packet was closed (its remainder refunded) or has expired.
-	ErrRPClosed = errors.New("red packet closed or expired")
-	// ErrRPNotEligible means the packet is restricted and the user is not on its list.
-	ErrRPNotEligible = errors.New("user not eligible for this red packet")
-	// ErrRPMissing means the packet's hot state is not in Redis: it was never loaded, its
-	// keys expired, or Redis lost them. The caller rebuilds it with Load from the durable
-	// records of every grab, or answers a retryable error; it never grants without it.
-	ErrRPMissing = errors.New("red packet not in cache")
+	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redpacket"
 )
 
 // rpKeep is how long a packet's keys outlive its expiry, so that late grabbers still get
-// ErrRPClosed or their earlier item, and the refund job finds the remainder.
+// redpacket.ErrClosed or their earlier item, and the refund job finds the remainder.
 const rpKeep = 24 * time.Hour
 
 // Status codes of the red packet scripts, first element of their reply.
@@ -183,6 +172,7 @@ return redis.call('LLEN', KEYS[1])
 // RedPackets is the hot state of red packets in Redis: the pre-split items not yet
 // grabbed, who grabbed which, and whether the packet is open. A grab and a close are one Lua
 // script each, so an item is granted at most once and a refund is exactly the remainder.
+// It implements redpacket.Hot, in the domain's items, grabs and errors.
 //
 // All keys of a packet share the hash tag {<packetID>}, so every script runs on one
 // Cluster slot:
@@ -193,22 +183,30 @@ return redis.call('LLEN', KEYS[1])
 //	<prefix>:rp:{<id>}:eligible  set of users who may grab (restricted packets only)
 //
 // Redis must not evict these keys (maxmemory-policy noeviction, or room enough): a lost
-// list is detected by the total count and reported as ErrRPMissing, but a lost eligible
-// set turns every grabber away.
+// list is detected by the total count and reported as redpacket.ErrUnavailable, but a lost
+// eligible set turns every grabber away.
+//
+// The grabs not yet known to be credited, the green channel's list, live apart from the
+// packets under the user's hash tag:
+//
+//	<prefix>:rp:pending:{<user>}  hash packet → "index:cents:grabUnixMs"
 type RedPackets struct {
 	client goredis.Cmdable
 	prefix string
 }
 
-// RPItem is one pre-split share: its position in the packet and its amount in cents.
-type RPItem struct {
+var _ redpacket.Hot = (*RedPackets)(nil)
+
+// rpItem is one pre-split share as the scripts store it ("index:cents"): its position in
+// the packet and its amount in cents.
+type rpItem struct {
 	Index int
 	Cents int64
 }
 
-// GrabResult is what a grab got.
-type GrabResult struct {
-	Item RPItem
+// grabResult is what a grab got.
+type grabResult struct {
+	Item rpItem
 	// Again means the user had already grabbed; Item is that earlier grab, not a new one.
 	Again bool
 }
@@ -230,18 +228,32 @@ func (r *RedPackets) Keys(packetID string) []string {
 	return []string{base + "items", base + "grabs", base + "meta", base + "eligible"}
 }
 
-// Load puts a packet's remaining items, the grabs already made and its meta into Redis in
+// Load implements redpacket.Hot: items not yet grabbed go to the list, grabs to the hash.
+func (r *RedPackets) Load(ctx context.Context, packetID string, items []redpacket.Item, grabs []redpacket.Grab, expireAt time.Time, eligible []string) error {
+	left := make([]rpItem, 0, len(items))
+	for _, it := range items {
+		left = append(left, rpItem{Index: it.Index, Cents: int64(it.Amount)})
+	}
+	taken := make(map[string]rpItem, len(grabs))
+	for _, g := range grabs {
+		taken[g.UserID] = rpItem{Index: g.Index, Cents: int64(g.Amount)}
+	}
+	return r.load(ctx, packetID, left, taken, expireAt, eligible)
+}
+
+// load puts a packet's remaining items, the grabs already made and its meta into Redis in
 // one script, so no grab ever sees half a packet. It is both the first load and the
-// rebuild after ErrRPMissing: any partial state (no meta, or an open packet whose items
-// or grabs were lost) is replaced. A packet already in Redis and consistent — loaded by
-// another process first, or closed — is kept and Load returns nil, because replacing it
+// rebuild after redpacket.ErrUnavailable: any partial state (no meta, or an open packet
+// whose items or grabs were lost) is replaced. A packet already in Redis and consistent — loaded by
+// another process first, or closed — is kept and load returns nil, because replacing it
 // from durable records could put back an item granted but not yet recorded.
 //
 // grabs must hold every grab ever made (from durable records), or its items could be
 // granted twice. A non-empty eligible restricts the packet to those users; empty means
-// anyone, as redpacket.Packet.Eligible says. All keys expire 24 hours after expireAt; a caller does not
-// rebuild a packet that expired long ago, it answers ErrRPClosed from its records.
-func (r *RedPackets) Load(ctx context.Context, packetID string, items []RPItem, grabs map[string]RPItem, expireAt time.Time, eligible []string) error {
+// anyone, as redpacket.Packet.Eligible says. All keys expire 24 hours after expireAt; a
+// caller does not rebuild a packet that expired long ago, it answers redpacket.ErrClosed
+// from its records.
+func (r *RedPackets) load(ctx context.Context, packetID string, items []rpItem, grabs map[string]rpItem, expireAt time.Time, eligible []string) error {
 	if err := checkPacketID(packetID); err != nil {
 		return fmt.Errorf("load red packet: %w", err)
 	}
@@ -255,7 +267,7 @@ func (r *RedPackets) Load(ctx context.Context, packetID string, items []RPItem, 
 	args := make([]any, 0, 5+len(items)+2*len(grabs)+len(eligible))
 	args = append(args, expireAt.Add(rpKeep).UnixMilli(), expireAt.UnixMilli(), restricted, len(items), len(grabs))
 	seen := make(map[int]bool, len(items)+len(grabs))
-	add := func(it RPItem) error {
+	add := func(it rpItem) error {
 		if it.Index < 0 || it.Cents <= 0 {
 			return fmt.Errorf("item %d of %d cents out of range", it.Index, it.Cents)
 		}
@@ -292,63 +304,80 @@ func (r *RedPackets) Load(ctx context.Context, packetID string, items []RPItem, 
 	return nil
 }
 
-// Grab gives userID one item of the packet in one script. A user who grabbed before gets
+// Grab implements redpacket.Hot.
+func (r *RedPackets) Grab(ctx context.Context, packetID, userID string, now time.Time) (redpacket.Item, bool, error) {
+	res, err := r.grab(ctx, packetID, userID, now)
+	if err != nil {
+		return redpacket.Item{}, false, err
+	}
+	return redpacket.Item{Index: res.Item.Index, Amount: money.Cents(res.Item.Cents), UserID: userID}, res.Again, nil
+}
+
+// grab gives userID one item of the packet in one script. A user who grabbed before gets
 // that item again with Again set, even after the packet closed or expired: it is their
-// result. Otherwise it returns an error wrapping ErrRPMissing, ErrRPClosed (closed, or
-// now at or past the expiry), ErrRPNotEligible or ErrRPEmpty, in that order.
+// result. Otherwise it returns an error wrapping redpacket.ErrUnavailable,
+// redpacket.ErrClosed (closed, or now at or past the expiry), redpacket.ErrNotEligible or
+// redpacket.ErrEmpty, in that order.
 //
 // now comes from the caller's injected clock rather than Redis TIME, so that one clock
 // decides expiry across the domain and tests can pin it; app clocks are NTP-synced, and a
 // few milliseconds at the deadline do not matter.
-func (r *RedPackets) Grab(ctx context.Context, packetID, userID string, now time.Time) (GrabResult, error) {
+func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time.Time) (grabResult, error) {
 	if err := checkPacketID(packetID); err != nil {
-		return GrabResult{}, fmt.Errorf("grab red packet: %w", err)
+		return grabResult{}, fmt.Errorf("grab red packet: %w", err)
 	}
 	if userID == "" {
-		return GrabResult{}, fmt.Errorf("grab red packet %s: no user", packetID)
+		return grabResult{}, fmt.Errorf("grab red packet %s: no user", packetID)
 	}
 	if now.UnixMilli() <= 0 {
-		return GrabResult{}, fmt.Errorf("grab red packet %s: no time", packetID)
+		return grabResult{}, fmt.Errorf("grab red packet %s: no time", packetID)
 	}
 	reply, err := grabScript.Run(ctx, r.client, r.Keys(packetID), userID, now.UnixMilli()).Slice()
 	if err != nil {
-		return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
 	}
 	status, rest, err := splitReply(reply)
 	if err != nil {
-		return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
 	}
 	switch status {
 	case rpGranted, rpAgain:
 		if len(rest) != 1 {
-			return GrabResult{}, fmt.Errorf("grab red packet %s for %s: reply %v", packetID, userID, reply)
+			return grabResult{}, fmt.Errorf("grab red packet %s for %s: reply %v", packetID, userID, reply)
 		}
 		it, err := parseRPItem(rest[0])
 		if err != nil {
-			return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+			return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
 		}
-		return GrabResult{Item: it, Again: status == rpAgain}, nil
+		return grabResult{Item: it, Again: status == rpAgain}, nil
 	case rpMissing:
-		err = ErrRPMissing
+		err = redpacket.ErrUnavailable
 	case rpClosed:
-		err = ErrRPClosed
+		err = redpacket.ErrClosed
 	case rpNotEligible:
-		err = ErrRPNotEligible
+		err = redpacket.ErrNotEligible
 	case rpEmpty:
-		err = ErrRPEmpty
+		err = redpacket.ErrEmpty
 	default:
 		err = fmt.Errorf("unexpected script status %d", status)
 	}
-	return GrabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+	return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
 }
 
-// Close marks the packet closed and takes out the items still in it, in one script, so
-// that the refund is exactly the remainder and no grab can slip in between. closedNow
-// reports whether this call closed it: a second Close returns no items and false, so a
-// retried refund job never refunds twice. It returns an error wrapping ErrRPMissing when
-// the packet is not in Redis or lost part of its state; the caller rebuilds it first.
-// Expiry does not close a packet: the refund job calls Close after it.
-func (r *RedPackets) Close(ctx context.Context, packetID string) (remaining []RPItem, closedNow bool, err error) {
+// Close implements redpacket.Hot: it closes the packet once; the refund is counted from
+// the database.
+func (r *RedPackets) Close(ctx context.Context, packetID string) error {
+	_, _, err := r.closePacket(ctx, packetID)
+	return err
+}
+
+// closePacket marks the packet closed and takes out the items still in it, in one script,
+// so that the remainder is exact and no grab can slip in between. closedNow reports
+// whether this call closed it: a second call returns no items and false. It returns an
+// error wrapping redpacket.ErrUnavailable when the packet is not in Redis or lost part of
+// its state; the caller rebuilds it first. Expiry does not close a packet: the refund job
+// calls Close after it.
+func (r *RedPackets) closePacket(ctx context.Context, packetID string) (remaining []rpItem, closedNow bool, err error) {
 	if err := checkPacketID(packetID); err != nil {
 		return nil, false, fmt.Errorf("close red packet: %w", err)
 	}
@@ -364,12 +393,12 @@ func (r *RedPackets) Close(ctx context.Context, packetID string) (remaining []RP
 	case rpOK:
 		return nil, false, nil
 	case rpMissing:
-		return nil, false, fmt.Errorf("close red packet %s: %w", packetID, ErrRPMissing)
+		return nil, false, fmt.Errorf("close red packet %s: %w", packetID, redpacket.ErrUnavailable)
 	case rpClosedNow:
 	default:
 		return nil, false, fmt.Errorf("close red packet %s: unexpected script status %d", packetID, status)
 	}
-	remaining = make([]RPItem, 0, len(rest))
+	remaining = make([]rpItem, 0, len(rest))
 	for _, v := range rest {
 		it, err := parseRPItem(v)
 		if err != nil {
@@ -380,10 +409,23 @@ func (r *RedPackets) Close(ctx context.Context, packetID string) (remaining []RP
 	return remaining, true, nil
 }
 
-// Grabs returns who grabbed which item, for detail pages and for checking the hot state
-// against the durable records. It returns an error wrapping ErrRPMissing when the packet
-// is not in Redis, so that a lost cache is not read as "nobody grabbed".
-func (r *RedPackets) Grabs(ctx context.Context, packetID string) (map[string]RPItem, error) {
+// Grabs implements redpacket.Hot; the hot state keeps no grab times.
+func (r *RedPackets) Grabs(ctx context.Context, packetID string) ([]redpacket.Grab, error) {
+	m, err := r.grabs(ctx, packetID)
+	if err != nil {
+		return nil, err
+	}
+	grabs := make([]redpacket.Grab, 0, len(m))
+	for user, it := range m {
+		grabs = append(grabs, redpacket.Grab{PacketID: packetID, UserID: user, Index: it.Index, Amount: money.Cents(it.Cents)})
+	}
+	return grabs, nil
+}
+
+// grabs returns who grabbed which item, for detail pages and for checking the hot state
+// against the durable records. It returns an error wrapping redpacket.ErrUnavailable when
+// the packet is not in Redis, so that a lost cache is not read as "nobody grabbed".
+func (r *RedPackets) grabs(ctx context.Context, packetID string) (map[string]rpItem, error) {
 	if err := checkPacketID(packetID); err != nil {
 		return nil, fmt.Errorf("read red packet grabs: %w", err)
 	}
@@ -397,11 +439,11 @@ func (r *RedPackets) Grabs(ctx context.Context, packetID string) (map[string]RPI
 	case err != nil:
 		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
 	case status == rpMissing:
-		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, ErrRPMissing)
+		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, redpacket.ErrUnavailable)
 	case status != rpOK || len(rest)%2 != 0:
 		return nil, fmt.Errorf("read grabs of red packet %s: reply of %d elements, status %d", packetID, len(reply), status)
 	}
-	grabs := make(map[string]RPItem, len(rest)/2)
+	grabs := make(map[string]rpItem, len(rest)/2)
 	for i := 0; i < len(rest); i += 2 {
 		user, ok := rest[i].(string)
 		if !ok {
@@ -416,8 +458,79 @@ func (r *RedPackets) Grabs(ctx context.Context, packetID string) (map[string]RPI
 	return grabs, nil
 }
 
+// pendingKey is the user's grabs not yet known to be credited: packetId →
+// "index:cents:grabUnixMs". It lives under the user's hash tag, apart from the packets.
+func (r *RedPackets) pendingKey(userID string) string {
+	return r.prefix + "rp:pending:{" + userID + "}"
+}
+
+// pendingTTL bounds how long a pending entry outlives its credit; the consumer removes it
+// once the grab is applied, the TTL only cleans up after a lost removal.
+const pendingTTL = 8 * 24 * time.Hour
+
+// addPendingScript sets a pending grab and renews the key's TTL in one command.
+var addPendingScript = goredis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`)
+
+// AddPending implements redpacket.Hot: it notes g under its user, for the green channel.
+func (r *RedPackets) AddPending(ctx context.Context, g redpacket.Grab) error {
+	v := formatRPItem(rpItem{Index: g.Index, Cents: int64(g.Amount)}) + ":" + strconv.FormatInt(g.Time.UnixMilli(), 10)
+	err := addPendingScript.Run(ctx, r.client, []string{r.pendingKey(g.UserID)}, g.PacketID, v, pendingTTL.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("note pending grab %s: %w", g.MsgID(), err)
+	}
+	return nil
+}
+
+// Pending implements redpacket.Hot: the user's grabs not yet known to be credited.
+func (r *RedPackets) Pending(ctx context.Context, userID string) ([]redpacket.Grab, error) {
+	m, err := r.client.HGetAll(ctx, r.pendingKey(userID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("pending grabs of %s: %w", userID, err)
+	}
+	grabs := make([]redpacket.Grab, 0, len(m))
+	for packetID, v := range m {
+		cut := strings.LastIndexByte(v, ':')
+		if cut < 0 {
+			return nil, fmt.Errorf("pending grab %s of %s: bad value %q", packetID, userID, v)
+		}
+		at, err := strconv.ParseInt(v[cut+1:], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("pending grab %s of %s: bad value %q", packetID, userID, v)
+		}
+		it, err := parseRPItem(v[:cut])
+		if err != nil {
+			return nil, fmt.Errorf("pending grab %s of %s: %w", packetID, userID, err)
+		}
+		grabs = append(grabs, redpacket.Grab{PacketID: packetID, UserID: userID, Index: it.Index,
+			Amount: money.Cents(it.Cents), Time: time.UnixMilli(at)})
+	}
+	return grabs, nil
+}
+
+// DonePending implements redpacket.Hot: it forgets grabs that are credited, one
+// pipelined round trip for all their users.
+func (r *RedPackets) DonePending(ctx context.Context, grabs []redpacket.Grab) error {
+	if len(grabs) == 0 {
+		return nil
+	}
+	_, err := r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, g := range grabs {
+			p.HDel(ctx, r.pendingKey(g.UserID), g.PacketID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget %d credited grabs: %w", len(grabs), err)
+	}
+	return nil
+}
+
 // Remaining returns how many items are left to grab (0 once closed), or an error wrapping
-// ErrRPMissing when the packet is not in Redis.
+// redpacket.ErrUnavailable when the packet is not in Redis.
 func (r *RedPackets) Remaining(ctx context.Context, packetID string) (int64, error) {
 	if err := checkPacketID(packetID); err != nil {
 		return 0, fmt.Errorf("read red packet remaining: %w", err)
@@ -428,7 +541,7 @@ func (r *RedPackets) Remaining(ctx context.Context, packetID string) (int64, err
 	case err != nil:
 		return 0, fmt.Errorf("read remaining of red packet %s: %w", packetID, err)
 	case n < 0:
-		return 0, fmt.Errorf("read remaining of red packet %s: %w", packetID, ErrRPMissing)
+		return 0, fmt.Errorf("read remaining of red packet %s: %w", packetID, redpacket.ErrUnavailable)
 	}
 	return n, nil
 }
@@ -442,28 +555,28 @@ func checkPacketID(id string) error {
 	return nil
 }
 
-func formatRPItem(it RPItem) string {
+func formatRPItem(it rpItem) string {
 	return strconv.Itoa(it.Index) + ":" + strconv.FormatInt(it.Cents, 10)
 }
 
-func parseRPItem(v any) (RPItem, error) {
+func parseRPItem(v any) (rpItem, error) {
 	s, ok := v.(string)
 	if !ok {
-		return RPItem{}, fmt.Errorf("item of type %T", v)
+		return rpItem{}, fmt.Errorf("item of type %T", v)
 	}
 	i, c, ok := strings.Cut(s, ":")
 	if !ok {
-		return RPItem{}, fmt.Errorf("bad item %q", s)
+		return rpItem{}, fmt.Errorf("bad item %q", s)
 	}
 	index, err := strconv.Atoi(i)
 	if err != nil {
-		return RPItem{}, fmt.Errorf("bad item %q: %w", s, err)
+		return rpItem{}, fmt.Errorf("bad item %q: %w", s, err)
 	}
 	cents, err := strconv.ParseInt(c, 10, 64)
 	if err != nil {
-		return RPItem{}, fmt.Errorf("bad item %q: %w", s, err)
+		return rpItem{}, fmt.Errorf("bad item %q: %w", s, err)
 	}
-	return RPItem{Index: index, Cents: cents}, nil
+	return rpItem{Index: index, Cents: cents}, nil
 }
 
 // splitReply splits a script reply into its leading status code and the rest.

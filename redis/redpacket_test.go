@@ -17,6 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/redpacket"
 )
 
 func TestRedPackets(t *testing.T) {
@@ -48,7 +49,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 
 		type result struct {
 			user string
-			res  GrabResult
+			res  grabResult
 			err  error
 		}
 		var (
@@ -58,7 +59,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		)
 		grab := func(user string) {
 			<-start
-			res, err := rp.Grab(ctx, id, user, before)
+			res, err := rp.grab(ctx, id, user, before)
 			results <- result{user, res, err}
 		}
 		for i := range singles {
@@ -73,9 +74,9 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		wg.Wait()
 		close(results)
 
-		granted := map[string]RPItem{} // first-time grants by user
+		granted := map[string]rpItem{} // first-time grants by user
 		byIndex := map[int]string{}
-		again := map[string][]RPItem{}
+		again := map[string][]rpItem{}
 		empties := map[string]int{}
 		for r := range results {
 			switch {
@@ -90,7 +91,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 				byIndex[r.res.Item.Index] = r.user
 			case r.err == nil:
 				again[r.user] = append(again[r.user], r.res.Item)
-			case errors.Is(r.err, ErrRPEmpty):
+			case errors.Is(r.err, redpacket.ErrEmpty):
 				empties[r.user]++
 			default:
 				t.Fatalf("grab of %s: %v", r.user, r.err)
@@ -101,7 +102,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		}
 		assertSameItems(t, slices.Collect(maps.Values(granted)), items)
 		// A user grabbing twice at once gets an item and then Again with that item, or
-		// ErrRPEmpty twice (the list was empty before either ran).
+		// redpacket.ErrEmpty twice (the list was empty before either ran).
 		for i := range doubles {
 			user := "d" + strconv.Itoa(i)
 			it, ok := granted[user]
@@ -120,8 +121,8 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 
 		// Later grabs of the winners, even past the expiry, return their item with Again.
 		for user, it := range granted {
-			res, err := rp.Grab(ctx, id, user, expireAt.Add(time.Hour))
-			if err != nil || res != (GrabResult{Item: it, Again: true}) {
+			res, err := rp.grab(ctx, id, user, expireAt.Add(time.Hour))
+			if err != nil || res != (grabResult{Item: it, Again: true}) {
 				t.Fatalf("second grab of %s: %+v, %v; want Again with %v", user, res, err, it)
 			}
 		}
@@ -129,8 +130,8 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 			t.Fatalf("Grabs %v, want %v", got, granted)
 		}
 		assertRemaining(t, rp, id, 0)
-		if _, err := rp.Grab(ctx, id, "late", before); !errors.Is(err, ErrRPEmpty) {
-			t.Fatalf("grab of an emptied packet: %v, want ErrRPEmpty", err)
+		if _, err := rp.grab(ctx, id, "late", before); !errors.Is(err, redpacket.ErrEmpty) {
+			t.Fatalf("grab of an emptied packet: %v, want redpacket.ErrEmpty", err)
 		}
 	})
 
@@ -145,13 +146,13 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 			t.Fatalf("first grab %+v, want new grab of %v", first, items[0])
 		}
 		for _, now := range []time.Time{expireAt, expireAt.Add(time.Second)} {
-			if _, err := rp.Grab(ctx, id, "late", now); !errors.Is(err, ErrRPClosed) {
-				t.Fatalf("grab at expiry%+v: %v, want ErrRPClosed", now.Sub(expireAt), err)
+			if _, err := rp.grab(ctx, id, "late", now); !errors.Is(err, redpacket.ErrClosed) {
+				t.Fatalf("grab at expiry%+v: %v, want redpacket.ErrClosed", now.Sub(expireAt), err)
 			}
 		}
 		assertRemaining(t, rp, id, 4)
 
-		refund, closedNow, err := rp.Close(ctx, id)
+		refund, closedNow, err := rp.closePacket(ctx, id)
 		if err != nil || !closedNow {
 			t.Fatalf("close: closedNow %v, %v; want true, nil", closedNow, err)
 		}
@@ -161,20 +162,20 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		if got := first.Item.Cents + sumCents(refund); got != sumCents(items) {
 			t.Fatalf("grabbed + refunded = %d cents, loaded %d", got, sumCents(items))
 		}
-		rest, closedNow, err := rp.Close(ctx, id)
+		rest, closedNow, err := rp.closePacket(ctx, id)
 		if err != nil || closedNow || len(rest) != 0 {
 			t.Fatalf("second close: %v, %v, %v; want nothing, false, nil", rest, closedNow, err)
 		}
 		assertRemaining(t, rp, id, 0)
 
 		// Closed beats the clock: even before the expiry nobody new grabs.
-		if _, err := rp.Grab(ctx, id, "after-close", before); !errors.Is(err, ErrRPClosed) {
-			t.Fatalf("grab after close: %v, want ErrRPClosed", err)
+		if _, err := rp.grab(ctx, id, "after-close", before); !errors.Is(err, redpacket.ErrClosed) {
+			t.Fatalf("grab after close: %v, want redpacket.ErrClosed", err)
 		}
-		if res := mustGrab(t, rp, id, "early", before); res != (GrabResult{Item: items[0], Again: true}) {
+		if res := mustGrab(t, rp, id, "early", before); res != (grabResult{Item: items[0], Again: true}) {
 			t.Fatalf("earlier grabber after close: %+v, want Again with %v", res, items[0])
 		}
-		if got := mustGrabs(t, rp, id); !maps.Equal(got, map[string]RPItem{"early": items[0]}) {
+		if got := mustGrabs(t, rp, id); !maps.Equal(got, map[string]rpItem{"early": items[0]}) {
 			t.Fatalf("Grabs after close %v", got)
 		}
 	})
@@ -184,7 +185,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		const id = "p-close-empty"
 		mustLoad(t, rp, id, splitItems(1, 3), nil, expireAt, nil)
 		mustGrab(t, rp, id, "u", before)
-		rest, closedNow, err := rp.Close(ctx, id)
+		rest, closedNow, err := rp.closePacket(ctx, id)
 		if err != nil || !closedNow || len(rest) != 0 {
 			t.Fatalf("close of a grabbed-out packet: %v, %v, %v; want nothing, true, nil", rest, closedNow, err)
 		}
@@ -195,19 +196,19 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		const id = "p-eligible"
 		items := splitItems(3, 4)
 		mustLoad(t, rp, id, items, nil, expireAt, []string{"x", "y"})
-		if _, err := rp.Grab(ctx, id, "z", before); !errors.Is(err, ErrRPNotEligible) {
-			t.Fatalf("grab of a stranger: %v, want ErrRPNotEligible", err)
+		if _, err := rp.grab(ctx, id, "z", before); !errors.Is(err, redpacket.ErrNotEligible) {
+			t.Fatalf("grab of a stranger: %v, want redpacket.ErrNotEligible", err)
 		}
 		x := mustGrab(t, rp, id, "x", before)
 		y := mustGrab(t, rp, id, "y", before)
 		if x.Again || y.Again || x.Item == y.Item {
 			t.Fatalf("eligible grabs %+v, %+v; want two new items", x, y)
 		}
-		if res := mustGrab(t, rp, id, "x", before); res != (GrabResult{Item: x.Item, Again: true}) {
+		if res := mustGrab(t, rp, id, "x", before); res != (grabResult{Item: x.Item, Again: true}) {
 			t.Fatalf("second grab of x: %+v", res)
 		}
-		if _, err := rp.Grab(ctx, id, "z", before); !errors.Is(err, ErrRPNotEligible) {
-			t.Fatalf("grab of a stranger with items left: %v, want ErrRPNotEligible", err)
+		if _, err := rp.grab(ctx, id, "z", before); !errors.Is(err, redpacket.ErrNotEligible) {
+			t.Fatalf("grab of a stranger with items left: %v, want redpacket.ErrNotEligible", err)
 		}
 		assertRemaining(t, rp, id, 1)
 
@@ -226,7 +227,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 
 		items := splitItems(10, 5)
 		mustLoad(t, rp, id, items, nil, expireAt, nil)
-		durable := map[string]RPItem{} // what the caller recorded
+		durable := map[string]rpItem{} // what the caller recorded
 		for i := range 4 {
 			user := "u" + strconv.Itoa(i)
 			durable[user] = mustGrab(t, rp, id, user, before).Item
@@ -253,22 +254,22 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 			id := "p-" + lost.name
 			items := splitItems(6, 6)
 			mustLoad(t, rp, id, items, nil, expireAt, nil)
-			durable := map[string]RPItem{"u0": mustGrab(t, rp, id, "u0", before).Item}
+			durable := map[string]rpItem{"u0": mustGrab(t, rp, id, "u0", before).Item}
 			if err := client.Del(ctx, rp.Keys(id)[lost.key]).Err(); err != nil {
 				t.Fatal(err)
 			}
-			res, err := rp.Grab(ctx, id, "u0", before)
-			if lost.key == 1 && !errors.Is(err, ErrRPMissing) {
-				t.Fatalf("grab of the earlier grabber: %+v, %v; want ErrRPMissing", res, err)
+			res, err := rp.grab(ctx, id, "u0", before)
+			if lost.key == 1 && !errors.Is(err, redpacket.ErrUnavailable) {
+				t.Fatalf("grab of the earlier grabber: %+v, %v; want redpacket.ErrUnavailable", res, err)
 			}
-			if lost.key == 0 && (err != nil || res != GrabResult{Item: durable["u0"], Again: true}) {
+			if lost.key == 0 && (err != nil || res != grabResult{Item: durable["u0"], Again: true}) {
 				t.Fatalf("grab of the earlier grabber: %+v, %v; want Again with %v", res, err, durable["u0"])
 			}
-			if res, err := rp.Grab(ctx, id, "u1", before); !errors.Is(err, ErrRPMissing) {
-				t.Fatalf("grab of a new user: %+v, %v; want ErrRPMissing", res, err)
+			if res, err := rp.grab(ctx, id, "u1", before); !errors.Is(err, redpacket.ErrUnavailable) {
+				t.Fatalf("grab of a new user: %+v, %v; want redpacket.ErrUnavailable", res, err)
 			}
-			if _, _, err := rp.Close(ctx, id); !errors.Is(err, ErrRPMissing) {
-				t.Fatalf("close: %v, want ErrRPMissing", err)
+			if _, _, err := rp.closePacket(ctx, id); !errors.Is(err, redpacket.ErrUnavailable) {
+				t.Fatalf("close: %v, want redpacket.ErrUnavailable", err)
 			}
 			mustLoad(t, rp, id, remainingItems(items, durable), durable, expireAt, nil)
 			assertRebuilt(t, rp, id, items, durable, before)
@@ -284,16 +285,16 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		// A second loader with stale records (no grabs) must not put the item back.
 		mustLoad(t, rp, id, items, nil, expireAt, nil)
 		assertRemaining(t, rp, id, 3)
-		if res := mustGrab(t, rp, id, "u", before); res != (GrabResult{Item: got, Again: true}) {
+		if res := mustGrab(t, rp, id, "u", before); res != (grabResult{Item: got, Again: true}) {
 			t.Fatalf("grab after a second load: %+v, want Again with %v", res, got)
 		}
 		// Nor may a load reopen a closed packet, whose remainder is being refunded.
-		if _, _, err := rp.Close(ctx, id); err != nil {
+		if _, _, err := rp.closePacket(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 		mustLoad(t, rp, id, items, nil, expireAt, nil)
-		if _, err := rp.Grab(ctx, id, "v", before); !errors.Is(err, ErrRPClosed) {
-			t.Fatalf("grab after loading a closed packet: %v, want ErrRPClosed", err)
+		if _, err := rp.grab(ctx, id, "v", before); !errors.Is(err, redpacket.ErrClosed) {
+			t.Fatalf("grab after loading a closed packet: %v, want redpacket.ErrClosed", err)
 		}
 	})
 
@@ -303,7 +304,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		// More than one chunk of items, grabs and eligible users, at odd offsets.
 		items := splitItems(4001, 8)
 		items[0].Cents = 1<<62 + 1 // amounts are strings to Lua: no double rounding
-		grabs := map[string]RPItem{}
+		grabs := map[string]rpItem{}
 		var eligible []string
 		for i, it := range items[2500:] {
 			grabs["g"+strconv.Itoa(i)] = it
@@ -319,7 +320,7 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		if res := mustGrab(t, rp, id, "e2500", before); res.Again || res.Item != items[0] {
 			t.Fatalf("grab of the last eligible user: %+v, want %v", res, items[0])
 		}
-		if res := mustGrab(t, rp, id, "g1500", before); res != (GrabResult{Item: items[4000], Again: true}) {
+		if res := mustGrab(t, rp, id, "g1500", before); res != (grabResult{Item: items[4000], Again: true}) {
 			t.Fatalf("grab of a loaded grabber: %+v, want Again with %v", res, items[4000])
 		}
 	})
@@ -349,15 +350,15 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		t.Parallel()
 		items := splitItems(2, 10)
 		for name, load := range map[string]func() error{
-			"no id":         func() error { return rp.Load(ctx, "", items, nil, expireAt, nil) },
-			"brace in id":   func() error { return rp.Load(ctx, "a}b", items, nil, expireAt, nil) },
-			"no expiry":     func() error { return rp.Load(ctx, "p-bad", items, nil, time.Time{}, nil) },
-			"zero cents":    func() error { return rp.Load(ctx, "p-bad", []RPItem{{0, 0}}, nil, expireAt, nil) },
-			"index < 0":     func() error { return rp.Load(ctx, "p-bad", []RPItem{{-1, 5}}, nil, expireAt, nil) },
-			"index twice":   func() error { return rp.Load(ctx, "p-bad", []RPItem{{1, 5}, {1, 6}}, nil, expireAt, nil) },
-			"grabbed item":  func() error { return rp.Load(ctx, "p-bad", items, map[string]RPItem{"u": items[1]}, expireAt, nil) },
-			"no grab user":  func() error { return rp.Load(ctx, "p-bad", items[:1], map[string]RPItem{"": items[1]}, expireAt, nil) },
-			"empty allowed": func() error { return rp.Load(ctx, "p-bad", items, nil, expireAt, []string{""}) },
+			"no id":         func() error { return rp.load(ctx, "", items, nil, expireAt, nil) },
+			"brace in id":   func() error { return rp.load(ctx, "a}b", items, nil, expireAt, nil) },
+			"no expiry":     func() error { return rp.load(ctx, "p-bad", items, nil, time.Time{}, nil) },
+			"zero cents":    func() error { return rp.load(ctx, "p-bad", []rpItem{{0, 0}}, nil, expireAt, nil) },
+			"index < 0":     func() error { return rp.load(ctx, "p-bad", []rpItem{{-1, 5}}, nil, expireAt, nil) },
+			"index twice":   func() error { return rp.load(ctx, "p-bad", []rpItem{{1, 5}, {1, 6}}, nil, expireAt, nil) },
+			"grabbed item":  func() error { return rp.load(ctx, "p-bad", items, map[string]rpItem{"u": items[1]}, expireAt, nil) },
+			"no grab user":  func() error { return rp.load(ctx, "p-bad", items[:1], map[string]rpItem{"": items[1]}, expireAt, nil) },
+			"empty allowed": func() error { return rp.load(ctx, "p-bad", items, nil, expireAt, []string{""}) },
 		} {
 			if err := load(); err == nil {
 				t.Errorf("load with %s succeeded", name)
@@ -366,17 +367,17 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		assertMissing(t, rp, "p-bad")
 
 		mustLoad(t, rp, "p-bad", items, nil, expireAt, nil)
-		if _, err := rp.Grab(ctx, "p-bad", "", before); err == nil {
+		if _, err := rp.grab(ctx, "p-bad", "", before); err == nil {
 			t.Error("grab without user succeeded")
 		}
-		if _, err := rp.Grab(ctx, "p-bad", "u", time.Time{}); err == nil {
+		if _, err := rp.grab(ctx, "p-bad", "u", time.Time{}); err == nil {
 			t.Error("grab without time succeeded")
 		}
 		if err := client.HSet(ctx, rp.Keys("p-bad")[2], "expire_ms", "soon").Err(); err != nil {
 			t.Fatal(err)
 		}
-		_, err := rp.Grab(ctx, "p-bad", "u", before)
-		if err == nil || errors.Is(err, ErrRPMissing) || errors.Is(err, ErrRPClosed) || errors.Is(err, ErrRPEmpty) {
+		_, err := rp.grab(ctx, "p-bad", "u", before)
+		if err == nil || errors.Is(err, redpacket.ErrUnavailable) || errors.Is(err, redpacket.ErrClosed) || errors.Is(err, redpacket.ErrEmpty) {
 			t.Errorf("grab of a corrupt packet: %v, want a plain error", err)
 		}
 	})
@@ -429,24 +430,24 @@ func TestRedPacketsCluster(t *testing.T) {
 		id := "c" + strconv.Itoa(p)
 		slots[keySlot(rp.Keys(id)[0])] = true
 		items := splitItems(5, uint64(p))
-		mustLoad(t, rp, id, items[1:], map[string]RPItem{"g": items[0]}, expireAt, []string{"g", "a", "b"})
+		mustLoad(t, rp, id, items[1:], map[string]rpItem{"g": items[0]}, expireAt, []string{"g", "a", "b"})
 		if s, err := client.ClusterKeySlot(ctx, rp.Keys(id)[3]).Result(); err != nil || int(s) != keySlot(rp.Keys(id)[0]) {
 			t.Fatalf("CLUSTER KEYSLOT %d, %v; want %d", s, err, keySlot(rp.Keys(id)[0]))
 		}
-		if res := mustGrab(t, rp, id, "g", before); res != (GrabResult{Item: items[0], Again: true}) {
+		if res := mustGrab(t, rp, id, "g", before); res != (grabResult{Item: items[0], Again: true}) {
 			t.Fatalf("packet %s: loaded grab %+v", id, res)
 		}
 		if res := mustGrab(t, rp, id, "a", before); res.Item != items[1] {
 			t.Fatalf("packet %s: grab %+v, want %v", id, res, items[1])
 		}
-		if _, err := rp.Grab(ctx, id, "z", before); !errors.Is(err, ErrRPNotEligible) {
+		if _, err := rp.grab(ctx, id, "z", before); !errors.Is(err, redpacket.ErrNotEligible) {
 			t.Fatalf("packet %s: stranger %v", id, err)
 		}
 		if got := mustGrabs(t, rp, id); len(got) != 2 {
 			t.Fatalf("packet %s: grabs %v", id, got)
 		}
 		assertRemaining(t, rp, id, 3)
-		if rest, closedNow, err := rp.Close(ctx, id); err != nil || !closedNow || !slices.Equal(rest, items[2:]) {
+		if rest, closedNow, err := rp.closePacket(ctx, id); err != nil || !closedNow || !slices.Equal(rest, items[2:]) {
 			t.Fatalf("packet %s: close %v, %v, %v", id, rest, closedNow, err)
 		}
 		if err := client.Del(ctx, rp.Keys(id)...).Err(); err != nil {
@@ -471,7 +472,7 @@ func BenchmarkGrab(b *testing.B) {
 			// the full grant path.
 			id := testenv.Unique("bench")
 			b.Cleanup(func() { client.Del(ctx, rp.Keys(id)...) })
-			if err := rp.Load(ctx, id, splitItems(b.N, 1), nil, expireAt, nil); err != nil {
+			if err := rp.load(ctx, id, splitItems(b.N, 1), nil, expireAt, nil); err != nil {
 				b.Fatal(err)
 			}
 			var users atomic.Int64
@@ -480,7 +481,7 @@ func BenchmarkGrab(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					user := "u" + strconv.FormatInt(users.Add(1), 10)
-					if res, err := rp.Grab(ctx, id, user, now); err != nil || res.Again {
+					if res, err := rp.grab(ctx, id, user, now); err != nil || res.Again {
 						b.Errorf("grab: %+v, %v", res, err)
 						return
 					}
@@ -492,23 +493,23 @@ func BenchmarkGrab(b *testing.B) {
 
 // splitItems returns n items with indexes 0..n-1 and seeded random amounts of 1 to 10000
 // cents.
-func splitItems(n int, seed uint64) []RPItem {
+func splitItems(n int, seed uint64) []rpItem {
 	rng := rand.New(rand.NewPCG(seed, 42))
-	items := make([]RPItem, n)
+	items := make([]rpItem, n)
 	for i := range items {
-		items[i] = RPItem{Index: i, Cents: 1 + rng.Int64N(10000)}
+		items[i] = rpItem{Index: i, Cents: 1 + rng.Int64N(10000)}
 	}
 	return items
 }
 
 // remainingItems returns the items not in grabs, as a caller computes them from its
 // durable records for a rebuild.
-func remainingItems(items []RPItem, grabs map[string]RPItem) []RPItem {
+func remainingItems(items []rpItem, grabs map[string]rpItem) []rpItem {
 	taken := map[int]bool{}
 	for _, it := range grabs {
 		taken[it.Index] = true
 	}
-	var rest []RPItem
+	var rest []rpItem
 	for _, it := range items {
 		if !taken[it.Index] {
 			rest = append(rest, it)
@@ -517,7 +518,7 @@ func remainingItems(items []RPItem, grabs map[string]RPItem) []RPItem {
 	return rest
 }
 
-func sumCents(items []RPItem) int64 {
+func sumCents(items []rpItem) int64 {
 	var s int64
 	for _, it := range items {
 		s += it.Cents
@@ -527,9 +528,9 @@ func sumCents(items []RPItem) int64 {
 
 // assertSameItems fails unless got holds each of want exactly once, in any order, so the
 // cents granted add up to the cents loaded.
-func assertSameItems(t *testing.T, got, want []RPItem) {
+func assertSameItems(t *testing.T, got, want []rpItem) {
 	t.Helper()
-	byIndex := func(a, b RPItem) int { return a.Index - b.Index }
+	byIndex := func(a, b rpItem) int { return a.Index - b.Index }
 	got, want = slices.SortedFunc(slices.Values(got), byIndex), slices.SortedFunc(slices.Values(want), byIndex)
 	if !slices.Equal(got, want) {
 		t.Fatalf("items %v, want %v", got, want)
@@ -541,11 +542,11 @@ func assertSameItems(t *testing.T, got, want []RPItem) {
 
 // assertRebuilt checks a packet rebuilt from durable grabs: the earlier grabbers get their
 // items with Again, new users get the other items, and no item goes out twice.
-func assertRebuilt(t *testing.T, rp *RedPackets, id string, items []RPItem, durable map[string]RPItem, now time.Time) {
+func assertRebuilt(t *testing.T, rp *RedPackets, id string, items []rpItem, durable map[string]rpItem, now time.Time) {
 	t.Helper()
-	all := map[string]RPItem{}
+	all := map[string]rpItem{}
 	for user, it := range durable {
-		if res := mustGrab(t, rp, id, user, now); res != (GrabResult{Item: it, Again: true}) {
+		if res := mustGrab(t, rp, id, user, now); res != (grabResult{Item: it, Again: true}) {
 			t.Fatalf("earlier grabber %s after rebuild: %+v, want Again with %v", user, res, it)
 		}
 		all[user] = it
@@ -558,8 +559,8 @@ func assertRebuilt(t *testing.T, rp *RedPackets, id string, items []RPItem, dura
 		}
 		all[user] = res.Item
 	}
-	if _, err := rp.Grab(context.Background(), id, "one-too-many", now); !errors.Is(err, ErrRPEmpty) {
-		t.Fatalf("grab past the last item: %v, want ErrRPEmpty", err)
+	if _, err := rp.grab(context.Background(), id, "one-too-many", now); !errors.Is(err, redpacket.ErrEmpty) {
+		t.Fatalf("grab past the last item: %v, want redpacket.ErrEmpty", err)
 	}
 	assertSameItems(t, slices.Collect(maps.Values(all)), items)
 	if got := mustGrabs(t, rp, id); !maps.Equal(got, all) {
@@ -570,39 +571,39 @@ func assertRebuilt(t *testing.T, rp *RedPackets, id string, items []RPItem, dura
 func assertMissing(t *testing.T, rp *RedPackets, id string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := rp.Grab(ctx, id, "u", time.Now()); !errors.Is(err, ErrRPMissing) {
-		t.Fatalf("grab of %s: %v, want ErrRPMissing", id, err)
+	if _, err := rp.grab(ctx, id, "u", time.Now()); !errors.Is(err, redpacket.ErrUnavailable) {
+		t.Fatalf("grab of %s: %v, want redpacket.ErrUnavailable", id, err)
 	}
-	if _, _, err := rp.Close(ctx, id); !errors.Is(err, ErrRPMissing) {
-		t.Fatalf("close of %s: %v, want ErrRPMissing", id, err)
+	if _, _, err := rp.closePacket(ctx, id); !errors.Is(err, redpacket.ErrUnavailable) {
+		t.Fatalf("close of %s: %v, want redpacket.ErrUnavailable", id, err)
 	}
-	if _, err := rp.Grabs(ctx, id); !errors.Is(err, ErrRPMissing) {
-		t.Fatalf("grabs of %s: %v, want ErrRPMissing", id, err)
+	if _, err := rp.grabs(ctx, id); !errors.Is(err, redpacket.ErrUnavailable) {
+		t.Fatalf("grabs of %s: %v, want redpacket.ErrUnavailable", id, err)
 	}
-	if _, err := rp.Remaining(ctx, id); !errors.Is(err, ErrRPMissing) {
-		t.Fatalf("remaining of %s: %v, want ErrRPMissing", id, err)
+	if _, err := rp.Remaining(ctx, id); !errors.Is(err, redpacket.ErrUnavailable) {
+		t.Fatalf("remaining of %s: %v, want redpacket.ErrUnavailable", id, err)
 	}
 }
 
-func mustLoad(t *testing.T, rp *RedPackets, id string, items []RPItem, grabs map[string]RPItem, expireAt time.Time, eligible []string) {
+func mustLoad(t *testing.T, rp *RedPackets, id string, items []rpItem, grabs map[string]rpItem, expireAt time.Time, eligible []string) {
 	t.Helper()
-	if err := rp.Load(context.Background(), id, items, grabs, expireAt, eligible); err != nil {
+	if err := rp.load(context.Background(), id, items, grabs, expireAt, eligible); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustGrab(t *testing.T, rp *RedPackets, id, user string, now time.Time) GrabResult {
+func mustGrab(t *testing.T, rp *RedPackets, id, user string, now time.Time) grabResult {
 	t.Helper()
-	res, err := rp.Grab(context.Background(), id, user, now)
+	res, err := rp.grab(context.Background(), id, user, now)
 	if err != nil {
 		t.Fatalf("grab of %s by %s: %v", id, user, err)
 	}
 	return res
 }
 
-func mustGrabs(t *testing.T, rp *RedPackets, id string) map[string]RPItem {
+func mustGrabs(t *testing.T, rp *RedPackets, id string) map[string]rpItem {
 	t.Helper()
-	g, err := rp.Grabs(context.Background(), id)
+	g, err := rp.grabs(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,5 +618,114 @@ func assertRemaining(t *testing.T, rp *RedPackets, id string, want int64) {
 	}
 	if n != want {
 		t.Fatalf("remaining of %s: %d, want %d", id, n, want)
+	}
+}
+
+// TestRedPacketPending checks the green channel's per-user list on every backend: grabs
+// noted for a user come back with their amounts and times, and credited ones go away.
+func TestRedPacketPending(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			client := b.client(t)
+			prefix := testenv.Unique("bmtest_rpp_")
+			h := NewRedPackets(client, prefix)
+			ctx := context.Background()
+			t.Cleanup(func() { client.Del(context.Background(), h.pendingKey("ann"), h.pendingKey("ben")) })
+			at := time.UnixMilli(time.Now().UnixMilli())
+			grabs := []redpacket.Grab{
+				{PacketID: "0012345678901234567890", UserID: "ann", Index: 3, Amount: 1_23, Time: at},
+				{PacketID: "0112345678901234567891", UserID: "ann", Index: 0, Amount: 99_00, Time: at},
+				{PacketID: "0012345678901234567890", UserID: "ben", Index: 4, Amount: 7, Time: at},
+			}
+			for _, g := range grabs {
+				if err := h.AddPending(ctx, g); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := h.Pending(ctx, "ann")
+			if err != nil || len(got) != 2 {
+				t.Fatalf("pending of ann: %v %v", got, err)
+			}
+			for _, g := range got {
+				want := grabs[0]
+				if g.PacketID == grabs[1].PacketID {
+					want = grabs[1]
+				}
+				if g.UserID != "ann" || g.Index != want.Index || g.Amount != want.Amount || !g.Time.Equal(want.Time) {
+					t.Fatalf("pending %+v, want %+v", g, want)
+				}
+			}
+			if err := h.DonePending(ctx, grabs[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := h.Pending(ctx, "ann"); len(got) != 1 || got[0].PacketID != grabs[1].PacketID {
+				t.Fatalf("after done: %v", got)
+			}
+			if got, _ := h.Pending(ctx, "nobody"); len(got) != 0 {
+				t.Fatalf("pending of nobody: %v", got)
+			}
+		})
+	}
+}
+
+// TestRedPacketsHot checks RedPackets in the domain's terms on every backend: items and
+// grabs go in and come out as redpacket.Item and redpacket.Grab, and the scripts' outcomes
+// are the domain's errors.
+func TestRedPacketsHot(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			client := b.client(t)
+			var h redpacket.Hot = NewRedPackets(client, uniquePrefix(t, client))
+			ctx := context.Background()
+			const id = "p-hot"
+			expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+			now := expireAt.Add(-time.Minute)
+			items := []redpacket.Item{{Index: 1, Amount: 2_00}, {Index: 2, Amount: 3}}
+			earlier := []redpacket.Grab{{PacketID: id, UserID: "ann", Index: 0, Amount: 50}}
+			if err := h.Load(ctx, id, items, earlier, expireAt, nil); err != nil {
+				t.Fatal(err)
+			}
+			if it, again, err := h.Grab(ctx, id, "ann", now); err != nil || !again || it != (redpacket.Item{Index: 0, Amount: 50, UserID: "ann"}) {
+				t.Fatalf("grab of the earlier grabber: %+v, %v, %v", it, again, err)
+			}
+			if it, again, err := h.Grab(ctx, id, "ben", now); err != nil || again || it != (redpacket.Item{Index: 1, Amount: 2_00, UserID: "ben"}) {
+				t.Fatalf("first grab of ben: %+v, %v, %v", it, again, err)
+			}
+			if _, _, err := h.Grab(ctx, id, "cy", now); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := h.Grab(ctx, id, "dee", now); !errors.Is(err, redpacket.ErrEmpty) {
+				t.Fatalf("grab of an emptied packet: %v, want redpacket.ErrEmpty", err)
+			}
+			got, err := h.Grabs(ctx, id)
+			if err != nil || len(got) != 3 {
+				t.Fatalf("grabs: %v, %v", got, err)
+			}
+			slices.SortFunc(got, func(a, b redpacket.Grab) int { return a.Index - b.Index })
+			want := []redpacket.Grab{earlier[0], {PacketID: id, UserID: "ben", Index: 1, Amount: 2_00}, {PacketID: id, UserID: "cy", Index: 2, Amount: 3}}
+			if !slices.Equal(got, want) {
+				t.Fatalf("grabs %+v, want %+v", got, want)
+			}
+			if err := h.Close(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Close(ctx, id); err != nil {
+				t.Fatalf("second close: %v", err)
+			}
+			if _, _, err := h.Grab(ctx, id, "eve", now); !errors.Is(err, redpacket.ErrClosed) {
+				t.Fatalf("grab after close: %v, want redpacket.ErrClosed", err)
+			}
+			if _, _, err := h.Grab(ctx, "p-never", "eve", now); !errors.Is(err, redpacket.ErrUnavailable) {
+				t.Fatalf("grab of a packet not loaded: %v, want redpacket.ErrUnavailable", err)
+			}
+			if err := h.Load(ctx, "p-few", items, nil, expireAt, []string{"ann"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := h.Grab(ctx, "p-few", "ben", now); !errors.Is(err, redpacket.ErrNotEligible) {
+				t.Fatalf("grab of a stranger: %v, want redpacket.ErrNotEligible", err)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
 )
 
@@ -463,11 +464,10 @@ func TestLostPacketIsRebuiltWithoutRegranting(t *testing.T) {
 		t.Fatalf("grab while the packet is rebuilt: %v, want ErrUnavailable", err)
 	}
 	var g Grab
-	deadline := time.Now().Add(10 * time.Second)
-	for err = ErrUnavailable; errors.Is(err, ErrUnavailable) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, "the packet rebuilt", func() bool {
 		g, err = s.Grab(ctx, "ben", p.ID)
-	}
+		return !errors.Is(err, ErrUnavailable)
+	})
 	if err != nil || g.Index == first.Index {
 		t.Fatalf("grab after the rebuild: %+v %v, want the item ann does not hold", g, err)
 	}

@@ -113,7 +113,7 @@ func TestRandomRaffleIsASystemEndpoint(t *testing.T) {
 	if _, r := request(t, base, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=open", admin, ""); r.Code != "0000" {
 		t.Fatalf("update_config degradeSwitch=open: %+v", r)
 	}
-	waitFor(t, 5*time.Second, "random_raffle degraded", func() bool {
+	testenv.Eventually(t, 5*time.Second, "random_raffle degraded", func() bool {
 		_, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body)
 		return r.Code == "0004"
 	})
@@ -224,7 +224,7 @@ func TestDrawCommitPoint(t *testing.T) {
 			t.Fatalf("one timed-out draw left %d unused raffle orders", unused)
 		}
 		// The next draw reuses the unused order, if the timed-out one left one.
-		waitFor(t, 15*time.Second, "a draw after the stall", func() bool {
+		testenv.Eventually(t, 15*time.Second, "a draw after the stall", func() bool {
 			return post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}).Code == "0000"
 		})
 		if records, unused := d.userRows(t, user); records != 1 || unused != 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/webhook"
@@ -75,7 +76,7 @@ func checkSignInAndExchange(t *testing.T, s stack) {
 	if _, r := call(t, "POST", s.bases[0]+raffle+"activity/calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("calendar_sign_rebate: %+v", r)
 	}
-	waitFor(t, 30*time.Second, "sign-in credit 10 and one draw", func() bool {
+	testenv.Eventually(t, 30*time.Second, "sign-in credit 10 and one draw", func() bool {
 		return creditOf(t, base, user) == credit0+1000 && totalCount(t, base, user) == count0+1
 	})
 	tasks := countTasks(t, s, user)
@@ -98,7 +99,7 @@ func checkSignInAndExchange(t *testing.T, s stack) {
 	if c := creditOf(t, base, user); c != credit0+500 {
 		t.Fatalf("credit after paying 5.00: %s, want %s", c, credit0+500)
 	}
-	waitFor(t, 30*time.Second, "the paid draw added", func() bool { return totalCount(t, base, user) == count0+2 })
+	testenv.Eventually(t, 30*time.Second, "the paid draw added", func() bool { return totalCount(t, base, user) == count0+2 })
 
 	orders, err := s.users.RechargeOrders(context.Background(), user)
 	if err != nil {
@@ -135,7 +136,7 @@ func checkAwardDistribution(t *testing.T, s stack) {
 		}
 	}
 	ctx := context.Background()
-	waitFor(t, 30*time.Second, "every award record completed", func() bool {
+	testenv.Eventually(t, 30*time.Second, "every award record completed", func() bool {
 		recs, err := s.users.AwardRecords(ctx, user, 100301)
 		if err != nil || len(recs) != 5 {
 			t.Fatalf("award records: %d, %v", len(recs), err)
@@ -158,7 +159,7 @@ func checkAwardDistribution(t *testing.T, s stack) {
 	if c := creditOf(t, s.bases[0], user); c != sum || len(orders) == 0 {
 		t.Errorf("credit %s from %d credit orders summing %s", c, len(orders), sum)
 	}
-	waitFor(t, 30*time.Second, "every task marked completed", func() bool {
+	testenv.Eventually(t, 30*time.Second, "every task marked completed", func() bool {
 		tasks, err := s.users.Tasks(ctx, user)
 		if err != nil {
 			t.Fatal(err)
@@ -193,7 +194,7 @@ func checkBehaviorRebate(t *testing.T, s stack) {
 	if r := post(t, base, "/api/v1/rebate/behavior", body(e2eAppToken)); r.Code != "0003" {
 		t.Fatalf("repeated behaviour rebate: %+v, want 0003", r)
 	}
-	waitFor(t, 30*time.Second, "openai_pay rebate: 10 credit and SKU 9901's draw", func() bool {
+	testenv.Eventually(t, 30*time.Second, "openai_pay rebate: 10 credit and SKU 9901's draw", func() bool {
 		r := post(t, base, "/api/v1/raffle/activity/query_user_activity_account", drawReq{user, 100401})
 		var v map[string]int64
 		_ = json.Unmarshal(r.Data, &v)

@@ -108,7 +108,7 @@ func TestExternalAwardsWithoutWebhook(t *testing.T) {
 	if len(external) == 0 {
 		t.Fatal("40 draws won no external award; the demo receiver went untested")
 	}
-	waitFor(t, 60*time.Second, "every award record completed", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every award record completed", func() bool {
 		return d.awardStates(t)["completed"] == 40
 	})
 	if n := d.deadLetters(t); n != 0 {
@@ -155,7 +155,7 @@ func TestExternalAwardsWithoutWebhook(t *testing.T) {
 	if waiting == 0 {
 		t.Fatal("40 draws in production won no external award")
 	}
-	waitFor(t, 60*time.Second, "every external award of production dead-lettered, every credit award completed", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every external award of production dead-lettered, every credit award completed", func() bool {
 		return d.deadLetters(t) == uint64(waiting) && d.awardStates(t)["completed"] == 80-waiting
 	})
 	if st := d.awardStates(t); st["create"] != waiting {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 // runDLQ runs "bigmarket dlq" with the deployment's config, against base, and returns
@@ -93,7 +94,7 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 	})
 
 	var dead map[string]deadLetter
-	waitFor(t, 60*time.Second, "every external award dead-lettered", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every external award dead-lettered", func() bool {
 		dead = listDLQ(t, d, base)
 		return len(dead) == len(orders)
 	})
@@ -120,7 +121,7 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 	if out, err := runDLQ(t, d, base, "replay", strconv.FormatUint(first.Seq, 10)); err != nil || !strings.Contains(out, "1 replayed") {
 		t.Fatalf("dlq replay %d: %v\n%s", first.Seq, err, out)
 	}
-	waitFor(t, 60*time.Second, "the replayed award dead-lettered again", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the replayed award dead-lettered again", func() bool {
 		dl, ok := listDLQ(t, d, base)[orders[0]]
 		return ok && dl.Seq != first.Seq
 	})
@@ -137,7 +138,7 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 	if err != nil || !strings.Contains(out, strconv.Itoa(len(orders))+" replayed") {
 		t.Fatalf("dlq replay -all: %v\n%s", err, out)
 	}
-	waitFor(t, 60*time.Second, "every external award completed after the replay", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every external award completed after the replay", func() bool {
 		for _, st := range records() {
 			if st != award.StateCompleted {
 				return false
@@ -155,7 +156,7 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 		t.Errorf("second replay -all: %v\n%s; want nothing replayed", err, out)
 	}
 	// Let anything a double replay would deliver arrive: the consumer holds nothing.
-	waitFor(t, 30*time.Second, "send_award consumer settled", func() bool {
+	testenv.Eventually(t, 30*time.Second, "send_award consumer settled", func() bool {
 		return d.eventsSettled(t, award.TopicSendAward)
 	})
 	d.hook.mu.Lock()

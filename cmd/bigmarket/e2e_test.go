@@ -196,13 +196,10 @@ func checkNoOversell(t *testing.T, s stack) {
 	if again := draw(120); again[102] != 0 {
 		t.Fatalf("after a stale preheat, draws granted %d more units of award 102; want 0", again[102])
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for surplus(t, s.db, testStrategy, 102) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("SQL surplus of award 102 is %d, want 0 after sync", surplus(t, s.db, testStrategy, 102))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, "SQL surplus of award 102 is 0 after sync", func() (bool, string) {
+		n := surplus(t, s.db, testStrategy, 102)
+		return n == 0, fmt.Sprintf("surplus %d", n)
+	})
 }
 
 // checkBadInput sends bad requests to a live server: each gets 0002 and changes nothing.
@@ -249,17 +246,10 @@ func checkArmoryReload(t *testing.T, s stack) {
 		t.Fatalf("armory: %+v", r)
 	}
 	other := s.bases[len(s.bases)-1]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, "node "+other+" draws the award added before another node's armory", func() bool {
 		_, r := call(t, "POST", other+"/api/v1/raffle/strategy/random_raffle", []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy)))
-		if strings.Contains(string(r.Data), `"awardId":103`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s never drew the award added before another node's armory", other)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(string(r.Data), `"awardId":103`)
+	})
 }
 
 // checkActivityQueries reads the seeded activity configuration through the API.
@@ -432,13 +422,10 @@ func TestEmbeddedSKUStockZero(t *testing.T) {
 		}
 		return n
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for stockLeft() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("SQL stock of sku 9011 is %d, want 0 after the stock zero event", stockLeft())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, "SQL stock of sku 9011 is 0 after the stock zero event", func() (bool, string) {
+		n := stockLeft()
+		return n == 0, fmt.Sprintf("stock %d", n)
+	})
 }
 
 // binary is the bigmarket executable the process tests run, built once per test run.

@@ -80,19 +80,6 @@ type drawResult struct {
 	AwardIndex int    `json:"awardIndex"`
 }
 
-// waitFor polls cond every 20ms until it holds, failing the test with what after the
-// deadline.
-func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %s", what, deadline)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestCrashBetweenParticipationAndAward SIGKILLs a serve process while a draw is paused
 // between its participation (raffle order committed, order claimed in Redis, strategy
 // pick made) and its award transaction, and proves invariants 1 and 3 across the crash:
@@ -139,7 +126,7 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 	}()
 
 	var crashed activity.RaffleOrder
-	waitFor(t, 20*time.Second, "the slow draw's raffle order in state create", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the slow draw's raffle order in state create", func() bool {
 		orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
 		if err != nil {
 			t.Fatal(err)
@@ -158,7 +145,7 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 	// transaction. Kill it there.
 	claimKey := d.prefix + ":order_claim:{" + crashed.OrderID + "}"
 	var firstTTL time.Duration
-	waitFor(t, 4*time.Second, "the slow draw's claim on order "+crashed.OrderID+" 300ms old", func() bool {
+	testenv.Eventually(t, 4*time.Second, "the slow draw's claim on order "+crashed.OrderID+" 300ms old", func() bool {
 		ttl, err := d.redis.PTTL(ctx, claimKey).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -192,7 +179,7 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 		t.Fatalf("award records after the crash: %+v %v, want none", recs, err)
 	}
 
-	waitFor(t, 15*time.Second, "the crashed draw's claim to expire", func() bool {
+	testenv.Eventually(t, 15*time.Second, "the crashed draw's claim to expire", func() bool {
 		n, err := d.redis.Exists(ctx, claimKey).Result()
 		if err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
 // startPrivateRedis runs a redis-server child on a free loopback port for a test that
@@ -124,15 +126,15 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 	run(100, 200)
 	// Recharges and draws after the rebuild: the grace is 1s, so poll until SKU and award
 	// stock are back and a draw is served.
-	deadline := time.Now().Add(30 * time.Second)
 	next := 200
-	for rdb.Exists(ctx, fmt.Sprintf("%s:sku_stock:{99201}", prefix), fmt.Sprintf("%s:award_stock:{100006_101}", prefix)).Val() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("lost stock was not rebuilt within 30s")
+	testenv.Eventually(t, 30*time.Second, "lost stock rebuilt", func() bool {
+		if rdb.Exists(ctx, fmt.Sprintf("%s:sku_stock:{99201}", prefix), fmt.Sprintf("%s:award_stock:{100006_101}", prefix)).Val() == 2 {
+			return true
 		}
 		run(next, next+5)
 		next += 5
-	}
+		return false
+	})
 	run(next, next+20)
 	if afterFlushOK.Load() == 0 {
 		t.Error("no draw succeeded after the flush")

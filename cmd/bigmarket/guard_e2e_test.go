@@ -81,7 +81,7 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 			}
 			start := time.Now()
 			// Fresh users each time, so the limiter never answers instead of the switch.
-			waitFor(t, time.Second, "degradeSwitch="+step.value+" on node b", func() bool {
+			testenv.Eventually(t, time.Second, "degradeSwitch="+step.value+" on node b", func() bool {
 				return (draw(b, testenv.Unique("dg")).Code == "0004") == step.degraded
 			})
 			t.Logf("degradeSwitch=%s reached node b after %s", step.value, time.Since(start).Round(time.Millisecond))
@@ -113,7 +113,7 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 		if limited != 6 {
 			t.Fatalf("codes of 8 draws at once with burst 2: %v, want 6 refused", codes)
 		}
-		waitFor(t, time.Second, "blacklisting on node b", func() bool {
+		testenv.Eventually(t, time.Second, "blacklisting on node b", func() bool {
 			return metric(t, b, "bigmarket_guard_blacklist_size") >= 1
 		})
 		// Long after the buckets refilled, b still refuses the user: the blacklist, not
@@ -229,7 +229,7 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 	if err := pauser.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "a draw succeeds after Redis resumes", func() bool {
+	testenv.Eventually(t, 30*time.Second, "a draw succeeds after Redis resumes", func() bool {
 		r, _ := draw()
 		return r.Code == "0000"
 	})
@@ -253,7 +253,7 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 		}
 		return used, open
 	}
-	waitFor(t, 60*time.Second, "all 150 units drawn", func() bool {
+	testenv.Eventually(t, 60*time.Second, "all 150 units drawn", func() bool {
 		draw()
 		u, o := used()
 		return u == 150 && o == 0

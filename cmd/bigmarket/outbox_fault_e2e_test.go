@@ -135,11 +135,11 @@ func TestAwardsSurviveBrokerOutage(t *testing.T) {
 
 	broker.Start()
 	restarted := time.Now()
-	waitFor(t, 120*time.Second, "every award distributed after the broker restart", func() bool {
+	testenv.Eventually(t, 120*time.Second, "every award distributed after the broker restart", func() bool {
 		return d.awardStates(t)["completed"] == 1000
 	})
 	t.Logf("backlog of 1000 awards drained %s after the broker restart", time.Since(restarted).Round(time.Millisecond))
-	waitFor(t, 60*time.Second, "verify clean", func() bool {
+	testenv.Eventually(t, 60*time.Second, "verify clean", func() bool {
 		out, clean = d.verify(t, env, "-grace", "0s")
 		return clean
 	})
@@ -162,7 +162,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	drawAll(t, base, users, 200)
 
 	// The consumer commits its first batch, then pauses before acking it.
-	waitFor(t, 30*time.Second, "a committed batch", func() bool { return d.awardStates(t)["completed"] > 0 })
+	testenv.Eventually(t, 30*time.Second, "a committed batch", func() bool { return d.awardStates(t)["completed"] > 0 })
 	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -187,16 +187,16 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 
 	_, base2 := d.start(t, common...)
 	_ = base2
-	waitFor(t, 120*time.Second, "every award distributed after the restart", func() bool {
+	testenv.Eventually(t, 120*time.Second, "every award distributed after the restart", func() bool {
 		return d.awardStates(t)["completed"] == 200
 	})
 	// The killed batch's records were completed before the kill: its redelivery is over
 	// only once the broker holds no send_award message pending or unacked.
-	waitFor(t, 60*time.Second, "every send_award message acked", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every send_award message acked", func() bool {
 		return d.eventsSettled(t, "send_award")
 	})
 	var out string
-	waitFor(t, 60*time.Second, "verify clean", func() bool {
+	testenv.Eventually(t, 60*time.Second, "verify clean", func() bool {
 		var clean bool
 		out, clean = d.verify(t, nil, "-grace", "0s")
 		return clean
@@ -285,7 +285,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 	if waiting == 0 { // award 101 has rate 0.1 in strategy 10007: p ≈ 1e-10
 		t.Fatal("every draw was a credit award; nothing reached the webhook")
 	}
-	waitFor(t, 30*time.Second, "every external award refused at least twice", func() bool {
+	testenv.Eventually(t, 30*time.Second, "every external award refused at least twice", func() bool {
 		hook.mu.Lock()
 		defer hook.mu.Unlock()
 		n := 0
@@ -300,7 +300,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 		t.Fatalf("while the receiver is down: %d waiting, %d completed; want %d waiting", w, done, waiting)
 	}
 	hook.setDown(false)
-	waitFor(t, 30*time.Second, "every external award completed once the receiver answers", func() bool {
+	testenv.Eventually(t, 30*time.Second, "every external award completed once the receiver answers", func() bool {
 		w, _ := external()
 		return w == 0
 	})

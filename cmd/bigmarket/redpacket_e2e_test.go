@@ -82,7 +82,7 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, 2*time.Minute, "every grab credited", func() bool {
+	testenv.Eventually(t, 2*time.Minute, "every grab credited", func() bool {
 		for user, c := range won {
 			acc, err := d.users.CreditAccount(t.Context(), user)
 			if err != nil {
@@ -95,7 +95,7 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 		return true
 	})
 	// Every item names its winner with the amount the winner was told.
-	waitFor(t, time.Minute, "every item recorded", func() bool {
+	testenv.Eventually(t, time.Minute, "every item recorded", func() bool {
 		_, items, err := d.users.RedPacket(t.Context(), sent.PacketID)
 		if err != nil {
 			t.Fatal(err)

@@ -104,7 +104,7 @@ func (d *deployment) settled(t *testing.T, packetID string, told map[string]mone
 		p     redpacket.Packet
 		items []redpacket.Item
 	)
-	waitFor(t, 2*time.Minute, "packet "+packetID+" refunded and every grab credited", func() bool {
+	testenv.Eventually(t, 2*time.Minute, "packet "+packetID+" refunded and every grab credited", func() bool {
 		var err error
 		if p, items, err = d.users.RedPacket(t.Context(), packetID); err != nil {
 			t.Fatal(err)

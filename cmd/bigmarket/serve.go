@@ -153,7 +153,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The grab consumer, made below, is also what a rebuild of a lost packet waits for.
 	var grabConsumer *nats.Consumer
 	redPackets := redpacket.NewService(redpacket.Options{
-		Store: users, Hot: redis.RedPacketHot{RedPackets: redis.NewRedPackets(grabRedis, cfg.RedisPrefix)},
+		Store: users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix),
 		Events: nats.NewGrabEvents(publisher), Logger: log,
 		Drain:        redpacket.DrainFunc(func(ctx context.Context) error { return grabConsumer.WaitApplied(ctx) }),
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},

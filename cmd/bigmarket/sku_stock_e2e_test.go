@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
 )
 
@@ -110,7 +111,7 @@ func TestSKUStockUnknownWhileRebuilt(t *testing.T) {
 
 	// Every answer until the rebuild is 0009; then the recharge succeeds.
 	i := 2
-	waitFor(t, 60*time.Second, "recharge after the sku counter is rebuilt", func() bool {
+	testenv.Eventually(t, 60*time.Second, "recharge after the sku counter is rebuilt", func() bool {
 		r, _ := d.rechargeReply(t, base, fmt.Sprint("unk", i), 9011, fmt.Sprint("unk-", i))
 		i++
 		switch r.Code {
@@ -128,8 +129,8 @@ func TestSKUStockUnknownWhileRebuilt(t *testing.T) {
 	if c := creditOf(t, base, buyer); c != credit0-money.Cents(500) {
 		t.Fatalf("credit after one paid exchange: %s, want %s", c, credit0-500)
 	}
-	waitFor(t, 60*time.Second, "the exchanged draw added", func() bool { return totalCount(t, base, buyer) == 1 })
-	waitFor(t, 90*time.Second, "the sign-in's sku rebate delivered after the rebuild", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the exchanged draw added", func() bool { return totalCount(t, base, buyer) == 1 })
+	testenv.Eventually(t, 90*time.Second, "the sign-in's sku rebate delivered after the rebuild", func() bool {
 		return totalCount(t, base, signer) == 1
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -90,7 +91,7 @@ func sellOut(t *testing.T, d *deployment, bases []string) {
 	if got := randomRaffles(t, d, bases, 40); got[topUpAward] != 15 {
 		t.Fatalf("40 draws on award %d with 15 left granted %v; want exactly 15 of it", topUpAward, got)
 	}
-	waitFor(t, 30*time.Second, "the sold-out award's SQL surplus synced to 0", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the sold-out award's SQL surplus synced to 0", func() bool {
 		_, surplus := awardCount(t, d, topUpAward)
 		return surplus == 0
 	})
@@ -175,14 +176,14 @@ func TestStockTopUpAcrossTwoProcesses(t *testing.T) {
 	// The other node hears of the top-up asynchronously (the bus, or its flag lapsing),
 	// so its draws are polled until the 5 units are gone; then no more come.
 	granted := 0
-	waitFor(t, 30*time.Second, "the flagged node granted the second top-up", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the flagged node granted the second top-up", func() bool {
 		granted += randomRaffles(t, d, bases[:1], 5)[topUpAward]
 		return granted >= 5
 	})
 	if more := randomRaffles(t, d, bases[:1], 20)[topUpAward]; granted+more != 5 {
 		t.Fatalf("the flagged node granted %d units after a top-up of 5; want exactly 5", granted+more)
 	}
-	waitFor(t, 30*time.Second, "the SQL surplus synced to 0 after the new units went", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the SQL surplus synced to 0 after the new units went", func() bool {
 		_, surplus := awardCount(t, d, topUpAward)
 		return surplus == 0
 	})
@@ -210,7 +211,7 @@ func TestStockTopUpHealedByReconcile(t *testing.T) {
 		t.Fatalf("SQL step of the top-up: %d %v", total, err)
 	}
 	totalKey := d.counterKey(topUpAward) + ":total"
-	waitFor(t, 30*time.Second, "the reconcile job raised the Redis total to the SQL count", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the reconcile job raised the Redis total to the SQL count", func() bool {
 		n, err := d.redis.Get(ctx, totalKey).Int64()
 		return err == nil && n == 110
 	})
@@ -301,7 +302,7 @@ func TestSKUTopUp(t *testing.T) {
 		}
 		return count, surplus
 	}
-	waitFor(t, 30*time.Second, "the sold-out SKU's SQL stock synced to 0", func() bool { _, s := stock(); return s == 0 })
+	testenv.Eventually(t, 30*time.Second, "the sold-out SKU's SQL stock synced to 0", func() bool { _, s := stock(); return s == 0 })
 
 	s := d.stack(bases...)
 	for _, bad := range []map[string]any{
