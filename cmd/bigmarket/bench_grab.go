@@ -18,6 +18,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -584,16 +585,15 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 		only[id] = true
 	}
 	// A minute back, in case the server's clock is behind this one.
-	rec := newReconciler(verifyWindow{Since: sent.Add(-time.Minute), Settled: time.Now()}, v.router)
-	rec.packets = only
-	if err := rec.checkRedPackets(ctx, v.b.userDBs); err != nil {
+	var rec reconcile.Report
+	if err := verifyRedPackets(ctx, v.b.userDBs, v.router, reconcile.Window{Since: sent.Add(-time.Minute).UTC().Truncate(time.Second), Settled: time.Now().UTC()}, only, &rec); err != nil {
 		return out, err
 	}
-	rec.sort()
-	for _, d := range rec.rep.Discrepancies {
+	reconcile.Sort(rec.Discrepancies)
+	for _, d := range rec.Discrepancies {
 		out.Discrepancies = append(out.Discrepancies, d.String())
 	}
-	c := rec.rep.Checked
+	c := rec.Checked
 	add("red packets", len(out.Discrepancies) == 0 && c.RedPackets == len(only),
 		"%d discrepancies in %d of %d packets, %d items", len(out.Discrepancies), c.RedPackets, len(only), c.RedPacketItems)
 
