@@ -2,7 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+
+	"github.com/bigmarket/bigmarket/reconcile"
 )
 
 // Grant counts across every user database and table. They are the durable record of
@@ -33,6 +36,27 @@ func (s *UserStore) AwardRecordCounts(ctx context.Context, strategyID int64) (ma
 		return nil, fmt.Errorf("count award records of strategy %d: %w", strategyID, err)
 	}
 	return counts, nil
+}
+
+// AwardGrantTasks returns the send_award task (or none) of each award record of the
+// strategy's award, for reconcile.Stocked.
+func (s *UserStore) AwardGrantTasks(ctx context.Context, strategyID int64, awardID int) ([]reconcile.Task, error) {
+	var tasks []reconcile.Task
+	err := s.eachTable(ctx, func(db *DB, suffix string) error {
+		return queryRows(ctx, db.SQL, "award records"+suffix, `SELECT t.user_id, t.topic, t.message FROM user_award_record`+suffix+
+			` r LEFT JOIN task t ON t.message_id = r.order_id WHERE r.strategy_id = ? AND r.award_id = ?`, func(rows *sql.Rows) error {
+			var user, topic, msg sql.NullString
+			if err := rows.Scan(&user, &topic, &msg); err != nil {
+				return err
+			}
+			tasks = append(tasks, reconcile.Task{Found: msg.Valid, UserID: user.String, Topic: topic.String, Message: msg.String})
+			return nil
+		}, strategyID, awardID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("grants of award %d: %w", awardID, err)
+	}
+	return tasks, nil
 }
 
 // SKUOrderCount returns how many recharge orders took a unit of the SKU.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -317,4 +318,56 @@ func (db *DB) reconcilePackets(ctx context.Context, dbIndex int, where string, a
 		return nil
 	}, arg)
 	return out, err
+}
+
+// MinSurpluses reads the minimum of every surplus column: the quota accounts in each user
+// database, the award and SKU stock in the config database.
+func MinSurpluses(ctx context.Context, configDB *DB, userDBs []*DB) ([]reconcile.SurplusMin, error) {
+	type source struct {
+		table   string
+		columns []string
+		dbs     []*DB
+		names   []string
+	}
+	var userNames []string
+	for i := range userDBs {
+		userNames = append(userNames, fmt.Sprintf("user database %02d", i+1))
+	}
+	config := []*DB{configDB}
+	sources := []source{
+		{"raffle_activity_account", []string{"total_count_surplus", "day_count_surplus", "month_count_surplus"}, userDBs, userNames},
+		{"raffle_activity_account_day", []string{"day_count_surplus"}, userDBs, userNames},
+		{"raffle_activity_account_month", []string{"month_count_surplus"}, userDBs, userNames},
+		{"strategy_award", []string{"award_count_surplus"}, config, []string{"config database"}},
+		{"raffle_activity_sku", []string{"stock_count_surplus"}, config, []string{"config database"}},
+	}
+	var out []reconcile.SurplusMin
+	for _, s := range sources {
+		mins := make([]reconcile.SurplusMin, len(s.columns))
+		for i, c := range s.columns {
+			mins[i].Column = s.table + "." + c
+		}
+		for d, db := range s.dbs {
+			// Fixed table and column names only.
+			var sel []string
+			for _, c := range s.columns {
+				sel = append(sel, "MIN("+c+")")
+			}
+			vals := make([]sql.NullInt64, len(s.columns))
+			dest := make([]any, len(vals))
+			for i := range vals {
+				dest[i] = &vals[i]
+			}
+			if err := db.SQL.QueryRowContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+s.table).Scan(dest...); err != nil {
+				return nil, fmt.Errorf("min surplus of %s in %s: %w", s.table, s.names[d], err)
+			}
+			for i, val := range vals {
+				if val.Valid && (!mins[i].Rows || val.Int64 < mins[i].Min) {
+					mins[i].Rows, mins[i].Min, mins[i].Where = true, val.Int64, s.names[d]
+				}
+			}
+		}
+		out = append(out, mins...)
+	}
+	return out, nil
 }

@@ -104,9 +104,9 @@ type packetGrabs struct {
 
 // grabVerification is the check on the SQL databases after a run.
 type grabVerification struct {
-	Pass    bool          `json:"pass"`
-	Seconds float64       `json:"seconds"`
-	Checks  []verifyCheck `json:"checks"`
+	Pass    bool             `json:"pass"`
+	Seconds float64          `json:"seconds"`
+	Checks  reconcile.Checks `json:"checks"`
 	// Grabbed and Credited count the run's packets' grabbed items and their credit orders
 	// when the wait ended, CreditSeconds after the run.
 	Grabbed       int64   `json:"grabbed"`
@@ -531,9 +531,6 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 	}
 	start := time.Now()
 	var out grabVerification
-	add := func(name string, pass bool, format string, args ...any) {
-		out.Checks = append(out.Checks, verifyCheck{Name: name, Pass: pass, Detail: fmt.Sprintf(format, args...)})
-	}
 
 	// (a) The answers.
 	over, unfinished := 0, 0
@@ -547,7 +544,7 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 			unfinished++
 		}
 	}
-	add("grants", over == 0 && unfinished == 0 && grants == rep.Grabs,
+	out.Checks.Add("grants", over == 0 && unfinished == 0 && grants == rep.Grabs,
 		"%d grabs granted %s of %d packets of %d items and %s; %d packets over, %d emptied without their total; %d grants of other packets",
 		grants, rep.Granted, o.Packets, o.Items, o.Amount, over, unfinished, rep.Grabs-grants)
 
@@ -575,9 +572,9 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 			mismatched++
 		}
 	}
-	add("items", mismatched == 0, "%d items grabbed for %d granted grabs and %d unknown outcomes; %d packets whose items differ from the answers",
+	out.Checks.Add("items", mismatched == 0, "%d items grabbed for %d granted grabs and %d unknown outcomes; %d packets whose items differ from the answers",
 		len(items), rep.Grabs, rep.UnknownOutcomes, mismatched)
-	add("credits", credited == int64(len(items)), "%d of %d grabbed items credited after %.1fs", credited, len(items), out.CreditSeconds)
+	out.Checks.Add("credits", credited == int64(len(items)), "%d of %d grabbed items credited after %.1fs", credited, len(items), out.CreditSeconds)
 
 	// (d) verify's checks on the run's packets: everything is expected settled now.
 	only := map[string]bool{}
@@ -594,13 +591,10 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 		out.Discrepancies = append(out.Discrepancies, d.String())
 	}
 	c := rec.Checked
-	add("red packets", len(out.Discrepancies) == 0 && c.RedPackets == len(only),
+	out.Checks.Add("red packets", len(out.Discrepancies) == 0 && c.RedPackets == len(only),
 		"%d discrepancies in %d of %d packets, %d items", len(out.Discrepancies), c.RedPackets, len(only), c.RedPacketItems)
 
-	out.Pass = true
-	for _, c := range out.Checks {
-		out.Pass = out.Pass && c.Pass
-	}
+	out.Pass = out.Checks.Pass()
 	out.Seconds = time.Since(start).Seconds()
 	return out, nil
 }
