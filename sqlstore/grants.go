@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/bigmarket/bigmarket/reconcile"
+	"github.com/bigmarket/bigmarket/redpacket"
 )
 
 // Grant counts across every user database and table. They are the durable record of
@@ -91,4 +93,35 @@ func (s *UserStore) eachTable(ctx context.Context, fn func(db *DB, suffix string
 		}
 	}
 	return nil
+}
+
+// CreditedGrabs returns the business numbers of the grabs' credit orders that exist, each
+// looked up in its grabber's table.
+func (s *UserStore) CreditedGrabs(ctx context.Context, grabs []redpacket.Grab) (map[string]bool, error) {
+	type table struct{ db, t int }
+	pending := map[table][]any{}
+	for _, g := range grabs {
+		r := s.router.Route(g.UserID)
+		pending[table{r.DB, r.Table}] = append(pending[table{r.DB, r.Table}], g.BusinessNo())
+	}
+	credited := map[string]bool{}
+	for tb, nos := range pending {
+		for start := 0; start < len(nos); start += 500 {
+			part := nos[start:min(start+500, len(nos))]
+			// The only text spliced in is the router's table suffix and the placeholders.
+			err := queryRows(ctx, s.dbs[tb.db].SQL, "grab credits", "SELECT out_business_no FROM user_credit_order"+TableSuffix(tb.t)+
+				" WHERE out_business_no IN (?"+strings.Repeat(", ?", len(part)-1)+")", func(rows *sql.Rows) error {
+				var no string
+				if err := rows.Scan(&no); err != nil {
+					return err
+				}
+				credited[no] = true
+				return nil
+			}, part...)
+			if err != nil {
+				return nil, fmt.Errorf("user database %02d: %w", tb.db+1, err)
+			}
+		}
+	}
+	return credited, nil
 }
