@@ -17,8 +17,76 @@ import (
 	"github.com/bigmarket/bigmarket/redpacket"
 )
 
-// The reads below return rows in reconcile's types for its checks. sqlstore imports
-// reconcile (a pure package of checks over the domains' types), never the reverse.
+// Ledger reads the rows reconcile's checks need: it is the reconcile.Source of a
+// deployment's config database and user databases. sqlstore imports reconcile (a pure
+// package of checks over the domains' types and its own row types), never the reverse.
+type Ledger struct {
+	Config *DB
+	Users  []*DB
+	Router Router
+}
+
+var _ reconcile.Source = Ledger{}
+
+// Shape returns the number of user databases and of tables in each.
+func (l Ledger) Shape() (dbs, tables int) { return len(l.Users), l.Router.Tables }
+
+// Route returns the user database and table suffix of userID's rows.
+func (l Ledger) Route(userID string) (db int, table string) {
+	r := l.Router.Route(userID)
+	return r.DB, r.Suffix
+}
+
+// Awards reads the config database's awards by id.
+func (l Ledger) Awards(ctx context.Context) (map[int64]reconcile.Award, error) {
+	return l.Config.reconcileAwards(ctx)
+}
+
+// AwardRecords reads the award records of a table from since on, with their tasks and
+// credit orders.
+func (l Ledger) AwardRecords(ctx context.Context, db, table int, since time.Time) ([]reconcile.AwardRecord, error) {
+	return l.Users[db].reconcileAwardRecords(ctx, table, since)
+}
+
+// PrizeCredits reads the prize credit orders of a table from since on.
+func (l Ledger) PrizeCredits(ctx context.Context, db, table int, since time.Time) ([]reconcile.PrizeCredit, error) {
+	return l.Users[db].reconcilePrizeCredits(ctx, table, since)
+}
+
+// Exchanges reads every paid SKU exchange of a table with its payment.
+func (l Ledger) Exchanges(ctx context.Context, db, table int) ([]reconcile.Exchange, error) {
+	return l.Users[db].reconcileExchanges(ctx, table)
+}
+
+// Rebates reads the behaviour rebates of a table created from since to settled.
+func (l Ledger) Rebates(ctx context.Context, db, table int, since, settled time.Time) ([]reconcile.Rebate, error) {
+	return l.Users[db].reconcileRebates(ctx, table, since, settled)
+}
+
+// CreditOrders reads every credit order of a table.
+func (l Ledger) CreditOrders(ctx context.Context, db, table int) ([]reconcile.CreditOrder, error) {
+	return l.Users[db].reconcileCreditOrders(ctx, db, table)
+}
+
+// Tasks reads a user database's tasks created from since on.
+func (l Ledger) Tasks(ctx context.Context, db int, since time.Time) ([]reconcile.TaskRow, error) {
+	return l.Users[db].reconcileTasks(ctx, since)
+}
+
+// Accounts reads a user database's credit accounts.
+func (l Ledger) Accounts(ctx context.Context, db int) ([]reconcile.Account, error) {
+	return l.Users[db].reconcileAccounts(ctx)
+}
+
+// PacketsSince reads a user database's red packets created from since on, with their items.
+func (l Ledger) PacketsSince(ctx context.Context, db int, since time.Time) ([]reconcile.Packet, error) {
+	return l.Users[db].reconcilePacketsSince(ctx, db, since)
+}
+
+// Packet reads the red packet id, with its items, if user database db holds it.
+func (l Ledger) Packet(ctx context.Context, db int, id string) ([]reconcile.Packet, error) {
+	return l.Users[db].reconcilePacket(ctx, db, id)
+}
 
 // queryRows runs a query and calls scan for each row.
 func queryRows(ctx context.Context, db *sql.DB, what, query string, scan func(*sql.Rows) error, args ...any) error {
@@ -38,8 +106,8 @@ func queryRows(ctx context.Context, db *sql.DB, what, query string, scan func(*s
 	return nil
 }
 
-// ReconcileAwards reads the config database's awards by id.
-func (db *DB) ReconcileAwards(ctx context.Context) (map[int64]reconcile.Award, error) {
+// reconcileAwards reads the config database's awards by id.
+func (db *DB) reconcileAwards(ctx context.Context) (map[int64]reconcile.Award, error) {
 	awards := map[int64]reconcile.Award{}
 	err := queryRows(ctx, db.SQL, "awards", "SELECT award_id, award_key, award_config FROM award", func(rows *sql.Rows) error {
 		var (
@@ -65,9 +133,9 @@ func joined(o *reconcile.Joined, userID, tradeType, tradeName, amount sql.NullSt
 	return o.Amount.Scan(amount.String)
 }
 
-// ReconcileAwardRecords reads the award records of table from since on, with their tasks
+// reconcileAwardRecords reads the award records of table from since on, with their tasks
 // and credit orders.
-func (db *DB) ReconcileAwardRecords(ctx context.Context, table int, since time.Time) ([]reconcile.AwardRecord, error) {
+func (db *DB) reconcileAwardRecords(ctx context.Context, table int, since time.Time) ([]reconcile.AwardRecord, error) {
 	sfx := TableSuffix(table)
 	var out []reconcile.AwardRecord
 	err := queryRows(ctx, db.SQL, "award records"+sfx, `
@@ -100,9 +168,9 @@ func (db *DB) ReconcileAwardRecords(ctx context.Context, table int, since time.T
 	return out, err
 }
 
-// ReconcilePrizeCredits reads the prize credit orders of table from since on, with
+// reconcilePrizeCredits reads the prize credit orders of table from since on, with
 // whether an award record of their user explains them.
-func (db *DB) ReconcilePrizeCredits(ctx context.Context, table int, since time.Time) ([]reconcile.PrizeCredit, error) {
+func (db *DB) reconcilePrizeCredits(ctx context.Context, table int, since time.Time) ([]reconcile.PrizeCredit, error) {
 	sfx := TableSuffix(table)
 	var out []reconcile.PrizeCredit
 	err := queryRows(ctx, db.SQL, "prize credit orders"+sfx, `
@@ -125,8 +193,8 @@ func (db *DB) ReconcilePrizeCredits(ctx context.Context, table int, since time.T
 	return out, err
 }
 
-// ReconcileExchanges reads every paid SKU exchange of table with its payment.
-func (db *DB) ReconcileExchanges(ctx context.Context, table int) ([]reconcile.Exchange, error) {
+// reconcileExchanges reads every paid SKU exchange of table with its payment.
+func (db *DB) reconcileExchanges(ctx context.Context, table int) ([]reconcile.Exchange, error) {
 	sfx := TableSuffix(table)
 	var out []reconcile.Exchange
 	err := queryRows(ctx, db.SQL, "activity orders"+sfx, `
@@ -160,9 +228,9 @@ func (db *DB) ReconcileExchanges(ctx context.Context, table int) ([]reconcile.Ex
 	return out, err
 }
 
-// ReconcileRebates reads the behaviour rebates of table created from since to settled,
+// reconcileRebates reads the behaviour rebates of table created from since to settled,
 // with what they granted.
-func (db *DB) ReconcileRebates(ctx context.Context, table int, since, settled time.Time) ([]reconcile.Rebate, error) {
+func (db *DB) reconcileRebates(ctx context.Context, table int, since, settled time.Time) ([]reconcile.Rebate, error) {
 	sfx := TableSuffix(table)
 	var out []reconcile.Rebate
 	err := queryRows(ctx, db.SQL, "rebate orders"+sfx, `
@@ -192,8 +260,8 @@ func (db *DB) ReconcileRebates(ctx context.Context, table int, since, settled ti
 	return out, err
 }
 
-// ReconcileTasks reads the tasks created from since on.
-func (db *DB) ReconcileTasks(ctx context.Context, since time.Time) ([]reconcile.TaskRow, error) {
+// reconcileTasks reads the tasks created from since on.
+func (db *DB) reconcileTasks(ctx context.Context, since time.Time) ([]reconcile.TaskRow, error) {
 	var out []reconcile.TaskRow
 	err := queryRows(ctx, db.SQL, "tasks", `SELECT user_id, topic, message_id, state, create_time FROM task WHERE create_time >= ?`, func(rows *sql.Rows) error {
 		var (
@@ -211,9 +279,9 @@ func (db *DB) ReconcileTasks(ctx context.Context, since time.Time) ([]reconcile.
 	return out, err
 }
 
-// ReconcileCreditOrders reads every credit order of table; dbIndex is the database's
+// reconcileCreditOrders reads every credit order of table; dbIndex is the database's
 // place among the user databases, kept on each order.
-func (db *DB) ReconcileCreditOrders(ctx context.Context, dbIndex, table int) ([]reconcile.CreditOrder, error) {
+func (db *DB) reconcileCreditOrders(ctx context.Context, dbIndex, table int) ([]reconcile.CreditOrder, error) {
 	sfx := TableSuffix(table)
 	var out []reconcile.CreditOrder
 	err := queryRows(ctx, db.SQL, "credit orders"+sfx, `SELECT user_id, order_id, trade_name, trade_type, trade_amount, out_business_no, create_time
@@ -236,8 +304,8 @@ func (db *DB) ReconcileCreditOrders(ctx context.Context, dbIndex, table int) ([]
 	return out, err
 }
 
-// ReconcileAccounts reads every credit account.
-func (db *DB) ReconcileAccounts(ctx context.Context) ([]reconcile.Account, error) {
+// reconcileAccounts reads every credit account.
+func (db *DB) reconcileAccounts(ctx context.Context) ([]reconcile.Account, error) {
 	var out []reconcile.Account
 	err := queryRows(ctx, db.SQL, "credit accounts", `SELECT user_id, total_amount, available_amount FROM user_credit_account`, func(rows *sql.Rows) error {
 		var (
@@ -265,14 +333,14 @@ const (
 	packetByID   = "p.packet_id = ?"
 )
 
-// ReconcilePacketsSince reads the red packets created from since on, with their items;
+// reconcilePacketsSince reads the red packets created from since on, with their items;
 // dbIndex is the database's place among the user databases.
-func (db *DB) ReconcilePacketsSince(ctx context.Context, dbIndex int, since time.Time) ([]reconcile.Packet, error) {
+func (db *DB) reconcilePacketsSince(ctx context.Context, dbIndex int, since time.Time) ([]reconcile.Packet, error) {
 	return db.reconcilePackets(ctx, dbIndex, packetsSince, since)
 }
 
-// ReconcilePacket reads the red packet id, with its items, if this database holds it.
-func (db *DB) ReconcilePacket(ctx context.Context, dbIndex int, id string) ([]reconcile.Packet, error) {
+// reconcilePacket reads the red packet id, with its items, if this database holds it.
+func (db *DB) reconcilePacket(ctx context.Context, dbIndex int, id string) ([]reconcile.Packet, error) {
 	return db.reconcilePackets(ctx, dbIndex, packetByID, id)
 }
 

@@ -534,11 +534,11 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 		only[id] = true
 	}
 	// A minute back, in case the server's clock is behind this one.
-	var rec reconcile.Report
-	if err := verifyRedPackets(ctx, v.b.userDBs, v.router, reconcile.Window{Since: sent.Add(-time.Minute).UTC().Truncate(time.Second), Settled: time.Now().UTC()}, only, &rec); err != nil {
+	ledger := sqlstore.Ledger{Users: v.b.userDBs, Router: v.router}
+	rec, err := reconcile.VerifyRedPackets(ctx, ledger, reconcile.Window{Since: sent.Add(-time.Minute), Settled: time.Now()}, only)
+	if err != nil {
 		return out, err
 	}
-	reconcile.Sort(rec.Discrepancies)
 	for _, d := range rec.Discrepancies {
 		out.Discrepancies = append(out.Discrepancies, d.String())
 	}
