@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,11 +18,9 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
-	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/bench"
-	"github.com/bigmarket/bigmarket/outbox"
+	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/sqlstore"
-	"github.com/bigmarket/bigmarket/strategy"
 )
 
 // errVerifyFailed is returned by the draw bench when an invariant check failed, so that
@@ -92,44 +87,14 @@ type provisionReport struct {
 
 // drawVerification is the invariant check on the SQL databases after a run.
 type drawVerification struct {
-	Pass    bool          `json:"pass"`
-	Seconds float64       `json:"seconds"`
-	Checks  []verifyCheck `json:"checks"`
-	Awards  []awardGrants `json:"awards"`
+	Pass    bool                    `json:"pass"`
+	Seconds float64                 `json:"seconds"`
+	Checks  reconcile.Checks        `json:"checks"`
+	Awards  []reconcile.AwardGrants `json:"awards"`
 	// Before and After are the bench users' rows before the first draw and after the
 	// last one; the run wrote the difference.
-	Before userTally `json:"before"`
-	After  userTally `json:"after"`
-}
-
-// verifyCheck is one PASS/FAIL line.
-type verifyCheck struct {
-	Name   string `json:"name"`
-	Pass   bool   `json:"pass"`
-	Detail string `json:"detail"`
-}
-
-// awardGrants is one award of the activity's strategy: its total stock and how many
-// award records it has across every shard, split into grants that took stock and
-// fallback grants (the luck award, the blacklist award) that take none.
-type awardGrants struct {
-	AwardID  int    `json:"awardId"`
-	Title    string `json:"title"`
-	Stock    int64  `json:"stock"`
-	Records  int64  `json:"records"`
-	Stocked  int64  `json:"stocked"`
-	Fallback int64  `json:"fallback"`
-}
-
-// userTally counts the bench users' rows in the activity.
-type userTally struct {
-	Records    int64 `json:"records"`
-	Tasks      int64 `json:"tasks"`
-	UsedOrders int64 `json:"usedOrders"`
-	// DuplicateOrders counts award records whose order id another record has too;
-	// MissingTasks records without the outbox task of the same message id.
-	DuplicateOrders int64 `json:"duplicateOrders"`
-	MissingTasks    int64 `json:"missingTasks"`
+	Before reconcile.UserTally `json:"before"`
+	After  reconcile.UserTally `json:"after"`
 }
 
 // benchDrawCmd is "bigmarket bench draw": it loads the config like serve does, so that
@@ -269,7 +234,7 @@ func runDrawBench(ctx context.Context, cfg Config, o drawOptions, stdout io.Writ
 	}
 	fmt.Fprintf(stdout, "provisioned %d users with sku %d in %.1fs (%.0f/s)\n",
 		o.Users, o.SKU, rep.Provision.Seconds, rep.Provision.PerSecond)
-	var before userTally
+	var before reconcile.UserTally
 	if v != nil {
 		if before, err = v.tally(ctx, users); err != nil {
 			return drawReport{}, err
@@ -351,7 +316,7 @@ func runWithCountedWarmup(ctx context.Context, opts bench.Options, warmup time.D
 }
 
 // printChecks prints a verification's checks and verdict and reports whether it passed.
-func printChecks(w io.Writer, checks []verifyCheck, pass bool, seconds float64) bool {
+func printChecks(w io.Writer, checks []reconcile.Check, pass bool, seconds float64) bool {
 	for _, c := range checks {
 		fmt.Fprintf(w, "%s %s: %s\n", passFail(c.Pass), c.Name, c.Detail)
 	}
@@ -600,86 +565,36 @@ func openVerifier(ctx context.Context, cfg Config, activityID int64) (*verifier,
 func (v *verifier) close() { v.b.close() }
 
 // verify runs every check: (a) no award granted beyond its stock, (b) no negative
-// surplus anywhere, (c) the bench users' rows match the run's successful draws: at
-// least one record each, and beyond those at most one for each of the unknown draws.
-// The draws are counted in total, as the answers do not name their orders; a 0006 that
-// took an award is a record beyond the bound, and fails it.
-func (v *verifier) verify(ctx context.Context, users []string, before userTally, draws, unknown int64) (drawVerification, error) {
+// surplus anywhere, (c) the bench users' rows match the run's successful draws (see
+// reconcile.DrawRows).
+func (v *verifier) verify(ctx context.Context, users []string, before reconcile.UserTally, draws, unknown int64) (drawVerification, error) {
 	start := time.Now()
 	var out drawVerification
-	add := func(name string, pass bool, format string, args ...any) {
-		out.Checks = append(out.Checks, verifyCheck{Name: name, Pass: pass, Detail: fmt.Sprintf(format, args...)})
-	}
-
-	// (a) Stock: counted from the durable award records, the grants themselves.
 	grants, err := v.awardGrants(ctx)
 	if err != nil {
 		return out, err
 	}
 	out.Awards = grants
-	for _, g := range grants {
-		name := fmt.Sprintf("award %d stock", g.AwardID)
-		if g.Stock < 0 {
-			add(name, false, "%d records of an award the strategy does not have", g.Records)
-			continue
-		}
-		fallback := ""
-		if g.Fallback > 0 {
-			fallback = fmt.Sprintf(" (+%d fallback grants, which take no stock)", g.Fallback)
-		}
-		add(name, g.Stocked <= g.Stock, "%d stocked grants%s, stock %d", g.Stocked, fallback, g.Stock)
-	}
-
-	// (b) Surpluses.
-	mins, err := v.minSurpluses(ctx)
+	out.Checks = append(out.Checks, reconcile.AwardStock(grants)...)
+	mins, err := sqlstore.MinSurpluses(ctx, v.b.configDB, v.b.userDBs)
 	if err != nil {
 		return out, err
 	}
-	for _, m := range mins {
-		if !m.rows {
-			add("surplus "+m.column, true, "no rows")
-			continue
-		}
-		add("surplus "+m.column, m.min >= 0, "min %d (%s)", m.min, m.where)
-	}
-
-	// (c) One record, one task and one used order per successful draw, none for a draw
-	// answered 0006 (not counted in either bound), at most one for a draw whose outcome
-	// is unknown.
+	out.Checks = append(out.Checks, reconcile.Surpluses(mins)...)
 	after, err := v.tally(ctx, users)
 	if err != nil {
 		return out, err
 	}
 	out.Before, out.After = before, after
-	records := after.Records - before.Records
-	if unknown == 0 {
-		add("award records", records == draws, "%d new award records for %d successful draws", records, draws)
-	} else {
-		add("award records", records >= draws && records <= draws+unknown,
-			"%d new award records for %d successful draws and %d draws of unknown outcome (0009 or no answer)", records, draws, unknown)
-	}
-	tasks := after.Tasks - before.Tasks
-	add("tasks", tasks == records && after.MissingTasks == 0,
-		"%d new tasks for %d new award records; %d records without their task", tasks, records, after.MissingTasks)
-	used := after.UsedOrders - before.UsedOrders
-	add("raffle orders", used == records, "%d raffle orders newly used for %d new award records", used, records)
-	add("order ids", after.DuplicateOrders == 0, "%d award records of %d users, %d with an order id seen before",
-		after.Records, len(users), after.DuplicateOrders)
-
-	out.Pass = true
-	for _, c := range out.Checks {
-		out.Pass = out.Pass && c.Pass
-	}
+	out.Checks = append(out.Checks, reconcile.DrawRows(before, after, len(users), draws, unknown)...)
+	out.Pass = out.Checks.Pass()
 	out.Seconds = time.Since(start).Seconds()
 	return out, nil
 }
 
-// awardGrants counts each award's records of the strategy across every shard. Awards that
-// a fallback (rule_luck_award, rule_blacklist) can grant without stock are split by the
-// award's outbox task: a luck grant carries the rule's value as its awardConfig, a
-// stocked grant none. A blacklist grant carries none either and is counted as stocked,
-// which can only make the check stricter.
-func (v *verifier) awardGrants(ctx context.Context) ([]awardGrants, error) {
+// awardGrants counts each award's records of the strategy across every shard, split
+// into stocked and fallback grants by their tasks (reconcile.Stocked).
+func (v *verifier) awardGrants(ctx context.Context) ([]reconcile.AwardGrants, error) {
 	cfg, err := v.configs.LoadStrategy(ctx, v.strategyID)
 	if err != nil {
 		return nil, err
@@ -688,151 +603,25 @@ func (v *verifier) awardGrants(ctx context.Context) ([]awardGrants, error) {
 	if err != nil {
 		return nil, err
 	}
-	fallback := fallbackAwards(cfg)
-	var grants []awardGrants
-	for _, a := range cfg.Awards {
-		g := awardGrants{AwardID: a.AwardID, Title: a.Title, Stock: a.Count, Records: counts[a.AwardID]}
-		g.Stocked = g.Records
-		if fallback[a.AwardID] && g.Records > 0 {
-			if g.Stocked, err = v.stockedGrants(ctx, a.AwardID); err != nil {
-				return nil, err
-			}
-			g.Fallback = g.Records - g.Stocked
+	stocked := map[int]int64{}
+	for id := range reconcile.FallbackAwards(cfg) {
+		if counts[id] == 0 {
+			continue
 		}
-		grants = append(grants, g)
-		delete(counts, a.AwardID)
-	}
-	for _, id := range slices.Sorted(maps.Keys(counts)) {
-		if !fallback[id] { // a fallback award outside the strategy's list takes no stock
-			grants = append(grants, awardGrants{AwardID: id, Stock: -1, Records: counts[id]})
+		tasks, err := v.users.AwardGrantTasks(ctx, v.strategyID, id)
+		if err != nil {
+			return nil, err
 		}
+		stocked[id] = reconcile.Stocked(tasks)
 	}
-	return grants, nil
-}
-
-// fallbackAwards returns the awards the strategy can grant without taking stock.
-func fallbackAwards(cfg strategy.Config) map[int]bool {
-	ids := map[int]bool{}
-	leading := func(v string) {
-		id, _, _ := strings.Cut(strings.TrimSpace(v), ":")
-		if n, err := strconv.Atoi(strings.TrimSpace(id)); err == nil {
-			ids[n] = true
-		}
-	}
-	for _, r := range cfg.Rules {
-		if r.Model == strategy.RuleBlacklist {
-			leading(r.Value)
-		}
-	}
-	for _, t := range cfg.Trees {
-		for _, n := range t.Nodes {
-			if n.RuleKey == strategy.RuleLuckAward {
-				leading(n.Value)
-			}
-		}
-	}
-	return ids
-}
-
-// stockedGrants counts the award's records whose task says no rule set its value; a
-// record without a task counts as stocked.
-func (v *verifier) stockedGrants(ctx context.Context, awardID int) (int64, error) {
-	var stocked int64
-	for i, db := range v.b.userDBs {
-		for t := range v.tables {
-			// The only text spliced in is the router's table suffix.
-			rows, err := db.SQL.QueryContext(ctx, `SELECT t.message FROM user_award_record`+sqlstore.TableSuffix(t)+
-				` r LEFT JOIN task t ON t.message_id = r.order_id WHERE r.strategy_id = ? AND r.award_id = ?`,
-				v.strategyID, awardID)
-			if err != nil {
-				return 0, fmt.Errorf("grants of award %d in user database %02d: %w", awardID, i+1, err)
-			}
-			for rows.Next() {
-				var msg sql.NullString
-				if err := rows.Scan(&msg); err != nil {
-					rows.Close()
-					return 0, fmt.Errorf("grants of award %d: %w", awardID, err)
-				}
-				m, err := outbox.Decode[award.SendAward]([]byte(msg.String))
-				if !msg.Valid || err != nil || m.Data.AwardConfig == "" {
-					stocked++
-				}
-			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				return 0, fmt.Errorf("grants of award %d in user database %02d: %w", awardID, i+1, err)
-			}
-		}
-	}
-	return stocked, nil
-}
-
-// surplusMin is the smallest value of one surplus column over every database holding it.
-type surplusMin struct {
-	column string
-	rows   bool
-	min    int64
-	where  string
-}
-
-// minSurpluses reads the minimum of every surplus column: the quota accounts in each user
-// database, the award and SKU stock in the config database.
-func (v *verifier) minSurpluses(ctx context.Context) ([]surplusMin, error) {
-	type source struct {
-		table   string
-		columns []string
-		dbs     []*sqlstore.DB
-		names   []string
-	}
-	var userNames []string
-	for i := range v.b.userDBs {
-		userNames = append(userNames, fmt.Sprintf("user database %02d", i+1))
-	}
-	config := []*sqlstore.DB{v.b.configDB}
-	sources := []source{
-		{"raffle_activity_account", []string{"total_count_surplus", "day_count_surplus", "month_count_surplus"}, v.b.userDBs, userNames},
-		{"raffle_activity_account_day", []string{"day_count_surplus"}, v.b.userDBs, userNames},
-		{"raffle_activity_account_month", []string{"month_count_surplus"}, v.b.userDBs, userNames},
-		{"strategy_award", []string{"award_count_surplus"}, config, []string{"config database"}},
-		{"raffle_activity_sku", []string{"stock_count_surplus"}, config, []string{"config database"}},
-	}
-	var out []surplusMin
-	for _, s := range sources {
-		mins := make([]surplusMin, len(s.columns))
-		for i, c := range s.columns {
-			mins[i].column = s.table + "." + c
-		}
-		for d, db := range s.dbs {
-			// Fixed table and column names only.
-			var sel []string
-			for _, c := range s.columns {
-				sel = append(sel, "MIN("+c+")")
-			}
-			vals := make([]sql.NullInt64, len(s.columns))
-			dest := make([]any, len(vals))
-			for i := range vals {
-				dest[i] = &vals[i]
-			}
-			if err := db.SQL.QueryRowContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+s.table).Scan(dest...); err != nil {
-				return nil, fmt.Errorf("min surplus of %s in %s: %w", s.table, s.names[d], err)
-			}
-			for i, val := range vals {
-				if val.Valid && (!mins[i].rows || val.Int64 < mins[i].min) {
-					mins[i].rows, mins[i].min, mins[i].where = true, val.Int64, s.names[d]
-				}
-			}
-		}
-		out = append(out, mins...)
-	}
-	return out, nil
+	return reconcile.Grants(cfg, counts, stocked), nil
 }
 
 // tally counts the users' award records in the activity, their send_award tasks and
 // their used raffle orders, read per user (all indexed by user), verifyWorkers users in
 // flight.
-func (v *verifier) tally(ctx context.Context, users []string) (userTally, error) {
-	results := make([]userRows, len(users))
+func (v *verifier) tally(ctx context.Context, users []string) (reconcile.UserTally, error) {
+	results := make([]reconcile.UserRows, len(users))
 	var (
 		next     atomic.Int64
 		mu       sync.Mutex
@@ -861,67 +650,26 @@ func (v *verifier) tally(ctx context.Context, users []string) (userTally, error)
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return userTally{}, firstErr
+		return reconcile.UserTally{}, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return userTally{}, err
+		return reconcile.UserTally{}, err
 	}
-	var t userTally
-	seen := map[string]struct{}{}
-	for _, r := range results {
-		t.Records += int64(len(r.orders))
-		t.Tasks += r.tasks
-		t.UsedOrders += r.used
-		t.MissingTasks += r.missing
-		for _, id := range r.orders {
-			if _, dup := seen[id]; dup {
-				t.DuplicateOrders++
-			}
-			seen[id] = struct{}{}
-		}
-	}
-	return t, nil
+	return reconcile.Tally(results), nil
 }
 
-// userRows is one user's rows in the activity.
-type userRows struct {
-	orders  []string // of the award records
-	tasks   int64    // send_award tasks
-	used    int64    // used raffle orders
-	missing int64    // award records without their task
-}
-
-func (v *verifier) tallyUser(ctx context.Context, user string) (userRows, error) {
-	var r userRows
-	all, err := v.users.Tasks(ctx, user)
+func (v *verifier) tallyUser(ctx context.Context, user string) (reconcile.UserRows, error) {
+	tasks, err := v.users.Tasks(ctx, user)
 	if err != nil {
-		return r, err
+		return reconcile.UserRows{}, err
 	}
-	tasks := map[string]bool{}
-	for _, task := range all {
-		if task.Topic == award.TopicSendAward {
-			tasks[task.MessageID] = true
-		}
-	}
-	r.tasks = int64(len(tasks))
 	recs, err := v.users.AwardRecords(ctx, user, v.activityID)
 	if err != nil {
-		return r, err
+		return reconcile.UserRows{}, err
 	}
 	orders, err := v.users.RaffleOrders(ctx, user, v.activityID)
 	if err != nil {
-		return r, err
+		return reconcile.UserRows{}, err
 	}
-	for _, rec := range recs {
-		r.orders = append(r.orders, rec.OrderID)
-		if !tasks[rec.OrderID] {
-			r.missing++
-		}
-	}
-	for _, o := range orders {
-		if o.State == activity.OrderUsed {
-			r.used++
-		}
-	}
-	return r, nil
+	return reconcile.RowsOf(tasks, recs, orders), nil
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -71,12 +73,12 @@ type grabReport struct {
 	// answers, Repeats the 0003. UnknownOutcomes counts the grabs without an answer and
 	// those answered ERR_RP_004 (taken, or not, but not yet durable): each may or may not
 	// end up with an item.
-	Grabs           int64         `json:"grabs"`
-	Granted         money.Cents   `json:"granted"`
-	PerPacket       []packetGrabs `json:"perPacket"`
-	Empty           int64         `json:"empty"`
-	Repeats         int64         `json:"repeats"`
-	UnknownOutcomes int64         `json:"unknownOutcomes"`
+	Grabs           int64                   `json:"grabs"`
+	Granted         money.Cents             `json:"granted"`
+	PerPacket       []reconcile.PacketGrabs `json:"perPacket"`
+	Empty           int64                   `json:"empty"`
+	Repeats         int64                   `json:"repeats"`
+	UnknownOutcomes int64                   `json:"unknownOutcomes"`
 
 	// AnsweredPerSecond is the measured run's answered grabs per second, refusals
 	// included. GrantedPerSecond is its granted grabs per second over GrantSeconds, from
@@ -94,18 +96,11 @@ type sendReport struct {
 	Seconds   float64  `json:"seconds"`
 }
 
-// packetGrabs is what the answers granted of one packet.
-type packetGrabs struct {
-	PacketID string      `json:"packetId"`
-	Grabs    int64       `json:"grabs"`
-	Amount   money.Cents `json:"amount"`
-}
-
 // grabVerification is the check on the SQL databases after a run.
 type grabVerification struct {
-	Pass    bool          `json:"pass"`
-	Seconds float64       `json:"seconds"`
-	Checks  []verifyCheck `json:"checks"`
+	Pass    bool             `json:"pass"`
+	Seconds float64          `json:"seconds"`
+	Checks  reconcile.Checks `json:"checks"`
 	// Grabbed and Credited count the run's packets' grabbed items and their credit orders
 	// when the wait ended, CreditSeconds after the run.
 	Grabbed       int64   `json:"grabbed"`
@@ -474,11 +469,11 @@ func (t *grabTally) observe(raw []byte) {
 }
 
 // perPacket returns the grants by packet and their total.
-func (t *grabTally) perPacket() ([]packetGrabs, money.Cents) {
-	out := make([]packetGrabs, len(t.packets))
+func (t *grabTally) perPacket() ([]reconcile.PacketGrabs, money.Cents) {
+	out := make([]reconcile.PacketGrabs, len(t.packets))
 	var total money.Cents
 	for i, id := range t.packets {
-		out[i] = packetGrabs{PacketID: id, Grabs: t.grabs[i].Load(), Amount: money.Cents(t.cents[i].Load())}
+		out[i] = reconcile.PacketGrabs{PacketID: id, Grabs: t.grabs[i].Load(), Amount: money.Cents(t.cents[i].Load())}
 		total += out[i].Amount
 	}
 	return out, total
@@ -507,17 +502,6 @@ func openGrabVerifier(ctx context.Context, cfg Config) (*grabVerifier, error) {
 
 func (v *grabVerifier) close() { v.b.close() }
 
-// grabbedItem is an item of the run's packets that names its grabber.
-type grabbedItem struct {
-	packetID, userID string
-	amount           money.Cents
-}
-
-// businessNo is the out_business_no of the grab's credit order.
-func (g grabbedItem) businessNo() string {
-	return redpacket.Grab{PacketID: g.packetID, UserID: g.userID}.BusinessNo()
-}
-
 // verify waits until every grabbed item of the run's packets is credited (and at least
 // the granted grabs are grabbed), at most o.CreditWait, then checks (a) the answers
 // granted no packet beyond its items and total, (b) the items recorded match the
@@ -530,77 +514,38 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 	}
 	start := time.Now()
 	var out grabVerification
-	add := func(name string, pass bool, format string, args ...any) {
-		out.Checks = append(out.Checks, verifyCheck{Name: name, Pass: pass, Detail: fmt.Sprintf(format, args...)})
-	}
 
-	// (a) The answers.
-	over, unfinished := 0, 0
-	var grants int64
-	for _, p := range rep.PerPacket {
-		grants += p.Grabs
-		switch {
-		case p.Grabs > int64(o.Items) || p.Amount > o.Amount:
-			over++
-		case p.Grabs == int64(o.Items) && p.Amount != o.Amount:
-			unfinished++
-		}
-	}
-	add("grants", over == 0 && unfinished == 0 && grants == rep.Grabs,
-		"%d grabs granted %s of %d packets of %d items and %s; %d packets over, %d emptied without their total; %d grants of other packets",
-		grants, rep.Granted, o.Packets, o.Items, o.Amount, over, unfinished, rep.Grabs-grants)
+	run := reconcile.GrabRun{Packets: o.Packets, Items: o.Items, Amount: o.Amount, PerPacket: rep.PerPacket,
+		Grabs: rep.Grabs, Granted: rep.Granted, Unknown: rep.UnknownOutcomes}
+	out.Checks = append(out.Checks, reconcile.GrabAnswers(run)...)
 
-	// (b), (c) The items and their credit, once the consumer caught up.
+	// The items and their credit, once the consumer caught up.
 	fmt.Fprintf(progress, "waiting for the grabs to be credited\n")
 	items, credited, err := v.waitCredited(ctx, rep.Send.PacketIDs, rep.Grabs, o.CreditWait, progress)
 	if err != nil {
 		return out, err
 	}
 	out.Grabbed, out.Credited, out.CreditSeconds = int64(len(items)), credited, time.Since(start).Seconds()
-	byPacket := map[string]packetGrabs{}
-	for _, it := range items {
-		p := byPacket[it.packetID]
-		p.Grabs++
-		p.Amount += it.amount
-		byPacket[it.packetID] = p
-	}
-	mismatched := 0
-	for _, p := range rep.PerPacket {
-		r := byPacket[p.PacketID]
-		// Without unknown outcomes the items are exactly the grants; with them, they may be
-		// more, by grabs whose answer was lost.
-		inexact := rep.UnknownOutcomes == 0 && r != (packetGrabs{Grabs: p.Grabs, Amount: p.Amount})
-		if inexact || r.Grabs < p.Grabs || r.Grabs > p.Grabs+rep.UnknownOutcomes {
-			mismatched++
-		}
-	}
-	add("items", mismatched == 0, "%d items grabbed for %d granted grabs and %d unknown outcomes; %d packets whose items differ from the answers",
-		len(items), rep.Grabs, rep.UnknownOutcomes, mismatched)
-	add("credits", credited == int64(len(items)), "%d of %d grabbed items credited after %.1fs", credited, len(items), out.CreditSeconds)
+	out.Checks = append(out.Checks, reconcile.GrabItems(run, items, credited, out.CreditSeconds)...)
 
-	// (d) verify's checks on the run's packets: everything is expected settled now.
+	// verify's red packet checks on the run's packets: everything is expected settled now.
 	only := map[string]bool{}
 	for _, id := range rep.Send.PacketIDs {
 		only[id] = true
 	}
 	// A minute back, in case the server's clock is behind this one.
-	rec := newReconciler(verifyWindow{Since: sent.Add(-time.Minute), Settled: time.Now()}, v.router)
-	rec.packets = only
-	if err := rec.checkRedPackets(ctx, v.b.userDBs); err != nil {
+	ledger := sqlstore.Ledger{Users: v.b.userDBs, Router: v.router}
+	rec, err := reconcile.VerifyRedPackets(ctx, ledger, reconcile.Window{Since: sent.Add(-time.Minute), Settled: time.Now()}, only)
+	if err != nil {
 		return out, err
 	}
-	rec.sort()
-	for _, d := range rec.rep.Discrepancies {
+	for _, d := range rec.Discrepancies {
 		out.Discrepancies = append(out.Discrepancies, d.String())
 	}
-	c := rec.rep.Checked
-	add("red packets", len(out.Discrepancies) == 0 && c.RedPackets == len(only),
-		"%d discrepancies in %d of %d packets, %d items", len(out.Discrepancies), c.RedPackets, len(only), c.RedPacketItems)
+	c := rec.Checked
+	out.Checks = append(out.Checks, reconcile.GrabPackets(rec.Discrepancies, c.RedPackets, c.RedPacketItems, len(only))...)
 
-	out.Pass = true
-	for _, c := range out.Checks {
-		out.Pass = out.Pass && c.Pass
-	}
+	out.Pass = out.Checks.Pass()
 	out.Seconds = time.Since(start).Seconds()
 	return out, nil
 }
@@ -608,29 +553,37 @@ func (v *grabVerifier) verify(ctx context.Context, o grabOptions, rep grabReport
 // waitCredited polls the packets' grabbed items and their credit orders until every item
 // is credited and at least granted are grabbed, or wait has passed. It returns the grabbed
 // items and how many of them are credited.
-func (v *grabVerifier) waitCredited(ctx context.Context, packets []string, granted int64, wait time.Duration, progress io.Writer) ([]grabbedItem, int64, error) {
+func (v *grabVerifier) waitCredited(ctx context.Context, packets []string, granted int64, wait time.Duration, progress io.Writer) ([]reconcile.Grabbed, int64, error) {
 	deadline := time.Now().Add(wait)
 	credited := map[string]bool{}
 	lastReport := time.Now()
 	for {
-		var items []grabbedItem
+		var items []reconcile.Grabbed
+		var pending []redpacket.Grab
 		for _, id := range packets {
 			_, all, err := v.users.RedPacket(ctx, id)
 			if err != nil {
 				return nil, 0, err
 			}
 			for _, it := range all {
-				if it.UserID != "" {
-					items = append(items, grabbedItem{packetID: id, userID: it.UserID, amount: it.Amount})
+				if it.UserID == "" {
+					continue
+				}
+				g := reconcile.Grabbed{PacketID: id, UserID: it.UserID, Amount: it.Amount}
+				items = append(items, g)
+				if !credited[g.BusinessNo()] {
+					pending = append(pending, redpacket.Grab{PacketID: id, UserID: it.UserID})
 				}
 			}
 		}
-		if err := v.markCredited(ctx, items, credited); err != nil {
-			return nil, 0, err
+		found, err := v.users.CreditedGrabs(ctx, pending)
+		if err != nil {
+			return nil, 0, fmt.Errorf("grab credits: %w", err)
 		}
+		maps.Copy(credited, found)
 		n := int64(0)
 		for _, it := range items {
-			if credited[it.businessNo()] {
+			if credited[it.BusinessNo()] {
 				n++
 			}
 		}
@@ -649,42 +602,4 @@ func (v *grabVerifier) waitCredited(ctx context.Context, packets []string, grant
 		case <-t.C:
 		}
 	}
-}
-
-// markCredited looks up the credit orders of the items not yet known credited, in their
-// grabbers' tables, and marks those found.
-func (v *grabVerifier) markCredited(ctx context.Context, items []grabbedItem, credited map[string]bool) error {
-	type table struct{ db, t int }
-	pending := map[table][]any{}
-	for _, it := range items {
-		if no := it.businessNo(); !credited[no] {
-			r := v.router.Route(it.userID)
-			pending[table{r.DB, r.Table}] = append(pending[table{r.DB, r.Table}], no)
-		}
-	}
-	for tb, nos := range pending {
-		for start := 0; start < len(nos); start += 500 {
-			part := nos[start:min(start+500, len(nos))]
-			// The only text spliced in is the router's table suffix and the placeholders.
-			rows, err := v.b.userDBs[tb.db].SQL.QueryContext(ctx, "SELECT out_business_no FROM user_credit_order"+sqlstore.TableSuffix(tb.t)+
-				" WHERE out_business_no IN (?"+strings.Repeat(", ?", len(part)-1)+")", part...)
-			if err != nil {
-				return fmt.Errorf("grab credits in user database %02d: %w", tb.db+1, err)
-			}
-			for rows.Next() {
-				var no string
-				if err := rows.Scan(&no); err != nil {
-					rows.Close()
-					return fmt.Errorf("grab credits: %w", err)
-				}
-				credited[no] = true
-			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				return fmt.Errorf("grab credits in user database %02d: %w", tb.db+1, err)
-			}
-		}
-	}
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/reconcile"
 )
 
 // TestBenchGrab runs serve in-process on its embedded defaults, then the grab bench
@@ -85,9 +86,9 @@ func TestBenchGrab(t *testing.T) {
 			}
 		}
 		if ver.Pass || len(failed) != 2 || !failed["credits"] || !failed["red packets"] ||
-			len(ver.Discrepancies) != 1 || !strings.HasPrefix(ver.Discrepancies[0], KindRedPacketGrabUncredited+" user="+victim+" ") {
+			len(ver.Discrepancies) != 1 || !strings.HasPrefix(ver.Discrepancies[0], reconcile.KindRedPacketGrabUncredited+" user="+victim+" ") {
 			t.Errorf("after deleting a grab's credit, failed checks %v and discrepancies %v; want credits and red packets, one %s",
-				failed, ver.Discrepancies, KindRedPacketGrabUncredited)
+				failed, ver.Discrepancies, reconcile.KindRedPacketGrabUncredited)
 		}
 	})
 

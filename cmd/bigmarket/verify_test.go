@@ -14,6 +14,8 @@ import (
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/rebate"
+	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
@@ -74,8 +76,8 @@ func newVerifyFixture(t *testing.T, open func(t *testing.T, name string) *sqlsto
 }
 
 // window is the default verify window at the fixture's time: a day back, a minute's grace.
-func (f *verifyFixture) window() verifyWindow {
-	return verifyWindow{Since: f.now.Add(-24 * time.Hour), Settled: f.now.Add(-time.Minute)}
+func (f *verifyFixture) window() reconcile.Window {
+	return reconcile.Window{Since: f.now.Add(-24 * time.Hour), Settled: f.now.Add(-time.Minute)}
 }
 
 // Ages of the planted rows: settled ones, ones still within the grace, and ones before
@@ -202,25 +204,25 @@ func (f *verifyFixture) seedRedPackets(t *testing.T) {
 	old, young := f.old(), f.young()
 	grab := func(home, id string, index int, userID, amount string, at time.Time) {
 		f.grabItem(t, home, id, index, userID, at)
-		f.credit(t, userID, id+"_"+userID, redpacket.NameGrab, tradeForward, amount, at)
+		f.credit(t, userID, id+"_"+userID, redpacket.NameGrab, string(credit.Forward), amount, at)
 	}
-	f.credit(t, rpSender, "rp_recharge", "调账", tradeForward, "20.00", old)
+	f.credit(t, rpSender, "rp_recharge", "调账", string(credit.Forward), "20.00", old)
 
 	// Open: one grab credited, one still within the grace, one item left.
 	f.rpOpen = f.redPacket(t, rpSender, rpSender, "10.00", "open", "0.00", old, "5.00", "3.00", "2.00")
-	f.credit(t, rpSender, f.rpOpen, redpacket.NameSend, tradeReverse, "10.00", old)
+	f.credit(t, rpSender, f.rpOpen, redpacket.NameSend, string(credit.Reverse), "10.00", old)
 	grab(rpSender, f.rpOpen, 0, rpGrab1, "5.00", old)
 	f.grabItem(t, rpSender, f.rpOpen, 1, rpGrab2, young)
 
 	// Refunded: half grabbed, the rest back to the sender.
 	f.rpRefunded = f.redPacket(t, rpSender, rpSender, "6.00", "refunded", "2.00", old, "4.00", "2.00")
-	f.credit(t, rpSender, f.rpRefunded, redpacket.NameSend, tradeReverse, "6.00", old)
+	f.credit(t, rpSender, f.rpRefunded, redpacket.NameSend, string(credit.Reverse), "6.00", old)
 	grab(rpSender, f.rpRefunded, 0, rpGrab1, "4.00", old)
-	f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpRefunded), redpacket.NameRefund, tradeForward, "2.00", old)
+	f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpRefunded), redpacket.NameRefund, string(credit.Forward), "2.00", old)
 
 	// Closed: grabbed whole.
 	f.rpClosed = f.redPacket(t, rpSender, rpSender, "1.00", "closed", "0.00", old, "1.00")
-	f.credit(t, rpSender, f.rpClosed, redpacket.NameSend, tradeReverse, "1.00", old)
+	f.credit(t, rpSender, f.rpClosed, redpacket.NameSend, string(credit.Reverse), "1.00", old)
 	grab(rpSender, f.rpClosed, 0, rpGrab2, "1.00", old)
 
 	// Operator: no debit, closed with two items left.
@@ -248,29 +250,29 @@ func (f *verifyFixture) seedClean(t *testing.T) {
 	old, young := f.old(), f.young()
 
 	f.award(t, userXFG, "xfg_r1", 101, award.StateCompleted, old, "completed", "")
-	f.credit(t, userXFG, "xfg_r1", tradeNameAward, tradeForward, "50.00", old)
+	f.credit(t, userXFG, "xfg_r1", credit.NameAward, string(credit.Forward), "50.00", old)
 	f.award(t, userXFG, "xfg_r2", 101, award.StateCompleted, old, "completed", "1,10")
-	f.credit(t, userXFG, "xfg_r2", tradeNameAward, tradeForward, "5.00", old)
+	f.credit(t, userXFG, "xfg_r2", credit.NameAward, string(credit.Forward), "5.00", old)
 	f.award(t, userXFG, "xfg_r3", 100, award.StateCompleted, old, "completed", "")
-	f.credit(t, userXFG, "xfg_r3", tradeNameAward, tradeForward, "1.00", old)
+	f.credit(t, userXFG, "xfg_r3", credit.NameAward, string(credit.Forward), "1.00", old)
 	f.award(t, userXFG, "xfg_r4", 102, award.StateCompleted, old, "completed", "")
 	f.award(t, userXFG, "xfg_r5", 102, award.StateCreate, young, "create", "")
 	f.award(t, userXFG, "xfg_r6", 101, award.StateCreate, young, "fail", "")
 	f.award(t, userXFG, "xfg_r0", 102, award.StateCreate, f.ancient(), "", "")
 
-	integral := f.rebate(t, userXFG, rebateIntegral, "10", "s1", old)
-	f.credit(t, userXFG, integral, tradeNameRebate, tradeForward, "10.00", old)
-	sku := f.rebate(t, userXFG, rebateSKU, "9014", "s1", old)
+	integral := f.rebate(t, userXFG, string(rebate.TypeIntegral), "10", "s1", old)
+	f.credit(t, userXFG, integral, credit.NameRebate, string(credit.Forward), "10.00", old)
+	sku := f.rebate(t, userXFG, string(rebate.TypeSKU), "9014", "s1", old)
 	f.activityOrder(t, userXFG, sku, "0.00", "completed", old)
-	f.rebate(t, userXFG, rebateIntegral, "10", "s2", young)
+	f.rebate(t, userXFG, string(rebate.TypeIntegral), "10", "s2", young)
 
 	f.activityOrder(t, userXFG, "xfg_pay1", "5.00", "completed", old)
-	f.credit(t, userXFG, "xfg_pay1", "兑换抽奖", tradeReverse, "5.00", old)
+	f.credit(t, userXFG, "xfg_pay1", "兑换抽奖", string(credit.Reverse), "5.00", old)
 	f.activityOrder(t, userXFG, "xfg_pay2", "20.00", "wait_pay", old)
 	f.account(t, userXFG, "66.00", "61.00")
 
 	f.award(t, userOne, "u1_r1", 101, award.StateCompleted, old, "completed", "")
-	f.credit(t, userOne, "u1_r1", tradeNameAward, tradeForward, "30.00", old)
+	f.credit(t, userOne, "u1_r1", credit.NameAward, string(credit.Forward), "30.00", old)
 	f.account(t, userOne, "30.00", "30.00")
 
 	f.seedRedPackets(t)
@@ -287,92 +289,92 @@ var verifyCases = []struct {
 	{name: "clean", plant: func(*testing.T, *verifyFixture) {}},
 	{name: "paid wait_pay within grace", plant: func(t *testing.T, f *verifyFixture) {
 		f.activityOrder(t, userXFG, "xfg_pay3", "20.00", "wait_pay", f.old())
-		f.credit(t, userXFG, "xfg_pay3", "兑换抽奖", tradeReverse, "20.00", f.young())
+		f.credit(t, userXFG, "xfg_pay3", "兑换抽奖", string(credit.Reverse), "20.00", f.young())
 		f.account(t, userXFG, "66.00", "41.00")
 	}},
 	{name: "undelivered task before window", plant: func(t *testing.T, f *verifyFixture) {
 		f.task(t, userXFG, "send_rebate", "xfg_old", "{}", "fail", f.ancient())
 	}},
-	{name: "task deleted", kind: KindAwardTaskMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "task deleted", kind: reconcile.KindAwardTaskMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `DELETE FROM task WHERE message_id = 'xfg_r1'`)
 	}},
-	{name: "task of another topic", kind: KindAwardTaskMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "task of another topic", kind: reconcile.KindAwardTaskMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE task SET topic = 'send_rebate' WHERE message_id = 'xfg_r4'`)
 	}},
-	{name: "task failed", kind: KindTaskUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "task failed", kind: reconcile.KindTaskUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE task SET state = 'fail' WHERE message_id = 'xfg_r4'`)
 	}},
-	{name: "task never sent", kind: KindTaskUndelivered, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "task never sent", kind: reconcile.KindTaskUndelivered, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
 		f.task(t, userOne, "send_rebate", "u1_rebate", "{}", "create", f.old())
 	}},
-	{name: "award not configured", kind: KindAwardUnknown, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "award not configured", kind: reconcile.KindAwardUnknown, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.award(t, userXFG, "xfg_r9", 999, award.StateCompleted, f.old(), "completed", "")
 	}},
-	{name: "completed without credit", kind: KindAwardCreditMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "completed without credit", kind: reconcile.KindAwardCreditMissing, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'xfg_r1'`)
 		f.account(t, userXFG, "16.00", "11.00")
 	}},
-	{name: "credited but create", kind: KindAwardStateStale, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "credited but create", kind: reconcile.KindAwardStateStale, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE user_award_record{t} SET award_state = 'create' WHERE order_id = 'xfg_r1'`)
 	}},
-	{name: "credit award undistributed", kind: KindAwardUndistributed, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "credit award undistributed", kind: reconcile.KindAwardUndistributed, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userOne, `UPDATE user_award_record{t} SET award_state = 'create' WHERE order_id = 'u1_r1'`)
 		f.exec(t, userOne, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'u1_r1'`)
 		f.account(t, userOne, "0.00", "0.00")
 	}},
-	{name: "webhook award undistributed", kind: KindAwardUndistributed, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "webhook award undistributed", kind: reconcile.KindAwardUndistributed, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE user_award_record{t} SET award_state = 'create' WHERE order_id = 'xfg_r4'`)
 	}},
-	{name: "random credit beyond the task's range", kind: KindAwardCreditAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "random credit beyond the task's range", kind: reconcile.KindAwardCreditAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '15.00' WHERE out_business_no = 'xfg_r2'`)
 		f.account(t, userXFG, "76.00", "71.00")
 	}},
-	{name: "random credit beyond the award's range", kind: KindAwardCreditAmount, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "random credit beyond the award's range", kind: reconcile.KindAwardCreditAmount, user: userOne, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userOne, `UPDATE user_credit_order{t} SET trade_amount = '100.01' WHERE out_business_no = 'u1_r1'`)
 		f.account(t, userOne, "100.01", "100.01")
 	}},
-	{name: "blacklist credit not exact", kind: KindAwardCreditAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "blacklist credit not exact", kind: reconcile.KindAwardCreditAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '2.00' WHERE out_business_no = 'xfg_r3'`)
 		f.account(t, userXFG, "67.00", "62.00")
 	}},
-	{name: "webhook award credited", kind: KindAwardCreditUnexpected, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, userXFG, "xfg_r4", tradeNameAward, tradeForward, "3.00", f.old())
+	{name: "webhook award credited", kind: reconcile.KindAwardCreditUnexpected, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userXFG, "xfg_r4", credit.NameAward, string(credit.Forward), "3.00", f.old())
 		f.account(t, userXFG, "69.00", "64.00")
 	}},
-	{name: "prize credit without record", kind: KindCreditOrderOrphan, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, userXFG, "xfg_nosuch", tradeNameAward, tradeForward, "7.00", f.old())
+	{name: "prize credit without record", kind: reconcile.KindCreditOrderOrphan, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userXFG, "xfg_nosuch", credit.NameAward, string(credit.Forward), "7.00", f.old())
 		f.account(t, userXFG, "73.00", "68.00")
 	}},
-	{name: "available off", kind: KindCreditBalance, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "available off", kind: reconcile.KindCreditBalance, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.account(t, userXFG, "66.00", "60.00")
 	}},
-	{name: "orders without account", kind: KindCreditBalance, user: userThree, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, userThree, "u3_adjust", "调账", tradeForward, "5.00", f.ancient())
+	{name: "orders without account", kind: reconcile.KindCreditBalance, user: userThree, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userThree, "u3_adjust", "调账", string(credit.Forward), "5.00", f.ancient())
 	}},
-	{name: "overdrawn", kind: KindCreditNegative, user: userThree, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, userThree, "u3_adjust", "调账", tradeReverse, "3.00", f.old())
+	{name: "overdrawn", kind: reconcile.KindCreditNegative, user: userThree, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, userThree, "u3_adjust", "调账", string(credit.Reverse), "3.00", f.old())
 		f.account(t, userThree, "0.00", "-3.00")
 	}},
-	{name: "exchange completed unpaid", kind: KindExchangeUnpaidCompleted, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "exchange completed unpaid", kind: reconcile.KindExchangeUnpaidCompleted, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'xfg_pay1'`)
 		f.account(t, userXFG, "66.00", "66.00")
 	}},
-	{name: "exchange underpaid", kind: KindExchangeAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "exchange underpaid", kind: reconcile.KindExchangeAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '4.00' WHERE out_business_no = 'xfg_pay1'`)
 		f.account(t, userXFG, "66.00", "62.00")
 	}},
-	{name: "exchange paid, quota not added", kind: KindExchangePaidNotCompleted, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "exchange paid, quota not added", kind: reconcile.KindExchangePaidNotCompleted, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE raffle_activity_order{t} SET state = 'wait_pay' WHERE out_business_no = 'xfg_pay1'`)
 	}},
-	{name: "integral rebate not credited", kind: KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "integral rebate not credited", kind: reconcile.KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `DELETE FROM user_credit_order{t} WHERE out_business_no = 'xiaofuge_integral_s1'`)
 		f.account(t, userXFG, "56.00", "51.00")
 	}},
-	{name: "integral rebate amount", kind: KindRebateAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "integral rebate amount", kind: reconcile.KindRebateAmount, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `UPDATE user_credit_order{t} SET trade_amount = '12.00' WHERE out_business_no = 'xiaofuge_integral_s1'`)
 		f.account(t, userXFG, "68.00", "63.00")
 	}},
-	{name: "sku rebate not granted", kind: KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "sku rebate not granted", kind: reconcile.KindRebateUndelivered, user: userXFG, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, userXFG, `DELETE FROM raffle_activity_order{t} WHERE out_business_no = 'xiaofuge_sku_s1'`)
 	}},
 
@@ -388,88 +390,88 @@ var verifyCases = []struct {
 		f.account(t, rpSender, "20.00", "3.00")
 	}},
 	{name: "red packet credit without grab within grace", plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, rpGrab3, f.rpOpen+"_"+rpGrab3, redpacket.NameGrab, tradeForward, "2.00", f.young())
+		f.credit(t, rpGrab3, f.rpOpen+"_"+rpGrab3, redpacket.NameGrab, string(credit.Forward), "2.00", f.young())
 		f.account(t, rpGrab3, "2.00", "2.00")
 	}},
-	{name: "red packet grab uncredited", kind: KindRedPacketGrabUncredited, user: rpGrab1, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet grab uncredited", kind: reconcile.KindRedPacketGrabUncredited, user: rpGrab1, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpGrab1, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpOpen+"_"+rpGrab1)
 		f.account(t, rpGrab1, "5.00", "5.00")
 	}},
-	{name: "red packet grab credited wrong amount", kind: KindRedPacketGrabCredit, user: rpGrab1, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet grab credited wrong amount", kind: reconcile.KindRedPacketGrabCredit, user: rpGrab1, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpGrab1, `UPDATE user_credit_order{t} SET trade_amount = '6.00' WHERE out_business_no = ?`, f.rpOpen+"_"+rpGrab1)
 		f.account(t, rpGrab1, "11.00", "11.00")
 	}},
-	{name: "red packet grab debited", kind: KindRedPacketGrabCredit, user: rpGrab2, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet grab debited", kind: reconcile.KindRedPacketGrabCredit, user: rpGrab2, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpGrab2, `UPDATE user_credit_order{t} SET trade_type = 'reverse' WHERE out_business_no = ?`, f.rpClosed+"_"+rpGrab2)
 		f.account(t, rpGrab2, "1.00", "0.00")
 	}},
-	{name: "red packet credit without grab", kind: KindRedPacketCreditOrphan, user: rpGrab3, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, rpGrab3, f.rpOpen+"_"+rpGrab3, redpacket.NameGrab, tradeForward, "2.00", f.old())
+	{name: "red packet credit without grab", kind: reconcile.KindRedPacketCreditOrphan, user: rpGrab3, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpGrab3, f.rpOpen+"_"+rpGrab3, redpacket.NameGrab, string(credit.Forward), "2.00", f.old())
 		f.account(t, rpGrab3, "2.00", "2.00")
 	}},
-	{name: "red packet credit of an unknown packet", kind: KindRedPacketCreditOrphan, user: rpGrab3, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, rpGrab3, "0199999999999999999999_"+rpGrab3, redpacket.NameGrab, tradeForward, "2.00", f.old())
+	{name: "red packet credit of an unknown packet", kind: reconcile.KindRedPacketCreditOrphan, user: rpGrab3, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpGrab3, "0199999999999999999999_"+rpGrab3, redpacket.NameGrab, string(credit.Forward), "2.00", f.old())
 		f.account(t, rpGrab3, "2.00", "2.00")
 	}},
-	{name: "operator red packet debited", kind: KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, rpSender, f.rpOperator, redpacket.NameSend, tradeReverse, "3.00", f.old())
+	{name: "operator red packet debited", kind: reconcile.KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpSender, f.rpOperator, redpacket.NameSend, string(credit.Reverse), "3.00", f.old())
 		f.account(t, rpSender, "22.00", "2.00")
 	}},
-	{name: "open red packet refunded", kind: KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
-		f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpOpen), redpacket.NameRefund, tradeForward, "2.00", f.old())
+	{name: "open red packet refunded", kind: reconcile.KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+		f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpOpen), redpacket.NameRefund, string(credit.Forward), "2.00", f.old())
 		f.account(t, rpSender, "24.00", "7.00")
 	}},
-	{name: "red packet zero refund credited", kind: KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet zero refund credited", kind: reconcile.KindRedPacketCreditOrphan, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE red_packet SET packet_state = 'refunded' WHERE packet_id = ?`, f.rpClosed)
-		f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpClosed), redpacket.NameRefund, tradeForward, "0.00", f.old())
+		f.credit(t, rpSender, redpacket.RefundBusinessNo(f.rpClosed), redpacket.NameRefund, string(credit.Forward), "0.00", f.old())
 	}},
-	{name: "red packet item amount changed", kind: KindRedPacketSplit, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet item amount changed", kind: reconcile.KindRedPacketSplit, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE red_packet_item SET amount = '2.50' WHERE packet_id = ? AND item_index = 2`, f.rpOpen)
 	}},
-	{name: "red packet item lost", kind: KindRedPacketSplit, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet item lost", kind: reconcile.KindRedPacketSplit, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `DELETE FROM red_packet_item WHERE packet_id = ? AND item_index = 2`, f.rpOpen)
 	}},
-	{name: "red packet overgrabbed", kind: KindRedPacketOvergrabbed, user: "", plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet overgrabbed", kind: reconcile.KindRedPacketOvergrabbed, user: "", plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpGrab2, `UPDATE red_packet_item SET amount = '3.00' WHERE packet_id = ? AND item_index = 1`, f.rpOperator)
 		f.exec(t, rpGrab2, `UPDATE red_packet_item SET amount = '-1.00' WHERE packet_id = ? AND item_index = 2`, f.rpOperator)
 		f.grabItem(t, rpGrab2, f.rpOperator, 1, rpGrab2, f.old())
-		f.credit(t, rpGrab2, f.rpOperator+"_"+rpGrab2, redpacket.NameGrab, tradeForward, "3.00", f.old())
+		f.credit(t, rpGrab2, f.rpOperator+"_"+rpGrab2, redpacket.NameGrab, string(credit.Forward), "3.00", f.old())
 		f.account(t, rpGrab2, "5.00", "5.00")
 	}},
-	{name: "red packet not debited", kind: KindRedPacketDebitMissing, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet not debited", kind: reconcile.KindRedPacketDebitMissing, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpOpen)
 		f.account(t, rpSender, "22.00", "15.00")
 	}},
-	{name: "red packet underpaid", kind: KindRedPacketDebitAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet underpaid", kind: reconcile.KindRedPacketDebitAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE user_credit_order{t} SET trade_amount = '9.00' WHERE out_business_no = ?`, f.rpOpen)
 		f.account(t, rpSender, "22.00", "6.00")
 	}},
-	{name: "red packet refund not credited", kind: KindRedPacketRefundMissing, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet refund not credited", kind: reconcile.KindRedPacketRefundMissing, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
 		f.account(t, rpSender, "20.00", "3.00")
 	}},
-	{name: "red packet refund credited wrong amount", kind: KindRedPacketRefundAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet refund credited wrong amount", kind: reconcile.KindRedPacketRefundAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE user_credit_order{t} SET trade_amount = '2.50' WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
 		f.account(t, rpSender, "22.50", "5.50")
 	}},
-	{name: "red packet refund short", kind: KindRedPacketRefundAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet refund short", kind: reconcile.KindRedPacketRefundAmount, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		// update_time set, as MySQL would move it to now and put the change within the grace.
 		f.exec(t, rpSender, `UPDATE red_packet SET refund_amount = '1.00', update_time = ? WHERE packet_id = ?`, f.old(), f.rpRefunded)
 		f.exec(t, rpSender, `UPDATE user_credit_order{t} SET trade_amount = '1.00' WHERE out_business_no = ?`, redpacket.RefundBusinessNo(f.rpRefunded))
 		f.account(t, rpSender, "21.00", "4.00")
 	}},
-	{name: "operator red packet refunded", kind: KindRedPacketRefundAmount, user: "", plant: func(t *testing.T, f *verifyFixture) {
+	{name: "operator red packet refunded", kind: reconcile.KindRedPacketRefundAmount, user: "", plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpGrab2, `UPDATE red_packet SET packet_state = 'refunded', refund_amount = '2.00' WHERE packet_id = ?`, f.rpOperator)
 	}},
-	{name: "closed red packet with a refund", kind: KindRedPacketClosedLeftover, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "closed red packet with a refund", kind: reconcile.KindRedPacketClosedLeftover, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE red_packet SET refund_amount = '1.00' WHERE packet_id = ?`, f.rpClosed)
 	}},
-	{name: "closed red packet with an item left", kind: KindRedPacketClosedLeftover, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "closed red packet with an item left", kind: reconcile.KindRedPacketClosedLeftover, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE red_packet_item SET user_id = NULL, grab_time = NULL WHERE packet_id = ?`, f.rpClosed)
 		f.exec(t, rpGrab2, `DELETE FROM user_credit_order{t} WHERE out_business_no = ?`, f.rpClosed+"_"+rpGrab2)
 		f.account(t, rpGrab2, "1.00", "1.00")
 	}},
-	{name: "red packet state unknown", kind: KindRedPacketState, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
+	{name: "red packet state unknown", kind: reconcile.KindRedPacketState, user: rpSender, plant: func(t *testing.T, f *verifyFixture) {
 		f.exec(t, rpSender, `UPDATE red_packet SET packet_state = 'lost' WHERE packet_id = ?`, f.rpOpen)
 	}},
 }
@@ -596,7 +598,7 @@ func TestVerifyRedPacketStore(t *testing.T) {
 			grab(campaign, 1, rpGrab1, 1_00)
 			refund(campaign, 0)
 
-			w := verifyWindow{Since: now.Add(-time.Hour), Settled: time.Now().Add(time.Second)}
+			w := reconcile.Window{Since: now.Add(-time.Hour), Settled: time.Now().Add(time.Second)}
 			rep, err := verify(ctx, f.config, f.users, verifyTables, w)
 			if err != nil {
 				t.Fatal(err)
@@ -627,38 +629,9 @@ func TestVerifyCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := verifyCounts{AwardRecords: 7, Tasks: 7, CreditAccounts: 5, PrizeCredits: 4, PaidExchanges: 2, Rebates: 2, RedPackets: 4, RedPacketItems: 9}
+	want := reconcile.Counts{AwardRecords: 7, Tasks: 7, CreditAccounts: 5, PrizeCredits: 4, PaidExchanges: 2, Rebates: 2, RedPackets: 4, RedPacketItems: 9}
 	if rep.Checked != want || len(rep.Discrepancies) != 0 {
 		t.Errorf("checked %+v with %v, want %+v and none", rep.Checked, rep.Discrepancies, want)
-	}
-}
-
-func TestVerifyCreditRange(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		key, config string
-		lo, hi      money.Cents
-		bad         bool
-	}{
-		{key: awardKeyCreditRandom, config: "1,100", lo: 100, hi: 10000},
-		{key: awardKeyCreditRandom, config: "0.5, 2.25", lo: 50, hi: 225},
-		{key: awardKeyCreditBlacklist, config: "1", lo: 100, hi: 100},
-		{key: awardKeyCreditRandom, config: "100", bad: true},
-		{key: awardKeyCreditRandom, config: "10,1", bad: true},
-		{key: awardKeyCreditRandom, config: "a,b", bad: true},
-		{key: awardKeyCreditBlacklist, config: "1,2", bad: true},
-	}
-	for _, c := range cases {
-		lo, hi, err := creditRange(c.key, c.config)
-		if c.bad {
-			if err == nil {
-				t.Errorf("creditRange(%s, %q) = %s..%s, want an error", c.key, c.config, lo, hi)
-			}
-			continue
-		}
-		if err != nil || lo != c.lo || hi != c.hi {
-			t.Errorf("creditRange(%s, %q) = %s..%s, %v; want %s..%s", c.key, c.config, lo, hi, err, c.lo, c.hi)
-		}
 	}
 }
 
