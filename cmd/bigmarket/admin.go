@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/bigmarket/bigmarket/bench"
 )
 
 // adminClient calls the operator endpoints of a running server with the admin token:
@@ -49,7 +51,7 @@ func adminFlags(fs *flag.FlagSet, cmd string) func() (adminClient, error) {
 // call sends body (nil: none) to path and decodes a successful answer's data into data;
 // any code but 0000 is an error that quotes it.
 func (c adminClient) call(ctx context.Context, method, path string, body []byte, data any) error {
-	env, err := callAPIData(ctx, c.http, method, c.base+path, c.token, body, data)
+	env, err := bench.Call(ctx, c.http, method, c.base+path, c.token, body, data)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "random_raffle":
 		if *armory {
 			url := fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, *strategyID)
-			if err := armoryGET(ctx, url, os.Getenv("BIGMARKET_ADMIN_TOKEN")); err != nil {
+			if err := bench.Armory(ctx, url, os.Getenv("BIGMARKET_ADMIN_TOKEN")); err != nil {
 				return err
 			}
 		}

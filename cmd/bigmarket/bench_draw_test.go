@@ -21,13 +21,13 @@ import (
 func TestBenchDraw(t *testing.T) {
 	cfg, base, _ := startEmbedded(t, func(c *Config) { c.LogLevel = "warn" })
 
-	var direct drawReport
+	var direct bench.DrawReport
 	t.Run("direct", func(t *testing.T) {
 		var out bytes.Buffer
-		rep, err := runDrawBench(context.Background(), cfg, drawOptions{
+		rep, err := bench.RunDraw(context.Background(), bench.DrawOptions{
 			Base: base, AdminToken: cfg.AdminToken, ActivityID: 100301, SKU: 9011, Users: 20, Prefix: "bt1",
 			ProvisionConcurrency: 4, Concurrency: 8, Requests: 200, Duration: time.Minute, Verify: true,
-		}, &out)
+		}, benchTestStores(t, cfg), &out)
 		if err != nil {
 			t.Fatalf("draw bench: %v\n%s", err, out.String())
 		}
@@ -44,7 +44,7 @@ func TestBenchDraw(t *testing.T) {
 	t.Run("command", func(t *testing.T) {
 		stdout, raw := runBenchCommand(t, cfg, "draw", "-url", base, "-admin-token", cfg.AdminToken, "-users", "20",
 			"-prefix", "bt2", "-c", "8", "-n", "100", "-warmup", "300ms", "-provision-c", "4")
-		var rep drawReport
+		var rep bench.DrawReport
 		if err := json.Unmarshal(raw, &rep); err != nil {
 			t.Fatalf("summary %s: %v", raw, err)
 		}
@@ -68,11 +68,11 @@ func TestBenchDraw(t *testing.T) {
 			t.Skip("the direct run failed")
 		}
 		ctx := context.Background()
-		v, err := openVerifier(ctx, cfg, 100301)
+		db := benchTestStores(t, cfg)
+		v, err := bench.OpenDrawVerifier(ctx, db, 100301)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer v.close()
 		users := make([]string, 20)
 		for i := range users {
 			users[i] = "bt1_" + strconv.Itoa(i)
@@ -88,11 +88,11 @@ func TestBenchDraw(t *testing.T) {
 			{"one record beyond the successes and the 0006s, nothing unknown", answered, false},
 			{"a success without its record, however many are unknown", &bench.Summary{Codes: map[string]int64{"0000": direct.Draws + 1, "0009": 5}, TransportErrors: 2}, false},
 		} {
-			draws, timedOut, unknown := drawOutcomes(nil, tc.run)
+			draws, timedOut, unknown := bench.DrawOutcomes(nil, tc.run)
 			if timedOut != tc.run.Codes["0006"] || unknown != tc.run.Codes["0009"]+tc.run.TransportErrors {
 				t.Fatalf("%s: classified as %d timed out, %d unknown", tc.name, timedOut, unknown)
 			}
-			ver, err := v.verify(ctx, users, direct.Verification.Before, draws, unknown)
+			ver, err := v.Verify(ctx, users, direct.Verification.Before, draws, unknown)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,17 +113,17 @@ func TestBenchDraw(t *testing.T) {
 			t.Skip("the direct run failed")
 		}
 		ctx := context.Background()
-		v, err := openVerifier(ctx, cfg, 100301)
+		db := benchTestStores(t, cfg)
+		v, err := bench.OpenDrawVerifier(ctx, db, 100301)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer v.close()
 		users := make([]string, 20)
 		for i := range users {
 			users[i] = "bt1_" + strconv.Itoa(i)
 		}
 		victim := users[0]
-		recs, err := v.users.AwardRecords(ctx, victim, 100301)
+		recs, err := sqlstore.NewUserStore(db.Users, db.Router).AwardRecords(ctx, victim, 100301)
 		if err != nil || len(recs) == 0 {
 			t.Fatalf("records of %s: %d %v", victim, len(recs), err)
 		}
@@ -132,14 +132,14 @@ func TestBenchDraw(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := sh.Route(victim)
-		db := v.b.userDBs[r.DB].SQL
-		if _, err := db.ExecContext(ctx, "DELETE FROM user_award_record"+r.Suffix+" WHERE order_id = ?", recs[0].OrderID); err != nil {
+		udb := db.Users[r.DB].SQL
+		if _, err := udb.ExecContext(ctx, "DELETE FROM user_award_record"+r.Suffix+" WHERE order_id = ?", recs[0].OrderID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ExecContext(ctx, "UPDATE raffle_activity_account_day SET day_count_surplus = -1 WHERE user_id = ?", victim); err != nil {
+		if _, err := udb.ExecContext(ctx, "UPDATE raffle_activity_account_day SET day_count_surplus = -1 WHERE user_id = ?", victim); err != nil {
 			t.Fatal(err)
 		}
-		ver, err := v.verify(ctx, users, direct.Verification.Before, direct.Draws, 0)
+		ver, err := v.Verify(ctx, users, direct.Verification.Before, direct.Draws, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,10 +155,10 @@ func TestBenchDraw(t *testing.T) {
 	})
 
 	t.Run("refuses a long prefix", func(t *testing.T) {
-		_, err := runDrawBench(context.Background(), cfg, drawOptions{
+		_, err := bench.RunDraw(context.Background(), bench.DrawOptions{
 			Base: base, AdminToken: cfg.AdminToken, ActivityID: 100301, SKU: 9011, Users: 20,
 			Prefix: strings.Repeat("p", 31), ProvisionConcurrency: 1, Concurrency: 1, Requests: 1,
-		}, &bytes.Buffer{})
+		}, bench.Stores{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "32 bytes") {
 			t.Errorf("a 34-byte user id: %v", err)
 		}
@@ -167,7 +167,7 @@ func TestBenchDraw(t *testing.T) {
 
 // checkDrawReport checks a passing report of a run with users users and requests
 // measured draws: every check passed and the counts agree with each other.
-func checkDrawReport(t *testing.T, rep drawReport, users int, requests int64) {
+func checkDrawReport(t *testing.T, rep bench.DrawReport, users int, requests int64) {
 	t.Helper()
 	if rep.Scenario != "draw" || rep.StrategyID != 100006 || rep.Provision.Users != users || rep.Provision.Codes["0000"] != int64(users) {
 		t.Errorf("report header: %+v", rep)
@@ -231,4 +231,15 @@ func runBenchCommand(t *testing.T, cfg Config, args ...string) (string, []byte) 
 		t.Fatal(err)
 	}
 	return stdout.String(), raw
+}
+
+// benchTestStores opens cfg's SQL databases for a bench to verify on, closed with the test.
+func benchTestStores(t *testing.T, cfg Config) bench.Stores {
+	t.Helper()
+	db, closeDB, err := benchStores(context.Background(), cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeDB)
+	return db
 }

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/reconcile"
+	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
 // TestBenchGrab runs serve in-process on its embedded defaults, then the grab bench
@@ -19,13 +21,13 @@ import (
 func TestBenchGrab(t *testing.T) {
 	cfg, base, _ := startEmbedded(t, func(c *Config) { c.LogLevel = "warn" })
 
-	var direct grabReport
+	var direct bench.GrabReport
 	t.Run("direct", func(t *testing.T) {
 		var out bytes.Buffer
-		rep, err := runGrabBench(context.Background(), cfg, grabOptions{
+		rep, err := bench.RunGrab(context.Background(), bench.GrabOptions{
 			Base: base, AdminToken: cfg.AdminToken, Packets: 2, Items: 50, Amount: 100_00, Users: 100000, Prefix: "gt1",
 			Concurrency: 8, Requests: 300, Duration: time.Minute, Verify: true, CreditWait: time.Minute,
-		}, &out)
+		}, benchTestStores(t, cfg), &out)
 		if err != nil {
 			t.Fatalf("grab bench: %v\n%s", err, out.String())
 		}
@@ -42,7 +44,7 @@ func TestBenchGrab(t *testing.T) {
 	t.Run("command", func(t *testing.T) {
 		stdout, raw := runBenchCommand(t, cfg, "grab", "-url", base, "-admin-token", cfg.AdminToken, "-packets", "2",
 			"-items", "50", "-amount", "1000.00", "-prefix", "gt2", "-c", "8", "-n", "300")
-		var rep grabReport
+		var rep bench.GrabReport
 		if err := json.Unmarshal(raw, &rep); err != nil {
 			t.Fatalf("summary %s: %v", raw, err)
 		}
@@ -58,24 +60,24 @@ func TestBenchGrab(t *testing.T) {
 			t.Skip("the direct run failed")
 		}
 		ctx := context.Background()
-		v, err := openGrabVerifier(ctx, cfg)
+		db := benchTestStores(t, cfg)
+		v, err := bench.NewGrabVerifier(db)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer v.close()
 		packet := direct.Send.PacketIDs[0]
-		_, items, err := v.users.RedPacket(ctx, packet)
+		_, items, err := sqlstore.NewUserStore(db.Users, db.Router).RedPacket(ctx, packet)
 		if err != nil || len(items) != 50 || items[0].UserID == "" {
 			t.Fatalf("items of %s: %d %v", packet, len(items), err)
 		}
 		victim := items[0].UserID
-		r := v.router.Route(victim)
-		if _, err := v.b.userDBs[r.DB].SQL.ExecContext(ctx, "DELETE FROM user_credit_order"+r.Suffix+" WHERE out_business_no = ?",
+		r := db.Router.Route(victim)
+		if _, err := db.Users[r.DB].SQL.ExecContext(ctx, "DELETE FROM user_credit_order"+r.Suffix+" WHERE out_business_no = ?",
 			packet+"_"+victim); err != nil {
 			t.Fatal(err)
 		}
-		o := grabOptions{Items: 50, Amount: 100_00, Packets: 2, CreditWait: 300 * time.Millisecond}
-		ver, err := v.verify(ctx, o, direct, time.Now().Add(-time.Minute))
+		o := bench.GrabOptions{Items: 50, Amount: 100_00, Packets: 2, CreditWait: 300 * time.Millisecond}
+		ver, err := v.Verify(ctx, o, direct, time.Now().Add(-time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,16 +95,16 @@ func TestBenchGrab(t *testing.T) {
 	})
 
 	t.Run("refuses bad options", func(t *testing.T) {
-		for name, change := range map[string]func(*grabOptions){
-			"a long prefix":      func(o *grabOptions) { o.Prefix = strings.Repeat("p", 31) },
-			"items below a cent": func(o *grabOptions) { o.Items, o.Amount = 100, 99 },
-			"no end":             func(o *grabOptions) { o.Requests = 0 },
-			"no concurrency":     func(o *grabOptions) { o.Concurrency = 0 },
+		for name, change := range map[string]func(*bench.GrabOptions){
+			"a long prefix":      func(o *bench.GrabOptions) { o.Prefix = strings.Repeat("p", 31) },
+			"items below a cent": func(o *bench.GrabOptions) { o.Items, o.Amount = 100, 99 },
+			"no end":             func(o *bench.GrabOptions) { o.Requests = 0 },
+			"no concurrency":     func(o *bench.GrabOptions) { o.Concurrency = 0 },
 		} {
-			o := grabOptions{Base: base, AdminToken: cfg.AdminToken, Packets: 1, Items: 1, Amount: 1, Users: 100, Prefix: "gt3",
+			o := bench.GrabOptions{Base: base, AdminToken: cfg.AdminToken, Packets: 1, Items: 1, Amount: 1, Users: 100, Prefix: "gt3",
 				Concurrency: 1, Requests: 1}
 			change(&o)
-			if _, err := runGrabBench(context.Background(), cfg, o, &bytes.Buffer{}); err == nil || !strings.HasPrefix(err.Error(), "bench grab: ") {
+			if _, err := bench.RunGrab(context.Background(), o, bench.Stores{}, &bytes.Buffer{}); err == nil || !strings.HasPrefix(err.Error(), "bench grab: ") {
 				t.Errorf("%s: %v", name, err)
 			}
 		}
@@ -112,7 +114,7 @@ func TestBenchGrab(t *testing.T) {
 // checkGrabReport checks a passing report of a run of requests measured grabs at two
 // packets of 50 items and amount each: every item granted once, the rest refused as empty,
 // the amounts summing to the totals, every check passed.
-func checkGrabReport(t *testing.T, rep grabReport, amount money.Cents, requests int64) {
+func checkGrabReport(t *testing.T, rep bench.GrabReport, amount money.Cents, requests int64) {
 	t.Helper()
 	if rep.Scenario != "grab" || len(rep.Send.PacketIDs) != 2 || rep.Packets != 2 || rep.Items != 50 || rep.Amount != amount {
 		t.Errorf("report header: %+v", rep)

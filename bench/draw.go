@@ -1,0 +1,473 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/reconcile"
+	"github.com/bigmarket/bigmarket/sqlstore"
+)
+
+// ErrDrawFailed is returned by the draw bench when an invariant check failed, so that
+// the command exits non-zero.
+var ErrDrawFailed = errors.New("draw bench: verification failed")
+
+// DrawOptions describes one run of the draw bench.
+type DrawOptions struct {
+	Base       string // server base URL, e.g. http://127.0.0.1:8091
+	AdminToken string // for the operator recharge (and the armory in production mode)
+	ActivityID int64
+	SKU        int64 // recharged once per user
+	Users      int
+	Prefix     string // user ids are Prefix + "_" + index
+
+	ProvisionConcurrency int
+	Concurrency          int
+	Duration             time.Duration
+	Requests             int64
+	Warmup               time.Duration
+	Verify               bool
+
+	// Progress receives progress lines; nil is quiet.
+	Progress io.Writer
+}
+
+// DrawReport is the JSON summary of a draw bench: the load test's own summary wrapped
+// with what came before it (provisioning) and after it (the invariant check).
+type DrawReport struct {
+	Scenario   string `json:"scenario"`
+	URL        string `json:"url"`
+	ActivityID int64  `json:"activityId"`
+	StrategyID int64  `json:"strategyId,omitempty"`
+	SKU        int64  `json:"sku"`
+	Users      int    `json:"users"`
+	Prefix     string `json:"prefix"`
+
+	Provision ProvisionReport `json:"provision"`
+	// Warmup is the unmeasured warm-up run, kept because its successful draws wrote
+	// award records too.
+	Warmup *Summary `json:"warmup,omitempty"`
+	// Summary is the measured run.
+	Summary Summary `json:"summary"`
+	// The draws of the whole run, warmup included, by what their answer says of their
+	// award record: Draws the "0000" answers, each told its award, so each has exactly
+	// one record; TimedOut the "0006" answers, which took nothing, so none has a record;
+	// UnknownOutcomes the draws whose outcome nobody was told, "0009" answers and those
+	// that got no response (transport errors), each with no record or one.
+	Draws           int64 `json:"draws"`
+	TimedOut        int64 `json:"timedOut"`
+	UnknownOutcomes int64 `json:"unknownOutcomes"`
+
+	Verification *DrawVerification `json:"verification,omitempty"`
+}
+
+// ProvisionReport is how the users got their quota.
+type ProvisionReport struct {
+	Users     int              `json:"users"`
+	Seconds   float64          `json:"seconds"`
+	PerSecond float64          `json:"perSecond"`
+	Codes     map[string]int64 `json:"codes"`
+	Retries   int64            `json:"retries"`
+}
+
+// DrawVerification is the invariant check on the SQL databases after a run.
+type DrawVerification struct {
+	Pass    bool                    `json:"pass"`
+	Seconds float64                 `json:"seconds"`
+	Checks  reconcile.Checks        `json:"checks"`
+	Awards  []reconcile.AwardGrants `json:"awards"`
+	// Before and After are the bench users' rows before the first draw and after the
+	// last one; the run wrote the difference.
+	Before reconcile.UserTally `json:"before"`
+	After  reconcile.UserTally `json:"after"`
+}
+
+// RunDraw runs the draw bench against the server at o.Base, verifying (with o.Verify)
+// on its databases db: armory, provisioning, warmup and measured run, then the verification. It prints
+// the summary and the PASS/FAIL lines to stdout and returns ErrDrawFailed when a check
+// failed. The report is usable (for the JSON file) whenever its Scenario is set, also
+// with an error.
+func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (DrawReport, error) {
+	if err := o.check(); err != nil {
+		return DrawReport{}, err
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	rep := DrawReport{URL: o.Base, ActivityID: o.ActivityID, SKU: o.SKU, Users: o.Users, Prefix: o.Prefix}
+
+	var v *DrawVerifier
+	if o.Verify {
+		var err error
+		if v, err = OpenDrawVerifier(ctx, db, o.ActivityID); err != nil {
+			return DrawReport{}, err
+		}
+		rep.StrategyID = v.strategyID
+	}
+	if err := armoryActivity(ctx, o.Base, o.AdminToken, o.ActivityID); err != nil {
+		return DrawReport{}, err
+	}
+	users := make([]string, o.Users)
+	bodies := make([][]byte, o.Users)
+	for i := range users {
+		users[i] = o.Prefix + "_" + strconv.Itoa(i)
+		bodies[i], _ = json.Marshal(drawBody{UserID: users[i], ActivityID: o.ActivityID})
+	}
+
+	var err error
+	if rep.Provision, err = provisionUsers(ctx, o, users, progress); err != nil {
+		return DrawReport{}, err
+	}
+	fmt.Fprintf(stdout, "provisioned %d users with sku %d in %.1fs (%.0f/s)\n",
+		o.Users, o.SKU, rep.Provision.Seconds, rep.Provision.PerSecond)
+	var before reconcile.UserTally
+	if v != nil {
+		if before, err = v.tally(ctx, users); err != nil {
+			return DrawReport{}, err
+		}
+	}
+	rep.Scenario = "draw"
+
+	// One client for warmup and measured run, so that the measured run starts on warm
+	// connections.
+	client, transport := scenarioClient(o.Concurrency)
+	defer transport.CloseIdleConnections()
+	n := uint64(len(users))
+	opts := Options{
+		URL: o.Base + "/api/v1/raffle/activity/draw", Concurrency: o.Concurrency, Client: client,
+		Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
+	}
+	// Successful warmup draws wrote award records, and the verification must count them.
+	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, progress)
+	rep.Warmup, rep.Summary = warm, sum
+	fmt.Fprintln(stdout, sum.String())
+	rep.Draws, rep.TimedOut, rep.UnknownOutcomes = DrawOutcomes(rep.Warmup, &sum)
+	if runErr != nil {
+		// An interrupted run aborted draws in flight whose outcome nobody saw: the
+		// counts cannot be checked exactly.
+		return rep, runErr
+	}
+	if v == nil {
+		return rep, nil
+	}
+	fmt.Fprintf(progress, "verifying on the SQL databases\n")
+	ver, err := v.Verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
+	if err != nil {
+		return rep, err
+	}
+	rep.Verification = &ver
+	if !printChecks(stdout, ver.Checks, ver.Pass, ver.Seconds) {
+		return rep, ErrDrawFailed
+	}
+	return rep, nil
+}
+
+// DrawOutcomes classifies the draws of the runs (a nil run is skipped) by what their
+// answers say of their award records: told its award (0000), nothing taken (0006), or
+// unknown (0009, or no answer at all).
+func DrawOutcomes(runs ...*Summary) (draws, timedOut, unknown int64) {
+	for _, r := range runs {
+		if r != nil {
+			draws += r.Codes["0000"]
+			timedOut += r.Codes["0006"]
+			unknown += r.Codes["0009"] + r.TransportErrors
+		}
+	}
+	return draws, timedOut, unknown
+}
+
+func (o DrawOptions) check() error {
+	var errs []error
+	if o.Users < 1 {
+		errs = append(errs, errors.New("-users must be at least 1"))
+	}
+	if o.Concurrency < 1 || o.ProvisionConcurrency < 1 {
+		errs = append(errs, errors.New("-c and -provision-c must be at least 1"))
+	}
+	if o.Duration < 0 || o.Warmup < 0 || o.Requests < 0 {
+		errs = append(errs, errors.New("-d, -warmup and -n must not be negative"))
+	}
+	if o.Duration == 0 && o.Requests == 0 {
+		errs = append(errs, errors.New("set -d or -n: the run needs an end"))
+	}
+	if o.AdminToken == "" {
+		errs = append(errs, errors.New("no admin token"))
+	}
+	if last := o.Prefix + "_" + strconv.Itoa(max(o.Users-1, 0)); o.Prefix == "" || activity.CheckUserID(last) != nil {
+		errs = append(errs, fmt.Errorf("user ids such as %q do not fit the user tables (at most 32 bytes)", last))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench draw: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// drawBody is the request of activity/draw.
+type drawBody struct {
+	UserID     string `json:"userId"`
+	ActivityID int64  `json:"activityId"`
+}
+
+// provisionUsers recharges o.SKU to every user through the operator endpoint, each with
+// an out business number unique to the user and this run. A recharge that got no answer
+// is retried with the same number, so that a repeat (0003) means it was done.
+func provisionUsers(ctx context.Context, o DrawOptions, users []string, progress io.Writer) (ProvisionReport, error) {
+	nonce := make([]byte, 4)
+	if _, err := rand.Read(nonce); err != nil {
+		return ProvisionReport{}, err
+	}
+	run := hex.EncodeToString(nonce)
+	client := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: o.ProvisionConcurrency, DisableCompression: true},
+	}
+	defer client.CloseIdleConnections()
+	url := o.Base + "/api/v1/admin/activity/recharge"
+
+	var (
+		next, done, retries atomic.Int64
+		mu                  sync.Mutex
+		codes               = map[string]int64{}
+		firstErr            error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	recharge := func(user string) error {
+		body, _ := json.Marshal(map[string]any{"userId": user, "sku": o.SKU, "outBusinessNo": user + "-" + run})
+		var lastErr error
+		for attempt := range 3 {
+			if attempt > 0 {
+				retries.Add(1)
+			}
+			env, err := Call(ctx, client, http.MethodPost, url, o.AdminToken, body, nil)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				lastErr = err
+				continue
+			}
+			mu.Lock()
+			codes[env.Code]++
+			mu.Unlock()
+			switch {
+			case env.Code == "0000", env.Code == "0003" && attempt > 0:
+				return nil
+			case env.Code == "0001" || env.Code == "0006":
+				lastErr = fmt.Errorf("recharge %s: %s %s", user, env.Code, env.Info)
+				continue
+			default:
+				return fmt.Errorf("recharge %s with sku %d: %s %s", user, o.SKU, env.Code, env.Info)
+			}
+		}
+		return lastErr
+	}
+
+	start := time.Now()
+	stop := make(chan struct{})
+	var reporter sync.WaitGroup
+	reporter.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				d := done.Load()
+				fmt.Fprintf(progress, "%7.1fs %8d/%d users provisioned %8.0f/s\n",
+					now.Sub(start).Seconds(), d, len(users), float64(d)/now.Sub(start).Seconds())
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for range min(o.ProvisionConcurrency, len(users)) {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(users)) || ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				failed := firstErr != nil
+				mu.Unlock()
+				if failed {
+					return
+				}
+				if err := recharge(users[i]); err != nil {
+					fail(err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	reporter.Wait()
+	elapsed := time.Since(start).Seconds()
+	rep := ProvisionReport{Users: int(done.Load()), Seconds: elapsed, Codes: codes, Retries: retries.Load()}
+	if elapsed > 0 {
+		rep.PerSecond = float64(rep.Users) / elapsed
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("provision users: %w", err)
+	}
+	if firstErr != nil {
+		return rep, fmt.Errorf("provision users (%d of %d done): %w", rep.Users, len(users), firstErr)
+	}
+	return rep, nil
+}
+
+// DrawVerifier reads the server's SQL databases: the config database for the strategy
+// and the SKU and award surpluses, the user databases for the grants.
+type DrawVerifier struct {
+	db         Stores
+	configs    *sqlstore.ConfigStore
+	users      *sqlstore.UserStore
+	activityID int64
+	strategyID int64
+}
+
+// OpenDrawVerifier reads the activity's strategy from db and returns the verifier of a
+// draw run in it.
+func OpenDrawVerifier(ctx context.Context, db Stores, activityID int64) (*DrawVerifier, error) {
+	if db.Config == nil || len(db.Users) == 0 {
+		return nil, errors.New("bench draw: no databases to verify on")
+	}
+	act, err := sqlstore.NewActivityStore(db.Config, db.Location).Activity(ctx, activityID)
+	if err != nil {
+		return nil, fmt.Errorf("bench draw: %w", err)
+	}
+	return &DrawVerifier{
+		db: db, activityID: activityID, strategyID: act.StrategyID,
+		configs: sqlstore.NewConfigStore(db.Config), users: sqlstore.NewUserStore(db.Users, db.Router),
+	}, nil
+}
+
+// Verify runs every check: (a) no award granted beyond its stock, (b) no negative
+// surplus anywhere, (c) the bench users' rows match the run's successful draws (see
+// reconcile.DrawRows).
+func (v *DrawVerifier) Verify(ctx context.Context, users []string, before reconcile.UserTally, draws, unknown int64) (DrawVerification, error) {
+	start := time.Now()
+	var out DrawVerification
+	grants, err := v.awardGrants(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.Awards = grants
+	out.Checks = append(out.Checks, reconcile.AwardStock(grants)...)
+	mins, err := sqlstore.MinSurpluses(ctx, v.db.Config, v.db.Users)
+	if err != nil {
+		return out, err
+	}
+	out.Checks = append(out.Checks, reconcile.Surpluses(mins)...)
+	after, err := v.tally(ctx, users)
+	if err != nil {
+		return out, err
+	}
+	out.Before, out.After = before, after
+	out.Checks = append(out.Checks, reconcile.DrawRows(before, after, len(users), draws, unknown)...)
+	out.Pass = out.Checks.Pass()
+	out.Seconds = time.Since(start).Seconds()
+	return out, nil
+}
+
+// awardGrants counts each award's records of the strategy across every shard, split
+// into stocked and fallback grants by their tasks (reconcile.Stocked).
+func (v *DrawVerifier) awardGrants(ctx context.Context) ([]reconcile.AwardGrants, error) {
+	cfg, err := v.configs.LoadStrategy(ctx, v.strategyID)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := v.users.AwardRecordCounts(ctx, v.strategyID)
+	if err != nil {
+		return nil, err
+	}
+	stocked := map[int]int64{}
+	for id := range reconcile.FallbackAwards(cfg) {
+		if counts[id] == 0 {
+			continue
+		}
+		tasks, err := v.users.AwardGrantTasks(ctx, v.strategyID, id)
+		if err != nil {
+			return nil, err
+		}
+		stocked[id] = reconcile.Stocked(tasks)
+	}
+	return reconcile.Grants(cfg, counts, stocked), nil
+}
+
+// tally counts the users' award records in the activity, their send_award tasks and
+// their used raffle orders, read per user (all indexed by user), verifyWorkers users in
+// flight.
+func (v *DrawVerifier) tally(ctx context.Context, users []string) (reconcile.UserTally, error) {
+	results := make([]reconcile.UserRows, len(users))
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range min(verifyWorkers, len(users)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(users) || ctx.Err() != nil {
+					return
+				}
+				r, err := v.tallyUser(ctx, users[i])
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				results[i] = r
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return reconcile.UserTally{}, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return reconcile.UserTally{}, err
+	}
+	return reconcile.Tally(results), nil
+}
+
+func (v *DrawVerifier) tallyUser(ctx context.Context, user string) (reconcile.UserRows, error) {
+	tasks, err := v.users.Tasks(ctx, user)
+	if err != nil {
+		return reconcile.UserRows{}, err
+	}
+	recs, err := v.users.AwardRecords(ctx, user, v.activityID)
+	if err != nil {
+		return reconcile.UserRows{}, err
+	}
+	orders, err := v.users.RaffleOrders(ctx, user, v.activityID)
+	if err != nil {
+		return reconcile.UserRows{}, err
+	}
+	return reconcile.RowsOf(tasks, recs, orders), nil
+}
