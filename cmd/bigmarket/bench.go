@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +30,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	load := commonFlags(fs)
 	target := fs.String("url", "http://127.0.0.1:8091", "base URL of the server under test")
 	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle, or flood (activity/draw as one user); "bigmarket bench draw -h" and "bigmarket bench grab -h" for the draw and grab scenarios`)
 	strategyID := fs.Int64("strategy", 100006, "strategy id for random_raffle")
@@ -45,41 +43,34 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	armory := fs.Bool("armory", true, "call strategy_armory first")
 	out := fs.String("out", "", "write the JSON summary to this file")
 	quiet := fs.Bool("q", false, "no progress lines")
+	adminToken := fs.String("admin-token", "", "operator token for random_raffle (default: BIGMARKET_ADMIN_TOKEN of the config, or the demo's stored one)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	token := *adminToken
+	if token == "" && !cfg.generatedAdminToken {
+		token = cfg.AdminToken
+	}
 	base := strings.TrimRight(*target, "/")
-	var opts bench.Options
+	run := bench.Options{Concurrency: *concurrency, Duration: *duration, Requests: *requests, Warmup: *warmup}
+	if !*quiet {
+		run.Progress = stderr
+	}
+	var sum bench.Summary
 	switch *scenario {
 	case "random_raffle":
-		if *armory {
-			url := fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, *strategyID)
-			if err := bench.Armory(ctx, url, os.Getenv("BIGMARKET_ADMIN_TOKEN")); err != nil {
-				return err
-			}
-		}
-		body := []byte(`{"strategyId":` + strconv.FormatInt(*strategyID, 10) + `}`)
-		opts = bench.Options{URL: base + "/api/v1/raffle/strategy/random_raffle", Body: func(int, uint64) []byte { return body }}
-		// random_raffle spends real stock: production mode serves it to the operator only.
-		if token := os.Getenv("BIGMARKET_ADMIN_TOKEN"); token != "" {
-			opts.Header = http.Header{"Authorization": {"Bearer " + token}}
-		}
+		sum, err = bench.Raffle(ctx, base, *strategyID, *armory, token, run)
 	case "flood":
-		body, err := json.Marshal(map[string]any{"userId": *user, "activityId": *activityID})
-		if err != nil {
-			return err
-		}
-		opts = bench.Options{URL: base + "/api/v1/raffle/activity/draw", Body: func(int, uint64) []byte { return body }}
+		sum, err = bench.Flood(ctx, base, *user, *activityID, run)
 	case "draw", "grab":
 		return fmt.Errorf(`the %s scenario has flags of its own: run "bigmarket bench %[1]s [flags]"`, *scenario)
 	default:
 		return fmt.Errorf("unknown scenario %q (have: random_raffle, flood, draw, grab)", *scenario)
 	}
-	opts.Concurrency, opts.Duration, opts.Requests, opts.Warmup = *concurrency, *duration, *requests, *warmup
-	if !*quiet {
-		opts.Progress = stderr
-	}
-	sum, err := bench.Run(ctx, opts)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
