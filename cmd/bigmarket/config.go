@@ -73,9 +73,6 @@ type Config struct {
 	GroupCommitLanes int `koanf:"group_commit_lanes"`
 	// GroupCommitMax caps the writes one grouped transaction carries (1: no grouping).
 	GroupCommitMax int `koanf:"group_commit_max"`
-	// FaultDelayBeforeRecord pauses every draw between its pick and its award transaction,
-	// for fault tests that SIGKILL the process there. Never set it in production.
-	FaultDelayBeforeRecord time.Duration `koanf:"fault_delay_before_record"`
 	// OutboxGrace is how long a task may wait in create before the compensation job
 	// re-sends it; OutboxEvery is how often that job runs.
 	OutboxGrace time.Duration `koanf:"outbox_grace"`
@@ -87,10 +84,6 @@ type Config struct {
 	// EventAckWait is how long the broker waits for a consumer's ack before it redelivers
 	// a message to another node (a consumer that died mid-batch).
 	EventAckWait time.Duration `koanf:"event_ack_wait"`
-	// FaultDelayAfterDistribute pauses the send_award consumer after a batch's effects
-	// are committed and before its messages are acked, for fault tests that SIGKILL the
-	// process there. Never set it in production.
-	FaultDelayAfterDistribute time.Duration `koanf:"fault_delay_after_distribute"`
 	// The front line: startup values of the dynamic settings (dcc/update_config changes
 	// them on every node at run time), the endpoints behind it and its breaker.
 	DegradeSwitch      string        `koanf:"degrade_switch"`
@@ -145,6 +138,10 @@ type Config struct {
 	// was made up and not yet saved there (saveAdminToken).
 	adminTokenPath      string
 	generatedAdminToken bool
+	// faultSettings are the fault_* keys set (fault.go); faults the pauses they ask for,
+	// which only a faultinject build accepts.
+	faultSettings faultSettings
+	faults        faultDelays
 }
 
 // Modes of BIGMARKET_MODE.
@@ -255,6 +252,14 @@ func loadConfig(path string, environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("decode config: %w", err)
 	}
 	cfg.ConfigFile = path
+	for key, value := range k.All() {
+		if strings.HasPrefix(key, faultPrefix) {
+			if cfg.faultSettings == nil {
+				cfg.faultSettings = faultSettings{}
+			}
+			cfg.faultSettings[key] = fmt.Sprint(value)
+		}
+	}
 	return cfg, nil
 }
 
@@ -382,6 +387,11 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("BIGMARKET_OPS_ADDR %q: want host:port, e.g. 127.0.0.1:9091, or empty to turn the operator listener off", c.OpsAddr))
 		}
 	}
+	faults, err := loadFaults(c.faultSettings)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.faults = faults
 	errs = append(errs, c.validateGuard()...)
 	if c.RedPacketPublishTimeout <= 0 || c.RedPacketRecoverGrace < c.RedPacketPublishTimeout+time.Second {
 		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
