@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,27 +34,27 @@ type Config struct {
 	Addr         string   `koanf:"addr"`
 	DataDir      string   `koanf:"data_dir"`
 	ConfigFile   string   `koanf:"config"`
-	ConfigDSN    string   `koanf:"config_dsn"`
-	UserDSNs     []string `koanf:"user_dsns"`
+	ConfigDSN    string   `koanf:"config_dsn" dump:"dsn"`
+	UserDSNs     []string `koanf:"user_dsns" dump:"dsn"`
 	RedisAddrs   []string `koanf:"redis_addrs"`
 	RedisCluster bool     `koanf:"redis_cluster"`
-	RedisPass    string   `koanf:"redis_password"`
+	RedisPass    string   `koanf:"redis_password" dump:"secret"`
 	// RedisPrefix starts every key bigmarket writes, so deployments (and tests) can share
 	// one Redis.
 	RedisPrefix string   `koanf:"redis_prefix"`
 	Shards      string   `koanf:"shards"`
-	NATSURLs    []string `koanf:"nats_urls"`
+	NATSURLs    []string `koanf:"nats_urls" dump:"url"`
 	// NATSPrefix starts bigmarket's stream, subject and consumer names.
 	NATSPrefix          string        `koanf:"nats_prefix"`
 	NATSReplicas        int           `koanf:"nats_replicas"`
-	AdminToken          string        `koanf:"admin_token"`
-	JWTSecret           string        `koanf:"jwt_secret"`
+	AdminToken          string        `koanf:"admin_token" dump:"secret"`
+	JWTSecret           string        `koanf:"jwt_secret" dump:"secret"`
 	Timezone            string        `koanf:"timezone"`
 	Mode                string        `koanf:"mode"`
 	PlainUserEndpoints  string        `koanf:"plain_user_endpoints"`
-	AppTokens           string        `koanf:"app_tokens"`
-	WebhookURL          string        `koanf:"webhook_url"`
-	WebhookSecret       string        `koanf:"webhook_secret"`
+	AppTokens           string        `koanf:"app_tokens" dump:"secret"`
+	WebhookURL          string        `koanf:"webhook_url" dump:"url"`
+	WebhookSecret       string        `koanf:"webhook_secret" dump:"secret"`
 	LogFormat           string        `koanf:"log_format"`
 	LogLevel            string        `koanf:"log_level"`
 	StockSyncInterval   time.Duration `koanf:"stock_sync_interval"`
@@ -72,9 +73,6 @@ type Config struct {
 	GroupCommitLanes int `koanf:"group_commit_lanes"`
 	// GroupCommitMax caps the writes one grouped transaction carries (1: no grouping).
 	GroupCommitMax int `koanf:"group_commit_max"`
-	// FaultDelayBeforeRecord pauses every draw between its pick and its award transaction,
-	// for fault tests that SIGKILL the process there. Never set it in production.
-	FaultDelayBeforeRecord time.Duration `koanf:"fault_delay_before_record"`
 	// OutboxGrace is how long a task may wait in create before the compensation job
 	// re-sends it; OutboxEvery is how often that job runs.
 	OutboxGrace time.Duration `koanf:"outbox_grace"`
@@ -86,10 +84,6 @@ type Config struct {
 	// EventAckWait is how long the broker waits for a consumer's ack before it redelivers
 	// a message to another node (a consumer that died mid-batch).
 	EventAckWait time.Duration `koanf:"event_ack_wait"`
-	// FaultDelayAfterDistribute pauses the send_award consumer after a batch's effects
-	// are committed and before its messages are acked, for fault tests that SIGKILL the
-	// process there. Never set it in production.
-	FaultDelayAfterDistribute time.Duration `koanf:"fault_delay_after_distribute"`
 	// The front line: startup values of the dynamic settings (dcc/update_config changes
 	// them on every node at run time), the endpoints behind it and its breaker.
 	DegradeSwitch      string        `koanf:"degrade_switch"`
@@ -144,6 +138,10 @@ type Config struct {
 	// was made up and not yet saved there (saveAdminToken).
 	adminTokenPath      string
 	generatedAdminToken bool
+	// faultSettings are the fault_* keys set (fault.go); faults the pauses they ask for,
+	// which only a faultinject build accepts.
+	faultSettings faultSettings
+	faults        faultDelays
 }
 
 // Modes of BIGMARKET_MODE.
@@ -254,6 +252,14 @@ func loadConfig(path string, environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("decode config: %w", err)
 	}
 	cfg.ConfigFile = path
+	for key, value := range k.All() {
+		if strings.HasPrefix(key, faultPrefix) {
+			if cfg.faultSettings == nil {
+				cfg.faultSettings = faultSettings{}
+			}
+			cfg.faultSettings[key] = fmt.Sprint(value)
+		}
+	}
 	return cfg, nil
 }
 
@@ -381,6 +387,11 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("BIGMARKET_OPS_ADDR %q: want host:port, e.g. 127.0.0.1:9091, or empty to turn the operator listener off", c.OpsAddr))
 		}
 	}
+	faults, err := loadFaults(c.faultSettings)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.faults = faults
 	errs = append(errs, c.validateGuard()...)
 	if c.RedPacketPublishTimeout <= 0 || c.RedPacketRecoverGrace < c.RedPacketPublishTimeout+time.Second {
 		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
@@ -527,40 +538,89 @@ func mask(s string) string {
 // maskDSN hides the password of a user:password@… DSN.
 func maskDSN(dsn string) string { return dsnPassword.ReplaceAllString(dsn, "$1:****@") }
 
-// print writes the effective config, secrets masked, one key per line.
-func (c Config) print(w io.Writer) {
-	dsns := make([]string, len(c.UserDSNs))
-	for i, d := range c.UserDSNs {
-		dsns[i] = maskDSN(d)
+// maskURL hides the password of a scheme://user:password@host/… URL.
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return mask(raw) // unparsable: it may hold anything
 	}
-	rows := [][2]string{
-		{"mode", c.Mode}, {"addr", c.Addr}, {"ops_addr", or(c.OpsAddr, "(off)")}, {"data_dir", c.DataDir}, {"config", c.ConfigFile},
-		{"config_dsn", or(maskDSN(c.ConfigDSN), "(embedded SQLite)")}, {"user_dsns", or(strings.Join(dsns, ","), "(embedded SQLite)")},
-		{"shards", c.Shards}, {"mysql_max_conns", strconv.Itoa(c.MySQLMaxConns)},
-		{"group_commit_lanes", strconv.Itoa(c.GroupCommitLanes)}, {"group_commit_max", strconv.Itoa(c.GroupCommitMax)}, {"redis_addrs", or(strings.Join(c.RedisAddrs, ","), "(embedded)")},
-		{"redis_cluster", strconv.FormatBool(c.RedisCluster)}, {"redis_password", mask(c.RedisPass)}, {"redis_prefix", c.RedisPrefix},
-		{"nats_urls", or(strings.Join(c.NATSURLs, ","), "(embedded)")}, {"nats_prefix", c.NATSPrefix},
-		{"admin_token", mask(c.AdminToken)}, {"jwt_secret", mask(c.JWTSecret)}, {"timezone", c.Timezone},
-		{"plain_user_endpoints", c.PlainUserEndpoints}, {"app_tokens", mask(c.AppTokens)},
-		{"webhook_url", or(c.WebhookURL, noWebhook[c.Mode])},
-		{"outbox_grace", c.OutboxGrace.String()}, {"outbox_every", c.OutboxEvery.String()},
-		{"event_max_deliver", strconv.Itoa(c.EventMaxDeliver)}, {"event_backoff", c.EventBackoff},
-		{"event_ack_wait", c.EventAckWait.String()}, {"fault_delay_after_distribute", c.FaultDelayAfterDistribute.String()}, {"webhook_secret", mask(c.WebhookSecret)},
-		{"degrade_switch", c.DegradeSwitch}, {"rate_limiter_switch", c.RateLimiterSwitch},
-		{"rate_limit_per_second", strconv.FormatFloat(c.RateLimitPerSecond, 'g', -1, 64)}, {"rate_limit_burst", strconv.Itoa(c.RateLimitBurst)},
-		{"blacklist_count", strconv.Itoa(c.BlacklistCount)}, {"blacklist_duration", c.BlacklistDuration.String()},
-		{"draw_timeout", c.DrawTimeout.String()}, {"draw_commit_timeout", c.DrawCommitTimeout.String()}, {"guarded_endpoints", strings.Join(c.GuardedEndpoints, ",")},
-		{"limiter_max_users", strconv.Itoa(c.LimiterMaxUsers)}, {"breaker_min_requests", strconv.Itoa(c.BreakerMinRequests)},
-		{"breaker_failure_ratio", strconv.FormatFloat(c.BreakerFailureRatio, 'g', -1, 64)}, {"breaker_window", c.BreakerWindow.String()},
-		{"breaker_open_for", c.BreakerOpenFor.String()}, {"breaker_probes", strconv.Itoa(c.BreakerProbes)},
-		{"red_packet_sweep_every", c.RedPacketSweepEvery.String()}, {"red_packet_max_count", strconv.Itoa(c.RedPacketMaxCount)},
-		{"red_packet_max_amount", c.RedPacketMaxAmount}, {"red_packet_publish_timeout", c.RedPacketPublishTimeout.String()}, {"red_packet_recover_grace", c.RedPacketRecoverGrace.String()},
-		{"stock_sync_interval", c.StockSyncInterval.String()}, {"fault_delay_before_record", c.FaultDelayBeforeRecord.String()}, {"default_stock_ttl", c.DefaultStockTTL.String()},
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "****")
+	}
+	return u.String()
+}
+
+// print writes the effective config, one key per line: every field with a koanf key, in
+// the struct's order, so a new setting shows without being listed here. A field tagged
+// dump:"secret" shows masked, dump:"dsn" with the password of each DSN masked, dump:"url"
+// with the password of each URL masked; an empty value shows what it means (emptyMeans).
+func (c Config) print(w io.Writer) {
+	type row struct{ key, value string }
+	var rows []row
+	width := 0
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key := f.Tag.Get("koanf")
+		if key == "" || key == "-" || !f.IsExported() {
+			continue
+		}
+		value := dumpValue(v.Field(i).Interface(), f.Tag.Get("dump"))
+		if value == "" {
+			value = c.emptyMeans(key)
+		}
+		rows = append(rows, row{key, value})
+		width = max(width, len(key))
 	}
 	fmt.Fprintln(w, "bigmarket config:")
 	for _, r := range rows {
-		fmt.Fprintf(w, "  %-22s %s\n", r[0], r[1])
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-*s %s", width, r.key, r.value), " "))
 	}
+}
+
+// dumpValue renders one field's value for the dump, masked as its dump tag says.
+func dumpValue(value any, how string) string {
+	list, isList := value.([]string)
+	if !isList {
+		switch x := value.(type) {
+		case string:
+			list = []string{x}
+		case float64:
+			list = []string{strconv.FormatFloat(x, 'g', -1, 64)}
+		default: // bool, ints, time.Duration (its String)
+			list = []string{fmt.Sprint(x)}
+		}
+	}
+	shown := make([]string, 0, len(list))
+	for _, s := range list {
+		switch how {
+		case "secret":
+			s = mask(s)
+		case "dsn":
+			s = maskDSN(s)
+		case "url":
+			s = maskURL(s)
+		}
+		shown = append(shown, s)
+	}
+	return strings.Join(shown, ",")
+}
+
+// emptyMeans is what an unset key stands for, where that says more than nothing.
+func (c Config) emptyMeans(key string) string {
+	switch key {
+	case "ops_addr":
+		return "(off)"
+	case "config_dsn", "user_dsns":
+		return "(embedded SQLite)"
+	case "redis_addrs", "nats_urls":
+		return "(embedded)"
+	case "webhook_url":
+		return noWebhook[c.Mode]
+	case "pprof_addr":
+		return "(replaced by ops_addr)"
+	}
+	return ""
 }
 
 // noWebhook is what becomes of external awards without a webhook URL, by mode.

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -209,7 +210,7 @@ func TestConfigOpsAddr(t *testing.T) {
 		}
 		var out bytes.Buffer
 		cfg.print(&out)
-		if shown := or(tc.want, "(off)"); !strings.Contains(out.String(), "ops_addr               "+shown+"\n") {
+		if shown := or(tc.want, "(off)"); !regexp.MustCompile(`(?m)^  ops_addr +` + regexp.QuoteMeta(shown) + `$`).MatchString(out.String()) {
 			t.Errorf("%v: printed config does not show ops_addr %s:\n%s", tc.env, shown, out.String())
 		}
 	}
@@ -262,5 +263,61 @@ func TestConfigDumpOnlyForServe(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "bigmarket config:") || !strings.Contains(stdout.String(), "verify: clean") {
 		t.Errorf("verify: stdout\n%s\nstderr (want no config dump)\n%s", stdout.String(), stderr.String())
+	}
+}
+
+// TestConfigDumpShowsEveryKey: the dump at start names every key Config reads (its koanf
+// tags), each once, and shows no secret: each field tagged dump:"secret" is set to a value
+// of its own, and DSNs and URLs carry passwords, none of which may appear.
+func TestConfigDumpShowsEveryKey(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig("", []string{
+		"BIGMARKET_CONFIG_DSN=bm:dsnpass-c@tcp(db:3306)/big_market",
+		"BIGMARKET_USER_DSNS=bm:dsnpass-u1@tcp(db:3306)/u1,bm:dsnpass-u2@tcp(db:3306)/u2",
+		"BIGMARKET_NATS_URLS=nats://bm:natspass@n1:4222",
+		"BIGMARKET_WEBHOOK_URL=https://hook:hookpass@example.com/award",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"dsnpass-c", "dsnpass-u1", "dsnpass-u2", "natspass", "hookpass"}
+	v := reflect.ValueOf(&cfg).Elem()
+	var keys []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key := f.Tag.Get("koanf")
+		if key == "" || key == "-" {
+			continue
+		}
+		keys = append(keys, key)
+		if f.Tag.Get("dump") == "secret" {
+			secret := "secret-of-" + key
+			v.Field(i).SetString(secret)
+			secrets = append(secrets, secret)
+		}
+	}
+	if len(keys) < 60 {
+		t.Fatalf("found %d koanf keys in Config, want all of them", len(keys))
+	}
+	var out bytes.Buffer
+	cfg.print(&out)
+	dump := out.String()
+	for _, key := range keys {
+		if n := len(regexp.MustCompile(`(?m)^  `+key+`( |$)`).FindAllString(dump, -1)); n != 1 {
+			t.Errorf("key %s is shown %d times in the dump, want once", key, n)
+		}
+	}
+	for _, secret := range secrets {
+		if strings.Contains(dump, secret) {
+			t.Errorf("the dump shows the secret %q", secret)
+		}
+	}
+	for _, want := range []string{"bm:****@tcp(db:3306)/u2", "@n1:4222", "@example.com/award"} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("the dump does not show %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("dump:\n%s", dump)
 	}
 }

@@ -444,7 +444,8 @@ func buildBinary(t *testing.T) string {
 			return
 		}
 		binary.path = filepath.Join(binary.dir, "bigmarket")
-		cmd := exec.Command("go", "build", "-o", binary.path, ".")
+		// The fault tests pause it at fault points, which only this tag compiles in.
+		cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", binary.path, ".")
 		cmd.Stderr = os.Stderr
 		binary.err = cmd.Run()
 	})

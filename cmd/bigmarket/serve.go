@@ -163,15 +163,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Activities: activities, Strategies: strategies, Records: users,
 		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
 	}
-	if d := cfg.FaultDelayBeforeRecord; d > 0 {
-		log.Warn("fault injection on: every draw pauses before its award transaction", "delay", d)
-		raffleOpts.BeforeRecord = func(ctx context.Context) {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
-		}
-	}
+	raffleOpts.BeforeRecord = cfg.faults.hook(faultBeforeRecord, log)
 	raffles := raffle.NewService(raffleOpts)
 
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -203,12 +195,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	runJob("stock-sync", stockSync.Run)
 	runJob("stock-sync-consumer", nats.NewStockSyncConsumer(b.js, stockOpts, configs, log).Run)
 	distribute := nats.SendAwardHandler(awards)
-	if d := cfg.FaultDelayAfterDistribute; d > 0 {
-		log.Warn("fault injection on: the award consumer pauses between its commit and its acks", "delay", d)
+	if pause := cfg.faults.hook(faultAfterDistribute, log); pause != nil {
 		inner := distribute
 		distribute = func(ctx context.Context, events []nats.Event) []error {
 			errs := inner(ctx, events)
-			time.Sleep(d)
+			pause(context.WithoutCancel(ctx)) // a stalled process: past the handler's deadline too
 			return errs
 		}
 	}
