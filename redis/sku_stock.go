@@ -85,3 +85,10 @@ func (s *SKUStock) Remaining(ctx context.Context, sku int64) (Level, error) {
 	}
 	return l, nil
 }
+
+// Issued reads the SKU's high watermark of grants (activity.SKULevels, for the stock
+// reconcile job); false when the counter holds none.
+func (s *SKUStock) Issued(ctx context.Context, sku int64) (int64, bool, error) {
+	l, err := s.Remaining(ctx, sku)
+	return l.Issued, l.HasIssued, err
+}

@@ -105,3 +105,10 @@ func (s *Stock) Remaining(ctx context.Context, ref strategy.AwardRef) (Level, er
 	}
 	return l, nil
 }
+
+// Issued reads ref's high watermark of grants (strategy.IssuedLevels, for the stock
+// reconcile job); false when the counter holds none.
+func (s *Stock) Issued(ctx context.Context, ref strategy.AwardRef) (int64, bool, error) {
+	l, err := s.Remaining(ctx, ref)
+	return l.Issued, l.HasIssued, err
+}

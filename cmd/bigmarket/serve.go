@@ -21,6 +21,7 @@ import (
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/httpapi"
+	"github.com/bigmarket/bigmarket/internal/tick"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/raffle"
@@ -218,24 +219,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	runJob("armory-listener", func(ctx context.Context) error {
 		return armoryBus.Listen(ctx, strategies.Reload, activities.StockAdded)
 	})
-	leases := redis.NewLeases(b.redis, cfg.RedisPrefix)
 	runJob("red-packet-sweep", func(ctx context.Context) error {
-		return every(ctx, cfg.RedPacketSweepEvery, func(ctx context.Context) {
-			// One node sweeps at a time; another takes over when its lease lapses.
-			token, ok, err := leases.Claim(ctx, "red_packet_sweep", 2*cfg.RedPacketSweepEvery+time.Minute)
-			if err != nil || !ok {
-				return
-			}
-			defer func() { _ = leases.Release(context.WithoutCancel(ctx), "red_packet_sweep", token) }()
-			if n, err := redPackets.Sweep(ctx); err != nil || n > 0 {
-				log.Info("red packet sweep", "closed", n, "err", err)
-			}
-		})
+		return redPackets.SweepLeased(ctx, redis.NewLeases(b.redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
 	})
 	runJob("stock-reconcile", func(ctx context.Context) error {
-		return every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
-			reconcileAwardStock(ctx, strategies, stock, configs, log)
-			reconcileSKUStock(ctx, activityStore, activities, skuStock, log)
+		return tick.Every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
+			strategies.ReconcileStock(ctx, stock, configs)
+			activities.ReconcileSKUStock(ctx, skuStock, activityStore)
 		})
 	})
 
@@ -336,20 +326,6 @@ func armOpenActivities(ctx context.Context, store *sqlstore.ActivityStore, activ
 	return nil
 }
 
-// every runs job every interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, job func(context.Context)) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			job(ctx)
-		}
-	}
-}
-
 // stockAdders tops up award stock through the strategy service and SKU stock through the
 // activity service (admin/stock/add).
 type stockAdders struct {
@@ -363,60 +339,6 @@ func (a stockAdders) AddStock(ctx context.Context, ref strategy.AwardRef, units 
 
 func (a stockAdders) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
 	return a.skus.AddSKUStock(ctx, sku, units)
-}
-
-// reconcileAwardStock copies each assembled award's Redis high watermark of grants to SQL.
-// It covers grants whose sync message was lost with a crashed process; the update is
-// monotone (surplus = min(surplus, award_count − issued)) and survives a top-up, so every
-// node may run it. Counters of the old form are left to their conversion. It also raises
-// each counter's Redis total to award_count (RaiseTotals, a max), so that a top-up cut off
-// after its SQL step becomes grantable.
-func reconcileAwardStock(ctx context.Context, s *strategy.Service, stock *redis.Stock, store strategy.SurplusStore, log *slog.Logger) {
-	if err := s.RaiseTotals(ctx); err != nil {
-		log.Warn("reconcile award stock: raise totals", "err", err)
-	}
-	for _, ref := range s.AwardRefs() {
-		level, err := stock.Remaining(ctx, ref)
-		if err != nil {
-			log.Warn("reconcile award stock: read level", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
-			continue
-		}
-		if !level.HasIssued {
-			continue
-		}
-		if err := store.SyncAwardIssued(ctx, ref, level.Issued); err != nil {
-			log.Warn("reconcile award stock: sync surplus", "strategy_id", ref.StrategyID, "award_id", ref.AwardID, "err", err)
-		}
-	}
-}
-
-// reconcileSKUStock copies each SKU's Redis high watermark to raffle_activity_sku, the
-// same monotone update. A SKU whose stock ran out is synced at once by the
-// activity_sku_stock_zero event; this is the backstop when that event was not published.
-// It also raises each SKU's Redis total to stock_count (RaiseSKUTotals, a max), so that a
-// top-up cut off after its SQL step becomes grantable.
-func reconcileSKUStock(ctx context.Context, store *sqlstore.ActivityStore, activities *activity.Service, stock *redis.SKUStock, log *slog.Logger) {
-	skus, err := store.SKUIDs(ctx)
-	if err != nil {
-		log.Warn("reconcile sku stock: list skus", "err", err)
-		return
-	}
-	if err := activities.RaiseSKUTotals(ctx, skus); err != nil {
-		log.Warn("reconcile sku stock: raise totals", "err", err)
-	}
-	for _, sku := range skus {
-		level, err := stock.Remaining(ctx, sku)
-		if err != nil {
-			log.Warn("reconcile sku stock: read level", "sku", sku, "err", err)
-			continue
-		}
-		if !level.HasIssued {
-			continue
-		}
-		if err := store.SyncSKUIssued(ctx, sku, level.Issued); err != nil {
-			log.Warn("reconcile sku stock: sync surplus", "sku", sku, "err", err)
-		}
-	}
 }
 
 // registerDomainMetrics exports the engine's and the stock sync's counters.
