@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -229,11 +227,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		})
 	})
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerDomainMetrics(registry, strategies, stockSync, users)
-	registerEventMetrics(registry, relay, consumers)
-	registerGuardMetrics(registry, front)
+	registry := newRegistry(metricSources{Draws: strategies.Stats, StockSync: stockSync.Stats, Groups: users.GroupStats,
+		Guard: front.Stats, Outbox: relay.Stats, Consumers: consumers})
 	api := httpapi.New(httpapi.Options{
 		Strategies:         strategies,
 		Activities:         activities,
@@ -339,114 +334,6 @@ func (a stockAdders) AddStock(ctx context.Context, ref strategy.AwardRef, units 
 
 func (a stockAdders) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
 	return a.skus.AddSKUStock(ctx, sku, units)
-}
-
-// registerDomainMetrics exports the engine's and the stock sync's counters.
-func registerDomainMetrics(reg *prometheus.Registry, s *strategy.Service, sync *nats.StockSync, users *sqlstore.UserStore) {
-	grouped := func(name, help string, get func(sqlstore.GroupStats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(get(users.GroupStats())) })
-	}
-	outcome := func(name string, get func(strategy.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "bigmarket_draws_total", Help: "Draws by outcome.", ConstLabels: prometheus.Labels{"outcome": name},
-		}, func() float64 { return float64(get(s.Stats())) })
-	}
-	reg.MustRegister(
-		outcome("blacklist", func(st strategy.Stats) int64 { return st.Blacklist }),
-		outcome("stocked", func(st strategy.Stats) int64 { return st.Stocked }),
-		outcome("luck", func(st strategy.Stats) int64 { return st.Luck }),
-		outcome("failed", func(st strategy.Stats) int64 { return st.Failed }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_stock_out_total", Help: "Stock deductions that found the award exhausted."},
-			func() float64 { return float64(s.Stats().StockOut) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_sold_out_hits_total", Help: "Stock deductions answered by the in-process sold-out flag, without Redis."},
-			func() float64 { return float64(s.Stats().SoldOutHits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_award_stock_missing_total", Help: "Stock deductions that found no stock in Redis (undersold)."},
-			func() float64 { return float64(s.Stats().StockMissing) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_stock_sync_published_total", Help: "Stock sync messages published."},
-			func() float64 { return float64(sync.Stats().Published) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_stock_sync_failed_total", Help: "Stock sync publishes that failed (retried)."},
-			func() float64 { return float64(sync.Stats().Failed) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_stock_sync_pending", Help: "Awards whose latest grants are not yet stored in the stock log (waiting for a flush or in one not yet acked)."},
-			func() float64 { return float64(sync.Stats().Pending) }),
-		grouped("bigmarket_participation_transactions_total", "Grouped participation transactions run.",
-			func(st sqlstore.GroupStats) int64 { return st.ParticipationTxs }),
-		grouped("bigmarket_participations_total", "Participations written by grouped transactions.",
-			func(st sqlstore.GroupStats) int64 { return st.Participations }),
-		grouped("bigmarket_award_record_transactions_total", "Grouped award record transactions run.",
-			func(st sqlstore.GroupStats) int64 { return st.RecordTxs }),
-		grouped("bigmarket_award_records_total", "Award records written by grouped transactions.",
-			func(st sqlstore.GroupStats) int64 { return st.Records }),
-	)
-}
-
-// registerGuardMetrics exports the front line's counters and the breaker's state.
-func registerGuardMetrics(reg *prometheus.Registry, g *guard.Guard) {
-	rejected := func(reason string, get func(guard.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "bigmarket_guard_rejected_total", Help: "Guarded requests answered by the front line, by reason.",
-			ConstLabels: prometheus.Labels{"reason": reason},
-		}, func() float64 { return float64(get(g.Stats())) })
-	}
-	reg.MustRegister(
-		rejected("degraded", func(st guard.Stats) int64 { return st.Degraded }),
-		rejected("limited_local", func(st guard.Stats) int64 { return st.LimitedLocal }),
-		rejected("limited_cluster", func(st guard.Stats) int64 { return st.LimitedCluster }),
-		rejected("blacklisted", func(st guard.Stats) int64 { return st.Blacklisted }),
-		rejected("timeout", func(st guard.Stats) int64 { return st.Timeouts }),
-		rejected("breaker_open", func(st guard.Stats) int64 { return st.BreakerOpen }),
-		rejected("outcome_unknown", func(st guard.Stats) int64 { return st.OutcomeUnknown }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_guard_excused_refusals_total", Help: "Rate-limit refusals not counted towards the blacklist: the user's last call failed for the system's reasons."},
-			func() float64 { return float64(g.Stats().Excused) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bigmarket_guard_cluster_limit_errors_total", Help: "Cluster limit calls that failed (the request was let through)."},
-			func() float64 { return float64(g.Stats().ClusterErrors) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_guard_blacklist_size", Help: "Users blacklisted on this node."},
-			func() float64 { return float64(g.Stats().BlacklistSize) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_guard_breaker_open", Help: "1 while the breaker is open, 0.5 half-open, 0 closed."},
-			func() float64 {
-				switch g.Stats().BreakerState {
-				case "open":
-					return 1
-				case "half-open":
-					return 0.5
-				}
-				return 0
-			}),
-	)
-}
-
-// registerEventMetrics exports the outbox relay's and the event consumers' counters.
-func registerEventMetrics(reg *prometheus.Registry, relay *outbox.Relay, consumers []*nats.Consumer) {
-	outboxCounter := func(name, help string, get func(outbox.Stats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(get(relay.Stats())) })
-	}
-	reg.MustRegister(
-		outboxCounter("bigmarket_outbox_published_total", "Tasks published and marked completed.",
-			func(st outbox.Stats) int64 { return st.Published }),
-		outboxCounter("bigmarket_outbox_failed_total", "Task publishes that failed (re-sent by the compensation job).",
-			func(st outbox.Stats) int64 { return st.Failed }),
-		outboxCounter("bigmarket_outbox_dropped_total", "Tasks that did not fit the relay queue (re-sent by the compensation job).",
-			func(st outbox.Stats) int64 { return st.Dropped }),
-		outboxCounter("bigmarket_outbox_resent_total", "Tasks claimed by the compensation job.",
-			func(st outbox.Stats) int64 { return st.Resent }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bigmarket_outbox_queued", Help: "Committed tasks waiting for the relay."},
-			func() float64 { return float64(relay.Stats().Queued) }),
-	)
-	for _, c := range consumers {
-		labels := prometheus.Labels{"topic": c.Topic()}
-		counter := func(name, help string, get func(nats.ConsumerStats) int64) prometheus.Collector {
-			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
-				func() float64 { return float64(get(c.Stats())) })
-		}
-		reg.MustRegister(
-			counter("bigmarket_events_handled_total", "Events handled and acked.", func(st nats.ConsumerStats) int64 { return st.Handled }),
-			counter("bigmarket_events_failed_total", "Event handler failures (redelivered or dead-lettered).",
-				func(st nats.ConsumerStats) int64 { return st.Failed }),
-			counter("bigmarket_events_dead_lettered_total", "Events copied to the dead-letter stream.",
-				func(st nats.ConsumerStats) int64 { return st.DeadLettered }),
-		)
-	}
 }
 
 // serveOps serves the operator handler (metrics, profiler, health) on its own listener,
