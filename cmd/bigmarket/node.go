@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/httpapi"
+	"github.com/bigmarket/bigmarket/internal/tick"
+	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/outbox"
+	"github.com/bigmarket/bigmarket/raffle"
+	"github.com/bigmarket/bigmarket/rebate"
+	"github.com/bigmarket/bigmarket/recovery"
+	"github.com/bigmarket/bigmarket/redis"
+	"github.com/bigmarket/bigmarket/redpacket"
+	"github.com/bigmarket/bigmarket/sqlstore"
+	"github.com/bigmarket/bigmarket/strategy"
+	"github.com/bigmarket/bigmarket/webhook"
+)
+
+// node is one serving process: it owns the backends, the stores and services built on
+// them, the background jobs and the HTTP servers. newNode builds it (backends, then
+// stores, services, event consumers, the front line and the API, each from what was built
+// before it); Run starts the jobs and serves until its context ends; Close stops it in
+// the reverse order.
+type node struct {
+	cfg Config
+	log *slog.Logger
+	b   *backends
+
+	stockOpts nats.StockOptions
+	eventOpts nats.EventOptions
+
+	configs       *sqlstore.ConfigStore
+	activityStore *sqlstore.ActivityStore
+	users         *sqlstore.UserStore
+	publisher     *nats.Publisher
+	relay         *outbox.Relay
+	stock         *redis.Stock
+	skuStock      *redis.SKUStock
+	stockSync     *nats.StockSync
+	armoryBus     *nats.ArmoryBus
+	recovered     *recovery.Service
+
+	strategies *strategy.Service
+	activities *activity.Service
+	awards     *award.Service
+	credits    *credit.Service
+	rebates    *rebate.Service
+	redPackets *redpacket.Service
+	raffles    *raffle.Service
+	guardKV    *nats.GuardKV
+	front      *guard.Guard
+
+	consumers []*nats.Consumer
+	api       *httpapi.Server
+
+	// background is the jobs' context: it outlives the serve context so that Close can
+	// flush the stock sync before the jobs stop.
+	background     context.Context
+	stopBackground context.CancelFunc
+	jobs           sync.WaitGroup
+	stopOps        func()
+}
+
+// newNode opens the backends and builds everything on them; nothing is served yet. On
+// error what was built is closed.
+func newNode(ctx context.Context, cfg Config, log *slog.Logger) (n *node, err error) {
+	if err := cfg.saveAdminToken(); err != nil {
+		return nil, err
+	}
+	n = &node{cfg: cfg, log: log, b: &backends{}}
+	n.background, n.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+	if err := n.openBackends(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.buildStores(); err != nil {
+		return nil, err
+	}
+	// The SKU stock of the open activities is armed before anything is served, so that a
+	// recharge right after a start never meets a missing counter (0009 until rebuilt).
+	if err := armOpenActivities(ctx, n.activityStore, n.activities, log); err != nil {
+		return nil, err
+	}
+	n.buildServices()
+	n.buildConsumers()
+	if err := n.buildFront(ctx); err != nil {
+		return nil, err
+	}
+	n.buildAPI()
+	return n, nil
+}
+
+// openBackends opens SQL, Redis and NATS and makes sure the streams exist.
+func (n *node) openBackends(ctx context.Context) error {
+	cfg := n.cfg
+	if err := openSQL(ctx, cfg, n.b, false, true); err != nil {
+		return err
+	}
+	if err := openRedis(ctx, cfg, n.b, n.log); err != nil {
+		return err
+	}
+	if err := openNATS(cfg, n.b, n.log); err != nil {
+		return err
+	}
+	n.stockOpts = nats.StockOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas, FlushInterval: cfg.StockSyncInterval}
+	if err := nats.EnsureStockStream(ctx, n.b.js, n.stockOpts); err != nil {
+		return fmt.Errorf("ensure stock stream: %w", err)
+	}
+	n.eventOpts = nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas,
+		MaxDeliver: cfg.EventMaxDeliver, Backoff: cfg.eventBackoff, AckWait: cfg.EventAckWait}
+	if err := nats.EnsureEventStreams(ctx, n.b.js, n.eventOpts); err != nil {
+		return fmt.Errorf("ensure event streams: %w", err)
+	}
+	return nil
+}
+
+// buildStores builds the stores and adapters and the two stock services on them.
+func (n *node) buildStores() error {
+	cfg, b, log := n.cfg, n.b, n.log
+	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
+	if err != nil {
+		return err
+	}
+	n.configs = sqlstore.NewConfigStore(b.configDB)
+	n.activityStore = sqlstore.NewActivityStore(b.configDB, cfg.location)
+	n.users = sqlstore.NewUserStoreWith(b.userDBs, router, sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax})
+	n.publisher = nats.NewPublisher(b.js, n.eventOpts)
+	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Logger: log,
+		Grace: cfg.OutboxGrace, Every: cfg.OutboxEvery})
+	n.users.OnTasksCommitted(n.relay.Committed)
+	n.stock = redis.NewStock(b.redis, cfg.RedisPrefix)
+	n.skuStock = redis.NewSKUStock(b.redis, cfg.RedisPrefix)
+	n.stockSync = nats.NewStockSync(b.js, n.stockOpts, log)
+	n.armoryBus = nats.NewArmoryBus(b.nc, cfg.NATSPrefix, log)
+	n.recovered = recovery.NewService(recovery.Options{
+		Configs: struct {
+			*sqlstore.ConfigStore
+			*sqlstore.ActivityStore
+		}{n.configs, n.activityStore},
+		Grants:   n.users,
+		Log:      nats.NewStockLog(b.js, n.stockOpts),
+		Awards:   n.stock,
+		SKUStock: n.skuStock,
+		Grace:    cfg.RecoveryGrace,
+		Logger:   log,
+	})
+	n.strategies = strategy.NewService(strategy.Options{
+		Configs:           n.configs,
+		Stock:             n.stock,
+		Sink:              n.stockSync,
+		Recovery:          n.recovered,
+		Logger:            log,
+		DefaultStockTTL:   cfg.DefaultStockTTL,
+		ImplicitLuckAward: cfg.ImplicitLuckAward,
+		Announcer:         n.armoryBus,
+		StockStore:        n.configs,
+	})
+	n.activities = activity.NewService(activity.Options{
+		Configs: n.activityStore, Users: n.users, SKUStock: n.skuStock, Recovery: n.recovered,
+		Location: cfg.location, Logger: log,
+		StockZero:  nats.NewSKUStockZero(n.publisher),
+		StockStore: n.activityStore,
+		Announcer:  n.armoryBus,
+	})
+	return nil
+}
+
+// buildServices builds the award, credit, rebate, red packet and raffle services.
+func (n *node) buildServices() {
+	cfg, b, log := n.cfg, n.b, n.log
+	awardConfigs := sqlstore.NewAwardConfigs(b.configDB)
+	var external award.Distributor
+	switch {
+	case cfg.WebhookURL != "":
+		external = webhook.New(webhook.Options{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret})
+	case cfg.Mode == ModeDemo:
+		// A first run completes its external awards in the log rather than dead-letter each.
+		external = award.DemoReceiver{Logger: log}
+	default:
+		log.Warn("no BIGMARKET_WEBHOOK_URL: external awards are refused and dead-lettered")
+	}
+	n.awards = award.NewService(award.Options{Configs: awardConfigs, Credits: n.users, Fallback: external})
+	n.credits = credit.NewService(n.users, n.activities, nil)
+	n.rebates = rebate.NewService(rebate.Options{Configs: awardConfigs, Store: n.users, Recharge: n.activities.Recharge,
+		Credits: n.users, Location: cfg.location})
+	// Concurrent grabs share Redis round trips through an auto-pipeliner: under a crowd
+	// each write and read carries many scripts instead of one.
+	var grabRedis goredis.Cmdable = b.redis
+	if ap, err := b.redis.AutoPipeline(); err == nil {
+		grabRedis = ap
+	} else {
+		log.Warn("red packets without auto-pipelining", "err", err)
+	}
+	n.redPackets = redpacket.NewService(redpacket.Options{
+		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix),
+		Events: nats.NewGrabEvents(n.publisher), Logger: log,
+		// The grab consumer, made by buildConsumers, is also what a rebuild of a lost
+		// packet waits for.
+		Drain:        redpacket.DrainFunc(func(ctx context.Context) error { return n.grabConsumer().WaitApplied(ctx) }),
+		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
+		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketPublishTimeout,
+	})
+	raffleOpts := raffle.Options{
+		Activities: n.activities, Strategies: n.strategies, Records: n.users,
+		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
+	}
+	raffleOpts.BeforeRecord = cfg.faults.hook(faultBeforeRecord, log)
+	n.raffles = raffle.NewService(raffleOpts)
+}
+
+// buildConsumers builds the event consumers; the grab consumer is the last.
+func (n *node) buildConsumers() {
+	cfg, js, log := n.cfg, n.b.js, n.log
+	distribute := nats.SendAwardHandler(n.awards)
+	if pause := cfg.faults.hook(faultAfterDistribute, log); pause != nil {
+		inner := distribute
+		distribute = func(ctx context.Context, events []nats.Event) []error {
+			errs := inner(ctx, events)
+			pause(context.WithoutCancel(ctx)) // a stalled process: past the handler's deadline too
+			return errs
+		}
+	}
+	n.consumers = []*nats.Consumer{
+		nats.NewConsumer(js, n.eventOpts, nats.TopicSKUStockZero, nats.SKUStockZeroHandler(n.activityStore), log),
+		nats.NewBatchConsumer(js, n.eventOpts, award.TopicSendAward, distribute, log),
+		nats.NewConsumer(js, n.eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(n.rebates), log),
+		nats.NewConsumer(js, n.eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(n.credits), log),
+		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
+	}
+}
+
+// grabConsumer is the red packet grab events' consumer.
+func (n *node) grabConsumer() *nats.Consumer { return n.consumers[len(n.consumers)-1] }
+
+// buildFront opens the shared guard settings and builds the front line; the settings and
+// blacklist are applied before it returns, so before the first request is served.
+func (n *node) buildFront(ctx context.Context) error {
+	cfg := n.cfg
+	guardKV, err := nats.OpenGuardKV(ctx, n.b.js, cfg.NATSPrefix, cfg.NATSReplicas, n.log)
+	if err != nil {
+		return err
+	}
+	n.guardKV = guardKV
+	n.front = guard.New(guard.Options{
+		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(n.b.redis, cfg.RedisPrefix),
+		Blacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers, Logger: n.log,
+		CommitTimeout: cfg.DrawCommitTimeout,
+	})
+	waitGuard, err := guardKV.Watch(n.background, n.front)
+	if err != nil {
+		return err
+	}
+	n.jobs.Go(waitGuard)
+	return nil
+}
+
+// buildAPI builds the HTTP API and its metrics.
+func (n *node) buildAPI() {
+	cfg := n.cfg
+	registry := newRegistry(metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats, Groups: n.users.GroupStats,
+		Guard: n.front.Stats, Outbox: n.relay.Stats, Consumers: n.consumers})
+	n.api = httpapi.New(httpapi.Options{
+		Strategies:         n.strategies,
+		Activities:         n.activities,
+		Raffles:            n.raffles,
+		Credits:            n.credits,
+		Rebates:            n.rebates,
+		RedPackets:         n.redPackets,
+		Stock:              stockAdders{n.strategies, n.activities},
+		DeadLetters:        nats.NewDeadLetters(n.b.js, n.eventOpts, n.log),
+		AppTokens:          cfg.appTokens,
+		AdminToken:         cfg.AdminToken,
+		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
+		JWTSecret:          []byte(cfg.JWTSecret),
+		Guard:              n.front,
+		GuardedRoutes:      cfg.GuardedEndpoints,
+		DCC:                n.guardKV,
+		ArmoryNeedsAdmin:   cfg.Mode == ModeProduction,
+		Ready:              n.b.ready,
+		Logger:             n.log,
+		Registry:           registry,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+	})
+}
+
+// startJobs starts the background jobs: the stock sync and its consumer, the event
+// consumers, the outbox relay, the armory listener, the red packet sweep and the stock
+// reconcile.
+func (n *node) startJobs() {
+	cfg, log := n.cfg, n.log
+	run := func(name string, job func(context.Context) error) {
+		n.jobs.Go(func() {
+			if err := job(n.background); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("background job stopped", "job", name, "err", err)
+			}
+		})
+	}
+	run("stock-sync", n.stockSync.Run)
+	run("stock-sync-consumer", nats.NewStockSyncConsumer(n.b.js, n.stockOpts, n.configs, log).Run)
+	for _, c := range n.consumers {
+		run(c.Topic()+"-consumer", c.Run)
+	}
+	run("outbox-relay", n.relay.Run)
+	run("armory-listener", func(ctx context.Context) error {
+		return n.armoryBus.Listen(ctx, n.strategies.Reload, n.activities.StockAdded)
+	})
+	run("red-packet-sweep", func(ctx context.Context) error {
+		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
+	})
+	run("stock-reconcile", func(ctx context.Context) error {
+		return tick.Every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
+			n.strategies.ReconcileStock(ctx, n.stock, n.configs)
+			n.activities.ReconcileSKUStock(ctx, n.skuStock, n.activityStore)
+		})
+	})
+}
+
+// Run starts the jobs, then serves the API (and the operator listener) until ctx ends,
+// and returns once the API server has stopped accepting and finished its requests (at
+// most ShutdownTimeout). Close stops the rest.
+func (n *node) Run(ctx context.Context) error {
+	cfg, log := n.cfg, n.log
+	n.startJobs()
+	srv := &http.Server{
+		Handler:           n.api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	log.Info("bigmarket serving", "addr", ln.Addr().String(), "mode", cfg.Mode)
+	if cfg.adminTokenPath != "" {
+		log.Info("demo admin token kept in the data directory: `bigmarket admin-token` prints it (set BIGMARKET_ADMIN_TOKEN to choose one)", "file", cfg.adminTokenPath)
+	}
+	if cfg.OpsAddr != "" {
+		if n.stopOps, err = serveOps(cfg.OpsAddr, n.api.Operator(), log); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		err = srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close stops what Run left running, in order: flush the stock sync (grants of the
+// requests just finished reach the stock log), stop the jobs and consumers and wait for
+// them, stop the operator listener, wait for the stock rebuilds in flight, and close the
+// backends.
+func (n *node) Close() {
+	if n.stockSync != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		if err := n.stockSync.Close(flushCtx); err != nil {
+			n.log.Error("final stock sync flush", "err", err)
+		}
+		cancel()
+	}
+	n.stopBackground()
+	n.jobs.Wait()
+	if n.stopOps != nil {
+		n.stopOps()
+	}
+	if n.recovered != nil {
+		n.recovered.Wait()
+	}
+	n.b.close()
+	n.log.Info("stopped")
+}
