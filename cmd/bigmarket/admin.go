@@ -39,7 +39,7 @@ func adminFlags(fs *flag.FlagSet, cmd string) func() (adminClient, error) {
 		}
 		c.base = strings.TrimRight(c.base, "/")
 		if c.token == "" {
-			if cfg.generatedAdminToken {
+			if cfg.GeneratedAdminToken() {
 				return adminClient{}, errors.New(cmd + ": no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token")
 			}
 			c.token = cfg.AdminToken

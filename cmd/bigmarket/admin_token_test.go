@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bigmarket/bigmarket/app"
 )
 
 // TestDemoAdminTokenSurvivesRestart starts the demo twice on one data directory: the
@@ -20,7 +22,7 @@ func TestDemoAdminTokenSurvivesRestart(t *testing.T) {
 	var tokens []string
 	for i := range 2 {
 		t.Run(fmt.Sprint("start ", i+1), func(t *testing.T) {
-			cfg, base, _ := startEmbedded(t, func(c *Config) { c.DataDir = dir })
+			cfg, base, _ := startEmbedded(t, func(c *app.Config) { c.DataDir = dir })
 			code, r := send(t, "GET", base+"/api/v1/raffle/dcc/query_config", "Bearer "+cfg.AdminToken, nil)
 			if code != 200 || r.Code != "0000" {
 				t.Errorf("admin call with the demo token: HTTP %d %+v", code, r)

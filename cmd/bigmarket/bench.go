@@ -52,7 +52,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	token := *adminToken
-	if token == "" && !cfg.generatedAdminToken {
+	if token == "" && !cfg.GeneratedAdminToken() {
 		token = cfg.AdminToken
 	}
 	base := strings.TrimRight(*target, "/")

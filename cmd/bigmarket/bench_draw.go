@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -84,32 +85,32 @@ one task and one used raffle order. Exits non-zero when a check fails.
 
 // benchStores opens the server's SQL databases, as serve names them in cfg, for a bench
 // to verify on; with open unset it opens nothing. The returned func closes them.
-func benchStores(ctx context.Context, cfg Config, open bool) (bench.Stores, func(), error) {
+func benchStores(ctx context.Context, cfg app.Config, open bool) (bench.Stores, func(), error) {
 	if !open {
 		return bench.Stores{}, func() {}, nil
 	}
-	b := &backends{}
-	if err := openSQL(ctx, cfg, b, false, false); err != nil {
-		b.close()
+	b := &app.Backends{}
+	if err := app.OpenSQL(ctx, cfg, b, false, false); err != nil {
+		b.Close()
 		return bench.Stores{}, nil, err
 	}
 	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
 	if err != nil {
-		b.close()
+		b.Close()
 		return bench.Stores{}, nil, err
 	}
-	return bench.Stores{Config: b.configDB, Users: b.userDBs, Router: router, Location: cfg.location}, b.close, nil
+	return bench.Stores{Config: b.ConfigDB, Users: b.UserDBs, Router: router, Location: cfg.Location()}, b.Close, nil
 }
 
 // benchTarget fills what a bench command's flags left empty from the config: the
 // server's URL, the admin token (unless the demo made one up, which the bench cannot
 // know), and a random user id prefix starting with letter, so that runs do not collide.
-func benchTarget(cfg Config, command string, base, adminToken, prefix *string, letter string) error {
+func benchTarget(cfg app.Config, command string, base, adminToken, prefix *string, letter string) error {
 	if *base == "" {
 		*base = baseURL(cfg.Addr)
 	}
 	if *adminToken == "" {
-		if cfg.generatedAdminToken {
+		if cfg.GeneratedAdminToken() {
 			return fmt.Errorf("bench %s: no admin token: set BIGMARKET_ADMIN_TOKEN as for the server, or -admin-token", command)
 		}
 		*adminToken = cfg.AdminToken

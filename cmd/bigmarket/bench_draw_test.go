@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -19,7 +20,7 @@ import (
 // against it twice: through runDrawBench directly, and through the command's flags with a
 // warmup and a JSON summary. Both verifications must pass with the counts matching.
 func TestBenchDraw(t *testing.T) {
-	cfg, base, _ := startEmbedded(t, func(c *Config) { c.LogLevel = "warn" })
+	cfg, base, _ := startEmbedded(t, func(c *app.Config) { c.LogLevel = "warn" })
 
 	var direct bench.DrawReport
 	t.Run("direct", func(t *testing.T) {
@@ -215,7 +216,7 @@ func checkDrawReport(t *testing.T, rep bench.DrawReport, users int, requests int
 // runBenchCommand runs "bigmarket bench <args> -out <file>" against the embedded stack of
 // cfg (its config from the environment, kept off any real backends) and returns stdout
 // and the JSON summary.
-func runBenchCommand(t *testing.T, cfg Config, args ...string) (string, []byte) {
+func runBenchCommand(t *testing.T, cfg app.Config, args ...string) (string, []byte) {
 	t.Helper()
 	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_ADMIN_TOKEN"} {
 		t.Setenv(k, "")
@@ -234,7 +235,7 @@ func runBenchCommand(t *testing.T, cfg Config, args ...string) (string, []byte) 
 }
 
 // benchTestStores opens cfg's SQL databases for a bench to verify on, closed with the test.
-func benchTestStores(t *testing.T, cfg Config) bench.Stores {
+func benchTestStores(t *testing.T, cfg app.Config) bench.Stores {
 	t.Helper()
 	db, closeDB, err := benchStores(context.Background(), cfg, true)
 	if err != nil {

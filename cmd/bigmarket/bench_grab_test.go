@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/reconcile"
@@ -19,7 +20,7 @@ import (
 // through the command's flags with a JSON summary. Each run grants exactly the 100 items,
 // their amounts sum to the packets' totals, and the verification passes.
 func TestBenchGrab(t *testing.T) {
-	cfg, base, _ := startEmbedded(t, func(c *Config) { c.LogLevel = "warn" })
+	cfg, base, _ := startEmbedded(t, func(c *app.Config) { c.LogLevel = "warn" })
 
 	var direct bench.GrabReport
 	t.Run("direct", func(t *testing.T) {

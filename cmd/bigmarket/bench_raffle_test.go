@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 )
 
@@ -17,7 +18,7 @@ import (
 // it from the loaded config, so every draw is served.
 func TestBenchRaffleTakesTheConfigsToken(t *testing.T) {
 	const token = "bench-raffle-admin-token-0123456789"
-	_, base, _ := startEmbedded(t, func(c *Config) {
+	_, base, _ := startEmbedded(t, func(c *app.Config) {
 		c.LogLevel, c.Mode, c.JWTSecret, c.AdminToken = "warn", "production", e2eJWTSecret, token
 	})
 	dir := t.TempDir()

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/redis"
@@ -272,13 +273,13 @@ func checkActivityQueries(t *testing.T, s stack) {
 // startEmbedded runs serve in-process on its embedded defaults (SQLite, in-process NATS)
 // with an embedded Redis the test can reach too; adjust may change the config first. It
 // stops serve when the test ends, checking that it shuts down cleanly.
-func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.Embedded) {
+func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, *redis.Embedded) {
 	t.Helper()
 	emb, err := redis.StartEmbedded()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := defaultConfig()
+	cfg := app.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = freeAddr(t)
 	cfg.OpsAddr = freeAddr(t) // its own, never the default 9091 that parallel tests would share
@@ -288,7 +289,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -297,7 +298,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 	var logs testenv.SyncBuffer
 	go func() {
 		defer close(done)
-		serveErr = serve(ctx, cfg, newLogger(cfg, &logs))
+		serveErr = app.Serve(ctx, cfg, app.NewLogger(cfg, &logs))
 	}()
 	base := "http://" + cfg.Addr
 	opsURLs.Store(base, "http://"+cfg.OpsAddr)
@@ -323,7 +324,7 @@ func startEmbedded(t *testing.T, adjust func(*Config)) (Config, string, *redis.E
 // TestEmbeddedStack runs serve on the embedded stack, seeds, and checks the API end to end.
 func TestEmbeddedStack(t *testing.T) {
 	hook := startReceiver(t)
-	cfg, base, emb := startEmbedded(t, func(c *Config) {
+	cfg, base, emb := startEmbedded(t, func(c *app.Config) {
 		c.StockReconcileEvery = time.Second
 		c.AppTokens = e2eAppID + ":" + e2eAppToken
 		c.WebhookURL, c.WebhookSecret = hook.url, e2eWebhookSecret
@@ -390,7 +391,7 @@ func TestEmbeddedStack(t *testing.T) {
 // gives SKU 9011 a stock of 2 and recharges it until it runs out: the
 // activity_sku_stock_zero event alone clears the SKU's SQL stock.
 func TestEmbeddedSKUStockZero(t *testing.T) {
-	cfg, base, emb := startEmbedded(t, func(c *Config) { c.StockReconcileEvery = time.Hour })
+	cfg, base, emb := startEmbedded(t, func(c *app.Config) { c.StockReconcileEvery = time.Hour })
 	db, err := sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
 	if err != nil {
 		t.Fatal(err)

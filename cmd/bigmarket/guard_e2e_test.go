@@ -17,6 +17,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/internal/testenv"
@@ -271,7 +272,7 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 // embedded stack with the front line on: after the burst, every request is answered
 // 0005 by the blacklist, which never asks Redis.
 func TestBenchFloodIsRefusedInMemory(t *testing.T) {
-	cfg, base, _ := startEmbedded(t, func(c *Config) {
+	cfg, base, _ := startEmbedded(t, func(c *app.Config) {
 		c.LogLevel, c.RateLimiterSwitch, c.RateLimitBurst, c.BlacklistCount = "warn", "open", 3, 5
 	})
 	file := filepath.Join(t.TempDir(), "flood.json")

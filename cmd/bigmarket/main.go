@@ -8,10 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/bigmarket/bigmarket/app"
 )
 
 const usage = `usage: bigmarket [command] [flags]
@@ -79,14 +80,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // commonFlags registers the flags shared by serve and migrate and returns a loader that
 // applies them over defaults, the YAML file and the environment.
-func commonFlags(fs *flag.FlagSet) func() (Config, error) {
+func commonFlags(fs *flag.FlagSet) func() (app.Config, error) {
 	addr := fs.String("addr", "", "listen address (BIGMARKET_ADDR, default :8091)")
 	data := fs.String("data", "", "embedded data directory (BIGMARKET_DATA_DIR, default ./data)")
 	file := fs.String("config", "", "optional YAML config file (BIGMARKET_CONFIG)")
-	return func() (Config, error) {
-		cfg, err := loadConfig(*file, environ())
+	return func() (app.Config, error) {
+		cfg, err := app.LoadConfig(*file, os.Environ())
 		if err != nil {
-			return Config{}, err
+			return app.Config{}, err
 		}
 		if *addr != "" {
 			cfg.Addr = *addr
@@ -94,21 +95,9 @@ func commonFlags(fs *flag.FlagSet) func() (Config, error) {
 		if *data != "" {
 			cfg.DataDir = *data
 		}
-		if err := cfg.validate(); err != nil {
-			return Config{}, err
+		if err := cfg.Validate(); err != nil {
+			return app.Config{}, err
 		}
 		return cfg, nil
 	}
-}
-
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

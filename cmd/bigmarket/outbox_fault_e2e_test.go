@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/sqlstore"
@@ -242,7 +243,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 func TestWebhookReceiverDown(t *testing.T) {
 	hook := startReceiver(t)
 	hook.setDown(true)
-	cfg, base, _ := startEmbedded(t, func(c *Config) {
+	cfg, base, _ := startEmbedded(t, func(c *app.Config) {
 		c.WebhookURL, c.WebhookSecret = hook.url, e2eWebhookSecret
 		c.EventBackoff = "100ms,200ms,400ms"
 		c.EventMaxDeliver = 1000

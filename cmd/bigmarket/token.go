@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/httpapi"
 )
 
@@ -51,10 +52,10 @@ func adminTokenCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Mode != ModeDemo {
+	if cfg.Mode != app.ModeDemo {
 		return errors.New("admin-token: production keeps no admin token of its own: it is BIGMARKET_ADMIN_TOKEN, as configured")
 	}
-	if err := cfg.saveAdminToken(); err != nil {
+	if err := cfg.SaveAdminToken(); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, cfg.AdminToken)

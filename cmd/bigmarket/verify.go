@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -39,14 +40,14 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("verify: no embedded config database: %w", err)
 		}
 	}
-	b := &backends{}
-	defer b.close()
-	if err := openSQL(ctx, cfg, b, false, false); err != nil {
+	b := &app.Backends{}
+	defer b.Close()
+	if err := app.OpenSQL(ctx, cfg, b, false, false); err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	w := reconcile.Window{Since: now.Add(-*since), Settled: now.Add(-*grace)}
-	rep, err := verify(ctx, b.configDB, b.userDBs, cfg.TBCount, w)
+	rep, err := verify(ctx, b.ConfigDB, b.UserDBs, cfg.TBCount, w)
 	if err != nil {
 		return err
 	}

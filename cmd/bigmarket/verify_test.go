@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/internal/testenv"
@@ -642,7 +643,7 @@ func TestVerifyCommand(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	t.Setenv("BIGMARKET_SHARDS", fmt.Sprintf("%dx%d", verifyDBs, verifyTables))
-	t.Setenv("BIGMARKET_MODE", ModeDemo)
+	t.Setenv("BIGMARKET_MODE", app.ModeDemo)
 	ctx := context.Background()
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer

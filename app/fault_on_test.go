@@ -1,6 +1,6 @@
 //go:build faultinject
 
-package main
+package app
 
 import (
 	"strings"
@@ -12,9 +12,9 @@ import (
 // and the file, and refuses an unknown point or a bad duration, naming it.
 func TestFaultSettingsInTagBuild(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig("", []string{"BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DATA_DIR=" + t.TempDir()})
+	cfg, err := LoadConfig("", []string{"BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DATA_DIR=" + t.TempDir()})
 	if err == nil {
-		err = cfg.validate()
+		err = cfg.Validate()
 	}
 	if err != nil || cfg.faults[faultBeforeRecord] != 30*time.Second || len(cfg.faults) != 1 {
 		t.Fatalf("faults %v err %v, want delay_before_record 30s", cfg.faults, err)
@@ -23,9 +23,9 @@ func TestFaultSettingsInTagBuild(t *testing.T) {
 		"BIGMARKET_FAULT_DELAY_BEFOR_RECORD=1s":    "no such fault point",
 		"BIGMARKET_FAULT_DELAY_AFTER_DISTRIBUTE=x": "want a duration",
 	} {
-		cfg, err := loadConfig("", []string{env, "BIGMARKET_DATA_DIR=" + t.TempDir()})
+		cfg, err := LoadConfig("", []string{env, "BIGMARKET_DATA_DIR=" + t.TempDir()})
 		if err == nil {
-			err = cfg.validate()
+			err = cfg.Validate()
 		}
 		name, _, _ := strings.Cut(env, "=")
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), want) {

@@ -1,4 +1,7 @@
-package main
+// Package app is the bigmarket process: its configuration (Config, read from defaults,
+// a YAML file and BIGMARKET_* variables), its backends, and the App that serve runs:
+// built from them in dependency order, started by Run and stopped by Close.
+package app
 
 import (
 	"crypto/rand"
@@ -7,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -135,7 +139,7 @@ type Config struct {
 	eventBackoff       []time.Duration
 	// adminTokenPath is the file under the data directory that keeps the demo's own
 	// admin token (when none is configured); generatedAdminToken is set while the token
-	// was made up and not yet saved there (saveAdminToken).
+	// was made up and not yet saved there (SaveAdminToken).
 	adminTokenPath      string
 	generatedAdminToken bool
 	// faultSettings are the fault_* keys set (fault.go); faults the pauses they ask for,
@@ -153,7 +157,7 @@ const (
 // demoJWTSecret is the HS256 secret the demo uses when none is configured.
 const demoJWTSecret = "bigmarket-demo-jwt-secret"
 
-func defaultConfig() Config {
+func DefaultConfig() Config {
 	defaults, breaker := guard.DefaultSettings(), guard.DefaultBreaker()
 	return Config{
 		Addr:                    ":8091",
@@ -210,8 +214,8 @@ var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_url
 
 // loadConfig builds the Config from defaults, the YAML file named by file (or by
 // BIGMARKET_CONFIG), and the environment given as KEY=VALUE pairs.
-func loadConfig(path string, environ []string) (Config, error) {
-	cfg := defaultConfig()
+func LoadConfig(path string, environ []string) (Config, error) {
+	cfg := DefaultConfig()
 	k := koanf.New(".")
 	envProvider := env.Provider(".", env.Opt{
 		Prefix:      "BIGMARKET_",
@@ -265,7 +269,7 @@ func loadConfig(path string, environ []string) (Config, error) {
 
 // validate checks the config and fills the derived fields; in demo mode it generates the
 // admin token when none is set.
-func (c *Config) validate() error {
+func (c *Config) Validate() error {
 	var errs []error
 	switch c.Mode {
 	case ModeDemo:
@@ -415,7 +419,7 @@ func (c *Config) validate() error {
 const adminTokenFile = "admin-token"
 
 // demoAdminToken reads the demo's admin token from the data directory, or makes one up
-// for saveAdminToken to keep there, so that the token outlives a restart and
+// for SaveAdminToken to keep there, so that the token outlives a restart and
 // `bigmarket admin-token` can print it. Reading writes nothing: commands that only read
 // the config leave no data directory behind.
 func (c *Config) demoAdminToken() error {
@@ -441,10 +445,10 @@ func (c *Config) demoAdminToken() error {
 	}
 }
 
-// saveAdminToken keeps a made-up demo admin token in the data directory (mode 0600),
+// SaveAdminToken keeps a made-up demo admin token in the data directory (mode 0600),
 // once: the file appears whole (written aside, then linked, which fails if it exists),
 // and when another process saved one first, that one is taken instead.
-func (c *Config) saveAdminToken() error {
+func (c *Config) SaveAdminToken() error {
 	if !c.generatedAdminToken {
 		return nil
 	}
@@ -535,8 +539,8 @@ func mask(s string) string {
 	return "****"
 }
 
-// maskDSN hides the password of a user:password@… DSN.
-func maskDSN(dsn string) string { return dsnPassword.ReplaceAllString(dsn, "$1:****@") }
+// MaskDSN hides the password of a user:password@… DSN.
+func MaskDSN(dsn string) string { return dsnPassword.ReplaceAllString(dsn, "$1:****@") }
 
 // maskURL hides the password of a scheme://user:password@host/… URL.
 func maskURL(raw string) string {
@@ -554,7 +558,7 @@ func maskURL(raw string) string {
 // the struct's order, so a new setting shows without being listed here. A field tagged
 // dump:"secret" shows masked, dump:"dsn" with the password of each DSN masked, dump:"url"
 // with the password of each URL masked; an empty value shows what it means (emptyMeans).
-func (c Config) print(w io.Writer) {
+func (c Config) Print(w io.Writer) {
 	type row struct{ key, value string }
 	var rows []row
 	width := 0
@@ -597,7 +601,7 @@ func dumpValue(value any, how string) string {
 		case "secret":
 			s = mask(s)
 		case "dsn":
-			s = maskDSN(s)
+			s = MaskDSN(s)
 		case "url":
 			s = maskURL(s)
 		}
@@ -637,4 +641,23 @@ func or(s, fallback string) string {
 }
 
 // environ is the process environment; only main calls it.
-func environ() []string { return os.Environ() }
+
+// Location is the time zone days and months are counted in (the location key).
+func (c Config) Location() *time.Location { return c.location }
+
+// GeneratedAdminToken reports whether the admin token was made up for this run (demo mode
+// without a configured or stored one) rather than configured.
+func (c Config) GeneratedAdminToken() bool { return c.generatedAdminToken }
+
+// NewLogger returns the logger cfg asks for (log_level, log_format), writing to w.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -30,15 +30,15 @@ import (
 	"github.com/bigmarket/bigmarket/webhook"
 )
 
-// node is one serving process: it owns the backends, the stores and services built on
-// them, the background jobs and the HTTP servers. newNode builds it (backends, then
+// App is one serving process: it owns the backends, the stores and services built on
+// them, the background jobs and the HTTP servers. New builds it (backends, then
 // stores, services, event consumers, the front line and the API, each from what was built
 // before it); Run starts the jobs and serves until its context ends; Close stops it in
 // the reverse order.
-type node struct {
+type App struct {
 	cfg Config
 	log *slog.Logger
-	b   *backends
+	b   *Backends
 
 	stockOpts nats.StockOptions
 	eventOpts nats.EventOptions
@@ -75,13 +75,13 @@ type node struct {
 	stopOps        func()
 }
 
-// newNode opens the backends and builds everything on them; nothing is served yet. On
+// New opens the backends and builds everything on them; nothing is served yet. On
 // error what was built is closed.
-func newNode(ctx context.Context, cfg Config, log *slog.Logger) (n *node, err error) {
-	if err := cfg.saveAdminToken(); err != nil {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (n *App, err error) {
+	if err := cfg.SaveAdminToken(); err != nil {
 		return nil, err
 	}
-	n = &node{cfg: cfg, log: log, b: &backends{}}
+	n = &App{cfg: cfg, log: log, b: &Backends{}}
 	n.background, n.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -110,54 +110,54 @@ func newNode(ctx context.Context, cfg Config, log *slog.Logger) (n *node, err er
 }
 
 // openBackends opens SQL, Redis and NATS and makes sure the streams exist.
-func (n *node) openBackends(ctx context.Context) error {
+func (n *App) openBackends(ctx context.Context) error {
 	cfg := n.cfg
-	if err := openSQL(ctx, cfg, n.b, false, true); err != nil {
+	if err := OpenSQL(ctx, cfg, n.b, false, true); err != nil {
 		return err
 	}
-	if err := openRedis(ctx, cfg, n.b, n.log); err != nil {
+	if err := OpenRedis(ctx, cfg, n.b, n.log); err != nil {
 		return err
 	}
-	if err := openNATS(cfg, n.b, n.log); err != nil {
+	if err := OpenNATS(cfg, n.b, n.log); err != nil {
 		return err
 	}
 	n.stockOpts = nats.StockOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas, FlushInterval: cfg.StockSyncInterval}
-	if err := nats.EnsureStockStream(ctx, n.b.js, n.stockOpts); err != nil {
+	if err := nats.EnsureStockStream(ctx, n.b.JS, n.stockOpts); err != nil {
 		return fmt.Errorf("ensure stock stream: %w", err)
 	}
 	n.eventOpts = nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas,
 		MaxDeliver: cfg.EventMaxDeliver, Backoff: cfg.eventBackoff, AckWait: cfg.EventAckWait}
-	if err := nats.EnsureEventStreams(ctx, n.b.js, n.eventOpts); err != nil {
+	if err := nats.EnsureEventStreams(ctx, n.b.JS, n.eventOpts); err != nil {
 		return fmt.Errorf("ensure event streams: %w", err)
 	}
 	return nil
 }
 
 // buildStores builds the stores and adapters and the two stock services on them.
-func (n *node) buildStores() error {
+func (n *App) buildStores() error {
 	cfg, b, log := n.cfg, n.b, n.log
 	router, err := sqlstore.NewRouter(cfg.DBCount, cfg.TBCount)
 	if err != nil {
 		return err
 	}
-	n.configs = sqlstore.NewConfigStore(b.configDB)
-	n.activityStore = sqlstore.NewActivityStore(b.configDB, cfg.location)
-	n.users = sqlstore.NewUserStoreWith(b.userDBs, router, sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax})
-	n.publisher = nats.NewPublisher(b.js, n.eventOpts)
+	n.configs = sqlstore.NewConfigStore(b.ConfigDB)
+	n.activityStore = sqlstore.NewActivityStore(b.ConfigDB, cfg.location)
+	n.users = sqlstore.NewUserStoreWith(b.UserDBs, router, sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax})
+	n.publisher = nats.NewPublisher(b.JS, n.eventOpts)
 	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Logger: log,
 		Grace: cfg.OutboxGrace, Every: cfg.OutboxEvery})
 	n.users.OnTasksCommitted(n.relay.Committed)
-	n.stock = redis.NewStock(b.redis, cfg.RedisPrefix)
-	n.skuStock = redis.NewSKUStock(b.redis, cfg.RedisPrefix)
-	n.stockSync = nats.NewStockSync(b.js, n.stockOpts, log)
-	n.armoryBus = nats.NewArmoryBus(b.nc, cfg.NATSPrefix, log)
+	n.stock = redis.NewStock(b.Redis, cfg.RedisPrefix)
+	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix)
+	n.stockSync = nats.NewStockSync(b.JS, n.stockOpts, log)
+	n.armoryBus = nats.NewArmoryBus(b.NC, cfg.NATSPrefix, log)
 	n.recovered = recovery.NewService(recovery.Options{
 		Configs: struct {
 			*sqlstore.ConfigStore
 			*sqlstore.ActivityStore
 		}{n.configs, n.activityStore},
 		Grants:   n.users,
-		Log:      nats.NewStockLog(b.js, n.stockOpts),
+		Log:      nats.NewStockLog(b.JS, n.stockOpts),
 		Awards:   n.stock,
 		SKUStock: n.skuStock,
 		Grace:    cfg.RecoveryGrace,
@@ -185,9 +185,9 @@ func (n *node) buildStores() error {
 }
 
 // buildServices builds the award, credit, rebate, red packet and raffle services.
-func (n *node) buildServices() {
+func (n *App) buildServices() {
 	cfg, b, log := n.cfg, n.b, n.log
-	awardConfigs := sqlstore.NewAwardConfigs(b.configDB)
+	awardConfigs := sqlstore.NewAwardConfigs(b.ConfigDB)
 	var external award.Distributor
 	switch {
 	case cfg.WebhookURL != "":
@@ -204,8 +204,8 @@ func (n *node) buildServices() {
 		Credits: n.users, Location: cfg.location})
 	// Concurrent grabs share Redis round trips through an auto-pipeliner: under a crowd
 	// each write and read carries many scripts instead of one.
-	var grabRedis goredis.Cmdable = b.redis
-	if ap, err := b.redis.AutoPipeline(); err == nil {
+	var grabRedis goredis.Cmdable = b.Redis
+	if ap, err := b.Redis.AutoPipeline(); err == nil {
 		grabRedis = ap
 	} else {
 		log.Warn("red packets without auto-pipelining", "err", err)
@@ -221,15 +221,15 @@ func (n *node) buildServices() {
 	})
 	raffleOpts := raffle.Options{
 		Activities: n.activities, Strategies: n.strategies, Records: n.users,
-		Claims: redis.NewClaims(b.redis, cfg.RedisPrefix), Logger: log,
+		Claims: redis.NewClaims(b.Redis, cfg.RedisPrefix), Logger: log,
 	}
 	raffleOpts.BeforeRecord = cfg.faults.hook(faultBeforeRecord, log)
 	n.raffles = raffle.NewService(raffleOpts)
 }
 
 // buildConsumers builds the event consumers; the grab consumer is the last.
-func (n *node) buildConsumers() {
-	cfg, js, log := n.cfg, n.b.js, n.log
+func (n *App) buildConsumers() {
+	cfg, js, log := n.cfg, n.b.JS, n.log
 	distribute := nats.SendAwardHandler(n.awards)
 	if pause := cfg.faults.hook(faultAfterDistribute, log); pause != nil {
 		inner := distribute
@@ -249,19 +249,19 @@ func (n *node) buildConsumers() {
 }
 
 // grabConsumer is the red packet grab events' consumer.
-func (n *node) grabConsumer() *nats.Consumer { return n.consumers[len(n.consumers)-1] }
+func (n *App) grabConsumer() *nats.Consumer { return n.consumers[len(n.consumers)-1] }
 
 // buildFront opens the shared guard settings and builds the front line; the settings and
 // blacklist are applied before it returns, so before the first request is served.
-func (n *node) buildFront(ctx context.Context) error {
+func (n *App) buildFront(ctx context.Context) error {
 	cfg := n.cfg
-	guardKV, err := nats.OpenGuardKV(ctx, n.b.js, cfg.NATSPrefix, cfg.NATSReplicas, n.log)
+	guardKV, err := nats.OpenGuardKV(ctx, n.b.JS, cfg.NATSPrefix, cfg.NATSReplicas, n.log)
 	if err != nil {
 		return err
 	}
 	n.guardKV = guardKV
 	n.front = guard.New(guard.Options{
-		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(n.b.redis, cfg.RedisPrefix),
+		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(n.b.Redis, cfg.RedisPrefix),
 		Blacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers, Logger: n.log,
 		CommitTimeout: cfg.DrawCommitTimeout,
 	})
@@ -274,7 +274,7 @@ func (n *node) buildFront(ctx context.Context) error {
 }
 
 // buildAPI builds the HTTP API and its metrics.
-func (n *node) buildAPI() {
+func (n *App) buildAPI() {
 	cfg := n.cfg
 	registry := newRegistry(metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats, Groups: n.users.GroupStats,
 		Guard: n.front.Stats, Outbox: n.relay.Stats, Consumers: n.consumers})
@@ -286,7 +286,7 @@ func (n *node) buildAPI() {
 		Rebates:            n.rebates,
 		RedPackets:         n.redPackets,
 		Stock:              stockAdders{n.strategies, n.activities},
-		DeadLetters:        nats.NewDeadLetters(n.b.js, n.eventOpts, n.log),
+		DeadLetters:        nats.NewDeadLetters(n.b.JS, n.eventOpts, n.log),
 		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
@@ -295,7 +295,7 @@ func (n *node) buildAPI() {
 		GuardedRoutes:      cfg.GuardedEndpoints,
 		DCC:                n.guardKV,
 		ArmoryNeedsAdmin:   cfg.Mode == ModeProduction,
-		Ready:              n.b.ready,
+		Ready:              n.b.Ready,
 		Logger:             n.log,
 		Registry:           registry,
 		MaxBodyBytes:       cfg.MaxBodyBytes,
@@ -305,7 +305,7 @@ func (n *node) buildAPI() {
 // startJobs starts the background jobs: the stock sync and its consumer, the event
 // consumers, the outbox relay, the armory listener, the red packet sweep and the stock
 // reconcile.
-func (n *node) startJobs() {
+func (n *App) startJobs() {
 	cfg, log := n.cfg, n.log
 	run := func(name string, job func(context.Context) error) {
 		n.jobs.Go(func() {
@@ -315,7 +315,7 @@ func (n *node) startJobs() {
 		})
 	}
 	run("stock-sync", n.stockSync.Run)
-	run("stock-sync-consumer", nats.NewStockSyncConsumer(n.b.js, n.stockOpts, n.configs, log).Run)
+	run("stock-sync-consumer", nats.NewStockSyncConsumer(n.b.JS, n.stockOpts, n.configs, log).Run)
 	for _, c := range n.consumers {
 		run(c.Topic()+"-consumer", c.Run)
 	}
@@ -324,7 +324,7 @@ func (n *node) startJobs() {
 		return n.armoryBus.Listen(ctx, n.strategies.Reload, n.activities.StockAdded)
 	})
 	run("red-packet-sweep", func(ctx context.Context) error {
-		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
+		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
 	})
 	run("stock-reconcile", func(ctx context.Context) error {
 		return tick.Every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
@@ -337,7 +337,7 @@ func (n *node) startJobs() {
 // Run starts the jobs, then serves the API (and the operator listener) until ctx ends,
 // and returns once the API server has stopped accepting and finished its requests (at
 // most ShutdownTimeout). Close stops the rest.
-func (n *node) Run(ctx context.Context) error {
+func (n *App) Run(ctx context.Context) error {
 	cfg, log := n.cfg, n.log
 	n.startJobs()
 	srv := &http.Server{
@@ -384,7 +384,7 @@ func (n *node) Run(ctx context.Context) error {
 // requests just finished reach the stock log), stop the jobs and consumers and wait for
 // them, stop the operator listener, wait for the stock rebuilds in flight, and close the
 // backends.
-func (n *node) Close() {
+func (n *App) Close() {
 	if n.stockSync != nil {
 		flushCtx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		if err := n.stockSync.Close(flushCtx); err != nil {
@@ -400,6 +400,64 @@ func (n *node) Close() {
 	if n.recovered != nil {
 		n.recovered.Wait()
 	}
-	n.b.close()
+	n.b.Close()
 	n.log.Info("stopped")
+}
+
+// Serve runs an App until ctx ends, then shuts it down in order: stop accepting, finish
+// requests, flush the stock sync, stop the jobs and consumers, close the backends.
+func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	n, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return n.Run(ctx)
+}
+
+// armOpenActivities preheats the SKU stock of every open activity, as the activity
+// armory does; counters already in Redis (another node's, or this one's before a restart)
+// are kept.
+func armOpenActivities(ctx context.Context, store *sqlstore.ActivityStore, activities *activity.Service, log *slog.Logger) error {
+	ids, err := store.OpenActivityIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("arm sku stock at start: %w", err)
+	}
+	armed, err := activities.ArmOpen(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("arm sku stock at start: %w", err)
+	}
+	log.Info("sku stock armed", "activities", armed)
+	return nil
+}
+
+// stockAdders tops up award stock through the strategy service and SKU stock through the
+// activity service (admin/stock/add).
+type stockAdders struct {
+	awards *strategy.Service
+	skus   *activity.Service
+}
+
+func (a stockAdders) AddStock(ctx context.Context, ref strategy.AwardRef, units int64) (int64, error) {
+	return a.awards.AddStock(ctx, ref, units)
+}
+
+func (a stockAdders) AddSKUStock(ctx context.Context, sku, units int64) (int64, error) {
+	return a.skus.AddSKUStock(ctx, sku, units)
+}
+
+// serveOps serves the operator handler (metrics, profiler, health) on its own listener,
+// away from the public API, and logs the address it bound, which tests and tools that
+// start serve on port 0 read.
+func serveOps(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen ops_addr %s: %w", addr, err)
+	}
+	// No write timeout: a CPU profile or trace streams for as long as it was asked to run.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go srv.Serve(ln)
+	log.Info("operator listener serving", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }

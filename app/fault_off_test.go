@@ -1,6 +1,6 @@
 //go:build !faultinject
 
-package main
+package app
 
 import (
 	"strings"
@@ -13,9 +13,9 @@ import (
 func TestFaultRefusedWithoutTag(t *testing.T) {
 	t.Parallel()
 	for _, env := range []string{"BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_FAULT_DELAY_AFTER_DISTRIBUTE=1m"} {
-		cfg, err := loadConfig("", []string{env, "BIGMARKET_DATA_DIR=" + t.TempDir()})
+		cfg, err := LoadConfig("", []string{env, "BIGMARKET_DATA_DIR=" + t.TempDir()})
 		if err == nil {
-			err = cfg.validate()
+			err = cfg.Validate()
 		}
 		name, _, _ := strings.Cut(env, "=")
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "faultinject") {

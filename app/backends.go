@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -17,44 +17,45 @@ import (
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
-// backends holds every connection the process opened, embedded or external, and closes
+// Backends holds every connection the process opened, embedded or external, and closes
 // them in reverse order.
-type backends struct {
-	configDB *sqlstore.DB
-	userDBs  []*sqlstore.DB
-	redis    goredis.UniversalClient
-	nc       *natsgo.Conn
-	js       jetstream.JetStream
+type Backends struct {
+	ConfigDB *sqlstore.DB
+	UserDBs  []*sqlstore.DB
+	Redis    goredis.UniversalClient
+	NC       *natsgo.Conn
+	JS       jetstream.JetStream
 	closers  []func()
 }
 
-func (b *backends) close() {
+// Close closes every connection, the last opened first.
+func (b *Backends) Close() {
 	for i := len(b.closers) - 1; i >= 0; i-- {
 		b.closers[i]()
 	}
 	b.closers = nil
 }
 
-// openSQL opens the config and user databases: SQLite files under the data directory by
+// OpenSQL opens the config and user databases: SQLite files under the data directory by
 // default, MySQL when DSNs are configured. Embedded files are migrated (and the demo
 // seeded when seed is set); MySQL is migrated by "bigmarket migrate" only unless migrate.
-func openSQL(ctx context.Context, cfg Config, b *backends, migrate, seed bool) error {
+func OpenSQL(ctx context.Context, cfg Config, b *Backends, migrate, seed bool) error {
 	embedded := cfg.ConfigDSN == ""
 	var err error
 	if embedded {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("create data directory: %w", err)
 		}
-		b.configDB, err = sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
+		b.ConfigDB, err = sqlstore.OpenSQLite(filepath.Join(cfg.DataDir, "big_market.db"))
 	} else {
-		if b.configDB, err = sqlstore.OpenMySQL(cfg.ConfigDSN); err == nil {
-			b.configDB.LimitConns(cfg.MySQLMaxConns)
+		if b.ConfigDB, err = sqlstore.OpenMySQL(cfg.ConfigDSN); err == nil {
+			b.ConfigDB.LimitConns(cfg.MySQLMaxConns)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("open config database: %w", err)
 	}
-	b.closers = append(b.closers, func() { b.configDB.Close() })
+	b.closers = append(b.closers, func() { b.ConfigDB.Close() })
 	for i := range cfg.DBCount {
 		var db *sqlstore.DB
 		if embedded {
@@ -67,30 +68,30 @@ func openSQL(ctx context.Context, cfg Config, b *backends, migrate, seed bool) e
 		if err != nil {
 			return fmt.Errorf("open user database %02d: %w", i+1, err)
 		}
-		b.userDBs = append(b.userDBs, db)
+		b.UserDBs = append(b.UserDBs, db)
 		b.closers = append(b.closers, func() { db.Close() })
 	}
 	if !(embedded || migrate) {
 		return nil
 	}
-	if err := sqlstore.MigrateConfig(ctx, b.configDB); err != nil {
+	if err := sqlstore.MigrateConfig(ctx, b.ConfigDB); err != nil {
 		return fmt.Errorf("migrate config database: %w", err)
 	}
-	for i, db := range b.userDBs {
+	for i, db := range b.UserDBs {
 		if err := sqlstore.MigrateUser(ctx, db, cfg.TBCount); err != nil {
 			return fmt.Errorf("migrate user database %02d: %w", i+1, err)
 		}
 	}
 	if seed {
-		if err := sqlstore.SeedDemo(ctx, b.configDB); err != nil {
+		if err := sqlstore.SeedDemo(ctx, b.ConfigDB); err != nil {
 			return fmt.Errorf("seed demo data: %w", err)
 		}
 	}
 	return nil
 }
 
-// openRedis connects to the configured Redis, or starts the embedded one.
-func openRedis(ctx context.Context, cfg Config, b *backends, log *slog.Logger) error {
+// OpenRedis connects to the configured Redis, or starts the embedded one.
+func OpenRedis(ctx context.Context, cfg Config, b *Backends, log *slog.Logger) error {
 	addrs := cfg.RedisAddrs
 	if len(addrs) == 0 {
 		emb, err := redis.StartEmbedded()
@@ -105,14 +106,14 @@ func openRedis(ctx context.Context, cfg Config, b *backends, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	b.redis = client
+	b.Redis = client
 	b.closers = append(b.closers, func() { client.Close() })
 	return nil
 }
 
-// openNATS connects to the configured NATS cluster, or starts the embedded server with
+// OpenNATS connects to the configured NATS cluster, or starts the embedded server with
 // its file store under the data directory.
-func openNATS(cfg Config, b *backends, log *slog.Logger) error {
+func OpenNATS(cfg Config, b *Backends, log *slog.Logger) error {
 	var err error
 	if len(cfg.NATSURLs) == 0 {
 		emb, err := nats.StartEmbedded(filepath.Join(cfg.DataDir, "nats"), nats.WithLogger(log))
@@ -120,36 +121,36 @@ func openNATS(cfg Config, b *backends, log *slog.Logger) error {
 			return fmt.Errorf("start embedded nats: %w", err)
 		}
 		b.closers = append(b.closers, emb.Shutdown)
-		if b.nc, err = emb.Connect(); err != nil {
+		if b.NC, err = emb.Connect(); err != nil {
 			return fmt.Errorf("connect embedded nats: %w", err)
 		}
 		log.Info("embedded nats started", "store", filepath.Join(cfg.DataDir, "nats"))
-	} else if b.nc, err = nats.Connect(cfg.NATSURLs, "bigmarket"); err != nil {
+	} else if b.NC, err = nats.Connect(cfg.NATSURLs, "bigmarket"); err != nil {
 		return err
 	}
-	nc := b.nc
+	nc := b.NC
 	b.closers = append(b.closers, func() { nc.Drain() })
-	if b.js, err = jetstream.New(nc); err != nil {
+	if b.JS, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	return nil
 }
 
 // ready reports whether every backend answers.
-func (b *backends) ready(ctx context.Context) error {
+func (b *Backends) Ready(ctx context.Context) error {
 	var errs []error
-	if err := b.configDB.SQL.PingContext(ctx); err != nil {
+	if err := b.ConfigDB.SQL.PingContext(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("config database: %w", err))
 	}
-	for i, db := range b.userDBs {
+	for i, db := range b.UserDBs {
 		if err := db.SQL.PingContext(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("user database %02d: %w", i+1, err))
 		}
 	}
-	if err := b.redis.Ping(ctx).Err(); err != nil {
+	if err := b.Redis.Ping(ctx).Err(); err != nil {
 		errs = append(errs, fmt.Errorf("redis: %w", err))
 	}
-	if err := nats.Ping(ctx, b.nc); err != nil {
+	if err := nats.Ping(ctx, b.NC); err != nil {
 		errs = append(errs, fmt.Errorf("nats: %w", err))
 	}
 	return errors.Join(errs...)

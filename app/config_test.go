@@ -1,0 +1,228 @@
+package app
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigPrecedence(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bigmarket.yaml")
+	yaml := "addr: \":9000\"\nshards: 4x8\nredis_addrs: [\"a:1\", \"b:2\"]\ntimezone: UTC\nstock_sync_interval: 250ms\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Defaults only.
+	cfg, err := LoadConfig("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":8091" || cfg.DataDir != "./data" || cfg.Shards != "2x4" || cfg.Timezone != "Asia/Shanghai" || cfg.Mode != ModeDemo {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	// The file over defaults, named by BIGMARKET_CONFIG; the environment over the file.
+	cfg, err = LoadConfig("", []string{
+		"BIGMARKET_CONFIG=" + file,
+		"BIGMARKET_SHARDS=2x2",
+		"BIGMARKET_NATS_URLS=nats://x:4222, nats://y:4222",
+		"BIGMARKET_TEST_MYSQL_DSN=ignored",
+		"PATH=/bin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":9000" || cfg.Shards != "2x2" || cfg.DBCount != 2 || cfg.TBCount != 2 || cfg.Timezone != "UTC" ||
+		cfg.StockSyncInterval != 250*time.Millisecond || cfg.DataDir != "./data" {
+		t.Errorf("layered config: %+v", cfg)
+	}
+	if strings.Join(cfg.RedisAddrs, "|") != "a:1|b:2" || strings.Join(cfg.NATSURLs, "|") != "nats://x:4222|nats://y:4222" {
+		t.Errorf("lists: redis %q nats %q", cfg.RedisAddrs, cfg.NATSURLs)
+	}
+	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml"), nil); err == nil {
+		t.Error("a missing config file was accepted")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		env  []string
+		want string
+	}{
+		"bad mode":              {[]string{"BIGMARKET_MODE=chaos"}, "BIGMARKET_MODE"},
+		"shards not power of 2": {[]string{"BIGMARKET_SHARDS=3x4"}, "BIGMARKET_SHARDS"},
+		"shards malformed":      {[]string{"BIGMARKET_SHARDS=eight"}, "BIGMARKET_SHARDS"},
+		"dsn count mismatch":    {[]string{"BIGMARKET_CONFIG_DSN=root@tcp(h)/c", "BIGMARKET_USER_DSNS=root@tcp(h)/u1"}, "BIGMARKET_USER_DSNS"},
+		"user dsns alone":       {[]string{"BIGMARKET_USER_DSNS=a,b"}, "without BIGMARKET_CONFIG_DSN"},
+		"bad timezone":          {[]string{"BIGMARKET_TIMEZONE=Mars/Olympus"}, "BIGMARKET_TIMEZONE"},
+		"plain endpoints":       {[]string{"BIGMARKET_PLAIN_USER_ENDPOINTS=maybe"}, "BIGMARKET_PLAIN_USER_ENDPOINTS"},
+		"production secrets":    {[]string{"BIGMARKET_MODE=production"}, "BIGMARKET_ADMIN_TOKEN"},
+		"commit timeout":        {[]string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=10ms"}, "draw commit timeout"},
+		"production demo jwt":   {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
+	} {
+		cfg, err := LoadConfig("", tc.env)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want one naming %s", name, err, tc.want)
+		}
+	}
+	cfg, _ := LoadConfig("", []string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=fedcba9876543210x"})
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid production config refused: %v", err)
+	}
+	if cfg.PlainUserEndpoints != "off" || cfg.LogFormat != "json" {
+		t.Errorf("production defaults: plain %q log %q", cfg.PlainUserEndpoints, cfg.LogFormat)
+	}
+	demo, _ := LoadConfig("", nil)
+	if demo.DrawCommitTimeout != 5*time.Second {
+		t.Errorf("draw commit timeout %s, want 5s by default", demo.DrawCommitTimeout)
+	}
+	if c, _ := LoadConfig("", []string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=8s"}); c.DrawCommitTimeout != 8*time.Second {
+		t.Errorf("BIGMARKET_DRAW_COMMIT_TIMEOUT=8s: %s", c.DrawCommitTimeout)
+	}
+	if err := demo.Validate(); err != nil || len(demo.AdminToken) != 32 || !demo.generatedAdminToken || demo.PlainUserEndpoints != "on" {
+		t.Errorf("demo: token %q plain %q err %v", demo.AdminToken, demo.PlainUserEndpoints, err)
+	}
+	set, _ := LoadConfig("", []string{"BIGMARKET_ADMIN_TOKEN=chosen-token"})
+	if err := set.Validate(); err != nil || set.AdminToken != "chosen-token" || set.generatedAdminToken {
+		t.Errorf("demo with a configured token: %q generated=%v err %v", set.AdminToken, set.generatedAdminToken, err)
+	}
+}
+
+func TestConfigPrintMasksSecrets(t *testing.T) {
+	t.Parallel()
+	cfg, _ := LoadConfig("", []string{
+		"BIGMARKET_ADMIN_TOKEN=admin-secret-123456", "BIGMARKET_JWT_SECRET=jwt-secret-123456",
+		"BIGMARKET_CONFIG_DSN=bm:dbpass@tcp(db:3306)/big_market",
+		"BIGMARKET_USER_DSNS=bm:dbpass@tcp(db:3306)/u1,bm:dbpass@tcp(db:3306)/u2",
+		"BIGMARKET_REDIS_PASSWORD=redispass", "BIGMARKET_APP_TOKENS=app:apptoken", "BIGMARKET_WEBHOOK_SECRET=hooksecret",
+	})
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cfg.Print(&out)
+	for _, secret := range []string{"admin-secret", "jwt-secret", "dbpass", "redispass", "apptoken", "hooksecret"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("printed config shows %q:\n%s", secret, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "bm:****@tcp(db:3306)/big_market") {
+		t.Errorf("DSN not shown masked:\n%s", out.String())
+	}
+}
+
+// TestConfigOpsAddr checks the operator listener's setting: loopback 9091 by default, set
+// or turned off (empty) by BIGMARKET_OPS_ADDR or the file, validated, and pprof_addr,
+// which it replaced, refused with a message that names it.
+func TestConfigOpsAddr(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bigmarket.yaml")
+	if err := os.WriteFile(file, []byte("ops_addr: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		env  []string
+		want string
+	}{
+		{"", nil, "127.0.0.1:9091"},
+		{"", []string{"BIGMARKET_OPS_ADDR=10.0.0.5:9100"}, "10.0.0.5:9100"},
+		{"", []string{"BIGMARKET_OPS_ADDR=127.0.0.1:0"}, "127.0.0.1:0"},
+		{"", []string{"BIGMARKET_OPS_ADDR="}, ""},
+		{file, nil, ""},
+	} {
+		cfg, err := LoadConfig(tc.path, tc.env)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil || cfg.OpsAddr != tc.want {
+			t.Errorf("%s %v: ops_addr %q err %v, want %q", tc.path, tc.env, cfg.OpsAddr, err, tc.want)
+		}
+		var out bytes.Buffer
+		cfg.Print(&out)
+		if shown := or(tc.want, "(off)"); !regexp.MustCompile(`(?m)^  ops_addr +` + regexp.QuoteMeta(shown) + `$`).MatchString(out.String()) {
+			t.Errorf("%v: printed config does not show ops_addr %s:\n%s", tc.env, shown, out.String())
+		}
+	}
+	for env, want := range map[string]string{
+		"BIGMARKET_OPS_ADDR=9091":             "BIGMARKET_OPS_ADDR",
+		"BIGMARKET_OPS_ADDR=localhost":        "BIGMARKET_OPS_ADDR",
+		"BIGMARKET_PPROF_ADDR=127.0.0.1:6060": "BIGMARKET_OPS_ADDR",
+	} {
+		cfg, err := LoadConfig("", []string{env})
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want one naming %s", env, err, want)
+		}
+	}
+}
+
+// TestConfigDumpShowsEveryKey: the dump at start names every key Config reads (its koanf
+// tags), each once, and shows no secret: each field tagged dump:"secret" is set to a value
+// of its own, and DSNs and URLs carry passwords, none of which may appear.
+func TestConfigDumpShowsEveryKey(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig("", []string{
+		"BIGMARKET_CONFIG_DSN=bm:dsnpass-c@tcp(db:3306)/big_market",
+		"BIGMARKET_USER_DSNS=bm:dsnpass-u1@tcp(db:3306)/u1,bm:dsnpass-u2@tcp(db:3306)/u2",
+		"BIGMARKET_NATS_URLS=nats://bm:natspass@n1:4222",
+		"BIGMARKET_WEBHOOK_URL=https://hook:hookpass@example.com/award",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"dsnpass-c", "dsnpass-u1", "dsnpass-u2", "natspass", "hookpass"}
+	v := reflect.ValueOf(&cfg).Elem()
+	var keys []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key := f.Tag.Get("koanf")
+		if key == "" || key == "-" {
+			continue
+		}
+		keys = append(keys, key)
+		if f.Tag.Get("dump") == "secret" {
+			secret := "secret-of-" + key
+			v.Field(i).SetString(secret)
+			secrets = append(secrets, secret)
+		}
+	}
+	if len(keys) < 60 {
+		t.Fatalf("found %d koanf keys in Config, want all of them", len(keys))
+	}
+	var out bytes.Buffer
+	cfg.Print(&out)
+	dump := out.String()
+	for _, key := range keys {
+		if n := len(regexp.MustCompile(`(?m)^  `+key+`( |$)`).FindAllString(dump, -1)); n != 1 {
+			t.Errorf("key %s is shown %d times in the dump, want once", key, n)
+		}
+	}
+	for _, secret := range secrets {
+		if strings.Contains(dump, secret) {
+			t.Errorf("the dump shows the secret %q", secret)
+		}
+	}
+	for _, want := range []string{"bm:****@tcp(db:3306)/u2", "@n1:4222", "@example.com/award"} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("the dump does not show %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("dump:\n%s", dump)
+	}
+}
