@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/redpacket"
@@ -189,18 +188,11 @@ func (o GrabOptions) check() error {
 	if o.Concurrency < 1 {
 		errs = append(errs, errors.New("-c must be at least 1"))
 	}
-	if o.Duration < 0 || o.Warmup < 0 || o.Requests < 0 || o.CreditWait < 0 {
-		errs = append(errs, errors.New("-d, -warmup, -n and -credit-wait must not be negative"))
+	if o.CreditWait < 0 {
+		errs = append(errs, errors.New("-credit-wait must not be negative"))
 	}
-	if o.Duration == 0 && o.Requests == 0 {
-		errs = append(errs, errors.New("set -d or -n: the run needs an end"))
-	}
-	if o.AdminToken == "" {
-		errs = append(errs, errors.New("no admin token"))
-	}
-	if last := o.Prefix + "-" + strconv.Itoa(max(o.Users-1, 0)); o.Prefix == "" || activity.CheckUserID(last) != nil {
-		errs = append(errs, fmt.Errorf("user ids such as %q do not fit the user tables (at most 32 bytes)", last))
-	}
+	errs = append(errs, runChecks(o.Duration, o.Warmup, o.Requests, o.AdminToken, o.Prefix,
+		o.Prefix+"-"+strconv.Itoa(max(o.Users-1, 0)))...)
 	if len(errs) > 0 {
 		return fmt.Errorf("bench grab: %w", errors.Join(errs...))
 	}

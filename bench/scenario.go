@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -81,4 +83,24 @@ func passFail(ok bool) string {
 		return "PASS"
 	}
 	return "FAIL"
+}
+
+// runChecks are the checks the draw and grab scenarios' options share: a run with an end
+// and no negative time, an admin token, and user ids (the last is lastUser) that fit the
+// user tables.
+func runChecks(duration, warmup time.Duration, requests int64, adminToken, prefix, lastUser string) []error {
+	var errs []error
+	if duration < 0 || warmup < 0 || requests < 0 {
+		errs = append(errs, errors.New("-d, -warmup and -n must not be negative"))
+	}
+	if duration == 0 && requests == 0 {
+		errs = append(errs, errors.New("set -d or -n: the run needs an end"))
+	}
+	if adminToken == "" {
+		errs = append(errs, errors.New("no admin token"))
+	}
+	if prefix == "" || activity.CheckUserID(lastUser) != nil {
+		errs = append(errs, fmt.Errorf("user ids such as %q do not fit the user tables (at most 32 bytes)", lastUser))
+	}
+	return errs
 }

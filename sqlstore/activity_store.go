@@ -115,38 +115,34 @@ func (s *ActivityStore) StageActivity(ctx context.Context, channel, source strin
 // OpenActivityIDs lists the activities in state open, for serve to arm their SKU stock at
 // start.
 func (s *ActivityStore) OpenActivityIDs(ctx context.Context) ([]int64, error) {
-	rows, err := s.db.SQL.QueryContext(ctx, `SELECT activity_id FROM raffle_activity WHERE state = 'open' ORDER BY activity_id`)
-	if err != nil {
-		return nil, fmt.Errorf("list open activities: %w", err)
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list open activities: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return s.ids(ctx, "list open activities", `SELECT activity_id FROM raffle_activity WHERE state = 'open' ORDER BY activity_id`)
 }
 
 // SKUIDs lists every SKU, for the job that reconciles their stock.
 func (s *ActivityStore) SKUIDs(ctx context.Context) ([]int64, error) {
-	rows, err := s.db.SQL.QueryContext(ctx, `SELECT sku FROM raffle_activity_sku ORDER BY sku`)
+	return s.ids(ctx, "list skus", `SELECT sku FROM raffle_activity_sku ORDER BY sku`)
+}
+
+// ids runs a query of one integer column and returns its values; what names the query in
+// errors.
+func (s *ActivityStore) ids(ctx context.Context, what, query string) ([]int64, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, query)
 	if err != nil {
-		return nil, fmt.Errorf("list skus: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var ids []int64
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list skus: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		ids = append(ids, id)
 	}
-	return ids, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return ids, nil
 }
 
 // SyncSKUIssued records that issued units of the SKU were sold: its stock_count_surplus

@@ -48,19 +48,7 @@ func TestReconcileStockRaisesTotalsAndSyncsIssued(t *testing.T) {
 	s := NewService(Options{Configs: fakeConfigs{map[int64]Config{9: cfg}}, Stock: stock, StockStore: &fakeStockStore{cfg: &cfg}})
 	ctx := context.Background()
 	ref := AwardRef{9, 102}
-	granted := func(n int) int {
-		got := 0
-		for range n {
-			r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 9})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.AwardID == 102 {
-				got++
-			}
-		}
-		return got
-	}
+	granted := func(n int) int { return drawsWinning(t, s, 9, 102, n) }
 	if got := granted(4); got != 2 {
 		t.Fatalf("4 draws on stock 2 granted %d", got)
 	}

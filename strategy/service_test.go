@@ -437,19 +437,7 @@ func TestAddStockAnswersOnceDurable(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := context.Background()
 	ref := AwardRef{9, 102}
-	granted := func(n int) int {
-		got := 0
-		for range n {
-			r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 9})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.AwardID == 102 {
-				got++
-			}
-		}
-		return got
-	}
+	granted := func(n int) int { return drawsWinning(t, s, 9, 102, n) }
 	if got := granted(4); got != 2 {
 		t.Fatalf("4 draws on stock 2 granted %d", got)
 	}
@@ -536,4 +524,21 @@ func BenchmarkDraw(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// drawsWinning draws n times as one user in the strategy and counts the draws that won
+// award.
+func drawsWinning(t *testing.T, s *Service, strategyID int64, award, n int) int {
+	t.Helper()
+	got := 0
+	for range n {
+		r, err := s.Draw(context.Background(), Input{UserID: "u", StrategyID: strategyID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.AwardID == award {
+			got++
+		}
+	}
+	return got
 }

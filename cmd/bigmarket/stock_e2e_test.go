@@ -84,6 +84,24 @@ func awardCount(t *testing.T, d *deployment, awardID int) (count, surplus int64)
 	return count, surplus
 }
 
+// soldOutPair favours the top-up award in the deployment's strategy, starts two serve
+// processes with env, assembles the strategy on both and sells the award out through
+// them; it returns their base URLs.
+func soldOutPair(t *testing.T, d *deployment, env ...string) []string {
+	t.Helper()
+	favourAward(t, d)
+	var bases []string
+	for range 2 {
+		_, base := d.start(t, env...)
+		bases = append(bases, base)
+	}
+	for _, base := range bases {
+		strategyArmory(t, d, base)
+	}
+	sellOut(t, d, bases)
+	return bases
+}
+
 // sellOut draws on bases until topUpAward has given its 15 seeded units, and checks that
 // it gave no more.
 func sellOut(t *testing.T, d *deployment, bases []string) {
@@ -116,16 +134,7 @@ func runStockAdd(t *testing.T, d *deployment, args ...string) (string, error) {
 // exactly.
 func TestStockTopUpAcrossTwoProcesses(t *testing.T) {
 	d := newDeployment(t, "")
-	favourAward(t, d)
-	var bases []string
-	for range 2 {
-		_, base := d.start(t)
-		bases = append(bases, base)
-	}
-	for _, base := range bases {
-		strategyArmory(t, d, base)
-	}
-	sellOut(t, d, bases)
+	bases := soldOutPair(t, d)
 
 	// Bad input changes nothing.
 	for _, args := range [][]string{
@@ -195,16 +204,7 @@ func TestStockTopUpAcrossTwoProcesses(t *testing.T) {
 // exactly the 10 new units, with no request repeated.
 func TestStockTopUpHealedByReconcile(t *testing.T) {
 	d := newDeployment(t, "")
-	favourAward(t, d)
-	var bases []string
-	for range 2 {
-		_, base := d.start(t)
-		bases = append(bases, base)
-	}
-	for _, base := range bases {
-		strategyArmory(t, d, base)
-	}
-	sellOut(t, d, bases)
+	bases := soldOutPair(t, d)
 	ctx := context.Background()
 	total, err := sqlstore.NewConfigStore(d.db).AddAwardStock(ctx, strategy.AwardRef{StrategyID: faultStrategy, AwardID: topUpAward}, 10)
 	if err != nil || total != 110 {
@@ -224,16 +224,7 @@ func TestStockTopUpHealedByReconcile(t *testing.T) {
 // the rebuilt stock holds exactly the 10 new units, none of the 100 granted before.
 func TestStockTopUpThenRedisFlush(t *testing.T) {
 	d := newDeployment(t, startPrivateRedis(t))
-	favourAward(t, d)
-	var bases []string
-	for range 2 {
-		_, base := d.start(t, "BIGMARKET_RECOVERY_GRACE=1s")
-		bases = append(bases, base)
-	}
-	for _, base := range bases {
-		strategyArmory(t, d, base)
-	}
-	sellOut(t, d, bases)
+	bases := soldOutPair(t, d, "BIGMARKET_RECOVERY_GRACE=1s")
 
 	s := d.stack(bases...)
 	r := adminCall(t, s, "/api/v1/admin/stock/add", map[string]any{"strategyId": faultStrategy, "awardId": topUpAward, "units": 10})
