@@ -70,12 +70,6 @@ type Drainer interface {
 	WaitApplied(ctx context.Context) error
 }
 
-// DrainFunc is a func as a Drainer.
-type DrainFunc func(ctx context.Context) error
-
-// WaitApplied calls f.
-func (f DrainFunc) WaitApplied(ctx context.Context) error { return f(ctx) }
-
 // Publisher makes a grab durable: it returns once the broker has stored the event.
 type Publisher interface {
 	PublishGrab(ctx context.Context, g Grab) error
