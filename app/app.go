@@ -142,11 +142,16 @@ func (n *App) buildStores() error {
 	}
 	n.configs = sqlstore.NewConfigStore(b.ConfigDB)
 	n.activityStore = sqlstore.NewActivityStore(b.ConfigDB, cfg.location)
-	n.users = sqlstore.NewUserStoreWith(b.UserDBs, router, sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax})
+	// The outbox queue comes first: the user store puts the tasks it commits in it and
+	// the relay, whose task store is the user store, publishes them from it.
+	committed := outbox.NewQueue(0)
+	n.users = sqlstore.NewUserStoreWith(b.UserDBs, router, sqlstore.UserOptions{
+		GroupCommit: sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax},
+		Committed:   committed.Committed,
+	})
 	n.publisher = nats.NewPublisher(b.JS, n.eventOpts)
-	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Logger: log,
+	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Queue: committed, Logger: log,
 		Grace: cfg.OutboxGrace, Every: cfg.OutboxEvery})
-	n.users.OnTasksCommitted(n.relay.Committed)
 	n.stock = redis.NewStock(b.Redis, cfg.RedisPrefix)
 	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix)
 	n.stockSync = nats.NewStockSync(b.JS, n.stockOpts, log)
@@ -213,9 +218,9 @@ func (n *App) buildServices() {
 	n.redPackets = redpacket.NewService(redpacket.Options{
 		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix),
 		Events: nats.NewGrabEvents(n.publisher), Logger: log,
-		// The grab consumer, made by buildConsumers, is also what a rebuild of a lost
-		// packet waits for.
-		Drain:        redpacket.DrainFunc(func(ctx context.Context) error { return n.grabConsumer().WaitApplied(ctx) }),
+		// A rebuild of a lost packet waits for the grab consumer (buildConsumers) to
+		// apply every grab event already published.
+		Drain:        nats.NewEventDrain(b.JS, n.eventOpts, redpacket.TopicGrab),
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
 		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketPublishTimeout,
 	})
@@ -227,7 +232,7 @@ func (n *App) buildServices() {
 	n.raffles = raffle.NewService(raffleOpts)
 }
 
-// buildConsumers builds the event consumers; the grab consumer is the last.
+// buildConsumers builds the event consumers.
 func (n *App) buildConsumers() {
 	cfg, js, log := n.cfg, n.b.JS, n.log
 	distribute := nats.SendAwardHandler(n.awards)
@@ -247,9 +252,6 @@ func (n *App) buildConsumers() {
 		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
 	}
 }
-
-// grabConsumer is the red packet grab events' consumer.
-func (n *App) grabConsumer() *nats.Consumer { return n.consumers[len(n.consumers)-1] }
 
 // buildFront opens the shared guard settings and builds the front line; the settings and
 // blacklist are applied before it returns, so before the first request is served.

@@ -44,7 +44,7 @@ func TestRegistryNamesUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := sqlstore.NewUserStoreWith([]*sqlstore.DB{{}}, router, sqlstore.GroupCommit{})
+	users := sqlstore.NewUserStoreWith([]*sqlstore.DB{{}}, router, sqlstore.UserOptions{})
 	consumers := []*nats.Consumer{
 		nats.NewConsumer(nil, nats.EventOptions{}, "topic_a", nil, nil),
 		nats.NewBatchConsumer(nil, nats.EventOptions{}, "topic_b", nil, nil),

@@ -174,7 +174,7 @@ func (s *Server) wallet(r *http.Request) (any, error) {
 type grabView struct {
 	UserID   string      `json:"userId"`
 	Amount   money.Cents `json:"amount"`
-	GrabTime *int64      `json:"grabTime"` // unix ms; null while the grab is on its way to the database
+	GrabTime *int64      `json:"grabTime"` // unix ms; null only for a grab whose time is not known
 }
 
 type detailResponse struct {

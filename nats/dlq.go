@@ -207,7 +207,7 @@ func (d *DeadLetters) scan(ctx context.Context, since time.Time, upto uint64, fn
 	for {
 		// No wait: the server answers with what it holds now, and the fetch is over when the
 		// batch is, so that no fetch outlives the scan.
-		batch, err := cons.FetchNoWait(scanBatch)
+		batch, err := fetchConnected(d.js.Conn(), func() (jetstream.MessageBatch, error) { return cons.FetchNoWait(scanBatch) })
 		if err != nil {
 			return fmt.Errorf("dead letters: fetch: %w", err)
 		}

@@ -9,11 +9,26 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// WaitApplied returns once every event of the consumer's topic published before the call
-// has been handled (acked, or dead-lettered): the consumer's ack floor has reached the
+// EventDrain waits for the events of one topic to be applied by the topic's durable
+// consumer (the one a Consumer of the same options and topic runs). It needs no Consumer
+// value, only the stream and the durable's name, so a service that waits for its own
+// events (a red packet rebuild) can be built before the consumer that applies them.
+type EventDrain struct {
+	js    jetstream.JetStream
+	opts  EventOptions
+	topic string
+}
+
+// NewEventDrain returns the EventDrain of topic's events under opts.
+func NewEventDrain(js jetstream.JetStream, opts EventOptions, topic string) EventDrain {
+	return EventDrain{js: js, opts: opts.withDefaults(), topic: topic}
+}
+
+// WaitApplied returns once every event of the topic published before the call has been
+// handled (acked, or dead-lettered): the durable consumer's ack floor has reached the
 // topic's last message. Recovery calls it so that state rebuilt from the database
 // includes every event already in flight.
-func (c *Consumer) WaitApplied(ctx context.Context) error {
+func (c EventDrain) WaitApplied(ctx context.Context) error {
 	stream, err := c.js.Stream(ctx, c.opts.Stream())
 	if err != nil {
 		return fmt.Errorf("wait for %s events: %w", c.topic, err)

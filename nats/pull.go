@@ -72,6 +72,8 @@ func (l pullLoop) run(ctx context.Context, cons jetstream.Consumer) {
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
 			cons = nil
+		case errors.Is(err, errDisconnected):
+			// Lost between waitConnected and the fetch: the next round waits for the reconnect.
 		case err != nil:
 			l.log.Warn(l.what+" fetch failed; retrying", "err", err, "retry_in", wait)
 			wait = sleep(ctx, wait)
@@ -91,7 +93,9 @@ func (l pullLoop) run(ctx context.Context, cons jetstream.Consumer) {
 func (l pullLoop) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
 	fctx, cancel := context.WithTimeout(ctx, l.fetchWait)
 	defer cancel()
-	batch, err := cons.Fetch(l.batchSize, jetstream.FetchContext(fctx))
+	batch, err := fetchConnected(l.conn, func() (jetstream.MessageBatch, error) {
+		return cons.Fetch(l.batchSize, jetstream.FetchContext(fctx))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s fetch: %w", l.what, err)
 	}
@@ -104,6 +108,25 @@ func (l pullLoop) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstre
 		return msgs, nil
 	}
 	return msgs, fmt.Errorf("%s fetch: %w", l.what, err)
+}
+
+// errDisconnected is a fetch not made because the client was not connected.
+var errDisconnected = errors.New("not connected to the broker")
+
+// fetchConnected calls fetch (a jetstream Fetch) only while conn is connected (nil: always)
+// and returns errDisconnected otherwise. jetstream's Fetch subscribes an inbox, then
+// publishes the pull request; when that publish fails it returns the error without
+// unsubscribing the inbox (nats.go v1.55.0), which then stays subscribed, and is
+// subscribed again on every reconnect, for the life of the connection. Once the subscribe
+// has succeeded the publish fails only while the client is not connected and its
+// reconnect buffer is full or off (a closed or draining connection refuses the subscribe
+// first), so a fetch made only while connected leaves nothing behind. Every Fetch here
+// goes through it.
+func fetchConnected(conn *natsgo.Conn, fetch func() (jetstream.MessageBatch, error)) (jetstream.MessageBatch, error) {
+	if conn != nil && !conn.IsConnected() {
+		return nil, errDisconnected
+	}
+	return fetch()
 }
 
 // waitConnected returns true once conn is connected, at once if it is, or closed (the

@@ -3,9 +3,12 @@ package nats
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"testing"
 	"time"
+
+	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -69,4 +72,39 @@ func TestFaultConsumerWaitsOutReconnect(t *testing.T) {
 			got := store.snapshot()
 			return maps.Equal(got, want), fmt.Sprintf("got %v, want %v", got, want)
 		})
+}
+
+// TestFaultFetchWhileDisconnectedLeavesNoSubscription fetches while the client is
+// disconnected and its reconnect buffer is off, so that a pull request cannot be sent:
+// jetstream's Fetch subscribes its inbox before it publishes the request and, when the
+// publish fails, returns without unsubscribing it. Every failed fetch must leave the
+// connection's subscriptions as they were.
+func TestFaultFetchWhileDisconnectedLeavesNoSubscription(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartNATSServer(t)
+	js := connectChild(t, srv, natsgo.ReconnectBufSize(-1))
+	nc := js.Conn()
+	opts := testOptions("")
+	ensureStream(t, js, opts)
+	c := NewStockSyncConsumer(js, opts, &fakeSurplusStore{}, nil)
+	ctx := t.Context()
+	cons, err := c.ensureConsumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := pullLoop{what: "test consumer", conn: nc, log: slog.New(slog.DiscardHandler), batchSize: 8, fetchWait: opts.FetchWait}
+
+	srv.Stop()
+	testenv.Eventually(t, 10*time.Second, "client sees the broker gone", func() (bool, string) {
+		return !nc.IsConnected(), nc.Status().String()
+	})
+	before := nc.NumSubscriptions()
+	for range 5 {
+		if _, err := loop.fetch(ctx, cons); err == nil {
+			t.Fatal("fetch while disconnected without a reconnect buffer succeeded")
+		}
+	}
+	if n := nc.NumSubscriptions(); n != before {
+		t.Errorf("%d subscriptions after 5 failed fetches, want %d as before", n, before)
+	}
 }

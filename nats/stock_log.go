@@ -48,7 +48,9 @@ func (l *StockLog) MaxIssued(ctx context.Context, ref strategy.AwardRef, total i
 	var high int64
 	found := false
 	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
+		batch, err := fetchConnected(l.js.Conn(), func() (jetstream.MessageBatch, error) {
+			return cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
+		})
 		if err != nil {
 			return fail(err)
 		}

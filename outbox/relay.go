@@ -39,9 +39,9 @@ type Options struct {
 	Every time.Duration
 	// Batch is the most tasks one publish round or one claim carries (default 512).
 	Batch int
-	// Queue is how many committed tasks may wait for the relay (default 65536); beyond
-	// it a task is left to the compensation job, so a slow broker never slows a commit.
-	Queue int
+	// Queue is where the store puts the tasks it committed, for the relay to publish; nil
+	// gives the relay an empty one of its own, so that only the compensation job feeds it.
+	Queue *Queue
 	// Workers is how many publish rounds run at once (default 2).
 	Workers int
 	// PublishTimeout bounds one publish round (default 5s).
@@ -54,12 +54,12 @@ type Options struct {
 // tasks that did not fit the queue.
 type Relay struct {
 	opts  Options
-	queue chan Task
+	queue chan Task // opts.Queue's tasks
 
-	published, failed, dropped, resent atomic.Int64
+	published, failed, resent atomic.Int64
 }
 
-// NewRelay returns a Relay; call Run to start it and Committed to feed it.
+// NewRelay returns a Relay on opts.Queue; call Run to start it.
 func NewRelay(opts Options) *Relay {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -76,8 +76,8 @@ func NewRelay(opts Options) *Relay {
 	if opts.Batch <= 0 {
 		opts.Batch = 512
 	}
-	if opts.Queue <= 0 {
-		opts.Queue = 65536
+	if opts.Queue == nil {
+		opts.Queue = NewQueue(0)
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 2
@@ -86,19 +86,7 @@ func NewRelay(opts Options) *Relay {
 		opts.PublishTimeout = 5 * time.Second
 	}
 	opts.Logger = opts.Logger.With("component", "outbox")
-	return &Relay{opts: opts, queue: make(chan Task, opts.Queue)}
-}
-
-// Committed hands tasks whose transaction has committed to the relay. It never blocks:
-// a task that does not fit the queue stays in create for the compensation job.
-func (r *Relay) Committed(tasks []Task) {
-	for _, t := range tasks {
-		select {
-		case r.queue <- t:
-		default:
-			r.dropped.Add(1)
-		}
-	}
+	return &Relay{opts: opts, queue: opts.Queue.tasks}
 }
 
 // Stats counts the relay's work since it was made.
@@ -112,7 +100,7 @@ type Stats struct {
 
 // Stats returns the counters.
 func (r *Relay) Stats() Stats {
-	return Stats{Published: r.published.Load(), Failed: r.failed.Load(), Dropped: r.dropped.Load(),
+	return Stats{Published: r.published.Load(), Failed: r.failed.Load(), Dropped: r.opts.Queue.dropped.Load(),
 		Resent: r.resent.Load(), Queued: int64(len(r.queue))}
 }
 

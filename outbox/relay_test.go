@@ -219,11 +219,12 @@ func TestRelayPublishesCommitted(t *testing.T) {
 	t.Parallel()
 	c := newClock()
 	store, pub := newFakeStore(c), newFakePublisher()
-	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Batch: 3, Workers: 2, Every: time.Hour})
+	q := NewQueue(0)
+	r := NewRelay(Options{Queue: q, Publisher: pub, Store: store, Now: c.Now, Batch: 3, Workers: 2, Every: time.Hour})
 	startRelay(t, r)
 
 	tasks := store.insert(newTasks("a", 10)...)
-	r.Committed(tasks)
+	q.Committed(tasks)
 
 	testenv.Eventually(t, 10*time.Second, "10 tasks completed", func() bool { return store.count(Completed) == 10 })
 	for _, task := range tasks {
@@ -251,11 +252,12 @@ func TestRelayFailedTasksCompensated(t *testing.T) {
 		return nil
 	})
 	const grace = time.Second
-	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Grace: grace, Every: time.Hour, Batch: 4})
+	q := NewQueue(0)
+	r := NewRelay(Options{Queue: q, Publisher: pub, Store: store, Now: c.Now, Grace: grace, Every: time.Hour, Batch: 4})
 	stop := startRelay(t, r)
 
 	tasks := store.insert(newTasks("b", 10)...)
-	r.Committed(tasks)
+	q.Committed(tasks)
 	testenv.Eventually(t, 10*time.Second, "5 completed and 5 failed", func() bool {
 		return store.count(Completed) == 5 && store.count(Fail) == 5
 	})
@@ -305,10 +307,11 @@ func TestRelayQueueOverflow(t *testing.T) {
 	c := newClock()
 	store, pub := newFakeStore(c), newFakePublisher()
 	const grace = 50 * time.Millisecond
-	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Queue: 2, Grace: grace, Every: 5 * time.Millisecond})
+	q := NewQueue(2)
+	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Queue: q, Grace: grace, Every: 5 * time.Millisecond})
 
 	tasks := store.insert(newTasks("c", 5)...)
-	r.Committed(tasks) // returns at once although nothing reads the queue
+	q.Committed(tasks) // returns at once although nothing reads the queue
 	if st := r.Stats(); st.Dropped != 3 || st.Queued != 2 {
 		t.Fatalf("stats %+v, want 3 dropped and 2 queued", st)
 	}
@@ -349,11 +352,12 @@ func TestRelayMarkFailure(t *testing.T) {
 	c := newClock()
 	store, pub := newFakeStore(c), newFakePublisher()
 	store.MarkFn = func([]Task, State) error { return errors.New("db down") }
-	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Grace: time.Second, Every: time.Hour})
+	q := NewQueue(0)
+	r := NewRelay(Options{Queue: q, Publisher: pub, Store: store, Now: c.Now, Grace: time.Second, Every: time.Hour})
 	stop := startRelay(t, r)
 
 	tasks := store.insert(newTasks("d", 1)...)
-	r.Committed(tasks)
+	q.Committed(tasks)
 	testenv.Eventually(t, 10*time.Second, "the task published", func() bool { return pub.times("d-00") == 1 })
 	stop()
 	if st := store.states()["d-00"]; st != Create {
@@ -445,13 +449,14 @@ func TestRelayRunDrainsOnCancel(t *testing.T) {
 		once.Do(func() { close(entered); <-release })
 		return nil
 	})
-	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Workers: 1, Batch: 1, Every: time.Hour})
+	q := NewQueue(0)
+	r := NewRelay(Options{Queue: q, Publisher: pub, Store: store, Now: c.Now, Workers: 1, Batch: 1, Every: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
 	tasks := store.insert(newTasks("g", 6)...)
-	r.Committed(tasks)
+	q.Committed(tasks)
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):
@@ -491,9 +496,10 @@ func TestRelayShutdownDoesNotFailQueuedTasks(t *testing.T) {
 	c := newClock()
 	store, pub := newFakeStore(c), newFakePublisher()
 	pub.setFn(func(ctx context.Context, _ Task) error { return ctx.Err() })
-	r := NewRelay(Options{Publisher: pub, Store: store, Now: c.Now, Workers: 16, Batch: 1, Every: time.Hour})
+	q := NewQueue(0)
+	r := NewRelay(Options{Queue: q, Publisher: pub, Store: store, Now: c.Now, Workers: 16, Batch: 1, Every: time.Hour})
 	tasks := store.insert(newTasks("h", 64)...)
-	r.Committed(tasks)
+	q.Committed(tasks)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // shutting down before the workers got to the queue

@@ -55,15 +55,20 @@ type Rebate struct {
 	Type         rebate.Type
 	Config       string
 	BizID        string
+	Created      time.Time // the rebate order's create_time
 	Credit       Joined
 	ActivityUser string
 }
 
-// Rebates checks settled behaviour rebates: an integral rebate has its credit order of
-// its configured amount, a SKU rebate its activity order.
-func Rebates(rebates []Rebate) []Discrepancy {
+// Rebates checks the settled behaviour rebates (created by w.Settled): an integral rebate
+// has its credit order of its configured amount, a SKU rebate its activity order. A
+// younger rebate is not expected granted yet; it is counted all the same.
+func Rebates(w Window, rebates []Rebate) []Discrepancy {
 	var f found
 	for _, r := range rebates {
+		if !w.isSettled(r.Created) {
+			continue
+		}
 		c := r.Credit
 		switch r.Type {
 		case rebate.TypeIntegral:

@@ -156,18 +156,26 @@ func TestExchanges(t *testing.T) {
 func TestRebates(t *testing.T) {
 	credited := Joined{Found: true, UserID: "u1", Type: credit.Forward, Name: credit.NameRebate, Amount: 1000, Created: old}
 	integral := func(config string, c Joined) []Rebate {
-		return []Rebate{{UserID: "u1", OrderID: "r1", Type: rebate.TypeIntegral, Config: config, BizID: "b1", Credit: c}}
+		return []Rebate{{UserID: "u1", OrderID: "r1", Type: rebate.TypeIntegral, Config: config, BizID: "b1", Created: old, Credit: c}}
 	}
 	sku := func(activityUser string) []Rebate {
-		return []Rebate{{UserID: "u1", OrderID: "r2", Type: rebate.TypeSKU, Config: "9014", BizID: "b2", ActivityUser: activityUser}}
+		return []Rebate{{UserID: "u1", OrderID: "r2", Type: rebate.TypeSKU, Config: "9014", BizID: "b2", Created: old, ActivityUser: activityUser}}
 	}
-	wantKinds(t, "integral credited", Rebates(integral("10", credited)))
-	wantKinds(t, "sku granted", Rebates(sku("u1")))
-	wantKinds(t, "integral uncredited", Rebates(integral("10", Joined{})), KindRebateUndelivered)
-	wantKinds(t, "integral other amount", Rebates(integral("20", credited)), KindRebateAmount)
-	wantKinds(t, "integral bad config", Rebates(integral("x", credited)), KindRebateAmount)
-	wantKinds(t, "sku not granted", Rebates(sku("")), KindRebateUndelivered)
-	wantKinds(t, "sku granted to another", Rebates(sku("u2")), KindRebateUndelivered)
+	wantKinds(t, "integral credited", Rebates(window, integral("10", credited)))
+	wantKinds(t, "sku granted", Rebates(window, sku("u1")))
+	wantKinds(t, "integral uncredited", Rebates(window, integral("10", Joined{})), KindRebateUndelivered)
+	wantKinds(t, "integral other amount", Rebates(window, integral("20", credited)), KindRebateAmount)
+	wantKinds(t, "integral bad config", Rebates(window, integral("x", credited)), KindRebateAmount)
+	wantKinds(t, "sku not granted", Rebates(window, sku("")), KindRebateUndelivered)
+	wantKinds(t, "sku granted to another", Rebates(window, sku("u2")), KindRebateUndelivered)
+	// A rebate within the grace is not expected granted yet (a sign-in's credit follows
+	// its rebate order through the outbox).
+	fresh := integral("10", Joined{})
+	fresh[0].Created = young
+	wantKinds(t, "integral uncredited within the grace", Rebates(window, fresh))
+	freshSKU := sku("")
+	freshSKU[0].Created = young
+	wantKinds(t, "sku not granted within the grace", Rebates(window, freshSKU))
 }
 
 func TestTasks(t *testing.T) {

@@ -18,7 +18,7 @@ type Source interface {
 	AwardRecords(ctx context.Context, db, table int, since time.Time) ([]AwardRecord, error)
 	PrizeCredits(ctx context.Context, db, table int, since time.Time) ([]PrizeCredit, error)
 	Exchanges(ctx context.Context, db, table int) ([]Exchange, error)
-	Rebates(ctx context.Context, db, table int, since, settled time.Time) ([]Rebate, error)
+	Rebates(ctx context.Context, db, table int, since time.Time) ([]Rebate, error)
 	CreditOrders(ctx context.Context, db, table int) ([]CreditOrder, error)
 	Tasks(ctx context.Context, db int, since time.Time) ([]TaskRow, error)
 	Accounts(ctx context.Context, db int) ([]Account, error)
@@ -91,12 +91,12 @@ func verifyDB(ctx context.Context, src Source, db int, w Window, awards map[int6
 		}
 		rep.Checked.PaidExchanges += len(exchanges)
 		rep.Add(Exchanges(w, exchanges)...)
-		rebates, err := src.Rebates(ctx, db, t, w.Since, w.Settled)
+		rebates, err := src.Rebates(ctx, db, t, w.Since)
 		if err != nil {
 			return err
 		}
 		rep.Checked.Rebates += len(rebates)
-		rep.Add(Rebates(rebates)...)
+		rep.Add(Rebates(w, rebates)...)
 		orders, err := src.CreditOrders(ctx, db, t)
 		if err != nil {
 			return err

@@ -35,7 +35,8 @@ const (
 // KEYS are items, grabs, meta and eligible. ARGV[1] is the expiry of the keys and ARGV[2]
 // the packet's expiry, both Unix ms; ARGV[3] is "1" for a restricted packet; ARGV[4] and
 // ARGV[5] count the items and the grabs; then come the items ("index:cents"), the grabs
-// (user, item pairs) and the eligible users.
+// (user, "index:cents:grabUnixMs" pairs, or "index:cents" when the time is not known) and
+// the eligible users.
 //
 // A packet whose meta is present is kept when it is closed, or open with its counts adding
 // up (items left + grabs = total): replacing live state from durable records could put
@@ -78,7 +79,8 @@ return 1
 // grabScript gives one user one item of a packet, once.
 //
 // KEYS are items, grabs, meta and eligible; ARGV[1] is the user and ARGV[2] the caller's
-// now in Unix ms. The reply is {status} or {status, item}:
+// now in Unix ms, which the grab keeps as its time ("index:cents:grabUnixMs" in the grabs
+// hash). The reply is {status} or {status, item}:
 //
 //	-1 no meta, or an open packet whose items or grabs were lost (rebuild it)
 //	 2 the user grabbed before; item is that grab — even if the packet has since closed
@@ -117,7 +119,7 @@ local item = redis.call('LPOP', KEYS[1])
 if not item then
   return {-4}
 end
-redis.call('HSET', KEYS[2], ARGV[1], item)
+redis.call('HSET', KEYS[2], ARGV[1], item .. ':' .. ARGV[2])
 if redis.call('PTTL', KEYS[2]) == -1 then
   local ttl = redis.call('PTTL', KEYS[3])
   if ttl > 0 then
@@ -178,7 +180,7 @@ return redis.call('LLEN', KEYS[1])
 // Cluster slot:
 //
 //	<prefix>:rp:{<id>}:items     list of "index:cents" not yet grabbed
-//	<prefix>:rp:{<id>}:grabs     hash user → "index:cents"
+//	<prefix>:rp:{<id>}:grabs     hash user → "index:cents:grabUnixMs" ("index:cents" if its time is unknown)
 //	<prefix>:rp:{<id>}:meta      hash state (open|closed), expire_ms, total, eligible ("1" if restricted)
 //	<prefix>:rp:{<id>}:eligible  set of users who may grab (restricted packets only)
 //
@@ -198,7 +200,8 @@ type RedPackets struct {
 var _ redpacket.Hot = (*RedPackets)(nil)
 
 // rpItem is one pre-split share as the scripts store it ("index:cents"): its position in
-// the packet and its amount in cents.
+// the packet and its amount in cents. The grabs hash keeps a grabbed one with its grab
+// time ("index:cents:grabUnixMs").
 type rpItem struct {
 	Index int
 	Cents int64
@@ -235,10 +238,14 @@ func (r *RedPackets) Load(ctx context.Context, packetID string, items []redpacke
 		left = append(left, rpItem{Index: it.Index, Cents: int64(it.Amount)})
 	}
 	taken := make(map[string]rpItem, len(grabs))
+	at := make(map[string]int64, len(grabs))
 	for _, g := range grabs {
 		taken[g.UserID] = rpItem{Index: g.Index, Cents: int64(g.Amount)}
+		if !g.Time.IsZero() {
+			at[g.UserID] = g.Time.UnixMilli()
+		}
 	}
-	return r.load(ctx, packetID, left, taken, expireAt, eligible)
+	return r.loadAt(ctx, packetID, left, taken, at, expireAt, eligible)
 }
 
 // load puts a packet's remaining items, the grabs already made and its meta into Redis in
@@ -254,6 +261,12 @@ func (r *RedPackets) Load(ctx context.Context, packetID string, items []redpacke
 // caller does not rebuild a packet that expired long ago, it answers redpacket.ErrClosed
 // from its records.
 func (r *RedPackets) load(ctx context.Context, packetID string, items []rpItem, grabs map[string]rpItem, expireAt time.Time, eligible []string) error {
+	return r.loadAt(ctx, packetID, items, grabs, nil, expireAt, eligible)
+}
+
+// loadAt is load with the grabs' times in Unix ms by user (a grab without one is kept
+// without time).
+func (r *RedPackets) loadAt(ctx context.Context, packetID string, items []rpItem, grabs map[string]rpItem, at map[string]int64, expireAt time.Time, eligible []string) error {
 	if err := checkPacketID(packetID); err != nil {
 		return fmt.Errorf("load red packet: %w", err)
 	}
@@ -267,7 +280,7 @@ func (r *RedPackets) load(ctx context.Context, packetID string, items []rpItem, 
 	args := make([]any, 0, 5+len(items)+2*len(grabs)+len(eligible))
 	args = append(args, expireAt.Add(rpKeep).UnixMilli(), expireAt.UnixMilli(), restricted, len(items), len(grabs))
 	seen := make(map[int]bool, len(items)+len(grabs))
-	add := func(it rpItem) error {
+	add := func(it rpItem, at int64) error {
 		if it.Index < 0 || it.Cents <= 0 {
 			return fmt.Errorf("item %d of %d cents out of range", it.Index, it.Cents)
 		}
@@ -275,11 +288,11 @@ func (r *RedPackets) load(ctx context.Context, packetID string, items []rpItem, 
 			return fmt.Errorf("item %d given twice", it.Index)
 		}
 		seen[it.Index] = true
-		args = append(args, formatRPItem(it))
+		args = append(args, formatRPGrab(it, at))
 		return nil
 	}
 	for _, it := range items {
-		if err := add(it); err != nil {
+		if err := add(it, 0); err != nil {
 			return fmt.Errorf("load red packet %s: %w", packetID, err)
 		}
 	}
@@ -288,7 +301,7 @@ func (r *RedPackets) load(ctx context.Context, packetID string, items []rpItem, 
 			return fmt.Errorf("load red packet %s: grab without user", packetID)
 		}
 		args = append(args, user)
-		if err := add(it); err != nil {
+		if err := add(it, at[user]); err != nil {
 			return fmt.Errorf("load red packet %s: grab of %s: %w", packetID, user, err)
 		}
 	}
@@ -345,7 +358,7 @@ func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time
 		if len(rest) != 1 {
 			return grabResult{}, fmt.Errorf("grab red packet %s for %s: reply %v", packetID, userID, reply)
 		}
-		it, err := parseRPItem(rest[0])
+		it, _, err := parseRPGrab(rest[0])
 		if err != nil {
 			return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
 		}
@@ -409,15 +422,20 @@ func (r *RedPackets) closePacket(ctx context.Context, packetID string) (remainin
 	return remaining, true, nil
 }
 
-// Grabs implements redpacket.Hot; the hot state keeps no grab times.
+// Grabs implements redpacket.Hot: each grab with the time it was made (zero for a grab
+// loaded without one).
 func (r *RedPackets) Grabs(ctx context.Context, packetID string) ([]redpacket.Grab, error) {
-	m, err := r.grabs(ctx, packetID)
+	m, at, err := r.grabsAt(ctx, packetID)
 	if err != nil {
 		return nil, err
 	}
 	grabs := make([]redpacket.Grab, 0, len(m))
 	for user, it := range m {
-		grabs = append(grabs, redpacket.Grab{PacketID: packetID, UserID: user, Index: it.Index, Amount: money.Cents(it.Cents)})
+		g := redpacket.Grab{PacketID: packetID, UserID: user, Index: it.Index, Amount: money.Cents(it.Cents)}
+		if ms, ok := at[user]; ok {
+			g.Time = time.UnixMilli(ms)
+		}
+		grabs = append(grabs, g)
 	}
 	return grabs, nil
 }
@@ -426,36 +444,47 @@ func (r *RedPackets) Grabs(ctx context.Context, packetID string) ([]redpacket.Gr
 // against the durable records. It returns an error wrapping redpacket.ErrUnavailable when
 // the packet is not in Redis, so that a lost cache is not read as "nobody grabbed".
 func (r *RedPackets) grabs(ctx context.Context, packetID string) (map[string]rpItem, error) {
+	grabs, _, err := r.grabsAt(ctx, packetID)
+	return grabs, err
+}
+
+// grabsAt is grabs with the grabs' times in Unix ms by user (a grab loaded without one has
+// none).
+func (r *RedPackets) grabsAt(ctx context.Context, packetID string) (map[string]rpItem, map[string]int64, error) {
 	if err := checkPacketID(packetID); err != nil {
-		return nil, fmt.Errorf("read red packet grabs: %w", err)
+		return nil, nil, fmt.Errorf("read red packet grabs: %w", err)
 	}
 	keys := r.Keys(packetID)
 	reply, err := grabsScript.Run(ctx, r.client, []string{keys[1], keys[2]}).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
+		return nil, nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
 	}
 	status, rest, err := splitReply(reply)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
+		return nil, nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
 	case status == rpMissing:
-		return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, redpacket.ErrUnavailable)
+		return nil, nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, redpacket.ErrUnavailable)
 	case status != rpOK || len(rest)%2 != 0:
-		return nil, fmt.Errorf("read grabs of red packet %s: reply of %d elements, status %d", packetID, len(reply), status)
+		return nil, nil, fmt.Errorf("read grabs of red packet %s: reply of %d elements, status %d", packetID, len(reply), status)
 	}
 	grabs := make(map[string]rpItem, len(rest)/2)
+	at := make(map[string]int64, len(rest)/2)
 	for i := 0; i < len(rest); i += 2 {
 		user, ok := rest[i].(string)
 		if !ok {
-			return nil, fmt.Errorf("read grabs of red packet %s: user of type %T", packetID, rest[i])
+			return nil, nil, fmt.Errorf("read grabs of red packet %s: user of type %T", packetID, rest[i])
 		}
-		it, err := parseRPItem(rest[i+1])
+		it, ms, err := parseRPGrab(rest[i+1])
 		if err != nil {
-			return nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
+			return nil, nil, fmt.Errorf("read grabs of red packet %s: %w", packetID, err)
 		}
 		grabs[user] = it
+		if ms > 0 {
+			at[user] = ms
+		}
 	}
-	return grabs, nil
+	return grabs, at, nil
 }
 
 // pendingKey is the user's grabs not yet known to be credited: packetId →
@@ -557,6 +586,35 @@ func checkPacketID(id string) error {
 
 func formatRPItem(it rpItem) string {
 	return strconv.Itoa(it.Index) + ":" + strconv.FormatInt(it.Cents, 10)
+}
+
+// formatRPGrab writes a grabs hash value: "index:cents:grabUnixMs", or "index:cents" when
+// at is 0 (no time known, or an item not grabbed).
+func formatRPGrab(it rpItem, at int64) string {
+	if at <= 0 {
+		return formatRPItem(it)
+	}
+	return formatRPItem(it) + ":" + strconv.FormatInt(at, 10)
+}
+
+// parseRPGrab reads a grabs hash value: "index:cents:grabUnixMs", or "index:cents" (a
+// grab loaded without its time, or kept before grab times were), whose at is 0.
+func parseRPGrab(v any) (it rpItem, at int64, err error) {
+	s, ok := v.(string)
+	if !ok {
+		return rpItem{}, 0, fmt.Errorf("grab of type %T", v)
+	}
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		if j := strings.IndexByte(s[i+1:], ':'); j >= 0 {
+			cut := i + 1 + j
+			if at, err = strconv.ParseInt(s[cut+1:], 10, 64); err != nil || at <= 0 {
+				return rpItem{}, 0, fmt.Errorf("bad grab %q: time", s)
+			}
+			s = s[:cut]
+		}
+	}
+	it, err = parseRPItem(s)
+	return it, at, err
 }
 
 func parseRPItem(v any) (rpItem, error) {

@@ -704,8 +704,11 @@ func TestRedPacketsHot(t *testing.T) {
 				t.Fatalf("grabs: %v, %v", got, err)
 			}
 			slices.SortFunc(got, func(a, b redpacket.Grab) int { return a.Index - b.Index })
-			want := []redpacket.Grab{earlier[0], {PacketID: id, UserID: "ben", Index: 1, Amount: 2_00}, {PacketID: id, UserID: "cy", Index: 2, Amount: 3}}
-			if !slices.Equal(got, want) {
+			// The grabs made here carry their time at once, before any database has them;
+			// the one loaded without a time has none.
+			want := []redpacket.Grab{earlier[0], {PacketID: id, UserID: "ben", Index: 1, Amount: 2_00, Time: now},
+				{PacketID: id, UserID: "cy", Index: 2, Amount: 3, Time: now}}
+			if !slices.EqualFunc(got, want, sameGrab) {
 				t.Fatalf("grabs %+v, want %+v", got, want)
 			}
 			if err := h.Close(ctx, id); err != nil {
@@ -716,6 +719,14 @@ func TestRedPacketsHot(t *testing.T) {
 			}
 			if _, _, err := h.Grab(ctx, id, "eve", now); !errors.Is(err, redpacket.ErrClosed) {
 				t.Fatalf("grab after close: %v, want redpacket.ErrClosed", err)
+			}
+			// A rebuild from durable records keeps the recorded grab times.
+			recorded := []redpacket.Grab{{PacketID: "p-timed", UserID: "ann", Index: 0, Amount: 50, Time: now.Add(-time.Second)}}
+			if err := h.Load(ctx, "p-timed", items, recorded, expireAt, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := h.Grabs(ctx, "p-timed"); err != nil || !slices.EqualFunc(got, recorded, sameGrab) {
+				t.Fatalf("grabs of a packet loaded with timed grabs: %+v, %v; want %+v", got, err, recorded)
 			}
 			if _, _, err := h.Grab(ctx, "p-never", "eve", now); !errors.Is(err, redpacket.ErrUnavailable) {
 				t.Fatalf("grab of a packet not loaded: %v, want redpacket.ErrUnavailable", err)
@@ -728,4 +739,9 @@ func TestRedPacketsHot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameGrab compares grabs field by field, times by instant.
+func sameGrab(a, b redpacket.Grab) bool {
+	return a.PacketID == b.PacketID && a.UserID == b.UserID && a.Index == b.Index && a.Amount == b.Amount && a.Time.Equal(b.Time)
 }

@@ -70,12 +70,6 @@ type Drainer interface {
 	WaitApplied(ctx context.Context) error
 }
 
-// DrainFunc is a func as a Drainer.
-type DrainFunc func(ctx context.Context) error
-
-// WaitApplied calls f.
-func (f DrainFunc) WaitApplied(ctx context.Context) error { return f(ctx) }
-
 // Publisher makes a grab durable: it returns once the broker has stored the event.
 type Publisher interface {
 	PublishGrab(ctx context.Context, g Grab) error
@@ -582,8 +576,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // Detail is what a packet's page shows.
 type Detail struct {
 	Packet Packet
-	// Grabs are every grab so far, recorded or still on its way to the database, oldest
-	// first (grabs not yet recorded have no time and come last).
+	// Grabs are every grab so far, recorded or still on its way to the database (the
+	// hot state keeps its time), oldest first; a grab whose time is not known (kept in the
+	// hot state before it kept times) has none and comes last.
 	Grabs           []Grab
 	GrabbedAmount   money.Cents
 	RemainingCount  int

@@ -60,8 +60,12 @@ func (f *userFixture) testCreditTrades(t *testing.T) {
 	}
 	var committed []outbox.Task
 	var mu sync.Mutex
-	f.store.OnTasksCommitted(func(ts []outbox.Task) { mu.Lock(); committed = append(committed, ts...); mu.Unlock() })
-	defer f.store.OnTasksCommitted(nil)
+	// A store of its own on the same databases, told of the tasks it commits.
+	told := *f
+	told.store = sqlstore.NewUserStoreWith(f.dbs, f.router, sqlstore.UserOptions{
+		Committed: func(ts []outbox.Task) { mu.Lock(); committed = append(committed, ts...); mu.Unlock() },
+	})
+	f = &told
 
 	task := outbox.NewTask(alice, "credit_adjust_success", "t-ex1", at, map[string]string{"x": "y"})
 	errs := f.store.ApplyCredit(ctx, []credit.Change{

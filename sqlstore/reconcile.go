@@ -58,9 +58,9 @@ func (l Ledger) Exchanges(ctx context.Context, db, table int) ([]reconcile.Excha
 	return l.Users[db].reconcileExchanges(ctx, table)
 }
 
-// Rebates reads the behaviour rebates of a table created from since to settled.
-func (l Ledger) Rebates(ctx context.Context, db, table int, since, settled time.Time) ([]reconcile.Rebate, error) {
-	return l.Users[db].reconcileRebates(ctx, table, since, settled)
+// Rebates reads the behaviour rebates of a table created from since on.
+func (l Ledger) Rebates(ctx context.Context, db, table int, since time.Time) ([]reconcile.Rebate, error) {
+	return l.Users[db].reconcileRebates(ctx, table, since)
 }
 
 // CreditOrders reads every credit order of a table.
@@ -230,33 +230,33 @@ func (db *DB) reconcileExchanges(ctx context.Context, table int) ([]reconcile.Ex
 
 // reconcileRebates reads the behaviour rebates of table created from since to settled,
 // with what they granted.
-func (db *DB) reconcileRebates(ctx context.Context, table int, since, settled time.Time) ([]reconcile.Rebate, error) {
+func (db *DB) reconcileRebates(ctx context.Context, table int, since time.Time) ([]reconcile.Rebate, error) {
 	sfx := TableSuffix(table)
 	var out []reconcile.Rebate
 	err := queryRows(ctx, db.SQL, "rebate orders"+sfx, `
-		SELECT r.user_id, r.order_id, r.rebate_type, r.rebate_config, r.biz_id,
+		SELECT r.user_id, r.order_id, r.rebate_type, r.rebate_config, r.biz_id, r.create_time,
 			c.user_id, c.trade_type, c.trade_name, c.trade_amount, c.create_time, o.user_id
 		FROM user_behavior_rebate_order`+sfx+` r
 		LEFT JOIN user_credit_order`+sfx+` c ON c.out_business_no = r.biz_id
 		LEFT JOIN raffle_activity_order`+sfx+` o ON o.out_business_no = r.biz_id
-		WHERE r.create_time >= ? AND r.create_time <= ?`, func(rows *sql.Rows) error {
+		WHERE r.create_time >= ?`, func(rows *sql.Rows) error {
 		var (
 			r                                          reconcile.Rebate
 			rebateType                                 string
 			cUser, cType, cName, cAmount, activityUser sql.NullString
-			creditTime                                 NullTime
+			created, creditTime                        NullTime
 		)
-		if err := rows.Scan(&r.UserID, &r.OrderID, &rebateType, &r.Config, &r.BizID,
+		if err := rows.Scan(&r.UserID, &r.OrderID, &rebateType, &r.Config, &r.BizID, &created,
 			&cUser, &cType, &cName, &cAmount, &creditTime, &activityUser); err != nil {
 			return err
 		}
 		if err := joined(&r.Credit, cUser, cType, cName, cAmount, creditTime); err != nil {
 			return fmt.Errorf("credit order of rebate %s: %w", r.BizID, err)
 		}
-		r.Type, r.ActivityUser = rebate.Type(rebateType), activityUser.String
+		r.Type, r.Created, r.ActivityUser = rebate.Type(rebateType), created.Time, activityUser.String
 		out = append(out, r)
 		return nil
-	}, since, settled)
+	}, since)
 	return out, err
 }
 

@@ -31,11 +31,7 @@ func writeTasks(sc *script, tasks []outbox.Task, now time.Time) {
 	sc.write("insert tasks", insertSQL("task", taskInsertColumns, len(rows)), flatten(rows), len(rows), nil)
 }
 
-// OnTasksCommitted sets fn to be told of the tasks every transaction of the store wrote,
-// once it has committed (the outbox relay's feed). fn must not block. Set it before the
-// store is used.
-func (s *UserStore) OnTasksCommitted(fn func([]outbox.Task)) { s.committed = fn }
-
+// tasksCommitted tells UserOptions.Committed of tasks whose transaction has committed.
 func (s *UserStore) tasksCommitted(tasks []outbox.Task) {
 	if len(tasks) > 0 && s.committed != nil {
 		s.committed(tasks)

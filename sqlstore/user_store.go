@@ -49,7 +49,7 @@ type UserStore struct {
 	participations []*group[*participation] // by database
 	recordings     []*group[*recording]
 
-	committed func([]outbox.Task) // told of tasks once their transaction committed
+	committed func([]outbox.Task) // told of tasks once their transaction committed; may be nil
 }
 
 var _ activity.UserStore = (*UserStore)(nil)
@@ -59,15 +59,26 @@ var _ activity.UserStore = (*UserStore)(nil)
 // shard once; grouped writes build theirs per transaction. It panics when the number of
 // databases does not match the router, a wiring mistake.
 func NewUserStore(dbs []*DB, router Router) *UserStore {
-	return NewUserStoreWith(dbs, router, GroupCommit{})
+	return NewUserStoreWith(dbs, router, UserOptions{})
 }
 
-// NewUserStoreWith is NewUserStore with group commit tuned by gc.
-func NewUserStoreWith(dbs []*DB, router Router, gc GroupCommit) *UserStore {
+// UserOptions configure a UserStore beyond its databases.
+type UserOptions struct {
+	GroupCommit GroupCommit
+	// Committed is told of the tasks every transaction of the store wrote, once it has
+	// committed: the outbox relay's feed (outbox.Queue.Committed). It must not block.
+	// nil: the tasks wait for the relay's compensation job.
+	Committed func([]outbox.Task)
+}
+
+// NewUserStoreWith is NewUserStore with group commit tuned and committed tasks told as
+// opts says.
+func NewUserStoreWith(dbs []*DB, router Router, opts UserOptions) *UserStore {
 	if len(dbs) != router.DBs || router.Tables < 1 {
 		panic(fmt.Sprintf("sqlstore: NewUserStore with %d databases for a %dx%d router", len(dbs), router.DBs, router.Tables))
 	}
-	s := &UserStore{dbs: dbs, router: router, now: time.Now, shards: make([][]*userSQL, len(dbs))}
+	gc := opts.GroupCommit
+	s := &UserStore{dbs: dbs, router: router, now: time.Now, shards: make([][]*userSQL, len(dbs)), committed: opts.Committed}
 	for i, db := range dbs {
 		s.shards[i] = make([]*userSQL, router.Tables)
 		for t := range router.Tables {

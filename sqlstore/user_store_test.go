@@ -60,7 +60,7 @@ func newUserFixture(t *testing.T, db *sqlstore.DB, gc sqlstore.GroupCommit) *use
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &userFixture{dbs: dbs, router: router, store: sqlstore.NewUserStoreWith(dbs, router, gc)}
+	return &userFixture{dbs: dbs, router: router, store: sqlstore.NewUserStoreWith(dbs, router, sqlstore.UserOptions{GroupCommit: gc})}
 }
 
 var (
