@@ -37,6 +37,9 @@ type Options struct {
 	Stock      stockAdder // nil: admin/stock/add is not served
 	// DeadLetters lists and replays the broker's dead letters; nil: admin/dlq is not served.
 	DeadLetters deadLetters
+	// CreditSettlers are the credit green channel's sources (credit awards, credit
+	// rebates), applied in order before every credit read.
+	CreditSettlers []Settler
 	// AppTokens are the service-to-service tokens by app id (the rebate endpoint).
 	AppTokens map[string]string
 	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
