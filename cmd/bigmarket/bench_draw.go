@@ -34,7 +34,7 @@ func benchDrawCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	sku := fs.Int64("sku", 9011, "SKU recharged to every user (9011: 150 draws a day)")
 	adminToken := fs.String("admin-token", "", "operator token for the recharge (default: BIGMARKET_ADMIN_TOKEN of the config)")
 	prefix := fs.String("prefix", "", "user id prefix (default: random, so that runs do not collide)")
-	provisionC := fs.Int("provision-c", 32, "concurrent recharges while provisioning")
+	provisionC := fs.Int("provision-c", 4, "concurrent provisioning requests (of up to 1,000 users each)")
 	verify := fs.Bool("verify", true, "check the invariants on the SQL databases after the run")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench draw [flags]
