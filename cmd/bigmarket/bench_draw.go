@@ -39,7 +39,9 @@ func benchDrawCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench draw [flags]
 
-Provisions -users users with quota through the operator recharge, draws in the activity at
+Tops the SKU's stock up by -users units (admin/stock/add) and provisions -users users with
+one recharge of it each through bulk provisioning (admin/activity/provision, 1,000 users a
+request, -provision-c requests at a time), draws in the activity at
 -c concurrency for -d (or -n draws), then checks on the server's SQL databases (opened
 from the same config as serve: -config, BIGMARKET_*) that no award was granted beyond its
 stock, no surplus is negative, and every successful draw left exactly one award record,
