@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/bigmarket/bigmarket/ident"
 )
@@ -118,16 +120,42 @@ func (s *Service) Provision(ctx context.Context, req ProvisionRequest) (Provisio
 			Key: QuotaKey{UserID: u, ActivityID: a.ID, Day: day, Month: month},
 			Order: RechargeOrder{
 				UserID: u, SKU: sku.SKU, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
-				OrderID: NewOrderID(now), OrderTime: now, Count: sku.Count, State: RechargeCompleted,
-				OutBusinessNo: numbers[u],
+				OrderTime: now, Count: sku.Count, State: RechargeCompleted, OutBusinessNo: numbers[u],
 			},
 		}
 	}
-	written, err := s.opts.Users.RechargeMany(ctx, items, func(q *Quota) { q.Add(sku.Count) })
+	// The stock is taken; the orders are written, again with new order ids when a write
+	// fails (an order id another request took in the same millisecond): orders already
+	// written are found by their business numbers and skipped.
+	var written int
+	for attempt := 0; ; attempt++ {
+		for i, id := range newOrderIDs(s.opts.Now(), len(items)) {
+			items[i].Order.OrderID = id
+		}
+		var n int
+		n, err = s.opts.Users.RechargeMany(ctx, items, func(q *Quota) { q.Add(sku.Count) })
+		written += n
+		if err == nil || attempt == 2 || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
-		return Provisioned{}, fmt.Errorf("provision %d users with sku %d: %w", len(fresh), sku.SKU, err)
+		return Provisioned{}, fmt.Errorf("provision %d users with sku %d (%d written): %w", len(fresh), sku.SKU, written, err)
 	}
 	out.Provisioned = written
 	out.Repeated += len(fresh) - written
 	return out, nil
+}
+
+// newOrderIDs returns n distinct order ids of NewOrderID's form: the millisecond, then a
+// run of consecutive 7-digit numbers from a random start, so that a batch never repeats
+// an id and two batches of the same millisecond rarely meet.
+func newOrderIDs(now time.Time, n int) []string {
+	const space = 10_000_000
+	start := rand.IntN(space)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%013d%07d", now.UnixMilli(), (start+i)%space)
+	}
+	return ids
 }
