@@ -152,6 +152,30 @@ func (f *fakeUsers) Recharge(_ context.Context, key QuotaKey, order RechargeOrde
 	return nil
 }
 
+func (f *fakeUsers) RechargesExist(_ context.Context, numbers map[string]string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	found := map[string]bool{}
+	for u, no := range numbers {
+		if _, ok := f.recharges[no]; ok {
+			found[u] = true
+		}
+	}
+	return found, nil
+}
+
+func (f *fakeUsers) RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) (int, error) {
+	n := 0
+	for _, it := range items {
+		if err := f.Recharge(ctx, it.Key, it.Order, add); err == nil {
+			n++
+		} else if !errors.Is(err, ErrDuplicateOrder) {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 func (f *fakeUsers) CompleteRecharge(_ context.Context, _, no, day, month string, add func(*Quota, Count)) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -206,6 +230,21 @@ func (f *fakeSKUStock) Deduct(_ context.Context, sku int64, _ time.Time) (int64,
 	}
 	f.left[sku]--
 	f.taken++
+	return f.left[sku], int64(f.taken), nil
+}
+
+func (f *fakeSKUStock) DeductN(_ context.Context, sku, units int64, _ time.Time) (int64, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	left, ok := f.left[sku]
+	if !ok {
+		return 0, 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockMissing)
+	}
+	if left < units {
+		return 0, 0, fmt.Errorf("sku %d: %w", sku, ErrSKUStockExhausted)
+	}
+	f.left[sku] -= units
+	f.taken += int(units)
 	return f.left[sku], int64(f.taken), nil
 }
 

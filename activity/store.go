@@ -41,6 +41,14 @@ type UserStore interface {
 	// loads the key's quota rows locked, runs add on them and writes them. A repeated
 	// out_business_no returns an error wrapping ErrDuplicateOrder and changes nothing.
 	Recharge(ctx context.Context, key QuotaKey, order RechargeOrder, add func(*Quota)) error
+	// RechargesExist returns which of the users' out_business_nos (user id → number)
+	// already have a recharge order, by user id.
+	RechargesExist(ctx context.Context, numbers map[string]string) (map[string]bool, error)
+	// RechargeMany is Recharge for many users' completed orders (one per user), several
+	// in a transaction: each order inserted and add run on its key's locked quota rows,
+	// as Recharge does. An order whose out_business_no is already there is skipped and
+	// changes nothing; it returns how many orders it wrote.
+	RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) (int, error)
 	// CompleteRecharge, in one transaction, moves the user's wait_pay recharge order with
 	// the out_business_no to completed and runs add with its count on the locked quota
 	// rows of day and month. It reports false and changes nothing when the order is
@@ -52,6 +60,12 @@ type UserStore interface {
 	// RecentRaffleOrders returns the newest raffle orders, newest first, at most limit: of
 	// one user when userID is set, otherwise across every shard.
 	RecentRaffleOrders(ctx context.Context, userID string, limit int) ([]RaffleOrder, error)
+}
+
+// Recharging is one order of UserStore.RechargeMany with the quota it adds to.
+type Recharging struct {
+	Key   QuotaKey
+	Order RechargeOrder
 }
 
 // Taken is what UserStore.Participate did: the order to draw on and the quota after it.
@@ -73,6 +87,9 @@ type SKUStock interface {
 	// error wrapping ErrSKUStockExhausted when none is left and ErrSKUStockMissing when the
 	// stock is not in the cache.
 	Deduct(ctx context.Context, sku int64, expireAt time.Time) (left, issued int64, err error)
+	// DeductN is Deduct of units at once, all or none: fewer left than units wraps
+	// ErrSKUStockExhausted and takes nothing. issued is the last unit's sequence number.
+	DeductN(ctx context.Context, sku, units int64, expireAt time.Time) (left, issued int64, err error)
 	// TopUp raises the counter's total to total, the SKU's new stock_count, keeping the
 	// units granted; false when the counter is absent (a rebuild reads the new count).
 	TopUp(ctx context.Context, sku, total int64, expireAt time.Time) (bool, error)

@@ -203,9 +203,9 @@ func (n *App) buildServices() {
 	default:
 		log.Warn("no BIGMARKET_WEBHOOK_URL: external awards are refused and dead-lettered")
 	}
-	n.awards = award.NewService(award.Options{Configs: awardConfigs, Credits: n.users, Fallback: external})
+	n.awards = award.NewService(award.Options{Configs: awardConfigs, Pending: n.users, Credits: n.users, Fallback: external})
 	n.credits = credit.NewService(n.users, n.activities, nil)
-	n.rebates = rebate.NewService(rebate.Options{Configs: awardConfigs, Store: n.users, Recharge: n.activities.Recharge,
+	n.rebates = rebate.NewService(rebate.Options{Configs: awardConfigs, Store: n.users, Pending: n.users, Recharge: n.activities.Recharge,
 		Credits: n.users, Location: cfg.location})
 	// Concurrent grabs share Redis round trips through an auto-pipeliner: under a crowd
 	// each write and read carries many scripts instead of one.
@@ -287,6 +287,7 @@ func (n *App) buildAPI() {
 		Credits:            n.credits,
 		Rebates:            n.rebates,
 		RedPackets:         n.redPackets,
+		CreditSettlers:     []httpapi.Settler{n.awards, n.rebates},
 		Stock:              stockAdders{n.strategies, n.activities},
 		DeadLetters:        nats.NewDeadLetters(n.b.JS, n.eventOpts, n.log),
 		AppTokens:          cfg.appTokens,
@@ -318,8 +319,16 @@ func (n *App) startJobs() {
 	}
 	run("stock-sync", n.stockSync.Run)
 	run("stock-sync-consumer", nats.NewStockSyncConsumer(n.b.JS, n.stockOpts, n.configs, log).Run)
+	creditLate := cfg.faults.hook(faultCreditConsumers, log)
 	for _, c := range n.consumers {
-		run(c.Topic()+"-consumer", c.Run)
+		job := c.Run
+		if creditLate != nil && (c.Topic() == award.TopicSendAward || c.Topic() == rebate.TopicSendRebate) {
+			job = func(ctx context.Context) error {
+				creditLate(ctx)
+				return c.Run(ctx)
+			}
+		}
+		run(c.Topic()+"-consumer", job)
 	}
 	run("outbox-relay", n.relay.Run)
 	run("armory-listener", func(ctx context.Context) error {

@@ -25,12 +25,16 @@ const (
 	// faultAfterDistribute pauses the send_award consumer after a batch's effects are
 	// committed and before its messages are acked.
 	faultAfterDistribute faultPoint = "delay_after_distribute"
+	// faultCreditConsumers holds back the start of the send_award and send_rebate
+	// consumers, so that only the green channel can credit what they carry until then.
+	faultCreditConsumers faultPoint = "delay_credit_consumers"
 )
 
 // faultPoints says what each point's pause does, for the warning logged when it is set.
 var faultPoints = map[faultPoint]string{
 	faultBeforeRecord:    "every draw pauses before its award transaction",
 	faultAfterDistribute: "the award consumer pauses between its commit and its acks",
+	faultCreditConsumers: "the award and rebate consumers start late",
 }
 
 // faultPrefix starts the config keys of the fault points.

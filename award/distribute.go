@@ -64,9 +64,17 @@ func (f DistributorFunc) Prepare(ctx context.Context, a Award, m SendAward) (cre
 	return f(ctx, a, m)
 }
 
+// Pending lists a user's awards recorded but not yet distributed, as the send_award
+// messages that will distribute them (the green channel's source).
+type Pending interface {
+	PendingAwards(ctx context.Context, userID string) ([]SendAward, error)
+}
+
 // Options configures a Service.
 type Options struct {
 	Configs Configs
+	// Pending is read by Settle; nil: Settle does nothing.
+	Pending Pending
 	Credits interface {
 		ApplyCredit(ctx context.Context, changes []credit.Change) []error
 	}
@@ -148,6 +156,60 @@ func (s *Service) Distribute(ctx context.Context, msgs []SendAward) []error {
 		}
 	}
 	return errs
+}
+
+// creditKeys are the award keys Settle distributes: those that only move credit in the
+// user's own database.
+var creditKeys = map[string]bool{KeyCreditRandom: true, KeyCreditBlacklist: true}
+
+// Settle is the credit green channel of awards: before a user's credit is read, the
+// user's credit awards recorded but not yet distributed are distributed now, from the
+// same send_award messages the consumer will get, so under the same business number (the
+// award's order id) and with the same amount. The consumer's delivery that follows, or
+// one running at the same time, finds the trade applied and changes nothing; nor does
+// this when the consumer came first. Other awards (a webhook's) are left to the
+// consumer. An award that cannot be distributed (a bad config) is left to the consumer
+// and its dead letters; any other failure is returned, and the consumer still credits it.
+func (s *Service) Settle(ctx context.Context, userID string) error {
+	if s.opts.Pending == nil {
+		return nil
+	}
+	pending, err := s.opts.Pending.PendingAwards(ctx, userID)
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	var msgs []SendAward
+	for _, m := range pending {
+		a, err := s.opts.Configs.Award(ctx, m.AwardID)
+		switch {
+		case errors.Is(err, ErrUnknownAward):
+			continue
+		case err != nil:
+			return fmt.Errorf("settle award %d of order %s: %w", m.AwardID, m.OrderID, err)
+		case creditKeys[a.Key]:
+			msgs = append(msgs, m)
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	var errs []error
+	for i, err := range s.Distribute(ctx, msgs) {
+		if err != nil && !Permanent(err) {
+			errs = append(errs, fmt.Errorf("settle order %s: %w", msgs[i].OrderID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Permanent reports whether a distribution error cannot be fixed by trying again.
+func Permanent(err error) bool {
+	for _, target := range []error{ErrUnknownAward, ErrNoDistributor, ErrBadConfig, ErrBadMessage} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return credit.IsPermanent(err)
 }
 
 func (s *Service) prepare(ctx context.Context, m SendAward) (credit.Change, error) {

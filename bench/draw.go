@@ -25,13 +25,13 @@ var ErrDrawFailed = errors.New("draw bench: verification failed")
 // DrawOptions describes one run of the draw bench.
 type DrawOptions struct {
 	Base       string // server base URL, e.g. http://127.0.0.1:8091
-	AdminToken string // for the operator recharge (and the armory in production mode)
+	AdminToken string // for the stock top-up and the provisioning (and the armory in production mode)
 	ActivityID int64
-	SKU        int64 // recharged once per user
+	SKU        int64 // recharged once per user, its stock topped up by the users first
 	Users      int
 	Prefix     string // user ids are Prefix + "_" + index
 
-	ProvisionConcurrency int
+	ProvisionConcurrency int // provisioning requests in flight, each of up to 1,000 users
 	Concurrency          int
 	Duration             time.Duration
 	Requests             int64
@@ -209,21 +209,35 @@ type drawBody struct {
 	ActivityID int64  `json:"activityId"`
 }
 
-// provisionUsers recharges o.SKU to every user through the operator endpoint, each with
-// an out business number unique to the user and this run. A recharge that got no answer
-// is retried with the same number, so that a repeat (0003) means it was done.
+// provisionBatch is the users of one provisioning request (the server's maximum).
+const provisionBatch = 1000
+
+// provisionUsers gives every user one recharge of o.SKU: it first tops the SKU's stock
+// up by the number of users (admin/stock/add), then sends the users in batches of
+// provisionBatch to admin/activity/provision, o.ProvisionConcurrency batches at a time,
+// under a batch number unique to this run. A batch that got no answer, or a retryable
+// one, is sent again as it was: the users it already recharged come back as repeated.
 func provisionUsers(ctx context.Context, o DrawOptions, users []string, progress io.Writer) (ProvisionReport, error) {
 	nonce := make([]byte, 4)
 	if _, err := rand.Read(nonce); err != nil {
 		return ProvisionReport{}, err
 	}
-	run := hex.EncodeToString(nonce)
+	batchNo := "bench-" + hex.EncodeToString(nonce)
 	client := &http.Client{
-		Timeout:   30 * time.Second,
+		Timeout:   2 * time.Minute,
 		Transport: &http.Transport{MaxIdleConnsPerHost: o.ProvisionConcurrency, DisableCompression: true},
 	}
 	defer client.CloseIdleConnections()
-	url := o.Base + "/api/v1/admin/activity/recharge"
+
+	start := time.Now()
+	topUp, _ := json.Marshal(map[string]any{"sku": o.SKU, "units": len(users)})
+	if env, err := Call(ctx, client, http.MethodPost, o.Base+"/api/v1/admin/stock/add", o.AdminToken, topUp, nil); err != nil || env.Code != "0000" {
+		if err == nil {
+			err = fmt.Errorf("%s %s", env.Code, env.Info)
+		}
+		return ProvisionReport{}, fmt.Errorf("top up sku %d by %d units: %w", o.SKU, len(users), err)
+	}
+	url := o.Base + "/api/v1/admin/activity/provision"
 
 	var (
 		next, done, retries atomic.Int64
@@ -238,14 +252,18 @@ func provisionUsers(ctx context.Context, o DrawOptions, users []string, progress
 		}
 		mu.Unlock()
 	}
-	recharge := func(user string) error {
-		body, _ := json.Marshal(map[string]any{"userId": user, "sku": o.SKU, "outBusinessNo": user + "-" + run})
+	provision := func(batch []string) error {
+		body, _ := json.Marshal(map[string]any{"activityId": o.ActivityID, "sku": o.SKU, "outBusinessNo": batchNo, "users": batch})
 		var lastErr error
-		for attempt := range 3 {
+		for attempt := range 5 {
 			if attempt > 0 {
 				retries.Add(1)
 			}
-			env, err := Call(ctx, client, http.MethodPost, url, o.AdminToken, body, nil)
+			var res struct {
+				Provisioned int `json:"provisioned"`
+				Repeated    int `json:"repeated"`
+			}
+			env, err := Call(ctx, client, http.MethodPost, url, o.AdminToken, body, &res)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -257,19 +275,20 @@ func provisionUsers(ctx context.Context, o DrawOptions, users []string, progress
 			codes[env.Code]++
 			mu.Unlock()
 			switch {
-			case env.Code == "0000", env.Code == "0003" && attempt > 0:
+			case env.Code == "0000" && (res.Repeated == 0 || attempt > 0):
 				return nil
-			case env.Code == "0001" || env.Code == "0006":
-				lastErr = fmt.Errorf("recharge %s: %s %s", user, env.Code, env.Info)
+			case env.Code == "0000":
+				return fmt.Errorf("provision: %d of %d users already had batch %s", res.Repeated, len(batch), batchNo)
+			case env.Code == "0001" || env.Code == "0006" || env.Code == "0009":
+				lastErr = fmt.Errorf("provision %d users: %s %s", len(batch), env.Code, env.Info)
 				continue
 			default:
-				return fmt.Errorf("recharge %s with sku %d: %s %s", user, o.SKU, env.Code, env.Info)
+				return fmt.Errorf("provision %d users with sku %d: %s %s", len(batch), o.SKU, env.Code, env.Info)
 			}
 		}
 		return lastErr
 	}
 
-	start := time.Now()
 	stop := make(chan struct{})
 	var reporter sync.WaitGroup
 	reporter.Go(func() {
@@ -286,12 +305,13 @@ func provisionUsers(ctx context.Context, o DrawOptions, users []string, progress
 			}
 		}
 	})
+	batches := (len(users) + provisionBatch - 1) / provisionBatch
 	var wg sync.WaitGroup
-	for range min(o.ProvisionConcurrency, len(users)) {
+	for range min(o.ProvisionConcurrency, batches) {
 		wg.Go(func() {
 			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(users)) || ctx.Err() != nil {
+				b := int(next.Add(1) - 1)
+				if b >= batches || ctx.Err() != nil {
 					return
 				}
 				mu.Lock()
@@ -300,11 +320,12 @@ func provisionUsers(ctx context.Context, o DrawOptions, users []string, progress
 				if failed {
 					return
 				}
-				if err := recharge(users[i]); err != nil {
+				batch := users[b*provisionBatch : min((b+1)*provisionBatch, len(users))]
+				if err := provision(batch); err != nil {
 					fail(err)
 					return
 				}
-				done.Add(1)
+				done.Add(int64(len(batch)))
 			}
 		})
 	}

@@ -15,6 +15,7 @@ type activities interface {
 	StageActivity(ctx context.Context, channel, source string) (int64, error)
 	Account(ctx context.Context, userID string, activityID int64) (activity.View, error)
 	Recharge(ctx context.Context, req activity.RechargeRequest) (activity.RechargeOrder, error)
+	Provision(ctx context.Context, req activity.ProvisionRequest) (activity.Provisioned, error)
 	Stages(ctx context.Context) ([]activity.Stage, error)
 	RecentOrders(ctx context.Context, userID string, limit int) ([]activity.RaffleOrder, error)
 }

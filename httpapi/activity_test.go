@@ -17,6 +17,14 @@ type fakeActivities struct {
 	calls      atomic.Int64
 	AccountFn  func(userID string, activityID int64) (activity.View, error)
 	RechargeFn func(req activity.RechargeRequest) (activity.RechargeOrder, error)
+	// Provisions records the provisioning requests that reached the service.
+	Provisions []activity.ProvisionRequest
+}
+
+func (f *fakeActivities) Provision(_ context.Context, req activity.ProvisionRequest) (activity.Provisioned, error) {
+	f.calls.Add(1)
+	f.Provisions = append(f.Provisions, req)
+	return activity.Provisioned{Provisioned: len(req.Users)}, nil
 }
 
 func (f *fakeActivities) Products(_ context.Context, id int64) ([]activity.SKU, error) {

@@ -94,3 +94,43 @@ func (s *Server) recharge(r *http.Request) (any, error) {
 	}
 	return true, nil
 }
+
+type provisionRequest struct {
+	ActivityID    ID       `json:"activityId"`
+	SKU           ID       `json:"sku"`
+	OutBusinessNo string   `json:"outBusinessNo"`
+	Users         []string `json:"users"`
+}
+
+// provision recharges a SKU to many users in one request (bulk provisioning for load
+// tests and campaigns): each user gets what admin/activity/recharge gives, under the
+// out_business_no outBusinessNo_userId, so a repeated request recharges nobody twice. It
+// answers {provisioned, repeated}. A bad request (no users, more than
+// activity.MaxProvisionUsers, a user twice, a bad id) is 0002 and changes nothing; too
+// little SKU stock for the users not yet recharged is ERR_SKU_STOCK and takes nothing.
+func (s *Server) provision(r *http.Request) (any, error) {
+	var req provisionRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.SKU <= 0 {
+		return nil, badParam(http.StatusOK, "sku must be a positive integer")
+	}
+	if req.ActivityID < 0 {
+		return nil, badParam(http.StatusOK, "activityId must be a positive integer")
+	}
+	if len(req.Users) == 0 || len(req.Users) > activity.MaxProvisionUsers {
+		return nil, badParam(http.StatusOK, "users must list 1 to %d user ids", activity.MaxProvisionUsers)
+	}
+	for i, u := range req.Users {
+		if err := checkUserID(u); err != nil {
+			return nil, badParam(http.StatusOK, "users[%d]: %v", i, err)
+		}
+	}
+	if err := checkID("outBusinessNo", req.OutBusinessNo, activity.MaxProvisionBatchNo); err != nil {
+		return nil, err
+	}
+	return s.opts.Activities.Provision(r.Context(), activity.ProvisionRequest{
+		ActivityID: int64(req.ActivityID), SKU: int64(req.SKU), BatchNo: req.OutBusinessNo, Users: req.Users,
+	})
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -150,5 +151,61 @@ func TestArmoryNeedsAdminInProduction(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"code":"0000"`) {
 		t.Errorf("armory with token: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+const provisionPath = "/api/v1/admin/activity/provision"
+
+// TestProvision passes a well-formed provisioning to the service as it was sent and
+// answers its counts; a bad one is 0002 before the service is called.
+func TestProvision(t *testing.T) {
+	t.Parallel()
+	f := newFakeActivities()
+	h := New(Options{Strategies: newFake(), Activities: f, AdminToken: "s3cret"})
+	r := doAdmin(t, h, "POST", provisionPath, "Bearer s3cret", `{"activityId":100301,"sku":"9011","outBusinessNo":"b1","users":["u1","u2"]}`)
+	if r.status != 200 || r.Code != "0000" || string(r.Data) != `{"provisioned":2,"repeated":0}` {
+		t.Errorf("provision: HTTP %d %s %s", r.status, r.Code, r.Data)
+	}
+	want := activity.ProvisionRequest{ActivityID: 100301, SKU: 9011, BatchNo: "b1", Users: []string{"u1", "u2"}}
+	if len(f.Provisions) != 1 || fmt.Sprint(f.Provisions[0]) != fmt.Sprint(want) {
+		t.Errorf("provision requests %+v, want %+v", f.Provisions, want)
+	}
+	if r := doAdmin(t, h, "POST", provisionPath, "", `{"sku":9011,"outBusinessNo":"b1","users":["u1"]}`); r.status != 401 || len(f.Provisions) != 1 {
+		t.Errorf("without the admin token: HTTP %d %s, %d calls", r.status, r.Code, len(f.Provisions))
+	}
+
+	users := func(n int) string {
+		us := make([]string, n)
+		for i := range us {
+			us[i] = fmt.Sprintf("%q", fmt.Sprint("u", i))
+		}
+		return "[" + strings.Join(us, ",") + "]"
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+	}{
+		{"malformed", `{"sku":9011,"users":[`, 400},
+		{"users not a list", `{"sku":9011,"outBusinessNo":"b1","users":"u1"}`, 400},
+		{"missing sku", `{"outBusinessNo":"b1","users":["u1"]}`, 200},
+		{"negative activity", `{"activityId":-1,"sku":9011,"outBusinessNo":"b1","users":["u1"]}`, 200},
+		{"no users", `{"sku":9011,"outBusinessNo":"b1","users":[]}`, 200},
+		{"missing users", `{"sku":9011,"outBusinessNo":"b1"}`, 200},
+		{"too many users", `{"sku":9011,"outBusinessNo":"b1","users":` + users(activity.MaxProvisionUsers+1) + `}`, 200},
+		{"empty user id", `{"sku":9011,"outBusinessNo":"b1","users":["u1",""]}`, 200},
+		{"40-char user id", `{"sku":9011,"outBusinessNo":"b1","users":["` + strings.Repeat("u", 40) + `"]}`, 200},
+		{"missing outBusinessNo", `{"sku":9011,"users":["u1"]}`, 200},
+		{"outBusinessNo too long for a user's number", `{"sku":9011,"outBusinessNo":"` + strings.Repeat("9", activity.MaxProvisionBatchNo+1) + `","users":["u1"]}`, 200},
+	} {
+		f := newFakeActivities()
+		h := New(Options{Strategies: newFake(), Activities: f, AdminToken: "s3cret"})
+		r := doAdmin(t, h, "POST", provisionPath, "Bearer s3cret", tc.body)
+		if r.status != tc.status || r.Code != "0002" || string(r.Data) != "null" {
+			t.Errorf("%s: HTTP %d %s %s, want HTTP %d 0002", tc.name, r.status, r.Code, r.Data, tc.status)
+		}
+		if f.calls.Load() != 0 {
+			t.Errorf("%s: %d service calls, want 0", tc.name, f.calls.Load())
+		}
 	}
 }

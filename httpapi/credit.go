@@ -50,12 +50,25 @@ func (s *Server) queryUserCreditAccount(r *http.Request) (any, error) {
 	return a.Available, nil
 }
 
-// account reads the user's credit account, first applying the user's red packet grabs
-// not yet credited (the green channel), so that a user who just grabbed sees the money.
-// When that fails the account is still answered: the grab's event credits it soon.
+// Settler applies, before a credit read, what the asynchronous path will credit a user
+// but has not yet (a green channel), under the idempotency keys that path uses.
+type Settler interface {
+	Settle(ctx context.Context, userID string) error
+}
+
+// account reads the user's credit account, first applying what the user is owed but not
+// yet credited (the green channel): red packet grabs, and the credit awards and credit
+// rebates of Options.CreditSettlers, so that a user who just grabbed, won 随机积分 or
+// signed in sees the money. When one fails the account is still answered: the event
+// credits it soon.
 func (s *Server) account(r *http.Request, userID string) (credit.Account, error) {
 	if s.opts.RedPackets != nil {
 		if err := s.opts.RedPackets.Settle(r.Context(), userID); err != nil {
+			s.opts.Logger.Warn("green channel", "request_id", s.requestID(r), "user_id", userID, "err", err)
+		}
+	}
+	for _, st := range s.opts.CreditSettlers {
+		if err := st.Settle(r.Context(), userID); err != nil {
 			s.opts.Logger.Warn("green channel", "request_id", s.requestID(r), "user_id", userID, "err", err)
 		}
 	}

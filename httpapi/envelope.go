@@ -168,6 +168,7 @@ var errorCodes = []struct {
 	{strategy.ErrAwardNotFound, http.StatusOK, CodeIllegalParam},
 	{strategy.ErrInvalidUnits, http.StatusOK, CodeIllegalParam},
 	{activity.ErrInvalidUnits, http.StatusOK, CodeIllegalParam},
+	{activity.ErrInvalidProvision, http.StatusOK, CodeIllegalParam},
 	{rebate.ErrInvalid, http.StatusOK, CodeIllegalParam},
 	{rebate.ErrNoRebate, http.StatusOK, CodeIllegalParam},
 	{credit.ErrInvalidTrade, http.StatusOK, CodeIllegalParam},

@@ -37,6 +37,9 @@ type Options struct {
 	Stock      stockAdder // nil: admin/stock/add is not served
 	// DeadLetters lists and replays the broker's dead letters; nil: admin/dlq is not served.
 	DeadLetters deadLetters
+	// CreditSettlers are the credit green channel's sources (credit awards, credit
+	// rebates), applied in order before every credit read.
+	CreditSettlers []Settler
 	// AppTokens are the service-to-service tokens by app id (the rebate endpoint).
 	AppTokens map[string]string
 	// AdminToken is the bearer token of everything under /api/v1/admin/; empty refuses
@@ -139,6 +142,7 @@ func New(opts Options) *Server {
 		s.handle("POST "+raffle+"activity/query_sku_product_list_by_activity_id", s.querySKUProducts)
 		s.handle("GET "+raffle+"activity/query_stage_activity_id", s.queryStageActivityID)
 		s.handle("POST "+adminPrefix+"activity/recharge", s.admin(s.recharge))
+		s.handle("POST "+adminPrefix+"activity/provision", s.admin(s.provision))
 		s.handle("GET "+raffle+"erp/query_raffle_activity_stage_list", s.admin(s.queryStageList))
 		s.handle("GET "+raffle+"erp/query_user_raffle_order", s.admin(s.queryUserRaffleOrders))
 		user(raffle, "activity/query_user_activity_account", true, s.queryUserActivityAccount)

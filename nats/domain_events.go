@@ -50,19 +50,10 @@ func SendAwardHandler(s *award.Service) BatchHandler {
 			at = append(at, i)
 		}
 		for j, err := range s.Distribute(ctx, msgs) {
-			errs[at[j]] = permanent(err, awardPermanent)
+			errs[at[j]] = permanent(err, award.Permanent)
 		}
 		return errs
 	}
-}
-
-func awardPermanent(err error) bool {
-	for _, target := range []error{award.ErrUnknownAward, award.ErrNoDistributor, award.ErrBadConfig, award.ErrBadMessage} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return credit.IsPermanent(err)
 }
 
 // SendRebateHandler returns the Handler of rebate.TopicSendRebate.

@@ -102,10 +102,18 @@ type Store interface {
 	HasRebate(ctx context.Context, userID string, behavior Behavior, outBusinessNo string) (bool, error)
 }
 
+// Pending lists a user's credit rebates recorded but not yet credited, as the
+// send_rebate messages that will credit them (the green channel's source).
+type Pending interface {
+	PendingCreditRebates(ctx context.Context, userID string) ([]SendRebate, error)
+}
+
 // Options configures a Service.
 type Options struct {
 	Configs Configs
 	Store   Store
+	// Pending is read by Settle; nil: Settle does nothing.
+	Pending Pending
 	// Recharge grants a SKU rebate (activity.Service.Recharge).
 	Recharge func(ctx context.Context, req activity.RechargeRequest) (activity.RechargeOrder, error)
 	// Credits grants a credit rebate.
@@ -234,4 +242,31 @@ func (s *Service) Deliver(ctx context.Context, m SendRebate) error {
 	default:
 		return fmt.Errorf("rebate %s: type %q: %w", m.BizID, m.RebateType, ErrBadConfig)
 	}
+}
+
+// Settle is the credit green channel of rebates: before a user's credit is read, the
+// user's credit rebates recorded but not yet credited (a sign-in a moment ago) are
+// delivered now, as their send_rebate messages will be, keyed by the rebate's biz_id, so
+// the consumer's delivery that follows or runs at the same time changes nothing, and this
+// changes nothing after it. SKU rebates are left to the consumer. A rebate whose config
+// cannot be credited is left to the consumer's dead letters; any other failure is
+// returned, and the consumer still credits it.
+func (s *Service) Settle(ctx context.Context, userID string) error {
+	if s.opts.Pending == nil {
+		return nil
+	}
+	pending, err := s.opts.Pending.PendingCreditRebates(ctx, userID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range pending {
+		if m.RebateType != TypeIntegral {
+			continue
+		}
+		if err := s.Deliver(ctx, m); err != nil && !errors.Is(err, ErrBadConfig) && !credit.IsPermanent(err) {
+			errs = append(errs, fmt.Errorf("settle rebate %s: %w", m.BizID, err))
+		}
+	}
+	return errors.Join(errs...)
 }

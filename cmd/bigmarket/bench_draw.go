@@ -34,12 +34,14 @@ func benchDrawCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	sku := fs.Int64("sku", 9011, "SKU recharged to every user (9011: 150 draws a day)")
 	adminToken := fs.String("admin-token", "", "operator token for the recharge (default: BIGMARKET_ADMIN_TOKEN of the config)")
 	prefix := fs.String("prefix", "", "user id prefix (default: random, so that runs do not collide)")
-	provisionC := fs.Int("provision-c", 32, "concurrent recharges while provisioning")
+	provisionC := fs.Int("provision-c", 4, "concurrent provisioning requests (of up to 1,000 users each)")
 	verify := fs.Bool("verify", true, "check the invariants on the SQL databases after the run")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench draw [flags]
 
-Provisions -users users with quota through the operator recharge, draws in the activity at
+Tops the SKU's stock up by -users units (admin/stock/add) and provisions -users users with
+one recharge of it each through bulk provisioning (admin/activity/provision, 1,000 users a
+request, -provision-c requests at a time), draws in the activity at
 -c concurrency for -d (or -n draws), then checks on the server's SQL databases (opened
 from the same config as serve: -config, BIGMARKET_*) that no award was granted beyond its
 stock, no surplus is negative, and every successful draw left exactly one award record,
