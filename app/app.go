@@ -180,6 +180,9 @@ func (n *App) buildStores() error {
 		ImplicitLuckAward: cfg.ImplicitLuckAward,
 		Announcer:         n.armoryBus,
 		StockStore:        n.configs,
+
+		// The per-strategy overrides (none: no fallback) of implicit_luck_award_by_strategy.
+		ImplicitLuckAwardFor: cfg.implicitLuckAwardFor,
 	})
 	n.activities = activity.NewService(activity.Options{
 		Configs: n.activityStore, Users: n.users, SKUStock: n.skuStock, Recovery: n.recovered,
