@@ -80,7 +80,7 @@ func (g *Gate) CheckPath(ctx context.Context, userID string, activityID int64, s
 		}
 		return nil
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(signature)
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(signature)
 	if err != nil || len(sig) != signatureLen {
 		return fmt.Errorf("malformed draw path: %w", ErrBadPath)
 	}
