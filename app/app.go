@@ -15,6 +15,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/internal/tick"
@@ -61,6 +62,7 @@ type App struct {
 	rebates    *rebate.Service
 	redPackets *redpacket.Service
 	raffles    *raffle.Service
+	gate       *gate.Gate
 	guardKV    *nats.GuardKV
 	front      *guard.Guard
 
@@ -178,6 +180,9 @@ func (n *App) buildStores() error {
 		ImplicitLuckAward: cfg.ImplicitLuckAward,
 		Announcer:         n.armoryBus,
 		StockStore:        n.configs,
+
+		// The per-strategy overrides (none: no fallback) of implicit_luck_award_by_strategy.
+		ImplicitLuckAwardFor: cfg.implicitLuckAwardFor,
 	})
 	n.activities = activity.NewService(activity.Options{
 		Configs: n.activityStore, Users: n.users, SKUStock: n.skuStock, Recovery: n.recovered,
@@ -224,9 +229,15 @@ func (n *App) buildServices() {
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
 		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketPublishTimeout,
 	})
+	n.gate = gate.New(gate.Options{
+		Store: sqlstore.NewSettingStore(b.ConfigDB), Announcer: n.armoryBus,
+		Activities: n.activities, Strategies: n.strategies, Records: n.users,
+		Wins: redis.NewWins(b.Redis, cfg.RedisPrefix, 0), Nonces: redis.NewNonces(b.Redis, cfg.RedisPrefix),
+		Secret: cfg.drawPathSecret, Logger: log,
+	})
 	raffleOpts := raffle.Options{
 		Activities: n.activities, Strategies: n.strategies, Records: n.users,
-		Claims: redis.NewClaims(b.Redis, cfg.RedisPrefix), Logger: log,
+		Claims: redis.NewClaims(b.Redis, cfg.RedisPrefix), Logger: log, Gate: n.gate,
 	}
 	raffleOpts.BeforeRecord = cfg.faults.hook(faultBeforeRecord, log)
 	n.raffles = raffle.NewService(raffleOpts)
@@ -284,6 +295,7 @@ func (n *App) buildAPI() {
 		Strategies:         n.strategies,
 		Activities:         n.activities,
 		Raffles:            n.raffles,
+		Gate:               n.gate,
 		Credits:            n.credits,
 		Rebates:            n.rebates,
 		RedPackets:         n.redPackets,
@@ -333,6 +345,9 @@ func (n *App) startJobs() {
 	run("outbox-relay", n.relay.Run)
 	run("armory-listener", func(ctx context.Context) error {
 		return n.armoryBus.Listen(ctx, n.strategies.Reload, n.activities.StockAdded)
+	})
+	run("settings-listener", func(ctx context.Context) error {
+		return n.armoryBus.ListenSettings(ctx, n.gate.Forget)
 	})
 	run("red-packet-sweep", func(ctx context.Context) error {
 		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)

@@ -4,7 +4,9 @@
 package app
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -69,6 +71,13 @@ type Config struct {
 	ImplicitLuckAward string        `koanf:"implicit_luck_award"`
 	ShutdownTimeout   time.Duration `koanf:"shutdown_timeout"`
 	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
+	// ImplicitLuckAwardByStrategy overrides implicit_luck_award per strategy,
+	// "strategyId=value" pairs separated by semicolons; the value "none" gives that
+	// strategy's tree-less awards no fallback (draws answer ERR_BIZ_010 once they are gone).
+	ImplicitLuckAwardByStrategy string `koanf:"implicit_luck_award_by_strategy"`
+	// DrawPathSecret is the HMAC key of the signed draw paths, the same on every node;
+	// empty derives one from jwt_secret.
+	DrawPathSecret string `koanf:"draw_path_secret" dump:"secret"`
 	// MySQLMaxConns caps each MySQL pool (one per database); a process opens 1 + user DBs.
 	MySQLMaxConns int `koanf:"mysql_max_conns"`
 	// GroupCommitLanes is how many grouped transactions of one kind (participation, award
@@ -134,6 +143,10 @@ type Config struct {
 	location  *time.Location
 	appTokens map[string]string
 	guard     guard.Settings
+	// implicitLuckAwardFor is ImplicitLuckAwardByStrategy parsed; drawPathSecret the key
+	// of the signed draw paths.
+	implicitLuckAwardFor map[int64]string
+	drawPathSecret       []byte
 	// redPacketMaxAmount is RedPacketMaxAmount parsed.
 	redPacketMaxAmount money.Cents
 	eventBackoff       []time.Duration
@@ -362,6 +375,27 @@ func (c *Config) Validate() error {
 			break
 		}
 		c.eventBackoff = append(c.eventBackoff, d)
+	}
+	c.implicitLuckAwardFor = map[int64]string{}
+	for _, pair := range strings.Split(c.ImplicitLuckAwardByStrategy, ";") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		id, value, _ := strings.Cut(pair, "=")
+		n, err := strconv.ParseInt(strings.TrimSpace(id), 10, 64)
+		if err != nil || n <= 0 || strings.TrimSpace(value) == "" {
+			errs = append(errs, errors.New("BIGMARKET_IMPLICIT_LUCK_AWARD_BY_STRATEGY: want strategyId=value pairs separated by semicolons, value none or awardId[:value]"))
+			break
+		}
+		c.implicitLuckAwardFor[n] = strings.TrimSpace(value)
+	}
+	c.drawPathSecret = []byte(c.DrawPathSecret)
+	if c.DrawPathSecret == "" {
+		m := hmac.New(sha256.New, []byte(c.JWTSecret))
+		m.Write([]byte("bigmarket draw path secret"))
+		c.drawPathSecret = m.Sum(nil)
+	} else if c.Mode == ModeProduction && len(c.DrawPathSecret) < 16 {
+		errs = append(errs, errors.New("BIGMARKET_DRAW_PATH_SECRET must be at least 16 characters in production (or unset, to derive it from the JWT secret)"))
 	}
 	c.appTokens = map[string]string{}
 	for _, pair := range strings.Split(c.AppTokens, ",") {

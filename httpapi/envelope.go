@@ -15,6 +15,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/rebate"
@@ -46,6 +47,9 @@ const (
 	CodeMonthQuotaExhausted Code = "ERR_BIZ_007"
 	CodeDayQuotaExhausted   Code = "ERR_BIZ_008"
 	CodeOrderUsed           Code = "ERR_BIZ_009"
+	CodeSoldOut             Code = "ERR_BIZ_010"
+	CodeAlreadyWon          Code = "ERR_BIZ_011"
+	CodeBadDrawPath         Code = "ERR_BIZ_012"
 	CodeConfigNotRange      Code = "ERR_CONFIG_001"
 	CodeCreditInsufficient  Code = "ERR_CREDIT_001"
 	CodeRedPacketEmpty      Code = "ERR_RP_001"
@@ -74,6 +78,9 @@ var infos = map[Code]string{
 	CodeMonthQuotaExhausted: "账户月额度不足",
 	CodeDayQuotaExhausted:   "账户日额度不足",
 	CodeOrderUsed:           "用户抽奖单已使用过，不可重复抽奖",
+	CodeSoldOut:             "奖品已抽完，本次抽奖不计次数 (no award left to win; this draw is not counted)",
+	CodeAlreadyWon:          "每位用户限中奖一次，您已中过奖 (one win per user: you already won in this activity)",
+	CodeBadDrawPath:         "抽奖链接无效、已过期或已使用，请重新获取 (draw path missing, invalid, expired or used; get a new one)",
 	CodeConfigNotRange:      "奖品配置不是一个范围值，如1,100",
 	CodeCreditInsufficient:  "用户积分账户额度不足",
 	CodeRedPacketEmpty:      "红包已抢完",
@@ -139,6 +146,11 @@ var errorCodes = []struct {
 	{guard.ErrRateLimited, http.StatusOK, CodeRateLimited},
 	{guard.ErrTimeout, http.StatusOK, CodeTimeout},
 	{guard.ErrOutcomeUnknown, http.StatusOK, CodeBusy},
+	{gate.ErrBadPath, http.StatusOK, CodeBadDrawPath},
+	{gate.ErrAlreadyWon, http.StatusOK, CodeAlreadyWon},
+	{gate.ErrBusy, http.StatusOK, CodeBusy},
+	{strategy.ErrSoldOut, http.StatusOK, CodeSoldOut},
+	{strategy.ErrStockMissing, http.StatusOK, CodeBusy},
 	{redpacket.ErrEmpty, http.StatusOK, CodeRedPacketEmpty},
 	{redpacket.ErrClosed, http.StatusOK, CodeRedPacketClosed},
 	{redpacket.ErrNotEligible, http.StatusOK, CodeRedPacketIneligible},
@@ -174,6 +186,8 @@ var errorCodes = []struct {
 	{credit.ErrInvalidTrade, http.StatusOK, CodeIllegalParam},
 	{outbox.ErrNoDeadLetter, http.StatusOK, CodeIllegalParam},
 	{outbox.ErrUnknownStream, http.StatusOK, CodeIllegalParam},
+	{gate.ErrInvalidSettings, http.StatusOK, CodeIllegalParam},
+	{gate.ErrPathsOff, http.StatusOK, CodeIllegalParam},
 	{award.ErrBadConfig, http.StatusOK, CodeConfigNotRange},
 	{strategy.ErrRuleWeightMissing, http.StatusOK, CodeRuleWeightEmpty},
 	{strategy.ErrInvalidTree, http.StatusOK, CodeNotAssembled},

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 )
 
@@ -187,7 +188,9 @@ func (s *Server) queryConfig(*http.Request) (any, error) {
 // breaker counts only these, and a user whose last call got one is not blacklisted for
 // retrying it.
 func IsSystemFailure(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, gate.ErrBusy) {
+		// A user's own concurrent draw in a one-win activity answers 0009 too, but says
+		// nothing of the system's health: one user's burst must not open the breaker.
 		return false
 	}
 	switch classify(err).code {

@@ -64,10 +64,19 @@ type drawResponse struct {
 	AwardIndex int    `json:"awardIndex"`
 }
 
-func (s *Server) draw(r *http.Request) (any, error) {
+func (s *Server) draw(r *http.Request) (any, error) { return s.drawWith(r, "") }
+
+// drawWith draws for the request's user; with a gate, the draw path's signature (empty
+// for the plain draw) is checked before anything is read.
+func (s *Server) drawWith(r *http.Request, signature string) (any, error) {
 	userID, activityID, err := decodeUserActivity(r)
 	if err != nil {
 		return nil, err
+	}
+	if s.opts.Gate != nil {
+		if err := s.opts.Gate.CheckPath(r.Context(), userID, activityID, signature); err != nil {
+			return nil, err
+		}
 	}
 	res, err := s.opts.Raffles.Draw(r.Context(), userID, activityID)
 	if err != nil {

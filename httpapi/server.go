@@ -35,6 +35,9 @@ type Options struct {
 	Rebates    rebates    // nil: the sign-in and behaviour rebate endpoints are not served
 	RedPackets redPackets // nil: the red packet endpoints are not served
 	Stock      stockAdder // nil: admin/stock/add is not served
+	// Gate serves the activity settings, the signed draw paths and their check on every
+	// draw; nil: those endpoints are not served and every draw is plain.
+	Gate drawGate
 	// DeadLetters lists and replays the broker's dead letters; nil: admin/dlq is not served.
 	DeadLetters deadLetters
 	// CreditSettlers are the credit green channel's sources (credit awards, credit
@@ -153,6 +156,16 @@ func New(opts Options) *Server {
 		user(raffle, "activity/draw", true, s.draw)
 		user(raffle, "strategy/query_raffle_award_list", true, s.queryAwardList)
 		user(raffle, "strategy/query_raffle_strategy_rule_weight", false, s.queryRuleWeights)
+		if opts.Gate != nil {
+			s.handle("GET "+adminPrefix+"activity/settings", s.admin(s.queryActivitySettings))
+			s.handle("POST "+adminPrefix+"activity/settings", s.admin(s.saveActivitySettings))
+			if tokens {
+				// A path is handed to a signed-in user and bound to them: both ends take
+				// the token. The signed draw is behind the guard as the draw is.
+				s.handle("GET "+raffle+"activity/draw_path_by_token", s.byToken(s.drawPath))
+				s.handle("POST "+raffle+"activity/draw/{signature}", s.byToken(s.guarded("POST "+raffle+"activity/draw", s.signedDraw)))
+			}
+		}
 	}
 	if opts.Credits != nil {
 		user(raffle, "activity/query_user_credit_account", true, s.queryUserCreditAccount)

@@ -24,6 +24,7 @@ const flushTimeout = 5 * time.Second
 type ArmoryBus struct {
 	nc      *natsgo.Conn
 	subject string
+	prefix  string
 	node    string
 	log     *slog.Logger
 }
@@ -47,7 +48,7 @@ func NewArmoryBus(nc *natsgo.Conn, prefix string, log *slog.Logger) *ArmoryBus {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &ArmoryBus{nc: nc, subject: subject, node: hex.EncodeToString(b), log: log}
+	return &ArmoryBus{nc: nc, subject: subject, prefix: prefix, node: hex.EncodeToString(b), log: log}
 }
 
 // AnnounceArmory publishes that strategyID was re-assembled and waits until the server

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -62,6 +63,12 @@ type Options struct {
 	// BeforeRecord, when set, runs between the strategy's pick and the award transaction.
 	// It exists for fault tests that kill the process at that point.
 	BeforeRecord func(ctx context.Context)
+	// Gate intercepts draws before they take quota (sold out, one win); nil admits all.
+	Gate gate.Checker
+	// HoldTTL is the least time a one-win draw holds the user's slot in the activity
+	// (default 30s; longer when the guard lets the draw run longer). Only a crashed draw
+	// keeps it that long: the user's next draw there answers 0009 meanwhile.
+	HoldTTL time.Duration
 }
 
 // claimMargin is how long a draw's claim outlasts the latest end of the draw's contexts,
@@ -81,6 +88,12 @@ func NewService(opts Options) *Service {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Gate == nil {
+		opts.Gate = gate.None
+	}
+	if opts.HoldTTL <= 0 {
+		opts.HoldTTL = 30 * time.Second
 	}
 	return &Service{opts: opts}
 }
@@ -129,9 +142,17 @@ type Result struct {
 // the same user can take a fresh order from its creator. When the reusable order is held
 // by another request, the draw takes a fresh order from the quota instead, so concurrent
 // requests use the quota rather than collide on one order.
+//
+// Before any of that the gate admits the draw (sold-out activity, one win), and a stocked
+// win is noted with it before it is recorded (see package gate).
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
-	fresh := activity.NewOrderID(s.opts.Now())
 	ttl := s.claimTTL(ctx)
+	pass, err := s.opts.Gate.Admit(ctx, userID, activityID, max(ttl, s.opts.HoldTTL))
+	if err != nil {
+		return Result{}, err
+	}
+	defer pass.Close()
+	fresh := activity.NewOrderID(s.opts.Now())
 	token, ok, err := s.opts.Claims.Claim(ctx, fresh, ttl)
 	if err != nil {
 		return Result{}, fmt.Errorf("draw: %w", err)
@@ -174,7 +195,10 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 	res, err := s.opts.Strategies.Draw(ctx, strategy.Input{
 		UserID: userID, StrategyID: p.Activity.StrategyID, Score: p.Score(), DrawsToday: p.DrawsToday(),
 	})
-	if err != nil {
+	if err == nil {
+		err = pass.Won(ctx, res)
+	}
+	if err != nil { // the order stays unused: the user's next draw reuses it
 		s.release(orderID, token)
 		return Result{}, fmt.Errorf("draw order %s: %w", orderID, err)
 	}
@@ -192,6 +216,7 @@ func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Re
 		// order rather than draw again on one that may be used.
 		if ctx.Err() == nil {
 			s.release(orderID, token)
+			pass.Unrecorded()
 		}
 		return Result{}, fmt.Errorf("record award of order %s: %w", orderID, err)
 	}

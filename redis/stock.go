@@ -112,3 +112,43 @@ func (s *Stock) Issued(ctx context.Context, ref strategy.AwardRef) (int64, bool,
 	l, err := s.Remaining(ctx, ref)
 	return l.Issued, l.HasIssued, err
 }
+
+var _ strategy.StockLevels = (*Stock)(nil)
+
+// States reads the counters of refs in one pipelined round trip (each counter is one
+// slot): an award is out when its counter has no unit left to grant (remaining at most 0,
+// or every unit of its total issued), missing when any of its keys is absent.
+func (s *Stock) States(ctx context.Context, refs []strategy.AwardRef) ([]strategy.StockState, error) {
+	cmds := make([]*goredis.SliceCmd, len(refs))
+	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, ref := range refs {
+			cmds[i] = p.MGet(ctx, counterKeys(s.CounterKey(ref))...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stock states: %w", err)
+	}
+	out := make([]strategy.StockState, len(refs))
+	for i, cmd := range cmds {
+		var level [3]int64
+		for j, v := range cmd.Val() {
+			n, ok, err := parseLevel(v)
+			if err != nil {
+				return nil, fmt.Errorf("read stock of award %d of strategy %d: %w", refs[i].AwardID, refs[i].StrategyID, err)
+			}
+			if !ok {
+				out[i] = strategy.StockMissing
+				break
+			}
+			level[j] = n
+		}
+		if out[i] == strategy.StockMissing {
+			continue
+		}
+		if remaining, issued, total := level[0], level[1], level[2]; remaining <= 0 || issued >= total {
+			out[i] = strategy.StockOut
+		}
+	}
+	return out, nil
+}

@@ -134,6 +134,21 @@ func (t *Tree) LockCount() int64 {
 	return 0
 }
 
+// Has reports whether the tree has a node of the rule.
+func (t *Tree) Has(rule RuleModel) bool {
+	_, ok := t.nodes[rule]
+	return ok
+}
+
+// LuckAward returns the award of the tree's rule_luck_award node, its fallback, if it has
+// one.
+func (t *Tree) LuckAward() (int, bool) {
+	if n, ok := t.nodes[RuleLuckAward]; ok {
+		return n.params.AwardID, true
+	}
+	return 0, false
+}
+
 // NewTree loads and validates a rule tree: every line EQUAL with a known verdict, no
 // dangling node, no cycle, no node kind the rules do not know, and a line for every
 // verdict that carries no award.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type Result struct {
 	Rule RuleModel
 	// Chain is the chain rule that made the pick: rule_blacklist, rule_weight or rule_default.
 	Chain RuleModel
+	// Stocked says the award is a stocked award (Assembled.Stocked) granted from its stock:
+	// what one win per user counts.
+	Stocked bool
 }
 
 // Assembled is a strategy ready to draw: its tables, chain, trees and awards, immutable
@@ -56,7 +60,50 @@ type Assembled struct {
 	trees     map[int]*Tree // by award id; awards without a tree use the implicit one
 	blacklist *blacklist
 	expireAt  time.Time
+	// stocked holds the stocked awards (see Stocked); noFallback says no tree of the
+	// strategy has a rule_luck_award.
+	stocked    map[int]bool
+	noFallback bool
 }
+
+// classify finds the stocked awards and whether the strategy has a fallback, once its
+// trees are built.
+func (a *Assembled) classify() {
+	fallback := map[int]bool{}
+	a.noFallback = true
+	for _, t := range a.trees {
+		if id, ok := t.LuckAward(); ok {
+			fallback[id] = true
+			a.noFallback = false
+		}
+	}
+	a.stocked = map[int]bool{}
+	for _, aw := range a.Awards {
+		if a.trees[aw.AwardID].Has(RuleStock) && !fallback[aw.AwardID] {
+			a.stocked[aw.AwardID] = true
+		}
+	}
+}
+
+// Stocked lists, by sort, the strategy's stocked awards: those whose tree has a rule_stock
+// node and that are no tree's fallback (rule_luck_award) award.
+func (a *Assembled) Stocked() []int {
+	var ids []int
+	for _, aw := range a.Awards {
+		if a.stocked[aw.AwardID] {
+			ids = append(ids, aw.AwardID)
+		}
+	}
+	return ids
+}
+
+// IsStocked reports whether the award is one of Stocked.
+func (a *Assembled) IsStocked(awardID int) bool { return a.stocked[awardID] }
+
+// NoFallback reports whether no tree of the strategy has a rule_luck_award: its awards
+// without trees were given none (ImplicitLuckAward NoFallback), so a pick out of stock
+// ends the draw with ErrSoldOut rather than a consolation award.
+func (a *Assembled) NoFallback() bool { return a.noFallback }
 
 // Award returns the strategy's award with the id, if any.
 func (a *Assembled) Award(id int) (Award, bool) {
@@ -82,9 +129,14 @@ type Options struct {
 	DefaultStockTTL time.Duration
 	// ImplicitLuckAward is the rule_luck_award value used for awards that have no rule tree:
 	// they still go through rule_stock, and fall back to this award when out of stock.
+	// NoFallback ("none") gives them no fallback: a pick whose stock is out ends the draw
+	// with ErrSoldOut.
 	ImplicitLuckAward string
-	ChainRules        ChainRules // default DefaultChainRules()
-	TreeRules         TreeRules  // default DefaultTreeRules()
+	// ImplicitLuckAwardFor overrides ImplicitLuckAward per strategy id; "none" there makes
+	// that strategy's tree-less awards end in ErrSoldOut when out of stock.
+	ImplicitLuckAwardFor map[int64]string
+	ChainRules           ChainRules // default DefaultChainRules()
+	TreeRules            TreeRules  // default DefaultTreeRules()
 	// Recovery, when set, bounds preheated stock by durable grant records and rebuilds
 	// stock found missing from the cache (a Redis loss).
 	Recovery StockRecovery
@@ -115,10 +167,13 @@ type Announcer interface {
 
 // Service assembles strategies and draws from them.
 type Service struct {
-	opts      Options
-	implicit  TreeConfig
-	mu        sync.Mutex // serialises assembly
-	assembled sync.Map   // int64 → *Assembled
+	opts     Options
+	implicit TreeConfig
+	// noFallbackRules are the tree rules with rule_stock allowed to end a walk without an
+	// award: the implicit tree of a strategy whose ImplicitLuckAward is NoFallback.
+	noFallbackRules TreeRules
+	mu              sync.Mutex // serialises assembly
+	assembled       sync.Map   // int64 → *Assembled
 	// soldOut holds the awards this node saw run out: their draws go to the fallback
 	// without a Redis round trip. An assembly (an armory or a top-up here, or another
 	// node's through Reload) clears them; they lapse after SoldOutTTL anyway.
@@ -178,20 +233,45 @@ func NewService(opts Options) *Service {
 		opts.SoldOutTTL = 5 * time.Second
 	}
 	s := &Service{
-		opts:    opts,
-		soldOut: soldout.New[AwardRef](opts.SoldOutTTL, opts.Now),
-		implicit: TreeConfig{
-			ID:   "implicit_stock",
-			Root: RuleStock,
-			Nodes: []TreeNode{
-				{RuleKey: RuleStock},
-				{RuleKey: RuleLuckAward, Value: opts.ImplicitLuckAward},
-			},
-			Lines: []TreeLine{{From: RuleStock, To: RuleLuckAward, LimitType: "EQUAL", LimitValue: string(Allow)}},
-		},
+		opts:     opts,
+		soldOut:  soldout.New[AwardRef](opts.SoldOutTTL, opts.Now),
+		implicit: implicitTree(opts.ImplicitLuckAward),
+	}
+	s.noFallbackRules = maps.Clone(opts.TreeRules)
+	if stock, ok := s.noFallbackRules[RuleStock]; ok {
+		stock.Needs = nil
+		s.noFallbackRules[RuleStock] = stock
 	}
 	s.deductFunc = s.deduct
 	return s
+}
+
+// NoFallback is the ImplicitLuckAward value that gives tree-less awards no fallback.
+const NoFallback = "none"
+
+// implicitTree is the tree of the awards without one: rule_stock, then the luck award
+// when out of stock, or nothing for NoFallback.
+func implicitTree(luckAward string) TreeConfig {
+	if luckAward == NoFallback {
+		return TreeConfig{ID: "implicit_stock_no_fallback", Root: RuleStock, Nodes: []TreeNode{{RuleKey: RuleStock}}}
+	}
+	return TreeConfig{
+		ID:   "implicit_stock",
+		Root: RuleStock,
+		Nodes: []TreeNode{
+			{RuleKey: RuleStock},
+			{RuleKey: RuleLuckAward, Value: luckAward},
+		},
+		Lines: []TreeLine{{From: RuleStock, To: RuleLuckAward, LimitType: "EQUAL", LimitValue: string(Allow)}},
+	}
+}
+
+// implicitFor is the implicit tree of a strategy's tree-less awards.
+func (s *Service) implicitFor(strategyID int64) TreeConfig {
+	if v, ok := s.opts.ImplicitLuckAwardFor[strategyID]; ok {
+		return implicitTree(v)
+	}
+	return s.implicit
 }
 
 // Armory (re)assembles a strategy from its stored config, preheats its stock and tells
@@ -319,24 +399,30 @@ func (s *Service) build(cfg Config) (*Assembled, error) {
 		return nil, err
 	}
 	loaded := map[string]*Tree{}
+	implicit := s.implicitFor(cfg.StrategyID)
 	for _, aw := range a.Awards {
 		id := aw.TreeID
 		tc, ok := cfg.Trees[id]
+		rules := s.opts.TreeRules
 		if id == "" {
-			tc, ok = s.implicit, true
+			tc, ok = implicit, true
+			if len(tc.Lines) == 0 { // NoFallback: rule_stock alone
+				rules = s.noFallbackRules
+			}
 		}
 		if !ok {
 			return nil, fmt.Errorf("award %d: tree %s not found: %w", aw.AwardID, id, ErrInvalidTree)
 		}
 		t, done := loaded[tc.ID]
 		if !done {
-			if t, err = NewTree(tc, s.opts.TreeRules); err != nil {
+			if t, err = NewTree(tc, rules); err != nil {
 				return nil, err
 			}
 			loaded[tc.ID] = t
 		}
 		a.trees[aw.AwardID] = t
 	}
+	a.classify()
 	for _, model := range cfg.RuleModels {
 		link, ok := s.opts.ChainRules[model]
 		if !ok {
@@ -422,18 +508,84 @@ func (s *Service) draw(ctx context.Context, in Input) (Result, error) {
 		return Result{}, err
 	}
 	if out.AwardID == 0 {
+		if out.Rule == RuleStock && a.noFallback {
+			return Result{}, s.lostPick(ctx, AwardRef{StrategyID: a.StrategyID, AwardID: pick.AwardID})
+		}
 		return Result{}, fmt.Errorf("tree of award %d ended with %s and no award: %w", pick.AwardID, out.Rule, ErrInvalidTree)
 	}
 	return a.result(out.AwardID, out.RuleValue, out.Rule, pick.Rule), nil
 }
 
+// lostPick is the error of a draw of a strategy without fallback whose picked award had no
+// stock to give: ErrSoldOut when the stock is known to be out, ErrStockMissing (retry)
+// when the counter is missing from the cache, so that unknown stock is never answered as
+// sold out.
+func (s *Service) lostPick(ctx context.Context, ref AwardRef) error {
+	if !s.soldOut.Out(ref) {
+		ok, err := s.opts.Stock.Exists(ctx, ref)
+		switch {
+		case err != nil:
+			return fmt.Errorf("award %d of strategy %d had no stock to give; reading it: %w", ref.AwardID, ref.StrategyID, err)
+		case !ok:
+			return fmt.Errorf("award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, ErrStockMissing)
+		}
+	}
+	return fmt.Errorf("award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, ErrSoldOut)
+}
+
 func (a *Assembled) result(awardID int, ruleValue string, rule, chain RuleModel) Result {
 	r := Result{AwardID: awardID, RuleValue: ruleValue, Rule: rule, Chain: chain}
+	r.Stocked = rule == RuleStock && a.stocked[awardID]
 	if aw, ok := a.awards[awardID]; ok {
 		r.Title, r.Subtitle, r.Sort = aw.Title, aw.Subtitle, aw.Sort
 		r.AwardKey, r.AwardConfig = aw.AwardKey, aw.AwardConfig
 	}
 	return r
+}
+
+// SoldOut reports whether every stocked award of a strategy without fallback is known to
+// be out of stock, so that its draws can be refused before they take any quota. It
+// answers from this node's sold-out flags when they cover every stocked award; otherwise
+// it reads the counters of the others in one round trip (when Stock implements
+// StockLevels) and flags those found out, so that every node learns it from the shared
+// stock. A counter missing from the cache is unknown, never out: SoldOut is then false.
+// A strategy with a fallback is never sold out: its draws end in the fallback award.
+func (s *Service) SoldOut(ctx context.Context, strategyID int64) (bool, error) {
+	a, err := s.Assembled(ctx, strategyID)
+	if err != nil {
+		return false, err
+	}
+	if !a.noFallback || len(a.stocked) == 0 {
+		return false, nil
+	}
+	epoch := s.soldOut.Epoch()
+	var ask []AwardRef
+	for _, id := range a.Stocked() {
+		ref := AwardRef{StrategyID: strategyID, AwardID: id}
+		if !s.soldOut.Out(ref) {
+			ask = append(ask, ref)
+		}
+	}
+	if len(ask) == 0 {
+		return true, nil
+	}
+	levels, ok := s.opts.Stock.(StockLevels)
+	if !ok {
+		return false, nil
+	}
+	states, err := levels.States(ctx, ask)
+	if err != nil {
+		return false, fmt.Errorf("read stock of strategy %d: %w", strategyID, err)
+	}
+	out := true
+	for i, st := range states {
+		if st == StockOut {
+			s.soldOut.Mark(ask[i], epoch)
+		} else {
+			out = false
+		}
+	}
+	return out, nil
 }
 
 // deduct is the Service's DeductFunc, handed to every tree walk: it takes one unit of an

@@ -25,6 +25,9 @@ var (
 	ErrStockMissing = errors.New("award stock not preheated")
 	// ErrAwardNotFound means the strategy has no such award.
 	ErrAwardNotFound = errors.New("award not found in strategy")
+	// ErrSoldOut means a draw of a strategy without fallback (see Assembled.NoFallback)
+	// picked an award whose stock is out: the draw has no award.
+	ErrSoldOut = errors.New("no award left to win")
 	// ErrInvalidUnits means a stock top-up's units are not a positive integer up to
 	// MaxTopUp, or would take the count past what the store holds.
 	ErrInvalidUnits = errors.New("invalid stock units")
@@ -148,6 +151,22 @@ type Stock interface {
 	// TopUp raises the counter's total to total, the award's new award_count, keeping the
 	// units granted; false when the counter is absent (a rebuild reads the new count).
 	TopUp(ctx context.Context, ref AwardRef, total int64, expireAt time.Time) (bool, error)
+}
+
+// StockState is what the cache knows of an award's stock.
+type StockState int
+
+// Stock states.
+const (
+	StockLeft    StockState = iota // units are left
+	StockOut                       // no unit is left to grant
+	StockMissing                   // the counter is not in the cache: unknown
+)
+
+// StockLevels is a Stock that can tell several awards' states in one round trip; the
+// sold-out check of strategies without fallback uses it.
+type StockLevels interface {
+	States(ctx context.Context, refs []AwardRef) ([]StockState, error)
 }
 
 // StockSink receives successful deductions so that the SQL surplus can be synced off the

@@ -1,0 +1,407 @@
+// Package gate intercepts draws before they take quota (拦截无效流量): per-activity
+// settings, the sold-out refusal of activities without fallback, one win per user and
+// signed draw paths (URL 动态加密).
+//
+// A draw path calls it in two places, whatever the path (the SQL draw today, the flash
+// draw next):
+//
+//   - Checker.Admit before any quota is taken: a sold-out activity without fallback is
+//     refused (strategy.ErrSoldOut), a one-win activity's winner is refused
+//     (ErrAlreadyWon), and a one-win draw holds the user's slot in the activity until the
+//     Pass is closed, so that two concurrent draws of one user cannot both win;
+//   - Pass.Won after the pick and before the draw is recorded: a stocked win is noted in
+//     the cluster-wide winner set. Pass.Unrecorded takes the note back when the draw is
+//     certainly not recorded; Pass.Close ends the hold.
+//
+// Signed paths are checked by the HTTP layer (CheckPath) before the draw reads anything.
+package gate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// Domain errors; httpapi maps them to codes. A sold-out activity is strategy.ErrSoldOut
+// (ERR_BIZ_010), whether refused here or found by the draw's own pick.
+var (
+	// ErrAlreadyWon refuses a draw of a user who already won a stocked award in a one-win
+	// activity (ERR_BIZ_011).
+	ErrAlreadyWon = errors.New("user already won a stocked award in this activity")
+	// ErrBadPath refuses a draw of a signed-path activity without a valid path: the plain
+	// draw, another user's or activity's path, an expired or a used one (ERR_BIZ_012).
+	ErrBadPath = errors.New("draw path missing, invalid, expired or used")
+	// ErrBusy refuses a draw while another draw of the same user in the same one-win
+	// activity runs (0009: retry; its outcome is not known yet).
+	ErrBusy = errors.New("another draw of the user in this activity is running")
+	// ErrInvalidSettings refuses settings out of range (0002).
+	ErrInvalidSettings = errors.New("invalid activity settings")
+	// ErrPathsOff refuses a draw path for an activity that does not use them (0002).
+	ErrPathsOff = errors.New("activity does not use signed draw paths")
+)
+
+// MaxPathWindow bounds Settings.PathWindow.
+const MaxPathWindow = 24 * time.Hour
+
+// Settings are one activity's draw settings (table raffle_activity_setting); the zero
+// value, with the activity's id, is the default of an activity without a row.
+type Settings struct {
+	ActivityID int64
+	// OneWin refuses a user who already won a stocked award in the activity.
+	OneWin bool
+	// SignedPath refuses draws that do not come through a signed path.
+	SignedPath bool
+	// PathWindow is how long a signed path stays valid (whole seconds).
+	PathWindow time.Duration
+}
+
+// Validate checks the settings' ranges: a window of whole seconds up to MaxPathWindow,
+// and at least a second when signed paths are on.
+func (s Settings) Validate() error {
+	switch {
+	case s.ActivityID <= 0:
+		return fmt.Errorf("activityId must be a positive integer: %w", ErrInvalidSettings)
+	case s.PathWindow < 0 || s.PathWindow > MaxPathWindow || s.PathWindow%time.Second != 0:
+		return fmt.Errorf("pathWindowSeconds must be an integer from 0 to %d: %w", int(MaxPathWindow/time.Second), ErrInvalidSettings)
+	case s.SignedPath && s.PathWindow == 0:
+		return fmt.Errorf("pathWindowSeconds must be at least 1 when signedPath is on: %w", ErrInvalidSettings)
+	}
+	return nil
+}
+
+// Store keeps the settings; sqlstore implements it on the config database.
+type Store interface {
+	// ActivitySettings returns the activity's row; false when it has none.
+	ActivitySettings(ctx context.Context, activityID int64) (Settings, bool, error)
+	// SaveActivitySettings creates or replaces the activity's row.
+	SaveActivitySettings(ctx context.Context, s Settings) error
+}
+
+// Announcer tells the other nodes that an activity's settings changed, so that they drop
+// their cached copy.
+type Announcer interface {
+	AnnounceSettings(ctx context.Context, activityID int64) error
+}
+
+// Activities gives an activity's config (its strategy and dates).
+type Activities interface {
+	Activity(ctx context.Context, activityID int64) (activity.Activity, error)
+}
+
+// Strategies is what the gate needs of the strategy engine.
+type Strategies interface {
+	// SoldOut reports whether every stocked award of a strategy without fallback is out.
+	SoldOut(ctx context.Context, strategyID int64) (bool, error)
+	Assembled(ctx context.Context, strategyID int64) (*strategy.Assembled, error)
+}
+
+// Hold is what Wins.Hold found.
+type Hold int
+
+// Hold outcomes.
+const (
+	Held    Hold = iota // the slot is held for the caller, and the user has not won
+	Won                 // the user won a stocked award in the activity; nothing held
+	Busy                // another draw holds the slot; nothing held
+	Unknown             // the slot is held, but the set does not know the activity (a loss): rebuild
+)
+
+// Wins is the cluster-wide record of who won a stocked award where (a Redis set per user),
+// with a hold per user and activity that serialises the user's one-win draws.
+type Wins interface {
+	// Hold takes the user's slot in the activity for ttl under token, unless the user has
+	// won there or another draw holds it.
+	Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (Hold, error)
+	// Rebuilt records what the award records say of the user in the activity after an
+	// Unknown hold: that the set now knows the activity, and whether the user won there.
+	Rebuilt(ctx context.Context, userID string, activityID int64, won bool) error
+	// Note records a stocked win; Unnote takes it back.
+	Note(ctx context.Context, userID string, activityID int64) error
+	Unnote(ctx context.Context, userID string, activityID int64) error
+	// Release ends a hold if it is still the token's.
+	Release(ctx context.Context, userID string, activityID int64, token string) error
+}
+
+// Records reads a user's award records in an activity: the durable truth the winner set
+// is rebuilt from.
+type Records interface {
+	AwardRecords(ctx context.Context, userID string, activityID int64) ([]award.Record, error)
+}
+
+// Nonces remembers the signed paths used, cluster-wide.
+type Nonces interface {
+	// Use marks nonce used until until; false when it was used before.
+	Use(ctx context.Context, nonce string, until time.Time) (bool, error)
+}
+
+// Checker is what a draw path asks before it takes quota.
+type Checker interface {
+	// Admit refuses a draw that cannot or may not win, before it takes any quota; hold
+	// is how long the draw may run (a one-win draw holds the user's slot that long at
+	// most). The Pass must be closed.
+	Admit(ctx context.Context, userID string, activityID int64, hold time.Duration) (Pass, error)
+}
+
+// Pass is an admitted draw.
+type Pass interface {
+	// Won is told the draw's pick before the draw is recorded; a stocked win of a one-win
+	// activity is noted, and an error means it could not be: the draw must not be
+	// recorded (its stock unit is lost: undersell, never a second win).
+	Won(ctx context.Context, res strategy.Result) error
+	// Unrecorded takes the note back: the draw is certainly not recorded.
+	Unrecorded()
+	// Close ends the pass (releases the hold).
+	Close()
+}
+
+// Options configures a Gate.
+type Options struct {
+	Store      Store
+	Announcer  Announcer // may be nil: a single node
+	Activities Activities
+	Strategies Strategies
+	Wins       Wins
+	Records    Records
+	Nonces     Nonces
+	// Secret is the HMAC key of the signed paths, the same on every node.
+	Secret []byte
+	// CacheTTL bounds how long a node serves settings it did not hear changed (an
+	// announcement missed); default 10s.
+	CacheTTL time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Gate implements Checker and the settings and path endpoints.
+type Gate struct {
+	opts  Options
+	cache sync.Map // int64 → cachedSettings
+	mu    sync.Mutex
+	// gens counts Forget calls per activity, so that a load that began before a change
+	// cannot cache the old row after it.
+	gens map[int64]uint64
+}
+
+type cachedSettings struct {
+	s     Settings
+	until time.Time
+}
+
+// New returns a Gate.
+func New(opts Options) *Gate {
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Gate{opts: opts, gens: map[int64]uint64{}}
+}
+
+// Settings returns the activity's settings, from memory when fresh; an activity without a
+// row has the defaults.
+func (g *Gate) Settings(ctx context.Context, activityID int64) (Settings, error) {
+	if c, ok := g.cache.Load(activityID); ok && g.opts.Now().Before(c.(cachedSettings).until) {
+		return c.(cachedSettings).s, nil
+	}
+	gen := g.generation(activityID)
+	s, found, err := g.opts.Store.ActivitySettings(ctx, activityID)
+	if err != nil {
+		return Settings{}, fmt.Errorf("settings of activity %d: %w", activityID, err)
+	}
+	if !found {
+		s = Settings{ActivityID: activityID}
+	}
+	g.mu.Lock()
+	if g.gens[activityID] == gen {
+		g.cache.Store(activityID, cachedSettings{s: s, until: g.opts.Now().Add(g.opts.CacheTTL)})
+	}
+	g.mu.Unlock()
+	return s, nil
+}
+
+func (g *Gate) generation(activityID int64) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.gens[activityID]
+}
+
+// Forget drops this node's copy of the activity's settings: they changed (here, or on
+// another node, which announced it).
+func (g *Gate) Forget(activityID int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gens[activityID]++
+	g.cache.Delete(activityID)
+}
+
+// SaveSettings validates and stores an activity's settings, and makes every node read
+// them: this one at once, the others through the Announcer (or within CacheTTL if they
+// miss it). The activity must exist.
+func (g *Gate) SaveSettings(ctx context.Context, s Settings) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if _, err := g.opts.Activities.Activity(ctx, s.ActivityID); err != nil {
+		return err
+	}
+	if err := g.opts.Store.SaveActivitySettings(ctx, s); err != nil {
+		return fmt.Errorf("save settings of activity %d: %w", s.ActivityID, err)
+	}
+	g.Forget(s.ActivityID)
+	if g.opts.Announcer != nil {
+		if err := g.opts.Announcer.AnnounceSettings(context.WithoutCancel(ctx), s.ActivityID); err != nil {
+			g.opts.Logger.Warn("activity settings saved but not announced; other nodes read them within the cache TTL",
+				"activity_id", s.ActivityID, "err", err)
+		}
+	}
+	return nil
+}
+
+// Admit implements Checker: the sold-out refusal first (no quota, no hold), then for a
+// one-win activity the winner set and the user's hold.
+func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold time.Duration) (Pass, error) {
+	a, err := g.opts.Activities.Activity(ctx, activityID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := g.opts.Strategies.SoldOut(ctx, a.StrategyID)
+	if err != nil {
+		return nil, fmt.Errorf("admit draw of activity %d: %w", activityID, err)
+	}
+	if out {
+		return nil, fmt.Errorf("every stocked award of activity %d is gone: %w", activityID, strategy.ErrSoldOut)
+	}
+	s, err := g.Settings(ctx, activityID)
+	if err != nil {
+		return nil, err
+	}
+	if !s.OneWin {
+		return noPass{}, nil
+	}
+	token := newToken()
+	h, err := g.opts.Wins.Hold(ctx, userID, activityID, token, hold)
+	if err != nil {
+		return nil, fmt.Errorf("one-win check of %s in activity %d: %w", userID, activityID, err)
+	}
+	p := &pass{g: g, userID: userID, activityID: activityID, token: token}
+	switch h {
+	case Won:
+		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrAlreadyWon)
+	case Busy:
+		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrBusy)
+	case Unknown:
+		won, err := g.rebuild(ctx, userID, activityID)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		if won {
+			p.Close()
+			return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrAlreadyWon)
+		}
+	}
+	return p, nil
+}
+
+// rebuild reads whether the user won a stocked award in the activity from the award
+// records, and tells the winner set. It runs holding the user's slot, so no draw of the
+// user in the activity records meanwhile.
+func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64) (bool, error) {
+	recs, err := g.opts.Records.AwardRecords(ctx, userID, activityID)
+	if err != nil {
+		return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
+	}
+	won := false
+	for _, r := range recs {
+		a, err := g.opts.Strategies.Assembled(ctx, r.StrategyID)
+		if err != nil {
+			return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
+		}
+		if a.IsStocked(r.AwardID) {
+			won = true
+			break
+		}
+	}
+	if err := g.opts.Wins.Rebuilt(ctx, userID, activityID, won); err != nil {
+		return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
+	}
+	return won, nil
+}
+
+func newToken() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// None admits every draw: a draw path without a gate.
+var None Checker = none{}
+
+type none struct{}
+
+func (none) Admit(context.Context, string, int64, time.Duration) (Pass, error) { return noPass{}, nil }
+
+// noPass is the Pass of a draw that the gate does not follow.
+type noPass struct{}
+
+func (noPass) Won(context.Context, strategy.Result) error { return nil }
+func (noPass) Unrecorded()                                {}
+func (noPass) Close()                                     {}
+
+// pass is the Pass of a one-win draw: it holds the user's slot.
+type pass struct {
+	g          *Gate
+	userID     string
+	activityID int64
+	token      string
+	noted      bool
+}
+
+// bgTimeout bounds the Redis round trips a pass makes after its draw's context.
+const bgTimeout = 2 * time.Second
+
+func (p *pass) Won(ctx context.Context, res strategy.Result) error {
+	if !res.Stocked {
+		return nil
+	}
+	if err := p.g.opts.Wins.Note(ctx, p.userID, p.activityID); err != nil {
+		return fmt.Errorf("note one win of %s in activity %d: %w", p.userID, p.activityID, err)
+	}
+	p.noted = true
+	return nil
+}
+
+func (p *pass) Unrecorded() {
+	if !p.noted {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bgTimeout)
+	defer cancel()
+	if err := p.g.opts.Wins.Unnote(ctx, p.userID, p.activityID); err != nil {
+		// The user stays refused though the win was not recorded: undersell, never a
+		// second win.
+		p.g.opts.Logger.Warn("take back one-win note of an unrecorded draw", "user_id", p.userID, "activity_id", p.activityID, "err", err)
+	}
+	p.noted = false
+}
+
+func (p *pass) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), bgTimeout)
+	defer cancel()
+	if err := p.g.opts.Wins.Release(ctx, p.userID, p.activityID, p.token); err != nil {
+		p.g.opts.Logger.Warn("release one-win hold; it expires", "user_id", p.userID, "activity_id", p.activityID, "err", err)
+	}
+}
