@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -95,35 +94,54 @@ func send(t *testing.T, method, url, auth string, body []byte) (int, apiReply) {
 	return resp.StatusCode, r
 }
 
-func waitReady(t *testing.T, base string, exited <-chan struct{}) {
+// awaitServing waits until the serve writing log has logged the addresses it bound (it is
+// started on 127.0.0.1:0 for both listeners, so no other test can take its port between
+// choosing and binding it) and answers /readyz; it fails at once if serve exits first. It
+// returns the base URLs of the API and of the operator listener.
+func awaitServing(t *testing.T, log *testenv.SyncBuffer, exited <-chan struct{}) (base, ops string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	testenv.Eventually(t, 60*time.Second, "serve logs its addresses and is ready", func() (bool, string) {
 		select {
 		case <-exited:
-			t.Fatalf("server at %s exited before it was ready", base)
+			t.Fatalf("serve exited before it was ready")
 		default:
 		}
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
+		if base == "" {
+			logged := log.String()
+			api, op := loggedAddr(logged, "bigmarket serving"), loggedAddr(logged, "operator listener serving")
+			if api == "" || op == "" {
+				return false, "listening addresses not logged yet"
 			}
+			base, ops = "http://"+api, "http://"+op
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("server at %s not ready within 60s", base)
+		resp, err := httpClient.Get(base + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, fmt.Sprintf("%s/readyz: HTTP %d", base, resp.StatusCode)
+	})
+	opsURLs.Store(base, ops)
+	return base, ops
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// loggedAddr returns the addr of the first log record with message msg, in slog's text or
+// JSON format, or "" when there is none yet.
+func loggedAddr(log, msg string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasPrefix(line, "{") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
+				return rec.Addr
+			}
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, ` msg="`+msg+`" addr=`); ok {
+			addr, _, _ := strings.Cut(rest, " ")
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return ""
 }
 
 // stack is a running deployment under test: API base URLs, the config database and the
@@ -281,8 +299,9 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	}
 	cfg := app.DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.Addr = freeAddr(t)
-	cfg.OpsAddr = freeAddr(t) // its own, never the default 9091 that parallel tests would share
+	// Ports of its own, bound by serve itself: never the default 9091 that parallel tests
+	// would share.
+	cfg.Addr, cfg.OpsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.RedisAddrs = []string{emb.Addr()}
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
@@ -300,8 +319,6 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 		defer close(done)
 		serveErr = app.Serve(ctx, cfg, app.NewLogger(cfg, &logs))
 	}()
-	base := "http://" + cfg.Addr
-	opsURLs.Store(base, "http://"+cfg.OpsAddr)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -317,7 +334,8 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 		}
 		emb.Close()
 	})
-	waitReady(t, base, done)
+	base, ops := awaitServing(t, &logs, done)
+	cfg.Addr, cfg.OpsAddr = strings.TrimPrefix(base, "http://"), strings.TrimPrefix(ops, "http://")
 	return cfg, base, emb
 }
 
