@@ -55,43 +55,88 @@ func surplus(t *testing.T, db *sql.DB, strategyID int64, awardID int) int64 {
 	return n
 }
 
-type apiReply struct {
+// envelope is a serve's answer to one request: the API envelope, with the HTTP status and
+// headers it came with.
+type envelope struct {
 	Code string          `json:"code"`
 	Info string          `json:"info"`
 	Data json.RawMessage `json:"data"`
+
+	Status int         `json:"-"` // 0 when the request failed
+	Header http.Header `json:"-"`
+}
+
+func (e envelope) String() string {
+	return fmt.Sprintf("HTTP %d %s %q %s", e.Status, e.Code, e.Info, e.Data)
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-func call(t *testing.T, method, url string, body []byte) (int, apiReply) {
+// call sends method url to a serve and decodes the envelope of the answer; the e2e tests
+// talk to the API through it. body goes as JSON: nil sends none, []byte and string go as
+// they are, anything else is marshalled. headers are "Name: value" (see bearer); one whose
+// value is empty is not sent, so an optional Authorization may be passed as it is. call
+// may run on any goroutine: a failed request or an answer that is not an envelope is
+// reported with t.Errorf, and leaves Status 0 or Code "".
+func call(t testing.TB, method, url string, body any, headers ...string) envelope {
 	t.Helper()
-	return send(t, method, url, "", body)
+	resp, raw, err := do(method, url, body, append([]string{"Content-Type: application/json"}, headers...)...)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return envelope{}
+	}
+	e := envelope{Status: resp.StatusCode, Header: resp.Header}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		t.Errorf("%s %s: HTTP %d, not an envelope: %.300q", method, url, resp.StatusCode, raw)
+	}
+	return e
 }
 
-// send makes a JSON request with the given Authorization (none when empty) and decodes
-// the envelope. It may run on any goroutine: failures are reported with t.Errorf.
-func send(t *testing.T, method, url, auth string, body []byte) (int, apiReply) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+// bearer is the Authorization header carrying token, for call.
+func bearer(token string) string { return "Authorization: Bearer " + token }
+
+// dataOf decodes the data of e as a T.
+func dataOf[T any](e envelope) (T, error) {
+	var v T
+	err := json.Unmarshal(e.Data, &v)
+	return v, err
+}
+
+// do sends one request as call does and reads the whole answer, reporting nothing itself:
+// for the few requests whose answer is not an envelope (metrics, profiles, preflights) or
+// that are meant to fail.
+func do(method, url string, body any, headers ...string) (*http.Response, []byte, error) {
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r = bytes.NewReader(b)
+	case string:
+		r = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		r = bytes.NewReader(raw)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range headers {
+		name, value, _ := strings.Cut(h, ":")
+		if value = strings.TrimPrefix(value, " "); value != "" {
+			req.Header.Set(name, value)
+		}
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		t.Errorf("%s %s: %v", method, url, err)
-		return 0, apiReply{}
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var r apiReply
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Errorf("%s %s: not an envelope: %q", method, url, raw)
-	}
-	return resp.StatusCode, r
+	raw, err := io.ReadAll(resp.Body)
+	return resp, raw, err
 }
 
 // awaitServing waits until the serve writing log has logged the addresses it bound (it is
@@ -114,11 +159,10 @@ func awaitServing(t *testing.T, log *testenv.SyncBuffer, exited <-chan struct{})
 			}
 			base, ops = "http://"+api, "http://"+op
 		}
-		resp, err := httpClient.Get(base + "/readyz")
+		resp, _, err := do("GET", base+"/readyz", nil)
 		if err != nil {
 			return false, err.Error()
 		}
-		resp.Body.Close()
 		return resp.StatusCode == 200, fmt.Sprintf("%s/readyz: HTTP %d", base, resp.StatusCode)
 	})
 	opsURLs.Store(base, ops)
@@ -187,13 +231,13 @@ func checkNoOversell(t *testing.T, s stack) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				status, r := call(t, "POST", s.bases[i%len(s.bases)]+"/api/v1/raffle/strategy/random_raffle", body)
-				if status != 200 || r.Code != "0000" {
-					t.Errorf("draw: HTTP %d %s %s", status, r.Code, r.Info)
+				r := call(t, "POST", s.bases[i%len(s.bases)]+"/api/v1/raffle/strategy/random_raffle", body)
+				if r.Status != 200 || r.Code != "0000" {
+					t.Errorf("draw: HTTP %d %s %s", r.Status, r.Code, r.Info)
 					return
 				}
-				var d struct{ AwardID int }
-				if err := json.Unmarshal(r.Data, &d); err != nil {
+				d, err := dataOf[struct{ AwardID int }](r)
+				if err != nil {
 					t.Errorf("draw data %s: %v", r.Data, err)
 				}
 				mu.Lock()
@@ -236,7 +280,7 @@ func checkBadInput(t *testing.T, s stack) {
 		{"armory without id", "GET", "/api/v1/raffle/strategy/strategy_armory", nil},
 		{"armory unknown id", "GET", "/api/v1/raffle/strategy/strategy_armory?strategyId=123456789", nil},
 	} {
-		_, r := call(t, tc.method, base+tc.path, tc.body)
+		r := call(t, tc.method, base+tc.path, tc.body)
 		if r.Code != "0002" {
 			t.Errorf("%s: code %s %q, want 0002", tc.name, r.Code, r.Info)
 		}
@@ -261,12 +305,12 @@ func checkArmoryReload(t *testing.T, s stack) {
 		testStrategy, 103, "new award", "", 1000, 1000, "1.0000", "tree_luck_award", 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", s.bases[0], testStrategy), nil); r.Code != "0000" {
+	if r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", s.bases[0], testStrategy), nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 	other := s.bases[len(s.bases)-1]
 	testenv.Eventually(t, 30*time.Second, "node "+other+" draws the award added before another node's armory", func() bool {
-		_, r := call(t, "POST", other+"/api/v1/raffle/strategy/random_raffle", []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy)))
+		r := call(t, "POST", other+"/api/v1/raffle/strategy/random_raffle", []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy)))
 		return strings.Contains(string(r.Data), `"awardId":103`)
 	})
 }
@@ -274,16 +318,16 @@ func checkArmoryReload(t *testing.T, s stack) {
 // checkActivityQueries reads the seeded activity configuration through the API.
 func checkActivityQueries(t *testing.T, s stack) {
 	base := s.bases[0] + "/api/v1/raffle/activity/"
-	_, r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=100301", nil)
+	r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=100301", nil)
 	if r.Code != "0000" || !strings.HasPrefix(string(r.Data), `[{"sku":9011,"activityId":100301,"activityCountId":11101,`+
 		`"stockCount":100000,"stockCountSurplus":100000,"productAmount":200.00,"activityCount":{"totalCount":150,"dayCount":150,"monthCount":150}}`) ||
 		strings.Count(string(r.Data), `"sku":`) != 4 {
 		t.Errorf("sku list of 100301: %s %s", r.Code, r.Data)
 	}
-	if _, r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=999999", nil); r.Code != "0002" {
+	if r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=999999", nil); r.Code != "0002" {
 		t.Errorf("sku list of an unknown activity: %s", r.Code)
 	}
-	if _, r := call(t, "GET", base+"query_stage_activity_id?channel=c01&source=s01", nil); r.Code != "0000" || string(r.Data) != "100401" {
+	if r := call(t, "GET", base+"query_stage_activity_id?channel=c01&source=s01", nil); r.Code != "0000" || string(r.Data) != "100401" {
 		t.Errorf("stage c01/s01: %s %s", r.Code, r.Data)
 	}
 }
@@ -359,13 +403,13 @@ func TestEmbeddedStack(t *testing.T) {
 	})
 	s := stack{bases: []string{base}, db: db.SQL, redis: rdb, prefix: cfg.RedisPrefix, adminToken: cfg.AdminToken, users: users}
 
-	if _, r := call(t, "GET", base+"/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil); r.Code != "0000" || string(r.Data) != "true" {
+	if r := call(t, "GET", base+"/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("armory: %+v", r)
 	}
 	for range 20 {
-		_, r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":100006}`))
-		var d struct{ AwardID, AwardIndex int }
-		if err := json.Unmarshal(r.Data, &d); err != nil || r.Code != "0000" || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 {
+		r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":100006}`))
+		d, err := dataOf[struct{ AwardID, AwardIndex int }](r)
+		if err != nil || r.Code != "0000" || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 {
 			t.Fatalf("random_raffle: %+v", r)
 		}
 	}
@@ -381,12 +425,10 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
 	t.Run("operator listener and CORS", func(t *testing.T) { checkOperatorSurface(t, s) })
 	t.Run("metrics", func(t *testing.T) {
-		resp, err := http.Get(opsURL(t, base) + "/metrics")
+		_, body, err := do("GET", opsURL(t, base)+"/metrics", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		// Every series below must be present with a positive value after the runs above.
 		for _, want := range []string{`bigmarket_draws_total{outcome="stocked"}`, `bigmarket_draws_total{outcome="luck"}`,
 			`bigmarket_award_stock_out_total`, `bigmarket_stock_sync_published_total`,
@@ -424,12 +466,12 @@ func TestEmbeddedSKUStockZero(t *testing.T) {
 	if err := rdb.Del(t.Context(), cfg.RedisPrefix+":sku_stock:{9011}").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("activity armory: %+v", r)
 	}
 	s := stack{bases: []string{base}, adminToken: cfg.AdminToken}
 	for i, want := range []string{"0000", "0000", "ERR_BIZ_005"} {
-		r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": "zero", "sku": 9011, "outBusinessNo": fmt.Sprint("zero-", i)})
+		r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": "zero", "sku": 9011, "outBusinessNo": fmt.Sprint("zero-", i)}, bearer(s.adminToken))
 		if r.Code != want {
 			t.Fatalf("recharge %d of sku 9011 with stock 2: %s %q, want %s", i, r.Code, r.Info, want)
 		}

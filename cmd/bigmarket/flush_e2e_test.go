@@ -117,7 +117,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 	}
 	users, prefix := d.users, d.prefix
 	s := d.stack(bases...)
-	if _, r := call(t, "GET", bases[0]+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", bases[0]+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 
@@ -131,13 +131,13 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				user := fmt.Sprintf("flush%s%03d", prefix[len(prefix)-4:], i)
-				r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 99201, "outBusinessNo": user})
+				r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 99201, "outBusinessNo": user}, bearer(s.adminToken))
 				// 0009 while the flushed SKU counter is rebuilt; ERR_BIZ_005 once it is sold out.
 				if r.Code != "0000" && r.Code != "0009" && r.Code != "ERR_BIZ_005" {
 					t.Errorf("recharge %s: %s %s", user, r.Code, r.Info)
 				}
 				for d := range 4 {
-					r := post(t, bases[(i+d)%2], "/api/v1/raffle/activity/draw", drawReq{user, 100301})
+					r := call(t, "POST", bases[(i+d)%2]+"/api/v1/raffle/activity/draw", drawReq{user, 100301})
 					switch r.Code {
 					case "0000":
 						drawn.Add(1)
