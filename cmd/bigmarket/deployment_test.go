@@ -108,7 +108,7 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 func (d *deployment) start(t *testing.T, extra ...string) (*process, string) {
 	t.Helper()
 	p := startProcess(t, d.bin, append(slices.Clone(d.env), extra...), "serve")
-	base, _ := awaitServing(t, p.log, p.exited)
+	base, _ := awaitServing(t, loggedAddrs(p.log), p.exited)
 	return p, base
 }
 

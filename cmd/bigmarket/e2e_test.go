@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -139,23 +140,23 @@ func do(method, url string, body any, headers ...string) (*http.Response, []byte
 	return resp, raw, err
 }
 
-// awaitServing waits until the serve writing log has logged the addresses it bound (it is
-// started on 127.0.0.1:0 for both listeners, so no other test can take its port between
-// choosing and binding it) and answers /readyz; it fails at once if serve exits first. It
-// returns the base URLs of the API and of the operator listener.
-func awaitServing(t *testing.T, log *testenv.SyncBuffer, exited <-chan struct{}) (base, ops string) {
+// awaitServing waits until serve has told the addresses it bound (it is started on
+// 127.0.0.1:0 for both listeners, so no other test can take its port between choosing and
+// binding it) and answers /readyz; it fails at once if serve exits first. bound returns
+// the addresses told so far (see loggedAddrs, addrCatcher). It returns the base URLs of
+// the API and of the operator listener.
+func awaitServing(t *testing.T, bound func() (api, ops string), exited <-chan struct{}) (base, ops string) {
 	t.Helper()
-	testenv.Eventually(t, 60*time.Second, "serve logs its addresses and is ready", func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, "serve tells its addresses and is ready", func() (bool, string) {
 		select {
 		case <-exited:
 			t.Fatalf("serve exited before it was ready")
 		default:
 		}
 		if base == "" {
-			logged := log.String()
-			api, op := loggedAddr(logged, "bigmarket serving"), loggedAddr(logged, "operator listener serving")
+			api, op := bound()
 			if api == "" || op == "" {
-				return false, "listening addresses not logged yet"
+				return false, "listening addresses not told yet"
 			}
 			base, ops = "http://"+api, "http://"+op
 		}
@@ -169,8 +170,23 @@ func awaitServing(t *testing.T, log *testenv.SyncBuffer, exited <-chan struct{})
 	return base, ops
 }
 
-// loggedAddr returns the addr of the first log record with message msg, in slog's text or
-// JSON format, or "" when there is none yet.
+// Messages of the records that carry, in addr, the address a listener of serve bound.
+const (
+	apiServingMsg = "bigmarket serving"
+	opsServingMsg = "operator listener serving"
+)
+
+// loggedAddrs reads the addresses a serve process bound from its log (slog's text or JSON
+// format, at log level info or below).
+func loggedAddrs(log *testenv.SyncBuffer) func() (api, ops string) {
+	return func() (api, ops string) {
+		text := log.String()
+		return loggedAddr(text, apiServingMsg), loggedAddr(text, opsServingMsg)
+	}
+}
+
+// loggedAddr returns the addr of the first log record with message msg, or "" when there
+// is none yet.
 func loggedAddr(log, msg string) string {
 	for _, line := range strings.Split(log, "\n") {
 		if strings.HasPrefix(line, "{") {
@@ -186,6 +202,51 @@ func loggedAddr(log, msg string) string {
 		}
 	}
 	return ""
+}
+
+// addrCatcher is the log handler of a serve run in-process: it passes to next the records
+// next's level lets through, and keeps the addr of the serving records whatever the level,
+// so a test that logs at warn still learns the ports serve bound.
+type addrCatcher struct {
+	next  slog.Handler
+	addrs *sync.Map // message → addr
+}
+
+func newAddrCatcher(next slog.Handler) addrCatcher { return addrCatcher{next, &sync.Map{}} }
+
+func (h addrCatcher) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h addrCatcher) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == apiServingMsg || r.Message == opsServingMsg {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "addr" {
+				h.addrs.Store(r.Message, a.Value.String())
+			}
+			return true
+		})
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h addrCatcher) WithAttrs(as []slog.Attr) slog.Handler {
+	return addrCatcher{h.next.WithAttrs(as), h.addrs}
+}
+
+func (h addrCatcher) WithGroup(name string) slog.Handler {
+	return addrCatcher{h.next.WithGroup(name), h.addrs}
+}
+
+// bound returns the addresses caught so far.
+func (h addrCatcher) bound() (api, ops string) {
+	get := func(msg string) string {
+		v, _ := h.addrs.Load(msg)
+		s, _ := v.(string)
+		return s
+	}
+	return get(apiServingMsg), get(opsServingMsg)
 }
 
 // stack is a running deployment under test: API base URLs, the config database and the
@@ -359,9 +420,10 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	done := make(chan struct{})
 	var serveErr error
 	var logs testenv.SyncBuffer
+	catcher := newAddrCatcher(app.NewLogger(cfg, &logs).Handler())
 	go func() {
 		defer close(done)
-		serveErr = app.Serve(ctx, cfg, app.NewLogger(cfg, &logs))
+		serveErr = app.Serve(ctx, cfg, slog.New(catcher))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -378,7 +440,7 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 		}
 		emb.Close()
 	})
-	base, ops := awaitServing(t, &logs, done)
+	base, ops := awaitServing(t, catcher.bound, done)
 	cfg.Addr, cfg.OpsAddr = strings.TrimPrefix(base, "http://"), strings.TrimPrefix(ops, "http://")
 	return cfg, base, emb
 }
