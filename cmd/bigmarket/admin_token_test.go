@@ -23,25 +23,25 @@ func TestDemoAdminTokenSurvivesRestart(t *testing.T) {
 	for i := range 2 {
 		t.Run(fmt.Sprint("start ", i+1), func(t *testing.T) {
 			cfg, base, _ := startEmbedded(t, func(c *app.Config) { c.DataDir = dir })
-			code, r := send(t, "GET", base+"/api/v1/raffle/dcc/query_config", "Bearer "+cfg.AdminToken, nil)
-			if code != 200 || r.Code != "0000" {
-				t.Errorf("admin call with the demo token: HTTP %d %+v", code, r)
+			r := call(t, "GET", base+"/api/v1/raffle/dcc/query_config", nil, bearer(cfg.AdminToken))
+			if r.Status != 200 || r.Code != "0000" {
+				t.Errorf("admin call with the demo token: %+v", r)
 			}
 			tokens = append(tokens, cfg.AdminToken)
 			auth, dcc := "Bearer "+cfg.AdminToken, base+"/api/v1/raffle/dcc/"
 			if i == 0 {
-				if _, r := send(t, "GET", dcc+"update_config?key=degradeSwitch&value=open", auth, nil); r.Code != "0000" {
+				if r := call(t, "GET", dcc+"update_config?key=degradeSwitch&value=open", nil, "Authorization: "+auth); r.Code != "0000" {
 					t.Fatalf("update_config: %+v", r)
 				}
 				return
 			}
-			if _, r := send(t, "GET", dcc+"query_config", auth, nil); !strings.Contains(string(r.Data), `"degradeSwitch":"open"`) {
+			if r := call(t, "GET", dcc+"query_config", nil, "Authorization: "+auth); !strings.Contains(string(r.Data), `"degradeSwitch":"open"`) {
 				t.Errorf("degradeSwitch after a restart: %s, want open still", r.Data)
 			}
-			if code, r := send(t, "POST", dcc+"reset_config?key=degradeSwitch", auth, nil); r.Code != "0000" {
-				t.Errorf("POST reset_config: HTTP %d %+v", code, r)
+			if r := call(t, "POST", dcc+"reset_config?key=degradeSwitch", nil, "Authorization: "+auth); r.Code != "0000" {
+				t.Errorf("POST reset_config: %+v", r)
 			}
-			if _, r := send(t, "GET", dcc+"query_config", auth, nil); !strings.Contains(string(r.Data), `"degradeSwitch":"close"`) {
+			if r := call(t, "GET", dcc+"query_config", nil, "Authorization: "+auth); !strings.Contains(string(r.Data), `"degradeSwitch":"close"`) {
 				t.Errorf("degradeSwitch after reset_config: %s, want close", r.Data)
 			}
 		})

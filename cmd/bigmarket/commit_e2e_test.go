@@ -92,34 +92,34 @@ func TestRandomRaffleIsASystemEndpoint(t *testing.T) {
 	d := newDeployment(t, "")
 	_, base := d.start(t, "BIGMARKET_MODE=production", "BIGMARKET_JWT_SECRET="+e2eJWTSecret)
 	admin := "Bearer " + d.adminToken
-	if status, r := request(t, base, "GET", fmt.Sprintf("/api/v1/raffle/strategy/strategy_armory?strategyId=%d", faultStrategy), admin, ""); status != 200 || r.Code != "0000" {
-		t.Fatalf("strategy armory: %d %+v", status, r)
+	if r := call(t, "GET", base+fmt.Sprintf("/api/v1/raffle/strategy/strategy_armory?strategyId=%d", faultStrategy), nil, "Authorization: "+admin); r.Status != 200 || r.Code != "0000" {
+		t.Fatalf("strategy armory: %+v", r)
 	}
 	body := fmt.Sprintf(`{"strategyId":%d}`, faultStrategy)
 	before := d.stockLeft(t)
 	for _, auth := range []string{"", "Bearer wrong-token", "Basic " + d.adminToken} {
 		for range 5 {
-			if status, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", auth, body); status != http.StatusUnauthorized || r.Code != "0003" {
-				t.Fatalf("random_raffle with %q: %d %+v, want 401 0003", auth, status, r)
+			if r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", body, "Authorization: "+auth); r.Status != http.StatusUnauthorized || r.Code != "0003" {
+				t.Fatalf("random_raffle with %q: %+v, want 401 0003", auth, r)
 			}
 		}
 	}
 	if after := d.stockLeft(t); after != before {
 		t.Fatalf("refused random_raffle calls took %d units of stock", before-after)
 	}
-	if status, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body); status != 200 || r.Code != "0000" {
-		t.Fatalf("random_raffle with the admin token: %d %+v", status, r)
+	if r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", body, "Authorization: "+admin); r.Status != 200 || r.Code != "0000" {
+		t.Fatalf("random_raffle with the admin token: %+v", r)
 	}
-	if _, r := request(t, base, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=open", admin, ""); r.Code != "0000" {
+	if r := call(t, "GET", base+"/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=open", nil, "Authorization: "+admin); r.Code != "0000" {
 		t.Fatalf("update_config degradeSwitch=open: %+v", r)
 	}
 	testenv.Eventually(t, 5*time.Second, "random_raffle degraded", func() bool {
-		_, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body)
+		r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", body, "Authorization: "+admin)
 		return r.Code == "0004"
 	})
 	left := d.stockLeft(t)
 	for range 5 {
-		if _, r := request(t, base, "POST", "/api/v1/raffle/strategy/random_raffle", admin, body); r.Code != "0004" {
+		if r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", body, "Authorization: "+admin); r.Code != "0004" {
 			t.Fatalf("random_raffle while degraded: %+v, want 0004", r)
 		}
 	}
@@ -145,9 +145,9 @@ func TestDrawCommitPoint(t *testing.T) {
 	// stallAfterCommit draws for a new user on base while the user's award table is
 	// locked for 3 s; it returns the user, the answer and when it came after the unlock
 	// (negative: before).
-	stallAfterCommit := func(t *testing.T, base, prefix string) (user string, r apiReply, sinceUnlock time.Duration) {
+	stallAfterCommit := func(t *testing.T, base, prefix string) (user string, r envelope, sinceUnlock time.Duration) {
 		user = testenv.Unique(prefix)
-		if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+		if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 			t.Fatalf("recharge: %s", c)
 		}
 		unlock := d.lockUserTables(t, user, "user_award_record{suffix}")
@@ -157,7 +157,7 @@ func TestDrawCommitPoint(t *testing.T) {
 			unlock()
 			unlocked <- time.Now()
 		}()
-		r = post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r = call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		answered := time.Now()
 		sinceUnlock = answered.Sub(<-unlocked)
 		return user, r, sinceUnlock
@@ -197,12 +197,12 @@ func TestDrawCommitPoint(t *testing.T) {
 
 	t.Run("stalled before the commit point", func(t *testing.T) {
 		user := testenv.Unique("cq")
-		if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+		if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 			t.Fatalf("recharge: %s", c)
 		}
 		stock := d.stockLeft(t)
 		unlock := d.lockUserTables(t, user, "raffle_activity_account", "raffle_activity_account_day", "raffle_activity_account_month")
-		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		time.Sleep(time.Second) // hold the stall past the answer, as a slow database would
 		unlock()
 		if r.Code != "0006" {
@@ -225,7 +225,7 @@ func TestDrawCommitPoint(t *testing.T) {
 		}
 		// The next draw reuses the unused order, if the timed-out one left one.
 		testenv.Eventually(t, 15*time.Second, "a draw after the stall", func() bool {
-			return post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}).Code == "0000"
+			return call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}).Code == "0000"
 		})
 		if records, unused := d.userRows(t, user); records != 1 || unused != 0 {
 			t.Fatalf("after one successful draw: %d award records, %d unused orders; want 1 and 0", records, unused)
@@ -247,7 +247,7 @@ func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
 		"BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=5", "BIGMARKET_BLACKLIST_COUNT=10")
 	d.armory(t, base)
 	user := testenv.Unique("st")
-	if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+	if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 		t.Fatalf("recharge: %s", c)
 	}
 	limitedBefore := metric(t, base, `bigmarket_guard_rejected_total{reason="limited_local"}`)
@@ -262,7 +262,7 @@ func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
 			unlock()
 			stallEnds = time.Time{}
 		}
-		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		if stallEnds.IsZero() {
 			after = append(after, r.Code)
 			if r.Code == "0000" {
@@ -290,7 +290,7 @@ func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
 	// One more draw once the limiter has a token again (1 a second). Polled slowly: each
 	// refusal now counts towards the blacklist, and fewer than 5 fit in a second.
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		if r.Code == "0000" {
 			break
 		}
@@ -300,11 +300,11 @@ func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
 	}
 
 	flooder := testenv.Unique("fl")
-	if c := d.recharge(t, base, flooder, 9011, flooder+"-r"); c != "0000" {
+	if c := d.recharge(t, base, flooder, 9011, flooder+"-r").Code; c != "0000" {
 		t.Fatalf("recharge: %s", c)
 	}
 	for range 60 {
-		post(t, base, "/api/v1/raffle/activity/draw", drawReq{flooder, faultActivity})
+		call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{flooder, faultActivity})
 	}
 	if n := metric(t, base, "bigmarket_guard_blacklist_size"); n != 1 {
 		t.Fatalf("blacklist size %v after 60 back-to-back draws of one user on a healthy system, want 1", n)

@@ -28,9 +28,9 @@ const (
 // creditOf reads the user's available credit through the API.
 func creditOf(t *testing.T, base, userID string) money.Cents {
 	t.Helper()
-	_, r := call(t, "POST", base+"/api/v1/raffle/activity/query_user_credit_account?userId="+userID, nil)
-	var c money.Cents
-	if err := json.Unmarshal(r.Data, &c); err != nil || r.Code != "0000" {
+	r := call(t, "POST", base+"/api/v1/raffle/activity/query_user_credit_account?userId="+userID, nil)
+	c, err := dataOf[money.Cents](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("query_user_credit_account %s: %+v %v", userID, r, err)
 	}
 	return c
@@ -39,9 +39,9 @@ func creditOf(t *testing.T, base, userID string) money.Cents {
 // totalCount reads the user's totalCount in activity 100301 through the API.
 func totalCount(t *testing.T, base, userID string) int64 {
 	t.Helper()
-	r := post(t, base, "/api/v1/raffle/activity/query_user_activity_account", drawReq{userID, 100301})
-	var v map[string]int64
-	if err := json.Unmarshal(r.Data, &v); err != nil || r.Code != "0000" {
+	r := call(t, "POST", base+"/api/v1/raffle/activity/query_user_activity_account", drawReq{userID, 100301})
+	v, err := dataOf[map[string]int64](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("query_user_activity_account %s: %+v %v", userID, r, err)
 	}
 	return v["totalCount"]
@@ -66,32 +66,32 @@ func countTasks(t *testing.T, s stack, userID string) int {
 func checkSignInAndExchange(t *testing.T, s stack) {
 	const raffle = "/api/v1/raffle/"
 	base, user := s.bases[len(s.bases)-1], "xiaofuge"
-	if _, r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 	credit0, count0 := creditOf(t, base, user), totalCount(t, base, user)
-	if _, r := call(t, "POST", base+raffle+"activity/is_calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "false" {
+	if r := call(t, "POST", base+raffle+"activity/is_calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "false" {
 		t.Fatalf("is_calendar_sign_rebate before signing in: %+v", r)
 	}
-	if _, r := call(t, "POST", s.bases[0]+raffle+"activity/calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "true" {
+	if r := call(t, "POST", s.bases[0]+raffle+"activity/calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("calendar_sign_rebate: %+v", r)
 	}
 	testenv.Eventually(t, 30*time.Second, "sign-in credit 10 and one draw", func() bool {
 		return creditOf(t, base, user) == credit0+1000 && totalCount(t, base, user) == count0+1
 	})
 	tasks := countTasks(t, s, user)
-	if _, r := call(t, "POST", base+raffle+"activity/calendar_sign_rebate?userId="+user, nil); r.Code != "0003" {
+	if r := call(t, "POST", base+raffle+"activity/calendar_sign_rebate?userId="+user, nil); r.Code != "0003" {
 		t.Fatalf("second sign-in the same day: %+v, want 0003", r)
 	}
-	if _, r := call(t, "POST", base+raffle+"activity/is_calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "true" {
+	if r := call(t, "POST", base+raffle+"activity/is_calendar_sign_rebate?userId="+user, nil); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("is_calendar_sign_rebate after signing in: %+v", r)
 	}
 	if n := countTasks(t, s, user); n != tasks {
 		t.Fatalf("second sign-in wrote %d tasks", n-tasks)
 	}
 
-	exchange := func(sku int64) apiReply {
-		return post(t, base, raffle+"activity/credit_pay_exchange_sku", map[string]any{"userId": user, "sku": sku})
+	exchange := func(sku int64) envelope {
+		return call(t, "POST", base+raffle+"activity/credit_pay_exchange_sku", map[string]any{"userId": user, "sku": sku})
 	}
 	if r := exchange(9014); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("exchange sku 9014: %+v", r)
@@ -127,11 +127,11 @@ func checkSignInAndExchange(t *testing.T, s stack) {
 func checkAwardDistribution(t *testing.T, s stack) {
 	const raffle = "/api/v1/raffle/"
 	user := fmt.Sprintf("dist%d", time.Now().UnixNano()%1_000_000_000)
-	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9013, "outBusinessNo": user}); r.Code != "0000" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9013, "outBusinessNo": user}, bearer(s.adminToken)); r.Code != "0000" {
 		t.Fatalf("recharge: %+v", r)
 	}
 	for range 5 {
-		if r := post(t, s.bases[0], raffle+"activity/draw", drawReq{user, 100301}); r.Code != "0000" {
+		if r := call(t, "POST", s.bases[0]+raffle+"activity/draw", drawReq{user, 100301}); r.Code != "0000" {
 			t.Fatalf("draw: %+v", r)
 		}
 	}
@@ -182,22 +182,21 @@ func checkBehaviorRebate(t *testing.T, s stack) {
 		return map[string]any{"appId": e2eAppID, "appToken": token,
 			"data": map[string]string{"userId": user, "behaviorType": "openai_pay", "outBusinessNo": "pay-0001"}}
 	}
-	if r := post(t, base, "/api/v1/rebate/behavior", body("wrong")); r.Code != "0008" {
+	if r := call(t, "POST", base+"/api/v1/rebate/behavior", body("wrong")); r.Code != "0008" {
 		t.Fatalf("behaviour rebate with a wrong token: %+v, want 0008", r)
 	}
 	if n := countTasks(t, s, user); n != 0 {
 		t.Fatalf("refused rebate wrote %d tasks", n)
 	}
-	if r := post(t, base, "/api/v1/rebate/behavior", body(e2eAppToken)); r.Code != "0000" {
+	if r := call(t, "POST", base+"/api/v1/rebate/behavior", body(e2eAppToken)); r.Code != "0000" {
 		t.Fatalf("behaviour rebate: %+v", r)
 	}
-	if r := post(t, base, "/api/v1/rebate/behavior", body(e2eAppToken)); r.Code != "0003" {
+	if r := call(t, "POST", base+"/api/v1/rebate/behavior", body(e2eAppToken)); r.Code != "0003" {
 		t.Fatalf("repeated behaviour rebate: %+v, want 0003", r)
 	}
 	testenv.Eventually(t, 30*time.Second, "openai_pay rebate: 10 credit and SKU 9901's draw", func() bool {
-		r := post(t, base, "/api/v1/raffle/activity/query_user_activity_account", drawReq{user, 100401})
-		var v map[string]int64
-		_ = json.Unmarshal(r.Data, &v)
+		r := call(t, "POST", base+"/api/v1/raffle/activity/query_user_activity_account", drawReq{user, 100401})
+		v, _ := dataOf[map[string]int64](r)
 		return creditOf(t, base, user) == 1000 && v["totalCount"] == 1
 	})
 }

@@ -142,7 +142,7 @@ func TestExternalAwardsWithoutWebhook(t *testing.T) {
 
 	_, prod := d.start(t, noWebhook, "BIGMARKET_MODE=production", "BIGMARKET_JWT_SECRET="+e2eJWTSecret,
 		"BIGMARKET_PLAIN_USER_ENDPOINTS=on")
-	if _, r := request(t, prod, "GET", "/api/v1/raffle/activity/armory?activityId=100301", "Bearer "+d.adminToken, ""); r.Code != "0000" {
+	if r := call(t, "GET", prod+"/api/v1/raffle/activity/armory?activityId=100301", nil, bearer(d.adminToken)); r.Code != "0000" {
 		t.Fatalf("activity armory in production: %+v", r)
 	}
 	drawAll(t, prod, d.provision(t, prod, 4), 40)

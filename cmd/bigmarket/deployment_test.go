@@ -61,8 +61,10 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 		// those that are set their own limits after these.
 		"BIGMARKET_RATE_LIMITER_SWITCH=close",
 		"BIGMARKET_DRAW_TIMEOUT=1m",
-		// Never the default 127.0.0.1:9091 that parallel tests would share; start gives
-		// each serve a port of its own.
+		// Ports each serve binds itself and logs (start reads them): never the default
+		// 127.0.0.1:9091 that parallel tests would share, nor a port probed for and handed
+		// over, which another test could take in between.
+		"BIGMARKET_ADDR=127.0.0.1:0",
 		"BIGMARKET_OPS_ADDR=127.0.0.1:0",
 		// Two serve processes and the test's own pools fit within a stock MariaDB's
 		// max_connections (151) next to another package's tests: each process opens
@@ -100,15 +102,13 @@ func newDeployment(t *testing.T, redisAddr string) *deployment {
 }
 
 // start runs a serve process with the deployment's environment plus extra, and returns it
-// with its base URL once it is ready (opsURL finds its operator listener).
+// with its base URL once it is ready (opsURL finds its operator listener). Each serve
+// binds ports of its own; a test that restarts one where it was passes
+// "BIGMARKET_ADDR="+host:port of the first in extra.
 func (d *deployment) start(t *testing.T, extra ...string) (*process, string) {
 	t.Helper()
-	addr, opsAddr := freeAddr(t), freeAddr(t)
-	env := append(slices.Clone(d.env), "BIGMARKET_ADDR="+addr, "BIGMARKET_OPS_ADDR="+opsAddr)
-	p := startProcess(t, d.bin, append(env, extra...), "serve")
-	base := "http://" + addr
-	opsURLs.Store(base, "http://"+opsAddr)
-	waitReady(t, base, p.exited)
+	p := startProcess(t, d.bin, append(slices.Clone(d.env), extra...), "serve")
+	base, _ := awaitServing(t, loggedAddrs(p.log), p.exited)
 	return p, base
 }
 

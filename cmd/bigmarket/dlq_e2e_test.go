@@ -55,15 +55,15 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 	d := newDeployment(t, "")
 	d.hook.setDown(true)
 	_, base := d.start(t, "BIGMARKET_EVENT_MAX_DELIVER=2", "BIGMARKET_EVENT_BACKOFF=100ms")
-	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100401", nil); r.Code != "0000" {
+	if r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100401", nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 	const user = "dlquser"
-	if code := d.recharge(t, base, user, 9903, "dlq-1"); code != "0000" {
+	if code := d.recharge(t, base, user, 9903, "dlq-1").Code; code != "0000" {
 		t.Fatalf("recharge: %s", code)
 	}
 	for range 4 {
-		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, 100401}); r.Code != "0000" {
+		if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, 100401}); r.Code != "0000" {
 			t.Fatalf("draw: %+v", r)
 		}
 	}

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -12,41 +10,6 @@ import (
 
 	"github.com/bigmarket/bigmarket/internal/testenv"
 )
-
-// adminCall sends an operator POST with the admin token.
-func adminCall(t *testing.T, s stack, path string, body any) apiReply {
-	t.Helper()
-	raw, _ := json.Marshal(body)
-	return adminRequest(t, s, "POST", path, raw)
-}
-
-// adminRequest sends an operator request with the admin token and decodes the envelope.
-func adminRequest(t *testing.T, s stack, method, path string, body []byte) apiReply {
-	t.Helper()
-	req, err := http.NewRequest(method, s.bases[0]+path, strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.adminToken)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r apiReply
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func post(t *testing.T, base, path string, body any) apiReply {
-	t.Helper()
-	raw, _ := json.Marshal(body)
-	_, r := call(t, "POST", base+path, raw)
-	return r
-}
 
 type drawReq struct {
 	UserID     string `json:"userId"`
@@ -58,7 +21,7 @@ type drawReq struct {
 func checkActivityDraw(t *testing.T, s stack) {
 	const raffle = "/api/v1/raffle/"
 	user := testenv.Unique("u")
-	if _, r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("activity armory: %+v", r)
 	}
 	// SKU 99013 sells 100 total / 5 a day / 100 a month, so the day limit is what binds.
@@ -71,20 +34,20 @@ func checkActivityDraw(t *testing.T, s stack) {
 		stock_count_surplus, product_amount) VALUES (99013, 100301, 99101, 1000, 1000, '1.00')`); err != nil {
 		t.Fatal(err)
 	}
-	if _, r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", s.bases[0]+raffle+"activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("activity armory after adding a sku: %+v", r)
 	}
 	recharge := map[string]any{"userId": user, "sku": 99013, "outBusinessNo": user + "-1"}
-	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", recharge); r.Code != "0000" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", recharge, bearer(s.adminToken)); r.Code != "0000" {
 		t.Fatalf("recharge: %+v", r)
 	}
-	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", recharge); r.Code != "0003" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", recharge, bearer(s.adminToken)); r.Code != "0003" {
 		t.Fatalf("repeated recharge: %+v, want 0003", r)
 	}
 	account := func() map[string]int64 {
-		r := post(t, s.bases[0], raffle+"activity/query_user_activity_account", drawReq{user, 100301})
-		var v map[string]int64
-		if err := json.Unmarshal(r.Data, &v); err != nil || r.Code != "0000" {
+		r := call(t, "POST", s.bases[0]+raffle+"activity/query_user_activity_account", drawReq{user, 100301})
+		v, err := dataOf[map[string]int64](r)
+		if err != nil || r.Code != "0000" {
 			t.Fatalf("account: %+v %v", r, err)
 		}
 		return v
@@ -98,17 +61,13 @@ func checkActivityDraw(t *testing.T, s stack) {
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			r := post(t, s.bases[i%len(s.bases)], raffle+"activity/draw", drawReq{user, 100301})
+			r := call(t, "POST", s.bases[i%len(s.bases)]+raffle+"activity/draw", drawReq{user, 100301})
 			mu.Lock()
 			codes[r.Code]++
 			mu.Unlock()
 			if r.Code == "0000" {
-				var d struct {
-					AwardID    int    `json:"awardId"`
-					AwardTitle string `json:"awardTitle"`
-					AwardIndex int    `json:"awardIndex"`
-				}
-				if err := json.Unmarshal(r.Data, &d); err != nil || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 || d.AwardTitle == "" {
+				d, err := dataOf[drawResult](r)
+				if err != nil || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 || d.AwardTitle == "" {
 					t.Errorf("draw data %s", r.Data)
 				}
 			}
@@ -129,19 +88,19 @@ func checkActivityDraw(t *testing.T, s stack) {
 	if err != nil || len(tasks) != 5 {
 		t.Errorf("tasks: %d %v, want 5", len(tasks), err)
 	}
-	if r := post(t, s.bases[0], raffle+"activity/draw", drawReq{user, 100301}); r.Code != "ERR_BIZ_008" {
+	if r := call(t, "POST", s.bases[0]+raffle+"activity/draw", drawReq{user, 100301}); r.Code != "ERR_BIZ_008" {
 		t.Errorf("draw with no day quota left: %s, want ERR_BIZ_008", r.Code)
 	}
 
-	r := post(t, s.bases[0], raffle+"strategy/query_raffle_award_list", drawReq{user, 100301})
-	var list []struct {
+	r := call(t, "POST", s.bases[0]+raffle+"strategy/query_raffle_award_list", drawReq{user, 100301})
+	list, err := dataOf[[]struct {
 		AwardID   int   `json:"awardId"`
 		Sort      int   `json:"sort"`
 		LockCount int64 `json:"awardRuleLockCount"`
 		Unlocked  bool  `json:"isAwardUnlock"`
 		Wait      int64 `json:"waitUnLockCount"`
-	}
-	if err := json.Unmarshal(r.Data, &list); err != nil || len(list) != 8 {
+	}](r)
+	if err != nil || len(list) != 8 {
 		t.Fatalf("award list: %+v %v", r, err)
 	}
 	for i, a := range list {
@@ -151,11 +110,11 @@ func checkActivityDraw(t *testing.T, s stack) {
 		}
 	}
 	fresh := testenv.Unique("f")
-	r = post(t, s.bases[0], raffle+"strategy/query_raffle_award_list", drawReq{fresh, 100301})
+	r = call(t, "POST", s.bases[0]+raffle+"strategy/query_raffle_award_list", drawReq{fresh, 100301})
 	if !strings.Contains(string(r.Data), `"awardId":105,"awardTitle":"小米su7周体验"`) || !strings.Contains(string(r.Data), `"awardRuleLockCount":3,"isAwardUnlock":false,"waitUnLockCount":3`) {
 		t.Errorf("award list of a user with no draws: %s", r.Data)
 	}
-	r = post(t, s.bases[0], raffle+"strategy/query_raffle_strategy_rule_weight", drawReq{user, 100301})
+	r = call(t, "POST", s.bases[0]+raffle+"strategy/query_raffle_strategy_rule_weight", drawReq{user, 100301})
 	if r.Code != "0000" || !strings.HasPrefix(string(r.Data), `[{"ruleWeightCount":10,"userActivityAccountTotalUseCount":5,"strategyAwards":[{"awardId":102,`) {
 		t.Errorf("rule weight: %s %s", r.Code, r.Data)
 	}
@@ -191,14 +150,14 @@ func checkDrawRefusals(t *testing.T, s stack) {
 		{"missing user", map[string]any{"activityId": 100301}, "0002"},
 		{"missing activity", map[string]any{"userId": user}, "0002"},
 	} {
-		if r := post(t, s.bases[0], raffle+"activity/draw", tc.body); r.Code != tc.want {
+		if r := call(t, "POST", s.bases[0]+raffle+"activity/draw", tc.body); r.Code != tc.want {
 			t.Errorf("%s: %s %q, want %s", tc.name, r.Code, r.Info, tc.want)
 		}
 	}
-	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 424242, "outBusinessNo": "x"}); r.Code != "0002" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 424242, "outBusinessNo": "x"}, bearer(s.adminToken)); r.Code != "0002" {
 		t.Errorf("recharge of an unknown sku: %s", r.Code)
 	}
-	_, r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", []byte(fmt.Sprintf(`{"userId":%q,"sku":9013,"outBusinessNo":"y"}`, user)))
+	r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", []byte(fmt.Sprintf(`{"userId":%q,"sku":9013,"outBusinessNo":"y"}`, user)))
 	if r.Code != "0003" {
 		t.Errorf("recharge without the admin token: %s, want 0003", r.Code)
 	}
@@ -213,20 +172,20 @@ func checkDrawRefusals(t *testing.T, s stack) {
 
 // checkERP reads and changes the stage list through the operator endpoints.
 func checkERP(t *testing.T, s stack) {
-	get := func(path string) apiReply { return adminRequest(t, s, "GET", path, nil) }
+	get := func(path string) envelope { return call(t, "GET", s.bases[0]+path, nil, bearer(s.adminToken)) }
 	r := get("/api/v1/raffle/erp/query_raffle_activity_stage_list")
-	var stages []struct {
+	stages, err := dataOf[[]struct {
 		ID         int64  `json:"id"`
 		ActivityID int64  `json:"activityId"`
 		State      string `json:"state"`
-	}
-	if err := json.Unmarshal(r.Data, &stages); err != nil || r.Code != "0000" || len(stages) == 0 {
+	}](r)
+	if err != nil || r.Code != "0000" || len(stages) == 0 {
 		t.Fatalf("stage list: %+v %v", r, err)
 	}
-	if r := adminCall(t, s, "/api/v1/raffle/erp/update_stage_activity_2_active", map[string]any{"id": stages[0].ID}); r.Code != "0000" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/raffle/erp/update_stage_activity_2_active", map[string]any{"id": stages[0].ID}, bearer(s.adminToken)); r.Code != "0000" {
 		t.Errorf("activate stage %d: %+v", stages[0].ID, r)
 	}
-	if r := adminCall(t, s, "/api/v1/raffle/erp/update_stage_activity_2_active", map[string]any{"id": 987654}); r.Code != "0002" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/raffle/erp/update_stage_activity_2_active", map[string]any{"id": 987654}, bearer(s.adminToken)); r.Code != "0002" {
 		t.Errorf("activate unknown stage: %s", r.Code)
 	}
 	r = get("/api/v1/raffle/erp/query_user_raffle_order?limit=3")

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,74 +56,197 @@ func surplus(t *testing.T, db *sql.DB, strategyID int64, awardID int) int64 {
 	return n
 }
 
-type apiReply struct {
+// envelope is a serve's answer to one request: the API envelope, with the HTTP status and
+// headers it came with.
+type envelope struct {
 	Code string          `json:"code"`
 	Info string          `json:"info"`
 	Data json.RawMessage `json:"data"`
+
+	Status int         `json:"-"` // 0 when the request failed
+	Header http.Header `json:"-"`
+}
+
+func (e envelope) String() string {
+	return fmt.Sprintf("HTTP %d %s %q %s", e.Status, e.Code, e.Info, e.Data)
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-func call(t *testing.T, method, url string, body []byte) (int, apiReply) {
+// call sends method url to a serve and decodes the envelope of the answer; the e2e tests
+// talk to the API through it. body goes as JSON: nil sends none, []byte and string go as
+// they are, anything else is marshalled. headers are "Name: value" (see bearer); one whose
+// value is empty is not sent, so an optional Authorization may be passed as it is. call
+// may run on any goroutine: a failed request or an answer that is not an envelope is
+// reported with t.Errorf, and leaves Status 0 or Code "".
+func call(t testing.TB, method, url string, body any, headers ...string) envelope {
 	t.Helper()
-	return send(t, method, url, "", body)
+	resp, raw, err := do(method, url, body, append([]string{"Content-Type: application/json"}, headers...)...)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return envelope{}
+	}
+	e := envelope{Status: resp.StatusCode, Header: resp.Header}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		t.Errorf("%s %s: HTTP %d, not an envelope: %.300q", method, url, resp.StatusCode, raw)
+	}
+	return e
 }
 
-// send makes a JSON request with the given Authorization (none when empty) and decodes
-// the envelope. It may run on any goroutine: failures are reported with t.Errorf.
-func send(t *testing.T, method, url, auth string, body []byte) (int, apiReply) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+// bearer is the Authorization header carrying token, for call.
+func bearer(token string) string { return "Authorization: Bearer " + token }
+
+// dataOf decodes the data of e as a T.
+func dataOf[T any](e envelope) (T, error) {
+	var v T
+	err := json.Unmarshal(e.Data, &v)
+	return v, err
+}
+
+// do sends one request as call does and reads the whole answer, reporting nothing itself:
+// for the few requests whose answer is not an envelope (metrics, profiles, preflights) or
+// that are meant to fail.
+func do(method, url string, body any, headers ...string) (*http.Response, []byte, error) {
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r = bytes.NewReader(b)
+	case string:
+		r = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		r = bytes.NewReader(raw)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range headers {
+		name, value, _ := strings.Cut(h, ":")
+		if value = strings.TrimPrefix(value, " "); value != "" {
+			req.Header.Set(name, value)
+		}
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		t.Errorf("%s %s: %v", method, url, err)
-		return 0, apiReply{}
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var r apiReply
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Errorf("%s %s: not an envelope: %q", method, url, raw)
-	}
-	return resp.StatusCode, r
+	raw, err := io.ReadAll(resp.Body)
+	return resp, raw, err
 }
 
-func waitReady(t *testing.T, base string, exited <-chan struct{}) {
+// awaitServing waits until serve has told the addresses it bound (it is started on
+// 127.0.0.1:0 for both listeners, so no other test can take its port between choosing and
+// binding it) and answers /readyz; it fails at once if serve exits first. bound returns
+// the addresses told so far (see loggedAddrs, addrCatcher). It returns the base URLs of
+// the API and of the operator listener.
+func awaitServing(t *testing.T, bound func() (api, ops string), exited <-chan struct{}) (base, ops string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	testenv.Eventually(t, 60*time.Second, "serve tells its addresses and is ready", func() (bool, string) {
 		select {
 		case <-exited:
-			t.Fatalf("server at %s exited before it was ready", base)
+			t.Fatalf("serve exited before it was ready")
 		default:
 		}
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
+		if base == "" {
+			api, op := bound()
+			if api == "" || op == "" {
+				return false, "listening addresses not told yet"
 			}
+			base, ops = "http://"+api, "http://"+op
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("server at %s not ready within 60s", base)
+		resp, _, err := do("GET", base+"/readyz", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.StatusCode == 200, fmt.Sprintf("%s/readyz: HTTP %d", base, resp.StatusCode)
+	})
+	opsURLs.Store(base, ops)
+	return base, ops
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// Messages of the records that carry, in addr, the address a listener of serve bound.
+const (
+	apiServingMsg = "bigmarket serving"
+	opsServingMsg = "operator listener serving"
+)
+
+// loggedAddrs reads the addresses a serve process bound from its log (slog's text or JSON
+// format, at log level info or below).
+func loggedAddrs(log *testenv.SyncBuffer) func() (api, ops string) {
+	return func() (api, ops string) {
+		text := log.String()
+		return loggedAddr(text, apiServingMsg), loggedAddr(text, opsServingMsg)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+}
+
+// loggedAddr returns the addr of the first log record with message msg, or "" when there
+// is none yet.
+func loggedAddr(log, msg string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.HasPrefix(line, "{") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
+				return rec.Addr
+			}
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, ` msg="`+msg+`" addr=`); ok {
+			addr, _, _ := strings.Cut(rest, " ")
+			return addr
+		}
+	}
+	return ""
+}
+
+// addrCatcher is the log handler of a serve run in-process: it passes to next the records
+// next's level lets through, and keeps the addr of the serving records whatever the level,
+// so a test that logs at warn still learns the ports serve bound.
+type addrCatcher struct {
+	next  slog.Handler
+	addrs *sync.Map // message → addr
+}
+
+func newAddrCatcher(next slog.Handler) addrCatcher { return addrCatcher{next, &sync.Map{}} }
+
+func (h addrCatcher) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h addrCatcher) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == apiServingMsg || r.Message == opsServingMsg {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "addr" {
+				h.addrs.Store(r.Message, a.Value.String())
+			}
+			return true
+		})
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h addrCatcher) WithAttrs(as []slog.Attr) slog.Handler {
+	return addrCatcher{h.next.WithAttrs(as), h.addrs}
+}
+
+func (h addrCatcher) WithGroup(name string) slog.Handler {
+	return addrCatcher{h.next.WithGroup(name), h.addrs}
+}
+
+// bound returns the addresses caught so far.
+func (h addrCatcher) bound() (api, ops string) {
+	get := func(msg string) string {
+		v, _ := h.addrs.Load(msg)
+		s, _ := v.(string)
+		return s
+	}
+	return get(apiServingMsg), get(opsServingMsg)
 }
 
 // stack is a running deployment under test: API base URLs, the config database and the
@@ -169,13 +292,13 @@ func checkNoOversell(t *testing.T, s stack) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				status, r := call(t, "POST", s.bases[i%len(s.bases)]+"/api/v1/raffle/strategy/random_raffle", body)
-				if status != 200 || r.Code != "0000" {
-					t.Errorf("draw: HTTP %d %s %s", status, r.Code, r.Info)
+				r := call(t, "POST", s.bases[i%len(s.bases)]+"/api/v1/raffle/strategy/random_raffle", body)
+				if r.Status != 200 || r.Code != "0000" {
+					t.Errorf("draw: HTTP %d %s %s", r.Status, r.Code, r.Info)
 					return
 				}
-				var d struct{ AwardID int }
-				if err := json.Unmarshal(r.Data, &d); err != nil {
+				d, err := dataOf[struct{ AwardID int }](r)
+				if err != nil {
 					t.Errorf("draw data %s: %v", r.Data, err)
 				}
 				mu.Lock()
@@ -218,7 +341,7 @@ func checkBadInput(t *testing.T, s stack) {
 		{"armory without id", "GET", "/api/v1/raffle/strategy/strategy_armory", nil},
 		{"armory unknown id", "GET", "/api/v1/raffle/strategy/strategy_armory?strategyId=123456789", nil},
 	} {
-		_, r := call(t, tc.method, base+tc.path, tc.body)
+		r := call(t, tc.method, base+tc.path, tc.body)
 		if r.Code != "0002" {
 			t.Errorf("%s: code %s %q, want 0002", tc.name, r.Code, r.Info)
 		}
@@ -243,12 +366,12 @@ func checkArmoryReload(t *testing.T, s stack) {
 		testStrategy, 103, "new award", "", 1000, 1000, "1.0000", "tree_luck_award", 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", s.bases[0], testStrategy), nil); r.Code != "0000" {
+	if r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", s.bases[0], testStrategy), nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 	other := s.bases[len(s.bases)-1]
 	testenv.Eventually(t, 30*time.Second, "node "+other+" draws the award added before another node's armory", func() bool {
-		_, r := call(t, "POST", other+"/api/v1/raffle/strategy/random_raffle", []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy)))
+		r := call(t, "POST", other+"/api/v1/raffle/strategy/random_raffle", []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy)))
 		return strings.Contains(string(r.Data), `"awardId":103`)
 	})
 }
@@ -256,16 +379,16 @@ func checkArmoryReload(t *testing.T, s stack) {
 // checkActivityQueries reads the seeded activity configuration through the API.
 func checkActivityQueries(t *testing.T, s stack) {
 	base := s.bases[0] + "/api/v1/raffle/activity/"
-	_, r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=100301", nil)
+	r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=100301", nil)
 	if r.Code != "0000" || !strings.HasPrefix(string(r.Data), `[{"sku":9011,"activityId":100301,"activityCountId":11101,`+
 		`"stockCount":100000,"stockCountSurplus":100000,"productAmount":200.00,"activityCount":{"totalCount":150,"dayCount":150,"monthCount":150}}`) ||
 		strings.Count(string(r.Data), `"sku":`) != 4 {
 		t.Errorf("sku list of 100301: %s %s", r.Code, r.Data)
 	}
-	if _, r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=999999", nil); r.Code != "0002" {
+	if r := call(t, "POST", base+"query_sku_product_list_by_activity_id?activityId=999999", nil); r.Code != "0002" {
 		t.Errorf("sku list of an unknown activity: %s", r.Code)
 	}
-	if _, r := call(t, "GET", base+"query_stage_activity_id?channel=c01&source=s01", nil); r.Code != "0000" || string(r.Data) != "100401" {
+	if r := call(t, "GET", base+"query_stage_activity_id?channel=c01&source=s01", nil); r.Code != "0000" || string(r.Data) != "100401" {
 		t.Errorf("stage c01/s01: %s %s", r.Code, r.Data)
 	}
 }
@@ -281,8 +404,9 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	}
 	cfg := app.DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.Addr = freeAddr(t)
-	cfg.OpsAddr = freeAddr(t) // its own, never the default 9091 that parallel tests would share
+	// Ports of its own, bound by serve itself: never the default 9091 that parallel tests
+	// would share.
+	cfg.Addr, cfg.OpsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.RedisAddrs = []string{emb.Addr()}
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
@@ -296,12 +420,11 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	done := make(chan struct{})
 	var serveErr error
 	var logs testenv.SyncBuffer
+	catcher := newAddrCatcher(app.NewLogger(cfg, &logs).Handler())
 	go func() {
 		defer close(done)
-		serveErr = app.Serve(ctx, cfg, app.NewLogger(cfg, &logs))
+		serveErr = app.Serve(ctx, cfg, slog.New(catcher))
 	}()
-	base := "http://" + cfg.Addr
-	opsURLs.Store(base, "http://"+cfg.OpsAddr)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -317,7 +440,8 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 		}
 		emb.Close()
 	})
-	waitReady(t, base, done)
+	base, ops := awaitServing(t, catcher.bound, done)
+	cfg.Addr, cfg.OpsAddr = strings.TrimPrefix(base, "http://"), strings.TrimPrefix(ops, "http://")
 	return cfg, base, emb
 }
 
@@ -341,13 +465,13 @@ func TestEmbeddedStack(t *testing.T) {
 	})
 	s := stack{bases: []string{base}, db: db.SQL, redis: rdb, prefix: cfg.RedisPrefix, adminToken: cfg.AdminToken, users: users}
 
-	if _, r := call(t, "GET", base+"/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil); r.Code != "0000" || string(r.Data) != "true" {
+	if r := call(t, "GET", base+"/api/v1/raffle/strategy/strategy_armory?strategyId=100006", nil); r.Code != "0000" || string(r.Data) != "true" {
 		t.Fatalf("armory: %+v", r)
 	}
 	for range 20 {
-		_, r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":100006}`))
-		var d struct{ AwardID, AwardIndex int }
-		if err := json.Unmarshal(r.Data, &d); err != nil || r.Code != "0000" || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 {
+		r := call(t, "POST", base+"/api/v1/raffle/strategy/random_raffle", []byte(`{"strategyId":100006}`))
+		d, err := dataOf[struct{ AwardID, AwardIndex int }](r)
+		if err != nil || r.Code != "0000" || d.AwardID < 101 || d.AwardID > 108 || d.AwardIndex != d.AwardID-100 {
 			t.Fatalf("random_raffle: %+v", r)
 		}
 	}
@@ -363,12 +487,10 @@ func TestEmbeddedStack(t *testing.T) {
 	t.Run("behaviour rebate", func(t *testing.T) { checkBehaviorRebate(t, s) })
 	t.Run("operator listener and CORS", func(t *testing.T) { checkOperatorSurface(t, s) })
 	t.Run("metrics", func(t *testing.T) {
-		resp, err := http.Get(opsURL(t, base) + "/metrics")
+		_, body, err := do("GET", opsURL(t, base)+"/metrics", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		// Every series below must be present with a positive value after the runs above.
 		for _, want := range []string{`bigmarket_draws_total{outcome="stocked"}`, `bigmarket_draws_total{outcome="luck"}`,
 			`bigmarket_award_stock_out_total`, `bigmarket_stock_sync_published_total`,
@@ -406,12 +528,12 @@ func TestEmbeddedSKUStockZero(t *testing.T) {
 	if err := rdb.Del(t.Context(), cfg.RedisPrefix+":sku_stock:{9011}").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("activity armory: %+v", r)
 	}
 	s := stack{bases: []string{base}, adminToken: cfg.AdminToken}
 	for i, want := range []string{"0000", "0000", "ERR_BIZ_005"} {
-		r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": "zero", "sku": 9011, "outBusinessNo": fmt.Sprint("zero-", i)})
+		r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": "zero", "sku": 9011, "outBusinessNo": fmt.Sprint("zero-", i)}, bearer(s.adminToken))
 		if r.Code != want {
 			t.Fatalf("recharge %d of sku 9011 with stock 2: %s %q, want %s", i, r.Code, r.Info, want)
 		}

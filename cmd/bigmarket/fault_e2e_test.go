@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,44 +26,27 @@ const (
 func (d *deployment) armory(t *testing.T, bases ...string) {
 	t.Helper()
 	for _, base := range bases {
-		if _, r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/activity/armory?activityId=%d", base, faultActivity), nil); r.Code != "0000" || string(r.Data) != "true" {
+		if r := call(t, "GET", fmt.Sprintf("%s/api/v1/raffle/activity/armory?activityId=%d", base, faultActivity), nil); r.Code != "0000" || string(r.Data) != "true" {
 			t.Fatalf("activity armory on %s: %+v", base, r)
 		}
 	}
 }
 
-// recharge sends the operator recharge to base and returns the reply's code. Unlike
-// adminCall it may run on any goroutine: a transport error is reported with t.Errorf.
-func (d *deployment) recharge(t *testing.T, base, userID string, sku int64, outBusinessNo string) string {
-	raw, _ := json.Marshal(map[string]any{"userId": userID, "sku": sku, "outBusinessNo": outBusinessNo})
-	req, err := http.NewRequest("POST", base+"/api/v1/admin/activity/recharge", strings.NewReader(string(raw)))
-	if err != nil {
-		t.Errorf("recharge request: %v", err)
-		return ""
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+d.adminToken)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Errorf("recharge %s: %v", userID, err)
-		return ""
-	}
-	defer resp.Body.Close()
-	var r apiReply
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Errorf("recharge %s: not an envelope: %v", userID, err)
-	}
-	return r.Code
+// recharge sends the operator recharge to base and returns the answer. It may run on any
+// goroutine.
+func (d *deployment) recharge(t *testing.T, base, userID string, sku int64, outBusinessNo string) envelope {
+	return call(t, "POST", base+"/api/v1/admin/activity/recharge",
+		map[string]any{"userId": userID, "sku": sku, "outBusinessNo": outBusinessNo}, bearer(d.adminToken))
 }
 
 // totalSurplus reads the user's totalCountSurplus in the activity through base.
 func totalSurplus(t *testing.T, base, userID string) int64 {
 	t.Helper()
-	r := post(t, base, "/api/v1/raffle/activity/query_user_activity_account", drawReq{userID, faultActivity})
-	var v struct {
+	r := call(t, "POST", base+"/api/v1/raffle/activity/query_user_activity_account", drawReq{userID, faultActivity})
+	v, err := dataOf[struct {
 		TotalCountSurplus int64 `json:"totalCountSurplus"`
-	}
-	if err := json.Unmarshal(r.Data, &v); err != nil || r.Code != "0000" {
+	}](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("account of %s: %+v %v", userID, r, err)
 	}
 	return v.TotalCountSurplus
@@ -98,7 +77,7 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 	awards := readStockAwards(t, d.db)
 
 	user := testenv.Unique("c")
-	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9011, "outBusinessNo": user}); r.Code != "0000" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9011, "outBusinessNo": user}, bearer(s.adminToken)); r.Code != "0000" {
 		t.Fatalf("recharge sku 9011: %+v", r)
 	}
 	before := totalSurplus(t, live, user)
@@ -114,14 +93,11 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 	}
 	slowDraw := make(chan answer, 1)
 	go func() {
-		raw, _ := json.Marshal(drawReq{user, faultActivity})
-		resp, err := httpClient.Post(slow+"/api/v1/raffle/activity/draw", "application/json", strings.NewReader(string(raw)))
-		if err != nil {
+		resp, body, err := do("POST", slow+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}, "Content-Type: application/json")
+		if resp == nil {
 			slowDraw <- answer{err: err}
 			return
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		slowDraw <- answer{status: resp.StatusCode, body: string(body)}
 	}()
 
@@ -187,9 +163,9 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 		return n == 0
 	})
 
-	r := post(t, live, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
-	var res drawResult
-	if err := json.Unmarshal(r.Data, &res); err != nil || r.Code != "0000" || res.AwardID < 101 || res.AwardID > 108 {
+	r := call(t, "POST", live+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+	res, err := dataOf[drawResult](r)
+	if err != nil || r.Code != "0000" || res.AwardID < 101 || res.AwardID > 108 {
 		t.Fatalf("draw on the live process after the crash: %+v %v", r, err)
 	}
 	recs, err := d.users.AwardRecords(ctx, user, faultActivity)
@@ -388,7 +364,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 			if sku == 9011 && i >= weighted {
 				break
 			}
-			if code := d.recharge(t, bases[i%2], ids[i], sku, fmt.Sprintf("%s-%d", ids[i], sku)); code != "0000" {
+			if code := d.recharge(t, bases[i%2], ids[i], sku, fmt.Sprintf("%s-%d", ids[i], sku)).Code; code != "0000" {
 				failedMu.Lock()
 				failed[code] = append(failed[code], recharge{ids[i], sku})
 				failedMu.Unlock()
@@ -399,7 +375,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 		t.Errorf("%d of %d concurrent first recharges of distinct users failed with %s (e.g. %s sku %d; the serve logs below have the cause)",
 			len(rs), users+weighted, code, rs[0].user, rs[0].sku)
 		for _, r := range rs {
-			if code := d.recharge(t, bases[0], r.user, r.sku, fmt.Sprintf("%s-%d", r.user, r.sku)); code != "0000" {
+			if code := d.recharge(t, bases[0], r.user, r.sku, fmt.Sprintf("%s-%d", r.user, r.sku)).Code; code != "0000" {
 				t.Fatalf("recharge sku %d for %s again, alone: %s", r.sku, r.user, code)
 			}
 		}
@@ -412,7 +388,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 	mainAwards := map[int]int{} // main run, users past tier 10
 	type refusal struct{ user, code, info string }
 	var refused []refusal
-	tally := func(user string, r apiReply, weightedMain bool) {
+	tally := func(user string, r envelope, weightedMain bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		codes[r.Code]++
@@ -420,8 +396,8 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 			refused = append(refused, refusal{user, r.Code, r.Info})
 			return
 		}
-		var res drawResult
-		if err := json.Unmarshal(r.Data, &res); err != nil || res.AwardID < 101 || res.AwardID > 108 || res.AwardIndex != res.AwardID-100 || res.AwardTitle == "" {
+		res, err := dataOf[drawResult](r)
+		if err != nil || res.AwardID < 101 || res.AwardID > 108 || res.AwardIndex != res.AwardID-100 || res.AwardTitle == "" {
 			t.Errorf("draw data %s: %v", r.Data, err)
 		}
 		successes[user]++
@@ -439,7 +415,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 			if done {
 				return
 			}
-			tally(ids[i], post(t, bases[(i+j)%2], "/api/v1/raffle/activity/draw", drawReq{ids[i], faultActivity}), false)
+			tally(ids[i], call(t, "POST", bases[(i+j)%2]+"/api/v1/raffle/activity/draw", drawReq{ids[i], faultActivity}), false)
 		}
 	})
 	for _, id := range ids[:weighted] {
@@ -472,7 +448,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 	rand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
 	fanOut(len(jobs), 32, func(k int) {
 		i := jobs[k]
-		tally(ids[i], post(t, bases[k%2], "/api/v1/raffle/activity/draw", drawReq{ids[i], faultActivity}), i < weighted)
+		tally(ids[i], call(t, "POST", bases[k%2]+"/api/v1/raffle/activity/draw", drawReq{ids[i], faultActivity}), i < weighted)
 	})
 	ran := time.Now()
 	stopSampling()

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,8 +18,11 @@ import (
 	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
-// startPrivateRedis runs a redis-server child on a free loopback port for a test that
-// breaks it; the shared Redis is never flushed.
+// startPrivateRedis runs a redis-server child on a loopback port of its own for a test
+// that breaks it; the shared Redis is never flushed. redis-server cannot bind a port it
+// picks itself (port 0 turns TCP off), so a free port is chosen first; should another
+// process take it before redis-server binds it, that start is told apart by its process id
+// and retried on another port.
 func startPrivateRedis(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
@@ -27,23 +32,53 @@ func startPrivateRedis(t *testing.T) string {
 		}
 		t.Skip("redis-server not found")
 	}
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	client := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer client.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for client.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("private redis on %s did not start", addr)
+	var lastErr error
+	for range 5 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		addr := ln.Addr().String()
+		ln.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+		if lastErr = awaitRedis(addr, cmd.Process.Pid, exited); lastErr == nil {
+			return addr
+		}
+		cmd.Process.Kill()
 	}
-	return addr
+	t.Fatalf("private redis did not start: %v", lastErr)
+	return ""
+}
+
+// awaitRedis waits until the redis-server with process id pid answers on addr, and gives
+// up as soon as that process exits (its port was taken) or after 15s.
+func awaitRedis(addr string, pid int, exited <-chan struct{}) error {
+	client := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	defer client.Close()
+	want := "process_id:" + strconv.Itoa(pid) + "\r\n"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server for %s exited", addr)
+		default:
+		}
+		info, err := client.Info(context.Background(), "server").Result()
+		if err == nil && strings.Contains(info, want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on %s not answering: %v", addr, err)
+		}
+		time.Sleep(testenv.PollInterval)
+	}
 }
 
 // TestRedisFlushDuringDrawRun FLUSHALLs the Redis two serve processes share while users
@@ -82,7 +117,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 	}
 	users, prefix := d.users, d.prefix
 	s := d.stack(bases...)
-	if _, r := call(t, "GET", bases[0]+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
+	if r := call(t, "GET", bases[0]+"/api/v1/raffle/activity/armory?activityId=100301", nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 
@@ -96,13 +131,13 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				user := fmt.Sprintf("flush%s%03d", prefix[len(prefix)-4:], i)
-				r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 99201, "outBusinessNo": user})
+				r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 99201, "outBusinessNo": user}, bearer(s.adminToken))
 				// 0009 while the flushed SKU counter is rebuilt; ERR_BIZ_005 once it is sold out.
 				if r.Code != "0000" && r.Code != "0009" && r.Code != "ERR_BIZ_005" {
 					t.Errorf("recharge %s: %s %s", user, r.Code, r.Info)
 				}
 				for d := range 4 {
-					r := post(t, bases[(i+d)%2], "/api/v1/raffle/activity/draw", drawReq{user, 100301})
+					r := call(t, "POST", bases[(i+d)%2]+"/api/v1/raffle/activity/draw", drawReq{user, 100301})
 					switch r.Code {
 					case "0000":
 						drawn.Add(1)

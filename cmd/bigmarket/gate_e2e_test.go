@@ -54,7 +54,7 @@ func insertGateActivity(t *testing.T, s stack, id int64, draws int, awards map[i
 		id, draws, draws, draws)
 	exec(`INSERT INTO raffle_activity_sku (sku, activity_id, activity_count_id, stock_count, stock_count_surplus,
 		product_amount) VALUES (?, ?, ?, 1000000, 1000000, '1.00')`, id, id, id)
-	if _, r := call(t, "GET", s.bases[0]+"/api/v1/raffle/activity/armory?activityId="+strconv.FormatInt(id, 10), nil); r.Code != "0000" {
+	if r := call(t, "GET", s.bases[0]+"/api/v1/raffle/activity/armory?activityId="+strconv.FormatInt(id, 10), nil); r.Code != "0000" {
 		t.Fatalf("armory of activity %d: %+v", id, r)
 	}
 }
@@ -69,7 +69,7 @@ func rechargeAll(t *testing.T, s stack, activityID int64, users []string) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			body := map[string]any{"userId": u, "sku": activityID, "outBusinessNo": u + "-gate"}
-			if r := adminCall(t, s, "/api/v1/admin/activity/recharge", body); r.Code != "0000" {
+			if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", body, bearer(s.adminToken)); r.Code != "0000" {
 				t.Errorf("recharge %s: %+v", u, r)
 			}
 		})
@@ -80,21 +80,22 @@ func rechargeAll(t *testing.T, s stack, activityID int64, users []string) {
 // accountOf reads the user's account view in the activity.
 func accountOf(t *testing.T, base, user string, activityID int64) map[string]int64 {
 	t.Helper()
-	r := post(t, base, "/api/v1/raffle/activity/query_user_activity_account", drawReq{user, activityID})
-	var v map[string]int64
-	if err := json.Unmarshal(r.Data, &v); err != nil || r.Code != "0000" {
+	r := call(t, "POST", base+"/api/v1/raffle/activity/query_user_activity_account", drawReq{user, activityID})
+	v, err := dataOf[map[string]int64](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("account of %s: %+v %v", user, r, err)
 	}
 	return v
 }
 
-func bearer(user string) string {
+// userAuth is the Authorization value of a demo user token for user.
+func userAuth(user string) string {
 	return "Bearer " + httpapi.SignToken([]byte("bigmarket-demo-jwt-secret"), user, time.Now().Add(time.Hour))
 }
 
-func settingsCall(t *testing.T, s stack, body string) apiReply {
+func settingsCall(t *testing.T, s stack, body string) envelope {
 	t.Helper()
-	return adminRequest(t, s, "POST", "/api/v1/admin/activity/settings", []byte(body))
+	return call(t, "POST", s.bases[0]+"/api/v1/admin/activity/settings", []byte(body), bearer(s.adminToken))
 }
 
 // TestGateOnRealBackends runs two serve processes on MariaDB, Redis and NATS and checks
@@ -131,8 +132,8 @@ func TestGateSoldOutFullScale(t *testing.T) {
 }
 
 func checkSettingsValidation(t *testing.T, s stack) {
-	get := func() apiReply {
-		return adminRequest(t, s, "GET", "/api/v1/admin/activity/settings?activityId="+strconv.Itoa(pathActivity), nil)
+	get := func() envelope {
+		return call(t, "GET", s.bases[0]+"/api/v1/admin/activity/settings?activityId="+strconv.Itoa(pathActivity), nil, bearer(s.adminToken))
 	}
 	if r := get(); r.Code != "0000" || string(r.Data) != `{"activityId":990003,"oneWin":false,"signedPath":false,"pathWindowSeconds":0}` {
 		t.Fatalf("settings of an activity without a row: %+v, want the defaults", r)
@@ -160,7 +161,7 @@ func checkSettingsValidation(t *testing.T, s stack) {
 	if r := get(); string(r.Data) != `{"activityId":990003,"oneWin":false,"signedPath":false,"pathWindowSeconds":0}` {
 		t.Fatalf("refused settings changed something: %+v", r)
 	}
-	if _, r := send(t, "POST", s.bases[0]+"/api/v1/admin/activity/settings", "", []byte(`{"activityId":990003,"oneWin":true}`)); r.Code != "0003" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/settings", []byte(`{"activityId":990003,"oneWin":true}`)); r.Code != "0003" {
 		t.Errorf("settings without the admin token: %+v, want 0003", r)
 	}
 	if r := settingsCall(t, s, `{"activityId":990003,"pathWindowSeconds":30}`); r.Code != "0000" ||
@@ -198,7 +199,7 @@ func checkSoldOut(t *testing.T, d *deployment, s stack, units, users, draws int)
 		wg.Go(func() {
 			defer func() { <-sem }()
 			for j := range draws {
-				r := post(t, s.bases[(i+j)%len(s.bases)], "/api/v1/raffle/activity/draw", drawReq{u, soldOutActivity})
+				r := call(t, "POST", s.bases[(i+j)%len(s.bases)]+"/api/v1/raffle/activity/draw", drawReq{u, soldOutActivity})
 				mu.Lock()
 				codes[r.Code]++
 				if r.Code == "0000" {
@@ -245,7 +246,7 @@ func checkSoldOut(t *testing.T, d *deployment, s stack, units, users, draws int)
 	rechargeAll(t, s, soldOutActivity, []string{funded})
 	for _, base := range s.bases {
 		for _, u := range []string{fresh, funded} {
-			if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{u, soldOutActivity}); r.Code != "ERR_BIZ_010" {
+			if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{u, soldOutActivity}); r.Code != "ERR_BIZ_010" {
 				t.Errorf("draw of %s on %s after the sell-out: %+v, want ERR_BIZ_010", u, base, r)
 			}
 		}
@@ -274,7 +275,7 @@ func checkOneWin(t *testing.T, d *deployment, s stack) {
 	rechargeAll(t, s, oneWinActivity, ids)
 	// The other node hears of the change through NATS.
 	testenv.Eventually(t, 10*time.Second, "one win reaches the second node", func() bool {
-		r := adminRequest(t, stack{bases: s.bases[1:], adminToken: s.adminToken}, "GET", "/api/v1/admin/activity/settings?activityId=990002", nil)
+		r := call(t, "GET", s.bases[1]+"/api/v1/admin/activity/settings?activityId=990002", nil, bearer(s.adminToken))
 		return string(r.Data) == `{"activityId":990002,"oneWin":true,"signedPath":false,"pathWindowSeconds":0}`
 	})
 	var mu sync.Mutex
@@ -283,7 +284,7 @@ func checkOneWin(t *testing.T, d *deployment, s stack) {
 	for _, u := range ids {
 		for j := range 10 {
 			wg.Go(func() {
-				r := post(t, s.bases[j%len(s.bases)], "/api/v1/raffle/activity/draw", drawReq{u, oneWinActivity})
+				r := call(t, "POST", s.bases[j%len(s.bases)]+"/api/v1/raffle/activity/draw", drawReq{u, oneWinActivity})
 				mu.Lock()
 				codes[r.Code]++
 				mu.Unlock()
@@ -303,7 +304,7 @@ func checkOneWin(t *testing.T, d *deployment, s stack) {
 				return false, err.Error()
 			}
 			if len(recs) == 0 {
-				r := post(t, s.bases[0], "/api/v1/raffle/activity/draw", drawReq{u, oneWinActivity})
+				r := call(t, "POST", s.bases[0]+"/api/v1/raffle/activity/draw", drawReq{u, oneWinActivity})
 				return false, r.Code
 			}
 			return true, ""
@@ -320,7 +321,7 @@ func checkOneWin(t *testing.T, d *deployment, s stack) {
 		t.Fatal(err)
 	}
 	for _, base := range s.bases {
-		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{ids[0], oneWinActivity}); r.Code != "ERR_BIZ_011" {
+		if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{ids[0], oneWinActivity}); r.Code != "ERR_BIZ_011" {
 			t.Errorf("draw of a winner after the loss of the one-win set, on %s: %+v, want ERR_BIZ_011", base, r)
 		}
 	}
@@ -339,8 +340,8 @@ func checkSignedPaths(t *testing.T, s stack) {
 	alice, bob := testenv.Unique("sp"), testenv.Unique("sp")
 	rechargeAll(t, s, pathActivity, []string{alice, bob})
 	body, _ := json.Marshal(map[string]any{"activityId": pathActivity})
-	drawAt := func(base, path, user string) apiReply {
-		_, r := send(t, "POST", base+path, bearer(user), body)
+	drawAt := func(base, path, user string) envelope {
+		r := call(t, "POST", base+path, body, "Authorization: "+userAuth(user))
 		return r
 	}
 	testenv.Eventually(t, 10*time.Second, "the plain draw refused on every node", func() bool {
@@ -352,17 +353,17 @@ func checkSignedPaths(t *testing.T, s stack) {
 		return true
 	})
 	for _, base := range s.bases {
-		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{alice, pathActivity}); r.Code != "ERR_BIZ_012" {
+		if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{alice, pathActivity}); r.Code != "ERR_BIZ_012" {
 			t.Errorf("plain draw with the user in the body on %s: %+v, want ERR_BIZ_012", base, r)
 		}
 	}
 	issue := func(user string) (string, int64) {
-		_, r := send(t, "GET", s.bases[0]+"/api/v1/raffle/activity/draw_path_by_token?activityId="+url.QueryEscape(strconv.Itoa(pathActivity)), bearer(user), nil)
-		var p struct {
+		r := call(t, "GET", s.bases[0]+"/api/v1/raffle/activity/draw_path_by_token?activityId="+url.QueryEscape(strconv.Itoa(pathActivity)), nil, "Authorization: "+userAuth(user))
+		p, err := dataOf[struct {
 			Path      string `json:"path"`
 			ExpiresAt int64  `json:"expiresAt"`
-		}
-		if err := json.Unmarshal(r.Data, &p); err != nil || r.Code != "0000" || p.Path == "" {
+		}](r)
+		if err != nil || r.Code != "0000" || p.Path == "" {
 			t.Fatalf("draw path of %s: %+v %v", user, r, err)
 		}
 		return p.Path, p.ExpiresAt

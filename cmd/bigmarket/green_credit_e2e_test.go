@@ -62,15 +62,15 @@ func TestCreditGreenChannelE2E(t *testing.T) {
 	signIn := map[string]string{}
 	after := map[string]creditLedger{}
 	for _, u := range users {
-		if code := d.recharge(t, base, u, 9012, "green-"+u); code != "0000" {
+		if code := d.recharge(t, base, u, 9012, "green-"+u).Code; code != "0000" {
 			t.Fatalf("recharge %s: %s", u, code)
 		}
 		for i := range 4 {
-			if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{u, faultActivity}); r.Code != "0000" {
+			if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{u, faultActivity}); r.Code != "0000" {
 				t.Fatalf("draw %d of %s: %+v", i, u, r)
 			}
 		}
-		if _, r := call(t, "POST", base+"/api/v1/raffle/activity/calendar_sign_rebate?userId="+u, nil); r.Code != "0000" {
+		if r := call(t, "POST", base+"/api/v1/raffle/activity/calendar_sign_rebate?userId="+u, nil); r.Code != "0000" {
 			t.Fatalf("sign-in of %s: %+v", u, r)
 		}
 		before := d.creditLedger(t, u)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -30,14 +29,12 @@ const e2eJWTSecret = "guard-e2e-jwt-secret-0123456789"
 // is 0.
 func metric(t *testing.T, base, sample string) float64 {
 	t.Helper()
-	resp, err := httpClient.Get(opsURL(t, base) + "/metrics")
+	_, body, err := do("GET", opsURL(t, base)+"/metrics", nil)
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
 		if ok && name == sample {
 			v, err := strconv.ParseFloat(value, 64)
 			if err != nil {
@@ -47,12 +44,6 @@ func metric(t *testing.T, base, sample string) float64 {
 		}
 	}
 	return 0
-}
-
-// request sends method path to base with the given Authorization (none when empty).
-func request(t *testing.T, base, method, path, auth, body string) (int, apiReply) {
-	t.Helper()
-	return send(t, method, base+path, auth, []byte(body))
 }
 
 // TestFrontLineTwoProcesses runs two serve processes with the front line on: a degrade
@@ -68,8 +59,8 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 	_, b := d.start(t, env...)
 	d.armory(t, a, b)
 	admin := "Bearer " + d.adminToken
-	draw := func(base, user string) apiReply {
-		return post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+	draw := func(base, user string) envelope {
+		return call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 	}
 
 	t.Run("degrade switch reaches the other node within a second", func(t *testing.T) {
@@ -77,7 +68,7 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 			value    string
 			degraded bool
 		}{{"open", true}, {"close", false}} {
-			if _, r := request(t, a, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value="+step.value, admin, ""); r.Code != "0000" {
+			if r := call(t, "GET", a+"/api/v1/raffle/dcc/update_config?key=degradeSwitch&value="+step.value, nil, "Authorization: "+admin); r.Code != "0000" {
 				t.Fatalf("update_config degradeSwitch=%s: %+v", step.value, r)
 			}
 			start := time.Now()
@@ -87,10 +78,10 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 			})
 			t.Logf("degradeSwitch=%s reached node b after %s", step.value, time.Since(start).Round(time.Millisecond))
 		}
-		if _, r := request(t, a, "GET", "/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=half", admin, ""); r.Code != "0002" {
+		if r := call(t, "GET", a+"/api/v1/raffle/dcc/update_config?key=degradeSwitch&value=half", nil, "Authorization: "+admin); r.Code != "0002" {
 			t.Fatalf("bad value: %+v, want 0002", r)
 		}
-		if _, r := request(t, b, "GET", "/api/v1/raffle/dcc/update_config?key=noSuchSwitch&value=open", admin, ""); r.Code != "0002" {
+		if r := call(t, "GET", b+"/api/v1/raffle/dcc/update_config?key=noSuchSwitch&value=open", nil, "Authorization: "+admin); r.Code != "0002" {
 			t.Fatalf("unknown key: %+v, want 0002", r)
 		}
 	})
@@ -134,13 +125,13 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 
 	t.Run("tokens and operator endpoints", func(t *testing.T) {
 		user := testenv.Unique("tk")
-		if c := d.recharge(t, a, user, 9011, user+"-r"); c != "0000" {
+		if c := d.recharge(t, a, user, 9011, user+"-r").Code; c != "0000" {
 			t.Fatalf("recharge: %s", c)
 		}
 		body := fmt.Sprintf(`{"activityId":%d,"userId":"someone-else"}`, faultActivity)
 		valid := httpapi.SignToken([]byte(e2eJWTSecret), user, time.Now().Add(time.Hour))
-		if status, r := request(t, b, "POST", "/api/v1/raffle/activity/draw_by_token", valid, body); status != 200 || r.Code != "0000" {
-			t.Fatalf("draw_by_token with a valid token: %d %+v", status, r)
+		if r := call(t, "POST", b+"/api/v1/raffle/activity/draw_by_token", body, "Authorization: "+valid); r.Status != 200 || r.Code != "0000" {
+			t.Fatalf("draw_by_token with a valid token: %+v", r)
 		}
 		if got := totalSurplus(t, a, user); got != 149 {
 			t.Fatalf("surplus after one token draw: %d, want 149 (the draw was the token's user's)", got)
@@ -150,8 +141,8 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 			"expired": httpapi.SignToken([]byte(e2eJWTSecret), user, time.Now().Add(-time.Minute)),
 			"missing": "",
 		} {
-			if status, r := request(t, b, "POST", "/api/v1/raffle/activity/draw_by_token", auth, body); status != http.StatusUnauthorized || r.Code != "0003" {
-				t.Fatalf("%s token: %d %+v, want 401 0003", name, status, r)
+			if r := call(t, "POST", b+"/api/v1/raffle/activity/draw_by_token", body, "Authorization: "+auth); r.Status != http.StatusUnauthorized || r.Code != "0003" {
+				t.Fatalf("%s token: %+v, want 401 0003", name, r)
 			}
 		}
 		if got := totalSurplus(t, a, user); got != 149 {
@@ -163,12 +154,12 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 			"/api/v1/raffle/erp/query_raffle_activity_stage_list",
 		} {
 			for _, auth := range []string{"", "Bearer wrong-token", valid} {
-				if status, r := request(t, a, "GET", path, auth, ""); status != http.StatusUnauthorized || r.Code != "0003" {
-					t.Fatalf("%s with %q: %d %+v, want 401 0003", path, auth, status, r)
+				if r := call(t, "GET", a+path, nil, "Authorization: "+auth); r.Status != http.StatusUnauthorized || r.Code != "0003" {
+					t.Fatalf("%s with %q: %+v, want 401 0003", path, auth, r)
 				}
 			}
 		}
-		if _, r := request(t, b, "GET", "/api/v1/raffle/dcc/query_config", admin, ""); r.Code != "0000" || !strings.Contains(string(r.Data), `"degradeSwitch":"close"`) {
+		if r := call(t, "GET", b+"/api/v1/raffle/dcc/query_config", nil, "Authorization: "+admin); r.Code != "0000" || !strings.Contains(string(r.Data), `"degradeSwitch":"close"`) {
 			t.Fatalf("query_config: %+v", r)
 		}
 	})
@@ -185,13 +176,13 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 		"BIGMARKET_BREAKER_FAILURE_RATIO=0.5", "BIGMARKET_BREAKER_OPEN_FOR=1s", "BIGMARKET_BREAKER_PROBES=1")
 	d.armory(t, base)
 	user := testenv.Unique("pz")
-	if c := d.recharge(t, base, user, 9011, user+"-r"); c != "0000" {
+	if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 		t.Fatalf("recharge: %s", c)
 	}
 	awarded := 0
-	draw := func() (apiReply, time.Duration) {
+	draw := func() (envelope, time.Duration) {
 		start := time.Now()
-		r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		if r.Code == "0000" {
 			awarded++
 		}
@@ -238,11 +229,11 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 	// Orders a timed-out draw left unused are reused once their claims expire; a draw
 	// that finished after its 0006 was sent is an award the user did not see at once.
 	used := func() (used, open int) {
-		_, r := request(t, base, "GET", "/api/v1/raffle/erp/query_user_raffle_order?limit=500&userId="+user, "Bearer "+d.adminToken, "")
-		var orders []struct {
+		r := call(t, "GET", base+"/api/v1/raffle/erp/query_user_raffle_order?limit=500&userId="+user, nil, bearer(d.adminToken))
+		orders, err := dataOf[[]struct {
 			OrderState string `json:"orderState"`
-		}
-		if err := json.Unmarshal(r.Data, &orders); err != nil || r.Code != "0000" {
+		}](r)
+		if err != nil || r.Code != "0000" {
 			t.Fatalf("orders of %s: %+v %v", user, r, err)
 		}
 		for _, o := range orders {

@@ -86,7 +86,7 @@ func (d *deployment) provision(t *testing.T, base string, n int) []string {
 	users := make([]string, n)
 	for i := range users {
 		users[i] = testenv.Unique("ob")[:14]
-		if code := d.recharge(t, base, users[i], 9012, users[i]); code != "0000" {
+		if code := d.recharge(t, base, users[i], 9012, users[i]).Code; code != "0000" {
 			t.Fatalf("recharge %s: %s", users[i], code)
 		}
 	}
@@ -98,7 +98,7 @@ func (d *deployment) provision(t *testing.T, base string, n int) []string {
 func drawAll(t *testing.T, base string, users []string, draws int) {
 	t.Helper()
 	fanOut(draws, 16, func(i int) {
-		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{users[i%len(users)], faultActivity}); r.Code != "0000" {
+		if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{users[i%len(users)], faultActivity}); r.Code != "0000" {
 			t.Errorf("draw %d: %+v", i, r)
 		}
 	})
@@ -252,15 +252,15 @@ func TestWebhookReceiverDown(t *testing.T) {
 		return sqlstore.OpenSQLite(fmt.Sprintf("%s/big_market_%02d.db", cfg.DataDir, i+1))
 	})
 	s := stack{bases: []string{base}, adminToken: cfg.AdminToken, users: users}
-	if _, r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100401", nil); r.Code != "0000" {
+	if r := call(t, "GET", base+"/api/v1/raffle/activity/armory?activityId=100401", nil); r.Code != "0000" {
 		t.Fatalf("armory: %+v", r)
 	}
 	const user = "hookuser"
-	if r := adminCall(t, s, "/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9903, "outBusinessNo": "hook-1"}); r.Code != "0000" {
+	if r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/recharge", map[string]any{"userId": user, "sku": 9903, "outBusinessNo": "hook-1"}, bearer(s.adminToken)); r.Code != "0000" {
 		t.Fatalf("recharge: %+v", r)
 	}
 	for range 10 {
-		if r := post(t, base, "/api/v1/raffle/activity/draw", drawReq{user, 100401}); r.Code != "0000" {
+		if r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, 100401}); r.Code != "0000" {
 			t.Fatalf("draw: %+v", r)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -19,12 +18,13 @@ type provisioned struct {
 	Repeated    int `json:"repeated"`
 }
 
-func provisionCall(t *testing.T, s stack, body map[string]any) (apiReply, provisioned) {
+func provisionCall(t *testing.T, s stack, body map[string]any) (envelope, provisioned) {
 	t.Helper()
-	r := adminCall(t, s, "/api/v1/admin/activity/provision", body)
+	r := call(t, "POST", s.bases[0]+"/api/v1/admin/activity/provision", body, bearer(s.adminToken))
 	var p provisioned
 	if r.Code == "0000" {
-		if err := json.Unmarshal(r.Data, &p); err != nil {
+		var err error
+		if p, err = dataOf[provisioned](r); err != nil {
 			t.Fatalf("provision data %s: %v", r.Data, err)
 		}
 	}
@@ -54,7 +54,7 @@ func TestProvisionE2E(t *testing.T) {
 	ctx := context.Background()
 
 	ref := testenv.Unique("pr")[:14]
-	if code := d.recharge(t, base, ref, 9011, "ref-"+ref); code != "0000" {
+	if code := d.recharge(t, base, ref, 9011, "ref-"+ref).Code; code != "0000" {
 		t.Fatalf("reference recharge: %s", code)
 	}
 	users := make([]string, 350)

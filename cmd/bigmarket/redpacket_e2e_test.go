@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -20,23 +19,23 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 	_, a := d.start(t)
 	_, b := d.start(t)
 	admin := "Bearer " + d.adminToken
-	_, r := request(t, a, "POST", "/api/v1/admin/redpacket/send", admin,
-		`{"totalAmount":"5000.00","count":1000,"mode":"random","greeting":"开工大吉","expireMinutes":30}`)
-	var sent struct {
+	r := call(t, "POST", a+"/api/v1/admin/redpacket/send", `{"totalAmount":"5000.00","count":1000,"mode":"random","greeting":"开工大吉","expireMinutes":30}`, "Authorization: "+admin)
+	sent, err := dataOf[struct {
 		PacketID string `json:"packetId"`
-	}
-	if err := json.Unmarshal(r.Data, &sent); err != nil || r.Code != "0000" || sent.PacketID == "" {
+	}](r)
+	if err != nil || r.Code != "0000" || sent.PacketID == "" {
 		t.Fatalf("operator send: %+v %v", r, err)
 	}
 	type grabbed struct {
 		PacketID string      `json:"packetId"`
 		Amount   money.Cents `json:"amount"`
 	}
-	grab := func(base, user string) (apiReply, grabbed) {
-		_, r := request(t, base, "POST", "/api/v1/redpacket/grab", "", fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, sent.PacketID))
+	grab := func(base, user string) (envelope, grabbed) {
+		r := call(t, "POST", base+"/api/v1/redpacket/grab", fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, sent.PacketID))
 		var g grabbed
 		if r.Code == "0000" || r.Code == "0003" {
-			if err := json.Unmarshal(r.Data, &g); err != nil || g.PacketID != sent.PacketID {
+			var err error
+			if g, err = dataOf[grabbed](r); err != nil || g.PacketID != sent.PacketID {
 				t.Errorf("grab of %s: %+v %v", user, r, err)
 			}
 		}
@@ -111,8 +110,8 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 		return len(items) == 1000
 	})
 	// The detail page: all grabbed, the luckiest is the largest amount.
-	_, r = request(t, b, "GET", "/api/v1/redpacket/detail?packetId="+sent.PacketID, "", "")
-	var detail struct {
+	r = call(t, "GET", b+"/api/v1/redpacket/detail?packetId="+sent.PacketID, nil)
+	detail, err := dataOf[struct {
 		TotalAmount     money.Cents `json:"totalAmount"`
 		GrabbedCount    int         `json:"grabbedCount"`
 		GrabbedAmount   money.Cents `json:"grabbedAmount"`
@@ -128,8 +127,8 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 			UserID string      `json:"userId"`
 			Amount money.Cents `json:"amount"`
 		} `json:"luckiest"`
-	}
-	if err := json.Unmarshal(r.Data, &detail); err != nil || r.Code != "0000" {
+	}](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("detail: %+v %v", r, err)
 	}
 	var best money.Cents
@@ -142,20 +141,19 @@ func TestRedPacketGrabTwoProcesses(t *testing.T) {
 		t.Fatalf("detail: %d grabbed of %s, %d left, state %s, luckiest %+v (best %s)", detail.GrabbedCount, detail.GrabbedAmount,
 			detail.RemainingCount, detail.State, detail.Luckiest, best)
 	}
-	if _, r := request(t, a, "GET", "/api/v1/redpacket/detail?packetId=0099", "", ""); r.Code != "0002" {
+	if r := call(t, "GET", a+"/api/v1/redpacket/detail?packetId=0099", nil); r.Code != "0002" {
 		t.Fatalf("detail of an unknown packet: %+v", r)
 	}
 	// An operator packet for named users only.
-	_, r = request(t, a, "POST", "/api/v1/admin/redpacket/send", admin,
-		`{"totalAmount":"2.00","count":2,"mode":"fixed","eligibleUsers":["vip-1","vip-2"]}`)
-	var vip struct {
+	r = call(t, "POST", a+"/api/v1/admin/redpacket/send", `{"totalAmount":"2.00","count":2,"mode":"fixed","eligibleUsers":["vip-1","vip-2"]}`, "Authorization: "+admin)
+	vip, err := dataOf[struct {
 		PacketID string `json:"packetId"`
-	}
-	if err := json.Unmarshal(r.Data, &vip); err != nil || r.Code != "0000" {
+	}](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("operator send to eligible users: %+v %v", r, err)
 	}
 	for user, code := range map[string]string{"vip-1": "0000", "someone": "ERR_RP_003"} {
-		if _, r := request(t, b, "POST", "/api/v1/redpacket/grab", "", fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, vip.PacketID)); r.Code != code {
+		if r := call(t, "POST", b+"/api/v1/redpacket/grab", fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, vip.PacketID)); r.Code != code {
 			t.Fatalf("grab of the eligible-only packet by %s: %+v, want %s", user, r, code)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -25,14 +24,14 @@ type grabReply struct {
 
 // grabOnce sends one grab; it may run on any goroutine.
 func grabOnce(t *testing.T, base, user, packetID string) grabReply {
-	_, r := send(t, "POST", base+"/api/v1/redpacket/grab", "", []byte(fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, packetID)))
+	r := call(t, "POST", base+"/api/v1/redpacket/grab", []byte(fmt.Sprintf(`{"userId":%q,"packetId":%q}`, user, packetID)))
 	g := grabReply{code: r.Code}
 	if r.Code == "0000" || r.Code == "0003" {
-		var d struct {
+		d, err := dataOf[struct {
 			PacketID string      `json:"packetId"`
 			Amount   money.Cents `json:"amount"`
-		}
-		if err := json.Unmarshal(r.Data, &d); err != nil || d.PacketID != packetID {
+		}](r)
+		if err != nil || d.PacketID != packetID {
 			t.Errorf("grab of %s: %+v %v", user, r, err)
 		}
 		g.amount = d.Amount
@@ -62,11 +61,11 @@ func (d *deployment) sendPacket(t *testing.T, base, sender, total string, count 
 		body = fmt.Sprintf(`{"userId":%q,"totalAmount":%q,"count":%d,"mode":"random","expireMinutes":30}`, sender, total, count)
 		path, auth = "/api/v1/redpacket/send", ""
 	}
-	_, r := request(t, base, "POST", path, auth, body)
-	var sent struct {
+	r := call(t, "POST", base+path, body, "Authorization: "+auth)
+	sent, err := dataOf[struct {
 		PacketID string `json:"packetId"`
-	}
-	if err := json.Unmarshal(r.Data, &sent); err != nil || r.Code != "0000" {
+	}](r)
+	if err != nil || r.Code != "0000" {
 		t.Fatalf("send: %+v %v", r, err)
 	}
 	return sent.PacketID

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -14,37 +10,13 @@ import (
 	"github.com/bigmarket/bigmarket/money"
 )
 
-// rechargeReply sends the operator recharge to base and returns its envelope and its
-// Retry-After header.
-func (d *deployment) rechargeReply(t *testing.T, base, userID string, sku int64, outBusinessNo string) (apiReply, string) {
-	t.Helper()
-	raw, _ := json.Marshal(map[string]any{"userId": userID, "sku": sku, "outBusinessNo": outBusinessNo})
-	req, err := http.NewRequest("POST", base+"/api/v1/admin/activity/recharge", bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+d.adminToken)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var r apiReply
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatalf("recharge %s: not an envelope: %q", userID, body)
-	}
-	return r, resp.Header.Get("Retry-After")
-}
-
 // TestRechargeRightAfterStart starts serve on new databases and a Redis prefix no process
 // has used and recharges at once, without any armory: serve arms the SKU stock of the open
 // activities before it serves, so the README's first recharge succeeds.
 func TestRechargeRightAfterStart(t *testing.T) {
 	d := newDeployment(t, "")
 	_, base := d.start(t)
-	if r, _ := d.rechargeReply(t, base, "fresh1", 9011, "fresh-1"); r.Code != "0000" {
+	if r := d.recharge(t, base, "fresh1", 9011, "fresh-1"); r.Code != "0000" {
 		t.Fatalf("first recharge after start, no armory: %s %q, want 0000", r.Code, r.Info)
 	}
 	for _, sku := range []int64{9011, 9012, 9013, 9014, 9901, 9902, 9903} {
@@ -60,7 +32,7 @@ func TestRechargeRightAfterStart(t *testing.T) {
 	// The credit-paid exchange works at once too.
 	buyer := "fresh2"
 	d.topUp(t, buyer, 1000)
-	if r := post(t, base, "/api/v1/raffle/activity/credit_pay_exchange_sku", map[string]any{"userId": buyer, "sku": 9014}); r.Code != "0000" {
+	if r := call(t, "POST", base+"/api/v1/raffle/activity/credit_pay_exchange_sku", map[string]any{"userId": buyer, "sku": 9014}); r.Code != "0000" {
 		t.Fatalf("first exchange after start: %s %q, want 0000", r.Code, r.Info)
 	}
 }
@@ -77,7 +49,7 @@ func TestSKUStockUnknownWhileRebuilt(t *testing.T) {
 	s := d.stack(base)
 	ctx := context.Background()
 	d.armory(t, base)
-	if r, _ := d.rechargeReply(t, base, "unk0", 9011, "unk-0"); r.Code != "0000" {
+	if r := d.recharge(t, base, "unk0", 9011, "unk-0"); r.Code != "0000" {
 		t.Fatalf("recharge before the flush: %s %q", r.Code, r.Info)
 	}
 	buyer, signer := "unkbuyer", "unksigner"
@@ -87,11 +59,12 @@ func TestSKUStockUnknownWhileRebuilt(t *testing.T) {
 	if err := d.redis.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	r, retry := d.rechargeReply(t, base, "unk1", 9011, "unk-1")
+	r := d.recharge(t, base, "unk1", 9011, "unk-1")
+	retry := r.Header.Get("Retry-After")
 	if r.Code != "0009" || retry == "" {
 		t.Fatalf("recharge while the sku counter is lost: %s %q (Retry-After %q), want 0009 with Retry-After", r.Code, r.Info, retry)
 	}
-	if r := post(t, base, "/api/v1/raffle/activity/credit_pay_exchange_sku", map[string]any{"userId": buyer, "sku": 9014}); r.Code != "0009" {
+	if r := call(t, "POST", base+"/api/v1/raffle/activity/credit_pay_exchange_sku", map[string]any{"userId": buyer, "sku": 9014}); r.Code != "0009" {
 		t.Fatalf("exchange while the sku counter is lost: %s %q, want 0009", r.Code, r.Info)
 	}
 	if c := creditOf(t, base, buyer); c != credit0 {
@@ -105,14 +78,14 @@ func TestSKUStockUnknownWhileRebuilt(t *testing.T) {
 	}
 	// The sign-in is accepted (its rebates are orders and tasks in SQL); the SKU rebate's
 	// delivery meets the lost counter and must be redelivered until it is rebuilt.
-	if _, r := call(t, "POST", base+"/api/v1/raffle/activity/calendar_sign_rebate?userId="+signer, nil); r.Code != "0000" {
+	if r := call(t, "POST", base+"/api/v1/raffle/activity/calendar_sign_rebate?userId="+signer, nil); r.Code != "0000" {
 		t.Fatalf("sign-in while the sku counter is lost: %+v", r)
 	}
 
 	// Every answer until the rebuild is 0009; then the recharge succeeds.
 	i := 2
 	testenv.Eventually(t, 60*time.Second, "recharge after the sku counter is rebuilt", func() bool {
-		r, _ := d.rechargeReply(t, base, fmt.Sprint("unk", i), 9011, fmt.Sprint("unk-", i))
+		r := d.recharge(t, base, fmt.Sprint("unk", i), 9011, fmt.Sprint("unk-", i))
 		i++
 		switch r.Code {
 		case "0000":
@@ -123,7 +96,7 @@ func TestSKUStockUnknownWhileRebuilt(t *testing.T) {
 		t.Fatalf("recharge while the sku counter is rebuilt: %s %q, want 0009 or 0000", r.Code, r.Info)
 		return false
 	})
-	if r := post(t, base, "/api/v1/raffle/activity/credit_pay_exchange_sku", map[string]any{"userId": buyer, "sku": 9014}); r.Code != "0000" {
+	if r := call(t, "POST", base+"/api/v1/raffle/activity/credit_pay_exchange_sku", map[string]any{"userId": buyer, "sku": 9014}); r.Code != "0000" {
 		t.Fatalf("exchange after the rebuild: %s %q", r.Code, r.Info)
 	}
 	if c := creditOf(t, base, buyer); c != credit0-money.Cents(500) {

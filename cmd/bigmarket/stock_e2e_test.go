@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -47,13 +46,13 @@ func randomRaffles(t *testing.T, d *deployment, bases []string, n int) map[int]i
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			status, r := send(t, "POST", bases[i%len(bases)]+"/api/v1/raffle/strategy/random_raffle", "Bearer "+d.adminToken, body)
-			if status != 200 || r.Code != "0000" {
-				t.Errorf("random_raffle: HTTP %d %s %s", status, r.Code, r.Info)
+			r := call(t, "POST", bases[i%len(bases)]+"/api/v1/raffle/strategy/random_raffle", body, bearer(d.adminToken))
+			if r.Status != 200 || r.Code != "0000" {
+				t.Errorf("random_raffle: HTTP %d %s %s", r.Status, r.Code, r.Info)
 				return
 			}
-			var v struct{ AwardID int }
-			if err := json.Unmarshal(r.Data, &v); err != nil {
+			v, err := dataOf[struct{ AwardID int }](r)
+			if err != nil {
 				t.Errorf("random_raffle data %s: %v", r.Data, err)
 			}
 			mu.Lock()
@@ -69,7 +68,7 @@ func randomRaffles(t *testing.T, d *deployment, bases []string, n int) map[int]i
 func strategyArmory(t *testing.T, d *deployment, base string) {
 	t.Helper()
 	url := fmt.Sprintf("%s/api/v1/raffle/strategy/strategy_armory?strategyId=%d", base, faultStrategy)
-	if _, r := send(t, "GET", url, "Bearer "+d.adminToken, nil); r.Code != "0000" {
+	if r := call(t, "GET", url, nil, bearer(d.adminToken)); r.Code != "0000" {
 		t.Fatalf("strategy armory on %s: %+v", base, r)
 	}
 }
@@ -227,7 +226,7 @@ func TestStockTopUpThenRedisFlush(t *testing.T) {
 	bases := soldOutPair(t, d, "BIGMARKET_RECOVERY_GRACE=1s")
 
 	s := d.stack(bases...)
-	r := adminCall(t, s, "/api/v1/admin/stock/add", map[string]any{"strategyId": faultStrategy, "awardId": topUpAward, "units": 10})
+	r := call(t, "POST", s.bases[0]+"/api/v1/admin/stock/add", map[string]any{"strategyId": faultStrategy, "awardId": topUpAward, "units": 10}, bearer(s.adminToken))
 	if r.Code != "0000" || string(r.Data) != `{"awardCount":110}` {
 		t.Fatalf("stock add: %+v", r)
 	}
@@ -268,7 +267,7 @@ func TestSKUTopUp(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			user := fmt.Sprintf("sku%d", next+i)
-			wg.Go(func() { codes[i] = d.recharge(t, bases[i%2], user, 99301, user) })
+			wg.Go(func() { codes[i] = d.recharge(t, bases[i%2], user, 99301, user).Code })
 		}
 		wg.Wait()
 		next += n
@@ -300,7 +299,7 @@ func TestSKUTopUp(t *testing.T) {
 		{"sku": 99399, "units": 5}, {"sku": 99301, "units": 0}, {"sku": 99301, "units": -1}, {"sku": 99301},
 		{"sku": 99301, "units": 5, "strategyId": 100006, "awardId": 102}, {"units": 5}, {"sku": 99301, "units": 1.5},
 	} {
-		if r := adminCall(t, s, "/api/v1/admin/stock/add", bad); r.Code != "0002" {
+		if r := call(t, "POST", s.bases[0]+"/api/v1/admin/stock/add", bad, bearer(s.adminToken)); r.Code != "0002" {
 			t.Errorf("stock add %v: %+v, want 0002", bad, r)
 		}
 	}
@@ -308,7 +307,7 @@ func TestSKUTopUp(t *testing.T) {
 		t.Fatalf("after refused top-ups sku 99301 has stock %d and surplus %d; want 3 and 0", count, surplus)
 	}
 
-	r := adminCall(t, s, "/api/v1/admin/stock/add", map[string]any{"sku": 99301, "units": 5})
+	r := call(t, "POST", s.bases[0]+"/api/v1/admin/stock/add", map[string]any{"sku": 99301, "units": 5}, bearer(s.adminToken))
 	if r.Code != "0000" || string(r.Data) != `{"stockCount":8}` {
 		t.Fatalf("stock add: %+v", r)
 	}

@@ -3,10 +3,12 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
-	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,23 +20,25 @@ import (
 )
 
 // NATSServer is a private nats-server process with JetStream and a file store on a
-// loopback port of its own, for tests that stop, kill and restart the broker. The port and
-// the store dir stay the same across restarts, so clients reconnect to the same URL and
-// find their streams again.
+// loopback port of its own, for tests that stop, kill and restart the broker. The first
+// run binds a port the server picks itself; the port and the store dir stay the same
+// across restarts, so clients reconnect to the same URL and find their streams again.
 type NATSServer struct {
 	URL string
 
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	log  *SyncBuffer // output of every run, shown when the test fails
+	t     testing.TB
+	bin   string
+	port  int         // 0 until the first run has bound one
+	dir   string      // the JetStream store
+	ports string      // where the first run reports the port it bound
+	log   *SyncBuffer // output of every run, shown when the test fails
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 }
 
-// StartNATSServer starts nats-server on a free loopback port with its store in a
+// StartNATSServer starts nats-server on a loopback port it picks itself (never one probed
+// for and handed over, which another test could take in between) with its store in a
 // temporary dir, waits until it takes JetStream requests, and kills it when the test ends.
 // The test is skipped when nats-server is not installed, and fails in CI.
 func StartNATSServer(t testing.TB) *NATSServer {
@@ -46,15 +50,7 @@ func StartNATSServer(t testing.TB) *NATSServer {
 		}
 		t.Skipf("nats-server not installed: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	s := &NATSServer{t: t, bin: bin, port: port, dir: t.TempDir(), URL: "nats://127.0.0.1:" + strconv.Itoa(port), log: &SyncBuffer{}}
+	s := &NATSServer{t: t, bin: bin, dir: t.TempDir(), ports: t.TempDir(), log: &SyncBuffer{}}
 	t.Cleanup(func() {
 		s.signal(syscall.SIGKILL)
 		if t.Failed() {
@@ -65,15 +61,19 @@ func StartNATSServer(t testing.TB) *NATSServer {
 	return s
 }
 
-// Start runs the server (again) on the same port and store dir and waits until JetStream
-// answers.
+// Start runs the server and waits until JetStream answers: the first time on a port it
+// picks (-p -1) and reports in a ports file, after that on the same port and store dir.
 func (s *NATSServer) Start() {
 	s.t.Helper()
 	if s.cmd != nil {
 		s.t.Fatal("nats-server already running")
 	}
 	fmt.Fprintf(s.log, "--- start %s\n", time.Now().Format(time.TimeOnly))
-	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.dir)
+	port := "-1"
+	if s.port != 0 {
+		port = strconv.Itoa(s.port)
+	}
+	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", s.dir, "-ports_file_dir", s.ports)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start nats-server: %v", err)
@@ -89,7 +89,10 @@ func (s *NATSServer) Start() {
 			s.t.Fatalf("nats-server exited at start (%s); output:\n%s", cmd.ProcessState, s.log.String())
 		default:
 		}
-		err := s.ping()
+		err := s.boundPort(cmd.Process.Pid)
+		if err == nil {
+			err = s.ping()
+		}
 		if err == nil {
 			return
 		}
@@ -98,6 +101,38 @@ func (s *NATSServer) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// boundPort learns, on the first run, the client port the server with process id pid
+// bound, from the ports file it writes once it listens.
+func (s *NATSServer) boundPort(pid int) error {
+	if s.port != 0 {
+		return nil
+	}
+	files, err := filepath.Glob(filepath.Join(s.ports, "*_"+strconv.Itoa(pid)+".ports"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no ports file yet (%v)", err)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		return err
+	}
+	var ports struct {
+		NATS []string `json:"nats"`
+	}
+	if err := json.Unmarshal(raw, &ports); err != nil || len(ports.NATS) == 0 {
+		return fmt.Errorf("ports file %q: %v", raw, err) // written but not complete yet
+	}
+	u, err := url.Parse(ports.NATS[0])
+	if err != nil {
+		return fmt.Errorf("ports file %q: %w", raw, err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil || port == 0 {
+		return fmt.Errorf("ports file %q: no port", raw)
+	}
+	s.port, s.URL = port, "nats://127.0.0.1:"+strconv.Itoa(port)
+	return nil
 }
 
 // ping connects once, without reconnecting, and checks that JetStream answers.
