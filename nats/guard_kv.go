@@ -37,10 +37,17 @@ type GuardTarget interface {
 }
 
 // GuardKV keeps the guard's dynamic settings and blacklist in two NATS KV buckets. A
-// write reaches every node's watch within milliseconds.
+// write reaches every node's watch within milliseconds, and the node that made it has
+// applied it before the write returns (read your writes: an operator's next call to the
+// same node sees the change).
 type GuardKV struct {
 	dcc, blacklist jetstream.KeyValue
 	log            *slog.Logger
+
+	mu       sync.Mutex
+	watching bool          // a Watch feeds this node's guard
+	applied  uint64        // the dcc bucket's last revision the watch has applied
+	advanced chan struct{} // closed and replaced when applied grows
 }
 
 // OpenGuardKV creates or binds the two buckets.
@@ -67,23 +74,75 @@ func OpenGuardKV(ctx context.Context, js jetstream.JetStream, prefix string, rep
 	if err != nil {
 		return nil, fmt.Errorf("open blacklist bucket: %w", err)
 	}
-	return &GuardKV{dcc: dcc, blacklist: bl, log: log}, nil
+	return &GuardKV{dcc: dcc, blacklist: bl, log: log, advanced: make(chan struct{})}, nil
 }
 
-// PutSetting stores a dynamic setting for every node; the caller validated it.
+// PutSetting stores a dynamic setting for every node (the caller validated it) and
+// returns once this node's watch has applied it.
 func (k *GuardKV) PutSetting(ctx context.Context, key, value string) error {
-	if _, err := k.dcc.PutString(ctx, key, value); err != nil {
+	rev, err := k.dcc.PutString(ctx, key, value)
+	if err != nil {
 		return fmt.Errorf("put dcc %s: %w", key, err)
 	}
-	return nil
+	return k.waitApplied(ctx, key, rev)
 }
 
-// DeleteSetting removes a setting, so every node goes back to its configured default.
+// DeleteSetting removes a setting, so every node goes back to its configured default, and
+// returns once this node's watch has applied the removal.
 func (k *GuardKV) DeleteSetting(ctx context.Context, key string) error {
 	if err := k.dcc.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete dcc %s: %w", key, err)
 	}
-	return nil
+	// Delete does not tell its revision: the bucket's last one is at least it.
+	st, err := k.dcc.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("delete dcc %s: read the bucket's revision: %w", key, err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return fmt.Errorf("delete dcc %s: bucket status %T has no revision", key, st)
+	}
+	return k.waitApplied(ctx, key, bs.StreamInfo().State.LastSeq)
+}
+
+// waitApplied waits until this node's watch has applied the dcc bucket up to rev; the
+// write is stored for every node either way, so an error says only that this node had
+// not applied it yet when ctx ended. Without a watch there is nothing to wait for.
+func (k *GuardKV) waitApplied(ctx context.Context, key string, rev uint64) error {
+	for {
+		k.mu.Lock()
+		done, advanced := !k.watching || k.applied >= rev, k.advanced
+		k.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return fmt.Errorf("dcc %s stored (revision %d) but not yet applied on this node: %w", key, rev, ctx.Err())
+		}
+	}
+}
+
+// setWatching records whether a watch is applying the dcc bucket to this node, and wakes
+// the writers waiting for it.
+func (k *GuardKV) setWatching(on bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.watching = on
+	close(k.advanced)
+	k.advanced = make(chan struct{})
+}
+
+// noteApplied records that the watch applied the dcc bucket's revision rev.
+func (k *GuardKV) noteApplied(rev uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if rev > k.applied {
+		k.applied = rev
+		close(k.advanced)
+		k.advanced = make(chan struct{})
+	}
 }
 
 // AddBlacklist blacklists userID on every node until the given time.
@@ -119,6 +178,7 @@ func (k *GuardKV) Watch(ctx context.Context, t GuardTarget) (wait func(), err er
 		return nil, fmt.Errorf("watch blacklist bucket: %w", err)
 	}
 	applyDCC := func(e jetstream.KeyValueEntry) {
+		defer k.noteApplied(e.Revision())
 		if e.Operation() != jetstream.KeyValuePut {
 			t.Override(e.Key(), "")
 			return
@@ -171,8 +231,12 @@ func (k *GuardKV) Watch(ctx context.Context, t GuardTarget) (wait func(), err er
 			}
 		}
 	}
+	k.setWatching(true)
 	wg.Add(2)
-	go follow(dccW, applyDCC)
+	go func() {
+		defer k.setWatching(false)
+		follow(dccW, applyDCC)
+	}()
 	go follow(blW, applyBL)
 	return wg.Wait, nil
 }

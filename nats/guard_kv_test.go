@@ -113,3 +113,39 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardKVReadYourWrites: a node that writes or removes a setting has applied it when
+// the write returns, so an operator's next call to that node sees it (the other nodes
+// follow within milliseconds); a GuardKV without a watch does not wait.
+func TestGuardKVReadYourWrites(t *testing.T) {
+	t.Parallel()
+	js := embeddedJS(t, startEmbedded(t, t.TempDir()))
+	prefix := testenv.Unique("g")
+	n := startGuardNode(t, js, prefix, guard.DefaultSettings(), time.Now)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 50 {
+		if err := n.kv.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Open); err != nil {
+			t.Fatal(err)
+		}
+		if !n.guard.Settings().Degrade {
+			t.Fatalf("round %d: degrade not in force on the writing node when PutSetting returned", i)
+		}
+		if err := n.kv.DeleteSetting(ctx, guard.KeyDegradeSwitch); err != nil {
+			t.Fatal(err)
+		}
+		if n.guard.Settings().Degrade {
+			t.Fatalf("round %d: degrade still in force on the writing node when DeleteSetting returned", i)
+		}
+	}
+	unwatched, err := OpenGuardKV(ctx, js, prefix, 1, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unwatched.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Open); err != nil {
+		t.Fatalf("PutSetting without a watch: %v", err)
+	}
+	if err := unwatched.DeleteSetting(ctx, guard.KeyDegradeSwitch); err != nil {
+		t.Fatalf("DeleteSetting without a watch: %v", err)
+	}
+}
