@@ -29,6 +29,7 @@ import (
 // flashActivities is what the flash draw needs of the activity service.
 type flashActivities interface {
 	Open(ctx context.Context, activityID int64) (activity.Activity, error)
+	Activity(ctx context.Context, activityID int64) (activity.Activity, error)
 	Periods(t time.Time) (day, month string)
 	StoredQuota(ctx context.Context, userID string, activityID int64, day, month string) (activity.Quota, error)
 }
@@ -325,7 +326,7 @@ func (s *Service) SweepPending(ctx context.Context) (int, error) {
 
 func (s *Service) sweepOne(ctx context.Context, ref flash.PendingRef) error {
 	f := s.opts.Flash
-	a, err := s.opts.Activities.Activity(ctx, ref.ActivityID)
+	a, err := f.Activities.Activity(ctx, ref.ActivityID)
 	if err != nil {
 		return err
 	}
