@@ -37,6 +37,9 @@ type DrawOptions struct {
 	Requests             int64
 	Warmup               time.Duration
 	Verify               bool
+	// Drain, when set, waits until the server has written every answered draw to SQL (the
+	// flash draw's writer) before the verification, which reads SQL.
+	Drain func(ctx context.Context) error
 
 	// Progress receives progress lines; nil is quiet.
 	Progress io.Writer
@@ -67,6 +70,9 @@ type DrawReport struct {
 	Draws           int64 `json:"draws"`
 	TimedOut        int64 `json:"timedOut"`
 	UnknownOutcomes int64 `json:"unknownOutcomes"`
+	// DrainSeconds is how long the flash draw's writer took, after the run, to apply
+	// every draw to SQL (with DrawOptions.Drain).
+	DrainSeconds float64 `json:"drainSeconds,omitempty"`
 
 	Verification *DrawVerification `json:"verification,omitempty"`
 }
@@ -161,6 +167,17 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	if v == nil {
 		return rep, nil
 	}
+	if o.Drain != nil {
+		start := time.Now()
+		dctx, cancel := context.WithTimeout(ctx, drainTimeout)
+		err := o.Drain(dctx)
+		cancel()
+		rep.DrainSeconds = time.Since(start).Seconds()
+		if err != nil {
+			return rep, fmt.Errorf("bench draw: wait for the draw writer: %w", err)
+		}
+		fmt.Fprintf(stdout, "draw writer drained %.1fs after the run\n", rep.DrainSeconds)
+	}
 	fmt.Fprintf(progress, "verifying on the SQL databases\n")
 	ver, err := v.Verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
 	if err != nil {
@@ -172,6 +189,9 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	}
 	return rep, nil
 }
+
+// drainTimeout bounds the wait for the draw writer after a run.
+const drainTimeout = 10 * time.Minute
 
 // DrawOutcomes classifies the draws of the runs (a nil run is skipped) by what their
 // answers say of their award records: told its award (0000), nothing taken (0006), or
