@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -687,6 +688,9 @@ func cleanupBackends(t *testing.T, rdb goredis.UniversalClient, natsURL, prefix 
 		}
 	}
 	events := nats.EventOptions{Prefix: prefix}
+	if err := js.DeleteStream(ctx, nats.DrawEventOptions(events).Stream()); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Logf("cleanup: delete draw stream: %v", err)
+	}
 	for _, stream := range []string{nats.StockOptions{Prefix: prefix}.Stream(), events.Stream(), events.DLQStream()} {
 		if err := js.DeleteStream(ctx, stream); err != nil {
 			t.Logf("cleanup: delete stream %s: %v", stream, err)

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/redis"
+)
+
+// flashEnv puts a serve process on the flash draw.
+const flashEnv = "BIGMARKET_DRAW_PATH=flash"
+
+// drainDraws waits until the deployment's draw writer has applied every draw event
+// published so far.
+func (d *deployment) drainDraws(t *testing.T) {
+	t.Helper()
+	d.withJetStream(t, func(_ context.Context, js jetstream.JetStream, opts nats.EventOptions) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		writer := nats.NewConsumer(js, nats.DrawEventOptions(opts), nats.TopicDraw, nil, nil)
+		if err := writer.WaitApplied(ctx); err != nil {
+			t.Fatalf("draw writer: %v", err)
+		}
+	})
+}
+
+// TestFlashManyUsersTwoProcesses draws users × draws through two flash serve processes
+// sharing MariaDB, Redis and NATS, every user's draws concurrent, and checks after the
+// writer drained: each user's hot quota equals its SQL quota and has lost exactly the
+// answered draws; each answered draw has one record with the award it was answered with,
+// one task and one used order; no award beyond its stock.
+func TestFlashManyUsersTwoProcesses(t *testing.T) {
+	const users, draws = 200, 8
+	d := newDeployment(t, "")
+	_, a := d.start(t, flashEnv)
+	_, b := d.start(t, flashEnv)
+	bases := []string{a, b}
+	d.armory(t, bases...)
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("fl%s%04d", d.prefix[len(d.prefix)-6:], i)
+	}
+	fanOut(users, 16, func(i int) {
+		if code := d.recharge(t, bases[i%2], ids[i], 9011, ids[i]+"-9011"); code != "0000" {
+			t.Errorf("recharge %s: %s", ids[i], code)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	var (
+		mu       sync.Mutex
+		answered = map[string][]int{} // awards answered, by user
+		codes    = map[string]int{}
+	)
+	fanOut(users*draws, 64, func(i int) {
+		user := ids[i%users]
+		r := post(t, bases[i%2], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		mu.Lock()
+		defer mu.Unlock()
+		codes[r.Code]++
+		if r.Code == "0000" {
+			var got struct {
+				AwardID int `json:"awardId"`
+			}
+			if err := json.Unmarshal(r.Data, &got); err != nil {
+				t.Errorf("draw data %s: %v", r.Data, err)
+			}
+			answered[user] = append(answered[user], got.AwardID)
+		}
+	})
+	if codes["0000"] != users*draws {
+		t.Fatalf("draw answers %v; want all %d 0000 (9011 gives each user 150)", codes, users*draws)
+	}
+	d.drainDraws(t)
+
+	ctx := context.Background()
+	hot := redis.NewDrawQuota(d.redis, d.prefix)
+	day, month := time.Now().In(shanghai(t)).Format(time.DateOnly), time.Now().In(shanghai(t)).Format("2006-01")
+	for _, user := range ids {
+		key := activity.QuotaKey{UserID: user, ActivityID: faultActivity, Day: day, Month: month}
+		h, ok, err := hot.Read(ctx, key)
+		if err != nil || !ok {
+			t.Fatalf("hot quota of %s: %v %v", user, ok, err)
+		}
+		s, err := d.users.Quota(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Account == nil || *h.Account != *s.Account || h.Day == nil || s.Day == nil || *h.Day != *s.Day ||
+			h.Month == nil || s.Month == nil || *h.Month != *s.Month {
+			t.Fatalf("user %s: hot quota %s, SQL %s", user, showQuota(h), showQuota(s))
+		}
+		if used := s.Account.Total - s.Account.TotalSurplus; used != int64(len(answered[user])) {
+			t.Errorf("user %s: %d units used, %d draws answered", user, used, len(answered[user]))
+		}
+		recs, err := d.users.AwardRecords(ctx, user, faultActivity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recorded []int
+		for _, r := range recs {
+			recorded = append(recorded, r.AwardID)
+		}
+		slices.Sort(recorded)
+		want := slices.Sorted(slices.Values(answered[user]))
+		if !slices.Equal(recorded, want) {
+			t.Errorf("user %s: records %v, answered %v", user, recorded, want)
+		}
+		orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
+		if err != nil || len(orders) != len(want) {
+			t.Errorf("user %s: %d orders, %v; want %d", user, len(orders), err, len(want))
+		}
+		for _, o := range orders {
+			if o.State != activity.OrderUsed {
+				t.Errorf("order %s in state %s", o.OrderID, o.State)
+			}
+		}
+		tasks, err := d.users.Tasks(ctx, user)
+		if err != nil || len(tasks) != len(want) {
+			t.Errorf("user %s: %d tasks, %v; want %d", user, len(tasks), err, len(want))
+		}
+	}
+	counts, err := d.users.AwardRecordCounts(ctx, faultStrategy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, aw := range readStockAwards(t, d.db) {
+		if aw.id != 101 && counts[aw.id] > aw.count {
+			t.Errorf("award %d: %d records, stock %d", aw.id, counts[aw.id], aw.count)
+		}
+	}
+}
+
+func shanghai(t *testing.T) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func showQuota(q activity.Quota) string {
+	s := ""
+	if q.Account != nil {
+		s += fmt.Sprintf("account %+v ", *q.Account)
+	}
+	if q.Month != nil {
+		s += fmt.Sprintf("month %+v ", *q.Month)
+	}
+	if q.Day != nil {
+		s += fmt.Sprintf("day %+v", *q.Day)
+	}
+	return s
+}
