@@ -265,3 +265,31 @@ func TestFlashSweepPublishesAbandonedDraws(t *testing.T) {
 	raw, _ := json.Marshal(events["fixed-order"])
 	t.Logf("swept event: %s", raw)
 }
+
+// TestFlashDrawHealsAMissedRecharge: a recharge committed to SQL whose hot step was lost
+// (a crash between the two) is found when the hot quota says exhausted: the draw raises
+// the hot copy from SQL and takes the new unit, and no unit appears twice.
+func TestFlashDrawHealsAMissedRecharge(t *testing.T) {
+	f := newFlashFixture(t)
+	ctx := t.Context()
+	const user = "healed-user"
+	for range 10 {
+		if _, err := f.svc.Draw(ctx, user, 100301); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.svc.Draw(ctx, user, 100301); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
+		t.Fatalf("eleventh draw = %v, want total quota exhausted", err)
+	}
+	f.acts.mu.Lock()
+	f.acts.q.Add(activity.Count{Total: 2, Day: 2, Month: 2})
+	f.acts.mu.Unlock()
+	for i := range 2 {
+		if _, err := f.svc.Draw(ctx, user, 100301); err != nil {
+			t.Fatalf("draw %d after the missed recharge: %v", i+1, err)
+		}
+	}
+	if _, err := f.svc.Draw(ctx, user, 100301); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
+		t.Fatalf("draw past the recharge = %v, want total quota exhausted", err)
+	}
+}

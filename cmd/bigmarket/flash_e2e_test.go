@@ -130,6 +130,7 @@ func TestFlashManyUsersTwoProcesses(t *testing.T) {
 			t.Errorf("user %s: %d tasks, %v; want %d", user, len(tasks), err, len(want))
 		}
 	}
+	t.Run("recharge reaches the hot quota", func(t *testing.T) { checkFlashRecharge(t, d, bases) })
 	counts, err := d.users.AwardRecordCounts(ctx, faultStrategy)
 	if err != nil {
 		t.Fatal(err)
@@ -162,4 +163,32 @@ func showQuota(q activity.Quota) string {
 		s += fmt.Sprintf("day %+v", *q.Day)
 	}
 	return s
+}
+
+// checkFlashRecharge uses up a user's hot quota (SKU 9013: 5 draws), recharges it on the
+// other node and draws at once: the new units are there, in the draw and the account.
+func checkFlashRecharge(t *testing.T, d *deployment, bases []string) {
+	user := fmt.Sprintf("flr%s", d.prefix[len(d.prefix)-6:])
+	if code := d.recharge(t, bases[0], user, 9013, user+"-1"); code != "0000" {
+		t.Fatalf("recharge: %s", code)
+	}
+	for i := range 5 {
+		if r := post(t, bases[i%2], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
+			t.Fatalf("draw %d: %+v", i+1, r)
+		}
+	}
+	if r := post(t, bases[0], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "ERR_BIZ_006" {
+		t.Fatalf("sixth draw: %s, want ERR_BIZ_006", r.Code)
+	}
+	if code := d.recharge(t, bases[1], user, 9013, user+"-2"); code != "0000" {
+		t.Fatalf("second recharge: %s", code)
+	}
+	r := post(t, bases[0], "/api/v1/raffle/activity/query_user_activity_account", drawReq{user, faultActivity})
+	var v map[string]int64
+	if err := json.Unmarshal(r.Data, &v); err != nil || v["totalCount"] != 10 || v["totalCountSurplus"] != 5 || v["dayCountSurplus"] != 5 {
+		t.Fatalf("account right after the recharge: %s %s", r.Code, r.Data)
+	}
+	if r := post(t, bases[0], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
+		t.Fatalf("draw right after the recharge: %+v", r)
+	}
 }
