@@ -15,7 +15,6 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
-	"github.com/bigmarket/bigmarket/flash"
 	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/httpapi"
@@ -261,9 +260,8 @@ func (n *App) buildServices() {
 		raffleOpts.Flash = &raffle.Flash{
 			Activities: n.activities, Hot: n.drawQuota,
 			Events: nats.NewDrawEvents(nats.NewPublisher(b.JS, n.drawOpts)),
-			// The draw writer, made by buildConsumers, is what a restore after a Redis
-			// loss waits for.
-			Drain:          flash.DrainFunc(func(ctx context.Context) error { return n.drawWriter.WaitApplied(ctx) }),
+			// The draw writer (buildConsumers) is what a restore after a Redis loss waits for.
+			Drain:          nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw),
 			PublishTimeout: cfg.DrawPublishTimeout,
 			RecoverGrace:   cfg.DrawRecoverGrace,
 			BeforePublish:  raffleOpts.BeforeRecord,

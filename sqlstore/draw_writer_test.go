@@ -23,7 +23,8 @@ func TestApplyDraws(t *testing.T) {
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
 		f := newUserFixture(t, db, sqlstore.GroupCommit{})
 		var committed atomic.Int64
-		f.store.OnTasksCommitted(func(ts []outbox.Task) { committed.Add(int64(len(ts))) })
+		f.store = sqlstore.NewUserStoreWith(f.dbs, f.router, sqlstore.UserOptions{
+			Committed: func(ts []outbox.Task) { committed.Add(int64(len(ts))) }})
 		t.Run("idempotent", func(t *testing.T) { f.testApplyDrawsIdempotent(t, &committed) })
 		t.Run("concurrent", f.testApplyDrawsConcurrent)
 	})

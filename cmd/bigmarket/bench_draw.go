@@ -85,8 +85,7 @@ one task and one used raffle order. Exits non-zero when a check fails.
 			return err
 		}
 		defer b.Close()
-		writer := nats.NewConsumer(b.JS, nats.DrawEventOptions(nats.EventOptions{Prefix: cfg.NATSPrefix}), nats.TopicDraw, nil, nil)
-		o.Drain = writer.WaitApplied
+		o.Drain = nats.NewEventDrain(b.JS, nats.DrawEventOptions(nats.EventOptions{Prefix: cfg.NATSPrefix}), nats.TopicDraw).WaitApplied
 	}
 	rep, err := bench.RunDraw(ctx, o, db, stdout)
 	if *out != "" && rep.Scenario != "" {

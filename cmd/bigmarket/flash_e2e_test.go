@@ -26,8 +26,7 @@ func (d *deployment) drainDraws(t *testing.T) {
 	d.withJetStream(t, func(_ context.Context, js jetstream.JetStream, opts nats.EventOptions) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		writer := nats.NewConsumer(js, nats.DrawEventOptions(opts), nats.TopicDraw, nil, nil)
-		if err := writer.WaitApplied(ctx); err != nil {
+		if err := nats.NewEventDrain(js, nats.DrawEventOptions(opts), nats.TopicDraw).WaitApplied(ctx); err != nil {
 			t.Fatalf("draw writer: %v", err)
 		}
 	})
