@@ -128,7 +128,8 @@ func (s *Service) take(ctx context.Context, a activity.Activity, key activity.Qu
 			return p, resumed, nil
 		case errors.As(err, &missing) && attempt < 3:
 			if err := s.load(ctx, a, key, missing.Epoch); err != nil && !errors.Is(err, flash.ErrHotStale) {
-				return flash.Pending{}, false, err
+				// Nothing was taken; the retry loads again.
+				return flash.Pending{}, false, fmt.Errorf("%w (%w)", flash.ErrUnavailable, err)
 			}
 		case errors.Is(err, flash.ErrHotNotReady), errors.As(err, &missing):
 			s.restoreAsync()
@@ -143,7 +144,9 @@ func (s *Service) take(ctx context.Context, a activity.Activity, key activity.Qu
 			if isExhausted(err) {
 				return flash.Pending{}, false, fmt.Errorf("participate %s in %d: %w", key.UserID, key.ActivityID, err)
 			}
-			return flash.Pending{}, false, fmt.Errorf("draw %s in %d: take hot quota: %w", key.UserID, key.ActivityID, err)
+			// The script may or may not have run (a timeout): the outcome is unknown. A
+			// unit it took is a pending draw that a later draw or the sweep settles.
+			return flash.Pending{}, false, fmt.Errorf("draw %s in %d: take hot quota: %w (%w)", key.UserID, key.ActivityID, flash.ErrUnavailable, err)
 		}
 	}
 }
@@ -204,7 +207,9 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 			UserID: userID, StrategyID: a.StrategyID, Score: p.Score, DrawsToday: p.DrawsToday,
 		})
 		if err != nil {
-			return fail(fmt.Errorf("draw order %s: %w", p.OrderID, err))
+			// The unit is taken and the draw stays pending: whatever stopped the pick
+			// (stock being rebuilt, Redis out of reach), the retry picks it.
+			return fail(fmt.Errorf("draw order %s taken, not yet picked, retry: %w (%w)", p.OrderID, flash.ErrUnavailable, err))
 		}
 		o := flash.Outcome{AwardID: res.AwardID, AwardTitle: res.Title, Sort: res.Sort, RuleValue: res.RuleValue,
 			AwardTime: s.opts.Now().UnixMilli()}
