@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -12,12 +13,40 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/redis"
+	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
 // flashEnv puts a serve process on the flash draw.
 const flashEnv = "BIGMARKET_DRAW_PATH=flash"
+
+// flashPath reports whether the tests run on the flash draw (BIGMARKET_DRAW_PATH=flash,
+// which the serve processes inherit).
+func flashPath() bool { return os.Getenv("BIGMARKET_DRAW_PATH") == "flash" }
+
+// drainIfFlash waits for the draw writer when the tests run on the flash draw, which
+// writes SQL behind its answers; on the SQL path the rows are there at once.
+func (d *deployment) drainIfFlash(t *testing.T) {
+	t.Helper()
+	if flashPath() {
+		d.drainDraws(t)
+	}
+}
+
+// awaitDrawRecords waits until the user has n award records in the activity (the flash
+// draw writes them behind its answers; on the SQL path they are there at once).
+func awaitDrawRecords(t *testing.T, users *sqlstore.UserStore, user string, activityID int64, n int) {
+	t.Helper()
+	testenv.Eventually(t, 60*time.Second, fmt.Sprintf("%d award records of %s", n, user), func() (bool, string) {
+		recs, err := users.AwardRecords(context.Background(), user, activityID)
+		if err != nil || len(recs) > n {
+			t.Fatalf("award records of %s: %d, %v; want %d", user, len(recs), err, n)
+		}
+		return len(recs) == n, fmt.Sprintf("%d records", len(recs))
+	})
+}
 
 // drainDraws waits until the deployment's draw writer has applied every draw event
 // published so far.
