@@ -40,6 +40,10 @@ type DrawOptions struct {
 	// Drain, when set, waits until the server has written every answered draw to SQL (the
 	// flash draw's writer) before the verification, which reads SQL.
 	Drain func(ctx context.Context) error
+	// AwaitRecords makes the verification first wait, up to 10 minutes, until every
+	// successful draw has its award record: for a server that writes SQL behind its
+	// answers (the flash draw) when Drain cannot reach its broker.
+	AwaitRecords bool
 
 	// Progress receives progress lines; nil is quiet.
 	Progress io.Writer
@@ -177,6 +181,13 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 			return rep, fmt.Errorf("bench draw: wait for the draw writer: %w", err)
 		}
 		fmt.Fprintf(stdout, "draw writer drained %.1fs after the run\n", rep.DrainSeconds)
+	}
+	if o.AwaitRecords {
+		start := time.Now()
+		if err := v.awaitRecords(ctx, users, before, rep.Draws); err != nil {
+			return rep, err
+		}
+		rep.DrainSeconds += time.Since(start).Seconds()
 	}
 	fmt.Fprintf(progress, "verifying on the SQL databases\n")
 	ver, err := v.Verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
@@ -413,24 +424,28 @@ func (v *DrawVerifier) Verify(ctx context.Context, users []string, before reconc
 	if err != nil {
 		return out, err
 	}
-	// A server that writes SQL behind its answers (the flash draw) may still be writing:
-	// until every answered draw has its record, read again, up to drainTimeout. On the
-	// SQL draw path the first read has them all.
-	for deadline := time.Now().Add(drainTimeout); after.Records-before.Records < draws && time.Now().Before(deadline); {
-		select {
-		case <-ctx.Done():
-			return out, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-		if after, err = v.tally(ctx, users); err != nil {
-			return out, err
-		}
-	}
 	out.Before, out.After = before, after
 	out.Checks = append(out.Checks, reconcile.DrawRows(before, after, len(users), draws, unknown)...)
 	out.Pass = out.Checks.Pass()
 	out.Seconds = time.Since(start).Seconds()
 	return out, nil
+}
+
+// awaitRecords reads the users' rows until they have draws more award records than
+// before, up to drainTimeout; the verification then says whether they match.
+func (v *DrawVerifier) awaitRecords(ctx context.Context, users []string, before reconcile.UserTally, draws int64) error {
+	deadline := time.Now().Add(drainTimeout)
+	for {
+		after, err := v.tally(ctx, users)
+		if err != nil || after.Records-before.Records >= draws || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // awardGrants counts each award's records of the strategy across every shard, split

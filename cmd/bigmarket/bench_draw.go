@@ -77,6 +77,7 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		return err
 	}
 	defer closeDB()
+	o.AwaitRecords = o.Verify && cfg.DrawPath == app.DrawPathFlash
 	if o.Verify && cfg.DrawPath == app.DrawPathFlash && len(cfg.NATSURLs) > 0 {
 		// The flash draw writes SQL behind its answers: the verification waits for its
 		// writer. (An embedded broker lives in the server's process, out of reach.)
