@@ -170,15 +170,6 @@ func TestFlashManyUsersTwoProcesses(t *testing.T) {
 	}
 }
 
-func shanghai(t *testing.T) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loc
-}
-
 func showQuota(q activity.Quota) string {
 	s := ""
 	if q.Account != nil {
