@@ -147,6 +147,7 @@ func TestExternalAwardsWithoutWebhook(t *testing.T) {
 		t.Fatalf("activity armory in production: %+v", r)
 	}
 	drawAll(t, prod, d.provision(t, prod, 4), 40)
+	d.drainIfFlash(t)
 	waiting := 0
 	for _, state := range d.externalAwards(t) {
 		if state != string(award.StateCompleted) {
