@@ -211,3 +211,136 @@ func checkFlashRecharge(t *testing.T, d *deployment, bases []string) {
 		t.Fatalf("draw right after the recharge: %+v", r)
 	}
 }
+
+// TestFlashRedisFlush FLUSHALLs the Redis two flash serve processes share while users
+// draw, each user retrying 0009 and 0006 (as a client is told to) until its quota is
+// used up. Afterwards, once the writer drained: every draw answered 0000 has its record
+// with that award; a user has no more records than draws answered 0000 plus those left
+// unknown; each used unit of SQL quota has its record, never two; the hot quota rebuilt
+// after the flush equals SQL; no award is granted beyond its stock; and draws went on
+// after the flush.
+func TestFlashRedisFlush(t *testing.T) {
+	const users, quota = 60, 5 // SKU 9013: 5 draws
+	d := newDeployment(t, startPrivateRedis(t))
+	var bases []string
+	for range 2 {
+		_, base := d.start(t, flashEnv, "BIGMARKET_RECOVERY_GRACE=1s")
+		bases = append(bases, base)
+	}
+	d.armory(t, bases...)
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("ff%s%03d", d.prefix[len(d.prefix)-5:], i)
+		if code := d.recharge(t, bases[i%2], ids[i], 9013, ids[i]+"-9013"); code != "0000" {
+			t.Fatalf("recharge %s: %s", ids[i], code)
+		}
+	}
+	var (
+		mu                sync.Mutex
+		answered          = map[string][]int{}
+		unknown           = map[string]int{}
+		codes             = map[string]int{}
+		successes, afterN int
+		flushed           bool
+	)
+	flushAt := make(chan struct{})
+	var flusher sync.WaitGroup
+	flusher.Go(func() {
+		<-flushAt
+		if err := d.redis.FlushAll(context.Background()).Err(); err != nil {
+			t.Errorf("flushall: %v", err)
+		}
+		mu.Lock()
+		flushed = true
+		mu.Unlock()
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	fanOut(users, 32, func(i int) {
+		user := ids[i]
+		for n := 0; time.Now().Before(deadline); n++ {
+			r := post(t, bases[(i+n)%2], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+			mu.Lock()
+			codes[r.Code]++
+			switch r.Code {
+			case "0000":
+				var got struct {
+					AwardID int `json:"awardId"`
+				}
+				if err := json.Unmarshal(r.Data, &got); err != nil {
+					t.Errorf("draw data %s: %v", r.Data, err)
+				}
+				answered[user] = append(answered[user], got.AwardID)
+				successes++
+				if flushed {
+					afterN++
+				}
+				if successes == users*quota/3 {
+					close(flushAt)
+				}
+			case "0009":
+				unknown[user]++
+			case "0006":
+			case "ERR_BIZ_006":
+				mu.Unlock()
+				return
+			default:
+				t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
+			}
+			mu.Unlock()
+			if r.Code == "0009" || r.Code == "0006" {
+				time.Sleep(50 * time.Millisecond) // a client's retry, as the answer asks
+			}
+		}
+		t.Errorf("user %s: quota not used up within the run", user)
+	})
+	flusher.Wait()
+	t.Logf("draw answers %v; %d answered 0000 after the flush", codes, afterN)
+	if afterN == 0 {
+		t.Error("no draw answered 0000 after the flush")
+	}
+	d.drainDraws(t)
+
+	ctx := context.Background()
+	hot := redis.NewDrawQuota(d.redis, d.prefix)
+	now := time.Now().In(shanghai(t))
+	for _, user := range ids {
+		key := activity.QuotaKey{UserID: user, ActivityID: faultActivity, Day: now.Format(time.DateOnly), Month: now.Format("2006-01")}
+		s, err := d.users.Quota(ctx, key)
+		if err != nil || s.Account == nil {
+			t.Fatalf("SQL quota of %s: %+v %v", user, s.Account, err)
+		}
+		// A user done before the flush has no hot quota since: its next draw loads one.
+		if h, ok, err := hot.Read(ctx, key); err != nil || (ok && *h.Account != *s.Account) {
+			t.Errorf("user %s: hot quota %s (%v), SQL %s", user, showQuota(h), err, showQuota(s))
+		}
+		recs, err := d.users.AwardRecords(ctx, user, faultActivity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recorded := map[int]int{}
+		for _, r := range recs {
+			recorded[r.AwardID]++
+		}
+		for _, id := range answered[user] {
+			if recorded[id] == 0 {
+				t.Errorf("user %s: draw answered award %d has no record (records %v)", user, id, recorded)
+			}
+			recorded[id]--
+		}
+		if used := s.Account.Total - s.Account.TotalSurplus; used != int64(len(recs)) || used != quota {
+			t.Errorf("user %s: %d units used, %d records; want %d each", user, used, len(recs), quota)
+		}
+		if len(recs) > len(answered[user])+unknown[user] {
+			t.Errorf("user %s: %d records for %d draws answered 0000 and %d unknown", user, len(recs), len(answered[user]), unknown[user])
+		}
+	}
+	counts, err := d.users.AwardRecordCounts(ctx, faultStrategy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, aw := range readStockAwards(t, d.db) {
+		if aw.id != 101 && counts[aw.id] > aw.count {
+			t.Errorf("award %d: %d records, stock %d", aw.id, counts[aw.id], aw.count)
+		}
+	}
+}
