@@ -203,7 +203,14 @@ func (n *App) buildStores() error {
 		Announcer:  n.armoryBus,
 	}
 	if cfg.DrawPath == DrawPathFlash {
-		n.drawQuota = redis.NewDrawQuota(b.Redis, cfg.RedisPrefix)
+		// Concurrent draws share Redis round trips through an auto-pipeliner, as grabs do.
+		var drawRedis goredis.Cmdable = b.Redis
+		if ap, err := b.Redis.AutoPipeline(); err == nil {
+			drawRedis = ap
+		} else {
+			log.Warn("flash draws without auto-pipelining", "err", err)
+		}
+		n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix)
 		activityOpts.Hot = n.drawQuota
 	}
 	n.activities = activity.NewService(activityOpts)

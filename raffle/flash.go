@@ -235,13 +235,17 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 	if err != nil {
 		return fail(fmt.Errorf("draw order %s picked but not yet durable, retry: %w (%w)", p.OrderID, flash.ErrUnavailable, err))
 	}
-	cctx, cancelClear := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancelClear()
-	if err := f.Hot.Clear(cctx, userID, a.ID, p.OrderID); err != nil {
-		// Durable and answered; the next draw or the sweep publishes it again, which
-		// the broker and the writer drop.
-		s.opts.Logger.Warn("clear pending draw", "order_id", p.OrderID, "err", err)
-	}
+	// The draw is durable and answered now; its pending entry goes in the background, off
+	// the answer's path. Until it is gone its lease keeps other requests off it; if the
+	// clear is lost, the next draw or the sweep publishes it again, which the broker and
+	// the writer drop, and that draw answers it again instead of taking a unit.
+	go func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if err := f.Hot.Clear(cctx, userID, a.ID, p.OrderID); err != nil {
+			s.opts.Logger.Warn("clear pending draw", "order_id", p.OrderID, "err", err)
+		}
+	}()
 	return o, nil
 }
 
@@ -317,32 +321,37 @@ func (s *Service) SweepPending(ctx context.Context) (int, error) {
 	n := 0
 	var firstErr error
 	for _, ref := range refs {
-		if err := s.sweepOne(ctx, ref); err != nil {
+		settled, err := s.sweepOne(ctx, ref)
+		if err != nil {
 			s.opts.Logger.Warn("sweep pending draw", "order_id", ref.OrderID, "err", err)
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		n++
+		if settled {
+			n++
+		}
 	}
 	return n, firstErr
 }
 
-func (s *Service) sweepOne(ctx context.Context, ref flash.PendingRef) error {
+// sweepOne settles one abandoned pending draw; false when it was gone or leased to
+// another request meanwhile.
+func (s *Service) sweepOne(ctx context.Context, ref flash.PendingRef) (bool, error) {
 	f := s.opts.Flash
 	a, err := f.Activities.Activity(ctx, ref.ActivityID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.Lease)
 	defer cancel()
 	p, ok, err := f.Hot.Resume(ctx, ref, s.opts.Now(), f.Lease)
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
 	_, err = s.settle(ctx, a, ref.UserID, p)
-	return err
+	return err == nil, err
 }
 
 // Lease is an exclusive, expiring claim on a job's name shared by the nodes
