@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,9 +27,13 @@ const (
 
 // DrawEventOptions returns opts naming the draw stream, its subject and the durable
 // consumer draw_writer instead of the event stream's ("<p>_BIGMARKET_DRAWS",
-// "<p>.bigmarket.draws.draw", "<p>_draw_writer"); tuning, prefix and DLQ are opts'.
+// "<p>.bigmarket.draws.draw", "<p>_draw_writer"); prefix, backoff and DLQ are opts'.
+// A draw is redelivered until it is written, however long the database is out: each was
+// answered, and a dead-lettered one would be missing from SQL. Only a draw the database
+// refuses for good (or that cannot be read) is dead-lettered, at once.
 func DrawEventOptions(opts EventOptions) EventOptions {
 	opts.stream, opts.subject, opts.durable = DrawStream, DrawSubject, DrawDurable
+	opts.MaxDeliver = math.MaxInt32
 	return opts
 }
 
