@@ -143,9 +143,10 @@ type Result struct {
 }
 
 // Draw draws once for the user in the activity. With Options.Flash it is the flash draw
-// (flash.go); otherwise, on the SQL path, it takes part in the activity (reusing an unused raffle order), claims the order so
-// no concurrent request draws on it, runs the strategy, and records the award, its
-// send_award task and the used order in one transaction.
+// (flash.go). Otherwise, on the SQL path, it takes part in the activity (reusing an
+// unused raffle order), claims the order so no concurrent request draws on it, runs the
+// strategy, and records the award, its send_award task and the used order in one
+// transaction.
 //
 // Behind the guard, the draw commits (guard.Commit) after the claim and before the
 // strategy takes stock: a draw over its budget before that point answers 0006 having
