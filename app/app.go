@@ -169,7 +169,7 @@ func (n *App) buildStores() error {
 	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix)
 	n.stockSync = nats.NewStockSync(b.JS, n.stockOpts, log)
 	n.armoryBus = nats.NewArmoryBus(b.NC, cfg.NATSPrefix, log)
-	n.recovered = recovery.NewService(recovery.Options{
+	recoveryOpts := recovery.Options{
 		Configs: struct {
 			*sqlstore.ConfigStore
 			*sqlstore.ActivityStore
@@ -180,7 +180,15 @@ func (n *App) buildStores() error {
 		SKUStock: n.skuStock,
 		Grace:    cfg.RecoveryGrace,
 		Logger:   log,
-	})
+	}
+	if cfg.DrawPath == DrawPathFlash {
+		// Flash draws write their award records behind their answers: a rebuild waits
+		// for the draws in flight (a draw publishes within its lease, which the draw
+		// recover grace exceeds) and then for the writer, before it counts records.
+		recoveryOpts.Grace = max(cfg.RecoveryGrace, cfg.DrawRecoverGrace)
+		recoveryOpts.Drain = nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw).WaitApplied
+	}
+	n.recovered = recovery.NewService(recoveryOpts)
 	n.strategies = strategy.NewService(strategy.Options{
 		Configs:           n.configs,
 		Stock:             n.stock,
