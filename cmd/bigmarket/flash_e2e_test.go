@@ -78,8 +78,8 @@ func TestFlashManyUsersTwoProcesses(t *testing.T) {
 		ids[i] = fmt.Sprintf("fl%s%04d", d.prefix[len(d.prefix)-6:], i)
 	}
 	fanOut(users, 16, func(i int) {
-		if code := d.recharge(t, bases[i%2], ids[i], 9011, ids[i]+"-9011"); code != "0000" {
-			t.Errorf("recharge %s: %s", ids[i], code)
+		if r := d.recharge(t, bases[i%2], ids[i], 9011, ids[i]+"-9011"); r.Code != "0000" {
+			t.Errorf("recharge %s: %s", ids[i], r)
 		}
 	})
 	if t.Failed() {
@@ -92,7 +92,7 @@ func TestFlashManyUsersTwoProcesses(t *testing.T) {
 	)
 	fanOut(users*draws, 64, func(i int) {
 		user := ids[i%users]
-		r := post(t, bases[i%2], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+		r := call(t, "POST", bases[i%2]+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		mu.Lock()
 		defer mu.Unlock()
 		codes[r.Code]++
@@ -188,26 +188,26 @@ func showQuota(q activity.Quota) string {
 // other node and draws at once: the new units are there, in the draw and the account.
 func checkFlashRecharge(t *testing.T, d *deployment, bases []string) {
 	user := fmt.Sprintf("flr%s", d.prefix[len(d.prefix)-6:])
-	if code := d.recharge(t, bases[0], user, 9013, user+"-1"); code != "0000" {
-		t.Fatalf("recharge: %s", code)
+	if r := d.recharge(t, bases[0], user, 9013, user+"-1"); r.Code != "0000" {
+		t.Fatalf("recharge: %s", r)
 	}
 	for i := range 5 {
-		if r := post(t, bases[i%2], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
+		if r := call(t, "POST", bases[i%2]+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
 			t.Fatalf("draw %d: %+v", i+1, r)
 		}
 	}
-	if r := post(t, bases[0], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "ERR_BIZ_006" {
+	if r := call(t, "POST", bases[0]+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "ERR_BIZ_006" {
 		t.Fatalf("sixth draw: %s, want ERR_BIZ_006", r.Code)
 	}
-	if code := d.recharge(t, bases[1], user, 9013, user+"-2"); code != "0000" {
-		t.Fatalf("second recharge: %s", code)
+	if r := d.recharge(t, bases[1], user, 9013, user+"-2"); r.Code != "0000" {
+		t.Fatalf("second recharge: %s", r)
 	}
-	r := post(t, bases[0], "/api/v1/raffle/activity/query_user_activity_account", drawReq{user, faultActivity})
+	r := call(t, "POST", bases[0]+"/api/v1/raffle/activity/query_user_activity_account", drawReq{user, faultActivity})
 	var v map[string]int64
 	if err := json.Unmarshal(r.Data, &v); err != nil || v["totalCount"] != 10 || v["totalCountSurplus"] != 5 || v["dayCountSurplus"] != 5 {
 		t.Fatalf("account right after the recharge: %s %s", r.Code, r.Data)
 	}
-	if r := post(t, bases[0], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
+	if r := call(t, "POST", bases[0]+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}); r.Code != "0000" {
 		t.Fatalf("draw right after the recharge: %+v", r)
 	}
 }
@@ -231,8 +231,8 @@ func TestFlashRedisFlush(t *testing.T) {
 	ids := make([]string, users)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("ff%s%03d", d.prefix[len(d.prefix)-5:], i)
-		if code := d.recharge(t, bases[i%2], ids[i], 9013, ids[i]+"-9013"); code != "0000" {
-			t.Fatalf("recharge %s: %s", ids[i], code)
+		if r := d.recharge(t, bases[i%2], ids[i], 9013, ids[i]+"-9013"); r.Code != "0000" {
+			t.Fatalf("recharge %s: %s", ids[i], r)
 		}
 	}
 	var (
@@ -258,7 +258,7 @@ func TestFlashRedisFlush(t *testing.T) {
 	fanOut(users, 32, func(i int) {
 		user := ids[i]
 		for n := 0; time.Now().Before(deadline); n++ {
-			r := post(t, bases[(i+n)%2], "/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+			r := call(t, "POST", bases[(i+n)%2]+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 			mu.Lock()
 			codes[r.Code]++
 			switch r.Code {
