@@ -8,6 +8,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/flash"
+	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/internal/tick"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -90,6 +91,13 @@ func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64
 	if err != nil {
 		return Result{}, err
 	}
+	// The gate (sold-out activity, one win) refuses before any quota is taken, as on the
+	// SQL path.
+	pass, err := s.opts.Gate.Admit(ctx, userID, activityID, max(s.claimTTL(ctx), f.Lease, s.opts.HoldTTL))
+	if err != nil {
+		return Result{}, err
+	}
+	defer pass.Close()
 	now := s.opts.Now()
 	day, month := f.Activities.Periods(now)
 	key := activity.QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
@@ -107,7 +115,7 @@ func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64
 	if err != nil {
 		return Result{}, err
 	}
-	o, err := s.settle(ctx, a, userID, p)
+	o, err := s.settle(ctx, a, userID, p, pass)
 	if err != nil {
 		return Result{}, err
 	}
@@ -189,10 +197,11 @@ func (s *Service) heal(ctx context.Context, key activity.QuotaKey) error {
 	return r.Raise(ctx, key, q)
 }
 
-// settle picks a pending draw's award if it has none, fixes it, publishes the draw and
-// clears it once the broker has it. A failure leaves the draw pending and its lease
-// released, so the user's next draw settles it.
-func (s *Service) settle(ctx context.Context, a activity.Activity, userID string, p flash.Pending) (flash.Outcome, error) {
+// settle picks a pending draw's award if it has none (telling the gate's pass of the
+// pick before it is fixed), fixes it, publishes the draw and clears it once the broker
+// has it. A failure leaves the draw pending and its lease released, so the user's next
+// draw settles it.
+func (s *Service) settle(ctx context.Context, a activity.Activity, userID string, p flash.Pending, pass gate.Pass) (flash.Outcome, error) {
 	f := s.opts.Flash
 	fail := func(err error) (flash.Outcome, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -206,6 +215,10 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 		res, err := s.opts.Strategies.Draw(ctx, strategy.Input{
 			UserID: userID, StrategyID: a.StrategyID, Score: p.Score, DrawsToday: p.DrawsToday,
 		})
+		if err == nil {
+			// A stocked win of a one-win activity is noted before the outcome is fixed.
+			err = pass.Won(ctx, res)
+		}
 		if err != nil {
 			// The unit is taken and the draw stays pending: whatever stopped the pick
 			// (stock being rebuilt, Redis out of reach), the retry picks it.
@@ -350,7 +363,14 @@ func (s *Service) sweepOne(ctx context.Context, ref flash.PendingRef) (bool, err
 	if err != nil || !ok {
 		return false, err
 	}
-	_, err = s.settle(ctx, a, ref.UserID, p)
+	// No gate pass here: the draw took its unit before, and is settled whatever the gate
+	// would say now.
+	nopass, err := gate.None.Admit(ctx, ref.UserID, ref.ActivityID, f.Lease)
+	if err != nil {
+		return false, err
+	}
+	defer nopass.Close()
+	_, err = s.settle(ctx, a, ref.UserID, p, nopass)
 	return err == nil, err
 }
 
