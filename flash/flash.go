@@ -84,6 +84,9 @@ type HotQuota interface {
 	Fix(ctx context.Context, userID string, activityID int64, orderID string, o Outcome) (Outcome, error)
 	// Clear forgets a pending draw once its event is durable.
 	Clear(ctx context.Context, userID string, activityID int64, orderID string) error
+	// Refund gives the unit of a pending draw without an outcome back and forgets the
+	// draw; false when it is gone or has an outcome.
+	Refund(ctx context.Context, userID string, activityID int64, orderID string) (bool, error)
 	// Release ends the caller's lease on a pending draw, so the next draw resumes it at once.
 	Release(ctx context.Context, userID string, activityID int64, orderID string) error
 	// Abandoned lists pending draws taken before before, at most limit.

@@ -219,6 +219,19 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 			// A stocked win of a one-win activity is noted before the outcome is fixed.
 			err = pass.Won(ctx, res)
 		}
+		if errors.Is(err, strategy.ErrSoldOut) {
+			// Lost the race for the last prize of an activity without fallback: the unit
+			// goes back in the same step and the answer is "sold out" — or, if that
+			// cannot be done, the draw stays pending and is retried.
+			ok, rerr := f.Hot.Refund(ctx, userID, a.ID, p.OrderID)
+			if rerr == nil && ok {
+				return flash.Outcome{}, fmt.Errorf("draw order %s: %w", p.OrderID, err)
+			}
+			if rerr == nil {
+				rerr = errors.New("pending draw gone or already picked")
+			}
+			return fail(fmt.Errorf("draw order %s sold out, unit not yet given back: %w (%w)", p.OrderID, flash.ErrUnavailable, rerr))
+		}
 		if err != nil {
 			// The unit is taken and the draw stays pending: whatever stopped the pick
 			// (stock being rebuilt, Redis out of reach), the retry picks it.

@@ -289,6 +289,32 @@ end
 return 1
 `)
 
+// refundScript gives a pending draw's unit back and forgets the draw, when it has no
+// outcome (a draw that lost the race for the last prize of an activity without
+// fallback: nothing was won, nothing is published). KEYS are the quota, the pending draws
+// and the slot's index; ARGV the order id and its index member. The unit goes back to the
+// total, and to the month and day rows it came from while they are still the current
+// ones (the account mirrors them), which undoes the take exactly. Returns 1 when it gave
+// the unit back, 0 when the draw is gone or has an outcome.
+var refundScript = goredis.NewScript(`
+local info = redis.call('HGET', KEYS[2], 'i:' .. ARGV[1])
+if not info or redis.call('HEXISTS', KEYS[2], 'o:' .. ARGV[1]) == 1 then
+  return 0
+end
+local day, month = string.match(info, '^%d+|([^|]+)|([^|]+)|')
+redis.call('HINCRBY', KEYS[1], 'ts', 1)
+local q = redis.call('HMGET', KEYS[1], 'mk', 'dk')
+if q[1] == month then
+  redis.call('HSET', KEYS[1], 'ms', redis.call('HINCRBY', KEYS[1], 'mu', 1))
+end
+if q[2] == day then
+  redis.call('HSET', KEYS[1], 'ds', redis.call('HINCRBY', KEYS[1], 'du', 1))
+end
+redis.call('HDEL', KEYS[2], 'i:' .. ARGV[1], 'l:' .. ARGV[1], 'o:' .. ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+`)
+
 // resumeScript leases a pending draw the sweep found. KEYS are the pending draws and the
 // slot's index; ARGV the order id, now (ms), the lease (ms) and the index member. Replies:
 // {0} gone (its index entry is dropped), {-6} leased to another, {2, info, outcome}.
@@ -472,6 +498,16 @@ func (d *DrawQuota) Clear(ctx context.Context, userID string, activityID int64, 
 		return fmt.Errorf("clear pending draw %s: %w", orderID, err)
 	}
 	return nil
+}
+
+// Refund implements flash.HotQuota.
+func (d *DrawQuota) Refund(ctx context.Context, userID string, activityID int64, orderID string) (bool, error) {
+	keys := []string{d.quotaKey(userID, activityID), d.pendingKey(userID, activityID), d.indexKey(d.userSlot(userID))}
+	n, err := refundScript.Run(ctx, d.client, keys, orderID, member(userID, activityID, orderID)).Int()
+	if err != nil {
+		return false, fmt.Errorf("refund pending draw %s: %w", orderID, err)
+	}
+	return n == 1, nil
 }
 
 // Release implements flash.HotQuota.

@@ -361,3 +361,41 @@ func show(q activity.Quota) string {
 	}
 	return s + "}"
 }
+
+// TestDrawQuotaRefund: a pending draw without an outcome gives its unit back exactly (the
+// quota is as before the take) and is gone; one with an outcome keeps its unit.
+func TestDrawQuotaRefund(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			d := newDrawQuota(t, be.client(t))
+			ctx := t.Context()
+			key := activity.QuotaKey{UserID: "refund", ActivityID: 3, Day: "2026-12-02", Month: "2026-12"}
+			loadHot(t, d, key, activity.Quota{Account: acct(4, 4, 2, 2, 3, 3)})
+			if _, _, err := d.Take(ctx, key, "kept", time.Now(), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			before, _, _ := d.Read(ctx, key)
+			if _, _, err := d.Take(ctx, key, "lost", time.Now(), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := d.Refund(ctx, key.UserID, key.ActivityID, "lost"); err != nil || !ok {
+				t.Fatalf("Refund = %v, %v", ok, err)
+			}
+			if got, _, _ := d.Read(ctx, key); !reflect.DeepEqual(got, before) {
+				t.Fatalf("after refund %s, want %s", show(got), show(before))
+			}
+			if ok, _ := d.Refund(ctx, key.UserID, key.ActivityID, "lost"); ok {
+				t.Fatal("second refund of the same draw gave a unit back")
+			}
+			if _, err := d.Fix(ctx, key.UserID, key.ActivityID, "kept", flash.Outcome{AwardID: 102}); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := d.Refund(ctx, key.UserID, key.ActivityID, "kept"); ok {
+				t.Fatal("refund of a draw with an outcome gave its unit back")
+			}
+			if refs, _ := d.Abandoned(ctx, time.Now().Add(time.Hour), 10); len(refs) != 1 || refs[0].OrderID != "kept" {
+				t.Fatalf("pending after refund: %+v", refs)
+			}
+		})
+	}
+}
