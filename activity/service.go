@@ -73,6 +73,20 @@ type Options struct {
 	StockStore StockStore
 	// Announcer, when set, tells the other nodes about a top-up.
 	Announcer StockAnnouncer
+	// Hot, when set, is the flash draw's hot copy of the quotas: recharges raise it in
+	// the same step as SQL, and quota reads prefer it.
+	Hot HotQuota
+}
+
+// HotQuota is the flash draw's hot copy of users' quotas (redis.DrawQuota).
+type HotQuota interface {
+	// Raise brings a hot copy, if present, up to the counts of q, the key's quota as SQL
+	// holds it after a recharge: the difference in the account's total, month and day
+	// counts is added as Quota.Add adds it. It is idempotent, so a recharge whose hot step
+	// was lost is caught up by any later raise.
+	Raise(ctx context.Context, key QuotaKey, q Quota) error
+	// Read returns the hot copy of the key's quota, and false when there is none.
+	Read(ctx context.Context, key QuotaKey) (Quota, bool, error)
 }
 
 // MaxTopUp bounds the units one stock top-up adds.
@@ -331,8 +345,12 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 		order.State, order.PayAmount = RechargeWaitPay, sku.Price
 	}
 	key := QuotaKey{UserID: req.UserID, ActivityID: a.ID, Day: day, Month: month}
-	if err := s.opts.Users.Recharge(ctx, key, order, func(q *Quota) { q.Add(sku.Count) }); err != nil {
+	var after Quota
+	if err := s.opts.Users.Recharge(ctx, key, order, func(q *Quota) { q.Add(sku.Count); after = cloneQuota(*q) }); err != nil {
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d for %s: %w", sku.SKU, req.UserID, err)
+	}
+	if order.State == RechargeCompleted {
+		s.raiseHot(ctx, key, after)
 	}
 	return order, nil
 }
@@ -475,8 +493,49 @@ func (s *Service) CompletePaid(ctx context.Context, userID, outBusinessNo string
 		return err
 	}
 	day, month := s.Periods(s.opts.Now())
-	_, err := s.opts.Users.CompleteRecharge(ctx, userID, outBusinessNo, day, month, func(q *Quota, c Count) { q.Add(c) })
+	var (
+		key   QuotaKey
+		after Quota
+	)
+	done, err := s.opts.Users.CompleteRecharge(ctx, userID, outBusinessNo, day, month, func(k QuotaKey, q *Quota, c Count) {
+		q.Add(c)
+		key, after = k, cloneQuota(*q)
+	})
+	if err == nil && done {
+		s.raiseHot(ctx, key, after)
+	}
 	return err
+}
+
+// raiseHot adds a committed recharge to the flash draw's hot copy, after SQL: a crash
+// between the two leaves the hot copy short, never over, and the next raise (a recharge,
+// or a draw that finds the hot quota exhausted) catches it up. A failure is only logged.
+func (s *Service) raiseHot(ctx context.Context, key QuotaKey, q Quota) {
+	if s.opts.Hot == nil {
+		return
+	}
+	if err := s.opts.Hot.Raise(context.WithoutCancel(ctx), key, q); err != nil {
+		s.opts.Logger.Warn("recharge committed but not yet in the hot quota; a later raise catches up",
+			"user_id", key.UserID, "activity_id", key.ActivityID, "err", err)
+	}
+}
+
+// cloneQuota copies q's rows.
+func cloneQuota(q Quota) Quota {
+	var c Quota
+	if q.Account != nil {
+		a := *q.Account
+		c.Account = &a
+	}
+	if q.Month != nil {
+		m := *q.Month
+		c.Month = &m
+	}
+	if q.Day != nil {
+		d := *q.Day
+		c.Day = &d
+	}
+	return c
 }
 
 // Participation is a raffle order ready to draw, with the quota it came from.
@@ -553,7 +612,9 @@ func (s *Service) Account(ctx context.Context, userID string, activityID int64) 
 	return q.View(), err
 }
 
-// Quota returns the user's quota rows for today in the activity.
+// Quota returns the user's quota rows for today in the activity: the flash draw's hot
+// copy when there is one (it holds every draw already answered, while SQL may lag behind
+// the draw writer), otherwise SQL.
 func (s *Service) Quota(ctx context.Context, userID string, activityID int64) (Quota, error) {
 	if err := CheckUserID(userID); err != nil {
 		return Quota{}, err
@@ -562,9 +623,31 @@ func (s *Service) Quota(ctx context.Context, userID string, activityID int64) (Q
 		return Quota{}, err
 	}
 	day, month := s.Periods(s.opts.Now())
+	key := QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
+	if s.opts.Hot != nil {
+		q, ok, err := s.opts.Hot.Read(ctx, key)
+		if err != nil {
+			return Quota{}, fmt.Errorf("hot quota of %s in %d: %w", userID, activityID, err)
+		}
+		if ok {
+			return q, nil
+		}
+	}
+	return s.StoredQuota(ctx, userID, activityID, day, month)
+}
+
+// StoredQuota returns the user's quota rows of the day and month in the activity as SQL
+// holds them: what the flash draw loads into its hot copy.
+func (s *Service) StoredQuota(ctx context.Context, userID string, activityID int64, day, month string) (Quota, error) {
 	q, err := s.opts.Users.Quota(ctx, QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month})
 	if err != nil {
 		return Quota{}, fmt.Errorf("quota of %s in %d: %w", userID, activityID, err)
 	}
 	return q, nil
+}
+
+// Open returns the activity when it is open and today is within its dates, as a draw
+// needs it.
+func (s *Service) Open(ctx context.Context, activityID int64) (Activity, error) {
+	return s.open(ctx, activityID, s.opts.Now())
 }

@@ -176,7 +176,7 @@ func (f *fakeUsers) RechargeMany(ctx context.Context, items []Recharging, add fu
 	return n, nil
 }
 
-func (f *fakeUsers) CompleteRecharge(_ context.Context, _, no, day, month string, add func(*Quota, Count)) (bool, error) {
+func (f *fakeUsers) CompleteRecharge(_ context.Context, _, no, day, month string, add func(QuotaKey, *Quota, Count)) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o, ok := f.recharges[no]
@@ -188,8 +188,9 @@ func (f *fakeUsers) CompleteRecharge(_ context.Context, _, no, day, month string
 	}
 	o.State = RechargeCompleted
 	f.recharges[no] = o
-	q := f.load(QuotaKey{Day: day, Month: month})
-	add(&q, o.Count)
+	k := QuotaKey{Day: day, Month: month}
+	q := f.load(k)
+	add(k, &q, o.Count)
 	f.store(q)
 	return true, nil
 }

@@ -51,9 +51,10 @@ type UserStore interface {
 	RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) (int, error)
 	// CompleteRecharge, in one transaction, moves the user's wait_pay recharge order with
 	// the out_business_no to completed and runs add with its count on the locked quota
-	// rows of day and month. It reports false and changes nothing when the order is
-	// already completed, and wraps ErrRechargeNotFound when there is no such order.
-	CompleteRecharge(ctx context.Context, userID, outBusinessNo, day, month string, add func(*Quota, Count)) (bool, error)
+	// rows of day and month (add is told the key). It reports false and changes nothing
+	// when the order is already completed, and wraps ErrRechargeNotFound when there is no
+	// such order.
+	CompleteRecharge(ctx context.Context, userID, outBusinessNo, day, month string, add func(QuotaKey, *Quota, Count)) (bool, error)
 	// UnpaidOrder returns the user's newest wait_pay recharge order of the SKU made at or
 	// after since that no credit trade has paid yet, and whether there is one.
 	UnpaidOrder(ctx context.Context, userID string, sku int64, since time.Time) (RechargeOrder, bool, error)

@@ -43,6 +43,7 @@ type App struct {
 
 	stockOpts nats.StockOptions
 	eventOpts nats.EventOptions
+	drawOpts  nats.EventOptions // the draw stream's (flash draw path)
 
 	configs       *sqlstore.ConfigStore
 	activityStore *sqlstore.ActivityStore
@@ -67,7 +68,11 @@ type App struct {
 	front      *guard.Guard
 
 	consumers []*nats.Consumer
-	api       *httpapi.Server
+	// drawQuota and drawWriter are the flash draw's hot quota and the consumer that writes
+	// its draws to SQL; nil on the SQL draw path.
+	drawQuota  *redis.DrawQuota
+	drawWriter *nats.Consumer
+	api        *httpapi.Server
 
 	// background is the jobs' context: it outlives the serve context so that Close can
 	// flush the stock sync before the jobs stop.
@@ -132,6 +137,12 @@ func (n *App) openBackends(ctx context.Context) error {
 	if err := nats.EnsureEventStreams(ctx, n.b.JS, n.eventOpts); err != nil {
 		return fmt.Errorf("ensure event streams: %w", err)
 	}
+	if cfg.DrawPath == DrawPathFlash {
+		n.drawOpts = nats.DrawEventOptions(n.eventOpts)
+		if err := nats.EnsureDrawStream(ctx, n.b.JS, n.drawOpts); err != nil {
+			return fmt.Errorf("ensure draw stream: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -158,7 +169,7 @@ func (n *App) buildStores() error {
 	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix)
 	n.stockSync = nats.NewStockSync(b.JS, n.stockOpts, log)
 	n.armoryBus = nats.NewArmoryBus(b.NC, cfg.NATSPrefix, log)
-	n.recovered = recovery.NewService(recovery.Options{
+	recoveryOpts := recovery.Options{
 		Configs: struct {
 			*sqlstore.ConfigStore
 			*sqlstore.ActivityStore
@@ -169,7 +180,15 @@ func (n *App) buildStores() error {
 		SKUStock: n.skuStock,
 		Grace:    cfg.RecoveryGrace,
 		Logger:   log,
-	})
+	}
+	if cfg.DrawPath == DrawPathFlash {
+		// Flash draws write their award records behind their answers: a rebuild waits
+		// for the draws in flight (a draw publishes within its lease, which the draw
+		// recover grace exceeds) and then for the writer, before it counts records.
+		recoveryOpts.Grace = max(cfg.RecoveryGrace, cfg.DrawRecoverGrace)
+		recoveryOpts.Drain = nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw).WaitApplied
+	}
+	n.recovered = recovery.NewService(recoveryOpts)
 	n.strategies = strategy.NewService(strategy.Options{
 		Configs:           n.configs,
 		Stock:             n.stock,
@@ -184,13 +203,25 @@ func (n *App) buildStores() error {
 		// The per-strategy overrides (none: no fallback) of implicit_luck_award_by_strategy.
 		ImplicitLuckAwardFor: cfg.implicitLuckAwardFor,
 	})
-	n.activities = activity.NewService(activity.Options{
+	activityOpts := activity.Options{
 		Configs: n.activityStore, Users: n.users, SKUStock: n.skuStock, Recovery: n.recovered,
 		Location: cfg.location, Logger: log,
 		StockZero:  nats.NewSKUStockZero(n.publisher),
 		StockStore: n.activityStore,
 		Announcer:  n.armoryBus,
-	})
+	}
+	if cfg.DrawPath == DrawPathFlash {
+		// Concurrent draws share Redis round trips through an auto-pipeliner, as grabs do.
+		var drawRedis goredis.Cmdable = b.Redis
+		if ap, err := b.Redis.AutoPipeline(); err == nil {
+			drawRedis = ap
+		} else {
+			log.Warn("flash draws without auto-pipelining", "err", err)
+		}
+		n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix)
+		activityOpts.Hot = n.drawQuota
+	}
+	n.activities = activity.NewService(activityOpts)
 	return nil
 }
 
@@ -240,6 +271,17 @@ func (n *App) buildServices() {
 		Claims: redis.NewClaims(b.Redis, cfg.RedisPrefix), Logger: log, Gate: n.gate,
 	}
 	raffleOpts.BeforeRecord = cfg.faults.hook(faultBeforeRecord, log)
+	if n.drawQuota != nil {
+		raffleOpts.Flash = &raffle.Flash{
+			Activities: n.activities, Hot: n.drawQuota,
+			Events: nats.NewDrawEvents(nats.NewPublisher(b.JS, n.drawOpts)),
+			// The draw writer (buildConsumers) is what a restore after a Redis loss waits for.
+			Drain:          nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw),
+			PublishTimeout: cfg.DrawPublishTimeout,
+			RecoverGrace:   cfg.DrawRecoverGrace,
+			BeforePublish:  raffleOpts.BeforeRecord,
+		}
+	}
 	n.raffles = raffle.NewService(raffleOpts)
 }
 
@@ -261,6 +303,11 @@ func (n *App) buildConsumers() {
 		nats.NewConsumer(js, n.eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(n.rebates), log),
 		nats.NewConsumer(js, n.eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(n.credits), log),
 		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
+	}
+	if n.drawQuota != nil {
+		n.drawWriter = nats.NewBatchConsumer(js, n.drawOpts, nats.TopicDraw,
+			nats.DrawHandler(n.users, func(err error) bool { return errors.Is(err, sqlstore.ErrDrawRejected) }), log)
+		n.consumers = append([]*nats.Consumer{n.drawWriter}, n.consumers...)
 	}
 }
 
@@ -289,8 +336,20 @@ func (n *App) buildFront(ctx context.Context) error {
 // buildAPI builds the HTTP API and its metrics.
 func (n *App) buildAPI() {
 	cfg := n.cfg
-	registry := newRegistry(metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats, Groups: n.users.GroupStats,
-		Guard: n.front.Stats, Outbox: n.relay.Stats, Consumers: n.consumers})
+	src := metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats, Groups: n.users.GroupStats,
+		Guard: n.front.Stats, Outbox: n.relay.Stats, Consumers: n.consumers}
+	if n.drawWriter != nil {
+		src.DrawLag = func() nats.Lag {
+			ctx, cancel := context.WithTimeout(n.background, 2*time.Second)
+			defer cancel()
+			lag, err := n.drawWriter.Lag(ctx)
+			if err != nil {
+				n.log.Warn("draw writer lag", "err", err)
+			}
+			return lag
+		}
+	}
+	registry := newRegistry(src)
 	n.api = httpapi.New(httpapi.Options{
 		Strategies:         n.strategies,
 		Activities:         n.activities,
@@ -352,6 +411,11 @@ func (n *App) startJobs() {
 	run("red-packet-sweep", func(ctx context.Context) error {
 		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
 	})
+	if n.drawQuota != nil {
+		run("draw-sweep", func(ctx context.Context) error {
+			return n.raffles.SweepPendingLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.DrawSweepEvery)
+		})
+	}
 	run("stock-reconcile", func(ctx context.Context) error {
 		return tick.Every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
 			n.strategies.ReconcileStock(ctx, n.stock, n.configs)
@@ -366,6 +430,13 @@ func (n *App) startJobs() {
 func (n *App) Run(ctx context.Context) error {
 	cfg, log := n.cfg, n.log
 	n.startJobs()
+	// The flash draw loads hot quotas from SQL only once the draw writer has applied
+	// every earlier draw; on a fresh (or emptied) Redis that is waited for here, so the
+	// first draws are not answered 0009. A failure is logged: draws then answer 0009
+	// until a restore succeeds.
+	if err := n.raffles.PrepareFlash(ctx); err != nil {
+		log.Warn("hot quotas not yet loadable; flash draws answer 0009 until they are", "err", err)
+	}
 	srv := &http.Server{
 		Handler:           n.api,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -129,6 +129,19 @@ type Config struct {
 	// in flight, so at least a second more.
 	RedPacketPublishTimeout time.Duration `koanf:"red_packet_publish_timeout"`
 	RedPacketRecoverGrace   time.Duration `koanf:"red_packet_recover_grace"`
+	// DrawPath chooses the draw: sql (the order, then the award, each in an SQL
+	// transaction) or flash (hot quota in Redis, one broker ack, SQL written behind by
+	// the draw writer; issue 14).
+	DrawPath string `koanf:"draw_path"`
+	// DrawPublishTimeout is how long a flash draw waits for the broker to store its
+	// event before it answers 0009 (its next draw answers the same outcome).
+	DrawPublishTimeout time.Duration `koanf:"draw_publish_timeout"`
+	// DrawRecoverGrace is how long a restore of the hot quotas after a Redis loss waits
+	// for the draws in flight before it waits for the draw writer: at least
+	// draw_publish_timeout + 4s (a draw's lease, publish timeout + 3s, and a second).
+	DrawRecoverGrace time.Duration `koanf:"draw_recover_grace"`
+	// DrawSweepEvery is how often pending flash draws nobody came back for are published.
+	DrawSweepEvery time.Duration `koanf:"draw_sweep_every"`
 	// OpsAddr is the operator listener: /metrics, /debug/pprof/ and the health checks,
 	// away from the public API port (keep it on loopback or an internal network); empty
 	// turns it off.
@@ -160,6 +173,12 @@ type Config struct {
 	faultSettings faultSettings
 	faults        faultDelays
 }
+
+// Draw paths of BIGMARKET_DRAW_PATH.
+const (
+	DrawPathSQL   = "sql"
+	DrawPathFlash = "flash"
+)
 
 // Modes of BIGMARKET_MODE.
 const (
@@ -219,6 +238,10 @@ func DefaultConfig() Config {
 		RedPacketMaxAmount:      "20000.00",
 		RedPacketPublishTimeout: 2 * time.Second,
 		RedPacketRecoverGrace:   3 * time.Second,
+		DrawPath:                DrawPathSQL,
+		DrawPublishTimeout:      2 * time.Second,
+		DrawRecoverGrace:        6 * time.Second,
+		DrawSweepEvery:          10 * time.Second,
 	}
 }
 
@@ -434,6 +457,13 @@ func (c *Config) Validate() error {
 	if c.RedPacketPublishTimeout <= 0 || c.RedPacketRecoverGrace < c.RedPacketPublishTimeout+time.Second {
 		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
 			c.RedPacketPublishTimeout, c.RedPacketRecoverGrace))
+	}
+	if c.DrawPath != DrawPathSQL && c.DrawPath != DrawPathFlash {
+		errs = append(errs, fmt.Errorf("BIGMARKET_DRAW_PATH %q: want sql or flash", c.DrawPath))
+	}
+	if c.DrawPublishTimeout <= 0 || c.DrawRecoverGrace < c.DrawPublishTimeout+4*time.Second || c.DrawSweepEvery <= 0 {
+		errs = append(errs, fmt.Errorf("draw publish timeout %s, recover grace %s, sweep interval %s: want positive durations and a grace at least the timeout + 4s",
+			c.DrawPublishTimeout, c.DrawRecoverGrace, c.DrawSweepEvery))
 	}
 	if c.RedPacketSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("red packet sweep interval %s: want a positive duration", c.RedPacketSweepEvery))

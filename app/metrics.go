@@ -19,6 +19,8 @@ type metricSources struct {
 	Guard     func() guard.Stats
 	Outbox    func() outbox.Stats
 	Consumers []*nats.Consumer
+	// DrawLag is the draw writer's backlog (flash draw path); nil: not exported.
+	DrawLag func() nats.Lag
 }
 
 // newRegistry returns the registry of every metric the node exports: Go's and the
@@ -69,6 +71,12 @@ func newRegistry(src metricSources) *prometheus.Registry {
 		relay("bigmarket_outbox_resent_total", "Tasks claimed by the compensation job.", func(st outbox.Stats) int64 { return st.Resent }),
 		gauge("bigmarket_outbox_queued", "Committed tasks waiting for the relay.", src.Outbox, func(st outbox.Stats) float64 { return float64(st.Queued) }),
 	)
+	if src.DrawLag != nil {
+		reg.MustRegister(
+			gauge("bigmarket_draw_writer_lag_events", "Draw events the draw writer has not applied to SQL yet.", src.DrawLag, func(l nats.Lag) float64 { return float64(l.Events) }),
+			gauge("bigmarket_draw_writer_lag_seconds", "Age of the oldest draw event the draw writer has not applied yet.", src.DrawLag, func(l nats.Lag) float64 { return l.Seconds }),
+		)
+	}
 	for _, c := range src.Consumers {
 		events, topic := counters(c.Stats), c.Topic()
 		reg.MustRegister(

@@ -37,6 +37,13 @@ type DrawOptions struct {
 	Requests             int64
 	Warmup               time.Duration
 	Verify               bool
+	// Drain, when set, waits until the server has written every answered draw to SQL (the
+	// flash draw's writer) before the verification, which reads SQL.
+	Drain func(ctx context.Context) error
+	// AwaitRecords makes the verification first wait, up to 10 minutes, until every
+	// successful draw has its award record: for a server that writes SQL behind its
+	// answers (the flash draw) when Drain cannot reach its broker.
+	AwaitRecords bool
 
 	// Progress receives progress lines; nil is quiet.
 	Progress io.Writer
@@ -67,6 +74,9 @@ type DrawReport struct {
 	Draws           int64 `json:"draws"`
 	TimedOut        int64 `json:"timedOut"`
 	UnknownOutcomes int64 `json:"unknownOutcomes"`
+	// DrainSeconds is how long the flash draw's writer took, after the run, to apply
+	// every draw to SQL (with DrawOptions.Drain).
+	DrainSeconds float64 `json:"drainSeconds,omitempty"`
 
 	Verification *DrawVerification `json:"verification,omitempty"`
 }
@@ -161,6 +171,24 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	if v == nil {
 		return rep, nil
 	}
+	if o.Drain != nil {
+		start := time.Now()
+		dctx, cancel := context.WithTimeout(ctx, drainTimeout)
+		err := o.Drain(dctx)
+		cancel()
+		rep.DrainSeconds = time.Since(start).Seconds()
+		if err != nil {
+			return rep, fmt.Errorf("bench draw: wait for the draw writer: %w", err)
+		}
+		fmt.Fprintf(stdout, "draw writer drained %.1fs after the run\n", rep.DrainSeconds)
+	}
+	if o.AwaitRecords {
+		start := time.Now()
+		if err := v.awaitRecords(ctx, users, before, rep.Draws); err != nil {
+			return rep, err
+		}
+		rep.DrainSeconds += time.Since(start).Seconds()
+	}
 	fmt.Fprintf(progress, "verifying on the SQL databases\n")
 	ver, err := v.Verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
 	if err != nil {
@@ -172,6 +200,9 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	}
 	return rep, nil
 }
+
+// drainTimeout bounds the wait for the draw writer after a run.
+const drainTimeout = 10 * time.Minute
 
 // DrawOutcomes classifies the draws of the runs (a nil run is skipped) by what their
 // answers say of their award records: told its award (0000), nothing taken (0006), or
@@ -398,6 +429,23 @@ func (v *DrawVerifier) Verify(ctx context.Context, users []string, before reconc
 	out.Pass = out.Checks.Pass()
 	out.Seconds = time.Since(start).Seconds()
 	return out, nil
+}
+
+// awaitRecords reads the users' rows until they have draws more award records than
+// before, up to drainTimeout; the verification then says whether they match.
+func (v *DrawVerifier) awaitRecords(ctx context.Context, users []string, before reconcile.UserTally, draws int64) error {
+	deadline := time.Now().Add(drainTimeout)
+	for {
+		after, err := v.tally(ctx, users)
+		if err != nil || after.Records-before.Records >= draws || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // awardGrants counts each award's records of the strategy across every shard, split

@@ -15,6 +15,7 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
+	"github.com/bigmarket/bigmarket/flash"
 	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
@@ -167,6 +168,7 @@ var errorCodes = []struct {
 	{activity.ErrMonthQuotaExhausted, http.StatusOK, CodeMonthQuotaExhausted},
 	{activity.ErrTotalQuotaExhausted, http.StatusOK, CodeTotalQuotaExhausted},
 	{activity.ErrStockUnknown, http.StatusOK, CodeBusy},
+	{flash.ErrUnavailable, http.StatusOK, CodeBusy},
 	{activity.ErrSKUStockExhausted, http.StatusOK, CodeSKUStockExhausted},
 	{activity.ErrOutsideDates, http.StatusOK, CodeOutsideDates},
 	{activity.ErrActivityNotOpen, http.StatusOK, CodeActivityNotOpen},

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,17 +81,21 @@ type EventOptions struct {
 	BatchSize int
 	// FetchWait is how long one fetch waits to fill a batch (default 500ms).
 	FetchWait time.Duration
+
+	// stream, subject and durable, when set, replace EventStream, EventSubject and the
+	// consumer names of the stream's own consumers (DrawEventOptions).
+	stream, subject, durable string
 }
 
 // Stream returns the event stream's name.
-func (o EventOptions) Stream() string { return prefixed(o.Prefix, "_", EventStream) }
+func (o EventOptions) Stream() string { return prefixed(o.Prefix, "_", cmp.Or(o.stream, EventStream)) }
 
 // DLQStream returns the dead-letter stream's name.
 func (o EventOptions) DLQStream() string { return prefixed(o.Prefix, "_", EventDLQStream) }
 
 // Subject returns the subject events of topic are published to.
 func (o EventOptions) Subject(topic string) string {
-	return prefixed(o.Prefix, ".", EventSubject) + "." + topic
+	return prefixed(o.Prefix, ".", cmp.Or(o.subject, EventSubject)) + "." + topic
 }
 
 // DLQSubject returns the subject dead-lettered events of topic are copied to.
@@ -100,6 +105,9 @@ func (o EventOptions) DLQSubject(topic string) string {
 
 // Durable returns the name of topic's durable consumer, shared by every node.
 func (o EventOptions) Durable(topic string) string {
+	if o.durable != "" {
+		return prefixed(o.Prefix, "_", o.durable)
+	}
 	return prefixed(o.Prefix, "_", EventDurable) + "_" + topic
 }
 

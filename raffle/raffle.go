@@ -15,6 +15,7 @@ import (
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/strategy"
+	"golang.org/x/sync/singleflight"
 )
 
 type activities interface {
@@ -69,6 +70,9 @@ type Options struct {
 	// (default 30s; longer when the guard lets the draw run longer). Only a crashed draw
 	// keeps it that long: the user's next draw there answers 0009 meanwhile.
 	HoldTTL time.Duration
+	// Flash, when set, makes Draw the flash draw (flash.go): hot quota in Redis, one
+	// broker ack, SQL written behind by the draw writer.
+	Flash *Flash
 }
 
 // claimMargin is how long a draw's claim outlasts the latest end of the draw's contexts,
@@ -76,7 +80,10 @@ type Options struct {
 const claimMargin = time.Second
 
 // Service draws for users in activities.
-type Service struct{ opts Options }
+type Service struct {
+	opts      Options
+	restoring singleflight.Group // one restore of the hot quota markers at a time on this node
+}
 
 // NewService returns a Service.
 func NewService(opts Options) *Service {
@@ -94,6 +101,11 @@ func NewService(opts Options) *Service {
 	}
 	if opts.HoldTTL <= 0 {
 		opts.HoldTTL = 30 * time.Second
+	}
+	if opts.Flash != nil {
+		f := *opts.Flash
+		f.withDefaults()
+		opts.Flash = &f
 	}
 	return &Service{opts: opts}
 }
@@ -130,9 +142,11 @@ type Result struct {
 	AwardIndex int // the award's sort
 }
 
-// Draw takes part in the activity (reusing an unused raffle order), claims the order so
-// no concurrent request draws on it, runs the strategy, and records the award, its
-// send_award task and the used order in one transaction.
+// Draw draws once for the user in the activity. With Options.Flash it is the flash draw
+// (flash.go). Otherwise, on the SQL path, it takes part in the activity (reusing an
+// unused raffle order), claims the order so no concurrent request draws on it, runs the
+// strategy, and records the award, its send_award task and the used order in one
+// transaction.
 //
 // Behind the guard, the draw commits (guard.Commit) after the claim and before the
 // strategy takes stock: a draw over its budget before that point answers 0006 having
@@ -146,6 +160,9 @@ type Result struct {
 // Before any of that the gate admits the draw (sold-out activity, one win), and a stocked
 // win is noted with it before it is recorded (see package gate).
 func (s *Service) Draw(ctx context.Context, userID string, activityID int64) (Result, error) {
+	if s.opts.Flash != nil {
+		return s.flashDraw(ctx, userID, activityID)
+	}
 	ttl := s.claimTTL(ctx)
 	pass, err := s.opts.Gate.Admit(ctx, userID, activityID, max(ttl, s.opts.HoldTTL))
 	if err != nil {

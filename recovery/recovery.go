@@ -50,7 +50,11 @@ type Options struct {
 	SKUStock skuStock
 	// Grace is how long a rebuild waits after a loss is seen before it counts, so that
 	// draws in flight at the loss have written their records and sync messages (default 3s).
-	Grace  time.Duration
+	Grace time.Duration
+	// Drain, when set, is waited for after the grace and before the count: the flash
+	// draw writes its award records behind its answers, so a rebuild counts them only
+	// once the draw writer has applied every draw published before (nats.EventDrain).
+	Drain  func(ctx context.Context) error
 	Logger *slog.Logger
 }
 
@@ -170,6 +174,12 @@ func (s *Service) once(key any, rebuild func(context.Context) error) {
 		time.Sleep(s.opts.Grace)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if s.opts.Drain != nil {
+			if err := s.opts.Drain(ctx); err != nil {
+				s.opts.Logger.Error("rebuild lost stock: wait for the draw writer", "key", key, "err", err)
+				return
+			}
+		}
 		if err := rebuild(ctx); err != nil {
 			s.opts.Logger.Error("rebuild lost stock", "key", key, "err", err)
 		}

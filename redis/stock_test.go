@@ -499,33 +499,6 @@ func TestStockKeysShareClusterSlot(t *testing.T) {
 	}
 }
 
-// keySlot is Redis Cluster's HASH_SLOT: CRC16 of the key, or of its hash tag (the text
-// between the first { and the next }, if not empty), mod 16384.
-func keySlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return int(crc16([]byte(key)) % 16384)
-}
-
-// crc16 is CRC-16/XMODEM (polynomial 0x1021), the checksum Redis Cluster uses.
-func crc16(b []byte) uint16 {
-	var crc uint16
-	for _, c := range b {
-		crc ^= uint16(c) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
-
 func BenchmarkDeduct(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {

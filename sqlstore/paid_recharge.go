@@ -14,7 +14,7 @@ import (
 // rows of the given day and month. An order already completed changes nothing and
 // reports false, so a redelivered payment confirmation is harmless.
 func (s *UserStore) CompleteRecharge(ctx context.Context, userID, outBusinessNo, day, month string,
-	add func(*activity.Quota, activity.Count)) (bool, error) {
+	add func(activity.QuotaKey, *activity.Quota, activity.Count)) (bool, error) {
 	r := s.router.Route(userID)
 	db := s.dbs[r.DB]
 	completed := false
@@ -48,7 +48,7 @@ func (s *UserStore) CompleteRecharge(ctx context.Context, userID, outBusinessNo,
 			return fmt.Errorf("complete recharge order %s: %d rows in state wait_pay", outBusinessNo, n)
 		}
 		key := activity.QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
-		if err := updateQuota(ctx, tx, db.Dialect, key, now, func(q *activity.Quota) { add(q, count) }); err != nil {
+		if err := updateQuota(ctx, tx, db.Dialect, key, now, func(q *activity.Quota) { add(key, q, count) }); err != nil {
 			return err
 		}
 		completed = true

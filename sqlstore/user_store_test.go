@@ -657,7 +657,7 @@ func (f *userFixture) testCompleteRecharge(t *testing.T) {
 	if err := f.store.Recharge(ctx, k, pending, func(*activity.Quota) { t.Error("add called for wait_pay") }); err != nil {
 		t.Fatal(err)
 	}
-	addPaid := func(q *activity.Quota, paid activity.Count) { q.Add(paid) }
+	addPaid := func(_ activity.QuotaKey, q *activity.Quota, paid activity.Count) { q.Add(paid) }
 	for i, want := range []bool{true, false} { // a redelivered confirmation changes nothing
 		done, err := f.store.CompleteRecharge(ctx, "payer-01", "paid-1", k.Day, k.Month, addPaid)
 		if err != nil || done != want {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
+	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -76,6 +77,17 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		return err
 	}
 	defer closeDB()
+	o.AwaitRecords = o.Verify && cfg.DrawPath == app.DrawPathFlash
+	if o.Verify && cfg.DrawPath == app.DrawPathFlash && len(cfg.NATSURLs) > 0 {
+		// The flash draw writes SQL behind its answers: the verification waits for its
+		// writer. (An embedded broker lives in the server's process, out of reach.)
+		b := &app.Backends{}
+		if err := app.OpenNATS(cfg, b, app.NewLogger(cfg, io.Discard)); err != nil {
+			return err
+		}
+		defer b.Close()
+		o.Drain = nats.NewEventDrain(b.JS, nats.DrawEventOptions(nats.EventOptions{Prefix: cfg.NATSPrefix}), nats.TopicDraw).WaitApplied
+	}
 	rep, err := bench.RunDraw(ctx, o, db, stdout)
 	if *out != "" && rep.Scenario != "" {
 		if werr := bench.WriteReport(*out, rep); werr != nil && err == nil {

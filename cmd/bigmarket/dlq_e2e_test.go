@@ -67,6 +67,7 @@ func TestDeadLetteredAwardReplayed(t *testing.T) {
 			t.Fatalf("draw: %+v", r)
 		}
 	}
+	awaitDrawRecords(t, d.users, user, 100401, 4)
 	ctx := context.Background()
 	records := func() map[string]award.State { // the external awards' states by order id
 		recs, err := d.users.AwardRecords(ctx, user, 100401)

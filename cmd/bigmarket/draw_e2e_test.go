@@ -80,14 +80,18 @@ func checkActivityDraw(t *testing.T, s stack) {
 	if v := account(); v["totalCountSurplus"] != 95 || v["dayCountSurplus"] != 0 || v["monthCountSurplus"] != 95 {
 		t.Errorf("account after 5 draws: %v", v)
 	}
-	recs, err := s.users.AwardRecords(ctx, user, 100301)
-	if err != nil || len(recs) != 5 {
-		t.Fatalf("award records: %d %v, want 5", len(recs), err)
-	}
-	tasks, err := s.users.Tasks(ctx, user)
-	if err != nil || len(tasks) != 5 {
-		t.Errorf("tasks: %d %v, want 5", len(tasks), err)
-	}
+	// The flash draw writes the records behind its answers: wait for them.
+	testenv.Eventually(t, 30*time.Second, "5 award records and tasks", func() (bool, string) {
+		recs, err := s.users.AwardRecords(ctx, user, 100301)
+		if err != nil || len(recs) > 5 {
+			t.Fatalf("award records: %d %v, want 5", len(recs), err)
+		}
+		tasks, err := s.users.Tasks(ctx, user)
+		if err != nil || len(tasks) > 5 {
+			t.Fatalf("tasks: %d %v, want 5", len(tasks), err)
+		}
+		return len(recs) == 5 && len(tasks) == 5, fmt.Sprintf("%d records, %d tasks", len(recs), len(tasks))
+	})
 	if r := call(t, "POST", s.bases[0]+raffle+"activity/draw", drawReq{user, 100301}); r.Code != "ERR_BIZ_008" {
 		t.Errorf("draw with no day quota left: %s, want ERR_BIZ_008", r.Code)
 	}

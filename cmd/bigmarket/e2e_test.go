@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -410,6 +411,11 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	cfg.RedisAddrs = []string{emb.Addr()}
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
+	// BIGMARKET_DRAW_PATH=flash runs these tests against the flash draw, as it does the
+	// child processes, which inherit the environment.
+	if path := os.Getenv("BIGMARKET_DRAW_PATH"); path != "" {
+		cfg.DrawPath = path
+	}
 	if adjust != nil {
 		adjust(&cfg)
 	}
@@ -682,6 +688,9 @@ func cleanupBackends(t *testing.T, rdb goredis.UniversalClient, natsURL, prefix 
 		}
 	}
 	events := nats.EventOptions{Prefix: prefix}
+	if err := js.DeleteStream(ctx, nats.DrawEventOptions(events).Stream()); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Logf("cleanup: delete draw stream: %v", err)
+	}
 	for _, stream := range []string{nats.StockOptions{Prefix: prefix}.Stream(), events.Stream(), events.DLQStream()} {
 		if err := js.DeleteStream(ctx, stream); err != nil {
 			t.Logf("cleanup: delete stream %s: %v", stream, err)

@@ -490,6 +490,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 		orderStates                 []string
 		err                         error
 	}
+	d.drainIfFlash(t)
 	found := make([]perUser, users)
 	fanOut(users, 8, func(i int) {
 		p := &found[i]

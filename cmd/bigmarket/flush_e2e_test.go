@@ -145,6 +145,12 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 							afterFlushOK.Add(1)
 						}
 					case "ERR_BIZ_006", "ERR_BIZ_009":
+					case "0009":
+						// The flash draw answers 0009 until the draw writer has caught
+						// up and the hot quotas may be loaded again.
+						if !flashPath() {
+							t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
+						}
 					default:
 						t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
 					}
@@ -175,6 +181,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 		t.Error("no draw succeeded after the flush")
 	}
 
+	d.drainIfFlash(t)
 	orders, err := users.SKUOrderCount(ctx, 99201)
 	if err != nil || orders > 150 {
 		t.Errorf("sku 99201 (stock 150) has %d orders %v", orders, err)

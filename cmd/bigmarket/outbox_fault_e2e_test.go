@@ -264,6 +264,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 			t.Fatalf("draw: %+v", r)
 		}
 	}
+	awaitDrawRecords(t, users, user, 100401, 10)
 	ctx := context.Background()
 	external := func() (waiting, done int) {
 		recs, err := users.AwardRecords(ctx, user, 100401)

@@ -1,0 +1,648 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/flash"
+)
+
+// DrawQuota is the flash draw's hot state: each user's quota per activity, with the
+// semantics of activity.Quota, and the user's pending draws. It implements
+// flash.HotQuota and activity.HotQuota.
+//
+// Every key of a user shares the hash tag {u:<user>}, so that one script sees them all on
+// a Cluster:
+//
+//	<prefix>:fq:{u:<user>}:<activity>     hash, the quota rows (see quotaFields)
+//	<prefix>:fq:{u:<user>}:<activity>:p   hash, the pending draws: i:<order> the draw
+//	                                      ("takeMs|day|month|score|today"), l:<order> its
+//	                                      lease (Unix ms), o:<order> its outcome (JSON)
+//
+// Two keys per Cluster slot live under a tag chosen to hash to that slot (slotTag), so
+// that a script on a user's keys can use them too, and a loss of the slot loses them
+// together with the user's keys:
+//
+//	<prefix>:fq:ready:{<tag>}   the slot's epoch: present once every draw event published
+//	                            before the slot was (re)started has been applied to SQL;
+//	                            a hot quota is loaded from SQL only while it is present
+//	<prefix>:fq:pend:{<tag>}    sorted set of the slot's pending draws by take time,
+//	                            "<activity>|<order>|<user>", for the sweep
+//
+// Redis must not evict these keys (maxmemory-policy noeviction).
+type DrawQuota struct {
+	client goredis.Cmdable
+	prefix string
+}
+
+var (
+	_ flash.HotQuota    = (*DrawQuota)(nil)
+	_ activity.HotQuota = (*DrawQuota)(nil)
+)
+
+// NewDrawQuota returns the hot quota on client under prefix.
+func NewDrawQuota(client goredis.Cmdable, prefix string) *DrawQuota {
+	if prefix != "" {
+		prefix += ":"
+	}
+	return &DrawQuota{client: client, prefix: prefix + "fq:"}
+}
+
+func (d *DrawQuota) quotaKey(user string, activityID int64) string {
+	return d.prefix + "{u:" + user + "}:" + strconv.FormatInt(activityID, 10)
+}
+
+func (d *DrawQuota) pendingKey(user string, activityID int64) string {
+	return d.quotaKey(user, activityID) + ":p"
+}
+
+func (d *DrawQuota) markerKey(slot int) string { return d.prefix + "ready:{" + slotTag(slot) + "}" }
+
+func (d *DrawQuota) indexKey(slot int) string { return d.prefix + "pend:{" + slotTag(slot) + "}" }
+
+// userSlot is the Cluster slot of a user's keys.
+func (d *DrawQuota) userSlot(user string) int { return keySlot(d.quotaKey(user, 0)) }
+
+// keySlot is the Cluster slot of key as Redis computes it: the CRC of its hash tag (the
+// text between the first '{' and the next '}', when not empty), else of the whole key.
+func keySlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return int(crc16([]byte(key)) % slots)
+}
+
+// The quota hash's fields:
+//
+//	a                "1" when the user has an account
+//	t ts d ds m ms   the account: total and surplus, day limit and surplus, month limit and surplus
+//	mk mc mu         the month row: its key, count and surplus (absent: no row yet)
+//	dk dc du         the day row
+//
+// A row whose key is not the current period is, as in SQL, not the current period's row.
+
+// Status codes of the draw quota scripts, first element of their reply.
+const (
+	dqTaken     = 1
+	dqResumed   = 2
+	dqNotReady  = -1
+	dqMissing   = -2
+	dqTotal     = -3
+	dqMonth     = -4
+	dqDay       = -5
+	dqLeased    = -6
+	dqGone      = 0
+	dqStaleLoad = -1
+)
+
+// takeScript resumes an abandoned pending draw or takes one unit and creates a pending
+// draw: the flash draw's commit point.
+//
+// KEYS are the quota, the pending draws, the slot's marker and the slot's index. ARGV are
+// the day and month keys, the order id, now (Unix ms), the lease (ms), the index member
+// of the new draw without its order id ("<activity>|") and the user.
+//
+// Replies: {-1} no quota and no marker (not loadable now); {-2, epoch} no quota (load it
+// under epoch); {-3}, {-4}, {-5} total, month, day exhausted; {2, order, info, outcome}
+// a pending draw whose lease ran out, now leased to the caller (no unit is taken: a
+// retry settles the draw it already paid for); {1, info} a unit taken.
+//
+// The take is activity.Quota.Take: total first, then the month row (created from the
+// account's month limit when the period has none), then the day row; all three surpluses
+// lose one and the account mirrors the rows' surpluses. A period key never goes back: a
+// node whose clock lags behind another's takes from the later period already in use.
+// info is "takeMs|day|month|score|today", score and today being the user's draws in the
+// activity and today before this one (rule_weight, rule_lock).
+var takeScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local epoch = redis.call('GET', KEYS[3])
+  if not epoch then
+    return {-1}
+  end
+  return {-2, epoch}
+end
+local now = tonumber(ARGV[4])
+local pend = redis.call('HGETALL', KEYS[2])
+if #pend > 0 then
+  local f = {}
+  for i = 1, #pend, 2 do
+    f[pend[i]] = pend[i + 1]
+  end
+  local best, bestAt
+  for k, v in pairs(f) do
+    local id = string.match(k, '^i:(.+)$')
+    if id and tonumber(f['l:' .. id] or '0') <= now then
+      local at = tonumber(string.match(v, '^(%d+)'))
+      if not best or at < bestAt then
+        best, bestAt = id, at
+      end
+    end
+  end
+  if best then
+    redis.call('HSET', KEYS[2], 'l:' .. best, string.format('%d', now + tonumber(ARGV[5])))
+    return {2, best, f['i:' .. best], f['o:' .. best] or ''}
+  end
+end
+local q = redis.call('HMGET', KEYS[1], 'a', 't', 'ts', 'm', 'd', 'mk', 'mc', 'mu', 'dk', 'dc', 'du')
+local ts = tonumber(q[3])
+if q[1] ~= '1' or not ts or ts <= 0 then
+  return {-3}
+end
+local day, month = ARGV[1], ARGV[2]
+local mk, mc, mu = q[6], tonumber(q[7]), tonumber(q[8])
+if mk and mk > month then
+  month = mk
+end
+if mk ~= month then
+  mc, mu = tonumber(q[4]), tonumber(q[4])
+end
+if mu <= 0 then
+  return {-4}
+end
+local dk, dc, du = q[9], tonumber(q[10]), tonumber(q[11])
+if dk and dk > day then
+  day = dk
+end
+if dk ~= day then
+  dc, du = tonumber(q[5]), tonumber(q[5])
+end
+if du <= 0 then
+  return {-5}
+end
+ts, mu, du = ts - 1, mu - 1, du - 1
+redis.call('HSET', KEYS[1], 'ts', ts, 'mk', month, 'mc', mc, 'mu', mu, 'ms', mu, 'dk', day, 'dc', dc, 'du', du, 'ds', du)
+local score = tonumber(q[2]) - ts - 1
+local today = dc - du - 1
+local info = ARGV[4] .. '|' .. day .. '|' .. month .. '|' .. string.format('%d|%d', score, today)
+redis.call('HSET', KEYS[2], 'i:' .. ARGV[3], info, 'l:' .. ARGV[3], string.format('%d', now + tonumber(ARGV[5])))
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], string.format('%d', ttl))
+end
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6] .. ARGV[3] .. '|' .. ARGV[7])
+return {1, info}
+`)
+
+// loadScript puts a user's quota in place, read from SQL under the slot's epoch.
+//
+// KEYS are the quota and the slot's marker; ARGV are the epoch, the keys' expiry (Unix
+// ms) and the fields and values. It returns -1 when the marker is not the epoch (a loss
+// and restore since the read, or a loss not yet restored: read SQL again), 0 when a quota
+// is there already (another request loaded it), and 1 when it wrote it. The marker check
+// is what makes the load safe: SQL holds every draw of the user as long as the marker the
+// read was made under is present.
+var loadQuotaScript = goredis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return -1
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+`)
+
+// raiseScript adds to a quota, if present, what a recharge committed to SQL added.
+//
+// KEYS is the quota; ARGV are the month and day keys of the recharge, whether SQL has an
+// account ("1"), and SQL's account total, month and day counts. The difference between
+// SQL's counts and the quota's is added as activity.Quota.Add adds a count: to the
+// account's counts and surpluses, and to the current period's rows when they exist. Only
+// recharges change these counts, so the difference is exactly the recharges the quota
+// has not seen, and a raise run twice adds nothing the second time. Returns 1 when it
+// added something.
+var raiseScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 or ARGV[3] ~= '1' then
+  return 0
+end
+local q = redis.call('HMGET', KEYS[1], 'a', 't', 'm', 'd', 'mk', 'dk')
+local has = q[1] == '1'
+local function diff(want, have)
+  local d = tonumber(want) - (has and tonumber(have) or 0)
+  if d < 0 then
+    return 0
+  end
+  return d
+end
+local dt, dm, dd = diff(ARGV[4], q[2]), diff(ARGV[5], q[3]), diff(ARGV[6], q[4])
+if has and dt == 0 and dm == 0 and dd == 0 then
+  return 0
+end
+if not has then
+  redis.call('HSET', KEYS[1], 'a', '1', 't', 0, 'ts', 0, 'm', 0, 'ms', 0, 'd', 0, 'ds', 0)
+end
+redis.call('HINCRBY', KEYS[1], 't', dt)
+redis.call('HINCRBY', KEYS[1], 'ts', dt)
+redis.call('HINCRBY', KEYS[1], 'm', dm)
+redis.call('HINCRBY', KEYS[1], 'ms', dm)
+redis.call('HINCRBY', KEYS[1], 'd', dd)
+redis.call('HINCRBY', KEYS[1], 'ds', dd)
+if q[5] == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'mc', dm)
+  redis.call('HINCRBY', KEYS[1], 'mu', dm)
+end
+if q[6] == ARGV[2] then
+  redis.call('HINCRBY', KEYS[1], 'dc', dd)
+  redis.call('HINCRBY', KEYS[1], 'du', dd)
+end
+return 1
+`)
+
+// fixScript stores a pending draw's outcome unless it has one, and returns the one
+// stored, or false when the draw is no longer pending. KEYS is the pending draws; ARGV
+// the order id and the outcome.
+var fixScript = goredis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 0 then
+  return false
+end
+redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], 'o:' .. ARGV[1])
+`)
+
+// clearScript forgets a pending draw. KEYS are the pending draws and the slot's index;
+// ARGV the order id and its index member.
+var clearScript = goredis.NewScript(`
+redis.call('HDEL', KEYS[1], 'i:' .. ARGV[1], 'l:' .. ARGV[1], 'o:' .. ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+`)
+
+// releaseScript ends the lease of a pending draw that is still there.
+var releasePendingScript = goredis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], '0')
+end
+return 1
+`)
+
+// refundScript gives a pending draw's unit back and forgets the draw, when it has no
+// outcome (a draw that lost the race for the last prize of an activity without
+// fallback: nothing was won, nothing is published). KEYS are the quota, the pending draws
+// and the slot's index; ARGV the order id and its index member. The unit goes back to the
+// total, and to the month and day rows it came from while they are still the current
+// ones (the account mirrors them), which undoes the take exactly. Returns 1 when it gave
+// the unit back, 0 when the draw is gone or has an outcome.
+var refundScript = goredis.NewScript(`
+local info = redis.call('HGET', KEYS[2], 'i:' .. ARGV[1])
+if not info or redis.call('HEXISTS', KEYS[2], 'o:' .. ARGV[1]) == 1 then
+  return 0
+end
+local day, month = string.match(info, '^%d+|([^|]+)|([^|]+)|')
+redis.call('HINCRBY', KEYS[1], 'ts', 1)
+local q = redis.call('HMGET', KEYS[1], 'mk', 'dk')
+if q[1] == month then
+  redis.call('HSET', KEYS[1], 'ms', redis.call('HINCRBY', KEYS[1], 'mu', 1))
+end
+if q[2] == day then
+  redis.call('HSET', KEYS[1], 'ds', redis.call('HINCRBY', KEYS[1], 'du', 1))
+end
+redis.call('HDEL', KEYS[2], 'i:' .. ARGV[1], 'l:' .. ARGV[1], 'o:' .. ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+`)
+
+// resumeScript leases a pending draw the sweep found. KEYS are the pending draws and the
+// slot's index; ARGV the order id, now (ms), the lease (ms) and the index member. Replies:
+// {0} gone (its index entry is dropped), {-6} leased to another, {2, info, outcome}.
+var resumeScript = goredis.NewScript(`
+local info = redis.call('HGET', KEYS[1], 'i:' .. ARGV[1])
+if not info then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {0}
+end
+local now = tonumber(ARGV[2])
+if tonumber(redis.call('HGET', KEYS[1], 'l:' .. ARGV[1]) or '0') > now then
+  return {-6}
+end
+redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], string.format('%d', now + tonumber(ARGV[3])))
+return {2, info, redis.call('HGET', KEYS[1], 'o:' .. ARGV[1]) or ''}
+`)
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// Take implements flash.HotQuota.
+func (d *DrawQuota) Take(ctx context.Context, key activity.QuotaKey, orderID string, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
+	slot := d.userSlot(key.UserID)
+	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot)}
+	res, err := takeScript.Run(ctx, d.client, keys, key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
+		strconv.FormatInt(key.ActivityID, 10)+"|", key.UserID).Slice()
+	if err != nil {
+		return flash.Pending{}, false, fmt.Errorf("take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
+	}
+	switch code(res) {
+	case dqNotReady:
+		return flash.Pending{}, false, flash.ErrHotNotReady
+	case dqMissing:
+		return flash.Pending{}, false, &flash.HotMissing{Epoch: str(res, 1)}
+	case dqTotal:
+		return flash.Pending{}, false, activity.ErrTotalQuotaExhausted
+	case dqMonth:
+		return flash.Pending{}, false, activity.ErrMonthQuotaExhausted
+	case dqDay:
+		return flash.Pending{}, false, activity.ErrDayQuotaExhausted
+	case dqTaken:
+		p, err := parsePending(orderID, str(res, 1), "")
+		return p, false, err
+	case dqResumed:
+		p, err := parsePending(str(res, 1), str(res, 2), str(res, 3))
+		return p, true, err
+	}
+	return flash.Pending{}, false, fmt.Errorf("take hot quota: unexpected reply %v", res)
+}
+
+func code(res []any) int64 {
+	if len(res) == 0 {
+		return -100
+	}
+	n, _ := res[0].(int64)
+	return n
+}
+
+func str(res []any, i int) string {
+	if i >= len(res) {
+		return ""
+	}
+	s, _ := res[i].(string)
+	return s
+}
+
+// parsePending reads a pending draw's info ("takeMs|day|month|score|today") and outcome.
+func parsePending(orderID, info, outcome string) (flash.Pending, error) {
+	f := strings.Split(info, "|")
+	if len(f) != 5 {
+		return flash.Pending{}, fmt.Errorf("pending draw %s: malformed %q", orderID, info)
+	}
+	at, err1 := strconv.ParseInt(f[0], 10, 64)
+	score, err2 := strconv.ParseInt(f[3], 10, 64)
+	today, err3 := strconv.ParseInt(f[4], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return flash.Pending{}, fmt.Errorf("pending draw %s: malformed %q: %w", orderID, info, err)
+	}
+	p := flash.Pending{OrderID: orderID, OrderTime: time.UnixMilli(at), Day: f[1], Month: f[2],
+		Score: max(score, 0), DrawsToday: max(today, 0)}
+	if outcome != "" {
+		var o flash.Outcome
+		if err := json.Unmarshal([]byte(outcome), &o); err != nil {
+			return flash.Pending{}, fmt.Errorf("pending draw %s: outcome: %w", orderID, err)
+		}
+		p.Outcome = &o
+	}
+	return p, nil
+}
+
+// Load implements flash.HotQuota.
+func (d *DrawQuota) Load(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time) error {
+	args := []any{epoch, expireAt.UnixMilli()}
+	if a := q.Account; a != nil {
+		args = append(args, "a", "1", "t", a.Total, "ts", a.TotalSurplus, "d", a.Day, "ds", a.DaySurplus, "m", a.Month, "ms", a.MonthSurplus)
+	} else {
+		args = append(args, "a", "0")
+	}
+	if m := q.Month; m != nil {
+		args = append(args, "mk", key.Month, "mc", m.Count, "mu", m.Surplus)
+	}
+	if dd := q.Day; dd != nil {
+		args = append(args, "dk", key.Day, "dc", dd.Count, "du", dd.Surplus)
+	}
+	slot := d.userSlot(key.UserID)
+	n, err := loadQuotaScript.Run(ctx, d.client, []string{d.quotaKey(key.UserID, key.ActivityID), d.markerKey(slot)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("load hot quota: %w", err)
+	}
+	if n == dqStaleLoad {
+		return flash.ErrHotStale
+	}
+	return nil
+}
+
+// Raise implements activity.HotQuota.
+func (d *DrawQuota) Raise(ctx context.Context, key activity.QuotaKey, q activity.Quota) error {
+	if q.Account == nil {
+		return nil
+	}
+	a := q.Account
+	err := raiseScript.Run(ctx, d.client, []string{d.quotaKey(key.UserID, key.ActivityID)},
+		key.Month, key.Day, "1", a.Total, a.Month, a.Day).Err()
+	if err != nil {
+		return fmt.Errorf("raise hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
+	}
+	return nil
+}
+
+// Read implements activity.HotQuota: the quota rows of the key's periods, rows of other
+// periods being absent as in SQL.
+func (d *DrawQuota) Read(ctx context.Context, key activity.QuotaKey) (activity.Quota, bool, error) {
+	h, err := d.client.HGetAll(ctx, d.quotaKey(key.UserID, key.ActivityID)).Result()
+	if err != nil {
+		return activity.Quota{}, false, fmt.Errorf("read hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
+	}
+	if len(h) == 0 {
+		return activity.Quota{}, false, nil
+	}
+	n := func(f string) int64 { v, _ := strconv.ParseInt(h[f], 10, 64); return v }
+	var q activity.Quota
+	if h["a"] == "1" {
+		q.Account = &activity.Account{Total: n("t"), TotalSurplus: n("ts"), Day: n("d"), DaySurplus: n("ds"), Month: n("m"), MonthSurplus: n("ms")}
+	}
+	if h["mk"] == key.Month {
+		q.Month = &activity.Period{Key: key.Month, Count: n("mc"), Surplus: n("mu")}
+	}
+	if h["dk"] == key.Day {
+		q.Day = &activity.Period{Key: key.Day, Count: n("dc"), Surplus: n("du")}
+	}
+	return q, true, nil
+}
+
+// Fix implements flash.HotQuota.
+func (d *DrawQuota) Fix(ctx context.Context, userID string, activityID int64, orderID string, o flash.Outcome) (flash.Outcome, error) {
+	body, err := json.Marshal(o)
+	if err != nil {
+		return flash.Outcome{}, err
+	}
+	got, err := fixScript.Run(ctx, d.client, []string{d.pendingKey(userID, activityID)}, orderID, body).Text()
+	if errors.Is(err, goredis.Nil) {
+		return flash.Outcome{}, flash.ErrPendingGone
+	}
+	if err != nil {
+		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
+	}
+	var fixed flash.Outcome
+	if err := json.Unmarshal([]byte(got), &fixed); err != nil {
+		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
+	}
+	return fixed, nil
+}
+
+func member(userID string, activityID int64, orderID string) string {
+	return strconv.FormatInt(activityID, 10) + "|" + orderID + "|" + userID
+}
+
+// Clear implements flash.HotQuota.
+func (d *DrawQuota) Clear(ctx context.Context, userID string, activityID int64, orderID string) error {
+	keys := []string{d.pendingKey(userID, activityID), d.indexKey(d.userSlot(userID))}
+	if err := clearScript.Run(ctx, d.client, keys, orderID, member(userID, activityID, orderID)).Err(); err != nil {
+		return fmt.Errorf("clear pending draw %s: %w", orderID, err)
+	}
+	return nil
+}
+
+// Refund implements flash.HotQuota.
+func (d *DrawQuota) Refund(ctx context.Context, userID string, activityID int64, orderID string) (bool, error) {
+	keys := []string{d.quotaKey(userID, activityID), d.pendingKey(userID, activityID), d.indexKey(d.userSlot(userID))}
+	n, err := refundScript.Run(ctx, d.client, keys, orderID, member(userID, activityID, orderID)).Int()
+	if err != nil {
+		return false, fmt.Errorf("refund pending draw %s: %w", orderID, err)
+	}
+	return n == 1, nil
+}
+
+// Release implements flash.HotQuota.
+func (d *DrawQuota) Release(ctx context.Context, userID string, activityID int64, orderID string) error {
+	if err := releasePendingScript.Run(ctx, d.client, []string{d.pendingKey(userID, activityID)}, orderID).Err(); err != nil {
+		return fmt.Errorf("release pending draw %s: %w", orderID, err)
+	}
+	return nil
+}
+
+// Abandoned implements flash.HotQuota: it reads every slot's index, in pipelines.
+func (d *DrawQuota) Abandoned(ctx context.Context, before time.Time, limit int) ([]flash.PendingRef, error) {
+	var refs []flash.PendingRef
+	const chunk = 1024
+	for from := 0; from < slots && len(refs) < limit; from += chunk {
+		pipe := d.client.Pipeline()
+		cmds := make([]*goredis.StringSliceCmd, 0, chunk)
+		for slot := from; slot < from+chunk; slot++ {
+			cmds = append(cmds, pipe.ZRangeByScore(ctx, d.indexKey(slot), &goredis.ZRangeBy{
+				Min: "-inf", Max: "(" + ms(before), Count: int64(limit)}))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+			return refs, fmt.Errorf("list pending draws: %w", err)
+		}
+		for _, c := range cmds {
+			for _, m := range c.Val() {
+				act, rest, ok1 := strings.Cut(m, "|")
+				order, user, ok2 := strings.Cut(rest, "|")
+				id, err := strconv.ParseInt(act, 10, 64)
+				if !ok1 || !ok2 || err != nil {
+					continue
+				}
+				refs = append(refs, flash.PendingRef{UserID: user, ActivityID: id, OrderID: order})
+			}
+		}
+	}
+	if len(refs) > limit {
+		refs = refs[:limit]
+	}
+	return refs, nil
+}
+
+// Resume implements flash.HotQuota.
+func (d *DrawQuota) Resume(ctx context.Context, ref flash.PendingRef, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
+	keys := []string{d.pendingKey(ref.UserID, ref.ActivityID), d.indexKey(d.userSlot(ref.UserID))}
+	res, err := resumeScript.Run(ctx, d.client, keys, ref.OrderID, now.UnixMilli(), lease.Milliseconds(),
+		member(ref.UserID, ref.ActivityID, ref.OrderID)).Slice()
+	if err != nil {
+		return flash.Pending{}, false, fmt.Errorf("resume pending draw %s: %w", ref.OrderID, err)
+	}
+	if code(res) != dqResumed {
+		return flash.Pending{}, false, nil
+	}
+	p, err := parsePending(ref.OrderID, str(res, 1), str(res, 2))
+	return p, err == nil, err
+}
+
+// MarkReady implements flash.HotQuota: the markers missing are set to a new epoch; the
+// ones present are kept, so a load read under them stays valid.
+func (d *DrawQuota) MarkReady(ctx context.Context) error {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	epoch := hex.EncodeToString(b)
+	const chunk = 1024
+	for from := 0; from < slots; from += chunk {
+		pipe := d.client.Pipeline()
+		for slot := from; slot < from+chunk; slot++ {
+			pipe.SetNX(ctx, d.markerKey(slot), epoch, 0)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("mark hot quotas loadable: %w", err)
+		}
+	}
+	return nil
+}
+
+// Ready implements flash.HotQuota.
+func (d *DrawQuota) Ready(ctx context.Context) (bool, error) {
+	const chunk = 1024
+	for from := 0; from < slots; from += chunk {
+		pipe := d.client.Pipeline()
+		cmds := make([]*goredis.IntCmd, 0, chunk)
+		for slot := from; slot < from+chunk; slot++ {
+			cmds = append(cmds, pipe.Exists(ctx, d.markerKey(slot)))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return false, fmt.Errorf("hot quota markers: %w", err)
+		}
+		for _, c := range cmds {
+			if c.Val() == 0 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// slots is the number of Redis Cluster hash slots.
+const slots = 16384
+
+var (
+	slotTagsOnce sync.Once
+	slotTags     [slots]string
+)
+
+// slotTag returns a short hash tag whose key lands in slot: the first of "s0", "s1", …
+// that hashes there. The table is computed once (a few hundred thousand CRCs).
+func slotTag(slot int) string {
+	slotTagsOnce.Do(func() {
+		left := slots
+		for i := 0; left > 0; i++ {
+			tag := "s" + strconv.Itoa(i)
+			s := crc16([]byte(tag)) % slots
+			if slotTags[s] == "" {
+				slotTags[s] = tag
+				left--
+			}
+		}
+	})
+	return slotTags[slot]
+}
+
+// crc16 is the CRC-16/XMODEM Redis Cluster hashes keys with (polynomial 0x1021, initial
+// value 0).
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
