@@ -36,12 +36,17 @@ func (p drawPath) env() string { return "BIGMARKET_DRAW_PATH=" + p.String() }
 
 // forEachDrawPath runs fn as the subtests "sql" and "flash", or only the one
 // BIGMARKET_DRAW_PATH names when it is set (a whole run of the package on one path).
+// The two run in parallel, each on a deployment of its own: the fault tests mostly wait
+// (stalls, outages, leases), and the package's time under CI is bounded.
 func forEachDrawPath(t *testing.T, fn func(t *testing.T, p drawPath)) {
 	for _, p := range []drawPath{{flash: false}, {flash: true}} {
 		if env := os.Getenv("BIGMARKET_DRAW_PATH"); env != "" && env != p.String() {
 			continue
 		}
-		t.Run(p.String(), func(t *testing.T) { fn(t, p) })
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			fn(t, p)
+		})
 	}
 }
 
