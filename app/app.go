@@ -305,8 +305,16 @@ func (n *App) buildConsumers() {
 		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
 	}
 	if n.drawQuota != nil {
-		n.drawWriter = nats.NewBatchConsumer(js, n.drawOpts, nats.TopicDraw,
-			nats.DrawHandler(n.users, func(err error) bool { return errors.Is(err, sqlstore.ErrDrawRejected) }), log)
+		write := nats.DrawHandler(n.users, func(err error) bool { return errors.Is(err, sqlstore.ErrDrawRejected) })
+		if pause := cfg.faults.hook(faultAfterDrawWrite, log); pause != nil {
+			inner := write
+			write = func(ctx context.Context, events []nats.Event) []error {
+				errs := inner(ctx, events)
+				pause(context.WithoutCancel(ctx)) // a stalled process: past the handler's deadline too
+				return errs
+			}
+		}
+		n.drawWriter = nats.NewBatchConsumer(js, n.drawOpts, nats.TopicDraw, write, log)
 		n.consumers = append([]*nats.Consumer{n.drawWriter}, n.consumers...)
 	}
 }

@@ -20,7 +20,8 @@ import (
 type faultPoint string
 
 const (
-	// faultBeforeRecord pauses every draw between its pick and its award transaction.
+	// faultBeforeRecord pauses every draw between its pick and its award transaction (on
+	// the flash path: between the fix of its outcome and its publish).
 	faultBeforeRecord faultPoint = "delay_before_record"
 	// faultAfterDistribute pauses the send_award consumer after a batch's effects are
 	// committed and before its messages are acked.
@@ -28,13 +29,17 @@ const (
 	// faultCreditConsumers holds back the start of the send_award and send_rebate
 	// consumers, so that only the green channel can credit what they carry until then.
 	faultCreditConsumers faultPoint = "delay_credit_consumers"
+	// faultAfterDrawWrite pauses the flash draw writer after a batch's rows are committed
+	// and before its messages are acked.
+	faultAfterDrawWrite faultPoint = "delay_after_draw_write"
 )
 
 // faultPoints says what each point's pause does, for the warning logged when it is set.
 var faultPoints = map[faultPoint]string{
-	faultBeforeRecord:    "every draw pauses before its award transaction",
+	faultBeforeRecord:    "every draw pauses before its award transaction (flash: before its publish)",
 	faultAfterDistribute: "the award consumer pauses between its commit and its acks",
 	faultCreditConsumers: "the award and rebate consumers start late",
+	faultAfterDrawWrite:  "the draw writer pauses between its commit and its acks",
 }
 
 // faultPrefix starts the config keys of the fault points.

@@ -130,30 +130,48 @@ func TestRandomRaffleIsASystemEndpoint(t *testing.T) {
 
 // TestDrawCommitPoint stalls a draw on either side of its commit point with a budget of
 // 1 s (generous, so that the participation always fits on a loaded machine; the stalls are
-// longer). Stalled in the award transaction (its award table locked for 3 s, within the
-// commit timeout of 5 s), the draw has taken stock: the answer waits for the award and
-// tells it. With a commit timeout of 500 ms the same stall answers 0009, and at most one
-// award record ever appears. Stalled in the participation (the quota tables locked), the
-// draw answers 0006 and takes nothing: no award record ever appears, no stock is taken,
-// and the raffle order it may have made stays unused for the next draw.
+// longer). Stalled after its commit point for 3 s, within the commit timeout of 5 s (SQL
+// path: its award table locked; flash path: paused between the fix of its outcome and
+// its publish), the draw has taken its unit: the answer waits for the award and tells it.
+// With a commit timeout of 500 ms the same stall answers 0009, and at most one award
+// record ever appears. Stalled on the user's quota tables, the SQL draw is still in its
+// participation and answers 0006; the flash draw, whose SQL read (the load of a hot quota)
+// comes after its commit point, answers 0009. Either way it took nothing: no award record
+// ever appears, no stock is taken, and the raffle order it may have made stays unused for
+// the next draw.
 func TestDrawCommitPoint(t *testing.T) {
+	forEachDrawPath(t, testDrawCommitPoint)
+}
+
+func testDrawCommitPoint(t *testing.T, path drawPath) {
+	const stall = 3 * time.Second
 	d := newDeployment(t, "")
-	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=1s")
-	_, shortCommit := d.start(t, "BIGMARKET_DRAW_TIMEOUT=1s", "BIGMARKET_DRAW_COMMIT_TIMEOUT=500ms")
+	env := []string{path.env(), "BIGMARKET_DRAW_TIMEOUT=1s"}
+	if path.flash {
+		env = append(env, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD="+stall.String())
+	}
+	_, base := d.start(t, env...)
+	_, shortCommit := d.start(t, append(env, "BIGMARKET_DRAW_COMMIT_TIMEOUT=500ms")...)
 	d.armory(t, base, shortCommit)
 
-	// stallAfterCommit draws for a new user on base while the user's award table is
-	// locked for 3 s; it returns the user, the answer and when it came after the unlock
-	// (negative: before).
+	// stallAfterCommit draws for a new user on base while the draw is stalled after its
+	// commit point for 3 s; it returns the user, the answer and when it came after the
+	// stall ended (negative: before).
 	stallAfterCommit := func(t *testing.T, base, prefix string) (user string, r envelope, sinceUnlock time.Duration) {
 		user = testenv.Unique(prefix)
 		if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 			t.Fatalf("recharge: %s", c)
 		}
+		if path.flash {
+			// The pause starts after the draw's take and pick, so it ends after this.
+			start := time.Now()
+			r = call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
+			return user, r, time.Since(start) - stall
+		}
 		unlock := d.lockUserTables(t, user, "user_award_record{suffix}")
 		unlocked := make(chan time.Time, 1)
 		go func() {
-			time.Sleep(3 * time.Second) // the stall the test is about, not a wait for async work
+			time.Sleep(stall) // the stall the test is about, not a wait for async work
 			unlock()
 			unlocked <- time.Now()
 		}()
@@ -165,6 +183,7 @@ func TestDrawCommitPoint(t *testing.T) {
 
 	t.Run("stalled after the commit point", func(t *testing.T) {
 		user, r, sinceUnlock := stallAfterCommit(t, base, "cp")
+		d.settle(t, path)
 		records, _ := d.userRows(t, user)
 		t.Logf("draw answered %s %s, %s after the unlock; %d award records", r.Code, r.Data, sinceUnlock.Round(time.Millisecond), records)
 		// The stall (3 s) is within the commit timeout (5 s): the draw is waited for.
@@ -193,9 +212,13 @@ func TestDrawCommitPoint(t *testing.T) {
 				t.Fatalf("one draw answered 0009 left %d award records", records)
 			}
 		}
+		d.settle(t, path)
+		if records, _ := d.userRows(t, user); records > 1 {
+			t.Fatalf("one draw answered 0009 left %d award records", records)
+		}
 	})
 
-	t.Run("stalled before the commit point", func(t *testing.T) {
+	t.Run("stalled on the quota tables", func(t *testing.T) {
 		user := testenv.Unique("cq")
 		if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 			t.Fatalf("recharge: %s", c)
@@ -205,8 +228,8 @@ func TestDrawCommitPoint(t *testing.T) {
 		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		time.Sleep(time.Second) // hold the stall past the answer, as a slow database would
 		unlock()
-		if r.Code != "0006" {
-			t.Fatalf("draw stalled in its participation: %+v, want 0006", r)
+		if want := map[bool]string{false: "0006", true: "0009"}[path.flash]; r.Code != want {
+			t.Fatalf("draw stalled on its quota tables: %+v, want %s", r, want)
 		}
 		// Long enough for a draw going on behind the answer to record its award.
 		var unused int
@@ -214,11 +237,11 @@ func TestDrawCommitPoint(t *testing.T) {
 			var records int
 			records, unused = d.userRows(t, user)
 			if records != 0 {
-				t.Fatalf("draw answered 0006 but an award record appeared afterwards")
+				t.Fatalf("draw answered %s but an award record appeared afterwards", r.Code)
 			}
 		}
 		if left := d.stockLeft(t); left != stock {
-			t.Fatalf("draw answered 0006 but took %d units of stock", stock-left)
+			t.Fatalf("draw answered %s but took %d units of stock", r.Code, stock-left)
 		}
 		if unused > 1 {
 			t.Fatalf("one timed-out draw left %d unused raffle orders", unused)
@@ -227,6 +250,7 @@ func TestDrawCommitPoint(t *testing.T) {
 		testenv.Eventually(t, 15*time.Second, "a draw after the stall", func() bool {
 			return call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}).Code == "0000"
 		})
+		d.settle(t, path)
 		if records, unused := d.userRows(t, user); records != 1 || unused != 0 {
 			t.Fatalf("after one successful draw: %d award records, %d unused orders; want 1 and 0", records, unused)
 		}
@@ -238,13 +262,26 @@ func TestDrawCommitPoint(t *testing.T) {
 
 // TestStalledUserDatabaseDoesNotBlacklist has a client retry a draw every 100 ms while
 // its user database is stalled for 4 s, with the front line on (1 draw a second, burst 5,
-// blacklisted after 10 refusals). Its 0006s and the refusals that follow them are the
-// system's failure, not the user's: once the stall ends, its draw succeeds and it is not
-// blacklisted. A user drawing 60 times back to back on the healthy system still is.
+// blacklisted after 10 refusals). The SQL draw stalls in its participation and answers
+// 0006; the flash draw of a user whose hot quota is not loaded yet stalls in the SQL read
+// of its load, past its commit point, and answers 0009. Those answers and the refusals
+// that follow them are the system's failure, not the user's: once the stall ends, its
+// draw succeeds and it is not blacklisted. A user drawing 60 times back to back on the
+// healthy system still is.
 func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
+	forEachDrawPath(t, testStalledUserDatabaseDoesNotBlacklist)
+}
+
+func testStalledUserDatabaseDoesNotBlacklist(t *testing.T, path drawPath) {
 	d := newDeployment(t, "")
-	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=150ms", "BIGMARKET_RATE_LIMITER_SWITCH=open",
-		"BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=5", "BIGMARKET_BLACKLIST_COUNT=10")
+	env := []string{path.env(), "BIGMARKET_DRAW_TIMEOUT=150ms", "BIGMARKET_RATE_LIMITER_SWITCH=open",
+		"BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=5", "BIGMARKET_BLACKLIST_COUNT=10"}
+	if path.flash {
+		// The stalled flash draw waits its commit timeout: as short as the budget, so that
+		// the client retries as often as on the SQL path and the limiter refuses it.
+		env = append(env, "BIGMARKET_DRAW_COMMIT_TIMEOUT=150ms")
+	}
+	_, base := d.start(t, env...)
 	d.armory(t, base)
 	user := testenv.Unique("st")
 	if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
@@ -277,8 +314,13 @@ func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("during the stall %v; after it %v", codes, after)
-	if codes["0006"] == 0 {
-		t.Fatalf("no draw timed out during the stall (%v): the test proves nothing", codes)
+	if codes["0006"]+codes["0009"] == 0 {
+		t.Fatalf("no draw failed during the stall (%v): the test proves nothing", codes)
+	}
+	for code := range codes {
+		if code != "0006" && code != "0009" && code != "0005" {
+			t.Errorf("a draw during the stall answered %s (%v); want 0006, 0009 or the limiter's 0005", code, codes)
+		}
 	}
 	limited := metric(t, base, `bigmarket_guard_rejected_total{reason="limited_local"}`) - limitedBefore
 	if limited <= 10 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"syscall"
@@ -19,7 +20,7 @@ import (
 // options and a bounded context, and closes the connection after it.
 func (d *deployment) withJetStream(t *testing.T, f func(ctx context.Context, js jetstream.JetStream, opts nats.EventOptions)) {
 	t.Helper()
-	nc, err := natsgo.Connect(testenv.NATSURL(t))
+	nc, err := natsgo.Connect(cmp.Or(d.natsURL, testenv.NATSURL(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

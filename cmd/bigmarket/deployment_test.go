@@ -31,6 +31,7 @@ type deployment struct {
 	users      *sqlstore.UserStore
 	userDBs    []*sqlstore.DB // the user databases, for counting across them
 	hook       *receiver      // the webhook receiver of the external awards
+	natsURL    string         // set by a test that runs its own broker, for the test's own reads
 }
 
 // newDeployment creates the deployment on the shared MariaDB and NATS and on redisAddr

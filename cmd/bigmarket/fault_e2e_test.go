@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -60,17 +61,25 @@ type drawResult struct {
 }
 
 // TestCrashBetweenParticipationAndAward SIGKILLs a serve process while a draw is paused
-// between its participation (raffle order committed, order claimed in Redis, strategy
-// pick made) and its award transaction, and proves invariants 1 and 3 across the crash:
-// the crashed draw wrote no award, took exactly one unit of quota, and once its claim has
-// expired the next draw on another process reuses the very same order, so the crash cost
-// the user no quota and the order authorises exactly one award.
+// after its commit point, between its pick and its durable write (SQL path: raffle order
+// committed, order claimed in Redis, pick made, award transaction not run; flash path:
+// unit of hot quota taken, outcome fixed on the pending draw, event not published), and
+// proves across the crash: the crashed draw wrote no award and took exactly one unit of
+// quota; once its claim (lease) has expired, the next draw on another process settles
+// the very same order — on the flash path with the outcome fixed before the crash — so
+// the crash cost the user no quota and the order authorises exactly one award.
 func TestCrashBetweenParticipationAndAward(t *testing.T) {
+	forEachDrawPath(t, testCrashBetweenParticipationAndAward)
+}
+
+func testCrashBetweenParticipationAndAward(t *testing.T, path drawPath) {
 	d := newDeployment(t, "")
-	_, live := d.start(t)
+	// The sweep would settle the crashed flash draw on its own 10 s after it took its
+	// unit; the test wants the user's next draw to settle it.
+	_, live := d.start(t, path.env(), "BIGMARKET_DRAW_SWEEP_EVERY=1h")
 	// A draw's claim lasts its budget plus the commit timeout plus a second: with the
 	// deployment's budget of a minute the crashed draw's order would stay claimed that long.
-	slowProc, slow := d.start(t, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DRAW_TIMEOUT=2s")
+	slowProc, slow := d.start(t, path.env(), "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DRAW_TIMEOUT=2s")
 	s := d.stack(live)
 	d.armory(t, live, slow)
 	ctx := context.Background()
@@ -101,39 +110,56 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 		slowDraw <- answer{status: resp.StatusCode, body: string(body)}
 	}()
 
-	var crashed activity.RaffleOrder
-	testenv.Eventually(t, 20*time.Second, "the slow draw's raffle order in state create", func() bool {
-		orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(orders) > 1 {
-			t.Fatalf("one draw made %d raffle orders: %+v", len(orders), orders)
-		}
-		if len(orders) == 1 && orders[0].State == activity.OrderCreate {
-			crashed = orders[0]
-			return true
-		}
-		return false
-	})
-	// The draw claims its order right after the participation commits, and picks at once;
-	// once the claim is 300ms old the draw is inside its 30s pause before the award
-	// transaction. Kill it there.
-	claimKey := d.prefix + ":order_claim:{" + crashed.OrderID + "}"
-	var firstTTL time.Duration
-	testenv.Eventually(t, 4*time.Second, "the slow draw's claim on order "+crashed.OrderID+" 300ms old", func() bool {
-		ttl, err := d.redis.PTTL(ctx, claimKey).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ttl <= 0 {
+	// crashed is the order of the draw paused on the slow process; fixed, on the flash
+	// path, the outcome fixed for it before the pause.
+	var crashed, fixed string
+	var claimKey string
+	if path.flash {
+		// The outcome is fixed right before the pause: once it is there, the draw is in it.
+		testenv.Eventually(t, 20*time.Second, "the slow draw's pending draw with its outcome fixed", func() bool {
+			pending := d.pendingDraws(t, user)
+			if len(pending) > 1 {
+				t.Fatalf("one draw made %d pending draws: %v", len(pending), pending)
+			}
+			for order, outcome := range pending {
+				crashed, fixed = order, outcome
+			}
+			return fixed != ""
+		})
+	} else {
+		testenv.Eventually(t, 20*time.Second, "the slow draw's raffle order in state create", func() bool {
+			orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(orders) > 1 {
+				t.Fatalf("one draw made %d raffle orders: %+v", len(orders), orders)
+			}
+			if len(orders) == 1 && orders[0].State == activity.OrderCreate {
+				crashed = orders[0].OrderID
+				return true
+			}
 			return false
-		}
-		if firstTTL == 0 {
-			firstTTL = ttl
-		}
-		return firstTTL-ttl >= 300*time.Millisecond
-	})
+		})
+		// The draw claims its order right after the participation commits, and picks at
+		// once; once the claim is 300ms old the draw is inside its 30s pause before the
+		// award transaction. Kill it there.
+		claimKey = d.prefix + ":order_claim:{" + crashed + "}"
+		var firstTTL time.Duration
+		testenv.Eventually(t, 4*time.Second, "the slow draw's claim on order "+crashed+" 300ms old", func() bool {
+			ttl, err := d.redis.PTTL(ctx, claimKey).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl <= 0 {
+				return false
+			}
+			if firstTTL == 0 {
+				firstTTL = ttl
+			}
+			return firstTTL-ttl >= 300*time.Millisecond
+		})
+	}
 	if err := slowProc.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,41 +177,56 @@ func TestCrashBetweenParticipationAndAward(t *testing.T) {
 	if after := totalSurplus(t, live, user); after != before-1 {
 		t.Fatalf("total surplus after the crashed draw: %d, want %d (exactly one unit taken)", after, before-1)
 	}
+	d.settle(t, path)
 	if recs, err := d.users.AwardRecords(ctx, user, faultActivity); err != nil || len(recs) != 0 {
 		t.Fatalf("award records after the crash: %+v %v, want none", recs, err)
 	}
 
-	testenv.Eventually(t, 15*time.Second, "the crashed draw's claim to expire", func() bool {
-		n, err := d.redis.Exists(ctx, claimKey).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n == 0
-	})
+	if path.flash {
+		// A draw of the user while the crashed draw is still leased takes a unit of its
+		// own (as a concurrent request does); once the lease is over it resumes it.
+		lease := d.pendingLease(t, user, crashed)
+		time.Sleep(time.Until(lease) + 200*time.Millisecond) // the lease the test is about, not a wait for async work
+	} else {
+		testenv.Eventually(t, 15*time.Second, "the crashed draw's claim to expire", func() bool {
+			n, err := d.redis.Exists(ctx, claimKey).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n == 0
+		})
+	}
 
 	r := call(t, "POST", live+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 	res, err := dataOf[drawResult](r)
 	if err != nil || r.Code != "0000" || res.AwardID < 101 || res.AwardID > 108 {
 		t.Fatalf("draw on the live process after the crash: %+v %v", r, err)
 	}
+	if path.flash {
+		var o struct {
+			AwardID int `json:"awardId"`
+		}
+		if err := json.Unmarshal([]byte(fixed), &o); err != nil || o.AwardID != res.AwardID {
+			t.Errorf("the draw after the crash answered award %d; the crashed draw had fixed %s (%v)", res.AwardID, fixed, err)
+		}
+	}
+	d.settle(t, path)
 	recs, err := d.users.AwardRecords(ctx, user, faultActivity)
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("award records after the draw that followed the crash: %+v %v, want exactly 1", recs, err)
 	}
-	if recs[0].OrderID != crashed.OrderID || recs[0].AwardID != res.AwardID {
+	if recs[0].OrderID != crashed || recs[0].AwardID != res.AwardID {
 		t.Errorf("the draw after the crash recorded award %d on order %s; want award %d on the crashed order %s",
-			recs[0].AwardID, recs[0].OrderID, res.AwardID, crashed.OrderID)
+			recs[0].AwardID, recs[0].OrderID, res.AwardID, crashed)
 	}
 	if after := totalSurplus(t, live, user); after != before-1 {
-		t.Errorf("total surplus after the draw that reused the crashed order: %d, want %d (no second unit)", after, before-1)
+		t.Errorf("total surplus after the draw that settled the crashed order: %d, want %d (no second unit)", after, before-1)
 	}
 	orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
-	if err != nil || len(orders) != 1 || orders[0].OrderID != crashed.OrderID || orders[0].State != activity.OrderUsed {
+	if err != nil || len(orders) != 1 || orders[0].OrderID != crashed || orders[0].State != activity.OrderUsed {
 		t.Errorf("raffle orders at the end: %+v %v; want only the crashed order, used", orders, err)
 	}
-	if tasks, err := d.users.Tasks(ctx, user); err != nil || len(tasks) != 1 {
-		t.Errorf("tasks at the end: %d %v, want 1", len(tasks), err)
-	}
+	d.checkLedger(t, path, user, drawLedger{answered: []int{res.AwardID}})
 	// Stock across the crash: the crashed pick may have taken a unit that no record will
 	// ever use (undersell), the recorded award took its unit unless it was the fallback;
 	// nothing more.

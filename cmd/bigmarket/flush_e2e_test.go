@@ -83,8 +83,15 @@ func awaitRedis(addr string, pid int, exited <-chan struct{}) error {
 
 // TestRedisFlushDuringDrawRun FLUSHALLs the Redis two serve processes share while users
 // recharge and draw: afterwards no award and no SKU has granted more than its stock, the
-// lost stock is rebuilt from durable records, and draws go on.
+// lost stock is rebuilt from durable records, every draw answered 0000 has its record
+// and no more records exist than draws answered 0000 or 0009, and draws go on. The flash
+// draw answers 0009 (or 0006 once the breaker opens) until the draw writer has caught up
+// after the flush; its clients retry those, as they are told to.
 func TestRedisFlushDuringDrawRun(t *testing.T) {
+	forEachDrawPath(t, testRedisFlushDuringDrawRun)
+}
+
+func testRedisFlushDuringDrawRun(t *testing.T, path drawPath) {
 	d := newDeployment(t, startPrivateRedis(t))
 	db, rdb := d.db, d.redis
 	ctx := context.Background()
@@ -112,7 +119,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 
 	var bases []string
 	for range 2 {
-		_, base := d.start(t, "BIGMARKET_RECOVERY_GRACE=1s")
+		_, base := d.start(t, path.env(), "BIGMARKET_RECOVERY_GRACE=1s")
 		bases = append(bases, base)
 	}
 	users, prefix := d.users, d.prefix
@@ -121,7 +128,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 		t.Fatalf("armory: %+v", r)
 	}
 
-	var drawn, afterFlushOK atomic.Int64
+	var drawn, unknown, afterFlushOK atomic.Int64
 	var flushed atomic.Bool
 	run := func(from, to int) {
 		var wg sync.WaitGroup
@@ -137,22 +144,31 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 					t.Errorf("recharge %s: %s %s", user, r.Code, r.Info)
 				}
 				for d := range 4 {
-					r := call(t, "POST", bases[(i+d)%2]+"/api/v1/raffle/activity/draw", drawReq{user, 100301})
-					switch r.Code {
-					case "0000":
-						drawn.Add(1)
-						if flushed.Load() {
-							afterFlushOK.Add(1)
-						}
-					case "ERR_BIZ_006", "ERR_BIZ_009":
-					case "0009":
-						// The flash draw answers 0009 until the draw writer has caught
-						// up and the hot quotas may be loaded again.
-						if !flashPath() {
+					// A flash draw answers 0009 (0006 once the breaker opens) until the
+					// draw writer has caught up and the hot quotas may be loaded again:
+					// the client retries it for a while, as it is told to.
+					for try := 0; ; try++ {
+						r := call(t, "POST", bases[(i+d+try)%2]+"/api/v1/raffle/activity/draw", drawReq{user, 100301})
+						switch r.Code {
+						case "0000":
+							drawn.Add(1)
+							if flushed.Load() {
+								afterFlushOK.Add(1)
+							}
+						case "ERR_BIZ_006", "ERR_BIZ_009":
+						case "0009", "0006":
+							if r.Code == "0009" {
+								unknown.Add(1)
+							}
+							if path.flash && try < 100 {
+								time.Sleep(100 * time.Millisecond)
+								continue
+							}
+							t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
+						default:
 							t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
 						}
-					default:
-						t.Errorf("draw %s: %s %s", user, r.Code, r.Info)
+						break
 					}
 				}
 			})
@@ -181,7 +197,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 		t.Error("no draw succeeded after the flush")
 	}
 
-	d.drainIfFlash(t)
+	d.settle(t, path)
 	orders, err := users.SKUOrderCount(ctx, 99201)
 	if err != nil || orders > 150 {
 		t.Errorf("sku 99201 (stock 150) has %d orders %v", orders, err)
@@ -197,9 +213,10 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 			t.Errorf("award %d granted %d times with stock %d", id, n, startSurplus[id])
 		}
 	}
-	if total != drawn.Load() {
-		t.Errorf("%d award records for %d successful draws", total, drawn.Load())
+	// Every draw answered 0000 is recorded; a draw answered 0009 at most once.
+	if total < drawn.Load() || total > drawn.Load()+unknown.Load() {
+		t.Errorf("%d award records for %d draws answered 0000 and %d answered 0009", total, drawn.Load(), unknown.Load())
 	}
-	t.Logf("draws %d (after flush %d), sku orders %d/150, records by award %v, stock at start %v",
-		drawn.Load(), afterFlushOK.Load(), orders, records, startSurplus)
+	t.Logf("draws %d (after flush %d, %d answered 0009), sku orders %d/150, records by award %v, stock at start %v",
+		drawn.Load(), afterFlushOK.Load(), unknown.Load(), orders, records, startSurplus)
 }

@@ -166,31 +166,39 @@ func TestFrontLineTwoProcesses(t *testing.T) {
 }
 
 // TestRedisPausedDuringDraws pauses a private Redis under a serve process: draws answer
-// 0006 within their budget, the breaker opens and answers at once, and once Redis is back
-// draws succeed again and the user can still spend every unit of quota.
+// within their budget plus the commit timeout — 0006 when they had not reached their
+// commit point (the SQL draw's Redis calls come before it), 0009 when they had (the
+// flash draw's take script is its commit point: the outcome is unknown) — the breaker
+// opens and answers at once, and the units taken during the pause are no more than the
+// draws answered 0009 plus orders left unused for the next draw. Once Redis is back draws
+// succeed again, the user spends every unit of quota, each unit ends as one award record
+// and every draw answered 0000 has its record.
 func TestRedisPausedDuringDraws(t *testing.T) {
+	forEachDrawPath(t, testRedisPausedDuringDraws)
+}
+
+func testRedisPausedDuringDraws(t *testing.T, path drawPath) {
 	addr := startPrivateRedis(t)
 	d := newDeployment(t, addr)
-	const budget = 300 * time.Millisecond
-	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT="+budget.String(), "BIGMARKET_BREAKER_MIN_REQUESTS=4",
-		"BIGMARKET_BREAKER_FAILURE_RATIO=0.5", "BIGMARKET_BREAKER_OPEN_FOR=1s", "BIGMARKET_BREAKER_PROBES=1")
+	const budget, commitTimeout = 300 * time.Millisecond, 500 * time.Millisecond
+	_, base := d.start(t, path.env(), "BIGMARKET_DRAW_TIMEOUT="+budget.String(), "BIGMARKET_DRAW_COMMIT_TIMEOUT="+commitTimeout.String(),
+		"BIGMARKET_BREAKER_MIN_REQUESTS=4", "BIGMARKET_BREAKER_FAILURE_RATIO=0.5", "BIGMARKET_BREAKER_OPEN_FOR=1s", "BIGMARKET_BREAKER_PROBES=1")
 	d.armory(t, base)
 	user := testenv.Unique("pz")
 	if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 		t.Fatalf("recharge: %s", c)
 	}
-	awarded := 0
+	var ledger drawLedger
 	draw := func() (envelope, time.Duration) {
 		start := time.Now()
 		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
-		if r.Code == "0000" {
-			awarded++
-		}
+		ledger.note(t, r)
 		return r, time.Since(start)
 	}
 	if r, _ := draw(); r.Code != "0000" {
 		t.Fatalf("draw before the pause: %+v", r)
 	}
+	before := totalSurplus(t, base, user)
 
 	pauser := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer pauser.Close()
@@ -200,35 +208,36 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 	}
 	paused := time.Now()
 	var slowest time.Duration
+	codes := map[string]int{}
 	for i := range 12 {
 		r, took := draw()
-		if r.Code != "0006" {
-			t.Fatalf("draw %d during the pause: %+v, want 0006", i, r)
+		codes[r.Code]++
+		switch {
+		case r.Code == "0006":
+		case r.Code == "0009" && path.flash:
+		default:
+			t.Fatalf("draw %d during the pause: %+v, want 0006 (or 0009 past the commit point)", i, r)
 		}
 		slowest = max(slowest, took)
-		// The budget plus room for HTTP and a loaded, race-instrumented machine.
-		if took > budget+time.Second {
-			t.Fatalf("draw %d during the pause took %s, budget %s", i, took, budget)
+		// The budget and commit timeout plus room for HTTP and a loaded, race-instrumented
+		// machine.
+		if took > budget+commitTimeout+time.Second {
+			t.Fatalf("draw %d during the pause took %s, budget %s, commit timeout %s", i, took, budget, commitTimeout)
 		}
 	}
 	if open := metric(t, base, `bigmarket_guard_rejected_total{reason="breaker_open"}`); open < 1 {
 		t.Fatalf("the breaker never opened: %v refusals", open)
 	}
-	t.Logf("12 draws during the pause: slowest %s; breaker refusals %v", slowest, metric(t, base, `bigmarket_guard_rejected_total{reason="breaker_open"}`))
+	t.Logf("12 draws during the pause: %v, slowest %s; breaker refusals %v", codes, slowest, metric(t, base, `bigmarket_guard_rejected_total{reason="breaker_open"}`))
 	if time.Since(paused) > 4*time.Second {
 		t.Fatal("the pause ended before the draws: the test proves nothing")
 	}
 	if err := pauser.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "a draw succeeds after Redis resumes", func() bool {
-		r, _ := draw()
-		return r.Code == "0000"
-	})
-	// No quota was lost: every unit of the 150 ends as a used order, that is an award.
-	// Orders a timed-out draw left unused are reused once their claims expire; a draw
-	// that finished after its 0006 was sent is an award the user did not see at once.
-	used := func() (used, open int) {
+	// 0006 took nothing: a unit taken during the pause is a draw answered 0009 (which a
+	// later draw settles) or an order left unused (which a later draw reuses).
+	unused := func() (unused int) {
 		r := call(t, "GET", base+"/api/v1/raffle/erp/query_user_raffle_order?limit=500&userId="+user, nil, bearer(d.adminToken))
 		orders, err := dataOf[[]struct {
 			OrderState string `json:"orderState"`
@@ -237,26 +246,34 @@ func TestRedisPausedDuringDraws(t *testing.T) {
 			t.Fatalf("orders of %s: %+v %v", user, r, err)
 		}
 		for _, o := range orders {
-			if o.OrderState == "used" {
-				used++
-			} else {
-				open++
+			if o.OrderState != "used" {
+				unused++
 			}
 		}
-		return used, open
+		return unused
 	}
-	testenv.Eventually(t, 60*time.Second, "all 150 units drawn", func() bool {
-		draw()
-		u, o := used()
-		return u == 150 && o == 0
+	if taken, open := before-totalSurplus(t, base, user), unused(); taken > int64(codes["0009"]+open) {
+		t.Errorf("%d units taken during the pause by draws answered %v, %d orders unused", taken, codes, open)
+	}
+	testenv.Eventually(t, 30*time.Second, "a draw succeeds after Redis resumes", func() bool {
+		r, _ := draw()
+		return r.Code == "0000"
 	})
-	t.Logf("150 units ended as awards; %d of them answered 0000", awarded)
-	if got := totalSurplus(t, base, user); got != 0 {
-		t.Fatalf("surplus %d after 150 awards, want 0", got)
+	// No quota was lost: every unit of the 150 ends as an award. Draws run until the
+	// quota is refused and no unit waits in an unused order.
+	testenv.Eventually(t, 90*time.Second, "all 150 units drawn", func() bool {
+		r, _ := draw()
+		return r.Code == "ERR_BIZ_006" && totalSurplus(t, base, user) == 0 && unused() == 0
+	})
+	d.settle(t, path)
+	if n, taken := d.checkLedger(t, path, user, ledger); n != 150 || taken != 150 {
+		t.Fatalf("%d award records, %d units taken; want 150 each", n, taken)
 	}
+	t.Logf("150 units ended as awards; %d of them answered 0000", len(ledger.answered))
 	if r, _ := draw(); r.Code == "0000" {
 		t.Fatal("a 151st draw succeeded")
 	}
+	d.checkStock(t)
 }
 
 // TestBenchFloodIsRefusedInMemory runs "bigmarket bench -scenario flood" against the
