@@ -281,12 +281,15 @@ func openUserStore(t *testing.T, open func(i int) (*sqlstore.DB, error)) *sqlsto
 }
 
 // checkNoOversell sends 500 concurrent draws spread over every base URL against an award
-// with stock 100 and expects exactly 100 grants; then it sets the Redis counter back up, as
-// a stale preheat would, and expects no further grant; finally the SQL surplus must be
-// synced to 0 through the broker.
+// with stock 100 and expects exactly 100 grants (the counter's issued units; every grant
+// answered, or answered 0009 — outcome unknown — on a loaded machine, when its stock log
+// write outlasts the commit timeout); then it sets the Redis counter back up, as a stale
+// preheat would, and expects no further grant; finally the SQL surplus must be synced to 0
+// through the broker.
 func checkNoOversell(t *testing.T, s stack) {
 	insertTestStrategy(t, s.db)
 	body := []byte(fmt.Sprintf(`{"strategyId":%d}`, testStrategy))
+	counter := fmt.Sprintf("%s:award_stock:{%d_102}", s.prefix, testStrategy)
 	draw := func(n int) map[int]int {
 		var mu sync.Mutex
 		got := map[int]int{}
@@ -294,6 +297,12 @@ func checkNoOversell(t *testing.T, s stack) {
 		for i := range n {
 			wg.Go(func() {
 				r := call(t, "POST", s.bases[i%len(s.bases)]+"/api/v1/raffle/strategy/random_raffle", body)
+				if r.Status == 200 && r.Code == "0009" {
+					mu.Lock()
+					got[-1]++ // unknown
+					mu.Unlock()
+					return
+				}
 				if r.Status != 200 || r.Code != "0000" {
 					t.Errorf("draw: HTTP %d %s %s", r.Status, r.Code, r.Info)
 					return
@@ -310,16 +319,26 @@ func checkNoOversell(t *testing.T, s stack) {
 		wg.Wait()
 		return got
 	}
-	got := draw(500)
-	if got[102] != 100 || got[101] != 400 {
-		t.Fatalf("500 draws on stock 100 granted %v; want exactly 100 of award 102 and 400 luck awards", got)
+	issued := func() int {
+		n, err := s.redis.Get(context.Background(), counter+":issued").Int()
+		if err != nil {
+			t.Fatalf("read %s:issued: %v", counter, err)
+		}
+		return n
 	}
-	counter := fmt.Sprintf("%s:award_stock:{%d_102}", s.prefix, testStrategy)
+	got := draw(500)
+	if got[102] > 100 || got[102]+got[101]+got[-1] != 500 || got[102]+got[-1] < 100 || issued() != 100 {
+		t.Fatalf("500 draws on stock 100 answered %v (-1: 0009) and issued %d units; want 100 issued, "+
+			"at most 100 answers of award 102, the rest luck awards or unknown", got, issued())
+	}
+	if got[-1] > 0 {
+		t.Logf("%d draws answered 0009 (outcome unknown) on a loaded machine", got[-1])
+	}
 	if err := s.redis.Set(context.Background(), counter, 100, time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if again := draw(120); again[102] != 0 {
-		t.Fatalf("after a stale preheat, draws granted %d more units of award 102; want 0", again[102])
+	if again := draw(120); again[102] != 0 || issued() != 100 {
+		t.Fatalf("after a stale preheat, draws granted %d more units of award 102 (issued %d); want 0", again[102], issued())
 	}
 	testenv.Eventually(t, 30*time.Second, "SQL surplus of award 102 is 0 after sync", func() (bool, string) {
 		n := surplus(t, s.db, testStrategy, 102)
