@@ -451,26 +451,7 @@ func (v *DrawVerifier) awaitRecords(ctx context.Context, users []string, before 
 // awardGrants counts each award's records of the strategy across every shard, split
 // into stocked and fallback grants by their tasks (reconcile.Stocked).
 func (v *DrawVerifier) awardGrants(ctx context.Context) ([]reconcile.AwardGrants, error) {
-	cfg, err := v.configs.LoadStrategy(ctx, v.strategyID)
-	if err != nil {
-		return nil, err
-	}
-	counts, err := v.users.AwardRecordCounts(ctx, v.strategyID)
-	if err != nil {
-		return nil, err
-	}
-	stocked := map[int]int64{}
-	for id := range reconcile.FallbackAwards(cfg) {
-		if counts[id] == 0 {
-			continue
-		}
-		tasks, err := v.users.AwardGrantTasks(ctx, v.strategyID, id)
-		if err != nil {
-			return nil, err
-		}
-		stocked[id] = reconcile.Stocked(tasks)
-	}
-	return reconcile.Grants(cfg, counts, stocked), nil
+	return sqlstore.StrategyGrants(ctx, v.configs, v.users, v.strategyID)
 }
 
 // tally counts the users' award records in the activity, their send_award tasks and
