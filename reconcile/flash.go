@@ -115,7 +115,7 @@ func HotQuotas(pairs []QuotaPair) (ds []Discrepancy, compared, skipped int) {
 			continue
 		}
 		compared++
-		if diff := quotaDiff(h.Quota, p.SQL); diff != "" {
+		if diff := HotQuotaDiff(h.Quota, p.SQL); diff != "" {
 			f.report(KindHotQuota, h.UserID, fmt.Sprint(h.ActivityID), "hot %s; SQL %s (%s)",
 				showQuota(h.Quota), showQuota(p.SQL), diff)
 		}
@@ -123,8 +123,9 @@ func HotQuotas(pairs []QuotaPair) (ds []Discrepancy, compared, skipped int) {
 	return f, compared, skipped
 }
 
-// quotaDiff names what differs between a hot copy and SQL, "" when nothing does.
-func quotaDiff(hot, sql activity.Quota) string {
+// HotQuotaDiff names what differs between a hot copy and SQL: the account, and the
+// month and day rows the hot copy holds; "" when nothing does.
+func HotQuotaDiff(hot, sql activity.Quota) string {
 	var diffs []string
 	switch {
 	case (hot.Account == nil) != (sql.Account == nil):
