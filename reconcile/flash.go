@@ -24,8 +24,7 @@ const (
 	// KindOneWin: in an activity with one win, a user holds records of two stocked awards
 	// or more.
 	KindOneWin = "one_win_exceeded"
-	// KindAwardOverStock: an award has more stocked grants (award records) than its stock,
-	// or records of an award its strategy does not have.
+	// KindAwardOverStock: an award has more stocked grants (award records) than its stock.
 	KindAwardOverStock = "award_over_stock"
 )
 
@@ -230,11 +229,13 @@ func OneWin(oneWin map[int64]bool, stocked map[int64]map[int]bool, records []Win
 }
 
 // OverStock is AwardStock for verify: a discrepancy for each award of the strategy
-// whose stocked grants exceed its stock, or that the strategy does not have.
+// whose stocked grants exceed its stock. Records of an award the strategy does not have
+// (Stock -1) are left out: they take no stock of it, and verify's award checks judge
+// the award ids of records (KindAwardUnknown).
 func OverStock(strategyID int64, grants []AwardGrants) []Discrepancy {
 	var f found
 	for i, c := range AwardStock(grants) {
-		if !c.Pass {
+		if !c.Pass && grants[i].Stock >= 0 {
 			f.report(KindAwardOverStock, "", fmt.Sprintf("%d/%d", strategyID, grants[i].AwardID), "%s", c.Detail)
 		}
 	}
