@@ -316,3 +316,33 @@ func printSkipped(w io.Writer, skipped []string) {
 		fmt.Fprintf(w, "verify: skipped %s\n", s)
 	}
 }
+
+// checks runs the draw checks for bench draw's verification: one line per check, a
+// skipped check failing (it did not pass), discrepancies named by their first few.
+func (v *drawVerifier) checks(ctx context.Context, since time.Time) (reconcile.Checks, error) {
+	rep, err := v.run(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	byKind := map[string][]reconcile.Discrepancy{}
+	for _, d := range rep.Discrepancies {
+		byKind[d.Kind] = append(byKind[d.Kind], d)
+	}
+	var c reconcile.Checks
+	line := func(name, kind, scope string) {
+		ds := byKind[kind]
+		if len(ds) == 0 {
+			c.Add(name, true, "%s", scope)
+			return
+		}
+		c.Add(name, false, "%s; %d discrepancies, first: %s", scope, len(ds), ds[0])
+	}
+	line("draw events written", reconcile.KindDrawUnwritten, fmt.Sprintf("%d draw events against their rows", rep.Events))
+	line("hot quota = SQL quota", reconcile.KindHotQuota, fmt.Sprintf("%d hot quotas compared, %d with pending draws not", rep.HotCompared, rep.HotPending))
+	line("one win", reconcile.KindOneWin, fmt.Sprintf("%d one-win activities", rep.OneWin))
+	line("records <= stock", reconcile.KindAwardOverStock, fmt.Sprintf("awards of %d strategies", rep.Strategies))
+	for _, s := range rep.Skipped {
+		c.Add("skipped", false, "%s", s)
+	}
+	return c, nil
+}
