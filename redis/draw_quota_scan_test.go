@@ -1,10 +1,12 @@
 package redis
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/reconcile"
 )
 
@@ -16,7 +18,6 @@ func TestDrawQuotaCopies(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			client := be.client(t)
 			d := newDrawQuota(t, client)
-			other := newDrawQuota(t, client)
 			ctx := t.Context()
 			key := func(user string) activity.QuotaKey {
 				return activity.QuotaKey{UserID: user, ActivityID: 100301, Day: "2026-12-02", Month: "2026-12"}
@@ -24,7 +25,12 @@ func TestDrawQuotaCopies(t *testing.T) {
 			for _, u := range []string{"cp_a", "cp_b", "cp_c"} {
 				loadHot(t, d, key(u), activity.Quota{Account: acct(5, 5, 3, 3, 4, 4)})
 			}
-			loadHot(t, other, key("cp_a"), activity.Quota{Account: acct(9, 9, 9, 9, 9, 9)})
+			// A copy under another prefix (written as the load script writes one).
+			other := NewDrawQuota(client, testenv.Unique("fq"))
+			if err := client.HSet(ctx, other.quotaKey("cp_a", 100301), "a", "1", "t", "9", "ts", "9").Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { client.Del(context.Background(), other.quotaKey("cp_a", 100301)) })
 			now := time.Now()
 			if _, _, err := d.Take(ctx, key("cp_a"), "oa", now, time.Minute); err != nil {
 				t.Fatal(err)
