@@ -44,6 +44,10 @@ type DrawOptions struct {
 	// successful draw has its award record: for a server that writes SQL behind its
 	// answers (the flash draw) when Drain cannot reach its broker.
 	AwaitRecords bool
+	// DrawChecks, when set, adds checks of the server's draws since the run began (the
+	// flash draw's: draw events against their rows, hot quota = SQL quota, one win,
+	// records ≤ stock) to the verification, after the wait for the writer.
+	DrawChecks func(ctx context.Context, since time.Time) (reconcile.Checks, error)
 
 	// Progress receives progress lines; nil is quiet.
 	Progress io.Writer
@@ -148,6 +152,7 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 		}
 	}
 	rep.Scenario = "draw"
+	runStart := time.Now()
 
 	// One client for warmup and measured run, so that the measured run starts on warm
 	// connections.
@@ -193,6 +198,14 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	ver, err := v.Verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
 	if err != nil {
 		return rep, err
+	}
+	if o.DrawChecks != nil {
+		checks, err := o.DrawChecks(ctx, runStart)
+		if err != nil {
+			return rep, err
+		}
+		ver.Checks = append(ver.Checks, checks...)
+		ver.Pass = ver.Checks.Pass()
 	}
 	rep.Verification = &ver
 	if !printChecks(stdout, ver.Checks, ver.Pass, ver.Seconds) {
@@ -451,26 +464,7 @@ func (v *DrawVerifier) awaitRecords(ctx context.Context, users []string, before 
 // awardGrants counts each award's records of the strategy across every shard, split
 // into stocked and fallback grants by their tasks (reconcile.Stocked).
 func (v *DrawVerifier) awardGrants(ctx context.Context) ([]reconcile.AwardGrants, error) {
-	cfg, err := v.configs.LoadStrategy(ctx, v.strategyID)
-	if err != nil {
-		return nil, err
-	}
-	counts, err := v.users.AwardRecordCounts(ctx, v.strategyID)
-	if err != nil {
-		return nil, err
-	}
-	stocked := map[int]int64{}
-	for id := range reconcile.FallbackAwards(cfg) {
-		if counts[id] == 0 {
-			continue
-		}
-		tasks, err := v.users.AwardGrantTasks(ctx, v.strategyID, id)
-		if err != nil {
-			return nil, err
-		}
-		stocked[id] = reconcile.Stocked(tasks)
-	}
-	return reconcile.Grants(cfg, counts, stocked), nil
+	return sqlstore.StrategyGrants(ctx, v.configs, v.users, v.strategyID)
 }
 
 // tally counts the users' award records in the activity, their send_award tasks and

@@ -14,6 +14,7 @@ import (
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -87,6 +88,14 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		}
 		defer b.Close()
 		o.Drain = nats.NewEventDrain(b.JS, nats.DrawEventOptions(nats.EventOptions{Prefix: cfg.NATSPrefix}), nats.TopicDraw).WaitApplied
+		if len(cfg.RedisAddrs) > 0 {
+			if err := app.OpenRedis(ctx, cfg, b, app.NewLogger(cfg, io.Discard)); err != nil {
+				return err
+			}
+			dv := newDrawVerifier(db.Config, db.Users, db.Router, cfg.Location())
+			dv.withFlash(b.JS, nats.EventOptions{Prefix: cfg.NATSPrefix}, redis.NewDrawQuota(b.Redis, cfg.RedisPrefix))
+			o.DrawChecks = dv.checks
+		}
 	}
 	rep, err := bench.RunDraw(ctx, o, db, stdout)
 	if *out != "" && rep.Scenario != "" {

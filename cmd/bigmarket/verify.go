@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/app"
+	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/reconcile"
+	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -51,10 +53,24 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	dv, err := openDrawVerifier(ctx, cfg, b)
+	if err != nil {
+		return err
+	}
+	draws, err := dv.run(ctx, w.Since)
+	if err != nil {
+		return fmt.Errorf("verify: draws: %w", err)
+	}
+	rep.Add(draws.Discrepancies...)
+	reconcile.Sort(rep.Discrepancies)
 	for _, d := range rep.Discrepancies {
 		fmt.Fprintln(stdout, d)
 	}
-	scope := fmt.Sprintf("%s; window since %s, grace %s", rep.Checked, w.Since.Format(time.RFC3339), *grace)
+	printSkipped(stdout, draws.Skipped)
+	scope := fmt.Sprintf("%s, %s; window since %s, grace %s", rep.Checked, draws, w.Since.Format(time.RFC3339), *grace)
+	if len(draws.Skipped) > 0 {
+		scope += fmt.Sprintf("; %d checks skipped", len(draws.Skipped))
+	}
 	if n := len(rep.Discrepancies); n > 0 {
 		fmt.Fprintf(stdout, "verify: %d discrepancies (%s)\n", n, scope)
 		return fmt.Errorf("verify: %d discrepancies", n)
@@ -75,4 +91,36 @@ func verify(ctx context.Context, configDB *sqlstore.DB, userDBs []*sqlstore.DB, 
 		return reconcile.Report{}, fmt.Errorf("verify: %w", err)
 	}
 	return rep, nil
+}
+
+// openDrawVerifier returns the draw checks on the deployment's databases b, with the
+// draws stream and the hot quotas when cfg names an external broker and Redis (an
+// embedded one lives in the serve process, out of reach). It opens them into b.
+func openDrawVerifier(ctx context.Context, cfg app.Config, b *app.Backends) (*drawVerifier, error) {
+	router, err := sqlstore.NewRouter(len(b.UserDBs), cfg.TBCount)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	v := newDrawVerifier(b.ConfigDB, b.UserDBs, router, cfg.Location())
+	if len(cfg.NATSURLs) == 0 {
+		if cfg.DrawPath == app.DrawPathFlash {
+			v.unreachable = "the broker is embedded in the serve process"
+		}
+		return v, nil
+	}
+	log := app.NewLogger(cfg, io.Discard)
+	if err := app.OpenNATS(cfg, b, log); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	var hot *redis.DrawQuota
+	if len(cfg.RedisAddrs) > 0 {
+		if err := app.OpenRedis(ctx, cfg, b, log); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		hot = redis.NewDrawQuota(b.Redis, cfg.RedisPrefix)
+	} else {
+		v.unreachable = "Redis is embedded in the serve process"
+	}
+	v.withFlash(b.JS, nats.EventOptions{Prefix: cfg.NATSPrefix}, hot)
+	return v, nil
 }
