@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/flash"
@@ -79,7 +80,9 @@ func newFlashFixture(t *testing.T) *flashFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	hot := bmredis.NewDrawQuota(client, testenv.Unique("flash"))
+	hotPrefix := testenv.Unique("flash")
+	hot := bmredis.NewDrawQuota(client, hotPrefix)
+	t.Cleanup(func() { dropKeys(t, client, hotPrefix) })
 	if err := hot.MarkReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -292,4 +295,26 @@ func TestFlashDrawHealsAMissedRecharge(t *testing.T) {
 	if _, err := f.svc.Draw(ctx, user, 100301); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
 		t.Fatalf("draw past the recharge = %v, want total quota exhausted", err)
 	}
+}
+
+// dropKeys deletes the keys under prefix from the shared Redis (MarkReady alone writes one
+// marker per slot: 16,384 keys a test), in pipelined batches.
+func dropKeys(t *testing.T, client goredis.UniversalClient, prefix string) {
+	ctx := context.Background()
+	var batch []string
+	flush := func() {
+		if len(batch) > 0 {
+			if err := client.Unlink(ctx, batch...).Err(); err != nil {
+				t.Logf("drop test keys: %v", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	iter := client.Scan(ctx, 0, prefix+":*", 2000).Iterator()
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 500 {
+			flush()
+		}
+	}
+	flush()
 }
