@@ -14,23 +14,9 @@ import (
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
-	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/redis"
 )
-
-// drawWriterInfo reads the state of the draw writer's durable consumer.
-func (d *deployment) drawWriterInfo(t *testing.T) (info *jetstream.ConsumerInfo, err error) {
-	t.Helper()
-	d.withJetStream(t, func(ctx context.Context, js jetstream.JetStream, opts nats.EventOptions) {
-		o := nats.DrawEventOptions(opts)
-		var cons jetstream.Consumer
-		if cons, err = js.Consumer(ctx, o.Stream(), o.Durable(nats.TopicDraw)); err == nil {
-			info, err = cons.Info(ctx)
-		}
-	})
-	return info, err
-}
 
 // lockWaits reads the award list's waitUnLockCount of the locked awards 105–107 of
 // activity 100301 for the user.
