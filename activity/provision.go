@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/bigmarket/bigmarket/ident"
@@ -127,24 +128,48 @@ func (s *Service) Provision(ctx context.Context, req ProvisionRequest) (Provisio
 	// The stock is taken; the orders are written, again with new order ids when a write
 	// fails (an order id another request took in the same millisecond): orders already
 	// written are found by their business numbers and skipped.
-	var written int
+	var written []Recharged
 	for attempt := 0; ; attempt++ {
 		for i, id := range newOrderIDs(s.opts.Now(), len(items)) {
 			items[i].Order.OrderID = id
 		}
-		var n int
-		n, err = s.opts.Users.RechargeMany(ctx, items, func(q *Quota) { q.Add(sku.Count) })
-		written += n
+		var done []Recharged
+		done, err = s.opts.Users.RechargeMany(ctx, items, func(q *Quota) { q.Add(sku.Count) })
+		written = append(written, done...)
 		if err == nil || attempt == 2 || ctx.Err() != nil {
 			break
 		}
 	}
+	// What SQL committed reaches the flash draw's hot copies now, as an operator
+	// recharge's does, failed request or not.
+	s.raiseHotMany(ctx, written)
 	if err != nil {
-		return Provisioned{}, fmt.Errorf("provision %d users with sku %d (%d written): %w", len(fresh), sku.SKU, written, err)
+		return Provisioned{}, fmt.Errorf("provision %d users with sku %d (%d written): %w", len(fresh), sku.SKU, len(written), err)
 	}
-	out.Provisioned = written
-	out.Repeated += len(fresh) - written
+	out.Provisioned = len(written)
+	out.Repeated += len(fresh) - len(written)
 	return out, nil
+}
+
+// raiseParallel bounds the concurrent raises of one provisioning; the flash draw's Redis
+// client pipelines concurrent calls, so they share round trips.
+const raiseParallel = 32
+
+// raiseHotMany raises the hot copies of committed recharges (raiseHot, for many users).
+func (s *Service) raiseHotMany(ctx context.Context, done []Recharged) {
+	if s.opts.Hot == nil || len(done) == 0 {
+		return
+	}
+	sem := make(chan struct{}, raiseParallel)
+	var wg sync.WaitGroup
+	for _, r := range done {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.raiseHot(ctx, r.Key, r.Quota)
+		})
+	}
+	wg.Wait()
 }
 
 // newOrderIDs returns n distinct order ids of NewOrderID's form: the millisecond, then a

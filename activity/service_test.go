@@ -164,16 +164,17 @@ func (f *fakeUsers) RechargesExist(_ context.Context, numbers map[string]string)
 	return found, nil
 }
 
-func (f *fakeUsers) RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) (int, error) {
-	n := 0
+func (f *fakeUsers) RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) ([]Recharged, error) {
+	var done []Recharged
 	for _, it := range items {
-		if err := f.Recharge(ctx, it.Key, it.Order, add); err == nil {
-			n++
+		var after Quota
+		if err := f.Recharge(ctx, it.Key, it.Order, func(q *Quota) { add(q); after = cloneQuota(*q) }); err == nil {
+			done = append(done, Recharged{Key: it.Key, Quota: after})
 		} else if !errors.Is(err, ErrDuplicateOrder) {
-			return n, err
+			return done, err
 		}
 	}
-	return n, nil
+	return done, nil
 }
 
 func (f *fakeUsers) CompleteRecharge(_ context.Context, _, no, day, month string, add func(QuotaKey, *Quota, Count)) (bool, error) {

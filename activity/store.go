@@ -47,8 +47,9 @@ type UserStore interface {
 	// RechargeMany is Recharge for many users' completed orders (one per user), several
 	// in a transaction: each order inserted and add run on its key's locked quota rows,
 	// as Recharge does. An order whose out_business_no is already there is skipped and
-	// changes nothing; it returns how many orders it wrote.
-	RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) (int, error)
+	// changes nothing. It returns the orders it wrote, each with its key's quota as
+	// committed (on error too: those of the transactions that committed).
+	RechargeMany(ctx context.Context, items []Recharging, add func(*Quota)) ([]Recharged, error)
 	// CompleteRecharge, in one transaction, moves the user's wait_pay recharge order with
 	// the out_business_no to completed and runs add with its count on the locked quota
 	// rows of day and month (add is told the key). It reports false and changes nothing
@@ -67,6 +68,13 @@ type UserStore interface {
 type Recharging struct {
 	Key   QuotaKey
 	Order RechargeOrder
+}
+
+// Recharged is an order UserStore.RechargeMany wrote, with its key's quota rows as the
+// transaction committed them.
+type Recharged struct {
+	Key   QuotaKey
+	Quota Quota
 }
 
 // Taken is what UserStore.Participate did: the order to draw on and the quota after it.

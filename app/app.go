@@ -280,6 +280,8 @@ func (n *App) buildServices() {
 			PublishTimeout: cfg.DrawPublishTimeout,
 			RecoverGrace:   cfg.DrawRecoverGrace,
 			BeforePublish:  raffleOpts.BeforeRecord,
+			Writer:         n.users,
+			Rejected:       drawRejected,
 		}
 	}
 	n.raffles = raffle.NewService(raffleOpts)
@@ -305,7 +307,9 @@ func (n *App) buildConsumers() {
 		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
 	}
 	if n.drawQuota != nil {
-		write := nats.DrawHandler(n.users, func(err error) bool { return errors.Is(err, sqlstore.ErrDrawRejected) })
+		// The writer writes through the raffle service, which forgets the credit wins it
+		// wrote from the users' unwritten credit wins.
+		write := nats.DrawHandler(n.raffles, drawRejected)
 		if pause := cfg.faults.hook(faultAfterDrawWrite, log); pause != nil {
 			inner := write
 			write = func(ctx context.Context, events []nats.Event) []error {
@@ -318,6 +322,9 @@ func (n *App) buildConsumers() {
 		n.consumers = append([]*nats.Consumer{n.drawWriter}, n.consumers...)
 	}
 }
+
+// drawRejected tells a draw event the database refuses for good.
+func drawRejected(err error) bool { return errors.Is(err, sqlstore.ErrDrawRejected) }
 
 // buildFront opens the shared guard settings and builds the front line; the settings and
 // blacklist are applied before it returns, so before the first request is served.
@@ -366,7 +373,7 @@ func (n *App) buildAPI() {
 		Credits:            n.credits,
 		Rebates:            n.rebates,
 		RedPackets:         n.redPackets,
-		CreditSettlers:     []httpapi.Settler{n.awards, n.rebates},
+		CreditSettlers:     n.creditSettlers(),
 		Stock:              stockAdders{n.strategies, n.activities},
 		DeadLetters:        nats.NewDeadLetters(n.b.JS, n.eventOpts, n.log),
 		AppTokens:          cfg.appTokens,
@@ -384,6 +391,16 @@ func (n *App) buildAPI() {
 	})
 }
 
+// creditSettlers is the credit green channel, in order: on the flash draw path first the
+// users' credit wins the draw writer has not written yet are written, so that the award
+// settler, which reads SQL, credits them with the rest.
+func (n *App) creditSettlers() []httpapi.Settler {
+	if n.drawQuota != nil {
+		return []httpapi.Settler{raffle.CreditWins{S: n.raffles}, n.awards, n.rebates}
+	}
+	return []httpapi.Settler{n.awards, n.rebates}
+}
+
 // startJobs starts the background jobs: the stock sync and its consumer, the event
 // consumers, the outbox relay, the armory listener, the red packet sweep and the stock
 // reconcile.
@@ -399,11 +416,18 @@ func (n *App) startJobs() {
 	run("stock-sync", n.stockSync.Run)
 	run("stock-sync-consumer", nats.NewStockSyncConsumer(n.b.JS, n.stockOpts, n.configs, log).Run)
 	creditLate := cfg.faults.hook(faultCreditConsumers, log)
+	writerLate := cfg.faults.hook(faultDrawWriter, log)
 	for _, c := range n.consumers {
 		job := c.Run
-		if creditLate != nil && (c.Topic() == award.TopicSendAward || c.Topic() == rebate.TopicSendRebate) {
+		late := creditLate
+		if c == n.drawWriter {
+			late = writerLate
+		} else if c.Topic() != award.TopicSendAward && c.Topic() != rebate.TopicSendRebate {
+			late = nil
+		}
+		if late != nil {
 			job = func(ctx context.Context) error {
-				creditLate(ctx)
+				late(ctx)
 				return c.Run(ctx)
 			}
 		}

@@ -32,6 +32,9 @@ const (
 	// faultAfterDrawWrite pauses the flash draw writer after a batch's rows are committed
 	// and before its messages are acked.
 	faultAfterDrawWrite faultPoint = "delay_after_draw_write"
+	// faultDrawWriter holds back the start of the flash draw writer, so that only the
+	// hot state and the green channel reflect the draws answered until then.
+	faultDrawWriter faultPoint = "delay_draw_writer"
 )
 
 // faultPoints says what each point's pause does, for the warning logged when it is set.
@@ -40,6 +43,7 @@ var faultPoints = map[faultPoint]string{
 	faultAfterDistribute: "the award consumer pauses between its commit and its acks",
 	faultCreditConsumers: "the award and rebate consumers start late",
 	faultAfterDrawWrite:  "the draw writer pauses between its commit and its acks",
+	faultDrawWriter:      "the draw writer starts late",
 }
 
 // faultPrefix starts the config keys of the fault points.

@@ -162,6 +162,10 @@ func (s *Service) Distribute(ctx context.Context, msgs []SendAward) []error {
 // user's own database.
 var creditKeys = map[string]bool{KeyCreditRandom: true, KeyCreditBlacklist: true}
 
+// IsCredit reports whether an award key only moves credit in the user's own database:
+// the awards the credit green channel distributes.
+func IsCredit(key string) bool { return creditKeys[key] }
+
 // Settle is the credit green channel of awards: before a user's credit is read, the
 // user's credit awards recorded but not yet distributed are distributed now, from the
 // same send_award messages the consumer will get, so under the same business number (the

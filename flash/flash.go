@@ -47,6 +47,10 @@ type Outcome struct {
 	Sort       int    `json:"sort"`
 	RuleValue  string `json:"ruleValue,omitempty"`
 	AwardTime  int64  `json:"awardTime"` // Unix ms
+	// Credit says the award only moves credit (随机积分): its draw is kept among the
+	// user's unwritten credit wins until the writer has written it, for the credit
+	// green channel.
+	Credit bool `json:"credit,omitempty"`
 }
 
 // Pending is a draw that took its unit of hot quota and is not durable yet.
@@ -80,8 +84,15 @@ type HotQuota interface {
 	// the slot's epoch is no longer epoch.
 	Load(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time) error
 	// Fix stores o on the pending draw unless an outcome is there, and returns the one
-	// stored; ErrPendingGone when the draw is no longer pending.
-	Fix(ctx context.Context, userID string, activityID int64, orderID string, o Outcome) (Outcome, error)
+	// stored; ErrPendingGone when the draw is no longer pending. When it stores o and
+	// keep is set, keep (the draw's event) joins the user's unwritten credit wins in the
+	// same step.
+	Fix(ctx context.Context, userID string, activityID int64, orderID string, o Outcome, keep *Event) (Outcome, error)
+	// Unwritten returns the user's unwritten credit wins: the events of the draws whose
+	// credit award was fixed and that nobody has told Forget yet, oldest first.
+	Unwritten(ctx context.Context, userID string) ([]Event, error)
+	// Forget drops events from their users' unwritten credit wins, once SQL holds them.
+	Forget(ctx context.Context, events []Event) error
 	// Clear forgets a pending draw once its event is durable.
 	Clear(ctx context.Context, userID string, activityID int64, orderID string) error
 	// Refund gives the unit of a pending draw without an outcome back and forgets the
@@ -115,6 +126,9 @@ type Event struct {
 	AwardTitle   string    `json:"awardTitle"`
 	RuleValue    string    `json:"ruleValue,omitempty"`
 	AwardTime    time.Time `json:"awardTime"`
+	// Credit is the outcome's: the event is among the user's unwritten credit wins, which
+	// the writer leaves once it has written it.
+	Credit bool `json:"credit,omitempty"`
 }
 
 // Key is the quota key the event's unit was taken from.
@@ -125,6 +139,12 @@ func (e Event) Key() activity.QuotaKey {
 // Publisher makes a draw durable: it returns once the broker has stored the event.
 type Publisher interface {
 	PublishDraw(ctx context.Context, e Event) error
+}
+
+// Writer writes draw events to SQL, idempotently by order id (sqlstore.UserStore):
+// errs[i] is events[i]'s outcome.
+type Writer interface {
+	ApplyDraws(ctx context.Context, events []Event) []error
 }
 
 // Drainer waits until every draw event published so far has been applied to SQL.

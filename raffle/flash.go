@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/flash"
 	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
@@ -41,6 +42,11 @@ type Flash struct {
 	Hot        flash.HotQuota
 	Events     flash.Publisher
 	Drain      flash.Drainer
+	// Writer writes draw events to SQL (the draw writer's store); the credit green
+	// channel (CreditWins) writes a user's unwritten credit wins with it. Rejected tells
+	// an event it refuses for good (it is forgotten as a written one is).
+	Writer   flash.Writer
+	Rejected func(error) bool
 	// PublishTimeout bounds the wait for the broker's ack (default 2s).
 	PublishTimeout time.Duration
 	// Lease is how long a pending draw belongs to the request that took or resumed it
@@ -238,8 +244,15 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 			return fail(fmt.Errorf("draw order %s taken, not yet picked, retry: %w (%w)", p.OrderID, flash.ErrUnavailable, err))
 		}
 		o := flash.Outcome{AwardID: res.AwardID, AwardTitle: res.Title, Sort: res.Sort, RuleValue: res.RuleValue,
-			AwardTime: s.opts.Now().UnixMilli()}
-		fixed, err := f.Hot.Fix(ctx, userID, a.ID, p.OrderID, o)
+			AwardTime: s.opts.Now().UnixMilli(), Credit: award.IsCredit(res.AwardKey)}
+		// A credit win joins the user's unwritten credit wins in the same script, so the
+		// credit green channel finds it from the moment its outcome is fixed.
+		var keep *flash.Event
+		if o.Credit {
+			e := drawEvent(a, userID, p, o)
+			keep = &e
+		}
+		fixed, err := f.Hot.Fix(ctx, userID, a.ID, p.OrderID, o, keep)
 		if err != nil {
 			// Any stock taken for this pick is lost: undersell, never oversell.
 			return fail(fmt.Errorf("draw order %s: fix outcome: %w (%w)", p.OrderID, flash.ErrUnavailable, err))
@@ -250,11 +263,7 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 		f.BeforePublish(ctx)
 	}
 	o := *p.Outcome
-	e := flash.Event{
-		OrderID: p.OrderID, UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
-		OrderTime: p.OrderTime, Day: p.Day, Month: p.Month, AwardID: o.AwardID, AwardTitle: o.AwardTitle,
-		RuleValue: o.RuleValue, AwardTime: time.UnixMilli(o.AwardTime),
-	}
+	e := drawEvent(a, userID, p, o)
 	pctx, cancel := context.WithTimeout(ctx, f.PublishTimeout)
 	err := f.Events.PublishDraw(pctx, e)
 	cancel()
@@ -273,6 +282,73 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 		}
 	}()
 	return o, nil
+}
+
+// drawEvent is the event of a pending draw with its outcome: what is published, and
+// what a credit win keeps among the user's unwritten credit wins.
+func drawEvent(a activity.Activity, userID string, p flash.Pending, o flash.Outcome) flash.Event {
+	return flash.Event{
+		OrderID: p.OrderID, UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
+		OrderTime: p.OrderTime, Day: p.Day, Month: p.Month, AwardID: o.AwardID, AwardTitle: o.AwardTitle,
+		RuleValue: o.RuleValue, AwardTime: time.UnixMilli(o.AwardTime), Credit: o.Credit,
+	}
+}
+
+// ApplyDraws writes draw events to SQL through Flash.Writer (the draw writer's handler
+// and the credit green channel both write this way) and then forgets the credit wins
+// among them that SQL now holds, or refuses for good. A forget that fails is only
+// logged: the win stays kept until its time to live, and the green channel finding it
+// written again changes nothing and forgets it.
+func (s *Service) ApplyDraws(ctx context.Context, events []flash.Event) []error {
+	f := s.opts.Flash
+	errs := f.Writer.ApplyDraws(ctx, events)
+	var done []flash.Event
+	for i, e := range events {
+		if e.Credit && (errs[i] == nil || f.Rejected != nil && f.Rejected(errs[i])) {
+			done = append(done, e)
+		}
+	}
+	if len(done) > 0 {
+		if err := f.Hot.Forget(ctx, done); err != nil {
+			s.opts.Logger.Warn("forget written credit wins", "events", len(done), "err", err)
+		}
+	}
+	return errs
+}
+
+// CreditWins is the flash draw's part of the credit green channel (an httpapi.Settler,
+// run before the award green channel): a user's draws won with a credit award and
+// answered, whose records the draw writer has not written yet, are written now through
+// the writer's own code, under the draws' order ids. The award green channel that follows
+// then credits them from their records and send_award tasks, as on the SQL draw path;
+// the writer's later delivery finds the orders there and changes nothing, and the
+// send_award consumer finds the credit given. Only the credit wins are kept for this, so
+// the draw's answer path pays nothing for other awards, and a credit query writes only
+// what it is about to credit.
+type CreditWins struct{ S *Service }
+
+// Settle writes the user's unwritten credit wins to SQL. The writes are bounded by the
+// draw's lease, which the restore after a Redis loss waits out before it trusts SQL, so
+// no win read from Redis before a loss lands in SQL after the restore has read it.
+func (c CreditWins) Settle(ctx context.Context, userID string) error {
+	s := c.S
+	f := s.opts.Flash
+	if f == nil || f.Writer == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.Lease)
+	defer cancel()
+	events, err := f.Hot.Unwritten(ctx, userID)
+	if err != nil || len(events) == 0 {
+		return err
+	}
+	var errs []error
+	for i, err := range s.ApplyDraws(ctx, events) {
+		if err != nil && (f.Rejected == nil || !f.Rejected(err)) {
+			errs = append(errs, fmt.Errorf("write credit win %s of %s: %w", events[i].OrderID, userID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // restoreAsync starts a restore of the hot quota markers on this node unless one runs.

@@ -248,7 +248,7 @@ func TestFlashSweepPublishesAbandonedDraws(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := flash.Outcome{AwardID: 107, AwardTitle: "fixed", Sort: 7, AwardTime: taken.UnixMilli()}
-	if _, err := f.hot.Fix(ctx, user, 100301, "fixed-order", o); err != nil {
+	if _, err := f.hot.Fix(ctx, user, 100301, "fixed-order", o, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := f.hot.Take(ctx, key, "unpicked-order", taken, time.Second); err != nil {

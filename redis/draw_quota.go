@@ -1,12 +1,14 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +31,10 @@ import (
 //	<prefix>:fq:{u:<user>}:<activity>:p   hash, the pending draws: i:<order> the draw
 //	                                      ("takeMs|day|month|score|today"), l:<order> its
 //	                                      lease (Unix ms), o:<order> its outcome (JSON)
+//	<prefix>:fq:{u:<user>}:w              hash, the user's unwritten credit wins: order id
+//	                                      → the draw's event (JSON), from the fix of a
+//	                                      credit outcome until the draw writer (or the
+//	                                      credit green channel) has written it to SQL
 //
 // Two keys per Cluster slot live under a tag chosen to hash to that slot (slotTag), so
 // that a script on a user's keys can use them too, and a loss of the slot loses them
@@ -66,6 +72,14 @@ func (d *DrawQuota) quotaKey(user string, activityID int64) string {
 func (d *DrawQuota) pendingKey(user string, activityID int64) string {
 	return d.quotaKey(user, activityID) + ":p"
 }
+
+// unwrittenKey is the user's unwritten credit wins.
+func (d *DrawQuota) unwrittenKey(user string) string { return d.prefix + "{u:" + user + "}:w" }
+
+// unwrittenTTL bounds how long an unwritten credit win that nobody forgot (its writer's
+// forget lost) stays: the draw writer is never that far behind, and a win found written
+// already is only forgotten again.
+const unwrittenTTL = 24 * time.Hour
 
 func (d *DrawQuota) markerKey(slot int) string { return d.prefix + "ready:{" + slotTag(slot) + "}" }
 
@@ -263,13 +277,18 @@ return 1
 `)
 
 // fixScript stores a pending draw's outcome unless it has one, and returns the one
-// stored, or false when the draw is no longer pending. KEYS is the pending draws; ARGV
-// the order id and the outcome.
+// stored, or false when the draw is no longer pending. KEYS are the pending draws and the
+// user's unwritten credit wins; ARGV the order id, the outcome, the draw's event to keep
+// among the unwritten credit wins when this outcome is stored ("" for none) and that
+// hash's time to live in ms.
 var fixScript = goredis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 0 then
   return false
 end
-redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2])
+if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 1 and ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
 return redis.call('HGET', KEYS[1], 'o:' .. ARGV[1])
 `)
 
@@ -468,12 +487,19 @@ func (d *DrawQuota) Read(ctx context.Context, key activity.QuotaKey) (activity.Q
 }
 
 // Fix implements flash.HotQuota.
-func (d *DrawQuota) Fix(ctx context.Context, userID string, activityID int64, orderID string, o flash.Outcome) (flash.Outcome, error) {
+func (d *DrawQuota) Fix(ctx context.Context, userID string, activityID int64, orderID string, o flash.Outcome, keep *flash.Event) (flash.Outcome, error) {
 	body, err := json.Marshal(o)
 	if err != nil {
 		return flash.Outcome{}, err
 	}
-	got, err := fixScript.Run(ctx, d.client, []string{d.pendingKey(userID, activityID)}, orderID, body).Text()
+	var kept []byte
+	if keep != nil {
+		if kept, err = json.Marshal(keep); err != nil {
+			return flash.Outcome{}, err
+		}
+	}
+	keys := []string{d.pendingKey(userID, activityID), d.unwrittenKey(userID)}
+	got, err := fixScript.Run(ctx, d.client, keys, orderID, body, kept, unwrittenTTL.Milliseconds()).Text()
 	if errors.Is(err, goredis.Nil) {
 		return flash.Outcome{}, flash.ErrPendingGone
 	}
@@ -485,6 +511,47 @@ func (d *DrawQuota) Fix(ctx context.Context, userID string, activityID int64, or
 		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
 	}
 	return fixed, nil
+}
+
+// Unwritten implements flash.HotQuota.
+func (d *DrawQuota) Unwritten(ctx context.Context, userID string) ([]flash.Event, error) {
+	h, err := d.client.HGetAll(ctx, d.unwrittenKey(userID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("unwritten credit wins of %s: %w", userID, err)
+	}
+	events := make([]flash.Event, 0, len(h))
+	for orderID, body := range h {
+		var e flash.Event
+		if err := json.Unmarshal([]byte(body), &e); err != nil || e.OrderID != orderID || e.UserID != userID {
+			return nil, fmt.Errorf("unwritten credit win %s of %s: %q: %v", orderID, userID, body, err)
+		}
+		events = append(events, e)
+	}
+	slices.SortFunc(events, func(a, b flash.Event) int {
+		return cmp.Or(a.OrderTime.Compare(b.OrderTime), strings.Compare(a.OrderID, b.OrderID))
+	})
+	return events, nil
+}
+
+// Forget implements flash.HotQuota: one HDEL per user, in one pipeline.
+func (d *DrawQuota) Forget(ctx context.Context, events []flash.Event) error {
+	byUser := map[string][]string{}
+	for _, e := range events {
+		byUser[e.UserID] = append(byUser[e.UserID], e.OrderID)
+	}
+	if len(byUser) == 0 {
+		return nil
+	}
+	_, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for user, orders := range byUser {
+			p.HDel(ctx, d.unwrittenKey(user), orders...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget %d unwritten credit wins: %w", len(events), err)
+	}
+	return nil
 }
 
 func member(userID string, activityID int64, orderID string) string {

@@ -160,12 +160,12 @@ func TestDrawQuotaPending(t *testing.T) {
 				t.Fatalf("concurrent Take = %+v, %v, %v", p2, resumed, err)
 			}
 			o := flash.Outcome{AwardID: 101, AwardTitle: "随机积分", Sort: 1, RuleValue: "1,100", AwardTime: now.UnixMilli()}
-			if got, err := d.Fix(ctx, key.UserID, key.ActivityID, "o1", o); err != nil || got != o {
+			if got, err := d.Fix(ctx, key.UserID, key.ActivityID, "o1", o, nil); err != nil || got != o {
 				t.Fatalf("Fix = %+v, %v", got, err)
 			}
 			other := o
 			other.AwardID = 105
-			if got, err := d.Fix(ctx, key.UserID, key.ActivityID, "o1", other); err != nil || got != o {
+			if got, err := d.Fix(ctx, key.UserID, key.ActivityID, "o1", other, nil); err != nil || got != o {
 				t.Fatalf("second Fix = %+v, %v; want the first outcome kept", got, err)
 			}
 			if err := d.Release(ctx, key.UserID, key.ActivityID, "o1"); err != nil {
@@ -196,7 +196,7 @@ func TestDrawQuotaPending(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, err := d.Fix(ctx, key.UserID, key.ActivityID, "o2", o); !errors.Is(err, flash.ErrPendingGone) {
+			if _, err := d.Fix(ctx, key.UserID, key.ActivityID, "o2", o, nil); !errors.Is(err, flash.ErrPendingGone) {
 				t.Fatalf("Fix of a cleared draw = %v", err)
 			}
 			if refs, _ := d.Abandoned(ctx, later, 10); len(refs) != 0 {
@@ -387,7 +387,7 @@ func TestDrawQuotaRefund(t *testing.T) {
 			if ok, _ := d.Refund(ctx, key.UserID, key.ActivityID, "lost"); ok {
 				t.Fatal("second refund of the same draw gave a unit back")
 			}
-			if _, err := d.Fix(ctx, key.UserID, key.ActivityID, "kept", flash.Outcome{AwardID: 102}); err != nil {
+			if _, err := d.Fix(ctx, key.UserID, key.ActivityID, "kept", flash.Outcome{AwardID: 102}, nil); err != nil {
 				t.Fatal(err)
 			}
 			if ok, _ := d.Refund(ctx, key.UserID, key.ActivityID, "kept"); ok {
@@ -398,4 +398,94 @@ func TestDrawQuotaRefund(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDrawQuotaUnwrittenCreditWins: a credit win's event joins the user's unwritten
+// credit wins in the fix that stores its outcome, and only then (not on a second fix of
+// the same draw, nor for a draw no longer pending); Unwritten returns the user's own,
+// oldest first; Forget drops exactly the events named.
+func TestDrawQuotaUnwrittenCreditWins(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			client := be.client(t)
+			d := newDrawQuota(t, client)
+			ctx := t.Context()
+			now := time.Now().Truncate(time.Millisecond)
+			event := func(user, order string, at time.Time) flash.Event {
+				return flash.Event{OrderID: order, UserID: user, ActivityID: 7, ActivityName: "a", StrategyID: 9,
+					OrderTime: at, Day: "2026-12-02", Month: "2026-12", AwardID: 101, AwardTitle: "随机积分",
+					RuleValue: "1,100", AwardTime: at, Credit: true}
+			}
+			keys := map[string]activity.QuotaKey{}
+			for _, u := range []string{"gw1", "gw2"} {
+				keys[u] = activity.QuotaKey{UserID: u, ActivityID: 7, Day: "2026-12-02", Month: "2026-12"}
+				loadHot(t, d, keys[u], activity.Quota{Account: acct(9, 9, 9, 9, 9, 9)})
+			}
+			fix := func(user, order string, at time.Time, keep bool) {
+				t.Helper()
+				if _, _, err := d.Take(ctx, keys[user], order, at, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				o := flash.Outcome{AwardID: 101, AwardTitle: "随机积分", RuleValue: "1,100", AwardTime: at.UnixMilli(), Credit: keep}
+				var e *flash.Event
+				if keep {
+					ev := event(user, order, at)
+					e = &ev
+				}
+				if _, err := d.Fix(ctx, user, 7, order, o, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fix("gw1", "b", now.Add(time.Second), true)
+			fix("gw1", "a", now, true)
+			fix("gw1", "c", now, false) // not a credit win: not kept
+			fix("gw2", "z", now, true)
+			// A second fix of a fixed draw keeps nothing new, even when it names another event.
+			other := event("gw1", "b", now.Add(time.Hour))
+			if _, err := d.Fix(ctx, "gw1", 7, "b", flash.Outcome{AwardID: 105}, &other); err != nil {
+				t.Fatal(err)
+			}
+			// A draw no longer pending keeps nothing.
+			gone := event("gw1", "gone", now)
+			if _, err := d.Fix(ctx, "gw1", 7, "gone", flash.Outcome{AwardID: 101}, &gone); !errors.Is(err, flash.ErrPendingGone) {
+				t.Fatalf("Fix of a draw never taken = %v", err)
+			}
+			got, err := d.Unwritten(ctx, "gw1")
+			if want := []flash.Event{event("gw1", "a", now), event("gw1", "b", now.Add(time.Second))}; err != nil || !eventsEqual(got, want) {
+				t.Fatalf("Unwritten(gw1) = %+v, %v; want %+v", got, err, want)
+			}
+			if ttl := client.PTTL(ctx, d.unwrittenKey("gw1")).Val(); ttl <= 0 || ttl > unwrittenTTL {
+				t.Errorf("unwritten wins live %v, want (0, %v]", ttl, unwrittenTTL)
+			}
+			if err := d.Forget(ctx, []flash.Event{event("gw1", "a", now), event("gw2", "z", now)}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := d.Unwritten(ctx, "gw1"); err != nil || !eventsEqual(got, []flash.Event{event("gw1", "b", now.Add(time.Second))}) {
+				t.Fatalf("Unwritten(gw1) after forgetting a = %+v, %v; want b", got, err)
+			}
+			if got, err := d.Unwritten(ctx, "gw2"); err != nil || len(got) != 0 {
+				t.Fatalf("Unwritten(gw2) after forgetting z = %+v, %v; want none", got, err)
+			}
+			if err := d.Forget(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func eventsEqual(a, b []flash.Event) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].OrderTime.Equal(b[i].OrderTime) || !a[i].AwardTime.Equal(b[i].AwardTime) {
+			return false
+		}
+		x, y := a[i], b[i]
+		x.OrderTime, x.AwardTime, y.OrderTime, y.AwardTime = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -55,13 +55,13 @@ func (s *UserStore) RechargesExist(ctx context.Context, numbers map[string]strin
 // quota of every new order, and writes the quotas and the orders in multi-row statements.
 // A number inserted meanwhile by another transaction fails the insert, and the
 // transaction is run again, now skipping it.
-func (s *UserStore) RechargeMany(ctx context.Context, items []activity.Recharging, add func(*activity.Quota)) (int, error) {
+func (s *UserStore) RechargeMany(ctx context.Context, items []activity.Recharging, add func(*activity.Quota)) ([]activity.Recharged, error) {
 	byDB := make([][]activity.Recharging, len(s.dbs))
 	for _, it := range items {
 		o := it.Order
 		if o.UserID != it.Key.UserID || o.ActivityID != it.Key.ActivityID || o.State != activity.RechargeCompleted ||
 			o.OutBusinessNo == "" || o.OrderID == "" {
-			return 0, fmt.Errorf("recharge many: order %s of %s/%d (%s) for key %s/%d", o.OrderID, o.UserID, o.ActivityID, o.State,
+			return nil, fmt.Errorf("recharge many: order %s of %s/%d (%s) for key %s/%d", o.OrderID, o.UserID, o.ActivityID, o.State,
 				it.Key.UserID, it.Key.ActivityID)
 		}
 		r := s.router.Route(it.Key.UserID)
@@ -69,7 +69,7 @@ func (s *UserStore) RechargeMany(ctx context.Context, items []activity.Rechargin
 	}
 	var (
 		mu      sync.Mutex
-		written int
+		written []activity.Recharged
 		errs    []error
 		wg      sync.WaitGroup
 	)
@@ -80,17 +80,17 @@ func (s *UserStore) RechargeMany(ctx context.Context, items []activity.Rechargin
 		wg.Go(func() {
 			for start := 0; start < len(batch); start += provisionChunk {
 				chunk := batch[start:min(start+provisionChunk, len(batch))]
-				var n int
+				var done []activity.Recharged
 				err := s.inGroupTx(ctx, s.dbs[dbi], func(tx *sql.Tx, multi bool) error {
 					var err error
-					n, err = s.rechargeManyTx(ctx, tx, multi, dbi, chunk, add)
+					done, err = s.rechargeManyTx(ctx, tx, multi, dbi, chunk, add)
 					return err
 				})
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
 				} else {
-					written += n
+					written = append(written, done...)
 				}
 				mu.Unlock()
 				if err != nil {
@@ -101,13 +101,13 @@ func (s *UserStore) RechargeMany(ctx context.Context, items []activity.Rechargin
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return written, fmt.Errorf("recharge many (%d of %d written): %w", written, len(items), err)
+		return written, fmt.Errorf("recharge many (%d of %d written): %w", len(written), len(items), err)
 	}
 	return written, nil
 }
 
 func (s *UserStore) rechargeManyTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int, chunk []activity.Recharging,
-	add func(*activity.Quota)) (int, error) {
+	add func(*activity.Quota)) ([]activity.Recharged, error) {
 	d := s.dbs[dbi].Dialect
 	nos := make([][]any, s.router.Tables)
 	keys := make([]activity.QuotaKey, len(chunk))
@@ -134,14 +134,14 @@ func (s *UserStore) rechargeManyTx(ctx context.Context, tx *sql.Tx, multi bool, 
 	}
 	states := readQuotas(&reads, d, keys, true)
 	if err := reads.run(ctx, tx, multi); err != nil {
-		return 0, err
+		return nil, err
 	}
 	started(states)
 	now := sqlTime(s.now())
 	var (
 		changed []*quotaState
 		orders  = make([][][]any, s.router.Tables)
-		n       int
+		done    []activity.Recharged
 	)
 	for _, it := range chunk {
 		o := it.Order
@@ -156,14 +156,14 @@ func (s *UserStore) rechargeManyTx(ctx context.Context, tx *sql.Tx, multi bool, 
 		t := s.router.Route(it.Key.UserID).Table
 		orders[t] = append(orders[t], []any{o.UserID, o.SKU, o.ActivityID, o.ActivityName, o.StrategyID, o.OrderID,
 			sqlTime(o.OrderTime), o.Count.Total, o.Count.Day, o.Count.Month, o.PayAmount.String(), string(o.State), o.OutBusinessNo, now})
-		n++
+		done = append(done, activity.Recharged{Key: it.Key, Quota: cloneQuota(q)})
 	}
-	if n == 0 {
-		return 0, nil
+	if len(done) == 0 {
+		return nil, nil
 	}
 	var writes script
 	if err := writeQuotas(&writes, changed, now); err != nil {
-		return 0, err
+		return nil, err
 	}
 	for table, rows := range orders {
 		if len(rows) > 0 {
@@ -172,9 +172,9 @@ func (s *UserStore) rechargeManyTx(ctx context.Context, tx *sql.Tx, multi bool, 
 		}
 	}
 	if err := writes.run(ctx, tx, multi); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return n, nil
+	return done, nil
 }
 
 var rechargeOrderInsertColumns = append(strings.Split(rechargeOrderColumns, ", "), "update_time")
