@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/app"
+	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/bench"
-	"github.com/bigmarket/bigmarket/nats"
-	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -78,24 +77,10 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		return err
 	}
 	defer closeDB()
-	o.AwaitRecords = o.Verify && cfg.DrawPath == app.DrawPathFlash
-	if o.Verify && cfg.DrawPath == app.DrawPathFlash && len(cfg.NATSURLs) > 0 {
-		// The flash draw writes SQL behind its answers: the verification waits for its
-		// writer. (An embedded broker lives in the server's process, out of reach.)
-		b := &app.Backends{}
-		if err := app.OpenNATS(cfg, b, app.NewLogger(cfg, io.Discard)); err != nil {
-			return err
-		}
-		defer b.Close()
-		o.Drain = nats.NewEventDrain(b.JS, nats.DrawEventOptions(nats.EventOptions{Prefix: cfg.NATSPrefix}), nats.TopicDraw).WaitApplied
-		if len(cfg.RedisAddrs) > 0 {
-			if err := app.OpenRedis(ctx, cfg, b, app.NewLogger(cfg, io.Discard)); err != nil {
-				return err
-			}
-			dv := newDrawVerifier(db.Config, db.Users, db.Router, cfg.Location())
-			dv.withFlash(b.JS, nats.EventOptions{Prefix: cfg.NATSPrefix}, redis.NewDrawQuota(b.Redis, cfg.RedisPrefix))
-			o.DrawChecks = dv.checks
-		}
+	b := &app.Backends{}
+	defer b.Close()
+	if err := audit.ForBenchDraw(ctx, cfg, b, db, &o); err != nil {
+		return err
 	}
 	rep, err := bench.RunDraw(ctx, o, db, stdout)
 	if *out != "" && rep.Scenario != "" {

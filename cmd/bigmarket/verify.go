@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/app"
-	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/reconcile"
-	"github.com/bigmarket/bigmarket/redis"
-	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,15 +47,15 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	now := time.Now().UTC()
 	w := reconcile.Window{Since: now.Add(-*since), Settled: now.Add(-*grace)}
-	rep, err := verify(ctx, b.ConfigDB, b.UserDBs, cfg.TBCount, w)
+	rep, err := audit.Ledger(ctx, b.ConfigDB, b.UserDBs, cfg.TBCount, w)
 	if err != nil {
 		return err
 	}
-	dv, err := openDrawVerifier(ctx, cfg, b)
+	dv, err := audit.Open(ctx, cfg, b)
 	if err != nil {
 		return err
 	}
-	draws, err := dv.run(ctx, w.Since)
+	draws, err := dv.Run(ctx, w.Since)
 	if err != nil {
 		return fmt.Errorf("verify: draws: %w", err)
 	}
@@ -79,48 +77,9 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// verify runs reconcile.Verify on the config database and the user databases, which
-// have tables sharded tables each.
-func verify(ctx context.Context, configDB *sqlstore.DB, userDBs []*sqlstore.DB, tables int, w reconcile.Window) (reconcile.Report, error) {
-	router, err := sqlstore.NewRouter(len(userDBs), tables)
-	if err != nil {
-		return reconcile.Report{}, fmt.Errorf("verify: %w", err)
+// printSkipped prints the checks not made; the discrepancies go with verify's others.
+func printSkipped(w io.Writer, skipped []string) {
+	for _, s := range skipped {
+		fmt.Fprintf(w, "verify: skipped %s\n", s)
 	}
-	rep, err := reconcile.Verify(ctx, sqlstore.Ledger{Config: configDB, Users: userDBs, Router: router}, w)
-	if err != nil {
-		return reconcile.Report{}, fmt.Errorf("verify: %w", err)
-	}
-	return rep, nil
-}
-
-// openDrawVerifier returns the draw checks on the deployment's databases b, with the
-// draws stream and the hot quotas when cfg names an external broker and Redis (an
-// embedded one lives in the serve process, out of reach). It opens them into b.
-func openDrawVerifier(ctx context.Context, cfg app.Config, b *app.Backends) (*drawVerifier, error) {
-	router, err := sqlstore.NewRouter(len(b.UserDBs), cfg.TBCount)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	v := newDrawVerifier(b.ConfigDB, b.UserDBs, router, cfg.Location())
-	if len(cfg.NATSURLs) == 0 {
-		if cfg.DrawPath == app.DrawPathFlash {
-			v.unreachable = "the broker is embedded in the serve process"
-		}
-		return v, nil
-	}
-	log := app.NewLogger(cfg, io.Discard)
-	if err := app.OpenNATS(cfg, b, log); err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	var hot *redis.DrawQuota
-	if len(cfg.RedisAddrs) > 0 {
-		if err := app.OpenRedis(ctx, cfg, b, log); err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-		hot = redis.NewDrawQuota(b.Redis, cfg.RedisPrefix)
-	} else {
-		v.unreachable = "Redis is embedded in the serve process"
-	}
-	v.withFlash(b.JS, nats.EventOptions{Prefix: cfg.NATSPrefix}, hot)
-	return v, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/app"
+	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/internal/testenv"
@@ -519,7 +520,7 @@ func TestVerify(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					f.seedClean(t)
 					c.plant(t, f)
-					rep, err := verify(context.Background(), f.config, f.users, verifyTables, f.window())
+					rep, err := audit.Ledger(context.Background(), f.config, f.users, verifyTables, f.window())
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -600,7 +601,7 @@ func TestVerifyRedPacketStore(t *testing.T) {
 			refund(campaign, 0)
 
 			w := reconcile.Window{Since: now.Add(-time.Hour), Settled: time.Now().Add(time.Second)}
-			rep, err := verify(ctx, f.config, f.users, verifyTables, w)
+			rep, err := audit.Ledger(ctx, f.config, f.users, verifyTables, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -626,7 +627,7 @@ func TestVerifyCounts(t *testing.T) {
 		return db
 	})
 	f.seedClean(t)
-	rep, err := verify(context.Background(), f.config, f.users, verifyTables, f.window())
+	rep, err := audit.Ledger(context.Background(), f.config, f.users, verifyTables, f.window())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
-package main
+// Package audit runs reconcile's checks on a live deployment's stores — the SQL
+// databases, the draws stream and the hot quotas — for verify and bench draw.
+package audit
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -17,10 +18,10 @@ import (
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
-// drawVerifier runs the draw checks of issue 14 (reconcile's DrawEvents, HotQuotas,
+// Draws runs the draw checks of issue 14 (reconcile's DrawEvents, HotQuotas,
 // OneWin, OverStock) on a deployment's stores. Log and Hot are nil when verify cannot
 // reach the broker or Redis (embedded: they live in the serve process).
-type drawVerifier struct {
+type Draws struct {
 	configs    *sqlstore.ConfigStore
 	activities *sqlstore.ActivityStore
 	settings   *sqlstore.SettingStore
@@ -33,9 +34,9 @@ type drawVerifier struct {
 	settleWait time.Duration
 }
 
-// drawReport is what the draw checks found and how much they covered; Skipped names the
+// DrawReport is what the draw checks found and how much they covered; Skipped names the
 // checks (or parts) not made, and why: a skipped check did not pass.
-type drawReport struct {
+type DrawReport struct {
 	Discrepancies   []reconcile.Discrepancy
 	Events          int // draw events checked against their rows
 	EventsUnapplied int // draw events after the writer's progress, not checked
@@ -46,22 +47,22 @@ type drawReport struct {
 	Skipped         []string
 }
 
-func (r drawReport) String() string {
+func (r DrawReport) String() string {
 	return fmt.Sprintf("%d draw events against their rows, %d hot quotas (%d with pending draws not compared), %d one-win activities, awards of %d strategies against their stock",
 		r.Events, r.HotCompared, r.HotPending, r.OneWin, r.Strategies)
 }
 
-func newDrawVerifier(configDB *sqlstore.DB, userDBs []*sqlstore.DB, router sqlstore.Router, loc *time.Location) *drawVerifier {
-	return &drawVerifier{
+func NewDraws(configDB *sqlstore.DB, userDBs []*sqlstore.DB, router sqlstore.Router, loc *time.Location) *Draws {
+	return &Draws{
 		configs: sqlstore.NewConfigStore(configDB), activities: sqlstore.NewActivityStore(configDB, loc),
 		settings: sqlstore.NewSettingStore(configDB), users: sqlstore.NewUserStore(userDBs, router),
 		settleWait: 10 * time.Second,
 	}
 }
 
-// withFlash lets the verifier read the draws stream (js under the server's event options)
+// WithFlash lets the verifier read the draws stream (js under the server's event options)
 // and the hot quotas (hot); either may be nil.
-func (v *drawVerifier) withFlash(js jetstream.JetStream, opts nats.EventOptions, hot *redis.DrawQuota) {
+func (v *Draws) WithFlash(js jetstream.JetStream, opts nats.EventOptions, hot *redis.DrawQuota) {
 	if js != nil {
 		l := nats.NewDrawLog(js, opts)
 		v.log = &l
@@ -69,10 +70,10 @@ func (v *drawVerifier) withFlash(js jetstream.JetStream, opts nats.EventOptions,
 	v.hot = hot
 }
 
-// run makes every check: the stock and one-win checks over SQL, the draw events and
+// Run makes every check: the stock and one-win checks over SQL, the draw events and
 // hot quotas when the stream and Redis are in reach; draw events from since on.
-func (v *drawVerifier) run(ctx context.Context, since time.Time) (drawReport, error) {
-	var rep drawReport
+func (v *Draws) Run(ctx context.Context, since time.Time) (DrawReport, error) {
+	var rep DrawReport
 	if err := v.stock(ctx, &rep); err != nil {
 		return rep, err
 	}
@@ -117,7 +118,7 @@ func cmpOr(a, b string) string {
 }
 
 // stock checks every strategy's awards against their stock.
-func (v *drawVerifier) stock(ctx context.Context, rep *drawReport) error {
+func (v *Draws) stock(ctx context.Context, rep *DrawReport) error {
 	ids, err := v.configs.StrategyIDs(ctx)
 	if err != nil {
 		return err
@@ -134,7 +135,7 @@ func (v *drawVerifier) stock(ctx context.Context, rep *drawReport) error {
 }
 
 // oneWin checks the activities with one win on.
-func (v *drawVerifier) oneWin(ctx context.Context, rep *drawReport) error {
+func (v *Draws) oneWin(ctx context.Context, rep *DrawReport) error {
 	ids, err := v.settings.OneWinActivities(ctx)
 	if err != nil {
 		return err
@@ -180,7 +181,7 @@ const drawEventBatch = 2000
 
 // drawEvents checks the draw events stored from since on, up to the writer's progress,
 // against their rows; the later ones are counted as not checked.
-func (v *drawVerifier) drawEvents(ctx context.Context, since time.Time, last, applied uint64, rep *drawReport) error {
+func (v *Draws) drawEvents(ctx context.Context, since time.Time, last, applied uint64, rep *DrawReport) error {
 	var batch []reconcile.DrawEvent
 	flush := func() error {
 		written, err := v.users.DrawWritten(ctx, batch)
@@ -223,7 +224,7 @@ func (v *drawVerifier) drawEvents(ctx context.Context, since time.Time, last, ap
 // hotQuotas compares every hot copy with its SQL quota. A mismatch is read again once
 // the writer has no backlog (a draw may have been answered between the two reads); only
 // one that persists with the same hot copy is reported.
-func (v *drawVerifier) hotQuotas(ctx context.Context, rep *drawReport) error {
+func (v *Draws) hotQuotas(ctx context.Context, rep *DrawReport) error {
 	var pairs []reconcile.QuotaPair
 	err := v.hot.Copies(ctx, func(h reconcile.HotCopy) error {
 		s, err := v.sqlQuota(ctx, h)
@@ -276,7 +277,7 @@ func (v *drawVerifier) hotQuotas(ctx context.Context, rep *drawReport) error {
 }
 
 // awaitWriter waits, up to settleWait, until the draw writer has no backlog.
-func (v *drawVerifier) awaitWriter(ctx context.Context) error {
+func (v *Draws) awaitWriter(ctx context.Context) error {
 	deadline := time.Now().Add(v.settleWait)
 	for {
 		last, applied, err := v.log.Progress(ctx)
@@ -299,7 +300,7 @@ func (v *drawVerifier) awaitWriter(ctx context.Context) error {
 
 // sqlQuota reads the SQL quota of a hot copy's user and activity, for the periods the
 // copy holds (none: a key no row has).
-func (v *drawVerifier) sqlQuota(ctx context.Context, h reconcile.HotCopy) (activity.Quota, error) {
+func (v *Draws) sqlQuota(ctx context.Context, h reconcile.HotCopy) (activity.Quota, error) {
 	key := activity.QuotaKey{UserID: h.UserID, ActivityID: h.ActivityID, Day: "-", Month: "-"}
 	if h.Quota.Day != nil {
 		key.Day = h.Quota.Day.Key
@@ -310,17 +311,10 @@ func (v *drawVerifier) sqlQuota(ctx context.Context, h reconcile.HotCopy) (activ
 	return v.users.Quota(ctx, key)
 }
 
-// printSkipped prints the checks not made; the discrepancies go with verify's others.
-func printSkipped(w io.Writer, skipped []string) {
-	for _, s := range skipped {
-		fmt.Fprintf(w, "verify: skipped %s\n", s)
-	}
-}
-
-// checks runs the draw checks for bench draw's verification: one line per check, a
+// Checks runs the draw checks for bench draw's verification: one line per check, a
 // skipped check failing (it did not pass), discrepancies named by their first few.
-func (v *drawVerifier) checks(ctx context.Context, since time.Time) (reconcile.Checks, error) {
-	rep, err := v.run(ctx, since)
+func (v *Draws) Checks(ctx context.Context, since time.Time) (reconcile.Checks, error) {
+	rep, err := v.Run(ctx, since)
 	if err != nil {
 		return nil, err
 	}
