@@ -166,6 +166,8 @@ func (n *App) buildStores() error {
 	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Queue: committed, Logger: log,
 		Grace: cfg.OutboxGrace, Every: cfg.OutboxEvery})
 	n.stock = redis.NewStock(b.Redis, cfg.RedisPrefix)
+	// A draw's stock deduction shares the round trips of concurrent draws.
+	n.stock.DeductVia(autoPipelined(b.Redis, log, "award stock deductions"))
 	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix)
 	n.stockSync = nats.NewStockSync(b.JS, n.stockOpts, log)
 	n.armoryBus = nats.NewArmoryBus(b.NC, cfg.NATSPrefix, log)
@@ -336,7 +338,7 @@ func (n *App) buildFront(ctx context.Context) error {
 	}
 	n.guardKV = guardKV
 	n.front = guard.New(guard.Options{
-		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(n.b.Redis, cfg.RedisPrefix),
+		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(autoPipelined(n.b.Redis, n.log, "rate limits"), cfg.RedisPrefix),
 		Blacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers, Logger: n.log,
 		CommitTimeout: cfg.DrawCommitTimeout,
 	})
@@ -589,4 +591,17 @@ func serveOps(addr string, h http.Handler, log *slog.Logger) (stop func(), err e
 	go srv.Serve(ln)
 	log.Info("operator listener serving", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
+}
+
+// autoPipelined returns c's auto-pipeliner, or c when it has none. The client keeps one
+// and hands it to every caller, so the commands of concurrent requests (rate limits,
+// stock deductions, hot quota and red packet scripts) share its batches: under a crowd
+// one write and one read carry many of them.
+func autoPipelined(c goredis.UniversalClient, log *slog.Logger, what string) goredis.Cmdable {
+	ap, err := c.AutoPipeline()
+	if err != nil {
+		log.Warn(what+" without auto-pipelining", "err", err)
+		return c
+	}
+	return ap
 }

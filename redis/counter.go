@@ -186,7 +186,7 @@ func preheatCounter(ctx context.Context, client goredis.UniversalClient, key str
 // deductCounter runs deductScript on the counter and returns the units left after the
 // grant and its sequence number; an exhausted counter returns out and an absent (or
 // old-form) one missing.
-func deductCounter(ctx context.Context, client goredis.UniversalClient, key string, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
+func deductCounter(ctx context.Context, client goredis.Scripter, key string, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
 	at := expireAt.UnixMilli()
 	if at <= 0 {
 		return 0, 0, errors.New("no expiry")

@@ -16,8 +16,10 @@ type RateLimiter struct {
 	prefix  string
 }
 
-// NewRateLimiter returns a RateLimiter with keys rate:<prefix>:limit:{<userId>}.
-func NewRateLimiter(client goredis.UniversalClient, prefix string) *RateLimiter {
+// NewRateLimiter returns a RateLimiter with keys rate:<prefix>:limit:{<userId>}. client may
+// be an auto-pipeliner: every guarded draw takes a permit, and under a crowd the permits
+// of concurrent draws then share round trips.
+func NewRateLimiter(client goredis.Cmdable, prefix string) *RateLimiter {
 	if prefix != "" {
 		prefix += ":"
 	}

@@ -25,8 +25,13 @@ func TestRateLimiterSharesOneBudget(t *testing.T) {
 					client.Del(ctx, iter.Val())
 				}
 			})
-			// Two limiters on one client stand for two nodes.
-			nodes := []*RateLimiter{NewRateLimiter(client, prefix), NewRateLimiter(client, prefix)}
+			// Two limiters on one client stand for two nodes; one takes its permits through
+			// the client's auto-pipeliner, as serve does.
+			ap, err := client.AutoPipeline()
+			if err != nil {
+				t.Fatal(err)
+			}
+			nodes := []*RateLimiter{NewRateLimiter(client, prefix), NewRateLimiter(ap, prefix)}
 			ctx := context.Background()
 			const burst, callers = 10, 60
 			var granted atomic.Int64

@@ -24,7 +24,10 @@ const maxStock = 1 << 53
 //	<prefix>:award_stock:{<strategyID>_<awardID>}:total   the award's count
 type Stock struct {
 	client goredis.UniversalClient
-	prefix string
+	// deducts runs Deduct, the draw's one stock round trip: client, or an auto-pipeliner
+	// (DeductVia) so that concurrent draws share round trips.
+	deducts goredis.Scripter
+	prefix  string
 }
 
 var _ strategy.Stock = (*Stock)(nil)
@@ -36,8 +39,13 @@ func NewStock(client goredis.UniversalClient, prefix string) *Stock {
 	if prefix != "" {
 		prefix += ":"
 	}
-	return &Stock{client: client, prefix: prefix}
+	return &Stock{client: client, deducts: client, prefix: prefix}
 }
+
+// DeductVia makes Deduct run its script through c (an auto-pipeliner of the same Redis),
+// so that the deductions of concurrent draws share round trips; everything else still
+// goes through the client NewStock was given.
+func (s *Stock) DeductVia(c goredis.Scripter) { s.deducts = c }
 
 // CounterKey returns the key of ref's counter.
 func (s *Stock) CounterKey(ref strategy.AwardRef) string {
@@ -78,7 +86,7 @@ func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, total, remai
 // number once returned is never returned again for ref, even if the counter is later set
 // back up or topped up.
 func (s *Stock) Deduct(ctx context.Context, ref strategy.AwardRef, expireAt time.Time) (strategy.Grant, error) {
-	n, issued, err := deductCounter(ctx, s.client, s.CounterKey(ref), expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
+	n, issued, err := deductCounter(ctx, s.deducts, s.CounterKey(ref), expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
 	if err != nil {
 		return strategy.Grant{}, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}

@@ -75,6 +75,34 @@ func TestStock(t *testing.T) {
 	}
 }
 
+// TestStockDeductsThroughAutoPipeliner: with DeductVia an auto-pipeliner (as serve runs
+// it), racing deductions still grant each unit once, on every backend.
+func TestStockDeductsThroughAutoPipeliner(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			client := b.client(t)
+			st := newTestStock(t, client)
+			ap, err := client.AutoPipeline()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.DeductVia(ap)
+			expireAt := time.Now().Add(10 * time.Minute)
+			ref := strategy.AwardRef{StrategyID: 100001, AwardID: 9}
+			mustPreheat(t, st, ref, 100, expireAt)
+			granted, outs := deductConcurrently(t, st, ref, 300, expireAt)
+			if want := seq(99, 0); !slices.Equal(granted, want) {
+				t.Fatalf("granted %v, want each of 0..99 once", granted)
+			}
+			if outs != 200 {
+				t.Fatalf("%d ErrStockOut, want 200", outs)
+			}
+			assertLevel(t, st, ref, level(0, 100, 100))
+		})
+	}
+}
+
 // testStock is the contract of strategy.Stock with the watermark guard.
 func testStock(t *testing.T, client goredis.UniversalClient) {
 	st := newTestStock(t, client)
