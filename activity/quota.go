@@ -134,3 +134,21 @@ func (q Quota) UsedToday() int64 {
 	}
 	return q.Day.Count - q.Day.Surplus
 }
+
+// Clone copies q's rows, so that what Take or Add changes later does not reach the copy.
+func (q Quota) Clone() Quota {
+	var c Quota
+	if q.Account != nil {
+		a := *q.Account
+		c.Account = &a
+	}
+	if q.Month != nil {
+		m := *q.Month
+		c.Month = &m
+	}
+	if q.Day != nil {
+		d := *q.Day
+		c.Day = &d
+	}
+	return c
+}

@@ -346,7 +346,7 @@ func (s *Service) Recharge(ctx context.Context, req RechargeRequest) (RechargeOr
 	}
 	key := QuotaKey{UserID: req.UserID, ActivityID: a.ID, Day: day, Month: month}
 	var after Quota
-	if err := s.opts.Users.Recharge(ctx, key, order, func(q *Quota) { q.Add(sku.Count); after = cloneQuota(*q) }); err != nil {
+	if err := s.opts.Users.Recharge(ctx, key, order, func(q *Quota) { q.Add(sku.Count); after = q.Clone() }); err != nil {
 		return RechargeOrder{}, fmt.Errorf("recharge sku %d for %s: %w", sku.SKU, req.UserID, err)
 	}
 	if order.State == RechargeCompleted {
@@ -499,7 +499,7 @@ func (s *Service) CompletePaid(ctx context.Context, userID, outBusinessNo string
 	)
 	done, err := s.opts.Users.CompleteRecharge(ctx, userID, outBusinessNo, day, month, func(k QuotaKey, q *Quota, c Count) {
 		q.Add(c)
-		key, after = k, cloneQuota(*q)
+		key, after = k, q.Clone()
 	})
 	if err == nil && done {
 		s.raiseHot(ctx, key, after)
@@ -518,24 +518,6 @@ func (s *Service) raiseHot(ctx context.Context, key QuotaKey, q Quota) {
 		s.opts.Logger.Warn("recharge committed but not yet in the hot quota; a later raise catches up",
 			"user_id", key.UserID, "activity_id", key.ActivityID, "err", err)
 	}
-}
-
-// cloneQuota copies q's rows.
-func cloneQuota(q Quota) Quota {
-	var c Quota
-	if q.Account != nil {
-		a := *q.Account
-		c.Account = &a
-	}
-	if q.Month != nil {
-		m := *q.Month
-		c.Month = &m
-	}
-	if q.Day != nil {
-		d := *q.Day
-		c.Day = &d
-	}
-	return c
 }
 
 // Participation is a raffle order ready to draw, with the quota it came from.

@@ -168,7 +168,7 @@ func (f *fakeUsers) RechargeMany(ctx context.Context, items []Recharging, add fu
 	var done []Recharged
 	for _, it := range items {
 		var after Quota
-		if err := f.Recharge(ctx, it.Key, it.Order, func(q *Quota) { add(q); after = cloneQuota(*q) }); err == nil {
+		if err := f.Recharge(ctx, it.Key, it.Order, func(q *Quota) { add(q); after = q.Clone() }); err == nil {
 			done = append(done, Recharged{Key: it.Key, Quota: after})
 		} else if !errors.Is(err, ErrDuplicateOrder) {
 			return done, err

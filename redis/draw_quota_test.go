@@ -72,7 +72,7 @@ func TestDrawQuotaTakeIsQuotaTake(t *testing.T) {
 			for i, c := range cases {
 				key := activity.QuotaKey{UserID: fmt.Sprintf("u%d", i), ActivityID: 100301, Day: day, Month: month}
 				loadHot(t, d, key, c.q)
-				want := cloneQ(c.q)
+				want := c.q.Clone()
 				for n := range 5 { // until it runs out, or five draws
 					wantErr := want.Take(day, month)
 					p, resumed, err := d.Take(t.Context(), key, fmt.Sprintf("o%d-%d", i, n), time.Now(), time.Minute)
@@ -118,7 +118,7 @@ func TestDrawQuotaRollsOver(t *testing.T) {
 			}
 			next := key
 			next.Day, next.Month = "2026-12-01", "2026-12"
-			want := cloneQ(q)
+			want := q.Clone()
 			want.Month, want.Day = nil, nil
 			if err := want.Take(next.Day, next.Month); err != nil {
 				t.Fatal(err)
@@ -329,23 +329,6 @@ func dropMarkers(t *testing.T, client goredis.UniversalClient, d *DrawQuota) {
 		}
 		_, _ = pipe.Exec(context.Background())
 	})
-}
-
-func cloneQ(q activity.Quota) activity.Quota {
-	var c activity.Quota
-	if q.Account != nil {
-		a := *q.Account
-		c.Account = &a
-	}
-	if q.Month != nil {
-		m := *q.Month
-		c.Month = &m
-	}
-	if q.Day != nil {
-		dd := *q.Day
-		c.Day = &dd
-	}
-	return c
 }
 
 func show(q activity.Quota) string {

@@ -126,7 +126,7 @@ func (s *UserStore) drawTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int,
 			}
 			exists[e.OrderID] = true
 			st := states[e.Key()]
-			q := cloneQuota(st.cur)
+			q := st.cur.Clone()
 			if err := q.Take(e.Day, e.Month); err != nil {
 				errs[i] = fmt.Errorf("draw %s of %s in %d: %w: %w", e.OrderID, e.UserID, e.ActivityID, ErrDrawRejected, err)
 				continue

@@ -99,17 +99,17 @@ func (s *UserStore) participateTx(ctx context.Context, tx *sql.Tx, multi bool, d
 		st := states[p.key]
 		ua := userActivity{p.key.UserID, p.key.ActivityID}
 		if os := orders[ua]; p.reuse && len(os) > 0 {
-			p.out = activity.Taken{Quota: cloneQuota(st.cur), Order: os[0], Reused: true}
+			p.out = activity.Taken{Quota: st.cur.Clone(), Order: os[0], Reused: true}
 			orders[ua] = os[1:]
 			continue
 		}
-		q := cloneQuota(st.cur)
+		q := st.cur.Clone()
 		if err := p.take(&q); err != nil {
 			p.err, p.takeErr = err, true
 			continue
 		}
 		st.cur, changed[p.key] = q, true
-		p.out = activity.Taken{Quota: cloneQuota(q), Order: p.order}
+		p.out = activity.Taken{Quota: q.Clone(), Order: p.order}
 		created[p.table] = append(created[p.table], p)
 	}
 	var (

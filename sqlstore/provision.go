@@ -149,14 +149,14 @@ func (s *UserStore) rechargeManyTx(ctx context.Context, tx *sql.Tx, multi bool, 
 			continue
 		}
 		st := states[it.Key]
-		q := cloneQuota(st.cur)
+		q := st.cur.Clone()
 		add(&q)
 		st.cur = q
 		changed = append(changed, st)
 		t := s.router.Route(it.Key.UserID).Table
 		orders[t] = append(orders[t], []any{o.UserID, o.SKU, o.ActivityID, o.ActivityName, o.StrategyID, o.OrderID,
 			sqlTime(o.OrderTime), o.Count.Total, o.Count.Day, o.Count.Month, o.PayAmount.String(), string(o.State), o.OutBusinessNo, now})
-		done = append(done, activity.Recharged{Key: it.Key, Quota: cloneQuota(q)})
+		done = append(done, activity.Recharged{Key: it.Key, Quota: q.Clone()})
 	}
 	if len(done) == 0 {
 		return nil, nil

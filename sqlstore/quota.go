@@ -103,7 +103,7 @@ func readQuotas(sc *script, d Dialect, keys []activity.QuotaKey, locked bool) ma
 // started makes each state's cur a copy of what was loaded.
 func started(states map[activity.QuotaKey]*quotaState) {
 	for _, st := range states {
-		st.cur = cloneQuota(st.before)
+		st.cur = st.before.Clone()
 	}
 }
 
@@ -128,25 +128,6 @@ func scanQuotaRow(rows *sql.Rows, ps periodScope, states map[activity.QuotaKey]*
 		st.before.Day = &activity.Period{Key: ps.day, Count: c[0], Surplus: c[1]}
 	}
 	return nil
-}
-
-// cloneQuota copies q's rows, so that what take or add changes can be compared with
-// what was loaded.
-func cloneQuota(q activity.Quota) activity.Quota {
-	var c activity.Quota
-	if q.Account != nil {
-		a := *q.Account
-		c.Account = &a
-	}
-	if q.Month != nil {
-		m := *q.Month
-		c.Month = &m
-	}
-	if q.Day != nil {
-		d := *q.Day
-		c.Day = &d
-	}
-	return c
 }
 
 // quotaWrites are the statements that take a scope's rows from before to cur.
