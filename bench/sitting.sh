@@ -1,6 +1,6 @@
 #!/bin/bash
-# Bench sitting used for the issue 14 measurements. Needs MariaDB, Redis, NATS on loopback
-# and /tmp/bare/bare (a net/http handler answering a fixed envelope).
+# Bench sitting used for the issue 14 measurements. Needs MariaDB, Redis, NATS on loopback;
+# builds bench/bare (a net/http handler answering a fixed envelope) into /tmp/bare/bare.
 # One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash sql grab bare
 # Each draw/grab scenario: fresh MariaDB DBs (cfg + 2 user DBs, dropped after), unique
 # Redis/NATS prefix, external Redis/NATS, migrate --seed, serve, bench; CPU split by process.
@@ -50,6 +50,7 @@ run() { # name mode benchargs...
   redis-cli -h 127.0.0.1 --scan --pattern "$db:*" | xargs -r -n 1000 redis-cli -h 127.0.0.1 del > /dev/null
 }
 bare() {
+  mkdir -p /tmp/bare && go build -o /tmp/bare/bare "$(dirname "$0")/bare" || return 1
   /tmp/bare/bare 127.0.0.1:18099 > $OUT/bare.log 2>&1 &
   local bp=$!; sleep 0.5
   sampler $OUT/bare.cpu 2 11 $bp &
