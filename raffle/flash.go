@@ -205,7 +205,7 @@ func (s *Service) heal(ctx context.Context, key activity.QuotaKey) error {
 
 // settle picks a pending draw's award if it has none (telling the gate's pass of the
 // pick before it is fixed), fixes it, publishes the draw and clears it once the broker
-// has it. A failure leaves the draw pending and its lease released, so the user's next
+// has it, before the answer. A failure leaves the draw pending and its lease released, so the user's next
 // draw settles it.
 func (s *Service) settle(ctx context.Context, a activity.Activity, userID string, p flash.Pending, pass gate.Pass) (flash.Outcome, error) {
 	f := s.opts.Flash
@@ -270,17 +270,13 @@ func (s *Service) settle(ctx context.Context, a activity.Activity, userID string
 	if err != nil {
 		return fail(fmt.Errorf("draw order %s picked but not yet durable, retry: %w (%w)", p.OrderID, flash.ErrUnavailable, err))
 	}
-	// The draw is durable and answered now; its pending entry goes in the background, off
-	// the answer's path. Until it is gone its lease keeps other requests off it; if the
-	// clear is lost, the next draw or the sweep publishes it again, which the broker and
-	// the writer drop, and that draw answers it again instead of taking a unit.
-	go func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		if err := f.Hot.Clear(cctx, userID, a.ID, p.OrderID); err != nil {
-			s.opts.Logger.Warn("clear pending draw", "order_id", p.OrderID, "err", err)
-		}
-	}()
+	// The draw is durable. Its pending entry goes before the answer: a pending entry left
+	// behind would be resumed by the user's next draw once its lease ran out, and answered
+	// a second time for one unit. If it cannot go, the answer is 0009 (the outcome is
+	// fixed and durable): the retry resumes the entry, clears it and answers it once.
+	if err := f.Hot.Clear(ctx, userID, a.ID, p.OrderID); err != nil {
+		return fail(fmt.Errorf("draw order %s durable, pending entry not cleared, retry: %w (%w)", p.OrderID, flash.ErrUnavailable, err))
+	}
 	return o, nil
 }
 

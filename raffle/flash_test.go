@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,4 +318,44 @@ func dropKeys(t *testing.T, client goredis.UniversalClient, prefix string) {
 		}
 	}
 	flush()
+}
+
+// clearFailsOnce is the hot quota whose first Clear fails (Redis out of reach right after
+// the broker's ack).
+type clearFailsOnce struct {
+	*bmredis.DrawQuota
+	failed atomic.Bool
+}
+
+func (c *clearFailsOnce) Clear(ctx context.Context, userID string, activityID int64, orderID string) error {
+	if c.failed.CompareAndSwap(false, true) {
+		return errors.New("redis: connection refused")
+	}
+	return c.DrawQuota.Clear(ctx, userID, activityID, orderID)
+}
+
+// TestFlashDrawAnswersADrawOnce: a draw whose event is durable but whose pending entry
+// could not be cleared answers 0009, not 0000 — a 0000 with the entry left behind would
+// be answered again by the user's next draw once the lease ran out, two wins told for one
+// unit. The retry answers that outcome once; the draw after it takes a new unit.
+func TestFlashDrawAnswersADrawOnce(t *testing.T) {
+	f := newFlashFixture(t)
+	hot := &clearFailsOnce{DrawQuota: f.hot}
+	f.svc.opts.Flash.Hot = hot
+	ctx := t.Context()
+	const user = "clear-user"
+	if _, err := f.svc.Draw(ctx, user, 100301); !errors.Is(err, flash.ErrUnavailable) {
+		t.Fatalf("draw whose pending entry was not cleared = %v, want ErrUnavailable (0009)", err)
+	}
+	told := map[int]int{}
+	for range 2 {
+		r, err := f.svc.Draw(ctx, user, 100301)
+		if err != nil {
+			t.Fatalf("draw: %v", err)
+		}
+		told[r.AwardID]++
+	}
+	if told[101] != 1 || told[102] != 1 || f.strats.count() != 2 || f.surplus(t, user) != 8 {
+		t.Fatalf("told %v after %d picks, surplus %d; want 101 (the durable draw) and 102 once each, 2 units", told, f.strats.count(), f.surplus(t, user))
+	}
 }
