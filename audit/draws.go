@@ -3,9 +3,11 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -98,7 +100,7 @@ func (v *Draws) Run(ctx context.Context, since time.Time) (DrawReport, error) {
 	}
 	switch {
 	case v.hot == nil:
-		rep.Skipped = append(rep.Skipped, "hot quota = SQL quota: Redis out of reach ("+cmpOr(v.unreachable, "not configured")+")")
+		rep.Skipped = append(rep.Skipped, "hot quota = SQL quota: Redis out of reach ("+cmp.Or(v.unreachable, "not configured")+")")
 	case applied < last:
 		rep.Skipped = append(rep.Skipped, fmt.Sprintf("hot quota = SQL quota: the draw writer is %d events behind", last-applied))
 	default:
@@ -108,13 +110,6 @@ func (v *Draws) Run(ctx context.Context, since time.Time) (DrawReport, error) {
 	}
 	reconcile.Sort(rep.Discrepancies)
 	return rep, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // stock checks every strategy's awards against their stock.
@@ -156,7 +151,7 @@ func (v *Draws) oneWin(ctx context.Context, rep *DrawReport) error {
 			return err
 		}
 		oneWin[id], stocked[id] = true, reconcile.StockedAwards(cfg)
-		wins, err := v.users.AwardRecordsOf(ctx, id, slicesSorted(stocked[id]))
+		wins, err := v.users.AwardRecordsOf(ctx, id, slices.Sorted(maps.Keys(stocked[id])))
 		if err != nil {
 			return err
 		}
@@ -165,15 +160,6 @@ func (v *Draws) oneWin(ctx context.Context, rep *DrawReport) error {
 	}
 	rep.Discrepancies = append(rep.Discrepancies, reconcile.OneWin(oneWin, stocked, records)...)
 	return nil
-}
-
-func slicesSorted(m map[int]bool) []int {
-	var ids []int
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
 }
 
 // drawEventBatch is how many draw events are looked up in SQL at once.
