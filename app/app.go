@@ -220,7 +220,8 @@ func (n *App) buildStores() error {
 		} else {
 			log.Warn("flash draws without auto-pipelining", "err", err)
 		}
-		n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix)
+		_, cluster := b.Redis.(*goredis.ClusterClient)
+		n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster)
 		activityOpts.Hot = n.drawQuota
 	}
 	n.activities = activity.NewService(activityOpts)
