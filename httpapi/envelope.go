@@ -3,10 +3,13 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -210,6 +213,12 @@ func classify(err error) *apiError {
 			break
 		}
 	}
+	if ae == nil && timedOut(err) {
+		// A backend that did not answer in time may or may not have done what it was
+		// asked (a stock script run after its client gave up): the outcome is unknown,
+		// which is 0009 (retry), never an "unknown failure".
+		ae = &apiError{status: http.StatusOK, code: CodeBusy, err: err}
+	}
 	if ae == nil {
 		return &apiError{status: http.StatusInternalServerError, code: CodeUnknown, err: err}
 	}
@@ -219,6 +228,16 @@ func classify(err error) *apiError {
 		ae.retryAfter = defaultRetryAfter
 	}
 	return ae
+}
+
+// timedOut reports an error caused by a deadline: a network read or write that timed out
+// (a Redis or database client's own timeout) or a context deadline.
+func timedOut(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // retryAfterHeader renders d as whole seconds, rounded up, at least 1.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -272,6 +274,22 @@ func TestClassifyOrder(t *testing.T) {
 	} {
 		if got := classify(tc.err).code; got != tc.code {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.code)
+		}
+	}
+}
+
+// TestClassifyTimeouts: a backend's timeout leaves the outcome unknown, 0009 with a
+// Retry-After, never 500 0001 (a stock script may have run after its client gave up).
+func TestClassifyTimeouts(t *testing.T) {
+	t.Parallel()
+	ioTimeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	for _, err := range []error{
+		fmt.Errorf("deduct award 102 of strategy 900001: %w", ioTimeout),
+		fmt.Errorf("record: %w", context.DeadlineExceeded),
+	} {
+		ae := classify(err)
+		if ae.status != 200 || ae.code != CodeBusy || ae.retryAfter <= 0 {
+			t.Errorf("%v: HTTP %d %s retry after %v, want 200 0009 with a retry-after", err, ae.status, ae.code, ae.retryAfter)
 		}
 	}
 }

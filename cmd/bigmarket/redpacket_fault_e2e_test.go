@@ -39,12 +39,12 @@ func grabOnce(t *testing.T, base, user, packetID string) grabReply {
 	return g
 }
 
-// grabUntilFinal grabs until the answer is final (not a retryable ERR_RP_004 or 0001).
+// grabUntilFinal grabs until the answer is final (not a retryable ERR_RP_004, 0009 or 0001).
 func grabUntilFinal(t *testing.T, base, user, packetID string) grabReply {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		g := grabOnce(t, base, user, packetID)
-		if (g.code != "ERR_RP_004" && g.code != "0001") || time.Now().After(deadline) {
+		if (g.code != "ERR_RP_004" && g.code != "0009" && g.code != "0001") || time.Now().After(deadline) {
 			return g
 		}
 		time.Sleep(50 * time.Millisecond)
