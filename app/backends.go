@@ -92,8 +92,11 @@ func OpenSQL(ctx context.Context, cfg Config, b *Backends, migrate, seed bool) e
 
 // OpenRedis connects to the configured Redis, or starts the embedded one.
 func OpenRedis(ctx context.Context, cfg Config, b *Backends, log *slog.Logger) error {
-	addrs := cfg.RedisAddrs
+	addrs, timeout := cfg.RedisAddrs, cfg.RedisTimeout
 	if len(addrs) == 0 {
+		if timeout == 0 {
+			timeout = redis.EmbeddedTimeout
+		}
 		emb, err := redis.StartEmbedded()
 		if err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
@@ -102,7 +105,8 @@ func OpenRedis(ctx context.Context, cfg Config, b *Backends, log *slog.Logger) e
 		addrs = []string{emb.Addr()}
 		log.Info("embedded redis started", "addr", emb.Addr())
 	}
-	client, err := redis.Open(ctx, redis.Options{Addrs: addrs, Cluster: cfg.RedisCluster, Password: cfg.RedisPass})
+	client, err := redis.Open(ctx, redis.Options{Addrs: addrs, Cluster: cfg.RedisCluster, Password: cfg.RedisPass,
+		ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout})
 	if err != nil {
 		return err
 	}

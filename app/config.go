@@ -47,9 +47,16 @@ type Config struct {
 	RedisPass    string   `koanf:"redis_password" dump:"secret"`
 	// RedisPrefix starts every key bigmarket writes, so deployments (and tests) can share
 	// one Redis.
-	RedisPrefix string   `koanf:"redis_prefix"`
-	Shards      string   `koanf:"shards"`
-	NATSURLs    []string `koanf:"nats_urls" dump:"url"`
+	RedisPrefix string `koanf:"redis_prefix"`
+	// RedisTimeout bounds each read and write of a Redis reply and the wait for a pooled
+	// connection (BIGMARKET_REDIS_TIMEOUT; unset: 1s to read or write and 2s for a
+	// connection, or 10s for the embedded server, which shares this process's CPU, so that
+	// a crowd under load is slowness rather than outcomes made unknown). A command that
+	// times out is never sent again (its script may have run); requests are bounded by
+	// their own budgets besides.
+	RedisTimeout time.Duration `koanf:"redis_timeout"`
+	Shards       string        `koanf:"shards"`
+	NATSURLs     []string      `koanf:"nats_urls" dump:"url"`
 	// NATSPrefix starts bigmarket's stream, subject and consumer names.
 	NATSPrefix          string        `koanf:"nats_prefix"`
 	NATSReplicas        int           `koanf:"nats_replicas"`
@@ -380,6 +387,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 || c.RecoveryGrace <= 0 {
 		errs = append(errs, errors.New("intervals, TTLs and timeouts must be positive"))
+	}
+	if c.RedisTimeout < 0 || c.RedisTimeout > 0 && c.RedisTimeout < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("BIGMARKET_REDIS_TIMEOUT %s: want at least 10ms (or unset)", c.RedisTimeout))
 	}
 	if c.OutboxGrace <= 0 || c.OutboxEvery <= 0 {
 		errs = append(errs, errors.New("outbox grace and interval must be positive"))

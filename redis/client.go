@@ -81,6 +81,13 @@ func Open(ctx context.Context, o Options) (goredis.UniversalClient, error) {
 		PoolTimeout:   o.PoolTimeout,
 		// No CLIENT SETINFO round trip on every new connection.
 		DisableIdentity: true,
+		// Never send a command again after a failure: go-redis retries a read timeout
+		// by default, and a script whose reply timed out may have run (a stock
+		// deduction retried three times took four units for one answer). The caller
+		// answers the unknown outcome (0009) or settles it (a pending draw). A Cluster
+		// client still follows MOVED/ASK, and retries a timeout within MaxRedirects:
+		// a Cluster failover's guard is its own work.
+		MaxRetries: -1,
 		// Deadlines of callers (the draw's time budget) bound each command, not only ReadTimeout.
 		ContextTimeoutEnabled: true,
 	})

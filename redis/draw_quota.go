@@ -613,7 +613,7 @@ func (d *DrawQuota) Release(ctx context.Context, userID string, activityID int64
 // Abandoned implements flash.HotQuota: it reads every slot's index, in pipelines.
 func (d *DrawQuota) Abandoned(ctx context.Context, before time.Time, limit int) ([]flash.PendingRef, error) {
 	var refs []flash.PendingRef
-	chunk := min(1024, d.shards)
+	chunk := min(256, d.shards)
 	for from := 0; from < d.shards && len(refs) < limit; from += chunk {
 		pipe := d.client.Pipeline()
 		cmds := make([]*goredis.StringSliceCmd, 0, chunk)
@@ -663,7 +663,7 @@ func (d *DrawQuota) MarkReady(ctx context.Context) error {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	epoch := hex.EncodeToString(b)
-	chunk := min(1024, d.shards)
+	chunk := min(256, d.shards)
 	for from := 0; from < d.shards; from += chunk {
 		pipe := d.client.Pipeline()
 		for slot := from; slot < from+chunk; slot++ {
@@ -678,7 +678,7 @@ func (d *DrawQuota) MarkReady(ctx context.Context) error {
 
 // Ready implements flash.HotQuota.
 func (d *DrawQuota) Ready(ctx context.Context) (bool, error) {
-	chunk := min(1024, d.shards)
+	chunk := min(256, d.shards)
 	for from := 0; from < d.shards; from += chunk {
 		pipe := d.client.Pipeline()
 		cmds := make([]*goredis.IntCmd, 0, chunk)

@@ -22,6 +22,12 @@ type Embedded struct {
 	once sync.Once
 }
 
+// EmbeddedTimeout is the read, write and pool timeout of a client of the embedded server: it
+// shares its process's CPU (and runs each script in a fresh Lua state), so a crowd makes
+// its replies slow, not lost; the default 3s would turn that slowness into unknown
+// outcomes.
+const EmbeddedTimeout = 10 * time.Second
+
 // StartEmbedded starts an embedded server on 127.0.0.1 with a free port.
 //
 // miniredis does not age TTLs by itself; a ticker moves them forward by the elapsed wall

@@ -38,7 +38,7 @@ func openEmbedded(tb testing.TB, cluster bool) goredis.UniversalClient {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(e.Close)
-	return openClient(tb, Options{Addrs: []string{e.Addr()}, Cluster: cluster})
+	return openClient(tb, Options{Addrs: []string{e.Addr()}, Cluster: cluster, ReadTimeout: EmbeddedTimeout, WriteTimeout: EmbeddedTimeout, PoolTimeout: EmbeddedTimeout})
 }
 
 func openClient(tb testing.TB, o Options) goredis.UniversalClient {

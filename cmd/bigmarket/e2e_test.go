@@ -427,7 +427,7 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	// Ports of its own, bound by serve itself: never the default 9091 that parallel tests
 	// would share.
 	cfg.Addr, cfg.OpsAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.RedisAddrs = []string{emb.Addr()}
+	cfg.RedisAddrs, cfg.RedisTimeout = []string{emb.Addr()}, redis.EmbeddedTimeout
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
 	// BIGMARKET_DRAW_PATH=flash runs these tests against the flash draw, as it does the
