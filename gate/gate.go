@@ -137,11 +137,28 @@ type Records interface {
 	AwardRecords(ctx context.Context, userID string, activityID int64) ([]award.Record, error)
 }
 
-// Nonces remembers the signed paths used, cluster-wide.
+// Nonces remembers the signed paths used, cluster-wide, and the user's path generation
+// the marks belong to: a loss of the marks (a Redis flush) loses the generation with
+// them, so that no path issued before the loss is spent after it.
 type Nonces interface {
-	// Use marks nonce used until until; false when it was used before.
-	Use(ctx context.Context, nonce string, until time.Time) (bool, error)
+	// Generation returns the user's path generation, starting a new random one when the
+	// user has none, and keeps it at least until until (the expiry of a path issued
+	// under it).
+	Generation(ctx context.Context, userID string, until time.Time) (uint64, error)
+	// Use marks the nonce of a path of the user's generation gen used until until, if gen
+	// is still the user's generation and the nonce was not used before.
+	Use(ctx context.Context, userID string, gen uint64, nonce string, until time.Time) (PathUse, error)
 }
+
+// PathUse is what Nonces.Use found.
+type PathUse int
+
+// PathUse outcomes.
+const (
+	PathSpent PathUse = iota // the path was fresh and is now used
+	PathUsed                 // the path was used before
+	PathStale                // the path's generation is gone (a Redis loss since it was issued) or expired
+)
 
 // Checker is what a draw path asks before it takes quota.
 type Checker interface {

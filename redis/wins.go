@@ -2,7 +2,8 @@ package redis
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
@@ -135,34 +136,98 @@ func (w *Wins) Release(ctx context.Context, userID string, activityID int64, tok
 	return nil
 }
 
-// Nonces are the signed draw paths spent, cluster-wide; they implement gate.Nonces.
+// Nonces are the signed draw paths spent, cluster-wide, and each user's path generation;
+// they implement gate.Nonces. A user's keys share one hash tag, so that one script checks
+// the generation and spends the nonce:
+//
+//	<prefix>:draw_path:{u:<userID>}          the user's generation (16 hex digits)
+//	<prefix>:draw_path:{u:<userID>}:<nonce>  a spent path, until the path's expiry
+//
+// A loss of Redis loses the spent marks and the generation together (they are in one
+// slot, and a flush takes everything), so a path issued before the loss names a
+// generation that is gone or replaced, and is refused.
 type Nonces struct {
 	client goredis.UniversalClient
 	prefix string
+	now    func() time.Time
 }
 
 var _ gate.Nonces = (*Nonces)(nil)
 
-// NewNonces returns Nonces with keys <prefix>:draw_path:{<nonce>}.
+// NewNonces returns Nonces with keys under <prefix>:draw_path:.
 func NewNonces(client goredis.UniversalClient, prefix string) *Nonces {
 	if prefix != "" {
 		prefix += ":"
 	}
-	return &Nonces{client: client, prefix: prefix + "draw_path:"}
+	return &Nonces{client: client, prefix: prefix + "draw_path:", now: time.Now}
 }
 
-// Use implements gate.Nonces with SET NX until the path expires.
-func (n *Nonces) Use(ctx context.Context, nonce string, until time.Time) (bool, error) {
-	ttl := time.Until(until)
-	if ttl <= 0 {
-		return false, nil
-	}
-	err := n.client.SetArgs(ctx, n.prefix+"{"+nonce+"}", "1", goredis.SetArgs{Mode: "NX", ExpireAt: until}).Err()
-	if errors.Is(err, goredis.Nil) {
-		return false, nil
-	}
+func (n *Nonces) genKey(userID string) string { return n.prefix + "{u:" + userID + "}" }
+
+// generationMargin is how much longer than the last path issued under it a generation
+// lives, for the clocks of the nodes and of Redis to differ.
+const generationMargin = time.Minute
+
+// generationScript returns the user's generation, setting it to ARGV[1] when there is
+// none, and makes it live at least ARGV[2] ms more. KEYS is the generation.
+var generationScript = goredis.NewScript(`
+local g = redis.call('GET', KEYS[1])
+if not g then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return g
+`)
+
+// Generation implements gate.Nonces.
+func (n *Nonces) Generation(ctx context.Context, userID string, until time.Time) (uint64, error) {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	ttl := until.Sub(n.now()) + generationMargin
+	g, err := generationScript.Run(ctx, n.client, []string{n.genKey(userID)}, hex.EncodeToString(b), max(ttl.Milliseconds(), 1)).Text()
 	if err != nil {
-		return false, fmt.Errorf("spend draw path nonce: %w", err)
+		return 0, fmt.Errorf("draw path generation of %s: %w", userID, err)
 	}
-	return true, nil
+	gen, err := strconv.ParseUint(g, 16, 64)
+	if err != nil || len(g) != 16 {
+		return 0, fmt.Errorf("draw path generation of %s is %q: %w", userID, g, err)
+	}
+	return gen, nil
+}
+
+// useScript spends a path of generation ARGV[1] until ARGV[2] (Unix ms): 2 when the
+// generation is not the user's (gone with a loss, or expired), 1 when the nonce was spent
+// before, 0 when it is spent now. KEYS are the generation and the nonce.
+var useScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 2
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PXAT', ARGV[2]) then
+  return 1
+end
+return 0
+`)
+
+// Use implements gate.Nonces.
+func (n *Nonces) Use(ctx context.Context, userID string, gen uint64, nonce string, until time.Time) (gate.PathUse, error) {
+	if !until.After(n.now()) {
+		return gate.PathStale, nil
+	}
+	key := n.genKey(userID)
+	r, err := useScript.Run(ctx, n.client, []string{key, key + ":" + nonce}, fmt.Sprintf("%016x", gen), until.UnixMilli()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("spend draw path nonce: %w", err)
+	}
+	switch r {
+	case 0:
+		return gate.PathSpent, nil
+	case 1:
+		return gate.PathUsed, nil
+	case 2:
+		return gate.PathStale, nil
+	}
+	return 0, fmt.Errorf("spend draw path nonce: unexpected answer %d", r)
 }

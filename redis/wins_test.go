@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -121,14 +124,25 @@ func TestNonces(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			n := NewNonces(client, cleanPrefix(t, client))
+			prefix := cleanPrefix(t, client)
+			n := NewNonces(client, prefix)
 			ctx := context.Background()
 			until := time.Now().Add(time.Minute)
+			gen, err := n.Generation(ctx, "alice", until)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, err := n.Generation(ctx, "alice", until.Add(time.Hour)); err != nil || again != gen {
+				t.Fatalf("generation %x then %x (%v), want it kept", gen, again, err)
+			}
+			if ttl := client.PTTL(ctx, n.genKey("alice")).Val(); ttl < time.Hour {
+				t.Errorf("generation lives %s, want at least the last path's hour", ttl)
+			}
 			var fresh atomic.Int32
 			var wg sync.WaitGroup
 			for range 8 {
 				wg.Go(func() {
-					if ok, err := n.Use(ctx, "abc", until); err == nil && ok {
+					if u, err := n.Use(ctx, "alice", gen, "abc", until); err == nil && u == gate.PathSpent {
 						fresh.Add(1)
 					}
 				})
@@ -137,11 +151,107 @@ func TestNonces(t *testing.T) {
 			if fresh.Load() != 1 {
 				t.Errorf("nonce spent %d times, want once", fresh.Load())
 			}
-			if ok, _ := n.Use(ctx, "abd", time.Now().Add(-time.Second)); ok {
-				t.Error("an expired nonce was spent")
+			if u, _ := n.Use(ctx, "alice", gen, "abc", until); u != gate.PathUsed {
+				t.Errorf("spent nonce: %v, want PathUsed", u)
+			}
+			if u, _ := n.Use(ctx, "alice", gen, "abd", time.Now().Add(-time.Second)); u != gate.PathStale {
+				t.Errorf("expired path: %v, want PathStale", u)
+			}
+			if u, _ := n.Use(ctx, "alice", gen+1, "abe", until); u != gate.PathStale {
+				t.Errorf("path of another generation: %v, want PathStale", u)
+			}
+			if u, _ := n.Use(ctx, "bob", gen, "abf", until); u != gate.PathStale {
+				t.Errorf("path of a user without a generation: %v, want PathStale", u)
+			}
+			// A loss of Redis takes the marks and the generation: the spent path is not
+			// spendable again, and the next generation is another.
+			dropKeys(t, client, prefix)
+			if u, _ := n.Use(ctx, "alice", gen, "abc", until); u != gate.PathStale {
+				t.Errorf("path spent before a loss, after it: %v, want PathStale", u)
+			}
+			if next, err := n.Generation(ctx, "alice", until); err != nil || next == gen {
+				t.Errorf("generation after a loss %x (%v), before %x: want a new one", next, err, gen)
 			}
 		})
 	}
+}
+
+// dropKeys deletes every key under prefix: what a FLUSHALL does to them, without touching
+// the keys of the other tests sharing the server.
+func dropKeys(t *testing.T, client goredis.UniversalClient, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	iter := client.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := client.Del(ctx, iter.Val()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSignedPathsAcrossRedisLoss: a signed path is valid once, and a Redis loss (its used
+// marks gone) does not make it valid again; a path issued before the loss and not used is
+// refused too, and the user's next path works.
+func TestSignedPathsAcrossRedisLoss(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			client := b.client(t)
+			prefix := cleanPrefix(t, client)
+			g := gate.New(gate.Options{Store: pathSettings{}, Activities: openActivity{}, Nonces: NewNonces(client, prefix),
+				Secret: []byte("secret of the loss test")})
+			ctx := context.Background()
+			issue := func() string {
+				t.Helper()
+				p, err := g.IssuePath(ctx, "alice", 7)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return strings.TrimPrefix(p.Path, gate.DrawPathPrefix)
+			}
+			used, unused := issue(), issue()
+			if err := g.CheckPath(ctx, "alice", 7, used); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.CheckPath(ctx, "alice", 7, used); !errors.Is(err, gate.ErrBadPath) {
+				t.Fatalf("reused path: %v, want ErrBadPath", err)
+			}
+			dropKeys(t, client, prefix)
+			if err := g.CheckPath(ctx, "alice", 7, used); !errors.Is(err, gate.ErrBadPath) {
+				t.Errorf("path used before the loss, reused after it: %v, want ErrBadPath", err)
+			}
+			if err := g.CheckPath(ctx, "alice", 7, unused); !errors.Is(err, gate.ErrBadPath) {
+				t.Errorf("path issued before the loss: %v, want ErrBadPath", err)
+			}
+			fresh := issue()
+			if err := g.CheckPath(ctx, "alice", 7, fresh); err != nil {
+				t.Errorf("path issued after the loss: %v", err)
+			}
+			if err := g.CheckPath(ctx, "alice", 7, fresh); !errors.Is(err, gate.ErrBadPath) {
+				t.Errorf("path issued after the loss, reused: %v, want ErrBadPath", err)
+			}
+		})
+	}
+}
+
+// pathSettings gives every activity signed paths of a minute.
+type pathSettings struct{}
+
+func (pathSettings) ActivitySettings(_ context.Context, id int64) (gate.Settings, bool, error) {
+	return gate.Settings{ActivityID: id, SignedPath: true, PathWindow: time.Minute}, true, nil
+}
+func (pathSettings) SaveActivitySettings(context.Context, gate.Settings) error { return nil }
+
+// openActivity says every activity is open today.
+type openActivity struct{}
+
+func (openActivity) Activity(_ context.Context, id int64) (activity.Activity, error) {
+	now := time.Now()
+	return activity.Activity{ID: id, State: activity.StateOpen, Begin: now.Add(-time.Hour), End: now.Add(time.Hour)}, nil
 }
 
 func TestStockStates(t *testing.T) {
