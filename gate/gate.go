@@ -43,6 +43,10 @@ var (
 	// ErrBusy refuses a draw while another draw of the same user in the same one-win
 	// activity runs (0009: retry; its outcome is not known yet).
 	ErrBusy = errors.New("another draw of the user in this activity is running")
+	// ErrRebuilding refuses a draw of a one-win activity whose winner set was lost (a
+	// Redis loss) and cannot be rebuilt yet: the award records do not hold every win
+	// answered before the loss until the draw writer has applied them (0009: retry).
+	ErrRebuilding = errors.New("one-win set being rebuilt after a loss")
 	// ErrInvalidSettings refuses settings out of range (0002).
 	ErrInvalidSettings = errors.New("invalid activity settings")
 	// ErrPathsOff refuses a draw path for an activity that does not use them (0002).
@@ -109,21 +113,30 @@ type Hold int
 
 // Hold outcomes.
 const (
-	Held    Hold = iota // the slot is held for the caller, and the user has not won
-	Won                 // the user won a stocked award in the activity; nothing held
-	Busy                // another draw holds the slot; nothing held
-	Unknown             // the slot is held, but the set does not know the activity (a loss): rebuild
+	Held     Hold = iota // the slot is held for the caller, and the user has not won
+	Won                  // the user won a stocked award in the activity; nothing held
+	Busy                 // another draw holds the slot; nothing held
+	Unknown              // the slot is held, but the set does not know the activity (a loss): rebuild
+	NotReady             // the set does not know the activity and cannot be rebuilt yet (a loss not yet restored); nothing held
 )
 
 // Wins is the cluster-wide record of who won a stocked award where (a Redis set per user),
 // with a hold per user and activity that serialises the user's one-win draws.
+//
+// A set lost with Redis is rebuilt from the award records, which a draw path that writes
+// them behind its answers (the flash draw) completes only once its writer has applied
+// every draw published before the loss. Such a Wins answers NotReady until then, and an
+// Unknown hold carries the epoch of the state the records are read under: Rebuilt
+// refuses it (ErrRebuilding) if another loss came in between.
 type Wins interface {
 	// Hold takes the user's slot in the activity for ttl under token, unless the user has
-	// won there or another draw holds it.
-	Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (Hold, error)
-	// Rebuilt records what the award records say of the user in the activity after an
-	// Unknown hold: that the set now knows the activity, and whether the user won there.
-	Rebuilt(ctx context.Context, userID string, activityID int64, won bool) error
+	// won there or another draw holds it. With Unknown it returns the epoch a rebuild is
+	// read under ("" when the records are always complete).
+	Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (Hold, string, error)
+	// Rebuilt records what the award records, read under epoch, say of the user in the
+	// activity after an Unknown hold: that the set now knows the activity, and whether the
+	// user won there. An epoch gone (a loss since) wraps ErrRebuilding; nothing is written.
+	Rebuilt(ctx context.Context, userID string, activityID int64, epoch string, won bool) error
 	// Note records a stocked win; Unnote takes it back.
 	Note(ctx context.Context, userID string, activityID int64) error
 	Unnote(ctx context.Context, userID string, activityID int64) error
@@ -309,7 +322,7 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 		return noPass{}, nil
 	}
 	token := newToken()
-	h, err := g.opts.Wins.Hold(ctx, userID, activityID, token, hold)
+	h, epoch, err := g.opts.Wins.Hold(ctx, userID, activityID, token, hold)
 	if err != nil {
 		return nil, fmt.Errorf("one-win check of %s in activity %d: %w", userID, activityID, err)
 	}
@@ -319,8 +332,10 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrAlreadyWon)
 	case Busy:
 		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrBusy)
+	case NotReady:
+		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrRebuilding)
 	case Unknown:
-		won, err := g.rebuild(ctx, userID, activityID)
+		won, err := g.rebuild(ctx, userID, activityID, epoch)
 		if err != nil {
 			p.Close()
 			return nil, err
@@ -334,9 +349,9 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 }
 
 // rebuild reads whether the user won a stocked award in the activity from the award
-// records, and tells the winner set. It runs holding the user's slot, so no draw of the
-// user in the activity records meanwhile.
-func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64) (bool, error) {
+// records, and tells the winner set under the epoch the Hold gave. It runs holding the
+// user's slot, so no draw of the user in the activity records meanwhile.
+func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64, epoch string) (bool, error) {
 	recs, err := g.opts.Records.AwardRecords(ctx, userID, activityID)
 	if err != nil {
 		return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
@@ -352,7 +367,7 @@ func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64) (bo
 			break
 		}
 	}
-	if err := g.opts.Wins.Rebuilt(ctx, userID, activityID, won); err != nil {
+	if err := g.opts.Wins.Rebuilt(ctx, userID, activityID, epoch, won); err != nil {
 		return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
 	}
 	return won, nil

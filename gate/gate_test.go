@@ -266,10 +266,10 @@ type fakeWins struct {
 	released       int
 }
 
-func (f *fakeWins) Hold(context.Context, string, int64, string, time.Duration) (Hold, error) {
-	return f.hold, nil
+func (f *fakeWins) Hold(context.Context, string, int64, string, time.Duration) (Hold, string, error) {
+	return f.hold, "", nil
 }
-func (f *fakeWins) Rebuilt(_ context.Context, _ string, _ int64, won bool) error {
+func (f *fakeWins) Rebuilt(_ context.Context, _ string, _ int64, _ string, won bool) error {
 	f.rebuilt = append(f.rebuilt, won)
 	return nil
 }
@@ -301,11 +301,12 @@ func TestAdmitOneWin(t *testing.T) {
 		want    error
 		rebuilt []bool
 	}{
-		"held":                     {hold: Held},
-		"won":                      {hold: Won, want: ErrAlreadyWon},
-		"busy":                     {hold: Busy, want: ErrBusy},
-		"lost set, no stocked win": {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}}, rebuilt: []bool{false}},
-		"lost set, a stocked win":  {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}, {StrategyID: 10, AwardID: 102}}, want: ErrAlreadyWon, rebuilt: []bool{true}},
+		"held":                      {hold: Held},
+		"won":                       {hold: Won, want: ErrAlreadyWon},
+		"busy":                      {hold: Busy, want: ErrBusy},
+		"lost set, not rebuildable": {hold: NotReady, want: ErrRebuilding},
+		"lost set, no stocked win":  {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}}, rebuilt: []bool{false}},
+		"lost set, a stocked win":   {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}, {StrategyID: 10, AwardID: 102}}, want: ErrAlreadyWon, rebuilt: []bool{true}},
 	} {
 		g, store := newGate(t, testenv.NewClock(time.Unix(1_800_000_000, 0)))
 		store.rows[10] = Settings{ActivityID: 10, OneWin: true}

@@ -24,10 +24,20 @@ import (
 // and "k<activityID>" once it knows the activity: a set that does not know an activity
 // (never asked, or lost with Redis: a flush, an eviction, its expiry) is rebuilt from the
 // award records before it answers, so a lost set never reads as "has not won".
+//
+// Behind a draw path that writes its award records after its answers (the flash draw),
+// the records are complete only once the draw writer has applied every draw published
+// before the loss; the hot quota's slot marker (DrawQuota: set by the restore after the
+// writer has drained, lost with the slot) says when. Such a Wins (RebuildAfter) answers
+// gate.NotReady for a set that does not know the activity while the user's slot has no
+// marker, hands the marker's epoch to the rebuild, and writes the rebuild only if that
+// epoch still stands. The set shares the user's hash tag with the hot quota, so the
+// marker is in the same slot and one script reads both.
 type Wins struct {
 	client goredis.UniversalClient
 	prefix string
 	ttl    time.Duration
+	hot    *DrawQuota // nil: the award records are written before the answers
 }
 
 var _ gate.Wins = (*Wins)(nil)
@@ -44,6 +54,21 @@ func NewWins(client goredis.UniversalClient, prefix string, ttl time.Duration) *
 	return &Wins{client: client, prefix: prefix + "one_win:", ttl: ttl}
 }
 
+// RebuildAfter makes lost sets wait for hot's restore (see Wins) and returns w.
+func (w *Wins) RebuildAfter(hot *DrawQuota) *Wins {
+	w.hot = hot
+	return w
+}
+
+// markerKey is the key whose epoch a rebuild of the user's set is read under: the hot
+// quota's marker of the user's slot, or the set itself (never read) without one.
+func (w *Wins) markerKey(userID string) string {
+	if w.hot == nil {
+		return w.SetKey(userID)
+	}
+	return w.hot.markerKey(w.hot.userSlot(userID))
+}
+
 // SetKey returns the key of the user's set.
 func (w *Wins) SetKey(userID string) string { return w.prefix + "{u:" + userID + "}" }
 
@@ -51,42 +76,69 @@ func (w *Wins) holdKey(userID string, activityID int64) string {
 	return w.SetKey(userID) + ":hold:" + strconv.FormatInt(activityID, 10)
 }
 
-// holdScript checks the set and takes the hold. KEYS are the set and the hold; ARGV the
-// activity, its known-marker, the token and the hold's TTL in milliseconds. It returns
-// the gate.Hold.
+// holdScript checks the set and takes the hold. KEYS are the set, the hold and the
+// marker; ARGV the activity, its known-marker, the token, the hold's TTL in milliseconds
+// and "1" when a rebuild needs the marker. It returns {gate.Hold} or, for Unknown,
+// {3, epoch}; NotReady (4) takes no hold.
 var holdScript = goredis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
-  return 1
+  return {1}
+end
+local known = redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1
+local epoch = ''
+if not known and ARGV[5] == '1' then
+  epoch = redis.call('GET', KEYS[3])
+  if not epoch then
+    return {4}
+  end
 end
 if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
-  return 2
+  return {2}
 end
-if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 then
-  return 3
+if not known then
+  return {3, epoch}
 end
-return 0
+return {0}
 `)
 
 // Hold implements gate.Wins.
-func (w *Wins) Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (gate.Hold, error) {
+func (w *Wins) Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (gate.Hold, string, error) {
 	act := strconv.FormatInt(activityID, 10)
-	n, err := holdScript.Run(ctx, w.client, []string{w.SetKey(userID), w.holdKey(userID, activityID)},
-		act, "k"+act, token, max(ttl.Milliseconds(), 1)).Int()
+	gated := "0"
+	if w.hot != nil {
+		gated = "1"
+	}
+	res, err := holdScript.Run(ctx, w.client, []string{w.SetKey(userID), w.holdKey(userID, activityID), w.markerKey(userID)},
+		act, "k"+act, token, max(ttl.Milliseconds(), 1), gated).Slice()
 	if err != nil {
-		return 0, fmt.Errorf("one-win hold of %s in activity %d: %w", userID, activityID, err)
+		return 0, "", fmt.Errorf("one-win hold of %s in activity %d: %w", userID, activityID, err)
 	}
-	switch n {
+	switch code(res) {
 	case 0:
-		return gate.Held, nil
+		return gate.Held, "", nil
 	case 1:
-		return gate.Won, nil
+		return gate.Won, "", nil
 	case 2:
-		return gate.Busy, nil
+		return gate.Busy, "", nil
 	case 3:
-		return gate.Unknown, nil
+		return gate.Unknown, str(res, 1), nil
+	case 4:
+		return gate.NotReady, "", nil
 	}
-	return 0, fmt.Errorf("one-win hold of %s in activity %d: unexpected answer %d", userID, activityID, n)
+	return 0, "", fmt.Errorf("one-win hold of %s in activity %d: unexpected answer %v", userID, activityID, res)
 }
+
+// rebuiltScript adds ARGV[3…] to the set and renews its TTL (ARGV[2] ms), if the marker
+// still holds the epoch ARGV[1] (an empty epoch is not checked); 0 when it does not.
+// KEYS are the set and the marker.
+var rebuiltScript = goredis.NewScript(`
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
 
 // add puts members in the user's set and renews its TTL, in one transaction.
 func (w *Wins) add(ctx context.Context, userID string, members ...any) error {
@@ -100,14 +152,19 @@ func (w *Wins) add(ctx context.Context, userID string, members ...any) error {
 }
 
 // Rebuilt implements gate.Wins.
-func (w *Wins) Rebuilt(ctx context.Context, userID string, activityID int64, won bool) error {
+func (w *Wins) Rebuilt(ctx context.Context, userID string, activityID int64, epoch string, won bool) error {
 	act := strconv.FormatInt(activityID, 10)
-	members := []any{"k" + act}
+	args := []any{epoch, w.ttl.Milliseconds(), "k" + act}
 	if won {
-		members = append(members, act)
+		args = append(args, act)
 	}
-	if err := w.add(ctx, userID, members...); err != nil {
+	n, err := rebuiltScript.Run(ctx, w.client, []string{w.SetKey(userID), w.markerKey(userID)}, args...).Int()
+	if err != nil {
 		return fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("rebuild one-win of %s in activity %d: hot state lost while the award records were read: %w",
+			userID, activityID, gate.ErrRebuilding)
 	}
 	return nil
 }
