@@ -23,8 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
@@ -207,8 +210,18 @@ type Options struct {
 	// CacheTTL bounds how long a node serves settings it did not hear changed (an
 	// announcement missed); default 10s.
 	CacheTTL time.Duration
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// StockedTTL is how long a node admits the draws of a strategy without fallback that
+	// it last found not sold out before it asks Strategies.SoldOut again (default 1s), so
+	// that the sold-out check does not cost a Redis round trip per draw. It only delays
+	// the fast refusal: a draw admitted meanwhile of a sold-out activity takes its unit,
+	// finds no stock and gets the unit back with ERR_BIZ_010 (the draw's own check). A
+	// sold-out answer is never cached here: it comes from the strategy engine's
+	// node-local sold-out flags, which a top-up clears on the node that makes it at once,
+	// on the others when its armory announcement arrives, and everywhere within
+	// strategy.Options.SoldOutTTL (5s) if that is missed.
+	StockedTTL time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Gate implements Checker and the settings and path endpoints.
@@ -219,6 +232,11 @@ type Gate struct {
 	// gens counts Forget calls per activity, so that a load that began before a change
 	// cannot cache the old row after it.
 	gens map[int64]uint64
+	// stocked holds, per strategy id, until when this node admits its draws without
+	// asking whether it is sold out (a time.Time; see Options.StockedTTL); checks shares
+	// one question among the draws that find it lapsed together.
+	stocked sync.Map
+	checks  singleflight.Group
 }
 
 type cachedSettings struct {
@@ -230,6 +248,9 @@ type cachedSettings struct {
 func New(opts Options) *Gate {
 	if opts.CacheTTL <= 0 {
 		opts.CacheTTL = 10 * time.Second
+	}
+	if opts.StockedTTL <= 0 {
+		opts.StockedTTL = time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -307,12 +328,8 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 	if err != nil {
 		return nil, err
 	}
-	out, err := g.opts.Strategies.SoldOut(ctx, a.StrategyID)
-	if err != nil {
-		return nil, fmt.Errorf("admit draw of activity %d: %w", activityID, err)
-	}
-	if out {
-		return nil, fmt.Errorf("every stocked award of activity %d is gone: %w", activityID, strategy.ErrSoldOut)
+	if err := g.checkSoldOut(ctx, activityID, a.StrategyID); err != nil {
+		return nil, err
 	}
 	s, err := g.Settings(ctx, activityID)
 	if err != nil {
@@ -346,6 +363,32 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 		}
 	}
 	return p, nil
+}
+
+// checkSoldOut refuses a draw of a sold-out strategy without fallback (strategy.ErrSoldOut).
+// A strategy found not sold out is admitted without asking again for StockedTTL.
+func (g *Gate) checkSoldOut(ctx context.Context, activityID, strategyID int64) error {
+	now := g.opts.Now()
+	if until, ok := g.stocked.Load(strategyID); ok && now.Before(until.(time.Time)) {
+		return nil
+	}
+	v, err, _ := g.checks.Do(strconv.FormatInt(strategyID, 10), func() (any, error) {
+		// Shared by the draws asking together: none of their deadlines cuts it short.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bgTimeout)
+		defer cancel()
+		out, err := g.opts.Strategies.SoldOut(ctx, strategyID)
+		if err == nil && !out {
+			g.stocked.Store(strategyID, g.opts.Now().Add(g.opts.StockedTTL))
+		}
+		return out, err
+	})
+	if err != nil {
+		return fmt.Errorf("admit draw of activity %d: %w", activityID, err)
+	}
+	if v.(bool) {
+		return fmt.Errorf("every stocked award of activity %d is gone: %w", activityID, strategy.ErrSoldOut)
+	}
+	return nil
 }
 
 // rebuild reads whether the user won a stocked award in the activity from the award
