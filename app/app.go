@@ -263,10 +263,16 @@ func (n *App) buildServices() {
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
 		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketPublishTimeout,
 	})
+	wins := redis.NewWins(b.Redis, cfg.RedisPrefix, 0)
+	if n.drawQuota != nil {
+		// Flash draws write their award records behind their answers: a one-win set lost
+		// with Redis is rebuilt only once the restore has waited for the draw writer.
+		wins.RebuildAfter(n.drawQuota)
+	}
 	n.gate = gate.New(gate.Options{
 		Store: sqlstore.NewSettingStore(b.ConfigDB), Announcer: n.armoryBus,
 		Activities: n.activities, Strategies: n.strategies, Records: n.users,
-		Wins: redis.NewWins(b.Redis, cfg.RedisPrefix, 0), Nonces: redis.NewNonces(b.Redis, cfg.RedisPrefix),
+		Wins: wins, Nonces: redis.NewNonces(b.Redis, cfg.RedisPrefix),
 		Secret: cfg.drawPathSecret, Logger: log,
 	})
 	raffleOpts := raffle.Options{

@@ -23,8 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
@@ -43,6 +46,10 @@ var (
 	// ErrBusy refuses a draw while another draw of the same user in the same one-win
 	// activity runs (0009: retry; its outcome is not known yet).
 	ErrBusy = errors.New("another draw of the user in this activity is running")
+	// ErrRebuilding refuses a draw of a one-win activity whose winner set was lost (a
+	// Redis loss) and cannot be rebuilt yet: the award records do not hold every win
+	// answered before the loss until the draw writer has applied them (0009: retry).
+	ErrRebuilding = errors.New("one-win set being rebuilt after a loss")
 	// ErrInvalidSettings refuses settings out of range (0002).
 	ErrInvalidSettings = errors.New("invalid activity settings")
 	// ErrPathsOff refuses a draw path for an activity that does not use them (0002).
@@ -109,21 +116,30 @@ type Hold int
 
 // Hold outcomes.
 const (
-	Held    Hold = iota // the slot is held for the caller, and the user has not won
-	Won                 // the user won a stocked award in the activity; nothing held
-	Busy                // another draw holds the slot; nothing held
-	Unknown             // the slot is held, but the set does not know the activity (a loss): rebuild
+	Held     Hold = iota // the slot is held for the caller, and the user has not won
+	Won                  // the user won a stocked award in the activity; nothing held
+	Busy                 // another draw holds the slot; nothing held
+	Unknown              // the slot is held, but the set does not know the activity (a loss): rebuild
+	NotReady             // the set does not know the activity and cannot be rebuilt yet (a loss not yet restored); nothing held
 )
 
 // Wins is the cluster-wide record of who won a stocked award where (a Redis set per user),
 // with a hold per user and activity that serialises the user's one-win draws.
+//
+// A set lost with Redis is rebuilt from the award records, which a draw path that writes
+// them behind its answers (the flash draw) completes only once its writer has applied
+// every draw published before the loss. Such a Wins answers NotReady until then, and an
+// Unknown hold carries the epoch of the state the records are read under: Rebuilt
+// refuses it (ErrRebuilding) if another loss came in between.
 type Wins interface {
 	// Hold takes the user's slot in the activity for ttl under token, unless the user has
-	// won there or another draw holds it.
-	Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (Hold, error)
-	// Rebuilt records what the award records say of the user in the activity after an
-	// Unknown hold: that the set now knows the activity, and whether the user won there.
-	Rebuilt(ctx context.Context, userID string, activityID int64, won bool) error
+	// won there or another draw holds it. With Unknown it returns the epoch a rebuild is
+	// read under ("" when the records are always complete).
+	Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (Hold, string, error)
+	// Rebuilt records what the award records, read under epoch, say of the user in the
+	// activity after an Unknown hold: that the set now knows the activity, and whether the
+	// user won there. An epoch gone (a loss since) wraps ErrRebuilding; nothing is written.
+	Rebuilt(ctx context.Context, userID string, activityID int64, epoch string, won bool) error
 	// Note records a stocked win; Unnote takes it back.
 	Note(ctx context.Context, userID string, activityID int64) error
 	Unnote(ctx context.Context, userID string, activityID int64) error
@@ -137,11 +153,28 @@ type Records interface {
 	AwardRecords(ctx context.Context, userID string, activityID int64) ([]award.Record, error)
 }
 
-// Nonces remembers the signed paths used, cluster-wide.
+// Nonces remembers the signed paths used, cluster-wide, and the user's path generation
+// the marks belong to: a loss of the marks (a Redis flush) loses the generation with
+// them, so that no path issued before the loss is spent after it.
 type Nonces interface {
-	// Use marks nonce used until until; false when it was used before.
-	Use(ctx context.Context, nonce string, until time.Time) (bool, error)
+	// Generation returns the user's path generation, starting a new random one when the
+	// user has none, and keeps it at least until until (the expiry of a path issued
+	// under it).
+	Generation(ctx context.Context, userID string, until time.Time) (uint64, error)
+	// Use marks the nonce of a path of the user's generation gen used until until, if gen
+	// is still the user's generation and the nonce was not used before.
+	Use(ctx context.Context, userID string, gen uint64, nonce string, until time.Time) (PathUse, error)
 }
+
+// PathUse is what Nonces.Use found.
+type PathUse int
+
+// PathUse outcomes.
+const (
+	PathSpent PathUse = iota // the path was fresh and is now used
+	PathUsed                 // the path was used before
+	PathStale                // the path's generation is gone (a Redis loss since it was issued) or expired
+)
 
 // Checker is what a draw path asks before it takes quota.
 type Checker interface {
@@ -177,8 +210,18 @@ type Options struct {
 	// CacheTTL bounds how long a node serves settings it did not hear changed (an
 	// announcement missed); default 10s.
 	CacheTTL time.Duration
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// StockedTTL is how long a node admits the draws of a strategy without fallback that
+	// it last found not sold out before it asks Strategies.SoldOut again (default 1s), so
+	// that the sold-out check does not cost a Redis round trip per draw. It only delays
+	// the fast refusal: a draw admitted meanwhile of a sold-out activity takes its unit,
+	// finds no stock and gets the unit back with ERR_BIZ_010 (the draw's own check). A
+	// sold-out answer is never cached here: it comes from the strategy engine's
+	// node-local sold-out flags, which a top-up clears on the node that makes it at once,
+	// on the others when its armory announcement arrives, and everywhere within
+	// strategy.Options.SoldOutTTL (5s) if that is missed.
+	StockedTTL time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Gate implements Checker and the settings and path endpoints.
@@ -189,6 +232,11 @@ type Gate struct {
 	// gens counts Forget calls per activity, so that a load that began before a change
 	// cannot cache the old row after it.
 	gens map[int64]uint64
+	// stocked holds, per strategy id, until when this node admits its draws without
+	// asking whether it is sold out (a time.Time; see Options.StockedTTL); checks shares
+	// one question among the draws that find it lapsed together.
+	stocked sync.Map
+	checks  singleflight.Group
 }
 
 type cachedSettings struct {
@@ -200,6 +248,9 @@ type cachedSettings struct {
 func New(opts Options) *Gate {
 	if opts.CacheTTL <= 0 {
 		opts.CacheTTL = 10 * time.Second
+	}
+	if opts.StockedTTL <= 0 {
+		opts.StockedTTL = time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -277,12 +328,8 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 	if err != nil {
 		return nil, err
 	}
-	out, err := g.opts.Strategies.SoldOut(ctx, a.StrategyID)
-	if err != nil {
-		return nil, fmt.Errorf("admit draw of activity %d: %w", activityID, err)
-	}
-	if out {
-		return nil, fmt.Errorf("every stocked award of activity %d is gone: %w", activityID, strategy.ErrSoldOut)
+	if err := g.checkSoldOut(ctx, activityID, a.StrategyID); err != nil {
+		return nil, err
 	}
 	s, err := g.Settings(ctx, activityID)
 	if err != nil {
@@ -292,7 +339,7 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 		return noPass{}, nil
 	}
 	token := newToken()
-	h, err := g.opts.Wins.Hold(ctx, userID, activityID, token, hold)
+	h, epoch, err := g.opts.Wins.Hold(ctx, userID, activityID, token, hold)
 	if err != nil {
 		return nil, fmt.Errorf("one-win check of %s in activity %d: %w", userID, activityID, err)
 	}
@@ -302,8 +349,10 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrAlreadyWon)
 	case Busy:
 		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrBusy)
+	case NotReady:
+		return nil, fmt.Errorf("%s in activity %d: %w", userID, activityID, ErrRebuilding)
 	case Unknown:
-		won, err := g.rebuild(ctx, userID, activityID)
+		won, err := g.rebuild(ctx, userID, activityID, epoch)
 		if err != nil {
 			p.Close()
 			return nil, err
@@ -316,10 +365,36 @@ func (g *Gate) Admit(ctx context.Context, userID string, activityID int64, hold 
 	return p, nil
 }
 
+// checkSoldOut refuses a draw of a sold-out strategy without fallback (strategy.ErrSoldOut).
+// A strategy found not sold out is admitted without asking again for StockedTTL.
+func (g *Gate) checkSoldOut(ctx context.Context, activityID, strategyID int64) error {
+	now := g.opts.Now()
+	if until, ok := g.stocked.Load(strategyID); ok && now.Before(until.(time.Time)) {
+		return nil
+	}
+	v, err, _ := g.checks.Do(strconv.FormatInt(strategyID, 10), func() (any, error) {
+		// Shared by the draws asking together: none of their deadlines cuts it short.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bgTimeout)
+		defer cancel()
+		out, err := g.opts.Strategies.SoldOut(ctx, strategyID)
+		if err == nil && !out {
+			g.stocked.Store(strategyID, g.opts.Now().Add(g.opts.StockedTTL))
+		}
+		return out, err
+	})
+	if err != nil {
+		return fmt.Errorf("admit draw of activity %d: %w", activityID, err)
+	}
+	if v.(bool) {
+		return fmt.Errorf("every stocked award of activity %d is gone: %w", activityID, strategy.ErrSoldOut)
+	}
+	return nil
+}
+
 // rebuild reads whether the user won a stocked award in the activity from the award
-// records, and tells the winner set. It runs holding the user's slot, so no draw of the
-// user in the activity records meanwhile.
-func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64) (bool, error) {
+// records, and tells the winner set under the epoch the Hold gave. It runs holding the
+// user's slot, so no draw of the user in the activity records meanwhile.
+func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64, epoch string) (bool, error) {
 	recs, err := g.opts.Records.AwardRecords(ctx, userID, activityID)
 	if err != nil {
 		return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
@@ -335,7 +410,7 @@ func (g *Gate) rebuild(ctx context.Context, userID string, activityID int64) (bo
 			break
 		}
 	}
-	if err := g.opts.Wins.Rebuilt(ctx, userID, activityID, won); err != nil {
+	if err := g.opts.Wins.Rebuilt(ctx, userID, activityID, epoch, won); err != nil {
 		return false, fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
 	}
 	return won, nil

@@ -56,16 +56,38 @@ func (f fakeStrategies) Assembled(context.Context, int64) (*strategy.Assembled, 
 type fakeNonces struct {
 	mu   sync.Mutex
 	used map[string]bool
+	gens map[string]uint64
+	next uint64
 }
 
-func (f *fakeNonces) Use(_ context.Context, n string, _ time.Time) (bool, error) {
+func (f *fakeNonces) Generation(_ context.Context, user string, _ time.Time) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.gens[user]; !ok {
+		f.next++
+		f.gens[user] = f.next
+	}
+	return f.gens[user], nil
+}
+
+func (f *fakeNonces) Use(_ context.Context, user string, gen uint64, n string, _ time.Time) (PathUse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g, ok := f.gens[user]; !ok || g != gen {
+		return PathStale, nil
+	}
 	if f.used[n] {
-		return false, nil
+		return PathUsed, nil
 	}
 	f.used[n] = true
-	return true, nil
+	return PathSpent, nil
+}
+
+// lose forgets everything, as a Redis flush does.
+func (f *fakeNonces) lose() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.used, f.gens = map[string]bool{}, map[string]uint64{}
 }
 
 func newGate(t *testing.T, clock *testenv.Clock) (*Gate, *fakeStore) {
@@ -81,7 +103,7 @@ func newGate(t *testing.T, clock *testenv.Clock) (*Gate, *fakeStore) {
 	for id := range acts {
 		store.rows[id] = Settings{ActivityID: id, SignedPath: true, PathWindow: time.Minute}
 	}
-	return New(Options{Store: store, Activities: acts, Strategies: fakeStrategies{}, Nonces: &fakeNonces{used: map[string]bool{}},
+	return New(Options{Store: store, Activities: acts, Strategies: fakeStrategies{}, Nonces: &fakeNonces{used: map[string]bool{}, gens: map[string]uint64{}},
 		Secret: []byte("a secret of the test's own"), Now: clock.Now}), store
 }
 
@@ -109,6 +131,7 @@ func TestSignedPathRefusals(t *testing.T) {
 		"another activity": {"alice", 1, sig},
 		"tampered":         {"alice", 10, tamper(sig, 20)},
 		"tampered expiry":  {"alice", 10, tamper(sig, 3)},
+		"tampered gen":     {"alice", 10, tamper(sig, 13)},
 		"truncated":        {"alice", 10, sig[:40]},
 		"not base64":       {"alice", 10, strings.Repeat("*", len(sig))},
 	} {
@@ -127,6 +150,23 @@ func TestSignedPathRefusals(t *testing.T) {
 	clock.Advance(time.Minute)
 	if err := g.CheckPath(ctx, "alice", 10, strings.TrimPrefix(p.Path, DrawPathPrefix)); !errors.Is(err, ErrBadPath) {
 		t.Errorf("expired path: %v, want ErrBadPath", err)
+	}
+	// Paths issued before a loss of the used marks are refused after it, used or not;
+	// a new path works.
+	used, _ := g.IssuePath(ctx, "alice", 10)
+	unused, _ := g.IssuePath(ctx, "alice", 10)
+	if err := g.CheckPath(ctx, "alice", 10, strings.TrimPrefix(used.Path, DrawPathPrefix)); err != nil {
+		t.Fatal(err)
+	}
+	g.opts.Nonces.(*fakeNonces).lose()
+	for name, p := range map[string]Path{"used": used, "unused": unused} {
+		if err := g.CheckPath(ctx, "alice", 10, strings.TrimPrefix(p.Path, DrawPathPrefix)); !errors.Is(err, ErrBadPath) {
+			t.Errorf("%s path issued before the loss: %v, want ErrBadPath", name, err)
+		}
+	}
+	p, _ = g.IssuePath(ctx, "alice", 10)
+	if err := g.CheckPath(ctx, "alice", 10, strings.TrimPrefix(p.Path, DrawPathPrefix)); err != nil {
+		t.Errorf("path issued after the loss: %v", err)
 	}
 	// A path signed with another secret is refused.
 	other := New(Options{Store: g.opts.Store, Activities: g.opts.Activities, Nonces: g.opts.Nonces, Secret: []byte("another"), Now: clock.Now})
@@ -226,10 +266,10 @@ type fakeWins struct {
 	released       int
 }
 
-func (f *fakeWins) Hold(context.Context, string, int64, string, time.Duration) (Hold, error) {
-	return f.hold, nil
+func (f *fakeWins) Hold(context.Context, string, int64, string, time.Duration) (Hold, string, error) {
+	return f.hold, "", nil
 }
-func (f *fakeWins) Rebuilt(_ context.Context, _ string, _ int64, won bool) error {
+func (f *fakeWins) Rebuilt(_ context.Context, _ string, _ int64, _ string, won bool) error {
 	f.rebuilt = append(f.rebuilt, won)
 	return nil
 }
@@ -261,11 +301,12 @@ func TestAdmitOneWin(t *testing.T) {
 		want    error
 		rebuilt []bool
 	}{
-		"held":                     {hold: Held},
-		"won":                      {hold: Won, want: ErrAlreadyWon},
-		"busy":                     {hold: Busy, want: ErrBusy},
-		"lost set, no stocked win": {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}}, rebuilt: []bool{false}},
-		"lost set, a stocked win":  {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}, {StrategyID: 10, AwardID: 102}}, want: ErrAlreadyWon, rebuilt: []bool{true}},
+		"held":                      {hold: Held},
+		"won":                       {hold: Won, want: ErrAlreadyWon},
+		"busy":                      {hold: Busy, want: ErrBusy},
+		"lost set, not rebuildable": {hold: NotReady, want: ErrRebuilding},
+		"lost set, no stocked win":  {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}}, rebuilt: []bool{false}},
+		"lost set, a stocked win":   {hold: Unknown, records: fakeRecords{{StrategyID: 10, AwardID: 101}, {StrategyID: 10, AwardID: 102}}, want: ErrAlreadyWon, rebuilt: []bool{true}},
 	} {
 		g, store := newGate(t, testenv.NewClock(time.Unix(1_800_000_000, 0)))
 		store.rows[10] = Settings{ActivityID: 10, OneWin: true}

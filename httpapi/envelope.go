@@ -153,6 +153,7 @@ var errorCodes = []struct {
 	{gate.ErrBadPath, http.StatusOK, CodeBadDrawPath},
 	{gate.ErrAlreadyWon, http.StatusOK, CodeAlreadyWon},
 	{gate.ErrBusy, http.StatusOK, CodeBusy},
+	{gate.ErrRebuilding, http.StatusOK, CodeBusy},
 	{strategy.ErrSoldOut, http.StatusOK, CodeSoldOut},
 	{strategy.ErrStockMissing, http.StatusOK, CodeBusy},
 	{redpacket.ErrEmpty, http.StatusOK, CodeRedPacketEmpty},

@@ -101,6 +101,11 @@ func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64
 	// SQL path.
 	pass, err := s.opts.Gate.Admit(ctx, userID, activityID, max(s.claimTTL(ctx), f.Lease, s.opts.HoldTTL))
 	if err != nil {
+		if errors.Is(err, gate.ErrRebuilding) {
+			// A one-win set lost with Redis waits for the restore, which only a draw
+			// needing the hot state starts: this one may be the only kind coming.
+			s.restoreAsync()
+		}
 		return Result{}, err
 	}
 	defer pass.Close()

@@ -34,20 +34,23 @@ const (
 	deductMissing = -2
 )
 
-// deductScript takes one unit in one round trip.
+// deductScript takes k units in one round trip, all or none: one for a draw's award or a
+// recharge's SKU unit, many for a bulk recharge (SKUStock.DeductN).
 //
 // KEYS are key, key:issued, key:total; ARGV[1] is the expiry of all three in Unix
-// milliseconds. It returns {remaining, issued} after the grant, {-1} when the stock is out
-// and {-2} when any key is absent (nothing is created: an old-form counter lacks the
-// total, a lost one everything).
+// milliseconds and ARGV[2] the units k (absent: 1). It returns {remaining, issued} after
+// the grant, {-1} when fewer than k units are left (nothing is taken) and {-2} when any key
+// is absent (nothing is created: an old-form counter lacks the total, a lost one
+// everything).
 //
-// The grant's sequence number is issued+1; it must not exceed total, and the counter must
-// be positive: a counter set back up gives nothing beyond total, and one set down (an
-// operator stopping a stock) is honoured, the units left after the grant being
-// min(counter − 1, total − issued). When out, the script only
-// writes if the counter is not already 0, so a crowd hitting an exhausted stock costs
-// three GETs each. Numbers are written with %d because Lua 5.1 would print large doubles
-// in exponent form.
+// The units granted are the sequence numbers issued+1 … issued+k; they must all be within
+// total, and the counter must hold k: a counter set back up gives nothing beyond total,
+// and one set down (an operator stopping a stock) is honoured, the units left after the
+// grant being min(counter − k, total − issued − k). When the grant is refused the counter
+// is set to 0 only when not even one unit is left (a bulk request larger than what is left
+// does not hide the units a single request may still take), and only if it is not 0
+// already, so that a crowd hitting an exhausted stock costs three GETs each. Numbers are
+// written with %d because Lua 5.1 would print large doubles in exponent form.
 var deductScript = goredis.NewScript(`
 local c = redis.call('GET', KEYS[1])
 local i = redis.call('GET', KEYS[2])
@@ -56,12 +59,13 @@ if not c or not i or not t then
   return {-2}
 end
 c, i, t = tonumber(c), tonumber(i), tonumber(t)
-if not c or not i or not t then
-  return redis.error_reply('ERR stock counter is not a number')
+local k = tonumber(ARGV[2] or '1')
+if not c or not i or not t or not k or k < 1 then
+  return redis.error_reply('ERR stock counter or units is not a number')
 end
-local n = i + 1
-if c <= 0 or n > t then
-  if c ~= 0 then
+local n = i + k
+if c < k or n > t then
+  if c ~= 0 and (c < 1 or i + 1 > t) then
     redis.call('SET', KEYS[1], '0', 'PXAT', ARGV[1])
     redis.call('PEXPIREAT', KEYS[2], ARGV[1])
     redis.call('PEXPIREAT', KEYS[3], ARGV[1])
@@ -69,8 +73,8 @@ if c <= 0 or n > t then
   return {-1}
 end
 local r = t - n
-if c - 1 < r then
-  r = c - 1
+if c - k < r then
+  r = c - k
 end
 redis.call('SET', KEYS[1], string.format('%d', r), 'PXAT', ARGV[1])
 redis.call('SET', KEYS[2], string.format('%d', n), 'PXAT', ARGV[1])
@@ -183,15 +187,18 @@ func preheatCounter(ctx context.Context, client goredis.UniversalClient, key str
 	return preheatScript.Run(ctx, client, append(counterKeys(key), key+":low"), total, remaining, expireAt.UnixMilli()).Err()
 }
 
-// deductCounter runs deductScript on the counter and returns the units left after the
-// grant and its sequence number; an exhausted counter returns out and an absent (or
-// old-form) one missing.
-func deductCounter(ctx context.Context, client goredis.Scripter, key string, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
+// deductCounter runs deductScript for units on the counter and returns the units left
+// after the grant and the sequence number of its last unit; fewer units left than asked
+// returns out (nothing is taken) and an absent (or old-form) counter missing.
+func deductCounter(ctx context.Context, client goredis.Scripter, key string, units int64, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
 	at := expireAt.UnixMilli()
 	if at <= 0 {
 		return 0, 0, errors.New("no expiry")
 	}
-	res, err := deductScript.Run(ctx, client, counterKeys(key), at).Int64Slice()
+	if units < 1 {
+		return 0, 0, fmt.Errorf("deduct %d units", units)
+	}
+	res, err := deductScript.Run(ctx, client, counterKeys(key), at, units).Int64Slice()
 	switch {
 	case err != nil:
 		return 0, 0, err
@@ -199,7 +206,7 @@ func deductCounter(ctx context.Context, client goredis.Scripter, key string, exp
 		return 0, 0, out
 	case len(res) == 1 && res[0] == deductMissing:
 		return 0, 0, missing
-	case len(res) != 2 || res[0] < 0 || res[1] <= 0:
+	case len(res) != 2 || res[0] < 0 || res[1] < units:
 		return 0, 0, fmt.Errorf("unexpected script result %v", res)
 	}
 	return res[0], res[1], nil

@@ -60,7 +60,7 @@ func (s *SKUStock) Preheat(ctx context.Context, sku, total, remaining int64, exp
 // activity.ErrSKUStockExhausted, a missing (or old-form) one activity.ErrSKUStockMissing
 // (stock unknown until it is rebuilt: nothing is taken, never oversell).
 func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (left, issued int64, err error) {
-	left, issued, err = deductCounter(ctx, s.client, s.CounterKey(sku), expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
+	left, issued, err = deductCounter(ctx, s.client, s.CounterKey(sku), 1, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
 	if err != nil {
 		return 0, 0, fmt.Errorf("deduct sku %d: %w", sku, err)
 	}

@@ -86,7 +86,7 @@ func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, total, remai
 // number once returned is never returned again for ref, even if the counter is later set
 // back up or topped up.
 func (s *Stock) Deduct(ctx context.Context, ref strategy.AwardRef, expireAt time.Time) (strategy.Grant, error) {
-	n, issued, err := deductCounter(ctx, s.deducts, s.CounterKey(ref), expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
+	n, issued, err := deductCounter(ctx, s.deducts, s.CounterKey(ref), 1, expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
 	if err != nil {
 		return strategy.Grant{}, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}
