@@ -19,6 +19,7 @@ func TestTreeNodes(t *testing.T) {
 		today    int64
 		stock    int64 // -1: missing from the cache
 		want     Outcome
+		wantErr  error
 		wantTake int
 	}{
 		{name: "lock below N takes over", rule: RuleLock, value: "3", today: 2, want: Outcome{Verdict: TakeOver, Rule: RuleLock}},
@@ -26,7 +27,7 @@ func TestTreeNodes(t *testing.T) {
 		{name: "lock zero always allows", rule: RuleLock, value: "0", today: 0, want: Outcome{Verdict: Allow, Rule: RuleLock}},
 		{name: "stock left takes over with the pick", rule: RuleStock, stock: 1, want: Outcome{Verdict: TakeOver, AwardID: 105, Rule: RuleStock}, wantTake: 1},
 		{name: "stock out allows", rule: RuleStock, stock: 0, want: Outcome{Verdict: Allow, Rule: RuleStock}},
-		{name: "stock missing allows", rule: RuleStock, stock: -1, want: Outcome{Verdict: Allow, Rule: RuleStock}},
+		{name: "stock missing fails", rule: RuleStock, stock: -1, wantErr: ErrStockMissing},
 		{name: "luck award with range", rule: RuleLuckAward, value: "101:1,100", want: Outcome{Verdict: TakeOver, AwardID: 101, RuleValue: "1,100", Rule: RuleLuckAward}},
 		{name: "luck award alone", rule: RuleLuckAward, value: "100", want: Outcome{Verdict: TakeOver, AwardID: 100, Rule: RuleLuckAward}},
 	} {
@@ -41,8 +42,8 @@ func TestTreeNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := rules[tc.rule].Eval(context.Background(), s.deduct, p, NodeInput{Ref: ref, DrawsToday: tc.today, ExpireAt: time.Now().Add(time.Hour)})
-			if err != nil || got != tc.want {
-				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
+			if !errors.Is(err, tc.wantErr) || got != tc.want {
+				t.Errorf("got %+v, %v; want %+v, %v", got, err, tc.want, tc.wantErr)
 			}
 			if n := stock.taken(ref); n != tc.wantTake {
 				t.Errorf("stock taken %d, want %d", n, tc.wantTake)

@@ -590,7 +590,8 @@ func (s *Service) SoldOut(ctx context.Context, strategyID int64) (bool, error) {
 
 // deduct is the Service's DeductFunc, handed to every tree walk: it takes one unit of an
 // award's stock, answering from the sold-out flags when it can. It reports false when the
-// stock is out or missing from the cache (undersell, never oversell). With durable, a
+// stock is out, and an error wrapping ErrStockMissing when the counter is missing from the
+// cache (the stock is unknown until it is rebuilt). With durable, a
 // grant is made durable in the sink before deduct returns; if that fails the unit is
 // spent (the sink retries it in the background) and the error is returned.
 func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, durable bool) (bool, error) {
@@ -621,13 +622,16 @@ func (s *Service) deduct(ctx context.Context, ref AwardRef, expireAt time.Time, 
 		s.soldOut.Mark(ref, epoch)
 		return false, nil
 	case errors.Is(err, ErrStockMissing):
+		// Unknown stock is neither "out" nor a reason to give the luck award: the draw
+		// fails with ErrStockMissing (retry; a flash draw stays pending and its retry
+		// picks again) while the counter is rebuilt.
 		s.stats.stockMissing.Add(1)
-		s.opts.Logger.Warn("award stock missing from cache; treating as out of stock",
+		s.opts.Logger.Warn("award stock missing from cache; draws on it answer retry until it is rebuilt",
 			"strategy_id", ref.StrategyID, "award_id", ref.AwardID)
 		if s.opts.Recovery != nil {
 			s.opts.Recovery.Lost(ref, expireAt)
 		}
-		return false, nil
+		return false, fmt.Errorf("deduct stock of strategy %d award %d: %w", ref.StrategyID, ref.AwardID, err)
 	default:
 		return false, fmt.Errorf("deduct stock of strategy %d award %d: %w", ref.StrategyID, ref.AwardID, err)
 	}

@@ -182,9 +182,9 @@ func TestDrawStaleOrMissingStockNeverGrants(t *testing.T) {
 	stock.mu.Lock()
 	delete(stock.count, AwardRef{2, 102})
 	stock.mu.Unlock()
-	r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 2})
-	if err != nil || r.AwardID != 101 {
-		t.Errorf("draw with missing stock = %+v, %v; want the luck award", r, err)
+	// Unknown stock is not "out": no luck award, a retryable ErrStockMissing.
+	if r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 2}); !errors.Is(err, ErrStockMissing) {
+		t.Errorf("draw with missing stock = %+v, %v; want ErrStockMissing, not the luck award", r, err)
 	}
 	stock.DeductFn = func(AwardRef) error { return errors.New("connection refused") }
 	if _, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 2}); err == nil {
@@ -302,15 +302,23 @@ func TestPreheatUsesRecoveryOnlyForMissingStock(t *testing.T) {
 	if rec.calls != 1 {
 		t.Errorf("re-armory with every counter present asked recovery again (%d calls)", rec.calls)
 	}
-	// A lost counter is reported to recovery and draws meanwhile get no stock from it.
+	// A lost counter is reported to recovery, and draws that pick it meanwhile answer
+	// ErrStockMissing (retry): neither its stock nor the luck award.
 	stock.mu.Lock()
 	delete(stock.count, AwardRef{5, 103})
 	stock.mu.Unlock()
+	missing := 0
 	for range 20 {
 		r, err := s.Draw(ctx, Input{UserID: "u", StrategyID: 5})
-		if err != nil || r.AwardID == 103 {
-			t.Fatalf("draw with 103's stock lost: %+v %v", r, err)
+		switch {
+		case errors.Is(err, ErrStockMissing):
+			missing++
+		case err != nil || r.AwardID == 103:
+			t.Fatalf("draw with 103's stock lost: %+v %v; want 102, its luck award or ErrStockMissing", r, err)
 		}
+	}
+	if missing == 0 {
+		t.Error("no draw of 20 picked the lost award 103 (rate 0.5)")
 	}
 	if len(rec.lost) == 0 || rec.lost[0] != (AwardRef{5, 103}) {
 		t.Errorf("lost stock not reported: %v", rec.lost)
