@@ -64,9 +64,8 @@ func (d *deployment) drainDraws(t *testing.T) {
 
 // TestFlashManyUsersTwoProcesses draws users × draws through two flash serve processes
 // sharing MariaDB, Redis and NATS, 64 in flight, a user's draws alternating between the
-// processes, and checks after the
-// writer drained: each user's hot quota equals its SQL quota and has lost exactly the
-// answered draws; each answered draw has one record with the award it was answered with,
+// processes, and checks after the writer drained: each user's hot quota equals its SQL
+// quota and has lost exactly the answered draws; each answered draw has one record with the award it was answered with,
 // one task and one used order; no award beyond its stock.
 func TestFlashManyUsersTwoProcesses(t *testing.T) {
 	// Issue 14's 10,000 users × 20 draws runs in "bench draw -draws-per-user" (bench/scale.sh);
