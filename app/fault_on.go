@@ -12,7 +12,8 @@ import (
 func loadFaults(raw faultSettings) (faultDelays, error) { return parseFaultSettings(raw) }
 
 // hook returns the pause of point, logging that it is on, or nil when it is not set.
-// The pause ends early when ctx ends.
+// Each pause logs that it began, so that a fault test can see the process inside it; it
+// ends early when ctx ends.
 func (f faultDelays) hook(point faultPoint, log *slog.Logger) func(ctx context.Context) {
 	d := f[point]
 	if d <= 0 {
@@ -20,6 +21,7 @@ func (f faultDelays) hook(point faultPoint, log *slog.Logger) func(ctx context.C
 	}
 	log.Warn("fault injection on: "+faultPoints[point], "delay", d)
 	return func(ctx context.Context) {
+		log.Warn("fault injection: pausing", "point", string(point), "delay", d)
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -24,7 +27,10 @@ var ErrDrawFailed = errors.New("draw bench: verification failed")
 
 // DrawOptions describes one run of the draw bench.
 type DrawOptions struct {
-	Base       string // server base URL, e.g. http://127.0.0.1:8091
+	Base string // server base URL, e.g. http://127.0.0.1:8091: admin calls and draws
+	// Bases, when set, are the base URLs the draws go to (Base among them or not): the
+	// servers of one deployment. Several need DrawsPerUser.
+	Bases      []string
 	AdminToken string // for the stock top-up and the provisioning (and the armory in production mode)
 	ActivityID int64
 	SKU        int64 // recharged once per user, its stock topped up by the users first
@@ -33,10 +39,15 @@ type DrawOptions struct {
 
 	ProvisionConcurrency int // provisioning requests in flight, each of up to 1,000 users
 	Concurrency          int
-	Duration             time.Duration
-	Requests             int64
-	Warmup               time.Duration
-	Verify               bool
+	// DrawsPerUser, when set, replaces the timed run: every user draws exactly this many
+	// times, round after round over all users, alternating between Bases (Duration,
+	// Requests and Warmup do not apply), and the verification checks each user against
+	// its own answers (reconcile.UserDrawChecks). The users must be new to the activity.
+	DrawsPerUser int
+	Duration     time.Duration
+	Requests     int64
+	Warmup       time.Duration
+	Verify       bool
 	// Drain, when set, waits until the server has written every answered draw to SQL (the
 	// flash draw's writer) before the verification, which reads SQL.
 	Drain func(ctx context.Context) error
@@ -63,6 +74,10 @@ type DrawReport struct {
 	SKU        int64  `json:"sku"`
 	Users      int    `json:"users"`
 	Prefix     string `json:"prefix"`
+	// URLs are the servers drawn on and DrawsPerUser each user's draws, in a run of
+	// fixed draws per user.
+	URLs         []string `json:"urls,omitempty"`
+	DrawsPerUser int      `json:"drawsPerUser,omitempty"`
 
 	Provision ProvisionReport `json:"provision"`
 	// Warmup is the unmeasured warm-up run, kept because its successful draws wrote
@@ -115,11 +130,17 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	if err := o.check(); err != nil {
 		return DrawReport{}, err
 	}
+	if len(o.Bases) == 0 {
+		o.Bases = []string{o.Base}
+	}
 	progress := o.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	rep := DrawReport{URL: o.Base, ActivityID: o.ActivityID, SKU: o.SKU, Users: o.Users, Prefix: o.Prefix}
+	rep := DrawReport{URL: o.Base, ActivityID: o.ActivityID, SKU: o.SKU, Users: o.Users, Prefix: o.Prefix, DrawsPerUser: o.DrawsPerUser}
+	if o.DrawsPerUser > 0 {
+		rep.URLs = o.Bases
+	}
 
 	var v *DrawVerifier
 	if o.Verify {
@@ -129,8 +150,14 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 		}
 		rep.StrategyID = v.strategyID
 	}
-	if err := armoryActivity(ctx, o.Base, o.AdminToken, o.ActivityID); err != nil {
-		return DrawReport{}, err
+	servers := o.Bases
+	if !slices.Contains(servers, o.Base) {
+		servers = append([]string{o.Base}, servers...)
+	}
+	for _, base := range servers {
+		if err := armoryActivity(ctx, base, o.AdminToken, o.ActivityID); err != nil {
+			return DrawReport{}, err
+		}
 	}
 	users := make([]string, o.Users)
 	bodies := make([][]byte, o.Users)
@@ -150,6 +177,9 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 		if before, err = v.tally(ctx, users); err != nil {
 			return DrawReport{}, err
 		}
+		if o.DrawsPerUser > 0 && before.Records > 0 {
+			return DrawReport{}, fmt.Errorf("bench draw: users %s_* already have %d award records: -draws-per-user needs new users (another -prefix)", o.Prefix, before.Records)
+		}
 	}
 	rep.Scenario = "draw"
 	runStart := time.Now()
@@ -158,14 +188,23 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	// connections.
 	client, transport := scenarioClient(o.Concurrency)
 	defer transport.CloseIdleConnections()
-	n := uint64(len(users))
-	opts := Options{
-		URL: o.Base + "/api/v1/raffle/activity/draw", Concurrency: o.Concurrency, Client: client,
-		Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
+	var (
+		answers []reconcile.UserDraws
+		runErr  error
+	)
+	if o.DrawsPerUser > 0 {
+		fmt.Fprintf(progress, "%d draws of each of %d users on %d servers\n", o.DrawsPerUser, len(users), len(o.Bases))
+		rep.Summary, answers, runErr = drawPerUser(ctx, o, client, users, bodies)
+	} else {
+		n := uint64(len(users))
+		opts := Options{
+			URL: o.Base + "/api/v1/raffle/activity/draw", Concurrency: o.Concurrency, Client: client,
+			Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
+		}
+		// Successful warmup draws wrote award records, and the verification must count them.
+		rep.Warmup, rep.Summary, runErr = runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, progress)
 	}
-	// Successful warmup draws wrote award records, and the verification must count them.
-	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, progress)
-	rep.Warmup, rep.Summary = warm, sum
+	sum := rep.Summary
 	fmt.Fprintln(stdout, sum.String())
 	rep.Draws, rep.TimedOut, rep.UnknownOutcomes = DrawOutcomes(rep.Warmup, &sum)
 	if runErr != nil {
@@ -198,6 +237,16 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	ver, err := v.Verify(ctx, users, before, rep.Draws, rep.UnknownOutcomes)
 	if err != nil {
 		return rep, err
+	}
+	if answers != nil {
+		// The quotas of the day and month the run began in (a run across midnight in the
+		// server's time zone would read the next day's rows).
+		at := runStart.In(cmp.Or(v.db.Location, time.Local))
+		if err := v.userDraws(ctx, answers, at.Format(time.DateOnly), at.Format("2006-01")); err != nil {
+			return rep, err
+		}
+		ver.Checks = append(ver.Checks, reconcile.UserDrawChecks(answers)...)
+		ver.Pass = ver.Checks.Pass()
 	}
 	if o.DrawChecks != nil {
 		checks, err := o.DrawChecks(ctx, runStart)
@@ -239,7 +288,22 @@ func (o DrawOptions) check() error {
 	if o.Concurrency < 1 || o.ProvisionConcurrency < 1 {
 		errs = append(errs, errors.New("-c and -provision-c must be at least 1"))
 	}
-	errs = append(errs, runChecks(o.Duration, o.Warmup, o.Requests, o.AdminToken, o.Prefix,
+	duration, warmup, requests := o.Duration, o.Warmup, o.Requests
+	switch {
+	case o.DrawsPerUser < 0:
+		errs = append(errs, errors.New("-draws-per-user must not be negative"))
+	case o.DrawsPerUser > 0:
+		// The run ends with its draws.
+		duration, warmup, requests = 0, 0, int64(o.DrawsPerUser)*int64(o.Users)
+	case len(o.Bases) > 1:
+		errs = append(errs, errors.New("several servers (-url a,b) need -draws-per-user"))
+	}
+	for _, b := range o.Bases {
+		if u, err := url.Parse(b); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			errs = append(errs, fmt.Errorf("server URL %q: want http:// or https://", b))
+		}
+	}
+	errs = append(errs, runChecks(duration, warmup, requests, o.AdminToken, o.Prefix,
 		o.Prefix+"_"+strconv.Itoa(max(o.Users-1, 0)))...)
 	if len(errs) > 0 {
 		return fmt.Errorf("bench draw: %w", errors.Join(errs...))

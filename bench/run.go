@@ -328,11 +328,20 @@ func (r *runner) request(worker int, seq uint64) *http.Request {
 	return req
 }
 
-// do sends req and reads the whole response body, keeping its first
-// readBufSize bytes in buf so that the connection can be reused. code
+// do sends req (see send) and returns the envelope code of its answer, which
 // aliases buf.
 func (r *runner) do(req *http.Request, buf []byte) (status int, code []byte, err error) {
-	resp, err := r.client.Do(req)
+	status, body, err := send(r.client, req, buf)
+	if err != nil {
+		return status, nil, err
+	}
+	return status, envelopeCode(body), nil
+}
+
+// send sends req and reads the whole response body, keeping its first readBufSize bytes
+// in buf so that the connection can be reused; body aliases buf.
+func send(client *http.Client, req *http.Request, buf []byte) (status int, body []byte, err error) {
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -356,7 +365,7 @@ func (r *runner) do(req *http.Request, buf []byte) (status int, code []byte, err
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("read body: %w", err)
 	}
-	return resp.StatusCode, envelopeCode(buf[:n]), nil
+	return resp.StatusCode, buf[:n], nil
 }
 
 // record tallies one measured request. Only requests that got a whole

@@ -23,7 +23,8 @@ func benchDrawCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("bench draw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	load := commonFlags(fs)
-	target := fs.String("url", "", "base URL of the server under test (default: http:// and the config's addr)")
+	target := fs.String("url", "", "base URL of the server under test (default: http:// and the config's addr); with -draws-per-user, a comma-separated list of the deployment's servers, the first also taking the admin calls")
+	perUser := fs.Int("draws-per-user", 0, "instead of a timed run, every user draws exactly this many times, alternating between the -url servers, and each user is checked against its answers")
 	concurrency := fs.Int("c", 64, "concurrent draws in flight")
 	duration := fs.Duration("d", 30*time.Second, "how long to measure")
 	requests := fs.Int64("n", 0, "stop after this many measured draws (0: no limit)")
@@ -48,6 +49,14 @@ from the same config as serve: -config, BIGMARKET_*) that no award was granted b
 stock, no surplus is negative, and every successful draw left exactly one award record,
 one task and one used raffle order. Exits non-zero when a check fails.
 
+With -draws-per-user N every user instead draws exactly N times (-d, -n and -warmup do
+not apply), round after round over all users, a user's draws alternating between the
+servers of -url (e.g. -url http://127.0.0.1:8091,http://127.0.0.1:8092); after the
+writer drained, each user's SQL quota must have lost exactly its draws answered 0000
+(recharged − answered, plus at most its draws answered 0009 or not at all) on account,
+month and day, have one award record per unit taken, and a record of each award it was
+answered.
+
 `)
 		fs.PrintDefaults()
 	}
@@ -62,12 +71,21 @@ one task and one used raffle order. Exits non-zero when a check fails.
 		return err
 	}
 	o := bench.DrawOptions{
-		Base: strings.TrimRight(*target, "/"), AdminToken: *adminToken, ActivityID: *activityID, SKU: *sku,
+		AdminToken: *adminToken, ActivityID: *activityID, SKU: *sku,
 		Users: *users, Prefix: *prefix, ProvisionConcurrency: *provisionC, Concurrency: *concurrency,
-		Duration: *duration, Requests: *requests, Warmup: *warmup, Verify: *verify,
+		DrawsPerUser: *perUser, Duration: *duration, Requests: *requests, Warmup: *warmup, Verify: *verify,
+	}
+	if *target != "" {
+		for u := range strings.SplitSeq(*target, ",") {
+			o.Bases = append(o.Bases, strings.TrimRight(strings.TrimSpace(u), "/"))
+		}
+		o.Base = o.Bases[0]
 	}
 	if err := benchTarget(cfg, "draw", &o.Base, &o.AdminToken, &o.Prefix, "b"); err != nil {
 		return err
+	}
+	if len(o.Bases) == 0 {
+		o.Bases = []string{o.Base}
 	}
 	if !*quiet {
 		o.Progress = stderr
