@@ -136,9 +136,10 @@ type Config struct {
 	// in flight, so at least a second more.
 	RedPacketPublishTimeout time.Duration `koanf:"red_packet_publish_timeout"`
 	RedPacketRecoverGrace   time.Duration `koanf:"red_packet_recover_grace"`
-	// DrawPath chooses the draw: sql (the order, then the award, each in an SQL
-	// transaction) or flash (hot quota in Redis, one broker ack, SQL written behind by
-	// the draw writer; issue 14).
+	// DrawPath is the setting that chose between the synchronous SQL draw and the flash
+	// draw; the flash draw is now the only one (issue 14). validate refuses sql, naming
+	// the removal, rather than let an operator who asked for the SQL draw silently get
+	// another one; flash, the one draw there is, is accepted for the deployments that set it.
 	DrawPath string `koanf:"draw_path"`
 	// DrawPublishTimeout is how long a flash draw waits for the broker to store its
 	// event before it answers 0009 (its next draw answers the same outcome).
@@ -180,12 +181,6 @@ type Config struct {
 	faultSettings faultSettings
 	faults        faultDelays
 }
-
-// Draw paths of BIGMARKET_DRAW_PATH.
-const (
-	DrawPathSQL   = "sql"
-	DrawPathFlash = "flash"
-)
 
 // Modes of BIGMARKET_MODE.
 const (
@@ -245,7 +240,6 @@ func DefaultConfig() Config {
 		RedPacketMaxAmount:      "20000.00",
 		RedPacketPublishTimeout: 2 * time.Second,
 		RedPacketRecoverGrace:   3 * time.Second,
-		DrawPath:                DrawPathSQL,
 		DrawPublishTimeout:      2 * time.Second,
 		DrawRecoverGrace:        6 * time.Second,
 		DrawSweepEvery:          10 * time.Second,
@@ -468,8 +462,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
 			c.RedPacketPublishTimeout, c.RedPacketRecoverGrace))
 	}
-	if c.DrawPath != DrawPathSQL && c.DrawPath != DrawPathFlash {
-		errs = append(errs, fmt.Errorf("BIGMARKET_DRAW_PATH %q: want sql or flash", c.DrawPath))
+	switch c.DrawPath {
+	case "", "flash":
+	case "sql":
+		errs = append(errs, errors.New("draw_path (BIGMARKET_DRAW_PATH) sql: the synchronous SQL draw was removed; the flash draw is the only draw (unset BIGMARKET_DRAW_PATH)"))
+	default:
+		errs = append(errs, fmt.Errorf("draw_path (BIGMARKET_DRAW_PATH) %q: the setting is gone, the flash draw is the only draw (unset BIGMARKET_DRAW_PATH)", c.DrawPath))
 	}
 	if c.DrawPublishTimeout <= 0 || c.DrawRecoverGrace < c.DrawPublishTimeout+4*time.Second || c.DrawSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("draw publish timeout %s, recover grace %s, sweep interval %s: want positive durations and a grace at least the timeout + 4s",
@@ -697,6 +695,8 @@ func (c Config) emptyMeans(key string) string {
 		return noWebhook[c.Mode]
 	case "pprof_addr":
 		return "(replaced by ops_addr)"
+	case "draw_path":
+		return "(flash: the only draw)"
 	}
 	return ""
 }
