@@ -157,8 +157,7 @@ func (n *App) buildStores() error {
 	// the relay, whose task store is the user store, publishes them from it.
 	committed := outbox.NewQueue(0)
 	n.users = sqlstore.NewUserStoreWith(b.UserDBs, router, sqlstore.UserOptions{
-		GroupCommit: sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax},
-		Committed:   committed.Committed,
+		Committed: committed.Committed,
 	})
 	n.publisher = nats.NewPublisher(b.JS, n.eventOpts)
 	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Queue: committed, Logger: log,
@@ -346,7 +345,7 @@ func (n *App) buildFront(ctx context.Context) error {
 // buildAPI builds the HTTP API and its metrics.
 func (n *App) buildAPI() {
 	cfg := n.cfg
-	src := metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats, Groups: n.users.GroupStats,
+	src := metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats,
 		Guard: n.front.Stats, Outbox: n.relay.Stats, Consumers: n.consumers}
 	src.DrawLag = func() nats.Lag {
 		ctx, cancel := context.WithTimeout(n.background, 2*time.Second)

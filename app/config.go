@@ -87,12 +87,6 @@ type Config struct {
 	DrawPathSecret string `koanf:"draw_path_secret" dump:"secret"`
 	// MySQLMaxConns caps each MySQL pool (one per database); a process opens 1 + user DBs.
 	MySQLMaxConns int `koanf:"mysql_max_conns"`
-	// GroupCommitLanes is how many grouped transactions of one kind (participation, award
-	// record) run at once per user database (default 1, best measured on loopback
-	// MariaDB; 0 is taken as 1).
-	GroupCommitLanes int `koanf:"group_commit_lanes"`
-	// GroupCommitMax caps the writes one grouped transaction carries (1: no grouping).
-	GroupCommitMax int `koanf:"group_commit_max"`
 	// OutboxGrace is how long a task may wait in create before the compensation job
 	// re-sends it; OutboxEvery is how often that job runs.
 	OutboxGrace time.Duration `koanf:"outbox_grace"`
@@ -213,8 +207,6 @@ func DefaultConfig() Config {
 		ShutdownTimeout:         15 * time.Second,
 		MaxBodyBytes:            64 << 10,
 		MySQLMaxConns:           32,
-		GroupCommitLanes:        1,
-		GroupCommitMax:          64,
 		OutboxGrace:             10 * time.Second,
 		OutboxEvery:             5 * time.Second,
 		EventMaxDeliver:         20,
@@ -363,15 +355,6 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
-	}
-	if c.GroupCommitLanes == 0 {
-		c.GroupCommitLanes = 1 // what an unset value always meant; the dump shows what runs
-	}
-	if c.GroupCommitLanes < 1 || c.GroupCommitLanes > 64 {
-		errs = append(errs, fmt.Errorf("group commit lanes %d: want 1 (default) to 64", c.GroupCommitLanes))
-	}
-	if c.GroupCommitMax < 1 || c.GroupCommitMax > 1000 {
-		errs = append(errs, fmt.Errorf("group commit max %d: want 1 to 1000", c.GroupCommitMax))
 	}
 	if c.MySQLMaxConns < 1 || c.MySQLMaxConns > 1024 {
 		errs = append(errs, fmt.Errorf("mysql max conns %d: want 1 to 1024", c.MySQLMaxConns))

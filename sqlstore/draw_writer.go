@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -168,3 +169,10 @@ func (s *UserStore) drawTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int,
 	}
 	return tasks, nil
 }
+
+// Columns of the draw writer's inserts.
+var (
+	raffleOrderInsertColumns = append(strings.Split(raffleOrderColumns, ", "), "update_time")
+	awardRecordInsertColumns = []string{"user_id", "activity_id", "strategy_id", "order_id", "award_id", "award_title",
+		"award_time", "award_state", "update_time"}
+)
