@@ -87,7 +87,7 @@ func (f *Flash) withDefaults() {
 // hotExpiry is when a hot quota may go: a day after its activity ends, as stock keys.
 func hotExpiry(a activity.Activity) time.Time { return a.End.Add(24 * time.Hour) }
 
-// flashDraw is Draw on the flash path.
+// flashDraw is Draw.
 func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64) (Result, error) {
 	f := s.opts.Flash
 	if err := activity.CheckUserID(userID); err != nil {
