@@ -18,7 +18,8 @@ const (
 	OrderCancel OrderState = "cancel"
 )
 
-// RaffleOrder is a user_raffle_order: one participation, which authorises exactly one draw.
+// RaffleOrder is a user_raffle_order: one unit of quota taken, which authorises exactly one
+// draw (the draw writer writes it used, with its award record).
 type RaffleOrder struct {
 	UserID       string
 	ActivityID   int64

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Quota errors, in the order participation checks them.
+// Quota errors, in the order a draw checks them.
 var (
 	// ErrTotalQuotaExhausted means the user has no account in the activity or no draws left.
 	ErrTotalQuotaExhausted = errors.New("total quota exhausted")

@@ -98,7 +98,8 @@ type Recovery interface {
 	SKULost(sku int64, expireAt time.Time)
 }
 
-// Service runs the activity use cases: armory, recharge, participation and account views.
+// Service runs the activity use cases: armory, recharge, the quota a draw takes from and
+// account views.
 type Service struct {
 	opts  Options
 	cache sync.Map // cacheKey → cached
@@ -518,74 +519,6 @@ func (s *Service) raiseHot(ctx context.Context, key QuotaKey, q Quota) {
 		s.opts.Logger.Warn("recharge committed but not yet in the hot quota; a later raise catches up",
 			"user_id", key.UserID, "activity_id", key.ActivityID, "err", err)
 	}
-}
-
-// Participation is a raffle order ready to draw, with the quota it came from.
-type Participation struct {
-	Activity Activity
-	Order    RaffleOrder
-	Quota    Quota
-	Reused   bool // an unused order from an earlier participation
-	// TakenToday says the order's quota was taken from today's day row, so today's used
-	// count includes it.
-	TakenToday bool
-}
-
-// Score is the draws the user used in the activity before this one (rule_weight).
-func (p Participation) Score() int64 { return max(p.Quota.UsedTotal()-1, 0) }
-
-// DrawsToday is the user's draws today before this one (rule_lock): today's used quota,
-// less this order when it was taken today.
-func (p Participation) DrawsToday() int64 {
-	used := p.Quota.UsedToday()
-	if p.TakenToday {
-		used--
-	}
-	return max(used, 0)
-}
-
-// Participate returns a raffle order for one draw: the user's oldest unused order if
-// there is one (so a crash between participation and the award loses no quota), otherwise
-// a new order that takes one unit of total, month and day quota in one transaction.
-//
-// newOrderID is the id a new order gets (empty: one is made up); a caller that must hold
-// the order before anyone else can see it claims that id first.
-func (s *Service) Participate(ctx context.Context, userID string, activityID int64, newOrderID string) (Participation, error) {
-	return s.participate(ctx, userID, activityID, newOrderID, true)
-}
-
-// ParticipateNew always takes a new raffle order from the quota, for a draw whose reusable
-// order is being drawn by a concurrent request of the same user.
-func (s *Service) ParticipateNew(ctx context.Context, userID string, activityID int64, newOrderID string) (Participation, error) {
-	return s.participate(ctx, userID, activityID, newOrderID, false)
-}
-
-func (s *Service) participate(ctx context.Context, userID string, activityID int64, newOrderID string, reuse bool) (Participation, error) {
-	if err := CheckUserID(userID); err != nil {
-		return Participation{}, err
-	}
-	now := s.opts.Now()
-	a, err := s.open(ctx, activityID, now)
-	if err != nil {
-		return Participation{}, err
-	}
-	day, month := s.Periods(now)
-	key := QuotaKey{UserID: userID, ActivityID: activityID, Day: day, Month: month}
-	if newOrderID == "" {
-		newOrderID = NewOrderID(now)
-	}
-	order := RaffleOrder{UserID: userID, ActivityID: a.ID, ActivityName: a.Name, StrategyID: a.StrategyID,
-		OrderID: newOrderID, OrderTime: now, State: OrderCreate}
-	t, err := s.opts.Users.Participate(ctx, key, order, reuse, func(q *Quota) error { return q.Take(day, month) })
-	if err != nil {
-		return Participation{}, fmt.Errorf("participate %s in %d: %w", userID, activityID, err)
-	}
-	p := Participation{Activity: a, Order: t.Order, Quota: t.Quota, Reused: t.Reused, TakenToday: true}
-	if t.Reused {
-		orderDay, _ := s.Periods(t.Order.OrderTime)
-		p.TakenToday = orderDay == day
-	}
-	return p, nil
 }
 
 // Account returns the user's quota view in the activity (zeros without an account).

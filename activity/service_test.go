@@ -100,25 +100,6 @@ func (f *fakeUsers) Quota(_ context.Context, key QuotaKey) (Quota, error) {
 	return f.load(key), nil
 }
 
-func (f *fakeUsers) Participate(_ context.Context, key QuotaKey, order RaffleOrder, reuse bool, take func(*Quota) error) (Taken, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	q := f.load(key)
-	if reuse {
-		for _, o := range f.orders {
-			if o.State == OrderCreate {
-				return Taken{Quota: q, Order: o, Reused: true}, nil
-			}
-		}
-	}
-	if err := take(&q); err != nil {
-		return Taken{}, err
-	}
-	f.store(q)
-	f.orders = append(f.orders, order)
-	return Taken{Quota: q, Order: order}, nil
-}
-
 func (f *fakeUsers) UnpaidOrder(context.Context, string, int64, time.Time) (RechargeOrder, bool, error) {
 	return RechargeOrder{}, false, nil
 }
@@ -312,12 +293,14 @@ func newTestService(t *testing.T, now time.Time, adjust ...func(*Options)) (*Ser
 	return s, users, stock, clk
 }
 
-func TestRechargeAndParticipate(t *testing.T) {
+// TestRecharge: a recharge adds its SKU's counts to the user's quota once per business
+// number (a repeat takes no SKU stock).
+func TestRecharge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, users, stock, clk := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
-	if _, err := s.Participate(ctx, "u1", 1, ""); !errors.Is(err, ErrTotalQuotaExhausted) {
-		t.Fatalf("no account: %v", err)
+	s, _, stock, _ := newTestService(t, time.Date(2026, 11, 22, 10, 0, 0, 0, shanghai))
+	if v, err := s.Account(ctx, "u1", 1); err != nil || v != (View{}) {
+		t.Fatalf("no account: %+v %v", v, err)
 	}
 	if _, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9014, OutBusinessNo: "b1"}); err != nil {
 		t.Fatal(err)
@@ -331,33 +314,6 @@ func TestRechargeAndParticipate(t *testing.T) {
 	if v, _ := s.Account(ctx, "u1", 1); v != (View{Total: 3, TotalSurplus: 3, Day: 2, DaySurplus: 2, Month: 3, MonthSurplus: 3}) {
 		t.Errorf("view after recharge: %+v", v)
 	}
-	p, err := s.Participate(ctx, "u1", 1, "")
-	if err != nil || p.Reused || p.Score() != 0 || p.DrawsToday() != 0 {
-		t.Fatalf("first participation: %+v %v", p, err)
-	}
-	// The order is not used yet: the next participation reuses it and takes no quota.
-	again, err := s.Participate(ctx, "u1", 1, "")
-	if err != nil || !again.Reused || again.Order.OrderID != p.Order.OrderID {
-		t.Fatalf("second participation did not reuse the unused order: %+v %v", again, err)
-	}
-	users.orders[0].State = OrderUsed
-	p2, err := s.Participate(ctx, "u1", 1, "")
-	if err != nil || p2.Reused || p2.Score() != 1 || p2.DrawsToday() != 1 {
-		t.Fatalf("after a used order: %+v %v", p2, err)
-	}
-	users.orders[1].State = OrderUsed
-	if _, err := s.Participate(ctx, "u1", 1, ""); !errors.Is(err, ErrDayQuotaExhausted) {
-		t.Fatalf("third draw today with day limit 2: %v", err)
-	}
-	// Midnight in Asia/Shanghai (16:00 UTC) starts a new day row.
-	clk.Set(time.Date(2026, 11, 22, 16, 0, 1, 0, time.UTC))
-	p3, err := s.Participate(ctx, "u1", 1, "")
-	if err != nil || p3.Quota.Day.Key != "2026-11-23" || p3.DrawsToday() != 0 || p3.Score() != 2 {
-		t.Fatalf("after midnight in Shanghai: %+v %v", p3, err)
-	}
-	if v, _ := s.Account(ctx, "u1", 1); v.TotalSurplus != 0 || v.DaySurplus != 1 || v.MonthSurplus != 0 {
-		t.Errorf("view: %+v", v)
-	}
 }
 
 func TestActivityChecks(t *testing.T) {
@@ -369,11 +325,11 @@ func TestActivityChecks(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"closed participate", func() error { _, err := s.Participate(ctx, "u1", 2, ""); return err }(), ErrActivityNotOpen},
-		{"ended participate", func() error { _, err := s.Participate(ctx, "u1", 3, ""); return err }(), ErrOutsideDates},
-		{"unknown participate", func() error { _, err := s.Participate(ctx, "u1", 99, ""); return err }(), ErrActivityNotFound},
-		{"empty user", func() error { _, err := s.Participate(ctx, "", 1, ""); return err }(), ErrInvalidUserID},
-		{"long user", func() error { _, err := s.Participate(ctx, "012345678901234567890123456789012", 1, ""); return err }(), ErrInvalidUserID},
+		{"closed open", func() error { _, err := s.Open(ctx, 2); return err }(), ErrActivityNotOpen},
+		{"ended open", func() error { _, err := s.Open(ctx, 3); return err }(), ErrOutsideDates},
+		{"unknown open", func() error { _, err := s.Open(ctx, 99); return err }(), ErrActivityNotFound},
+		{"empty user", CheckUserID(""), ErrInvalidUserID},
+		{"long user", CheckUserID("012345678901234567890123456789012"), ErrInvalidUserID},
 		{"closed recharge", func() error {
 			_, err := s.Recharge(ctx, RechargeRequest{UserID: "u1", SKU: 9015, OutBusinessNo: "x"})
 			return err

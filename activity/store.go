@@ -25,15 +25,6 @@ type QuotaKey struct {
 type UserStore interface {
 	// Quota reads the user's account and the key's month and day rows, without locks.
 	Quota(ctx context.Context, key QuotaKey) (Quota, error)
-	// Participate returns, in one transaction, the raffle order a draw may use: when reuse
-	// is set and the user has orders in the activity still in state create, the oldest one
-	// not handed to an earlier call of the same transaction, with the quota untouched;
-	// otherwise it loads the key's quota rows locked, runs take on them and, if take
-	// succeeds, writes the changed and created rows and inserts order. take's error is
-	// returned as it is (errors.Is works) and nothing changes. A store may run several
-	// participations in one transaction (group commit); each take then sees the quota as
-	// the calls before it left it.
-	Participate(ctx context.Context, key QuotaKey, order RaffleOrder, reuse bool, take func(*Quota) error) (Taken, error)
 	// RechargeExists reports whether the user already has a recharge order with the
 	// out_business_no.
 	RechargeExists(ctx context.Context, userID, outBusinessNo string) (bool, error)
@@ -75,13 +66,6 @@ type Recharging struct {
 type Recharged struct {
 	Key   QuotaKey
 	Quota Quota
-}
-
-// Taken is what UserStore.Participate did: the order to draw on and the quota after it.
-type Taken struct {
-	Quota  Quota
-	Order  RaffleOrder
-	Reused bool // an unused order from an earlier participation, not a new one
 }
 
 // SKUStock is the hot SKU stock; the redis adapter implements it with the same

@@ -43,7 +43,7 @@ type App struct {
 
 	stockOpts nats.StockOptions
 	eventOpts nats.EventOptions
-	drawOpts  nats.EventOptions // the draw stream's (flash draw path)
+	drawOpts  nats.EventOptions // the draw stream's
 
 	configs       *sqlstore.ConfigStore
 	activityStore *sqlstore.ActivityStore
@@ -68,8 +68,8 @@ type App struct {
 	front      *guard.Guard
 
 	consumers []*nats.Consumer
-	// drawQuota and drawWriter are the flash draw's hot quota and the consumer that writes
-	// its draws to SQL; nil on the SQL draw path.
+	// drawQuota and drawWriter are the draw's hot quota and the consumer that writes its
+	// draws to SQL.
 	drawQuota  *redis.DrawQuota
 	drawWriter *nats.Consumer
 	api        *httpapi.Server
@@ -137,11 +137,9 @@ func (n *App) openBackends(ctx context.Context) error {
 	if err := nats.EnsureEventStreams(ctx, n.b.JS, n.eventOpts); err != nil {
 		return fmt.Errorf("ensure event streams: %w", err)
 	}
-	if cfg.DrawPath == DrawPathFlash {
-		n.drawOpts = nats.DrawEventOptions(n.eventOpts)
-		if err := nats.EnsureDrawStream(ctx, n.b.JS, n.drawOpts); err != nil {
-			return fmt.Errorf("ensure draw stream: %w", err)
-		}
+	n.drawOpts = nats.DrawEventOptions(n.eventOpts)
+	if err := nats.EnsureDrawStream(ctx, n.b.JS, n.drawOpts); err != nil {
+		return fmt.Errorf("ensure draw stream: %w", err)
 	}
 	return nil
 }
@@ -159,8 +157,7 @@ func (n *App) buildStores() error {
 	// the relay, whose task store is the user store, publishes them from it.
 	committed := outbox.NewQueue(0)
 	n.users = sqlstore.NewUserStoreWith(b.UserDBs, router, sqlstore.UserOptions{
-		GroupCommit: sqlstore.GroupCommit{Lanes: cfg.GroupCommitLanes, Max: cfg.GroupCommitMax},
-		Committed:   committed.Committed,
+		Committed: committed.Committed,
 	})
 	n.publisher = nats.NewPublisher(b.JS, n.eventOpts)
 	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Queue: committed, Logger: log,
@@ -180,15 +177,12 @@ func (n *App) buildStores() error {
 		Log:      nats.NewStockLog(b.JS, n.stockOpts),
 		Awards:   n.stock,
 		SKUStock: n.skuStock,
-		Grace:    cfg.RecoveryGrace,
-		Logger:   log,
-	}
-	if cfg.DrawPath == DrawPathFlash {
-		// Flash draws write their award records behind their answers: a rebuild waits
-		// for the draws in flight (a draw publishes within its lease, which the draw
-		// recover grace exceeds) and then for the writer, before it counts records.
-		recoveryOpts.Grace = max(cfg.RecoveryGrace, cfg.DrawRecoverGrace)
-		recoveryOpts.Drain = nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw).WaitApplied
+		// Draws write their award records behind their answers: a rebuild waits for the
+		// draws in flight (a draw publishes within its lease, which the draw recover grace
+		// exceeds) and then for the draw writer, before it counts records.
+		Grace:  max(cfg.RecoveryGrace, cfg.DrawRecoverGrace),
+		Drain:  nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw).WaitApplied,
+		Logger: log,
 	}
 	n.recovered = recovery.NewService(recoveryOpts)
 	n.strategies = strategy.NewService(strategy.Options{
@@ -212,18 +206,16 @@ func (n *App) buildStores() error {
 		StockStore: n.activityStore,
 		Announcer:  n.armoryBus,
 	}
-	if cfg.DrawPath == DrawPathFlash {
-		// Concurrent draws share Redis round trips through an auto-pipeliner, as grabs do.
-		var drawRedis goredis.Cmdable = b.Redis
-		if ap, err := b.Redis.AutoPipeline(); err == nil {
-			drawRedis = ap
-		} else {
-			log.Warn("flash draws without auto-pipelining", "err", err)
-		}
-		_, cluster := b.Redis.(*goredis.ClusterClient)
-		n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster)
-		activityOpts.Hot = n.drawQuota
+	// Concurrent draws share Redis round trips through an auto-pipeliner, as grabs do.
+	var drawRedis goredis.Cmdable = b.Redis
+	if ap, err := b.Redis.AutoPipeline(); err == nil {
+		drawRedis = ap
+	} else {
+		log.Warn("draws without auto-pipelining", "err", err)
 	}
+	_, cluster := b.Redis.(*goredis.ClusterClient)
+	n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster)
+	activityOpts.Hot = n.drawQuota
 	n.activities = activity.NewService(activityOpts)
 	return nil
 }
@@ -275,25 +267,20 @@ func (n *App) buildServices() {
 		Wins: wins, Nonces: redis.NewNonces(b.Redis, cfg.RedisPrefix),
 		Secret: cfg.drawPathSecret, Logger: log,
 	})
-	raffleOpts := raffle.Options{
-		Activities: n.activities, Strategies: n.strategies, Records: n.users,
-		Claims: redis.NewClaims(b.Redis, cfg.RedisPrefix), Logger: log, Gate: n.gate,
-	}
-	raffleOpts.BeforeRecord = cfg.faults.hook(faultBeforeRecord, log)
-	if n.drawQuota != nil {
-		raffleOpts.Flash = &raffle.Flash{
+	n.raffles = raffle.NewService(raffle.Options{
+		Activities: n.activities, Strategies: n.strategies, Logger: log, Gate: n.gate,
+		Flash: raffle.Flash{
 			Activities: n.activities, Hot: n.drawQuota,
 			Events: nats.NewDrawEvents(nats.NewPublisher(b.JS, n.drawOpts)),
 			// The draw writer (buildConsumers) is what a restore after a Redis loss waits for.
 			Drain:          nats.NewEventDrain(b.JS, n.drawOpts, nats.TopicDraw),
 			PublishTimeout: cfg.DrawPublishTimeout,
 			RecoverGrace:   cfg.DrawRecoverGrace,
-			BeforePublish:  raffleOpts.BeforeRecord,
+			BeforePublish:  cfg.faults.hook(faultBeforePublish, log),
 			Writer:         n.users,
 			Rejected:       drawRejected,
-		}
-	}
-	n.raffles = raffle.NewService(raffleOpts)
+		},
+	})
 }
 
 // buildConsumers builds the event consumers.
@@ -315,21 +302,19 @@ func (n *App) buildConsumers() {
 		nats.NewConsumer(js, n.eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(n.credits), log),
 		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
 	}
-	if n.drawQuota != nil {
-		// The writer writes through the raffle service, which forgets the credit wins it
-		// wrote from the users' unwritten credit wins.
-		write := nats.DrawHandler(n.raffles, drawRejected)
-		if pause := cfg.faults.hook(faultAfterDrawWrite, log); pause != nil {
-			inner := write
-			write = func(ctx context.Context, events []nats.Event) []error {
-				errs := inner(ctx, events)
-				pause(context.WithoutCancel(ctx)) // a stalled process: past the handler's deadline too
-				return errs
-			}
+	// The writer writes through the raffle service, which forgets the credit wins it
+	// wrote from the users' unwritten credit wins.
+	write := nats.DrawHandler(n.raffles, drawRejected)
+	if pause := cfg.faults.hook(faultAfterDrawWrite, log); pause != nil {
+		inner := write
+		write = func(ctx context.Context, events []nats.Event) []error {
+			errs := inner(ctx, events)
+			pause(context.WithoutCancel(ctx)) // a stalled process: past the handler's deadline too
+			return errs
 		}
-		n.drawWriter = nats.NewBatchConsumer(js, n.drawOpts, nats.TopicDraw, write, log)
-		n.consumers = append([]*nats.Consumer{n.drawWriter}, n.consumers...)
 	}
+	n.drawWriter = nats.NewBatchConsumer(js, n.drawOpts, nats.TopicDraw, write, log)
+	n.consumers = append([]*nats.Consumer{n.drawWriter}, n.consumers...)
 }
 
 // drawRejected tells a draw event the database refuses for good.
@@ -360,18 +345,16 @@ func (n *App) buildFront(ctx context.Context) error {
 // buildAPI builds the HTTP API and its metrics.
 func (n *App) buildAPI() {
 	cfg := n.cfg
-	src := metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats, Groups: n.users.GroupStats,
+	src := metricSources{Draws: n.strategies.Stats, StockSync: n.stockSync.Stats,
 		Guard: n.front.Stats, Outbox: n.relay.Stats, Consumers: n.consumers}
-	if n.drawWriter != nil {
-		src.DrawLag = func() nats.Lag {
-			ctx, cancel := context.WithTimeout(n.background, 2*time.Second)
-			defer cancel()
-			lag, err := n.drawWriter.Lag(ctx)
-			if err != nil {
-				n.log.Warn("draw writer lag", "err", err)
-			}
-			return lag
+	src.DrawLag = func() nats.Lag {
+		ctx, cancel := context.WithTimeout(n.background, 2*time.Second)
+		defer cancel()
+		lag, err := n.drawWriter.Lag(ctx)
+		if err != nil {
+			n.log.Warn("draw writer lag", "err", err)
 		}
+		return lag
 	}
 	registry := newRegistry(src)
 	n.api = httpapi.New(httpapi.Options{
@@ -400,14 +383,11 @@ func (n *App) buildAPI() {
 	})
 }
 
-// creditSettlers is the credit green channel, in order: on the flash draw path first the
-// users' credit wins the draw writer has not written yet are written, so that the award
-// settler, which reads SQL, credits them with the rest.
+// creditSettlers is the credit green channel, in order: first the users' credit wins the
+// draw writer has not written yet are written, so that the award settler, which reads
+// SQL, credits them with the rest.
 func (n *App) creditSettlers() []httpapi.Settler {
-	if n.drawQuota != nil {
-		return []httpapi.Settler{raffle.CreditWins{S: n.raffles}, n.awards, n.rebates}
-	}
-	return []httpapi.Settler{n.awards, n.rebates}
+	return []httpapi.Settler{raffle.CreditWins{S: n.raffles}, n.awards, n.rebates}
 }
 
 // startJobs starts the background jobs: the stock sync and its consumer, the event
@@ -452,11 +432,9 @@ func (n *App) startJobs() {
 	run("red-packet-sweep", func(ctx context.Context) error {
 		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
 	})
-	if n.drawQuota != nil {
-		run("draw-sweep", func(ctx context.Context) error {
-			return n.raffles.SweepPendingLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.DrawSweepEvery)
-		})
-	}
+	run("draw-sweep", func(ctx context.Context) error {
+		return n.raffles.SweepPendingLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.DrawSweepEvery)
+	})
 	run("stock-reconcile", func(ctx context.Context) error {
 		return tick.Every(ctx, cfg.StockReconcileEvery, func(ctx context.Context) {
 			n.strategies.ReconcileStock(ctx, n.stock, n.configs)
@@ -471,12 +449,12 @@ func (n *App) startJobs() {
 func (n *App) Run(ctx context.Context) error {
 	cfg, log := n.cfg, n.log
 	n.startJobs()
-	// The flash draw loads hot quotas from SQL only once the draw writer has applied
-	// every earlier draw; on a fresh (or emptied) Redis that is waited for here, so the
-	// first draws are not answered 0009. A failure is logged: draws then answer 0009
-	// until a restore succeeds.
+	// The draw loads hot quotas from SQL only once the draw writer has applied every
+	// earlier draw; on a fresh (or emptied) Redis that is waited for here, so the first
+	// draws are not answered 0009. A failure is logged: draws then answer 0009 until a
+	// restore succeeds.
 	if err := n.raffles.PrepareFlash(ctx); err != nil {
-		log.Warn("hot quotas not yet loadable; flash draws answer 0009 until they are", "err", err)
+		log.Warn("hot quotas not yet loadable; draws answer 0009 until they are", "err", err)
 	}
 	srv := &http.Server{
 		Handler:           n.api,

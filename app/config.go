@@ -87,12 +87,6 @@ type Config struct {
 	DrawPathSecret string `koanf:"draw_path_secret" dump:"secret"`
 	// MySQLMaxConns caps each MySQL pool (one per database); a process opens 1 + user DBs.
 	MySQLMaxConns int `koanf:"mysql_max_conns"`
-	// GroupCommitLanes is how many grouped transactions of one kind (participation, award
-	// record) run at once per user database (default 1, best measured on loopback
-	// MariaDB; 0 is taken as 1).
-	GroupCommitLanes int `koanf:"group_commit_lanes"`
-	// GroupCommitMax caps the writes one grouped transaction carries (1: no grouping).
-	GroupCommitMax int `koanf:"group_commit_max"`
 	// OutboxGrace is how long a task may wait in create before the compensation job
 	// re-sends it; OutboxEvery is how often that job runs.
 	OutboxGrace time.Duration `koanf:"outbox_grace"`
@@ -136,9 +130,10 @@ type Config struct {
 	// in flight, so at least a second more.
 	RedPacketPublishTimeout time.Duration `koanf:"red_packet_publish_timeout"`
 	RedPacketRecoverGrace   time.Duration `koanf:"red_packet_recover_grace"`
-	// DrawPath chooses the draw: sql (the order, then the award, each in an SQL
-	// transaction) or flash (hot quota in Redis, one broker ack, SQL written behind by
-	// the draw writer; issue 14).
+	// DrawPath is the setting that chose between the synchronous SQL draw and the flash
+	// draw; the flash draw is now the only one (issue 14). validate refuses sql, naming
+	// the removal, rather than let an operator who asked for the SQL draw silently get
+	// another one; flash, the one draw there is, is accepted for the deployments that set it.
 	DrawPath string `koanf:"draw_path"`
 	// DrawPublishTimeout is how long a flash draw waits for the broker to store its
 	// event before it answers 0009 (its next draw answers the same outcome).
@@ -181,12 +176,6 @@ type Config struct {
 	faults        faultDelays
 }
 
-// Draw paths of BIGMARKET_DRAW_PATH.
-const (
-	DrawPathSQL   = "sql"
-	DrawPathFlash = "flash"
-)
-
 // Modes of BIGMARKET_MODE.
 const (
 	ModeDemo       = "demo"
@@ -218,8 +207,6 @@ func DefaultConfig() Config {
 		ShutdownTimeout:         15 * time.Second,
 		MaxBodyBytes:            64 << 10,
 		MySQLMaxConns:           32,
-		GroupCommitLanes:        1,
-		GroupCommitMax:          64,
 		OutboxGrace:             10 * time.Second,
 		OutboxEvery:             5 * time.Second,
 		EventMaxDeliver:         20,
@@ -245,7 +232,6 @@ func DefaultConfig() Config {
 		RedPacketMaxAmount:      "20000.00",
 		RedPacketPublishTimeout: 2 * time.Second,
 		RedPacketRecoverGrace:   3 * time.Second,
-		DrawPath:                DrawPathSQL,
 		DrawPublishTimeout:      2 * time.Second,
 		DrawRecoverGrace:        6 * time.Second,
 		DrawSweepEvery:          10 * time.Second,
@@ -370,15 +356,6 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
-	if c.GroupCommitLanes == 0 {
-		c.GroupCommitLanes = 1 // what an unset value always meant; the dump shows what runs
-	}
-	if c.GroupCommitLanes < 1 || c.GroupCommitLanes > 64 {
-		errs = append(errs, fmt.Errorf("group commit lanes %d: want 1 (default) to 64", c.GroupCommitLanes))
-	}
-	if c.GroupCommitMax < 1 || c.GroupCommitMax > 1000 {
-		errs = append(errs, fmt.Errorf("group commit max %d: want 1 to 1000", c.GroupCommitMax))
-	}
 	if c.MySQLMaxConns < 1 || c.MySQLMaxConns > 1024 {
 		errs = append(errs, fmt.Errorf("mysql max conns %d: want 1 to 1024", c.MySQLMaxConns))
 	}
@@ -468,8 +445,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("red packet publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
 			c.RedPacketPublishTimeout, c.RedPacketRecoverGrace))
 	}
-	if c.DrawPath != DrawPathSQL && c.DrawPath != DrawPathFlash {
-		errs = append(errs, fmt.Errorf("BIGMARKET_DRAW_PATH %q: want sql or flash", c.DrawPath))
+	switch c.DrawPath {
+	case "", "flash":
+	case "sql":
+		errs = append(errs, errors.New("draw_path (BIGMARKET_DRAW_PATH) sql: the synchronous SQL draw was removed; the flash draw is the only draw (unset BIGMARKET_DRAW_PATH)"))
+	default:
+		errs = append(errs, fmt.Errorf("draw_path (BIGMARKET_DRAW_PATH) %q: the setting is gone, the flash draw is the only draw (unset BIGMARKET_DRAW_PATH)", c.DrawPath))
 	}
 	if c.DrawPublishTimeout <= 0 || c.DrawRecoverGrace < c.DrawPublishTimeout+4*time.Second || c.DrawSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("draw publish timeout %s, recover grace %s, sweep interval %s: want positive durations and a grace at least the timeout + 4s",
@@ -697,6 +678,8 @@ func (c Config) emptyMeans(key string) string {
 		return noWebhook[c.Mode]
 	case "pprof_addr":
 		return "(replaced by ops_addr)"
+	case "draw_path":
+		return "(flash: the only draw)"
 	}
 	return ""
 }

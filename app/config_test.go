@@ -226,3 +226,33 @@ func TestConfigDumpShowsEveryKey(t *testing.T) {
 		t.Logf("dump:\n%s", dump)
 	}
 }
+
+// TestConfigDrawPathIsGone: the flash draw is the only draw. draw_path unset or flash
+// (the one draw there is, which deployments set while it was optional) is valid; sql,
+// which asked for the removed synchronous SQL draw, and anything else are refused with a
+// message that says the SQL draw was removed, rather than served by another draw than
+// the one asked for.
+func TestConfigDrawPathIsGone(t *testing.T) {
+	t.Parallel()
+	for _, env := range [][]string{nil, {"BIGMARKET_DRAW_PATH=flash"}} {
+		cfg, err := LoadConfig("", env)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			t.Errorf("%v: %v, want valid", env, err)
+		}
+	}
+	for env, want := range map[string]string{
+		"BIGMARKET_DRAW_PATH=sql":  "the synchronous SQL draw was removed",
+		"BIGMARKET_DRAW_PATH=fast": "the flash draw is the only draw",
+	} {
+		cfg, err := LoadConfig("", []string{env})
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "BIGMARKET_DRAW_PATH") {
+			t.Errorf("%s: err %v, want one naming BIGMARKET_DRAW_PATH and saying %q", env, err, want)
+		}
+	}
+}

@@ -20,26 +20,27 @@ import (
 type faultPoint string
 
 const (
-	// faultBeforeRecord pauses every draw between its pick and its award transaction (on
-	// the flash path: between the fix of its outcome and its publish).
-	faultBeforeRecord faultPoint = "delay_before_record"
+	// faultBeforePublish pauses every draw between the fix of its outcome and its
+	// publish. Its name is the SQL draw's, whose pause was before the award transaction;
+	// the fault tests and operators' scripts set it under that name.
+	faultBeforePublish faultPoint = "delay_before_record"
 	// faultAfterDistribute pauses the send_award consumer after a batch's effects are
 	// committed and before its messages are acked.
 	faultAfterDistribute faultPoint = "delay_after_distribute"
 	// faultCreditConsumers holds back the start of the send_award and send_rebate
 	// consumers, so that only the green channel can credit what they carry until then.
 	faultCreditConsumers faultPoint = "delay_credit_consumers"
-	// faultAfterDrawWrite pauses the flash draw writer after a batch's rows are committed
+	// faultAfterDrawWrite pauses the draw writer after a batch's rows are committed
 	// and before its messages are acked.
 	faultAfterDrawWrite faultPoint = "delay_after_draw_write"
-	// faultDrawWriter holds back the start of the flash draw writer, so that only the
+	// faultDrawWriter holds back the start of the draw writer, so that only the
 	// hot state and the green channel reflect the draws answered until then.
 	faultDrawWriter faultPoint = "delay_draw_writer"
 )
 
 // faultPoints says what each point's pause does, for the warning logged when it is set.
 var faultPoints = map[faultPoint]string{
-	faultBeforeRecord:    "every draw pauses before its award transaction (flash: before its publish)",
+	faultBeforePublish:   "every draw pauses between the fix of its outcome and its publish",
 	faultAfterDistribute: "the award consumer pauses between its commit and its acks",
 	faultCreditConsumers: "the award and rebate consumers start late",
 	faultAfterDrawWrite:  "the draw writer pauses between its commit and its acks",

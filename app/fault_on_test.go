@@ -16,7 +16,7 @@ func TestFaultSettingsInTagBuild(t *testing.T) {
 	if err == nil {
 		err = cfg.Validate()
 	}
-	if err != nil || cfg.faults[faultBeforeRecord] != 30*time.Second || len(cfg.faults) != 1 {
+	if err != nil || cfg.faults[faultBeforePublish] != 30*time.Second || len(cfg.faults) != 1 {
 		t.Fatalf("faults %v err %v, want delay_before_record 30s", cfg.faults, err)
 	}
 	for env, want := range map[string]string{

@@ -7,7 +7,6 @@ import (
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/outbox"
-	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -15,11 +14,10 @@ import (
 type metricSources struct {
 	Draws     func() strategy.Stats
 	StockSync func() nats.StockSyncStats
-	Groups    func() sqlstore.GroupStats
 	Guard     func() guard.Stats
 	Outbox    func() outbox.Stats
 	Consumers []*nats.Consumer
-	// DrawLag is the draw writer's backlog (flash draw path); nil: not exported.
+	// DrawLag is the draw writer's backlog; nil: not exported.
 	DrawLag func() nats.Lag
 }
 
@@ -29,7 +27,7 @@ func newRegistry(src metricSources) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	draws, stockSync, groups := counters(src.Draws), counters(src.StockSync), counters(src.Groups)
+	draws, stockSync := counters(src.Draws), counters(src.StockSync)
 	reg.MustRegister(
 		draws("bigmarket_draws_total", "Draws by outcome.", func(st strategy.Stats) int64 { return st.Blacklist }, "outcome", "blacklist"),
 		draws("bigmarket_draws_total", "Draws by outcome.", func(st strategy.Stats) int64 { return st.Stocked }, "outcome", "stocked"),
@@ -41,10 +39,6 @@ func newRegistry(src metricSources) *prometheus.Registry {
 		stockSync("bigmarket_stock_sync_published_total", "Stock sync messages published.", func(st nats.StockSyncStats) int64 { return st.Published }),
 		stockSync("bigmarket_stock_sync_failed_total", "Stock sync publishes that failed (retried).", func(st nats.StockSyncStats) int64 { return st.Failed }),
 		gauge("bigmarket_stock_sync_pending", "Awards whose latest grants are not yet stored in the stock log (waiting for a flush or in one not yet acked).", src.StockSync, func(st nats.StockSyncStats) float64 { return float64(st.Pending) }),
-		groups("bigmarket_participation_transactions_total", "Grouped participation transactions run.", func(st sqlstore.GroupStats) int64 { return st.ParticipationTxs }),
-		groups("bigmarket_participations_total", "Participations written by grouped transactions.", func(st sqlstore.GroupStats) int64 { return st.Participations }),
-		groups("bigmarket_award_record_transactions_total", "Grouped award record transactions run.", func(st sqlstore.GroupStats) int64 { return st.RecordTxs }),
-		groups("bigmarket_award_records_total", "Award records written by grouped transactions.", func(st sqlstore.GroupStats) int64 { return st.Records }),
 	)
 
 	const rejected, rejectedHelp = "bigmarket_guard_rejected_total", "Guarded requests answered by the front line, by reason."

@@ -30,7 +30,7 @@ type Draws struct {
 	users      *sqlstore.UserStore
 	log        *nats.DrawLog
 	hot        *redis.DrawQuota
-	// unreachable says why log and hot are nil on a flash deployment ("" otherwise).
+	// unreachable says why log or hot is nil ("" when they are set).
 	unreachable string
 	// settleWait bounds the wait for the writer before a hot quota mismatch is read again.
 	settleWait time.Duration
@@ -90,7 +90,7 @@ func (v *Draws) Run(ctx context.Context, since time.Time) (DrawReport, error) {
 	}
 	last, applied, err := v.log.Progress(ctx)
 	if errors.Is(err, nats.ErrNoDrawStream) {
-		return rep, nil // no flash draw ever ran on this broker
+		return rep, nil // no draw ever ran on this broker
 	}
 	if err != nil {
 		return rep, err

@@ -15,8 +15,8 @@ import (
 
 // Open returns the draw checks on the deployment's SQL databases in b, with the draws
 // stream and the hot quotas when cfg names an external broker and Redis (an embedded one
-// lives in the serve process, out of reach; on a flash deployment the checks that need
-// it are then reported skipped). It opens the broker and Redis into b.
+// lives in the serve process, out of reach; the checks that need it are then reported
+// skipped). It opens the broker and Redis into b.
 func Open(ctx context.Context, cfg app.Config, b *app.Backends) (*Draws, error) {
 	router, err := sqlstore.NewRouter(len(b.UserDBs), cfg.TBCount)
 	if err != nil {
@@ -24,9 +24,7 @@ func Open(ctx context.Context, cfg app.Config, b *app.Backends) (*Draws, error) 
 	}
 	v := NewDraws(b.ConfigDB, b.UserDBs, router, cfg.Location())
 	if len(cfg.NATSURLs) == 0 {
-		if cfg.DrawPath == app.DrawPathFlash {
-			v.unreachable = "the broker is embedded in the serve process"
-		}
+		v.unreachable = "the broker is embedded in the serve process"
 		return v, nil
 	}
 	log := app.NewLogger(cfg, io.Discard)
@@ -46,13 +44,13 @@ func Open(ctx context.Context, cfg app.Config, b *app.Backends) (*Draws, error) 
 	return v, nil
 }
 
-// ForBenchDraw sets what bench draw's verification of a flash deployment needs in o: it
+// ForBenchDraw sets what bench draw's verification of a deployment needs in o: it
 // waits for the records written behind the answers (AwaitRecords), for the draw writer
 // when the broker is external (Drain), and runs the draw checks when Redis is external
-// too (DrawChecks). It opens the broker and Redis into b, which the caller closes. On
-// the SQL path, or without verification, it sets nothing.
+// too (DrawChecks). It opens the broker and Redis into b, which the caller closes.
+// Without verification it sets nothing.
 func ForBenchDraw(ctx context.Context, cfg app.Config, b *app.Backends, db bench.Stores, o *bench.DrawOptions) error {
-	if !o.Verify || cfg.DrawPath != app.DrawPathFlash {
+	if !o.Verify {
 		return nil
 	}
 	o.AwaitRecords = true

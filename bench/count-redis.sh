@@ -1,5 +1,5 @@
 #!/bin/bash
-# Counts Redis commands per flash draw / grab with MONITOR on a small run (issue 14 round trips).
+# Counts Redis commands per draw / grab with MONITOR on a small run (issue 14 round trips).
 # Count Redis commands per draw/grab: MONITOR filtered to this run's prefix during a small run.
 set -u
 BIN=$1 kind=$2
@@ -13,7 +13,7 @@ export BIGMARKET_CONFIG_DSN="$DSN/${db}_cfg" BIGMARKET_USER_DSNS="$DSN/${db}_u1,
 export BIGMARKET_REDIS_ADDRS=127.0.0.1:6379 BIGMARKET_REDIS_PREFIX=$db
 export BIGMARKET_NATS_URLS=nats://127.0.0.1:4222 BIGMARKET_NATS_PREFIX=$db
 export BIGMARKET_DATA_DIR=$OUT/data BIGMARKET_ADDR=127.0.0.1:18092 BIGMARKET_OPS_ADDR=127.0.0.1:19092
-export BIGMARKET_LOG_LEVEL=warn BIGMARKET_DRAW_PATH=flash BIGMARKET_MYSQL_MAX_CONNS=8
+export BIGMARKET_LOG_LEVEL=warn BIGMARKET_MYSQL_MAX_CONNS=8
 $BIN migrate --seed > $OUT/migrate 2>&1
 $BIN serve > $OUT/serve 2>&1 &
 spid=$!

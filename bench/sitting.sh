@@ -1,7 +1,7 @@
 #!/bin/bash
 # Bench sitting used for the issue 14 measurements. Needs MariaDB, Redis, NATS on loopback;
 # builds bench/bare (a net/http handler answering a fixed envelope) into /tmp/bare/bare.
-# One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash sql grab bare
+# One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash grab bare
 # Each draw/grab scenario: fresh MariaDB DBs (cfg + 2 user DBs, dropped after), unique
 # Redis/NATS prefix, external Redis/NATS, migrate --seed, serve, bench; CPU split by process.
 set -u
@@ -63,7 +63,6 @@ bare() {
 }
 for sc in "$@"; do case $sc in
   flash) run flash flash draw -users 10000 -c 64 -d $DUR ;;
-  sql)   run sql sql draw -users 10000 -c 64 -d $DUR ;;
   grab)  run grab flash grab -packets 60 -items 1000 -users 200000 -c 64 -d ${GDUR:-15s} ;;
   bare)  bare ;;
 esac; done

@@ -2,8 +2,7 @@
 // settings, the sold-out refusal of activities without fallback, one win per user and
 // signed draw paths (URL 动态加密).
 //
-// A draw path calls it in two places, whatever the path (the SQL draw today, the flash
-// draw next):
+// The draw calls it in two places:
 //
 //   - Checker.Admit before any quota is taken: a sold-out activity without fallback is
 //     refused (strategy.ErrSoldOut), a one-win activity's winner is refused

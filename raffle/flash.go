@@ -36,7 +36,7 @@ type flashActivities interface {
 	StoredQuota(ctx context.Context, userID string, activityID int64, day, month string) (activity.Quota, error)
 }
 
-// Flash configures the flash draw; a Service with Options.Flash set draws this way.
+// Flash configures the flash draw, the Service's draw.
 type Flash struct {
 	Activities flashActivities
 	Hot        flash.HotQuota
@@ -87,7 +87,7 @@ func (f *Flash) withDefaults() {
 // hotExpiry is when a hot quota may go: a day after its activity ends, as stock keys.
 func hotExpiry(a activity.Activity) time.Time { return a.End.Add(24 * time.Hour) }
 
-// flashDraw is Draw on the flash path.
+// flashDraw is Draw.
 func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64) (Result, error) {
 	f := s.opts.Flash
 	if err := activity.CheckUserID(userID); err != nil {
@@ -97,9 +97,8 @@ func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64
 	if err != nil {
 		return Result{}, err
 	}
-	// The gate (sold-out activity, one win) refuses before any quota is taken, as on the
-	// SQL path.
-	pass, err := s.opts.Gate.Admit(ctx, userID, activityID, max(s.claimTTL(ctx), f.Lease, s.opts.HoldTTL))
+	// The gate (sold-out activity, one win) refuses before any quota is taken.
+	pass, err := s.opts.Gate.Admit(ctx, userID, activityID, s.holdTTL(ctx))
 	if err != nil {
 		if errors.Is(err, gate.ErrRebuilding) {
 			// A one-win set lost with Redis waits for the restore, which only a draw
@@ -317,12 +316,12 @@ func (s *Service) ApplyDraws(ctx context.Context, events []flash.Event) []error 
 	return errs
 }
 
-// CreditWins is the flash draw's part of the credit green channel (an httpapi.Settler,
+// CreditWins is the draw's part of the credit green channel (an httpapi.Settler,
 // run before the award green channel): a user's draws won with a credit award and
 // answered, whose records the draw writer has not written yet, are written now through
 // the writer's own code, under the draws' order ids. The award green channel that follows
-// then credits them from their records and send_award tasks, as on the SQL draw path;
-// the writer's later delivery finds the orders there and changes nothing, and the
+// then credits them from their records and send_award tasks, as any
+// written win; the writer's later delivery finds the orders there and changes nothing, and the
 // send_award consumer finds the credit given. Only the credit wins are kept for this, so
 // the draw's answer path pays nothing for other awards, and a credit query writes only
 // what it is about to credit.
@@ -334,7 +333,7 @@ type CreditWins struct{ S *Service }
 func (c CreditWins) Settle(ctx context.Context, userID string) error {
 	s := c.S
 	f := s.opts.Flash
-	if f == nil || f.Writer == nil {
+	if f.Writer == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.Lease)
@@ -399,11 +398,8 @@ func (s *Service) restore(ctx context.Context, grace bool) error {
 
 // PrepareFlash makes the hot quotas loadable before the node serves: when Redis lacks
 // the markers (a fresh Redis, or one that lost its data), it waits RecoverGrace and for
-// the draw writer as a restore does. It is a no-op on the SQL path.
+// the draw writer as a restore does.
 func (s *Service) PrepareFlash(ctx context.Context) error {
-	if s.opts.Flash == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Flash.RecoverTimeout)
 	defer cancel()
 	return s.restore(ctx, true)
@@ -413,9 +409,6 @@ func (s *Service) PrepareFlash(ctx context.Context) error {
 // (picking those that have no outcome yet), and returns how many it settled.
 func (s *Service) SweepPending(ctx context.Context) (int, error) {
 	f := s.opts.Flash
-	if f == nil {
-		return 0, nil
-	}
 	now := s.opts.Now()
 	refs, err := f.Hot.Abandoned(ctx, now.Add(-f.SweepAge), 1000)
 	if err != nil {

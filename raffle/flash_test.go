@@ -105,7 +105,7 @@ func newFlashFixture(t *testing.T) *flashFixture {
 		End: time.Now().Add(24 * time.Hour)},
 		q: activity.Quota{Account: &activity.Account{Total: 10, TotalSurplus: 10, Day: 10, DaySurplus: 10, Month: 10, MonthSurplus: 10}}}
 	strats := &countingStrategies{}
-	svc := NewService(Options{Strategies: strats, Flash: &Flash{
+	svc := NewService(Options{Strategies: strats, Flash: Flash{
 		Activities: acts, Hot: hot, Events: nats.NewDrawEvents(nats.NewPublisher(js, opts)),
 		PublishTimeout: 300 * time.Millisecond, Lease: 2 * time.Second, SweepAge: 2 * time.Second,
 	}})

@@ -93,20 +93,23 @@ func TestSKUStock(t *testing.T) {
 	}
 }
 
-func TestClaims(t *testing.T) {
+// TestLeases: a held name cannot be claimed again, only its holder's token releases it,
+// an expired lease can be claimed again (a crashed node's job goes on elsewhere), and of
+// concurrent claims exactly one wins.
+func TestLeases(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			c := NewClaims(client, uniquePrefix(t, client))
+			c := NewLeases(client, uniquePrefix(t, client))
 			ctx := context.Background()
 			token, ok, err := c.Claim(ctx, "o1", time.Minute)
 			if err != nil || !ok {
 				t.Fatalf("first claim: %v %v", ok, err)
 			}
 			if _, ok, _ := c.Claim(ctx, "o1", time.Minute); ok {
-				t.Fatal("a held order was claimed twice")
+				t.Fatal("a held name was claimed twice")
 			}
 			if err := c.Release(ctx, "o1", "not-the-token"); err != nil {
 				t.Fatal(err)

@@ -310,3 +310,9 @@ type creditState struct {
 	before, cur credit.Account
 	exists      bool
 }
+
+// tableOrder names a raffle order: order ids are unique within a table.
+type tableOrder struct {
+	table int
+	id    string
+}

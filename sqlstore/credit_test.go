@@ -25,7 +25,7 @@ import (
 func TestCreditStore(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
-		f := newUserFixture(t, db, sqlstore.GroupCommit{})
+		f := newUserFixture(t, db)
 		t.Run("trades", f.testCreditTrades)
 		t.Run("concurrent spending", f.testConcurrentSpending)
 		t.Run("award completion", f.testCreditAwardCompletion)
@@ -155,12 +155,7 @@ func (f *userFixture) testCreditAwardCompletion(t *testing.T) {
 	k := key(day1, user, activityID)
 	f.recharge(t, k, "ca-biz", activity.Count{Total: 10, Day: 10, Month: 10})
 	for i, id := range []string{"ca-1", "ca-2"} {
-		f.participate(t, k, id, at.Add(time.Duration(i)*time.Second))
-		rec := award.Record{UserID: user, ActivityID: activityID, StrategyID: 100006, OrderID: id, AwardID: 101,
-			AwardTitle: "随机积分", AwardTime: at, State: award.StateCreate}
-		if err := f.store.RecordAward(ctx, rec, award.NewSendAwardTask(rec, "1,100")); err != nil {
-			t.Fatal(err)
-		}
+		f.drawn(t, k, id, at.Add(time.Duration(i)*time.Second), 101, "随机积分", "1,100")
 	}
 	credited := credit.Change{UserID: user, AwardOrderID: "ca-1", Order: &credit.Order{UserID: user, OrderID: "cred-ca-1",
 		Name: credit.NameAward, Type: credit.Forward, Amount: 4217, OutBusinessNo: "ca-1"}}

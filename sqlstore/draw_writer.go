@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -18,12 +19,12 @@ import (
 // disagree, which verify reports). Redelivery cannot fix it; the event is dead-lettered.
 var ErrDrawRejected = errors.New("draw event rejected")
 
-// ApplyDraws is the draw writer (flash draw): each event's raffle order (state used), its
+// ApplyDraws is the draw writer: each event's raffle order (state used), its
 // unit of account, month and day quota (month and day rows created from the account's
 // limits as activity.Quota.Take creates them), its award record and its send_award task,
 // one transaction per user database for the whole batch. It is idempotent by order id:
 // an event whose order is in the database already changes nothing and is nil again. The
-// committed tasks go to the outbox relay as RecordAward's do. errs[i] is events[i]'s
+// committed tasks go to the outbox relay (UserOptions.Committed). errs[i] is events[i]'s
 // outcome.
 func (s *UserStore) ApplyDraws(ctx context.Context, events []flash.Event) []error {
 	errs := make([]error, len(events))
@@ -168,3 +169,10 @@ func (s *UserStore) drawTx(ctx context.Context, tx *sql.Tx, multi bool, dbi int,
 	}
 	return tasks, nil
 }
+
+// Columns of the draw writer's inserts.
+var (
+	raffleOrderInsertColumns = append(strings.Split(raffleOrderColumns, ", "), "update_time")
+	awardRecordInsertColumns = []string{"user_id", "activity_id", "strategy_id", "order_id", "award_id", "award_title",
+		"award_time", "award_state", "update_time"}
+)

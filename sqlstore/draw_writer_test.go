@@ -21,7 +21,7 @@ import (
 func TestApplyDraws(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
-		f := newUserFixture(t, db, sqlstore.GroupCommit{})
+		f := newUserFixture(t, db)
 		var committed atomic.Int64
 		f.store = sqlstore.NewUserStoreWith(f.dbs, f.router, sqlstore.UserOptions{
 			Committed: func(ts []outbox.Task) { committed.Add(int64(len(ts))) }})

@@ -39,7 +39,7 @@ func TestFlashCreditGreenChannel(t *testing.T) {
 		if err := hot.MarkReady(ctx); err != nil {
 			t.Fatal(err)
 		}
-		svc := raffle.NewService(raffle.Options{Flash: &raffle.Flash{Hot: hot, Writer: f.store,
+		svc := raffle.NewService(raffle.Options{Flash: raffle.Flash{Hot: hot, Writer: f.store,
 			Rejected: func(err error) bool { return errors.Is(err, sqlstore.ErrDrawRejected) }}})
 		green := raffle.CreditWins{S: svc}
 		user := "flashgreen" + fmt.Sprint(db.Dialect)

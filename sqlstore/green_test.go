@@ -27,7 +27,7 @@ type greenFixture struct {
 
 func newGreenFixture(t *testing.T, db *sqlstore.DB) *greenFixture {
 	t.Helper()
-	f := newUserFixture(t, db, sqlstore.GroupCommit{})
+	f := newUserFixture(t, db)
 	configDB := sqltest.OpenSQLite(t)
 	if db.Dialect == sqlstore.MySQL {
 		configDB = sqltest.OpenMySQL(t)
@@ -71,13 +71,9 @@ func (f *greenFixture) win(t *testing.T, user, orderID string, awardID int, rule
 	if q := f.quota(t, k); q.Account == nil || q.Account.TotalSurplus == 0 {
 		f.recharge(t, k, "green-"+orderID, activity.Count{Total: 100, Day: 100, Month: 100})
 	}
-	f.participate(t, k, orderID, at)
-	rec := award.Record{UserID: user, ActivityID: 100301, StrategyID: 100006, OrderID: orderID, AwardID: awardID,
-		AwardTitle: fmt.Sprint("award ", awardID), AwardTime: at, State: award.StateCreate}
-	if err := f.store.RecordAward(t.Context(), rec, award.NewSendAwardTask(rec, ruleValue)); err != nil {
-		t.Fatal(err)
-	}
-	return award.SendAward{UserID: user, OrderID: orderID, AwardID: awardID, AwardTitle: rec.AwardTitle, AwardConfig: ruleValue}
+	title := fmt.Sprint("award ", awardID)
+	f.drawn(t, k, orderID, at, awardID, title, ruleValue)
+	return award.SendAward{UserID: user, OrderID: orderID, AwardID: awardID, AwardTitle: title, AwardConfig: ruleValue}
 }
 
 // creditOrders returns the user's credit orders by business number.

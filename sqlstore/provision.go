@@ -51,7 +51,7 @@ func (s *UserStore) RechargesExist(ctx context.Context, numbers map[string]strin
 // RechargeMany implements activity.UserStore: the items of each user database in
 // transactions of at most provisionChunk users, the databases in parallel. Each
 // transaction reads which of its business numbers are already there and the quota rows of
-// its keys locked (the same reads and writes as a participation's group), runs add on the
+// its keys locked (the same reads and writes as the draw writer's batch), runs add on the
 // quota of every new order, and writes the quotas and the orders in multi-row statements.
 // A number inserted meanwhile by another transaction fails the insert, and the
 // transaction is run again, now skipping it.

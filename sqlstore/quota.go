@@ -34,7 +34,7 @@ func scopeOf(k activity.QuotaKey) periodScope {
 // tagged a, m or d and carrying its user. Locked on MySQL, every part carries FOR UPDATE
 // and the parts run in order, each scanning its unique index in user order: the account
 // rows are locked first and in ascending user order by every transaction, which
-// serialises a user's participations in an activity without deadlocks, and the lazily
+// serialises a user's quota writes in an activity without deadlocks, and the lazily
 // inserted month and day rows cannot deadlock either. SQLite's BEGIN IMMEDIATE already
 // holds the database's write lock.
 func quotaSQL(d Dialect, users int, locked bool) string {

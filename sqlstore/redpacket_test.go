@@ -19,7 +19,7 @@ import (
 func TestRedPacketStore(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
-		f := newUserFixture(t, db, sqlstore.GroupCommit{})
+		f := newUserFixture(t, db)
 		t.Run("send debits the sender with the packet", f.testSendRedPacket)
 		t.Run("grabs are credited once", f.testApplyGrabs)
 		t.Run("expired packets are refunded once", f.testRefundRedPacket)

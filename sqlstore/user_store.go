@@ -37,17 +37,13 @@ var errConflict = errors.New("concurrent quota change")
 // UserStore keeps users' quota accounts, raffle and recharge orders, award records and
 // outbox tasks in the sharded user databases. Every method routes by the user id with the
 // big-market Router, and every write is one transaction on the user's database, retried a
-// few times when it loses a lock race; the draw's two writes (participation, award record)
-// share their transaction with others that reach the database at the same time (see
-// GroupCommit). It implements activity.UserStore.
+// few times when it loses a lock race; the draw writer's writes go in batches (ApplyDraws).
+// It implements activity.UserStore.
 type UserStore struct {
 	dbs    []*DB
 	router Router
 	shards [][]*userSQL // [database][table]: the statements of that shard
 	now    func() time.Time
-
-	participations []*group[*participation] // by database
-	recordings     []*group[*recording]
 
 	committed func([]outbox.Task) // told of tasks once their transaction committed; may be nil
 }
@@ -55,8 +51,8 @@ type UserStore struct {
 var _ activity.UserStore = (*UserStore)(nil)
 
 // NewUserStore returns a UserStore on the migrated user databases, dbs[i] being database
-// i of router, with the default group commit. It builds the single-row statements of every
-// shard once; grouped writes build theirs per transaction. It panics when the number of
+// i of router. It builds the single-row statements of every shard once; batched writes
+// (the draw writer's) build theirs per transaction. It panics when the number of
 // databases does not match the router, a wiring mistake.
 func NewUserStore(dbs []*DB, router Router) *UserStore {
 	return NewUserStoreWith(dbs, router, UserOptions{})
@@ -64,51 +60,25 @@ func NewUserStore(dbs []*DB, router Router) *UserStore {
 
 // UserOptions configure a UserStore beyond its databases.
 type UserOptions struct {
-	GroupCommit GroupCommit
 	// Committed is told of the tasks every transaction of the store wrote, once it has
 	// committed: the outbox relay's feed (outbox.Queue.Committed). It must not block.
 	// nil: the tasks wait for the relay's compensation job.
 	Committed func([]outbox.Task)
 }
 
-// NewUserStoreWith is NewUserStore with group commit tuned and committed tasks told as
-// opts says.
+// NewUserStoreWith is NewUserStore with committed tasks told as opts says.
 func NewUserStoreWith(dbs []*DB, router Router, opts UserOptions) *UserStore {
 	if len(dbs) != router.DBs || router.Tables < 1 {
 		panic(fmt.Sprintf("sqlstore: NewUserStore with %d databases for a %dx%d router", len(dbs), router.DBs, router.Tables))
 	}
-	gc := opts.GroupCommit
 	s := &UserStore{dbs: dbs, router: router, now: time.Now, shards: make([][]*userSQL, len(dbs)), committed: opts.Committed}
 	for i, db := range dbs {
 		s.shards[i] = make([]*userSQL, router.Tables)
 		for t := range router.Tables {
 			s.shards[i][t] = newUserSQL(db.Dialect, TableSuffix(t))
 		}
-		lanes, most := gc.Lanes, gc.Max
-		if lanes <= 0 {
-			lanes = defaultLanes
-		}
-		if most <= 0 {
-			most = defaultGroupMax
-		}
-		s.participations = append(s.participations, &group[*participation]{lanes: lanes, max: most,
-			run: func(b []*participation) { s.runParticipations(i, b) }})
-		s.recordings = append(s.recordings, &group[*recording]{lanes: lanes, max: most,
-			run: func(b []*recording) { s.runRecordings(i, b) }})
 	}
 	return s
-}
-
-// GroupStats returns the store's group commit counts over all its databases.
-func (s *UserStore) GroupStats() GroupStats {
-	var st GroupStats
-	for i := range s.dbs {
-		st.ParticipationTxs += s.participations[i].batches.Load()
-		st.Participations += s.participations[i].items.Load()
-		st.RecordTxs += s.recordings[i].batches.Load()
-		st.Records += s.recordings[i].items.Load()
-	}
-	return st
 }
 
 // shard is one user's database and the statements of the user's tables in it.

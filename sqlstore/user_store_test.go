@@ -1,17 +1,14 @@
 package sqlstore_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
-	"github.com/bigmarket/bigmarket/award"
-	"github.com/bigmarket/bigmarket/outbox"
+	"github.com/bigmarket/bigmarket/flash"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/sqlstore/sqltest"
 )
@@ -28,23 +25,18 @@ type userFixture struct {
 func TestUserStore(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
-		f := newUserFixture(t, db, sqlstore.GroupCommit{})
+		f := newUserFixture(t, db)
 
 		t.Run("routing", f.testRouting)
 		t.Run("recharge", f.testRecharge)
 		t.Run("complete paid recharge", f.testCompleteRecharge)
-		t.Run("participate", f.testParticipate)
 		t.Run("month quota", f.testMonthQuota)
-		t.Run("concurrent participate", f.testConcurrentParticipate)
-		t.Run("record award", f.testRecordAward)
-		t.Run("concurrent record award", f.testConcurrentRecordAward)
-		t.Run("unused order", f.testUnusedOrder)
 	})
 }
 
 // newUserFixture migrates db and a second database of its dialect as user databases of a
-// 2×4 router and makes a store on them with group commit gc.
-func newUserFixture(t *testing.T, db *sqlstore.DB, gc sqlstore.GroupCommit) *userFixture {
+// 2×4 router and makes a store on them.
+func newUserFixture(t *testing.T, db *sqlstore.DB) *userFixture {
 	t.Helper()
 	second := sqltest.OpenSQLite
 	if db.Dialect == sqlstore.MySQL {
@@ -60,7 +52,7 @@ func newUserFixture(t *testing.T, db *sqlstore.DB, gc sqlstore.GroupCommit) *use
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &userFixture{dbs: dbs, router: router, store: sqlstore.NewUserStoreWith(dbs, router, sqlstore.UserOptions{GroupCommit: gc})}
+	return &userFixture{dbs: dbs, router: router, store: sqlstore.NewUserStore(dbs, router)}
 }
 
 var (
@@ -77,10 +69,6 @@ func key(k activity.QuotaKey, userID string, activityID int64) activity.QuotaKey
 	return k
 }
 
-func take(k activity.QuotaKey) func(*activity.Quota) error {
-	return func(q *activity.Quota) error { return q.Take(k.Day, k.Month) }
-}
-
 // recharge credits a completed order of count c and fails the test on error.
 func (f *userFixture) recharge(t *testing.T, k activity.QuotaKey, outBusinessNo string, c activity.Count) {
 	t.Helper()
@@ -92,40 +80,17 @@ func (f *userFixture) recharge(t *testing.T, k activity.QuotaKey, outBusinessNo 
 	}
 }
 
-// participate takes one draw with a new order and fails the test on error.
-func (f *userFixture) participate(t *testing.T, k activity.QuotaKey, orderID string, orderTime time.Time) activity.Quota {
+// drawn writes a draw of k's user as the draw writer does (ApplyDraws): one unit of k's
+// quota, the raffle order used, the award record in state create and its send_award task
+// carrying ruleValue; it fails the test on error.
+func (f *userFixture) drawn(t *testing.T, k activity.QuotaKey, orderID string, when time.Time, awardID int, title, ruleValue string) {
 	t.Helper()
-	tk, err := f.store.Participate(t.Context(), k, raffleOrder(k, orderID, orderTime), false, take(k))
-	if err != nil {
-		t.Fatalf("Participate %s: %v", orderID, err)
+	e := flash.Event{OrderID: orderID, UserID: k.UserID, ActivityID: k.ActivityID, ActivityName: "测试活动",
+		StrategyID: 100006, OrderTime: when, Day: k.Day, Month: k.Month, AwardID: awardID, AwardTitle: title,
+		RuleValue: ruleValue, AwardTime: when}
+	if err := f.store.ApplyDraws(t.Context(), []flash.Event{e})[0]; err != nil {
+		t.Fatalf("draw %s: %v", orderID, err)
 	}
-	if tk.Reused || tk.Order.OrderID != orderID {
-		t.Fatalf("Participate %s without reuse gave %+v", orderID, tk)
-	}
-	return tk.Quota
-}
-
-// errNoUnused is the take of unusedOrder: it refuses to take quota.
-var errNoUnused = errors.New("no unused order")
-
-// unusedOrder asks Participate for an order to reuse without ever taking quota: it
-// returns the user's oldest unused order, or false.
-func (f *userFixture) unusedOrder(t *testing.T, k activity.QuotaKey) (activity.RaffleOrder, bool) {
-	t.Helper()
-	tk, err := f.store.Participate(t.Context(), k, raffleOrder(k, "never", at), true,
-		func(*activity.Quota) error { return errNoUnused })
-	if errors.Is(err, errNoUnused) {
-		return activity.RaffleOrder{}, false
-	}
-	if err != nil || !tk.Reused {
-		t.Fatalf("Participate with reuse = %+v, %v", tk, err)
-	}
-	return tk.Order, true
-}
-
-func raffleOrder(k activity.QuotaKey, orderID string, orderTime time.Time) activity.RaffleOrder {
-	return activity.RaffleOrder{UserID: k.UserID, ActivityID: k.ActivityID, ActivityName: "测试活动", StrategyID: 100006,
-		OrderID: orderID, OrderTime: orderTime, State: activity.OrderCreate}
 }
 
 func (f *userFixture) quota(t *testing.T, k activity.QuotaKey) activity.Quota {
@@ -183,12 +148,7 @@ func (f *userFixture) testRouting(t *testing.T) {
 		}
 		k := key(day1, u.id, activityID)
 		f.recharge(t, k, "route-"+u.id, activity.Count{Total: 5, Day: 5, Month: 5})
-		f.participate(t, k, "route-o-"+u.id, at)
-		rec := award.Record{UserID: u.id, ActivityID: activityID, StrategyID: 100006, OrderID: "route-o-" + u.id,
-			AwardID: 101, AwardTitle: "随机积分", AwardTime: at, State: award.StateCreate}
-		if err := f.store.RecordAward(t.Context(), rec, award.NewSendAwardTask(rec, "")); err != nil {
-			t.Fatalf("RecordAward %s: %v", u.id, err)
-		}
+		f.drawn(t, k, "route-o-"+u.id, at, 101, "随机积分", "")
 	}
 	sharded := []string{"raffle_activity_order", "user_raffle_order", "user_award_record"}
 	perDB := []string{"raffle_activity_account", "raffle_activity_account_month", "raffle_activity_account_day", "task"}
@@ -277,7 +237,7 @@ func (f *userFixture) testRecharge(t *testing.T) {
 	}
 
 	// A recharge adds to the month and day rows that exist.
-	f.participate(t, k, "rc-draw", at)
+	f.drawn(t, k, "rc-draw", at, 101, "随机积分", "")
 	more := activity.Count{Total: 1, Day: 1, Month: 1}
 	f.recharge(t, k, "biz-4", more)
 	wantQuota(t, "after second recharge", f.quota(t, k),
@@ -288,304 +248,32 @@ func (f *userFixture) testRecharge(t *testing.T) {
 	}
 }
 
-func (f *userFixture) testParticipate(t *testing.T) {
-	ctx := t.Context()
-	const user, activityID = "system", 100401
-	k1 := key(day1, user, activityID)
-
-	// No account: nothing is written.
-	_, err := f.store.Participate(ctx, k1, raffleOrder(k1, "p-0", at), false, take(k1))
-	if !errors.Is(err, activity.ErrTotalQuotaExhausted) {
-		t.Fatalf("Participate without account: %v, want ErrTotalQuotaExhausted", err)
-	}
-	wantQuota(t, "no account", f.quota(t, k1), nil, nil, nil)
-
-	f.recharge(t, k1, "p-biz", activity.Count{Total: 3, Day: 2, Month: 3})
-	q := f.participate(t, k1, "p-1", at)
-	m := &activity.Period{Key: "2024-06", Count: 3, Surplus: 2}
-	d := &activity.Period{Key: "2024-06-01", Count: 2, Surplus: 1}
-	a := &activity.Account{Total: 3, TotalSurplus: 2, Day: 2, DaySurplus: 1, Month: 3, MonthSurplus: 2}
-	wantQuota(t, "returned after first draw", q, a, m, d)
-	wantQuota(t, "stored after first draw", f.quota(t, k1), a, m, d)
-
-	f.participate(t, k1, "p-2", at.Add(time.Second))
-	m = &activity.Period{Key: "2024-06", Count: 3, Surplus: 1}
-	d = &activity.Period{Key: "2024-06-01", Count: 2, Surplus: 0}
-	a = &activity.Account{Total: 3, TotalSurplus: 1, Day: 2, DaySurplus: 0, Month: 3, MonthSurplus: 1}
-	wantQuota(t, "after second draw", f.quota(t, k1), a, m, d)
-
-	// Day exhausted: refused, nothing changes.
-	_, err = f.store.Participate(ctx, k1, raffleOrder(k1, "p-3", at), false, take(k1))
-	if !errors.Is(err, activity.ErrDayQuotaExhausted) {
-		t.Fatalf("third draw of the day: %v, want ErrDayQuotaExhausted", err)
-	}
-	wantQuota(t, "after refused draw", f.quota(t, k1), a, m, d)
-
-	// The next day starts a new day row from the account's day limit.
-	k2 := key(day2, user, activityID)
-	wantQuota(t, "next day before draw", f.quota(t, k2), a, m, nil)
-	f.participate(t, k2, "p-4", at.Add(24*time.Hour))
-	a = &activity.Account{Total: 3, TotalSurplus: 0, Day: 2, DaySurplus: 1, Month: 3, MonthSurplus: 0}
-	m = &activity.Period{Key: "2024-06", Count: 3, Surplus: 0}
-	wantQuota(t, "next day", f.quota(t, k2), a, m, &activity.Period{Key: "2024-06-02", Count: 2, Surplus: 1})
-	wantQuota(t, "first day unchanged", f.quota(t, k1), a, m, d)
-
-	// Total exhausted.
-	k3 := key(day3, user, activityID)
-	if _, err := f.store.Participate(ctx, k3, raffleOrder(k3, "p-5", at), false, take(k3)); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
-		t.Fatalf("draw beyond total: %v, want ErrTotalQuotaExhausted", err)
-	}
-	wantQuota(t, "after total exhausted", f.quota(t, k3), a, m, nil)
-
-	orders, err := f.store.RaffleOrders(ctx, user, activityID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []activity.RaffleOrder{raffleOrder(k1, "p-1", at), raffleOrder(k1, "p-2", at.Add(time.Second)),
-		raffleOrder(k2, "p-4", at.Add(24*time.Hour))}
-	if !reflect.DeepEqual(orders, want) {
-		t.Errorf("RaffleOrders = %+v\nwant %+v", orders, want)
-	}
-
-	// A take error of the caller's own is returned as it is.
-	mine := errors.New("mine")
-	if _, err := f.store.Participate(ctx, k3, raffleOrder(k3, "p-6", at), false, func(*activity.Quota) error { return mine }); err != mine {
-		t.Errorf("Participate with a failing take = %v, want it unchanged", err)
-	}
-	// A take that would drive a surplus negative is refused by the store.
-	_, err = f.store.Participate(ctx, k3, raffleOrder(k3, "p-7", at), false, func(q *activity.Quota) error {
-		q.Account.TotalSurplus--
-		return nil
-	})
-	if err == nil {
-		t.Error("Participate wrote a negative total surplus")
-	}
-	wantQuota(t, "after refused negative", f.quota(t, k3), a, m, nil)
-	if n, err := f.store.RaffleOrders(ctx, user, activityID); err != nil || len(n) != 3 {
-		t.Errorf("RaffleOrders = %d, %v; want 3", len(n), err)
-	}
-}
-
 func (f *userFixture) testMonthQuota(t *testing.T) {
 	const user, activityID = "user002", 100302
 	k1 := key(day1, user, activityID)
 	f.recharge(t, k1, "m-biz-1", activity.Count{Total: 10, Day: 10, Month: 1})
-	f.participate(t, k1, "m-1", at)
+	f.drawn(t, k1, "m-1", at, 101, "随机积分", "")
 	k2 := key(day2, user, activityID)
-	if _, err := f.store.Participate(t.Context(), k2, raffleOrder(k2, "m-2", at), false, take(k2)); !errors.Is(err, activity.ErrMonthQuotaExhausted) {
-		t.Fatalf("second draw of the month: %v, want ErrMonthQuotaExhausted", err)
+	e := flash.Event{OrderID: "m-2", UserID: user, ActivityID: activityID, StrategyID: 100006, OrderTime: at, Day: k2.Day, Month: k2.Month, AwardID: 101, AwardTime: at}
+	if err := f.store.ApplyDraws(t.Context(), []flash.Event{e})[0]; !errors.Is(err, sqlstore.ErrDrawRejected) || !errors.Is(err, activity.ErrMonthQuotaExhausted) {
+		t.Fatalf("second draw of the month: %v, want ErrDrawRejected with ErrMonthQuotaExhausted", err)
 	}
 	a := &activity.Account{Total: 10, TotalSurplus: 9, Day: 10, DaySurplus: 9, Month: 1, MonthSurplus: 0}
 	wantQuota(t, "month exhausted", f.quota(t, k2), a, &activity.Period{Key: "2024-06", Count: 1, Surplus: 0}, nil)
 
 	// A new month starts from the account's month limit.
 	k3 := key(july1, user, activityID)
-	q := f.participate(t, k3, "m-3", at.AddDate(0, 1, 0))
-	wantQuota(t, "july", q, &activity.Account{Total: 10, TotalSurplus: 8, Day: 10, DaySurplus: 9, Month: 1, MonthSurplus: 0},
+	f.drawn(t, k3, "m-3", at.AddDate(0, 1, 0), 101, "随机积分", "")
+	wantQuota(t, "july", f.quota(t, k3), &activity.Account{Total: 10, TotalSurplus: 8, Day: 10, DaySurplus: 9, Month: 1, MonthSurplus: 0},
 		&activity.Period{Key: "2024-07", Count: 1, Surplus: 0}, &activity.Period{Key: "2024-07-01", Count: 10, Surplus: 9})
-}
-
-func (f *userFixture) testConcurrentParticipate(t *testing.T) {
-	const user, activityID, n = "user005", 100303, 50
-	k := key(day1, user, activityID)
-	f.recharge(t, k, "cc-biz", activity.Count{Total: 100, Day: 5, Month: 100})
-	var (
-		wg                 sync.WaitGroup
-		mu                 sync.Mutex
-		ok, dayOut, others int
-		errs               []error
-	)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, err := f.store.Participate(context.Background(), k, raffleOrder(k, fmt.Sprintf("cc-%02d", i), at), false, take(k))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				ok++
-			case errors.Is(err, activity.ErrDayQuotaExhausted):
-				dayOut++
-			default:
-				others++
-				errs = append(errs, err)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if ok != 5 || dayOut != n-5 || others != 0 {
-		t.Fatalf("%d concurrent draws: %d ok, %d day exhausted, %d other errors %v; want 5, %d, 0", n, ok, dayOut, others, errs, n-5)
-	}
-	wantQuota(t, "after concurrent draws", f.quota(t, k),
-		&activity.Account{Total: 100, TotalSurplus: 95, Day: 5, DaySurplus: 0, Month: 100, MonthSurplus: 95},
-		&activity.Period{Key: "2024-06", Count: 100, Surplus: 95}, &activity.Period{Key: "2024-06-01", Count: 5, Surplus: 0})
-	orders, err := f.store.RaffleOrders(t.Context(), user, activityID)
-	if err != nil || len(orders) != 5 {
-		t.Errorf("RaffleOrders = %d orders, %v; want 5", len(orders), err)
-	}
-	sh := f.router.Route(user)
-	db := f.dbs[sh.DB]
-	for _, query := range []string{
-		"SELECT COUNT(*) FROM raffle_activity_account WHERE total_count_surplus < 0 OR day_count_surplus < 0 OR month_count_surplus < 0",
-		"SELECT COUNT(*) FROM raffle_activity_account_day WHERE day_count_surplus < 0",
-		"SELECT COUNT(*) FROM raffle_activity_account_month WHERE month_count_surplus < 0",
-	} {
-		if n := countUserRows(t, db, query); n != 0 {
-			t.Errorf("%s = %d, want 0", query, n)
-		}
-	}
-}
-
-func (f *userFixture) testRecordAward(t *testing.T) {
-	ctx := t.Context()
-	const user, activityID = "user006", 100304
-	k := key(day1, user, activityID)
-	f.recharge(t, k, "ra-biz", activity.Count{Total: 10, Day: 10, Month: 10})
-	f.participate(t, k, "ra-1", at)
-	f.participate(t, k, "ra-2", at.Add(time.Second))
-
-	rec := award.Record{UserID: user, ActivityID: activityID, StrategyID: 100006, OrderID: "ra-1", AwardID: 102,
-		AwardTitle: "OpenAI会员卡", AwardTime: at.Add(2 * time.Second), State: award.StateCreate}
-	task := award.NewSendAwardTask(rec, "")
-	if err := f.store.RecordAward(ctx, rec, task); err != nil {
-		t.Fatalf("RecordAward: %v", err)
-	}
-	orders, err := f.store.RaffleOrders(ctx, user, activityID)
-	if err != nil || len(orders) != 2 || orders[0].State != activity.OrderUsed || orders[1].State != activity.OrderCreate {
-		t.Fatalf("orders after RecordAward = %+v, %v; want ra-1 used, ra-2 create", orders, err)
-	}
-	recs, err := f.store.AwardRecords(ctx, user, activityID)
-	if err != nil || !reflect.DeepEqual(recs, []award.Record{rec}) {
-		t.Errorf("AwardRecords = %+v, %v; want %+v", recs, err, rec)
-	}
-	tasks, err := f.store.Tasks(ctx, user)
-	if err == nil && len(tasks) == 1 && tasks[0].Created.IsZero() {
-		t.Errorf("task read back without its create_time")
-	}
-	for i := range tasks {
-		tasks[i].Created = time.Time{}
-	}
-	if err != nil || !reflect.DeepEqual(tasks, []outbox.Task{task}) {
-		t.Errorf("Tasks = %+v, %v; want %+v", tasks, err, task)
-	}
-
-	// The same order again: refused, nothing written.
-	again := rec
-	again.AwardID = 103
-	if err := f.store.RecordAward(ctx, again, outbox.Task{UserID: user, Topic: award.TopicSendAward, MessageID: "other",
-		Message: "{}", State: outbox.Create}); !errors.Is(err, activity.ErrOrderUsed) {
-		t.Fatalf("second RecordAward: %v, want ErrOrderUsed", err)
-	}
-	// An order that does not exist cannot be used either.
-	missing := rec
-	missing.OrderID = "ra-missing"
-	if err := f.store.RecordAward(ctx, missing, award.NewSendAwardTask(missing, "")); !errors.Is(err, activity.ErrOrderUsed) {
-		t.Fatalf("RecordAward of a missing order: %v, want ErrOrderUsed", err)
-	}
-	// A task that exists already rolls the whole award back: ra-2 stays unused.
-	second := rec
-	second.OrderID = "ra-2"
-	if err := f.store.RecordAward(ctx, second, task); !errors.Is(err, activity.ErrOrderUsed) {
-		t.Fatalf("RecordAward with an existing task: %v, want ErrOrderUsed", err)
-	}
-	if o, ok := f.unusedOrder(t, key(day1, user, activityID)); !ok || o.OrderID != "ra-2" {
-		t.Errorf("unused order after rolled back award = %+v %v; want ra-2", o, ok)
-	}
-	if recs, err := f.store.AwardRecords(ctx, user, activityID); err != nil || len(recs) != 1 {
-		t.Errorf("AwardRecords = %d, %v; want 1", len(recs), err)
-	}
-	if tasks, err := f.store.Tasks(ctx, user); err != nil || len(tasks) != 1 {
-		t.Errorf("Tasks = %d, %v; want 1", len(tasks), err)
-	}
-}
-
-func (f *userFixture) testConcurrentRecordAward(t *testing.T) {
-	const user, activityID, n = "user007", 100305, 20
-	k := key(day1, user, activityID)
-	f.recharge(t, k, "cra-biz", activity.Count{Total: 10, Day: 10, Month: 10})
-	f.participate(t, k, "cra-1", at)
-	var (
-		wg               sync.WaitGroup
-		mu               sync.Mutex
-		ok, used, others int
-		errs             []error
-		start            = make(chan struct{})
-		rec              = award.Record{UserID: user, ActivityID: activityID, StrategyID: 100006, OrderID: "cra-1", AwardTime: at, State: award.StateCreate}
-	)
-	for i := range n {
-		wg.Go(func() {
-			r := rec
-			r.AwardID = 100 + i
-			<-start
-			err := f.store.RecordAward(context.Background(), r, award.NewSendAwardTask(r, ""))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				ok++
-			case errors.Is(err, activity.ErrOrderUsed):
-				used++
-			default:
-				others++
-				errs = append(errs, err)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if ok != 1 || used != n-1 || others != 0 {
-		t.Fatalf("%d concurrent RecordAward: %d ok, %d used, %d other errors %v; want 1, %d, 0", n, ok, used, others, errs, n-1)
-	}
-	if recs, err := f.store.AwardRecords(t.Context(), user, activityID); err != nil || len(recs) != 1 {
-		t.Errorf("AwardRecords = %d, %v; want 1", len(recs), err)
-	}
-	if tasks, err := f.store.Tasks(t.Context(), user); err != nil || len(tasks) != 1 {
-		t.Errorf("Tasks = %d, %v; want 1", len(tasks), err)
-	}
-}
-
-func (f *userFixture) testUnusedOrder(t *testing.T) {
-	ctx := t.Context()
-	const user, activityID = "user008", 100306
-	k := key(day1, user, activityID)
-	if _, ok := f.unusedOrder(t, k); ok {
-		t.Fatal("an unused order without orders")
-	}
-	f.recharge(t, k, "uo-biz", activity.Count{Total: 10, Day: 10, Month: 10})
-	// Inserted newest first; the oldest order time wins.
-	f.participate(t, k, "uo-late", at.Add(time.Minute))
-	f.participate(t, k, "uo-early", at)
-	o, ok := f.unusedOrder(t, k)
-	if want := raffleOrder(k, "uo-early", at); !ok || o != want {
-		t.Fatalf("unused order = %+v %v, want %+v", o, ok, want)
-	}
-	for _, id := range []string{"uo-early", "uo-late"} {
-		rec := award.Record{UserID: user, ActivityID: activityID, StrategyID: 100006, OrderID: id, AwardID: 101, AwardTime: at}
-		if err := f.store.RecordAward(ctx, rec, award.NewSendAwardTask(rec, "")); err != nil {
-			t.Fatalf("RecordAward %s: %v", id, err)
-		}
-		o, ok := f.unusedOrder(t, k)
-		if id == "uo-early" && (!ok || o.OrderID != "uo-late") {
-			t.Errorf("UnusedOrder after using uo-early = %+v %v, want uo-late", o, ok)
-		}
-		if id == "uo-late" && ok {
-			t.Errorf("UnusedOrder after using both = %+v, want none", o)
-		}
-	}
-	// Award records read back in award time order with their default state.
-	recs, err := f.store.AwardRecords(ctx, user, activityID)
-	if err != nil || len(recs) != 2 || recs[0].OrderID != "uo-early" || recs[0].State != award.StateCreate {
-		t.Errorf("AwardRecords = %+v, %v", recs, err)
-	}
 }
 
 func TestGrantCounts(t *testing.T) {
 	t.Parallel()
 	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := t.Context()
-		s := newUserFixture(t, db, sqlstore.GroupCommit{}).store
+		f := newUserFixture(t, db)
+		s := f.store
 		now := time.Now()
 		for i, user := range []string{"user001", "xiaofuge", "user003", "xfg"} {
 			key := activity.QuotaKey{UserID: user, ActivityID: 1, Day: "2026-11-22", Month: "2026-11"}
@@ -595,12 +283,9 @@ func TestGrantCounts(t *testing.T) {
 				t.Fatal(err)
 			}
 			for j := range 2 {
-				ro := activity.RaffleOrder{UserID: user, ActivityID: 1, StrategyID: 7, OrderID: fmt.Sprint("o", i, j), OrderTime: now, State: activity.OrderCreate}
-				if _, err := s.Participate(ctx, key, ro, false, func(q *activity.Quota) error { return q.Take(key.Day, key.Month) }); err != nil {
-					t.Fatal(err)
-				}
-				rec := award.Record{UserID: user, ActivityID: 1, StrategyID: 7, OrderID: ro.OrderID, AwardID: 101 + j, AwardTime: now, State: award.StateCreate}
-				if err := s.RecordAward(ctx, rec, award.NewSendAwardTask(rec, "")); err != nil {
+				e := flash.Event{OrderID: fmt.Sprint("o", i, j), UserID: user, ActivityID: 1, StrategyID: 7, OrderTime: now.Add(time.Duration(j) * time.Millisecond),
+					Day: key.Day, Month: key.Month, AwardID: 101 + j, AwardTime: now}
+				if err := s.ApplyDraws(ctx, []flash.Event{e})[0]; err != nil {
 					t.Fatal(err)
 				}
 			}

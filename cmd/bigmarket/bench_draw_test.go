@@ -28,7 +28,7 @@ func TestBenchDraw(t *testing.T) {
 		rep, err := bench.RunDraw(context.Background(), bench.DrawOptions{
 			Base: base, AdminToken: cfg.AdminToken, ActivityID: 100301, SKU: 9011, Users: 20, Prefix: "bt1",
 			ProvisionConcurrency: 4, Concurrency: 8, Requests: 200, Duration: time.Minute, Verify: true,
-			// The flash draw (BIGMARKET_DRAW_PATH=flash) writes its records behind its answers.
+			// The draw writer writes the records behind the answers.
 			AwaitRecords: true,
 		}, benchTestStores(t, cfg), &out)
 		if err != nil {

@@ -129,27 +129,19 @@ func TestRandomRaffleIsASystemEndpoint(t *testing.T) {
 }
 
 // TestDrawCommitPoint stalls a draw on either side of its commit point with a budget of
-// 1 s (generous, so that the participation always fits on a loaded machine; the stalls are
-// longer). Stalled after its commit point for 3 s, within the commit timeout of 5 s (SQL
-// path: its award table locked; flash path: paused between the fix of its outcome and
-// its publish), the draw has taken its unit: the answer waits for the award and tells it.
-// With a commit timeout of 500 ms the same stall answers 0009, and at most one award
-// record ever appears. Stalled on the user's quota tables, the SQL draw is still in its
-// participation and answers 0006; the flash draw, whose SQL read (the load of a hot quota)
-// comes after its commit point, answers 0009. Either way it took nothing: no award record
-// ever appears, no stock is taken, and the raffle order it may have made stays unused for
-// the next draw.
+// 1 s (generous, so that what comes before the commit always fits on a loaded machine;
+// the stalls are longer). Stalled after its commit point for 3 s (paused between the fix
+// of its outcome and its publish), within the commit timeout of 5 s, the draw has taken
+// its unit: the answer waits for the award and tells it. With a commit timeout of 500 ms
+// the same stall answers 0009, and at most one award record ever appears. Stalled on the
+// user's quota tables (the SQL read of the load of a hot quota, after the commit point),
+// it answers 0009 and took nothing: no award record ever appears, no stock is taken, and
+// the next draw takes one unit only.
 func TestDrawCommitPoint(t *testing.T) {
-	forEachDrawPath(t, testDrawCommitPoint)
-}
-
-func testDrawCommitPoint(t *testing.T, path drawPath) {
+	t.Parallel()
 	const stall = 3 * time.Second
 	d := newDeployment(t, "")
-	env := []string{path.env(), "BIGMARKET_DRAW_TIMEOUT=1s"}
-	if path.flash {
-		env = append(env, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD="+stall.String())
-	}
+	env := []string{"BIGMARKET_DRAW_TIMEOUT=1s", "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=" + stall.String()}
 	_, base := d.start(t, env...)
 	_, shortCommit := d.start(t, append(env, "BIGMARKET_DRAW_COMMIT_TIMEOUT=500ms")...)
 	d.armory(t, base, shortCommit)
@@ -157,35 +149,22 @@ func testDrawCommitPoint(t *testing.T, path drawPath) {
 	// stallAfterCommit draws for a new user on base while the draw is stalled after its
 	// commit point for 3 s; it returns the user, the answer and when it came after the
 	// stall ended (negative: before).
-	stallAfterCommit := func(t *testing.T, base, prefix string) (user string, r envelope, sinceUnlock time.Duration) {
+	stallAfterCommit := func(t *testing.T, base, prefix string) (user string, r envelope, sincePause time.Duration) {
 		user = testenv.Unique(prefix)
 		if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {
 			t.Fatalf("recharge: %s", c)
 		}
-		if path.flash {
-			// The pause starts after the draw's take and pick, so it ends after this.
-			start := time.Now()
-			r = call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
-			return user, r, time.Since(start) - stall
-		}
-		unlock := d.lockUserTables(t, user, "user_award_record{suffix}")
-		unlocked := make(chan time.Time, 1)
-		go func() {
-			time.Sleep(stall) // the stall the test is about, not a wait for async work
-			unlock()
-			unlocked <- time.Now()
-		}()
+		// The pause starts after the draw's take and pick, so it ends after this.
+		start := time.Now()
 		r = call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
-		answered := time.Now()
-		sinceUnlock = answered.Sub(<-unlocked)
-		return user, r, sinceUnlock
+		return user, r, time.Since(start) - stall
 	}
 
 	t.Run("stalled after the commit point", func(t *testing.T) {
-		user, r, sinceUnlock := stallAfterCommit(t, base, "cp")
-		d.settle(t, path)
+		user, r, sincePause := stallAfterCommit(t, base, "cp")
+		d.drainDraws(t)
 		records, _ := d.userRows(t, user)
-		t.Logf("draw answered %s %s, %s after the unlock; %d award records", r.Code, r.Data, sinceUnlock.Round(time.Millisecond), records)
+		t.Logf("draw answered %s %s, %s after the pause; %d award records", r.Code, r.Data, sincePause.Round(time.Millisecond), records)
 		// The stall (3 s) is within the commit timeout (5 s): the draw is waited for.
 		if r.Code != "0000" {
 			t.Fatalf("draw answered %+v; want 0000 with its award", r)
@@ -193,18 +172,18 @@ func testDrawCommitPoint(t *testing.T, path drawPath) {
 		if records != 1 {
 			t.Fatalf("draw answered 0000 but the user has %d award records", records)
 		}
-		if sinceUnlock < 0 {
-			t.Fatalf("draw answered 0000 %s before its award table was unlocked", -sinceUnlock)
+		if sincePause < 0 {
+			t.Fatalf("draw answered 0000 %s before its pause ended", -sincePause)
 		}
 	})
 
 	t.Run("stalled after the commit point past the commit timeout", func(t *testing.T) {
-		user, r, sinceUnlock := stallAfterCommit(t, shortCommit, "cu")
-		t.Logf("draw answered %s %s, %s after the unlock", r.Code, r.Info, sinceUnlock.Round(time.Millisecond))
+		user, r, sincePause := stallAfterCommit(t, shortCommit, "cu")
+		t.Logf("draw answered %s %s, %s after the pause", r.Code, r.Info, sincePause.Round(time.Millisecond))
 		// The stall (3 s) outlasts the commit timeout (500 ms), which ends before the
 		// budget (1 s) does: the outcome is unknown, never 0006 nor a bare 0001.
-		if r.Code != "0009" || sinceUnlock >= 0 {
-			t.Fatalf("draw answered %+v %s after the unlock; want 0009 while the table was locked", r, sinceUnlock)
+		if r.Code != "0009" || sincePause >= 0 {
+			t.Fatalf("draw answered %+v %s after the pause ended; want 0009 during the pause", r, sincePause)
 		}
 		// Long enough for the cut-off transaction to commit if it ever does.
 		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -212,7 +191,7 @@ func testDrawCommitPoint(t *testing.T, path drawPath) {
 				t.Fatalf("one draw answered 0009 left %d award records", records)
 			}
 		}
-		d.settle(t, path)
+		d.drainDraws(t)
 		if records, _ := d.userRows(t, user); records > 1 {
 			t.Fatalf("one draw answered 0009 left %d award records", records)
 		}
@@ -228,29 +207,22 @@ func testDrawCommitPoint(t *testing.T, path drawPath) {
 		r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 		time.Sleep(time.Second) // hold the stall past the answer, as a slow database would
 		unlock()
-		if want := map[bool]string{false: "0006", true: "0009"}[path.flash]; r.Code != want {
-			t.Fatalf("draw stalled on its quota tables: %+v, want %s", r, want)
+		if r.Code != "0009" {
+			t.Fatalf("draw stalled on its quota tables: %+v, want 0009", r)
 		}
 		// Long enough for a draw going on behind the answer to record its award.
-		var unused int
 		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-			var records int
-			records, unused = d.userRows(t, user)
-			if records != 0 {
+			if records, _ := d.userRows(t, user); records != 0 {
 				t.Fatalf("draw answered %s but an award record appeared afterwards", r.Code)
 			}
 		}
 		if left := d.stockLeft(t); left != stock {
 			t.Fatalf("draw answered %s but took %d units of stock", r.Code, stock-left)
 		}
-		if unused > 1 {
-			t.Fatalf("one timed-out draw left %d unused raffle orders", unused)
-		}
-		// The next draw reuses the unused order, if the timed-out one left one.
 		testenv.Eventually(t, 15*time.Second, "a draw after the stall", func() bool {
 			return call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity}).Code == "0000"
 		})
-		d.settle(t, path)
+		d.drainDraws(t)
 		if records, unused := d.userRows(t, user); records != 1 || unused != 0 {
 			t.Fatalf("after one successful draw: %d award records, %d unused orders; want 1 and 0", records, unused)
 		}
@@ -262,26 +234,18 @@ func testDrawCommitPoint(t *testing.T, path drawPath) {
 
 // TestStalledUserDatabaseDoesNotBlacklist has a client retry a draw every 100 ms while
 // its user database is stalled for 4 s, with the front line on (1 draw a second, burst 5,
-// blacklisted after 10 refusals). The SQL draw stalls in its participation and answers
-// 0006; the flash draw of a user whose hot quota is not loaded yet stalls in the SQL read
-// of its load, past its commit point, and answers 0009. Those answers and the refusals
-// that follow them are the system's failure, not the user's: once the stall ends, its
-// draw succeeds and it is not blacklisted. A user drawing 60 times back to back on the
-// healthy system still is.
+// blacklisted after 10 refusals). The draw of a user whose hot quota is not loaded yet
+// stalls in the SQL read of its load, past its commit point, and answers 0009. Those
+// answers and the refusals that follow them are the system's failure, not the user's:
+// once the stall ends, its draw succeeds and it is not blacklisted. A user drawing 60
+// times back to back on the healthy system still is.
 func TestStalledUserDatabaseDoesNotBlacklist(t *testing.T) {
-	forEachDrawPath(t, testStalledUserDatabaseDoesNotBlacklist)
-}
-
-func testStalledUserDatabaseDoesNotBlacklist(t *testing.T, path drawPath) {
+	t.Parallel()
 	d := newDeployment(t, "")
-	env := []string{path.env(), "BIGMARKET_DRAW_TIMEOUT=150ms", "BIGMARKET_RATE_LIMITER_SWITCH=open",
-		"BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=5", "BIGMARKET_BLACKLIST_COUNT=10"}
-	if path.flash {
-		// The stalled flash draw waits its commit timeout: as short as the budget, so that
-		// the client retries as often as on the SQL path and the limiter refuses it.
-		env = append(env, "BIGMARKET_DRAW_COMMIT_TIMEOUT=150ms")
-	}
-	_, base := d.start(t, env...)
+	// The stalled draw waits its commit timeout: as short as the budget, so that the
+	// client retries often and the limiter refuses it.
+	_, base := d.start(t, "BIGMARKET_DRAW_TIMEOUT=150ms", "BIGMARKET_DRAW_COMMIT_TIMEOUT=150ms", "BIGMARKET_RATE_LIMITER_SWITCH=open",
+		"BIGMARKET_RATE_LIMIT_PER_SECOND=1", "BIGMARKET_RATE_LIMIT_BURST=5", "BIGMARKET_BLACKLIST_COUNT=10")
 	d.armory(t, base)
 	user := testenv.Unique("st")
 	if c := d.recharge(t, base, user, 9011, user+"-r").Code; c != "0000" {

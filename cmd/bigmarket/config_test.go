@@ -68,11 +68,11 @@ func TestTokenCommand(t *testing.T) {
 	}
 }
 
-// TestConfigDumpOnlyForServe: the dump shows the effective group commit lanes (1 by
-// default, as the README says), and migrate and verify do not print it: migrate says in
-// one line what it did, verify prints its report alone.
+// TestConfigDumpOnlyForServe: the dump says what an unset draw_path means (the flash draw,
+// the only one), and migrate and verify do not print it: migrate says in one line what it
+// did, verify prints its report alone.
 func TestConfigDumpOnlyForServe(t *testing.T) {
-	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_DATA_DIR", "BIGMARKET_ADMIN_TOKEN", "BIGMARKET_GROUP_COMMIT_LANES"} {
+	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_DATA_DIR", "BIGMARKET_ADMIN_TOKEN", "BIGMARKET_DRAW_PATH"} {
 		t.Setenv(k, "")
 	}
 	t.Setenv("BIGMARKET_MODE", app.ModeDemo)
@@ -83,8 +83,8 @@ func TestConfigDumpOnlyForServe(t *testing.T) {
 	}
 	var dump bytes.Buffer
 	cfg.Print(&dump)
-	if !regexp.MustCompile(`(?m)^  group_commit_lanes +1$`).MatchString(dump.String()) {
-		t.Errorf("config dump does not show the default group_commit_lanes 1:\n%s", dump.String())
+	if !regexp.MustCompile(`(?m)^  draw_path +\(flash: the only draw\)$`).MatchString(dump.String()) {
+		t.Errorf("config dump does not say an unset draw_path is the flash draw:\n%s", dump.String())
 	}
 
 	dir := t.TempDir()

@@ -105,7 +105,7 @@ func TestExternalAwardsWithoutWebhook(t *testing.T) {
 	demo, base := d.start(t, noWebhook)
 	d.armory(t, base)
 	drawAll(t, base, d.provision(t, base, 4), 40)
-	d.drainIfFlash(t)
+	d.drainDraws(t)
 	external := d.externalAwards(t)
 	if len(external) == 0 {
 		t.Fatal("40 draws won no external award; the demo receiver went untested")
@@ -148,7 +148,7 @@ func TestExternalAwardsWithoutWebhook(t *testing.T) {
 		t.Fatalf("activity armory in production: %+v", r)
 	}
 	drawAll(t, prod, d.provision(t, prod, 4), 40)
-	d.drainIfFlash(t)
+	d.drainDraws(t)
 	waiting := 0
 	for _, state := range d.externalAwards(t) {
 		if state != string(award.StateCompleted) {

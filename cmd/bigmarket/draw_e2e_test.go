@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -74,13 +75,38 @@ func checkActivityDraw(t *testing.T, s stack) {
 		})
 	}
 	wg.Wait()
-	if codes["0000"] != 5 || codes["0000"]+codes["ERR_BIZ_008"]+codes["ERR_BIZ_009"] != 50 {
-		t.Fatalf("50 concurrent draws with day quota 5: %v; want exactly 5 successes, the rest ERR_BIZ_008/009", codes)
+	// A draw answered 0009 (outcome unknown: on a loaded machine its publish or a script
+	// outlasted its lease) may have taken a unit, pending until the user's next draw
+	// settles it (or, while its lease lasts, the sweep); the client retries those, as the
+	// answer asks, until the day quota is refused. No unit is answered 0000 twice, and
+	// every unit ends as one record (below).
+	concurrent := maps.Clone(codes)
+	for retries := codes["0009"]; retries > 0; {
+		r := call(t, "POST", s.bases[0]+raffle+"activity/draw", drawReq{user, 100301})
+		codes[r.Code]++
+		switch r.Code {
+		case "0009":
+			time.Sleep(100 * time.Millisecond) // a client's retry, as the answer asks
+		case "ERR_BIZ_008":
+			retries = 0
+		case "0000":
+		default:
+			t.Fatalf("retry of a draw answered 0009: %+v", r)
+		}
+		if codes["0009"] > 200 {
+			t.Fatalf("draws still answer 0009 after %v", codes)
+		}
+	}
+	if codes["0000"] > 5 || concurrent["0000"] > 5 || concurrent["0009"] == 0 && concurrent["0000"] != 5 || concurrent["0000"]+concurrent["0009"]+concurrent["ERR_BIZ_008"]+concurrent["ERR_BIZ_009"] != 50 {
+		t.Fatalf("50 concurrent draws with day quota 5: %v, then with the retries of 0009 %v; want at most 5 successes (exactly 5 without 0009), the rest ERR_BIZ_008/009 or 0009", concurrent, codes)
+	}
+	if concurrent["0009"] > 0 {
+		t.Logf("50 concurrent draws answered %v on a loaded machine; with the retries %v", concurrent, codes)
 	}
 	if v := account(); v["totalCountSurplus"] != 95 || v["dayCountSurplus"] != 0 || v["monthCountSurplus"] != 95 {
 		t.Errorf("account after 5 draws: %v", v)
 	}
-	// The flash draw writes the records behind its answers: wait for them.
+	// The draw writer writes the records behind the answers: wait for them.
 	testenv.Eventually(t, 30*time.Second, "5 award records and tasks", func() (bool, string) {
 		recs, err := s.users.AwardRecords(ctx, user, 100301)
 		if err != nil || len(recs) > 5 {

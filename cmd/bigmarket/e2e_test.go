@@ -430,11 +430,6 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	cfg.RedisAddrs, cfg.RedisTimeout = []string{emb.Addr()}, redis.EmbeddedTimeout
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
-	// BIGMARKET_DRAW_PATH=flash runs these tests against the flash draw, as it does the
-	// child processes, which inherit the environment.
-	if path := os.Getenv("BIGMARKET_DRAW_PATH"); path != "" {
-		cfg.DrawPath = path
-	}
 	if adjust != nil {
 		adjust(&cfg)
 	}

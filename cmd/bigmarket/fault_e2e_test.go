@@ -60,26 +60,22 @@ type drawResult struct {
 	AwardIndex int    `json:"awardIndex"`
 }
 
-// TestCrashBetweenParticipationAndAward SIGKILLs a serve process while a draw is paused
-// after its commit point, between its pick and its durable write (SQL path: raffle order
-// committed, order claimed in Redis, pick made, award transaction not run; flash path:
-// unit of hot quota taken, outcome fixed on the pending draw, event not published), and
-// proves across the crash: the crashed draw wrote no award and took exactly one unit of
-// quota; once its claim (lease) has expired, the next draw on another process settles
-// the very same order — on the flash path with the outcome fixed before the crash — so
-// the crash cost the user no quota and the order authorises exactly one award.
-func TestCrashBetweenParticipationAndAward(t *testing.T) {
-	forEachDrawPath(t, testCrashBetweenParticipationAndAward)
-}
-
-func testCrashBetweenParticipationAndAward(t *testing.T, path drawPath) {
+// TestCrashBetweenPickAndPublish SIGKILLs a serve process while a draw is paused after
+// its commit point, between its pick and its durable write (unit of hot quota taken,
+// outcome fixed on the pending draw, event not published), and proves across the crash:
+// the crashed draw wrote no award and took exactly one unit of quota; once its lease has
+// expired, the next draw on another process settles the very same order with the outcome
+// fixed before the crash, so the crash cost the user no quota and the order authorises
+// exactly one award.
+func TestCrashBetweenPickAndPublish(t *testing.T) {
+	t.Parallel()
 	d := newDeployment(t, "")
-	// The sweep would settle the crashed flash draw on its own 10 s after it took its
-	// unit; the test wants the user's next draw to settle it.
-	_, live := d.start(t, path.env(), "BIGMARKET_DRAW_SWEEP_EVERY=1h")
-	// A draw's claim lasts its budget plus the commit timeout plus a second: with the
-	// deployment's budget of a minute the crashed draw's order would stay claimed that long.
-	slowProc, slow := d.start(t, path.env(), "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DRAW_TIMEOUT=2s")
+	// The sweep would settle the crashed draw on its own 10 s after it took its unit; the
+	// test wants the user's next draw to settle it.
+	_, live := d.start(t, "BIGMARKET_DRAW_SWEEP_EVERY=1h")
+	// A one-win hold lasts the draw's budget plus the commit timeout plus a second: a
+	// budget of 2 s rather than the deployment's minute keeps the crashed draw's short.
+	slowProc, slow := d.start(t, "BIGMARKET_FAULT_DELAY_BEFORE_RECORD=30s", "BIGMARKET_DRAW_TIMEOUT=2s")
 	s := d.stack(live)
 	d.armory(t, live, slow)
 	ctx := context.Background()
@@ -110,56 +106,20 @@ func testCrashBetweenParticipationAndAward(t *testing.T, path drawPath) {
 		slowDraw <- answer{status: resp.StatusCode, body: string(body)}
 	}()
 
-	// crashed is the order of the draw paused on the slow process; fixed, on the flash
-	// path, the outcome fixed for it before the pause.
+	// crashed is the order of the draw paused on the slow process; fixed the outcome fixed
+	// for it before the pause.
 	var crashed, fixed string
-	var claimKey string
-	if path.flash {
-		// The outcome is fixed right before the pause: once it is there, the draw is in it.
-		testenv.Eventually(t, 20*time.Second, "the slow draw's pending draw with its outcome fixed", func() bool {
-			pending := d.pendingDraws(t, user)
-			if len(pending) > 1 {
-				t.Fatalf("one draw made %d pending draws: %v", len(pending), pending)
-			}
-			for order, outcome := range pending {
-				crashed, fixed = order, outcome
-			}
-			return fixed != ""
-		})
-	} else {
-		testenv.Eventually(t, 20*time.Second, "the slow draw's raffle order in state create", func() bool {
-			orders, err := d.users.RaffleOrders(ctx, user, faultActivity)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(orders) > 1 {
-				t.Fatalf("one draw made %d raffle orders: %+v", len(orders), orders)
-			}
-			if len(orders) == 1 && orders[0].State == activity.OrderCreate {
-				crashed = orders[0].OrderID
-				return true
-			}
-			return false
-		})
-		// The draw claims its order right after the participation commits, and picks at
-		// once; once the claim is 300ms old the draw is inside its 30s pause before the
-		// award transaction. Kill it there.
-		claimKey = d.prefix + ":order_claim:{" + crashed + "}"
-		var firstTTL time.Duration
-		testenv.Eventually(t, 4*time.Second, "the slow draw's claim on order "+crashed+" 300ms old", func() bool {
-			ttl, err := d.redis.PTTL(ctx, claimKey).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ttl <= 0 {
-				return false
-			}
-			if firstTTL == 0 {
-				firstTTL = ttl
-			}
-			return firstTTL-ttl >= 300*time.Millisecond
-		})
-	}
+	// The outcome is fixed right before the pause: once it is there, the draw is in it.
+	testenv.Eventually(t, 20*time.Second, "the slow draw's pending draw with its outcome fixed", func() bool {
+		pending := d.pendingDraws(t, user)
+		if len(pending) > 1 {
+			t.Fatalf("one draw made %d pending draws: %v", len(pending), pending)
+		}
+		for order, outcome := range pending {
+			crashed, fixed = order, outcome
+		}
+		return fixed != ""
+	})
 	if err := slowProc.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -177,40 +137,28 @@ func testCrashBetweenParticipationAndAward(t *testing.T, path drawPath) {
 	if after := totalSurplus(t, live, user); after != before-1 {
 		t.Fatalf("total surplus after the crashed draw: %d, want %d (exactly one unit taken)", after, before-1)
 	}
-	d.settle(t, path)
+	d.drainDraws(t)
 	if recs, err := d.users.AwardRecords(ctx, user, faultActivity); err != nil || len(recs) != 0 {
 		t.Fatalf("award records after the crash: %+v %v, want none", recs, err)
 	}
 
-	if path.flash {
-		// A draw of the user while the crashed draw is still leased takes a unit of its
-		// own (as a concurrent request does); once the lease is over it resumes it.
-		lease := d.pendingLease(t, user, crashed)
-		time.Sleep(time.Until(lease) + 200*time.Millisecond) // the lease the test is about, not a wait for async work
-	} else {
-		testenv.Eventually(t, 15*time.Second, "the crashed draw's claim to expire", func() bool {
-			n, err := d.redis.Exists(ctx, claimKey).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n == 0
-		})
-	}
+	// A draw of the user while the crashed draw is still leased takes a unit of its own
+	// (as a concurrent request does); once the lease is over it resumes it.
+	lease := d.pendingLease(t, user, crashed)
+	time.Sleep(time.Until(lease) + 200*time.Millisecond) // the lease the test is about, not a wait for async work
 
 	r := call(t, "POST", live+"/api/v1/raffle/activity/draw", drawReq{user, faultActivity})
 	res, err := dataOf[drawResult](r)
 	if err != nil || r.Code != "0000" || res.AwardID < 101 || res.AwardID > 108 {
 		t.Fatalf("draw on the live process after the crash: %+v %v", r, err)
 	}
-	if path.flash {
-		var o struct {
-			AwardID int `json:"awardId"`
-		}
-		if err := json.Unmarshal([]byte(fixed), &o); err != nil || o.AwardID != res.AwardID {
-			t.Errorf("the draw after the crash answered award %d; the crashed draw had fixed %s (%v)", res.AwardID, fixed, err)
-		}
+	var o struct {
+		AwardID int `json:"awardId"`
 	}
-	d.settle(t, path)
+	if err := json.Unmarshal([]byte(fixed), &o); err != nil || o.AwardID != res.AwardID {
+		t.Errorf("the draw after the crash answered award %d; the crashed draw had fixed %s (%v)", res.AwardID, fixed, err)
+	}
+	d.drainDraws(t)
 	recs, err := d.users.AwardRecords(ctx, user, faultActivity)
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("award records after the draw that followed the crash: %+v %v, want exactly 1", recs, err)
@@ -226,7 +174,7 @@ func testCrashBetweenParticipationAndAward(t *testing.T, path drawPath) {
 	if err != nil || len(orders) != 1 || orders[0].OrderID != crashed || orders[0].State != activity.OrderUsed {
 		t.Errorf("raffle orders at the end: %+v %v; want only the crashed order, used", orders, err)
 	}
-	d.checkLedger(t, path, user, drawLedger{answered: []int{res.AwardID}})
+	d.checkLedger(t, user, drawLedger{answered: []int{res.AwardID}})
 	// Stock across the crash: the crashed pick may have taken a unit that no record will
 	// ever use (undersell), the recorded award took its unit unless it was the fallback;
 	// nothing more.
@@ -531,7 +479,7 @@ func TestManyUsersTwoProcesses(t *testing.T) {
 		orderStates                 []string
 		err                         error
 	}
-	d.drainIfFlash(t)
+	d.drainDraws(t)
 	found := make([]perUser, users)
 	fanOut(users, 8, func(i int) {
 		p := &found[i]

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,24 +19,8 @@ import (
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
-// flashEnv puts a serve process on the flash draw.
-const flashEnv = "BIGMARKET_DRAW_PATH=flash"
-
-// flashPath reports whether the tests run on the flash draw (BIGMARKET_DRAW_PATH=flash,
-// which the serve processes inherit).
-func flashPath() bool { return os.Getenv("BIGMARKET_DRAW_PATH") == "flash" }
-
-// drainIfFlash waits for the draw writer when the tests run on the flash draw, which
-// writes SQL behind its answers; on the SQL path the rows are there at once.
-func (d *deployment) drainIfFlash(t *testing.T) {
-	t.Helper()
-	if flashPath() {
-		d.drainDraws(t)
-	}
-}
-
-// awaitDrawRecords waits until the user has n award records in the activity (the flash
-// draw writes them behind its answers; on the SQL path they are there at once).
+// awaitDrawRecords waits until the user has n award records in the activity (the draw
+// writer writes them behind the answers).
 func awaitDrawRecords(t *testing.T, users *sqlstore.UserStore, user string, activityID int64, n int) {
 	t.Helper()
 	testenv.Eventually(t, 60*time.Second, fmt.Sprintf("%d award records of %s", n, user), func() (bool, string) {
@@ -72,8 +55,8 @@ func TestFlashManyUsersTwoProcesses(t *testing.T) {
 	// this is the scale that fits about a minute under -race in CI.
 	const users, draws = 600, 20
 	d := newDeployment(t, "")
-	_, a := d.start(t, flashEnv)
-	_, b := d.start(t, flashEnv)
+	_, a := d.start(t)
+	_, b := d.start(t)
 	bases := []string{a, b}
 	d.armory(t, bases...)
 	ids := make([]string, users)
@@ -229,7 +212,7 @@ func TestFlashRedisFlush(t *testing.T) {
 	d := newDeployment(t, startPrivateRedis(t))
 	var bases []string
 	for range 2 {
-		_, base := d.start(t, flashEnv, "BIGMARKET_RECOVERY_GRACE=1s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s")
+		_, base := d.start(t, "BIGMARKET_RECOVERY_GRACE=1s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s")
 		bases = append(bases, base)
 	}
 	d.armory(t, bases...)

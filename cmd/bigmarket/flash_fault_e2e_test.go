@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +29,7 @@ func (d *deployment) drawWriterInfo(t *testing.T) (info *jetstream.ConsumerInfo,
 	return info, err
 }
 
-// TestDrawWriterKilledBetweenCommitAndAcks SIGKILLs, in the middle of a draw run, a flash
+// TestDrawWriterKilledBetweenCommitAndAcks SIGKILLs, in the middle of a draw run, a
 // serve process whose draw writer has committed a batch of draws to SQL but not yet
 // acked it (it pauses there), so the broker redelivers those draws to the other
 // process's writer: no draw may be written twice. 20 users draw through both processes
@@ -41,12 +40,8 @@ func (d *deployment) drawWriterInfo(t *testing.T) (info *jetstream.ConsumerInfo,
 // with one task, the units taken are the orders, the hot quota equals SQL, no award
 // beyond its stock; and once the awards are distributed, verify is clean.
 func TestDrawWriterKilledBetweenCommitAndAcks(t *testing.T) {
-	if os.Getenv("BIGMARKET_DRAW_PATH") == "sql" {
-		t.Skip("the draw writer is the flash path's")
-	}
-	path := drawPath{flash: true}
 	d := newDeployment(t, "")
-	common := []string{path.env(), "BIGMARKET_EVENT_ACK_WAIT=3s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s",
+	common := []string{"BIGMARKET_EVENT_ACK_WAIT=3s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s",
 		// Short leases and a frequent sweep settle the draws in flight on the killed process.
 		"BIGMARKET_DRAW_TIMEOUT=2s", "BIGMARKET_DRAW_SWEEP_EVERY=1s"}
 	p1, a := d.start(t, append(common, "BIGMARKET_FAULT_DELAY_AFTER_DRAW_WRITE=60s")...)
@@ -148,7 +143,7 @@ func TestDrawWriterKilledBetweenCommitAndAcks(t *testing.T) {
 	d.drainDraws(t)
 	total := 0
 	for i, user := range users {
-		n, taken := d.checkLedger(t, path, user, ledgers[i])
+		n, taken := d.checkLedger(t, user, ledgers[i])
 		if taken != int64(n) {
 			t.Errorf("user %s: %d records, %d units taken", user, n, taken)
 		}

@@ -44,7 +44,7 @@ func lockWaits(t *testing.T, base, userID string) map[int]int64 {
 }
 
 // TestFlashGreenChannelWriterHeldBack is the issue's "green channel with the writer
-// paused": on the flash path, with the draw writer held back (fault point
+// paused": with the draw writer held back (fault point
 // delay_draw_writer) and the award and rebate consumers too, every answered draw shows at
 // once in the user's account, in the award list's lock counts and — for 随机积分 wins and
 // the sign-in — in the credit, credited once under the draw's order id; the only rows in
@@ -55,7 +55,7 @@ func lockWaits(t *testing.T, base, userID string) map[int]int64 {
 func TestFlashGreenChannelWriterHeldBack(t *testing.T) {
 	const hold = "60s"
 	d := newDeployment(t, "")
-	_, base := d.start(t, flashEnv, "BIGMARKET_FAULT_DELAY_DRAW_WRITER="+hold, "BIGMARKET_FAULT_DELAY_CREDIT_CONSUMERS="+hold,
+	_, base := d.start(t, "BIGMARKET_FAULT_DELAY_DRAW_WRITER="+hold, "BIGMARKET_FAULT_DELAY_CREDIT_CONSUMERS="+hold,
 		"BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s")
 	d.armory(t, base)
 	ctx := context.Background()
@@ -192,12 +192,12 @@ func TestFlashGreenChannelWriterHeldBack(t *testing.T) {
 	}
 }
 
-// TestFlashProvisionRaisesHotQuota provisions users who already drew on the flash path
+// TestFlashProvisionRaisesHotQuota provisions users who already drew
 // (so they have hot copies): their account answers the new units at once, from the hot
 // copy, and after the writer drained the hot copy equals SQL.
 func TestFlashProvisionRaisesHotQuota(t *testing.T) {
 	d := newDeployment(t, "")
-	_, base := d.start(t, flashEnv)
+	_, base := d.start(t)
 	d.armory(t, base)
 	s := d.stack(base)
 	ctx := context.Background()

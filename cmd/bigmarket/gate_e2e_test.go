@@ -214,7 +214,7 @@ func checkSoldOut(t *testing.T, d *deployment, s stack, units, users, draws int)
 		t.Fatalf("%d draws on %d stocked units without fallback: codes %v; want exactly %d wins and the rest ERR_BIZ_010",
 			users*draws, units, codes, units)
 	}
-	d.drainIfFlash(t)
+	d.drainDraws(t)
 	ctx := context.Background()
 	for _, u := range ids {
 		orders, err := d.users.RaffleOrders(ctx, u, soldOutActivity)

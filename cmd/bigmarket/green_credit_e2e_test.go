@@ -52,17 +52,11 @@ func (d *deployment) creditLedger(t *testing.T, user string) creditLedger {
 // delay_credit_consumers) and checks that a credit query right after 随机积分 wins and a
 // sign-in shows that credit at once, credited by the green channel under the events'
 // business numbers; then the consumers start, deliver the same events, and change
-// nothing; verify stays clean. It runs on both draw paths: on the flash path the draw
-// writer runs as usual, so a win's record may or may not be in SQL at the credit query.
+// nothing; verify stays clean. The draw writer runs as usual, so a win's record may or
+// may not be in SQL at the credit query.
 func TestCreditGreenChannelE2E(t *testing.T) {
-	for _, path := range []string{"sql", "flash"} {
-		t.Run(path, func(t *testing.T) { testCreditGreenChannel(t, path) })
-	}
-}
-
-func testCreditGreenChannel(t *testing.T, path string) {
 	d := newDeployment(t, "")
-	_, base := d.start(t, "BIGMARKET_DRAW_PATH="+path, "BIGMARKET_FAULT_DELAY_CREDIT_CONSUMERS=40s",
+	_, base := d.start(t, "BIGMARKET_FAULT_DELAY_CREDIT_CONSUMERS=40s",
 		"BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s")
 	d.armory(t, base)
 	// user001 and user002 are on strategy 100006's blacklist: every draw wins 101.
@@ -133,9 +127,7 @@ func testCreditGreenChannel(t *testing.T, path string) {
 	if d.deadLetters(t) != 0 {
 		t.Errorf("send_award dead letters after the consumers: %d", d.deadLetters(t))
 	}
-	if path == "flash" {
-		d.drainDraws(t)
-	}
+	d.drainDraws(t)
 	out, clean := d.verify(t, nil, "-grace", "0s")
 	if !clean {
 		t.Errorf("verify after the consumers:\n%.3000s", out)

@@ -12,7 +12,7 @@ import (
 	"github.com/bigmarket/bigmarket/internal/testenv"
 )
 
-// TestFlashOneWinAcrossRedisFlush: on the flash path, users win the stocked award of a
+// TestFlashOneWinAcrossRedisFlush: users win the stocked award of a
 // one-win activity while the draw writer is held back (fault point delay_draw_writer),
 // and Redis is flushed before their award records are written. Until the writer has
 // applied their wins, the users' draws are answered 0009 (or 0006 once the breaker
@@ -22,7 +22,7 @@ import (
 // after the flush).
 func TestFlashOneWinAcrossRedisFlush(t *testing.T) {
 	d := newDeployment(t, startPrivateRedis(t))
-	_, base := d.start(t, flashEnv, "BIGMARKET_FAULT_DELAY_DRAW_WRITER=25s")
+	_, base := d.start(t, "BIGMARKET_FAULT_DELAY_DRAW_WRITER=25s")
 	s := d.stack(base)
 	insertGateActivity(t, s, oneWinActivity, 5000, map[int]int{102: 1000})
 	if r := settingsCall(t, s, `{"activityId":990002,"oneWin":true}`); r.Code != "0000" {
@@ -77,7 +77,7 @@ func TestFlashOneWinAcrossRedisFlush(t *testing.T) {
 		t.Errorf("answers after the flush %v: a winner won again", codes)
 	}
 	t.Logf("answers after the flush: %v", codes)
-	d.settle(t, drawPath{flash: true})
+	d.drainDraws(t)
 	for _, u := range users {
 		recs, err := d.users.AwardRecords(ctx, u, oneWinActivity)
 		if err != nil || len(recs) != 1 || recs[0].AwardID != 102 {

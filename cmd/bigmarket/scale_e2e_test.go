@@ -28,13 +28,13 @@ import (
 func TestBenchDrawPerUserTwoProcesses(t *testing.T) {
 	const users, draws = 300, 5
 	d := newDeployment(t, "")
-	_, a := d.start(t, flashEnv)
-	_, b := d.start(t, flashEnv)
+	_, a := d.start(t)
+	_, b := d.start(t)
 	out := filepath.Join(t.TempDir(), "draw.json")
 	cmd := exec.Command(d.bin, "bench", "draw", "-url", a+","+b, "-admin-token", d.adminToken,
 		"-users", "300", "-draws-per-user", "5", "-c", "32", "-provision-c", "2",
 		"-prefix", "pu"+d.prefix[len(d.prefix)-6:], "-out", out, "-q")
-	cmd.Env = append(append(os.Environ(), d.env...), flashEnv)
+	cmd.Env = append(os.Environ(), d.env...)
 	stdout, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench draw: %v\n%s", err, stdout)
@@ -86,12 +86,11 @@ func TestBenchDrawPerUserTwoProcesses(t *testing.T) {
 // hot quotas equal SQL, and bigmarket verify comes back clean.
 func TestFlashServeKilledMidRun(t *testing.T) {
 	const users, quota = 60, 5
-	path := drawPath{flash: true}
 	d := newDeployment(t, "")
 	// A draw's lease is its budget plus the commit timeout plus a second: 2s keeps the
 	// leases of the killed draws short; the writer's redelivery after the kill waits
 	// for the ack wait.
-	env := []string{path.env(), "BIGMARKET_DRAW_TIMEOUT=2s", "BIGMARKET_EVENT_ACK_WAIT=3s",
+	env := []string{"BIGMARKET_DRAW_TIMEOUT=2s", "BIGMARKET_EVENT_ACK_WAIT=3s",
 		"BIGMARKET_DRAW_SWEEP_EVERY=1s", "BIGMARKET_OUTBOX_GRACE=1s", "BIGMARKET_OUTBOX_EVERY=1s"}
 	victim, a := d.start(t, env...)
 	_, b := d.start(t, env...)
@@ -200,7 +199,7 @@ func TestFlashServeKilledMidRun(t *testing.T) {
 	d.drainDraws(t)
 	total := 0
 	for i, user := range ids {
-		n, taken := d.checkLedger(t, path, user, ledgers[i])
+		n, taken := d.checkLedger(t, user, ledgers[i])
 		if n != quota || taken != quota {
 			t.Errorf("user %s: %d records, %d units taken; want %d each", user, n, taken, quota)
 		}

@@ -18,14 +18,14 @@ import (
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
-// TestVerifyFlashDraws runs flash draws on the real backends, then "bigmarket verify":
+// TestVerifyFlashDraws runs draws on the real backends, then "bigmarket verify":
 // clean after the writer drained, with the draw events and hot quotas checked; then it
 // plants one discrepancy of each draw check and verify must report each kind; with the
 // writer stopped behind a published draw, verify says it skipped the hot quota check.
 func TestVerifyFlashDraws(t *testing.T) {
 	const users, draws = 30, 5
 	d := newDeployment(t, "")
-	p, base := d.start(t, flashEnv)
+	p, base := d.start(t)
 	d.armory(t, base)
 	ids := make([]string, users)
 	for i := range ids {
@@ -50,7 +50,7 @@ func TestVerifyFlashDraws(t *testing.T) {
 	// two passes): once both settled, verify is clean with every hot copy compared. None
 	// of the draw checks may fail meanwhile.
 	testenv.Eventually(t, 60*time.Second, "verify clean with every hot quota compared", func() (bool, string) {
-		out, clean := d.verify(t, []string{flashEnv})
+		out, clean := d.verify(t, nil)
 		for _, k := range []string{reconcile.KindDrawUnwritten, reconcile.KindHotQuota, reconcile.KindOneWin, reconcile.KindAwardOverStock, "skipped"} {
 			if strings.Contains(out, k) {
 				t.Fatalf("verify after a flash run reports %s:\n%s", k, out)
@@ -63,7 +63,7 @@ func TestVerifyFlashDraws(t *testing.T) {
 	// bench draw's verification makes the same checks after its run.
 	bench := exec.Command(d.bin, "bench", "draw", "-url", base, "-admin-token", d.adminToken, "-users", "10",
 		"-prefix", "vb"+d.prefix[len(d.prefix)-6:], "-c", "4", "-n", "60", "-provision-c", "2", "-q")
-	bench.Env = append(append(os.Environ(), d.env...), flashEnv)
+	bench.Env = append(os.Environ(), d.env...)
 	if out, err := bench.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS draw events written: ") ||
 		!strings.Contains(string(out), "PASS hot quota = SQL quota: ") || !strings.Contains(string(out), "PASS records <= stock: ") {
 		t.Fatalf("bench draw: %v\n%s", err, out)
@@ -83,7 +83,7 @@ func TestVerifyFlashDraws(t *testing.T) {
 	}
 	wantKinds := func(name string, kinds ...string) {
 		t.Helper()
-		out, clean := d.verify(t, []string{flashEnv})
+		out, clean := d.verify(t, nil)
 		if clean {
 			t.Fatalf("%s: verify clean:\n%s", name, out)
 		}
@@ -144,7 +144,7 @@ func TestVerifyFlashDraws(t *testing.T) {
 		counts[awardID]-1, faultStrategy, awardID); err != nil {
 		t.Fatal(err)
 	}
-	out, _ := d.verify(t, []string{flashEnv})
+	out, _ := d.verify(t, nil)
 	if !strings.Contains(out, reconcile.KindAwardOverStock+" user= key="+fmt.Sprintf("%d/%d", faultStrategy, awardID)) {
 		t.Errorf("stock below records: verify does not report %s:\n%s", reconcile.KindAwardOverStock, out)
 	}
@@ -161,7 +161,7 @@ func TestVerifyFlashDraws(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	out, _ = d.verify(t, []string{flashEnv})
+	out, _ = d.verify(t, nil)
 	if !strings.Contains(out, "verify: skipped hot quota = SQL quota: the draw writer is 1 events behind") ||
 		!strings.Contains(out, "verify: skipped draw events: 1 published after the draw writer's progress") ||
 		strings.Contains(out, "vf_behind") {

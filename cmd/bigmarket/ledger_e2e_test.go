@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +11,7 @@ import (
 	"github.com/bigmarket/bigmarket/redis"
 )
 
-// drawPath is one of the two ways serve answers a draw: the synchronous SQL draw, or the
-// flash draw (hot quota in Redis, one broker ack, SQL written behind by the draw writer).
-// The fault tests run on both and assert the same invariants on each:
+// The fault tests assert the same invariants of the draw (checkLedger, checkStock):
 //
 //   - a draw answered 0000 is never lost: its award record appears, with that award;
 //   - a draw not answered (0009, a transport error) is absent or recorded once;
@@ -22,42 +19,6 @@ import (
 //     order, and each order used has one award record and one task;
 //   - 0006 only when nothing was taken; an unknown outcome is 0009;
 //   - no award beyond its stock.
-type drawPath struct{ flash bool }
-
-func (p drawPath) String() string {
-	if p.flash {
-		return "flash"
-	}
-	return "sql"
-}
-
-// env puts a serve process on the path (it overrides an inherited BIGMARKET_DRAW_PATH).
-func (p drawPath) env() string { return "BIGMARKET_DRAW_PATH=" + p.String() }
-
-// forEachDrawPath runs fn as the subtests "sql" and "flash", or only the one
-// BIGMARKET_DRAW_PATH names when it is set (a whole run of the package on one path).
-// The two run in parallel, each on a deployment of its own: the fault tests mostly wait
-// (stalls, outages, leases), and the package's time under CI is bounded.
-func forEachDrawPath(t *testing.T, fn func(t *testing.T, p drawPath)) {
-	for _, p := range []drawPath{{flash: false}, {flash: true}} {
-		if env := os.Getenv("BIGMARKET_DRAW_PATH"); env != "" && env != p.String() {
-			continue
-		}
-		t.Run(p.String(), func(t *testing.T) {
-			t.Parallel()
-			fn(t, p)
-		})
-	}
-}
-
-// settle waits, on the flash path, until the draw writer has applied every draw event
-// published so far; on the SQL path the rows are written before the answer.
-func (d *deployment) settle(t *testing.T, p drawPath) {
-	t.Helper()
-	if p.flash {
-		d.drainDraws(t)
-	}
-}
 
 // drawLedger is what a client saw of one user's draws in faultActivity: the awards of
 // the draws answered 0000, and how many draws answered 0009 (outcome unknown).
@@ -82,13 +43,13 @@ func (l *drawLedger) note(t *testing.T, r envelope) {
 }
 
 // checkLedger checks the draw invariants for user's draws in faultActivity against what
-// the client saw, once the draws have settled (d.settle): every draw answered 0000 has its
+// the client saw, once the draw writer has drained (d.drainDraws): every draw answered 0000 has its
 // award record with the award it was answered with; there are no more records than draws
 // answered 0000 or 0009 (a draw refused took nothing, a draw not answered is recorded at
 // most once); each record is on its own raffle order, which is used, with one task; the
-// units of quota taken are the raffle orders; on the flash path the hot quota, when there
-// is one, equals SQL's. It returns the user's award records and units taken.
-func (d *deployment) checkLedger(t *testing.T, p drawPath, user string, l drawLedger) (records int, taken int64) {
+// units of quota taken are the raffle orders; the hot quota, when there is one, equals
+// SQL's. It returns the user's award records and units taken.
+func (d *deployment) checkLedger(t *testing.T, user string, l drawLedger) (records int, taken int64) {
 	t.Helper()
 	ctx := context.Background()
 	recs, err := d.users.AwardRecords(ctx, user, faultActivity)
@@ -140,10 +101,8 @@ func (d *deployment) checkLedger(t *testing.T, p drawPath, user string, l drawLe
 	if taken != int64(len(orders)) {
 		t.Errorf("user %s: %d units of quota taken for %d raffle orders (%d used)", user, taken, len(orders), used)
 	}
-	if p.flash {
-		if h, ok, err := redis.NewDrawQuota(d.redis, d.prefix).Read(ctx, key); err != nil || (ok && *h.Account != *q.Account) {
-			t.Errorf("user %s: hot quota %s (%v), SQL %s", user, showQuota(h), err, showQuota(q))
-		}
+	if h, ok, err := redis.NewDrawQuota(d.redis, d.prefix).Read(ctx, key); err != nil || (ok && *h.Account != *q.Account) {
+		t.Errorf("user %s: hot quota %s (%v), SQL %s", user, showQuota(h), err, showQuota(q))
 	}
 	return len(recs), taken
 }
@@ -162,7 +121,7 @@ func (d *deployment) checkStock(t *testing.T) {
 	}
 }
 
-// pendingDraws returns user's pending flash draws in faultActivity: order id → the
+// pendingDraws returns user's pending draws in faultActivity: order id → the
 // outcome fixed for it ("" before its pick).
 func (d *deployment) pendingDraws(t *testing.T, user string) map[string]string {
 	t.Helper()
