@@ -301,20 +301,25 @@ end
 return 1
 `)
 
-// fixScript stores a pending draw's outcome unless it has one, and returns the one
-// stored, or false when the draw is no longer pending. KEYS are the pending draws and the
-// user's unwritten credit wins; ARGV the order id, the outcome, the draw's event to keep
-// among the unwritten credit wins when this outcome is stored ("" for none) and that
-// hash's time to live in ms.
+// fixScript stores a pending draw's outcome unless it has one. It returns 1 when it
+// stored the caller's outcome (the common case: the caller has it already, so it is not
+// sent back and decoded again), the outcome stored before otherwise, or false when the
+// draw is no longer pending. KEYS are the pending draws and the user's unwritten credit
+// wins; ARGV the order id, the outcome, the draw's event to keep among the unwritten
+// credit wins when this outcome is stored ("" for none) and that hash's time to live in
+// ms.
 var fixScript = goredis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 0 then
   return false
 end
-if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 1 and ARGV[3] ~= '' then
+if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 0 then
+  return redis.call('HGET', KEYS[1], 'o:' .. ARGV[1])
+end
+if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-return redis.call('HGET', KEYS[1], 'o:' .. ARGV[1])
+return 1
 `)
 
 // clearScript forgets a pending draw. KEYS are the pending draws and the slot's index;
@@ -524,15 +529,19 @@ func (d *DrawQuota) Fix(ctx context.Context, userID string, activityID int64, or
 		}
 	}
 	keys := []string{d.pendingKey(userID, activityID), d.unwrittenKey(userID)}
-	got, err := fixScript.Run(ctx, d.client, keys, orderID, body, kept, unwrittenTTL.Milliseconds()).Text()
+	got, err := fixScript.Run(ctx, d.client, keys, orderID, body, kept, unwrittenTTL.Milliseconds()).Result()
 	if errors.Is(err, goredis.Nil) {
 		return flash.Outcome{}, flash.ErrPendingGone
 	}
 	if err != nil {
 		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
 	}
+	stored, ok := got.(string)
+	if !ok {
+		return o, nil // this outcome is the one stored
+	}
 	var fixed flash.Outcome
-	if err := json.Unmarshal([]byte(got), &fixed); err != nil {
+	if err := json.Unmarshal([]byte(stored), &fixed); err != nil {
 		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
 	}
 	return fixed, nil
