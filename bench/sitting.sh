@@ -1,7 +1,7 @@
 #!/bin/bash
 # Bench sitting used for the issue 14 measurements. Needs MariaDB, Redis, NATS on loopback;
 # builds bench/bare (a net/http handler answering a fixed envelope) into /tmp/bare/bare.
-# One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash grab bare
+# One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash flash1m grab bare
 # Each draw/grab scenario: fresh MariaDB DBs (cfg + 2 user DBs, dropped after), unique
 # Redis/NATS prefix, external Redis/NATS, migrate --seed, serve, bench; CPU split by process.
 set -u
@@ -15,7 +15,10 @@ PORT=${PORT:-18091} OPS=${OPS:-19091} BAREPORT=${BAREPORT:-18099}
 ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 pids() { echo "$1 $(pgrep -ox mariadbd) $(pgrep -ox redis-server) $(pgrep -ox nats-server)"; }
 sampler() { # out start window pids... — CPU ticks of each pid over [start, start+window] s, and of the bench
-  local out=$1 st=$2 win=$3; shift 3; sleep $st
+  # (start counted from the bench's first line (provisioned users or sent packets: the run starts) when WAITFOR names its output)
+  local out=$1 st=$2 win=$3; shift 3
+  if [ -n "${WAITFOR:-}" ]; then for i in $(seq 1 1200); do grep -qE '^(provisioned|sent) ' $WAITFOR 2>/dev/null && break; sleep 0.5; done; fi
+  sleep $st
   local bp=$(pgrep -f "^$BIN bench" | head -1) b=() a=()
   for p in "$@" $bp; do b+=($(ticks $p)); done; sleep $win
   local i=0 r="${win}s:"; for p in "$@" $bp; do r="$r $(( $(ticks $p) - b[i] ))"; i=$((i+1)); done; echo "$r" > $out
@@ -39,10 +42,10 @@ run() { # name mode benchargs...
   fi
   local ps_=($(pids $spid))
   local secs=${DUR%s}; [ $name = grab ] && secs=${GDUR:-15s} && secs=${secs%s}
-  sampler $OUT/$name.cpu 4 $((secs-6)) ${ps_[@]} &
+  WAITFOR=$OUT/$name.txt sampler $OUT/$name.cpu 4 $((secs-6)) ${ps_[@]} &
   local samp=$!
   echo "== $name load $(cut -d' ' -f1-3 /proc/loadavg)" >> $OUT/summary
-  if [ -n "${PROF:-}" ]; then (sleep 12; curl -s "127.0.0.1:$OPS/debug/pprof/profile?seconds=10" > $OUT/$name.cpu.pprof; curl -s "127.0.0.1:$OPS/debug/pprof/allocs" > $OUT/$name.allocs.pprof) & local prof=$!; fi
+  if [ -n "${PROF:-}" ]; then (for i in $(seq 1 1200); do grep -qE '^(provisioned|sent) ' $OUT/$name.txt 2>/dev/null && break; sleep 0.5; done; sleep 12; curl -s "127.0.0.1:$OPS/debug/pprof/profile?seconds=10" > $OUT/$name.cpu.pprof; curl -s "127.0.0.1:$OPS/debug/pprof/allocs" > $OUT/$name.allocs.pprof) & local prof=$!; fi
   /usr/bin/time -f "bench-cpu %U %S" $BIN bench "$@" -out $OUT/$name.json > $OUT/$name.txt 2> $OUT/$name.err
   echo "exit $?" >> $OUT/$name.txt
   wait $samp
@@ -68,6 +71,7 @@ bare() {
 }
 for sc in "$@"; do case $sc in
   flash) run flash flash draw -users 10000 -c 64 -d $DUR ;;
+  flash1m) run flash1m flash draw -users 1000000 -c 64 -d $DUR ;;
   grab)  run grab flash grab -packets 60 -items 1000 -users 200000 -c 64 -d ${GDUR:-15s} ;;
   bare)  bare ;;
 esac; done
