@@ -15,9 +15,10 @@ PORT=${PORT:-18091} OPS=${OPS:-19091} BAREPORT=${BAREPORT:-18099}
 ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 pids() { echo "$1 $(pgrep -ox mariadbd) $(pgrep -ox redis-server) $(pgrep -ox nats-server)"; }
 sampler() { # out start window pids... — CPU ticks of each pid over [start, start+window] s, and of the bench
-  # (start counted from the bench's first line (provisioned users or sent packets: the run starts) when WAITFOR names its output)
+  # (start counted from the run's first progress line when WAITFOR names the bench's stderr: after
+  # provisioning and the pre-run tally, which take minutes at 1M users)
   local out=$1 st=$2 win=$3; shift 3
-  if [ -n "${WAITFOR:-}" ]; then for i in $(seq 1 1200); do grep -qE '^(provisioned|sent) ' $WAITFOR 2>/dev/null && break; sleep 0.5; done; fi
+  if [ -n "${WAITFOR:-}" ]; then for i in $(seq 1 2400); do grep -qE '^ *[0-9.]+s +[0-9]+ requests' $WAITFOR 2>/dev/null && break; sleep 0.5; done; fi
   sleep $st
   local bp=$(pgrep -f "^$BIN bench" | head -1) b=() a=()
   for p in "$@" $bp; do b+=($(ticks $p)); done; sleep $win
@@ -42,10 +43,10 @@ run() { # name mode benchargs...
   fi
   local ps_=($(pids $spid))
   local secs=${DUR%s}; [ $name = grab ] && secs=${GDUR:-15s} && secs=${secs%s}
-  WAITFOR=$OUT/$name.txt sampler $OUT/$name.cpu 4 $((secs-6)) ${ps_[@]} &
+  WAITFOR=$OUT/$name.err sampler $OUT/$name.cpu 4 $((secs-6)) ${ps_[@]} &
   local samp=$!
   echo "== $name load $(cut -d' ' -f1-3 /proc/loadavg)" >> $OUT/summary
-  if [ -n "${PROF:-}" ]; then (for i in $(seq 1 1200); do grep -qE '^(provisioned|sent) ' $OUT/$name.txt 2>/dev/null && break; sleep 0.5; done; sleep 12; curl -s "127.0.0.1:$OPS/debug/pprof/profile?seconds=10" > $OUT/$name.cpu.pprof; curl -s "127.0.0.1:$OPS/debug/pprof/allocs" > $OUT/$name.allocs.pprof) & local prof=$!; fi
+  if [ -n "${PROF:-}" ]; then (for i in $(seq 1 2400); do grep -qE '^ *[0-9.]+s +[0-9]+ requests' $OUT/$name.err 2>/dev/null && break; sleep 0.5; done; sleep 10; curl -s "127.0.0.1:$OPS/debug/pprof/profile?seconds=10" > $OUT/$name.cpu.pprof; curl -s "127.0.0.1:$OPS/debug/pprof/allocs" > $OUT/$name.allocs.pprof) & local prof=$!; fi
   /usr/bin/time -f "bench-cpu %U %S" $BIN bench "$@" -out $OUT/$name.json > $OUT/$name.txt 2> $OUT/$name.err
   echo "exit $?" >> $OUT/$name.txt
   wait $samp
