@@ -83,6 +83,10 @@ type HotQuota interface {
 	// Load puts q in place as the user's hot quota unless one is there; ErrHotStale when
 	// the slot's epoch is no longer epoch.
 	Load(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time) error
+	// LoadTake is Load followed by Take in one step (a first touch): ErrHotStale, having
+	// loaded and taken nothing, when the slot's epoch is no longer epoch.
+	LoadTake(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time,
+		orderID string, now time.Time, lease time.Duration) (p Pending, resumed bool, err error)
 	// Fix stores o on the pending draw unless an outcome is there, and returns the one
 	// stored; ErrPendingGone when the draw is no longer pending. When it stores o and
 	// keep is set, keep (the draw's event) joins the user's unwritten credit wins in the

@@ -132,23 +132,36 @@ func (s *Service) flashDraw(ctx context.Context, userID string, activityID int64
 	return Result{AwardID: o.AwardID, AwardTitle: o.AwardTitle, AwardIndex: o.Sort}, nil
 }
 
-// take runs the take script, loading the hot quota from SQL first when it is missing, and
-// healing it from SQL once when it says the quota is exhausted (a recharge whose hot
-// step was lost in a crash).
+// take runs the take script, loading the hot quota from SQL when it is missing (the
+// load and the take again in one script), and healing it from SQL once when it says the
+// quota is exhausted (a recharge whose hot step was lost in a crash).
 func (s *Service) take(ctx context.Context, a activity.Activity, key activity.QuotaKey, orderID string, now time.Time) (flash.Pending, bool, error) {
 	f := s.opts.Flash
 	healed := false
+	var missing *flash.HotMissing
 	for attempt := 0; ; attempt++ {
-		p, resumed, err := f.Hot.Take(ctx, key, orderID, now, f.Lease)
-		var missing *flash.HotMissing
+		var (
+			p       flash.Pending
+			resumed bool
+			err     error
+		)
+		if missing != nil {
+			p, resumed, err = s.loadTake(ctx, a, key, missing.Epoch, orderID, now)
+			missing = nil
+		} else {
+			p, resumed, err = f.Hot.Take(ctx, key, orderID, now, f.Lease)
+		}
 		switch {
 		case err == nil:
 			return p, resumed, nil
-		case errors.As(err, &missing) && attempt < 3:
-			if err := s.load(ctx, a, key, missing.Epoch); err != nil && !errors.Is(err, flash.ErrHotStale) {
-				// Nothing was taken; the retry loads again.
-				return flash.Pending{}, false, fmt.Errorf("%w (%w)", flash.ErrUnavailable, err)
-			}
+		case errors.Is(err, flash.ErrHotStale) && attempt < maxTakes:
+			// A loss and restore since the read (or none yet): nothing was loaded or
+			// taken; the next round takes again and reads SQL again if told to.
+		case errors.As(err, &missing) && attempt < maxTakes:
+			// The next round reads SQL and loads and takes in one script.
+		case errors.Is(err, errLoad):
+			// Nothing was taken; the retry loads again.
+			return flash.Pending{}, false, fmt.Errorf("%w (%w)", flash.ErrUnavailable, err)
 		case errors.Is(err, flash.ErrHotNotReady), errors.As(err, &missing):
 			s.restoreAsync()
 			return flash.Pending{}, false, fmt.Errorf("draw %s in %d: hot quota being restored: %w (%w)", key.UserID, key.ActivityID, flash.ErrUnavailable, err)
@@ -174,17 +187,22 @@ func isExhausted(err error) bool {
 		errors.Is(err, activity.ErrDayQuotaExhausted)
 }
 
-// load reads the user's quota from SQL and puts it in the hot state under epoch.
-func (s *Service) load(ctx context.Context, a activity.Activity, key activity.QuotaKey, epoch string) error {
+// maxTakes bounds the rounds of take: a take that finds no hot quota and a load and take
+// under the epoch it got, three times.
+const maxTakes = 6
+
+// errLoad marks a load whose SQL read failed.
+var errLoad = errors.New("read quota from sql")
+
+// loadTake reads the user's quota from SQL, puts it in the hot state under epoch and
+// takes, in one script.
+func (s *Service) loadTake(ctx context.Context, a activity.Activity, key activity.QuotaKey, epoch, orderID string, now time.Time) (flash.Pending, bool, error) {
 	f := s.opts.Flash
 	q, err := f.Activities.StoredQuota(ctx, key.UserID, key.ActivityID, key.Day, key.Month)
 	if err != nil {
-		return fmt.Errorf("load hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
+		return flash.Pending{}, false, fmt.Errorf("load hot quota of %s in %d: %w: %w", key.UserID, key.ActivityID, errLoad, err)
 	}
-	if err := f.Hot.Load(ctx, key, epoch, q, hotExpiry(a)); err != nil {
-		return fmt.Errorf("load hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
-	}
-	return nil
+	return f.Hot.LoadTake(ctx, key, epoch, q, hotExpiry(a), orderID, now, f.Lease)
 }
 
 // raiser is the part of the hot quota a heal uses (the redis adapter has it).

@@ -143,6 +143,7 @@ const (
 	dqMonth     = -4
 	dqDay       = -5
 	dqLeased    = -6
+	dqStaleTake = -7
 	dqGone      = 0
 	dqStaleLoad = -1
 )
@@ -165,7 +166,25 @@ const (
 // node whose clock lags behind another's takes from the later period already in use.
 // info is "takeMs|day|month|score|today", score and today being the user's draws in the
 // activity and today before this one (rule_weight, rule_lock).
-var takeScript = goredis.NewScript(`
+var takeScript = goredis.NewScript(takeLua)
+
+// loadTakeScript is loadQuotaScript and takeScript in one step, for a first touch: one
+// round trip less than a load followed by a take. KEYS are takeScript's; ARGV are
+// takeScript's seven, then loadQuotaScript's (the epoch, the expiry, the fields and
+// values). It replies {-7} when the marker is not the epoch (nothing was loaded or
+// taken: read SQL again), and otherwise as takeScript, the quota being in place (loaded
+// now, or by another request before).
+var loadTakeScript = goredis.NewScript(`
+if redis.call('GET', KEYS[3]) ~= ARGV[8] then
+  return {-7}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+  redis.call('PEXPIREAT', KEYS[1], ARGV[9])
+end
+` + takeLua)
+
+const takeLua = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local epoch = redis.call('GET', KEYS[3])
   if not epoch then
@@ -233,7 +252,7 @@ if ttl > 0 then
 end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6] .. ARGV[3] .. '|' .. ARGV[7])
 return {1, info}
-`)
+`
 
 // loadScript puts a user's quota in place, read from SQL under the slot's epoch.
 //
@@ -301,20 +320,25 @@ end
 return 1
 `)
 
-// fixScript stores a pending draw's outcome unless it has one, and returns the one
-// stored, or false when the draw is no longer pending. KEYS are the pending draws and the
-// user's unwritten credit wins; ARGV the order id, the outcome, the draw's event to keep
-// among the unwritten credit wins when this outcome is stored ("" for none) and that
-// hash's time to live in ms.
+// fixScript stores a pending draw's outcome unless it has one. It returns 1 when it
+// stored the caller's outcome (the common case: the caller has it already, so it is not
+// sent back and decoded again), the outcome stored before otherwise, or false when the
+// draw is no longer pending. KEYS are the pending draws and the user's unwritten credit
+// wins; ARGV the order id, the outcome, the draw's event to keep among the unwritten
+// credit wins when this outcome is stored ("" for none) and that hash's time to live in
+// ms.
 var fixScript = goredis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'i:' .. ARGV[1]) == 0 then
   return false
 end
-if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 1 and ARGV[3] ~= '' then
+if redis.call('HSETNX', KEYS[1], 'o:' .. ARGV[1], ARGV[2]) == 0 then
+  return redis.call('HGET', KEYS[1], 'o:' .. ARGV[1])
+end
+if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-return redis.call('HGET', KEYS[1], 'o:' .. ARGV[1])
+return 1
 `)
 
 // clearScript forgets a pending draw. KEYS are the pending draws and the slot's index;
@@ -387,6 +411,28 @@ func (d *DrawQuota) Take(ctx context.Context, key activity.QuotaKey, orderID str
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
 	}
+	return taken(res, orderID)
+}
+
+// LoadTake implements flash.HotQuota: Load and Take in one script.
+func (d *DrawQuota) LoadTake(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time,
+	orderID string, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
+	slot := d.userSlot(key.UserID)
+	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot)}
+	args := append([]any{key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
+		strconv.FormatInt(key.ActivityID, 10) + "|", key.UserID}, loadArgs(key, epoch, q, expireAt)...)
+	res, err := loadTakeScript.Run(ctx, d.client, keys, args...).Slice()
+	if err != nil {
+		return flash.Pending{}, false, fmt.Errorf("load and take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
+	}
+	if code(res) == dqStaleTake {
+		return flash.Pending{}, false, flash.ErrHotStale
+	}
+	return taken(res, orderID)
+}
+
+// taken reads the reply of takeScript for a take with orderID.
+func taken(res []any, orderID string) (flash.Pending, bool, error) {
 	switch code(res) {
 	case dqNotReady:
 		return flash.Pending{}, false, flash.ErrHotNotReady
@@ -450,6 +496,20 @@ func parsePending(orderID, info, outcome string) (flash.Pending, error) {
 
 // Load implements flash.HotQuota.
 func (d *DrawQuota) Load(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time) error {
+	args := loadArgs(key, epoch, q, expireAt)
+	slot := d.userSlot(key.UserID)
+	n, err := loadQuotaScript.Run(ctx, d.client, []string{d.quotaKey(key.UserID, key.ActivityID), d.markerKey(slot)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("load hot quota: %w", err)
+	}
+	if n == dqStaleLoad {
+		return flash.ErrHotStale
+	}
+	return nil
+}
+
+// loadArgs are loadQuotaScript's ARGV: the epoch, the expiry and the quota's fields.
+func loadArgs(key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time) []any {
 	args := []any{epoch, expireAt.UnixMilli()}
 	if a := q.Account; a != nil {
 		args = append(args, "a", "1", "t", a.Total, "ts", a.TotalSurplus, "d", a.Day, "ds", a.DaySurplus, "m", a.Month, "ms", a.MonthSurplus)
@@ -462,15 +522,7 @@ func (d *DrawQuota) Load(ctx context.Context, key activity.QuotaKey, epoch strin
 	if dd := q.Day; dd != nil {
 		args = append(args, "dk", key.Day, "dc", dd.Count, "du", dd.Surplus)
 	}
-	slot := d.userSlot(key.UserID)
-	n, err := loadQuotaScript.Run(ctx, d.client, []string{d.quotaKey(key.UserID, key.ActivityID), d.markerKey(slot)}, args...).Int()
-	if err != nil {
-		return fmt.Errorf("load hot quota: %w", err)
-	}
-	if n == dqStaleLoad {
-		return flash.ErrHotStale
-	}
-	return nil
+	return args
 }
 
 // Raise implements activity.HotQuota.
@@ -524,15 +576,19 @@ func (d *DrawQuota) Fix(ctx context.Context, userID string, activityID int64, or
 		}
 	}
 	keys := []string{d.pendingKey(userID, activityID), d.unwrittenKey(userID)}
-	got, err := fixScript.Run(ctx, d.client, keys, orderID, body, kept, unwrittenTTL.Milliseconds()).Text()
+	got, err := fixScript.Run(ctx, d.client, keys, orderID, body, kept, unwrittenTTL.Milliseconds()).Result()
 	if errors.Is(err, goredis.Nil) {
 		return flash.Outcome{}, flash.ErrPendingGone
 	}
 	if err != nil {
 		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
 	}
+	stored, ok := got.(string)
+	if !ok {
+		return o, nil // this outcome is the one stored
+	}
 	var fixed flash.Outcome
-	if err := json.Unmarshal([]byte(got), &fixed); err != nil {
+	if err := json.Unmarshal([]byte(stored), &fixed); err != nil {
 		return flash.Outcome{}, fmt.Errorf("fix outcome of %s: %w", orderID, err)
 	}
 	return fixed, nil

@@ -472,3 +472,106 @@ func eventsEqual(a, b []flash.Event) bool {
 	}
 	return true
 }
+
+// TestDrawQuotaLoadTake: the first touch's load and take in one script takes as a load
+// followed by a take does; under a replaced epoch it loads and takes nothing; when another
+// request loaded the quota first it takes from that one; and racing first touches of one
+// user take exactly the units the quota has.
+func TestDrawQuotaLoadTake(t *testing.T) {
+	const day, month = "2026-12-02", "2026-12"
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			client := be.client(t)
+			d := newDrawQuota(t, client)
+			ctx := t.Context()
+			expire := time.Now().Add(time.Hour)
+			epochOf := func(key activity.QuotaKey) string {
+				t.Helper()
+				_, _, err := d.Take(ctx, key, "probe", time.Now(), time.Second)
+				missing, ok := errors.AsType[*flash.HotMissing](err)
+				if !ok {
+					t.Fatalf("Take before load = %v, want HotMissing", err)
+				}
+				return missing.Epoch
+			}
+
+			// Loaded and taken as Load + Take would.
+			key := activity.QuotaKey{UserID: "lt1", ActivityID: 100301, Day: day, Month: month}
+			q := activity.Quota{Account: acct(10, 7, 3, 1, 6, 3),
+				Month: &activity.Period{Key: month, Count: 6, Surplus: 3}, Day: &activity.Period{Key: day, Count: 3, Surplus: 1}}
+			p, resumed, err := d.LoadTake(ctx, key, epochOf(key), q, expire, "o1", time.Now(), time.Minute)
+			if err != nil || resumed || p.OrderID != "o1" || p.Score != 3 || p.DrawsToday != 2 {
+				t.Fatalf("LoadTake = %+v, %v, %v; want o1 with score 3, today 2", p, resumed, err)
+			}
+			want := q.Clone()
+			if err := want.Take(day, month); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok, err := d.Read(ctx, key); err != nil || !ok || !reflect.DeepEqual(got, want) {
+				t.Fatalf("after LoadTake: %+v %v %v, want %+v", got, ok, err, want)
+			}
+			if _, _, err := d.Take(ctx, key, "o2", time.Now(), time.Minute); !errors.Is(err, activity.ErrDayQuotaExhausted) {
+				t.Fatalf("Take after LoadTake = %v, want the day used up", err)
+			}
+
+			// A replaced epoch: nothing loaded, nothing taken.
+			stale := activity.QuotaKey{UserID: "lt2", ActivityID: 100301, Day: day, Month: month}
+			epoch := epochOf(stale)
+			if err := client.Del(ctx, d.markerKey(d.userSlot(stale.UserID))).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.MarkReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := d.LoadTake(ctx, stale, epoch, q, expire, "s1", time.Now(), time.Minute); !errors.Is(err, flash.ErrHotStale) {
+				t.Fatalf("LoadTake under a replaced epoch = %v, want ErrHotStale", err)
+			}
+			if _, ok, err := d.Read(ctx, stale); err != nil || ok {
+				t.Fatalf("quota after a stale LoadTake: present %v, %v", ok, err)
+			}
+			if n, err := client.HLen(ctx, d.pendingKey(stale.UserID, stale.ActivityID)).Result(); err != nil || n != 0 {
+				t.Fatalf("pending draws after a stale LoadTake: %d, %v", n, err)
+			}
+
+			// Another request loaded first: its quota is the one taken from.
+			other := activity.QuotaKey{UserID: "lt3", ActivityID: 100301, Day: day, Month: month}
+			epoch = epochOf(other)
+			loadHot(t, d, other, activity.Quota{Account: acct(1, 1, 1, 1, 1, 1)})
+			if _, _, err := d.LoadTake(ctx, other, epoch, activity.Quota{Account: acct(9, 9, 9, 9, 9, 9)}, expire, "x1", time.Now(), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := d.LoadTake(ctx, other, epoch, activity.Quota{Account: acct(9, 9, 9, 9, 9, 9)}, expire, "x2", time.Now(), time.Minute); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
+				t.Fatalf("second LoadTake on a quota of one = %v, want the total used up", err)
+			}
+
+			// Racing first touches of one user: each loads under the same epoch; the units
+			// taken are exactly the quota's.
+			race := activity.QuotaKey{UserID: "lt4", ActivityID: 100301, Day: day, Month: month}
+			epoch = epochOf(race)
+			const racers, units = 40, 7
+			rq := activity.Quota{Account: acct(units, units, units, units, units, units)}
+			errs := make(chan error, racers)
+			for i := range racers {
+				go func() {
+					_, _, err := d.LoadTake(ctx, race, epoch, rq, expire, fmt.Sprintf("r%d", i), time.Now(), time.Minute)
+					errs <- err
+				}()
+			}
+			taken := 0
+			for range racers {
+				switch err := <-errs; {
+				case err == nil:
+					taken++
+				case !errors.Is(err, activity.ErrTotalQuotaExhausted):
+					t.Errorf("racing LoadTake: %v", err)
+				}
+			}
+			if taken != units {
+				t.Errorf("racing first touches took %d units of a quota of %d", taken, units)
+			}
+			if got, _, err := d.Read(ctx, race); err != nil || got.Account == nil || got.Account.TotalSurplus != 0 {
+				t.Errorf("after the race: %+v, %v; want the total used up", got, err)
+			}
+		})
+	}
+}

@@ -46,6 +46,8 @@ type UserStore struct {
 	now    func() time.Time
 
 	committed func([]outbox.Task) // told of tasks once their transaction committed; may be nil
+
+	quotaReads quotaReads // Quota's read groups, by database
 }
 
 var _ activity.UserStore = (*UserStore)(nil)
@@ -128,18 +130,6 @@ func newUserSQL(d Dialect, sfx string) *userSQL {
 // queryer is what reads need of *sql.DB and *sql.Tx.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-// Quota implements activity.UserStore: one unlocked statement.
-func (s *UserStore) Quota(ctx context.Context, key activity.QuotaKey) (activity.Quota, error) {
-	sh := s.route(key.UserID)
-	var reads script
-	states := readQuotas(&reads, sh.db.Dialect, []activity.QuotaKey{key}, false)
-	st := reads.stmts[0]
-	if err := queryEach(ctx, sh.db.SQL, st.query, st.args, st.read); err != nil {
-		return activity.Quota{}, fmt.Errorf("quota %s/%d: %w", key.UserID, key.ActivityID, err)
-	}
-	return states[key].before, nil
 }
 
 // raffleOrderFor fills order's user, activity, time and state from key where unset and
