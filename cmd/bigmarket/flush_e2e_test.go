@@ -141,9 +141,11 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 					t.Errorf("recharge %s: %s %s", user, r.Code, r.Info)
 				}
 				for d := range 4 {
-					// A flash draw answers 0009 (0006 once the breaker opens) until the
-					// draw writer has caught up and the hot quotas may be loaded again:
-					// the client retries it for a while, as it is told to.
+					// A draw answers 0009 (0006 once the breaker opens) until the draw
+					// writer has caught up and the hot quotas may be loaded again, and
+					// one that picks an award whose stock is being rebuilt answers 0009
+					// until it is back (never the luck award): the client retries it
+					// for up to 30 s, as it is told to.
 					for try := 0; ; try++ {
 						r := call(t, "POST", bases[(i+d+try)%2]+"/api/v1/raffle/activity/draw", drawReq{user, 100301})
 						switch r.Code {
@@ -157,7 +159,7 @@ func TestRedisFlushDuringDrawRun(t *testing.T) {
 							if r.Code == "0009" {
 								unknown.Add(1)
 							}
-							if try < 100 {
+							if try < 300 {
 								time.Sleep(100 * time.Millisecond)
 								continue
 							}
