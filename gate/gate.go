@@ -8,9 +8,9 @@
 //     refused (strategy.ErrSoldOut), a one-win activity's winner is refused
 //     (ErrAlreadyWon), and a one-win draw holds the user's slot in the activity until the
 //     Pass is closed, so that two concurrent draws of one user cannot both win;
-//   - Pass.Won after the pick and before the draw is recorded: a stocked win is noted in
-//     the cluster-wide winner set. Pass.Unrecorded takes the note back when the draw is
-//     certainly not recorded; Pass.Close ends the hold.
+//   - Pass.Won after the pick and before its outcome is fixed: a stocked win is noted in
+//     the cluster-wide winner set (a fixed outcome is always recorded in the end, so the
+//     note is never taken back); Pass.Close ends the hold.
 //
 // Signed paths are checked by the HTTP layer (CheckPath) before the draw reads anything.
 package gate
@@ -139,9 +139,8 @@ type Wins interface {
 	// activity after an Unknown hold: that the set now knows the activity, and whether the
 	// user won there. An epoch gone (a loss since) wraps ErrRebuilding; nothing is written.
 	Rebuilt(ctx context.Context, userID string, activityID int64, epoch string, won bool) error
-	// Note records a stocked win; Unnote takes it back.
+	// Note records a stocked win.
 	Note(ctx context.Context, userID string, activityID int64) error
-	Unnote(ctx context.Context, userID string, activityID int64) error
 	// Release ends a hold if it is still the token's.
 	Release(ctx context.Context, userID string, activityID int64, token string) error
 }
@@ -189,8 +188,6 @@ type Pass interface {
 	// activity is noted, and an error means it could not be: the draw must not be
 	// recorded (its stock unit is lost: undersell, never a second win).
 	Won(ctx context.Context, res strategy.Result) error
-	// Unrecorded takes the note back: the draw is certainly not recorded.
-	Unrecorded()
 	// Close ends the pass (releases the hold).
 	Close()
 }
@@ -432,7 +429,6 @@ func (none) Admit(context.Context, string, int64, time.Duration) (Pass, error) {
 type noPass struct{}
 
 func (noPass) Won(context.Context, strategy.Result) error { return nil }
-func (noPass) Unrecorded()                                {}
 func (noPass) Close()                                     {}
 
 // pass is the Pass of a one-win draw: it holds the user's slot.
@@ -441,7 +437,6 @@ type pass struct {
 	userID     string
 	activityID int64
 	token      string
-	noted      bool
 }
 
 // bgTimeout bounds the Redis round trips a pass makes after its draw's context.
@@ -454,22 +449,7 @@ func (p *pass) Won(ctx context.Context, res strategy.Result) error {
 	if err := p.g.opts.Wins.Note(ctx, p.userID, p.activityID); err != nil {
 		return fmt.Errorf("note one win of %s in activity %d: %w", p.userID, p.activityID, err)
 	}
-	p.noted = true
 	return nil
-}
-
-func (p *pass) Unrecorded() {
-	if !p.noted {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), bgTimeout)
-	defer cancel()
-	if err := p.g.opts.Wins.Unnote(ctx, p.userID, p.activityID); err != nil {
-		// The user stays refused though the win was not recorded: undersell, never a
-		// second win.
-		p.g.opts.Logger.Warn("take back one-win note of an unrecorded draw", "user_id", p.userID, "activity_id", p.activityID, "err", err)
-	}
-	p.noted = false
 }
 
 func (p *pass) Close() {

@@ -489,7 +489,10 @@ const sweepLease = "draw_sweep"
 // time.
 func (s *Service) SweepPendingLeased(ctx context.Context, lease Lease, interval time.Duration) error {
 	return tick.Every(ctx, interval, func(ctx context.Context) {
-		token, ok, err := lease.Claim(ctx, sweepLease, 2*interval+time.Minute)
+		// A short lease: a node that dies holding it delays the others' sweeps by at
+		// most interval + 15s. A sweep outliving it is harmless (each pending draw has
+		// its own lease, and the message id drops a second publish).
+		token, ok, err := lease.Claim(ctx, sweepLease, interval+15*time.Second)
 		if err != nil || !ok {
 			return
 		}

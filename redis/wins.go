@@ -177,14 +177,6 @@ func (w *Wins) Note(ctx context.Context, userID string, activityID int64) error 
 	return nil
 }
 
-// Unnote implements gate.Wins.
-func (w *Wins) Unnote(ctx context.Context, userID string, activityID int64) error {
-	if err := w.client.SRem(ctx, w.SetKey(userID), strconv.FormatInt(activityID, 10)).Err(); err != nil {
-		return fmt.Errorf("unnote one win of %s in activity %d: %w", userID, activityID, err)
-	}
-	return nil
-}
-
 // Release implements gate.Wins.
 func (w *Wins) Release(ctx context.Context, userID string, activityID int64, token string) error {
 	if err := releaseScript.Run(ctx, w.client, []string{w.holdKey(userID, activityID)}, token).Err(); err != nil {

@@ -152,15 +152,5 @@ func TestDrawWriterKilledBetweenCommitAndAcks(t *testing.T) {
 		}
 		total += n
 	}
-	d.checkStock(t)
-	testenv.Eventually(t, 120*time.Second, "every award distributed", func() bool {
-		return d.awardStates(t)["completed"] == total
-	})
-	var out string
-	testenv.Eventually(t, 60*time.Second, "verify clean", func() bool {
-		var clean bool
-		out, clean = d.verify(t, nil, "-grace", "0s")
-		return clean
-	})
-	t.Logf("verify: %s", strings.TrimSpace(out))
+	d.endsClean(t, nil, total)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/redis"
 )
 
@@ -150,4 +151,22 @@ func (d *deployment) pendingLease(t *testing.T, user, order string) time.Time {
 		t.Fatalf("lease of pending draw %s: %v", order, err)
 	}
 	return time.UnixMilli(ms)
+}
+
+// endsClean ends a fault test: no award beyond its stock, every one of the total award
+// records distributed, and then a clean bigmarket verify (run with env), whose report is
+// logged.
+func (d *deployment) endsClean(t *testing.T, env []string, total int) {
+	t.Helper()
+	d.checkStock(t)
+	testenv.Eventually(t, 120*time.Second, "every award distributed", func() bool {
+		return d.awardStates(t)["completed"] == total
+	})
+	var out string
+	testenv.Eventually(t, 60*time.Second, "verify clean", func() bool {
+		var clean bool
+		out, clean = d.verify(t, env, "-grace", "0s")
+		return clean
+	})
+	t.Logf("verify: %s", strings.TrimSpace(out))
 }

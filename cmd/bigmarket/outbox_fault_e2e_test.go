@@ -207,17 +207,7 @@ func TestAwardsSurviveBrokerOutage(t *testing.T) {
 		}
 		total += n
 	}
-	d.checkStock(t)
-	testenv.Eventually(t, 120*time.Second, "every award distributed after the broker restart", func() bool {
-		return d.awardStates(t)["completed"] == total
-	})
-	var out string
-	testenv.Eventually(t, 60*time.Second, "verify clean", func() bool {
-		var clean bool
-		out, clean = d.verify(t, env, "-grace", "0s")
-		return clean
-	})
-	t.Logf("verify: %s", strings.TrimSpace(out))
+	d.endsClean(t, env, total)
 }
 
 func sum(m map[string]int) (n int) {
