@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -536,40 +538,29 @@ func (v *DrawVerifier) awardGrants(ctx context.Context) ([]reconcile.AwardGrants
 // flight.
 func (v *DrawVerifier) tally(ctx context.Context, users []string) (reconcile.UserTally, error) {
 	results := make([]reconcile.UserRows, len(users))
-	var (
-		next     atomic.Int64
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for range min(verifyWorkers, len(users)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(users) || ctx.Err() != nil {
-					return
-				}
-				r, err := v.tallyUser(ctx, users[i])
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-				results[i] = r
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return reconcile.UserTally{}, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+	err := eachIndex(ctx, len(users), func(ctx context.Context, i int) error {
+		r, err := v.tallyUser(ctx, users[i])
+		results[i] = r
+		return err
+	})
+	if err != nil {
 		return reconcile.UserTally{}, err
 	}
 	return reconcile.Tally(results), nil
+}
+
+// eachIndex runs fn for 0..n-1, verifyWorkers at a time, and returns the first error (which
+// stops the rest) or ctx's.
+func eachIndex(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(verifyWorkers)
+	for i := range n {
+		g.Go(func() error { return fn(gctx, i) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 func (v *DrawVerifier) tallyUser(ctx context.Context, user string) (reconcile.UserRows, error) {

@@ -134,42 +134,19 @@ func drawOutcome(code, body []byte, err error) int32 {
 // userDraws reads each user's award records and its SQL quota for day and month into
 // answers, verifyWorkers users in flight.
 func (v *DrawVerifier) userDraws(ctx context.Context, answers []reconcile.UserDraws, day, month string) error {
-	var (
-		next     atomic.Int64
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for range min(verifyWorkers, len(answers)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(answers) || ctx.Err() != nil {
-					return
-				}
-				a := &answers[i]
-				recs, err := v.users.AwardRecords(ctx, a.UserID, v.activityID)
-				if err == nil {
-					a.Quota, err = v.users.Quota(ctx, activity.QuotaKey{UserID: a.UserID, ActivityID: v.activityID, Day: day, Month: month})
-				}
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-				a.Records = a.Records[:0]
-				for _, r := range recs {
-					a.Records = append(a.Records, r.AwardID)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return eachIndex(ctx, len(answers), func(ctx context.Context, i int) error {
+		a := &answers[i]
+		recs, err := v.users.AwardRecords(ctx, a.UserID, v.activityID)
+		if err == nil {
+			a.Quota, err = v.users.Quota(ctx, activity.QuotaKey{UserID: a.UserID, ActivityID: v.activityID, Day: day, Month: month})
+		}
+		if err != nil {
+			return err
+		}
+		a.Records = a.Records[:0]
+		for _, r := range recs {
+			a.Records = append(a.Records, r.AwardID)
+		}
+		return nil
+	})
 }
