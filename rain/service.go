@@ -492,7 +492,7 @@ func (s *Service) Grab(ctx context.Context, userID string, sessionID int64) (Gra
 	out, err := s.opts.Hot.Grab(ctx, sessionID, userID, now, q.Allowed(now), q.UserCap)
 	if errors.Is(err, ErrUnavailable) {
 		// Not in the hot state: never loaded, or lost with Redis.
-		if rerr := s.recover(ctx, sessionID); rerr != nil {
+		if rerr := s.recover(ctx, q); rerr != nil {
 			return GrabResult{}, rerr
 		}
 		out, err = s.opts.Hot.Grab(ctx, sessionID, userID, now, q.Allowed(now), q.UserCap)
@@ -574,10 +574,8 @@ func (s *Service) quota(ctx context.Context, sessionID int64) (*Quota, error) {
 		if err != nil {
 			return nil, err
 		}
-		if sess.State != StateArmed {
-			// Not offered: an ended session keeps no version in memory.
-			return nil, fmt.Errorf("rain session %d: %w", sessionID, ErrEnded)
-		}
+		// An ended session's version is kept too: its end answers the taps that keep
+		// coming after it locally, instead of a Store read each.
 		q := sess.Quota
 		q.SessionID = sessionID
 		_, err = s.opts.Agent.Offer(q)
@@ -597,17 +595,14 @@ func (s *Service) quota(ctx context.Context, sessionID int64) (*Quota, error) {
 // and the recorded wins rebuild the issued count and each user's wins, so nothing goes
 // over the plan, the prizes or a cap. A win taken in Redis whose event never reached the
 // broker was answered with an error, and its prize is free again. Until the rebuild is
-// done, grabs answer ErrUnavailable.
-func (s *Service) recover(ctx context.Context, sessionID int64) error {
-	sess, err := s.opts.Store.Session(ctx, sessionID)
-	if err != nil {
-		return err // ErrNotFound for an unknown id
+// done, grabs answer ErrUnavailable. The quota in force says whether the session is
+// still open, so the taps of a lost session cost no Store read each.
+func (s *Service) recover(ctx context.Context, q *Quota) error {
+	if !s.opts.Now().Before(q.End) {
+		return fmt.Errorf("rain session %d: %w", q.SessionID, ErrEnded)
 	}
-	if sess.State != StateArmed || !s.opts.Now().Before(sess.Quota.End) {
-		return fmt.Errorf("rain session %d: %w", sessionID, ErrEnded)
-	}
-	if err := s.rebuildOnce(ctx, sessionID); err != nil {
-		return fmt.Errorf("rain session %d being rebuilt: %w (%w)", sessionID, ErrUnavailable, err)
+	if err := s.rebuildOnce(ctx, q.SessionID); err != nil {
+		return fmt.Errorf("rain session %d being rebuilt: %w (%w)", q.SessionID, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -654,6 +649,11 @@ func (s *Service) reload(ctx context.Context, sessionID int64) error {
 	sess, err := s.opts.Store.Session(ctx, sessionID)
 	if err != nil {
 		return fmt.Errorf("rebuild rain session %d: %w", sessionID, err)
+	}
+	if sess.State != StateArmed {
+		// Ended (and its ledger written) while this node still held it open: nothing
+		// to grab any more, and nothing to load.
+		return fmt.Errorf("rebuild rain session %d: already ended", sessionID)
 	}
 	prizes, err := s.opts.Store.Prizes(ctx, sessionID)
 	if err != nil {
@@ -879,12 +879,18 @@ func (s *Service) Report(ctx context.Context, sessionID int64) (Report, error) {
 		ServerTime: now, Session: sess, Total: q.Total, Released: min(q.Total, q.Allowed(now)),
 		SeqNo: q.SeqNo, SliceSeconds: 1,
 	}
-	var perSecond map[int64]int
-	hot, err := s.opts.Hot.State(ctx, sessionID)
+	var (
+		perSecond map[int64]int
+		hot       HotState
+	)
+	err = ErrUnavailable
+	if sess.State == StateArmed {
+		hot, err = s.opts.Hot.State(ctx, sessionID)
+	}
 	switch {
-	case err == nil && sess.State == StateArmed:
+	case err == nil:
 		r.Granted, perSecond = hot.Issued, hot.PerSecond
-	case err != nil && !errors.Is(err, ErrUnavailable):
+	case !errors.Is(err, ErrUnavailable):
 		return Report{}, fmt.Errorf("report rain session %d: %w", sessionID, err)
 	default:
 		wins, err := s.opts.Store.SessionWins(ctx, sessionID)

@@ -120,7 +120,8 @@ func (s *Service) end(ctx context.Context, sess Session) error {
 	if err := s.opts.Store.EndSession(ctx, id, l); err != nil {
 		return fmt.Errorf("end rain session %d: %w", id, err)
 	}
-	s.opts.Agent.Forget(id)
+	// The Agent keeps the version: its end answers late taps without a Store read. The
+	// bus forgets it everywhere when it deletes the session's key.
 	s.local.Delete(id)
 	s.opts.Logger.Info("rain session ended", "session_id", id, "granted", l.Granted.Count, "unwon", l.Unwon.Count,
 		"unreleased", l.Unreleased.Count, "late_wins", late)
