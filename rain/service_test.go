@@ -1216,3 +1216,74 @@ func TestSessionsAndRefresh(t *testing.T) {
 		t.Fatalf("after refresh the agent holds %+v", q)
 	}
 }
+
+// TestConcurrentGrabsStayWithinThePlanAndTheCap hammers one session from many goroutines
+// while the clock moves and a quota version swaps in: every win is published once, no
+// prize is won twice, no user passes the cap and the issued count never passes allowed.
+func TestConcurrentGrabsStayWithinThePlanAndTheCap(t *testing.T) {
+	t.Parallel()
+	r := newRig()
+	req := cash100()
+	req.Prizes[0].Count = 500
+	req.Burst = intp(20)
+	s := r.create(t, req)
+	ctx := context.Background()
+	r.clock.Set(t1)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 400 {
+				user := fmt.Sprintf("u%d", (g*400+i)%300)
+				res, err := r.s.Grab(ctx, user, s.ID)
+				if err != nil && !errors.Is(err, ErrCapReached) {
+					t.Errorf("grab: %v", err)
+					return
+				}
+				if res.Won && res.Win.UserID != user {
+					t.Errorf("user %s answered %s's win", user, res.Win.UserID)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			r.clock.Advance(time.Second)
+		}
+	})
+	wg.Go(func() {
+		if _, err := r.s.UpdateQuota(ctx, s.ID, QuotaRequest{UserCap: intp(3)}); err != nil {
+			t.Errorf("update: %v", err)
+		}
+	})
+	wg.Wait()
+	// A user's taps racing one win get it back (Again) and publish it again: the same
+	// message id, dropped by the broker; distinct wins are the issued ones.
+	wins := map[string]Win{}
+	for _, w := range r.events.all() {
+		if old, ok := wins[w.MsgID()]; ok && old != w {
+			t.Fatalf("message %s published as %+v and %+v", w.MsgID(), old, w)
+		}
+		wins[w.MsgID()] = w
+	}
+	st, _ := r.hot.State(ctx, s.ID)
+	if len(wins) != st.Issued || st.Issued+st.Left != 500 {
+		t.Fatalf("published %d wins, issued %d, left %d", len(wins), st.Issued, st.Left)
+	}
+	q := r.agent.Quota(s.ID)
+	if st.Issued > q.Allowed(r.clock.Now()) || st.Issued == 0 {
+		t.Fatalf("issued %d, allowed at the end of the test %d", st.Issued, q.Allowed(r.clock.Now()))
+	}
+	prizes, per := map[int]bool{}, map[string]int{}
+	for _, w := range wins {
+		if prizes[w.Prize.Index] {
+			t.Fatalf("prize %d won twice", w.Prize.Index)
+		}
+		prizes[w.Prize.Index] = true
+		per[w.UserID]++
+	}
+	for u, n := range per {
+		if n > 3 {
+			t.Fatalf("user %s won %d, over any cap", u, n)
+		}
+	}
+}
