@@ -380,9 +380,11 @@ func (s *Service) nextQuota(ctx context.Context, sess Session, req QuotaRequest)
 			return Quota{}, fmt.Errorf("prizes would give up to %s of cash, over the budget %s: %w", cash, sess.Budget, ErrInvalid)
 		}
 	}
-	q := cur
-	q.SeqNo = cur.SeqNo + 1
-	q.Weights = slices.Clone(cur.Weights)
+	// A fresh value: no derived table of the current version may ride along.
+	q := Quota{
+		SessionID: cur.SessionID, SeqNo: cur.SeqNo + 1, Start: cur.Start, End: cur.End, Total: cur.Total,
+		Burst: cur.Burst, Weights: slices.Clone(cur.Weights), UserCap: cur.UserCap,
+	}
 	if req.UserCap != nil {
 		q.UserCap = *req.UserCap
 	}

@@ -1287,3 +1287,50 @@ func TestConcurrentGrabsStayWithinThePlanAndTheCap(t *testing.T) {
 		}
 	}
 }
+
+// TestSKUUnitsAreReservedOnce checks the reservations: a refused SKU leaves the units
+// reserved before it taken (undersold) and writes no session; a quota change that loses
+// one race reserves once and indexes its prizes after the winner's.
+func TestSKUUnitsAreReservedOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newRig()
+	r.reserver.ReserveFn = func(sku, _ int64) error {
+		if sku == 9012 {
+			return errors.New("sku stock exhausted")
+		}
+		return nil
+	}
+	req := cash100()
+	req.Prizes = append(req.Prizes, PrizeSpec{Kind: KindSKU, SKU: 9011, Count: 2}, PrizeSpec{Kind: KindSKU, SKU: 9012, Count: 2})
+	if _, err := r.s.Create(ctx, req); err == nil || len(r.store.sessions) != 0 {
+		t.Fatalf("create with a sku short of stock: %v, %d sessions", err, len(r.store.sessions))
+	}
+	if got := r.reserver.reserved(); got[9011] != 2 || got[9012] != 0 {
+		t.Fatalf("reserved %v", got)
+	}
+
+	s := r.create(t, cash100())
+	r.store.SetQuotaFn = func(f *fakeStore, q Quota, prev int64) error {
+		f.SetQuotaFn = nil
+		other := f.sessions[q.SessionID]
+		other.Quota.SeqNo++
+		other.Quota.Total += 2
+		other.Armed += 2
+		f.sessions[q.SessionID] = other
+		f.prizes[q.SessionID] = append(f.prizes[q.SessionID], Prize{Index: 100, Kind: KindCash, Amount: 1}, Prize{Index: 101, Kind: KindCash, Amount: 1})
+		return ErrConflict
+	}
+	q, err := r.s.UpdateQuota(ctx, s.ID, QuotaRequest{Prizes: []PrizeSpec{{Kind: KindSKU, SKU: 9011, Count: 3}}})
+	if err != nil || q.SeqNo != 3 || q.Total != 105 {
+		t.Fatalf("update after a race: %+v, %v", q, err)
+	}
+	if got := r.reserver.reserved(); got[9011] != 2+3 {
+		t.Fatalf("reserved %v, want the 3 units once", got)
+	}
+	for i, p := range r.store.prizes[s.ID] {
+		if p.Index != i {
+			t.Fatalf("prize %d has index %d", i, p.Index)
+		}
+	}
+}

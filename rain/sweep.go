@@ -189,3 +189,14 @@ func ledgerOf(total int, prizes []Prize, wins []Win, at time.Time) Ledger {
 	}
 	return l
 }
+
+// RefreshEvery runs Refresh every interval until ctx ends, on every node: the
+// convergence of quota versions the bus did not deliver. A failure is logged and the
+// next run tries again.
+func (s *Service) RefreshEvery(ctx context.Context, interval time.Duration) error {
+	return tick.Every(ctx, interval, func(ctx context.Context) {
+		if err := s.Refresh(ctx); err != nil {
+			s.opts.Logger.Warn("rain quota refresh", "err", err)
+		}
+	})
+}
