@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
 )
@@ -1332,5 +1333,39 @@ func TestSKUUnitsAreReservedOnce(t *testing.T) {
 		if p.Index != i {
 			t.Fatalf("prize %d has index %d", i, p.Index)
 		}
+	}
+}
+
+// TestGuardedGrabCommitsBeforeTakingAnything checks that a tap whose time budget ran out
+// before the grab script takes nothing, and that a committed one is answered its own
+// outcome however long its publish takes.
+func TestGuardedGrabCommitsBeforeTakingAnything(t *testing.T) {
+	t.Parallel()
+	settings := guard.DefaultSettings()
+	settings.RateLimit, settings.DrawTimeout = false, 10*time.Millisecond
+	g := guard.New(guard.Options{Defaults: settings, CommitTimeout: time.Minute})
+	r := newRig(func(o *Options) { o.PublishTimeout = time.Minute })
+	s := r.create(t, cash100())
+	ctx := context.Background()
+	r.clock.Set(t1.Add(10 * time.Second))
+	done := make(chan error, 1)
+	answer := g.Do(ctx, "u1", func(ctx context.Context) error {
+		<-ctx.Done()
+		_, err := r.s.Grab(ctx, "u1", s.ID)
+		done <- err
+		return err
+	})
+	if own := <-done; !errors.Is(answer, guard.ErrTimeout) || !errors.Is(own, guard.ErrTimeout) || r.hot.grabs.Load() != 0 {
+		t.Fatalf("grab over its budget: answered %v, returned %v, %d hot grabs; want ErrTimeout and nothing taken", answer, own, r.hot.grabs.Load())
+	}
+	r.events.PublishFn = func(Win) error { time.Sleep(50 * time.Millisecond); return nil }
+	var res GrabResult
+	err := g.Do(ctx, "u1", func(ctx context.Context) error {
+		var err error
+		res, err = r.s.Grab(ctx, "u1", s.ID)
+		return err
+	})
+	if err != nil || !res.Won {
+		t.Fatalf("grab whose publish outlasts the budget: %+v, %v; want the win", res, err)
 	}
 }
