@@ -192,7 +192,10 @@ func TestAgentReadersSeeWholeVersions(t *testing.T) {
 			}
 		})
 	}
-	for seq := int64(2); seq <= 3000; seq++ {
+	// Swap at least 3000 versions, and on until the readers have checked some while
+	// versions swap: on a busy machine the writer may otherwise finish first.
+	var seq int64
+	for seq = 2; seq <= 3000 || (checked.Load() < 100 && seq < 1_000_000); seq++ {
 		if _, err := a.Offer(version(seq)); err != nil {
 			t.Fatal(err)
 		}
@@ -204,8 +207,8 @@ func TestAgentReadersSeeWholeVersions(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
-	if got := a.Quota(7).SeqNo; got != 3000 {
-		t.Fatalf("in force %d, want 3000", got)
+	if got := a.Quota(7).SeqNo; got != seq-1 {
+		t.Fatalf("in force %d, want %d", got, seq-1)
 	}
 	if checked.Load() == 0 {
 		t.Fatal("no reader checked a version")
