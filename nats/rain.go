@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -40,6 +41,10 @@ func KVBuckets(prefix string) []string {
 // force that failed (NATS down): the report is what an operator reads, not what serves.
 const rainReportRetry = time.Second
 
+// rainReconnectCheck is how often the quota watch checks whether the connection came
+// back since it last looked.
+const rainReconnectCheck = time.Second
+
 // rainReportTimeout bounds one write of a node's report.
 const rainReportTimeout = 5 * time.Second
 
@@ -55,6 +60,7 @@ const rainReportTimeout = 5 * time.Second
 // reported under the node's n. key in the background, so a swap never waits on NATS.
 type RainQuota struct {
 	kv    jetstream.KeyValue
+	nc    *natsgo.Conn
 	agent *rain.Agent
 	node  string
 	log   *slog.Logger
@@ -92,7 +98,7 @@ func OpenRainQuota(ctx context.Context, js jetstream.JetStream, prefix string, r
 	if err != nil {
 		return nil, fmt.Errorf("open rain quota bucket: %w", err)
 	}
-	r := &RainQuota{kv: kv, agent: agent, node: nodeID, log: log,
+	r := &RainQuota{kv: kv, nc: js.Conn(), agent: agent, node: nodeID, log: log,
 		dirty: make(map[int64]struct{}), wake: make(chan struct{}, 1)}
 	prev := agent.OnSwap
 	agent.OnSwap = func(q *rain.Quota) {
@@ -251,24 +257,46 @@ func (r *RainQuota) Watch(ctx context.Context) (wait func(), err error) {
 		return nil, fmt.Errorf("watch rain quota bucket: %w", err)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					r.apply(e)
-				}
-			}
-		}
-	})
+	wg.Go(func() { r.follow(ctx, w) })
 	wg.Go(func() { r.report(ctx) })
 	return wg.Wait, nil
+}
+
+// follow applies w's updates until ctx ends. A watch resumes by itself after the
+// connection comes back, but only once its consumer has missed enough heartbeats (some 20
+// seconds after a broker restart), so after each reconnect follow opens a new watch at
+// once: its replay of every session's version is harmless (repeats are ignored) and a
+// version written meanwhile reaches the node without that delay.
+func (r *RainQuota) follow(ctx context.Context, w jetstream.KeyWatcher) {
+	defer func() { _ = w.Stop() }()
+	reconnects := r.nc.Stats().Reconnects
+	tick := time.NewTicker(rainReconnectCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				r.apply(e)
+			}
+		case <-tick.C:
+			n := r.nc.Stats().Reconnects
+			if n == reconnects || !r.nc.IsConnected() {
+				continue
+			}
+			nw, err := r.kv.Watch(ctx, "q.*")
+			if err != nil {
+				r.log.Warn("rain quota: watch again after a reconnect", "err", err)
+				continue // the next tick tries again
+			}
+			_ = w.Stop()
+			w, reconnects = nw, n
+		}
+	}
 }
 
 // apply offers one q. entry to the agent. An entry it cannot use is logged and skipped:

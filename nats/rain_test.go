@@ -566,3 +566,49 @@ func TestWinEventsEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestRainQuotaSurvivesNATSRestart stops the broker while a node swaps a version in (its
+// report cannot be written then) and starts it again: the report is written once the
+// broker is back, and the node's watch goes on delivering new versions (it opens a new
+// watch on reconnect instead of waiting some 20 s for the old one's heartbeats to fail;
+// the time is logged).
+func TestRainQuotaSurvivesNATSRestart(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartNATSServer(t)
+	n := startRainNode(t, connectChild(t, s), "", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const sid = 3
+	if err := n.bus.Put(ctx, quotaVersion(sid, 1)); err != nil {
+		t.Fatal(err)
+	}
+	reports := func(want int64) func() (bool, string) {
+		return func() (bool, string) {
+			got, err := n.bus.Nodes(ctx, sid)
+			return err == nil && slices.Equal(got, []rain.NodeSeq{{NodeID: "n", SeqNo: want}}), fmt.Sprintf("%v %v", got, err)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "version 1 reported", reports(1))
+
+	s.Stop()
+	// A version the node learned another way (the service seeding it from the store)
+	// swaps in while the broker is down; the swap does not wait for the report.
+	if ok, err := n.agent.Offer(quotaVersion(sid, 2)); !ok || err != nil {
+		t.Fatalf("Offer while the broker is down: %v %v", ok, err)
+	}
+	s.Start()
+	t0 := time.Now()
+	testenv.Eventually(t, 60*time.Second, "version 2 reported after the restart", reports(2))
+
+	other, err := OpenRainQuota(ctx, connectChild(t, s), "", 1, "writer", &rain.Agent{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Put(ctx, quotaVersion(sid, 3)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the watch delivers after the restart", func() (bool, string) {
+		return n.seq(sid) == 3, fmt.Sprintf("node has %d", n.seq(sid))
+	})
+	t.Logf("after the broker came back: a new version reached the node in %v", time.Since(t0))
+}
