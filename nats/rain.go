@@ -153,7 +153,7 @@ func (r *RainQuota) Put(ctx context.Context, q rain.Quota) error {
 			return fmt.Errorf("put rain quota of session %d: read: %w", q.SessionID, err)
 		default:
 			var cur rain.Quota
-			if derr := json.Unmarshal(e.Value(), &cur); derr != nil {
+			if derr := json.Unmarshal(e.Value(), &cur); derr != nil || cur.SessionID != q.SessionID {
 				// A value nobody can read is no version to protect: the valid one replaces it.
 				r.log.Warn("rain quota: replacing an undecodable version", "key", key, "err", derr)
 			} else if cur.SeqNo >= q.SeqNo {
@@ -181,8 +181,10 @@ func (r *RainQuota) Put(ctx context.Context, q rain.Quota) error {
 	}
 }
 
-// Delete removes an ended session's version and the nodes' reports of it; every node's
-// watch forgets the session.
+// Delete removes an ended session's version and the nodes' reports of it; this node
+// forgets the session at once, every other node when its watch sees the delete. A node
+// whose report of a swap was in flight may write it once more after the purge: the
+// reports of an ended session are for the operator to read, never served from.
 func (r *RainQuota) Delete(ctx context.Context, sessionID int64) error {
 	if err := r.kv.Delete(ctx, quotaKey(sessionID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete rain quota of session %d: %w", sessionID, err)

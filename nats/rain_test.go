@@ -293,6 +293,17 @@ func TestRainQuotaSkipsBadEntries(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "version 3 replaces the bad value", func() (bool, string) {
 		return n.seq(9) == 3, fmt.Sprintf("session 9: %d", n.seq(9))
 	})
+	// Session 7's key holds session 8's version: Put replaces it, and session 8 never
+	// gets a version from it.
+	if err := raw.Put(ctx, quotaVersion(7, 1)); err != nil {
+		t.Fatalf("Put over another session's version: %v", err)
+	}
+	testenv.Eventually(t, 30*time.Second, "session 7 gets its version", func() (bool, string) {
+		return n.seq(7) == 1, fmt.Sprintf("session 7: %d", n.seq(7))
+	})
+	if n.seq(8) != 0 || raw.agent.Quota(8) != nil {
+		t.Fatalf("session 8 has %d in force from session 7's key", n.seq(8))
+	}
 }
 
 // TestRainQuotaVersionsUnderLoad: each of two nodes Puts versions 2..N of one session as
