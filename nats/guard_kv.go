@@ -248,7 +248,7 @@ func initial(ctx context.Context, w jetstream.KeyWatcher, apply func(jetstream.K
 			return ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok {
-				return errors.New("guard watch closed before its initial values")
+				return errors.New("kv watch closed before its initial values")
 			}
 			if e == nil {
 				return nil

@@ -44,7 +44,7 @@ func deleteBucketsAtEnd(t *testing.T, js jetstream.JetStream, prefix string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		for _, b := range GuardBuckets(prefix) {
+		for _, b := range KVBuckets(prefix) {
 			if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 				t.Errorf("delete bucket %s: %v", b, err)
 			}

@@ -696,8 +696,8 @@ func cleanupBackends(t *testing.T, rdb goredis.UniversalClient, natsURL, prefix 
 	if err != nil {
 		return
 	}
-	for _, bucket := range nats.GuardBuckets(prefix) {
-		if err := js.DeleteKeyValue(ctx, bucket); err != nil {
+	for _, bucket := range nats.KVBuckets(prefix) {
+		if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			t.Logf("cleanup: delete bucket %s: %v", bucket, err)
 		}
 	}
