@@ -704,3 +704,116 @@ func (s *RainStore) SessionWins(ctx context.Context, sessionID int64) ([]rain.Wi
 	}
 	return out, nil
 }
+
+// WinGrant is a recorded win with what the winner's database holds of its grant, for
+// verify: a cash win has one credit order, an award win one award record, a SKU win one
+// recharge order, each under the win's keys (Win.BusinessNo, or the award record's order
+// id derived from the win).
+type WinGrant struct {
+	Win rain.Win
+	// DB is the user database that holds the win.
+	DB int
+	// Credits are the credit orders whose out_business_no is the win's business number.
+	Credits []credit.Order
+	// Awards are the award records whose order id is the win's award order id.
+	Awards []award.Record
+	// RechargeSKUs are the SKUs of the recharge orders whose out_business_no is the win's
+	// business number.
+	RechargeSKUs []int64
+}
+
+// WinGrants returns every recorded win of the session with its grants, database by
+// database: what verify needs to check that each win was credited exactly once.
+func (s *RainStore) WinGrants(ctx context.Context, sessionID int64) ([]WinGrant, error) {
+	var out []WinGrant
+	for dbi, db := range s.users.dbs {
+		grants, err := s.winGrants(ctx, dbi, db, sessionID)
+		if err != nil {
+			return nil, fmt.Errorf("grants of rain session %d in database %d: %w", sessionID, dbi, err)
+		}
+		out = append(out, grants...)
+	}
+	return out, nil
+}
+
+func (s *RainStore) winGrants(ctx context.Context, dbi int, db *DB, sessionID int64) ([]WinGrant, error) {
+	var grants []WinGrant
+	err := queryEach(ctx, db.SQL, rainWinSelect+" WHERE session_id = ? ORDER BY user_id, win_no", []any{sessionID},
+		func(rows *sql.Rows) error {
+			w, err := scanWin(rows)
+			grants = append(grants, WinGrant{Win: w, DB: dbi})
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	// The grants' rows live in the winners' tables: look them up table by table, by the
+	// keys the wins give them.
+	byBizNo := map[string]*WinGrant{}
+	byAward := map[string]*WinGrant{}
+	bizNos := make([][]any, s.users.router.Tables)
+	awardIDs := make([][]any, s.users.router.Tables)
+	for i := range grants {
+		g := &grants[i]
+		t := s.users.router.Route(g.Win.UserID).Table
+		no, id := g.Win.BusinessNo(), winOrderID(winAwardTag, g.Win)
+		byBizNo[no], byAward[id] = g, g
+		bizNos[t] = append(bizNos[t], no)
+		awardIDs[t] = append(awardIDs[t], id)
+	}
+	for table := range s.users.router.Tables {
+		sfx := TableSuffix(table)
+		for start := 0; start < len(bizNos[table]); start += rainBatch {
+			nos := bizNos[table][start:min(start+rainBatch, len(bizNos[table]))]
+			ids := awardIDs[table][start:min(start+rainBatch, len(awardIDs[table]))]
+			in := " IN " + Placeholders(1, len(nos))
+			err := queryEach(ctx, db.SQL, "SELECT user_id, order_id, trade_name, trade_type, trade_amount, out_business_no"+
+				" FROM user_credit_order"+sfx+" WHERE out_business_no"+in, nos, func(rows *sql.Rows) error {
+				var o credit.Order
+				if err := rows.Scan(&o.UserID, &o.OrderID, &o.Name, &o.Type, &o.Amount, &o.OutBusinessNo); err != nil {
+					return err
+				}
+				g := byBizNo[o.OutBusinessNo]
+				g.Credits = append(g.Credits, o)
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("credit orders%s: %w", sfx, err)
+			}
+			err = queryEach(ctx, db.SQL, "SELECT "+awardRecordColumns+" FROM user_award_record"+sfx+" WHERE order_id"+in, ids,
+				func(rows *sql.Rows) error {
+					var (
+						r  award.Record
+						at NullTime
+					)
+					if err := rows.Scan(&r.UserID, &r.ActivityID, &r.StrategyID, &r.OrderID, &r.AwardID, &r.AwardTitle, &at, &r.State); err != nil {
+						return err
+					}
+					r.AwardTime = at.Time
+					g := byAward[r.OrderID]
+					g.Awards = append(g.Awards, r)
+					return nil
+				})
+			if err != nil {
+				return nil, fmt.Errorf("award records%s: %w", sfx, err)
+			}
+			err = queryEach(ctx, db.SQL, "SELECT out_business_no, sku FROM raffle_activity_order"+sfx+" WHERE out_business_no"+in, nos,
+				func(rows *sql.Rows) error {
+					var (
+						no  string
+						sku int64
+					)
+					if err := rows.Scan(&no, &sku); err != nil {
+						return err
+					}
+					g := byBizNo[no]
+					g.RechargeSKUs = append(g.RechargeSKUs, sku)
+					return nil
+				})
+			if err != nil {
+				return nil, fmt.Errorf("recharge orders%s: %w", sfx, err)
+			}
+		}
+	}
+	return grants, nil
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/outbox"
@@ -457,6 +458,39 @@ func (f *rainFixture) testApplyWins(t *testing.T) {
 	for _, w := range wins {
 		if !slices.ContainsFunc(every, func(g rain.Win) bool { return sameWin(g, w) }) {
 			t.Errorf("session wins lack %s: %+v", w.MsgID(), every)
+		}
+	}
+	// Verify's reader: each win with its grants. The SKU recharge is the activity
+	// service's (GrantReserved); one of the two SKU wins gets it here.
+	f.recharge(t, key(day1, c, 100301), wins[4].BusinessNo(), activity.Count{Total: 1, Day: 1, Month: 1})
+	grants, err := f.rain.WinGrants(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants) != len(wins) {
+		t.Fatalf("win grants: %d, want %d", len(grants), len(wins))
+	}
+	for _, g := range grants {
+		i := slices.IndexFunc(wins, func(w rain.Win) bool { return w.MsgID() == g.Win.MsgID() })
+		if i < 0 || !sameWin(g.Win, wins[i]) || g.DB != f.router.Route(g.Win.UserID).DB {
+			t.Errorf("win grant %+v matches no win applied", g)
+			continue
+		}
+		var ok bool
+		switch g.Win.Prize.Kind {
+		case rain.KindCash:
+			ok = len(g.Credits) == 1 && g.Credits[0].Amount == g.Win.Prize.Amount && len(g.Awards) == 0 && len(g.RechargeSKUs) == 0
+		case rain.KindAward:
+			ok = len(g.Awards) == 1 && g.Awards[0].OrderID == recs[0].OrderID && len(g.Credits) == 0 && len(g.RechargeSKUs) == 0
+		case rain.KindSKU:
+			want := 0
+			if i == 4 {
+				want = 1
+			}
+			ok = len(g.RechargeSKUs) == want && (want == 0 || g.RechargeSKUs[0] == 9011) && len(g.Credits) == 0 && len(g.Awards) == 0
+		}
+		if !ok {
+			t.Errorf("grants of %s: %+v", g.Win.MsgID(), g)
 		}
 	}
 	// Each database holds three: a's two and another user's SKU win; b's two and c's.
