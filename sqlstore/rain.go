@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
@@ -18,6 +19,9 @@ import (
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/rain"
 )
+
+// maxRainTitle is the most characters of a session's title (rain_session.title).
+const maxRainTitle = 64
 
 // rainBatch bounds the rows of one multi-row statement of the rain store: a session may
 // arm a million prizes, and a statement's placeholders and packet must stay small.
@@ -72,6 +76,9 @@ func (s *RainStore) CreateSession(ctx context.Context, sess rain.Session, prizes
 	q.SessionID, q.SeqNo = 1, 1 // the id is not known yet; the rest of the version is checked now
 	if err := q.Validate(); err != nil {
 		return 0, fmt.Errorf("create rain session: %w", err)
+	}
+	if n := utf8.RuneCountInString(sess.Title); n > maxRainTitle {
+		return 0, fmt.Errorf("create rain session: title of %d characters, at most %d: %w", n, maxRainTitle, rain.ErrInvalid)
 	}
 	if q.Total > len(prizes) {
 		return 0, fmt.Errorf("create rain session: total %d beyond the %d prizes armed: %w", q.Total, len(prizes), rain.ErrInvalid)

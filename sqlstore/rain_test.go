@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,17 +179,20 @@ func (f *rainFixture) testSessions(t *testing.T) {
 	// Refused: a total beyond the prizes, a bad prize, an invalid plan; nothing written.
 	before := count(t, f.config, "SELECT COUNT(*) FROM rain_session")
 	for name, tc := range map[string]struct {
+		title  string
 		q      rain.Quota
 		prizes []rain.Prize
 	}{
-		"total beyond prizes": {rain.Quota{Start: rainStart, End: rainStart.Add(time.Minute), Total: 2, UserCap: 1},
+		"title too long": {strings.Repeat("雨", 65), rain.Quota{Start: rainStart, End: rainStart.Add(time.Minute), Total: 1, UserCap: 1},
 			[]rain.Prize{{Kind: rain.KindCash, Amount: 1}}},
-		"prize without value": {rain.Quota{Start: rainStart, End: rainStart.Add(time.Minute), Total: 1, UserCap: 1},
+		"total beyond prizes": {"", rain.Quota{Start: rainStart, End: rainStart.Add(time.Minute), Total: 2, UserCap: 1},
+			[]rain.Prize{{Kind: rain.KindCash, Amount: 1}}},
+		"prize without value": {"", rain.Quota{Start: rainStart, End: rainStart.Add(time.Minute), Total: 1, UserCap: 1},
 			[]rain.Prize{{Kind: rain.KindSKU}}},
-		"end before start": {rain.Quota{Start: rainStart, End: rainStart.Add(-time.Minute), Total: 1, UserCap: 1},
+		"end before start": {"", rain.Quota{Start: rainStart, End: rainStart.Add(-time.Minute), Total: 1, UserCap: 1},
 			[]rain.Prize{{Kind: rain.KindCash, Amount: 1}}},
 	} {
-		if _, err := f.rain.CreateSession(ctx, rain.Session{Quota: tc.q}, tc.prizes); !errors.Is(err, rain.ErrInvalid) {
+		if _, err := f.rain.CreateSession(ctx, rain.Session{Title: tc.title, Quota: tc.q}, tc.prizes); !errors.Is(err, rain.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
