@@ -16,7 +16,11 @@ type ActivityStore struct {
 	loc *time.Location
 }
 
-var _ activity.ConfigStore = (*ActivityStore)(nil)
+var (
+	_ activity.ConfigStore = (*ActivityStore)(nil)
+	// As the activity service's StockStore it also makes ReserveSKU's units durable.
+	_ activity.IssuedSyncer = (*ActivityStore)(nil)
+)
 
 // NewActivityStore returns an ActivityStore on db. An activity's begin and end columns
 // are wall-clock times in loc (the configured zone), as big-market's operators write them.
