@@ -46,10 +46,16 @@ const (
 // whose event failed: its prize is back in the pool after the next rebuild, as it never
 // reached rain_win. A lost sec hash only skews the per-second counters.
 //
+// The grab script passes quick = true and checks the pool by EXISTS instead of SCARD: a
+// pool that is not there must be one that was emptied (issued = armed). As keys are lost
+// whole, that tells the same; it matters for the embedded server, whose SCARD (like its
+// SPOP) sorts the whole set, so that a tap that is answered Paced or Capped does not pay
+// for it. Every other script counts the pool exactly.
+//
 // It returns the meta fields read (state, start_ms, end_ms, armed, issued, keep_ms,
 // max_index) with issued and armed as numbers, or nil when the state is not whole.
 const rainIntact = `
-local function intact()
+local function intact(quick)
   local m = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'end_ms', 'armed', 'issued', 'keep_ms', 'max_index')
   if not m[1] then
     return nil
@@ -58,7 +64,11 @@ local function intact()
   if not armed or not issued then
     return nil
   end
-  if redis.call('SCARD', KEYS[2]) + issued ~= armed then
+  if quick then
+    if issued ~= armed and redis.call('EXISTS', KEYS[2]) == 0 then
+      return nil
+    end
+  elseif redis.call('SCARD', KEYS[2]) + issued ~= armed then
     return nil
   end
   if redis.call('HLEN', KEYS[4]) ~= issued then
@@ -143,7 +153,7 @@ return 1
 // creates take the meta's expiry; PEXPIREAT is set again on each win because the unacked
 // hash vanishes whenever its last entry is acknowledged.
 var rainGrabScript = goredis.NewScript(rainIntact + `
-local m = intact()
+local m = intact(true)
 if not m then
   return {-1}
 end

@@ -9,11 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/rain"
 )
@@ -662,6 +664,66 @@ func testRain(t *testing.T, client goredis.UniversalClient, r *Rain) {
 		}
 		assertPrizes(t, winPrizes(won), prizes)
 	})
+}
+
+func BenchmarkRainGrab(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			client := be.client(b)
+			r := NewRain(client, testenv.Unique("bmbench_rain_"))
+			ctx := context.Background()
+			now := time.Now()
+			// A session of its own per round, with one prize per grab, each by a new user:
+			// the full win path.
+			id := time.Now().UnixNano() % (1 << 40)
+			b.Cleanup(func() { client.Del(ctx, r.Keys(id)...) })
+			s := rain.HotSession{ID: id, Start: now.Add(-time.Minute), End: now.Add(time.Hour), Left: rainPrizes(0, b.N)}
+			if _, err := r.Load(ctx, s); err != nil {
+				b.Fatal(err)
+			}
+			var users atomic.Int64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					user := "u" + strconv.FormatInt(users.Add(1), 10)
+					if out, err := r.Grab(ctx, id, user, now, b.N, 1); err != nil || out.Status != rain.Won {
+						b.Errorf("grab: %+v, %v", out, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkRainMiss is a tap the plan paces out, on a pool of 10,000 prizes: the grab
+// script's checks without the SPOP.
+func BenchmarkRainMiss(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			client := be.client(b)
+			r := NewRain(client, testenv.Unique("bmbench_rain_"))
+			ctx := context.Background()
+			now := time.Now()
+			id := time.Now().UnixNano() % (1 << 40)
+			b.Cleanup(func() { client.Del(ctx, r.Keys(id)...) })
+			s := rain.HotSession{ID: id, Start: now.Add(-time.Minute), End: now.Add(time.Hour), Left: rainPrizes(0, 10_000)}
+			if _, err := r.Load(ctx, s); err != nil {
+				b.Fatal(err)
+			}
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if out, err := r.Grab(ctx, id, "u", now, 0, 1); err != nil || out.Status != rain.Paced {
+						b.Errorf("grab: %+v, %v", out, err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 // rainPrizes returns n prizes with indexes from..from+n-1, cycling through the kinds.
