@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/bigmarket/bigmarket/credit"
@@ -410,4 +411,79 @@ func firstDiscrepancies(ds []Discrepancy, n int) string {
 		s += fmt.Sprintf(" | and %d more", len(ds)-n)
 	}
 	return s
+}
+
+// RainAnswered is what one user's taps in a session were answered, as a bench saw them:
+// wins (0000 with won true), their cash, and taps of unknown outcome (0009, or no
+// answer), each of which may have won.
+type RainAnswered struct {
+	UserID  string
+	Wins    int
+	Cash    money.Cents
+	Unknown int
+}
+
+// RainAnswerChecks checks a bench's answers against the session's plan q and its
+// recorded wins: (answers) every user has recorded at least the wins it was answered and
+// at most those plus its unknown outcomes, and without unknown outcomes exactly their
+// cash; (answer pacing) the wins answered by each instant are within allowed(instant +
+// skew) — an answer follows its win, so this holds whenever the wins do, and answered
+// holds the instants on the plan's clock; (late wins) some win was answered in the last
+// tenth of the session, which the pacing exists for.
+func RainAnswerChecks(q rain.Quota, answered []RainAnswered, answeredAt []time.Time, skew time.Duration, wins []rain.Win) Checks {
+	type tally struct {
+		wins int
+		cash money.Cents
+	}
+	recorded := map[string]tally{}
+	for _, w := range wins {
+		t := recorded[w.UserID]
+		t.wins++
+		if w.Prize.Kind == rain.KindCash {
+			t.cash += w.Prize.Amount
+		}
+		recorded[w.UserID] = t
+	}
+	var bad []string
+	seen := map[string]bool{}
+	var sumWins, sumUnknown int
+	for _, a := range answered {
+		seen[a.UserID] = true
+		sumWins += a.Wins
+		sumUnknown += a.Unknown
+		r := recorded[a.UserID]
+		if r.wins < a.Wins || r.wins > a.Wins+a.Unknown || (a.Unknown == 0 && r.cash != a.Cash) || r.cash < a.Cash {
+			bad = append(bad, fmt.Sprintf("%s answered %d wins of %s and %d unknown, recorded %d of %s",
+				a.UserID, a.Wins, a.Cash, a.Unknown, r.wins, r.cash))
+		}
+	}
+	for _, user := range slices.Sorted(maps.Keys(recorded)) {
+		if !seen[user] {
+			r := recorded[user]
+			bad = append(bad, fmt.Sprintf("%s recorded %d wins of %s, answered none", user, r.wins, r.cash))
+		}
+	}
+	var c Checks
+	detail := fmt.Sprintf("%d wins recorded for %d answered and %d unknown outcomes; %d users differ", len(wins), sumWins, sumUnknown, len(bad))
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		detail += ": " + strings.Join(bad[:min(3, len(bad))], " | ")
+	}
+	c.Add("rain answers", len(bad) == 0, "%s", detail)
+	pace := RainPace(q, answeredAt, skew)
+	detail = fmt.Sprintf("%d answered wins within allowed(answer time + %s)", len(answeredAt), skew)
+	if len(pace) > 0 {
+		detail += "; " + pace[0].Detail
+	}
+	c.Add("rain answer pacing", len(pace) == 0, "%s", detail)
+	from := q.Start.Add(q.End.Sub(q.Start) * 9 / 10)
+	late := 0
+	for _, t := range answeredAt {
+		if !t.Before(from) {
+			late++
+		}
+	}
+	c.Add("rain late wins", late > 0, "%d of %d wins answered in the last tenth of the session (from +%.1fs)",
+		late, len(answeredAt), from.Sub(q.Start).Seconds())
+	return c
 }

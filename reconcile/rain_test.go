@@ -291,3 +291,42 @@ func TestReadRain(t *testing.T) {
 		t.Error("grants unreadable: no error")
 	}
 }
+
+func TestRainAnswerChecks(t *testing.T) {
+	t.Parallel()
+	q := rainSession().Quota
+	skew := 200 * time.Millisecond
+	// a won cash 1.00 and a draw; b an award and cash 1.00; answered 50 ms after each win,
+	// the last in the last tenth of the session.
+	answered := func() []RainAnswered {
+		return []RainAnswered{{UserID: "a", Wins: 2, Cash: 100}, {UserID: "b", Wins: 2, Cash: 100}, {UserID: "c"}}
+	}
+	at := func() []time.Time {
+		var ts []time.Time
+		for _, w := range rainWins() {
+			ts = append(ts, w.Time.Add(50*time.Millisecond))
+		}
+		return append(ts[:3], rainStart.Add(9500*time.Millisecond))
+	}
+	wantFailed(t, "clean", RainAnswerChecks(q, answered(), at(), skew, rainWins()))
+
+	lost := answered()
+	lost[0].Wins = 3
+	wantFailed(t, "an answered win unrecorded", RainAnswerChecks(q, lost, at(), skew, rainWins()), "rain answers")
+	cash := answered()
+	cash[1].Cash = 200
+	wantFailed(t, "answered cash unrecorded", RainAnswerChecks(q, cash, at(), skew, rainWins()), "rain answers")
+	unanswered := answered()[:1]
+	wantFailed(t, "b's recorded wins never answered", RainAnswerChecks(q, unanswered, at(), skew, rainWins()), "rain answers")
+	unknown := answered()
+	unknown[0].Wins, unknown[0].Cash, unknown[0].Unknown = 1, 100, 1
+	wantFailed(t, "a's second win answered 0009", RainAnswerChecks(q, unknown, at(), skew, rainWins()))
+	extra := answered()
+	extra[2].Unknown = 1
+	wantFailed(t, "c's 0009 that won nothing", RainAnswerChecks(q, extra, at(), skew, rainWins()))
+
+	rush := append(at(), rainStart.Add(100*time.Millisecond))
+	wantFailed(t, "a win answered before the plan allowed it", RainAnswerChecks(q, answered(), rush, skew, rainWins()), "rain answer pacing")
+	early := at()[:3]
+	wantFailed(t, "no win in the last tenth", RainAnswerChecks(q, answered(), early, skew, rainWins()), "rain late wins")
+}
