@@ -48,7 +48,7 @@ func benchRainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	budget := fs.String("budget", "", "yuan the session's cash may not exceed (default: none)")
 	verify := fs.Bool("verify", true, "wait for every win to be recorded, then check the session on the SQL databases")
 	winWait := fs.Duration("win-wait", 2*time.Minute, "how long -verify waits for the answered wins to be recorded")
-	skew := fs.Duration("skew", time.Second, "clock-skew tolerance of the pacing checks (wins are stamped by each node's clock, to the database's precision)")
+	skew := fs.Duration("skew", 100*time.Millisecond, "clock-skew tolerance of the pacing checks: wins are stamped by each node's clock (nodes on other machines need their clocks' difference), answers are placed on the server's clock from one round trip")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench rain [flags]
 
