@@ -166,6 +166,11 @@ type RainVerification struct {
 	WaitSeconds float64 `json:"waitSeconds"`
 	// Discrepancies are the rain checks' findings.
 	Discrepancies []string `json:"discrepancies,omitempty"`
+	// Shortfall is how far the recorded wins fell furthest behind allowed − burst at the
+	// end of a second of the session, ShortfallAt that second's end (seconds into the
+	// session): at most 0 when the plan's releases were all taken as they came.
+	Shortfall   int     `json:"shortfall"`
+	ShortfallAt float64 `json:"shortfallAt"`
 }
 
 // RunRain runs the rain bench against the server at o.Base: it creates the session, taps
@@ -246,6 +251,8 @@ func RunRain(ctx context.Context, o RainOptions, stdout io.Writer) (RainReport, 
 		return rep, err
 	}
 	rep.Verification = &ver
+	fmt.Fprintf(stdout, "recorded wins fell at most %d behind allowed − burst at the end of a second (at +%.0fs; 0 or less: every release taken as it came)\n",
+		ver.Shortfall, ver.ShortfallAt)
 	for _, d := range ver.Discrepancies[:min(len(ver.Discrepancies), 20)] {
 		fmt.Fprintln(stdout, d)
 	}
@@ -707,6 +714,15 @@ func verifyRain(ctx context.Context, o RainOptions, q rain.Quota, t *rainTapper,
 	out.Checks = append(out.Checks, reconcile.RainChecks(rows, o.Skew)...)
 	for _, d := range reconcile.RainDiscrepancies(rows, o.Skew) {
 		out.Discrepancies = append(out.Discrepancies, d.String())
+	}
+	var seconds []time.Time
+	for at := q.Start.Add(time.Second); !at.After(q.End); at = at.Add(time.Second) {
+		seconds = append(seconds, at)
+	}
+	if len(seconds) > 0 {
+		var when time.Time
+		out.Shortfall, when = reconcile.RainShortfall(q, reconcile.WinTimes(rows.Wins), seconds)
+		out.ShortfallAt = when.Sub(q.Start).Seconds()
 	}
 	out.Pass = out.Checks.Pass()
 	out.Seconds = time.Since(start).Seconds()

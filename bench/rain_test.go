@@ -206,6 +206,10 @@ func TestRunRain(t *testing.T) {
 	if v == nil || !v.Pass || v.Recorded != wins || len(v.Checks) != 9 {
 		t.Fatalf("verification %+v\n%s", v, out.String())
 	}
+	// One second's end, the session's: allowed 20 less the burst of 1, against every win.
+	if v.Shortfall != 19-wins || v.ShortfallAt != 1 {
+		t.Errorf("shortfall %d at +%.0fs, want %d at +1s", v.Shortfall, v.ShortfallAt, 19-wins)
+	}
 	for _, want := range []string{"PASS rain pacing", "PASS rain answers", "PASS rain late wins", "verification PASS", "session 42: 20 prizes"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())

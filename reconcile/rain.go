@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -486,4 +487,28 @@ func RainAnswerChecks(q rain.Quota, answered []RainAnswered, answeredAt []time.T
 	c.Add("rain late wins", late > 0, "%d of %d wins answered in the last tenth of the session (from +%.1fs)",
 		late, len(answeredAt), from.Sub(q.Start).Seconds())
 	return c
+}
+
+// RainShortfall measures how far the wins fell behind the plan: the largest
+// allowed(t) − Burst − (wins stamped by t) over the instants at (e.g. the end of each
+// second while demand exceeded supply), and the first instant it was reached. At most 0
+// means the grants kept within the burst of the plan throughout, which is what pacing
+// promises when there are always takers: the plan's releases are not withheld.
+func RainShortfall(q rain.Quota, times []time.Time, at []time.Time) (worst int, when time.Time) {
+	ts := slices.Clone(times)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	worst = math.MinInt
+	for _, t := range at {
+		// The wins stamped by t: the first index after t.
+		n, _ := slices.BinarySearchFunc(ts, t, func(x, t time.Time) int {
+			if x.After(t) {
+				return 1
+			}
+			return -1
+		})
+		if d := q.Allowed(t) - q.Burst - n; d > worst {
+			worst, when = d, t
+		}
+	}
+	return worst, when
 }

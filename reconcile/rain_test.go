@@ -330,3 +330,30 @@ func TestRainAnswerChecks(t *testing.T) {
 	early := at()[:3]
 	wantFailed(t, "no win in the last tenth", RainAnswerChecks(q, answered(), early, skew, rainWins()), "rain late wins")
 }
+
+func TestRainShortfall(t *testing.T) {
+	t.Parallel()
+	q := rainSession().Quota // allowed(t) = 1 + ⌊t/1s⌋, burst 1
+	at := func(ds ...time.Duration) []time.Time {
+		ts := make([]time.Time, len(ds))
+		for i, d := range ds {
+			ts[i] = rainStart.Add(d)
+		}
+		return ts
+	}
+	s := time.Second
+	seconds := at(s, 2*s, 3*s, 4*s)
+	if worst, when := RainShortfall(q, at(0, 900*time.Millisecond, 1900*time.Millisecond, 3*s, 3900*time.Millisecond), seconds); worst != -1 || !when.Equal(rainStart.Add(s)) {
+		t.Errorf("ahead of the plan less the burst: worst %d at %s, want -1 at +1s", worst, when)
+	}
+	// Wins exactly at the seconds count by them.
+	if worst, _ := RainShortfall(q, at(s, 2*s, 3*s, 4*s), seconds); worst != 0 {
+		t.Errorf("one a second: worst %d, want 0", worst)
+	}
+	if worst, when := RainShortfall(q, at(s, 2*s), seconds); worst != 2 || !when.Equal(rainStart.Add(4*s)) {
+		t.Errorf("two wins by +4s: worst %d at %s, want 2 at +4s", worst, when)
+	}
+	if worst, _ := RainShortfall(q, nil, seconds); worst != 4 {
+		t.Errorf("no wins: worst %d, want 4", worst)
+	}
+}
