@@ -199,6 +199,15 @@ func RunRain(ctx context.Context, o RainOptions, stdout io.Writer) (RainReport, 
 	for i := range users {
 		users[i] = o.Prefix + "-" + strconv.Itoa(i)
 	}
+	// Signed before the session is created: signing 100,000 tokens takes longer than the
+	// lead before its start.
+	var tokens []string
+	if o.Token != nil {
+		tokens = make([]string, len(users))
+		for i, u := range users {
+			tokens[i] = "Bearer " + o.Token(u)
+		}
+	}
 	admin := &http.Client{Timeout: 30 * time.Second}
 	defer admin.CloseIdleConnections()
 	q, offset, err := createSession(ctx, admin, o)
@@ -210,7 +219,7 @@ func RunRain(ctx context.Context, o RainOptions, stdout io.Writer) (RainReport, 
 		q.SessionID, q.Total, q.End.Sub(q.Start), q.Start.Format(time.RFC3339Nano), rep.ClockOffsetMs, q.Burst, q.UserCap)
 	client, transport := scenarioClient(o.Concurrency)
 	defer transport.CloseIdleConnections()
-	tapper := newRainTapper(transport, q, offset, users, o.Token)
+	tapper := newRainTapper(transport, q, offset, users, tokens)
 	client.Transport = tapper
 	rep.Scenario = "rain"
 
@@ -432,14 +441,12 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 // generator, which keeps only the envelope code, to count what each user was answered
 // and when the wins were. Only answers with "won":true are decoded.
 type rainTapper struct {
-	next    http.RoundTripper
-	q       rain.Quota
-	offset  time.Duration // server clock − this clock
-	startAt time.Time     // the session's start on this clock
-	users   []string
-	bodies  [][]byte // by user; nil with tokens
-	tokens  []string // "Bearer …" by user; nil without
-	body    []byte   // the one body with tokens
+	next   http.RoundTripper
+	offset time.Duration // server clock − this clock
+	users  []string
+	bodies [][]byte // by user; nil with tokens
+	tokens []string // "Bearer …" by user; nil without
+	body   []byte   // the one body with tokens
 
 	seq        atomic.Uint64
 	wins       []atomic.Int32
@@ -453,17 +460,15 @@ type rainTapper struct {
 	kinds map[rain.Kind]int
 }
 
-func newRainTapper(next http.RoundTripper, q rain.Quota, offset time.Duration, users []string, token func(string) string) *rainTapper {
-	t := &rainTapper{next: next, q: q, offset: offset, startAt: q.Start.Add(-offset), users: users,
+// newRainTapper returns the transport of taps in session q over next; with tokens (the
+// users' Authorization headers, by user) the taps name their user by token.
+func newRainTapper(next http.RoundTripper, q rain.Quota, offset time.Duration, users, tokens []string) *rainTapper {
+	t := &rainTapper{next: next, offset: offset, users: users, tokens: tokens,
 		wins: make([]atomic.Int32, len(users)), cash: make([]atomic.Int64, len(users)), unknown: make([]atomic.Int32, len(users)),
 		kinds: map[rain.Kind]int{}}
 	sid := strconv.FormatInt(q.SessionID, 10)
-	if token != nil {
+	if tokens != nil {
 		t.body = []byte(`{"sessionId":` + sid + `}`)
-		t.tokens = make([]string, len(users))
-		for i, u := range users {
-			t.tokens[i] = "Bearer " + token(u)
-		}
 		return t
 	}
 	t.bodies = make([][]byte, len(users))
