@@ -8,6 +8,7 @@ import (
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/nats"
+	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/redis"
 	"github.com/bigmarket/bigmarket/sqlstore"
@@ -72,6 +73,25 @@ func ForBenchDraw(ctx context.Context, cfg app.Config, b *app.Backends, db bench
 	v := NewDraws(db.Config, db.Users, db.Router, cfg.Location())
 	v.WithFlash(b.JS, events, redis.NewDrawQuota(b.Redis, cfg.RedisPrefix))
 	o.DrawChecks = v.Checks
+	return nil
+}
+
+// ForBenchRain completes the rain bench's verification with a deployment's stores: src
+// reads the sessions' rows and, when cfg names an external broker, the bench first waits
+// until the win consumer applied every win published (an embedded broker lives in the
+// serve process, out of reach: the bench then only polls the recorded wins).
+func ForBenchRain(cfg app.Config, b *app.Backends, src reconcile.RainSource, o *bench.RainOptions) error {
+	if !o.Verify {
+		return nil
+	}
+	o.Source = src
+	if len(cfg.NATSURLs) == 0 {
+		return nil
+	}
+	if err := app.OpenNATS(cfg, b, app.NewLogger(cfg, io.Discard)); err != nil {
+		return err
+	}
+	o.Drain = nats.NewEventDrain(b.JS, nats.EventOptions{Prefix: cfg.NATSPrefix}, rain.TopicWin).WaitApplied
 	return nil
 }
 

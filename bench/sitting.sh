@@ -1,7 +1,7 @@
 #!/bin/bash
 # Bench sitting used for the issue 14 measurements. Needs MariaDB, Redis, NATS on loopback;
 # builds bench/bare (a net/http handler answering a fixed envelope) into /tmp/bare/bare.
-# One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash flash1m grab bare
+# One bench sitting. Usage: sitting.sh BIN SCENARIO...   scenarios: flash flash1m grab rain bare
 # Each draw/grab scenario: fresh MariaDB DBs (cfg + 2 user DBs, dropped after), unique
 # Redis/NATS prefix, external Redis/NATS, migrate --seed, serve, bench; CPU split by process.
 set -u
@@ -53,7 +53,7 @@ run() { # name mode benchargs...
   [ -n "${PROF:-}" ] && wait $prof
   curl -s 127.0.0.1:$OPS/metrics | grep -E '^bigmarket_draw_writer_lag' >> $OUT/$name.txt
   echo "cpu over $(cat $OUT/$name.cpu) (ticks: serve mariadbd redis nats bench) $(grep bench-cpu $OUT/$name.err)" >> $OUT/summary
-  grep -iE 'draws/s|grabs/s|/s|p99|p50|verif|PASS|FAIL|drain' $OUT/$name.txt | head -20 >> $OUT/summary
+  grep -iE 'draws/s|grabs/s|/s|p99|p50|verif|PASS|FAIL|drain|last tenth|behind' $OUT/$name.txt | head -20 >> $OUT/summary
   kill $spid; wait $spid 2>/dev/null
   for s in cfg u1 u2; do mysql -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`${db}_$s\`"; done
   redis-cli -h 127.0.0.1 --scan --pattern "$db:*" | xargs -r -n 1000 redis-cli -h 127.0.0.1 del > /dev/null
@@ -74,6 +74,7 @@ for sc in "$@"; do case $sc in
   flash) run flash flash draw -users 10000 -c 64 -d $DUR ;;
   flash1m) run flash1m flash draw -users 1000000 -c 64 -d $DUR ;;
   grab)  run grab flash grab -packets 60 -items 1000 -users 200000 -c 64 -d ${GDUR:-15s} ;;
+  rain)  run rain flash rain -users 100000 -prizes 10000 -c 64 -d $DUR ;;
   bare)  bare ;;
 esac; done
 echo "done $OUT"; cat $OUT/summary

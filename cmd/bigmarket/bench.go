@@ -15,7 +15,7 @@ import (
 
 // benchCmd load-tests a running server: by default strategy/random_raffle; "bench draw"
 // runs the activity/draw scenario (bench_draw.go), "bench grab" the red packet grab
-// (bench_grab.go); -scenario flood sends every draw as one user, to measure what the front
+// (bench_grab.go), "bench rain" a red packet rain session (bench_rain.go); -scenario flood sends every draw as one user, to measure what the front
 // line costs when it refuses a flood.
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
@@ -24,6 +24,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return benchDrawCmd(ctx, args[1:], stdout, stderr)
 		case "grab":
 			return benchGrabCmd(ctx, args[1:], stdout, stderr)
+		case "rain":
+			return benchRainCmd(ctx, args[1:], stdout, stderr)
 		case "random_raffle":
 			args = args[1:]
 		}
@@ -32,7 +34,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	load := commonFlags(fs)
 	target := fs.String("url", "http://127.0.0.1:8091", "base URL of the server under test")
-	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle, or flood (activity/draw as one user); "bigmarket bench draw -h" and "bigmarket bench grab -h" for the draw and grab scenarios`)
+	scenario := fs.String("scenario", "random_raffle", `what to load: random_raffle, or flood (activity/draw as one user); "bigmarket bench draw -h", "bigmarket bench grab -h" and "bigmarket bench rain -h" for the draw, grab and rain scenarios`)
 	strategyID := fs.Int64("strategy", 100006, "strategy id for random_raffle")
 	activityID := fs.Int64("activity", 100301, "activity id for flood")
 	user := fs.String("user", "flooder", "the one user of flood")
@@ -66,10 +68,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sum, err = bench.Raffle(ctx, base, *strategyID, *armory, token, run)
 	case "flood":
 		sum, err = bench.Flood(ctx, base, *user, *activityID, run)
-	case "draw", "grab":
+	case "draw", "grab", "rain":
 		return fmt.Errorf(`the %s scenario has flags of its own: run "bigmarket bench %[1]s [flags]"`, *scenario)
 	default:
-		return fmt.Errorf("unknown scenario %q (have: random_raffle, flood, draw, grab)", *scenario)
+		return fmt.Errorf("unknown scenario %q (have: random_raffle, flood, draw, grab, rain)", *scenario)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
