@@ -22,6 +22,7 @@ import (
 	"github.com/bigmarket/bigmarket/nats"
 	"github.com/bigmarket/bigmarket/outbox"
 	"github.com/bigmarket/bigmarket/raffle"
+	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/recovery"
 	"github.com/bigmarket/bigmarket/redis"
@@ -62,6 +63,8 @@ type App struct {
 	credits    *credit.Service
 	rebates    *rebate.Service
 	redPackets *redpacket.Service
+	rains      *rain.Service
+	rainQuota  *nats.RainQuota
 	raffles    *raffle.Service
 	gate       *gate.Gate
 	guardKV    *nats.GuardKV
@@ -108,6 +111,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *App, err error) 
 		return nil, err
 	}
 	n.buildServices()
+	if err := n.buildRain(ctx); err != nil {
+		return nil, err
+	}
 	n.buildConsumers()
 	if err := n.buildFront(ctx); err != nil {
 		return nil, err
@@ -283,6 +289,52 @@ func (n *App) buildServices() {
 	})
 }
 
+// buildRain builds red packet rain: its hot state, its quota agent fed by the quota bucket
+// (every live session's version is in the agent before anything is served), and the
+// service.
+func (n *App) buildRain(ctx context.Context) error {
+	cfg, b, log := n.cfg, n.b, n.log
+	agent := &rain.Agent{}
+	bus, err := nats.OpenRainQuota(ctx, b.JS, cfg.NATSPrefix, cfg.NATSReplicas, cfg.NodeID, agent, log)
+	if err != nil {
+		return err
+	}
+	n.rainQuota = bus
+	store := sqlstore.NewRainStore(b.ConfigDB, n.users)
+	n.rains = rain.NewService(rain.Options{
+		Store: store, Hot: redis.NewRain(autoPipelined(b.Redis, log, "rain taps"), cfg.RedisPrefix),
+		Events: nats.NewWinEvents(n.publisher),
+		// A rebuild of a session Redis lost waits for the win consumer (buildConsumers) to
+		// apply every win event already published.
+		Drain: nats.NewEventDrain(b.JS, n.eventOpts, rain.TopicWin),
+		Bus:   bus, Agent: agent,
+		Reserver: n.activities, SKUs: reservedGrants{n.activities}, Awards: store,
+		PublishTimeout: cfg.RainPublishTimeout, RecoverGrace: cfg.RainRecoverGrace,
+		Logger: log,
+	})
+	wait, err := bus.Watch(n.background)
+	if err != nil {
+		return err
+	}
+	n.jobs.Go(wait)
+	return nil
+}
+
+// reservedGrants gives rain's SKU wins their draws through the activity service, and
+// tells the rain service which refusals no retry can change (an unknown SKU or activity, a
+// bad id), so that the consumer dead-letters such a win instead of retrying it forever.
+type reservedGrants struct{ a *activity.Service }
+
+func (g reservedGrants) GrantReserved(ctx context.Context, userID string, sku int64, outBusinessNo string) error {
+	err := g.a.GrantReserved(ctx, userID, sku, outBusinessNo)
+	for _, permanent := range []error{activity.ErrSKUNotFound, activity.ErrActivityNotFound, activity.ErrInvalidUserID, activity.ErrInvalidBusinessNo} {
+		if errors.Is(err, permanent) {
+			return fmt.Errorf("%w: %w", rain.ErrInvalid, err)
+		}
+	}
+	return err
+}
+
 // buildConsumers builds the event consumers.
 func (n *App) buildConsumers() {
 	cfg, js, log := n.cfg, n.b.JS, n.log
@@ -301,6 +353,7 @@ func (n *App) buildConsumers() {
 		nats.NewConsumer(js, n.eventOpts, rebate.TopicSendRebate, nats.SendRebateHandler(n.rebates), log),
 		nats.NewConsumer(js, n.eventOpts, credit.TopicCreditAdjustSuccess, nats.CreditAdjustSuccessHandler(n.credits), log),
 		nats.NewBatchConsumer(js, n.eventOpts, redpacket.TopicGrab, nats.GrabHandler(n.redPackets), log),
+		nats.NewBatchConsumer(js, n.eventOpts, rain.TopicWin, nats.WinHandler(n.rains), log),
 	}
 	// The writer writes through the raffle service, which forgets the credit wins it
 	// wrote from the users' unwritten credit wins.
@@ -365,6 +418,7 @@ func (n *App) buildAPI() {
 		Credits:            n.credits,
 		Rebates:            n.rebates,
 		RedPackets:         n.redPackets,
+		Rains:              n.rains,
 		CreditSettlers:     n.creditSettlers(),
 		Stock:              stockAdders{n.strategies, n.activities},
 		DeadLetters:        nats.NewDeadLetters(n.b.JS, n.eventOpts, n.log),
@@ -383,11 +437,11 @@ func (n *App) buildAPI() {
 	})
 }
 
-// creditSettlers is the credit green channel, in order: first the users' credit wins the
-// draw writer has not written yet are written, so that the award settler, which reads
-// SQL, credits them with the rest.
+// creditSettlers is the credit green channel, in order: first the users' rain wins and
+// the credit wins the draw writer has not written yet are written, so that the award
+// settler, which reads SQL, credits them with the rest.
 func (n *App) creditSettlers() []httpapi.Settler {
-	return []httpapi.Settler{raffle.CreditWins{S: n.raffles}, n.awards, n.rebates}
+	return []httpapi.Settler{n.rains, raffle.CreditWins{S: n.raffles}, n.awards, n.rebates}
 }
 
 // startJobs starts the background jobs: the stock sync and its consumer, the event
@@ -431,6 +485,16 @@ func (n *App) startJobs() {
 	})
 	run("red-packet-sweep", func(ctx context.Context) error {
 		return n.redPackets.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RedPacketSweepEvery)
+	})
+	run("rain-sweep", func(ctx context.Context) error {
+		return n.rains.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RainSweepEvery)
+	})
+	run("rain-refresh", func(ctx context.Context) error {
+		return tick.Every(ctx, cfg.RainRefreshEvery, func(ctx context.Context) {
+			if err := n.rains.Refresh(ctx); err != nil {
+				log.Warn("rain quota refresh", "err", err)
+			}
+		})
 	})
 	run("draw-sweep", func(ctx context.Context) error {
 		return n.raffles.SweepPendingLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.DrawSweepEvery)

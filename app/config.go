@@ -130,6 +130,18 @@ type Config struct {
 	// in flight, so at least a second more.
 	RedPacketPublishTimeout time.Duration `koanf:"red_packet_publish_timeout"`
 	RedPacketRecoverGrace   time.Duration `koanf:"red_packet_recover_grace"`
+	// NodeID names this node to the others (the rain quota SeqNo each node has in force);
+	// empty means host:port of addr, the host being the machine's name.
+	NodeID string `koanf:"node_id"`
+	// Rain: how long a winning tap waits for the broker to store its win; how long the
+	// rebuild of a session Redis lost waits for the taps in flight (at least a second
+	// more); how often sessions past their end are closed and their ledger written; how
+	// often the live sessions' quota versions are re-read from SQL (the bound on how long a
+	// node can miss a version whose broadcast it lost).
+	RainPublishTimeout time.Duration `koanf:"rain_publish_timeout"`
+	RainRecoverGrace   time.Duration `koanf:"rain_recover_grace"`
+	RainSweepEvery     time.Duration `koanf:"rain_sweep_every"`
+	RainRefreshEvery   time.Duration `koanf:"rain_refresh_every"`
 	// DrawPath is the setting that chose between the synchronous SQL draw and the flash
 	// draw; the flash draw is now the only one (issue 14). validate refuses sql, naming
 	// the removal, rather than let an operator who asked for the SQL draw silently get
@@ -232,6 +244,10 @@ func DefaultConfig() Config {
 		RedPacketMaxAmount:      "20000.00",
 		RedPacketPublishTimeout: 2 * time.Second,
 		RedPacketRecoverGrace:   3 * time.Second,
+		RainPublishTimeout:      2 * time.Second,
+		RainRecoverGrace:        3 * time.Second,
+		RainSweepEvery:          5 * time.Second,
+		RainRefreshEvery:        5 * time.Second,
 		DrawPublishTimeout:      2 * time.Second,
 		DrawRecoverGrace:        6 * time.Second,
 		DrawSweepEvery:          10 * time.Second,
@@ -455,6 +471,29 @@ func (c *Config) Validate() error {
 	if c.DrawPublishTimeout <= 0 || c.DrawRecoverGrace < c.DrawPublishTimeout+4*time.Second || c.DrawSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("draw publish timeout %s, recover grace %s, sweep interval %s: want positive durations and a grace at least the timeout + 4s",
 			c.DrawPublishTimeout, c.DrawRecoverGrace, c.DrawSweepEvery))
+	}
+	if c.RainPublishTimeout <= 0 || c.RainRecoverGrace < c.RainPublishTimeout+time.Second {
+		errs = append(errs, fmt.Errorf("rain publish timeout %s and recover grace %s: want a positive timeout and a grace at least a second longer",
+			c.RainPublishTimeout, c.RainRecoverGrace))
+	}
+	if c.RainSweepEvery <= 0 || c.RainRefreshEvery <= 0 {
+		errs = append(errs, fmt.Errorf("rain sweep %s and refresh %s intervals: want positive durations", c.RainSweepEvery, c.RainRefreshEvery))
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "localhost"
+		}
+		_, port, _ := net.SplitHostPort(c.Addr)
+		if port == "" || port == "0" {
+			// A port chosen at listen time is not known here: the process id keeps two
+			// such nodes on one machine apart.
+			port = "pid" + strconv.Itoa(os.Getpid())
+		}
+		c.NodeID = host + ":" + port
+	}
+	if len(c.NodeID) > 128 {
+		errs = append(errs, fmt.Errorf("BIGMARKET_NODE_ID: at most 128 bytes"))
 	}
 	if c.RedPacketSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("red packet sweep interval %s: want a positive duration", c.RedPacketSweepEvery))

@@ -22,6 +22,7 @@ import (
 	"github.com/bigmarket/bigmarket/gate"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/outbox"
+	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/strategy"
@@ -60,6 +61,9 @@ const (
 	CodeRedPacketClosed     Code = "ERR_RP_002"
 	CodeRedPacketIneligible Code = "ERR_RP_003"
 	CodeRedPacketRetry      Code = "ERR_RP_004"
+	CodeRainNotStarted      Code = "ERR_RAIN_001"
+	CodeRainEnded           Code = "ERR_RAIN_002"
+	CodeRainCapReached      Code = "ERR_RAIN_003"
 )
 
 var infos = map[Code]string{
@@ -91,6 +95,9 @@ var infos = map[Code]string{
 	CodeRedPacketClosed:     "红包已过期或已关闭",
 	CodeRedPacketIneligible: "不在红包的领取名单内",
 	CodeRedPacketRetry:      "红包暂不可用，请稍后重试",
+	CodeRainNotStarted:      "红包雨尚未开始 (the rain session has not started)",
+	CodeRainEnded:           "红包雨已结束或红包已抢完 (the rain session has ended or its pool is empty)",
+	CodeRainCapReached:      "本场红包雨已达领取上限 (you have won this session's limit)",
 }
 
 // envelope is every response body.
@@ -156,6 +163,13 @@ var errorCodes = []struct {
 	{gate.ErrRebuilding, http.StatusOK, CodeBusy},
 	{strategy.ErrSoldOut, http.StatusOK, CodeSoldOut},
 	{strategy.ErrStockMissing, http.StatusOK, CodeBusy},
+	{rain.ErrNotStarted, http.StatusOK, CodeRainNotStarted},
+	{rain.ErrEnded, http.StatusOK, CodeRainEnded},
+	{rain.ErrCapReached, http.StatusOK, CodeRainCapReached},
+	{rain.ErrUnavailable, http.StatusOK, CodeBusy},
+	{rain.ErrConflict, http.StatusOK, CodeBusy},
+	{rain.ErrNotFound, http.StatusOK, CodeIllegalParam},
+	{rain.ErrInvalid, http.StatusOK, CodeIllegalParam},
 	{redpacket.ErrEmpty, http.StatusOK, CodeRedPacketEmpty},
 	{redpacket.ErrClosed, http.StatusOK, CodeRedPacketClosed},
 	{redpacket.ErrNotEligible, http.StatusOK, CodeRedPacketIneligible},

@@ -34,6 +34,7 @@ type Options struct {
 	Credits    credits    // nil: the credit endpoints are not served
 	Rebates    rebates    // nil: the sign-in and behaviour rebate endpoints are not served
 	RedPackets redPackets // nil: the red packet endpoints are not served
+	Rains      rains      // nil: the rain endpoints are not served
 	Stock      stockAdder // nil: admin/stock/add is not served
 	// Gate serves the activity settings, the signed draw paths and their check on every
 	// draw; nil: those endpoints are not served and every draw is plain.
@@ -189,6 +190,21 @@ func New(opts Options) *Server {
 				s.handle("GET /api/v1/redpacket/wallet_by_token", s.byToken(s.wallet))
 			}
 		}
+	}
+	if opts.Rains != nil {
+		// A tap is not behind the per-user limiter (taps are expected to be fast, and a
+		// miss costs no Redis round trip): rain/grab is not a guardable route.
+		user("/api/v1/", "rain/grab", true, s.rainGrab)
+		s.handle("GET /api/v1/rain/sessions", s.rainSessions)
+		if opts.PlainUserEndpoints {
+			s.handle("GET /api/v1/rain/wins", s.rainWins)
+		}
+		if tokens {
+			s.handle("GET /api/v1/rain/wins_by_token", s.byToken(s.rainWins))
+		}
+		s.handle("POST "+adminPrefix+"rain/sessions", s.admin(s.createRainSession))
+		s.handle("GET "+adminPrefix+"rain/sessions/{id}", s.admin(s.rainReport))
+		s.handle("PUT "+adminPrefix+"rain/sessions/{id}/quota", s.admin(s.updateRainQuota))
 	}
 	if opts.Stock != nil {
 		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))

@@ -2,28 +2,13 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"strings"
 
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/reconcile"
 )
-
-// rainLookupBatch bounds the keys of one IN list.
-const rainLookupBatch = 500
-
-// rainAwardOrderID is the order id of the award record an award win writes: "ra" and 30
-// hex digits of the SHA-256 of the win's message id (the business number, with a user id
-// of up to 32, does not fit the 32 characters of order_id). It must stay the derivation
-// the rain store writes records with.
-func rainAwardOrderID(w rain.Win) string {
-	sum := sha256.Sum256([]byte(w.MsgID()))
-	return "ra" + hex.EncodeToString(sum[:15])
-}
 
 // RainGrants looks up what each win granted, in its winner's tables: the credit orders
 // and the recharge orders (raffle_activity_order) whose out_business_no is the win's
@@ -39,7 +24,7 @@ func (s *UserStore) RainGrants(ctx context.Context, wins []rain.Win) (map[string
 		tb := table{r.DB, r.Table}
 		nos[tb] = append(nos[tb], w.BusinessNo())
 		if w.Prize.Kind == rain.KindAward {
-			id := rainAwardOrderID(w)
+			id := winOrderID(winAwardTag, w)
 			awardIDs[tb] = append(awardIDs[tb], id)
 			bizOfAward[id] = w.BusinessNo()
 		}
@@ -51,7 +36,7 @@ func (s *UserStore) RainGrants(ctx context.Context, wins []rain.Win) (map[string
 		// The only text spliced in is the router's table suffix and the placeholders.
 		err := rainBatches(keys, func(part []any) error {
 			return queryRows(ctx, db, "rain credit orders", `SELECT user_id, order_id, trade_name, trade_type, trade_amount, out_business_no
-				FROM user_credit_order`+sfx+` WHERE out_business_no IN (`+rainIn(len(part))+`)`, func(rows *sql.Rows) error {
+				FROM user_credit_order`+sfx+` WHERE out_business_no IN `+Placeholders(1, len(part)), func(rows *sql.Rows) error {
 				o := reconcile.CreditOrder{DB: tb.db, Table: sfx}
 				var tradeType, amount string
 				if err := rows.Scan(&o.UserID, &o.OrderID, &o.Name, &tradeType, &amount, &o.BusinessNo); err != nil {
@@ -70,7 +55,7 @@ func (s *UserStore) RainGrants(ctx context.Context, wins []rain.Win) (map[string
 		if err == nil {
 			err = rainBatches(keys, func(part []any) error {
 				return queryRows(ctx, db, "rain recharge orders", `SELECT user_id, order_id, sku, out_business_no
-					FROM raffle_activity_order`+sfx+` WHERE out_business_no IN (`+rainIn(len(part))+`)`, func(rows *sql.Rows) error {
+					FROM raffle_activity_order`+sfx+` WHERE out_business_no IN `+Placeholders(1, len(part)), func(rows *sql.Rows) error {
 					var r reconcile.RainRecharge
 					var no string
 					if err := rows.Scan(&r.UserID, &r.OrderID, &r.SKU, &no); err != nil {
@@ -86,7 +71,7 @@ func (s *UserStore) RainGrants(ctx context.Context, wins []rain.Win) (map[string
 		if err == nil {
 			err = rainBatches(awardIDs[tb], func(part []any) error {
 				return queryRows(ctx, db, "rain award records", `SELECT user_id, order_id, award_id
-					FROM user_award_record`+sfx+` WHERE order_id IN (`+rainIn(len(part))+`)`, func(rows *sql.Rows) error {
+					FROM user_award_record`+sfx+` WHERE order_id IN `+Placeholders(1, len(part)), func(rows *sql.Rows) error {
 					var a reconcile.RainAward
 					if err := rows.Scan(&a.UserID, &a.OrderID, &a.AwardID); err != nil {
 						return err
@@ -106,15 +91,12 @@ func (s *UserStore) RainGrants(ctx context.Context, wins []rain.Win) (map[string
 	return out, nil
 }
 
-// rainBatches calls fn with keys rainLookupBatch at a time.
+// rainBatches calls fn with keys rainBatch at a time.
 func rainBatches(keys []any, fn func(part []any) error) error {
-	for start := 0; start < len(keys); start += rainLookupBatch {
-		if err := fn(keys[start:min(start+rainLookupBatch, len(keys))]); err != nil {
+	for start := 0; start < len(keys); start += rainBatch {
+		if err := fn(keys[start:min(start+rainBatch, len(keys))]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// rainIn returns n comma-separated placeholders.
-func rainIn(n int) string { return "?" + strings.Repeat(", ?", n-1) }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"github.com/bigmarket/bigmarket/sqlstore"
 	"io"
 	"strconv"
 	"strings"
@@ -138,10 +138,13 @@ to the plan. Exits non-zero when a check fails.
 
 // rainRows returns the reader of the rain sessions' rows on the server's databases.
 func rainRows(db bench.Stores) (reconcile.RainSource, error) {
-	// The rain tables' SQL reader (rain.Store's Session, Prizes and SessionWins, and
-	// RainGrants over the user databases) is wired here once sqlstore has it.
-	_ = db
-	return nil, errors.New("bench rain: -verify: no SQL reader of the rain sessions yet; run with -verify=false")
+	// The rain store reads the sessions, prizes and wins; the user store looks up what each
+	// win granted in its winner's tables.
+	users := sqlstore.NewUserStore(db.Users, db.Router)
+	return struct {
+		*sqlstore.RainStore
+		*sqlstore.UserStore
+	}{sqlstore.NewRainStore(db.Config, users), users}, nil
 }
 
 // parseWeights reads comma-separated slice weights; empty is none.
