@@ -618,6 +618,43 @@ func (r *Rain) Wins(ctx context.Context, sessionID int64) ([]rain.Win, error) {
 	return wins, nil
 }
 
+// rainSetEndScript moves a whole session's end: KEYS are the session's six keys, ARGV[1]
+// the new end and ARGV[2] the keys' new expiry, both Unix ms. A closed session stays
+// closed (its ledger may be written); {-1} when the state is not whole.
+var rainSetEndScript = goredis.NewScript(rainIntact + `
+local m = intact()
+if not m then
+  return {-1}
+end
+redis.call('HSET', KEYS[1], 'end_ms', ARGV[1], 'keep_ms', ARGV[2])
+for i = 1, 6 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('PEXPIREAT', KEYS[i], ARGV[2])
+  end
+end
+return {0}
+`)
+
+// SetEnd moves a loaded session's end (a quota version that extends or shortens the
+// session), with its keys' expiry; rain.ErrUnavailable when the session is not whole in
+// Redis (its rebuild then loads the end from the store).
+func (r *Rain) SetEnd(ctx context.Context, sessionID int64, end time.Time) error {
+	if sessionID <= 0 {
+		return fmt.Errorf("bad id: %w", rain.ErrInvalid)
+	}
+	reply, err := rainSetEndScript.Run(ctx, r.client, r.Keys(sessionID), end.UnixMilli(), end.Add(rainKeep).UnixMilli()).Slice()
+	if err != nil {
+		return fmt.Errorf("set end of rain session %d: %w", sessionID, err)
+	}
+	if status, _, err := splitReply(reply); err != nil || status != rainOK {
+		if err == nil {
+			err = rain.ErrUnavailable
+		}
+		return fmt.Errorf("set end of rain session %d: %w", sessionID, err)
+	}
+	return nil
+}
+
 // Close implements rain.Hot. It is idempotent: the pool is kept (closed, no grab takes
 // from it), so a second Close returns the same prizes as the first.
 func (r *Rain) Close(ctx context.Context, sessionID int64) ([]rain.Prize, error) {

@@ -248,6 +248,47 @@ func testRain(t *testing.T, client goredis.UniversalClient, r *Rain) {
 		}
 	})
 
+	t.Run("SetEnd", func(t *testing.T) {
+		t.Parallel()
+		const id = 131
+		mustLoadRain(t, r, session(id, rainPrizes(0, 10), nil), true)
+		later := end.Add(5 * time.Minute)
+		if out := mustGrabRain(t, r, id, "u", end.Add(time.Minute), 100, 3); out.Status != rain.Ended {
+			t.Fatalf("grab past the end: %+v", out)
+		}
+		if err := r.SetEnd(ctx, id, later); err != nil {
+			t.Fatal(err)
+		}
+		out := mustGrabRain(t, r, id, "u", end.Add(time.Minute), 100, 3)
+		if out.Status != rain.Won {
+			t.Fatalf("grab within the extension: %+v", out)
+		}
+		mustAck(t, r, out.Win)
+		if out := mustGrabRain(t, r, id, "u", later, 100, 3); out.Status != rain.Ended {
+			t.Fatalf("grab at the new end: %+v", out)
+		}
+		keep := time.Until(later.Add(24 * time.Hour))
+		for _, key := range r.Keys(id) {
+			d, err := client.PTTL(ctx, key).Result()
+			if d == -2 { // an empty hash (unacked, once acked) is no key
+				continue
+			}
+			if err != nil || d > keep+time.Second || d < keep-time.Minute {
+				t.Fatalf("PTTL of %s is %v (%v), want about %v", key, d, err, keep)
+			}
+		}
+		// Shortening works too.
+		if err := r.SetEnd(ctx, id, start.Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if out := mustGrabRain(t, r, id, "v", start.Add(3*time.Minute), 100, 3); out.Status != rain.Ended {
+			t.Fatalf("grab past the shortened end: %+v", out)
+		}
+		if err := r.SetEnd(ctx, 999_131, later); !errors.Is(err, rain.ErrUnavailable) {
+			t.Fatalf("set end of a session not loaded: %v", err)
+		}
+	})
+
 	t.Run("CloseKeepsPoolAndStopsGrabs", func(t *testing.T) {
 		t.Parallel()
 		const id = 106
