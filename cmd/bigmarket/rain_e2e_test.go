@@ -13,6 +13,7 @@ import (
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/rain"
+	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -291,6 +292,19 @@ func TestRainTwoProcesses(t *testing.T) {
 	}
 	if r := call(t, "POST", a+"/api/v1/rain/grab", fmt.Sprintf(`{"userId":%q,"sessionId":%d}`, user(1), id)); r.Code != "ERR_RAIN_002" {
 		t.Fatalf("tap after the end: %+v", r)
+	}
+	// verify's rain checks on the rows: each prize won once and as armed, caps, total,
+	// budget, each win granted once as its kind says (credit order, recharge, award
+	// record), and the plan at every win.
+	rows, err := reconcile.ReadRain(ctx, struct {
+		*sqlstore.RainStore
+		*sqlstore.UserStore
+	}{store, d.users}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds := reconcile.RainDiscrepancies(rows, 0); len(ds) > 0 {
+		t.Fatalf("%d discrepancies, first %v", len(ds), ds[0])
 	}
 }
 
