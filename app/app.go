@@ -490,11 +490,7 @@ func (n *App) startJobs() {
 		return n.rains.SweepLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.RainSweepEvery)
 	})
 	run("rain-refresh", func(ctx context.Context) error {
-		return tick.Every(ctx, cfg.RainRefreshEvery, func(ctx context.Context) {
-			if err := n.rains.Refresh(ctx); err != nil {
-				log.Warn("rain quota refresh", "err", err)
-			}
-		})
+		return n.rains.RefreshEvery(ctx, cfg.RainRefreshEvery)
 	})
 	run("draw-sweep", func(ctx context.Context) error {
 		return n.raffles.SweepPendingLeased(ctx, redis.NewLeases(n.b.Redis, cfg.RedisPrefix), cfg.DrawSweepEvery)
