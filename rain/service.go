@@ -18,6 +18,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/ident"
+	"github.com/bigmarket/bigmarket/internal/rebuild"
 	"github.com/bigmarket/bigmarket/money"
 	"golang.org/x/sync/singleflight"
 )
@@ -67,7 +68,7 @@ type Options struct {
 type Service struct {
 	opts    Options
 	loads   singleflight.Group // one Store read per unknown session at a time on this node
-	rebuild singleflight.Group // one rebuild per session at a time on this node
+	rebuild rebuild.Group      // one rebuild per session at a time on this node
 	local   sync.Map           // int64 → *local
 }
 
@@ -616,25 +617,9 @@ func (s *Service) rebuildOnce(ctx context.Context, sessionID int64) error {
 	if s.opts.Drain == nil {
 		return fmt.Errorf("rain session %d lost from the hot state and no rebuild configured: %w", sessionID, ErrUnavailable)
 	}
-	ch := s.rebuild.DoChan(strconv.FormatInt(sessionID, 10), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RecoverTimeout)
-		defer cancel()
-		err := s.reload(ctx, sessionID)
-		if err != nil {
-			s.opts.Logger.Warn("rebuild rain session", "session_id", sessionID, "err", err)
-		}
-		return nil, err
-	})
-	timer := time.NewTimer(s.opts.PublishTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-timer.C:
-		return errors.New("rebuild still running")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.rebuild.Do(ctx, strconv.FormatInt(sessionID, 10), s.opts.RecoverTimeout, s.opts.PublishTimeout,
+		func(ctx context.Context) error { return s.reload(ctx, sessionID) },
+		func(err error) { s.opts.Logger.Warn("rebuild rain session", "session_id", sessionID, "err", err) })
 }
 
 // reload lets the grabs in flight finish, waits for their events to be applied, then

@@ -16,8 +16,8 @@ import (
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
+	"github.com/bigmarket/bigmarket/internal/rebuild"
 	"github.com/bigmarket/bigmarket/money"
-	"golang.org/x/sync/singleflight"
 )
 
 // Store keeps packets, their items and the grabbers' credit in the sharded user databases.
@@ -136,7 +136,7 @@ type Options struct {
 // Service sends and grabs red packets.
 type Service struct {
 	opts    Options
-	rebuild singleflight.Group // one rebuild per packet at a time on this node
+	rebuild rebuild.Group // one rebuild per packet at a time on this node
 }
 
 // NewService returns a Service; Store, Hot and Events are required.
@@ -399,25 +399,9 @@ func (s *Service) rebuildOnce(ctx context.Context, packetID string) error {
 	if s.opts.Drain == nil {
 		return fmt.Errorf("red packet %s lost from the cache and no rebuild configured: %w", packetID, ErrUnavailable)
 	}
-	ch := s.rebuild.DoChan(packetID, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RecoverTimeout)
-		defer cancel()
-		err := s.reload(ctx, packetID)
-		if err != nil {
-			s.opts.Logger.Warn("rebuild red packet", "packet_id", packetID, "err", err)
-		}
-		return nil, err
-	})
-	timer := time.NewTimer(s.opts.PublishTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-timer.C:
-		return errors.New("rebuild still running")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.rebuild.Do(ctx, packetID, s.opts.RecoverTimeout, s.opts.PublishTimeout,
+		func(ctx context.Context) error { return s.reload(ctx, packetID) },
+		func(err error) { s.opts.Logger.Warn("rebuild red packet", "packet_id", packetID, "err", err) })
 }
 
 // reload lets the grabs in flight finish, waits for their events to be applied, then
