@@ -625,12 +625,7 @@ func (s *Service) rebuildOnce(ctx context.Context, sessionID int64) error {
 // reload lets the grabs in flight finish, waits for their events to be applied, then
 // loads the session from the Store.
 func (s *Service) reload(ctx context.Context, sessionID int64) error {
-	select {
-	case <-time.After(s.opts.RecoverGrace):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := s.opts.Drain.WaitApplied(ctx); err != nil {
+	if err := rebuild.Settle(ctx, s.opts.RecoverGrace, s.opts.Drain.WaitApplied); err != nil {
 		return fmt.Errorf("rebuild rain session %d: %w", sessionID, err)
 	}
 	sess, err := s.opts.Store.Session(ctx, sessionID)

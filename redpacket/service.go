@@ -407,12 +407,7 @@ func (s *Service) rebuildOnce(ctx context.Context, packetID string) error {
 // reload lets the grabs in flight finish, waits for their events to be applied, then
 // loads the packet from the database.
 func (s *Service) reload(ctx context.Context, packetID string) error {
-	select {
-	case <-time.After(s.opts.RecoverGrace):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := s.opts.Drain.WaitApplied(ctx); err != nil {
+	if err := rebuild.Settle(ctx, s.opts.RecoverGrace, s.opts.Drain.WaitApplied); err != nil {
 		return fmt.Errorf("rebuild red packet %s: %w", packetID, err)
 	}
 	p, items, err := s.opts.Store.RedPacket(ctx, packetID)

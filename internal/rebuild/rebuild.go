@@ -42,3 +42,15 @@ func (g *Group) Do(ctx context.Context, key string, timeout, wait time.Duration,
 		return ctx.Err()
 	}
 }
+
+// Settle waits grace, so that the requests in flight when the state was lost finish (they
+// publish their events or fail), and then for drain: once it returns, every event those
+// requests published is applied to the durable records a rebuild reads.
+func Settle(ctx context.Context, grace time.Duration, drain func(context.Context) error) error {
+	select {
+	case <-time.After(grace):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return drain(ctx)
+}
