@@ -280,6 +280,22 @@ var idType = reflect.TypeFor[ID]()
 // is a *json.UnmarshalTypeError whose Value says what was sent, so that decodeJSON can
 // name the field and the problem.
 func (id *ID) UnmarshalJSON(b []byte) error {
+	// A plain number of up to 18 digits, as nearly every client sends, cannot overflow
+	// and is read in place, without the copy to a string the cases below work on.
+	if len(b) > 0 && len(b) <= 18 {
+		var v int64
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				v = -1
+				break
+			}
+			v = v*10 + int64(c-'0')
+		}
+		if v >= 0 {
+			*id = ID(v)
+			return nil
+		}
+	}
 	refuse := func(what string) error {
 		return &json.UnmarshalTypeError{Value: what, Type: idType}
 	}
