@@ -260,9 +260,15 @@ func retryAfterHeader(d time.Duration) string {
 	return strconv.FormatInt(max(int64((d+time.Second-1)/time.Second), 1), 10)
 }
 
+// jsonContentType is the Content-Type of every envelope, one slice for all responses
+// rather than one made by Header.Set for each. Sharing it is safe: net/http copies the
+// header's values when the status is written, Set replaces a value's slice, and Add
+// appends to a slice that is full, so that nobody writes into this one.
+var jsonContentType = []string{"application/json;charset=utf-8"}
+
 // writeJSON writes an envelope.
 func writeJSON(w http.ResponseWriter, status int, env envelope) {
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(env)
 }

@@ -239,11 +239,14 @@ func (s *Server) notFound(r *http.Request) (any, error) {
 	return nil, &apiError{status: http.StatusNotFound, code: CodeIllegalParam, info: "no such endpoint: " + r.Method + " " + r.URL.Path}
 }
 
+// anyOrigin is the value of Access-Control-Allow-Origin.
+var anyOrigin = []string{"*"}
+
 // ServeHTTP adds CORS headers, except on the operator routes, and serves the route.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isOperatorPath(r.URL.Path) {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
+		h["Access-Control-Allow-Origin"] = anyOrigin // shared as jsonContentType is
 		if r.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
 			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
