@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -265,6 +266,21 @@ func retryAfterHeader(d time.Duration) string {
 // header's values when the status is written, Set replaces a value's slice, and Add
 // appends to a slice that is full, so that nobody writes into this one.
 var jsonContentType = []string{"application/json;charset=utf-8"}
+
+// encodedEnvelope is a whole success envelope encoded once, as writeJSON writes it: a
+// handler returns it as its data for an answer that never changes, which is then written
+// as it is instead of encoded again on every request. A pointer, so that returning it as
+// an any costs nothing.
+type encodedEnvelope struct{ b []byte }
+
+// encodeSuccess returns the success envelope of data, encoded.
+func encodeSuccess(data any) *encodedEnvelope {
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: data}); err != nil {
+		panic(err) // a fixed value that does not encode is a bug
+	}
+	return &encodedEnvelope{b.Bytes()}
+}
 
 // writeJSON writes an envelope.
 func writeJSON(w http.ResponseWriter, status int, env envelope) {

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"path"
 	"strings"
 	"testing"
@@ -87,5 +89,24 @@ func TestDecodeBodyShortWay(t *testing.T) {
 		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) || (err == nil && got != want) {
 			t.Errorf("decodeBody(%q) = %+v, %v; the long way %+v, %v", body, got, err, want, wantErr)
 		}
+	}
+}
+
+// TestRainMissEncodedOnce checks that the miss written from its encoding is the bytes
+// writeJSON writes for it.
+func TestRainMissEncodedOnce(t *testing.T) {
+	t.Parallel()
+	w := httptest.NewRecorder()
+	writeJSON(w, http.StatusOK, envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: rainGrabResponse{}})
+	if got := string(rainMiss.b); got != w.Body.String() || !strings.Contains(got, `"data":{"won":false}`) {
+		t.Errorf("miss encoded once %q, writeJSON writes %q", got, w.Body.String())
+	}
+	h := New(Options{Strategies: newFake(), Rains: &fakeRains{}, PlainUserEndpoints: true})
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/rain/grab", strings.NewReader(`{"userId":"unlucky","sessionId":42}`))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Body.String() != w.Body.String() || rec.Header().Get("Content-Type") != "application/json;charset=utf-8" ||
+		rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("miss answered %d %q with %v", rec.Code, rec.Body.String(), rec.Header())
 	}
 }

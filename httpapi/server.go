@@ -287,7 +287,14 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 				s.opts.Logger.Error("request failed", "request_id", s.requestID(r), "route", r.Pattern, "err", ae.err)
 			}
 		}
-		writeJSON(w, status, env)
+		if pre, ok := env.Data.(*encodedEnvelope); ok {
+			// Only a success carries it: an error's data is the error's.
+			w.Header()["Content-Type"] = jsonContentType
+			w.WriteHeader(status)
+			_, _ = w.Write(pre.b)
+		} else {
+			writeJSON(w, status, env)
+		}
 		if s.requests != nil {
 			s.requests.WithLabelValues(r.Pattern, string(env.Code)).Inc()
 			latency.Observe(time.Since(start).Seconds())
