@@ -59,7 +59,8 @@ run() { # name mode benchargs...
   redis-cli -h 127.0.0.1 --scan --pattern "$db:*" | xargs -r -n 1000 redis-cli -h 127.0.0.1 del > /dev/null
 }
 bare() {
-  mkdir -p /tmp/bare && go build -o /tmp/bare/bare "$(cd "$(dirname "$0")" && pwd)/bare" || return 1
+  # Built from the module's root, so that the sitting may run from any directory.
+  mkdir -p /tmp/bare && (cd "$(dirname "$0")/.." && go build -o /tmp/bare/bare ./bench/bare) || return 1
   /tmp/bare/bare 127.0.0.1:$BAREPORT > $OUT/bare.log 2>&1 &
   local bp=$!; sleep 0.5
   sampler $OUT/bare.cpu 2 11 $bp &

@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -260,9 +261,30 @@ func retryAfterHeader(d time.Duration) string {
 	return strconv.FormatInt(max(int64((d+time.Second-1)/time.Second), 1), 10)
 }
 
+// jsonContentType is the Content-Type of every envelope, one slice for all responses
+// rather than one made by Header.Set for each. Sharing it is safe: net/http copies the
+// header's values when the status is written, Set replaces a value's slice, and Add
+// appends to a slice that is full, so that nobody writes into this one.
+var jsonContentType = []string{"application/json;charset=utf-8"}
+
+// encodedEnvelope is a whole success envelope encoded once, as writeJSON writes it: a
+// handler returns it as its data for an answer that never changes, which is then written
+// as it is instead of encoded again on every request. A pointer, so that returning it as
+// an any costs nothing.
+type encodedEnvelope struct{ b []byte }
+
+// encodeSuccess returns the success envelope of data, encoded.
+func encodeSuccess(data any) *encodedEnvelope {
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(envelope{Code: CodeSuccess, Info: infos[CodeSuccess], Data: data}); err != nil {
+		panic(err) // a fixed value that does not encode is a bug
+	}
+	return &encodedEnvelope{b.Bytes()}
+}
+
 // writeJSON writes an envelope.
 func writeJSON(w http.ResponseWriter, status int, env envelope) {
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(env)
 }
@@ -280,6 +302,22 @@ var idType = reflect.TypeFor[ID]()
 // is a *json.UnmarshalTypeError whose Value says what was sent, so that decodeJSON can
 // name the field and the problem.
 func (id *ID) UnmarshalJSON(b []byte) error {
+	// A plain number of up to 18 digits, as nearly every client sends, cannot overflow
+	// and is read in place, without the copy to a string the cases below work on.
+	if len(b) > 0 && len(b) <= 18 {
+		var v int64
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				v = -1
+				break
+			}
+			v = v*10 + int64(c-'0')
+		}
+		if v >= 0 {
+			*id = ID(v)
+			return nil
+		}
+	}
 	refuse := func(what string) error {
 		return &json.UnmarshalTypeError{Value: what, Type: idType}
 	}

@@ -17,6 +17,18 @@ var operatorPrefixes = []string{adminPrefix, "/api/v1/raffle/dcc/", "/api/v1/raf
 // isOperatorPath reports whether p, cleaned as the mux cleans it, is under an operator
 // prefix.
 func isOperatorPath(p string) bool {
+	if strings.HasPrefix(p, "/") && !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		// Already clean, as every request's path but a crafted one is, save perhaps a
+		// trailing slash: path.Clean would return it unchanged (or without that slash),
+		// so it is matched as is, without the two strings the long way builds. The
+		// prefixes end in a slash: a path one slash short of one is that prefix cleaned.
+		for _, prefix := range operatorPrefixes {
+			if strings.HasPrefix(p, prefix) || p == prefix[:len(prefix)-1] {
+				return true
+			}
+		}
+		return false
+	}
 	clean := path.Clean("/" + p)
 	if !strings.HasSuffix(clean, "/") {
 		clean += "/"

@@ -283,6 +283,9 @@ type rainGrabResponse struct {
 	rainPrizeView
 }
 
+// rainMiss is the answer to most taps, encoded once.
+var rainMiss = encodeSuccess(rainGrabResponse{})
+
 // rainGrab is one tap: a win answers its prize once the win is durable; a tap while the
 // plan allows nothing more is a miss, won false.
 func (s *Server) rainGrab(r *http.Request) (any, error) {
@@ -307,7 +310,7 @@ func (s *Server) rainGrab(r *http.Request) (any, error) {
 		return nil, err
 	}
 	if !res.Won {
-		return rainGrabResponse{}, nil
+		return rainMiss, nil
 	}
 	return rainGrabResponse{Won: true, N: res.Win.N, rainPrizeView: viewPrize(res.Win.Prize)}, nil
 }

@@ -83,6 +83,51 @@ type local struct {
 	// must reach Redis (which returns the win again) even when the pool is paced out or
 	// empty, or they would be answered a miss while a win of theirs waits.
 	retry sync.Map // user id → struct{}
+	// issued is the issued count of the latest grab reply under a version, and inflight
+	// the grabs on their way to Redis: together they hold the grabs in flight to the
+	// prizes the plan has released for them (see admit).
+	issued   atomic.Pointer[issuedNote]
+	inflight atomic.Int64
+}
+
+// issuedNote is the issued count a grab reply reported under quota version seq.
+type issuedNote struct {
+	seq    int64
+	issued int
+}
+
+// admit lets a grab go to Redis while fewer grabs are in flight there than prizes may be
+// left for them: the plan's allowance now less the issued count of the latest reply, and
+// at least one, so that a wrong count is always put right by a reply. That count lags
+// the truth (other nodes' wins, replies still on their way), so the room is not smaller
+// than the prizes really released and not taken: a grab turned away finds every
+// released prize already sought by a grab in flight, which is a miss, as Paced is. (A
+// reply that is older than it looks only lowers the count, which admits more; one from
+// before the hot state was rebuilt with fewer issued holds grabs to one slot at worst,
+// until the next reply.) Without the hold, every tap between a release and the Paced
+// reply that notes the next one goes to Redis; under load that reply takes longer than
+// the plan's step between releases, and nearly every tap did. The caller gives the slot
+// back with done.
+func (l *local) admit(q *Quota, now time.Time) bool {
+	issued := 0
+	if n := l.issued.Load(); n != nil && n.seq == q.SeqNo {
+		issued = n.issued
+	}
+	room := max(q.Allowed(now)-issued, 1)
+	if l.inflight.Add(1) > int64(room) {
+		l.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// done gives back a slot of admit and, when the grab was replied, keeps the reply's
+// issued count.
+func (l *local) done(seq int64, issued int, replied bool) {
+	l.inflight.Add(-1)
+	if replied {
+		l.issued.Store(&issuedNote{seq: seq, issued: issued})
+	}
 }
 
 // pacedNote says that under quota version seq no prize is released before until.
@@ -478,6 +523,7 @@ func (s *Service) Grab(ctx context.Context, userID string, sessionID int64) (Gra
 		return GrabResult{}, fmt.Errorf("rain session %d: %w", sessionID, ErrEnded)
 	}
 	l := s.localOf(sessionID)
+	held := false
 	if _, retry := l.retry.Load(userID); !retry {
 		if l.empty.Load() == q.SeqNo {
 			return GrabResult{}, fmt.Errorf("rain session %d: %w", sessionID, ErrEnded)
@@ -485,23 +531,26 @@ func (s *Service) Grab(ctx context.Context, userID string, sessionID int64) (Gra
 		if p := l.paced.Load(); p != nil && p.seq == q.SeqNo && now.Before(p.until) {
 			return GrabResult{}, nil
 		}
+		// A user with a win to retry always goes through: their win waits in Redis.
+		if !l.admit(q, now) {
+			return GrabResult{}, nil
+		}
+		held = true
 	}
 	// The commit point: the script may take a prize. Behind the guard, a tap over its
 	// budget stops here having taken nothing; from here on it is waited for.
 	ctx, err = guard.Commit(ctx)
-	if err != nil {
-		return GrabResult{}, fmt.Errorf("grab rain session %d: %w", sessionID, err)
+	var out Outcome
+	if err == nil {
+		out, err = s.hotGrab(ctx, q, userID, now)
+	} else {
+		err = fmt.Errorf("grab rain session %d: %w", sessionID, err)
 	}
-	out, err := s.opts.Hot.Grab(ctx, sessionID, userID, now, q.Allowed(now), q.UserCap)
-	if errors.Is(err, ErrUnavailable) {
-		// Not in the hot state: never loaded, or lost with Redis.
-		if rerr := s.recover(ctx, q); rerr != nil {
-			return GrabResult{}, rerr
-		}
-		out, err = s.opts.Hot.Grab(ctx, sessionID, userID, now, q.Allowed(now), q.UserCap)
+	if held {
+		l.done(q.SeqNo, out.Issued, err == nil)
 	}
 	if err != nil {
-		return GrabResult{}, fmt.Errorf("grab rain session %d: %w", sessionID, err)
+		return GrabResult{}, err
 	}
 	switch out.Status {
 	case Won, Again:
@@ -525,6 +574,23 @@ func (s *Service) Grab(ctx context.Context, userID string, sessionID int64) (Gra
 		return GrabResult{}, fmt.Errorf("rain session %d: %w", sessionID, ErrEnded)
 	}
 	return GrabResult{}, fmt.Errorf("grab rain session %d: unknown outcome %d", sessionID, out.Status)
+}
+
+// hotGrab runs the grab script for userID at now, rebuilding the hot state when it is not
+// there.
+func (s *Service) hotGrab(ctx context.Context, q *Quota, userID string, now time.Time) (Outcome, error) {
+	out, err := s.opts.Hot.Grab(ctx, q.SessionID, userID, now, q.Allowed(now), q.UserCap)
+	if errors.Is(err, ErrUnavailable) {
+		// Not in the hot state: never loaded, or lost with Redis.
+		if rerr := s.recover(ctx, q); rerr != nil {
+			return Outcome{}, rerr
+		}
+		out, err = s.opts.Hot.Grab(ctx, q.SessionID, userID, now, q.Allowed(now), q.UserCap)
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("grab rain session %d: %w", q.SessionID, err)
+	}
+	return out, nil
 }
 
 // answer makes a win durable and answers it. The green channel's note goes out with the

@@ -188,6 +188,8 @@ type fakeHot struct {
 	loads    atomic.Int64
 	// LoadErr, when set, fails Load.
 	LoadErr error
+	// hold, when set, makes Grab wait until it is closed (set it before any grab).
+	hold chan struct{}
 }
 
 func newFakeHot() *fakeHot {
@@ -244,6 +246,9 @@ func (h *fakeHot) AddPrizes(_ context.Context, id int64, prizes []Prize) error {
 
 func (h *fakeHot) Grab(_ context.Context, id int64, user string, now time.Time, allowed, userCap int) (Outcome, error) {
 	h.grabs.Add(1)
+	if h.hold != nil {
+		<-h.hold
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s, err := h.session(id)
@@ -777,6 +782,60 @@ func TestPacedMissesAreAnsweredLocally(t *testing.T) {
 	}
 	if n := r.hot.grabs.Load(); n != 3 {
 		t.Fatalf("%d grabs reached the hot state, want 3", n)
+	}
+}
+
+// TestGrabsInFlightAreHeldToTheReleasedPrizes checks that no more taps wait on Redis than
+// prizes the plan has released and no reply has reported issued: the rest are misses
+// answered at once, and every released prize is still won.
+func TestGrabsInFlightAreHeldToTheReleasedPrizes(t *testing.T) {
+	t.Parallel()
+	r := newRig()
+	s := r.create(t, cash100()) // one prize a second
+	ctx := context.Background()
+	r.clock.Set(t1.Add(2500 * time.Millisecond)) // allowed 2, nothing issued
+	r.hot.hold = make(chan struct{})
+	type answer struct {
+		res GrabResult
+		err error
+	}
+	answers := make(chan answer, 6)
+	for i := range 6 {
+		go func() {
+			res, err := r.s.Grab(ctx, fmt.Sprintf("u%d", i), s.ID)
+			answers <- answer{res, err}
+		}()
+	}
+	// Four are answered while two wait on Redis: misses.
+	for range 4 {
+		a := <-answers
+		if a.err != nil || a.res.Won {
+			t.Fatalf("a tap beyond the released prizes: %+v, %v; want a miss", a.res, a.err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "two grabs waiting on Redis", func() bool { return r.hot.grabs.Load() == 2 })
+	close(r.hot.hold)
+	for range 2 {
+		if a := <-answers; a.err != nil || !a.res.Won {
+			t.Fatalf("a tap let through: %+v, %v; want a win", a.res, a.err)
+		}
+	}
+	if n := r.hot.grabs.Load(); n != 2 {
+		t.Fatalf("%d grabs reached the hot state, want 2", n)
+	}
+	// The replies told of 2 issued: with nothing left to release, one tap goes to learn
+	// when the next release is (and is Paced), the next is answered by the note.
+	for _, u := range []string{"u6", "u7"} {
+		if res, err := r.s.Grab(ctx, u, s.ID); err != nil || res.Won {
+			t.Fatalf("tap with every released prize won: %+v, %v; want a miss", res, err)
+		}
+	}
+	if n := r.hot.grabs.Load(); n != 3 {
+		t.Fatalf("%d grabs reached the hot state, want 3", n)
+	}
+	r.clock.Set(t1.Add(3 * time.Second)) // the next release
+	if res, err := r.s.Grab(ctx, "u8", s.ID); err != nil || !res.Won {
+		t.Fatalf("tap at the next release: %+v, %v; want a win", res, err)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +50,7 @@ func benchRainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	budget := fs.String("budget", "", "yuan the session's cash may not exceed (default: none)")
 	verify := fs.Bool("verify", true, "wait for every win to be recorded, then check the session on the SQL databases")
 	winWait := fs.Duration("win-wait", 2*time.Minute, "how long -verify waits for the answered wins to be recorded")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile of the taps to this file (the generator's own costs: it shares the machine with the server)")
 	skew := fs.Duration("skew", 100*time.Millisecond, "clock-skew tolerance of the pacing checks: wins are stamped by each node's clock (nodes on other machines need their clocks' difference), answers are placed on the server's clock from one round trip")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench rain [flags]
@@ -127,6 +130,13 @@ to the plan. Exits non-zero when a check fails.
 			return err
 		}
 	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rep, err := bench.RunRain(ctx, o, stdout)
 	if *out != "" && rep.Scenario != "" {
 		if werr := bench.WriteReport(*out, rep); werr != nil && err == nil {
@@ -161,4 +171,20 @@ func parseWeights(s string) ([]int, error) {
 		ws = append(ws, w)
 	}
 	return ws, nil
+}
+
+// startCPUProfile starts the CPU profile into path; stop ends it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
