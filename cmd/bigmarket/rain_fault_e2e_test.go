@@ -240,6 +240,21 @@ func checkRainSettled(t *testing.T, d *deployment, base string, id int64, won ma
 			t.Fatalf("%s credited %s for its rain wins, won %s in cash", u, got, want)
 		}
 	}
+	// The wins a winner reads (through the green channel, whose pending notes a fault may
+	// have lost) are its records; 30 winners, to keep it short.
+	checked := 0
+	for u, ns := range byUser {
+		if checked++; checked > 30 {
+			break
+		}
+		r := call(t, "GET", fmt.Sprintf("%s/api/v1/rain/wins?userId=%s&sessionId=%d", base, u, id), nil)
+		views, err := dataOf[[]struct {
+			N int `json:"n"`
+		}](r)
+		if err != nil || r.Code != "0000" || len(views) != len(ns) {
+			t.Fatalf("%s reads its wins as %+v (%v), recorded %v", u, r, err, ns)
+		}
+	}
 	l := rep.Ledger
 	if l.Granted.Count != len(recorded) || l.Granted.Count+l.Unwon.Count+l.Unreleased.Count != sess.Armed {
 		t.Fatalf("ledger %+v with %d wins recorded of %d armed", l, len(recorded), sess.Armed)
@@ -300,6 +315,12 @@ func TestRainSurvivesRedisFlush(t *testing.T) {
 			codes, last.Sub(start), after)
 	}
 	checkRainSettled(t, d, b, id, crowd.won(t))
+	// Both processes still serve: the flush took the draws' hot state too.
+	for _, base := range []string{a, b} {
+		if rep := rainReportOf(t, base, d.adminToken, id); rep.Ledger == nil {
+			t.Fatalf("%s reports the session without its ledger: %+v", base, rep)
+		}
+	}
 }
 
 // logSeconds logs the answers by second of the session.
