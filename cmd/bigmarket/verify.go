@@ -12,6 +12,7 @@ import (
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/reconcile"
+	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,14 +21,15 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	load := commonFlags(fs)
 	since := fs.Duration("since", 24*time.Hour, "check award records, tasks, rebates and red packets created within this long before now")
 	grace := fs.Duration("grace", time.Minute, "rows younger than this are not yet expected to be settled")
+	skew := fs.Duration("rain-skew", 100*time.Millisecond, "clock-skew tolerance of the rain pacing check: wins are stamped by each node's clock (nodes on other machines need their clocks' difference)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("verify: unexpected arguments %q", fs.Args())
 	}
-	if *since <= 0 || *grace < 0 {
-		return fmt.Errorf("verify: -since must be positive and -grace not negative (since %s, grace %s)", *since, *grace)
+	if *since <= 0 || *grace < 0 || *skew < 0 {
+		return fmt.Errorf("verify: -since must be positive, -grace and -rain-skew not negative (since %s, grace %s, rain-skew %s)", *since, *grace, *skew)
 	}
 	cfg, err := load()
 	if err != nil {
@@ -60,12 +62,17 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("verify: draws: %w", err)
 	}
 	rep.Add(draws.Discrepancies...)
+	rains, err := verifyRain(ctx, cfg, b, w, *skew)
+	if err != nil {
+		return fmt.Errorf("verify: rain: %w", err)
+	}
+	rep.Add(rains.Discrepancies...)
 	reconcile.Sort(rep.Discrepancies)
 	for _, d := range rep.Discrepancies {
 		fmt.Fprintln(stdout, d)
 	}
 	printSkipped(stdout, draws.Skipped)
-	scope := fmt.Sprintf("%s, %s; window since %s, grace %s", rep.Checked, draws, w.Since.Format(time.RFC3339), *grace)
+	scope := fmt.Sprintf("%s, %s, %s; window since %s, grace %s", rep.Checked, draws, rains, w.Since.Format(time.RFC3339), *grace)
 	if len(draws.Skipped) > 0 {
 		scope += fmt.Sprintf("; %d checks skipped", len(draws.Skipped))
 	}
@@ -82,4 +89,20 @@ func printSkipped(w io.Writer, skipped []string) {
 	for _, s := range skipped {
 		fmt.Fprintf(w, "verify: skipped %s\n", s)
 	}
+}
+
+// verifyRain runs the rain checks on every session ending in w, on the SQL databases in b.
+func verifyRain(ctx context.Context, cfg app.Config, b *app.Backends, w reconcile.Window, skew time.Duration) (reconcile.RainReport, error) {
+	router, err := sqlstore.NewRouter(len(b.UserDBs), cfg.TBCount)
+	if err != nil {
+		return reconcile.RainReport{}, err
+	}
+	// The rain store lists the sessions and reads their prizes and wins; the user store
+	// looks up what each win granted in its winner's tables.
+	users := sqlstore.NewUserStore(b.UserDBs, router)
+	src := struct {
+		*sqlstore.RainStore
+		*sqlstore.UserStore
+	}{sqlstore.NewRainStore(b.ConfigDB, users), users}
+	return reconcile.VerifyRain(ctx, src, w, skew)
 }

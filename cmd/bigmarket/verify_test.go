@@ -16,6 +16,7 @@ import (
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/rebate"
 	"github.com/bigmarket/bigmarket/reconcile"
 	"github.com/bigmarket/bigmarket/redpacket"
@@ -698,5 +699,105 @@ func TestVerifyCommand(t *testing.T) {
 	stdout.Reset()
 	if err := run(ctx, []string{"verify", "-data", filepath.Join(dir, "missing")}, &stdout, &stderr); err == nil {
 		t.Errorf("verify of a missing data directory: want an error, got\n%s", stdout.String())
+	}
+}
+
+// TestVerifyCommandRain runs "bigmarket verify" on an embedded data directory holding a
+// rain session written through the store the server uses: clean once ended, then with a
+// prize won twice across the user databases, then without its ledger, and with a window
+// after its end.
+func TestVerifyCommandRain(t *testing.T) {
+	for _, k := range []string{"BIGMARKET_CONFIG", "BIGMARKET_CONFIG_DSN", "BIGMARKET_USER_DSNS", "BIGMARKET_DATA_DIR", "BIGMARKET_ADMIN_TOKEN"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("BIGMARKET_SHARDS", fmt.Sprintf("%dx%d", verifyDBs, verifyTables))
+	t.Setenv("BIGMARKET_MODE", app.ModeDemo)
+	ctx := context.Background()
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"migrate", "-data", dir, "-seed"}, &stdout, &stderr); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, stderr.String())
+	}
+	f := newVerifyFixture(t, func(t *testing.T, name string) *sqlstore.DB {
+		db, err := sqlstore.OpenSQLite(filepath.Join(dir, name+".db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+	users := sqlstore.NewUserStore(f.users, f.router)
+	store := sqlstore.NewRainStore(f.config, users)
+
+	// Three cash prizes, all released at the start; it ended ten minutes ago.
+	start := f.now.Add(-20 * time.Minute)
+	prizes := []rain.Prize{{Index: 0, Kind: rain.KindCash, Amount: 1_00}, {Index: 1, Kind: rain.KindCash, Amount: 2_00},
+		{Index: 2, Kind: rain.KindCash, Amount: 3_00}}
+	id, err := store.CreateSession(ctx, rain.Session{Title: "verify", Specs: []rain.PrizeSpec{{Kind: rain.KindCash, Min: 1_00, Max: 3_00, Count: 3}},
+		Quota: rain.Quota{Start: start, End: start.Add(10 * time.Minute), Total: 3, Burst: 3, UserCap: 1}}, prizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rpGrab1 lives in database 01, rpGrab3 in 02.
+	wins := []rain.Win{{SessionID: id, UserID: rpGrab1, N: 1, Prize: prizes[0], Time: start.Add(time.Second)},
+		{SessionID: id, UserID: rpGrab3, N: 1, Prize: prizes[2], Time: start.Add(2 * time.Second)}}
+	for i, err := range store.ApplyWins(ctx, wins) {
+		if err != nil {
+			t.Fatalf("win %d: %v", i, err)
+		}
+	}
+	l := rain.Ledger{EndedAt: start.Add(10 * time.Minute)}
+	l.Granted.Add(prizes[0])
+	l.Granted.Add(prizes[2])
+	l.Unwon.Add(prizes[1])
+	if err := store.EndSession(ctx, id, l); err != nil {
+		t.Fatal(err)
+	}
+
+	verifyRun := func(args ...string) (string, error) {
+		stdout.Reset()
+		stderr.Reset()
+		err := run(ctx, append([]string{"verify", "-data", dir}, args...), &stdout, &stderr)
+		return stdout.String(), err
+	}
+	out, err := verifyRun()
+	if err != nil || !strings.Contains(out, "verify: clean (") || !strings.Contains(out, "1 rain sessions (0 still open) with 2 wins") {
+		t.Fatalf("clean: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+
+	// rpGrab2, in database 02, also holds prize 0, which rpGrab1 won in 01: no unique key
+	// spans the databases, only verify sees it (and that it was never credited, and that
+	// the ledger does not count it).
+	f.exec(t, rpGrab2, `INSERT INTO rain_win (session_id, user_id, win_no, prize_index, kind, amount, win_time)
+		VALUES (?, ?, 1, 0, 'cash', '1.00', ?)`, id, rpGrab2, start.Add(3*time.Second))
+	out, err = verifyRun()
+	key := fmt.Sprintf("rain_%d_%s_1", id, rpGrab2)
+	for _, want := range []string{"rain_prize_twice user=" + rpGrab1 + " ", "rain_grant_missing user=" + rpGrab2 + " key=" + key + " ",
+		fmt.Sprintf("rain_ledger user= key=%d ", id), "verify: 3 discrepancies ("} {
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("prize won twice: want %q and an error, got %v\n%s", want, err, out)
+		}
+	}
+	f.exec(t, rpGrab2, `DELETE FROM rain_win WHERE user_id = ?`, rpGrab2)
+
+	// A session past its end and the grace without its ledger.
+	if _, err := f.config.SQL.ExecContext(ctx, `UPDATE rain_session SET ledger = NULL, session_state = 'armed' WHERE id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	out, err = verifyRun()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err == nil || !strings.HasPrefix(lines[0], fmt.Sprintf("rain_ledger user= key=%d ", id)) || !strings.Contains(out, "verify: 1 discrepancies (") {
+		t.Errorf("no ledger: %v\n%s", err, out)
+	}
+	// Still within the grace it is not yet expected to have one.
+	if out, err = verifyRun("-grace", "15m"); err != nil || !strings.Contains(out, "1 rain sessions (1 still open)") {
+		t.Errorf("a session within the grace needs no ledger yet: %v\n%s", err, out)
+	}
+	// A window after its end does not read it.
+	if out, err = verifyRun("-since", "5m"); err != nil || !strings.Contains(out, "0 rain sessions") {
+		t.Errorf("a window after the session's end must be clean: %v\n%s", err, out)
+	}
+	if _, err = verifyRun("-rain-skew", "-1s"); err == nil {
+		t.Error("-rain-skew -1s: want an error")
 	}
 }
