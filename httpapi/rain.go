@@ -16,6 +16,7 @@ type rains interface {
 	Create(ctx context.Context, req rain.CreateRequest) (rain.Session, error)
 	UpdateQuota(ctx context.Context, sessionID int64, req rain.QuotaRequest) (rain.Quota, error)
 	Grab(ctx context.Context, userID string, sessionID int64) (rain.GrabResult, error)
+	GrabRetry(ctx context.Context, userID string, sessionID int64) (rain.GrabResult, error)
 	Sessions(ctx context.Context) ([]rain.Session, time.Time, error)
 	Wins(ctx context.Context, userID string, sessionID int64) ([]rain.Win, error)
 	Report(ctx context.Context, sessionID int64) (rain.Report, error)
@@ -292,6 +293,9 @@ func (s *Server) rainGrab(r *http.Request) (any, error) {
 	var body struct {
 		UserID    string `json:"userId"`
 		SessionID ID     `json:"sessionId"`
+		// Retry marks a tap that repeats one answered 0009: it asks Redis for the user's
+		// win not yet durable, whichever node answered the first.
+		Retry bool `json:"retry"`
 	}
 	if err := decodeJSON(r, &body); err != nil {
 		return nil, err
@@ -305,7 +309,11 @@ func (s *Server) rainGrab(r *http.Request) (any, error) {
 	if body.SessionID <= 0 {
 		return nil, badParam(http.StatusOK, "sessionId must be a positive integer")
 	}
-	res, err := s.opts.Rains.Grab(r.Context(), body.UserID, int64(body.SessionID))
+	grab := s.opts.Rains.Grab
+	if body.Retry {
+		grab = s.opts.Rains.GrabRetry
+	}
+	res, err := grab(r.Context(), body.UserID, int64(body.SessionID))
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func (f *fakeRains) Grab(_ context.Context, userID string, sessionID int64) (rai
 		return rain.GrabResult{}, fmt.Errorf("session %d: %w", sessionID, rain.ErrEnded)
 	case "greedy":
 		return rain.GrabResult{}, rain.ErrCapReached
-	case "unlucky":
+	case "unlucky", "held":
 		return rain.GrabResult{}, nil
 	case "during-recovery":
 		return rain.GrabResult{}, rain.ErrUnavailable
@@ -52,6 +52,14 @@ func (f *fakeRains) Grab(_ context.Context, userID string, sessionID int64) (rai
 		return rain.GrabResult{Won: true, Win: rain.Win{N: 2, Prize: rain.Prize{Kind: rain.KindSKU, SKU: 9011}}}, nil
 	}
 	return rain.GrabResult{Won: true, Win: rain.Win{N: 1, Prize: rain.Prize{Kind: rain.KindCash, Amount: 1_05}}}, nil
+}
+
+// GrabRetry answers a held win to "held", whose plain tap is a miss.
+func (f *fakeRains) GrabRetry(ctx context.Context, userID string, sessionID int64) (rain.GrabResult, error) {
+	if userID == "held" {
+		return rain.GrabResult{Won: true, Win: rain.Win{N: 3, Prize: rain.Prize{Kind: rain.KindCash, Amount: 7}}}, nil
+	}
+	return f.Grab(ctx, userID, sessionID)
 }
 
 func (f *fakeRains) Sessions(context.Context) ([]rain.Session, time.Time, error) {
@@ -155,6 +163,14 @@ func TestRainEndpoints(t *testing.T) {
 		} else if r.Code != want {
 			t.Errorf("tap by %s: %s %s, want %s", user, r.Code, r.Info, want)
 		}
+	}
+	// A tap repeating one answered 0009 asks for the held win.
+	if r := doAdmin(t, h, "POST", "/api/v1/rain/grab", "", `{"userId":"held","sessionId":42}`); r.Code != "0000" || string(r.Data) != `{"won":false}` {
+		t.Fatalf("plain tap of a holder: %+v %s", r, r.Data)
+	}
+	if r := doAdmin(t, h, "POST", "/api/v1/rain/grab", "", `{"userId":"held","sessionId":42,"retry":true}`); r.Code != "0000" ||
+		string(r.Data) != `{"won":true,"n":3,"kind":"cash","amount":0.07}` {
+		t.Fatalf("retried tap of a holder: %+v %s", r, r.Data)
 	}
 	if r := doAdmin(t, h, "POST", "/api/v1/rain/grab", "", `{"userId":"u1"}`); r.Code != "0002" || !strings.Contains(r.Info, "sessionId") {
 		t.Fatalf("tap without a session: %+v", r)

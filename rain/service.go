@@ -508,6 +508,19 @@ type GrabResult struct {
 // answers ErrUnavailable, and the user's next tap gets the same win back and publishes it
 // again (the message id drops the repeat).
 func (s *Service) Grab(ctx context.Context, userID string, sessionID int64) (GrabResult, error) {
+	return s.grab(ctx, userID, sessionID, false)
+}
+
+// GrabRetry is the tap of a client repeating a tap that was answered ErrUnavailable: it
+// always asks the hot state, which returns the user's win whose event is not yet durable,
+// whichever node answered the first tap. (A node remembers only its own such users; the
+// others would answer a miss from what they learned, without Redis.) Misses cost a round
+// trip here, so clients set it only after a retryable answer.
+func (s *Service) GrabRetry(ctx context.Context, userID string, sessionID int64) (GrabResult, error) {
+	return s.grab(ctx, userID, sessionID, true)
+}
+
+func (s *Service) grab(ctx context.Context, userID string, sessionID int64, retrying bool) (GrabResult, error) {
 	if err := checkUser(userID); err != nil {
 		return GrabResult{}, err
 	}
@@ -524,7 +537,7 @@ func (s *Service) Grab(ctx context.Context, userID string, sessionID int64) (Gra
 	}
 	l := s.localOf(sessionID)
 	held := false
-	if _, retry := l.retry.Load(userID); !retry {
+	if _, retry := l.retry.Load(userID); !retry && !retrying {
 		if l.empty.Load() == q.SeqNo {
 			return GrabResult{}, fmt.Errorf("rain session %d: %w", sessionID, ErrEnded)
 		}

@@ -944,6 +944,51 @@ func TestPublishFailureAnswersUnavailableThenTheRetryAnswersTheSameWin(t *testin
 	}
 }
 
+// TestRetryOnAnotherNodeAnswersTheHeldWin: a win whose publish failed on one node is held
+// in the hot state; another node that learned the plan is paced out answers the user's
+// plain tap a miss without asking Redis, and the client's retry (after its 0009) reaches
+// Redis there and is answered the held win.
+func TestRetryOnAnotherNodeAnswersTheHeldWin(t *testing.T) {
+	t.Parallel()
+	r := newRig()
+	s := r.create(t, cash100())
+	ctx := context.Background()
+	other := NewService(Options{Store: r.store, Hot: r.hot, Events: r.events, Drain: r.drain, Bus: r.bus, Agent: r.agent,
+		Now: r.clock.Now, PublishTimeout: 50 * time.Millisecond})
+	r.clock.Set(t1.Add(1500 * time.Millisecond))
+	var fail atomic.Bool
+	fail.Store(true)
+	r.events.PublishFn = func(Win) error {
+		if fail.Load() {
+			return errors.New("nats: timeout")
+		}
+		return nil
+	}
+	if _, err := r.s.Grab(ctx, "u1", s.ID); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("grab with the broker down: %v, want ErrUnavailable", err)
+	}
+	held, ok := r.hot.unacked(s.ID, "u1")
+	if !ok {
+		t.Fatal("no win held")
+	}
+	fail.Store(false)
+	// The other node learns that the plan is paced out, then answers taps locally.
+	if res, err := other.Grab(ctx, "u2", s.ID); err != nil || res.Won {
+		t.Fatalf("u2 on the other node: %+v, %v", res, err)
+	}
+	calls := r.hot.grabs.Load()
+	if res, err := other.Grab(ctx, "u1", s.ID); err != nil || res.Won || r.hot.grabs.Load() != calls {
+		t.Fatalf("plain tap of the holder on the other node: %+v, %v (%d grab calls, want %d)", res, err, r.hot.grabs.Load(), calls)
+	}
+	res, err := other.GrabRetry(ctx, "u1", s.ID)
+	if err != nil || !res.Won || res.Win != held {
+		t.Fatalf("retry on the other node: %+v, %v; want the held win %+v", res, err, held)
+	}
+	if _, ok := r.hot.unacked(s.ID, "u1"); ok {
+		t.Fatal("the answered win is still unacknowledged")
+	}
+}
+
 // TestLostSessionIsRebuiltWithoutRegranting checks that a session the hot state lost
 // answers ErrUnavailable while it is rebuilt from the Store after a drain, and that the
 // rebuilt pool lacks the prizes won and the users keep their wins against the cap.
