@@ -372,17 +372,23 @@ type rainReportResponse struct {
 	Released     int             `json:"released"`
 	Granted      int             `json:"granted"`
 	SeqNo        int64           `json:"seqNo"`
-	Quota        quotaResponse   `json:"quota"`
-	Budget       *money.Cents    `json:"budget"`
+	Quota        *quotaResponse  `json:"quota,omitempty"`
+	Budget       *money.Cents    `json:"budget,omitempty"`
 	Nodes        []rain.NodeSeq  `json:"nodes"`
 	SliceSeconds int             `json:"sliceSeconds"`
 	Slices       []rainSliceView `json:"slices"`
-	Ledger       *rain.Ledger    `json:"ledger"`
+	Ledger       *rain.Ledger    `json:"ledger,omitempty"`
 }
 
 // rainReport shows a session as it runs: what the plan has released, what was granted,
-// the SeqNo in force on every node, and per second the allowance against the wins.
-func (s *Server) rainReport(r *http.Request) (any, error) {
+// the SeqNo in force on every node, and per second the allowance against the wins; the
+// operator's view adds the quota, the budget and, once ended, the ledger.
+func (s *Server) rainReport(r *http.Request) (any, error) { return s.reportRain(r, true) }
+
+// rainSession is the public view of rainReport: a page's countdown and progress.
+func (s *Server) rainSession(r *http.Request) (any, error) { return s.reportRain(r, false) }
+
+func (s *Server) reportRain(r *http.Request, operator bool) (any, error) {
 	id, err := rainSessionID(r)
 	if err != nil {
 		return nil, err
@@ -395,16 +401,21 @@ func (s *Server) rainReport(r *http.Request) (any, error) {
 	out := rainReportResponse{
 		SessionID: ss.ID, Title: ss.Title, State: string(ss.State), StartTime: ss.Quota.Start.UnixMilli(),
 		EndTime: ss.Quota.End.UnixMilli(), ServerTime: rep.ServerTime.UnixMilli(), Armed: ss.Armed,
-		Total: rep.Total, Released: rep.Released, Granted: rep.Granted, SeqNo: rep.SeqNo, Quota: viewQuota(ss.Quota),
+		Total: rep.Total, Released: rep.Released, Granted: rep.Granted, SeqNo: rep.SeqNo,
 		Nodes: rep.Nodes, SliceSeconds: rep.SliceSeconds, Slices: make([]rainSliceView, 0, len(rep.Slices)),
 		Ledger: ss.Ledger,
 	}
+	q := viewQuota(ss.Quota)
+	out.Quota = &q
 	if out.Nodes == nil {
 		out.Nodes = []rain.NodeSeq{}
 	}
 	if ss.Budget > 0 {
 		b := ss.Budget
 		out.Budget = &b
+	}
+	if !operator {
+		out.Quota, out.Budget, out.Ledger = nil, nil, nil
 	}
 	for _, sl := range rep.Slices {
 		out.Slices = append(out.Slices, rainSliceView{Start: sl.Start.UnixMilli(), Allowed: sl.Allowed, Granted: sl.Granted})

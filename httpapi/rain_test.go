@@ -191,4 +191,14 @@ func TestRainEndpoints(t *testing.T) {
 		!strings.Contains(string(r.Data), `"nodes":[{"nodeId":"a","seqNo":2}],"sliceSeconds":1,"slices":[{"start":1800000000000,"allowed":1,"granted":1}]`) {
 		t.Fatalf("report: %+v %s", r, r.Data)
 	}
+	// The public view: the same progress without the operator's quota, budget and ledger.
+	r = do(t, h, "GET", "/api/v1/rain/sessions/42", "", nil)
+	if r.Code != "0000" || !strings.Contains(string(r.Data), `"serverTime":1800000002000`) ||
+		!strings.Contains(string(r.Data), `"released":2,"granted":1,"seqNo":2,"nodes":[{"nodeId":"a","seqNo":2}],"sliceSeconds":1`) ||
+		strings.Contains(string(r.Data), `"quota"`) || strings.Contains(string(r.Data), `"budget"`) {
+		t.Fatalf("public session: %+v %s", r, r.Data)
+	}
+	if r := do(t, h, "GET", "/api/v1/rain/sessions/7", "", nil); r.Code != "0002" {
+		t.Fatalf("public view of an unknown session: %+v", r)
+	}
 }

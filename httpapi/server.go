@@ -196,6 +196,7 @@ func New(opts Options) *Server {
 		// miss costs no Redis round trip): rain/grab is not a guardable route.
 		user("/api/v1/", "rain/grab", true, s.rainGrab)
 		s.handle("GET /api/v1/rain/sessions", s.rainSessions)
+		s.handle("GET /api/v1/rain/sessions/{id}", s.rainSession)
 		if opts.PlainUserEndpoints {
 			s.handle("GET /api/v1/rain/wins", s.rainWins)
 		}
