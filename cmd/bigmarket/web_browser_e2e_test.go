@@ -144,6 +144,10 @@ func TestRainPageBrowser(t *testing.T) {
 		b.check(t)
 		t.Fatalf("open /rain: %v", err)
 	}
+	// Reported, not asserted: a time depends on the machine.
+	if fcp, err := chromedp.Run(b.ctx, chromedp.Evaluate[float64](`performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1`)); err == nil {
+		t.Logf("/rain first contentful paint: %.0f ms", fcp)
+	}
 	// The rain starts when the page's server clock says so; tap whatever packet is falling
 	// (a pointerdown, as a finger's) until a win is listed or the session is over.
 	const tapJS = `(() => { const p = document.querySelector("#sky .packet");

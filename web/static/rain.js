@@ -14,7 +14,7 @@ const text = {
       "0004": "活动太火爆，请稍后再试", "0005": "操作太快了，请稍后再试", "0006": "系统繁忙，请稍后再试",
       "0009": "结果确认中，请稍后再试", "ERR_RAIN_001": "红包雨还没开始", "ERR_RAIN_002": "本场红包雨已结束或已抢完",
       "ERR_RAIN_003": "本场中奖次数已达上限", network: "网络异常，请检查网络", other: "出了点问题，请稍后再试",
-      demoOff: "当前环境不支持演示登录",
+      demoOff: "当前环境不支持演示登录", done: "已经处理过了",
     },
   },
   en: {
@@ -30,7 +30,7 @@ const text = {
       "0009": "Still confirming your result; try again in a moment", "ERR_RAIN_001": "The rain has not started yet",
       "ERR_RAIN_002": "This rain is over or has no packets left", "ERR_RAIN_003": "You have reached this session's win limit",
       network: "Network problem; check your connection", other: "Something went wrong; try again later",
-      demoOff: "Demo sign-in is not available here",
+      demoOff: "Demo sign-in is not available here", done: "That was already done",
     },
   },
 };
@@ -52,7 +52,7 @@ const serverNow = () => Date.now() + offset;
 function sentence(res) {
   const c = t().codes;
   if (res.network) return c.network;
-  if (res.code === "0003" && res.status !== 401) return t().codes.other;
+  if (res.code === "0003" && res.status !== 401) return c.done; // 200: a repeat of a done request
   return c[res.code] || c.other;
 }
 
