@@ -29,6 +29,7 @@ import (
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/sqlstore"
 	"github.com/bigmarket/bigmarket/strategy"
+	"github.com/bigmarket/bigmarket/web"
 	"github.com/bigmarket/bigmarket/webhook"
 )
 
@@ -434,6 +435,8 @@ func (n *App) buildAPI() {
 		Logger:             n.log,
 		Registry:           registry,
 		MaxBodyBytes:       cfg.MaxBodyBytes,
+		Web:                web.New(web.Options{EmbedOrigins: cfg.WebEmbedOrigins}),
+		DemoTokens:         cfg.Mode == ModeDemo,
 	})
 }
 

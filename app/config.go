@@ -133,6 +133,9 @@ type Config struct {
 	// NodeID names this node to the others (the rain quota SeqNo each node has in force);
 	// empty means host:port of addr, the host being the machine's name.
 	NodeID string `koanf:"node_id"`
+	// WebEmbedOrigins are the origins (scheme://host[:port]) allowed to frame the pages,
+	// the CSP frame-ancestors besides the pages' own origin; empty: only that.
+	WebEmbedOrigins []string `koanf:"web_embed_origins"`
 	// Rain: how long a winning tap waits for the broker to store its win; how long the
 	// rebuild of a session Redis lost waits for the taps in flight (at least a second
 	// more); how often sessions past their end are closed and their ledger written; how
@@ -255,7 +258,7 @@ func DefaultConfig() Config {
 }
 
 // listKeys are comma-separated lists in the environment.
-var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true, "guarded_endpoints": true}
+var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true, "guarded_endpoints": true, "web_embed_origins": true}
 
 // loadConfig builds the Config from defaults, the YAML file named by file (or by
 // BIGMARKET_CONFIG), and the environment given as KEY=VALUE pairs.
@@ -495,6 +498,15 @@ func (c *Config) Validate() error {
 	if len(c.NodeID) > 128 {
 		errs = append(errs, fmt.Errorf("BIGMARKET_NODE_ID: at most 128 bytes"))
 	}
+	for _, o := range c.WebEmbedOrigins {
+		// An origin goes into the CSP header as it is: only a bare origin, so that no
+		// value can add a directive or a wildcard.
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(o, " ;,'\"*") {
+			errs = append(errs, fmt.Errorf("BIGMARKET_WEB_EMBED_ORIGINS %q: want origins such as https://app.example.com", o))
+		}
+	}
 	if c.RedPacketSweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("red packet sweep interval %s: want a positive duration", c.RedPacketSweepEvery))
 	}
@@ -719,6 +731,8 @@ func (c Config) emptyMeans(key string) string {
 		return "(replaced by ops_addr)"
 	case "draw_path":
 		return "(flash: the only draw)"
+	case "web_embed_origins":
+		return "(none: only the pages' own origin frames them)"
 	}
 	return ""
 }

@@ -67,6 +67,9 @@ func TestConfigValidate(t *testing.T) {
 		"plain endpoints":       {[]string{"BIGMARKET_PLAIN_USER_ENDPOINTS=maybe"}, "BIGMARKET_PLAIN_USER_ENDPOINTS"},
 		"production secrets":    {[]string{"BIGMARKET_MODE=production"}, "BIGMARKET_ADMIN_TOKEN"},
 		"commit timeout":        {[]string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=10ms"}, "draw commit timeout"},
+		"embed origin path":     {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example/x"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
+		"embed origin csp":      {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example;script-src *"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
+		"embed origin wildcard": {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=*"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
 		"production demo jwt":   {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
 	} {
 		cfg, err := LoadConfig("", tc.env)
@@ -83,6 +86,10 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if cfg.PlainUserEndpoints != "off" || cfg.LogFormat != "json" {
 		t.Errorf("production defaults: plain %q log %q", cfg.PlainUserEndpoints, cfg.LogFormat)
+	}
+	embed, _ := LoadConfig("", []string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example, http://b.example:8080"})
+	if err := embed.Validate(); err != nil || strings.Join(embed.WebEmbedOrigins, "|") != "https://a.example|http://b.example:8080" {
+		t.Errorf("embed origins %q: %v", embed.WebEmbedOrigins, err)
 	}
 	demo, _ := LoadConfig("", nil)
 	if demo.DrawCommitTimeout != 5*time.Second {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bigmarket/bigmarket/strategy"
+	"github.com/bigmarket/bigmarket/web"
 )
 
 // strategies is what the strategy endpoints need of the engine.
@@ -74,6 +75,11 @@ type Options struct {
 	Registry *prometheus.Registry // metrics; nil means none are served
 	// MaxBodyBytes bounds request bodies; default 64 KiB.
 	MaxBodyBytes int64
+	// Web serves the pages (web.Pages) and /static/ on the API's origin; nil: none.
+	Web http.Handler
+	// DemoTokens serves POST /api/v1/demo/token, which mints a user token for any user
+	// id (demo mode only; it needs JWTSecret). Off, the path answers as unknown ones do.
+	DemoTokens bool
 }
 
 // Server is the HTTP API.
@@ -206,6 +212,16 @@ func New(opts Options) *Server {
 		s.handle("POST "+adminPrefix+"rain/sessions", s.admin(s.createRainSession))
 		s.handle("GET "+adminPrefix+"rain/sessions/{id}", s.admin(s.rainReport))
 		s.handle("PUT "+adminPrefix+"rain/sessions/{id}/quota", s.admin(s.updateRainQuota))
+	}
+	if opts.DemoTokens && tokens {
+		s.handle("POST /api/v1/demo/token", s.demoToken)
+	}
+	if opts.Web != nil {
+		// "GET" patterns serve HEAD too; "/" stays the 404 it is until the 9-grid page.
+		for page := range web.Pages {
+			s.mux.Handle("GET "+page, opts.Web)
+		}
+		s.mux.Handle("GET /static/", opts.Web)
 	}
 	if opts.Stock != nil {
 		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))

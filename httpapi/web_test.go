@@ -1,0 +1,73 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/bigmarket/bigmarket/web"
+)
+
+func TestDemoToken(t *testing.T) {
+	t.Parallel()
+	demo := New(Options{Strategies: newFake(), JWTSecret: testSecret, DemoTokens: true, Now: func() time.Time { return testNow }})
+	r := do(t, demo, http.MethodPost, "/api/v1/demo/token", "application/json", []byte(`{"userId":"xiaofuge"}`))
+	if r.status != http.StatusOK || r.Code != "0000" {
+		t.Fatalf("demo token: %d %s %s", r.status, r.Code, r.Info)
+	}
+	var data demoTokenResponse
+	if err := json.Unmarshal(r.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	v := tokenVerifier{secret: testSecret, now: func() time.Time { return testNow.Add(demoTokenTTL - time.Second) }}
+	if user, err := v.verify(data.Token); err != nil || user != "xiaofuge" {
+		t.Fatalf("minted token: user %q err %v", user, err)
+	}
+	v.now = func() time.Time { return testNow.Add(demoTokenTTL + time.Second) }
+	if _, err := v.verify(data.Token); err == nil {
+		t.Error("minted token outlives its TTL")
+	}
+	for _, body := range []string{`{}`, `{"userId":""}`, `{"userId":1}`, `not json`} {
+		if r := do(t, demo, http.MethodPost, "/api/v1/demo/token", "application/json", []byte(body)); r.Code != "0002" {
+			t.Errorf("demo token %s: code %s, want 0002", body, r.Code)
+		}
+	}
+
+	// Production (DemoTokens off) answers the path as any unknown endpoint: 404, 0002.
+	prod := New(Options{Strategies: newFake(), JWTSecret: testSecret, Now: func() time.Time { return testNow }})
+	unknown := do(t, prod, http.MethodPost, "/api/v1/no/such", "application/json", []byte(`{}`))
+	r = do(t, prod, http.MethodPost, "/api/v1/demo/token", "application/json", []byte(`{"userId":"xiaofuge"}`))
+	if r.status != http.StatusNotFound || r.Code != "0002" || r.status != unknown.status || r.Code != unknown.Code {
+		t.Fatalf("production demo token: %d %s, want 404 0002", r.status, r.Code)
+	}
+	if string(r.Data) != "null" && len(r.Data) != 0 {
+		t.Errorf("production demo token leaked data %s", r.Data)
+	}
+}
+
+func TestWebMounted(t *testing.T) {
+	t.Parallel()
+	s := New(Options{Strategies: newFake(), Web: web.New(web.Options{})})
+	for _, p := range []string{"/rain", "/static/rain.js", "/static/rain.css"} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Security-Policy") == "" || rec.Header().Get("ETag") == "" {
+			t.Errorf("GET %s: %d, CSP %q ETag %q", p, rec.Code, rec.Header().Get("Content-Security-Policy"), rec.Header().Get("ETag"))
+		}
+	}
+	// "/" is still the API's 404 envelope, and unknown assets are 404.
+	if r := do(t, s, http.MethodGet, "/", "", nil); r.status != http.StatusNotFound || r.Code != "0002" {
+		t.Errorf("GET /: %d %s", r.status, r.Code)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/static/nope.js", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("unknown asset: %d", rec.Code)
+	}
+	// Without Web the pages are unknown paths.
+	if r := do(t, New(Options{Strategies: newFake()}), http.MethodGet, "/rain", "", nil); r.status != http.StatusNotFound {
+		t.Errorf("GET /rain without Web: %d", r.status)
+	}
+}

@@ -1,0 +1,130 @@
+package web
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func get(t *testing.T, h http.Handler, path string, header map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	for k, v := range header {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func TestCSP(t *testing.T) {
+	t.Parallel()
+	base := "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors "
+	for _, tc := range []struct {
+		origins []string
+		want    string
+	}{
+		{nil, base + "'self'"},
+		{[]string{"https://a.example", " https://b.example ", ""}, base + "'self' https://a.example https://b.example"},
+	} {
+		if got := CSP(tc.origins); got != tc.want {
+			t.Errorf("CSP(%q) = %q, want %q", tc.origins, got, tc.want)
+		}
+	}
+}
+
+func TestPageHeaders(t *testing.T) {
+	t.Parallel()
+	h := New(Options{EmbedOrigins: []string{"https://app.example"}})
+	w := get(t, h, "/rain", nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET /rain: %d", w.Code)
+	}
+	if got, want := w.Header().Get("Content-Security-Policy"), CSP([]string{"https://app.example"}); got != want {
+		t.Errorf("CSP %q, want %q", got, want)
+	}
+	if !strings.HasSuffix(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'self' https://app.example") {
+		t.Errorf("frame-ancestors missing the embed origin: %q", w.Header().Get("Content-Security-Policy"))
+	}
+	for k, want := range map[string]string{
+		"X-Content-Type-Options": "nosniff",
+		"Content-Type":           "text/html; charset=utf-8",
+		"Cache-Control":          "no-cache",
+	} {
+		if got := w.Header().Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	body := w.Body.String()
+	if !strings.Contains(body, `src="/static/rain.js"`) {
+		t.Errorf("page does not load its module")
+	}
+	// The CSP forbids inline code: every script has a src and no element has a style.
+	if strings.Contains(body, "<script>") || strings.Contains(body, "style=") || strings.Contains(body, "<style") || strings.Contains(body, "onclick") {
+		t.Errorf("page has inline script or style")
+	}
+}
+
+func TestAssetETag(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	w := get(t, h, "/static/rain.js", nil)
+	if w.Code != http.StatusOK || w.Body.Len() == 0 {
+		t.Fatalf("GET rain.js: %d, %d bytes", w.Code, w.Body.Len())
+	}
+	etag := w.Header().Get("ETag")
+	if !strings.HasPrefix(etag, `"`) || len(etag) != 34 {
+		t.Fatalf("ETag %q is not a strong content hash", etag)
+	}
+	for k, want := range map[string]string{
+		"Content-Type":           "text/javascript; charset=utf-8",
+		"Cache-Control":          "public, max-age=300",
+		"X-Content-Type-Options": "nosniff",
+	} {
+		if got := w.Header().Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if w.Header().Get("Content-Security-Policy") == "" {
+		t.Error("asset without CSP")
+	}
+	if css := get(t, h, "/static/rain.css", nil); css.Header().Get("ETag") == etag {
+		t.Error("two files share an ETag")
+	}
+	for _, inm := range []string{etag, "W/" + etag, `"other", ` + etag, "*"} {
+		w := get(t, h, "/static/rain.js", map[string]string{"If-None-Match": inm})
+		if w.Code != http.StatusNotModified || w.Body.Len() != 0 {
+			t.Errorf("If-None-Match %s: %d with %d bytes, want 304 and none", inm, w.Code, w.Body.Len())
+		}
+		if w.Header().Get("ETag") != etag || w.Header().Get("Cache-Control") == "" {
+			t.Errorf("304 without ETag or Cache-Control")
+		}
+	}
+	if w := get(t, h, "/static/rain.js", map[string]string{"If-None-Match": `"stale"`}); w.Code != http.StatusOK || w.Body.Len() == 0 {
+		t.Errorf("stale If-None-Match: %d", w.Code)
+	}
+	if w := get(t, h, "/rain", map[string]string{"If-None-Match": get(t, h, "/rain", nil).Header().Get("ETag")}); w.Code != http.StatusNotModified {
+		t.Errorf("page revalidation: %d, want 304", w.Code)
+	}
+}
+
+func TestUnknown(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	for _, p := range []string{"/static/nope.js", "/static/", "/static/../web.go", "/nope", "/rain/x", "/static/rain.html/x"} {
+		w := get(t, h, p, nil)
+		if w.Code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, w.Code)
+		}
+		if w.Header().Get("X-Content-Type-Options") != "nosniff" || w.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s: 404 without security headers", p)
+		}
+	}
+	r := httptest.NewRequest(http.MethodPost, "/rain", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /rain: %d, want 405", w.Code)
+	}
+}
