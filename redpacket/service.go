@@ -2,8 +2,6 @@ package redpacket
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 	"github.com/bigmarket/bigmarket/credit"
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/internal/rebuild"
+	"github.com/bigmarket/bigmarket/internal/seeded"
 	"github.com/bigmarket/bigmarket/money"
 )
 
@@ -146,24 +145,12 @@ func NewService(opts Options) *Service {
 		opts.Now = time.Now
 	}
 	if opts.Rand == nil {
-		opts.Rand = func() *rand.Rand {
-			var seed [16]byte
-			_, _ = crand.Read(seed[:])
-			return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
-		}
+		opts.Rand = seeded.Rand
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.PublishTimeout <= 0 {
-		opts.PublishTimeout = 2 * time.Second
-	}
-	if opts.RecoverGrace < opts.PublishTimeout+time.Second {
-		opts.RecoverGrace = opts.PublishTimeout + time.Second
-	}
-	if opts.RecoverTimeout <= opts.RecoverGrace {
-		opts.RecoverTimeout = opts.RecoverGrace + 12*time.Second
-	}
+	opts.PublishTimeout, opts.RecoverGrace, opts.RecoverTimeout = rebuild.Timing(opts.PublishTimeout, opts.RecoverGrace, opts.RecoverTimeout)
 	return &Service{opts: opts}
 }
 

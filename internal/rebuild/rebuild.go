@@ -54,3 +54,20 @@ func Settle(ctx context.Context, grace time.Duration, drain func(context.Context
 	}
 	return drain(ctx)
 }
+
+// Timing fills in the timing of a rebuild after a loss of hot state: publish, how long a
+// request waits for the broker (default 2s); grace, how long a rebuild waits for the
+// requests in flight (at least publish plus a second); timeout, the bound of a rebuild
+// (at least grace plus 12s).
+func Timing(publish, grace, timeout time.Duration) (time.Duration, time.Duration, time.Duration) {
+	if publish <= 0 {
+		publish = 2 * time.Second
+	}
+	if grace < publish+time.Second {
+		grace = publish + time.Second
+	}
+	if timeout <= grace {
+		timeout = grace + 12*time.Second
+	}
+	return publish, grace, timeout
+}
