@@ -128,3 +128,38 @@ func TestUnknown(t *testing.T) {
 		t.Errorf("POST /rain: %d, want 405", w.Code)
 	}
 }
+
+// TestAdminPage checks the console as served: its module and the modules it imports are
+// embedded, nothing is inline (the CSP would refuse it), and its script keeps the admin
+// token out of storage, cookies and URLs.
+func TestAdminPage(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	w := get(t, h, "/admin", nil)
+	if w.Code != http.StatusOK || w.Header().Get("Cache-Control") != "no-cache" {
+		t.Fatalf("GET /admin: %d, Cache-Control %q", w.Code, w.Header().Get("Cache-Control"))
+	}
+	page := w.Body.String()
+	for _, want := range []string{`src="/static/admin.js"`, `href="/static/admin.css"`, `type="password"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/admin lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "<script>") || strings.Contains(page, "style=") || strings.Contains(page, "<style") || strings.Contains(page, "onclick") {
+		t.Errorf("/admin has inline script or style")
+	}
+	js := get(t, h, "/static/admin.js", nil).Body.String()
+	for _, mod := range []string{"/static/common.js", "/static/chart.js"} {
+		if !strings.Contains(js, `from "`+mod+`"`) {
+			t.Errorf("admin.js does not import %s", mod)
+		}
+		if w := get(t, h, mod, nil); w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET %s: %d %q", mod, w.Code, w.Header().Get("Content-Type"))
+		}
+	}
+	for _, banned := range []string{"localStorage", "sessionStorage", "document.cookie", "innerHTML", "history.pushState", "location.hash"} {
+		if strings.Contains(js, banned) {
+			t.Errorf("admin.js uses %s", banned)
+		}
+	}
+}
