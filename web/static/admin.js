@@ -132,8 +132,11 @@ let token = "";
 let view = "dashboard";
 let lastStats = null;
 let pollTimer = 0;
-// The backlogs and dead letters are gauges: the page keeps their last 60 readings.
-const gauges = { outbox: [], writer: [], consumer: [], dead: [] };
+// The backlogs and dead letters are gauges: the page keeps their last 60 readings, one a
+// poll, unknown (null) before the first, so that the x axis spans the same minute as the
+// per-second plots.
+const noReadings = () => Array(60).fill(null);
+const gauges = { outbox: noReadings(), writer: noReadings(), consumer: noReadings(), dead: noReadings() };
 
 function say(msg) { $("message").textContent = msg || ""; }
 
@@ -229,7 +232,7 @@ function signOut() {
   clearTimeout(pollTimer);
   pollTimer = 0;
   lastStats = null;
-  for (const k of Object.keys(gauges)) gauges[k] = [];
+  for (const k of Object.keys(gauges)) gauges[k] = noReadings();
   closeConfirm();
   for (const id of ["strategy-out", "user-out", "packets-out", "rain-out", "dlq-out", "reconcile-out"]) $(id).replaceChildren();
   render();
@@ -356,6 +359,7 @@ function openView(name) {
   for (const s of document.querySelectorAll("section.view")) s.hidden = s.id !== "view-" + name;
   for (const b of document.querySelectorAll("#views button")) b.classList.toggle("active", b.dataset.view === name);
   closeConfirm();
+  say("");
   if (token) loaders[name]();
 }
 
