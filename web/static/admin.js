@@ -60,7 +60,7 @@ const text = {
     confirmReplayAll: "确认重放全部死信？", replayed: (n) => `已重放 ${n} 条`,
     sinceHours: "对账最近几小时", runReconcile: "开始对账", reconcileRunning: "对账中…",
     reconcileOk: "对账通过", reconcileBad: "发现差异", reconcileBusy: "本节点正在对账，请稍后再试",
-    ranMs: (ms) => `耗时 ${ms} ms`, found: (n) => `差异 ${n} 条`, checked: "检查范围", skipped: "未检查",
+    ranMs: (ms) => `耗时 ${ms} ms`, since: (s) => `自 ${s} 起`, found: (n) => `差异 ${n} 条`, checked: "检查范围", skipped: "未检查",
     badHours: "小时数必须在 0 到 168 之间",
     confirm: "确认", cancel: "取消", yes: "是", no: "否",
   },
@@ -116,7 +116,7 @@ const text = {
     confirmReplayAll: "Replay every dead letter?", replayed: (n) => `Replayed ${n}`,
     sinceHours: "Reconcile the last hours", runReconcile: "Reconcile", reconcileRunning: "Reconciling…",
     reconcileOk: "Reconciled: no discrepancies", reconcileBad: "Discrepancies found", reconcileBusy: "A reconcile is already running on this node; try again shortly",
-    ranMs: (ms) => `took ${ms} ms`, found: (n) => `${n} discrepancies`, checked: "Checked", skipped: "Not checked",
+    ranMs: (ms) => `took ${ms} ms`, since: (s) => `since ${s}`, found: (n) => `${n} discrepancies`, checked: "Checked", skipped: "Not checked",
     badHours: "Hours must be more than 0 and at most 168",
     confirm: "Confirm", cancel: "Cancel", yes: "yes", no: "no",
   },
@@ -177,7 +177,10 @@ function node(tag, attrs = {}, ...children) {
     else if (k in e && typeof v !== "string") e[k] = v;
     else e.setAttribute(k, v);
   }
-  for (const c of children) e.append(c instanceof Node ? c : show(c));
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue; // a part left out
+    e.append(c instanceof Node ? c : String(c));
+  }
   return e;
 }
 
@@ -186,7 +189,7 @@ function node(tag, attrs = {}, ...children) {
 function table(heads, rows, rowAttrs = () => ({})) {
   return node("table", {},
     node("thead", {}, node("tr", {}, ...heads.map((h) => node("th", {}, h)))),
-    node("tbody", {}, ...rows.map((r, i) => node("tr", rowAttrs(i), ...r.map((c) => node("td", {}, c))))));
+    node("tbody", {}, ...rows.map((r, i) => node("tr", rowAttrs(i), ...r.map((c) => node("td", {}, c instanceof Node ? c : show(c)))))));
 }
 
 function badge(label, cls, data = {}) {
@@ -638,15 +641,15 @@ async function reconcile(ev) {
   const checks = Array.isArray(d.checks) ? d.checks : [];
   out.replaceChildren(
     node("p", {}, d.ok === true ? badge(t().reconcileOk, "good", { ok: "true" }) : badge(t().reconcileBad, "bad", { ok: "false" }),
-      ` ${time(d.since)} → · ${t().ranMs(show(d.ranMs))}`),
+      ` ${t().since(time(d.since))} · ${t().ranMs(show(d.ranMs))}`),
     ...checks.map((c) => {
       const disc = Array.isArray(c.discrepancies) ? c.discrepancies : [];
       const skipped = Array.isArray(c.skipped) ? c.skipped : [];
       return node("div", { class: "check", dataset: { name: show(c.name), ok: String(c.ok === true) } },
         node("h4", {}, `${show(c.name)} `, c.ok === true ? badge("OK", "good") : badge(t().found(isNum(c.found) ? c.found : disc.length), "bad")),
-        c.checked ? node("p", { class: "muted" }, `${t().checked}: ${c.checked}`) : "",
-        skipped.length ? node("p", { class: "muted" }, `${t().skipped}: ${skipped.join("; ")}`) : "",
-        disc.length ? node("ul", { class: "discrepancies" }, ...disc.map((x) => node("li", {}, x))) : "");
+        c.checked ? node("p", { class: "muted" }, `${t().checked}: ${c.checked}`) : null,
+        skipped.length ? node("p", { class: "muted" }, `${t().skipped}: ${skipped.join("; ")}`) : null,
+        disc.length ? node("ul", { class: "discrepancies" }, ...disc.map((x) => node("li", {}, show(x)))) : null);
     }),
   );
 }
