@@ -298,3 +298,28 @@ func TestAdminStatsBare(t *testing.T) {
 		}
 	}
 }
+
+// TestStatKindOf checks which routes count as draws, grabs and rain taps.
+func TestStatKindOf(t *testing.T) {
+	t.Parallel()
+	for pattern, want := range map[string]statKind{
+		"POST /api/v1/raffle/activity/draw":                 kindDraw,
+		"POST /api/v1/raffle/activity/draw_by_token":        kindDraw,
+		"POST /api/v1/raffle/activity/draw/{signature}":     kindDraw,
+		"POST /api/v1/raffle/strategy/random_raffle":        kindDraw,
+		"POST /api/v1/redpacket/grab":                       kindGrab,
+		"POST /api/v1/redpacket/grab_by_token":              kindGrab,
+		"POST /api/v1/rain/grab":                            kindRainTap,
+		"POST /api/v1/rain/grab_by_token":                   kindRainTap,
+		"GET /api/v1/admin/stats":                           kindUncounted,
+		"GET /api/v1/raffle/activity/draw_path_by_token":    kindRequest,
+		"POST /api/v1/raffle/activity/calendar_sign_rebate": kindRequest,
+		"/api/":                       kindRequest,
+		"POST /api/v1/redpacket/send": kindRequest,
+		"POST /api/v1/raffle/strategy/query_raffle_award_list": kindRequest,
+	} {
+		if got := statKindOf(pattern); got != want {
+			t.Errorf("%s counts as %d, want %d", pattern, got, want)
+		}
+	}
+}
