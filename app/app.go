@@ -421,6 +421,7 @@ func (n *App) buildAPI() {
 	n.api = httpapi.New(httpapi.Options{
 		Strategies:         n.strategies,
 		Activities:         n.activities,
+		AwardRecords:       n.users,
 		Raffles:            n.raffles,
 		Gate:               n.gate,
 		Credits:            n.credits,
@@ -444,6 +445,7 @@ func (n *App) buildAPI() {
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		Web:                web.New(web.Options{EmbedOrigins: cfg.WebEmbedOrigins}),
 		DemoTokens:         cfg.Mode == ModeDemo,
+		EmbedOrigins:       cfg.WebEmbedOrigins,
 		NodeID:             cfg.NodeID,
 		Gauges: gauges{activities: n.activityStore, configs: n.configs, users: n.users, strategies: n.strategies,
 			stock: n.stock, skuStock: n.skuStock, writer: n.drawWriter, consumers: events,
