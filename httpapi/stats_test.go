@@ -323,3 +323,16 @@ func TestStatKindOf(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLiveStatsRecord is the cost admin/stats adds to every answer, from all CPUs at
+// once (the slots' counters are shared).
+func BenchmarkLiveStatsRecord(b *testing.B) {
+	var l liveStats
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			now := time.Now()
+			l.record(kindRainTap, CodeSuccess, now, 150*time.Microsecond)
+		}
+	})
+}
