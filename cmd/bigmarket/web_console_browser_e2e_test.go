@@ -85,7 +85,7 @@ func TestConsolePageBrowser(t *testing.T) {
 	// A wrong token: the page says so and shows no console.
 	pageDo(t, b, "open /admin", chromedp.Navigate(base+"/admin"), chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), "not-"+d.adminToken), chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#message").textContent !== ""`, nil, chromedp.WithPollingTimeout(20*time.Second)))
+		chromedp.Poll[chromedp.Void](`document.querySelector("#message").textContent !== ""`, chromedp.WithPollingTimeout(20*time.Second)))
 	msg, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("#message").textContent + "|" + document.querySelector("#console").hidden`))
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestConsolePageBrowser(t *testing.T) {
 
 	pageDo(t, b, "sign in", chromedp.SendKeys(chromedp.CSS("#token"), d.adminToken),
 		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#console")),
-		chromedp.Poll[chromedp.Void](`(document.querySelector("#chart-draws").dataset.values || "").split(",").length >= 60`, nil,
+		chromedp.Poll[chromedp.Void](`(document.querySelector("#chart-draws").dataset.values || "").split(",").length >= 60`,
 			chromedp.WithPollingTimeout(20*time.Second)))
 	if v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("#token").value`)); err != nil || v != "" {
 		t.Errorf("the token field keeps %d characters after sign-in (%v)", len(v), err)
@@ -113,14 +113,18 @@ func TestConsolePageBrowser(t *testing.T) {
 	before, _ := maxSum(plotted(t, b, "#chart-draws"))
 	t.Logf("draws/s plotted before the load: max %v", before)
 
-	// The load: one goroutine per user drawing for 8 s (a user's 150 draws a day last it).
+	// The load: one goroutine per user drawing for 8 s at a paced 15 draws/s, so that a
+	// user's 150 draws a day last it (unpaced, the users run out within two seconds and
+	// the rest are quota answers).
 	ctx, stop := context.WithTimeout(context.Background(), 8*time.Second)
 	defer stop()
 	var answered, won atomic.Int64
 	var wg sync.WaitGroup
 	for _, u := range users {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			pace := time.NewTicker(time.Second / 15)
+			defer pace.Stop()
+			for ; ctx.Err() == nil; <-pace.C {
 				r := call(t, "POST", base+"/api/v1/raffle/activity/draw", drawReq{u, 100301})
 				if r.Status != 0 {
 					answered.Add(1)
@@ -176,7 +180,7 @@ func TestConsolePageBrowser(t *testing.T) {
 	user := users[0]
 	pageDo(t, b, "user view", chromedp.Click(chromedp.CSS(`#views button[data-view="user"]`)),
 		chromedp.SendKeys(chromedp.CSS("#user-id"), user), chromedp.Click(chromedp.CSS(`#user-form button[type="submit"]`)),
-		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector("#user-shown")?.dataset.userId === %q && document.querySelectorAll("#user-out tr.award").length > 0`, user), nil,
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector("#user-shown")?.dataset.userId === %q && document.querySelectorAll("#user-out tr.award").length > 0`, user),
 			chromedp.WithPollingTimeout(20*time.Second)))
 	type shownAccount struct {
 		ActivityID string `json:"activityId"`
@@ -192,7 +196,7 @@ func TestConsolePageBrowser(t *testing.T) {
 	// The strategy view shows the Redis stock of each award of the armed strategy.
 	pageDo(t, b, "strategy view", chromedp.Click(chromedp.CSS(`#views button[data-view="strategy"]`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#strategy-out tr.award").length > 0 &&
-			[...document.querySelectorAll("#strategy-out tr.award")].every(tr => tr.dataset.stockLeft !== "")`, nil,
+			[...document.querySelectorAll("#strategy-out tr.award")].every(tr => tr.dataset.stockLeft !== "")`,
 			chromedp.WithPollingTimeout(20*time.Second)))
 	stock, err := chromedp.Run(b.ctx, chromedp.Evaluate[map[string]string](`Object.fromEntries([...document.querySelectorAll("#strategy-out tr.award")].map(tr => [tr.dataset.awardId, tr.dataset.stockLeft]))`))
 	if err != nil {
@@ -213,7 +217,7 @@ func TestConsolePageBrowser(t *testing.T) {
 	var result string
 	for time.Now().Before(deadline) {
 		pageDo(t, b, "reconcile", chromedp.Click(chromedp.CSS(`#reconcile-form button[type="submit"]`)),
-			chromedp.Poll[chromedp.Void](`document.querySelector("#reconcile-out [data-ok]") !== null || document.querySelector("#message").textContent !== ""`, nil,
+			chromedp.Poll[chromedp.Void](`document.querySelector("#reconcile-out [data-ok]") !== null || document.querySelector("#message").textContent !== ""`,
 				chromedp.WithPollingTimeout(30*time.Second)))
 		if result, err = chromedp.Run(b.ctx, chromedp.Evaluate[string](`(document.querySelector("#reconcile-out [data-ok]")?.dataset.ok ?? "none") + " " +
 			[...document.querySelectorAll("#reconcile-out .check")].map(c => c.dataset.name + "=" + c.dataset.ok).join(",") + " " + document.querySelector("#message").textContent`)); err != nil {
