@@ -163,3 +163,35 @@ func TestAdminPage(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminTextKeys checks that every [data-t] key of the console's page has a text in
+// both languages of admin.js (a missing one would leave the other language's words).
+func TestAdminTextKeys(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	page := get(t, h, "/admin", nil).Body.String()
+	js := get(t, h, "/static/admin.js", nil).Body.String()
+	zh, en, ok := strings.Cut(js, "\n  en: {")
+	if !ok {
+		t.Fatal("admin.js has no en texts")
+	}
+	rest := page
+	n := 0
+	for {
+		_, after, found := strings.Cut(rest, `data-t="`)
+		if !found {
+			break
+		}
+		key, tail, _ := strings.Cut(after, `"`)
+		rest = tail
+		n++
+		for lang, texts := range map[string]string{"zh": zh, "en": en} {
+			if !strings.Contains(texts, " "+key+": ") {
+				t.Errorf("data-t %q has no %s text", key, lang)
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d data-t keys found", n)
+	}
+}

@@ -86,6 +86,10 @@ func TestConsolePageBrowser(t *testing.T) {
 	pageDo(t, b, "open /admin", chromedp.Navigate(base+"/admin"), chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), "not-"+d.adminToken), chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)),
 		chromedp.Poll[chromedp.Void](`document.querySelector("#message").textContent !== ""`, chromedp.WithPollingTimeout(20*time.Second)))
+	// Reported, not asserted: a time depends on the machine.
+	if fcp, err := chromedp.Run(b.ctx, chromedp.Evaluate[float64](`performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1`)); err == nil {
+		t.Logf("/admin first contentful paint: %.0f ms", fcp)
+	}
 	msg, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("#message").textContent + "|" + document.querySelector("#console").hidden`))
 	if err != nil {
 		t.Fatal(err)
