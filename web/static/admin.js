@@ -54,6 +54,8 @@ const text = {
     confirmCreateRain: (n, a) => `确认创建场次：${n} 个 ¥${a} 现金红包？`, rainCreated: (id) => `已创建场次 ${id}`,
     sessionId: "场次", name: "名称", state: "状态", start: "开始", end: "结束", released: "已释放", issued: "已发出",
     seqNo: "配额 SeqNo", nodes: "各节点 SeqNo", quota: "修改配额", noSessions: "最近一天没有场次",
+    details: "详情", burst: "突发", weights: "权重", budget: "预算", noBudget: "不限",
+    ledgerGranted: "已发出", ledgerUnwon: "未被抢到", ledgerUnreleased: "未释放",
     confirmQuota: (id) => `确认修改场次 ${id} 的配额？`, quotaSaved: (s) => `配额已更新，SeqNo ${s}`, quotaEmpty: "请至少填写一项",
     replayAll: "全部重放", replay: "重放", seq: "序号", stream: "流", subject: "主题", msgId: "消息 ID", reasons: "原因",
     deadAt: "进入死信时间", noDeadLetters: "没有死信", confirmReplay: (s) => `确认重放死信 ${s}？`,
@@ -110,6 +112,8 @@ const text = {
     confirmCreateRain: (n, a) => `Create a session of ${n} cash packets of ¥${a}?`, rainCreated: (id) => `Created session ${id}`,
     sessionId: "Session", name: "Name", state: "State", start: "Start", end: "End", released: "Released", issued: "Issued",
     seqNo: "Quota SeqNo", nodes: "SeqNo per node", quota: "Change quota", noSessions: "No sessions in the last day",
+    details: "Details", burst: "Burst", weights: "Weights", budget: "Budget", noBudget: "no budget",
+    ledgerGranted: "Granted", ledgerUnwon: "Unwon", ledgerUnreleased: "Unreleased",
     confirmQuota: (id) => `Change the quota of session ${id}?`, quotaSaved: (s) => `Quota updated, SeqNo ${s}`, quotaEmpty: "Fill in at least one field",
     replayAll: "Replay all", replay: "Replay", seq: "Seq", stream: "Stream", subject: "Subject", msgId: "Message id", reasons: "Reasons",
     deadAt: "Dead since", noDeadLetters: "No dead letters", confirmReplay: (s) => `Replay dead letter ${s}?`,
@@ -583,10 +587,42 @@ async function loadRain() {
           if (ok(r)) { say(t().quotaSaved(show(r.data && r.data.seqNo))); loadRain(); }
         });
       } } }, t().set);
+      const more = node("button", { type: "button", on: { click: () => loadRainReport(s.id) } }, t().details);
       return [s.id, s.name, s.state, time(s.start), time(s.end), s.total, s.released, s.issued, s.seqNo,
-        nodes.length ? nodes.map(([n, q]) => `${n}: ${q}`).join(", ") : "—", node("span", { class: "inline" }, total, cap, save)];
+        nodes.length ? nodes.map(([n, q]) => `${n}: ${q}`).join(", ") : "—", node("span", { class: "inline" }, total, cap, save, more)];
     }),
-    (i) => ({ class: "session", dataset: { sessionId: show(list[i].id), seqNo: show(list[i].seqNo) } })));
+    (i) => ({ class: "session", dataset: { sessionId: show(list[i].id), seqNo: show(list[i].seqNo) } })),
+  node("div", { id: "rain-report" }));
+}
+
+// tally renders a rain ledger line: how many, the cash among them, draws per SKU, awards.
+function tally(x) {
+  if (!x || typeof x !== "object") return "—";
+  const parts = [`${show(x.count)} · ¥${money(x.cash)}`];
+  for (const [k, v] of Object.entries(x.skus || {})) parts.push(`SKU ${k} × ${v}`);
+  for (const [k, v] of Object.entries(x.awards || {})) parts.push(`#${k} × ${v}`);
+  return parts.join(", ");
+}
+
+// loadRainReport shows a session's operator report: the quota in force (its SeqNo and each
+// node's), the budget and, once the session ended, its ledger.
+async function loadRainReport(id) {
+  const res = await call("GET", `/api/v1/admin/rain/sessions/${encodeURIComponent(id)}`);
+  const out = $("rain-report");
+  if (!out || !ok(res)) return;
+  const d = res.data || {};
+  const q = d.quota || {};
+  const nodes = Array.isArray(d.nodes) ? d.nodes : [];
+  const l = d.ledger;
+  out.replaceChildren(
+    node("h4", {}, `#${show(d.sessionId)} ${d.title || ""}`),
+    table([t().seqNo, t().total, t().userCap, t().burst, t().weights, t().budget, t().end],
+      [[q.seqNo, q.total, q.userCap, q.burst, Array.isArray(q.weights) && q.weights.length ? q.weights.join(":") : "—",
+        d.budget === null || d.budget === undefined ? t().noBudget : "¥" + money(d.budget), time(q.endTime)]]),
+    table([t().nodes, t().seqNo], nodes.map((n) => [n && n.nodeId, n && n.seqNo])),
+    l ? table([t().ledgerGranted, t().ledgerUnwon, t().ledgerUnreleased, t().end],
+      [[tally(l.granted), tally(l.unwon), tally(l.unreleased), time(Date.parse(l.endedAt))]]) : null,
+  );
 }
 
 function createRain(ev) {
