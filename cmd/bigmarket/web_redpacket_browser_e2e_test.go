@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -126,6 +128,21 @@ const (
 // request.
 func TestRedPacketPageBrowser(t *testing.T) {
 	senderPage, grabberPage := newBrowser(t), newBrowser(t)
+	// newBrowser's own screenshot has one name for every browser of a test: on failure,
+	// each page is also kept under its role (this runs first, while both tabs live).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for name, b := range map[string]*browser{"sender": senderPage, "grabber": grabberPage} {
+			if png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)); err == nil { // 100: PNG
+				path := filepath.Join(t.ArtifactDir(), name+".png")
+				if err := os.WriteFile(path, png, 0o644); err == nil {
+					t.Logf("%s screenshot: %s", name, path)
+				}
+			}
+		}
+	})
 	d := newDeployment(t, "")
 	_, base := d.start(t)
 	sender, grabber := testenv.Unique("rps"), testenv.Unique("rpg")
@@ -155,6 +172,9 @@ func TestRedPacketPageBrowser(t *testing.T) {
 		t.Fatalf("share link %q: want %s/redpacket?packet=<id> and nothing else (no user)", link, base)
 	}
 	packetID := m[1]
+	// The copy button copies, or (where the browser does not allow it) selects the link.
+	senderPage.pageDo(t, "copy the link", chromedp.Click(chromedp.CSS("#copy")))
+	senderPage.pageWait(t, "the copy's answer", `document.querySelector("#copy-result")?.textContent ?? ""`)
 	senderPage.pageEquals(t, "the sender's credit after sending", jsWallet, "7.00")
 	if c := creditOf(t, base, sender); c != 7_00 {
 		t.Fatalf("the sender's credit after sending 3.00 of 10.00: %s", c)

@@ -12,7 +12,7 @@ import {
 const text = {
   zh: {
     title: "红包", signInAs: "登录用户", signIn: "登录", navGrid: "抽奖", navRain: "红包雨", lang: "EN",
-    signedInAs: (u) => `已登录：${u}`, signInFirst: "请先登录",
+    signedInAs: (u) => `已登录：${u}`, signInFirst: "请先登录", signInToSend: "登录后即可发红包",
     wallet: "我的钱包", balance: (a, t) => `可用 ¥${a}（累计 ¥${t}）`, earnHint: "积分不够？去抽奖页每日签到领积分",
     send: "发红包", mode: "类型", modeRandom: "拼手气红包", modeFixed: "普通红包",
     totalAmount: "总金额（元）", eachAmount: "单个金额（元）", count: "红包个数", greeting: "祝福语",
@@ -26,14 +26,14 @@ const text = {
     alreadyGrabbed: (a) => `你已经领过这个红包了，领到 ¥${a}`, amountCount: "金额 / 个数", grabbed: "已领取", left: "剩余",
     status: "状态", expires: "过期时间", grabList: "领取记录", refresh: "刷新", noGrabs: "还没有人领取",
     total: (a, n) => `¥${a} · ${n} 个`, grabbedOf: (n, c, a) => `${n}/${c} 个，¥${a}`, leftOf: (n, a) => `${n} 个，¥${a}`,
-    states: { open: "可领取", expired: "已过期", closed: "已结束", refunded: "已过期，余额已退回" },
+    states: { open: "可领取", empty: "已抢完", expired: "已过期", closed: "已结束", refunded: "已过期，余额已退回" },
     modes: { random: "拼手气", fixed: "普通" }, luckiest: "手气最佳", you: "（我）", refunded: (a) => `已退回 ¥${a}`,
     noPacket: "红包不存在，请检查链接", expiresIn: (d) => `（剩余 ${d}）`,
   },
   en: {
     title: "Red packets", signInAs: "Sign in as", signIn: "Sign in", navGrid: "Lucky draw", navRain: "Red packet rain", lang: "中文",
-    signedInAs: (u) => `Signed in as ${u}`, signInFirst: "Please sign in first",
-    wallet: "My wallet", balance: (a, t) => `¥${a} available (¥${t} in total)`, earnHint: "Need credit? Sign in daily on the lucky draw page",
+    signedInAs: (u) => `Signed in as ${u}`, signInFirst: "Please sign in first", signInToSend: "Sign in to send a red packet",
+    wallet: "My wallet", balance: (a, t) => `¥${a} available (¥${t} received in all)`, earnHint: "Need credit? Sign in daily on the lucky draw page",
     send: "Send a red packet", mode: "Kind", modeRandom: "Lucky (random amounts)", modeFixed: "Equal amounts",
     totalAmount: "Total amount (¥)", eachAmount: "Amount each (¥)", count: "Number of packets", greeting: "Greeting",
     greetingDefault: "Best wishes and good luck", expiry: "Valid for", hour1: "1 hour", day1: "24 hours", day7: "7 days",
@@ -46,7 +46,7 @@ const text = {
     alreadyGrabbed: (a) => `You already opened this packet and got ¥${a}`, amountCount: "Amount / packets", grabbed: "Opened", left: "Left",
     status: "Status", expires: "Expires", grabList: "Who got what", refresh: "Refresh", noGrabs: "Nobody has opened it yet",
     total: (a, n) => `¥${a} · ${n}`, grabbedOf: (n, c, a) => `${n} of ${c}, ¥${a}`, leftOf: (n, a) => `${n}, ¥${a}`,
-    states: { open: "open", expired: "expired", closed: "over", refunded: "expired, the rest went back to the sender" },
+    states: { open: "open", empty: "all opened", expired: "expired", closed: "over", refunded: "expired, the rest went back to the sender" },
     modes: { random: "lucky", fixed: "equal" }, luckiest: "luckiest", you: " (me)", refunded: (a) => `¥${a} refunded`,
     noPacket: "There is no such red packet; check the link", expiresIn: (d) => ` (${d} left)`,
   },
@@ -105,8 +105,8 @@ async function loadWallet() {
   if (!state.token) { wallet = null; renderWallet(); return; }
   const res = await api("GET", "/api/v1/redpacket/wallet_by_token");
   if (res.status === 401) { say(sentence(res)); signOut(); return; }
-  if (res.code !== "0000" || !res.data) { say(sentence(res)); return; }
-  wallet = res.data;
+  if (res.code !== "0000") { say(sentence(res)); return; }
+  wallet = res.data || {}; // null: shown as "—", never a crash
   renderWallet();
 }
 
@@ -115,7 +115,8 @@ async function loadDetail() {
   if (!/^\d{1,30}$/.test(packetID)) { notFound = true; renderPacket(); return; }
   const res = await api("GET", "/api/v1/redpacket/detail?packetId=" + encodeURIComponent(packetID));
   if (res.code === "0002") { notFound = true; detail = null; renderPacket(); return; }
-  if (res.code !== "0000" || !res.data) { say(sentence(res)); return; }
+  if (res.code !== "0000") { say(sentence(res)); return; }
+  if (!res.data) return; // nothing to show: keep what is shown
   notFound = false;
   detail = res.data;
   const grabs = Array.isArray(detail.grabs) ? detail.grabs : [];
@@ -252,7 +253,8 @@ function renderSend() {
   const amount = cents($("amount").value);
   const count = Number($("count").value);
   const total = fixed ? amount * count : amount;
-  $("send-total").textContent = Number.isFinite(total) && total > 0 && Number.isInteger(count) && count > 0 ? t().sendTotal(yuan(total)) : "";
+  $("send-total").textContent = !state.token ? t().signInToSend
+    : Number.isFinite(total) && total > 0 && Number.isInteger(count) && count > 0 ? t().sendTotal(yuan(total)) : "";
   $("send-button").disabled = sending || !state.token;
   $("share").hidden = !sent;
   if (sent) {
@@ -267,13 +269,14 @@ function renderPacket() {
   box.hidden = !packetID;
   if (!packetID) return;
   const result = $("grab-result");
+  $("packet-body").hidden = notFound;
   if (notFound) {
     box.dataset.state = "missing";
     $("packet-from").textContent = t().noPacket;
-    for (const id of ["packet-greeting", "packet-total", "packet-grabbed", "packet-left", "packet-state", "packet-expiry"]) $(id).textContent = "";
+    $("packet-greeting").textContent = "";
     $("grab").hidden = true;
     $("my-grab").hidden = true;
-    $("grabs").replaceChildren();
+    $("packet-note").hidden = true;
     result.textContent = "";
     return;
   }
@@ -281,6 +284,7 @@ function renderPacket() {
   const grabs = d && Array.isArray(d.grabs) ? d.grabs.filter((g) => g) : [];
   const st = d ? d.state || "open" : "";
   box.dataset.state = st;
+  const empty = st === "open" && d && Number(d.remainingCount) === 0;
   $("packet-from").textContent = d ? t().from(d.senderId || "") : "…";
   $("packet-greeting").textContent = d ? d.greeting || "" : "";
   $("packet-total").textContent = d ? t().total(money(d.totalAmount), d.count ?? "—") + " · " + (t().modes[d.mode] || d.mode || "") : "";
@@ -288,9 +292,14 @@ function renderPacket() {
   let left = d ? t().leftOf(d.remainingCount ?? "—", money(d.remainingAmount)) : "";
   if (d && Number(d.refundAmount) > 0) left += " · " + t().refunded(money(d.refundAmount));
   $("packet-left").textContent = left;
-  $("packet-state").textContent = d ? t().states[st] || st : "";
+  $("packet-state").textContent = d ? t().states[empty ? "empty" : st] || st : "";
   renderExpiry();
 
+  // Nothing left for this user to open: say why, in the API's own words.
+  const note = $("packet-note");
+  const why = !d || myGrab || (grabNote && grabNote.kind === "error") ? "" : empty ? "ERR_RP_001" : st !== "open" ? "ERR_RP_002" : "";
+  note.hidden = !why;
+  note.textContent = why ? sentence({ status: 200, code: why }) : "";
   const mine = $("my-grab");
   mine.hidden = !myGrab;
   if (myGrab) {
@@ -299,7 +308,8 @@ function renderPacket() {
   } else {
     delete mine.dataset.amount;
   }
-  const canGrab = !!d && st === "open" && Number(d.remainingCount) > 0 && !myGrab && !!state.token;
+  // Signed out, the button still shows (a tap asks to sign in first).
+  const canGrab = !!d && st === "open" && !empty && !myGrab;
   const btn = $("grab");
   btn.hidden = !canGrab && !grabbing;
   btn.disabled = grabbing;
