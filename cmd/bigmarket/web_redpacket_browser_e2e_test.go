@@ -161,6 +161,25 @@ func TestRedPacketPageBrowser(t *testing.T) {
 		t.Logf("/redpacket first contentful paint: %.0f ms", fcp) // reported, not asserted
 	}
 	senderPage.pageEquals(t, "the sender's credit in the page", jsWallet, "10.00")
+	// Refused sends change nothing: a malformed amount (the page's own check, no request)
+	// and more than the credit (ERR_CREDIT_001), each said in the page.
+	for _, tc := range []struct{ amount, code string }{{"1.234", "form"}, {"50.00", "ERR_CREDIT_001"}} {
+		senderPage.pageDo(t, "send "+tc.amount,
+			chromedp.SetValue(chromedp.CSS("#amount"), tc.amount),
+			chromedp.SetValue(chromedp.CSS("#count"), "3"),
+			chromedp.Click(chromedp.CSS("#send-button")))
+		senderPage.pageEquals(t, "the refusal of "+tc.amount, `document.querySelector("#message")?.dataset.code ?? ""`, tc.code)
+		if msg := senderPage.pageWait(t, "the refusal's sentence", `document.querySelector("#message")?.textContent ?? ""`); strings.Contains(msg, "ERR_") {
+			t.Errorf("the page shows a code, not a sentence: %q", msg)
+		}
+		if hidden := senderPage.pageWait(t, "the share box", `String(document.querySelector("#share").hidden)`); hidden != "true" {
+			t.Errorf("a refused send shows a share link")
+		}
+		if c := creditOf(t, base, sender); c != 10_00 {
+			t.Fatalf("the sender's credit after a refused send of %s: %s", tc.amount, c)
+		}
+		senderPage.pageDo(t, "clear the message", chromedp.Evaluate[chromedp.Void](`document.querySelector("#message").dataset.code = ""`))
+	}
 	senderPage.pageDo(t, "fill and send the packet",
 		chromedp.SetValue(chromedp.CSS("#amount"), "3.00"),
 		chromedp.SetValue(chromedp.CSS("#count"), "3"),

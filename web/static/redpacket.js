@@ -71,7 +71,12 @@ let grabbing = false;
 let sending = false;
 let sent = ""; // the id of the packet just sent
 
-function say(msg) { $("message").textContent = msg || ""; }
+// say shows msg; code names the API's answer it words ("form" for the page's own check of
+// the send form), kept on the element for tests.
+function say(msg, code = "") {
+  $("message").textContent = msg || "";
+  $("message").dataset.code = msg ? code : "";
+}
 
 // cents parses an amount typed in yuan ("3", "3.5", "3.50") to integer cents; NaN when it
 // is not one.
@@ -104,8 +109,8 @@ onUser((u) => {
 async function loadWallet() {
   if (!state.token) { wallet = null; renderWallet(); return; }
   const res = await api("GET", "/api/v1/redpacket/wallet_by_token");
-  if (res.status === 401) { say(sentence(res)); signOut(); return; }
-  if (res.code !== "0000") { say(sentence(res)); return; }
+  if (res.status === 401) { say(sentence(res), res.code); signOut(); return; }
+  if (res.code !== "0000") { say(sentence(res), res.code); return; }
   wallet = res.data || {}; // null: shown as "—", never a crash
   renderWallet();
 }
@@ -115,7 +120,7 @@ async function loadDetail() {
   if (!/^\d{1,30}$/.test(packetID)) { notFound = true; renderPacket(); return; }
   const res = await api("GET", "/api/v1/redpacket/detail?packetId=" + encodeURIComponent(packetID));
   if (res.code === "0002") { notFound = true; detail = null; renderPacket(); return; }
-  if (res.code !== "0000") { say(sentence(res)); return; }
+  if (res.code !== "0000") { say(sentence(res), res.code); return; }
   if (!res.data) return; // nothing to show: keep what is shown
   notFound = false;
   detail = res.data;
@@ -176,7 +181,7 @@ async function send() {
   if (!state.token) { say(t().signInFirst); return; }
   if (sending) return;
   const body = sendForm();
-  if (typeof body === "string") { say(body); return; }
+  if (typeof body === "string") { say(body, "form"); return; }
   sending = true;
   renderSend();
   const res = await api("POST", "/api/v1/redpacket/send_by_token", body);
@@ -186,11 +191,11 @@ async function send() {
     sent = String(res.data.packetId);
     $("copy-result").textContent = "";
   } else if (res.code === "0002") {
-    say(t().sendRefused);
+    say(t().sendRefused, res.code);
   } else if (res.code === "ERR_CREDIT_001") {
-    say(sentence(res) + " · " + t().earnHint);
+    say(sentence(res) + " · " + t().earnHint, res.code);
   } else {
-    say(sentence(res));
+    say(sentence(res), res.code || (res.network ? "network" : ""));
     if (res.status === 401) signOut();
   }
   renderSend();
