@@ -320,3 +320,60 @@ func TestRedPacketPageBrowser(t *testing.T) {
 	senderPage.check(t)
 	grabberPage.check(t)
 }
+
+// TestRedPacketPageBrowserRetry opens a packet whose hot state Redis has lost: the grab
+// waits for the rebuild and answers ERR_RP_004 (retry) until it is done. The page retries
+// once by itself; if that is still too early it says so and keeps the button, and a
+// person's next tap gets the item. Whichever happens, the page ends showing the amount
+// the detail records, never a final refusal, and logs no error.
+func TestRedPacketPageBrowserRetry(t *testing.T) {
+	page := newBrowser(t)
+	d := newDeployment(t, "")
+	_, base := d.start(t)
+	packetID := d.sendPacket(t, base, "", "2.00", 2) // an operator packet: no credit needed
+	user := testenv.Unique("rpr")
+	// Redis loses the packet: only this deployment's keys, under its own prefix.
+	keys := []string{"items", "grabs", "meta", "eligible"}
+	for i, k := range keys {
+		keys[i] = d.prefix + ":rp:{" + packetID + "}:" + k
+	}
+	if n, err := d.redis.Del(t.Context(), keys...).Result(); err != nil || n == 0 {
+		t.Fatalf("delete the packet's hot state: %d keys, %v", n, err)
+	}
+	page.pageDo(t, "open the packet", chromedp.Navigate(base+"/redpacket?packet="+packetID+"&userId="+user),
+		chromedp.WaitVisible(chromedp.CSS("#who")))
+	var codes []string
+	var shown string
+	testenv.Eventually(t, time.Minute, "the page shows the grab", func() (bool, string) {
+		if ready, err := chromedp.Run(page.ctx, chromedp.Evaluate[string](jsGrabReady)); err != nil {
+			t.Fatal(err)
+		} else if ready != "" {
+			page.pageDo(t, "tap the grab button", chromedp.Click(chromedp.CSS("#grab")))
+			answer := page.pageWait(t, "the grab's answer", `(() => { const b = document.querySelector("#grab"), r = document.querySelector("#grab-result");
+				return b.disabled || !r.dataset.code ? "" : r.dataset.code + " after " + r.dataset.tries; })()`)
+			codes = append(codes, answer)
+			code, tries, _ := strings.Cut(answer, " after ")
+			if code != "0000" && code != "ERR_RP_004" && code != "0009" {
+				t.Fatalf("a grab of a packet being rebuilt answered %s in the page", code)
+			}
+			// The rebuild waits RecoverGrace, longer than a grab waits for it
+			// (PublishTimeout): the first tap's request is answered ERR_RP_004, and the
+			// page asks again once by itself.
+			if len(codes) == 1 && tries != "2" {
+				t.Errorf("the first tap sent %s requests, want the grab and one retry", tries)
+			}
+		}
+		var err error
+		shown, err = chromedp.Run(page.ctx, chromedp.Evaluate[string](jsMyGrab))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return shown != "", fmt.Sprintf("answers %v", codes)
+	})
+	det := readDetail(t, base, packetID)
+	if won, ok := det.grabOf(user); !ok || won.String() != shown {
+		t.Fatalf("the page shows %s; the detail records %+v", shown, det.Grabs)
+	}
+	t.Logf("the page's answers to the taps: %v", codes)
+	page.check(t)
+}

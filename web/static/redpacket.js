@@ -138,21 +138,23 @@ async function grab() {
   if (grabbing) return;
   grabbing = true;
   renderPacket();
+  let tries = 1;
   let res = await api("POST", "/api/v1/redpacket/grab_by_token", { packetId: packetID });
   if (res.code === "0009" || res.code === "ERR_RP_004") {
     await new Promise((ok) => setTimeout(ok, Math.min(Math.max(res.retryAfter, 1), 10) * 1000));
+    tries++;
     res = await api("POST", "/api/v1/redpacket/grab_by_token", { packetId: packetID });
   }
   grabbing = false;
   const amount = res.data && res.data.amount != null ? res.data.amount : null;
   if (res.code === "0000" && amount != null) {
     myGrab = { amount };
-    grabNote = { kind: "won", amount, code: res.code };
+    grabNote = { kind: "won", amount, code: res.code, tries };
   } else if (res.code === "0003" && res.status === 200 && amount != null) {
     myGrab = { amount };
-    grabNote = { kind: "already", amount, code: res.code };
+    grabNote = { kind: "already", amount, code: res.code, tries };
   } else {
-    grabNote = { kind: "error", msg: sentence(res), code: res.code || (res.network ? "network" : "") };
+    grabNote = { kind: "error", msg: sentence(res), code: res.code || (res.network ? "network" : ""), tries };
     if (res.status === 401) signOut();
   }
   renderPacket();
@@ -320,6 +322,7 @@ function renderPacket() {
   btn.disabled = grabbing;
 
   result.dataset.code = grabNote ? grabNote.code : "";
+  result.dataset.tries = grabNote ? String(grabNote.tries) : "";
   result.className = grabNote ? grabNote.kind : "";
   if (!grabNote) result.textContent = "";
   else if (grabNote.kind === "won") result.textContent = t().won(money(grabNote.amount));
