@@ -167,8 +167,9 @@ export async function demoSignIn(userId) {
 
 // listenForEmbedToken accepts {type: "bigmarket:token", token} from the embedding
 // window, only from an origin in the config's embedOrigins, and tells each of those
-// origins the page is ready ({type: "bigmarket:ready"}); a later message replaces the
-// token (a refresh). It does nothing when the page is not framed or opened by another.
+// origins the page is ready ({type: "bigmarket:ready"}) and answers each token it takes
+// with {type: "bigmarket:signedIn", user}; a later token replaces the earlier one (a
+// refresh). It only listens when the page is not framed or opened by another.
 function listenForEmbedToken(origins) {
   window.addEventListener("message", (ev) => {
     if (!origins.includes(ev.origin)) return;
@@ -176,6 +177,8 @@ function listenForEmbedToken(origins) {
     const d = ev.data;
     if (!d || d.type !== "bigmarket:token" || typeof d.token !== "string") return;
     setToken(d.token, tokenUser(d.token));
+    // Tell the app the page took it (the app knows the user: it signed the token).
+    ev.source.postMessage({ type: "bigmarket:signedIn", user: state.user }, ev.origin);
   });
   const host = window.parent !== window ? window.parent : window.opener;
   if (!host) return;

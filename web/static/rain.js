@@ -39,7 +39,7 @@ async function signIn(userId) {
 }
 
 onUser((u) => {
-  if (!u) { stopRain(); wins.clear(); }
+  if (!u) { stopRain(); wins.clear(); } else say("");
   render();
   if (u) loadWins();
 });
