@@ -65,7 +65,7 @@ const packetID = new URLSearchParams(location.search).get("packet") || "";
 let detail = null; // the packet's last detail, null until read
 let notFound = false;
 let myGrab = null; // {amount}: the signed-in user's grab of the packet, from a grab or the detail
-let grabNote = null; // {kind: "won"|"already"|"error", amount, msg, code}: the last grab's answer
+let grabNote = null; // {kind: "won"|"already"|"error", amount, msg, code, tries}: the last grab's answer
 let wallet = null; // {totalAmount, availableAmount}
 let grabbing = false;
 let sending = false;
@@ -87,9 +87,6 @@ function cents(s) {
 }
 
 const yuan = (c) => (c / 100).toFixed(2);
-
-// toCents reads an API amount (a JSON number with two decimals) as integer cents.
-const toCents = (v) => Math.round(Number(v) * 100);
 
 function duration(ms) {
   const s = Math.max(0, Math.ceil(ms / 1000));
@@ -264,6 +261,7 @@ function renderSend() {
     : Number.isFinite(total) && total > 0 && Number.isInteger(count) && count > 0 ? t().sendTotal(yuan(total)) : "";
   $("send-button").disabled = sending || !state.token;
   $("share").hidden = !sent;
+  $("share-link").setAttribute("aria-label", t().shareHint);
   if (sent) {
     $("share-link").value = shareURL(sent);
     $("share").dataset.packetId = sent;
