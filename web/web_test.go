@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,52 @@ func TestUnknown(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /rain: %d, want 405", w.Code)
+	}
+}
+
+// TestPagesLoadOnlyWhatIsServed checks every page: served as HTML with no inline script or
+// style (the CSP forbids them), the "data:," icon (no favicon request that would fail),
+// and every /static/ file it or its modules name served too.
+func TestPagesLoadOnlyWhatIsServed(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	ref := regexp.MustCompile(`(?:src|href)="(/static/[^"]+)"|from "(/static/[^"]+)"`)
+	handler := regexp.MustCompile(`\son[a-z]+=`)
+	for page := range Pages {
+		w := get(t, h, page, nil)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Fatalf("GET %s: %d %s", page, w.Code, w.Header().Get("Content-Type"))
+		}
+		body := w.Body.String()
+		if strings.Contains(body, "<script>") || strings.Contains(body, "style=") || strings.Contains(body, "<style") || handler.MatchString(body) {
+			t.Errorf("%s has inline script or style", page)
+		}
+		if !strings.Contains(body, `<link rel="icon" href="data:,">`) {
+			t.Errorf("%s does not set the data:, icon", page)
+		}
+		seen := map[string]bool{}
+		queue := []string{body}
+		for len(queue) > 0 {
+			text := queue[0]
+			queue = queue[1:]
+			for _, m := range ref.FindAllStringSubmatch(text, -1) {
+				p := m[1] + m[2]
+				if seen[p] {
+					continue
+				}
+				seen[p] = true
+				a := get(t, h, p, nil)
+				if a.Code != http.StatusOK {
+					t.Errorf("%s names %s: %d", page, p, a.Code)
+					continue
+				}
+				if strings.HasSuffix(p, ".js") {
+					queue = append(queue, a.Body.String())
+				}
+			}
+		}
+		if len(seen) < 2 {
+			t.Errorf("%s names %v: want its module and stylesheet", page, seen)
+		}
 	}
 }
