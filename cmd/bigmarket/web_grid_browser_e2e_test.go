@@ -410,5 +410,29 @@ func TestGridPageBrowser(t *testing.T) {
 			t.Errorf("record %d (newest first) is award %d, the page landed on %s", i, rec.AwardID, want)
 		}
 	}
+
+	// Without a user in the query string the demo offers its "sign in as" box.
+	for _, step := range []struct {
+		what string
+		do   chromedp.Action[chromedp.Void]
+	}{
+		{"open / without a user", chromedp.Navigate(base + "/")},
+		{"the sign-in box shows", chromedp.WaitVisible(chromedp.CSS("#signin-form"))},
+		{"type the user", chromedp.SendKeys(chromedp.CSS("#user"), user)},
+		{"sign in", chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`))},
+		{"signed in", chromedp.WaitVisible(chromedp.CSS("#who"))},
+		{"the awards listed", chromedp.WaitVisible(chromedp.CSS(`#records[data-count="12"]`))},
+	} {
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		err := chromedp.Do(ctx, step.do)
+		cancel()
+		if err != nil {
+			b.check(t)
+			t.Fatalf("sign in with the box: %s: %v (message %q)", step.what, err, textOf(t, b, "#message"))
+		}
+	}
+	if got := textOf(t, b, "#total-left"); got != "140" {
+		t.Errorf("signed in with the box: %q draws left, want 140", got)
+	}
 	b.check(t)
 }

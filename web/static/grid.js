@@ -55,6 +55,7 @@ const view = {
   skus: null,
   records: null, // the server's award records, newest first
   recordsLoaded: false,
+  recordsTried: false, // a read of the records failed: draws go on without them
 };
 // pending are the draws answered to this page whose award record the list did not hold
 // yet when it was last read (oldest first): shown at once, dropped as their records come.
@@ -111,9 +112,13 @@ const recordKey = (r) => r.awardTime + ":" + r.awardId;
 // new in it: each new record (oldest first) takes the oldest pending draw of its award.
 async function loadRecords() {
   const res = await api("POST", R + "activity/query_user_award_record_by_token", { activityId: Number(activityId) });
-  if (!answered(res)) return;
+  if (!answered(res)) { view.recordsTried = true; return; }
   const fresh = arr(res.data);
-  if (view.recordsLoaded) {
+  if (!view.recordsLoaded) {
+    // No list to tell new records from: the draws made before it (only when a first
+    // read failed) are left to the list, so that none shows twice.
+    pending = [];
+  } else {
     const known = new Map();
     for (const r of arr(view.records)) known.set(recordKey(r), (known.get(recordKey(r)) || 0) + 1);
     const added = [];
@@ -179,7 +184,7 @@ function renderGrid() {
       cell.append(sub);
     }
   });
-  $("draw").disabled = busy || !state.token || !view.awards.length || !view.recordsLoaded;
+  $("draw").disabled = busy || !state.token || !view.awards.length || !(view.recordsLoaded || view.recordsTried);
   $("draw").firstElementChild.textContent = busy ? t().drawing : t().draw;
 }
 
@@ -376,6 +381,7 @@ async function draw() {
   say("");
   renderGrid();
   const spin = spinner();
+  const who = state.user;
   let res = await drawOnce();
   if (res.code === "0009") { // outcome not known yet: ask once more when the server says
     await sleep(Math.min(10, Math.max(1, res.retryAfter || 1)) * 1000);
@@ -386,7 +392,7 @@ async function draw() {
     // Pending from the answer on, so that a record list read during the animation retires
     // it; shown once the highlight lands.
     const mine = { awardId: won.awardId, awardTitle: won.awardTitle, landed: false };
-    pending.push(mine);
+    if (state.user === who) pending.push(mine);
     grid.dataset.drawnAwardId = won.awardId;
     const list = cells();
     let ring = list.findIndex((c) => c.dataset.awardId === String(won.awardId));
@@ -450,7 +456,7 @@ async function exchange(sku, button) {
 
 onUser((u) => {
   pending = [];
-  Object.assign(view, { awards: [], account: null, credit: null, signed: null, weights: null, records: null, recordsLoaded: false });
+  Object.assign(view, { awards: [], account: null, credit: null, signed: null, weights: null, records: null, recordsLoaded: false, recordsTried: false });
   signedPaths = false;
   render();
   if (u) loadAll();
