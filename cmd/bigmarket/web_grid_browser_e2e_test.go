@@ -274,6 +274,16 @@ func TestGridPageBrowser(t *testing.T) {
 		t.Errorf("progress before drawing: %s draws used", used)
 	}
 
+	// A draw without draws left: the sentence, and no cell lands.
+	click(t, b, "#draw")
+	testenv.Eventually(t, 30*time.Second, "the refused draw ends", func() (bool, string) {
+		seq := eval[string](t, b, `document.querySelector("#grid").dataset.drawSeq`)
+		return seq == "1", "draw seq " + seq
+	})
+	if msg, landed := textOf(t, b, "#message"), eval[int](t, b, `document.querySelectorAll("#grid .cell.landed, #grid .cell.hot, #grid[data-landed-award-id]").length`); msg != "You have no draws left" || landed != 0 {
+		t.Errorf("a draw without draws left: message %q, %d landed or highlighted cells", msg, landed)
+	}
+
 	// Draws through the admin recharge; the page reads them on refresh.
 	if r := call(t, "POST", base+"/api/v1/admin/activity/recharge",
 		map[string]any{"userId": user, "sku": 9011, "outBusinessNo": user + "-9011"}, bearer(d.adminToken)); r.Code != "0000" {
@@ -320,7 +330,7 @@ func TestGridPageBrowser(t *testing.T) {
 		click(t, b, "#draw")
 		testenv.Eventually(t, 60*time.Second, fmt.Sprintf("draw %d lands", i), func() (bool, string) {
 			seq := eval[string](t, b, `document.querySelector("#grid").dataset.drawSeq`)
-			return seq == fmt.Sprint(i), "draw seq " + seq
+			return seq == fmt.Sprint(i+1), "draw seq " + seq
 		})
 		if msg := textOf(t, b, "#message"); msg != "" {
 			t.Fatalf("draw %d: the page says %q", i, msg)
@@ -411,7 +421,10 @@ func TestGridPageBrowser(t *testing.T) {
 		}
 	}
 
-	// Without a user in the query string the demo offers its "sign in as" box.
+	// Without a user in the query string the demo offers its "sign in as" box. (Leave
+	// once the page's requests are done: one cut short by the navigation would count as
+	// failed.)
+	testenv.Eventually(t, 30*time.Second, "the page's requests finished", net.allFinished)
 	for _, step := range []struct {
 		what string
 		do   chromedp.Action[chromedp.Void]
