@@ -38,7 +38,8 @@ const text = {
 const R = "/api/v1/raffle/";
 const DRAW_PATH_PREFIX = R + "activity/draw/";
 const params = new URLSearchParams(location.search);
-const activityId = /^[1-9][0-9]{0,17}$/.test(params.get("activityId") || "") ? params.get("activityId") : "100301";
+// The activity of ?activityId= (a safe integer, sent as a JSON number), else the demo's.
+const activityId = /^[1-9][0-9]{0,14}$/.test(params.get("activityId") || "") ? params.get("activityId") : "100301";
 
 const $ = (id) => document.getElementById(id);
 const t = () => text[state.lang];
