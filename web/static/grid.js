@@ -456,6 +456,7 @@ async function exchange(sku, button) {
 // ---- wiring ------------------------------------------------------------------------
 
 onUser((u) => {
+  if (u) say(""); // "waiting for the app to sign you in" is over
   pending = [];
   Object.assign(view, { awards: [], account: null, credit: null, signed: null, weights: null, records: null, recordsLoaded: false, recordsTried: false });
   signedPaths = false;
