@@ -234,8 +234,12 @@ func New(opts Options) *Server {
 		s.handle("POST /api/v1/demo/token", s.demoToken)
 	}
 	if opts.Web != nil {
-		// "GET" patterns serve HEAD too; "/" stays the 404 it is until the 9-grid page.
+		// "GET" patterns serve HEAD too. "/" is mounted as "/{$}", the root alone: as a
+		// pattern of its own it would catch every unknown path, which stay the 404 envelope.
 		for page := range web.Pages {
+			if page == "/" {
+				page = "/{$}"
+			}
 			s.mux.Handle("GET "+page, opts.Web)
 		}
 		s.mux.Handle("GET /static/", opts.Web)

@@ -20,6 +20,7 @@ var files embed.FS
 // Pages maps each page path the binary serves to its HTML file under static/. The API
 // mounts exactly these paths (and /static/) on this handler.
 var Pages = map[string]string{
+	"/":          "index.html",
 	"/rain":      "rain.html",
 	"/redpacket": "redpacket.html",
 }
