@@ -437,6 +437,7 @@ func (n *App) buildAPI() {
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		Web:                web.New(web.Options{EmbedOrigins: cfg.WebEmbedOrigins}),
 		DemoTokens:         cfg.Mode == ModeDemo,
+		Console:            console{n},
 	})
 }
 

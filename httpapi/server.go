@@ -77,6 +77,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Web serves the pages (web.Pages) and /static/ on the API's origin; nil: none.
 	Web http.Handler
+	// Console reads the operator console's views (admin/strategy, admin/user,
+	// admin/redpacket/packets, admin/reconcile); nil: those are not served.
+	Console console
 	// DemoTokens serves POST /api/v1/demo/token, which mints a user token for any user
 	// id (demo mode only; it needs JWTSecret). Off, the path answers as unknown ones do.
 	DemoTokens bool
@@ -91,6 +94,8 @@ type Server struct {
 	nextID   atomic.Uint64
 	// guardedRoutes is Options.GuardedRoutes as a set.
 	guardedRoutes map[string]bool
+	// reconciling is set while admin/reconcile runs: one at a time per node.
+	reconciling atomic.Bool
 }
 
 // New returns the API handler with every route registered.
@@ -212,6 +217,7 @@ func New(opts Options) *Server {
 		s.handle("POST "+adminPrefix+"rain/sessions", s.admin(s.createRainSession))
 		s.handle("GET "+adminPrefix+"rain/sessions/{id}", s.admin(s.rainReport))
 		s.handle("PUT "+adminPrefix+"rain/sessions/{id}/quota", s.admin(s.updateRainQuota))
+		s.handle("GET "+adminPrefix+"rain/sessions", s.admin(s.adminRainSessions))
 	}
 	if opts.DemoTokens && tokens {
 		s.handle("POST /api/v1/demo/token", s.demoToken)
@@ -225,6 +231,12 @@ func New(opts Options) *Server {
 	}
 	if opts.Stock != nil {
 		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))
+	}
+	if opts.Console != nil {
+		s.handle("GET "+adminPrefix+"strategy/{id}", s.admin(s.adminStrategy))
+		s.handle("GET "+adminPrefix+"user/{userId}", s.admin(s.adminUser))
+		s.handle("GET "+adminPrefix+"redpacket/packets", s.admin(s.adminRedPackets))
+		s.handle("POST "+adminPrefix+"reconcile", s.admin(s.adminReconcile))
 	}
 	if opts.DeadLetters != nil {
 		s.handle("GET "+adminPrefix+"dlq", s.admin(s.listDeadLetters))
