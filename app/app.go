@@ -414,6 +414,7 @@ func (n *App) buildAPI() {
 	n.api = httpapi.New(httpapi.Options{
 		Strategies:         n.strategies,
 		Activities:         n.activities,
+		AwardRecords:       n.users,
 		Raffles:            n.raffles,
 		Gate:               n.gate,
 		Credits:            n.credits,
@@ -438,6 +439,7 @@ func (n *App) buildAPI() {
 		Web:                web.New(web.Options{EmbedOrigins: cfg.WebEmbedOrigins}),
 		DemoTokens:         cfg.Mode == ModeDemo,
 		Console:            console{n},
+		EmbedOrigins:       cfg.WebEmbedOrigins,
 	})
 }
 

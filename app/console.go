@@ -1,9 +1,7 @@
 package app
 
 import (
-	"cmp"
 	"context"
-	"slices"
 	"time"
 
 	"github.com/bigmarket/bigmarket/audit"
@@ -55,16 +53,14 @@ func (c console) Strategy(ctx context.Context, strategyID int64) (httpapi.Strate
 }
 
 // UserActivity reads the user's quota accounts in the open activities (those the user has
-// one in) and the user's newest award records in them.
+// one in) and the user's newest award records in any activity (the store's, shared with
+// activity/query_user_award_record).
 func (c console) UserActivity(ctx context.Context, userID string, limit int) ([]httpapi.AccountView, []httpapi.AwardView, error) {
 	ids, err := c.n.activityStore.OpenActivityIDs(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	var (
-		accounts []httpapi.AccountView
-		awards   []httpapi.AwardView
-	)
+	var accounts []httpapi.AccountView
 	for _, id := range ids {
 		q, err := c.n.activities.Quota(ctx, userID, id)
 		if err != nil {
@@ -75,20 +71,15 @@ func (c console) UserActivity(ctx context.Context, userID string, limit int) ([]
 			accounts = append(accounts, httpapi.AccountView{ActivityID: id, TotalCount: v.Total, TotalCountSurplus: v.TotalSurplus,
 				DayCount: v.Day, DayCountSurplus: v.DaySurplus, MonthCount: v.Month, MonthCountSurplus: v.MonthSurplus})
 		}
-		recs, err := c.n.users.AwardRecords(ctx, userID, id)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, r := range recs {
-			awards = append(awards, httpapi.AwardView{ActivityID: r.ActivityID, OrderID: r.OrderID, AwardID: r.AwardID,
-				AwardTitle: r.AwardTitle, AwardTime: r.AwardTime.UnixMilli(), State: string(r.State)})
-		}
 	}
-	slices.SortStableFunc(awards, func(a, b httpapi.AwardView) int {
-		return cmp.Or(cmp.Compare(b.AwardTime, a.AwardTime), cmp.Compare(b.OrderID, a.OrderID))
-	})
-	if len(awards) > limit {
-		awards = awards[:limit]
+	recs, err := c.n.users.RecentAwardRecords(ctx, userID, 0, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	awards := make([]httpapi.AwardView, 0, len(recs))
+	for _, r := range recs {
+		awards = append(awards, httpapi.AwardView{ActivityID: r.ActivityID, OrderID: r.OrderID, AwardID: r.AwardID,
+			AwardTitle: r.AwardTitle, AwardTime: r.AwardTime.UnixMilli(), State: string(r.State)})
 	}
 	return accounts, awards, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/ident"
 	"github.com/bigmarket/bigmarket/money"
 )
@@ -18,6 +19,46 @@ type activities interface {
 	Provision(ctx context.Context, req activity.ProvisionRequest) (activity.Provisioned, error)
 	Stages(ctx context.Context) ([]activity.Stage, error)
 	RecentOrders(ctx context.Context, userID string, limit int) ([]activity.RaffleOrder, error)
+	Activity(ctx context.Context, activityID int64) (activity.Activity, error)
+}
+
+// awardRecords reads a user's award records (the user database).
+type awardRecords interface {
+	// RecentAwardRecords returns the user's newest records, newest first, at most limit,
+	// in one activity or, with activityID 0, in all.
+	RecentAwardRecords(ctx context.Context, userID string, activityID int64, limit int) ([]award.Record, error)
+}
+
+// recentAwardLimit is how many records activity/query_user_award_record answers.
+const recentAwardLimit = 50
+
+type awardRecordResponse struct {
+	AwardID    int    `json:"awardId"`
+	AwardTitle string `json:"awardTitle"`
+	AwardTime  int64  `json:"awardTime"` // unix ms
+	State      string `json:"state"`
+}
+
+// queryUserAwardRecord answers the user's newest award records in the activity: what
+// the records hold, which may trail an answered draw by the draw writer's lag.
+func (s *Server) queryUserAwardRecord(r *http.Request) (any, error) {
+	userID, activityID, err := decodeUserActivity(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.opts.Activities.Activity(r.Context(), activityID); err != nil {
+		return nil, err
+	}
+	recs, err := s.opts.AwardRecords.RecentAwardRecords(r.Context(), userID, activityID, recentAwardLimit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]awardRecordResponse, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, awardRecordResponse{AwardID: rec.AwardID, AwardTitle: rec.AwardTitle,
+			AwardTime: rec.AwardTime.UnixMilli(), State: string(rec.State)})
+	}
+	return out, nil
 }
 
 type skuProduct struct {

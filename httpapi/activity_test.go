@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
 )
 
 // fakeActivities records calls; Products and StageActivity know a fixed catalogue, the Fn
@@ -136,5 +138,58 @@ func TestQueryUserActivityAccount(t *testing.T) {
 	}
 	if r := do(t, h, "POST", path, "application/json", []byte(`{"userId":"xiaofuge","activityId":42}`)); r.status != 200 || r.Code != "0002" {
 		t.Errorf("unknown activity: HTTP %d %s, want 200 0002", r.status, r.Code)
+	}
+}
+
+func (f *fakeActivities) Activity(_ context.Context, id int64) (activity.Activity, error) {
+	if id != 100301 {
+		return activity.Activity{}, fmt.Errorf("activity %d: %w", id, activity.ErrActivityNotFound)
+	}
+	return activity.Activity{ID: id}, nil
+}
+
+// fakeAwardRecords holds award records of users, newest first.
+type fakeAwardRecords map[string][]award.Record
+
+func (f fakeAwardRecords) RecentAwardRecords(_ context.Context, userID string, activityID int64, limit int) ([]award.Record, error) {
+	var out []award.Record
+	for _, r := range f[userID] {
+		if (activityID == 0 || r.ActivityID == activityID) && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func TestQueryUserAwardRecord(t *testing.T) {
+	t.Parallel()
+	at := time.UnixMilli(1764670000123)
+	recs := fakeAwardRecords{"xiaofuge": {
+		{UserID: "xiaofuge", ActivityID: 100301, AwardID: 103, AwardTitle: "6等奖", AwardTime: at, State: "completed"},
+		{UserID: "xiaofuge", ActivityID: 100301, AwardID: 101, AwardTitle: "随机积分", AwardTime: at.Add(-time.Second), State: "create"},
+	}}
+	h := New(Options{Strategies: newFake(), Activities: newFakeActivities(), AwardRecords: recs,
+		PlainUserEndpoints: true, JWTSecret: testSecret, Now: func() time.Time { return testNow }})
+	const plain = "/api/v1/raffle/activity/query_user_award_record"
+	want := `[{"awardId":103,"awardTitle":"6等奖","awardTime":1764670000123,"state":"completed"},` +
+		`{"awardId":101,"awardTitle":"随机积分","awardTime":1764669999123,"state":"create"}]`
+	if r := do(t, h, "POST", plain, "application/json", []byte(`{"userId":"xiaofuge","activityId":100301}`)); r.Code != "0000" || string(r.Data) != want {
+		t.Errorf("plain: %s %s", r.Code, r.Data)
+	}
+	tok := SignToken(testSecret, "xiaofuge", testNow.Add(time.Hour))
+	if r := doToken(t, h, plain+"_by_token", []string{tok}, `{"activityId":100301}`); r.Code != "0000" || string(r.Data) != want {
+		t.Errorf("by token: %s %s", r.Code, r.Data)
+	}
+	// A user with no records gets an empty list, never null.
+	if r := do(t, h, "POST", plain, "application/json", []byte(`{"userId":"nobody","activityId":100301}`)); r.Code != "0000" || string(r.Data) != `[]` {
+		t.Errorf("no records: %s %s", r.Code, r.Data)
+	}
+	for _, body := range []string{`{"userId":"xiaofuge","activityId":999}`, `{"userId":"xiaofuge"}`, `{"activityId":100301}`, `{`} {
+		if r := do(t, h, "POST", plain, "application/json", []byte(body)); r.Code != "0002" {
+			t.Errorf("%s: %s, want 0002", body, r.Code)
+		}
+	}
+	if r := doToken(t, h, plain+"_by_token", nil, `{"activityId":100301}`); r.Code != "0003" || r.status != 401 {
+		t.Errorf("no token: %d %s", r.status, r.Code)
 	}
 }

@@ -37,6 +37,8 @@ type Options struct {
 	RedPackets redPackets // nil: the red packet endpoints are not served
 	Rains      rains      // nil: the rain endpoints are not served
 	Stock      stockAdder // nil: admin/stock/add is not served
+	// AwardRecords serves activity/query_user_award_record (with Activities); nil: not served.
+	AwardRecords awardRecords
 	// Gate serves the activity settings, the signed draw paths and their check on every
 	// draw; nil: those endpoints are not served and every draw is plain.
 	Gate drawGate
@@ -83,6 +85,9 @@ type Options struct {
 	// DemoTokens serves POST /api/v1/demo/token, which mints a user token for any user
 	// id (demo mode only; it needs JWTSecret). Off, the path answers as unknown ones do.
 	DemoTokens bool
+	// EmbedOrigins are the origins allowed to embed the pages and hand them a user token
+	// by postMessage (GET /api/v1/web/config tells the pages).
+	EmbedOrigins []string
 }
 
 // Server is the HTTP API.
@@ -161,13 +166,16 @@ func New(opts Options) *Server {
 		s.handle("GET "+raffle+"erp/query_raffle_activity_stage_list", s.admin(s.queryStageList))
 		s.handle("GET "+raffle+"erp/query_user_raffle_order", s.admin(s.queryUserRaffleOrders))
 		user(raffle, "activity/query_user_activity_account", true, s.queryUserActivityAccount)
+		if opts.AwardRecords != nil {
+			user(raffle, "activity/query_user_award_record", true, s.queryUserAwardRecord)
+		}
 	}
 	if opts.Raffles != nil {
 		s.handle("GET "+raffle+"activity/armory", armory(s.activityArmory))
 		s.handle("POST "+raffle+"erp/update_stage_activity_2_active", s.admin(s.activateStage))
 		user(raffle, "activity/draw", true, s.draw)
 		user(raffle, "strategy/query_raffle_award_list", true, s.queryAwardList)
-		user(raffle, "strategy/query_raffle_strategy_rule_weight", false, s.queryRuleWeights)
+		user(raffle, "strategy/query_raffle_strategy_rule_weight", true, s.queryRuleWeights)
 		if opts.Gate != nil {
 			s.handle("GET "+adminPrefix+"activity/settings", s.admin(s.queryActivitySettings))
 			s.handle("POST "+adminPrefix+"activity/settings", s.admin(s.saveActivitySettings))
@@ -228,6 +236,7 @@ func New(opts Options) *Server {
 			s.mux.Handle("GET "+page, opts.Web)
 		}
 		s.mux.Handle("GET /static/", opts.Web)
+		s.handle("GET /api/v1/web/config", s.webConfig)
 	}
 	if opts.Stock != nil {
 		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -69,5 +70,21 @@ func TestWebMounted(t *testing.T) {
 	// Without Web the pages are unknown paths.
 	if r := do(t, New(Options{Strategies: newFake()}), http.MethodGet, "/rain", "", nil); r.status != http.StatusNotFound {
 		t.Errorf("GET /rain without Web: %d", r.status)
+	}
+}
+
+func TestWebConfig(t *testing.T) {
+	t.Parallel()
+	now := func() time.Time { return testNow }
+	demo := New(Options{Strategies: newFake(), JWTSecret: testSecret, DemoTokens: true, Now: now, Web: web.New(web.Options{})})
+	r := do(t, demo, http.MethodGet, "/api/v1/web/config", "", nil)
+	if r.Code != "0000" || string(r.Data) != fmt.Sprintf(`{"demo":true,"embedOrigins":[],"serverTime":%d}`, testNow.UnixMilli()) {
+		t.Errorf("demo config: %s %s", r.Code, r.Data)
+	}
+	origins := []string{"https://app.example"}
+	prod := New(Options{Strategies: newFake(), JWTSecret: testSecret, EmbedOrigins: origins, Now: now, Web: web.New(web.Options{EmbedOrigins: origins})})
+	r = do(t, prod, http.MethodGet, "/api/v1/web/config", "", nil)
+	if r.Code != "0000" || string(r.Data) != fmt.Sprintf(`{"demo":false,"embedOrigins":["https://app.example"],"serverTime":%d}`, testNow.UnixMilli()) {
+		t.Errorf("production config: %s %s", r.Code, r.Data)
 	}
 }

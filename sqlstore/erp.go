@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/award"
 )
 
 // RecentRaffleOrders returns the newest raffle orders, newest first, at most limit: of one
@@ -105,4 +106,35 @@ func (s *ActivityStore) ActivateStage(ctx context.Context, id int64) error {
 		}
 	}
 	return nil
+}
+
+// RecentAwardRecords returns the user's newest award records, newest first, at most limit:
+// in one activity, or in every activity when activityID is 0. One shard holds them all.
+func (s *UserStore) RecentAwardRecords(ctx context.Context, userID string, activityID int64, limit int) ([]award.Record, error) {
+	r := s.router.Route(userID)
+	where, args := " WHERE user_id = ?", []any{userID}
+	if activityID != 0 {
+		where += " AND activity_id = ?"
+		args = append(args, activityID)
+	}
+	args = append(args, limit)
+	query := "SELECT " + awardRecordColumns + " FROM user_award_record" + r.Suffix + where +
+		" ORDER BY award_time DESC, id DESC LIMIT ?"
+	recs := []award.Record{}
+	err := queryEach(ctx, s.dbs[r.DB].SQL, query, args, func(rows *sql.Rows) error {
+		var (
+			rec award.Record
+			at  NullTime
+		)
+		if err := rows.Scan(&rec.UserID, &rec.ActivityID, &rec.StrategyID, &rec.OrderID, &rec.AwardID, &rec.AwardTitle, &at, &rec.State); err != nil {
+			return err
+		}
+		rec.AwardTime = at.Time
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recent award records of %s: %w", userID, err)
+	}
+	return recs, nil
 }

@@ -310,6 +310,16 @@ func TestGrantCounts(t *testing.T) {
 		if err != nil || len(mine) != 2 || mine[0].UserID != "xfg" || mine[0].State != activity.OrderUsed {
 			t.Errorf("recent orders of xfg: %+v %v", mine, err)
 		}
+		awards, err := s.RecentAwardRecords(ctx, "xfg", 1, 50)
+		if err != nil || len(awards) != 2 || awards[0].AwardID != 102 || awards[1].AwardID != 101 || awards[0].UserID != "xfg" {
+			t.Errorf("recent award records of xfg, newest first: %+v %v", awards, err)
+		}
+		if one, err := s.RecentAwardRecords(ctx, "xfg", 0, 1); err != nil || len(one) != 1 || one[0].AwardID != 102 {
+			t.Errorf("newest award record of xfg in every activity: %+v %v", one, err)
+		}
+		if none, err := s.RecentAwardRecords(ctx, "xfg", 2, 50); err != nil || none == nil || len(none) != 0 {
+			t.Errorf("award records in another activity: %+v %v", none, err)
+		}
 		for sku, want := range map[int64]int64{9011: 2, 9012: 2, 9013: 0} {
 			if n, err := s.SKUOrderCount(ctx, sku); err != nil || n != want {
 				t.Errorf("orders of sku %d: %d %v, want %d", sku, n, err, want)

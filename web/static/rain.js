@@ -1,6 +1,11 @@
 // The rain page: sessions with a countdown on the server's clock, packets to tap while a
 // session is live, and the wins as they land. It talks only to the _by_token endpoints;
-// the token lives in this module's memory and nowhere else.
+// the token lives in common.js's memory and nowhere else.
+
+import {
+  state, api, sentence, applyText, setLang, onLang, onUser, identify, demoSignIn, signOut,
+  syncClock, serverNow, pageLink,
+} from "/static/common.js";
 
 const text = {
   zh: {
@@ -8,106 +13,48 @@ const text = {
     signedInAs: (u) => `已登录：${u}`, noSessions: "暂无场次", startsIn: (s) => `${s} 后开始`,
     liveFor: (s) => `进行中，剩余 ${s}`, tapHint: "点击红包！", miss: "没抢到，再试试",
     cash: (a) => `现金 ¥${a}`, sku: (s) => `抽奖次数（SKU ${s}）`, award: (a) => `奖品 #${a}`, noWins: "还没有中奖",
-    signInFirst: "请先登录", lang: "EN",
-    codes: {
-      "0001": "系统开小差了，请稍后再试", "0002": "请求有误，请刷新页面", "0003": "登录已失效，请重新登录",
-      "0004": "活动太火爆，请稍后再试", "0005": "操作太快了，请稍后再试", "0006": "系统繁忙，请稍后再试",
-      "0009": "结果确认中，请稍后再试", "ERR_RAIN_001": "红包雨还没开始", "ERR_RAIN_002": "本场红包雨已结束或已抢完",
-      "ERR_RAIN_003": "本场中奖次数已达上限", network: "网络异常，请检查网络", other: "出了点问题，请稍后再试",
-      demoOff: "当前环境不支持演示登录", done: "已经处理过了",
-    },
+    signInFirst: "请先登录", lang: "EN", navGrid: "抽奖", navRedpacket: "红包",
   },
   en: {
     title: "Red packet rain", signInAs: "Sign in as", signIn: "Sign in", sessions: "Sessions", wins: "My wins",
     signedInAs: (u) => `Signed in as ${u}`, noSessions: "No sessions right now", startsIn: (s) => `starts in ${s}`,
     liveFor: (s) => `live, ${s} left`, tapHint: "Tap the packets!", miss: "Missed, try again",
     cash: (a) => `cash ¥${a}`, sku: (s) => `draws (SKU ${s})`, award: (a) => `award #${a}`, noWins: "No wins yet",
-    signInFirst: "Please sign in first", lang: "中文",
-    codes: {
-      "0001": "Something went wrong on our side; try again later", "0002": "The request was not understood; reload the page",
-      "0003": "Your sign-in has expired; please sign in again", "0004": "Too busy right now; try again later",
-      "0005": "Slow down a little and try again", "0006": "The system is busy; try again later",
-      "0009": "Still confirming your result; try again in a moment", "ERR_RAIN_001": "The rain has not started yet",
-      "ERR_RAIN_002": "This rain is over or has no packets left", "ERR_RAIN_003": "You have reached this session's win limit",
-      network: "Network problem; check your connection", other: "Something went wrong; try again later",
-      demoOff: "Demo sign-in is not available here", done: "That was already done",
-    },
+    signInFirst: "Please sign in first", lang: "中文", navGrid: "Lucky draw", navRedpacket: "Red packets",
   },
 };
 
-let lang = (navigator.language || "zh").toLowerCase().startsWith("zh") ? "zh" : "en";
-let token = "";
-let user = "";
-let offset = 0; // server clock minus device clock, in ms
 let sessions = [];
 let live = null; // the live session being played
 let spawner = 0;
 const wins = new Map(); // "session:n" → win, so that a win answered twice counts once
 
 const $ = (id) => document.getElementById(id);
-const t = () => text[lang];
-const serverNow = () => Date.now() + offset;
-
-// sentence turns an API answer into words; 0003 depends on the HTTP status (401: the token).
-function sentence(res) {
-  const c = t().codes;
-  if (res.network) return c.network;
-  if (res.code === "0003" && res.status !== 401) return c.done; // 200: a repeat of a done request
-  return c[res.code] || c.other;
-}
+const t = () => text[state.lang];
 
 function say(msg) { $("message").textContent = msg || ""; }
 
-// api calls an endpoint and always resolves to {status, code, info, data}: a network
-// error, a non-JSON body or data: null never throws.
-async function api(method, path, body) {
-  const headers = {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (token) headers.Authorization = "Bearer " + token;
-  let resp;
-  try {
-    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch {
-    return { network: true, status: 0, code: "", data: null };
-  }
-  let env = null;
-  try { env = await resp.json(); } catch { env = null; }
-  if (!env || typeof env !== "object") env = {};
-  return { status: resp.status, code: env.code || "", info: env.info || "", data: env.data ?? null };
-}
-
 async function signIn(userId) {
-  const res = await api("POST", "/api/v1/demo/token", { userId });
-  if (res.status === 404) { say(t().codes.demoOff); return; }
-  if (res.code !== "0000" || !res.data || !res.data.token) { say(sentence(res)); return; }
-  token = res.data.token;
-  user = userId;
-  say("");
-  render();
-  await loadWins();
+  say(await demoSignIn(userId));
 }
 
-function signOut() {
-  token = "";
-  user = "";
-  stopRain();
+onUser((u) => {
+  if (!u) { stopRain(); wins.clear(); } else say("");
   render();
-}
+  if (u) loadWins();
+});
 
 async function loadSessions() {
   const sent = Date.now();
   const res = await api("GET", "/api/v1/rain/sessions");
   if (res.code !== "0000" || !res.data) { if (res.code || res.network) say(sentence(res)); return; }
-  if (typeof res.data.serverTime === "number") {
-    // The answer was made about half way through the round trip.
-    offset = res.data.serverTime - (sent + Date.now()) / 2;
-  }
+  if (typeof res.data.serverTime === "number") syncClock(res.data.serverTime, sent);
   sessions = Array.isArray(res.data.sessions) ? res.data.sessions : [];
   render();
 }
 
 async function loadWins() {
-  if (!token) return;
+  if (!state.token) return;
   const q = live ? "?sessionId=" + live.sessionId : "";
   const res = await api("GET", "/api/v1/rain/wins_by_token" + q);
   if (res.status === 401) { say(sentence(res)); signOut(); return; }
@@ -131,12 +78,13 @@ function prizeText(p) {
 }
 
 function render() {
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t()[el.dataset.t];
+  applyText(text);
   $("lang").textContent = t().lang;
-  $("signin-form").hidden = !!token;
-  $("who").hidden = !token;
-  $("who").textContent = token ? t().signedInAs(user) : "";
+  $("signin-form").hidden = !!state.token || !(state.config && state.config.demo);
+  $("who").hidden = !state.token;
+  $("who").textContent = state.token ? t().signedInAs(state.user) : "";
+  $("nav-grid").href = pageLink("/");
+  $("nav-redpacket").href = pageLink("/redpacket");
   tick();
   renderWins();
 }
@@ -163,7 +111,7 @@ function tick() {
     li.textContent = t().noSessions;
     list.append(li);
   }
-  if (current && token) startRain(current);
+  if (current && state.token) startRain(current);
   else stopRain();
 }
 
@@ -197,7 +145,7 @@ function spawn() {
 }
 
 async function tap(retry) {
-  if (!live || !token) { say(t().signInFirst); return; }
+  if (!live || !state.token) { say(state.token ? "" : t().signInFirst); return; }
   const sessionId = live.sessionId;
   const body = { sessionId };
   if (retry) body.retry = true;
@@ -250,16 +198,17 @@ function renderWins() {
   }
 }
 
-$("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; render(); });
+onLang(render);
+$("lang").addEventListener("click", () => setLang(state.lang === "zh" ? "en" : "zh"));
 $("signin-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const u = $("user").value.trim();
   if (u) signIn(u);
 });
 
-render();
-const asked = new URLSearchParams(location.search).get("userId");
+setLang(state.lang);
 await loadSessions();
-if (asked) await signIn(asked);
+say(await identify());
+render();
 setInterval(tick, 250);
 setInterval(loadSessions, 5000);
