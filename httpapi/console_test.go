@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -208,5 +209,39 @@ func TestConsoleReconcile(t *testing.T) {
 	}
 	if r := doAdmin(t, h, "POST", "/api/v1/admin/reconcile", consoleToken, ``); r.Code != "0000" {
 		t.Errorf("reconcile after the held one: %s, want 0000", r.Code)
+	}
+}
+
+func TestConsoleSettings(t *testing.T) {
+	t.Parallel()
+	h, _, _ := guardedServer(t, nil)
+	const admin = "Bearer admin-token-for-tests"
+	if r := doAdmin(t, h, "GET", "/api/v1/admin/settings", "", ""); r.status != 401 || r.Code != "0003" {
+		t.Fatalf("settings without the token: HTTP %d %s", r.status, r.Code)
+	}
+	read := func() map[string]settingView {
+		t.Helper()
+		r := doAdmin(t, h, "GET", "/api/v1/admin/settings", admin, "")
+		var list []settingView
+		if err := json.Unmarshal(r.Data, &list); err != nil || r.Code != "0000" || len(list) != len(guard.Keys) {
+			t.Fatalf("settings: %s %s", r.Code, r.Data)
+		}
+		m := map[string]settingView{}
+		for _, s := range list {
+			m[s.Key] = s
+		}
+		return m
+	}
+	if s := read()[guard.KeyBurst]; s.Value != "2" || s.Default != "2" || s.Overridden {
+		t.Fatalf("burst before an update: %+v", s)
+	}
+	if r := doAdmin(t, h, "GET", "/api/v1/raffle/dcc/update_config?key=rateLimiterBurst&value=7", admin, ""); r.Code != "0000" {
+		t.Fatalf("update_config: %s %s", r.Code, r.Info)
+	}
+	if s := read()[guard.KeyBurst]; s.Value != "7" || s.Default != "2" || !s.Overridden {
+		t.Fatalf("burst after an update: %+v", s)
+	}
+	if s := read()[guard.KeyDegradeSwitch]; s.Value != "close" || s.Overridden {
+		t.Fatalf("degrade switch: %+v", s)
 	}
 }

@@ -258,6 +258,7 @@ func New(opts Options) *Server {
 		s.handle("GET "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+adminPrefix+"guard/unblacklist", s.admin(s.unblacklist))
+		s.handle("GET "+adminPrefix+"settings", s.admin(s.adminSettings))
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
 	// would conflict with the "OPTIONS /api/" preflight.
