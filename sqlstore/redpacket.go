@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -393,7 +392,7 @@ type PacketSummary struct {
 }
 
 // RecentRedPackets returns the newest limit red packets of every user database, users'
-// and operators' alike, newest first: one indexed read of the newest limit per database
+// and operators' alike, newest first (to the second): one indexed read of the newest limit per database
 // (by primary key) and one of their items, so its cost is bounded by limit times the
 // databases, not by how many packets there are.
 func (s *UserStore) RecentRedPackets(ctx context.Context, limit int) ([]PacketSummary, error) {
@@ -446,9 +445,9 @@ func (s *UserStore) RecentRedPackets(ctx context.Context, limit int) ([]PacketSu
 			return nil, fmt.Errorf("recent red packets' items of user database %02d: %w", dbi+1, err)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b PacketSummary) int {
-		return cmp.Or(b.Packet.Created.Compare(a.Packet.Created), cmp.Compare(b.Packet.ID, a.Packet.ID))
-	})
+	// create_time holds whole seconds: within one, a database's packets stay in the
+	// order it wrote them (newest first, as read).
+	slices.SortStableFunc(out, func(a, b PacketSummary) int { return b.Packet.Created.Compare(a.Packet.Created) })
 	if len(out) > limit {
 		out = out[:limit]
 	}
