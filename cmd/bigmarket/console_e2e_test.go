@@ -171,3 +171,49 @@ func TestConsoleViews(t *testing.T) {
 		t.Errorf("red packets: %s", r)
 	}
 }
+
+// TestConsoleEmbedded runs the console's reconcile, rain list and settings on the demo's
+// embedded stack (SQLite, in-process Redis and broker, all in reach of the serve process).
+func TestConsoleEmbedded(t *testing.T) {
+	cfg, base, _ := startEmbedded(t, nil)
+	admin := bearer(cfg.AdminToken)
+	testenv.Eventually(t, 60*time.Second, "reconcile ok on a fresh demo", func() (bool, string) {
+		r := call(t, "POST", base+"/api/v1/admin/reconcile", nil, admin)
+		v, err := dataOf[consoleReconcile](r)
+		return err == nil && r.Code == "0000" && v.OK && len(v.Checks) == 3, r.String()
+	})
+
+	start := time.Now().Add(time.Hour)
+	id := createRain(t, base, cfg.AdminToken, fmt.Sprintf(`{"title":"console","startTime":%d,"endTime":%d,"userCap":1,"burst":100,
+		"prizes":[{"kind":"cash","amount":"0.10","count":100}]}`, start.UnixMilli(), start.Add(time.Minute).UnixMilli()))
+	r := call(t, "GET", base+"/api/v1/admin/rain/sessions", nil, admin)
+	sessions, err := dataOf[[]struct {
+		ID     int64            `json:"id"`
+		Name   string           `json:"name"`
+		Start  int64            `json:"start"`
+		Total  int              `json:"total"`
+		Issued int              `json:"issued"`
+		Nodes  map[string]int64 `json:"nodes"`
+	}](r)
+	if err != nil || r.Code != "0000" || len(sessions) != 1 || sessions[0].ID != id || sessions[0].Name != "console" ||
+		sessions[0].Total != 100 || sessions[0].Issued != 0 || sessions[0].Start != start.UnixMilli() || sessions[0].Nodes == nil {
+		t.Errorf("rain sessions: %s", r)
+	}
+
+	if r := call(t, "GET", base+"/api/v1/raffle/dcc/update_config?key=rateLimiterBurst&value=9", nil, admin); r.Code != "0000" {
+		t.Fatalf("update_config: %s", r)
+	}
+	testenv.Eventually(t, 30*time.Second, "the update in admin/settings", func() (bool, string) {
+		r := call(t, "GET", base+"/api/v1/admin/settings", nil, admin)
+		list, err := dataOf[[]struct {
+			Key, Value, Default string
+			Overridden          bool
+		}](r)
+		for _, s := range list {
+			if s.Key == "rateLimiterBurst" {
+				return err == nil && s.Value == "9" && s.Default != "9" && s.Overridden, r.String()
+			}
+		}
+		return false, r.String()
+	})
+}
