@@ -193,7 +193,7 @@ type reconcileResponse struct {
 }
 
 // errReconcileBusy answers a reconcile asked for while one runs on this node.
-var errReconcileBusy = &apiError{status: http.StatusTooManyRequests, code: CodeBusy,
+var errReconcileBusy = &apiError{status: http.StatusOK, code: CodeBusy,
 	info: "a reconcile is already running on this node", retryAfter: 5 * time.Second}
 
 // adminReconcile answers POST admin/reconcile {since}: verify's checks on this node's
