@@ -411,6 +411,13 @@ func (n *App) buildAPI() {
 		return lag
 	}
 	registry := newRegistry(src)
+	deadLetters := nats.NewDeadLetters(n.b.JS, n.eventOpts, n.log)
+	var events []*nats.Consumer // the consumers' backlog of the console: the writer has its own
+	for _, c := range n.consumers {
+		if c != n.drawWriter {
+			events = append(events, c)
+		}
+	}
 	n.api = httpapi.New(httpapi.Options{
 		Strategies:         n.strategies,
 		Activities:         n.activities,
@@ -423,7 +430,7 @@ func (n *App) buildAPI() {
 		Rains:              n.rains,
 		CreditSettlers:     n.creditSettlers(),
 		Stock:              stockAdders{n.strategies, n.activities},
-		DeadLetters:        nats.NewDeadLetters(n.b.JS, n.eventOpts, n.log),
+		DeadLetters:        deadLetters,
 		AppTokens:          cfg.appTokens,
 		AdminToken:         cfg.AdminToken,
 		PlainUserEndpoints: cfg.PlainUserEndpoints == "on",
@@ -440,6 +447,10 @@ func (n *App) buildAPI() {
 		DemoTokens:         cfg.Mode == ModeDemo,
 		Console:            console{n},
 		EmbedOrigins:       cfg.WebEmbedOrigins,
+		NodeID:             cfg.NodeID,
+		Gauges: gauges{activities: n.activityStore, configs: n.configs, users: n.users, strategies: n.strategies,
+			stock: n.stock, skuStock: n.skuStock, writer: n.drawWriter, consumers: events,
+			deadLetters: deadLetters, log: n.log},
 	})
 }
 

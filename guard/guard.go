@@ -564,6 +564,9 @@ func (g *Guard) committedOutcome(err error, c *call) error {
 	return fmt.Errorf("after the commit timeout of %s: %w (%w)", g.opts.CommitTimeout, ErrOutcomeUnknown, err)
 }
 
+// BreakerState returns the breaker's state: "closed", "open" or "half-open".
+func (g *Guard) BreakerState() string { return g.breaker.State().String() }
+
 // Stats returns the counters.
 func (g *Guard) Stats() Stats {
 	g.blMu.RLock()
@@ -575,6 +578,6 @@ func (g *Guard) Stats() Stats {
 		Timeouts: g.stats.timeouts.Load(), BreakerOpen: g.stats.breakerOpen.Load(),
 		ClusterErrors: g.stats.clusterErrors.Load(), OutcomeUnknown: g.stats.outcomeUnknown.Load(),
 		Excused: g.stats.excused.Load(), BlacklistSize: n,
-		BreakerState: g.breaker.State().String(),
+		BreakerState: g.BreakerState(),
 	}
 }

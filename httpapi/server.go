@@ -88,6 +88,11 @@ type Options struct {
 	// EmbedOrigins are the origins allowed to embed the pages and hand them a user token
 	// by postMessage (GET /api/v1/web/config tells the pages).
 	EmbedOrigins []string
+	// NodeID names this node in admin/stats, whose numbers are this node's.
+	NodeID string
+	// Gauges reads the stock, backlogs and dead letters admin/stats shows (at most once
+	// a second, timed by Now); nil: admin/stats shows empty lists and nulls for them.
+	Gauges gaugeReader
 }
 
 // Server is the HTTP API.
@@ -101,6 +106,10 @@ type Server struct {
 	guardedRoutes map[string]bool
 	// reconciling is set while admin/reconcile runs: one at a time per node.
 	reconciling atomic.Bool
+	// live counts the answers of the last seconds and gauges caches what Options.Gauges
+	// read, for admin/stats.
+	live   liveStats
+	gauges gaugeCache
 }
 
 // New returns the API handler with every route registered.
@@ -247,6 +256,7 @@ func New(opts Options) *Server {
 		s.handle("GET "+adminPrefix+"redpacket/packets", s.admin(s.adminRedPackets))
 		s.handle("POST "+adminPrefix+"reconcile", s.admin(s.adminReconcile))
 	}
+	s.handle("GET "+adminPrefix+"stats", s.admin(s.adminStats))
 	if opts.DeadLetters != nil {
 		s.handle("GET "+adminPrefix+"dlq", s.admin(s.listDeadLetters))
 		s.handle("POST "+adminPrefix+"dlq/replay", s.admin(s.replayDeadLetters))
@@ -298,12 +308,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handlerFunc returns a response's data or an error that classify turns into a code.
 type handlerFunc func(r *http.Request) (any, error)
 
-// handle registers a JSON endpoint: body limit, panic recovery, envelope, logs, metrics.
+// handle registers a JSON endpoint: body limit, panic recovery, envelope, logs, metrics
+// and the live counts of admin/stats.
 func (s *Server) handle(pattern string, h handlerFunc) {
 	var latency prometheus.Observer
 	if s.latency != nil {
 		latency = s.latency.WithLabelValues(pattern) // once per route, not per request
 	}
+	kind := statKindOf(pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
@@ -334,9 +346,11 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 		} else {
 			writeJSON(w, status, env)
 		}
+		end := time.Now()
+		s.live.record(kind, env.Code, end, end.Sub(start))
 		if s.requests != nil {
 			s.requests.WithLabelValues(r.Pattern, string(env.Code)).Inc()
-			latency.Observe(time.Since(start).Seconds())
+			latency.Observe(end.Sub(start).Seconds())
 		}
 	})
 }

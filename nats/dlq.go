@@ -75,6 +75,19 @@ func (d *DeadLetters) List(ctx context.Context, f outbox.DeadLetterFilter) ([]ou
 	return out, nil
 }
 
+// Count returns how many dead letters the dead-letter stream holds, in one request to the
+// broker; 0 before the stream exists.
+func (d *DeadLetters) Count(ctx context.Context) (int64, error) {
+	s, err := d.js.Stream(ctx, d.opts.DLQStream())
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	return int64(s.CachedInfo().State.Msgs), nil
+}
+
 // Replay publishes dead letter seq again and removes it from the dead-letter stream. It
 // returns the dead letter as it was; outbox.ErrNoDeadLetter when the stream holds no
 // message seq (never dead-lettered, replayed already, or aged out).

@@ -60,6 +60,9 @@ func TestDeadLetterReplayFailsAgainWithBothReasons(t *testing.T) {
 			t.Fatalf("dead letters %+v, want one", first)
 		}
 		dl := first[0]
+		if n, err := d.Count(context.Background()); err != nil || n != 1 {
+			t.Errorf("dead letters counted %d, %v; want 1", n, err)
+		}
 		if dl.Stream != opts.Stream() || dl.Subject != opts.Subject(topic) || dl.MsgID != "order-1" ||
 			!slices.Equal(dl.Reasons, []string{"webhook answered 500: permanent event failure"}) || dl.DeadAt.IsZero() {
 			t.Fatalf("dead letter %+v", dl)
@@ -98,6 +101,9 @@ func TestDeadLetterReplayFailsAgainWithBothReasons(t *testing.T) {
 		testenv.Eventually(t, 30*time.Second, "consumer settled", settled(t, js, opts, topic))
 		if got := listDeadLetters(t, d, outbox.DeadLetterFilter{}); len(got) != 0 {
 			t.Errorf("dead letters after a successful replay: %+v", got)
+		}
+		if n, err := d.Count(ctx); err != nil || n != 0 {
+			t.Errorf("dead letters counted %d, %v after a successful replay; want 0", n, err)
 		}
 		if _, err := d.Replay(ctx, second[0].Seq); !errors.Is(err, outbox.ErrNoDeadLetter) {
 			t.Errorf("second replay of %d: %v, want ErrNoDeadLetter", second[0].Seq, err)

@@ -163,3 +163,18 @@ func (c *Consumer) Lag(ctx context.Context) (Lag, error) {
 	lag.Seconds = max(time.Since(msg.Time).Seconds(), 0)
 	return lag, nil
 }
+
+// Pending returns the consumer's backlog as Lag counts it (messages not yet delivered plus
+// those delivered and not yet acked) in one request to the broker, without the age: what
+// the operator console reads every second. A consumer not created yet has none.
+func (c *Consumer) Pending(ctx context.Context) (int64, error) {
+	cons, err := c.js.Consumer(ctx, c.opts.Stream(), c.opts.Durable(c.topic))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pending of %s: %w", c.topic, err)
+	}
+	info := cons.CachedInfo()
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}

@@ -75,14 +75,14 @@ func (s *ActivityStore) SKUs(ctx context.Context, activityID int64) ([]activity.
 }
 
 // querySKUs lists SKUs with their counts; where is a fixed condition with one argument.
-func (s *ActivityStore) querySKUs(ctx context.Context, where string, arg int64) ([]activity.SKU, error) {
+func (s *ActivityStore) querySKUs(ctx context.Context, where string, arg any) ([]activity.SKU, error) {
 	rows, err := s.db.SQL.QueryContext(ctx, `
 		SELECT k.sku, k.activity_id, k.activity_count_id, k.stock_count, k.stock_count_surplus, k.product_amount,
 		       COALESCE(c.total_count, 0), COALESCE(c.day_count, 0), COALESCE(c.month_count, 0)
 		FROM raffle_activity_sku k LEFT JOIN raffle_activity_count c ON c.activity_count_id = k.activity_count_id
 		WHERE `+where+` ORDER BY k.sku`, arg)
 	if err != nil {
-		return nil, fmt.Errorf("list skus (%s %d): %w", where, arg, err)
+		return nil, fmt.Errorf("list skus (%s %v): %w", where, arg, err)
 	}
 	defer rows.Close()
 	var skus []activity.SKU
@@ -96,7 +96,7 @@ func (s *ActivityStore) querySKUs(ctx context.Context, where string, arg int64) 
 		skus = append(skus, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list skus (%s %d): %w", where, arg, err)
+		return nil, fmt.Errorf("list skus (%s %v): %w", where, arg, err)
 	}
 	return skus, nil
 }
