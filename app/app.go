@@ -445,6 +445,7 @@ func (n *App) buildAPI() {
 		MaxBodyBytes:       cfg.MaxBodyBytes,
 		Web:                web.New(web.Options{EmbedOrigins: cfg.WebEmbedOrigins}),
 		DemoTokens:         cfg.Mode == ModeDemo,
+		Console:            console{n},
 		EmbedOrigins:       cfg.WebEmbedOrigins,
 		NodeID:             cfg.NodeID,
 		Gauges: gauges{activities: n.activityStore, configs: n.configs, users: n.users, strategies: n.strategies,

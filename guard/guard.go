@@ -214,6 +214,9 @@ func (g *Guard) systemFailure(err error) bool {
 // Settings returns the settings in force.
 func (g *Guard) Settings() Settings { return *g.settings.Load() }
 
+// Defaults returns the settings of the node's config, in force where no override is.
+func (g *Guard) Defaults() Settings { return g.opts.Defaults }
+
 // Override applies a value from the shared store over the defaults; an empty value
 // removes the override. A value the node cannot apply is logged and ignored, so one bad
 // write cannot take the front line down.

@@ -181,6 +181,37 @@ func (s *Server) queryConfig(*http.Request) (any, error) {
 	return s.opts.Guard.Settings().Map(), nil
 }
 
+// defaulter tells the settings of the node's own config (guard.Guard does).
+type defaulter interface {
+	Defaults() guard.Settings
+}
+
+// settingView is one dynamic setting in admin/settings: the value in force on this node,
+// the value of its config (what dcc/reset_config goes back to), and whether they differ.
+type settingView struct {
+	Key        string `json:"key"`
+	Value      string `json:"value"`
+	Default    string `json:"default"`
+	Overridden bool   `json:"overridden"`
+}
+
+// adminSettings answers GET admin/settings: every dynamic setting (dcc/query_config's)
+// with its default. Changes go through dcc/update_config and dcc/reset_config.
+func (s *Server) adminSettings(*http.Request) (any, error) {
+	inForce := s.opts.Guard.Settings()
+	defaults := inForce
+	if d, ok := s.opts.Guard.(defaulter); ok {
+		defaults = d.Defaults()
+	}
+	out := make([]settingView, 0, len(guard.Keys))
+	for _, k := range guard.Keys {
+		v, _ := inForce.Value(k)
+		def, _ := defaults.Value(k)
+		out = append(out, settingView{Key: k, Value: v, Default: def, Overridden: v != def})
+	}
+	return out, nil
+}
+
 // IsSystemFailure reports whether err is answered by a system answer — 0001 (a store
 // down, an internal error), 0006 (over budget), 0009 (an outcome or a SKU's stock not
 // known yet) or ERR_RP_004 (a red packet grab not yet durable, or its packet being

@@ -20,6 +20,7 @@ type rains interface {
 	Sessions(ctx context.Context) ([]rain.Session, time.Time, error)
 	Wins(ctx context.Context, userID string, sessionID int64) ([]rain.Win, error)
 	Report(ctx context.Context, sessionID int64) (rain.Report, error)
+	SessionsEndingAfter(ctx context.Context, t time.Time) ([]rain.Session, error)
 }
 
 // rainPrizeBody is one prize line of a create or quota request; amounts are in yuan.

@@ -70,6 +70,11 @@ func (f *fakeRains) Sessions(context.Context) ([]rain.Session, time.Time, error)
 	}, now, nil
 }
 
+// SessionsEndingAfter answers session 42, whose report the fake has.
+func (f *fakeRains) SessionsEndingAfter(context.Context, time.Time) ([]rain.Session, error) {
+	return []rain.Session{{ID: 42, Title: "t", State: rain.StateArmed}}, nil
+}
+
 func (f *fakeRains) Wins(_ context.Context, userID string, sessionID int64) ([]rain.Win, error) {
 	return []rain.Win{{SessionID: 7, UserID: userID, N: 1, Time: time.UnixMilli(1_800_000_000_123),
 		Prize: rain.Prize{Kind: rain.KindAward, AwardID: 102}}}, nil

@@ -79,6 +79,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Web serves the pages (web.Pages) and /static/ on the API's origin; nil: none.
 	Web http.Handler
+	// Console reads the operator console's views (admin/strategy, admin/user,
+	// admin/redpacket/packets, admin/reconcile); nil: those are not served.
+	Console console
 	// DemoTokens serves POST /api/v1/demo/token, which mints a user token for any user
 	// id (demo mode only; it needs JWTSecret). Off, the path answers as unknown ones do.
 	DemoTokens bool
@@ -101,6 +104,8 @@ type Server struct {
 	nextID   atomic.Uint64
 	// guardedRoutes is Options.GuardedRoutes as a set.
 	guardedRoutes map[string]bool
+	// reconciling is set while admin/reconcile runs: one at a time per node.
+	reconciling atomic.Bool
 	// live counts the answers of the last seconds and gauges caches what Options.Gauges
 	// read, for admin/stats.
 	live   liveStats
@@ -229,13 +234,18 @@ func New(opts Options) *Server {
 		s.handle("POST "+adminPrefix+"rain/sessions", s.admin(s.createRainSession))
 		s.handle("GET "+adminPrefix+"rain/sessions/{id}", s.admin(s.rainReport))
 		s.handle("PUT "+adminPrefix+"rain/sessions/{id}/quota", s.admin(s.updateRainQuota))
+		s.handle("GET "+adminPrefix+"rain/sessions", s.admin(s.adminRainSessions))
 	}
 	if opts.DemoTokens && tokens {
 		s.handle("POST /api/v1/demo/token", s.demoToken)
 	}
 	if opts.Web != nil {
-		// "GET" patterns serve HEAD too; "/" stays the 404 it is until the 9-grid page.
+		// "GET" patterns serve HEAD too. "/" is mounted as "/{$}", the root alone: as a
+		// pattern of its own it would catch every unknown path, which stay the 404 envelope.
 		for page := range web.Pages {
+			if page == "/" {
+				page = "/{$}"
+			}
 			s.mux.Handle("GET "+page, opts.Web)
 		}
 		s.mux.Handle("GET /static/", opts.Web)
@@ -243,6 +253,12 @@ func New(opts Options) *Server {
 	}
 	if opts.Stock != nil {
 		s.handle("POST "+adminPrefix+"stock/add", s.admin(s.addStock))
+	}
+	if opts.Console != nil {
+		s.handle("GET "+adminPrefix+"strategy/{id}", s.admin(s.adminStrategy))
+		s.handle("GET "+adminPrefix+"user/{userId}", s.admin(s.adminUser))
+		s.handle("GET "+adminPrefix+"redpacket/packets", s.admin(s.adminRedPackets))
+		s.handle("POST "+adminPrefix+"reconcile", s.admin(s.adminReconcile))
 	}
 	s.handle("GET "+adminPrefix+"stats", s.admin(s.adminStats))
 	if opts.DeadLetters != nil {
@@ -256,6 +272,7 @@ func New(opts Options) *Server {
 		s.handle("GET "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+adminPrefix+"guard/unblacklist", s.admin(s.unblacklist))
+		s.handle("GET "+adminPrefix+"settings", s.admin(s.adminSettings))
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern
 	// would conflict with the "OPTIONS /api/" preflight.

@@ -51,16 +51,28 @@ func TestDemoToken(t *testing.T) {
 func TestWebMounted(t *testing.T) {
 	t.Parallel()
 	s := New(Options{Strategies: newFake(), Web: web.New(web.Options{})})
-	for _, p := range []string{"/rain", "/static/rain.js", "/static/rain.css"} {
+	for _, p := range []string{"/", "/rain", "/static/rain.js", "/static/rain.css", "/static/grid.js", "/static/grid.css"} {
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
 		if rec.Code != http.StatusOK || rec.Header().Get("Content-Security-Policy") == "" || rec.Header().Get("ETag") == "" {
 			t.Errorf("GET %s: %d, CSP %q ETag %q", p, rec.Code, rec.Header().Get("Content-Security-Policy"), rec.Header().Get("ETag"))
 		}
 	}
-	// "/" is still the API's 404 envelope, and unknown assets are 404.
-	if r := do(t, s, http.MethodGet, "/", "", nil); r.status != http.StatusNotFound || r.Code != "0002" {
-		t.Errorf("GET /: %d %s", r.status, r.Code)
+	// "/" is the 9-grid page and only "/": other unknown paths, and / with another
+	// method, stay the API's 404 envelope; unknown assets are 404.
+	if rec := httptest.NewRecorder(); true {
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/", nil))
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Errorf("HEAD /: %d %q", rec.Code, rec.Header().Get("Content-Type"))
+		}
+	}
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/nope"}, {http.MethodGet, "/index.html"}, {http.MethodGet, "/rain/x"}, {http.MethodGet, "/api/"},
+		{http.MethodGet, "/api/v1/nope"}, {http.MethodPost, "/"}, {http.MethodDelete, "/"},
+	} {
+		if r := do(t, s, tc.method, tc.path, "", nil); r.status != http.StatusNotFound || r.Code != "0002" {
+			t.Errorf("%s %s: %d %s, want the 404 envelope", tc.method, tc.path, r.status, r.Code)
+		}
 	}
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/static/nope.js", nil))
@@ -68,8 +80,10 @@ func TestWebMounted(t *testing.T) {
 		t.Errorf("unknown asset: %d", rec.Code)
 	}
 	// Without Web the pages are unknown paths.
-	if r := do(t, New(Options{Strategies: newFake()}), http.MethodGet, "/rain", "", nil); r.status != http.StatusNotFound {
-		t.Errorf("GET /rain without Web: %d", r.status)
+	for _, p := range []string{"/", "/rain"} {
+		if r := do(t, New(Options{Strategies: newFake()}), http.MethodGet, p, "", nil); r.status != http.StatusNotFound || r.Code != "0002" {
+			t.Errorf("GET %s without Web: %d %s", p, r.status, r.Code)
+		}
 	}
 }
 

@@ -859,6 +859,12 @@ func (s *Service) Sessions(ctx context.Context) ([]Session, time.Time, error) {
 	return live, now, nil
 }
 
+// SessionsEndingAfter returns every session, in any state, that ends after t (the
+// operator console lists the last day's sessions with the live and upcoming ones).
+func (s *Service) SessionsEndingAfter(ctx context.Context, t time.Time) ([]Session, error) {
+	return s.opts.Store.Sessions(ctx, t)
+}
+
 // Refresh puts the Store's version of every upcoming and live session in force on this
 // node: the convergence for a version the bus lost or delivered before the node started.
 // A version not newer than the node's is ignored by the Agent.

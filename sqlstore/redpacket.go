@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -381,4 +382,74 @@ func (s *UserStore) RefundRedPacket(ctx context.Context, packetID string) (refun
 		return nil
 	})
 	return refund, done, err
+}
+
+// PacketSummary is a red packet with how much of it was grabbed, for the operator console.
+type PacketSummary struct {
+	Packet        redpacket.Packet
+	Grabbed       int         // items grabbed (their grabs applied)
+	GrabbedAmount money.Cents // the sum of those items
+}
+
+// RecentRedPackets returns the newest limit red packets of every user database, users'
+// and operators' alike, newest first (to the second): one indexed read of the newest limit per database
+// (by primary key) and one of their items, so its cost is bounded by limit times the
+// databases, not by how many packets there are.
+func (s *UserStore) RecentRedPackets(ctx context.Context, limit int) ([]PacketSummary, error) {
+	var out []PacketSummary
+	for dbi, db := range s.dbs {
+		byID := map[string]int{}
+		first := len(out)
+		err := queryEach(ctx, db.SQL, "SELECT packet_id, sender_id, total_amount, item_count, split_mode, packet_state, refund_amount,"+
+			" expire_time, create_time FROM red_packet ORDER BY id DESC LIMIT ?", []any{limit}, func(rows *sql.Rows) error {
+			var (
+				p                 redpacket.Packet
+				mode, state       string
+				expire, createdAt NullTime
+			)
+			if err := rows.Scan(&p.ID, &p.SenderID, &p.Total, &p.Count, &mode, &state, &p.Refund, &expire, &createdAt); err != nil {
+				return err
+			}
+			p.Mode, p.State, p.ExpireAt, p.Created = redpacket.Mode(mode), redpacket.State(state), expire.Time, createdAt.Time
+			byID[p.ID] = len(out)
+			out = append(out, PacketSummary{Packet: p})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("recent red packets of user database %02d: %w", dbi+1, err)
+		}
+		if len(out) == first {
+			continue
+		}
+		ids := make([]any, 0, len(out)-first)
+		for _, p := range out[first:] {
+			ids = append(ids, p.Packet.ID)
+		}
+		q := "SELECT packet_id, COUNT(*), COALESCE(SUM(amount), 0) FROM red_packet_item WHERE user_id IS NOT NULL AND packet_id IN (?" +
+			strings.Repeat(",?", len(ids)-1) + ") GROUP BY packet_id"
+		err = queryEach(ctx, db.SQL, q, ids, func(rows *sql.Rows) error {
+			var (
+				id     string
+				n      int
+				amount money.Cents
+			)
+			if err := rows.Scan(&id, &n, &amount); err != nil {
+				return err
+			}
+			if i, ok := byID[id]; ok {
+				out[i].Grabbed, out[i].GrabbedAmount = n, amount
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("recent red packets' items of user database %02d: %w", dbi+1, err)
+		}
+	}
+	// create_time holds whole seconds: within one, a database's packets stay in the
+	// order it wrote them (newest first, as read).
+	slices.SortStableFunc(out, func(a, b PacketSummary) int { return b.Packet.Created.Compare(a.Packet.Created) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }

@@ -250,3 +250,61 @@ func (f *userFixture) testRefundRedPacket(t *testing.T) {
 		t.Errorf("refunded packets still swept: %v", ids)
 	}
 }
+
+// TestRecentRedPackets runs the console's red packet list on SQLite and MySQL: newest
+// first (to the second create_time holds; a database's own in the order they were
+// written), at most the limit, with the grabs applied counted.
+func TestRecentRedPackets(t *testing.T) {
+	t.Parallel()
+	sqltest.Run(t, func(t *testing.T, db *sqlstore.DB) {
+		f := newUserFixture(t, db)
+		ctx := t.Context()
+		if list, err := f.store.RecentRedPackets(ctx, 10); err != nil || len(list) != 0 {
+			t.Fatalf("no packets: %+v %v", list, err)
+		}
+		var ids []string
+		for range 4 {
+			p, items := f.newPacket("", 3_00, 1_00, 2_00)
+			if err := f.store.SendRedPacket(ctx, p, items, nil); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, p.ID)
+		}
+		grab := redpacket.Grab{PacketID: ids[1], UserID: "rp-list-grabber", Index: 1, Amount: 2_00, Time: time.Now()}
+		if errs := f.store.ApplyGrabs(ctx, []redpacket.Grab{grab}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		list, err := f.store.RecentRedPackets(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != len(ids) {
+			t.Fatalf("%d packets listed, want %d", len(list), len(ids))
+		}
+		written := map[string]int{}
+		for i, id := range ids {
+			written[id] = i
+		}
+		for i, s := range list {
+			p := s.Packet
+			want := 0
+			if p.ID == ids[1] {
+				want = 1
+			}
+			if s.Grabbed != want || s.GrabbedAmount != money.Cents(want)*2_00 || p.Total != 3_00 || p.Count != 2 ||
+				p.State != redpacket.StateOpen || p.SenderID != "" || p.Created.IsZero() {
+				t.Errorf("packet %s: %+v", p.ID, s)
+			}
+			if i == 0 {
+				continue
+			}
+			prev := list[i-1].Packet
+			if prev.Created.Before(p.Created) || prev.ID[:2] == p.ID[:2] && written[prev.ID] < written[p.ID] {
+				t.Errorf("%s listed before %s: not newest first", prev.ID, p.ID)
+			}
+		}
+		if list, err := f.store.RecentRedPackets(ctx, 2); err != nil || len(list) != 2 {
+			t.Fatalf("limit 2: %d packets, %v", len(list), err)
+		}
+	})
+}

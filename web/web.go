@@ -20,8 +20,10 @@ var files embed.FS
 // Pages maps each page path the binary serves to its HTML file under static/. The API
 // mounts exactly these paths (and /static/) on this handler.
 var Pages = map[string]string{
-	"/rain":  "rain.html",
-	"/admin": "admin.html",
+	"/":          "index.html",
+	"/rain":      "rain.html",
+	"/redpacket": "redpacket.html",
+	"/admin":     "admin.html",
 }
 
 // contentTypes names the types of the files we embed; mime.TypeByExtension would read the

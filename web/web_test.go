@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -36,10 +37,16 @@ func TestCSP(t *testing.T) {
 
 func TestPageHeaders(t *testing.T) {
 	t.Parallel()
+	for page, module := range map[string]string{"/": "grid.js", "/rain": "rain.js"} {
+		t.Run(page, func(t *testing.T) { checkPage(t, page, module) })
+	}
+}
+
+func checkPage(t *testing.T, page, module string) {
 	h := New(Options{EmbedOrigins: []string{"https://app.example"}})
-	w := get(t, h, "/rain", nil)
+	w := get(t, h, page, nil)
 	if w.Code != http.StatusOK {
-		t.Fatalf("GET /rain: %d", w.Code)
+		t.Fatalf("GET %s: %d", page, w.Code)
 	}
 	if got, want := w.Header().Get("Content-Security-Policy"), CSP([]string{"https://app.example"}); got != want {
 		t.Errorf("CSP %q, want %q", got, want)
@@ -57,12 +64,22 @@ func TestPageHeaders(t *testing.T) {
 		}
 	}
 	body := w.Body.String()
-	if !strings.Contains(body, `src="/static/rain.js"`) {
+	if !strings.Contains(body, `src="/static/`+module+`"`) {
 		t.Errorf("page does not load its module")
 	}
 	// The CSP forbids inline code: every script has a src and no element has a style.
 	if strings.Contains(body, "<script>") || strings.Contains(body, "style=") || strings.Contains(body, "<style") || strings.Contains(body, "onclick") {
 		t.Errorf("page has inline script or style")
+	}
+	// A favicon request would be a failed request: the page names an empty one.
+	if !strings.Contains(body, `<link rel="icon" href="data:,">`) {
+		t.Errorf("page without the empty favicon")
+	}
+	// Every asset the page names is served.
+	for _, ref := range regexp.MustCompile(`(?:src|href)="(/static/[^"]+)"`).FindAllStringSubmatch(body, -1) {
+		if w := get(t, h, ref[1], nil); w.Code != http.StatusOK {
+			t.Errorf("%s names %s: %d", page, ref[1], w.Code)
+		}
 	}
 }
 
@@ -112,7 +129,7 @@ func TestAssetETag(t *testing.T) {
 func TestUnknown(t *testing.T) {
 	t.Parallel()
 	h := New(Options{})
-	for _, p := range []string{"/static/nope.js", "/static/", "/static/../web.go", "/nope", "/rain/x", "/static/rain.html/x"} {
+	for _, p := range []string{"/static/nope.js", "/static/", "/static/../web.go", "/nope", "/rain/x", "/static/rain.html/x", "/index.html", "//"} {
 		w := get(t, h, p, nil)
 		if w.Code != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", p, w.Code)
@@ -126,6 +143,53 @@ func TestUnknown(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /rain: %d, want 405", w.Code)
+	}
+}
+
+// TestPagesLoadOnlyWhatIsServed checks every page: served as HTML with no inline script or
+// style (the CSP forbids them), the "data:," icon (no favicon request that would fail),
+// and every /static/ file it or its modules name served too.
+func TestPagesLoadOnlyWhatIsServed(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	ref := regexp.MustCompile(`(?:src|href)="(/static/[^"]+)"|from "(/static/[^"]+)"`)
+	handler := regexp.MustCompile(`\son[a-z]+=`)
+	for page := range Pages {
+		w := get(t, h, page, nil)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Fatalf("GET %s: %d %s", page, w.Code, w.Header().Get("Content-Type"))
+		}
+		body := w.Body.String()
+		if strings.Contains(body, "<script>") || strings.Contains(body, "style=") || strings.Contains(body, "<style") || handler.MatchString(body) {
+			t.Errorf("%s has inline script or style", page)
+		}
+		if !strings.Contains(body, `<link rel="icon" href="data:,">`) {
+			t.Errorf("%s does not set the data:, icon", page)
+		}
+		seen := map[string]bool{}
+		queue := []string{body}
+		for len(queue) > 0 {
+			text := queue[0]
+			queue = queue[1:]
+			for _, m := range ref.FindAllStringSubmatch(text, -1) {
+				p := m[1] + m[2]
+				if seen[p] {
+					continue
+				}
+				seen[p] = true
+				a := get(t, h, p, nil)
+				if a.Code != http.StatusOK {
+					t.Errorf("%s names %s: %d", page, p, a.Code)
+					continue
+				}
+				if strings.HasSuffix(p, ".js") {
+					queue = append(queue, a.Body.String())
+				}
+			}
+		}
+		if len(seen) < 2 {
+			t.Errorf("%s names %v: want its module and stylesheet", page, seen)
+		}
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/app"
-	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
@@ -97,7 +96,7 @@ answered.
 	defer closeDB()
 	b := &app.Backends{}
 	defer b.Close()
-	if err := audit.ForBenchDraw(ctx, cfg, b, db, &o); err != nil {
+	if err := app.ForBenchDraw(ctx, cfg, b, db, &o); err != nil {
 		return err
 	}
 	rep, err := bench.RunDraw(ctx, o, db, stdout)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/app"
-	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/bench"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/money"
@@ -126,7 +125,7 @@ to the plan. Exits non-zero when a check fails.
 		if err != nil {
 			return err
 		}
-		if err := audit.ForBenchRain(cfg, b, src, &o); err != nil {
+		if err := app.ForBenchRain(cfg, b, src, &o); err != nil {
 			return err
 		}
 	}

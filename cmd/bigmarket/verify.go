@@ -12,7 +12,6 @@ import (
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/audit"
 	"github.com/bigmarket/bigmarket/reconcile"
-	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,27 +46,18 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := app.OpenSQL(ctx, cfg, b, false, false); err != nil {
 		return err
 	}
+	d, err := app.OpenAudit(ctx, cfg, b)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	w := reconcile.Window{Since: now.Add(-*since), Settled: now.Add(-*grace)}
-	rep, err := audit.Ledger(ctx, b.ConfigDB, b.UserDBs, cfg.TBCount, w)
+	res, err := audit.Run(ctx, d, w, *skew)
 	if err != nil {
 		return err
 	}
-	dv, err := audit.Open(ctx, cfg, b)
-	if err != nil {
-		return err
-	}
-	draws, err := dv.Run(ctx, w.Since)
-	if err != nil {
-		return fmt.Errorf("verify: draws: %w", err)
-	}
-	rep.Add(draws.Discrepancies...)
-	rains, err := verifyRain(ctx, cfg, b, w, *skew)
-	if err != nil {
-		return fmt.Errorf("verify: rain: %w", err)
-	}
-	rep.Add(rains.Discrepancies...)
-	reconcile.Sort(rep.Discrepancies)
+	rep, draws, rains := res.Ledger, res.Draws, res.Rain
+	rep.Discrepancies = res.Discrepancies()
 	for _, d := range rep.Discrepancies {
 		fmt.Fprintln(stdout, d)
 	}
@@ -89,20 +79,4 @@ func printSkipped(w io.Writer, skipped []string) {
 	for _, s := range skipped {
 		fmt.Fprintf(w, "verify: skipped %s\n", s)
 	}
-}
-
-// verifyRain runs the rain checks on every session ending in w, on the SQL databases in b.
-func verifyRain(ctx context.Context, cfg app.Config, b *app.Backends, w reconcile.Window, skew time.Duration) (reconcile.RainReport, error) {
-	router, err := sqlstore.NewRouter(len(b.UserDBs), cfg.TBCount)
-	if err != nil {
-		return reconcile.RainReport{}, err
-	}
-	// The rain store lists the sessions and reads their prizes and wins; the user store
-	// looks up what each win granted in its winner's tables.
-	users := sqlstore.NewUserStore(b.UserDBs, router)
-	src := struct {
-		*sqlstore.RainStore
-		*sqlstore.UserStore
-	}{sqlstore.NewRainStore(b.ConfigDB, users), users}
-	return reconcile.VerifyRain(ctx, src, w, skew)
 }

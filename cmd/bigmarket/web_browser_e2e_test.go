@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,9 @@ type browser struct {
 	mu       sync.Mutex
 	problems []string
 }
+
+// browserSeq numbers the browsers, so that their screenshots do not overwrite each other.
+var browserSeq atomic.Int64
 
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
@@ -80,6 +84,7 @@ func newBrowser(t *testing.T) *browser {
 		}
 	}))
 	b.ctx = ctx
+	seq := browserSeq.Add(1)
 	// The first call starts the browser, which lives as long as ctx: no timeout on it.
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
 		cancelTab()
@@ -88,8 +93,9 @@ func newBrowser(t *testing.T) *browser {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90)); err == nil {
-				path := filepath.Join(t.ArtifactDir(), "screenshot.png")
+			// Quality 100 is a PNG; each browser of a test writes its own file.
+			if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+				path := filepath.Join(t.ArtifactDir(), fmt.Sprintf("screenshot-%d.png", seq))
 				if err := os.WriteFile(path, png, 0o644); err == nil {
 					t.Logf("screenshot: %s (kept with go test -artifacts)", path)
 				}

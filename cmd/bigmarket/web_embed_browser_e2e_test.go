@@ -74,7 +74,7 @@ window.addEventListener("message", (ev) => {
 		t.Fatalf("demo token in production: %d %s", r.Status, r.Code)
 	}
 
-	for _, page := range []string{"/rain"} {
+	for _, page := range []string{"/", "/rain", "/redpacket"} {
 		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 		var state string
 		err := chromedp.Do(ctx, chromedp.Navigate(appOrigin+"/?page="+url.QueryEscape(page)))
