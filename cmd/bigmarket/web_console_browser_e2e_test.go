@@ -197,6 +197,11 @@ func TestConsolePageBrowser(t *testing.T) {
 		t.Errorf("user view account of 100301 %q: want a total of 150 and draws taken", c)
 	}
 
+	// A recharge through the page, confirmed in the page, adds SKU 9011's 150 draws.
+	pageDo(t, b, "recharge", chromedp.Click(chromedp.CSS(`#recharge-form button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#user-out tr.account")?.cells[1]?.textContent === "300"`, chromedp.WithPollingTimeout(20*time.Second)))
+
 	// The strategy view shows the Redis stock of each award of the armed strategy.
 	pageDo(t, b, "strategy view", chromedp.Click(chromedp.CSS(`#views button[data-view="strategy"]`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#strategy-out tr.award").length > 0 &&
@@ -213,6 +218,16 @@ func TestConsolePageBrowser(t *testing.T) {
 		}
 	}
 	t.Logf("strategy 100006 stock left as the page shows it: %v", stock)
+	// A top-up of award 101 by 10, confirmed in the page, shows in its stock left.
+	want, err := strconv.Atoi(stock["101"])
+	if err != nil {
+		t.Fatalf("award 101's stock left %q", stock["101"])
+	}
+	want += 10
+	pageDo(t, b, "award top-up", chromedp.Click(chromedp.CSS(`#strategy-out tr.award[data-award-id="101"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('#strategy-out tr.award[data-award-id="101"]')?.dataset.stockLeft === "%d"`, want),
+			chromedp.WithPollingTimeout(20*time.Second)))
 
 	// A reconcile of the last hour is clean once the load's awards are distributed: run it
 	// until it is (distribution is asynchronous), within a generous deadline.
