@@ -175,6 +175,16 @@ func TestConsolePageBrowser(t *testing.T) {
 			t.Errorf("%s plots nothing", sel)
 		}
 	}
+	// The other language: every label changes, the plots are drawn again, nothing breaks.
+	const labels = `[...document.querySelectorAll("[data-t]")].map(e => e.textContent).join("|")`
+	labelsBefore, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](labels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageDo(t, b, "switch language", chromedp.Click(chromedp.CSS("#lang")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`%s !== %q && document.querySelector("#chart-draws").dataset.values !== ""`, labels, labelsBefore), chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.Click(chromedp.CSS("#lang")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`%s === %q`, labels, labelsBefore), chromedp.WithPollingTimeout(10*time.Second)))
 	badges, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`["#breaker", "#degrade"].map(s => document.querySelector(s).dataset.state).join(",")`))
 	if err != nil || badges != "closed,close" {
 		t.Errorf("breaker and degrade badges %q (%v), want closed,close", badges, err)
