@@ -261,5 +261,19 @@ func TestConsolePageBrowser(t *testing.T) {
 		t.Errorf("reconcile in the page: %s", result)
 	}
 	t.Logf("reconcile: %s", result)
+
+	// The degrade switch set through the settings view, confirmed in the page, is in force
+	// (the row and the dashboard's badge say so); reset, it is back to close.
+	const degradeRow = `document.querySelector('#settings-table tr[data-key="degradeSwitch"]')`
+	pageDo(t, b, "degrade", chromedp.Click(chromedp.CSS(`#views button[data-view="settings"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#settings-table tr[data-key="degradeSwitch"]`)),
+		chromedp.Click(chromedp.CSS(`#settings-table tr[data-key="degradeSwitch"] td:last-child button`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](degradeRow+`?.dataset.value === "open" && document.querySelector("#degrade").dataset.state === "open"`,
+			chromedp.WithPollingTimeout(20*time.Second)))
+	pageDo(t, b, "reset degrade", chromedp.Click(chromedp.CSS(`#settings-table tr[data-key="degradeSwitch"] td:last-child button:last-child`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](degradeRow+`?.dataset.value === "close" && document.querySelector("#degrade").dataset.state === "close"`,
+			chromedp.WithPollingTimeout(20*time.Second)))
 	b.check(t)
 }

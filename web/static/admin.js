@@ -39,7 +39,7 @@ const text = {
     userFirst: "请先输入用户 ID", badNumber: (f) => `${f} 必须是正整数`,
     settingsHint: "动态配置对所有节点生效；这里显示本节点当前生效的值。", key: "配置项", inForce: "当前值", change: "修改",
     set: "设置", reset: "恢复默认", confirmSet: (k, v) => `确认把 ${k} 设为 ${v}？`, confirmReset: (k) => `确认把 ${k} 恢复为配置文件的值？`,
-    settingSaved: "已保存，各节点将很快生效", settingNames: {
+    settingSaved: "已保存，各节点将很快生效", overridden: "已动态修改", defaultValue: "配置默认值", settingNames: {
       degradeSwitch: "降级开关（open 时抽奖直接降级）", rateLimiterSwitch: "限流开关", rateLimiterPermitsPerSecond: "每用户每秒请求数",
       rateLimiterBurst: "突发容量", rateLimiterBlacklistCount: "拉黑阈值（次）", rateLimiterBlacklistDuration: "拉黑时长",
       drawTimeout: "抽奖时间预算",
@@ -97,7 +97,7 @@ const text = {
     userFirst: "Type a user id first", badNumber: (f) => `${f} must be a positive integer`,
     settingsHint: "Settings apply to every node; shown is the value in force on this node.", key: "Setting", inForce: "In force", change: "Change",
     set: "Set", reset: "Reset", confirmSet: (k, v) => `Set ${k} to ${v}?`, confirmReset: (k) => `Reset ${k} to the configured value?`,
-    settingSaved: "Saved; every node applies it in a moment", settingNames: {
+    settingSaved: "Saved; every node applies it in a moment", overridden: "changed", defaultValue: "Configured default", settingNames: {
       degradeSwitch: "Degrade switch (open: draws degrade at once)", rateLimiterSwitch: "Rate limiter", rateLimiterPermitsPerSecond: "Requests per user per second",
       rateLimiterBurst: "Burst", rateLimiterBlacklistCount: "Blacklist after (hits)", rateLimiterBlacklistDuration: "Blacklist for",
       drawTimeout: "Draw time budget",
@@ -490,21 +490,17 @@ function skuTopUp(ev) {
 
 // settings ---------------------------------------------------------------------------------
 
-const settingOrder = ["degradeSwitch", "rateLimiterSwitch", "rateLimiterPermitsPerSecond", "rateLimiterBurst",
-  "rateLimiterBlacklistCount", "rateLimiterBlacklistDuration", "drawTimeout"];
-
 async function loadSettings() {
-  const res = await call("GET", "/api/v1/raffle/dcc/query_config");
+  const res = await call("GET", "/api/v1/admin/settings");
   const body = $("settings-table").tBodies[0];
   if (!ok(res)) { body.replaceChildren(); return; }
-  const m = res.data && typeof res.data === "object" ? res.data : {};
-  const keys = [...settingOrder.filter((k) => k in m), ...Object.keys(m).filter((k) => !settingOrder.includes(k)).sort()];
-  body.replaceChildren(...keys.map((k) => {
-    const isSwitch = m[k] === "open" || m[k] === "close";
+  const list = (Array.isArray(res.data) ? res.data : []).filter((x) => x && typeof x.key === "string");
+  body.replaceChildren(...list.map(({ key: k, value, default: def, overridden }) => {
+    const isSwitch = value === "open" || value === "close";
     const input = isSwitch
       ? node("select", { "aria-label": k }, node("option", { value: "open" }, "open"), node("option", { value: "close" }, "close"))
-      : node("input", { value: show(m[k]), "aria-label": k, autocomplete: "off" });
-    if (isSwitch) input.value = m[k] === "open" ? "close" : "open";
+      : node("input", { value: show(value), "aria-label": k, autocomplete: "off" });
+    if (isSwitch) input.value = value === "open" ? "close" : "open";
     const set = node("button", { type: "button", on: { click: () => {
       const v = input.value.trim();
       if (!v) return;
@@ -513,14 +509,15 @@ async function loadSettings() {
         if (ok(r)) { say(t().settingSaved); reloadSettingsSoon(); }
       });
     } } }, t().set);
-    const reset = node("button", { type: "button", on: { click: () => confirmThen(t().confirmReset(k), async () => {
+    const reset = node("button", { type: "button", disabled: overridden !== true, on: { click: () => confirmThen(t().confirmReset(k), async () => {
       const r = await call("POST", `/api/v1/raffle/dcc/reset_config?key=${encodeURIComponent(k)}`);
       if (ok(r)) { say(t().settingSaved); reloadSettingsSoon(); }
     }) } }, t().reset);
     const name = t().settingNames[k];
-    return node("tr", { dataset: { key: k, value: show(m[k]) } },
-      node("td", {}, name ? `${name} ` : "", node("code", {}, k)),
-      node("td", { class: "value" }, show(m[k])),
+    return node("tr", { dataset: { key: k, value: show(value), overridden: String(overridden === true) } },
+      node("td", {}, name ? `${name} ` : null, node("code", {}, k)),
+      node("td", { class: "value" }, show(value), overridden === true ? " " : null, overridden === true ? badge(t().overridden, "warn") : null),
+      node("td", {}, show(def)),
       node("td", {}, input, " ", set, " ", reset));
   }));
 }
