@@ -262,6 +262,24 @@ func TestConsolePageBrowser(t *testing.T) {
 	}
 	t.Logf("reconcile: %s", result)
 
+	// A campaign red packet sent through the page is listed; a rain session created through
+	// the page is listed at quota SeqNo 1, and a quota change makes it 2; no dead letters.
+	pageDo(t, b, "campaign packet", chromedp.Click(chromedp.CSS(`#views button[data-view="redpacket"]`)),
+		chromedp.Click(chromedp.CSS(`#packet-form button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](`[...document.querySelectorAll("#packets-out tr.packet")].some(tr => document.querySelector("#message").textContent.includes(tr.dataset.packetId))`,
+			chromedp.WithPollingTimeout(20*time.Second)))
+	pageDo(t, b, "rain session", chromedp.Click(chromedp.CSS(`#views button[data-view="rain"]`)),
+		chromedp.Click(chromedp.CSS(`#rain-form button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#rain-out tr.session")?.dataset.seqNo === "1"`, chromedp.WithPollingTimeout(20*time.Second)),
+		chromedp.SendKeys(chromedp.CSS(`#rain-out tr.session input[aria-label]:nth-of-type(2)`), "5"),
+		chromedp.Click(chromedp.CSS(`#rain-out tr.session .inline button`)), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#rain-out tr.session")?.dataset.seqNo === "2"`, chromedp.WithPollingTimeout(20*time.Second)))
+	pageDo(t, b, "dead letters", chromedp.Click(chromedp.CSS(`#views button[data-view="dlq"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#dlq-out p.muted") !== null`, chromedp.WithPollingTimeout(20*time.Second)))
+
 	// The degrade switch set through the settings view, confirmed in the page, is in force
 	// (the row and the dashboard's badge say so); reset, it is back to close.
 	const degradeRow = `document.querySelector('#settings-table tr[data-key="degradeSwitch"]')`
