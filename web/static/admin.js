@@ -269,6 +269,9 @@ function pushGauge(list, v) {
 }
 
 function renderStats(d) {
+  // The numbers are the answering node's: behind a load balancer another node may answer
+  // the next poll, and its gauges are not the same series.
+  if (lastStats && lastStats.node !== d.node) for (const k of Object.keys(gauges)) gauges[k] = noReadings();
   lastStats = d;
   const b = d.backlogs || {};
   pushGauge(gauges.outbox, b.outbox);
