@@ -670,7 +670,7 @@ async function reconcile(ev) {
   const out = $("reconcile-out");
   out.replaceChildren(node("p", { class: "muted" }, t().reconcileRunning));
   const res = await call("POST", "/api/v1/admin/reconcile", { since: Math.round(Date.now() - h * 3600e3) });
-  if (res.code === "0009" && res.status === 429) { out.replaceChildren(); say(t().reconcileBusy); return; }
+  if (res.code === "0009") { out.replaceChildren(); say(t().reconcileBusy); return; } // one run at a time per node
   if (!ok(res)) { out.replaceChildren(); return; }
   say("");
   const d = res.data || {};
