@@ -244,3 +244,47 @@ func benchTap(b *testing.B, h http.Handler) {
 		b.Fatalf("status %d, %d bytes", w.status, w.n)
 	}
 }
+
+// TestIPLimitOffAllocatesNothing: a tap behind a guard whose per-IP limit is off
+// allocates what the unguarded tap does, and turning the limit on adds no allocation
+// either once the client's bucket exists (the hot path of BenchmarkRainGrabMiss).
+func TestIPLimitOffAllocatesNothing(t *testing.T) {
+	tap := func(h http.Handler) float64 {
+		body := []byte(`{"userId":"unlucky","sessionId":42}`)
+		req, _ := http.NewRequest(http.MethodPost, "http://x/api/v1/rain/grab", nil)
+		req.RemoteAddr = "127.0.0.1:4000"
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", "198.51.100.1")
+		req.ContentLength = int64(len(body))
+		rd := bytes.NewReader(body)
+		w := &discardWriter{}
+		serve := func() {
+			rd.Reset(body)
+			req.Body = io.NopCloser(rd)
+			w.h, w.status, w.n = http.Header{}, 0, 0
+			h.ServeHTTP(w, req)
+		}
+		serve() // warm: the route's first call, the client's bucket
+		if w.status != http.StatusOK {
+			t.Fatalf("tap: status %d", w.status)
+		}
+		return testing.AllocsPerRun(200, serve)
+	}
+	newAPI := func(g *guard.Guard) http.Handler {
+		proxies, _ := guard.ParseProxies([]string{"127.0.0.1"})
+		opts := Options{Strategies: newFake(), Rains: &fakeRains{}, PlainUserEndpoints: true, Registry: prometheus.NewRegistry(), TrustedProxies: proxies}
+		if g != nil {
+			opts.Guard = g
+		}
+		return New(opts)
+	}
+	bare := tap(newAPI(nil))
+	off := tap(newAPI(guard.New(guard.Options{Defaults: guard.DefaultSettings(), Logger: slog.New(slog.DiscardHandler)})))
+	s := guard.DefaultSettings()
+	s.IPPermitsPerSecond = guard.MaxPermitsPerSecond
+	on := tap(newAPI(guard.New(guard.Options{Defaults: s, Logger: slog.New(slog.DiscardHandler)})))
+	if off != bare || on != bare {
+		t.Fatalf("allocations a tap: %v unguarded, %v with the IP limit off, %v on; want the same", bare, off, on)
+	}
+	t.Logf("allocations a tap: %v (unguarded, IP limit off, IP limit on)", bare)
+}
