@@ -26,9 +26,9 @@ type Backends struct {
 	// RedisFence is whether the hot scripts fence their key groups by replication id:
 	// an external Redis that answers the probe, unless Config.RedisFence is off.
 	RedisFence bool
-	NC       *natsgo.Conn
-	JS       jetstream.JetStream
-	closers  []func()
+	NC         *natsgo.Conn
+	JS         jetstream.JetStream
+	closers    []func()
 }
 
 // Close closes every connection, the last opened first.

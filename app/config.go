@@ -60,9 +60,9 @@ type Config struct {
 	// durable records instead of granting twice; false runs without, on a Redis-compatible
 	// server that cannot read INFO replication inside a script. The embedded server has
 	// no replication and is never fenced.
-	RedisFence bool `koanf:"redis_fence"`
-	Shards       string        `koanf:"shards"`
-	NATSURLs     []string      `koanf:"nats_urls" dump:"url"`
+	RedisFence bool     `koanf:"redis_fence"`
+	Shards     string   `koanf:"shards"`
+	NATSURLs   []string `koanf:"nats_urls" dump:"url"`
 	// NATSPrefix starts bigmarket's stream, subject and consumer names.
 	NATSPrefix          string        `koanf:"nats_prefix"`
 	NATSReplicas        int           `koanf:"nats_replicas"`
