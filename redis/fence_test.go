@@ -23,7 +23,7 @@ import (
 // startRedisServer starts a private standalone redis-server on a free loopback port with
 // its data under dir and extra arguments, and returns its address once it answers; it is
 // killed when the test ends. Without redis-server the test is skipped, except in CI.
-func startRedisServer(t *testing.T, dir string, extra ...string) (string, *exec.Cmd) {
+func startRedisServer(t testing.TB, dir string, extra ...string) (string, *exec.Cmd) {
 	t.Helper()
 	server := lookTool(t, "redis-server")
 	var lastErr error
@@ -44,7 +44,7 @@ func startRedisServer(t *testing.T, dir string, extra ...string) (string, *exec.
 
 // runRedisServer starts redis-server on port with its data under dir and waits until it
 // answers; the process is killed when the test ends.
-func runRedisServer(t *testing.T, server string, port int, dir string, extra ...string) (string, *exec.Cmd, error) {
+func runRedisServer(t testing.TB, server string, port int, dir string, extra ...string) (string, *exec.Cmd, error) {
 	t.Helper()
 	args := append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
@@ -73,7 +73,7 @@ func runRedisServer(t *testing.T, server string, port int, dir string, extra ...
 
 // newPlainClient returns a go-redis client of addr as serve opens one, closed when the
 // test ends.
-func newPlainClient(t *testing.T, addr string) goredis.UniversalClient {
+func newPlainClient(t testing.TB, addr string) goredis.UniversalClient {
 	t.Helper()
 	return openClient(t, Options{Addrs: []string{addr}})
 }
@@ -257,4 +257,82 @@ func TestRedPacketFenceAfterRestart(t *testing.T) {
 	}
 	mustLoad(t, rp, "p-restart", remainingItems(items, durable), durable, expireAt, nil)
 	assertRebuilt(t, rp, "p-restart", items, durable, before)
+}
+
+// BenchmarkRedPacketGrabFence measures a grab with and without the fence on a private
+// redis-server, alternating the two by 1,000-item packet so that a busy machine weighs on
+// both alike: server-us/grab is what Redis spends per grab script in each mode (INFO
+// commandstats, the packet loads left out); ns/op is a serial caller's round trip of the
+// two together.
+func BenchmarkRedPacketGrabFence(b *testing.B) {
+	addr, _ := startRedisServer(b, b.TempDir())
+	client := newPlainClient(b, addr)
+	ctx := context.Background()
+	prefix := testenv.Unique("bmbench_rp_")
+	rps := map[bool]*RedPackets{false: NewRedPackets(client, prefix), true: NewRedPackets(client, prefix).Fence(true)}
+	const per = 1000
+	items := splitItems(per, 1)
+	expireAt := time.Now().Add(time.Hour)
+	now := time.Now()
+	usec, calls := map[bool]int64{}, map[bool]int64{}
+	var (
+		fence bool
+		id    string
+	)
+	settle := func() { // adds the script time of the packet just grabbed
+		stats, err := client.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, c := evalshaStats(stats)
+		usec[fence], calls[fence] = usec[fence]+u, calls[fence]+c
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if i%per == 0 {
+			b.StopTimer()
+			if i > 0 {
+				settle()
+			}
+			fence, id = (i/per)%2 == 1, "p"+strconv.Itoa(i/per)
+			if err := rps[fence].load(ctx, id, items, nil, expireAt, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := client.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		if _, err := rps[fence].grab(ctx, id, "u"+strconv.Itoa(i), now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	settle()
+	for _, f := range []bool{false, true} {
+		if calls[f] > 0 {
+			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/grab-fence="+strconv.FormatBool(f))
+		}
+	}
+}
+
+// evalshaStats reads the microseconds and calls of EVALSHA from INFO commandstats.
+func evalshaStats(info string) (usec, calls int64) {
+	for _, line := range strings.Split(info, "\r\n") {
+		rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+				calls = n
+			case "usec":
+				usec = n
+			}
+		}
+	}
+	return usec, calls
 }
