@@ -423,12 +423,14 @@ func TestRedPacketKeysShareClusterSlot(t *testing.T) {
 	}
 }
 
-// TestRedPacketsCluster runs the scripts on a real three-master Redis Cluster: Redis would
-// answer CROSSSLOT if any script touched keys of two slots.
+// TestRedPacketsCluster runs the scripts, fenced, on a real three-master Redis Cluster:
+// Redis would answer CROSSSLOT if any script touched keys of two slots, and each packet's
+// fence holds the replication id of the master serving its slot.
 func TestRedPacketsCluster(t *testing.T) {
 	t.Parallel()
 	client := openClient(t, Options{Addrs: startCluster(t, 3), Cluster: true})
-	rp := NewRedPackets(client, "bmtest_rp_cluster")
+	rp := NewRedPackets(client, "bmtest_rp_cluster").Fence(true)
+	ids := map[string]bool{} // replication ids seen in fences
 	ctx := context.Background()
 	expireAt := time.Now().Add(10 * time.Minute)
 	before := expireAt.Add(-time.Minute)
@@ -441,6 +443,18 @@ func TestRedPacketsCluster(t *testing.T) {
 		if s, err := client.ClusterKeySlot(ctx, rp.Keys(id)[3]).Result(); err != nil || int(s) != keySlot(rp.Keys(id)[0]) {
 			t.Fatalf("CLUSTER KEYSLOT %d, %v; want %d", s, err, keySlot(rp.Keys(id)[0]))
 		}
+		node, err := client.(*goredis.ClusterClient).MasterForKey(ctx, rp.Keys(id)[4])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fence, err := client.Get(ctx, rp.Keys(id)[4]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := node.Info(ctx, "replication").Result(); err != nil || !strings.Contains(info, "master_replid:"+fence+"\r\n") {
+			t.Fatalf("packet %s: fence %q, the slot's master says %v\n%s", id, fence, err, info)
+		}
+		ids[fence] = true
 		if res := mustGrab(t, rp, id, "g", before); res != (grabResult{Item: items[0], Again: true}) {
 			t.Fatalf("packet %s: loaded grab %+v", id, res)
 		}
@@ -463,6 +477,9 @@ func TestRedPacketsCluster(t *testing.T) {
 	}
 	if len(slots) < 6 {
 		t.Fatalf("12 packets in %d slots", len(slots))
+	}
+	if len(ids) < 2 {
+		t.Fatalf("12 packets fenced with %d replication ids: want those of several masters", len(ids))
 	}
 }
 
