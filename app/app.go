@@ -94,9 +94,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *App, err error) 
 	}
 	n = &App{cfg: cfg, log: log, b: &Backends{}}
 	n.background, n.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
+	// The returns below set n to nil before this runs: close what was built through built.
+	built := n
 	defer func() {
 		if err != nil {
-			n.Close()
+			built.Close()
 			n = nil
 		}
 	}()
@@ -254,7 +256,7 @@ func (n *App) buildServices() {
 		log.Warn("red packets without auto-pipelining", "err", err)
 	}
 	n.redPackets = redpacket.NewService(redpacket.Options{
-		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix),
+		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix).Fence(b.RedisFence),
 		Events: nats.NewGrabEvents(n.publisher), Logger: log,
 		// A rebuild of a lost packet waits for the grab consumer (buildConsumers) to
 		// apply every grab event already published.

@@ -23,9 +23,12 @@ type Backends struct {
 	ConfigDB *sqlstore.DB
 	UserDBs  []*sqlstore.DB
 	Redis    goredis.UniversalClient
-	NC       *natsgo.Conn
-	JS       jetstream.JetStream
-	closers  []func()
+	// RedisFence is whether the hot scripts fence their key groups by replication id:
+	// an external Redis that answers the probe, unless Config.RedisFence is off.
+	RedisFence bool
+	NC         *natsgo.Conn
+	JS         jetstream.JetStream
+	closers    []func()
 }
 
 // Close closes every connection, the last opened first.
@@ -112,6 +115,18 @@ func OpenRedis(ctx context.Context, cfg Config, b *Backends, log *slog.Logger) e
 	}
 	b.Redis = client
 	b.closers = append(b.closers, func() { client.Close() })
+	if len(cfg.RedisAddrs) == 0 || !cfg.RedisFence {
+		if len(cfg.RedisAddrs) > 0 {
+			log.Warn("redis hot scripts not fenced (BIGMARKET_REDIS_FENCE=false): a failover that loses writes can grant twice")
+		}
+		return nil
+	}
+	id, err := redis.ProbeFence(ctx, client)
+	if err != nil {
+		return fmt.Errorf("%w; set BIGMARKET_REDIS_FENCE=false to run without failover fencing", err)
+	}
+	b.RedisFence = true
+	log.Info("redis hot scripts fenced by replication id", "replid", id)
 	return nil
 }
 

@@ -55,8 +55,14 @@ type Config struct {
 	// times out is never sent again (its script may have run); requests are bounded by
 	// their own budgets besides.
 	RedisTimeout time.Duration `koanf:"redis_timeout"`
-	Shards       string        `koanf:"shards"`
-	NATSURLs     []string      `koanf:"nats_urls" dump:"url"`
+	// RedisFence fences the hot scripts by replication id (BIGMARKET_REDIS_FENCE, default
+	// true), so that a Redis failover or restart that lost writes is rebuilt from the
+	// durable records instead of granting twice; false runs without, on a Redis-compatible
+	// server that cannot read INFO replication inside a script. The embedded server has
+	// no replication and is never fenced.
+	RedisFence bool     `koanf:"redis_fence"`
+	Shards     string   `koanf:"shards"`
+	NATSURLs   []string `koanf:"nats_urls" dump:"url"`
 	// NATSPrefix starts bigmarket's stream, subject and consumer names.
 	NATSPrefix          string        `koanf:"nats_prefix"`
 	NATSReplicas        int           `koanf:"nats_replicas"`
@@ -215,6 +221,7 @@ func DefaultConfig() Config {
 		OpsAddr:                 "127.0.0.1:9091",
 		DataDir:                 "./data",
 		RedisPrefix:             "bigmarket",
+		RedisFence:              true,
 		Shards:                  "2x4",
 		NATSPrefix:              "",
 		NATSReplicas:            1,

@@ -311,7 +311,7 @@ func startCluster(t *testing.T, n int) []string {
 
 // lookTool returns the path of the named program, skipping the test when it is missing on
 // a developer machine and failing it in CI.
-func lookTool(t *testing.T, name string) string {
+func lookTool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err == nil {

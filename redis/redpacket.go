@@ -32,7 +32,7 @@ const (
 
 // loadScript puts a packet into Redis unless a live copy is there.
 //
-// KEYS are items, grabs, meta and eligible. ARGV[1] is the expiry of the keys and ARGV[2]
+// KEYS are items, grabs, meta, eligible and fence. ARGV[1] is the expiry of the keys and ARGV[2]
 // the packet's expiry, both Unix ms; ARGV[3] is "1" for a restricted packet; ARGV[4] and
 // ARGV[5] count the items and the grabs; then come the items ("index:cents"), the grabs
 // (user, "index:cents:grabUnixMs" pairs, or "index:cents" when the time is not known) and
@@ -41,18 +41,21 @@ const (
 // A packet whose meta is present is kept when it is closed, or open with its counts adding
 // up (items left + grabs = total): replacing live state from durable records could put
 // back an item granted a moment ago and not yet recorded. Anything else — no meta, or an
-// open packet that lost its items or grabs list — is deleted and written anew. It returns
-// 1 when it wrote the packet and 0 when it kept it.
+// open packet that lost its items or grabs list — is deleted and written anew. So is an
+// open packet whose fence is not this server's replication id (see fence.go): after a
+// failover its counts may add up and still lack grabs that were answered, so only the
+// durable records (the caller's) can be trusted, and the fence is set anew with them. It
+// returns 1 when it wrote the packet and 0 when it kept it.
 //
 // The lists go in by chunks of 1000 arguments, as unpack is bounded by Lua's C stack
 // (8000 slots in Redis); 1000 is even, so a chunk never splits a user from their item.
 // The total is written with %d: Lua 5.1 prints large numbers in exponent form.
-var loadScript = goredis.NewScript(`
+var loadScript = newFencedScript(`
 local meta = redis.call('HMGET', KEYS[3], 'state', 'total')
 if meta[1] == 'closed' then
   return 0
 end
-if meta[1] == 'open' and tonumber(meta[2]) ==
+if meta[1] == 'open' and not bm_fenced(KEYS[5]) and tonumber(meta[2]) ==
     redis.call('LLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) then
   return 0
 end
@@ -73,12 +76,13 @@ end
 for i = 1, 4 do
   redis.call('PEXPIREAT', KEYS[i], ARGV[1])
 end
+bm_fence(KEYS[5], ARGV[1])
 return 1
 `)
 
 // grabScript gives one user one item of a packet, once.
 //
-// KEYS are items, grabs, meta and eligible; ARGV[1] is the user and ARGV[2] the caller's
+// KEYS are items, grabs, meta, eligible and fence; ARGV[1] is the user and ARGV[2] the caller's
 // now in Unix ms, which the grab keeps as its time ("index:cents:grabUnixMs" in the grabs
 // hash). The reply is {status} or {status, item}:
 //
@@ -89,11 +93,16 @@ return 1
 //	-4 no item left
 //	 1 granted: item was popped and recorded under the user
 //
+// or the error reply FENCED (ErrFenced) when the packet's fence is not this server's
+// replication id: it took nothing, and the packet is rebuilt as a lost one. The fence is
+// checked only before the write: the answers before it (again, closed, not eligible,
+// empty) hold on a rolled-back copy too, since it only lacks the newest grabs and a close.
+//
 // The count check (items left + grabs = total) costs two O(1) reads; without it a lost
 // grabs hash would let every earlier grabber grab again. The grabs hash is created by the
 // first grab after a Load without grabs, so it then takes the meta's expiry. PTTL is
 // written with %d: Lua 5.1 prints large numbers in exponent form.
-var grabScript = goredis.NewScript(`
+var grabScript = newFencedScript(`
 local meta = redis.call('HMGET', KEYS[3], 'state', 'expire_ms', 'eligible', 'total')
 if not meta[1] then
   return {-1}
@@ -115,6 +124,9 @@ end
 if tonumber(meta[4]) ~= redis.call('LLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) then
   return {-1}
 end
+if bm_fenced(KEYS[5]) then
+  return BM_FENCED
+end
 local item = redis.call('LPOP', KEYS[1])
 if not item then
   return {-4}
@@ -131,10 +143,11 @@ return {1, item}
 
 // closeScript closes a packet and takes its remaining items out.
 //
-// KEYS are items, grabs and meta. The reply is {-1} when the meta is missing or an open
-// packet's counts do not add up (the refund would be wrong: rebuild first), {0} when it
-// was already closed, and {3, items...} when this call closed it.
-var closeScript = goredis.NewScript(`
+// KEYS are items, grabs, meta and fence. The reply is {-1} when the meta is missing or an
+// open packet's counts do not add up (the refund would be wrong: rebuild first), {0} when
+// it was already closed, the error FENCED when its fence is not this server's replication
+// id (its remainder may be stale), and {3, items...} when this call closed it.
+var closeScript = newFencedScript(`
 local meta = redis.call('HMGET', KEYS[3], 'state', 'total')
 if not meta[1] then
   return {-1}
@@ -144,6 +157,9 @@ if meta[1] ~= 'open' then
 end
 if tonumber(meta[2]) ~= redis.call('LLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) then
   return {-1}
+end
+if bm_fenced(KEYS[4]) then
+  return BM_FENCED
 end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
@@ -183,6 +199,7 @@ return redis.call('LLEN', KEYS[1])
 //	<prefix>:rp:{<id>}:grabs     hash user → "index:cents:grabUnixMs" ("index:cents" if its time is unknown)
 //	<prefix>:rp:{<id>}:meta      hash state (open|closed), expire_ms, total, eligible ("1" if restricted)
 //	<prefix>:rp:{<id>}:eligible  set of users who may grab (restricted packets only)
+//	<prefix>:rp:{<id>}:fence     replication id of the server that built the packet (Fence)
 //
 // Redis must not evict these keys (maxmemory-policy noeviction, or room enough): a lost
 // list is detected by the total count and reported as redpacket.ErrUnavailable, but a lost
@@ -195,6 +212,7 @@ return redis.call('LLEN', KEYS[1])
 type RedPackets struct {
 	client goredis.Cmdable
 	prefix string
+	fence  bool
 }
 
 var _ redpacket.Hot = (*RedPackets)(nil)
@@ -224,11 +242,25 @@ func NewRedPackets(client goredis.Cmdable, prefix string) *RedPackets {
 	return &RedPackets{client: client, prefix: prefix}
 }
 
+// Fence turns replication-id fencing of the writing scripts (grab, close, load) on or off,
+// and returns r. It must be on with Redis or Redis Cluster, whose failover can roll a
+// packet back (see fence.go), and off with the embedded server, which has no replication
+// and no INFO replication. Turning it on over packets written without it costs each of
+// them one rebuild.
+//
+// The reads (grabs, remaining) and the green channel's pending lists are not fenced: a
+// rolled-back packet only lacks its newest grabs, all of them already durable, and a
+// rolled-back pending list only lacks or regains entries whose credit is idempotent.
+func (r *RedPackets) Fence(on bool) *RedPackets {
+	r.fence = on
+	return r
+}
+
 // Keys returns the packet's keys in the order the scripts take them: items, grabs, meta,
-// eligible.
+// eligible, fence.
 func (r *RedPackets) Keys(packetID string) []string {
 	base := r.prefix + "rp:{" + packetID + "}:"
-	return []string{base + "items", base + "grabs", base + "meta", base + "eligible"}
+	return []string{base + "items", base + "grabs", base + "meta", base + "eligible", base + "fence"}
 }
 
 // Load implements redpacket.Hot: items not yet grabbed go to the list, grabs to the hash.
@@ -311,7 +343,7 @@ func (r *RedPackets) loadAt(ctx context.Context, packetID string, items []rpItem
 		}
 		args = append(args, user)
 	}
-	if err := loadScript.Run(ctx, r.client, r.Keys(packetID), args...).Err(); err != nil {
+	if err := loadScript.run(ctx, r.client, r.fence, r.Keys(packetID), args...).Err(); err != nil {
 		return fmt.Errorf("load red packet %s: %w", packetID, err)
 	}
 	return nil
@@ -330,7 +362,8 @@ func (r *RedPackets) Grab(ctx context.Context, packetID, userID string, now time
 // that item again with Again set, even after the packet closed or expired: it is their
 // result. Otherwise it returns an error wrapping redpacket.ErrUnavailable,
 // redpacket.ErrClosed (closed, or now at or past the expiry), redpacket.ErrNotEligible or
-// redpacket.ErrEmpty, in that order.
+// redpacket.ErrEmpty, in that order; a fenced packet's error wraps both
+// redpacket.ErrUnavailable and ErrFenced.
 //
 // now comes from the caller's injected clock rather than Redis TIME, so that one clock
 // decides expiry across the domain and tests can pin it; app clocks are NTP-synced, and a
@@ -345,7 +378,10 @@ func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time
 	if now.UnixMilli() <= 0 {
 		return grabResult{}, fmt.Errorf("grab red packet %s: no time", packetID)
 	}
-	reply, err := grabScript.Run(ctx, r.client, r.Keys(packetID), userID, now.UnixMilli()).Slice()
+	reply, err := grabScript.run(ctx, r.client, r.fence, r.Keys(packetID), userID, now.UnixMilli()).Slice()
+	if err = fenceErr(err); errors.Is(err, ErrFenced) {
+		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w: %w", packetID, userID, redpacket.ErrUnavailable, err)
+	}
 	if err != nil {
 		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
 	}
@@ -387,14 +423,18 @@ func (r *RedPackets) Close(ctx context.Context, packetID string) error {
 // closePacket marks the packet closed and takes out the items still in it, in one script,
 // so that the remainder is exact and no grab can slip in between. closedNow reports
 // whether this call closed it: a second call returns no items and false. It returns an
-// error wrapping redpacket.ErrUnavailable when the packet is not in Redis or lost part of
-// its state; the caller rebuilds it first. Expiry does not close a packet: the refund job
+// error wrapping redpacket.ErrUnavailable when the packet is not in Redis, lost part of
+// its state or is fenced (wrapping ErrFenced too); the caller rebuilds it first. Expiry does not close a packet: the refund job
 // calls Close after it.
 func (r *RedPackets) closePacket(ctx context.Context, packetID string) (remaining []rpItem, closedNow bool, err error) {
 	if err := checkPacketID(packetID); err != nil {
 		return nil, false, fmt.Errorf("close red packet: %w", err)
 	}
-	reply, err := closeScript.Run(ctx, r.client, r.Keys(packetID)[:3]).Slice()
+	keys := r.Keys(packetID)
+	reply, err := closeScript.run(ctx, r.client, r.fence, []string{keys[0], keys[1], keys[2], keys[4]}).Slice()
+	if err = fenceErr(err); errors.Is(err, ErrFenced) {
+		return nil, false, fmt.Errorf("close red packet %s: %w: %w", packetID, redpacket.ErrUnavailable, err)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("close red packet %s: %w", packetID, err)
 	}

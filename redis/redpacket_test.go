@@ -25,7 +25,7 @@ func TestRedPackets(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			testRedPackets(t, client, NewRedPackets(client, uniquePrefix(t, client)))
+			testRedPackets(t, client, NewRedPackets(client, uniquePrefix(t, client)).Fence(b.fence))
 		})
 	}
 }
@@ -232,8 +232,12 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 			user := "u" + strconv.Itoa(i)
 			durable[user] = mustGrab(t, rp, id, user, before).Item
 		}
-		if n, err := client.Del(ctx, rp.Keys(id)...).Result(); err != nil || n != 3 {
-			t.Fatalf("del: %d, %v; want the 3 keys of an open packet", n, err)
+		want := int64(3) // items, grabs, meta; and the fence when fenced
+		if rp.fence {
+			want++
+		}
+		if n, err := client.Del(ctx, rp.Keys(id)...).Result(); err != nil || n != want {
+			t.Fatalf("del: %d, %v; want the %d keys of an open packet", n, err, want)
 		}
 		assertMissing(t, rp, id)
 
@@ -335,6 +339,9 @@ func testRedPackets(t *testing.T, client goredis.UniversalClient, rp *RedPackets
 		}
 		mustGrab(t, rp, id, "u", before)
 		keep := time.Until(expireAt.Add(24 * time.Hour))
+		if !rp.fence {
+			keys = keys[:4] // no fence key
+		}
 		for _, key := range keys {
 			d, err := client.PTTL(ctx, key).Result()
 			if err != nil {
@@ -393,8 +400,8 @@ func TestRedPacketKeysShareClusterSlot(t *testing.T) {
 		for i := range 50 {
 			id := "rp" + strconv.Itoa(1000+i)
 			keys := rp.Keys(id)
-			if len(keys) != 4 {
-				t.Fatalf("%d keys, want 4", len(keys))
+			if len(keys) != 5 {
+				t.Fatalf("%d keys, want 5", len(keys))
 			}
 			slot := keySlot(keys[0])
 			for _, k := range keys {
@@ -416,12 +423,14 @@ func TestRedPacketKeysShareClusterSlot(t *testing.T) {
 	}
 }
 
-// TestRedPacketsCluster runs the scripts on a real three-master Redis Cluster: Redis would
-// answer CROSSSLOT if any script touched keys of two slots.
+// TestRedPacketsCluster runs the scripts, fenced, on a real three-master Redis Cluster:
+// Redis would answer CROSSSLOT if any script touched keys of two slots, and each packet's
+// fence holds the replication id of the master serving its slot.
 func TestRedPacketsCluster(t *testing.T) {
 	t.Parallel()
 	client := openClient(t, Options{Addrs: startCluster(t, 3), Cluster: true})
-	rp := NewRedPackets(client, "bmtest_rp_cluster")
+	rp := NewRedPackets(client, "bmtest_rp_cluster").Fence(true)
+	ids := map[string]bool{} // replication ids seen in fences
 	ctx := context.Background()
 	expireAt := time.Now().Add(10 * time.Minute)
 	before := expireAt.Add(-time.Minute)
@@ -434,6 +443,18 @@ func TestRedPacketsCluster(t *testing.T) {
 		if s, err := client.ClusterKeySlot(ctx, rp.Keys(id)[3]).Result(); err != nil || int(s) != keySlot(rp.Keys(id)[0]) {
 			t.Fatalf("CLUSTER KEYSLOT %d, %v; want %d", s, err, keySlot(rp.Keys(id)[0]))
 		}
+		node, err := client.(*goredis.ClusterClient).MasterForKey(ctx, rp.Keys(id)[4])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fence, err := client.Get(ctx, rp.Keys(id)[4]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := node.Info(ctx, "replication").Result(); err != nil || !strings.Contains(info, "master_replid:"+fence+"\r\n") {
+			t.Fatalf("packet %s: fence %q, the slot's master says %v\n%s", id, fence, err, info)
+		}
+		ids[fence] = true
 		if res := mustGrab(t, rp, id, "g", before); res != (grabResult{Item: items[0], Again: true}) {
 			t.Fatalf("packet %s: loaded grab %+v", id, res)
 		}
@@ -456,6 +477,9 @@ func TestRedPacketsCluster(t *testing.T) {
 	}
 	if len(slots) < 6 {
 		t.Fatalf("12 packets in %d slots", len(slots))
+	}
+	if len(ids) < 2 {
+		t.Fatalf("12 packets fenced with %d replication ids: want those of several masters", len(ids))
 	}
 }
 
@@ -629,7 +653,7 @@ func TestRedPacketPending(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
 			prefix := testenv.Unique("bmtest_rpp_")
-			h := NewRedPackets(client, prefix)
+			h := NewRedPackets(client, prefix).Fence(b.fence)
 			ctx := context.Background()
 			t.Cleanup(func() { client.Del(context.Background(), h.pendingKey("ann"), h.pendingKey("ben")) })
 			at := time.UnixMilli(time.Now().UnixMilli())
@@ -677,7 +701,7 @@ func TestRedPacketsHot(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			var h redpacket.Hot = NewRedPackets(client, uniquePrefix(t, client))
+			var h redpacket.Hot = NewRedPackets(client, uniquePrefix(t, client)).Fence(b.fence)
 			ctx := context.Background()
 			const id = "p-hot"
 			expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)

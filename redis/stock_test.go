@@ -18,17 +18,21 @@ import (
 
 // backends are the servers the Stock contract runs against. Each returns a client that is
 // closed when the test ends.
+//
+// fence is whether hot state on the backend is fenced by replication id, as serve runs it:
+// on Redis, not on the embedded server (which has no INFO replication).
 var backends = []struct {
 	name   string
 	client func(tb testing.TB) goredis.UniversalClient
+	fence  bool
 }{
-	{"embedded", func(tb testing.TB) goredis.UniversalClient { return openEmbedded(tb, false) }},
+	{"embedded", func(tb testing.TB) goredis.UniversalClient { return openEmbedded(tb, false) }, false},
 	// miniredis answers CLUSTER SLOTS as a one-node cluster, so this runs the script and
 	// MGET through go-redis' ClusterClient routing.
-	{"embedded-cluster-client", func(tb testing.TB) goredis.UniversalClient { return openEmbedded(tb, true) }},
+	{"embedded-cluster-client", func(tb testing.TB) goredis.UniversalClient { return openEmbedded(tb, true) }, false},
 	{"redis", func(tb testing.TB) goredis.UniversalClient {
 		return openClient(tb, Options{Addrs: []string{testenv.RedisAddr(tb)}})
-	}},
+	}, true},
 }
 
 func openEmbedded(tb testing.TB, cluster bool) goredis.UniversalClient {

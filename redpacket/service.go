@@ -265,8 +265,9 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	now := s.opts.Now()
 	item, again, err := s.opts.Hot.Grab(ctx, packetID, userID, now)
 	if errors.Is(err, ErrUnavailable) {
-		// Not in the hot state: an unknown id, or a packet whose keys Redis lost.
-		if rerr := s.recover(ctx, packetID); rerr != nil {
+		// Not in the hot state: an unknown id, a packet whose keys Redis lost, or one
+		// fenced after a Redis failover (its copy may lack grabs already answered).
+		if rerr := s.recover(ctx, packetID, err); rerr != nil {
 			return Grab{}, rerr
 		}
 		item, again, err = s.opts.Hot.Grab(ctx, packetID, userID, now)
@@ -365,7 +366,9 @@ func (s *Service) Settle(ctx context.Context, userID string) error {
 // the list, the recorded grabs to the map, so no item is paid twice. A grab taken in
 // Redis whose event never reached the broker was answered with an error, and its item is
 // free again. Until the rebuild is done, grabs answer ErrUnavailable.
-func (s *Service) recover(ctx context.Context, packetID string) error {
+//
+// cause is the hot state's error that asked for the rebuild; the rebuild logs it.
+func (s *Service) recover(ctx context.Context, packetID string, cause error) error {
 	p, _, err := s.opts.Store.RedPacket(ctx, packetID)
 	if err != nil {
 		return err // ErrNotFound for an unknown id
@@ -373,7 +376,7 @@ func (s *Service) recover(ctx context.Context, packetID string) error {
 	if p.State != StateOpen || !s.opts.Now().Before(p.ExpireAt) {
 		return fmt.Errorf("red packet %s: %w", packetID, ErrClosed)
 	}
-	if err := s.rebuildOnce(ctx, packetID); err != nil {
+	if err := s.rebuildOnce(ctx, packetID, cause); err != nil {
 		return fmt.Errorf("red packet %s being rebuilt: %w (%w)", packetID, ErrUnavailable, err)
 	}
 	return nil
@@ -382,18 +385,18 @@ func (s *Service) recover(ctx context.Context, packetID string) error {
 // rebuildOnce runs reload for the packet, one at a time per packet on this node however
 // many grabs ask for it, bounded by RecoverTimeout; a grab waits at most PublishTimeout
 // and the rebuild goes on without it.
-func (s *Service) rebuildOnce(ctx context.Context, packetID string) error {
+func (s *Service) rebuildOnce(ctx context.Context, packetID string, cause error) error {
 	if s.opts.Drain == nil {
 		return fmt.Errorf("red packet %s lost from the cache and no rebuild configured: %w", packetID, ErrUnavailable)
 	}
 	return s.rebuild.Do(ctx, packetID, s.opts.RecoverTimeout, s.opts.PublishTimeout,
-		func(ctx context.Context) error { return s.reload(ctx, packetID) },
+		func(ctx context.Context) error { return s.reload(ctx, packetID, cause) },
 		func(err error) { s.opts.Logger.Warn("rebuild red packet", "packet_id", packetID, "err", err) })
 }
 
 // reload lets the grabs in flight finish, waits for their events to be applied, then
 // loads the packet from the database.
-func (s *Service) reload(ctx context.Context, packetID string) error {
+func (s *Service) reload(ctx context.Context, packetID string, cause error) error {
 	if err := rebuild.Settle(ctx, s.opts.RecoverGrace, s.opts.Drain.WaitApplied); err != nil {
 		return fmt.Errorf("rebuild red packet %s: %w", packetID, err)
 	}
@@ -415,7 +418,8 @@ func (s *Service) reload(ctx context.Context, packetID string) error {
 	if err := s.opts.Hot.Load(ctx, packetID, left, grabs, p.ExpireAt, p.Eligible); err != nil {
 		return fmt.Errorf("rebuild red packet %s: %w", packetID, err)
 	}
-	s.opts.Logger.Info("red packet rebuilt from the database", "packet_id", packetID, "left", len(left), "grabbed", len(grabs))
+	s.opts.Logger.Info("red packet rebuilt from the database", "packet_id", packetID, "left", len(left), "grabbed", len(grabs),
+		"cause", cause)
 	return nil
 }
 

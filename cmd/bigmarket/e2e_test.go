@@ -428,6 +428,8 @@ func startEmbedded(t *testing.T, adjust func(*app.Config)) (app.Config, string, 
 	// would share.
 	cfg.Addr, cfg.OpsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.RedisAddrs, cfg.RedisTimeout = []string{emb.Addr()}, redis.EmbeddedTimeout
+	// The embedded server has no replication to fence by (no INFO replication).
+	cfg.RedisFence = false
 	// Tests that are not about the front line draw as fast as they like, under -race.
 	cfg.RateLimiterSwitch, cfg.DrawTimeout = "close", time.Minute
 	if adjust != nil {
