@@ -92,11 +92,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *App, err error) 
 	if err := cfg.SaveAdminToken(); err != nil {
 		return nil, err
 	}
-	n = &App{cfg: cfg, log: log, b: &Backends{}}
+	// built is what the deferred Close closes: the error returns below set n to nil
+	// before the defer runs.
+	built := &App{cfg: cfg, log: log, b: &Backends{}}
+	n = built
 	n.background, n.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
-			n.Close()
+			built.Close()
 			n = nil
 		}
 	}()
