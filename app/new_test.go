@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -42,5 +44,46 @@ func TestNewFailureReturnsTheError(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), addr) && !strings.Contains(strings.ToLower(err.Error()), "connect") {
 		t.Logf("error (does not name the address): %v", err)
+	}
+}
+
+// TestNATSSetupRetriesTimeouts: a stream or bucket creation that times out is sent again
+// (the broker may have made it without answering), another error is returned at once.
+func TestNATSSetupRetriesTimeouts(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	n := &App{cfg: cfg, log: NewLogger(cfg, io.Discard)}
+	calls := 0
+	err := n.natsSetup(context.Background(), func(ctx context.Context) error {
+		calls++
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("a try without a deadline")
+		}
+		if calls < 3 {
+			return fmt.Errorf("ensure stream X: %w", context.DeadlineExceeded)
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("two timeouts then success: err %v after %d calls, want nil after 3", err, calls)
+	}
+
+	calls = 0
+	refused := errors.New("stream name already in use with a different configuration")
+	err = n.natsSetup(context.Background(), func(context.Context) error { calls++; return refused })
+	if !errors.Is(err, refused) || calls != 1 {
+		t.Errorf("a refusal: err %v after %d calls, want it after 1", err, calls)
+	}
+
+	// The caller's context ends the retries.
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = 0
+	err = n.natsSetup(ctx, func(context.Context) error {
+		calls++
+		cancel()
+		return context.DeadlineExceeded
+	})
+	if err == nil || calls != 1 {
+		t.Errorf("cancelled caller: err %v after %d calls, want an error after 1", err, calls)
 	}
 }
