@@ -424,7 +424,8 @@ func (n *App) buildFront(ctx context.Context) error {
 	n.guardKV = guardKV
 	n.front = guard.New(guard.Options{
 		Defaults: cfg.guard, Breaker: cfg.breaker(), Cluster: redis.NewRateLimiter(autoPipelined(n.b.Redis, n.log, "rate limits"), cfg.RedisPrefix),
-		Blacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers, Logger: n.log,
+		Blacklist: guardKV, IPBlacklist: guardKV, IsFailure: httpapi.IsSystemFailure, MaxUsers: cfg.LimiterMaxUsers,
+		MaxIPs: cfg.LimiterMaxUsers, Logger: n.log,
 		CommitTimeout: cfg.DrawCommitTimeout,
 	})
 	waitGuard, err := guardKV.Watch(n.background, n.front)
@@ -476,6 +477,7 @@ func (n *App) buildAPI() {
 		JWTSecret:          []byte(cfg.JWTSecret),
 		Guard:              n.front,
 		GuardedRoutes:      cfg.GuardedEndpoints,
+		TrustedProxies:     cfg.proxies,
 		DCC:                n.guardKV,
 		ArmoryNeedsAdmin:   cfg.Mode == ModeProduction,
 		Ready:              n.b.Ready,

@@ -107,6 +107,13 @@ type Config struct {
 	BlacklistCount     int           `koanf:"blacklist_count"`
 	BlacklistDuration  time.Duration `koanf:"blacklist_duration"`
 	DrawTimeout        time.Duration `koanf:"draw_timeout"`
+	// IPRateLimitPerSecond and IPRateLimitBurst start the per-IP limit of the spending
+	// endpoints (dynamic: ipRateLimitPerSecond, ipRateLimitBurst); 0 is off.
+	IPRateLimitPerSecond float64 `koanf:"ip_rate_limit_per_second"`
+	IPRateLimitBurst     int     `koanf:"ip_rate_limit_burst"`
+	// TrustedProxies are the IPs and CIDRs of the proxies in front (nginx) whose
+	// X-Forwarded-For names the client; empty: none, the connection's peer is the client.
+	TrustedProxies []string `koanf:"trusted_proxies"`
 	// DrawCommitTimeout bounds how long a guarded call past its commit point (a draw
 	// that has taken stock) is waited for before it is answered 0009, outcome unknown.
 	// A draw's claim on its raffle order lasts what is left of its draw timeout plus
@@ -173,6 +180,7 @@ type Config struct {
 	location  *time.Location
 	appTokens map[string]string
 	guard     guard.Settings
+	proxies   guard.Proxies
 	// implicitLuckAwardFor is ImplicitLuckAwardByStrategy parsed; drawPathSecret the key
 	// of the signed draw paths.
 	implicitLuckAwardFor map[int64]string
@@ -258,7 +266,7 @@ func DefaultConfig() Config {
 }
 
 // listKeys are comma-separated lists in the environment.
-var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true, "guarded_endpoints": true, "web_embed_origins": true}
+var listKeys = map[string]bool{"user_dsns": true, "redis_addrs": true, "nats_urls": true, "guarded_endpoints": true, "web_embed_origins": true, "trusted_proxies": true}
 
 // loadConfig builds the Config from defaults, the YAML file named by file (or by
 // BIGMARKET_CONFIG), and the environment given as KEY=VALUE pairs.
@@ -591,6 +599,7 @@ func (c *Config) validateGuard() []error {
 	s := guard.Settings{
 		PermitsPerSecond: c.RateLimitPerSecond, Burst: c.RateLimitBurst, BlacklistCount: c.BlacklistCount,
 		BlacklistDuration: c.BlacklistDuration, DrawTimeout: c.DrawTimeout,
+		IPPermitsPerSecond: c.IPRateLimitPerSecond, IPBurst: c.IPRateLimitBurst,
 	}
 	for _, sw := range []struct {
 		key, value string
@@ -605,6 +614,11 @@ func (c *Config) validateGuard() []error {
 		errs = append(errs, err)
 	}
 	c.guard = s
+	proxies, err := guard.ParseProxies(c.TrustedProxies)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("BIGMARKET_TRUSTED_PROXIES (IPs and CIDRs, comma separated): %w", err))
+	}
+	c.proxies = proxies
 	for _, name := range c.GuardedEndpoints {
 		if !slices.Contains(httpapi.GuardableRoutes, name) {
 			errs = append(errs, fmt.Errorf("guarded endpoint %q: want one of %s", name, strings.Join(httpapi.GuardableRoutes, ", ")))
@@ -733,6 +747,8 @@ func (c Config) emptyMeans(key string) string {
 		return "(flash: the only draw)"
 	case "web_embed_origins":
 		return "(none: only the pages' own origin frames them)"
+	case "trusted_proxies":
+		return "(none: X-Forwarded-For is ignored, the peer is the client)"
 	}
 	return ""
 }

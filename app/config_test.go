@@ -70,6 +70,10 @@ func TestConfigValidate(t *testing.T) {
 		"embed origin path":     {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example/x"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
 		"embed origin csp":      {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example;script-src *"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
 		"embed origin wildcard": {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=*"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
+		"trusted proxy name":    {[]string{"BIGMARKET_TRUSTED_PROXIES=127.0.0.1,nginx.internal"}, `BIGMARKET_TRUSTED_PROXIES (IPs and CIDRs, comma separated): "nginx.internal"`},
+		"trusted proxy cidr":    {[]string{"BIGMARKET_TRUSTED_PROXIES=10.1.0.0/8"}, "did you mean 10.0.0.0/8"},
+		"ip rate negative":      {[]string{"BIGMARKET_IP_RATE_LIMIT_PER_SECOND=-1"}, "ipRateLimitPerSecond"},
+		"ip burst negative":     {[]string{"BIGMARKET_IP_RATE_LIMIT_BURST=-2"}, "ipRateLimitBurst"},
 		"production demo jwt":   {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
 	} {
 		cfg, err := LoadConfig("", tc.env)
@@ -91,7 +95,15 @@ func TestConfigValidate(t *testing.T) {
 	if err := embed.Validate(); err != nil || strings.Join(embed.WebEmbedOrigins, "|") != "https://a.example|http://b.example:8080" {
 		t.Errorf("embed origins %q: %v", embed.WebEmbedOrigins, err)
 	}
+	ips, _ := LoadConfig("", []string{"BIGMARKET_TRUSTED_PROXIES=127.0.0.1, 10.0.0.0/8,::1", "BIGMARKET_IP_RATE_LIMIT_PER_SECOND=20", "BIGMARKET_IP_RATE_LIMIT_BURST=40"})
+	if err := ips.Validate(); err != nil || ips.proxies.String() != "127.0.0.1/32,10.0.0.0/8,::1/128" ||
+		ips.guard.IPPermitsPerSecond != 20 || ips.guard.IPBurst != 40 {
+		t.Errorf("trusted proxies %s, ip limit %v/%d: %v", ips.proxies, ips.guard.IPPermitsPerSecond, ips.guard.IPBurst, err)
+	}
 	demo, _ := LoadConfig("", nil)
+	if err := demo.Validate(); err != nil || demo.proxies.String() != "" || demo.guard.IPLimits() {
+		t.Errorf("defaults: proxies %q, ip limits on %t: %v", demo.proxies, demo.guard.IPLimits(), err)
+	}
 	if demo.DrawCommitTimeout != 5*time.Second {
 		t.Errorf("draw commit timeout %s, want 5s by default", demo.DrawCommitTimeout)
 	}

@@ -51,9 +51,14 @@ func newRegistry(src metricSources) *prometheus.Registry {
 		front(rejected, rejectedHelp, func(st guard.Stats) int64 { return st.Timeouts }, "reason", "timeout"),
 		front(rejected, rejectedHelp, func(st guard.Stats) int64 { return st.BreakerOpen }, "reason", "breaker_open"),
 		front(rejected, rejectedHelp, func(st guard.Stats) int64 { return st.OutcomeUnknown }, "reason", "outcome_unknown"),
+		front(rejected, rejectedHelp, func(st guard.Stats) int64 { return st.IPLimited }, "reason", "ip_limited"),
+		front(rejected, rejectedHelp, func(st guard.Stats) int64 { return st.IPBlacklisted }, "reason", "ip_blacklisted"),
+		front("bigmarket_guard_ip_excused_refusals_total", "Per-IP refusals not counted towards the IP blacklist: the IP's last call got a system answer.", func(st guard.Stats) int64 { return st.IPExcused }),
+		front("bigmarket_guard_ip_blacklist_full_total", "IP blacklistings not made because the IP blacklist held limiter_max_users entries.", func(st guard.Stats) int64 { return st.IPBlacklistFull }),
 		front("bigmarket_guard_excused_refusals_total", "Rate-limit refusals not counted towards the blacklist: the user's last call failed for the system's reasons.", func(st guard.Stats) int64 { return st.Excused }),
 		front("bigmarket_guard_cluster_limit_errors_total", "Cluster limit calls that failed (the request was let through).", func(st guard.Stats) int64 { return st.ClusterErrors }),
 		gauge("bigmarket_guard_blacklist_size", "Users blacklisted on this node.", src.Guard, func(st guard.Stats) float64 { return float64(st.BlacklistSize) }),
+		gauge("bigmarket_guard_ip_blacklist_size", "Client IPs (IPv6: /64s) blacklisted on this node.", src.Guard, func(st guard.Stats) float64 { return float64(st.IPBlacklistSize) }),
 		gauge("bigmarket_guard_breaker_open", "1 while the breaker is open, 0.5 half-open, 0 closed.", src.Guard, breakerLevel),
 	)
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,8 @@ type Options struct {
 	Cluster ClusterLimiter
 	// Blacklist shares blacklistings; nil keeps them on this node.
 	Blacklist BlacklistStore
+	// IPBlacklist shares IP blacklistings; nil keeps them on this node.
+	IPBlacklist IPBlacklistStore
 	// IsFailure tells the breaker which errors of a guarded call are failures of the
 	// system (a store that is down) rather than answers (a quota exhausted); nil counts
 	// every error. Timeouts always count, rate limits never.
@@ -82,6 +85,9 @@ type Options struct {
 	// MaxUsers bounds the per-user limiter state kept in memory (default 100,000); the
 	// least recently seen user is forgotten first.
 	MaxUsers int
+	// MaxIPs bounds the per-IP buckets kept in memory, least recently seen forgotten
+	// first, and the IP blacklist (default 100,000).
+	MaxIPs int
 	// UserIdle is how long a user's limiter state lives without requests (default 1 min);
 	// a user's rejections count towards the blacklist until the user idles that long.
 	UserIdle time.Duration
@@ -105,6 +111,7 @@ type Guard struct {
 	blMu      sync.RWMutex
 	blacklist map[string]time.Time
 	blPruned  int // live entries after the last prune of expired ones
+	ips       ipLimits
 	breaker   *gobreaker.CircuitBreaker[struct{}]
 	openUntil atomic.Int64 // when the breaker's last open state ends, in Unix nanoseconds
 	stats     counters
@@ -125,6 +132,7 @@ type userState struct {
 type counters struct {
 	degraded, limitedLocal, limitedCluster, blacklisted, timeouts, breakerOpen, clusterErrors,
 	outcomeUnknown, excused atomic.Int64
+	ipLimited, ipBlacklisted, ipExcused, ipBlacklistFull atomic.Int64
 }
 
 // Stats are counters since start.
@@ -142,6 +150,11 @@ type Stats struct {
 	Excused       int64
 	BlacklistSize int
 	BreakerState  string
+	// The per-IP limit: refusals by the IP's bucket and by the IP blacklist, refusals
+	// excused from counting (the IP's last call got a system answer), blacklistings not
+	// made because the IP blacklist was full, and the IPs blacklisted on this node.
+	IPLimited, IPBlacklisted, IPExcused, IPBlacklistFull int64
+	IPBlacklistSize                                      int
 }
 
 // New returns a Guard; it panics on invalid Defaults, which the caller validated.
@@ -151,6 +164,9 @@ func New(opts Options) *Guard {
 	}
 	if opts.MaxUsers <= 0 {
 		opts.MaxUsers = 100_000
+	}
+	if opts.MaxIPs <= 0 {
+		opts.MaxIPs = 100_000
 	}
 	if opts.UserIdle <= 0 {
 		opts.UserIdle = time.Minute
@@ -170,6 +186,8 @@ func New(opts Options) *Guard {
 	}
 	users, _ := lru.New[string, *userState](opts.MaxUsers) // size > 0 never fails
 	g := &Guard{opts: opts, overrides: map[string]string{}, users: users, blacklist: map[string]time.Time{}, blPruned: 64}
+	g.ips.states, _ = lru.New[netip.Addr, *ipState](opts.MaxIPs)
+	g.ips.blacklist, g.ips.blPruned = map[netip.Addr]time.Time{}, 64
 	s := opts.Defaults
 	g.settings.Store(&s)
 	g.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
@@ -244,6 +262,9 @@ func (g *Guard) Override(key, value string) {
 	old := g.settings.Load()
 	if old.PermitsPerSecond != s.PermitsPerSecond || old.Burst != s.Burst {
 		g.gen.Add(1)
+	}
+	if old.IPPermitsPerSecond != s.IPPermitsPerSecond || old.IPBurstInForce() != s.IPBurstInForce() {
+		g.ips.gen.Add(1)
 	}
 	g.settings.Store(&s)
 	if *old != s {
@@ -572,6 +593,9 @@ func (g *Guard) Stats() Stats {
 	g.blMu.RLock()
 	n := len(g.blacklist)
 	g.blMu.RUnlock()
+	g.ips.blMu.RLock()
+	ipn := len(g.ips.blacklist)
+	g.ips.blMu.RUnlock()
 	return Stats{
 		Degraded: g.stats.degraded.Load(), LimitedLocal: g.stats.limitedLocal.Load(),
 		LimitedCluster: g.stats.limitedCluster.Load(), Blacklisted: g.stats.blacklisted.Load(),
@@ -579,5 +603,8 @@ func (g *Guard) Stats() Stats {
 		ClusterErrors: g.stats.clusterErrors.Load(), OutcomeUnknown: g.stats.outcomeUnknown.Load(),
 		Excused: g.stats.excused.Load(), BlacklistSize: n,
 		BreakerState: g.BreakerState(),
+		IPLimited:    g.stats.ipLimited.Load(), IPBlacklisted: g.stats.ipBlacklisted.Load(),
+		IPExcused: g.stats.ipExcused.Load(), IPBlacklistFull: g.stats.ipBlacklistFull.Load(),
+		IPBlacklistSize: ipn,
 	}
 }

@@ -30,12 +30,16 @@ const (
 	KeyBlacklistCount    = "rateLimiterBlacklistCount"
 	KeyBlacklistDuration = "rateLimiterBlacklistDuration"
 	KeyDrawTimeout       = "drawTimeout"
+	// KeyIPPermitsPerSecond and KeyIPBurst are the per-IP limit at the front line; a rate
+	// of 0 turns it (and the IP blacklist) off.
+	KeyIPPermitsPerSecond = "ipRateLimitPerSecond"
+	KeyIPBurst            = "ipRateLimitBurst"
 )
 
 // Keys lists every dynamic setting, in a stable order.
 var Keys = []string{
 	KeyDegradeSwitch, KeyRateLimiterSwitch, KeyPermitsPerSecond, KeyBurst,
-	KeyBlacklistCount, KeyBlacklistDuration, KeyDrawTimeout,
+	KeyBlacklistCount, KeyBlacklistDuration, KeyDrawTimeout, KeyIPPermitsPerSecond, KeyIPBurst,
 }
 
 // Switch values, as big-market's DCC spells them.
@@ -75,6 +79,24 @@ type Settings struct {
 	BlacklistDuration time.Duration
 	// DrawTimeout is the time budget of a guarded call (big-market: 150 ms).
 	DrawTimeout time.Duration
+	// IPPermitsPerSecond is each client IP's sustained rate on one node over the spending
+	// endpoints; 0 turns the per-IP limit and the IP blacklist off.
+	IPPermitsPerSecond float64
+	// IPBurst is how many requests a client IP may make at once; 0 means a second's worth
+	// of IPPermitsPerSecond, at least 1.
+	IPBurst int
+}
+
+// IPLimits reports whether the per-IP limit is on.
+func (s Settings) IPLimits() bool { return s.IPPermitsPerSecond > 0 }
+
+// IPBurstInForce is the burst of the per-IP buckets: IPBurst, or a second's worth of
+// the rate when it is 0.
+func (s Settings) IPBurstInForce() int {
+	if s.IPBurst > 0 {
+		return s.IPBurst
+	}
+	return max(1, int(math.Ceil(s.IPPermitsPerSecond)))
 }
 
 // DefaultSettings are the values a node starts with when neither its config nor the
@@ -103,6 +125,10 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("%s %s: want 1s to %s: %w", KeyBlacklistDuration, s.BlacklistDuration, MaxBlacklistDuration, ErrBadSetting)
 	case s.DrawTimeout < MinDrawTimeout || s.DrawTimeout > MaxDrawTimeout:
 		return fmt.Errorf("%s %s: want %s to %s: %w", KeyDrawTimeout, s.DrawTimeout, MinDrawTimeout, MaxDrawTimeout, ErrBadSetting)
+	case !(s.IPPermitsPerSecond >= 0) || s.IPPermitsPerSecond > MaxPermitsPerSecond:
+		return fmt.Errorf("%s %v: want 0 (off) or a number above 0 and at most %d: %w", KeyIPPermitsPerSecond, s.IPPermitsPerSecond, MaxPermitsPerSecond, ErrBadSetting)
+	case s.IPBurst < 0 || s.IPBurst > MaxBurst:
+		return fmt.Errorf("%s %d: want 0 (a second's worth of the rate) to %d: %w", KeyIPBurst, s.IPBurst, MaxBurst, ErrBadSetting)
 	}
 	return nil
 }
@@ -122,21 +148,28 @@ func (s Settings) With(key, value string) (Settings, error) {
 		} else {
 			s.RateLimit = value == Open
 		}
-	case KeyPermitsPerSecond:
+	case KeyPermitsPerSecond, KeyIPPermitsPerSecond:
 		f, err := strconv.ParseFloat(value, 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return s, bad("a number of permits per second")
 		}
-		s.PermitsPerSecond = f
-	case KeyBurst, KeyBlacklistCount:
+		if key == KeyPermitsPerSecond {
+			s.PermitsPerSecond = f
+		} else {
+			s.IPPermitsPerSecond = f
+		}
+	case KeyBurst, KeyBlacklistCount, KeyIPBurst:
 		n, err := strconv.Atoi(value)
 		if err != nil {
 			return s, bad("an integer")
 		}
-		if key == KeyBurst {
+		switch key {
+		case KeyBurst:
 			s.Burst = n
-		} else {
+		case KeyBlacklistCount:
 			s.BlacklistCount = n
+		default:
+			s.IPBurst = n
 		}
 	case KeyBlacklistDuration, KeyDrawTimeout:
 		d, err := time.ParseDuration(value)
@@ -177,6 +210,10 @@ func (s Settings) Value(key string) (string, bool) {
 		return s.BlacklistDuration.String(), true
 	case KeyDrawTimeout:
 		return s.DrawTimeout.String(), true
+	case KeyIPPermitsPerSecond:
+		return strconv.FormatFloat(s.IPPermitsPerSecond, 'g', -1, 64), true
+	case KeyIPBurst:
+		return strconv.Itoa(s.IPBurst), true
 	}
 	return "", false
 }

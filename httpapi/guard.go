@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -28,6 +30,50 @@ type dccStore interface {
 	PutSetting(ctx context.Context, key, value string) error
 	DeleteSetting(ctx context.Context, key string) error
 	RemoveBlacklist(ctx context.Context, userID string) error
+	RemoveIPBlacklist(ctx context.Context, key netip.Addr) error
+}
+
+// ipLimiter is the per-IP limit of the front line (guard.Guard has it).
+type ipLimiter interface {
+	IPLimits() bool
+	AdmitIP(addr netip.Addr) (guard.IPAdmission, error)
+	EndIP(a guard.IPAdmission, err error)
+}
+
+// IPLimitedRoutes are the endpoints behind the per-IP limit: those that spend something
+// (quota, stock, credit, a packet's items, a rain's prizes) or write for a user, in every
+// variant (plain, _by_token, the signed draw). Reads, pages and static files are not:
+// a page load makes several reads, which would force a limit too loose to hold the
+// spending calls back, and they take nothing (nginx's limit_req and cache shield them).
+var IPLimitedRoutes = []string{
+	"activity/draw", "activity/credit_pay_exchange_sku", "activity/calendar_sign_rebate",
+	"redpacket/send", "redpacket/grab", "rain/grab",
+}
+
+// perIP puts h behind the per-IP limit when its route (named as guardedName names it) is
+// one of IPLimitedRoutes: outermost, before the token is checked, the body read or the
+// user's limits asked, so a flooding address costs one lookup in memory. While the limit
+// is off it costs an atomic load: not even the client's address is worked out.
+func (s *Server) perIP(pattern string, h handlerFunc) handlerFunc {
+	if s.ips == nil || !slices.Contains(IPLimitedRoutes, guardedName(pattern)) {
+		return h
+	}
+	return func(r *http.Request) (any, error) {
+		if !s.ips.IPLimits() {
+			return h(r)
+		}
+		addr, ok := s.opts.TrustedProxies.ClientIP(r.RemoteAddr, r.Header["X-Forwarded-For"])
+		if !ok {
+			return h(r) // not an IP connection (a test's or a socket's): nothing to count by
+		}
+		a, err := s.ips.AdmitIP(addr)
+		if err != nil {
+			return nil, err
+		}
+		data, err := h(r)
+		s.ips.EndIP(a, err)
+		return data, err
+	}
 }
 
 // DefaultGuardedRoutes are the endpoints behind the front line when Options names none.
@@ -173,6 +219,29 @@ func (s *Server) unblacklist(r *http.Request) (any, error) {
 		return nil, err
 	}
 	s.opts.Logger.Info("blacklisting lifted", "request_id", s.requestID(r), "user_id", req.UserID)
+	return true, nil
+}
+
+// unblacklistIP lifts a client IP's blacklisting on every node: an address, or an IPv6
+// /64 (the unit IPv6 clients are limited by; any address in it names it too).
+func (s *Server) unblacklistIP(r *http.Request) (any, error) {
+	var req struct {
+		IP string `json:"ip"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.IP == "" {
+		return nil, badParam(http.StatusOK, "ip is required")
+	}
+	key, err := guard.ParseIPKey(req.IP)
+	if err != nil {
+		return nil, badParam(http.StatusOK, "ip %s", err)
+	}
+	if err := s.opts.DCC.RemoveIPBlacklist(r.Context(), key); err != nil {
+		return nil, err
+	}
+	s.opts.Logger.Info("IP blacklisting lifted", "request_id", s.requestID(r), "ip", guard.FormatIPKey(key))
 	return true, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,11 @@ func (f *fakeDCC) DeleteSetting(_ context.Context, key string) error {
 
 func (f *fakeDCC) RemoveBlacklist(_ context.Context, userID string) error {
 	f.g.Blacklist(userID, time.Time{})
+	return nil
+}
+
+func (f *fakeDCC) RemoveIPBlacklist(_ context.Context, key netip.Addr) error {
+	f.g.BlacklistIP(key, time.Time{})
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/strategy"
 	"github.com/bigmarket/bigmarket/web"
 )
@@ -65,6 +66,9 @@ type Options struct {
 	// GuardedRoutes name the user endpoints behind the guard, as "activity/draw" (the
 	// _by_token variant included); nil means DefaultGuardedRoutes.
 	GuardedRoutes []string
+	// TrustedProxies are the peers whose X-Forwarded-For names the client the per-IP
+	// limit counts (IPLimitedRoutes); the zero value trusts none.
+	TrustedProxies guard.Proxies
 	// DCC stores dynamic settings for every node (dcc/update_config); nil, or a nil
 	// Guard, does not serve the dcc endpoints.
 	DCC dccStore
@@ -104,6 +108,8 @@ type Server struct {
 	nextID   atomic.Uint64
 	// guardedRoutes is Options.GuardedRoutes as a set.
 	guardedRoutes map[string]bool
+	// ips is the per-IP limit of IPLimitedRoutes: Options.Guard's, when it has one.
+	ips ipLimiter
 	// reconciling is set while admin/reconcile runs: one at a time per node.
 	reconciling atomic.Bool
 	// live counts the answers of the last seconds and gauges caches what Options.Gauges
@@ -127,6 +133,7 @@ func New(opts Options) *Server {
 	for _, name := range opts.GuardedRoutes {
 		s.guardedRoutes[name] = true
 	}
+	s.ips, _ = opts.Guard.(ipLimiter)
 	if opts.Registry != nil {
 		s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bigmarket_http_requests_total", Help: "API requests by route and response code.",
@@ -161,10 +168,10 @@ func New(opts Options) *Server {
 	user := func(prefix, path string, withToken bool, h handlerFunc) {
 		p := "POST " + prefix + path
 		if opts.PlainUserEndpoints {
-			s.handle(p, s.guarded(p, h))
+			s.handle(p, s.perIP(p, s.guarded(p, h)))
 		}
 		if tokens && withToken {
-			s.handle(p+"_by_token", s.byToken(s.guarded(p, h)))
+			s.handle(p+"_by_token", s.perIP(p, s.byToken(s.guarded(p, h))))
 		}
 	}
 	if opts.Activities != nil {
@@ -192,7 +199,7 @@ func New(opts Options) *Server {
 				// A path is handed to a signed-in user and bound to them: both ends take
 				// the token. The signed draw is behind the guard as the draw is.
 				s.handle("GET "+raffle+"activity/draw_path_by_token", s.byToken(s.drawPath))
-				s.handle("POST "+raffle+"activity/draw/{signature}", s.byToken(s.guarded("POST "+raffle+"activity/draw", s.signedDraw)))
+				s.handle("POST "+raffle+"activity/draw/{signature}", s.perIP("POST "+raffle+"activity/draw", s.byToken(s.guarded("POST "+raffle+"activity/draw", s.signedDraw))))
 			}
 		}
 	}
@@ -272,6 +279,7 @@ func New(opts Options) *Server {
 		s.handle("GET "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+raffle+"dcc/reset_config", s.admin(s.resetConfig))
 		s.handle("POST "+adminPrefix+"guard/unblacklist", s.admin(s.unblacklist))
+		s.handle("POST "+adminPrefix+"guard/unblacklist_ip", s.admin(s.unblacklistIP))
 		s.handle("GET "+adminPrefix+"settings", s.admin(s.adminSettings))
 	}
 	// One catch-all serves unknown admin paths too: a method-less "/api/v1/admin/" pattern

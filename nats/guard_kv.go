@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bigmarket/bigmarket/guard"
 )
 
 // Buckets of the guard: the dynamic settings (big-market's DCC, on ZooKeeper there) and
@@ -34,6 +38,8 @@ type GuardTarget interface {
 	Override(key, value string)
 	// Blacklist records a user's blacklisting; a zero until lifts it.
 	Blacklist(userID string, until time.Time)
+	// BlacklistIP records a client IP's blacklisting (a guard.IPKey); a zero until lifts it.
+	BlacklistIP(key netip.Addr, until time.Time)
 }
 
 // GuardKV keeps the guard's dynamic settings and blacklist in two NATS KV buckets. A
@@ -161,8 +167,34 @@ func (k *GuardKV) RemoveBlacklist(ctx context.Context, userID string) error {
 	return nil
 }
 
+// AddIPBlacklist blacklists a client IP (a guard.IPKey) on every node until the given time.
+func (k *GuardKV) AddIPBlacklist(ctx context.Context, key netip.Addr, until time.Time) error {
+	if _, err := k.blacklist.PutString(ctx, ipBlacklistKey(key), until.UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("put IP blacklist entry: %w", err)
+	}
+	return nil
+}
+
+// RemoveIPBlacklist lifts a client IP's blacklisting (a guard.IPKey) on every node.
+func (k *GuardKV) RemoveIPBlacklist(ctx context.Context, key netip.Addr) error {
+	if err := k.blacklist.Delete(ctx, ipBlacklistKey(key)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete IP blacklist entry: %w", err)
+	}
+	return nil
+}
+
 // blacklistKey encodes a user id into the characters KV keys allow.
 func blacklistKey(userID string) string { return base64.RawURLEncoding.EncodeToString([]byte(userID)) }
+
+// ipKeyPrefix starts the blacklist keys of client IPs; a user's key (base64url) never
+// holds a dot, so the two cannot meet.
+const ipKeyPrefix = "ip."
+
+// ipBlacklistKey is the bucket key of a client IP: its operator form, encoded as a user
+// id's is.
+func ipBlacklistKey(key netip.Addr) string {
+	return ipKeyPrefix + base64.RawURLEncoding.EncodeToString([]byte(guard.FormatIPKey(key)))
+}
 
 // Watch feeds both buckets to t: it returns once the current values are applied, so a
 // node serves with the shared settings from its first request, and keeps applying
@@ -186,21 +218,28 @@ func (k *GuardKV) Watch(ctx context.Context, t GuardTarget) (wait func(), err er
 		t.Override(e.Key(), string(e.Value()))
 	}
 	applyBL := func(e jetstream.KeyValueEntry) {
-		raw, err := base64.RawURLEncoding.DecodeString(e.Key())
+		encoded, isIP := strings.CutPrefix(e.Key(), ipKeyPrefix)
+		raw, err := base64.RawURLEncoding.DecodeString(encoded)
+		var ip netip.Addr
+		if err == nil && isIP {
+			ip, err = guard.ParseIPKey(string(raw))
+		}
 		if err != nil {
 			k.log.Warn("ignoring blacklist entry with a bad key", "key", e.Key())
 			return
 		}
-		if e.Operation() != jetstream.KeyValuePut {
-			t.Blacklist(string(raw), time.Time{})
-			return
+		var until time.Time // zero: lifted
+		if e.Operation() == jetstream.KeyValuePut {
+			if until, err = time.Parse(time.RFC3339Nano, string(e.Value())); err != nil || until.IsZero() {
+				k.log.Warn("ignoring blacklist entry with a bad expiry", "key", e.Key())
+				return
+			}
 		}
-		until, err := time.Parse(time.RFC3339Nano, string(e.Value()))
-		if err != nil {
-			k.log.Warn("ignoring blacklist entry with a bad expiry", "key", e.Key())
-			return
+		if isIP {
+			t.BlacklistIP(ip, until)
+		} else {
+			t.Blacklist(string(raw), until)
 		}
-		t.Blacklist(string(raw), until)
 	}
 	// Initial values end with a nil entry on each watch.
 	for _, w := range []struct {

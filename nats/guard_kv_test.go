@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func startGuardNode(t *testing.T, js jetstream.JetStream, prefix string, default
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := guard.New(guard.Options{Defaults: defaults, Blacklist: kv, Now: now, Logger: log})
+	g := guard.New(guard.Options{Defaults: defaults, Blacklist: kv, IPBlacklist: kv, Now: now, Logger: log})
 	wctx, stop := context.WithCancel(context.Background())
 	wait, err := kv.Watch(wctx, g)
 	if err != nil {
@@ -111,6 +112,61 @@ func TestGuardKVReachesEveryNode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGuardKVIPBlacklist: an IP blacklisted on one node reaches the other (IPv4 and an
+// IPv6 /64), an operator's removal lifts it on both, a node started later sees what is
+// left, and an IP entry never reads as a user's.
+func TestGuardKVIPBlacklist(t *testing.T) {
+	t.Parallel()
+	e := startEmbedded(t, t.TempDir())
+	jsA, jsB := embeddedJS(t, e), embeddedJS(t, e)
+	prefix := testenv.Unique("gip")
+	deleteBucketsAtEnd(t, jsA, prefix)
+	clock := testenv.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	defaults := guard.DefaultSettings()
+	defaults.IPPermitsPerSecond, defaults.IPBurst, defaults.BlacklistCount = 0.001, 1, 2
+	a := startGuardNode(t, jsA, prefix, defaults, clock.Now)
+	b := startGuardNode(t, jsB, prefix, defaults, clock.Now)
+	ctx := context.Background()
+
+	v4, v6 := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("2001:db8:5:6::1")
+	for _, ip := range []netip.Addr{v4, v6} {
+		var last error
+		for range 4 { // burst 1, blacklisted after 2 refusals: the fourth call blacklists
+			_, last = b.guard.AdmitIP(ip)
+		}
+		if !errors.Is(last, guard.ErrIPBlacklisted) {
+			t.Fatalf("%s: fourth call = %v, want blacklisted", ip, last)
+		}
+	}
+	other := netip.MustParseAddr("2001:db8:5:6:ffff::2") // the same /64 as v6
+	testenv.Eventually(t, 30*time.Second, "IP blacklistings reach node a", func() (bool, string) {
+		_, ok4 := a.guard.IPBlacklistedUntil(v4)
+		_, ok6 := a.guard.IPBlacklistedUntil(other)
+		return ok4 && ok6, fmt.Sprint(a.guard.Stats())
+	})
+	if _, ok := a.guard.BlacklistedUntil("203.0.113.9"); ok {
+		t.Fatal("an IP entry read as a user's")
+	}
+	if err := a.kv.RemoveIPBlacklist(ctx, guard.IPKey(v6)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the lift reaches both nodes", func() (bool, string) {
+		_, onA := a.guard.IPBlacklistedUntil(v6)
+		_, onB := b.guard.IPBlacklistedUntil(v6)
+		return !onA && !onB, fmt.Sprint(a.guard.Stats(), b.guard.Stats())
+	})
+	c := startGuardNode(t, jsA, prefix, defaults, clock.Now)
+	if _, ok := c.guard.IPBlacklistedUntil(v4); !ok {
+		t.Fatal("a node started later does not see the IPv4 blacklisting")
+	}
+	if _, ok := c.guard.IPBlacklistedUntil(v6); ok {
+		t.Fatal("a node started later sees the lifted IPv6 blacklisting")
+	}
+	if st := c.guard.Stats(); st.IPBlacklistSize != 1 || st.BlacklistSize != 0 {
+		t.Fatalf("node c: %+v, want one IP and no user blacklisted", st)
 	}
 }
 

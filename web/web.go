@@ -23,6 +23,7 @@ var Pages = map[string]string{
 	"/":          "index.html",
 	"/rain":      "rain.html",
 	"/redpacket": "redpacket.html",
+	"/admin":     "admin.html",
 }
 
 // contentTypes names the types of the files we embed; mime.TypeByExtension would read the

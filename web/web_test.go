@@ -192,3 +192,70 @@ func TestPagesLoadOnlyWhatIsServed(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminPage checks the console as served: its module and the modules it imports are
+// embedded, nothing is inline (the CSP would refuse it), and its script keeps the admin
+// token out of storage, cookies and URLs.
+func TestAdminPage(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	w := get(t, h, "/admin", nil)
+	if w.Code != http.StatusOK || w.Header().Get("Cache-Control") != "no-cache" {
+		t.Fatalf("GET /admin: %d, Cache-Control %q", w.Code, w.Header().Get("Cache-Control"))
+	}
+	page := w.Body.String()
+	for _, want := range []string{`src="/static/admin.js"`, `href="/static/admin.css"`, `type="password"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/admin lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "<script>") || strings.Contains(page, "style=") || strings.Contains(page, "<style") || strings.Contains(page, "onclick") {
+		t.Errorf("/admin has inline script or style")
+	}
+	js := get(t, h, "/static/admin.js", nil).Body.String()
+	for _, mod := range []string{"/static/common.js", "/static/chart.js"} {
+		if !strings.Contains(js, `from "`+mod+`"`) {
+			t.Errorf("admin.js does not import %s", mod)
+		}
+		if w := get(t, h, mod, nil); w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET %s: %d %q", mod, w.Code, w.Header().Get("Content-Type"))
+		}
+	}
+	for _, banned := range []string{"localStorage", "sessionStorage", "document.cookie", "innerHTML", "history.pushState", "location.hash"} {
+		if strings.Contains(js, banned) {
+			t.Errorf("admin.js uses %s", banned)
+		}
+	}
+}
+
+// TestAdminTextKeys checks that every [data-t] key of the console's page has a text in
+// both languages of admin.js (a missing one would leave the other language's words).
+func TestAdminTextKeys(t *testing.T) {
+	t.Parallel()
+	h := New(Options{})
+	page := get(t, h, "/admin", nil).Body.String()
+	js := get(t, h, "/static/admin.js", nil).Body.String()
+	zh, en, ok := strings.Cut(js, "\n  en: {")
+	if !ok {
+		t.Fatal("admin.js has no en texts")
+	}
+	rest := page
+	n := 0
+	for {
+		_, after, found := strings.Cut(rest, `data-t="`)
+		if !found {
+			break
+		}
+		key, tail, _ := strings.Cut(after, `"`)
+		rest = tail
+		n++
+		for lang, texts := range map[string]string{"zh": zh, "en": en} {
+			if !strings.Contains(texts, " "+key+": ") {
+				t.Errorf("data-t %q has no %s text", key, lang)
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d data-t keys found", n)
+	}
+}
