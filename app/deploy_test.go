@@ -58,7 +58,7 @@ func TestDeployScriptVariablesAreConfig(t *testing.T) {
 		}
 	}
 	for _, must := range []string{"mode", "admin_token", "jwt_secret", "config_dsn", "user_dsns", "redis_addrs",
-		"nats_urls", "nats_replicas", "node_id", "addr", "ops_addr", "data_dir"} {
+		"nats_urls", "nats_replicas", "node_id", "addr", "ops_addr", "data_dir", "trusted_proxies"} {
 		if !seen[must] {
 			t.Errorf("deploy/cluster does not set BIGMARKET_%s", strings.ToUpper(must))
 		}
@@ -170,7 +170,7 @@ func TestDeployTemplates(t *testing.T) {
 		{"conf/nats.conf.tmpl", []string{"jetstream {", "store_dir: \"@DATA@\"", "cluster {", "routes: [",
 			"server_name: bm-nats-@N@", "listen: 127.0.0.1:@PORT@"}, nil},
 		{"conf/nginx.conf.tmpl", []string{"proxy_next_upstream error timeout;", "max_fails", "keepalive 64;",
-			"X-Forwarded-For $proxy_add_x_forwarded_for", "proxy_read_timeout", "proxy_cache bm_static",
+			"X-Forwarded-For $remote_addr", "proxy_read_timeout", "proxy_cache bm_static",
 			"client_body_temp_path @RUN@/", "proxy_temp_path       @RUN@/", "pid @RUN@/", "listen 127.0.0.1:@PORT@"},
 			[]string{"non_idempotent", "/var/", "/etc/"}},
 	} {
