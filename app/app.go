@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
@@ -92,7 +93,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *App, err error) 
 	if err := cfg.SaveAdminToken(); err != nil {
 		return nil, err
 	}
-	n = &App{cfg: cfg, log: log, b: &Backends{}}
+	// built is what the deferred Close closes: the error returns below set n to nil
+	// before the defer runs.
+	built := &App{cfg: cfg, log: log, b: &Backends{}}
+	n = built
 	n.background, n.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	// The returns below set n to nil before this runs: close what was built through built.
 	built := n
@@ -138,19 +142,46 @@ func (n *App) openBackends(ctx context.Context) error {
 		return err
 	}
 	n.stockOpts = nats.StockOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas, FlushInterval: cfg.StockSyncInterval}
-	if err := nats.EnsureStockStream(ctx, n.b.JS, n.stockOpts); err != nil {
+	if err := n.natsSetup(ctx, func(ctx context.Context) error { return nats.EnsureStockStream(ctx, n.b.JS, n.stockOpts) }); err != nil {
 		return fmt.Errorf("ensure stock stream: %w", err)
 	}
 	n.eventOpts = nats.EventOptions{Prefix: cfg.NATSPrefix, Replicas: cfg.NATSReplicas,
 		MaxDeliver: cfg.EventMaxDeliver, Backoff: cfg.eventBackoff, AckWait: cfg.EventAckWait}
-	if err := nats.EnsureEventStreams(ctx, n.b.JS, n.eventOpts); err != nil {
+	if err := n.natsSetup(ctx, func(ctx context.Context) error { return nats.EnsureEventStreams(ctx, n.b.JS, n.eventOpts) }); err != nil {
 		return fmt.Errorf("ensure event streams: %w", err)
 	}
 	n.drawOpts = nats.DrawEventOptions(n.eventOpts)
-	if err := nats.EnsureDrawStream(ctx, n.b.JS, n.drawOpts); err != nil {
+	if err := n.natsSetup(ctx, func(ctx context.Context) error { return nats.EnsureDrawStream(ctx, n.b.JS, n.drawOpts) }); err != nil {
 		return fmt.Errorf("ensure draw stream: %w", err)
 	}
 	return nil
+}
+
+// natsSetupTry bounds one try of a stream or bucket creation at start, and natsSetupTimeout
+// all its tries. On a NATS cluster, nodes starting together create the same replicated
+// stream at once, and the broker (2.15) can leave all but one of those requests
+// unanswered although the stream is made; a try that times out is sent again, and finds
+// the stream there. (A single create of a replicated stream also waits for its group to
+// elect a leader: seconds on a loaded machine.)
+const (
+	natsSetupTry     = 3 * time.Second
+	natsSetupTimeout = 60 * time.Second
+)
+
+// natsSetup runs create, an idempotent creation of streams or buckets, until it succeeds,
+// fails other than by a timeout, or natsSetupTimeout has passed.
+func (n *App) natsSetup(ctx context.Context, create func(context.Context) error) error {
+	deadline := time.Now().Add(natsSetupTimeout)
+	for {
+		tryCtx, cancel := context.WithTimeout(ctx, natsSetupTry)
+		err := create(tryCtx)
+		cancel()
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsgo.ErrTimeout)
+		if err == nil || !timedOut || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		n.log.Warn("creating a NATS stream or bucket timed out; trying again", "err", err)
+	}
 }
 
 // buildStores builds the stores and adapters and the two stock services on them.
@@ -298,7 +329,11 @@ func (n *App) buildServices() {
 func (n *App) buildRain(ctx context.Context) error {
 	cfg, b, log := n.cfg, n.b, n.log
 	agent := &rain.Agent{}
-	bus, err := nats.OpenRainQuota(ctx, b.JS, cfg.NATSPrefix, cfg.NATSReplicas, cfg.NodeID, agent, log)
+	var bus *nats.RainQuota
+	err := n.natsSetup(ctx, func(ctx context.Context) (err error) {
+		bus, err = nats.OpenRainQuota(ctx, b.JS, cfg.NATSPrefix, cfg.NATSReplicas, cfg.NodeID, agent, log)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -380,7 +415,11 @@ func drawRejected(err error) bool { return errors.Is(err, sqlstore.ErrDrawReject
 // blacklist are applied before it returns, so before the first request is served.
 func (n *App) buildFront(ctx context.Context) error {
 	cfg := n.cfg
-	guardKV, err := nats.OpenGuardKV(ctx, n.b.JS, cfg.NATSPrefix, cfg.NATSReplicas, n.log)
+	var guardKV *nats.GuardKV
+	err := n.natsSetup(ctx, func(ctx context.Context) (err error) {
+		guardKV, err = nats.OpenGuardKV(ctx, n.b.JS, cfg.NATSPrefix, cfg.NATSReplicas, n.log)
+		return err
+	})
 	if err != nil {
 		return err
 	}
