@@ -98,8 +98,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (n *App, err error) 
 	built := &App{cfg: cfg, log: log, b: &Backends{}}
 	n = built
 	n.background, n.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
-	// The returns below set n to nil before this runs: close what was built through built.
-	built := n
 	defer func() {
 		if err != nil {
 			built.Close()
