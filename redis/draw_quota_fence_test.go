@@ -142,6 +142,10 @@ func TestDrawQuotaFenceAfterFailover(t *testing.T) {
 		if f, err := replica.Get(ctx, d.fenceKey(0)).Result(); err != nil || f != newID {
 			t.Fatalf("fence after the restore: %q, %v; want %s", f, err, newID)
 		}
+		// verify's reads skip the stale copy: it is loaded again before any take reads it.
+		if cp, found, err := d.Copy(ctx, key.UserID, key.ActivityID); err != nil || found {
+			t.Fatalf("copy read after the restore: %+v, %v, %v; want the stale copy skipped", cp, found, err)
+		}
 		_, _, err := d.Take(ctx, key, "o6", now, time.Minute)
 		missing, ok := errors.AsType[*flash.HotMissing](err)
 		if !ok || missing.Epoch == s.epoch {
@@ -155,6 +159,9 @@ func TestDrawQuotaFenceAfterFailover(t *testing.T) {
 			t.Fatalf("load and take after the restore: %v", err)
 		}
 		granted := s.answered + 1
+		if cp, found, err := d.Copy(ctx, key.UserID, key.ActivityID); err != nil || !found || cp.Quota.Account.TotalSurplus != 0 || cp.Pending != 1 {
+			t.Fatalf("copy read after the reload: %+v, %v, %v; want none left and o6 pending", cp, found, err)
+		}
 		if _, _, err := d.Take(ctx, key, "o7", now, time.Minute); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
 			t.Fatalf("take o7: %v, want the total exhausted (%d of %d drawn)", err, granted, total)
 		}
