@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/flash"
@@ -196,4 +199,60 @@ func TestDrawQuotaFenceAfterFailover(t *testing.T) {
 		}
 		t.Logf("without the fence: %d draws of a quota of %d, and o3 resumed after it was settled", granted, total)
 	})
+}
+
+// TestDrawQuotaFenceCluster runs the fenced hot quota on a real 3-master Cluster: the
+// restore sets all 16,384 slots' markers and fences (each fence the replication id of its
+// slot's master), Ready sees them, and users of many slots load and take.
+func TestDrawQuotaFenceCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := openClient(t, Options{Addrs: startCluster(t, 3), Cluster: true})
+	cluster := client.(*goredis.ClusterClient)
+	d := NewDrawQuota(client, "bmtest_fq_cluster").Fence(true)
+	if ready, err := d.Ready(ctx); err != nil || ready {
+		t.Fatalf("Ready before the restore: %v, %v", ready, err)
+	}
+	if err := d.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ready, err := d.Ready(ctx); err != nil || !ready {
+		t.Fatalf("Ready after the restore: %v, %v", ready, err)
+	}
+	now := time.Now()
+	ids := map[string]bool{}
+	for i := range 30 {
+		key := activity.QuotaKey{UserID: "cu" + strconv.Itoa(i), ActivityID: 5, Day: now.Format("2006-01-02"), Month: now.Format("2006-01")}
+		_, _, err := d.Take(ctx, key, "a", now, time.Minute)
+		missing, ok := errors.AsType[*flash.HotMissing](err)
+		if !ok {
+			t.Fatalf("first take of %s: %v, want HotMissing", key.UserID, err)
+		}
+		if _, _, err := d.LoadTake(ctx, key, missing.Epoch, activity.Quota{Account: acct(2, 2, 2, 2, 2, 2)},
+			now.Add(time.Hour), "a", now, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Take(ctx, key, "b", now, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.Take(ctx, key, "c", now, time.Minute); !errors.Is(err, activity.ErrTotalQuotaExhausted) {
+			t.Fatalf("third take of %s: %v, want the total exhausted", key.UserID, err)
+		}
+		fk := d.fenceKey(d.userSlot(key.UserID))
+		node, err := cluster.MasterForKey(ctx, fk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fence, err := client.Get(ctx, fk).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := node.Info(ctx, "replication").Result(); err != nil || !strings.Contains(info, "master_replid:"+fence+"\r\n") {
+			t.Fatalf("user %s: fence %q, the slot's master says %v\n%s", key.UserID, fence, err, info)
+		}
+		ids[fence] = true
+	}
+	if len(ids) != 3 {
+		t.Fatalf("fences name %d replication ids, want the 3 masters'", len(ids))
+	}
 }
