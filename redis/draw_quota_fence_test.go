@@ -256,3 +256,81 @@ func TestDrawQuotaFenceCluster(t *testing.T) {
 		t.Fatalf("fences name %d replication ids, want the 3 masters'", len(ids))
 	}
 }
+
+// BenchmarkDrawQuotaTakeFence measures the server time of a take (one unit and a pending
+// draw, then its clear) fenced and unfenced, alternated by blocks of 1,000 takes on a
+// private redis-server; the time is EVALSHA's from INFO commandstats (the take script;
+// the pending draw is cleared by plain HDEL and ZREM between takes).
+func BenchmarkDrawQuotaTakeFence(b *testing.B) {
+	addr, _ := startRedisServer(b, b.TempDir())
+	client := newPlainClient(b, addr)
+	ctx := context.Background()
+	now := time.Now()
+	ds := map[bool]*DrawQuota{false: NewDrawQuota(client, "bmbench_fq_off"), true: NewDrawQuota(client, "bmbench_fq_on").Fence(true)}
+	keys := map[bool]activity.QuotaKey{}
+	for f, d := range ds {
+		if err := d.MarkReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		key := activity.QuotaKey{UserID: "bench", ActivityID: 1, Day: now.Format("2006-01-02"), Month: now.Format("2006-01")}
+		_, _, err := d.Take(ctx, key, "x", now, time.Minute)
+		missing, ok := errors.AsType[*flash.HotMissing](err)
+		if !ok {
+			b.Fatal(err)
+		}
+		const lots = 1 << 40
+		if _, _, err := d.LoadTake(ctx, key, missing.Epoch, activity.Quota{Account: acct(lots, lots, lots, lots, lots, lots)},
+			now.Add(time.Hour), "x", now, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Clear(ctx, key.UserID, key.ActivityID, "x"); err != nil {
+			b.Fatal(err)
+		}
+		keys[f] = key
+	}
+	const per = 1000
+	usec, calls := map[bool]int64{}, map[bool]int64{}
+	fence := false
+	settle := func() {
+		stats, err := client.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, c := evalshaStats(stats)
+		usec[fence], calls[fence] = usec[fence]+u, calls[fence]+c
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if i%per == 0 {
+			b.StopTimer()
+			if i > 0 {
+				settle()
+			}
+			fence = (i/per)%2 == 1
+			if err := client.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		d, key, order := ds[fence], keys[fence], "o"+strconv.Itoa(i)
+		if _, _, err := d.Take(ctx, key, order, now, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		// The clear's effect without a script, so EVALSHA counts only takes.
+		if err := client.HDel(ctx, d.pendingKey(key.UserID, key.ActivityID), "i:"+order, "l:"+order).Err(); err != nil {
+			b.Fatal(err)
+		}
+		if err := client.ZRem(ctx, d.indexKey(0), member(key.UserID, key.ActivityID, order)).Err(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	settle()
+	for _, f := range []bool{false, true} {
+		if calls[f] > 0 {
+			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/take-fence="+strconv.FormatBool(f))
+		}
+	}
+}
