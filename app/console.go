@@ -114,7 +114,7 @@ func (c console) RedPackets(ctx context.Context, limit int) ([]httpapi.RedPacket
 func (c console) Reconcile(ctx context.Context, since time.Time) ([]httpapi.ReconcileCheck, error) {
 	n := c.n
 	d := audit.Deployment{ConfigDB: n.b.ConfigDB, UserDBs: n.b.UserDBs, Tables: n.cfg.TBCount, Location: n.cfg.Location(),
-		JS: n.b.JS, Events: nats.EventOptions{Prefix: n.cfg.NATSPrefix}, Hot: redis.NewDrawQuota(n.b.Redis, n.cfg.RedisPrefix)}
+		JS: n.b.JS, Events: nats.EventOptions{Prefix: n.cfg.NATSPrefix}, Hot: redis.NewDrawQuota(n.b.Redis, n.cfg.RedisPrefix).Fence(n.b.RedisFence)}
 	now := time.Now().UTC()
 	res, err := audit.Run(ctx, d, reconcile.Window{Since: since, Settled: now.Add(-reconcileGrace)}, reconcileSkew)
 	if err != nil {
