@@ -199,8 +199,13 @@ func TestRunRain(t *testing.T) {
 	if rep.Server == nil || rep.Server.Granted != wins || len(rep.Seconds) != 2 {
 		t.Fatalf("server report %+v, seconds %+v", rep.Server, rep.Seconds)
 	}
-	if s := rep.Seconds[0]; s.Allowed != 20 || s.ServerAllowed != 20 || s.ServerGranted != wins || s.Answered != wins {
-		t.Errorf("second 0: %+v, want 20 allowed and %d granted and answered", s, wins)
+	// A win granted late in the second may be answered after it ends (a loaded machine):
+	// by the end of second 0 at most every win is answered, and by the last second all.
+	if s := rep.Seconds[0]; s.Allowed != 20 || s.ServerAllowed != 20 || s.ServerGranted != wins || s.Answered > wins {
+		t.Errorf("second 0: %+v, want 20 allowed, %d granted and at most that answered", s, wins)
+	}
+	if s := rep.Seconds[len(rep.Seconds)-1]; s.Answered != wins {
+		t.Errorf("last second: %+v, want all %d wins answered", s, wins)
 	}
 	v := rep.Verification
 	if v == nil || !v.Pass || v.Recorded != wins || len(v.Checks) != 9 {
