@@ -401,7 +401,7 @@ func (v *GrabVerifier) Verify(ctx context.Context, o GrabOptions, rep GrabReport
 
 	// The items and their credit, once the consumer caught up.
 	fmt.Fprintf(progress, "waiting for the grabs to be credited\n")
-	items, credited, err := v.waitCredited(ctx, rep.Send.PacketIDs, rep.Grabs, o.CreditWait, progress)
+	items, credited, err := v.waitCredited(ctx, rep.Send.PacketIDs, rep.PerPacket, rep.Grabs, o.CreditWait, progress)
 	if err != nil {
 		return out, err
 	}
@@ -431,20 +431,27 @@ func (v *GrabVerifier) Verify(ctx context.Context, o GrabOptions, rep GrabReport
 }
 
 // waitCredited polls the packets' grabbed items and their credit orders until every item
-// is credited and at least granted are grabbed, or wait has passed. It returns the grabbed
-// items and how many of them are credited.
-func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, granted int64, wait time.Duration, progress io.Writer) ([]reconcile.Grabbed, int64, error) {
+// is credited and each packet has at least the items its grabs were granted (perPacket;
+// granted in all), or wait has passed: items are written behind the answers, and after a
+// failover some come late. It returns the grabbed items and how many of them are credited.
+func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, perPacket []reconcile.PacketGrabs, granted int64, wait time.Duration, progress io.Writer) ([]reconcile.Grabbed, int64, error) {
+	want := map[string]int64{}
+	for _, p := range perPacket {
+		want[p.PacketID] = p.Grabs
+	}
 	deadline := time.Now().Add(wait)
 	credited := map[string]bool{}
 	lastReport := time.Now()
 	for {
 		var items []reconcile.Grabbed
 		var pending []redpacket.Grab
+		short := 0 // packets with fewer items than granted grabs
 		for _, id := range packets {
 			_, all, err := v.users.RedPacket(ctx, id)
 			if err != nil {
 				return nil, 0, err
 			}
+			before := len(items)
 			for _, it := range all {
 				if it.UserID == "" {
 					continue
@@ -454,6 +461,9 @@ func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, grant
 				if !credited[g.BusinessNo()] {
 					pending = append(pending, redpacket.Grab{PacketID: id, UserID: it.UserID})
 				}
+			}
+			if int64(len(items)-before) < want[id] {
+				short++
 			}
 		}
 		found, err := v.users.CreditedGrabs(ctx, pending)
@@ -467,7 +477,7 @@ func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, grant
 				n++
 			}
 		}
-		if (n == int64(len(items)) && n >= granted) || !time.Now().Before(deadline) {
+		if (n == int64(len(items)) && n >= granted && short == 0) || !time.Now().Before(deadline) {
 			return items, n, nil
 		}
 		if time.Since(lastReport) >= time.Second {
