@@ -32,7 +32,7 @@ func OpenAudit(ctx context.Context, cfg Config, b *Backends) (audit.Deployment, 
 		if err := OpenRedis(ctx, cfg, b, log); err != nil {
 			return d, fmt.Errorf("audit: %w", err)
 		}
-		d.Hot = redis.NewDrawQuota(b.Redis, cfg.RedisPrefix)
+		d.Hot = redis.NewDrawQuota(b.Redis, cfg.RedisPrefix).Fence(b.RedisFence)
 	} else {
 		d.Unreachable = "Redis is embedded in the serve process"
 	}
@@ -65,7 +65,7 @@ func ForBenchDraw(ctx context.Context, cfg Config, b *Backends, db bench.Stores,
 		return err
 	}
 	v := audit.NewDraws(db.Config, db.Users, db.Router, cfg.Location())
-	v.WithFlash(b.JS, events, redis.NewDrawQuota(b.Redis, cfg.RedisPrefix))
+	v.WithFlash(b.JS, events, redis.NewDrawQuota(b.Redis, cfg.RedisPrefix).Fence(b.RedisFence))
 	o.DrawChecks = v.Checks
 	return nil
 }

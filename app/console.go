@@ -31,15 +31,20 @@ func (c console) Strategy(ctx context.Context, strategyID int64) (httpapi.Strate
 	}
 	v := httpapi.StrategyView{StrategyID: cfg.StrategyID, Description: cfg.Desc, Armed: len(cfg.Awards) > 0,
 		Awards: make([]httpapi.StrategyAwardView, 0, len(cfg.Awards)), Rules: make([]httpapi.StrategyRuleView, 0, len(cfg.Rules))}
-	for _, a := range cfg.Awards {
+	refs := make([]strategy.AwardRef, len(cfg.Awards))
+	for i, a := range cfg.Awards {
+		refs[i] = strategy.AwardRef{StrategyID: strategyID, AwardID: a.AwardID}
+	}
+	// One pipelined read of every counter; "left" is what the dashboard's awardStock shows:
+	// the units Redis can still grant.
+	levels, err := c.n.stock.Levels(ctx, refs)
+	if err != nil {
+		return httpapi.StrategyView{}, err
+	}
+	for i, a := range cfg.Awards {
 		av := httpapi.StrategyAwardView{AwardID: a.AwardID, AwardTitle: a.Title, AwardSubtitle: a.Subtitle, Sort: a.Sort,
 			Rate: a.Rate.String(), RuleModels: a.TreeID, StockTotal: a.Count, StockSurplus: a.Surplus}
-		l, err := c.n.stock.Remaining(ctx, strategy.AwardRef{StrategyID: strategyID, AwardID: a.AwardID})
-		if err != nil {
-			return httpapi.StrategyView{}, err
-		}
-		if l.HasCounter {
-			left := l.Counter
+		if left, ok := levels[i].Grantable(); ok {
 			av.StockLeft = &left
 		} else {
 			v.Armed = false
@@ -109,7 +114,7 @@ func (c console) RedPackets(ctx context.Context, limit int) ([]httpapi.RedPacket
 func (c console) Reconcile(ctx context.Context, since time.Time) ([]httpapi.ReconcileCheck, error) {
 	n := c.n
 	d := audit.Deployment{ConfigDB: n.b.ConfigDB, UserDBs: n.b.UserDBs, Tables: n.cfg.TBCount, Location: n.cfg.Location(),
-		JS: n.b.JS, Events: nats.EventOptions{Prefix: n.cfg.NATSPrefix}, Hot: redis.NewDrawQuota(n.b.Redis, n.cfg.RedisPrefix)}
+		JS: n.b.JS, Events: nats.EventOptions{Prefix: n.cfg.NATSPrefix}, Hot: redis.NewDrawQuota(n.b.Redis, n.cfg.RedisPrefix).Fence(n.b.RedisFence)}
 	now := time.Now().UTC()
 	res, err := audit.Run(ctx, d, reconcile.Window{Since: since, Settled: now.Add(-reconcileGrace)}, reconcileSkew)
 	if err != nil {

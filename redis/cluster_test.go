@@ -34,7 +34,7 @@ func TestStockCluster(t *testing.T) {
 	}
 	ctx := context.Background()
 	expireAt := time.Now().Add(10 * time.Minute)
-	st := NewStock(client, "bmtest_cluster")
+	st := NewStock(client, "bmtest_cluster").Fence(true)
 
 	const (
 		awards  = 20
@@ -53,7 +53,7 @@ func TestStockCluster(t *testing.T) {
 		if keySlot(a) == keySlot(b) {
 			t.Fatalf("control keys %q and %q share slot %d", a, b, keySlot(a))
 		}
-		err := deductScript.Run(ctx, client, []string{a, b}, expireAt.UnixMilli()).Err()
+		err := deductScript.off.Run(ctx, client, []string{a, b}, expireAt.UnixMilli()).Err()
 		if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
 			t.Fatalf("script on keys of two slots: %v, want CROSSSLOT", err)
 		}
@@ -72,6 +72,26 @@ func TestStockCluster(t *testing.T) {
 				t.Errorf("award %d: %d ErrStockOut, want %d", ref.AwardID, outs[ref], calls-surplus)
 			}
 			assertLevel(t, st, ref, level(0, surplus, surplus))
+		}
+		// The counters run fenced: each fence holds the replication id of its slot's master.
+		ids := map[string]bool{}
+		for _, ref := range refs {
+			fk := st.CounterKey(ref) + ":fence"
+			node, err := cluster.MasterForKey(ctx, fk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fence, err := client.Get(ctx, fk).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info, err := node.Info(ctx, "replication").Result(); err != nil || !strings.Contains(info, "master_replid:"+fence+"\r\n") {
+				t.Fatalf("award %d: fence %q, the slot's master says %v\n%s", ref.AwardID, fence, err, info)
+			}
+			ids[fence] = true
+		}
+		if len(ids) < 2 {
+			t.Fatalf("fences %v: want the ids of more than one master", ids)
 		}
 	})
 
@@ -211,7 +231,7 @@ func TestStockCluster(t *testing.T) {
 	})
 
 	// The whole Stock contract, also on the cluster (under its own key prefix).
-	t.Run("Contract", func(t *testing.T) { testStock(t, client) })
+	t.Run("Contract", func(t *testing.T) { testStock(t, client, true) })
 }
 
 // deductAcross runs calls Deducts for each of refs, interleaved, from 100 goroutines, and

@@ -27,6 +27,16 @@ import (
 // without a total. A deduction reports such a counter as missing, which makes the caller
 // rebuild it through recovery; preheatScript then converts it, keeping the smaller of its
 // remaining units and what durable records allow.
+//
+// Fencing (fence.go). A fourth key, key:fence, holds the replication id of the server that
+// built the counter. A failover or a restart that loses a deduction leaves issued lower
+// and the counter higher than the grants already answered (and made durable): both keys
+// are there and agree, so the counter looks whole, and the units would be granted again —
+// an oversell. With the fence on, every script that writes the counter checks the fence
+// right before its first write and, on a mismatch or a missing fence, writes nothing and
+// answers FENCED; the caller takes the path of a lost counter (a retry answer, then the
+// rebuild from the durable records), and preheatScript replaces the stale counter —
+// although it is whole — and sets the fence to the server's id in the same script.
 
 // Results of the scripts other than a count (which is >= 0).
 const (
@@ -37,11 +47,13 @@ const (
 // deductScript takes k units in one round trip, all or none: one for a draw's award or a
 // recharge's SKU unit, many for a bulk recharge (SKUStock.DeductN).
 //
-// KEYS are key, key:issued, key:total; ARGV[1] is the expiry of all three in Unix
-// milliseconds and ARGV[2] the units k (absent: 1). It returns {remaining, issued} after
-// the grant, {-1} when fewer than k units are left (nothing is taken) and {-2} when any key
-// is absent (nothing is created: an old-form counter lacks the total, a lost one
-// everything).
+// KEYS are key, key:issued, key:total, key:fence; ARGV[1] is the expiry of all four in
+// Unix milliseconds and ARGV[2] the units k (absent: 1). It returns {remaining, issued}
+// after the grant, {-1} when fewer than k units are left (nothing is taken), {-2} when any
+// key is absent (nothing is created: an old-form counter lacks the total, a lost one
+// everything) and the error FENCED, writing nothing, when it would write and the fence is
+// not this server's replication id. A refusal that writes nothing is answered unfenced: a
+// rolled-back counter has issued no higher than the truth, so "no unit left" still holds.
 //
 // The units granted are the sequence numbers issued+1 … issued+k; they must all be within
 // total, and the counter must hold k: a counter set back up gives nothing beyond total,
@@ -51,7 +63,7 @@ const (
 // does not hide the units a single request may still take), and only if it is not 0
 // already, so that a crowd hitting an exhausted stock costs three GETs each. Numbers are
 // written with %d because Lua 5.1 would print large doubles in exponent form.
-var deductScript = goredis.NewScript(`
+var deductScript = newFencedScript(`
 local c = redis.call('GET', KEYS[1])
 local i = redis.call('GET', KEYS[2])
 local t = redis.call('GET', KEYS[3])
@@ -66,11 +78,18 @@ end
 local n = i + k
 if c < k or n > t then
   if c ~= 0 and (c < 1 or i + 1 > t) then
+    if bm_fenced(KEYS[4]) then
+      return BM_FENCED
+    end
     redis.call('SET', KEYS[1], '0', 'PXAT', ARGV[1])
+    redis.call('PEXPIREAT', KEYS[4], ARGV[1])
     redis.call('PEXPIREAT', KEYS[2], ARGV[1])
     redis.call('PEXPIREAT', KEYS[3], ARGV[1])
   end
   return {-1}
+end
+if bm_fenced(KEYS[4]) then
+  return BM_FENCED
 end
 local r = t - n
 if c - k < r then
@@ -79,19 +98,23 @@ end
 redis.call('SET', KEYS[1], string.format('%d', r), 'PXAT', ARGV[1])
 redis.call('SET', KEYS[2], string.format('%d', n), 'PXAT', ARGV[1])
 redis.call('PEXPIREAT', KEYS[3], ARGV[1])
+redis.call('PEXPIREAT', KEYS[4], ARGV[1])
 return {r, n}
 `)
 
-// preheatScript creates a counter unless it exists in the current form.
+// preheatScript creates a counter unless it exists in the current form and is not fenced.
 //
-// KEYS are key, key:issued, key:total, key:low; ARGV are total, remaining and the expiry.
+// KEYS are key, key:issued, key:total, key:low, key:fence; ARGV are total, remaining and
+// the expiry. A whole counter whose fence is not this server's replication id is rewritten
+// like a partial one (its surviving issued can only be lower than the truth, which the
+// caller's durable remaining bounds), and the fence is set to this server's id.
 // Whatever survives of an earlier counter can only lower what is granted: issued becomes
 // the largest of total − remaining, a surviving issued, total − a surviving counter (old or
 // partial) and total − an old-form low watermark; remaining is then total − issued (at
 // least 0). The old form's low key is removed. It returns 1 when it wrote and 0 when a
 // current-form counter was there.
-var preheatScript = goredis.NewScript(`
-if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 3 then
+var preheatScript = newFencedScript(`
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 3 and not bm_fenced(KEYS[5]) then
   return 0
 end
 local t = tonumber(ARGV[1])
@@ -124,6 +147,7 @@ redis.call('SET', KEYS[1], string.format('%d', r), 'PXAT', ARGV[3])
 redis.call('SET', KEYS[2], string.format('%d', i), 'PXAT', ARGV[3])
 redis.call('SET', KEYS[3], string.format('%d', t), 'PXAT', ARGV[3])
 redis.call('DEL', KEYS[4])
+bm_fence(KEYS[5], ARGV[3])
 return 1
 `)
 
@@ -131,12 +155,13 @@ return 1
 // counter by as much (at most to total − issued); issued is left alone, so no unit already
 // granted comes back.
 //
-// KEYS are key, key:issued, key:total; ARGV are the new total and the expiry. Taking the
+// KEYS are key, key:issued, key:total, key:fence; ARGV are the new total and the expiry;
+// a raise on a fenced counter writes nothing and answers FENCED. Taking the
 // maximum makes it idempotent and order-insensitive: a counter rebuilt from SQL after the
 // top-up already holds the units, and two top-ups applied out of order end at the larger.
 // It returns the remaining units, or -2 when the counter is absent or in the old form (the
 // rebuild reads SQL, which holds the new units).
-var topUpScript = goredis.NewScript(`
+var topUpScript = newFencedScript(`
 local c = redis.call('GET', KEYS[1])
 local i = redis.call('GET', KEYS[2])
 local t = redis.call('GET', KEYS[3])
@@ -146,6 +171,9 @@ end
 c, i, t = tonumber(c), tonumber(i), tonumber(t)
 local nt = tonumber(ARGV[1])
 if nt > t then
+  if bm_fenced(KEYS[4]) then
+    return BM_FENCED
+  end
   c = c + nt - t
   if c > nt - i then
     c = nt - i
@@ -157,11 +185,15 @@ if nt > t then
   redis.call('SET', KEYS[3], string.format('%d', t), 'PXAT', ARGV[2])
   redis.call('SET', KEYS[1], string.format('%d', c), 'PXAT', ARGV[2])
   redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+  redis.call('PEXPIREAT', KEYS[4], ARGV[2])
 end
 return c
 `)
 
 func counterKeys(key string) []string { return []string{key, key + ":issued", key + ":total"} }
+
+// fencedCounterKeys are counterKeys and the fence, the keys of deductScript and topUpScript.
+func fencedCounterKeys(key string) []string { return append(counterKeys(key), key+":fence") }
 
 // counterExists reports whether the counter is in Redis in the current form.
 func counterExists(ctx context.Context, client goredis.UniversalClient, key string) (bool, error) {
@@ -173,8 +205,8 @@ func counterExists(ctx context.Context, client goredis.UniversalClient, key stri
 }
 
 // preheatCounter creates the counter with total units of which remaining are left, unless
-// it exists in the current form; see preheatScript.
-func preheatCounter(ctx context.Context, client goredis.UniversalClient, key string, total, remaining int64, expireAt time.Time) error {
+// it exists in the current form (and, with fence, is not fenced); see preheatScript.
+func preheatCounter(ctx context.Context, client goredis.UniversalClient, fence bool, key string, total, remaining int64, expireAt time.Time) error {
 	if total < 0 || total > maxStock {
 		return fmt.Errorf("total %d out of range", total)
 	}
@@ -184,13 +216,15 @@ func preheatCounter(ctx context.Context, client goredis.UniversalClient, key str
 	if expireAt.UnixMilli() <= 0 {
 		return errors.New("no expiry")
 	}
-	return preheatScript.Run(ctx, client, append(counterKeys(key), key+":low"), total, remaining, expireAt.UnixMilli()).Err()
+	return preheatScript.run(ctx, client, fence, append(counterKeys(key), key+":low", key+":fence"), total, remaining, expireAt.UnixMilli()).Err()
 }
 
 // deductCounter runs deductScript for units on the counter and returns the units left
 // after the grant and the sequence number of its last unit; fewer units left than asked
-// returns out (nothing is taken) and an absent (or old-form) counter missing.
-func deductCounter(ctx context.Context, client goredis.Scripter, key string, units int64, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
+// returns out (nothing is taken) and an absent (or old-form) counter missing; with fence,
+// a fenced counter returns an error wrapping both missing and ErrFenced (nothing is taken:
+// the caller rebuilds it as a lost one).
+func deductCounter(ctx context.Context, client goredis.Scripter, fence bool, key string, units int64, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
 	at := expireAt.UnixMilli()
 	if at <= 0 {
 		return 0, 0, errors.New("no expiry")
@@ -198,8 +232,10 @@ func deductCounter(ctx context.Context, client goredis.Scripter, key string, uni
 	if units < 1 {
 		return 0, 0, fmt.Errorf("deduct %d units", units)
 	}
-	res, err := deductScript.Run(ctx, client, counterKeys(key), at, units).Int64Slice()
-	switch {
+	res, err := deductScript.run(ctx, client, fence, fencedCounterKeys(key), at, units).Int64Slice()
+	switch err = fenceErr(err); {
+	case errors.Is(err, ErrFenced):
+		return 0, 0, fmt.Errorf("%w: %w", missing, err)
 	case err != nil:
 		return 0, 0, err
 	case len(res) == 1 && res[0] == deductOut:
@@ -213,8 +249,9 @@ func deductCounter(ctx context.Context, client goredis.Scripter, key string, uni
 }
 
 // topUpCounter raises the counter's total to total; see topUpScript. It reports false when
-// the counter is absent or in the old form, which leaves the units to the rebuild.
-func topUpCounter(ctx context.Context, client goredis.UniversalClient, key string, total int64, expireAt time.Time) (bool, error) {
+// the counter is absent, in the old form or fenced, which leaves the units to the rebuild
+// (SQL holds them; a fenced counter's next deduction asks for the rebuild).
+func topUpCounter(ctx context.Context, client goredis.UniversalClient, fence bool, key string, total int64, expireAt time.Time) (bool, error) {
 	if total < 0 || total > maxStock {
 		return false, fmt.Errorf("total %d out of range", total)
 	}
@@ -222,7 +259,10 @@ func topUpCounter(ctx context.Context, client goredis.UniversalClient, key strin
 	if at <= 0 {
 		return false, errors.New("no expiry")
 	}
-	n, err := topUpScript.Run(ctx, client, counterKeys(key), total, at).Int64()
+	n, err := topUpScript.run(ctx, client, fence, fencedCounterKeys(key), total, at).Int64()
+	if err = fenceErr(err); errors.Is(err, ErrFenced) {
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}

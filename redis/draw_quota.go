@@ -45,6 +45,7 @@ import (
 //	                            a hot quota is loaded from SQL only while it is present
 //	<prefix>:fq:pend:{<tag>}    sorted set of the slot's pending draws by take time,
 //	                            "<activity>|<order>|<user>", for the sweep
+//	<prefix>:fq:fence:{<tag>}   the replication id the marker was set under (Fence)
 //
 // Redis must not evict these keys (maxmemory-policy noeviction).
 type DrawQuota struct {
@@ -55,6 +56,7 @@ type DrawQuota struct {
 	// one on a single server, where the sweep, the readiness check and the marking then
 	// read one key instead of 16,384 (about 0.2 s each on the embedded server).
 	shards int
+	fence  bool
 }
 
 var (
@@ -84,6 +86,92 @@ func (d *DrawQuota) OnCluster(cluster bool) *DrawQuota {
 	return d
 }
 
+// Fence turns replication-id fencing of the hot quota on or off and returns d: on with a
+// Redis that has replicas or restarts from its AOF or RDB, off with the embedded server
+// (see fence.go). Every process sharing the hot state must use the same setting.
+//
+// Fenced, each slot has a fence key beside its marker (<prefix>:fq:fence:{<tag>}, the
+// replication id of the server that set the marker), and a marker counts only while its
+// fence is this server's id: after a failover or a restart the slot reads as lost, so
+// takes answer ErrHotNotReady and the restore runs as after a loss (grace, the draw
+// writer drained, a new epoch). Each quota also records the epoch it was loaded under
+// (field e): a quota of another epoch is a copy from before the failover, which may lack
+// takes already answered, so it is loaded again from SQL, replacing it and its pending
+// draws (those published are in SQL; the others were never answered, as after a loss).
+// The take, load, load-and-take and resume scripts check both before they write. The
+// other writes (fix, clear, refund, release, raise, the unwritten credit wins) are not
+// fenced: they touch only a draw or a quota that a fenced take or resume handed out, or
+// a copy that is replaced before any take reads it again.
+func (d *DrawQuota) Fence(on bool) *DrawQuota {
+	d.fence = on
+	return d
+}
+
+// The draw quota's fence helpers, after fence.go's, for its scripts' two variants:
+//
+//	DQ_FENCE                     whether the variant fences
+//	dq_epoch(marker, fence)      the slot's epoch, false when the marker is missing or fenced
+//	dq_fence(fence)              sets the slot's fence to this server's id, without expiry
+//	dq_load(q, p, epoch, at, …)  puts a quota in place under epoch unless one loaded under
+//	                             it is there (fenced; unfenced, unless one is there),
+//	                             replacing a stale one and its pending draws; 1 when it wrote
+const dqLua = `
+local function dq_epoch(marker, fence)
+  local epoch = redis.call('GET', marker)
+  if epoch and bm_fenced(fence) then
+    return false
+  end
+  return epoch
+end
+local function dq_load(quota, pending, epoch, at, ...)
+  if redis.call('EXISTS', quota) == 1 then
+    if not DQ_FENCE or redis.call('HGET', quota, 'e') == epoch then
+      return 0
+    end
+    redis.call('DEL', quota, pending)
+  end
+  redis.call('HSET', quota, 'e', epoch, ...)
+  redis.call('PEXPIREAT', quota, at)
+  return 1
+end
+`
+
+// newDQScript is newFencedScript with the draw quota's helpers.
+func newDQScript(body string) fencedScript {
+	return fencedScript{
+		on: goredis.NewScript(fenceOnLua + `
+local DQ_FENCE = true
+local function dq_fence(fence)
+  redis.call('SET', fence, bm_replid())
+end
+` + dqLua + body),
+		off: goredis.NewScript(fenceOffLua + `
+local DQ_FENCE = false
+local function dq_fence(fence) end
+` + dqLua + body),
+	}
+}
+
+// markReadyScript sets a slot's marker to the epoch ARGV[1] and its fence, unless the
+// marker is there and not fenced; KEYS are the marker and the fence. 1 when it set them.
+var markReadyScript = newDQScript(`
+if dq_epoch(KEYS[1], KEYS[2]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+dq_fence(KEYS[2])
+return 1
+`)
+
+// readyScript answers 1 when the slot's marker is there and not fenced; KEYS are the
+// marker and the fence.
+var readyScript = newDQScript(`
+if dq_epoch(KEYS[1], KEYS[2]) then
+  return 1
+end
+return 0
+`)
+
 func (d *DrawQuota) quotaKey(user string, activityID int64) string {
 	return d.prefix + "{u:" + user + "}:" + strconv.FormatInt(activityID, 10)
 }
@@ -101,6 +189,9 @@ func (d *DrawQuota) unwrittenKey(user string) string { return d.prefix + "{u:" +
 const unwrittenTTL = 24 * time.Hour
 
 func (d *DrawQuota) markerKey(slot int) string { return d.prefix + "ready:{" + slotTag(slot) + "}" }
+
+// fenceKey is the slot's fence (see Fence).
+func (d *DrawQuota) fenceKey(slot int) string { return d.prefix + "fence:{" + slotTag(slot) + "}" }
 
 func (d *DrawQuota) indexKey(slot int) string { return d.prefix + "pend:{" + slotTag(slot) + "}" }
 
@@ -151,7 +242,8 @@ const (
 // takeScript resumes an abandoned pending draw or takes one unit and creates a pending
 // draw: the flash draw's commit point.
 //
-// KEYS are the quota, the pending draws, the slot's marker and the slot's index. ARGV are
+// KEYS are the quota, the pending draws, the slot's marker, the slot's index and the
+// slot's fence (see Fence). ARGV are
 // the day and month keys, the order id, now (Unix ms), the lease (ms), the index member
 // of the new draw without its order id ("<activity>|") and the user.
 //
@@ -166,7 +258,7 @@ const (
 // node whose clock lags behind another's takes from the later period already in use.
 // info is "takeMs|day|month|score|today", score and today being the user's draws in the
 // activity and today before this one (rule_weight, rule_lock).
-var takeScript = goredis.NewScript(takeLua)
+var takeScript = newDQScript(takeLua)
 
 // loadTakeScript is loadQuotaScript and takeScript in one step, for a first touch: one
 // round trip less than a load followed by a take. KEYS are takeScript's; ARGV are
@@ -174,19 +266,19 @@ var takeScript = goredis.NewScript(takeLua)
 // values). It replies {-7} when the marker is not the epoch (nothing was loaded or
 // taken: read SQL again), and otherwise as takeScript, the quota being in place (loaded
 // now, or by another request before).
-var loadTakeScript = goredis.NewScript(`
-if redis.call('GET', KEYS[3]) ~= ARGV[8] then
+var loadTakeScript = newDQScript(`
+if redis.call('GET', KEYS[3]) ~= ARGV[8] or DQ_FENCE and bm_fenced(KEYS[5]) then
   return {-7}
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
-  redis.call('PEXPIREAT', KEYS[1], ARGV[9])
-end
+dq_load(KEYS[1], KEYS[2], ARGV[8], ARGV[9], unpack(ARGV, 10))
 ` + takeLua)
 
 const takeLua = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local epoch = redis.call('GET', KEYS[3])
+local epoch = DQ_FENCE and dq_epoch(KEYS[3], KEYS[5])
+if redis.call('EXISTS', KEYS[1]) == 0 or DQ_FENCE and redis.call('HGET', KEYS[1], 'e') ~= epoch then
+  if not DQ_FENCE then
+    epoch = redis.call('GET', KEYS[3])
+  end
   if not epoch then
     return {-1}
   end
@@ -256,22 +348,17 @@ return {1, info}
 
 // loadScript puts a user's quota in place, read from SQL under the slot's epoch.
 //
-// KEYS are the quota and the slot's marker; ARGV are the epoch, the keys' expiry (Unix
+// KEYS are the quota, the slot's marker, the pending draws and the slot's fence; ARGV are the epoch, the keys' expiry (Unix
 // ms) and the fields and values. It returns -1 when the marker is not the epoch (a loss
 // and restore since the read, or a loss not yet restored: read SQL again), 0 when a quota
 // is there already (another request loaded it), and 1 when it wrote it. The marker check
 // is what makes the load safe: SQL holds every draw of the user as long as the marker the
 // read was made under is present.
-var loadQuotaScript = goredis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+var loadQuotaScript = newDQScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] or DQ_FENCE and bm_fenced(KEYS[4]) then
   return -1
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return 1
+return dq_load(KEYS[1], KEYS[3], ARGV[1], ARGV[2], unpack(ARGV, 3))
 `)
 
 // raiseScript adds to a quota, if present, what a recharge committed to SQL added.
@@ -383,10 +470,22 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 return 1
 `)
 
-// resumeScript leases a pending draw the sweep found. KEYS are the pending draws and the
-// slot's index; ARGV the order id, now (ms), the lease (ms) and the index member. Replies:
-// {0} gone (its index entry is dropped), {-6} leased to another, {2, info, outcome}.
-var resumeScript = goredis.NewScript(`
+// resumeScript leases a pending draw the sweep found. KEYS are the pending draws, the
+// slot's index, the slot's marker, the quota and the slot's fence; ARGV the order id, now
+// (ms), the lease (ms) and the index member. Replies: {0} gone (its index entry is
+// dropped), {-6} leased to another (or, fenced, the slot not loadable yet), {2, info,
+// outcome}. Fenced, a pending draw whose quota was not loaded under the slot's epoch is a
+// leftover of a copy from before a failover (see Fence) and is dropped as gone.
+var resumeScript = newDQScript(`
+if DQ_FENCE then
+  local epoch = dq_epoch(KEYS[3], KEYS[5])
+  if not epoch then
+    return {-6}
+  end
+  if redis.call('HGET', KEYS[4], 'e') ~= epoch then
+    redis.call('HDEL', KEYS[1], 'i:' .. ARGV[1], 'l:' .. ARGV[1], 'o:' .. ARGV[1])
+  end
+end
 local info = redis.call('HGET', KEYS[1], 'i:' .. ARGV[1])
 if not info then
   redis.call('ZREM', KEYS[2], ARGV[4])
@@ -405,8 +504,8 @@ func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 // Take implements flash.HotQuota.
 func (d *DrawQuota) Take(ctx context.Context, key activity.QuotaKey, orderID string, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
 	slot := d.userSlot(key.UserID)
-	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot)}
-	res, err := takeScript.Run(ctx, d.client, keys, key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
+	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot), d.fenceKey(slot)}
+	res, err := takeScript.run(ctx, d.client, d.fence, keys, key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
 		strconv.FormatInt(key.ActivityID, 10)+"|", key.UserID).Slice()
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
@@ -418,10 +517,10 @@ func (d *DrawQuota) Take(ctx context.Context, key activity.QuotaKey, orderID str
 func (d *DrawQuota) LoadTake(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time,
 	orderID string, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
 	slot := d.userSlot(key.UserID)
-	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot)}
+	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot), d.fenceKey(slot)}
 	args := append([]any{key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
 		strconv.FormatInt(key.ActivityID, 10) + "|", key.UserID}, loadArgs(key, epoch, q, expireAt)...)
-	res, err := loadTakeScript.Run(ctx, d.client, keys, args...).Slice()
+	res, err := loadTakeScript.run(ctx, d.client, d.fence, keys, args...).Slice()
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("load and take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
 	}
@@ -498,7 +597,8 @@ func parsePending(orderID, info, outcome string) (flash.Pending, error) {
 func (d *DrawQuota) Load(ctx context.Context, key activity.QuotaKey, epoch string, q activity.Quota, expireAt time.Time) error {
 	args := loadArgs(key, epoch, q, expireAt)
 	slot := d.userSlot(key.UserID)
-	n, err := loadQuotaScript.Run(ctx, d.client, []string{d.quotaKey(key.UserID, key.ActivityID), d.markerKey(slot)}, args...).Int()
+	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.markerKey(slot), d.pendingKey(key.UserID, key.ActivityID), d.fenceKey(slot)}
+	n, err := loadQuotaScript.run(ctx, d.client, d.fence, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("load hot quota: %w", err)
 	}
@@ -700,8 +800,10 @@ func (d *DrawQuota) Abandoned(ctx context.Context, before time.Time, limit int) 
 
 // Resume implements flash.HotQuota.
 func (d *DrawQuota) Resume(ctx context.Context, ref flash.PendingRef, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
-	keys := []string{d.pendingKey(ref.UserID, ref.ActivityID), d.indexKey(d.userSlot(ref.UserID))}
-	res, err := resumeScript.Run(ctx, d.client, keys, ref.OrderID, now.UnixMilli(), lease.Milliseconds(),
+	slot := d.userSlot(ref.UserID)
+	keys := []string{d.pendingKey(ref.UserID, ref.ActivityID), d.indexKey(slot), d.markerKey(slot),
+		d.quotaKey(ref.UserID, ref.ActivityID), d.fenceKey(slot)}
+	res, err := resumeScript.run(ctx, d.client, d.fence, keys, ref.OrderID, now.UnixMilli(), lease.Milliseconds(),
 		member(ref.UserID, ref.ActivityID, ref.OrderID)).Slice()
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("resume pending draw %s: %w", ref.OrderID, err)
@@ -713,8 +815,9 @@ func (d *DrawQuota) Resume(ctx context.Context, ref flash.PendingRef, now time.T
 	return p, err == nil, err
 }
 
-// MarkReady implements flash.HotQuota: the markers missing are set to a new epoch; the
-// ones present are kept, so a load read under them stays valid.
+// MarkReady implements flash.HotQuota: the markers missing (or, fenced, fenced) are set to
+// a new epoch, with the fence; the ones present are kept, so a load read under them stays
+// valid.
 func (d *DrawQuota) MarkReady(ctx context.Context) error {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -723,7 +826,12 @@ func (d *DrawQuota) MarkReady(ctx context.Context) error {
 	for from := 0; from < d.shards; from += chunk {
 		pipe := d.client.Pipeline()
 		for slot := from; slot < from+chunk; slot++ {
-			pipe.SetNX(ctx, d.markerKey(slot), epoch, 0)
+			if d.fence {
+				// Eval, not EvalSha: a pipeline cannot fall back on NOSCRIPT.
+				markReadyScript.on.Eval(ctx, pipe, []string{d.markerKey(slot), d.fenceKey(slot)}, epoch)
+			} else {
+				pipe.SetNX(ctx, d.markerKey(slot), epoch, 0)
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("mark hot quotas loadable: %w", err)
@@ -737,15 +845,20 @@ func (d *DrawQuota) Ready(ctx context.Context) (bool, error) {
 	chunk := min(256, d.shards)
 	for from := 0; from < d.shards; from += chunk {
 		pipe := d.client.Pipeline()
-		cmds := make([]*goredis.IntCmd, 0, chunk)
+		cmds := make([]func() int64, 0, chunk)
 		for slot := from; slot < from+chunk; slot++ {
-			cmds = append(cmds, pipe.Exists(ctx, d.markerKey(slot)))
+			if d.fence {
+				c := readyScript.on.Eval(ctx, pipe, []string{d.markerKey(slot), d.fenceKey(slot)})
+				cmds = append(cmds, func() int64 { n, _ := c.Int64(); return n })
+			} else {
+				cmds = append(cmds, pipe.Exists(ctx, d.markerKey(slot)).Val)
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return false, fmt.Errorf("hot quota markers: %w", err)
 		}
-		for _, c := range cmds {
-			if c.Val() == 0 {
+		for _, n := range cmds {
+			if n() == 0 {
 				return false, nil
 			}
 		}

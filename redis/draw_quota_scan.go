@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -91,16 +92,25 @@ func (d *DrawQuota) readCopies(ctx context.Context, c goredis.Cmdable, keys []st
 	pipe := c.Pipeline()
 	quotas := make([]*goredis.MapStringStringCmd, len(keys))
 	pending := make([]*goredis.StringSliceCmd, len(keys))
+	markers := make([]*goredis.StringCmd, len(keys))
 	for i, k := range keys {
 		quotas[i] = pipe.HGetAll(ctx, k)
 		pending[i] = pipe.HKeys(ctx, k+":p")
+		if user, _, ok := d.parseQuotaKey(k); ok && d.fence {
+			markers[i] = pipe.Get(ctx, d.markerKey(d.userSlot(user)))
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return fmt.Errorf("read hot quotas: %w", err)
 	}
 	for i, k := range keys {
 		h := quotas[i].Val()
 		if len(h) == 0 {
+			continue
+		}
+		// Fenced, a copy not loaded under its slot's epoch is left from before a failover
+		// and is loaded again before any take reads it (see Fence): it is not the hot quota.
+		if markers[i] != nil && h["e"] != markers[i].Val() {
 			continue
 		}
 		user, activityID, _ := d.parseQuotaKey(k)

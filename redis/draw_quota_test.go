@@ -18,6 +18,10 @@ import (
 func newDrawQuota(t *testing.T, client goredis.UniversalClient) *DrawQuota {
 	t.Helper()
 	d := NewDrawQuota(client, testenv.Unique("fq"))
+	// Fenced where the server can fence (real Redis), as serve runs it.
+	if _, err := ProbeFence(t.Context(), client); err == nil {
+		d.Fence(true)
+	}
 	dropMarkers(t, client, d)
 	if err := d.MarkReady(t.Context()); err != nil {
 		t.Fatal(err)
@@ -325,7 +329,7 @@ func dropMarkers(t *testing.T, client goredis.UniversalClient, d *DrawQuota) {
 	t.Cleanup(func() {
 		pipe := client.Pipeline()
 		for slot := range d.shards {
-			pipe.Del(context.Background(), d.markerKey(slot))
+			pipe.Del(context.Background(), d.markerKey(slot), d.fenceKey(slot))
 		}
 		_, _ = pipe.Exec(context.Background())
 	})

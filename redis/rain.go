@@ -92,14 +92,18 @@ end
 //
 // A whole copy (intact) is kept, whether open or closed: replacing live state from the
 // durable records could put back a prize won a moment ago whose event is not yet applied.
-// Anything else is deleted and written anew, unacked hash included (the rebuild starts
-// from what is durable). It returns 1 when it wrote the session and 0 when it kept it.
+// Except when it is fenced (KEYS[7], see fence.go): a whole copy built under another
+// replication id may lack wins already answered (a failover rolled back an SPOP and its
+// wins entry together, which still add up), and the caller's durable records, applied up
+// to every event published, are the truth. Anything else is deleted and written anew,
+// unacked hash included (the rebuild starts from what is durable), and the fence is set to
+// this server's id. It returns 1 when it wrote the session and 0 when it kept it.
 //
 // The lists go in by chunks of 1000 arguments, as unpack is bounded by Lua's C stack; 1000
 // is even, so a chunk never splits a pair. Counts are written with %d: Lua 5.1 prints
 // large numbers in exponent form.
-var rainLoadScript = goredis.NewScript(rainIntact + `
-if intact() then
+var rainLoadScript = newFencedScript(rainIntact + `
+if intact() and not bm_fenced(KEYS[7]) then
   return 0
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
@@ -123,6 +127,7 @@ redis.call('HSET', KEYS[1], 'state', 'open', 'start_ms', ARGV[2], 'end_ms', ARGV
 for i = 1, 6 do
   redis.call('PEXPIREAT', KEYS[i], ARGV[1])
 end
+bm_fence(KEYS[7], ARGV[1])
 return 1
 `)
 
@@ -142,6 +147,13 @@ return 1
 //	-6 paced: issued ≥ allowed
 //	 1 won: n (the user's nth win) and the member
 //
+// or the error FENCED (ErrFenced) when it would take a prize and the session's fence
+// (KEYS[7]) is not this server's replication id: it took nothing, and the session is
+// rebuilt as a lost one. The answers before the SPOP are given unfenced: a rolled-back
+// copy only lacks the newest wins, so a user capped, an unacknowledged win, an ended or
+// not started session hold on it too (its issued can only be lower, so Empty and Paced
+// hold unless prizes added later were lost as well — an undersell, never a double win).
+//
 // The order is the contract. Again comes first, so a user retrying after a failed publish
 // gets their win even once the session has ended, paced out or capped them. Empty comes
 // before Paced: an empty pool stays empty (short of AddPrizes), so the tap is answered as
@@ -152,7 +164,7 @@ return 1
 // plan's allowance and the session's window (see redis/redpacket.go). The hashes a grab
 // creates take the meta's expiry; PEXPIREAT is set again on each win because the unacked
 // hash vanishes whenever its last entry is acknowledged.
-var rainGrabScript = goredis.NewScript(rainIntact + `
+var rainGrabScript = newFencedScript(rainIntact + `
 local m = intact(true)
 if not m then
   return {-1}
@@ -178,6 +190,9 @@ if issued >= m[4] then
 end
 if issued >= tonumber(ARGV[4]) then
   return {-6, issued}
+end
+if bm_fenced(KEYS[7]) then
+  return BM_FENCED
 end
 local member = redis.call('SPOP', KEYS[2])
 if not member then
@@ -216,14 +231,18 @@ return {0, 0}
 // A member whose index is not above the highest index armed so far is skipped: it was
 // armed already — by a load from rain_prize that raced this call, say — and may have been
 // won since, so adding it again could issue it twice. The reply is {-1} when the state is
-// not whole, {-7} when the session is closed (its pool is the ledger's), and {0, added}.
-var rainAddScript = goredis.NewScript(rainIntact + `
+// not whole, {-7} when the session is closed (its pool is the ledger's), {0, added}, and
+// FENCED (writing nothing) when the fence is not this server's replication id.
+var rainAddScript = newFencedScript(rainIntact + `
 local m = intact()
 if not m then
   return {-1}
 end
 if m[1] ~= 'open' then
   return {-7}
+end
+if bm_fenced(KEYS[7]) then
+  return BM_FENCED
 end
 local top = tonumber(m[7]) or -1
 local fresh = {}
@@ -253,7 +272,7 @@ return {0, added}
 
 // rainStateScript reads a session's counters: {0, issued, left, second, wins, …}, or
 // {-1} when the state is not whole.
-var rainStateScript = goredis.NewScript(rainIntact + `
+var rainStateScript = newFencedScript(rainIntact + `
 local m = intact()
 if not m then
   return {-1}
@@ -267,7 +286,7 @@ return r
 
 // rainWinsScript reads a session's wins: {0, "user:n", "member:grabUnixMs", …}, or {-1}
 // when the state is not whole (a lost wins hash must not read as "nobody won").
-var rainWinsScript = goredis.NewScript(rainIntact + `
+var rainWinsScript = newFencedScript(rainIntact + `
 if not intact() then
   return {-1}
 end
@@ -281,9 +300,14 @@ return r
 // first). The pool is kept, not taken out: once closed no grab pops it, so every Close —
 // the first or a retry after a crash before the ledger was written — returns the same
 // members, and a Load afterwards still finds the counts adding up and keeps the copy.
-var rainCloseScript = goredis.NewScript(rainIntact + `
+// A fenced session is not closed (FENCED): its pool may hold prizes already won, which
+// the ledger must not count as left; the caller closes from the durable records instead.
+var rainCloseScript = newFencedScript(rainIntact + `
 if not intact() then
   return {-1}
+end
+if bm_fenced(KEYS[7]) then
+  return BM_FENCED
 end
 redis.call('HSET', KEYS[1], 'state', 'closed')
 local r = redis.call('SMEMBERS', KEYS[2])
@@ -321,6 +345,7 @@ return r
 type Rain struct {
 	client goredis.Cmdable
 	prefix string
+	fence  bool
 }
 
 var _ rain.Hot = (*Rain)(nil)
@@ -335,8 +360,40 @@ func NewRain(client goredis.Cmdable, prefix string) *Rain {
 	return &Rain{client: client, prefix: prefix}
 }
 
+// Fence turns replication-id fencing of the scripts that write a session (load, grab, add,
+// set end, close) on or off (see fence.go): on with an external Redis, whose failover can
+// roll a session back to a whole state that lacks answered wins, so that the same prize
+// would be won twice; off with the embedded server. A fenced script writes nothing and
+// its error wraps rain.ErrUnavailable and ErrFenced, the path of a lost session (rebuilt
+// from the durable records, which Load then writes over the stale copy). The reads (state,
+// wins), the acknowledgement (it only forgets a win already durable) and the green
+// channel's pending wins (idempotent) are not fenced. It returns r.
+func (r *Rain) Fence(on bool) *Rain {
+	r.fence = on
+	return r
+}
+
+// FenceKey returns the session's fence: the replication id of the server that built it.
+func (r *Rain) FenceKey(sessionID int64) string {
+	return r.prefix + "rain:{" + strconv.FormatInt(sessionID, 10) + "}:fence"
+}
+
+// scriptKeys are Keys and the fence, the keys of the session's scripts.
+func (r *Rain) scriptKeys(sessionID int64) []string {
+	return append(r.Keys(sessionID), r.FenceKey(sessionID))
+}
+
+// fencedRain turns a fenced script's error into one wrapping rain.ErrUnavailable (the path
+// of a lost session) and ErrFenced; any other error is returned as it is.
+func fencedRain(err error) error {
+	if err = fenceErr(err); errors.Is(err, ErrFenced) {
+		return fmt.Errorf("%w: %w", rain.ErrUnavailable, err)
+	}
+	return err
+}
+
 // Keys returns the session's keys in the order the scripts take them: meta, pool, users,
-// wins, unacked, sec.
+// wins, unacked, sec (the scripts take the fence, FenceKey, as a seventh).
 func (r *Rain) Keys(sessionID int64) []string {
 	base := r.prefix + "rain:{" + strconv.FormatInt(sessionID, 10) + "}:"
 	return []string{base + "meta", base + "pool", base + "users", base + "wins", base + "unacked", base + "sec"}
@@ -413,7 +470,7 @@ func (r *Rain) Load(ctx context.Context, s rain.HotSession) (bool, error) {
 	for sec, n := range secs {
 		args = append(args, sec, n)
 	}
-	wrote, err := rainLoadScript.Run(ctx, r.client, r.Keys(s.ID), args...).Int()
+	wrote, err := rainLoadScript.run(ctx, r.client, r.fence, r.scriptKeys(s.ID), args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("load rain session %d: %w", s.ID, err)
 	}
@@ -436,8 +493,8 @@ func (r *Rain) AddPrizes(ctx context.Context, sessionID int64, prizes []rain.Pri
 		}
 		args = append(args, p.Member())
 	}
-	reply, err := rainAddScript.Run(ctx, r.client, r.Keys(sessionID), args...).Slice()
-	if err != nil {
+	reply, err := rainAddScript.run(ctx, r.client, r.fence, r.scriptKeys(sessionID), args...).Slice()
+	if err = fencedRain(err); err != nil {
 		return fmt.Errorf("add prizes to rain session %d: %w", sessionID, err)
 	}
 	status, _, err := splitReply(reply)
@@ -468,8 +525,8 @@ func (r *Rain) Grab(ctx context.Context, sessionID int64, userID string, now tim
 	case ms <= 0:
 		return rain.Outcome{}, fmt.Errorf("grab rain session %d: no time: %w", sessionID, rain.ErrInvalid)
 	}
-	reply, err := rainGrabScript.Run(ctx, r.client, r.Keys(sessionID), userID, ms, ms/1000, allowed, userCap).Slice()
-	if err != nil {
+	reply, err := rainGrabScript.run(ctx, r.client, r.fence, r.scriptKeys(sessionID), userID, ms, ms/1000, allowed, userCap).Slice()
+	if err = fencedRain(err); err != nil {
 		return rain.Outcome{}, fmt.Errorf("grab rain session %d for %s: %w", sessionID, userID, err)
 	}
 	out, err := parseGrabReply(sessionID, userID, ms, reply)
@@ -620,14 +677,18 @@ func (r *Rain) Wins(ctx context.Context, sessionID int64) ([]rain.Win, error) {
 
 // rainSetEndScript moves a whole session's end: KEYS are the session's six keys, ARGV[1]
 // the new end and ARGV[2] the keys' new expiry, both Unix ms. A closed session stays
-// closed (its ledger may be written); {-1} when the state is not whole.
-var rainSetEndScript = goredis.NewScript(rainIntact + `
+// closed (its ledger may be written); {-1} when the state is not whole, FENCED when the
+// fence is not this server's replication id (the rebuild loads the end from the store).
+var rainSetEndScript = newFencedScript(rainIntact + `
 local m = intact()
 if not m then
   return {-1}
 end
+if bm_fenced(KEYS[7]) then
+  return BM_FENCED
+end
 redis.call('HSET', KEYS[1], 'end_ms', ARGV[1], 'keep_ms', ARGV[2])
-for i = 1, 6 do
+for i = 1, 7 do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('PEXPIREAT', KEYS[i], ARGV[2])
   end
@@ -642,8 +703,8 @@ func (r *Rain) SetEnd(ctx context.Context, sessionID int64, end time.Time) error
 	if sessionID <= 0 {
 		return fmt.Errorf("bad id: %w", rain.ErrInvalid)
 	}
-	reply, err := rainSetEndScript.Run(ctx, r.client, r.Keys(sessionID), end.UnixMilli(), end.Add(rainKeep).UnixMilli()).Slice()
-	if err != nil {
+	reply, err := rainSetEndScript.run(ctx, r.client, r.fence, r.scriptKeys(sessionID), end.UnixMilli(), end.Add(rainKeep).UnixMilli()).Slice()
+	if err = fencedRain(err); err != nil {
 		return fmt.Errorf("set end of rain session %d: %w", sessionID, err)
 	}
 	if status, _, err := splitReply(reply); err != nil || status != rainOK {
@@ -675,13 +736,13 @@ func (r *Rain) Close(ctx context.Context, sessionID int64) ([]rain.Prize, error)
 }
 
 // run runs a read or close script on the session's keys and returns its reply after the
-// status, or an error wrapping rain.ErrUnavailable when the state is not whole.
-func (r *Rain) run(ctx context.Context, s *goredis.Script, sessionID int64) ([]any, error) {
+// status, or an error wrapping rain.ErrUnavailable when the state is not whole or fenced.
+func (r *Rain) run(ctx context.Context, s fencedScript, sessionID int64) ([]any, error) {
 	if sessionID <= 0 {
 		return nil, fmt.Errorf("bad id: %w", rain.ErrInvalid)
 	}
-	reply, err := s.Run(ctx, r.client, r.Keys(sessionID)).Slice()
-	if err != nil {
+	reply, err := s.run(ctx, r.client, r.fence, r.scriptKeys(sessionID)).Slice()
+	if err = fencedRain(err); err != nil {
 		return nil, err
 	}
 	status, rest, err := splitReply(reply)

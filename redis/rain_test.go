@@ -25,7 +25,7 @@ func TestRain(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			testRain(t, client, NewRain(client, uniquePrefix(t, client)))
+			testRain(t, client, NewRain(client, uniquePrefix(t, client)).Fence(b.fence))
 		})
 	}
 }
@@ -35,11 +35,11 @@ func TestRain(t *testing.T) {
 func TestRainCluster(t *testing.T) {
 	t.Parallel()
 	client := openClient(t, Options{Addrs: startCluster(t, 3), Cluster: true})
-	r := NewRain(client, "bmtest_rain_cluster")
+	r := NewRain(client, "bmtest_rain_cluster").Fence(true)
 	ctx := context.Background()
 	slots := map[int]bool{}
 	for id := int64(1); id <= 12; id++ {
-		keys := r.Keys(id)
+		keys := r.scriptKeys(id)
 		slots[keySlot(keys[0])] = true
 		for _, k := range keys {
 			s, err := client.ClusterKeySlot(ctx, k).Result()
@@ -67,6 +67,7 @@ func TestRainKeysShareClusterSlot(t *testing.T) {
 			if len(keys) != 6 {
 				t.Fatalf("%d keys, want 6", len(keys))
 			}
+			keys = r.scriptKeys(id)
 			tag := "{" + strconv.FormatInt(id, 10) + "}"
 			for _, k := range keys {
 				if !strings.HasPrefix(k, r.prefix+"rain:"+tag+":") {

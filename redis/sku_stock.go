@@ -20,6 +20,7 @@ import (
 type SKUStock struct {
 	client goredis.UniversalClient
 	prefix string
+	fence  bool
 }
 
 var _ activity.SKUStock = (*SKUStock)(nil)
@@ -30,6 +31,14 @@ func NewSKUStock(client goredis.UniversalClient, prefix string) *SKUStock {
 		prefix += ":"
 	}
 	return &SKUStock{client: client, prefix: prefix}
+}
+
+// Fence turns replication-id fencing of the writing scripts on or off, as Stock.Fence; a
+// fenced deduction wraps activity.ErrSKUStockMissing (and ErrFenced), so the SKU is rebuilt
+// from the durable records as a lost one. It returns s.
+func (s *SKUStock) Fence(on bool) *SKUStock {
+	s.fence = on
+	return s
 }
 
 // CounterKey returns the key of the SKU's counter.
@@ -49,7 +58,7 @@ func (s *SKUStock) Exists(ctx context.Context, sku int64) (bool, error) {
 // Preheat creates the SKU's counter with total units of which remaining are left unless
 // it exists.
 func (s *SKUStock) Preheat(ctx context.Context, sku, total, remaining int64, expireAt time.Time) error {
-	if err := preheatCounter(ctx, s.client, s.CounterKey(sku), total, remaining, expireAt); err != nil {
+	if err := preheatCounter(ctx, s.client, s.fence, s.CounterKey(sku), total, remaining, expireAt); err != nil {
 		return fmt.Errorf("preheat sku %d: %w", sku, err)
 	}
 	return nil
@@ -60,7 +69,7 @@ func (s *SKUStock) Preheat(ctx context.Context, sku, total, remaining int64, exp
 // activity.ErrSKUStockExhausted, a missing (or old-form) one activity.ErrSKUStockMissing
 // (stock unknown until it is rebuilt: nothing is taken, never oversell).
 func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (left, issued int64, err error) {
-	left, issued, err = deductCounter(ctx, s.client, s.CounterKey(sku), 1, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
+	left, issued, err = deductCounter(ctx, s.client, s.fence, s.CounterKey(sku), 1, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
 	if err != nil {
 		return 0, 0, fmt.Errorf("deduct sku %d: %w", sku, err)
 	}
@@ -70,7 +79,7 @@ func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (l
 // TopUp raises the SKU's stock_count in Redis to total; false when the counter is absent
 // or in the old form (the rebuild reads SQL).
 func (s *SKUStock) TopUp(ctx context.Context, sku, total int64, expireAt time.Time) (bool, error) {
-	ok, err := topUpCounter(ctx, s.client, s.CounterKey(sku), total, expireAt)
+	ok, err := topUpCounter(ctx, s.client, s.fence, s.CounterKey(sku), total, expireAt)
 	if err != nil {
 		return false, fmt.Errorf("top up sku %d: %w", sku, err)
 	}

@@ -32,7 +32,7 @@ func TestSKUStock(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			st := NewSKUStock(client, uniquePrefix(t, client))
+			st := NewSKUStock(client, uniquePrefix(t, client)).Fence(b.fence)
 			ctx := context.Background()
 			exp := time.Now().Add(time.Hour)
 			if _, _, err := st.Deduct(ctx, 9011, exp); !errors.Is(err, activity.ErrSKUStockMissing) || errors.Is(err, activity.ErrSKUStockExhausted) {

@@ -28,6 +28,7 @@ type Stock struct {
 	// (DeductVia) so that concurrent draws share round trips.
 	deducts goredis.Scripter
 	prefix  string
+	fence   bool
 }
 
 var _ strategy.Stock = (*Stock)(nil)
@@ -46,6 +47,16 @@ func NewStock(client goredis.UniversalClient, prefix string) *Stock {
 // so that the deductions of concurrent draws share round trips; everything else still
 // goes through the client NewStock was given.
 func (s *Stock) DeductVia(c goredis.Scripter) { s.deducts = c }
+
+// Fence turns replication-id fencing of the writing scripts (deduct, top-up, preheat) on
+// or off (see counter.go and fence.go): on with an external Redis, whose failover can roll
+// a counter back to a whole state that lacks answered grants; off with the embedded
+// server. A fenced deduction wraps strategy.ErrStockMissing, so the award is rebuilt from
+// the durable records as a lost one. The reads are not fenced. It returns s.
+func (s *Stock) Fence(on bool) *Stock {
+	s.fence = on
+	return s
+}
 
 // CounterKey returns the key of ref's counter.
 func (s *Stock) CounterKey(ref strategy.AwardRef) string {
@@ -74,7 +85,7 @@ func (s *Stock) Exists(ctx context.Context, ref strategy.AwardRef) (bool, error)
 // Preheat creates ref's counter with total units of which remaining are left, with the
 // given expiry, unless it exists; what survives of an earlier counter can only lower it.
 func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, total, remaining int64, expireAt time.Time) error {
-	if err := preheatCounter(ctx, s.client, s.CounterKey(ref), total, remaining, expireAt); err != nil {
+	if err := preheatCounter(ctx, s.client, s.fence, s.CounterKey(ref), total, remaining, expireAt); err != nil {
 		return fmt.Errorf("preheat award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}
 	return nil
@@ -82,11 +93,12 @@ func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, total, remai
 
 // Deduct takes one unit of ref's stock in one Lua round trip. All keys get expireAt. It
 // returns an error wrapping strategy.ErrStockOut when none is left and
-// strategy.ErrStockMissing when the counter is absent or in the old form. A sequence
+// strategy.ErrStockMissing when the counter is absent, in the old form or fenced (then
+// wrapping ErrFenced too). A sequence
 // number once returned is never returned again for ref, even if the counter is later set
 // back up or topped up.
 func (s *Stock) Deduct(ctx context.Context, ref strategy.AwardRef, expireAt time.Time) (strategy.Grant, error) {
-	n, issued, err := deductCounter(ctx, s.deducts, s.CounterKey(ref), 1, expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
+	n, issued, err := deductCounter(ctx, s.deducts, s.fence, s.CounterKey(ref), 1, expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
 	if err != nil {
 		return strategy.Grant{}, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}
@@ -97,7 +109,7 @@ func (s *Stock) Deduct(ctx context.Context, ref strategy.AwardRef, expireAt time
 // left with it. It reports false when the counter is absent or in the old form: the
 // rebuild then reads the new count from SQL.
 func (s *Stock) TopUp(ctx context.Context, ref strategy.AwardRef, total int64, expireAt time.Time) (bool, error) {
-	ok, err := topUpCounter(ctx, s.client, s.CounterKey(ref), total, expireAt)
+	ok, err := topUpCounter(ctx, s.client, s.fence, s.CounterKey(ref), total, expireAt)
 	if err != nil {
 		return false, fmt.Errorf("top up award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}

@@ -74,7 +74,7 @@ func TestStock(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			testStock(t, b.client(t))
+			testStock(t, b.client(t), b.fence)
 		})
 	}
 }
@@ -86,7 +86,7 @@ func TestStockDeductsThroughAutoPipeliner(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			st := newTestStock(t, client)
+			st := newTestStock(t, client).Fence(b.fence)
 			ap, err := client.AutoPipeline()
 			if err != nil {
 				t.Fatal(err)
@@ -108,8 +108,8 @@ func TestStockDeductsThroughAutoPipeliner(t *testing.T) {
 }
 
 // testStock is the contract of strategy.Stock with the watermark guard.
-func testStock(t *testing.T, client goredis.UniversalClient) {
-	st := newTestStock(t, client)
+func testStock(t *testing.T, client goredis.UniversalClient, fence bool) {
+	st := newTestStock(t, client).Fence(fence)
 	ctx := context.Background()
 	expireAt := time.Now().Add(10 * time.Minute)
 
