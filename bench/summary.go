@@ -59,7 +59,7 @@ func (s *Summary) Unenveloped() int64 {
 	for _, c := range s.Codes {
 		n -= c
 	}
-	return n
+	return max(n, 0) // a summary made up of codes alone has no requests
 }
 
 // Latency is a latency distribution in milliseconds. Percentiles are
