@@ -38,6 +38,10 @@ type DrawOptions struct {
 	SKU        int64 // recharged once per user, its stock topped up by the users first
 	Users      int
 	Prefix     string // user ids are Prefix + "_" + index
+	// Token, when set, makes the draws go to activity/draw_by_token with the bearer
+	// token it returns for the user (signed with the server's JWT secret), the body
+	// naming no user: the endpoints a production server serves.
+	Token func(userID string) string
 
 	ProvisionConcurrency int // provisioning requests in flight, each of up to 1,000 users
 	Concurrency          int
@@ -80,6 +84,8 @@ type DrawReport struct {
 	// fixed draws per user.
 	URLs         []string `json:"urls,omitempty"`
 	DrawsPerUser int      `json:"drawsPerUser,omitempty"`
+	// ByToken: the draws went to draw_by_token with each user's token.
+	ByToken bool `json:"byToken,omitempty"`
 
 	Provision ProvisionReport `json:"provision"`
 	// Warmup is the unmeasured warm-up run, kept because its successful draws wrote
@@ -139,7 +145,8 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	if progress == nil {
 		progress = io.Discard
 	}
-	rep := DrawReport{URL: o.Base, ActivityID: o.ActivityID, SKU: o.SKU, Users: o.Users, Prefix: o.Prefix, DrawsPerUser: o.DrawsPerUser}
+	rep := DrawReport{URL: o.Base, ActivityID: o.ActivityID, SKU: o.SKU, Users: o.Users, Prefix: o.Prefix, DrawsPerUser: o.DrawsPerUser,
+		ByToken: o.Token != nil}
 	if o.DrawsPerUser > 0 {
 		rep.URLs = o.Bases
 	}
@@ -163,9 +170,18 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	}
 	users := make([]string, o.Users)
 	bodies := make([][]byte, o.Users)
+	var auths []string // by user, with o.Token
+	if o.Token != nil {
+		auths = make([]string, o.Users)
+	}
 	for i := range users {
 		users[i] = o.Prefix + "_" + strconv.Itoa(i)
-		bodies[i], _ = json.Marshal(drawBody{UserID: users[i], ActivityID: o.ActivityID})
+		if o.Token != nil {
+			auths[i] = "Bearer " + o.Token(users[i])
+			bodies[i], _ = json.Marshal(drawBody{ActivityID: o.ActivityID})
+		} else {
+			bodies[i], _ = json.Marshal(drawBody{UserID: users[i], ActivityID: o.ActivityID})
+		}
 	}
 
 	var err error
@@ -196,15 +212,19 @@ func RunDraw(ctx context.Context, o DrawOptions, db Stores, stdout io.Writer) (D
 	)
 	if o.DrawsPerUser > 0 {
 		fmt.Fprintf(progress, "%d draws of each of %d users on %d servers\n", o.DrawsPerUser, len(users), len(o.Bases))
-		rep.Summary, answers, runErr = drawPerUser(ctx, o, client, users, bodies)
+		rep.Summary, answers, runErr = drawPerUser(ctx, o, client, users, bodies, auths)
 	} else {
 		n := uint64(len(users))
 		opts := Options{
-			URL: o.Base + "/api/v1/raffle/activity/draw", Concurrency: o.Concurrency, Client: client,
+			URL: o.Base + o.drawPath(), Concurrency: o.Concurrency, Client: client,
 			Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
 		}
+		var auth func(seq uint64) string
+		if auths != nil {
+			auth = func(seq uint64) string { return auths[seq%n] }
+		}
 		// Successful warmup draws wrote award records, and the verification must count them.
-		rep.Warmup, rep.Summary, runErr = runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, progress)
+		rep.Warmup, rep.Summary, runErr = runWithCountedWarmup(ctx, opts, o.Warmup, func(seq uint64) []byte { return bodies[seq%n] }, auth, progress)
 	}
 	sum := rep.Summary
 	fmt.Fprintln(stdout, sum.String())
@@ -270,13 +290,13 @@ const drainTimeout = 10 * time.Minute
 
 // DrawOutcomes classifies the draws of the runs (a nil run is skipped) by what their
 // answers say of their award records: told its award (0000), nothing taken (0006), or
-// unknown (0009, or no answer at all).
+// unknown (0009, no answer at all, or a proxy's answer without an envelope).
 func DrawOutcomes(runs ...*Summary) (draws, timedOut, unknown int64) {
 	for _, r := range runs {
 		if r != nil {
 			draws += r.Codes["0000"]
 			timedOut += r.Codes["0006"]
-			unknown += r.Codes["0009"] + r.TransportErrors
+			unknown += r.Codes["0009"] + r.TransportErrors + r.Unenveloped()
 		}
 	}
 	return draws, timedOut, unknown
@@ -313,9 +333,17 @@ func (o DrawOptions) check() error {
 	return nil
 }
 
-// drawBody is the request of activity/draw.
+// drawPath is the draw endpoint: activity/draw, or its _by_token twin with o.Token.
+func (o DrawOptions) drawPath() string {
+	if o.Token != nil {
+		return "/api/v1/raffle/activity/draw_by_token"
+	}
+	return "/api/v1/raffle/activity/draw"
+}
+
+// drawBody is the request of activity/draw (of draw_by_token without its user).
 type drawBody struct {
-	UserID     string `json:"userId"`
+	UserID     string `json:"userId,omitempty"`
 	ActivityID int64  `json:"activityId"`
 }
 

@@ -26,9 +26,10 @@ const (
 // go out in rounds, each round one draw of every user, and draw k of user i goes to
 // o.Bases[(i+k) mod len], so that a user's consecutive draws alternate between the
 // servers and every user's hot quota is used by each of them. Every draw is sent once,
-// whatever it is answered: a 0009 is left to the server's pending-draw sweep. It returns
-// the summary of all the draws (none is a warmup) and what each user was answered.
-func drawPerUser(ctx context.Context, o DrawOptions, client *http.Client, users []string, bodies [][]byte) (Summary, []reconcile.UserDraws, error) {
+// whatever it is answered: a 0009 is left to the server's pending-draw sweep. auths, when
+// not nil, are the users' Authorization headers (o.Token). It returns the summary of all
+// the draws (none is a warmup) and what each user was answered.
+func drawPerUser(ctx context.Context, o DrawOptions, client *http.Client, users []string, bodies [][]byte, auths []string) (Summary, []reconcile.UserDraws, error) {
 	c := *client
 	c.Timeout = DefaultTimeout
 	nUsers := uint64(len(users))
@@ -36,7 +37,7 @@ func drawPerUser(ctx context.Context, o DrawOptions, client *http.Client, users 
 	outcomes := make([]int32, total) // by sequence: round × users + user
 	urls := make([]string, len(o.Bases))
 	for i, b := range o.Bases {
-		urls[i] = b + "/api/v1/raffle/activity/draw"
+		urls[i] = b + o.drawPath()
 	}
 
 	var next atomic.Uint64
@@ -70,6 +71,9 @@ func drawPerUser(ctx context.Context, o DrawOptions, client *http.Client, users 
 					panic(err) // the URLs were checked before the run
 				}
 				req.Header.Set("Content-Type", "application/json")
+				if auths != nil {
+					req.Header.Set("Authorization", auths[user])
+				}
 				sent := time.Now()
 				status, body, err := send(&c, req, buf)
 				elapsed := time.Since(sent)
@@ -111,11 +115,11 @@ func drawPerUser(ctx context.Context, o DrawOptions, client *http.Client, users 
 }
 
 // drawOutcome classifies a draw's answer: the award of a 0000 (one whose award cannot be
-// read counts as unknown, and fails the checks that need it), drawUnknown for a 0009 or
-// no answer, drawRefused for the rest.
+// read counts as unknown, and fails the checks that need it), drawUnknown for a 0009, no
+// answer or one without an envelope (a proxy's 502 or 504), drawRefused for the rest.
 func drawOutcome(code, body []byte, err error) int32 {
 	switch {
-	case err != nil || string(code) == "0009":
+	case err != nil || code == nil || string(code) == "0009":
 		return drawUnknown
 	case string(code) != successCode:
 		return drawRefused

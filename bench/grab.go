@@ -32,6 +32,10 @@ type GrabOptions struct {
 	Amount     money.Cents // per packet
 	Users      int
 	Prefix     string // user ids are Prefix + "-" + index
+	// Token, when set, makes the grabs go to redpacket/grab_by_token with the bearer
+	// token it returns for the user (signed with the server's JWT secret), the body
+	// naming no user: the endpoints a production server serves.
+	Token func(userID string) string
 
 	Concurrency int
 	Duration    time.Duration
@@ -56,6 +60,8 @@ type GrabReport struct {
 	Amount   money.Cents `json:"amount"`
 	Users    int         `json:"users"`
 	Prefix   string      `json:"prefix"`
+	// ByToken: the grabs went to grab_by_token with each user's token.
+	ByToken bool `json:"byToken,omitempty"`
 
 	Send SendReport `json:"send"`
 	// Warmup is the unmeasured warm-up run, kept because its grabs took items too.
@@ -65,9 +71,9 @@ type GrabReport struct {
 
 	// Grabs counts the "0000" answers of the whole run, warmup included, and Granted
 	// their amounts; PerPacket splits both by packet. Empty counts the ERR_RP_001
-	// answers, Repeats the 0003. UnknownOutcomes counts the grabs without an answer and
-	// those answered ERR_RP_004 (taken, or not, but not yet durable): each may or may not
-	// end up with an item.
+	// answers, Repeats the 0003. UnknownOutcomes counts the grabs without an answer or
+	// with a proxy's answer without an envelope, and those answered ERR_RP_004 (taken,
+	// or not, but not yet durable): each may or may not end up with an item.
 	Grabs           int64                   `json:"grabs"`
 	Granted         money.Cents             `json:"granted"`
 	PerPacket       []reconcile.PacketGrabs `json:"perPacket"`
@@ -118,7 +124,8 @@ func RunGrab(ctx context.Context, o GrabOptions, db Stores, stdout io.Writer) (G
 	if progress == nil {
 		progress = io.Discard
 	}
-	rep := GrabReport{URL: o.Base, Packets: o.Packets, Items: o.Items, Amount: o.Amount, Users: o.Users, Prefix: o.Prefix}
+	rep := GrabReport{URL: o.Base, Packets: o.Packets, Items: o.Items, Amount: o.Amount, Users: o.Users, Prefix: o.Prefix,
+		ByToken: o.Token != nil}
 
 	var v *GrabVerifier
 	if o.Verify {
@@ -142,12 +149,18 @@ func RunGrab(ctx context.Context, o GrabOptions, db Stores, stdout io.Writer) (G
 	tally := newGrabTally(transport, rep.Send.PacketIDs)
 	client.Transport = tally
 	bodies := grabBodies(o.Prefix, o.Users, rep.Send.PacketIDs)
+	path := "/api/v1/redpacket/grab"
+	var auth func(seq uint64) string
+	if o.Token != nil {
+		path = "/api/v1/redpacket/grab_by_token"
+		bodies, auth = grabByToken(o.Prefix, o.Users, rep.Send.PacketIDs, o.Token)
+	}
 	opts := Options{
-		URL: o.Base + "/api/v1/redpacket/grab", Concurrency: o.Concurrency, Client: client,
+		URL: o.Base + path, Concurrency: o.Concurrency, Client: client,
 		Duration: o.Duration, Requests: o.Requests, Progress: o.Progress,
 	}
 	// Warmup grabs took items, and the verification must count them.
-	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, bodies, progress)
+	warm, sum, runErr := runWithCountedWarmup(ctx, opts, o.Warmup, bodies, auth, progress)
 	rep.Warmup = warm
 	rep.Summary = sum
 	rep.tallyAnswers(tally)
@@ -210,7 +223,7 @@ func (rep *GrabReport) tallyAnswers(t *grabTally) {
 		rep.Grabs += s.Codes["0000"]
 		rep.Empty += s.Codes["ERR_RP_001"]
 		rep.Repeats += s.Codes["0003"]
-		rep.UnknownOutcomes += s.TransportErrors + s.Codes["ERR_RP_004"]
+		rep.UnknownOutcomes += s.TransportErrors + s.Codes["ERR_RP_004"] + s.Unenveloped()
 	}
 	rep.PerPacket, rep.Granted = t.perPacket()
 	s := rep.Summary
@@ -242,6 +255,19 @@ func grabBodies(prefix string, users int, packets []string) func(n uint64) []byt
 		b = strconv.AppendUint(b, n%u, 10)
 		return append(b, tails[i]...)
 	}
+}
+
+// grabByToken is grabBodies for grab_by_token: grab n's body names packet n mod
+// len(packets) and no user, and its Authorization is the token of user n mod users,
+// signed as the grab is sent (a grab bench has up to 100,000 users and far fewer grabs).
+func grabByToken(prefix string, users int, packets []string, token func(userID string) string) (func(n uint64) []byte, func(n uint64) string) {
+	bodies := make([][]byte, len(packets))
+	for i, id := range packets {
+		bodies[i], _ = json.Marshal(map[string]string{"packetId": id})
+	}
+	u, np := uint64(users), uint64(len(packets))
+	return func(n uint64) []byte { return bodies[n%np] },
+		func(n uint64) string { return "Bearer " + token(prefix+"-"+strconv.FormatUint(n%u, 10)) }
 }
 
 // sendPackets sends the run's operator packets, one after the other.
@@ -375,7 +401,7 @@ func (v *GrabVerifier) Verify(ctx context.Context, o GrabOptions, rep GrabReport
 
 	// The items and their credit, once the consumer caught up.
 	fmt.Fprintf(progress, "waiting for the grabs to be credited\n")
-	items, credited, err := v.waitCredited(ctx, rep.Send.PacketIDs, rep.Grabs, o.CreditWait, progress)
+	items, credited, err := v.waitCredited(ctx, rep.Send.PacketIDs, rep.PerPacket, rep.Grabs, o.CreditWait, progress)
 	if err != nil {
 		return out, err
 	}
@@ -405,20 +431,27 @@ func (v *GrabVerifier) Verify(ctx context.Context, o GrabOptions, rep GrabReport
 }
 
 // waitCredited polls the packets' grabbed items and their credit orders until every item
-// is credited and at least granted are grabbed, or wait has passed. It returns the grabbed
-// items and how many of them are credited.
-func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, granted int64, wait time.Duration, progress io.Writer) ([]reconcile.Grabbed, int64, error) {
+// is credited and each packet has at least the items its grabs were granted (perPacket;
+// granted in all), or wait has passed: items are written behind the answers, and after a
+// failover some come late. It returns the grabbed items and how many of them are credited.
+func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, perPacket []reconcile.PacketGrabs, granted int64, wait time.Duration, progress io.Writer) ([]reconcile.Grabbed, int64, error) {
+	want := map[string]int64{}
+	for _, p := range perPacket {
+		want[p.PacketID] = p.Grabs
+	}
 	deadline := time.Now().Add(wait)
 	credited := map[string]bool{}
 	lastReport := time.Now()
 	for {
 		var items []reconcile.Grabbed
 		var pending []redpacket.Grab
+		short := 0 // packets with fewer items than granted grabs
 		for _, id := range packets {
 			_, all, err := v.users.RedPacket(ctx, id)
 			if err != nil {
 				return nil, 0, err
 			}
+			before := len(items)
 			for _, it := range all {
 				if it.UserID == "" {
 					continue
@@ -428,6 +461,9 @@ func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, grant
 				if !credited[g.BusinessNo()] {
 					pending = append(pending, redpacket.Grab{PacketID: id, UserID: it.UserID})
 				}
+			}
+			if int64(len(items)-before) < want[id] {
+				short++
 			}
 		}
 		found, err := v.users.CreditedGrabs(ctx, pending)
@@ -441,7 +477,7 @@ func (v *GrabVerifier) waitCredited(ctx context.Context, packets []string, grant
 				n++
 			}
 		}
-		if (n == int64(len(items)) && n >= granted) || !time.Now().Before(deadline) {
+		if (n == int64(len(items)) && n >= granted && short == 0) || !time.Now().Before(deadline) {
 			return items, n, nil
 		}
 		if time.Since(lastReport) >= time.Second {

@@ -525,6 +525,10 @@ var wonTrue = []byte(`"won":true`)
 func (t *rainTapper) observe(u, status int, raw []byte, at time.Time) {
 	code := string(envelopeCode(raw))
 	switch {
+	case code == "":
+		// Not the server's answer: a proxy's 502 or 504, the node having died or
+		// stalled with the tap, which may have won.
+		t.unknown[u].Add(1)
 	case status != http.StatusOK:
 	case code == "0009":
 		t.unknown[u].Add(1)

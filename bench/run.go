@@ -43,6 +43,11 @@ type Options struct {
 	// after returning it. Nil sends no body.
 	Body func(worker int, seq uint64) []byte
 
+	// Auth, when set, returns the Authorization header of request seq (as Body is
+	// called, once per request): a user's bearer token, so that each request can be
+	// another user's on the _by_token endpoints. It replaces any Authorization in Header.
+	Auth func(worker int, seq uint64) string
+
 	// Concurrency is the number of workers, each with at most one request in
 	// flight on its own keep-alive connection. Zero means 1.
 	Concurrency int
@@ -124,6 +129,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		client: client,
 		tmpl:   tmpl,
 		body:   o.Body,
+		auth:   o.Auth,
 		limit:  o.Requests,
 	}
 	// Without a warmup every request counts, the first ones included.
@@ -258,6 +264,7 @@ type runner struct {
 	client *http.Client
 	tmpl   *http.Request
 	body   func(worker int, seq uint64) []byte
+	auth   func(worker int, seq uint64) string
 	limit  int64
 
 	seq       atomic.Uint64
@@ -313,10 +320,15 @@ type bodyReader struct{ bytes.Reader }
 func (*bodyReader) Close() error { return nil }
 
 // request is a shallow copy of the template with its own body. The header
-// map and URL are shared: neither client nor transport mutates them.
+// map and URL are shared (neither client nor transport mutates them), but for
+// a request with its own Authorization, which gets a copy of the header.
 func (r *runner) request(worker int, seq uint64) *http.Request {
 	req := new(http.Request)
 	*req = *r.tmpl
+	if r.auth != nil {
+		req.Header = r.tmpl.Header.Clone()
+		req.Header.Set("Authorization", r.auth(worker, seq))
+	}
 	if r.body != nil {
 		if b := r.body(worker, seq); len(b) > 0 {
 			br := new(bodyReader)

@@ -400,3 +400,68 @@ func BenchmarkRunAgainstInProcessServer(b *testing.B) {
 	}
 	b.ReportMetric(s.RPS, "req/s")
 }
+
+// TestRunAuthPerRequest checks that Auth gives each request its own Authorization, by the
+// same sequence numbers as Body, over any Authorization in Header, and that answers
+// without an envelope (a proxy's 502) are counted as unenveloped.
+func TestRunAuthPerRequest(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]string{} // body → Authorization
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen[string(b)] = r.Header.Get("Authorization")
+		mu.Unlock()
+		if len(b)%2 == 0 { // every other length: nginx's page, no envelope
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, "<html>502 Bad Gateway</html>")
+			return
+		}
+		io.WriteString(w, `{"code":"0000","info":"ok"}`)
+	}))
+	defer ts.Close()
+	const n = 100
+	s, err := Run(context.Background(), Options{
+		URL: ts.URL, Concurrency: 4, Requests: n,
+		Header: http.Header{"Authorization": {"Bearer shared"}},
+		Body:   func(_ int, seq uint64) []byte { return []byte(strconv.FormatUint(seq, 10)) },
+		Auth:   func(_ int, seq uint64) string { return "Bearer u" + strconv.FormatUint(seq, 10) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct bodies, want %d", len(seen), n)
+	}
+	wantBad := int64(0)
+	for body, auth := range seen {
+		if auth != "Bearer u"+body {
+			t.Errorf("request %s carried %q", body, auth)
+		}
+		if len(body)%2 == 0 {
+			wantBad++
+		}
+	}
+	if s.Unenveloped() != wantBad || s.Codes["0000"] != n-wantBad || s.StatusCounts[http.StatusBadGateway] != wantBad {
+		t.Errorf("unenveloped %d, codes %v, statuses %v; want %d 502s without an envelope", s.Unenveloped(), s.Codes, s.StatusCounts, wantBad)
+	}
+}
+
+// TestDrawOutcomeWithoutEnvelope checks that a draw answered without an envelope is an
+// unknown outcome, not a refusal: the node may have drawn before it died.
+func TestDrawOutcomeWithoutEnvelope(t *testing.T) {
+	t.Parallel()
+	page := []byte("<html>502 Bad Gateway</html>")
+	if got := drawOutcome(envelopeCode(page), page, nil); got != drawUnknown {
+		t.Errorf("502 page: outcome %d, want unknown", got)
+	}
+	refused := []byte(`{"code":"0006","info":"timeout"}`)
+	if got := drawOutcome(envelopeCode(refused), refused, nil); got != drawRefused {
+		t.Errorf("0006: outcome %d, want refused", got)
+	}
+	s := &Summary{Requests: 10, TransportErrors: 1, Codes: map[string]int64{"0000": 5, "0009": 1, "0006": 1}}
+	if draws, timedOut, unknown := DrawOutcomes(s); draws != 5 || timedOut != 1 || unknown != 1+1+2 {
+		t.Errorf("DrawOutcomes = %d, %d, %d; want 5 draws, 1 timed out, 4 unknown (a 0009, a transport error, 2 without an envelope)", draws, timedOut, unknown)
+	}
+}

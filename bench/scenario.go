@@ -47,7 +47,8 @@ func WriteReport(path string, rep any) error {
 // runWithCountedWarmup runs the warmup as a run of its own rather than Run's unrecorded
 // warmup, because its requests change state the verification counts, then the measured
 // run; requests are numbered across both, so body(seq) never repeats one.
-func runWithCountedWarmup(ctx context.Context, opts Options, warmup time.Duration, body func(seq uint64) []byte, progress io.Writer) (*Summary, Summary, error) {
+// auth, when not nil, is request seq's Authorization header, numbered as body's.
+func runWithCountedWarmup(ctx context.Context, opts Options, warmup time.Duration, body func(seq uint64) []byte, auth func(seq uint64) string, progress io.Writer) (*Summary, Summary, error) {
 	var (
 		warm   *Summary
 		offset uint64
@@ -56,6 +57,9 @@ func runWithCountedWarmup(ctx context.Context, opts Options, warmup time.Duratio
 		wo := opts
 		wo.Duration, wo.Requests, wo.Progress = warmup, 0, nil
 		wo.Body = func(_ int, seq uint64) []byte { return body(seq) }
+		if auth != nil {
+			wo.Auth = func(_ int, seq uint64) string { return auth(seq) }
+		}
 		fmt.Fprintf(progress, "warming up for %s\n", warmup)
 		w, err := Run(ctx, wo)
 		warm = &w
@@ -65,6 +69,9 @@ func runWithCountedWarmup(ctx context.Context, opts Options, warmup time.Duratio
 		offset = uint64(w.Requests)
 	}
 	opts.Body = func(_ int, seq uint64) []byte { return body(seq + offset) }
+	if auth != nil {
+		opts.Auth = func(_ int, seq uint64) string { return auth(seq + offset) }
+	}
 	sum, err := Run(ctx, opts)
 	return warm, sum, err
 }

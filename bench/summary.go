@@ -51,6 +51,17 @@ type Summary struct {
 	End   time.Time `json:"end"`
 }
 
+// Unenveloped counts the responses without an envelope code: not the server's answer but
+// a proxy's (nginx's 502 or 504 when a node died or stalled with the request), so their
+// outcome is as unknown as a transport error's.
+func (s *Summary) Unenveloped() int64 {
+	n := s.Requests - s.TransportErrors
+	for _, c := range s.Codes {
+		n -= c
+	}
+	return max(n, 0) // a summary made up of codes alone has no requests
+}
+
 // Latency is a latency distribution in milliseconds. Percentiles are
 // nearest-rank within 0.1% (the HdrHistogram's three significant digits);
 // Min, Max and Mean are exact.

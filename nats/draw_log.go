@@ -73,7 +73,14 @@ const walkBatch = 512
 
 // Walk calls fn on each draw stored at or after since with a sequence of at most upto,
 // in stream order, until fn returns an error (which Walk returns). It reads through an
-// ordered consumer starting at since, which the server removes once idle.
+// ephemeral pull consumer without acks starting at since (one consumer for the whole
+// walk, deleted after it, and removed by the server once idle should the delete fail).
+//
+// Not an ordered consumer: that one is deleted and made again on every fetch, and on a
+// NATS cluster a pull sent right after a consumer is made can reach a server that does
+// not yet know of it, which answers "no responders" (seen on deploy/cluster for a minute
+// on end). A pull answered so is sent again, to the same consumer, for up to
+// noResponderWait.
 func (l DrawLog) Walk(ctx context.Context, since time.Time, upto uint64, fn func(StoredDraw) error) error {
 	if upto == 0 {
 		return nil
@@ -92,15 +99,24 @@ func (l DrawLog) Walk(ctx context.Context, since time.Time, upto uint64, fn func
 	if info.State.Msgs == 0 || info.State.LastTime.Before(since) || info.State.FirstSeq > upto {
 		return nil
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{l.opts.Subject(TopicDraw)},
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     l.opts.Subject(TopicDraw),
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
 		OptStartTime:      &since,
+		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: 10 * time.Second,
+		Replicas:          1,
+		MemoryStorage:     true,
 	})
 	if err != nil {
 		return fmt.Errorf("draw stream: %w", err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = stream.DeleteConsumer(dctx, cons.CachedInfo().Name) // else the server removes it once idle
+	}()
+	var noResponders time.Time // since when pulls have been answered "no responders"
 	for {
 		// No wait: the server answers with what it holds now, so no fetch outlives the walk.
 		batch, err := fetchConnected(l.js.Conn(), func() (jetstream.MessageBatch, error) { return cons.FetchNoWait(walkBatch) })
@@ -110,17 +126,36 @@ func (l DrawLog) Walk(ctx context.Context, since time.Time, upto uint64, fn func
 		n, more, err := walkDraws(batch, upto, fn)
 		for range batch.Messages() { // drain what a stopped walk left
 		}
-		if err != nil || !more {
+		if err != nil || (!more && n > 0) {
 			return err
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, natsgo.ErrTimeout) {
-			return fmt.Errorf("draw stream: fetch: %w", err)
+		berr := batch.Error()
+		if n == 0 && errors.Is(berr, natsgo.ErrNoResponders) {
+			if noResponders.IsZero() {
+				noResponders = time.Now()
+			}
+			if time.Since(noResponders) < noResponderWait {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
 		}
-		if n == 0 {
-			return ctx.Err() // the rest aged out meanwhile
+		if berr != nil && !errors.Is(berr, natsgo.ErrTimeout) {
+			return fmt.Errorf("draw stream: fetch: %w", berr)
 		}
+		if !more || n == 0 {
+			return ctx.Err() // done, or the rest aged out meanwhile
+		}
+		noResponders = time.Time{}
 	}
 }
+
+// noResponderWait bounds how long Walk sends a pull again that was answered "no
+// responders" (its consumer not yet known to the server the pull reached).
+const noResponderWait = 10 * time.Second
 
 // walkDraws calls fn on the draws of batch and says how many it read and whether the
 // walk goes on.

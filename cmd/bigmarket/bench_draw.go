@@ -13,6 +13,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
+	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/sqlstore"
 )
 
@@ -37,6 +38,7 @@ func benchDrawCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	prefix := fs.String("prefix", "", "user id prefix (default: random, so that runs do not collide)")
 	provisionC := fs.Int("provision-c", 4, "concurrent provisioning requests (of up to 1,000 users each)")
 	verify := fs.Bool("verify", true, "check the invariants on the SQL databases after the run")
+	byToken := fs.Bool("token", false, "draw with draw_by_token and each user's token (signed with the config's JWT secret) instead of naming the user: what a production server serves")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench draw [flags]
 
@@ -85,6 +87,9 @@ answered.
 	}
 	if len(o.Bases) == 0 {
 		o.Bases = []string{o.Base}
+	}
+	if *byToken {
+		o.Token = userTokens(cfg)
 	}
 	if !*quiet {
 		o.Progress = stderr
@@ -148,6 +153,14 @@ func benchTarget(cfg app.Config, command string, base, adminToken, prefix *strin
 		*prefix = letter + hex.EncodeToString(b)
 	}
 	return nil
+}
+
+// userTokens signs the benches' user tokens with the config's JWT secret (the server's,
+// when the bench runs with its config), valid for a day: longer than any run.
+func userTokens(cfg app.Config) func(user string) string {
+	secret := []byte(cfg.JWTSecret)
+	exp := time.Now().Add(24 * time.Hour)
+	return func(user string) string { return httpapi.SignToken(secret, user, exp) }
 }
 
 // baseURL turns a listen address into the URL a local client reaches it at.

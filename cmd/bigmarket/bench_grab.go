@@ -32,6 +32,7 @@ func benchGrabCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	users := fs.Int("users", 100000, "distinct grabbers")
 	prefix := fs.String("prefix", "", "user id prefix (default: random, so that runs do not collide)")
 	verify := fs.Bool("verify", true, "wait for every grab to be credited, then check the red packets on the SQL databases")
+	byToken := fs.Bool("token", false, "grab with grab_by_token and each user's token (signed with the config's JWT secret) instead of naming the user: what a production server serves")
 	creditWait := fs.Duration("credit-wait", 2*time.Minute, "how long -verify waits for the grabs to be credited")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: bigmarket bench grab [flags]
@@ -69,6 +70,9 @@ when a check fails.
 	}
 	if err := benchTarget(cfg, "grab", &o.Base, &o.AdminToken, &o.Prefix, "g"); err != nil {
 		return err
+	}
+	if *byToken {
+		o.Token = userTokens(cfg)
 	}
 	if !*quiet {
 		o.Progress = stderr

@@ -14,7 +14,6 @@ import (
 
 	"github.com/bigmarket/bigmarket/app"
 	"github.com/bigmarket/bigmarket/bench"
-	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/money"
 	"github.com/bigmarket/bigmarket/reconcile"
 )
@@ -105,10 +104,7 @@ to the plan. Exits non-zero when a check fails.
 		return err
 	}
 	if *byToken {
-		secret := []byte(cfg.JWTSecret)
-		// A day: tokens outlive any session the bench runs.
-		exp := time.Now().Add(24 * time.Hour)
-		o.Token = func(user string) string { return httpapi.SignToken(secret, user, exp) }
+		o.Token = userTokens(cfg)
 	}
 	if !*quiet {
 		o.Progress = stderr
