@@ -129,6 +129,24 @@ type userState struct {
 	systemFailed bool
 }
 
+// strike counts a refusal towards the blacklist: excused (not counted) when the caller's
+// last call failed for the system's reasons; otherwise n is the refusals so far and over
+// is whether they passed count (0: never), which starts the count afresh.
+func (u *userState) strike(count int) (excused bool, n int, over bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.systemFailed {
+		return true, 0, false
+	}
+	u.rejections++
+	n = u.rejections
+	over = count > 0 && n > count
+	if over {
+		u.rejections = 0 // counted afresh after this blacklisting ends
+	}
+	return false, n, over
+}
+
 type counters struct {
 	degraded, limitedLocal, limitedCluster, blacklisted, timeouts, breakerOpen, clusterErrors,
 	outcomeUnknown, excused atomic.Int64
@@ -472,19 +490,11 @@ func (g *Guard) user(userID string, now time.Time, s *Settings) *userState {
 // A rejection after a call that failed for the system's reasons is not counted: the
 // user is retrying what the system failed to answer.
 func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Settings) error {
-	u.mu.Lock()
-	if u.systemFailed {
-		u.mu.Unlock()
+	excused, n, over := u.strike(s.BlacklistCount)
+	if excused {
 		g.stats.excused.Add(1)
 		return ErrRateLimited
 	}
-	u.rejections++
-	n := u.rejections
-	over := s.BlacklistCount > 0 && n > s.BlacklistCount
-	if over {
-		u.rejections = 0 // counted afresh after this blacklisting ends
-	}
-	u.mu.Unlock()
 	if !over {
 		return ErrRateLimited
 	}

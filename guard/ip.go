@@ -27,17 +27,10 @@ type IPBlacklistStore interface {
 	AddIPBlacklist(ctx context.Context, key netip.Addr, until time.Time) error
 }
 
-// ipState is one client IP's bucket on this node, as userState is a user's.
-type ipState struct {
-	mu         sync.Mutex
-	limiter    *rate.Limiter
-	seen       time.Time
-	rejections int
-	gen        uint64
-	// systemFailed is whether the IP's last admitted call that has ended got a system
-	// answer (Guard.EndIP); its refusals then do not count towards the blacklist.
-	systemFailed bool
-}
+// ipState is a client IP's limiter and refusals, kept as a user's are (userState): the
+// bucket, when it was last seen, its refusals towards the blacklist and whether its last
+// call got a system answer (Guard.EndIP), which excuses its refusals.
+type ipState = userState
 
 // IPAdmission is a call AdmitIP let through; EndIP notes how it ended. The zero value
 // (the per-IP limit off) notes nothing.
@@ -142,19 +135,11 @@ func (g *Guard) ipState(key netip.Addr, now time.Time, s *Settings) *ipState {
 // bucket but is not blacklisted, so that an attacker cycling addresses cannot grow it.
 func (g *Guard) rejectIP(key netip.Addr, st *ipState, s *Settings, wait time.Duration) error {
 	refused := &limitError{err: ErrIPRateLimited, retryAfter: wait}
-	st.mu.Lock()
-	if st.systemFailed {
-		st.mu.Unlock()
+	excused, n, over := st.strike(s.BlacklistCount)
+	if excused {
 		g.stats.ipExcused.Add(1)
 		return refused
 	}
-	st.rejections++
-	n := st.rejections
-	over := s.BlacklistCount > 0 && n > s.BlacklistCount
-	if over {
-		st.rejections = 0 // counted afresh after this blacklisting ends
-	}
-	st.mu.Unlock()
 	if !over {
 		return refused
 	}
