@@ -78,20 +78,7 @@ func TestDrawQuotaFenceAfterFailover(t *testing.T) {
 		s.answered = 3
 		setups = append(setups, s)
 	}
-	if n, err := master.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n != 1 {
-		t.Fatalf("WAIT 1: %d, %v", n, err)
-	}
-	oldID, err := ProbeFence(ctx, replica)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
-		t.Fatal(err)
-	}
-	newID, err := ProbeFence(ctx, replica)
-	if err != nil || newID == oldID {
-		t.Fatalf("replication id after promotion %q (%v), before %q: want a new one", newID, err, oldID)
-	}
+	_, newID := promote(t, master, replica)
 	// The master clears o3 and answers two more draws; the promoted replica sees none of it.
 	for _, s := range setups {
 		clear(t, s.onMaster, "o3")

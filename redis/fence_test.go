@@ -97,6 +97,28 @@ var replidPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // TestProbeFence: Redis answers its replication id inside a script; the embedded server
 // cannot, so its hot state is built unfenced.
+// promote waits until the replica has every write the master took (WAIT 1), then promotes
+// it (REPLICAOF NO ONE), and returns the replication id before and after, which differ.
+func promote(t *testing.T, master, replica goredis.UniversalClient) (oldID, newID string) {
+	t.Helper()
+	ctx := context.Background()
+	if n, err := master.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1: %d, %v", n, err)
+	}
+	oldID, err := ProbeFence(ctx, replica)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	newID, err = ProbeFence(ctx, replica)
+	if err != nil || newID == oldID {
+		t.Fatalf("replication id after promotion %q (%v), before %q: want a new one", newID, err, oldID)
+	}
+	return oldID, newID
+}
+
 func TestProbeFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -144,21 +166,7 @@ func TestRedPacketFenceAfterFailover(t *testing.T) {
 		}
 		setups = append(setups, s)
 	}
-	// Every write so far is on the replica: WAIT counts it among the replicas that have it.
-	if n, err := master.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n != 1 {
-		t.Fatalf("WAIT 1: %d, %v", n, err)
-	}
-	oldID, err := ProbeFence(ctx, replica)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
-		t.Fatal(err)
-	}
-	newID, err := ProbeFence(ctx, replica)
-	if err != nil || newID == oldID {
-		t.Fatalf("replication id after promotion %q (%v), before %q: want a new one", newID, err, oldID)
-	}
+	oldID, newID := promote(t, master, replica)
 	// The master answers two more grabs of each packet; the promoted replica never sees them.
 	for _, s := range setups {
 		for _, u := range []string{"u3", "u4"} {

@@ -63,20 +63,7 @@ func TestStockFenceAfterFailover(t *testing.T) {
 		}
 		setups = append(setups, s)
 	}
-	if n, err := master.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n != 1 {
-		t.Fatalf("WAIT 1: %d, %v", n, err)
-	}
-	oldID, err := ProbeFence(ctx, replica)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
-		t.Fatal(err)
-	}
-	newID, err := ProbeFence(ctx, replica)
-	if err != nil || newID == oldID {
-		t.Fatalf("replication id after promotion %q (%v), before %q: want a new one", newID, err, oldID)
-	}
+	oldID, newID := promote(t, master, replica)
 	// The master grants two more units of each stock; the promoted replica never sees them.
 	for _, s := range setups {
 		stock := NewStock(master, "bmtest").Fence(s.fence)
