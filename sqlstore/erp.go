@@ -122,14 +122,10 @@ func (s *UserStore) RecentAwardRecords(ctx context.Context, userID string, activ
 		" ORDER BY award_time DESC, id DESC LIMIT ?"
 	recs := []award.Record{}
 	err := queryEach(ctx, s.dbs[r.DB].SQL, query, args, func(rows *sql.Rows) error {
-		var (
-			rec award.Record
-			at  NullTime
-		)
-		if err := rows.Scan(&rec.UserID, &rec.ActivityID, &rec.StrategyID, &rec.OrderID, &rec.AwardID, &rec.AwardTitle, &at, &rec.State); err != nil {
+		rec, err := scanAwardRecord(rows)
+		if err != nil {
 			return err
 		}
-		rec.AwardTime = at.Time
 		recs = append(recs, rec)
 		return nil
 	})

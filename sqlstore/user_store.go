@@ -211,14 +211,10 @@ func (s *UserStore) AwardRecords(ctx context.Context, userID string, activityID 
 	sh := s.route(userID)
 	var recs []award.Record
 	err := queryEach(ctx, sh.db.SQL, sh.sql.awardRecords, []any{userID, activityID}, func(rows *sql.Rows) error {
-		var (
-			r  award.Record
-			at NullTime
-		)
-		if err := rows.Scan(&r.UserID, &r.ActivityID, &r.StrategyID, &r.OrderID, &r.AwardID, &r.AwardTitle, &at, &r.State); err != nil {
+		r, err := scanAwardRecord(rows)
+		if err != nil {
 			return err
 		}
-		r.AwardTime = at.Time
 		recs = append(recs, r)
 		return nil
 	})
@@ -226,6 +222,17 @@ func (s *UserStore) AwardRecords(ctx context.Context, userID string, activityID 
 		return nil, fmt.Errorf("award records %s/%d: %w", userID, activityID, err)
 	}
 	return recs, nil
+}
+
+// scanAwardRecord reads a row of awardRecordColumns.
+func scanAwardRecord(rows *sql.Rows) (award.Record, error) {
+	var (
+		r  award.Record
+		at NullTime
+	)
+	err := rows.Scan(&r.UserID, &r.ActivityID, &r.StrategyID, &r.OrderID, &r.AwardID, &r.AwardTitle, &at, &r.State)
+	r.AwardTime = at.Time
+	return r, err
 }
 
 // RaffleOrders returns the user's raffle orders in the activity, oldest first.
