@@ -22,8 +22,8 @@ import (
 // that breaks it; the shared Redis is never flushed. redis-server cannot bind a port it
 // picks itself (port 0 turns TCP off), so a free port is chosen first; should another
 // process take it before redis-server binds it, that start is told apart by its process id
-// and retried on another port.
-func startPrivateRedis(t *testing.T) string {
+// and retried on another port. extra are more redis-server arguments.
+func startPrivateRedis(t *testing.T, extra ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -41,7 +41,8 @@ func startPrivateRedis(t *testing.T) string {
 		addr := ln.Addr().String()
 		ln.Close()
 		_, port, _ := net.SplitHostPort(addr)
-		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+		args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)
+		cmd := exec.Command(bin, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

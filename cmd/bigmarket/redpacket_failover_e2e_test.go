@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -93,43 +91,6 @@ func (p *redisProxy) switchTo(target string) {
 	p.closeAll()
 }
 
-// startRedisWith starts a private redis-server with extra arguments on a free port; it is
-// killed when the test ends.
-func startRedisWith(t *testing.T, extra ...string) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server not found")
-		}
-		t.Skip("redis-server not found")
-	}
-	var lastErr error
-	for range 5 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		_, port := splitPort(addr)
-		args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)
-		cmd := exec.Command(bin, args...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-		if lastErr = awaitRedis(addr, cmd.Process.Pid, exited); lastErr == nil {
-			return addr
-		}
-		cmd.Process.Kill()
-	}
-	t.Fatalf("private redis did not start: %v", lastErr)
-	return ""
-}
-
 func splitPort(addr string) (string, string) {
 	host, port, _ := net.SplitHostPort(addr)
 	return host, port
@@ -153,9 +114,9 @@ type failoverRun struct {
 // added to serve's environment.
 func runRedPacketFailover(t *testing.T, env ...string) failoverRun {
 	t.Helper()
-	master := startRedisWith(t, "--repl-diskless-sync-delay", "0")
+	master := startPrivateRedis(t, "--repl-diskless-sync-delay", "0")
 	host, port := splitPort(master)
-	replica := startRedisWith(t, "--replicaof", host, port)
+	replica := startPrivateRedis(t, "--replicaof", host, port)
 	proxy := startRedisProxy(t, master)
 	d := newDeployment(t, proxy.addr())
 	serve, a := d.start(t, append([]string{"BIGMARKET_RED_PACKET_PUBLISH_TIMEOUT=1s", "BIGMARKET_RED_PACKET_RECOVER_GRACE=2s"}, env...)...)
