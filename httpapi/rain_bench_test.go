@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"testing"
 
@@ -29,23 +27,5 @@ func (w *discardWriter) Write(b []byte) (int, error) {
 // Its allocations are the server's own per-tap cost beyond net/http's.
 func BenchmarkRainGrabMiss(b *testing.B) {
 	h := New(Options{Strategies: newFake(), Rains: &fakeRains{}, PlainUserEndpoints: true, Registry: prometheus.NewRegistry()})
-	body := []byte(`{"userId":"unlucky","sessionId":42}`)
-	req, err := http.NewRequest(http.MethodPost, "http://x/api/v1/rain/grab", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.ContentLength = int64(len(body))
-	rd := bytes.NewReader(body)
-	w := &discardWriter{}
-	b.ReportAllocs()
-	for b.Loop() {
-		rd.Reset(body)
-		req.Body = io.NopCloser(rd)
-		w.h, w.status, w.n = http.Header{}, 0, 0
-		h.ServeHTTP(w, req)
-	}
-	if w.status != http.StatusOK || w.n == 0 {
-		b.Fatalf("status %d, %d bytes", w.status, w.n)
-	}
+	benchTap(b, h)
 }
