@@ -1,0 +1,195 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/award"
+	"github.com/bigmarket/bigmarket/gate"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// TestWinsFenceAfterFailover runs a one-win activity's gate over a real master and
+// replica, with the flash draw's hot quota as the rebuild's marker (as serve wires it).
+// Alice drew once without winning (her set knows the activity) and bob's rebuild was
+// held, when the replica is promoted (REPLICAOF NO ONE: a new replication id); the master
+// then notes alice's stocked win, answered and made durable (the draw writer applied its
+// award record). The promoted replica's set still knows the activity and lacks the win:
+// a copy with nothing missing to show the loss.
+//
+// Fenced, every draw of alice on the promoted replica answers ErrRebuilding (0009) while
+// the slot is fenced, and bob's rebuild read before the failover is refused; the restore
+// (a new epoch and fence) makes the next hold rebuild the set from the award records,
+// and alice is refused as a winner: one win. Unfenced, the same replica admits alice and
+// notes a second stocked win in the one-win activity: the failure the fence exists for.
+func TestWinsFenceAfterFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica := replicaPair(t)
+	const act = 7
+	won := strategy.Result{AwardID: 102, Stocked: true}
+
+	type setup struct {
+		fence    bool
+		prefix   string
+		records  *writerRecords
+		bobEpoch string
+		wins     int // alice's stocked wins noted, each answered and made durable
+	}
+	newGate := func(t *testing.T, client goredis.UniversalClient, s *setup) (*gate.Gate, *DrawQuota, *Wins) {
+		hot := NewDrawQuota(client, s.prefix).Fence(s.fence)
+		w := NewWins(client, s.prefix, time.Hour).Fence(s.fence).RebuildAfter(hot)
+		g := gate.New(gate.Options{Store: oneWinSettings{}, Activities: openActivity{},
+			Strategies: stockedStrategies(t, client), Records: usersRecords{s.records}, Wins: w})
+		return g, hot, w
+	}
+	var setups []*setup
+	for _, fence := range []bool{true, false} {
+		s := &setup{fence: fence, prefix: "bmtest-ow-" + strconv.FormatBool(fence), records: &writerRecords{}}
+		g, hot, w := newGate(t, master, s)
+		if err := hot.MarkReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Alice's first draw: the set is rebuilt (no records: she has not won), and
+		// she draws the luck award.
+		p, err := g.Admit(ctx, "alice", act, time.Minute)
+		if err != nil {
+			t.Fatalf("alice's first draw: %v", err)
+		}
+		if err := p.Won(ctx, strategy.Result{AwardID: 101}); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		// Bob's hold is Unknown: his rebuild is read under the current epoch.
+		h, epoch, err := w.Hold(ctx, "bob", act, "b1", time.Minute)
+		if err != nil || h != gate.Unknown || epoch == "" {
+			t.Fatalf("bob's hold: %v %q %v, want Unknown with an epoch", h, epoch, err)
+		}
+		s.bobEpoch = epoch
+		setups = append(setups, s)
+	}
+	promote(t, master, replica)
+	// The master notes alice's stocked win; the promoted replica never sees it.
+	for _, s := range setups {
+		g, _, _ := newGate(t, master, s)
+		p, err := g.Admit(ctx, "alice", act, time.Minute)
+		if err != nil {
+			t.Fatalf("alice's second draw on the master: %v", err)
+		}
+		if err := p.Won(ctx, won); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		s.wins++
+		s.records.publish(award.Record{UserID: "alice", StrategyID: 10, AwardID: won.AwardID})
+		s.records.drain()
+		if _, err := g.Admit(ctx, "alice", act, time.Minute); !errors.Is(err, gate.ErrAlreadyWon) {
+			t.Fatalf("alice's third draw on the master: %v, want ErrAlreadyWon", err)
+		}
+	}
+	for _, s := range setups {
+		w := NewWins(replica, s.prefix, time.Hour)
+		members, err := replica.SMembers(ctx, w.SetKey("alice")).Result()
+		if err != nil || len(members) != 1 || !strings.HasPrefix(members[0], "k7") {
+			t.Fatalf("the promoted replica's set of alice: %v, %v; want the activity known and no win (the test needs a lost SADD)", members, err)
+		}
+	}
+
+	t.Run("Fenced", func(t *testing.T) {
+		s := setups[0]
+		g, hot, w := newGate(t, replica, s)
+		if n, codes := admitAll(t, g, "alice", act, won); n != 0 || codes[gate.ErrRebuilding] != 16 {
+			t.Fatalf("alice's draws on the promoted replica: %d wins, refusals %v; want all 16 ErrRebuilding", n, codes)
+		}
+		if err := w.Rebuilt(ctx, "bob", act, s.bobEpoch, false); !errors.Is(err, gate.ErrRebuilding) {
+			t.Fatalf("bob's rebuild read before the failover: %v, want ErrRebuilding", err)
+		}
+		if n, err := replica.Exists(ctx, w.SetKey("bob")).Result(); err != nil || n != 0 {
+			t.Fatalf("bob's set after the refused rebuild: %d, %v; want none", n, err)
+		}
+		if err := w.Release(ctx, "bob", act, "b1"); err != nil { // as the gate does after a failed rebuild
+			t.Fatal(err)
+		}
+		// The restore (after the grace and the draw writer's drain): a new epoch and fence.
+		if err := hot.MarkReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, codes := admitAll(t, g, "alice", act, won); n != 0 || codes[gate.ErrAlreadyWon] == 0 || codes[gate.ErrRebuilding] != 0 {
+			t.Fatalf("alice's draws after the restore: %d wins, refusals %v; want none, the winner refused", n, codes)
+		}
+		members, err := replica.SMembers(ctx, w.SetKey("alice")).Result()
+		if err != nil || len(members) != 2 {
+			t.Fatalf("alice's set after the rebuild: %v, %v; want the win and one known-member", members, err)
+		}
+		// Bob, who never won, draws again after his rebuild under the new epoch.
+		p, err := g.Admit(ctx, "bob", act, time.Minute)
+		if err != nil {
+			t.Fatalf("bob's draw after the restore: %v", err)
+		}
+		p.Close()
+		if s.wins != 1 {
+			t.Fatalf("alice won %d times in a one-win activity", s.wins)
+		}
+	})
+
+	t.Run("UnfencedWinsTwice", func(t *testing.T) {
+		s := setups[1]
+		g, _, _ := newGate(t, replica, s)
+		n, codes := admitAll(t, g, "alice", act, won)
+		s.wins += n
+		if s.wins != 2 {
+			t.Fatalf("unfenced: alice won %d times (refusals %v); want the lost win won again", s.wins, codes)
+		}
+		t.Logf("without the fence: alice won %d stocked awards in a one-win activity", s.wins)
+	})
+}
+
+// admitAll sends 16 concurrent draws of user in activity through g; each admitted draw
+// picks res (a win, noted). It returns the wins noted and the refusals by error.
+func admitAll(t *testing.T, g *gate.Gate, user string, activityID int64, res strategy.Result) (wins int, codes map[error]int) {
+	t.Helper()
+	ctx := context.Background()
+	codes = map[error]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			p, err := g.Admit(ctx, user, activityID, time.Minute)
+			if err == nil {
+				defer p.Close()
+				err = p.Won(ctx, res)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if p != nil && err == nil {
+				wins++
+				return
+			}
+			for _, want := range []error{gate.ErrRebuilding, gate.ErrAlreadyWon, gate.ErrBusy} {
+				if errors.Is(err, want) {
+					codes[want]++
+					return
+				}
+			}
+			t.Errorf("draw of %s: %v", user, err)
+		})
+	}
+	wg.Wait()
+	return wins, codes
+}
+
+// usersRecords are writerRecords read per user.
+type usersRecords struct{ *writerRecords }
+
+func (r usersRecords) AwardRecords(ctx context.Context, userID string, activityID int64) ([]award.Record, error) {
+	all, err := r.writerRecords.AwardRecords(ctx, userID, activityID)
+	return slices.DeleteFunc(all, func(rec award.Record) bool { return rec.UserID != userID }), err
+}
