@@ -14,6 +14,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/award"
 	"github.com/bigmarket/bigmarket/gate"
+	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/strategy"
 )
 
@@ -192,4 +193,127 @@ type usersRecords struct{ *writerRecords }
 func (r usersRecords) AwardRecords(ctx context.Context, userID string, activityID int64) ([]award.Record, error) {
 	all, err := r.writerRecords.AwardRecords(ctx, userID, activityID)
 	return slices.DeleteFunc(all, func(rec award.Record) bool { return rec.UserID != userID }), err
+}
+
+// TestWinsFenceUpgrade: sets built unfenced (before the fence, or with
+// BIGMARKET_REDIS_FENCE=false) are trusted by fenced scripts only for their wins: a known
+// activity waits for the restore (the slot's marker has no fence) and is rebuilt once
+// under the new epoch, while a win is answered at once.
+func TestWinsFenceUpgrade(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := openClient(t, Options{Addrs: []string{testenv.RedisAddr(t)}})
+	prefix := cleanPrefix(t, client)
+	oldHot := NewDrawQuota(client, prefix)
+	old := NewWins(client, prefix, time.Hour).RebuildAfter(oldHot)
+	if err := oldHot.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		h, epoch, err := old.Hold(ctx, u, 7, "t", time.Minute)
+		if err != nil || h != gate.Unknown {
+			t.Fatalf("unfenced hold of %s: %v %v", u, h, err)
+		}
+		if err := old.Rebuilt(ctx, u, 7, epoch, u == "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Release(ctx, u, 7, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hot := NewDrawQuota(client, prefix).Fence(true)
+	w := NewWins(client, prefix, time.Hour).Fence(true).RebuildAfter(hot)
+	hold := func(user string, want gate.Hold) string {
+		t.Helper()
+		h, epoch, err := w.Hold(ctx, user, 7, "f", time.Minute)
+		if err != nil || h != want {
+			t.Fatalf("fenced hold of %s: %v %v, want %v", user, h, err, want)
+		}
+		return epoch
+	}
+	hold("alice", gate.Won)
+	hold("bob", gate.NotReady)
+	if err := hot.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hold("alice", gate.Won)
+	if err := w.Rebuilt(ctx, "bob", 7, hold("bob", gate.Unknown), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Release(ctx, "bob", 7, "f"); err != nil {
+		t.Fatal(err)
+	}
+	hold("bob", gate.Held)
+}
+
+// BenchmarkWinsHoldFence measures the server time of a one-win hold of a user whose set
+// knows the activity (the admitted draw's path), fenced and unfenced with the hot quota's
+// marker as serve wires it, alternated by blocks of 1,000 holds on a private
+// redis-server; the time is EVALSHA's from INFO commandstats (the hold is dropped by a
+// plain DEL between holds).
+func BenchmarkWinsHoldFence(b *testing.B) {
+	addr, _ := startRedisServer(b, b.TempDir())
+	client := newPlainClient(b, addr)
+	ctx := context.Background()
+	ws := map[bool]*Wins{}
+	for _, f := range []bool{false, true} {
+		prefix := "bmbench_ow_" + strconv.FormatBool(f)
+		hot := NewDrawQuota(client, prefix).Fence(f)
+		if err := hot.MarkReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		w := NewWins(client, prefix, time.Hour).Fence(f).RebuildAfter(hot)
+		h, epoch, err := w.Hold(ctx, "bench", 1, "x", time.Minute)
+		if err != nil || h != gate.Unknown {
+			b.Fatal(h, err)
+		}
+		if err := w.Rebuilt(ctx, "bench", 1, epoch, false); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Release(ctx, "bench", 1, "x"); err != nil {
+			b.Fatal(err)
+		}
+		ws[f] = w
+	}
+	const per = 1000
+	usec, calls := map[bool]int64{}, map[bool]int64{}
+	fence := false
+	settle := func() {
+		stats, err := client.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, c := evalshaStats(stats)
+		usec[fence], calls[fence] = usec[fence]+u, calls[fence]+c
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if i%per == 0 {
+			b.StopTimer()
+			if i > 0 {
+				settle()
+			}
+			fence = (i/per)%2 == 1
+			if err := client.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		w := ws[fence]
+		if h, _, err := w.Hold(ctx, "bench", 1, "x", time.Minute); err != nil || h != gate.Held {
+			b.Fatal(h, err)
+		}
+		b.StopTimer()
+		if err := client.Del(ctx, w.holdKey("bench", 1)).Err(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	settle()
+	for _, f := range []bool{false, true} {
+		if calls[f] > 0 {
+			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/hold-fence="+strconv.FormatBool(f))
+		}
+	}
 }
