@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -315,5 +316,78 @@ func BenchmarkWinsHoldFence(b *testing.B) {
 		if calls[f] > 0 {
 			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/hold-fence="+strconv.FormatBool(f))
 		}
+	}
+}
+
+// TestWinsFenceAfterRestart: a master restarted from its AOF has a new replication id,
+// so the slot's marker is fenced: a set that knows the activity waits for the restore
+// (NotReady, nothing held) and is rebuilt once under the new epoch, while a win in the
+// AOF is answered at once.
+func TestWinsFenceAfterRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
+	addr, cmd := startRedisServer(t, dir, aof...)
+	client := newPlainClient(t, addr)
+	hot := NewDrawQuota(client, "bmtest").Fence(true)
+	w := NewWins(client, "bmtest", time.Hour).Fence(true).RebuildAfter(hot)
+	if err := hot.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		h, epoch, err := w.Hold(ctx, u, 7, "t", time.Minute)
+		if err != nil || h != gate.Unknown {
+			t.Fatalf("hold of %s: %v %v", u, h, err)
+		}
+		if err := w.Rebuilt(ctx, u, 7, epoch, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Release(ctx, u, 7, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Note(ctx, "alice", 7); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	testenv.Eventually(t, 20*time.Second, "redis-server restarted on its port", func() (bool, string) {
+		_, _, err := runRedisServer(t, lookTool(t, "redis-server"), port, dir, aof...)
+		return err == nil, ""
+	})
+	if n, err := client.SCard(ctx, w.SetKey("bob")).Result(); err != nil || n != 1 {
+		t.Fatalf("bob's set after the restart: %d members, %v; want the known-member from the AOF", n, err)
+	}
+	hold := func(user string, want gate.Hold) string {
+		t.Helper()
+		h, epoch, err := w.Hold(ctx, user, 7, "r", time.Minute)
+		if err != nil || h != want {
+			t.Fatalf("hold of %s after the restart: %v %v, want %v", user, h, err, want)
+		}
+		return epoch
+	}
+	hold("alice", gate.Won)
+	hold("bob", gate.NotReady)
+	if n, err := client.Exists(ctx, w.holdKey("bob", 7)).Result(); err != nil || n != 0 {
+		t.Fatalf("NotReady took the hold: %d, %v", n, err)
+	}
+	if err := hot.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Rebuilt(ctx, "bob", 7, hold("bob", gate.Unknown), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Release(ctx, "bob", 7, "r"); err != nil {
+		t.Fatal(err)
+	}
+	hold("bob", gate.Held)
+	members, err := client.SMembers(ctx, w.SetKey("bob")).Result()
+	if err != nil || len(members) != 1 {
+		t.Fatalf("bob's set after the rebuild: %v, %v; want only the new epoch's known-member", members, err)
 	}
 }
