@@ -709,7 +709,7 @@ type k8sContainer struct {
 	ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
 	LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
 	StartupProbe   *k8sProbe `yaml:"startupProbe"`
-	Resources struct {
+	Resources      struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
