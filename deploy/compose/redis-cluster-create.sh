@@ -7,7 +7,12 @@
 set -eu
 : "${REDIS_NODES:?}" "${REDIS_PORT:?}"
 
-ip_of() { getent hosts "$1" | awk '{ print $1; exit }'; }
+ip_of() { # a name's address (an address stays as it is)
+  case $1 in
+    *[!0-9.]*) getent hosts "$1" | awk '{ print $1; exit }' ;;
+    *) echo "$1" ;;
+  esac
+}
 
 # CLUSTER MEET takes addresses, not names: resolve each node, waiting for its DNS record
 # and its answer (a pod's record appears once the pod runs).
