@@ -540,6 +540,9 @@ func (n *App) startJobs() {
 	run("armory-listener", func(ctx context.Context) error {
 		return n.armoryBus.Listen(ctx, n.strategies.Reload, n.activities.StockAdded)
 	})
+	run("strategy-refresh", func(ctx context.Context) error {
+		return n.strategies.RefreshEvery(ctx, cfg.StrategyRefreshEvery)
+	})
 	run("settings-listener", func(ctx context.Context) error {
 		return n.armoryBus.ListenSettings(ctx, n.gate.Forget)
 	})
