@@ -105,8 +105,9 @@ type Config struct {
 	// dead-lettered; EventBackoff the delays between them (comma list, last repeats).
 	EventMaxDeliver int    `koanf:"event_max_deliver"`
 	EventBackoff    string `koanf:"event_backoff"`
-	// EventAckWait is how long the broker waits for a consumer's ack before it redelivers
-	// a message to another node (a consumer that died mid-batch).
+	// EventAckWait is how long the broker waits for a consumer's ack (or a handler's
+	// in-progress mark, sent every third of it) before it redelivers a message to another
+	// node: a consumer that died mid-batch, or a delivery lost with a NATS server.
 	EventAckWait time.Duration `koanf:"event_ack_wait"`
 	// The front line: startup values of the dynamic settings (dcc/update_config changes
 	// them on every node at run time), the endpoints behind it and its breaker.
@@ -246,7 +247,7 @@ func DefaultConfig() Config {
 		OutboxEvery:             5 * time.Second,
 		EventMaxDeliver:         20,
 		EventBackoff:            "1s,2s,5s,10s,30s,60s",
-		EventAckWait:            30 * time.Second,
+		EventAckWait:            5 * time.Second,
 		DegradeSwitch:           guard.Close,
 		RateLimiterSwitch:       guard.Open,
 		RateLimitPerSecond:      defaults.PermitsPerSecond,

@@ -220,6 +220,7 @@ func RunRain(ctx context.Context, o RainOptions, stdout io.Writer) (RainReport, 
 	client, transport := scenarioClient(o.Concurrency)
 	defer transport.CloseIdleConnections()
 	tapper := newRainTapper(transport, q, offset, users, tokens)
+	tapper.run = ctx
 	client.Transport = tapper
 	rep.Scenario = "rain"
 
@@ -448,6 +449,10 @@ type rainTapper struct {
 	tokens []string // "Bearer …" by user; nil without
 	body   []byte   // the one body with tokens
 
+	// run is the context of the run: only its end aborts a tap. (A tap cut off by the
+	// client's own timeout has a done context too, but may have won.)
+	run context.Context
+
 	seq        atomic.Uint64
 	wins       []atomic.Int32
 	cash       []atomic.Int64
@@ -512,8 +517,11 @@ func (t *rainTapper) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // lost counts a tap without an answer as an unknown outcome, unless the run aborted it.
-func (t *rainTapper) lost(req *http.Request, u int) {
-	if req.Context().Err() != nil {
+// The request's own context does not tell: the client's per-request timeout ends it as
+// well, and a tap that timed out there may have won (a node stalled by a failover answers
+// the win after the client gave up).
+func (t *rainTapper) lost(_ *http.Request, u int) {
+	if t.run != nil && t.run.Err() != nil {
 		return
 	}
 	t.unanswered.Add(1)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -68,9 +69,15 @@ type EventOptions struct {
 	// stream keeps its messages 30 days, long enough for an operator to look.
 	MaxAge time.Duration
 
-	// AckWait is how long the server waits for an ack before redelivering, and how long
-	// one handler call may take (default 30s).
+	// AckWait is how long the server waits for an ack, or for a handler's sign of life,
+	// before it redelivers (default 5s). While a handler works on its messages the
+	// consumer marks them in progress every third of it, so a slow handler keeps them; a
+	// delivery that reached no one (its pull request died with a broker, or its node)
+	// waits this long for its next delivery, and whatever waits on the consumer (a
+	// rebuild's drain) with it.
 	AckWait time.Duration
+	// HandlerTimeout is how long one handler call may take (default 30s).
+	HandlerTimeout time.Duration
 	// MaxDeliver is how many deliveries a failing message gets before it is dead-lettered
 	// (default 10).
 	MaxDeliver int
@@ -126,7 +133,10 @@ func (o EventOptions) withDefaults() EventOptions {
 		o.MaxAge = 72 * time.Hour
 	}
 	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
+		o.AckWait = 5 * time.Second
+	}
+	if o.HandlerTimeout <= 0 {
+		o.HandlerTimeout = 30 * time.Second
 	}
 	if o.MaxDeliver <= 0 {
 		o.MaxDeliver = 10
@@ -390,17 +400,21 @@ func (c *Consumer) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 	return cons, nil
 }
 
-// processBatch hands msgs to the batch handler in one call, bounded by what is left of
-// AckWait since the fetch, and settles each by its outcome.
+// processBatch hands msgs to the batch handler in one call, bounded by HandlerTimeout
+// since the fetch and keeping them in progress meanwhile, and settles each by its
+// outcome.
 func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg, fetched time.Time) {
 	events := make([]Event, len(msgs))
 	seqs := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		events[i], seqs[i] = c.event(m)
 	}
-	hctx, cancel := context.WithDeadline(ctx, fetched.Add(c.opts.AckWait-time.Second))
+	var settled atomic.Int64
+	stop := c.keepInProgress(msgs, &settled)
+	hctx, cancel := context.WithDeadline(ctx, fetched.Add(c.opts.HandlerTimeout))
 	errs := c.batch(hctx, events)
 	cancel()
+	stop()
 	for i, m := range msgs {
 		var err error
 		if i < len(errs) {
@@ -409,6 +423,36 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg, fetch
 			err = errors.New("batch handler returned no outcome")
 		}
 		c.settle(ctx, m, events[i], seqs[i], err)
+	}
+}
+
+// keepInProgress marks msgs[settled:] in progress every third of AckWait until the
+// returned stop is called (which returns once no mark is being sent; calling it again
+// is a no-op), so that the server
+// redelivers none of them to another node while this one works on them.
+func (c *Consumer) keepInProgress(msgs []jetstream.Msg, settled *atomic.Int64) (stop func()) {
+	every := max(c.opts.AckWait/3, 100*time.Millisecond)
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				for _, m := range msgs[min(int(settled.Load()), len(msgs)):] {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
 	}
 }
 
@@ -427,32 +471,31 @@ func (c *Consumer) event(m jetstream.Msg) (Event, uint64) {
 	return e, seq
 }
 
-// process handles msgs in order. Messages still waiting when half of AckWait has passed
-// since the last fetch or extension are marked in progress, so that slow handlers early
-// in a batch do not make the server redeliver the rest to another node.
+// process handles msgs in order, keeping those not yet settled in progress, so that
+// slow handlers early in a batch do not make the server redeliver the rest to another
+// node.
 func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg, fetched time.Time) {
-	extended := fetched
+	var settled atomic.Int64
+	stop := c.keepInProgress(msgs, &settled)
+	defer stop()
 	for i, m := range msgs {
 		if ctx.Err() != nil {
+			stop()
 			for _, r := range msgs[i:] {
 				_ = r.Nak()
 			}
 			return
 		}
-		if time.Since(extended) > c.opts.AckWait/2 {
-			for _, r := range msgs[i:] {
-				_ = r.InProgress()
-			}
-			extended = time.Now()
-		}
 		c.handleMsg(ctx, m)
+		settled.Store(int64(i + 1))
 	}
 }
 
-// handleMsg calls the handler on m and acks, redelivers or dead-letters it.
+// handleMsg calls the handler on m, bounded by HandlerTimeout, and acks, redelivers or
+// dead-letters it.
 func (c *Consumer) handleMsg(ctx context.Context, m jetstream.Msg) {
 	e, seq := c.event(m)
-	hctx, cancel := context.WithTimeout(ctx, c.opts.AckWait)
+	hctx, cancel := context.WithTimeout(ctx, c.opts.HandlerTimeout)
 	err := c.handle(hctx, e)
 	cancel()
 	c.settle(ctx, m, e, seq, err)

@@ -371,3 +371,60 @@ func TestEventConsumerNeedsStream(t *testing.T) {
 		t.Fatalf("Run without a stream: %v, want ErrStreamNotFound", err)
 	}
 }
+
+// TestEventSlowHandlerKeepsItsMessages runs two nodes' consumers of one topic with an ack
+// wait of a second and a handler that takes three on its first call: the consumer marks
+// the messages it works on in progress, so the server hands none of them to the other
+// node meanwhile, and each event is handled once, on its first delivery. Both kinds of
+// consumer: one handler call per event, and one per fetched batch.
+func TestEventSlowHandlerKeepsItsMessages(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%t", batch), func(t *testing.T) {
+			t.Parallel()
+			eachEventBackend(t, func(t *testing.T, js jetstream.JetStream, opts EventOptions) {
+				const topic = "send_award"
+				opts.AckWait = time.Second
+				var once sync.Once
+				r := &recorder{Fn: func(Event) error {
+					once.Do(func() { time.Sleep(3 * opts.AckWait) })
+					return nil
+				}}
+				var consumers []*Consumer
+				for range 2 {
+					c := NewConsumer(js, opts, topic, r.handle, nil)
+					if batch {
+						c = NewBatchConsumer(js, opts, topic, func(ctx context.Context, events []Event) []error {
+							errs := make([]error, len(events))
+							for i, e := range events {
+								errs[i] = r.handle(ctx, e)
+							}
+							return errs
+						}, nil)
+					}
+					consumers = append(consumers, c)
+					background(t, c.Run)
+				}
+				p := NewPublisher(js, opts)
+				for i := range 3 {
+					publish(t, p, topic, fmt.Sprintf("order_%d", i), "{}")
+				}
+				testenv.Eventually(t, 30*time.Second, "every event handled", wasHandled(r, "order_2"))
+				testenv.Eventually(t, 30*time.Second, "every event acked", settled(t, js, opts, topic))
+				for i := range 3 {
+					id := fmt.Sprintf("order_%d", i)
+					if got := r.calls(id); len(got) != 1 || got[0].Delivered != 1 {
+						t.Errorf("%s handled %+v, want once, on its first delivery", id, got)
+					}
+				}
+				var handled int64
+				for _, c := range consumers {
+					handled += c.Stats().Handled
+				}
+				if handled != 3 {
+					t.Errorf("the consumers handled %d events, want 3", handled)
+				}
+			})
+		})
+	}
+}
