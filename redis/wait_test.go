@@ -1,0 +1,269 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/redpacket"
+	"github.com/bigmarket/bigmarket/strategy"
+)
+
+// waitTimeout is the replica wait of the tests: long enough for a loopback replica on a
+// loaded machine, short enough for the refusals the tests wait through.
+const waitTimeout = 200 * time.Millisecond
+
+// replicaPairProcs is replicaPair that also returns the replica's process, so that a test
+// can freeze it (SIGSTOP: its link stays up on the master, but it acknowledges nothing,
+// as a replica cut off by a partition) and thaw it again.
+func replicaPairProcs(t *testing.T) (master, replica goredis.UniversalClient, replicaProc *exec.Cmd) {
+	t.Helper()
+	maddr, _ := startRedisServer(t, t.TempDir(), "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(maddr)
+	raddr, proc := startRedisServer(t, t.TempDir(), "--replicaof", host, port)
+	// Runs before the kill that startRedisServer registered: a stopped process is thawed.
+	t.Cleanup(func() { _ = proc.Process.Signal(syscall.SIGCONT) })
+	master, replica = newPlainClient(t, maddr), newPlainClient(t, raddr)
+	testenv.Eventually(t, 20*time.Second, "replica in sync", func() (bool, string) {
+		info, err := replica.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up"), info
+	})
+	// A replica acknowledges only once it has loaded the master's snapshot, a little after
+	// its link is up: until then every wait would time out.
+	w := ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout}
+	testenv.Eventually(t, 20*time.Second, "replica acknowledging writes", func() (bool, string) {
+		err := w.cover(context.Background(), "bmtest:wait-ready")
+		return err == nil, err2s(err)
+	})
+	return master, replica, proc
+}
+
+// signal sends sig to p, failing the test if it cannot.
+func signal(t *testing.T, p *exec.Cmd, sig syscall.Signal) {
+	t.Helper()
+	if err := p.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// TestRedPacketWaitReplicas: with WAIT 1 required, a grab answers only once the replica
+// has it. A frozen replica (linked, acknowledging nothing) makes the grab answer
+// unconfirmed, and so does the user's retry, which finds the grab again without writing
+// (WAIT covers only its own connection's writes: the retry writes a marker first).
+// Thawed, the retry is confirmed and answered.
+func TestRedPacketWaitReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica, proc := replicaPairProcs(t)
+	w := ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout}
+	if err := w.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// The auto-pipeliner the app gives red packets: a waiting grab goes around it.
+	ap, err := master.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := NewRedPackets(ap, "bmtest").Fence(true).WaitReplicas(w)
+	expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	now := expireAt.Add(-time.Minute)
+	items := splitItems(5, 7)
+	const id = "p-wait"
+	mustLoad(t, rp, id, items, nil, expireAt, nil)
+
+	first := mustGrab(t, rp, id, "u1", now)
+	if again := mustGrab(t, rp, id, "u1", now); !again.Again || again.Item != first.Item {
+		t.Fatalf("u1's second grab: %+v, want again %+v", again, first.Item)
+	}
+
+	signal(t, proc, syscall.SIGSTOP)
+	res, err := rp.grab(ctx, id, "u2", now)
+	if !errors.Is(err, ErrUnreplicated) || !errors.Is(err, redpacket.ErrUnavailable) || !errors.Is(err, redpacket.ErrUnconfirmed) {
+		t.Fatalf("grab with the replica frozen: %+v, %v; want ErrUnreplicated, redpacket.ErrUnavailable and ErrUnconfirmed", res, err)
+	}
+	// The master took the item: the outcome is unknown, not undone.
+	grabs, err := master.HGetAll(ctx, rp.Keys(id)[1]).Result()
+	if err != nil || grabs["u2"] == "" {
+		t.Fatalf("u2's grab on the master: %v, %v; want it taken", grabs, err)
+	}
+	res, err = rp.grab(ctx, id, "u2", now)
+	if !errors.Is(err, ErrUnreplicated) || !errors.Is(err, redpacket.ErrUnconfirmed) {
+		t.Fatalf("u2's retry with the replica frozen: %+v, %v; want it unconfirmed too", res, err)
+	}
+	if _, err := rp.grab(ctx, id, "u1", now); !errors.Is(err, ErrUnreplicated) {
+		t.Fatalf("u1's repeat with the replica frozen: %v; want it unconfirmed", err)
+	}
+
+	signal(t, proc, syscall.SIGCONT)
+	testenv.Eventually(t, 20*time.Second, "u2's retry confirmed once the replica thaws", func() (bool, string) {
+		res, err := rp.grab(ctx, id, "u2", now)
+		return err == nil && res.Again && res.Item.Index == mustParseGrab(t, grabs["u2"]).Index, err2s(err)
+	})
+	// The replica has it now: a promotion keeps it.
+	if got, err := replica.HGet(ctx, rp.Keys(id)[1], "u2").Result(); err != nil || got != grabs["u2"] {
+		t.Fatalf("u2's grab on the replica: %q, %v; want %q", got, err, grabs["u2"])
+	}
+	mustGrab(t, rp, id, "u3", now)
+}
+
+// TestRedPacketWaitSplitBrain: the replica is promoted while the old master still takes
+// writes (a partition). Fencing cannot refuse on the old master — its replication id did
+// not change — but the wait does: nothing it takes there is answered, and the promoted
+// replica, rebuilt from the answered grabs, grants every item once.
+func TestRedPacketWaitSplitBrain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica, _ := replicaPairProcs(t)
+	expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	now := expireAt.Add(-time.Minute)
+	items := splitItems(6, 11)
+	const id = "p-split"
+	old := NewRedPackets(master, "bmtest").Fence(true).WaitReplicas(ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout})
+	mustLoad(t, old, id, items, nil, expireAt, nil)
+	answered := map[string]rpItem{}
+	for _, u := range []string{"u0", "u1"} {
+		answered[u] = mustGrab(t, old, id, u, now).Item
+	}
+	promote(t, master, replica)
+
+	// The cut-off master still runs the scripts; every grab it takes is unconfirmed.
+	for _, u := range []string{"u2", "u3", "u2"} {
+		if res, err := old.grab(ctx, id, u, now); !errors.Is(err, ErrUnreplicated) || !errors.Is(err, redpacket.ErrUnconfirmed) {
+			t.Fatalf("grab of %s on the cut-off master: %+v, %v; want unconfirmed", u, res, err)
+		}
+	}
+	if left, err := master.LLen(ctx, old.Keys(id)[0]).Result(); err != nil || left != 4-2 {
+		t.Fatalf("items left on the cut-off master: %d, %v; want 2 (the unconfirmed grabs took theirs)", left, err)
+	}
+
+	// The promoted replica: fenced, rebuilt from the answered grabs, then granting.
+	rp := NewRedPackets(replica, "bmtest").Fence(true).WaitReplicas(ReplicaWait{Client: replica, Replicas: 0})
+	if _, err := rp.grab(ctx, id, "u2", now); !errors.Is(err, ErrFenced) {
+		t.Fatalf("grab on the promoted replica: %v; want ErrFenced", err)
+	}
+	mustLoad(t, rp, id, remainingItems(items, answered), answered, expireAt, nil)
+	owner := map[int]string{}
+	for u, it := range answered {
+		owner[it.Index] = u
+	}
+	for _, u := range []string{"u2", "u3", "u4", "u5"} {
+		it := mustGrab(t, rp, id, u, now).Item
+		if other, ok := owner[it.Index]; ok {
+			t.Fatalf("%s got item %d, already answered to %s", u, it.Index, other)
+		}
+		owner[it.Index] = u
+	}
+	if len(owner) != len(items) {
+		t.Fatalf("items answered: %v; want each of the %d once", owner, len(items))
+	}
+}
+
+// TestStockWaitReplicas: award and SKU deductions wait for the replica. Frozen, a
+// deduction answers the loss path's retry (ErrStockMissing, ErrSKUStockMissing) having
+// taken its sequence number on the master, which is then never granted (undersell by
+// one, never twice); thawed, the next deduction is granted the number after it.
+func TestStockWaitReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, _, proc := replicaPairProcs(t)
+	w := ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout}
+	ap, err := master.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stock := NewStock(master, "bmtest").Fence(true).WaitReplicas(w)
+	stock.DeductVia(ap) // as the app does: a waiting deduction goes around it
+	skus := NewSKUStock(master, "bmtest").Fence(true).WaitReplicas(w)
+	ref := strategy.AwardRef{StrategyID: 900101, AwardID: 1}
+	const sku = 9101
+	expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	if err := stock.Preheat(ctx, ref, 5, 5, expireAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := skus.Preheat(ctx, sku, 5, 5, expireAt); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := stock.Deduct(ctx, ref, expireAt); err != nil || g.Issued != 1 {
+		t.Fatalf("award deduction with the replica healthy: %+v, %v", g, err)
+	}
+	if _, issued, err := skus.Deduct(ctx, sku, expireAt); err != nil || issued != 1 {
+		t.Fatalf("sku deduction with the replica healthy: %d, %v", issued, err)
+	}
+
+	signal(t, proc, syscall.SIGSTOP)
+	if g, err := stock.Deduct(ctx, ref, expireAt); !errors.Is(err, ErrUnreplicated) || !errors.Is(err, strategy.ErrStockMissing) {
+		t.Fatalf("award deduction with the replica frozen: %+v, %v; want ErrUnreplicated and strategy.ErrStockMissing", g, err)
+	}
+	if _, issued, err := skus.Deduct(ctx, sku, expireAt); !errors.Is(err, ErrUnreplicated) || !errors.Is(err, activity.ErrSKUStockMissing) {
+		t.Fatalf("sku deduction with the replica frozen: %d, %v; want ErrUnreplicated and activity.ErrSKUStockMissing", issued, err)
+	}
+	if _, _, err := skus.DeductN(ctx, sku, 2, expireAt); !errors.Is(err, ErrUnreplicated) || !errors.Is(err, activity.ErrSKUStockMissing) {
+		t.Fatalf("bulk sku deduction with the replica frozen: %v; want ErrUnreplicated and activity.ErrSKUStockMissing", err)
+	}
+	if l := mustLevel(t, stock, ref); l.Issued != 2 || l.Counter != 3 {
+		t.Fatalf("award counter after the unconfirmed deduction: %+v; want number 2 taken on the master", l)
+	}
+
+	signal(t, proc, syscall.SIGCONT)
+	// Each refused deduction spends a number: first wait until the replica acknowledges.
+	testenv.Eventually(t, 20*time.Second, "replica acknowledging again", func() (bool, string) {
+		err := w.cover(ctx, "bmtest:wait-probe")
+		return err == nil, err2s(err)
+	})
+	if g, err := stock.Deduct(ctx, ref, expireAt); err != nil || g.Issued != 3 {
+		t.Fatalf("award deduction after the thaw: %+v, %v; want number 3 (2 is spent unconfirmed, never granted)", g, err)
+	}
+	if _, issued, err := skus.Deduct(ctx, sku, expireAt); err != nil || issued != 5 {
+		t.Fatalf("sku deduction after the thaw: %d, %v; want number 5 (2 to 4 spent unconfirmed)", issued, err)
+	}
+}
+
+// mustParseGrab parses a grabs hash value.
+func mustParseGrab(t *testing.T, v string) rpItem {
+	t.Helper()
+	it, _, err := parseRPGrab(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// err2s is err's text, or "" for nil.
+func err2s(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// TestReplicaWaitCheck: a wait that cannot work is refused before use.
+func TestReplicaWaitCheck(t *testing.T) {
+	client := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	for _, tc := range []struct {
+		w  ReplicaWait
+		ok bool
+	}{
+		{ReplicaWait{}, true},
+		{ReplicaWait{Client: client, Replicas: 1, Timeout: time.Millisecond}, true},
+		{ReplicaWait{Client: client, Replicas: -1}, false},
+		{ReplicaWait{Client: client, Replicas: 1, Timeout: time.Microsecond}, false},
+		{ReplicaWait{Replicas: 1, Timeout: time.Second}, false},
+	} {
+		if err := tc.w.Check(); (err == nil) != tc.ok {
+			t.Errorf("Check of %d replicas, %s: %v; want ok %v", tc.w.Replicas, tc.w.Timeout, err, tc.ok)
+		}
+	}
+	if (ReplicaWait{Replicas: 1}).On() || (ReplicaWait{Client: client}).On() || !(ReplicaWait{Client: client, Replicas: 2}).On() {
+		t.Error("On: want a client and replicas")
+	}
+}
