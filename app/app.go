@@ -338,7 +338,7 @@ func (n *App) buildRain(ctx context.Context) error {
 	n.rainQuota = bus
 	store := sqlstore.NewRainStore(b.ConfigDB, n.users)
 	n.rains = rain.NewService(rain.Options{
-		Store: store, Hot: redis.NewRain(autoPipelined(b.Redis, log, "rain taps"), cfg.RedisPrefix).Fence(b.RedisFence),
+		Store: store, Hot: redis.NewRain(autoPipelined(b.Redis, log, "rain taps"), cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait),
 		Events: nats.NewWinEvents(n.publisher),
 		// A rebuild of a session Redis lost waits for the win consumer (buildConsumers) to
 		// apply every win event already published.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/redpacket"
 	"github.com/bigmarket/bigmarket/strategy"
 )
@@ -265,5 +266,54 @@ func TestReplicaWaitCheck(t *testing.T) {
 	}
 	if (ReplicaWait{Replicas: 1}).On() || (ReplicaWait{Client: client}).On() || !(ReplicaWait{Client: client, Replicas: 2}).On() {
 		t.Error("On: want a client and replicas")
+	}
+}
+
+// TestRainWaitReplicas: with WAIT 1 required, a rain win answers only once the replica
+// has it. Frozen, the tap that wins answers unconfirmed (its win waits unacknowledged),
+// and so does the next tap, which finds that win again; thawed, the win comes back
+// confirmed, to be published, and the pool gave each prize once.
+func TestRainWaitReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, _, proc := replicaPairProcs(t)
+	ap, err := master.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRain(ap, "bmtest").Fence(true).WaitReplicas(ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout})
+	start := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	end := start.Add(10 * time.Minute)
+	now := start.Add(time.Minute)
+	const id = 7101
+	mustLoadRain(t, r, rain.HotSession{ID: id, Start: start, End: end, Left: rainPrizes(0, 4)}, true)
+	first := mustGrabRain(t, r, id, "u0", now, 100, 5)
+	if first.Status != rain.Won {
+		t.Fatalf("grab of u0 with the replica healthy: %+v", first)
+	}
+	mustAck(t, r, first.Win)
+
+	signal(t, proc, syscall.SIGSTOP)
+	for range 2 { // the win, then the tap that finds it again
+		if out, err := r.Grab(ctx, id, "u1", now, 100, 5); !errors.Is(err, ErrUnreplicated) || !errors.Is(err, rain.ErrUnavailable) || !errors.Is(err, rain.ErrUnconfirmed) {
+			t.Fatalf("grab of u1 with the replica frozen: %+v, %v; want ErrUnreplicated, rain.ErrUnavailable and rain.ErrUnconfirmed", out, err)
+		}
+	}
+	if st := mustState(t, r, id); st.Issued != 2 || st.Left != 2 {
+		t.Fatalf("session after the unconfirmed win: %+v; want it taken on the master (2 issued, 2 left)", st)
+	}
+
+	signal(t, proc, syscall.SIGCONT)
+	var again rain.Outcome
+	testenv.Eventually(t, 20*time.Second, "u1's win confirmed once the replica thaws", func() (bool, string) {
+		again, err = r.Grab(ctx, id, "u1", now, 100, 5)
+		return err == nil, err2s(err)
+	})
+	if again.Status != rain.Again || again.Win.N != 1 || again.Win.Prize == first.Win.Prize {
+		t.Fatalf("u1's tap after the thaw: %+v; want its first win again, not u0's prize", again)
+	}
+	mustAck(t, r, again.Win)
+	if out := mustGrabRain(t, r, id, "u2", now, 100, 5); out.Status != rain.Won || out.Win.Prize == first.Win.Prize || out.Win.Prize == again.Win.Prize {
+		t.Fatalf("grab of u2: %+v; want a prize not won before", out)
 	}
 }
