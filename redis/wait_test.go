@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -315,5 +317,117 @@ func TestRainWaitReplicas(t *testing.T) {
 	mustAck(t, r, again.Win)
 	if out := mustGrabRain(t, r, id, "u2", now, 100, 5); out.Status != rain.Won || out.Win.Prize == first.Win.Prize || out.Win.Prize == again.Win.Prize {
 		t.Fatalf("grab of u2: %+v; want a prize not won before", out)
+	}
+}
+
+// BenchmarkRedPacketGrabWait measures what WAIT 1 costs a grab, client side, on a master
+// and a loopback replica: grabs without and with the wait, alternated by packet of 1000,
+// sequential (one grab in flight), each reported as wall time per grab.
+func BenchmarkRedPacketGrabWait(b *testing.B) {
+	maddr, _ := startRedisServer(b, b.TempDir(), "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(maddr)
+	startRedisServer(b, b.TempDir(), "--replicaof", host, port)
+	client := newPlainClient(b, maddr)
+	ctx := context.Background()
+	w := ReplicaWait{Client: client, Replicas: 1, Timeout: 50 * time.Millisecond}
+	deadline := time.Now().Add(20 * time.Second)
+	for w.cover(ctx, "bmbench:wait-ready") != nil {
+		if time.Now().After(deadline) {
+			b.Fatal("replica not acknowledging")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	prefix := testenv.Unique("bmbench_rpw_")
+	rps := map[bool]*RedPackets{false: NewRedPackets(client, prefix).Fence(true), true: NewRedPackets(client, prefix).Fence(true).WaitReplicas(w)}
+	const per = 1000
+	items := splitItems(per, 1)
+	expireAt := time.Now().Add(time.Hour)
+	now := time.Now()
+	spent, grabs := map[bool]time.Duration{}, map[bool]int{}
+	var (
+		wait  bool
+		id    string
+		since time.Time
+	)
+	b.ResetTimer()
+	for i := range b.N {
+		if i%per == 0 {
+			b.StopTimer()
+			if i > 0 {
+				spent[wait] += time.Since(since)
+			}
+			wait, id = (i/per)%2 == 1, "p"+strconv.Itoa(i/per)
+			if err := rps[wait].load(ctx, id, items, nil, expireAt, nil); err != nil {
+				b.Fatal(err)
+			}
+			since = time.Now()
+			b.StartTimer()
+		}
+		if _, err := rps[wait].grab(ctx, id, "u"+strconv.Itoa(i), now); err != nil {
+			b.Fatal(err)
+		}
+		grabs[wait]++
+	}
+	b.StopTimer()
+	spent[wait] += time.Since(since)
+	for _, f := range []bool{false, true} {
+		if grabs[f] > 0 {
+			b.ReportMetric(float64(spent[f].Microseconds())/float64(grabs[f]), "us/grab-wait="+strconv.FormatBool(f))
+		}
+	}
+}
+
+// BenchmarkStockDeductWaitParallel measures award deductions under concurrency (64 in
+// flight on 2 cores) on a master with a loopback replica: through the auto-pipeliner as
+// the app sends them without the wait, and each with WAIT 1 on its own connection, as
+// they go with it (wait timeouts 50ms and 500ms). ns/op is the wall time per deduction of
+// the whole run; refused/op the share answered ErrUnreplicated (the replica did not
+// acknowledge in time).
+func BenchmarkStockDeductWaitParallel(b *testing.B) {
+	maddr, _ := startRedisServer(b, b.TempDir(), "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(maddr)
+	startRedisServer(b, b.TempDir(), "--replicaof", host, port)
+	client := newPlainClient(b, maddr)
+	ctx := context.Background()
+	ready := ReplicaWait{Client: client, Replicas: 1, Timeout: 50 * time.Millisecond}
+	deadline := time.Now().Add(20 * time.Second)
+	for ready.cover(ctx, "bmbench:wait-ready") != nil {
+		if time.Now().After(deadline) {
+			b.Fatal("replica not acknowledging")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ap, err := client.AutoPipeline()
+	if err != nil {
+		b.Fatal(err)
+	}
+	expireAt := time.Now().Add(time.Hour)
+	for i, timeout := range []time.Duration{0, 50 * time.Millisecond, 500 * time.Millisecond} {
+		b.Run("wait="+timeout.String(), func(b *testing.B) {
+			stock := NewStock(client, testenv.Unique("bmbench_sw_")).Fence(true)
+			stock.DeductVia(ap)
+			if timeout > 0 {
+				stock.WaitReplicas(ReplicaWait{Client: client, Replicas: 1, Timeout: timeout})
+			}
+			ref := strategy.AwardRef{StrategyID: 900201, AwardID: i + 1}
+			if err := stock.Preheat(ctx, ref, 1<<40, 1<<40, expireAt); err != nil {
+				b.Fatal(err)
+			}
+			var refused atomic.Int64
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_, err := stock.Deduct(ctx, ref, expireAt)
+					if errors.Is(err, ErrUnreplicated) {
+						refused.Add(1)
+					} else if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(refused.Load())/float64(b.N), "refused/op")
+		})
 	}
 }
