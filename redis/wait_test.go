@@ -431,3 +431,109 @@ func BenchmarkStockDeductWaitParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestRedPacketWaitCluster: on a Cluster of 3 masters with a replica each, a waiting grab
+// sends WAIT to its own slot's master: once it is answered, the replica of that master
+// already holds it (read there at once, no polling). A frozen replica makes only its
+// master's packets unconfirmed.
+func TestRedPacketWaitCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	addrs := startClusterReplicas(t, 3, 1)
+	client := openClient(t, Options{Addrs: addrs, Cluster: true})
+	cc := client.(*goredis.ClusterClient)
+	w := ReplicaWait{Client: client, Replicas: 1, Timeout: 500 * time.Millisecond}
+	if err := w.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// replicaOf answers the address of the replica of the master at addr.
+	replicaOf := func(master string) string {
+		_, port, _ := net.SplitHostPort(master)
+		for _, a := range addrs {
+			c := goredis.NewClient(&goredis.Options{Addr: a, DisableIdentity: true})
+			info, err := c.Info(ctx, "replication").Result()
+			_ = c.Close()
+			if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_port:"+port+"\r\n") {
+				return a
+			}
+		}
+		t.Fatalf("no replica of %s", master)
+		return ""
+	}
+	ap, err := client.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := NewRedPackets(ap, "bmtest_rpw_cluster").Fence(true).WaitReplicas(w)
+	expireAt := time.Now().Add(10 * time.Minute)
+	now := expireAt.Add(-time.Minute)
+	masters := map[string]string{} // packet → its master's address
+	for p := range 9 {
+		id := "w" + strconv.Itoa(p)
+		node, err := cc.MasterForKey(ctx, rp.Keys(id)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[id] = node.Options().Addr
+		// A new replica acknowledges once it has loaded its master's data.
+		testenv.Eventually(t, 30*time.Second, "replica of "+masters[id]+" acknowledging", func() (bool, string) {
+			err := w.cover(ctx, rp.waitKey(id))
+			return err == nil, err2s(err)
+		})
+		mustLoad(t, rp, id, splitItems(4, uint64(p)), nil, expireAt, nil)
+		got := mustGrab(t, rp, id, "u1", now)
+		rc := goredis.NewClient(&goredis.Options{Addr: replicaOf(masters[id]), DisableIdentity: true})
+		conn := rc.Conn()
+		if err := conn.ReadOnly(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		v, err := conn.HGet(ctx, rp.Keys(id)[1], "u1").Result()
+		_, _ = conn.Close(), rc.Close()
+		if err != nil || mustParseGrab(t, v) != got.Item {
+			t.Fatalf("packet %s: the replica of %s holds %q, %v; want the grab answered, %+v", id, masters[id], v, err, got.Item)
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range masters {
+		seen[m] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("9 packets on %d masters: want several", len(seen))
+	}
+
+	// Freeze the replica of w0's master.
+	frozen := masters["w0"]
+	rc := goredis.NewClient(&goredis.Options{Addr: replicaOf(frozen), DisableIdentity: true})
+	info, err := rc.Info(ctx, "server").Result()
+	_ = rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(strings.SplitN(info, "process_id:", 2)[1], "\r\n", 2)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	for id, m := range masters {
+		_, err := rp.grab(ctx, id, "u2", now)
+		if m == frozen {
+			if !errors.Is(err, ErrUnreplicated) || !errors.Is(err, redpacket.ErrUnconfirmed) {
+				t.Fatalf("packet %s on the master whose replica is frozen: %v; want unconfirmed", id, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("packet %s on %s (replica healthy): %v", id, m, err)
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "w0's retry confirmed once the replica thaws", func() (bool, string) {
+		res, err := rp.grab(ctx, "w0", "u2", now)
+		return err == nil && res.Again, err2s(err)
+	})
+}
