@@ -132,6 +132,12 @@ func (w ReplicaWait) pipeline(ctx context.Context, node *goredis.Client, add fun
 		if cmd.Err() != nil && w.redirected(ctx, cmd.Err()) {
 			return cmd, 0, nil // WAIT on a demoted master: the script's redirect says it
 		}
+		var re goredis.Error
+		if c, ok := w.Client.(*goredis.ClusterClient); ok && !errors.As(err, &re) {
+			// The node may be gone (a master killed): the Cluster client learns the new
+			// master from the slot map, as it does after its own commands fail.
+			c.ReloadState(ctx)
+		}
 		// The script's reply may have come, but whether it is kept is unknown.
 		return nil, 0, fmt.Errorf("%w (WAIT: %w)", ErrUnreplicated, err)
 	}
