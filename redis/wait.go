@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,9 +82,10 @@ func (w ReplicaWait) node(ctx context.Context, key string) (*goredis.Client, err
 // ErrUnreplicated instead. A script error (FENCED among them) is returned as it is: WAIT
 // is then only a wasted wait for the writes before it.
 //
-// A Cluster redirect (MOVED or ASK: the slot moved, or the master was demoted) means the
-// script did not run there; the slot map is reloaded and the error is answered as
-// ErrUnreplicated, a retry, which finds the slot's master anew.
+// A Cluster redirect (MOVED or ASK: the slot moved, or the master was demoted), or a
+// refusal such as CLUSTERDOWN during a failover (notRunPrefixes), means the script wrote
+// nothing there; the slot map is reloaded and the error is answered as ErrUnreplicated, a
+// retry, which finds the slot's master anew.
 func (w ReplicaWait) run(ctx context.Context, s fencedScript, fence bool, keys []string, args ...any) *goredis.Cmd {
 	script := s.off
 	if fence {
@@ -182,14 +184,21 @@ func (w ReplicaWait) short(acked int) error {
 	return fmt.Errorf("%w: %d of %d replicas within %s", ErrUnreplicated, acked, w.Replicas, w.Timeout)
 }
 
-// redirected reports a Cluster redirect, and has the client reload its slot map.
+// notRunPrefixes start the error replies of a script the server refused to run, or that
+// could write nothing: a Cluster redirect (the slot moved, or its master was demoted), a
+// cluster without a quorum for the slot, a server loading its data, a replica.
+var notRunPrefixes = []string{"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN", "READONLY"}
+
+// redirected reports an error reply of a script that did not run (notRunPrefixes), which
+// the plain Cluster client would have followed or retried within its redirects; it has
+// the client reload its slot map, and the caller answers retry.
 func (w ReplicaWait) redirected(ctx context.Context, err error) bool {
 	var re goredis.Error
 	if !errors.As(err, &re) {
 		return false
 	}
 	msg := re.Error()
-	if !strings.HasPrefix(msg, "MOVED ") && !strings.HasPrefix(msg, "ASK ") {
+	if !slices.ContainsFunc(notRunPrefixes, func(p string) bool { return strings.HasPrefix(msg, p) }) {
 		return false
 	}
 	if c, ok := w.Client.(*goredis.ClusterClient); ok {
