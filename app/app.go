@@ -252,7 +252,7 @@ func (n *App) buildStores() error {
 		log.Warn("draws without auto-pipelining", "err", err)
 	}
 	_, cluster := b.Redis.(*goredis.ClusterClient)
-	n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster).Fence(b.RedisFence)
+	n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster).Fence(b.RedisFence).WaitReplicas(b.RedisWait)
 	activityOpts.Hot = n.drawQuota
 	n.activities = activity.NewService(activityOpts)
 	return nil

@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
+	"github.com/bigmarket/bigmarket/flash"
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/rain"
 	"github.com/bigmarket/bigmarket/redpacket"
@@ -536,4 +537,66 @@ func TestRedPacketWaitCluster(t *testing.T) {
 		res, err := rp.grab(ctx, "w0", "u2", now)
 		return err == nil && res.Again, err2s(err)
 	})
+}
+
+// TestDrawQuotaWaitReplicas: with WAIT 1 required, a flash draw's take answers only once
+// the replica has it. Frozen, the take answers ErrUnreplicated (the unknown outcome:
+// 0009) with its unit taken as a pending draw on the master, and the sweep's resume of it
+// is refused the same way; thawed, the next take (its lease run out) resumes that draw,
+// confirmed, instead of taking another unit.
+func TestDrawQuotaWaitReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, _, proc := replicaPairProcs(t)
+	ap, err := master.AutoPipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDrawQuota(ap, "bmtest-fqw").Fence(true).WaitReplicas(ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout})
+	now := time.Now().Truncate(time.Millisecond)
+	expireAt := now.Add(time.Hour)
+	key := activity.QuotaKey{UserID: "wu", ActivityID: 18, Day: now.Format("2006-01-02"), Month: now.Format("2006-01")}
+	if err := d.MarkReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = d.Take(ctx, key, "o1", now, time.Minute)
+	missing, ok := errors.AsType[*flash.HotMissing](err)
+	if !ok {
+		t.Fatalf("first take: %v, want HotMissing", err)
+	}
+	if _, _, err := d.LoadTake(ctx, key, missing.Epoch, activity.Quota{Account: acct(5, 5, 5, 5, 5, 5)}, expireAt, "o1", now, time.Minute); err != nil {
+		t.Fatalf("load and take with the replica healthy: %v", err)
+	}
+	if err := d.Clear(ctx, key.UserID, key.ActivityID, "o1"); err != nil {
+		t.Fatal(err)
+	}
+
+	signal(t, proc, syscall.SIGSTOP)
+	if _, _, err := d.Take(ctx, key, "o2", now, time.Minute); !errors.Is(err, ErrUnreplicated) {
+		t.Fatalf("take with the replica frozen: %v; want ErrUnreplicated", err)
+	}
+	if q, ok, err := d.Read(ctx, key); err != nil || !ok || q.Account.TotalSurplus != 3 {
+		t.Fatalf("quota after the unconfirmed take: %s, %v, %v; want its unit taken on the master (3 left)", show(q), ok, err)
+	}
+	later := now.Add(2 * time.Minute) // o2's lease has run out
+	o2 := flash.PendingRef{UserID: key.UserID, ActivityID: key.ActivityID, OrderID: "o2"}
+	if _, _, err := d.Resume(ctx, o2, later, time.Minute); !errors.Is(err, ErrUnreplicated) {
+		t.Fatalf("the sweep's resume with the replica frozen: %v; want ErrUnreplicated", err)
+	}
+
+	signal(t, proc, syscall.SIGCONT)
+	var (
+		p       flash.Pending
+		resumed bool
+	)
+	testenv.Eventually(t, 20*time.Second, "take confirmed once the replica thaws", func() (bool, string) {
+		p, resumed, err = d.Take(ctx, key, "o3", later.Add(2*time.Minute), time.Minute)
+		return err == nil, err2s(err)
+	})
+	if !resumed || p.OrderID != "o2" {
+		t.Fatalf("take after the thaw: %+v, resumed %v; want o2 resumed, no new unit", p, resumed)
+	}
+	if q, ok, err := d.Read(ctx, key); err != nil || !ok || q.Account.TotalSurplus != 3 {
+		t.Fatalf("quota after the resume: %s, %v, %v; want 3 left", show(q), ok, err)
+	}
 }
