@@ -63,8 +63,9 @@ type Config struct {
 	// no replication and is never fenced.
 	RedisFence bool `koanf:"redis_fence"`
 	// RedisWaitReplicas is how many replicas must acknowledge each hot write — a red
-	// packet grab, an award or SKU stock deduction — before its result is published or
-	// answered (BIGMARKET_REDIS_WAIT_REPLICAS, default 0: off). Each such script is sent
+	// packet grab, an award or SKU stock deduction, a rain tap, a flash draw's quota take —
+	// before its result is published or answered (BIGMARKET_REDIS_WAIT_REPLICAS, default
+	// 0: off). Each such script is sent
 	// with WAIT behind it on the same connection; a write fewer replicas acknowledged within
 	// RedisWaitTimeout answers retry, so that a master cut off from the cluster (split
 	// brain) grants nothing the promoted replica lacks. A master with fewer healthy
