@@ -293,10 +293,12 @@ func (n *App) buildServices() {
 		Limits:       redpacket.Limits{MaxCount: cfg.RedPacketMaxCount, MaxAmount: cfg.redPacketMaxAmount},
 		RecoverGrace: cfg.RedPacketRecoverGrace, PublishTimeout: cfg.RedPacketPublishTimeout,
 	})
-	wins := redis.NewWins(b.Redis, cfg.RedisPrefix, 0)
+	// Fenced as the hot quota whose slot markers and fences it reads (redis.Wins.Fence).
+	wins := redis.NewWins(b.Redis, cfg.RedisPrefix, 0).Fence(b.RedisFence)
 	if n.drawQuota != nil {
 		// Flash draws write their award records behind their answers: a one-win set lost
-		// with Redis is rebuilt only once the restore has waited for the draw writer.
+		// with Redis (or rolled back by a failover, fenced) is rebuilt only once the
+		// restore has waited for the draw writer.
 		wins.RebuildAfter(n.drawQuota)
 	}
 	n.gate = gate.New(gate.Options{
@@ -537,6 +539,9 @@ func (n *App) startJobs() {
 	run("outbox-relay", n.relay.Run)
 	run("armory-listener", func(ctx context.Context) error {
 		return n.armoryBus.Listen(ctx, n.strategies.Reload, n.activities.StockAdded)
+	})
+	run("strategy-refresh", func(ctx context.Context) error {
+		return n.strategies.RefreshEvery(ctx, cfg.StrategyRefreshEvery)
 	})
 	run("settings-listener", func(ctx context.Context) error {
 		return n.armoryBus.ListenSettings(ctx, n.gate.Forget)

@@ -91,7 +91,11 @@ type Config struct {
 	LogLevel            string        `koanf:"log_level"`
 	StockSyncInterval   time.Duration `koanf:"stock_sync_interval"`
 	StockReconcileEvery time.Duration `koanf:"stock_reconcile_every"`
-	DefaultStockTTL     time.Duration `koanf:"default_stock_ttl"`
+	// StrategyRefreshEvery is how often each node compares the strategies it assembled
+	// with their stored config and re-assembles the changed ones: the bound for a node
+	// that missed an armory announcement.
+	StrategyRefreshEvery time.Duration `koanf:"strategy_refresh_every"`
+	DefaultStockTTL      time.Duration `koanf:"default_stock_ttl"`
 	// RecoveryGrace is how long a rebuild of lost stock waits for draws in flight.
 	RecoveryGrace     time.Duration `koanf:"recovery_grace"`
 	ImplicitLuckAward string        `koanf:"implicit_luck_award"`
@@ -245,6 +249,7 @@ func DefaultConfig() Config {
 		LogLevel:                "info",
 		StockSyncInterval:       100 * time.Millisecond,
 		StockReconcileEvery:     30 * time.Second,
+		StrategyRefreshEvery:    30 * time.Second,
 		DefaultStockTTL:         30 * 24 * time.Hour,
 		RecoveryGrace:           3 * time.Second,
 		ImplicitLuckAward:       "101:1,100",
@@ -410,7 +415,7 @@ func (c *Config) Validate() error {
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		errs = append(errs, fmt.Errorf("nats replicas %d: want 1 to 5", c.NATSReplicas))
 	}
-	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 || c.RecoveryGrace <= 0 {
+	if c.StockSyncInterval <= 0 || c.StockReconcileEvery <= 0 || c.StrategyRefreshEvery <= 0 || c.DefaultStockTTL <= 0 || c.ShutdownTimeout <= 0 || c.RecoveryGrace <= 0 {
 		errs = append(errs, errors.New("intervals, TTLs and timeouts must be positive"))
 	}
 	if c.RedisTimeout < 0 || c.RedisTimeout > 0 && c.RedisTimeout < 10*time.Millisecond {

@@ -125,7 +125,8 @@ const (
 // Wins is the cluster-wide record of who won a stocked award where (a Redis set per user),
 // with a hold per user and activity that serialises the user's one-win draws.
 //
-// A set lost with Redis is rebuilt from the award records, which a draw path that writes
+// A set lost with Redis (or, fenced, rolled back by a failover or a restart that may have
+// lost a win) is rebuilt from the award records, which a draw path that writes
 // them behind its answers (the flash draw) completes only once its writer has applied
 // every draw published before the loss. Such a Wins answers NotReady until then, and an
 // Unknown hold carries the epoch of the state the records are read under: Rebuilt

@@ -425,20 +425,34 @@ func (e *openError) RetryAfter() time.Duration { return max(e.retryAfter, 0) }
 // admitLocal checks the blacklist and the user's token bucket; neither leaves memory. It
 // returns the user's state, in which Do notes how the admitted call ended.
 func (g *Guard) admitLocal(ctx context.Context, userID string, s *Settings) (*userState, error) {
+	now := g.opts.Now()
 	if until, ok := g.BlacklistedUntil(userID); ok {
 		g.stats.blacklisted.Add(1)
-		return nil, fmt.Errorf("until %s: %w", until.UTC().Format(time.RFC3339), ErrBlacklisted)
+		return nil, &limitError{err: fmt.Errorf("until %s: %w", until.UTC().Format(time.RFC3339), ErrBlacklisted),
+			retryAfter: until.Sub(now)}
 	}
-	now := g.opts.Now()
 	u := g.user(userID, now, s)
 	u.mu.Lock()
 	ok := u.limiter.AllowN(now, 1)
+	var wait time.Duration
+	if !ok {
+		wait = permitWait(u.limiter.TokensAt(now), s.PermitsPerSecond)
+	}
 	u.mu.Unlock()
 	if !ok {
 		g.stats.limitedLocal.Add(1)
-		return nil, g.reject(ctx, userID, u, s)
+		return nil, g.reject(ctx, userID, u, s, wait)
 	}
 	return u, nil
+}
+
+// permitWait is how long a bucket holding tokens, refilled at perSecond, takes to hold a
+// whole permit again: a refusal's Retry-After.
+func permitWait(tokens, perSecond float64) time.Duration {
+	if tokens >= 1 || perSecond <= 0 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / perSecond * float64(time.Second))
 }
 
 // admitCluster asks the cluster-wide limit. When it cannot be asked, the call goes on:
@@ -451,10 +465,13 @@ func (g *Guard) admitCluster(ctx context.Context, userID string, s *Settings) er
 	}
 	if !ok {
 		g.stats.limitedCluster.Add(1)
+		// The cluster-wide bucket refills at the same rate: a permit is at most one
+		// interval away.
+		wait := permitWait(0, s.PermitsPerSecond)
 		if u, found := g.users.Peek(userID); found {
-			return g.reject(ctx, userID, u, s)
+			return g.reject(ctx, userID, u, s, wait)
 		}
-		return ErrRateLimited
+		return &limitError{err: ErrRateLimited, retryAfter: wait}
 	}
 	return nil
 }
@@ -489,14 +506,15 @@ func (g *Guard) user(userID string, now time.Time, s *Settings) *userState {
 // reject counts a rejection and blacklists the user once the count passes the threshold.
 // A rejection after a call that failed for the system's reasons is not counted: the
 // user is retrying what the system failed to answer.
-func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Settings) error {
+func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Settings, wait time.Duration) error {
+	refused := &limitError{err: ErrRateLimited, retryAfter: wait}
 	excused, n, over := u.strike(s.BlacklistCount)
 	if excused {
 		g.stats.excused.Add(1)
-		return ErrRateLimited
+		return refused
 	}
 	if !over {
-		return ErrRateLimited
+		return refused
 	}
 	until := g.opts.Now().Add(s.BlacklistDuration)
 	g.Blacklist(userID, until)
@@ -511,7 +529,7 @@ func (g *Guard) reject(ctx context.Context, userID string, u *userState, s *Sett
 			}
 		}()
 	}
-	return ErrBlacklisted
+	return &limitError{err: ErrBlacklisted, retryAfter: s.BlacklistDuration}
 }
 
 // withinBudget runs fn with the time budget as its deadline. Unless fn passes its commit

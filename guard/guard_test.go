@@ -87,13 +87,22 @@ func TestLocalBucketRefillsWithClock(t *testing.T) {
 			t.Fatalf("draw %d within burst: %v", i, err)
 		}
 	}
-	if err := g.Do(context.Background(), "u1", ok); !errors.Is(err, ErrRateLimited) {
+	err := g.Do(context.Background(), "u1", ok)
+	if !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("third draw at once = %v, want ErrRateLimited", err)
 	}
+	// One permit a second and an empty bucket: the refusal says a second.
+	if d := retryAfter(err); d != time.Second {
+		t.Fatalf("refusal's RetryAfter %v, want 1s", d)
+	}
+	c.Advance(400 * time.Millisecond)
+	if d := retryAfter(g.Do(context.Background(), "u1", ok)); d != 600*time.Millisecond {
+		t.Fatalf("0.4 s later the refusal's RetryAfter is %v, want 600ms", d)
+	}
+	c.Advance(600 * time.Millisecond)
 	if err := g.Do(context.Background(), "u2", ok); err != nil {
 		t.Fatalf("another user is not limited: %v", err)
 	}
-	c.Advance(time.Second)
 	if err := g.Do(context.Background(), "u1", ok); err != nil {
 		t.Fatalf("after a second: %v", err)
 	}
@@ -122,8 +131,12 @@ func TestBlacklistAfterRepeatedRejectionsOnEveryNodeFor24Hours(t *testing.T) {
 			t.Fatalf("rejection %d = %v, want rate limited, not yet blacklisted", i+1, err)
 		}
 	}
-	if err := a.Do(ctx, "flood", ok); !errors.Is(err, ErrBlacklisted) {
+	err := a.Do(ctx, "flood", ok)
+	if !errors.Is(err, ErrBlacklisted) {
 		t.Fatalf("rejection 4 = %v, want ErrBlacklisted", err)
+	}
+	if d := retryAfter(err); d != 24*time.Hour {
+		t.Fatalf("blacklisting's RetryAfter %v, want 24h", d)
 	}
 	testenv.Eventually(t, 10*time.Second, "blacklisting shared", func() bool { return store.count() == 1 })
 	c.Advance(time.Hour) // buckets refilled; the blacklist still holds on both nodes
@@ -133,8 +146,8 @@ func TestBlacklistAfterRepeatedRejectionsOnEveryNodeFor24Hours(t *testing.T) {
 		}
 	}
 	c.Advance(23*time.Hour - time.Second)
-	if err := b.Do(ctx, "flood", ok); !errors.Is(err, ErrBlacklisted) {
-		t.Fatalf("a second before 24h = %v, want ErrBlacklisted", err)
+	if err := b.Do(ctx, "flood", ok); !errors.Is(err, ErrBlacklisted) || retryAfter(err) != time.Second {
+		t.Fatalf("a second before 24h = %v (RetryAfter %v), want ErrBlacklisted for 1s more", err, retryAfter(err))
 	}
 	c.Advance(time.Second)
 	for name, g := range map[string]*Guard{"a": a, "b": b} {

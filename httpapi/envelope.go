@@ -5,16 +5,23 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/nats-io/nats.go"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/award"
@@ -229,10 +236,11 @@ func classify(err error) *apiError {
 			break
 		}
 	}
-	if ae == nil && timedOut(err) {
+	if ae == nil && (timedOut(err) || unreachable(err)) {
 		// A backend that did not answer in time may or may not have done what it was
 		// asked (a stock script run after its client gave up): the outcome is unknown,
-		// which is 0009 (retry), never an "unknown failure".
+		// which is 0009 (retry), never an "unknown failure". So is a backend that
+		// dropped the connection, refused it or is failing over: a retry can pass.
 		ae = &apiError{status: http.StatusOK, code: CodeBusy, err: err}
 	}
 	if ae == nil {
@@ -240,7 +248,7 @@ func classify(err error) *apiError {
 	}
 	if ra, ok := errors.AsType[retryAfterer](err); ok && ra.RetryAfter() > 0 {
 		ae.retryAfter = ra.RetryAfter()
-	} else if ae.code == CodeTimeout || ae.code == CodeBusy {
+	} else if ae.code == CodeTimeout || ae.code == CodeBusy || ae.code == CodeRedPacketRetry {
 		ae.retryAfter = defaultRetryAfter
 	}
 	return ae
@@ -255,6 +263,49 @@ func timedOut(err error) bool {
 	ne, ok := errors.AsType[net.Error](err)
 	return ok && ne.Timeout()
 }
+
+// unreachable reports an error of a backend that could not be reached or was lost in the
+// middle of a call: a connection refused, reset or closed (a Redis master or a MariaDB
+// server killed, a NATS server restarting), or a Redis Cluster answer that the slot has no
+// writable master for the moment (a failover under way). A call that never reached the
+// backend did nothing, one cut off may have done it: either way the answer is "retry".
+func unreachable(err error) bool {
+	for _, e := range unreachableErrs {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	if re, ok := errors.AsType[redisError](err); ok {
+		msg := re.Error()
+		for _, prefix := range redisRetryPrefixes {
+			if strings.HasPrefix(msg, prefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unreachableErrs are the errors of a connection lost or refused, from the operating
+// system and the backends' clients.
+var unreachableErrs = []error{
+	syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE,
+	io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, // a server closing the connection mid-call
+	driver.ErrBadConn, mysql.ErrInvalidConn,
+	goredis.ErrClosed, goredis.ErrPoolTimeout,
+	nats.ErrConnectionClosed, nats.ErrConnectionReconnecting, nats.ErrNoServers, nats.ErrNoResponders,
+}
+
+// redisError is an error reply from a Redis server (go-redis's proto.RedisError).
+type redisError interface {
+	error
+	RedisError()
+}
+
+// redisRetryPrefixes are the error replies with which a Redis server says it cannot serve
+// the slot or the write now but will: the cluster is re-forming, a replica is being
+// promoted, the data set is loading, a read-only replica still answers as the old master.
+var redisRetryPrefixes = []string{"CLUSTERDOWN", "TRYAGAIN", "LOADING", "READONLY", "MASTERDOWN", "NOREPLICAS"}
 
 // retryAfterHeader renders d as whole seconds, rounded up, at least 1.
 func retryAfterHeader(d time.Duration) string {

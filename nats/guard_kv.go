@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bigmarket/bigmarket/guard"
@@ -48,6 +49,7 @@ type GuardTarget interface {
 // same node sees the change).
 type GuardKV struct {
 	dcc, blacklist jetstream.KeyValue
+	nc             *natsgo.Conn
 	log            *slog.Logger
 
 	mu       sync.Mutex
@@ -80,7 +82,7 @@ func OpenGuardKV(ctx context.Context, js jetstream.JetStream, prefix string, rep
 	if err != nil {
 		return nil, fmt.Errorf("open blacklist bucket: %w", err)
 	}
-	return &GuardKV{dcc: dcc, blacklist: bl, log: log, advanced: make(chan struct{})}, nil
+	return &GuardKV{dcc: dcc, blacklist: bl, nc: js.Conn(), log: log, advanced: make(chan struct{})}, nil
 }
 
 // PutSetting stores a dynamic setting for every node (the caller validated it) and
@@ -252,31 +254,22 @@ func (k *GuardKV) Watch(ctx context.Context, t GuardTarget) (wait func(), err er
 			return nil, err
 		}
 	}
+	// A watch is opened again after a reconnect and whenever it ended (followKV): its
+	// replay of the bucket is harmless, as a setting or an expiry applied twice is the
+	// same, and a lifted entry's delete marker lifts it again.
 	var wg sync.WaitGroup
-	follow := func(w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry)) {
-		defer wg.Done()
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					apply(e)
-				}
-			}
-		}
-	}
 	k.setWatching(true)
-	wg.Add(2)
-	go func() {
+	wg.Go(func() {
 		defer k.setWatching(false)
-		follow(dccW, applyDCC)
-	}()
-	go follow(blW, applyBL)
+		followKV(ctx, k.nc, dccW, func(ctx context.Context) (jetstream.KeyWatcher, error) {
+			return k.dcc.WatchAll(ctx)
+		}, applyDCC, k.log, "dynamic settings")
+	})
+	wg.Go(func() {
+		followKV(ctx, k.nc, blW, func(ctx context.Context) (jetstream.KeyWatcher, error) {
+			return k.blacklist.WatchAll(ctx)
+		}, applyBL, k.log, "blacklist")
+	})
 	return wg.Wait, nil
 }
 

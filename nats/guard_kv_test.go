@@ -205,3 +205,50 @@ func TestGuardKVReadYourWrites(t *testing.T) {
 		t.Fatalf("DeleteSetting without a watch: %v", err)
 	}
 }
+
+// TestGuardKVSurvivesNATSRestart: after the broker restarts, a setting, a blacklisting and
+// its lift written through one node reach the other. Each node opens its watches again
+// as soon as its connection is back (without that, a watch resumes only once its
+// consumer has missed enough heartbeats, some 20 seconds later); the latency is logged.
+func TestGuardKVSurvivesNATSRestart(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartNATSServer(t)
+	clock := testenv.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	defaults := guard.DefaultSettings()
+	a := startGuardNode(t, connectChild(t, s), "", defaults, clock.Now)
+	b := startGuardNode(t, connectChild(t, s), "", defaults, clock.Now)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := a.kv.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Open); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "degrade reaches node b before the restart", func() (bool, string) {
+		return b.guard.Settings().Degrade, fmt.Sprint(b.guard.Settings())
+	})
+
+	s.Stop()
+	s.Start()
+	t0 := time.Now()
+	if err := a.kv.PutSetting(ctx, guard.KeyDegradeSwitch, guard.Close); err != nil {
+		t.Fatal(err)
+	}
+	until := clock.Now().Add(time.Hour)
+	if err := a.kv.AddBlacklist(ctx, "after-restart", until); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, "the setting and the blacklisting reach node b after the restart", func() (bool, string) {
+		got, ok := b.guard.BlacklistedUntil("after-restart")
+		return !b.guard.Settings().Degrade && ok && got.Equal(until), fmt.Sprint(b.guard.Settings(), got, ok)
+	})
+	t.Logf("after the broker came back: a setting and a blacklisting reached the other node in %v", time.Since(t0).Round(time.Millisecond))
+
+	t1 := time.Now()
+	if err := a.kv.RemoveBlacklist(ctx, "after-restart"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, "the lift reaches node b", func() (bool, string) {
+		_, ok := b.guard.BlacklistedUntil("after-restart")
+		return !ok, fmt.Sprint(b.guard.Stats())
+	})
+	t.Logf("the lift reached the other node in %v", time.Since(t1).Round(time.Millisecond))
+}

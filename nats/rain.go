@@ -41,10 +41,6 @@ func KVBuckets(prefix string) []string {
 // force that failed (NATS down): the report is what an operator reads, not what serves.
 const rainReportRetry = time.Second
 
-// rainReconnectCheck is how often the quota watch checks whether the connection came
-// back since it last looked.
-const rainReconnectCheck = time.Second
-
 // rainReportTimeout bounds one write of a node's report.
 const rainReportTimeout = 5 * time.Second
 
@@ -264,41 +260,13 @@ func (r *RainQuota) Watch(ctx context.Context) (wait func(), err error) {
 	return wg.Wait, nil
 }
 
-// follow applies w's updates until ctx ends. A watch resumes by itself after the
-// connection comes back, but only once its consumer has missed enough heartbeats (some 20
-// seconds after a broker restart), so after each reconnect follow opens a new watch at
-// once: its replay of every session's version is harmless (repeats are ignored) and a
-// version written meanwhile reaches the node without that delay.
+// follow applies w's updates until ctx ends, opening the watch again after each
+// reconnect (at once, not some 20 seconds later when its consumer notices) and whenever
+// it ended: a replay of every session's version is harmless, as repeats are ignored.
 func (r *RainQuota) follow(ctx context.Context, w jetstream.KeyWatcher) {
-	defer func() { _ = w.Stop() }()
-	reconnects := r.nc.Stats().Reconnects
-	tick := time.NewTicker(rainReconnectCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e != nil {
-				r.apply(e)
-			}
-		case <-tick.C:
-			n := r.nc.Stats().Reconnects
-			if n == reconnects || !r.nc.IsConnected() {
-				continue
-			}
-			nw, err := r.kv.Watch(ctx, "q.*")
-			if err != nil {
-				r.log.Warn("rain quota: watch again after a reconnect", "err", err)
-				continue // the next tick tries again
-			}
-			_ = w.Stop()
-			w, reconnects = nw, n
-		}
-	}
+	followKV(ctx, r.nc, w, func(ctx context.Context) (jetstream.KeyWatcher, error) {
+		return r.kv.Watch(ctx, "q.*")
+	}, r.apply, r.log, "rain quota")
 }
 
 // apply offers one q. entry to the agent. An entry it cannot use is logged and skipped:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bigmarket/bigmarket/activity"
 	"github.com/bigmarket/bigmarket/flash"
+	"github.com/bigmarket/bigmarket/gate"
 )
 
 // TestDrawQuotaFenceAfterFailover runs a user's hot quota (6 draws in total) over a real
@@ -190,13 +191,15 @@ func TestDrawQuotaFenceAfterFailover(t *testing.T) {
 
 // TestDrawQuotaFenceCluster runs the fenced hot quota on a real 3-master Cluster: the
 // restore sets all 16,384 slots' markers and fences (each fence the replication id of its
-// slot's master), Ready sees them, and users of many slots load and take.
+// slot's master), Ready sees them, and users of many slots load and take, and have their
+// fenced one-win sets rebuilt under their slots' epochs.
 func TestDrawQuotaFenceCluster(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	client := openClient(t, Options{Addrs: startCluster(t, 3), Cluster: true})
 	cluster := client.(*goredis.ClusterClient)
 	d := NewDrawQuota(client, "bmtest_fq_cluster").Fence(true)
+	w := NewWins(client, "bmtest_fq_cluster", time.Hour).Fence(true).RebuildAfter(d)
 	if ready, err := d.Ready(ctx); err != nil || ready {
 		t.Fatalf("Ready before the restore: %v, %v", ready, err)
 	}
@@ -238,6 +241,24 @@ func TestDrawQuotaFenceCluster(t *testing.T) {
 			t.Fatalf("user %s: fence %q, the slot's master says %v\n%s", key.UserID, fence, err, info)
 		}
 		ids[fence] = true
+		// The user's one-win set reads the slot's marker and fence in the same script.
+		h, epoch, err := w.Hold(ctx, key.UserID, 5, "t", time.Minute)
+		if err != nil || h != gate.Unknown || epoch == "" {
+			t.Fatalf("one-win hold of %s: %v %q %v, want Unknown under the slot's epoch", key.UserID, h, epoch, err)
+		}
+		if err := w.Rebuilt(ctx, key.UserID, 5, epoch, i%2 == 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Release(ctx, key.UserID, 5, "t"); err != nil {
+			t.Fatal(err)
+		}
+		want := gate.Held
+		if i%2 == 0 {
+			want = gate.Won
+		}
+		if h, _, err := w.Hold(ctx, key.UserID, 5, "u", time.Minute); err != nil || h != want {
+			t.Fatalf("one-win hold of %s after the rebuild: %v %v, want %v", key.UserID, h, err, want)
+		}
 	}
 	if len(ids) != 3 {
 		t.Fatalf("fences name %d replication ids, want the 3 masters'", len(ids))

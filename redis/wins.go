@@ -21,9 +21,10 @@ import (
 //	<prefix>:one_win:{u:<userID>}:hold:<activity>  the hold of the user's running draw
 //
 // The set holds "<activityID>" for each activity in which the user won a stocked award,
-// and "k<activityID>" once it knows the activity: a set that does not know an activity
-// (never asked, or lost with Redis: a flush, an eviction, its expiry) is rebuilt from the
-// award records before it answers, so a lost set never reads as "has not won".
+// and a known-member once it knows the activity ("k<activityID>", or fenced
+// "k<activityID>|<stamp>", see Fence): a set that does not know an activity (never asked,
+// or lost with Redis: a flush, an eviction, its expiry) is rebuilt from the award records
+// before it answers, so a lost set never reads as "has not won".
 //
 // Behind a draw path that writes its award records after its answers (the flash draw),
 // the records are complete only once the draw writer has applied every draw published
@@ -38,6 +39,7 @@ type Wins struct {
 	prefix string
 	ttl    time.Duration
 	hot    *DrawQuota // nil: the award records are written before the answers
+	fence  bool
 }
 
 var _ gate.Wins = (*Wins)(nil)
@@ -60,6 +62,27 @@ func (w *Wins) RebuildAfter(hot *DrawQuota) *Wins {
 	return w
 }
 
+// Fence turns replication-id fencing of the sets on or off and returns w, as the hot
+// quota's Fence (the same setting as the DrawQuota given to RebuildAfter, and in every
+// process sharing the sets).
+//
+// A failover or a restart can lose the SADD of a win while the win was answered and made
+// durable: the rolled-back set still knows the activity, so unfenced it answers "has not
+// won" and the user wins again. Fenced, a known-member counts only under the stamp it was
+// rebuilt under: "k<activity>|<epoch>", the epoch of the user's slot marker, which counts
+// only while the slot's fence is the server's replication id (DrawQuota.Fence); without
+// RebuildAfter the stamp is the replication id itself. After a failover or a restart the
+// slot is fenced, so every hold that is not already "won" answers gate.NotReady (0009, and
+// the flash draw starts the restore); the restore sets a new epoch, and each set is then
+// rebuilt from the award records once per activity at its user's next hold. A member
+// "<activity>" (won) is answered as it is: a rolled-back set only lacks the newest
+// members. The hold and the rebuild check the stamp before they write; Note (adding a
+// win, always true) and Release are not fenced.
+func (w *Wins) Fence(on bool) *Wins {
+	w.fence = on
+	return w
+}
+
 // markerKey is the key whose epoch a rebuild of the user's set is read under: the hot
 // quota's marker of the user's slot, or the set itself (never read) without one.
 func (w *Wins) markerKey(userID string) string {
@@ -69,6 +92,15 @@ func (w *Wins) markerKey(userID string) string {
 	return w.hot.markerKey(w.hot.userSlot(userID))
 }
 
+// fenceKey is the fence of the marker's slot (DrawQuota.Fence), or the set itself (never
+// read) without a hot quota.
+func (w *Wins) fenceKey(userID string) string {
+	if w.hot == nil {
+		return w.SetKey(userID)
+	}
+	return w.hot.fenceKey(w.hot.userSlot(userID))
+}
+
 // SetKey returns the key of the user's set.
 func (w *Wins) SetKey(userID string) string { return w.prefix + "{u:" + userID + "}" }
 
@@ -76,27 +108,73 @@ func (w *Wins) holdKey(userID string, activityID int64) string {
 	return w.SetKey(userID) + ":hold:" + strconv.FormatInt(activityID, 10)
 }
 
-// holdScript checks the set and takes the hold. KEYS are the set, the hold and the
-// marker; ARGV the activity, its known-marker, the token, the hold's TTL in milliseconds
+// The one-win scripts' helpers, after fence.go's, for their two variants:
+//
+//	OW_FENCE                     whether the variant fences
+//	ow_stamp(hot, marker, fence) what a rebuild is read and a known-member stamped under:
+//	                             with a hot quota ("1") the slot's epoch, false when the
+//	                             marker is missing or (fenced) its fence is another
+//	                             server's id; without, fenced, the replication id, and
+//	                             unfenced ""
+//	ow_known(set, act, stamp)    whether the set knows the activity (fenced: under stamp)
+const owLua = `
+local function ow_stamp(hot, marker, fence)
+  if not hot then
+    if OW_FENCE then
+      return bm_replid()
+    end
+    return ''
+  end
+  local epoch = redis.call('GET', marker)
+  if epoch and bm_fenced(fence) then
+    return false
+  end
+  return epoch
+end
+local function ow_known(set, act, stamp)
+  if not OW_FENCE then
+    return redis.call('SISMEMBER', set, 'k' .. act) == 1
+  end
+  return stamp and redis.call('SISMEMBER', set, 'k' .. act .. '|' .. stamp) == 1
+end
+`
+
+// newOWScript is newFencedScript with the one-win helpers.
+func newOWScript(body string) fencedScript {
+	return fencedScript{
+		on:  goredis.NewScript(fenceOnLua + "local OW_FENCE = true\n" + owLua + body),
+		off: goredis.NewScript(fenceOffLua + "local OW_FENCE = false\n" + owLua + body),
+	}
+}
+
+// holdScript checks the set and takes the hold. KEYS are the set, the hold, the marker
+// and the marker's fence; ARGV the activity, the token, the hold's TTL in milliseconds
 // and "1" when a rebuild needs the marker. It returns {gate.Hold} or, for Unknown,
-// {3, epoch}; NotReady (4) takes no hold.
-var holdScript = goredis.NewScript(`
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+// {3, stamp}; NotReady (4) takes no hold. Unfenced, the marker is read only for a set
+// that does not know the activity; fenced, every hold not answered "won" reads it.
+var holdScript = newOWScript(`
+local act, hot = ARGV[1], ARGV[4] == '1'
+if redis.call('SISMEMBER', KEYS[1], act) == 1 then
   return {1}
 end
-local known = redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1
-local epoch = ''
-if not known and ARGV[5] == '1' then
-  epoch = redis.call('GET', KEYS[3])
-  if not epoch then
+local stamp
+if OW_FENCE then
+  stamp = ow_stamp(hot, KEYS[3], KEYS[4])
+end
+local known = ow_known(KEYS[1], act, stamp)
+if not known then
+  if not OW_FENCE then
+    stamp = ow_stamp(hot, KEYS[3], KEYS[4])
+  end
+  if not stamp then
     return {4}
   end
 end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {2}
 end
 if not known then
-  return {3, epoch}
+  return {3, stamp}
 end
 return {0}
 `)
@@ -104,12 +182,9 @@ return {0}
 // Hold implements gate.Wins.
 func (w *Wins) Hold(ctx context.Context, userID string, activityID int64, token string, ttl time.Duration) (gate.Hold, string, error) {
 	act := strconv.FormatInt(activityID, 10)
-	gated := "0"
-	if w.hot != nil {
-		gated = "1"
-	}
-	res, err := holdScript.Run(ctx, w.client, []string{w.SetKey(userID), w.holdKey(userID, activityID), w.markerKey(userID)},
-		act, "k"+act, token, max(ttl.Milliseconds(), 1), gated).Slice()
+	res, err := holdScript.run(ctx, w.client, w.fence,
+		[]string{w.SetKey(userID), w.holdKey(userID, activityID), w.markerKey(userID), w.fenceKey(userID)},
+		act, token, max(ttl.Milliseconds(), 1), w.gated()).Slice()
 	if err != nil {
 		return 0, "", fmt.Errorf("one-win hold of %s in activity %d: %w", userID, activityID, err)
 	}
@@ -128,42 +203,57 @@ func (w *Wins) Hold(ctx context.Context, userID string, activityID int64, token 
 	return 0, "", fmt.Errorf("one-win hold of %s in activity %d: unexpected answer %v", userID, activityID, res)
 }
 
-// rebuiltScript adds ARGV[3…] to the set and renews its TTL (ARGV[2] ms), if the marker
-// still holds the epoch ARGV[1] (an empty epoch is not checked); 0 when it does not.
-// KEYS are the set and the marker.
-var rebuiltScript = goredis.NewScript(`
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+// gated is the scripts' "1" when a rebuild waits for the hot quota's marker.
+func (w *Wins) gated() string {
+	if w.hot != nil {
+		return "1"
+	}
+	return "0"
+}
+
+// rebuiltScript records a rebuild read under the stamp ARGV[1] (an empty one is not
+// checked): the known-member of the activity ARGV[3] and, when ARGV[4] is "1", the win;
+// it renews the set's TTL (ARGV[2] ms). It returns 0, writing nothing, when the stamp no
+// longer stands (a loss or a failover since: ow_stamp differs or is false, fenced). Fenced,
+// it drops the activity's known-members of other stamps. KEYS are the set, the marker and
+// the marker's fence; ARGV[5] is "1" with a hot quota.
+var rebuiltScript = newOWScript(`
+local stamp = ow_stamp(ARGV[5] == '1', KEYS[2], KEYS[3])
+if ARGV[1] ~= '' and stamp ~= ARGV[1] or OW_FENCE and not stamp then
   return 0
 end
-redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+local known = 'k' .. ARGV[3]
+if OW_FENCE then
+  local old = known .. '|'
+  known = old .. stamp
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if m ~= known and string.sub(m, 1, #old) == old then
+      redis.call('SREM', KEYS[1], m)
+    end
+  end
+end
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[1], known, ARGV[3])
+else
+  redis.call('SADD', KEYS[1], known)
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `)
 
-// add puts members in the user's set and renews its TTL, in one transaction.
-func (w *Wins) add(ctx context.Context, userID string, members ...any) error {
-	key := w.SetKey(userID)
-	_, err := w.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.SAdd(ctx, key, members...)
-		p.PExpire(ctx, key, w.ttl)
-		return nil
-	})
-	return err
-}
-
 // Rebuilt implements gate.Wins.
 func (w *Wins) Rebuilt(ctx context.Context, userID string, activityID int64, epoch string, won bool) error {
-	act := strconv.FormatInt(activityID, 10)
-	args := []any{epoch, w.ttl.Milliseconds(), "k" + act}
+	wonArg := "0"
 	if won {
-		args = append(args, act)
+		wonArg = "1"
 	}
-	n, err := rebuiltScript.Run(ctx, w.client, []string{w.SetKey(userID), w.markerKey(userID)}, args...).Int()
+	n, err := rebuiltScript.run(ctx, w.client, w.fence, []string{w.SetKey(userID), w.markerKey(userID), w.fenceKey(userID)},
+		epoch, w.ttl.Milliseconds(), strconv.FormatInt(activityID, 10), wonArg, w.gated()).Int()
 	if err != nil {
 		return fmt.Errorf("rebuild one-win of %s in activity %d: %w", userID, activityID, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("rebuild one-win of %s in activity %d: hot state lost while the award records were read: %w",
+		return fmt.Errorf("rebuild one-win of %s in activity %d: hot state lost or fenced while the award records were read: %w",
 			userID, activityID, gate.ErrRebuilding)
 	}
 	return nil
@@ -171,7 +261,13 @@ func (w *Wins) Rebuilt(ctx context.Context, userID string, activityID int64, epo
 
 // Note implements gate.Wins.
 func (w *Wins) Note(ctx context.Context, userID string, activityID int64) error {
-	if err := w.add(ctx, userID, strconv.FormatInt(activityID, 10)); err != nil {
+	key := w.SetKey(userID)
+	_, err := w.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.SAdd(ctx, key, strconv.FormatInt(activityID, 10))
+		p.PExpire(ctx, key, w.ttl)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("note one win of %s in activity %d: %w", userID, activityID, err)
 	}
 	return nil

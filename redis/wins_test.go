@@ -33,7 +33,7 @@ func TestWins(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			w := NewWins(client, cleanPrefix(t, client), time.Hour)
+			w := NewWins(client, cleanPrefix(t, client), time.Hour).Fence(b.fence)
 			ctx := context.Background()
 			hold := func(user, token string) gate.Hold {
 				t.Helper()
@@ -123,7 +123,7 @@ func TestOneWinRebuildWaitsForTheWriter(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
 			prefix := cleanPrefix(t, client)
-			hot := NewDrawQuota(client, prefix)
+			hot := NewDrawQuota(client, prefix).Fence(b.fence)
 			ctx := context.Background()
 			if err := hot.MarkReady(ctx); err != nil {
 				t.Fatal(err)
@@ -131,7 +131,7 @@ func TestOneWinRebuildWaitsForTheWriter(t *testing.T) {
 			records := &writerRecords{}
 			g := gate.New(gate.Options{Store: oneWinSettings{}, Activities: openActivity{},
 				Strategies: stockedStrategies(t, client), Records: records,
-				Wins: NewWins(client, prefix, time.Hour).RebuildAfter(hot)})
+				Wins: NewWins(client, prefix, time.Hour).Fence(b.fence).RebuildAfter(hot)})
 			p, err := g.Admit(ctx, "alice", 7, time.Minute)
 			if err != nil {
 				t.Fatal(err)
@@ -198,8 +198,8 @@ func TestOneWinRebuildUnderLostEpoch(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
 			prefix := cleanPrefix(t, client)
-			hot := NewDrawQuota(client, prefix)
-			w := NewWins(client, prefix, time.Hour).RebuildAfter(hot)
+			hot := NewDrawQuota(client, prefix).Fence(b.fence)
+			w := NewWins(client, prefix, time.Hour).Fence(b.fence).RebuildAfter(hot)
 			ctx := context.Background()
 			if h, _, err := w.Hold(ctx, "alice", 7, "t1", time.Minute); err != nil || h != gate.NotReady {
 				t.Fatalf("hold without a marker: %v %v, want NotReady", h, err)

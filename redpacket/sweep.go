@@ -21,13 +21,19 @@ const sweepLease = "red_packet_sweep"
 
 // SweepLeased runs Sweep every interval until ctx ends, on one node at a time: a run
 // that cannot claim the lease does nothing, and another node takes over when the
-// holder's lease lapses (2×interval + 1 min after its claim) or is released at the end
-// of a run.
+// holder's lease lapses (interval + 15s after its claim) or is released at the end of a
+// run. So a node that dies holding it delays the refunds by at most interval + 15s plus
+// the next node's tick. A sweep that outlives its lease is harmless: a second sweep may
+// run beside it, and every step of a refund is idempotent (the close in Redis, the grabs
+// by their key, the refund once by its state and out_business_no).
 func (s *Service) SweepLeased(ctx context.Context, lease Lease, interval time.Duration) error {
 	return tick.Every(ctx, interval, func(ctx context.Context) {
-		s.sweepOnce(ctx, lease, 2*interval+time.Minute)
+		s.sweepOnce(ctx, lease, SweepLeaseTTL(interval))
 	})
 }
+
+// SweepLeaseTTL is how long a sweep's claim on the lease lasts, for a sweep every interval.
+func SweepLeaseTTL(interval time.Duration) time.Duration { return interval + 15*time.Second }
 
 // sweepOnce sweeps if it can claim the lease for ttl.
 func (s *Service) sweepOnce(ctx context.Context, lease Lease, ttl time.Duration) {

@@ -96,7 +96,7 @@ func TestSweepRunsOnlyWithTheLease(t *testing.T) {
 	if claims < 2 || len(released) == 0 || released[0] != "token" {
 		t.Fatalf("claims %d, released %v: want the lease claimed and released by its holder", claims, released)
 	}
-	if want := 2*10*time.Millisecond + time.Minute; ttl != want {
-		t.Fatalf("lease ttl %v, want %v (2×interval + 1 min)", ttl, want)
+	if want := 10*time.Millisecond + 15*time.Second; ttl != want || SweepLeaseTTL(10*time.Millisecond) != want {
+		t.Fatalf("lease ttl %v, want %v (interval + 15s)", ttl, want)
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/bigmarket/bigmarket/internal/soldout"
+	"github.com/bigmarket/bigmarket/internal/tick"
 )
 
 // Input is one draw as the engine sees it. The activity domain supplies Score (draws used
@@ -64,6 +67,8 @@ type Assembled struct {
 	// strategy has a rule_luck_award.
 	stocked    map[int]bool
 	noFallback bool
+	// cfg is the stored config it was assembled from, which Refresh compares.
+	cfg Config
 }
 
 // classify finds the stocked awards and whether the strategy has a fallback, once its
@@ -329,9 +334,76 @@ func (s *Service) assemble(ctx context.Context, strategyID int64) (*Assembled, e
 	if err := s.preheat(ctx, cfg, a); err != nil {
 		return nil, fmt.Errorf("assemble strategy %d: %w", strategyID, err)
 	}
+	a.cfg = cfg
 	s.assembled.Store(strategyID, a)
 	s.soldOut.Reset()
 	return a, nil
+}
+
+// Refresh re-assembles every strategy this node has assembled whose stored config is no
+// longer the one it was assembled from, and returns how many it re-assembled. The armory
+// announcement (core NATS, at most once) reaches every node that is connected at that
+// moment; Refresh is the bound for one that missed it (disconnected, or too slow to take
+// it), and makes a config changed in the store without an armory go live too. The
+// surplus is not compared: the grants move it all the time, and the assembly does not
+// use it for a counter that exists. A strategy that fails to load or build keeps its
+// assembly and is tried again by the next run.
+func (s *Service) Refresh(ctx context.Context) (int, error) {
+	var ids []int64
+	s.assembled.Range(func(k, _ any) bool {
+		ids = append(ids, k.(int64))
+		return true
+	})
+	var (
+		n    int
+		errs []error
+	)
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		cfg, err := s.opts.Configs.LoadStrategy(ctx, id)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh strategy %d: %w", id, err))
+			continue
+		}
+		v, ok := s.assembled.Load(id)
+		if !ok || sameConfig(v.(*Assembled).cfg, cfg) {
+			continue
+		}
+		s.mu.Lock()
+		_, err = s.assemble(ctx, id)
+		s.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh strategy %d: %w", id, err))
+			continue
+		}
+		s.opts.Logger.Info("strategy re-assembled: its stored config changed", "strategy_id", id)
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// RefreshEvery runs Refresh every interval until ctx ends.
+func (s *Service) RefreshEvery(ctx context.Context, interval time.Duration) error {
+	return tick.Every(ctx, interval, func(ctx context.Context) {
+		if _, err := s.Refresh(ctx); err != nil {
+			s.opts.Logger.Warn("strategy refresh", "err", err)
+		}
+	})
+}
+
+// sameConfig reports whether two stored configs assemble alike: equal but for the awards'
+// surplus.
+func sameConfig(a, b Config) bool {
+	if len(a.Awards) != len(b.Awards) {
+		return false
+	}
+	a.Awards, b.Awards = slices.Clone(a.Awards), slices.Clone(b.Awards)
+	for i := range a.Awards {
+		a.Awards[i].Surplus, b.Awards[i].Surplus = 0, 0
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // preheat puts the stock of every award missing from the cache into it. Counters that

@@ -550,3 +550,52 @@ func drawsWinning(t *testing.T, s *Service, strategyID int64, award, n int) int 
 	}
 	return got
 }
+
+// TestRefreshReassemblesChangedConfigs: two nodes share a config store; the second never
+// hears of a change (no announcement). Its Refresh re-assembles the changed strategy once,
+// leaves an unchanged one alone, and ignores a surplus that moved (the grants move it).
+func TestRefreshReassemblesChangedConfigs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	stock := newFakeStock()
+	configs := fakeConfigs{map[int64]Config{100001: seedConfig(100001), 100002: seedConfig(100002)}}
+	a := NewService(Options{Configs: configs, Stock: stock})
+	b := NewService(Options{Configs: configs, Stock: stock})
+	for _, s := range []*Service{a, b} {
+		for _, id := range []int64{100001, 100002} {
+			if _, err := s.Assembled(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, err := b.Refresh(ctx); n != 0 || err != nil {
+		t.Fatalf("refresh with nothing changed: %d %v, want 0", n, err)
+	}
+	cfg := seedConfig(100002)
+	for i := range cfg.Awards {
+		cfg.Awards[i].Surplus-- // grants synced to the store
+	}
+	configs.configs[100002] = cfg
+	if n, err := b.Refresh(ctx); n != 0 || err != nil {
+		t.Fatalf("refresh after the surplus moved: %d %v, want 0", n, err)
+	}
+	cfg = seedConfig(100002)
+	cfg.Awards[0].Rate, cfg.Awards[0].Title = cfg.Awards[0].Rate+1, "changed"
+	configs.configs[100002] = cfg
+	if _, err := a.Armory(ctx, 100002); err != nil { // no Announcer: b misses it
+		t.Fatal(err)
+	}
+	before, _ := b.Assembled(ctx, 100002)
+	if before.Awards[0].Title == "changed" {
+		t.Fatal("the node that missed the armory already has the change; the test would prove nothing")
+	}
+	if n, err := b.Refresh(ctx); n != 1 || err != nil {
+		t.Fatalf("refresh after a change: %d %v, want 1 re-assembled", n, err)
+	}
+	if after, _ := b.Assembled(ctx, 100002); after.Awards[0].Title != "changed" || after.Awards[0].Rate != cfg.Awards[0].Rate {
+		t.Fatalf("after the refresh award %+v, want the changed one", after.Awards[0])
+	}
+	if n, err := b.Refresh(ctx); n != 0 || err != nil {
+		t.Fatalf("second refresh: %d %v, want 0", n, err)
+	}
+}
