@@ -200,10 +200,10 @@ func (n *App) buildStores() error {
 	n.publisher = nats.NewPublisher(b.JS, n.eventOpts)
 	n.relay = outbox.NewRelay(outbox.Options{Publisher: n.publisher, Store: n.users, Queue: committed, Logger: log,
 		Grace: cfg.OutboxGrace, Every: cfg.OutboxEvery})
-	n.stock = redis.NewStock(b.Redis, cfg.RedisPrefix).Fence(b.RedisFence)
+	n.stock = redis.NewStock(b.Redis, cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait)
 	// A draw's stock deduction shares the round trips of concurrent draws.
 	n.stock.DeductVia(autoPipelined(b.Redis, log, "award stock deductions"))
-	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix).Fence(b.RedisFence)
+	n.skuStock = redis.NewSKUStock(b.Redis, cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait)
 	n.stockSync = nats.NewStockSync(b.JS, n.stockOpts, log)
 	n.armoryBus = nats.NewArmoryBus(b.NC, cfg.NATSPrefix, log)
 	recoveryOpts := recovery.Options{
@@ -252,7 +252,7 @@ func (n *App) buildStores() error {
 		log.Warn("draws without auto-pipelining", "err", err)
 	}
 	_, cluster := b.Redis.(*goredis.ClusterClient)
-	n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster).Fence(b.RedisFence)
+	n.drawQuota = redis.NewDrawQuota(drawRedis, cfg.RedisPrefix).OnCluster(cluster).Fence(b.RedisFence).WaitReplicas(b.RedisWait)
 	activityOpts.Hot = n.drawQuota
 	n.activities = activity.NewService(activityOpts)
 	return nil
@@ -285,7 +285,7 @@ func (n *App) buildServices() {
 		log.Warn("red packets without auto-pipelining", "err", err)
 	}
 	n.redPackets = redpacket.NewService(redpacket.Options{
-		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix).Fence(b.RedisFence),
+		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait),
 		Events: nats.NewGrabEvents(n.publisher), Logger: log,
 		// A rebuild of a lost packet waits for the grab consumer (buildConsumers) to
 		// apply every grab event already published.
@@ -340,7 +340,7 @@ func (n *App) buildRain(ctx context.Context) error {
 	n.rainQuota = bus
 	store := sqlstore.NewRainStore(b.ConfigDB, n.users)
 	n.rains = rain.NewService(rain.Options{
-		Store: store, Hot: redis.NewRain(autoPipelined(b.Redis, log, "rain taps"), cfg.RedisPrefix).Fence(b.RedisFence),
+		Store: store, Hot: redis.NewRain(autoPipelined(b.Redis, log, "rain taps"), cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait),
 		Events: nats.NewWinEvents(n.publisher),
 		// A rebuild of a session Redis lost waits for the win consumer (buildConsumers) to
 		// apply every win event already published.

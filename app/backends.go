@@ -26,9 +26,12 @@ type Backends struct {
 	// RedisFence is whether the hot scripts fence their key groups by replication id:
 	// an external Redis that answers the probe, unless Config.RedisFence is off.
 	RedisFence bool
-	NC         *natsgo.Conn
-	JS         jetstream.JetStream
-	closers    []func()
+	// RedisWait is what the hot writes wait for from replicas (Config.RedisWaitReplicas);
+	// zero is off.
+	RedisWait redis.ReplicaWait
+	NC        *natsgo.Conn
+	JS        jetstream.JetStream
+	closers   []func()
 }
 
 // Close closes every connection, the last opened first.
@@ -115,6 +118,13 @@ func OpenRedis(ctx context.Context, cfg Config, b *Backends, log *slog.Logger) e
 	}
 	b.Redis = client
 	b.closers = append(b.closers, func() { client.Close() })
+	if cfg.RedisWaitReplicas > 0 && len(cfg.RedisAddrs) > 0 {
+		b.RedisWait = redis.ReplicaWait{Client: client, Replicas: cfg.RedisWaitReplicas, Timeout: cfg.RedisWaitTimeout}
+		if err := b.RedisWait.Check(); err != nil {
+			return fmt.Errorf("BIGMARKET_REDIS_WAIT_REPLICAS: %w", err)
+		}
+		log.Info("redis hot writes wait for replicas", "replicas", cfg.RedisWaitReplicas, "timeout", cfg.RedisWaitTimeout.String())
+	}
 	if len(cfg.RedisAddrs) == 0 || !cfg.RedisFence {
 		if len(cfg.RedisAddrs) > 0 {
 			log.Warn("redis hot scripts not fenced (BIGMARKET_REDIS_FENCE=false): a failover that loses writes can grant twice")

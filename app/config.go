@@ -32,6 +32,7 @@ import (
 	"github.com/bigmarket/bigmarket/guard"
 	"github.com/bigmarket/bigmarket/httpapi"
 	"github.com/bigmarket/bigmarket/money"
+	"github.com/bigmarket/bigmarket/redis"
 )
 
 // Config is everything the binary can be told, loaded once here and passed down as values:
@@ -60,9 +61,21 @@ type Config struct {
 	// durable records instead of granting twice; false runs without, on a Redis-compatible
 	// server that cannot read INFO replication inside a script. The embedded server has
 	// no replication and is never fenced.
-	RedisFence bool     `koanf:"redis_fence"`
-	Shards     string   `koanf:"shards"`
-	NATSURLs   []string `koanf:"nats_urls" dump:"url"`
+	RedisFence bool `koanf:"redis_fence"`
+	// RedisWaitReplicas is how many replicas must acknowledge each hot write — a red
+	// packet grab, an award or SKU stock deduction, a rain tap, a flash draw's quota take —
+	// before its result is published or answered (BIGMARKET_REDIS_WAIT_REPLICAS, default
+	// 0: off). Each such script is sent
+	// with WAIT behind it on the same connection; a write fewer replicas acknowledged within
+	// RedisWaitTimeout answers retry, so that a master cut off from the cluster (split
+	// brain) grants nothing the promoted replica lacks. A master with fewer healthy
+	// replicas refuses those writes. Needs an external Redis.
+	RedisWaitReplicas int `koanf:"redis_wait_replicas"`
+	// RedisWaitTimeout bounds each hot write's wait for its replicas
+	// (BIGMARKET_REDIS_WAIT_TIMEOUT, default 50ms; 1ms to under the Redis read timeout).
+	RedisWaitTimeout time.Duration `koanf:"redis_wait_timeout"`
+	Shards           string        `koanf:"shards"`
+	NATSURLs         []string      `koanf:"nats_urls" dump:"url"`
 	// NATSPrefix starts bigmarket's stream, subject and consumer names.
 	NATSPrefix          string        `koanf:"nats_prefix"`
 	NATSReplicas        int           `koanf:"nats_replicas"`
@@ -227,6 +240,7 @@ func DefaultConfig() Config {
 		DataDir:                 "./data",
 		RedisPrefix:             "bigmarket",
 		RedisFence:              true,
+		RedisWaitTimeout:        50 * time.Millisecond,
 		Shards:                  "2x4",
 		NATSPrefix:              "",
 		NATSReplicas:            1,
@@ -407,6 +421,21 @@ func (c *Config) Validate() error {
 	}
 	if c.RedisTimeout < 0 || c.RedisTimeout > 0 && c.RedisTimeout < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("BIGMARKET_REDIS_TIMEOUT %s: want at least 10ms (or unset)", c.RedisTimeout))
+	}
+	if c.RedisWaitReplicas < 0 || c.RedisWaitReplicas > 16 {
+		errs = append(errs, fmt.Errorf("BIGMARKET_REDIS_WAIT_REPLICAS %d: want 0 (off) to 16", c.RedisWaitReplicas))
+	}
+	if c.RedisWaitReplicas > 0 {
+		read := c.RedisTimeout
+		if read == 0 {
+			read = redis.DefaultReadTimeout
+		}
+		if c.RedisWaitTimeout < time.Millisecond || c.RedisWaitTimeout >= read {
+			errs = append(errs, fmt.Errorf("BIGMARKET_REDIS_WAIT_TIMEOUT %s: want 1ms to under the Redis read timeout %s", c.RedisWaitTimeout, read))
+		}
+		if len(c.RedisAddrs) == 0 {
+			errs = append(errs, errors.New("BIGMARKET_REDIS_WAIT_REPLICAS needs an external Redis (BIGMARKET_REDIS_ADDRS): the embedded server has no replicas"))
+		}
 	}
 	if c.OutboxGrace <= 0 || c.OutboxEvery <= 0 {
 		errs = append(errs, errors.New("outbox grace and interval must be positive"))

@@ -58,23 +58,26 @@ func TestConfigValidate(t *testing.T) {
 		env  []string
 		want string
 	}{
-		"bad mode":              {[]string{"BIGMARKET_MODE=chaos"}, "BIGMARKET_MODE"},
-		"shards not power of 2": {[]string{"BIGMARKET_SHARDS=3x4"}, "BIGMARKET_SHARDS"},
-		"shards malformed":      {[]string{"BIGMARKET_SHARDS=eight"}, "BIGMARKET_SHARDS"},
-		"dsn count mismatch":    {[]string{"BIGMARKET_CONFIG_DSN=root@tcp(h)/c", "BIGMARKET_USER_DSNS=root@tcp(h)/u1"}, "BIGMARKET_USER_DSNS"},
-		"user dsns alone":       {[]string{"BIGMARKET_USER_DSNS=a,b"}, "without BIGMARKET_CONFIG_DSN"},
-		"bad timezone":          {[]string{"BIGMARKET_TIMEZONE=Mars/Olympus"}, "BIGMARKET_TIMEZONE"},
-		"plain endpoints":       {[]string{"BIGMARKET_PLAIN_USER_ENDPOINTS=maybe"}, "BIGMARKET_PLAIN_USER_ENDPOINTS"},
-		"production secrets":    {[]string{"BIGMARKET_MODE=production"}, "BIGMARKET_ADMIN_TOKEN"},
-		"commit timeout":        {[]string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=10ms"}, "draw commit timeout"},
-		"embed origin path":     {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example/x"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
-		"embed origin csp":      {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example;script-src *"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
-		"embed origin wildcard": {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=*"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
-		"trusted proxy name":    {[]string{"BIGMARKET_TRUSTED_PROXIES=127.0.0.1,nginx.internal"}, `BIGMARKET_TRUSTED_PROXIES (IPs and CIDRs, comma separated): "nginx.internal"`},
-		"trusted proxy cidr":    {[]string{"BIGMARKET_TRUSTED_PROXIES=10.1.0.0/8"}, "did you mean 10.0.0.0/8"},
-		"ip rate negative":      {[]string{"BIGMARKET_IP_RATE_LIMIT_PER_SECOND=-1"}, "ipRateLimitPerSecond"},
-		"ip burst negative":     {[]string{"BIGMARKET_IP_RATE_LIMIT_BURST=-2"}, "ipRateLimitBurst"},
-		"production demo jwt":   {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
+		"bad mode":               {[]string{"BIGMARKET_MODE=chaos"}, "BIGMARKET_MODE"},
+		"shards not power of 2":  {[]string{"BIGMARKET_SHARDS=3x4"}, "BIGMARKET_SHARDS"},
+		"shards malformed":       {[]string{"BIGMARKET_SHARDS=eight"}, "BIGMARKET_SHARDS"},
+		"dsn count mismatch":     {[]string{"BIGMARKET_CONFIG_DSN=root@tcp(h)/c", "BIGMARKET_USER_DSNS=root@tcp(h)/u1"}, "BIGMARKET_USER_DSNS"},
+		"user dsns alone":        {[]string{"BIGMARKET_USER_DSNS=a,b"}, "without BIGMARKET_CONFIG_DSN"},
+		"bad timezone":           {[]string{"BIGMARKET_TIMEZONE=Mars/Olympus"}, "BIGMARKET_TIMEZONE"},
+		"plain endpoints":        {[]string{"BIGMARKET_PLAIN_USER_ENDPOINTS=maybe"}, "BIGMARKET_PLAIN_USER_ENDPOINTS"},
+		"production secrets":     {[]string{"BIGMARKET_MODE=production"}, "BIGMARKET_ADMIN_TOKEN"},
+		"commit timeout":         {[]string{"BIGMARKET_DRAW_COMMIT_TIMEOUT=10ms"}, "draw commit timeout"},
+		"embed origin path":      {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example/x"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
+		"embed origin csp":       {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=https://a.example;script-src *"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
+		"embed origin wildcard":  {[]string{"BIGMARKET_WEB_EMBED_ORIGINS=*"}, "BIGMARKET_WEB_EMBED_ORIGINS"},
+		"trusted proxy name":     {[]string{"BIGMARKET_TRUSTED_PROXIES=127.0.0.1,nginx.internal"}, `BIGMARKET_TRUSTED_PROXIES (IPs and CIDRs, comma separated): "nginx.internal"`},
+		"trusted proxy cidr":     {[]string{"BIGMARKET_TRUSTED_PROXIES=10.1.0.0/8"}, "did you mean 10.0.0.0/8"},
+		"ip rate negative":       {[]string{"BIGMARKET_IP_RATE_LIMIT_PER_SECOND=-1"}, "ipRateLimitPerSecond"},
+		"ip burst negative":      {[]string{"BIGMARKET_IP_RATE_LIMIT_BURST=-2"}, "ipRateLimitBurst"},
+		"wait replicas negative": {[]string{"BIGMARKET_REDIS_ADDRS=r:6379", "BIGMARKET_REDIS_WAIT_REPLICAS=-1"}, "BIGMARKET_REDIS_WAIT_REPLICAS"},
+		"wait embedded":          {[]string{"BIGMARKET_REDIS_WAIT_REPLICAS=1"}, "needs an external Redis"},
+		"wait timeout":           {[]string{"BIGMARKET_REDIS_ADDRS=r:6379", "BIGMARKET_REDIS_WAIT_REPLICAS=1", "BIGMARKET_REDIS_WAIT_TIMEOUT=2s"}, "BIGMARKET_REDIS_WAIT_TIMEOUT"},
+		"production demo jwt":    {[]string{"BIGMARKET_MODE=production", "BIGMARKET_ADMIN_TOKEN=0123456789abcdef", "BIGMARKET_JWT_SECRET=" + demoJWTSecret}, "BIGMARKET_JWT_SECRET"},
 	} {
 		cfg, err := LoadConfig("", tc.env)
 		if err == nil {
@@ -103,6 +106,13 @@ func TestConfigValidate(t *testing.T) {
 	demo, _ := LoadConfig("", nil)
 	if err := demo.Validate(); err != nil || demo.proxies.String() != "" || demo.guard.IPLimits() {
 		t.Errorf("defaults: proxies %q, ip limits on %t: %v", demo.proxies, demo.guard.IPLimits(), err)
+	}
+	if demo.RedisWaitReplicas != 0 || demo.RedisWaitTimeout != 50*time.Millisecond {
+		t.Errorf("redis wait by default: %d replicas, %s; want off, 50ms", demo.RedisWaitReplicas, demo.RedisWaitTimeout)
+	}
+	if c, _ := LoadConfig("", []string{"BIGMARKET_REDIS_ADDRS=r:6379", "BIGMARKET_REDIS_WAIT_REPLICAS=1", "BIGMARKET_REDIS_WAIT_TIMEOUT=200ms"}); c.Validate() != nil ||
+		c.RedisWaitReplicas != 1 || c.RedisWaitTimeout != 200*time.Millisecond {
+		t.Errorf("BIGMARKET_REDIS_WAIT_REPLICAS=1, _TIMEOUT=200ms: %d, %s, %v", c.RedisWaitReplicas, c.RedisWaitTimeout, c.Validate())
 	}
 	if demo.DrawCommitTimeout != 5*time.Second {
 		t.Errorf("draw commit timeout %s, want 5s by default", demo.DrawCommitTimeout)

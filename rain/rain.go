@@ -29,6 +29,12 @@ var (
 	// ErrUnavailable is a state that is not known now — hot state lost and being rebuilt,
 	// a win the broker has not acknowledged, no quota version on this node yet: retry (0009).
 	ErrUnavailable = errors.New("rain session temporarily unavailable")
+	// ErrUnconfirmed is a tap whose outcome the hot state could not confirm durable there
+	// (its replicas did not acknowledge it: the master may be cut off, and a win taken
+	// there lost when it rejoins). It comes wrapped with ErrUnavailable (retry) but asks for
+	// no rebuild; a win taken stays unacknowledged in the hot state, and the user's next
+	// tap asks for it again and publishes it once it is confirmed.
+	ErrUnconfirmed = errors.New("rain tap not confirmed by the hot state's replicas")
 	// ErrConflict is a quota version written over a newer one, or a win the records
 	// contradict: no retry makes it apply.
 	ErrConflict = errors.New("rain conflict")

@@ -549,6 +549,10 @@ func (s *Service) grab(ctx context.Context, userID string, sessionID int64, retr
 	if held {
 		l.done(q.SeqNo, out.Issued, err == nil)
 	}
+	if errors.Is(err, ErrUnconfirmed) {
+		// A win may wait unacknowledged in Redis: the user's next tap must ask for it.
+		l.retry.Store(userID, struct{}{})
+	}
 	if err != nil {
 		return GrabResult{}, err
 	}
@@ -580,7 +584,7 @@ func (s *Service) grab(ctx context.Context, userID string, sessionID int64, retr
 // there.
 func (s *Service) hotGrab(ctx context.Context, q *Quota, userID string, now time.Time) (Outcome, error) {
 	out, err := s.opts.Hot.Grab(ctx, q.SessionID, userID, now, q.Allowed(now), q.UserCap)
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrUnconfirmed) {
 		// Not in the hot state: never loaded, or lost with Redis.
 		if rerr := s.recover(ctx, q); rerr != nil {
 			return Outcome{}, rerr

@@ -288,9 +288,18 @@ func deductAcross(t *testing.T, st *Stock, refs []strategy.AwardRef, calls int, 
 // ends. Without redis-server or redis-cli the test is skipped, except in CI, where it fails.
 func startCluster(t *testing.T, n int) []string {
 	t.Helper()
+	return startClusterReplicas(t, n, 0)
+}
+
+// startClusterReplicas is startCluster with replicas replicas of each master: it returns
+// the masters' and replicas' addresses, n*(1+replicas), in the order redis-cli was given
+// them (it picks the roles itself).
+func startClusterReplicas(t *testing.T, masters, replicas int) []string {
+	t.Helper()
 	server := lookTool(t, "redis-server")
 	cli := lookTool(t, "redis-cli")
 
+	n := masters * (1 + replicas)
 	addrs := make([]string, 0, n)
 	used := map[int]bool{}
 	for range n {
@@ -300,7 +309,7 @@ func startCluster(t *testing.T, n int) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}

@@ -224,7 +224,13 @@ func preheatCounter(ctx context.Context, client goredis.UniversalClient, fence b
 // returns out (nothing is taken) and an absent (or old-form) counter missing; with fence,
 // a fenced counter returns an error wrapping both missing and ErrFenced (nothing is taken:
 // the caller rebuilds it as a lost one).
-func deductCounter(ctx context.Context, client goredis.Scripter, fence bool, key string, units int64, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
+//
+// With wait on, the deduction waits for its replicas (ReplicaWait): one they did not
+// acknowledge returns an error wrapping missing and ErrUnreplicated. Its unit is taken
+// where it ran; if that master stays, the unit is never granted (a sequence number is
+// never granted twice: undersell by one, as a deduction whose reply timed out), and if it
+// is cut off and demoted, the promoted replica never had it.
+func deductCounter(ctx context.Context, client goredis.Scripter, fence bool, wait ReplicaWait, key string, units int64, expireAt time.Time, out, missing error) (remaining, issued int64, err error) {
 	at := expireAt.UnixMilli()
 	if at <= 0 {
 		return 0, 0, errors.New("no expiry")
@@ -232,9 +238,9 @@ func deductCounter(ctx context.Context, client goredis.Scripter, fence bool, key
 	if units < 1 {
 		return 0, 0, fmt.Errorf("deduct %d units", units)
 	}
-	res, err := deductScript.run(ctx, client, fence, fencedCounterKeys(key), at, units).Int64Slice()
+	res, err := deductScript.runWaiting(ctx, client, fence, wait, fencedCounterKeys(key), at, units).Int64Slice()
 	switch err = fenceErr(err); {
-	case errors.Is(err, ErrFenced):
+	case errors.Is(err, ErrFenced), errors.Is(err, ErrUnreplicated):
 		return 0, 0, fmt.Errorf("%w: %w", missing, err)
 	case err != nil:
 		return 0, 0, err

@@ -57,6 +57,7 @@ type DrawQuota struct {
 	// read one key instead of 16,384 (about 0.2 s each on the embedded server).
 	shards int
 	fence  bool
+	wait   ReplicaWait
 }
 
 var (
@@ -83,6 +84,19 @@ func (d *DrawQuota) OnCluster(cluster bool) *DrawQuota {
 	if cluster {
 		d.shards = slots
 	}
+	return d
+}
+
+// WaitReplicas makes the take, the load and take, and the sweep's resume wait for
+// w.Replicas replicas to acknowledge them (see ReplicaWait), through w.Client rather than
+// the client (or auto-pipeliner) NewDrawQuota was given: one they did not acknowledge
+// answers an error wrapping ErrUnreplicated, the unknown outcome of a take (flash: 0009;
+// a unit it took is a pending draw that the user's retry or the sweep settles, and their
+// resume writes its lease, so WAIT confirms the take before it is settled). Clear, fix,
+// refund, release and raise do not wait: they act on a draw a confirmed take or resume
+// handed out. It returns d.
+func (d *DrawQuota) WaitReplicas(w ReplicaWait) *DrawQuota {
+	d.wait = w
 	return d
 }
 
@@ -505,7 +519,7 @@ func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 func (d *DrawQuota) Take(ctx context.Context, key activity.QuotaKey, orderID string, now time.Time, lease time.Duration) (flash.Pending, bool, error) {
 	slot := d.userSlot(key.UserID)
 	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot), d.fenceKey(slot)}
-	res, err := takeScript.run(ctx, d.client, d.fence, keys, key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
+	res, err := takeScript.runWaiting(ctx, d.client, d.fence, d.wait, keys, key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
 		strconv.FormatInt(key.ActivityID, 10)+"|", key.UserID).Slice()
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
@@ -520,7 +534,7 @@ func (d *DrawQuota) LoadTake(ctx context.Context, key activity.QuotaKey, epoch s
 	keys := []string{d.quotaKey(key.UserID, key.ActivityID), d.pendingKey(key.UserID, key.ActivityID), d.markerKey(slot), d.indexKey(slot), d.fenceKey(slot)}
 	args := append([]any{key.Day, key.Month, orderID, now.UnixMilli(), lease.Milliseconds(),
 		strconv.FormatInt(key.ActivityID, 10) + "|", key.UserID}, loadArgs(key, epoch, q, expireAt)...)
-	res, err := loadTakeScript.run(ctx, d.client, d.fence, keys, args...).Slice()
+	res, err := loadTakeScript.runWaiting(ctx, d.client, d.fence, d.wait, keys, args...).Slice()
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("load and take hot quota of %s in %d: %w", key.UserID, key.ActivityID, err)
 	}
@@ -803,7 +817,7 @@ func (d *DrawQuota) Resume(ctx context.Context, ref flash.PendingRef, now time.T
 	slot := d.userSlot(ref.UserID)
 	keys := []string{d.pendingKey(ref.UserID, ref.ActivityID), d.indexKey(slot), d.markerKey(slot),
 		d.quotaKey(ref.UserID, ref.ActivityID), d.fenceKey(slot)}
-	res, err := resumeScript.run(ctx, d.client, d.fence, keys, ref.OrderID, now.UnixMilli(), lease.Milliseconds(),
+	res, err := resumeScript.runWaiting(ctx, d.client, d.fence, d.wait, keys, ref.OrderID, now.UnixMilli(), lease.Milliseconds(),
 		member(ref.UserID, ref.ActivityID, ref.OrderID)).Slice()
 	if err != nil {
 		return flash.Pending{}, false, fmt.Errorf("resume pending draw %s: %w", ref.OrderID, err)

@@ -83,6 +83,15 @@ func (s fencedScript) run(ctx context.Context, c goredis.Scripter, fence bool, k
 	return s.off.Run(ctx, c, keys, args...)
 }
 
+// runWaiting runs the script as run does, through c, or with w on through w's client with
+// WAIT behind it (ReplicaWait.run).
+func (s fencedScript) runWaiting(ctx context.Context, c goredis.Scripter, fence bool, w ReplicaWait, keys []string, args ...any) *goredis.Cmd {
+	if w.On() {
+		return w.run(ctx, s, fence, keys, args...)
+	}
+	return s.run(ctx, c, fence, keys, args...)
+}
+
 // fenceErr turns a script's "FENCED" error reply into an error wrapping ErrFenced, and
 // returns any other error (or nil) as it is.
 func fenceErr(err error) error {

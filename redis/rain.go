@@ -332,6 +332,7 @@ return r
 //	<prefix>:rain:{<id>}:unacked  hash user → "n:member:grabUnixMs", the user's win whose
 //	                              event is not yet acknowledged (at most one)
 //	<prefix>:rain:{<id>}:sec      hash unix second → wins granted in it
+//	<prefix>:rain:{<id>}:wait     a marker a win returned again writes so that WAIT covers it (WaitReplicas)
 //
 // The invariant every script checks first is SCARD pool + issued = armed (with one wins
 // entry per issued prize); a state that breaks it was partly lost and is reported as
@@ -346,6 +347,7 @@ type Rain struct {
 	client goredis.Cmdable
 	prefix string
 	fence  bool
+	wait   ReplicaWait
 }
 
 var _ rain.Hot = (*Rain)(nil)
@@ -370,6 +372,19 @@ func NewRain(client goredis.Cmdable, prefix string) *Rain {
 // channel's pending wins (idempotent) are not fenced. It returns r.
 func (r *Rain) Fence(on bool) *Rain {
 	r.fence = on
+	return r
+}
+
+// WaitReplicas makes each grab wait for w.Replicas replicas to acknowledge it (see
+// ReplicaWait), through w.Client rather than the auto-pipeliner NewRain may have been
+// given. A grab they did not acknowledge, whatever its outcome, answers an error wrapping
+// rain.ErrUnavailable, rain.ErrUnconfirmed and ErrUnreplicated (a win taken waits
+// unacknowledged in the session); a win returned again (Again, which the caller publishes)
+// is confirmed the same way first. The other scripts do not wait: they grant nothing, and
+// what they wrote on a cut-off master is rebuilt on the promoted replica (fenced). It
+// returns r.
+func (r *Rain) WaitReplicas(w ReplicaWait) *Rain {
+	r.wait = w
 	return r
 }
 
@@ -525,13 +540,23 @@ func (r *Rain) Grab(ctx context.Context, sessionID int64, userID string, now tim
 	case ms <= 0:
 		return rain.Outcome{}, fmt.Errorf("grab rain session %d: no time: %w", sessionID, rain.ErrInvalid)
 	}
-	reply, err := rainGrabScript.run(ctx, r.client, r.fence, r.scriptKeys(sessionID), userID, ms, ms/1000, allowed, userCap).Slice()
+	reply, err := rainGrabScript.runWaiting(ctx, r.client, r.fence, r.wait, r.scriptKeys(sessionID), userID, ms, ms/1000, allowed, userCap).Slice()
+	if errors.Is(err, ErrUnreplicated) {
+		return rain.Outcome{}, fmt.Errorf("grab rain session %d for %s: %w: %w: %w", sessionID, userID, rain.ErrUnavailable, rain.ErrUnconfirmed, err)
+	}
 	if err = fencedRain(err); err != nil {
 		return rain.Outcome{}, fmt.Errorf("grab rain session %d for %s: %w", sessionID, userID, err)
 	}
 	out, err := parseGrabReply(sessionID, userID, ms, reply)
 	if err != nil {
 		return rain.Outcome{}, fmt.Errorf("grab rain session %d for %s: %w", sessionID, userID, err)
+	}
+	if out.Status == rain.Again && r.wait.On() {
+		// The win may be one refused unconfirmed: the caller publishes it, so the
+		// replicas must have it first.
+		if err := r.wait.cover(ctx, r.prefix+"rain:{"+strconv.FormatInt(sessionID, 10)+"}:wait"); err != nil {
+			return rain.Outcome{}, fmt.Errorf("grab rain session %d for %s (again): %w: %w: %w", sessionID, userID, rain.ErrUnavailable, rain.ErrUnconfirmed, err)
+		}
 	}
 	return out, nil
 }

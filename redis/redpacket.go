@@ -200,6 +200,7 @@ return redis.call('LLEN', KEYS[1])
 //	<prefix>:rp:{<id>}:meta      hash state (open|closed), expire_ms, total, eligible ("1" if restricted)
 //	<prefix>:rp:{<id>}:eligible  set of users who may grab (restricted packets only)
 //	<prefix>:rp:{<id>}:fence     replication id of the server that built the packet (Fence)
+//	<prefix>:rp:{<id>}:wait      a marker a repeated grab writes so that WAIT covers it (WaitReplicas)
 //
 // Redis must not evict these keys (maxmemory-policy noeviction, or room enough): a lost
 // list is detected by the total count and reported as redpacket.ErrUnavailable, but a lost
@@ -213,6 +214,7 @@ type RedPackets struct {
 	client goredis.Cmdable
 	prefix string
 	fence  bool
+	wait   ReplicaWait
 }
 
 var _ redpacket.Hot = (*RedPackets)(nil)
@@ -256,12 +258,29 @@ func (r *RedPackets) Fence(on bool) *RedPackets {
 	return r
 }
 
+// WaitReplicas makes each grab wait for w.Replicas replicas to acknowledge it (see
+// ReplicaWait), and returns r. A grab that took an item but was not acknowledged answers
+// an error wrapping redpacket.ErrUnavailable, redpacket.ErrUnconfirmed and
+// ErrUnreplicated; a grab found again (the user's earlier grab, which the caller
+// publishes once more) is confirmed the same way first. Grabs then go through w.Client
+// rather than the auto-pipeliner NewRedPackets may have been given. Load and close do not
+// wait: a load lost on a cut-off master is rebuilt again on the promoted replica (fenced),
+// and a close answers no grant.
+func (r *RedPackets) WaitReplicas(w ReplicaWait) *RedPackets {
+	r.wait = w
+	return r
+}
+
 // Keys returns the packet's keys in the order the scripts take them: items, grabs, meta,
 // eligible, fence.
 func (r *RedPackets) Keys(packetID string) []string {
 	base := r.prefix + "rp:{" + packetID + "}:"
 	return []string{base + "items", base + "grabs", base + "meta", base + "eligible", base + "fence"}
 }
+
+// waitKey is the packet's marker that a repeated grab writes to be confirmed (see
+// ReplicaWait.cover); it expires by itself.
+func (r *RedPackets) waitKey(packetID string) string { return r.prefix + "rp:{" + packetID + "}:wait" }
 
 // Load implements redpacket.Hot: items not yet grabbed go to the list, grabs to the hash.
 func (r *RedPackets) Load(ctx context.Context, packetID string, items []redpacket.Item, grabs []redpacket.Grab, expireAt time.Time, eligible []string) error {
@@ -378,9 +397,12 @@ func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time
 	if now.UnixMilli() <= 0 {
 		return grabResult{}, fmt.Errorf("grab red packet %s: no time", packetID)
 	}
-	reply, err := grabScript.run(ctx, r.client, r.fence, r.Keys(packetID), userID, now.UnixMilli()).Slice()
+	reply, err := grabScript.runWaiting(ctx, r.client, r.fence, r.wait, r.Keys(packetID), userID, now.UnixMilli()).Slice()
 	if err = fenceErr(err); errors.Is(err, ErrFenced) {
 		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w: %w", packetID, userID, redpacket.ErrUnavailable, err)
+	}
+	if errors.Is(err, ErrUnreplicated) {
+		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w: %w: %w", packetID, userID, redpacket.ErrUnavailable, redpacket.ErrUnconfirmed, err)
 	}
 	if err != nil {
 		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
@@ -397,6 +419,13 @@ func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time
 		it, _, err := parseRPGrab(rest[0])
 		if err != nil {
 			return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, err)
+		}
+		if status == rpAgain && r.wait.On() {
+			// The earlier grab may be one that was refused unconfirmed: the answer
+			// publishes it, so the replicas must have it first.
+			if err := r.wait.cover(ctx, r.waitKey(packetID)); err != nil {
+				return grabResult{}, fmt.Errorf("grab red packet %s for %s (again): %w: %w: %w", packetID, userID, redpacket.ErrUnavailable, redpacket.ErrUnconfirmed, err)
+			}
 		}
 		return grabResult{Item: it, Again: status == rpAgain}, nil
 	case rpMissing:

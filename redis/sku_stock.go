@@ -21,6 +21,7 @@ type SKUStock struct {
 	client goredis.UniversalClient
 	prefix string
 	fence  bool
+	wait   ReplicaWait
 }
 
 var _ activity.SKUStock = (*SKUStock)(nil)
@@ -38,6 +39,14 @@ func NewSKUStock(client goredis.UniversalClient, prefix string) *SKUStock {
 // from the durable records as a lost one. It returns s.
 func (s *SKUStock) Fence(on bool) *SKUStock {
 	s.fence = on
+	return s
+}
+
+// WaitReplicas makes each deduction wait for w.Replicas replicas to acknowledge it, as
+// Stock.WaitReplicas; one they did not acknowledge wraps activity.ErrSKUStockMissing and
+// ErrUnreplicated (retry, nothing sold). It returns s.
+func (s *SKUStock) WaitReplicas(w ReplicaWait) *SKUStock {
+	s.wait = w
 	return s
 }
 
@@ -69,7 +78,7 @@ func (s *SKUStock) Preheat(ctx context.Context, sku, total, remaining int64, exp
 // activity.ErrSKUStockExhausted, a missing (or old-form) one activity.ErrSKUStockMissing
 // (stock unknown until it is rebuilt: nothing is taken, never oversell).
 func (s *SKUStock) Deduct(ctx context.Context, sku int64, expireAt time.Time) (left, issued int64, err error) {
-	left, issued, err = deductCounter(ctx, s.client, s.fence, s.CounterKey(sku), 1, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
+	left, issued, err = deductCounter(ctx, s.client, s.fence, s.wait, s.CounterKey(sku), 1, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
 	if err != nil {
 		return 0, 0, fmt.Errorf("deduct sku %d: %w", sku, err)
 	}

@@ -16,7 +16,7 @@ func (s *SKUStock) DeductN(ctx context.Context, sku, units int64, expireAt time.
 	if units < 1 || units > maxStock {
 		return 0, 0, fmt.Errorf("deduct %d units of sku %d: %w", units, sku, activity.ErrInvalidUnits)
 	}
-	left, issued, err = deductCounter(ctx, s.client, s.fence, s.CounterKey(sku), units, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
+	left, issued, err = deductCounter(ctx, s.client, s.fence, s.wait, s.CounterKey(sku), units, expireAt, activity.ErrSKUStockExhausted, activity.ErrSKUStockMissing)
 	if err != nil {
 		return 0, 0, fmt.Errorf("deduct %d units of sku %d: %w", units, sku, err)
 	}

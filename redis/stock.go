@@ -29,6 +29,7 @@ type Stock struct {
 	deducts goredis.Scripter
 	prefix  string
 	fence   bool
+	wait    ReplicaWait
 }
 
 var _ strategy.Stock = (*Stock)(nil)
@@ -55,6 +56,17 @@ func (s *Stock) DeductVia(c goredis.Scripter) { s.deducts = c }
 // the durable records as a lost one. The reads are not fenced. It returns s.
 func (s *Stock) Fence(on bool) *Stock {
 	s.fence = on
+	return s
+}
+
+// WaitReplicas makes each deduction wait for w.Replicas replicas to acknowledge it (see
+// ReplicaWait), through w.Client rather than the auto-pipeliner of DeductVia. One they did
+// not acknowledge wraps strategy.ErrStockMissing and ErrUnreplicated: the draw answers
+// retry and grants nothing. Top-up and preheat do not wait: they grant nothing, and a
+// counter they wrote on a cut-off master is rebuilt from SQL on the promoted replica
+// (fenced). It returns s.
+func (s *Stock) WaitReplicas(w ReplicaWait) *Stock {
+	s.wait = w
 	return s
 }
 
@@ -98,7 +110,7 @@ func (s *Stock) Preheat(ctx context.Context, ref strategy.AwardRef, total, remai
 // number once returned is never returned again for ref, even if the counter is later set
 // back up or topped up.
 func (s *Stock) Deduct(ctx context.Context, ref strategy.AwardRef, expireAt time.Time) (strategy.Grant, error) {
-	n, issued, err := deductCounter(ctx, s.deducts, s.fence, s.CounterKey(ref), 1, expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
+	n, issued, err := deductCounter(ctx, s.deducts, s.fence, s.wait, s.CounterKey(ref), 1, expireAt, strategy.ErrStockOut, strategy.ErrStockMissing)
 	if err != nil {
 		return strategy.Grant{}, fmt.Errorf("deduct award %d of strategy %d: %w", ref.AwardID, ref.StrategyID, err)
 	}

@@ -24,6 +24,12 @@ var (
 	ErrConflict = errors.New("red packet grab conflicts with the recorded items")
 	// ErrUnavailable is a packet whose hot state is lost or not loaded: retry later.
 	ErrUnavailable = errors.New("red packet temporarily unavailable")
+	// ErrUnconfirmed is a grab the hot state took but could not confirm durable there (its
+	// replicas did not acknowledge it: the master may be cut off, and the grab lost when it
+	// rejoins). It comes wrapped with ErrUnavailable (retry) but asks for no rebuild: the
+	// hot state is whole where it stands. The grab is not published; a retry that finds it
+	// again publishes it once it is confirmed, and a packet's refund credits it if it stays.
+	ErrUnconfirmed = errors.New("red packet grab not confirmed by the hot state's replicas")
 )
 
 // State is red_packet.packet_state.

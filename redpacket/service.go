@@ -264,9 +264,11 @@ func (s *Service) Grab(ctx context.Context, userID, packetID string) (Grab, erro
 	}
 	now := s.opts.Now()
 	item, again, err := s.opts.Hot.Grab(ctx, packetID, userID, now)
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrUnconfirmed) {
 		// Not in the hot state: an unknown id, a packet whose keys Redis lost, or one
-		// fenced after a Redis failover (its copy may lack grabs already answered).
+		// fenced after a Redis failover (its copy may lack grabs already answered). An
+		// unconfirmed grab is answered retry as it is: the packet is whole where it was
+		// taken, and a rebuild would only keep it.
 		if rerr := s.recover(ctx, packetID, err); rerr != nil {
 			return Grab{}, rerr
 		}
