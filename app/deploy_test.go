@@ -82,6 +82,7 @@ func TestDeployScriptVariablesAreConfig(t *testing.T) {
 		"BIGMARKET_CONFIG_DSN=root@tcp(127.0.0.1:13306)/big_market",
 		"BIGMARKET_USER_DSNS=root@tcp(127.0.0.1:13306)/big_market_01,root@tcp(127.0.0.1:13307)/big_market_02",
 		"BIGMARKET_DATA_DIR=" + t.TempDir(),
+		"BIGMARKET_REDIS_ADDRS=127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003",
 	}
 	literal := regexp.MustCompile(`echo "(BIGMARKET_[A-Z0-9_]+)=([^"$]+)"`)
 	values := map[string]string{}
