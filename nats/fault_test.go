@@ -23,8 +23,7 @@ import (
 // (FetchWait) and on the server's (90% of it, counted from when the request arrived), and
 // when the request was held up by more than the difference a message handed to it after
 // the client gave up reaches nobody. Nothing is lost: the server redelivers it after
-// AckWait. The default AckWait (30s) equals the tests' 30s deadline, so with it the test
-// would race the redelivery; with 2s, testenv.Eventually waits for it.
+// AckWait (default 5s); with 2s these tests wait for it well within their deadlines.
 func faultOptions() StockOptions {
 	opts := testOptions("")
 	opts.PublishTimeout = 300 * time.Millisecond

@@ -55,7 +55,11 @@ type StockOptions struct {
 	BatchSize int
 	// FetchWait is how long one fetch waits to fill a batch (default 500ms).
 	FetchWait time.Duration
-	// AckWait is how long the server waits for an ack before redelivering (default 30s).
+	// AckWait is how long the server waits for an ack before redelivering (default 5s):
+	// a delivery that reached nobody (its pull request died with a NATS server or a node)
+	// comes again after it, and the award's surplus in SQL lags that long. A batch whose
+	// store calls outlast it may be delivered again meanwhile; the update is monotone (the
+	// highest sequence number), so the repeat changes nothing.
 	AckWait time.Duration
 	// MaxDeliver caps deliveries of one message (default -1: unlimited, because a message
 	// dropped after a long store outage would leave its award's surplus behind).
@@ -108,7 +112,7 @@ func (o StockOptions) withDefaults() StockOptions {
 		o.FetchWait = 500 * time.Millisecond
 	}
 	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
+		o.AckWait = 5 * time.Second
 	}
 	if o.MaxDeliver == 0 {
 		o.MaxDeliver = -1
