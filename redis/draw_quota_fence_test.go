@@ -296,30 +296,7 @@ func BenchmarkDrawQuotaTakeFence(b *testing.B) {
 		}
 		keys[f] = key
 	}
-	const per = 1000
-	usec, calls := map[bool]int64{}, map[bool]int64{}
-	fence := false
-	settle := func() {
-		stats, err := client.Info(ctx, "commandstats").Result()
-		if err != nil {
-			b.Fatal(err)
-		}
-		u, c := evalshaStats(stats)
-		usec[fence], calls[fence] = usec[fence]+u, calls[fence]+c
-	}
-	b.ResetTimer()
-	for i := range b.N {
-		if i%per == 0 {
-			b.StopTimer()
-			if i > 0 {
-				settle()
-			}
-			fence = (i/per)%2 == 1
-			if err := client.ConfigResetStat(ctx).Err(); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
+	benchFenced(b, client, "take", 1000, nil, func(i int, fence bool) {
 		d, key, order := ds[fence], keys[fence], "o"+strconv.Itoa(i)
 		if _, _, err := d.Take(ctx, key, order, now, time.Minute); err != nil {
 			b.Fatal(err)
@@ -333,12 +310,5 @@ func BenchmarkDrawQuotaTakeFence(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-	}
-	b.StopTimer()
-	settle()
-	for _, f := range []bool{false, true} {
-		if calls[f] > 0 {
-			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/take-fence="+strconv.FormatBool(f))
-		}
-	}
+	})
 }

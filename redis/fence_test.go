@@ -282,12 +282,30 @@ func BenchmarkRedPacketGrabFence(b *testing.B) {
 	items := splitItems(per, 1)
 	expireAt := time.Now().Add(time.Hour)
 	now := time.Now()
+	var id string
+	benchFenced(b, client, "grab", per, func(turn int, fence bool) {
+		id = "p" + strconv.Itoa(turn) // a packet per turn
+		if err := rps[fence].load(ctx, id, items, nil, expireAt, nil); err != nil {
+			b.Fatal(err)
+		}
+	}, func(i int, fence bool) {
+		if _, err := rps[fence].grab(ctx, id, "u"+strconv.Itoa(i), now); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// benchFenced runs b.N calls of op, unfenced and fenced in turns of per calls (setup,
+// when set, prepares each turn: a new packet or counter for it), and reports the server
+// time of EVALSHA per call of each kind, read from INFO commandstats (reset at each
+// turn), as "server-us/<what>-fence=false|true". op runs with the timer on and may stop
+// and start it around work it does not want counted; setup runs with it off.
+func benchFenced(b *testing.B, client goredis.UniversalClient, what string, per int,
+	setup func(turn int, fence bool), op func(i int, fence bool)) {
+	ctx := context.Background()
 	usec, calls := map[bool]int64{}, map[bool]int64{}
-	var (
-		fence bool
-		id    string
-	)
-	settle := func() { // adds the script time of the packet just grabbed
+	fence := false
+	settle := func() { // adds the script time of the turn just run
 		stats, err := client.Info(ctx, "commandstats").Result()
 		if err != nil {
 			b.Fatal(err)
@@ -302,24 +320,22 @@ func BenchmarkRedPacketGrabFence(b *testing.B) {
 			if i > 0 {
 				settle()
 			}
-			fence, id = (i/per)%2 == 1, "p"+strconv.Itoa(i/per)
-			if err := rps[fence].load(ctx, id, items, nil, expireAt, nil); err != nil {
-				b.Fatal(err)
+			fence = (i/per)%2 == 1
+			if setup != nil {
+				setup(i/per, fence)
 			}
 			if err := client.ConfigResetStat(ctx).Err(); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 		}
-		if _, err := rps[fence].grab(ctx, id, "u"+strconv.Itoa(i), now); err != nil {
-			b.Fatal(err)
-		}
+		op(i, fence)
 	}
 	b.StopTimer()
 	settle()
 	for _, f := range []bool{false, true} {
 		if calls[f] > 0 {
-			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/grab-fence="+strconv.FormatBool(f))
+			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/"+what+"-fence="+strconv.FormatBool(f))
 		}
 	}
 }

@@ -285,44 +285,15 @@ func BenchmarkStockDeductFence(b *testing.B) {
 	stocks := map[bool]*Stock{false: NewStock(client, prefix), true: NewStock(client, prefix).Fence(true)}
 	const per = 1000
 	expireAt := time.Now().Add(time.Hour)
-	usec, calls := map[bool]int64{}, map[bool]int64{}
-	var (
-		fence bool
-		ref   strategy.AwardRef
-	)
-	settle := func() {
-		stats, err := client.Info(ctx, "commandstats").Result()
-		if err != nil {
+	var ref strategy.AwardRef
+	benchFenced(b, client, "deduct", per, func(turn int, fence bool) {
+		ref = strategy.AwardRef{StrategyID: 1, AwardID: turn} // a counter per turn
+		if err := stocks[fence].Preheat(ctx, ref, per, per, expireAt); err != nil {
 			b.Fatal(err)
 		}
-		u, c := evalshaStats(stats)
-		usec[fence], calls[fence] = usec[fence]+u, calls[fence]+c
-	}
-	b.ResetTimer()
-	for i := range b.N {
-		if i%per == 0 {
-			b.StopTimer()
-			if i > 0 {
-				settle()
-			}
-			fence, ref = (i/per)%2 == 1, strategy.AwardRef{StrategyID: 1, AwardID: i / per}
-			if err := stocks[fence].Preheat(ctx, ref, per, per, expireAt); err != nil {
-				b.Fatal(err)
-			}
-			if err := client.ConfigResetStat(ctx).Err(); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
+	}, func(_ int, fence bool) {
 		if _, err := stocks[fence].Deduct(ctx, ref, expireAt); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.StopTimer()
-	settle()
-	for _, f := range []bool{false, true} {
-		if calls[f] > 0 {
-			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/deduct-fence="+strconv.FormatBool(f))
-		}
-	}
+	})
 }

@@ -321,23 +321,31 @@ func TestRainWaitReplicas(t *testing.T) {
 	}
 }
 
-// BenchmarkRedPacketGrabWait measures what WAIT 1 costs a grab, client side, on a master
-// and a loopback replica: grabs without and with the wait, alternated by packet of 1000,
-// sequential (one grab in flight), each reported as wall time per grab.
-func BenchmarkRedPacketGrabWait(b *testing.B) {
+// benchReplicaPair starts a private master and a loopback replica, waits until the
+// replica acknowledges writes, and returns a client of the master and a ReplicaWait for
+// one replica within 50ms.
+func benchReplicaPair(b *testing.B) (goredis.UniversalClient, ReplicaWait) {
 	maddr, _ := startRedisServer(b, b.TempDir(), "--repl-diskless-sync-delay", "0")
 	host, port, _ := net.SplitHostPort(maddr)
 	startRedisServer(b, b.TempDir(), "--replicaof", host, port)
 	client := newPlainClient(b, maddr)
-	ctx := context.Background()
 	w := ReplicaWait{Client: client, Replicas: 1, Timeout: 50 * time.Millisecond}
 	deadline := time.Now().Add(20 * time.Second)
-	for w.cover(ctx, "bmbench:wait-ready") != nil {
+	for w.cover(context.Background(), "bmbench:wait-ready") != nil {
 		if time.Now().After(deadline) {
 			b.Fatal("replica not acknowledging")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return client, w
+}
+
+// BenchmarkRedPacketGrabWait measures what WAIT 1 costs a grab, client side, on a master
+// and a loopback replica: grabs without and with the wait, alternated by packet of 1000,
+// sequential (one grab in flight), each reported as wall time per grab.
+func BenchmarkRedPacketGrabWait(b *testing.B) {
+	client, w := benchReplicaPair(b)
+	ctx := context.Background()
 	prefix := testenv.Unique("bmbench_rpw_")
 	rps := map[bool]*RedPackets{false: NewRedPackets(client, prefix).Fence(true), true: NewRedPackets(client, prefix).Fence(true).WaitReplicas(w)}
 	const per = 1000
@@ -385,19 +393,8 @@ func BenchmarkRedPacketGrabWait(b *testing.B) {
 // the whole run; refused/op the share answered ErrUnreplicated (the replica did not
 // acknowledge in time).
 func BenchmarkStockDeductWaitParallel(b *testing.B) {
-	maddr, _ := startRedisServer(b, b.TempDir(), "--repl-diskless-sync-delay", "0")
-	host, port, _ := net.SplitHostPort(maddr)
-	startRedisServer(b, b.TempDir(), "--replicaof", host, port)
-	client := newPlainClient(b, maddr)
+	client, _ := benchReplicaPair(b)
 	ctx := context.Background()
-	ready := ReplicaWait{Client: client, Replicas: 1, Timeout: 50 * time.Millisecond}
-	deadline := time.Now().Add(20 * time.Second)
-	for ready.cover(ctx, "bmbench:wait-ready") != nil {
-		if time.Now().After(deadline) {
-			b.Fatal("replica not acknowledging")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	ap, err := client.AutoPipeline()
 	if err != nil {
 		b.Fatal(err)

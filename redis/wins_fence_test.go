@@ -276,30 +276,7 @@ func BenchmarkWinsHoldFence(b *testing.B) {
 		}
 		ws[f] = w
 	}
-	const per = 1000
-	usec, calls := map[bool]int64{}, map[bool]int64{}
-	fence := false
-	settle := func() {
-		stats, err := client.Info(ctx, "commandstats").Result()
-		if err != nil {
-			b.Fatal(err)
-		}
-		u, c := evalshaStats(stats)
-		usec[fence], calls[fence] = usec[fence]+u, calls[fence]+c
-	}
-	b.ResetTimer()
-	for i := range b.N {
-		if i%per == 0 {
-			b.StopTimer()
-			if i > 0 {
-				settle()
-			}
-			fence = (i/per)%2 == 1
-			if err := client.ConfigResetStat(ctx).Err(); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
+	benchFenced(b, client, "hold", 1000, nil, func(_ int, fence bool) {
 		w := ws[fence]
 		if h, _, err := w.Hold(ctx, "bench", 1, "x", time.Minute); err != nil || h != gate.Held {
 			b.Fatal(h, err)
@@ -309,14 +286,7 @@ func BenchmarkWinsHoldFence(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-	}
-	b.StopTimer()
-	settle()
-	for _, f := range []bool{false, true} {
-		if calls[f] > 0 {
-			b.ReportMetric(float64(usec[f])/float64(calls[f]), "server-us/hold-fence="+strconv.FormatBool(f))
-		}
-	}
+	})
 }
 
 // TestWinsFenceAfterRestart: a master restarted from its AOF has a new replication id,
