@@ -363,6 +363,7 @@ func (r *RedPackets) loadAt(ctx context.Context, packetID string, items []rpItem
 		}
 		args = append(args, user)
 	}
+	r.forgetMemo(packetID) // a rebuild may free the items of grabs never made durable
 	if err := loadScript.run(ctx, r.client, r.fence, r.Keys(packetID), args...).Err(); err != nil {
 		return fmt.Errorf("load red packet %s: %w", packetID, err)
 	}

@@ -19,10 +19,14 @@ const rpMemoMaxUsers = 200_000
 // rpMemo is what a node knows of a packet found empty: enough to give every later grab the
 // script's answer without asking Redis, until the packet's expiry.
 //
-// It holds because emptiness is final: no item is ever put back into an open packet's
-// list (a close takes the remainder out, a rebuild happens only to a packet whose state
-// was lost), and a failover that rolls a copy back to empty means it was empty then. No
-// grab can follow emptiness, so the grabbers of an empty packet are final too.
+// It holds because emptiness is final: no grab puts an item back into an open packet's
+// list, a close takes the remainder out, and a failover that rolls a copy back to empty
+// means it was empty then (with the replica wait on, the memo is kept only once the
+// replicas have the emptiness). No grab can follow emptiness, so the grabbers of an empty
+// packet are final too. The one exception is a rebuild of a lost or fenced packet from
+// the database: it frees the items of grabs that were answered with an error and never
+// made durable. The node that rebuilds drops its memo (Load); another node's memo keeps
+// answering empty until the expiry, and the refund returns those items to the sender.
 type rpMemo struct {
 	until      int64 // the packet's expire_ms: at or after it the script answers closed
 	grabbers   map[string]struct{}
@@ -48,7 +52,9 @@ type rpMemos struct {
 //
 // The memo assumes that a packet is closed only after its expiry (the refund job): Close
 // on this node drops it, but a close before the expiry on another node would leave this
-// one answering empty where the script answers closed until then.
+// one answering empty where the script answers closed until then. Likewise a rebuild on
+// another node that frees items (see rpMemo) is not seen here before the expiry. With
+// the replica wait on, a memo is kept only once the replicas acknowledge the emptiness.
 func (r *RedPackets) EmptyMemo(size int) *RedPackets {
 	if size <= 0 {
 		r.memo = nil
@@ -104,6 +110,11 @@ func (r *RedPackets) noteEmpty(ctx context.Context, packetID string, nowMs int64
 	r.memo.builds.Add(1)
 	m, err := r.readMemo(ctx, packetID, nowMs)
 	if err != nil || m == nil {
+		return
+	}
+	// With the replica wait on, the emptiness must be on the replicas too, or a failover
+	// could promote a copy that still has items the memo would hide.
+	if r.wait.On() && r.wait.cover(ctx, r.waitKey(packetID)) != nil {
 		return
 	}
 	r.memo.cache.Add(packetID, m)

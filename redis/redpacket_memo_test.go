@@ -176,6 +176,20 @@ func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
 		}
 	})
 
+	t.Run("RebuildDropsMemo", func(t *testing.T) {
+		// The packet is lost and rebuilt without g0's grab (answered with an error, never
+		// made durable): its item is free again, and this node's memo must not hide it.
+		const id = "p-memo-rebuild"
+		got := empty(t, id, 2, nil)
+		if err := on.client.Del(ctx, on.Keys(id)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		mustLoad(t, on, id, []rpItem{got["g0"]}, map[string]rpItem{"g1": got["g1"]}, expireAt, nil)
+		if res := mustGrab(t, on, id, "after-rebuild", before); res.Again || res.Item != got["g0"] {
+			t.Fatalf("grab after the rebuild: %+v, want the freed item %+v", res, got["g0"])
+		}
+	})
+
 	t.Run("ConcurrentEmptyGrabsBuildOnce", func(t *testing.T) {
 		const (
 			id      = "p-memo-concurrent"
