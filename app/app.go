@@ -166,7 +166,7 @@ const (
 	natsSetupTimeout = 60 * time.Second
 )
 
-// redPacketEmptyMemo is how many packets found empty each node remembers (redis.EmptyMemo):
+// redPacketEmptyMemo is how many packets found empty each node remembers (redis.RedPackets.EmptyMemo):
 // a packet's memo holds its grabbers and eligible users, and lives until its expiry.
 const redPacketEmptyMemo = 1024
 

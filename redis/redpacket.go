@@ -363,7 +363,10 @@ func (r *RedPackets) loadAt(ctx context.Context, packetID string, items []rpItem
 		}
 		args = append(args, user)
 	}
-	r.forgetMemo(packetID) // a rebuild may free the items of grabs never made durable
+	// A rebuild may free the items of grabs never made durable: drop the memo, and any
+	// that a grab built from the state before it meanwhile.
+	r.forgetMemo(packetID)
+	defer r.forgetMemo(packetID)
 	if err := loadScript.run(ctx, r.client, r.fence, r.Keys(packetID), args...).Err(); err != nil {
 		return fmt.Errorf("load red packet %s: %w", packetID, err)
 	}
