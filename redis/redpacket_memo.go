@@ -7,17 +7,24 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	goredis "github.com/redis/go-redis/v9"
 )
+
+// rpMemoLife bounds how long a memo answers, from the grab that found the packet empty:
+// the bound of a change it cannot see (another node's rebuild freeing items), as a
+// sold-out flag's SoldOutTTL is for a top-up.
+const rpMemoLife = 5 * time.Second
 
 // rpMemoMaxUsers bounds the grabbers plus eligible users a memo may hold: a packet with
 // more is left to the script, so one memo stays a few megabytes at most.
 const rpMemoMaxUsers = 200_000
 
 // rpMemo is what a node knows of a packet found empty: enough to give every later grab the
-// script's answer without asking Redis, until the packet's expiry.
+// script's answer without asking Redis, until the packet's expiry or for rpMemoLife,
+// whichever ends first.
 //
 // It holds because emptiness is final: no grab puts an item back into an open packet's
 // list, a close takes the remainder out, and a failover that rolls a copy back to empty
@@ -26,9 +33,9 @@ const rpMemoMaxUsers = 200_000
 // packet are final too. The one exception is a rebuild of a lost or fenced packet from
 // the database: it frees the items of grabs that were answered with an error and never
 // made durable. The node that rebuilds drops its memo (Load); another node's memo keeps
-// answering empty until the expiry, and the refund returns those items to the sender.
+// answering empty for at most rpMemoLife, after which its grabs reach the freed items.
 type rpMemo struct {
-	until      int64 // the packet's expire_ms: at or after it the script answers closed
+	until      int64 // ms: the packet's expiry (the script then answers closed), or sooner: rpMemoLife
 	grabbers   map[string]struct{}
 	restricted bool
 	eligible   map[string]struct{}
@@ -43,17 +50,16 @@ type rpMemos struct {
 
 // EmptyMemo keeps, on this node, a memo of up to size packets found empty (LRU), and
 // returns r; size ≤ 0 turns it off (the default). Once a grab answers empty, one pipelined
-// read takes the packet's grabbers, expiry and eligible users, and until the packet's
-// expiry every grab of a user who is not a grabber answers redpacket.ErrNotEligible (a
-// restricted packet's outsider) or redpacket.ErrEmpty here, exactly as the script would,
-// without a Redis round trip. A grabber still goes to Redis for their item (Again, with
-// its replica wait). From the expiry on, the memo is dropped and the script answers
-// closed.
+// read takes the packet's grabbers, expiry and eligible users, and for rpMemoLife (5 s;
+// less when the packet expires sooner) every grab of a user who is not a grabber answers
+// redpacket.ErrNotEligible (a restricted packet's outsider) or redpacket.ErrEmpty here,
+// exactly as the script would, without a Redis round trip; then the next empty answer
+// builds it again. A grabber still goes to Redis for their item (Again, with its replica
+// wait). At the expiry the memo is dropped and the script answers closed.
 //
-// The memo assumes that a packet is closed only after its expiry (the refund job): Close
-// on this node drops it, but a close before the expiry on another node would leave this
-// one answering empty where the script answers closed until then. Likewise a rebuild on
-// another node that frees items (see rpMemo) is not seen here before the expiry. With
+// What the memo cannot see lasts at most rpMemoLife: a close on another node before the
+// expiry (only the refund job closes packets today, after it), or a rebuild on another
+// node that frees items (see rpMemo). Close and Load on this node drop it at once. With
 // the replica wait on, a memo is kept only once the replicas acknowledge the emptiness.
 func (r *RedPackets) EmptyMemo(size int) *RedPackets {
 	if size <= 0 {
@@ -158,7 +164,7 @@ func (r *RedPackets) readMemo(ctx context.Context, packetID string, nowMs int64)
 	if left.Val() != 0 || int64(len(users)) != total || len(users)+len(eligible.Val()) > rpMemoMaxUsers {
 		return nil, nil
 	}
-	m := &rpMemo{until: until, grabbers: make(map[string]struct{}, len(users)), restricted: str(2) == "1"}
+	m := &rpMemo{until: min(until, nowMs+rpMemoLife.Milliseconds()), grabbers: make(map[string]struct{}, len(users)), restricted: str(2) == "1"}
 	for _, u := range users {
 		m.grabbers[u] = struct{}{}
 	}

@@ -165,6 +165,23 @@ func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
 		}
 	})
 
+	t.Run("MemoLapses", func(t *testing.T) {
+		const id = "p-memo-lapse"
+		empty(t, id, 2, nil)
+		sent := hook.cmds.Load()
+		if _, err := on.grab(ctx, id, "within", before.Add(rpMemoLife-time.Millisecond)); !errors.Is(err, redpacket.ErrEmpty) || hook.cmds.Load() != sent {
+			t.Fatalf("grab within the memo's life: %v, %d commands; want ErrEmpty from the memo", err, hook.cmds.Load()-sent)
+		}
+		if _, err := on.grab(ctx, id, "after", before.Add(rpMemoLife)); !errors.Is(err, redpacket.ErrEmpty) || hook.cmds.Load() == sent {
+			t.Fatalf("grab once the memo lapsed: %v; want ErrEmpty from the script", err)
+		}
+		// The script's empty answer built it again.
+		sent = hook.cmds.Load()
+		if _, err := on.grab(ctx, id, "again", before.Add(rpMemoLife+time.Second)); !errors.Is(err, redpacket.ErrEmpty) || hook.cmds.Load() != sent {
+			t.Fatalf("grab after the rebuilt memo: %v, %d commands; want ErrEmpty from the memo", err, hook.cmds.Load()-sent)
+		}
+	})
+
 	t.Run("CloseDropsMemo", func(t *testing.T) {
 		const id = "p-memo-close"
 		empty(t, id, 2, nil)
