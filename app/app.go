@@ -166,6 +166,10 @@ const (
 	natsSetupTimeout = 60 * time.Second
 )
 
+// redPacketEmptyMemo is how many packets found empty each node remembers (redis.RedPackets.EmptyMemo):
+// a packet's memo holds its grabbers and eligible users, and lives until its expiry.
+const redPacketEmptyMemo = 1024
+
 // natsSetup runs create, an idempotent creation of streams or buckets, until it succeeds,
 // fails other than by a timeout, or natsSetupTimeout has passed.
 func (n *App) natsSetup(ctx context.Context, create func(context.Context) error) error {
@@ -277,7 +281,8 @@ func (n *App) buildServices() {
 	n.rebates = rebate.NewService(rebate.Options{Configs: awardConfigs, Store: n.users, Pending: n.users, Recharge: n.activities.Recharge,
 		Credits: n.users, Location: cfg.location})
 	// Concurrent grabs share Redis round trips through an auto-pipeliner: under a crowd
-	// each write and read carries many scripts instead of one.
+	// each write and read carries many scripts instead of one. Grabs of a packet this node
+	// found empty answer from a memo of its last 1024 such packets, without Redis.
 	var grabRedis goredis.Cmdable = b.Redis
 	if ap, err := b.Redis.AutoPipeline(); err == nil {
 		grabRedis = ap
@@ -285,7 +290,8 @@ func (n *App) buildServices() {
 		log.Warn("red packets without auto-pipelining", "err", err)
 	}
 	n.redPackets = redpacket.NewService(redpacket.Options{
-		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait),
+		Store: n.users, Hot: redis.NewRedPackets(grabRedis, cfg.RedisPrefix).Fence(b.RedisFence).WaitReplicas(b.RedisWait).
+			EmptyMemo(redPacketEmptyMemo),
 		Events: nats.NewGrabEvents(n.publisher), Logger: log,
 		// A rebuild of a lost packet waits for the grab consumer (buildConsumers) to
 		// apply every grab event already published.

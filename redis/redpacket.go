@@ -215,6 +215,7 @@ type RedPackets struct {
 	prefix string
 	fence  bool
 	wait   ReplicaWait
+	memo   *rpMemos // EmptyMemo; nil when off
 }
 
 var _ redpacket.Hot = (*RedPackets)(nil)
@@ -362,6 +363,10 @@ func (r *RedPackets) loadAt(ctx context.Context, packetID string, items []rpItem
 		}
 		args = append(args, user)
 	}
+	// A rebuild may free the items of grabs never made durable: drop the memo, and any
+	// that a grab built from the state before it meanwhile.
+	r.forgetMemo(packetID)
+	defer r.forgetMemo(packetID)
 	if err := loadScript.run(ctx, r.client, r.fence, r.Keys(packetID), args...).Err(); err != nil {
 		return fmt.Errorf("load red packet %s: %w", packetID, err)
 	}
@@ -382,7 +387,8 @@ func (r *RedPackets) Grab(ctx context.Context, packetID, userID string, now time
 // result. Otherwise it returns an error wrapping redpacket.ErrUnavailable,
 // redpacket.ErrClosed (closed, or now at or past the expiry), redpacket.ErrNotEligible or
 // redpacket.ErrEmpty, in that order; a fenced packet's error wraps both
-// redpacket.ErrUnavailable and ErrFenced.
+// redpacket.ErrUnavailable and ErrFenced. With EmptyMemo, a packet this node found empty
+// answers the last two from the memo, without Redis, until its expiry.
 //
 // now comes from the caller's injected clock rather than Redis TIME, so that one clock
 // decides expiry across the domain and tests can pin it; app clocks are NTP-synced, and a
@@ -396,6 +402,12 @@ func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time
 	}
 	if now.UnixMilli() <= 0 {
 		return grabResult{}, fmt.Errorf("grab red packet %s: no time", packetID)
+	}
+	switch r.memoAnswer(packetID, userID, now.UnixMilli()) {
+	case rpEmpty:
+		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, redpacket.ErrEmpty)
+	case rpNotEligible:
+		return grabResult{}, fmt.Errorf("grab red packet %s for %s: %w", packetID, userID, redpacket.ErrNotEligible)
 	}
 	reply, err := grabScript.runWaiting(ctx, r.client, r.fence, r.wait, r.Keys(packetID), userID, now.UnixMilli()).Slice()
 	if err = fenceErr(err); errors.Is(err, ErrFenced) {
@@ -436,6 +448,7 @@ func (r *RedPackets) grab(ctx context.Context, packetID, userID string, now time
 		err = redpacket.ErrNotEligible
 	case rpEmpty:
 		err = redpacket.ErrEmpty
+		r.noteEmpty(ctx, packetID, now.UnixMilli())
 	default:
 		err = fmt.Errorf("unexpected script status %d", status)
 	}
@@ -459,6 +472,8 @@ func (r *RedPackets) closePacket(ctx context.Context, packetID string) (remainin
 	if err := checkPacketID(packetID); err != nil {
 		return nil, false, fmt.Errorf("close red packet: %w", err)
 	}
+	r.forgetMemo(packetID)
+	defer r.forgetMemo(packetID) // and any memo a grab built meanwhile
 	keys := r.Keys(packetID)
 	reply, err := closeScript.run(ctx, r.client, r.fence, []string{keys[0], keys[1], keys[2], keys[4]}).Slice()
 	if err = fenceErr(err); errors.Is(err, ErrFenced) {

@@ -597,3 +597,38 @@ func TestDrawQuotaWaitReplicas(t *testing.T) {
 		t.Fatalf("quota after the resume: %s, %v, %v; want 3 left", show(q), ok, err)
 	}
 }
+
+// TestRedPacketEmptyMemoWaitsForReplicas: with the replica wait on, a node keeps an
+// empty packet's memo only once the replica acknowledges the emptiness; a grabber still
+// gets their item again, confirmed, through Redis.
+func TestRedPacketEmptyMemoWaitsForReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, _, proc := replicaPairProcs(t)
+	w := ReplicaWait{Client: master, Replicas: 1, Timeout: waitTimeout}
+	rp := NewRedPackets(master, "bmtest").Fence(true).WaitReplicas(w).EmptyMemo(8)
+	expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
+	now := expireAt.Add(-time.Minute)
+	const id = "p-wait-memo"
+	mustLoad(t, rp, id, splitItems(1, 7), nil, expireAt, nil)
+	first := mustGrab(t, rp, id, "u1", now)
+
+	// The grab that finds the packet empty builds the memo behind its answer (which its
+	// own WAIT may already refuse while the replica is frozen): the build alone here.
+	signal(t, proc, syscall.SIGSTOP)
+	rp.noteEmpty(ctx, id, now.UnixMilli())
+	if rp.memo.cache.Contains(id) {
+		t.Fatal("memo kept while the replica acknowledges nothing")
+	}
+	signal(t, proc, syscall.SIGCONT)
+	testenv.Eventually(t, 20*time.Second, "memo kept once the replica thaws", func() (bool, string) {
+		_, err := rp.grab(ctx, id, "u3", now)
+		return errors.Is(err, redpacket.ErrEmpty) && rp.memo.cache.Contains(id), err2s(err)
+	})
+	if _, err := rp.grab(ctx, id, "u4", now); !errors.Is(err, redpacket.ErrEmpty) {
+		t.Fatalf("grab with the memo: %v; want ErrEmpty", err)
+	}
+	if res := mustGrab(t, rp, id, "u1", now); !res.Again || res.Item != first.Item {
+		t.Fatalf("u1 again with the memo: %+v, want again %+v", res, first.Item)
+	}
+}
