@@ -3,47 +3,21 @@ package redis
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/bigmarket/bigmarket/internal/testenv"
 	"github.com/bigmarket/bigmarket/redpacket"
 )
-
-// countingHook counts every command a client sends, alone or in a pipeline: a grab that
-// adds nothing to it made no Redis round trip.
-type countingHook struct{ cmds atomic.Int64 }
-
-func (h *countingHook) DialHook(next goredis.DialHook) goredis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
-}
-
-func (h *countingHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		h.cmds.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *countingHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		h.cmds.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
 
 func TestRedPacketEmptyMemo(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			client := b.client(t)
-			hook := &countingHook{}
+			hook := &roundTrips{}
 			client.AddHook(hook)
 			prefix := uniquePrefix(t, client)
 			// on and off share the keys: off is the script's own answer to compare with.
@@ -54,7 +28,7 @@ func TestRedPacketEmptyMemo(t *testing.T) {
 	}
 }
 
-func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
+func testEmptyMemo(t *testing.T, hook *roundTrips, on, off *RedPackets) {
 	ctx := context.Background()
 	expireAt := time.Now().Add(10 * time.Minute).Truncate(time.Millisecond)
 	before := expireAt.Add(-time.Minute)
@@ -81,9 +55,9 @@ func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
 	// noRedis runs f and fails if it sent any command.
 	noRedis := func(t *testing.T, f func()) {
 		t.Helper()
-		before := hook.cmds.Load()
+		before := hook.n.Load()
 		f()
-		if n := hook.cmds.Load() - before; n != 0 {
+		if n := hook.n.Load() - before; n != 0 {
 			t.Fatalf("%d commands sent to Redis, want none", n)
 		}
 	}
@@ -109,12 +83,12 @@ func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
 		const id = "p-memo-again"
 		got := empty(t, id, 3, nil)
 		for user, want := range got {
-			sent := hook.cmds.Load()
+			sent := hook.n.Load()
 			res, err := on.grab(ctx, id, user, before)
 			if err != nil || !res.Again || res.Item != want {
 				t.Fatalf("grabber %s again: %+v, %v; want Again %+v", user, res, err, want)
 			}
-			if hook.cmds.Load() == sent {
+			if hook.n.Load() == sent {
 				t.Fatalf("grabber %s was answered without Redis", user)
 			}
 		}
@@ -146,11 +120,11 @@ func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
 	t.Run("ExpiryDropsMemo", func(t *testing.T) {
 		const id = "p-memo-expiry"
 		empty(t, id, 2, nil)
-		sent := hook.cmds.Load()
+		sent := hook.n.Load()
 		if _, err := on.grab(ctx, id, "late", expireAt); !errors.Is(err, redpacket.ErrClosed) {
 			t.Fatalf("grab at the expiry: %v, want ErrClosed", err)
 		}
-		if hook.cmds.Load() == sent {
+		if hook.n.Load() == sent {
 			t.Fatal("grab at the expiry was answered without Redis")
 		}
 		if on.memo.cache.Contains(id) {
@@ -168,17 +142,17 @@ func testEmptyMemo(t *testing.T, hook *countingHook, on, off *RedPackets) {
 	t.Run("MemoLapses", func(t *testing.T) {
 		const id = "p-memo-lapse"
 		empty(t, id, 2, nil)
-		sent := hook.cmds.Load()
-		if _, err := on.grab(ctx, id, "within", before.Add(rpMemoLife-time.Millisecond)); !errors.Is(err, redpacket.ErrEmpty) || hook.cmds.Load() != sent {
-			t.Fatalf("grab within the memo's life: %v, %d commands; want ErrEmpty from the memo", err, hook.cmds.Load()-sent)
+		sent := hook.n.Load()
+		if _, err := on.grab(ctx, id, "within", before.Add(rpMemoLife-time.Millisecond)); !errors.Is(err, redpacket.ErrEmpty) || hook.n.Load() != sent {
+			t.Fatalf("grab within the memo's life: %v, %d round trips; want ErrEmpty from the memo", err, hook.n.Load()-sent)
 		}
-		if _, err := on.grab(ctx, id, "after", before.Add(rpMemoLife)); !errors.Is(err, redpacket.ErrEmpty) || hook.cmds.Load() == sent {
+		if _, err := on.grab(ctx, id, "after", before.Add(rpMemoLife)); !errors.Is(err, redpacket.ErrEmpty) || hook.n.Load() == sent {
 			t.Fatalf("grab once the memo lapsed: %v; want ErrEmpty from the script", err)
 		}
 		// The script's empty answer built it again.
-		sent = hook.cmds.Load()
-		if _, err := on.grab(ctx, id, "again", before.Add(rpMemoLife+time.Second)); !errors.Is(err, redpacket.ErrEmpty) || hook.cmds.Load() != sent {
-			t.Fatalf("grab after the rebuilt memo: %v, %d commands; want ErrEmpty from the memo", err, hook.cmds.Load()-sent)
+		sent = hook.n.Load()
+		if _, err := on.grab(ctx, id, "again", before.Add(rpMemoLife+time.Second)); !errors.Is(err, redpacket.ErrEmpty) || hook.n.Load() != sent {
+			t.Fatalf("grab after the rebuilt memo: %v, %d round trips; want ErrEmpty from the memo", err, hook.n.Load()-sent)
 		}
 	})
 
