@@ -167,7 +167,7 @@ const (
 )
 
 // redPacketEmptyMemo is how many packets found empty each node remembers (redis.RedPackets.EmptyMemo):
-// a packet's memo holds its grabbers and eligible users, and lives until its expiry.
+// a packet's memo holds its grabbers and eligible users, and answers for 5 s at a time.
 const redPacketEmptyMemo = 1024
 
 // natsSetup runs create, an idempotent creation of streams or buckets, until it succeeds,

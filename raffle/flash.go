@@ -492,7 +492,7 @@ func (s *Service) SweepPendingLeased(ctx context.Context, lease Lease, interval 
 		// A short lease: a node that dies holding it delays the others' sweeps by at
 		// most interval + 15s. A sweep outliving it is harmless (each pending draw has
 		// its own lease, and the message id drops a second publish).
-		token, ok, err := lease.Claim(ctx, sweepLease, interval+15*time.Second)
+		token, ok, err := lease.Claim(ctx, sweepLease, tick.LeaseTTL(interval))
 		if err != nil || !ok {
 			return
 		}

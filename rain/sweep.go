@@ -33,7 +33,7 @@ const sweepLookback = 7 * 24 * time.Hour
 // idempotent (Close, the wins by their key, EndSession once).
 func (s *Service) SweepLeased(ctx context.Context, leases Leaser, interval time.Duration) error {
 	return tick.Every(ctx, interval, func(ctx context.Context) {
-		s.sweepOnce(ctx, leases, interval+15*time.Second)
+		s.sweepOnce(ctx, leases, tick.LeaseTTL(interval))
 	})
 }
 

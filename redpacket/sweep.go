@@ -28,12 +28,9 @@ const sweepLease = "red_packet_sweep"
 // by their key, the refund once by its state and out_business_no).
 func (s *Service) SweepLeased(ctx context.Context, lease Lease, interval time.Duration) error {
 	return tick.Every(ctx, interval, func(ctx context.Context) {
-		s.sweepOnce(ctx, lease, SweepLeaseTTL(interval))
+		s.sweepOnce(ctx, lease, tick.LeaseTTL(interval))
 	})
 }
-
-// SweepLeaseTTL is how long a sweep's claim on the lease lasts, for a sweep every interval.
-func SweepLeaseTTL(interval time.Duration) time.Duration { return interval + 15*time.Second }
 
 // sweepOnce sweeps if it can claim the lease for ttl.
 func (s *Service) sweepOnce(ctx context.Context, lease Lease, ttl time.Duration) {

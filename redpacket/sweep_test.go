@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/internal/tick"
 )
 
 // fakeLease is one lease shared by the "nodes" of a test: held while holder is set.
@@ -96,7 +97,7 @@ func TestSweepRunsOnlyWithTheLease(t *testing.T) {
 	if claims < 2 || len(released) == 0 || released[0] != "token" {
 		t.Fatalf("claims %d, released %v: want the lease claimed and released by its holder", claims, released)
 	}
-	if want := 10*time.Millisecond + 15*time.Second; ttl != want || SweepLeaseTTL(10*time.Millisecond) != want {
+	if want := 10*time.Millisecond + 15*time.Second; ttl != want || tick.LeaseTTL(10*time.Millisecond) != want {
 		t.Fatalf("lease ttl %v, want %v (interval + 15s)", ttl, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bigmarket/bigmarket/internal/testenv"
+	"github.com/bigmarket/bigmarket/internal/tick"
 	"github.com/bigmarket/bigmarket/redpacket"
 )
 
@@ -65,7 +66,7 @@ func TestRedPacketSweepAfterItsHolderDied(t *testing.T) {
 
 	// The dead node's claim, as redis.Leases writes it, for the TTL the sweep claims with.
 	key := d.prefix + ":lease:{red_packet_sweep}"
-	ttl := redpacket.SweepLeaseTTL(every)
+	ttl := tick.LeaseTTL(every)
 	var claimed time.Time
 	testenv.Eventually(t, 30*time.Second, "the dead node's claim written while no sweep holds the lease", func() bool {
 		ok, err := d.redis.SetNX(t.Context(), key, "dead-node", ttl).Result()

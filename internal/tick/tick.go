@@ -20,3 +20,9 @@ func Every(ctx context.Context, interval time.Duration, job func(context.Context
 		}
 	}
 }
+
+// LeaseTTL is how long a periodic job's claim on its cluster-wide lease lasts when it runs
+// every interval: one run's interval and 15 s of slack. A node that dies holding it
+// delays the job on the others by at most that; the jobs that take one (the red packet,
+// rain and pending draw sweeps) are idempotent, so a run outliving its lease is harmless.
+func LeaseTTL(interval time.Duration) time.Duration { return interval + 15*time.Second }
